@@ -1,0 +1,70 @@
+"""Errors raised by interp, probes and patching.
+
+Every error a user can trigger with bad input is a subclass of :class:`InterpError`, so
+``except interp.InterpError`` catches all of them. Messages say what was expected and what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class InterpError(Exception):
+    """Base class of every error raised for bad input or a bad environment."""
+
+
+class DimensionError(InterpError, ValueError):
+    """Wrong dims, shapes or sizes (e.g. an axis name that does not exist)."""
+
+
+class SiteError(InterpError, KeyError):
+    """A hook name or module path that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InputTypeError(InterpError, TypeError):
+    """Inputs of a type that the function cannot use."""
+
+
+class MismatchError(InterpError, ValueError):
+    """Two objects that should line up (stimuli, lengths, ids) do not."""
+
+
+class NaNError(InterpError, ValueError):
+    """NaN or infinite values where finite numbers are needed."""
+
+
+class SchemaError(InterpError, ValueError):
+    """A store, file or config whose schema differs from what was expected."""
+
+
+class ConfigError(InterpError, ValueError):
+    """An invalid parameter or configuration value (unknown key, bad range)."""
+
+
+class MissingDependencyError(InterpError, ImportError):
+    """An optional package is not installed."""
+
+
+class DataNotFoundError(InterpError, FileNotFoundError):
+    """A data set or model file that is not on disk (and cannot be downloaded offline)."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` candidates that look most like ``name`` (for 'did you mean' hints)."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)
+
+
+def require(module: str, pip_name: str | None = None, extra: str | None = None):
+    """Import an optional dependency or raise :class:`MissingDependencyError` with the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        pkg = pip_name or module.split(".")[0]
+        hint = f"pip install {pkg}" if extra is None else f"pip install 'interp[{extra}]' (or: pip install {pkg})"
+        raise MissingDependencyError(f"{module!r} is needed for this feature but is not installed: {hint}") from exc

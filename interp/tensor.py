@@ -1,0 +1,536 @@
+"""The common tensor interface: :class:`Activations`.
+
+A model's activations and a brain recording are the same type: a torch tensor with named axes
+(``dims``), per-axis metadata (``coords``, one :class:`pandas.DataFrame` per axis, one row per
+index) and provenance (``attrs``).
+
+Example
+-------
+>>> import torch
+>>> from interp import Activations
+>>> acts = Activations(torch.randn(4, 3), dims=("sample", "unit"),
+...                    coords={"unit": {"name": ["a", "b", "c"]}}, attrs={"kind": "model"})
+>>> acts.sel(name=["a", "c"]).shape
+(4, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import DimensionError, InputTypeError, MismatchError, NaNError, SchemaError, closest
+
+__all__ = ["Activations", "concat", "atomic_write"]
+
+CoordsLike = Mapping[str, "pd.DataFrame | Mapping[str, Sequence[Any]]"]
+
+
+def _as_frame(dim: str, value: Any, size: int) -> pd.DataFrame:
+    if value is None:
+        return pd.DataFrame(index=pd.RangeIndex(size))
+    frame = value.copy() if isinstance(value, pd.DataFrame) else pd.DataFrame(dict(value))
+    if len(frame.columns) and len(frame) != size:
+        raise DimensionError(f"coords for dim {dim!r} have {len(frame)} rows but the dim has size {size}")
+    if not len(frame.columns):
+        frame = pd.DataFrame(index=pd.RangeIndex(size))
+    return frame.reset_index(drop=True)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class Activations:
+    """A labeled tensor shared by model activations and recordings.
+
+    Parameters
+    ----------
+    data:
+        A tensor (or anything :func:`torch.as_tensor` accepts) on any device and dtype.
+    dims:
+        One name per axis, e.g. ``("sample", "unit")`` or ``("sample", "pos", "unit")``.
+    coords:
+        Per-axis metadata: ``{dim: DataFrame or {coord_name: values}}``, one row per index.
+    attrs:
+        Provenance, e.g. ``{"source": "induction-2l", "kind": "model"}`` or ``{"kind": "recording",
+        "dt": 0.6}``.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        dims: Sequence[str],
+        coords: CoordsLike | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(data, np.ndarray) and data.dtype == object:
+            raise InputTypeError("data must be numeric, got a NumPy array of dtype object")
+        tensor = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+        dims = tuple(dims)
+        if len(dims) != tensor.ndim:
+            raise DimensionError(f"data has {tensor.ndim} axes {tuple(tensor.shape)} but {len(dims)} dims {dims} were given")
+        if len(set(dims)) != len(dims):
+            raise DimensionError(f"dims must be unique, got {dims}")
+        coords = dict(coords or {})
+        unknown = set(coords) - set(dims)
+        if unknown:
+            raise DimensionError(f"coords given for dims {sorted(unknown)} that are not in dims {dims}")
+        self.data: torch.Tensor = tensor
+        self.dims: tuple[str, ...] = dims
+        self.coords: dict[str, pd.DataFrame] = {
+            d: _as_frame(d, coords.get(d), n) for d, n in zip(dims, tensor.shape)
+        }
+        self.attrs: dict[str, Any] = dict(attrs or {})
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of :attr:`data` as a tuple."""
+        return tuple(self.data.shape)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """``{dim: size}``."""
+        return dict(zip(self.dims, self.shape))
+
+    @property
+    def device(self) -> torch.device:
+        """The device of :attr:`data`."""
+        return self.data.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of :attr:`data`."""
+        return self.data.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{d}: {n}" for d, n in self.sizes.items())
+        coords = {d: list(f.columns) for d, f in self.coords.items() if len(f.columns)}
+        src = self.attrs.get("source", "?")
+        return f"Activations({sizes}; dtype={self.dtype}, device={self.device}, source={src!r}, coords={coords})"
+
+    def axis(self, dim: str) -> int:
+        """The axis number of ``dim`` (raises :class:`DimensionError` naming the dims that exist)."""
+        if dim not in self.dims:
+            hint = closest(dim, self.dims)
+            raise DimensionError(f"no dim {dim!r}; dims are {self.dims}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return self.dims.index(dim)
+
+    def coord(self, name: str, dim: str | None = None) -> np.ndarray:
+        """The values of coordinate ``name`` (searched on every dim unless ``dim`` is given)."""
+        dim = dim or self._dim_of(name)
+        return self.coords[dim][name].to_numpy()
+
+    def _dim_of(self, name: str) -> str:
+        if name in self.dims:
+            return name
+        found = [d for d, f in self.coords.items() if name in f.columns]
+        if not found:
+            every = [c for f in self.coords.values() for c in f.columns]
+            hint = closest(name, every)
+            raise DimensionError(
+                f"no coordinate {name!r}; coordinates are {sorted(set(every))}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        if len(found) > 1:
+            raise DimensionError(f"coordinate {name!r} exists on dims {found}; pass dim=... to choose")
+        return found[0]
+
+    def replace(self, data: torch.Tensor | None = None, dims: Sequence[str] | None = None,
+                coords: CoordsLike | None = None, attrs: Mapping[str, Any] | None = None) -> Activations:
+        """A copy with some fields replaced (coords default to the current ones for kept dims)."""
+        dims = tuple(dims) if dims is not None else self.dims
+        if coords is None:
+            coords = {d: self.coords[d] for d in dims if d in self.coords}
+        return Activations(self.data if data is None else data, dims, coords, self.attrs if attrs is None else attrs)
+
+    # --------------------------------------------------------------- selection
+    def isel(self, **indexers: int | slice | Sequence[int] | np.ndarray | torch.Tensor) -> Activations:
+        """Select by position along dims, e.g. ``acts.isel(sample=slice(0, 10), unit=[1, 5])``.
+
+        An integer drops the dim; a slice, list or boolean mask keeps it.
+        """
+        data, dims, coords = self.data, list(self.dims), dict(self.coords)
+        for dim, idx in indexers.items():
+            ax = dims.index(dim) if dim in dims else self.axis(dim)
+            if isinstance(idx, torch.Tensor):
+                idx = idx.cpu().numpy()
+            if isinstance(idx, (int, np.integer)):
+                n = data.shape[ax]
+                if not -n <= idx < n:
+                    raise DimensionError(f"index {idx} out of range for dim {dim!r} of size {n}")
+                data = data.select(ax, int(idx))
+                dims.pop(ax)
+                coords.pop(dim)
+                continue
+            if isinstance(idx, slice):
+                positions = np.arange(data.shape[ax])[idx]
+            else:
+                positions = np.asarray(idx)
+                if positions.dtype == bool:
+                    if positions.shape != (data.shape[ax],):
+                        raise DimensionError(f"boolean mask for {dim!r} has shape {positions.shape}, expected ({data.shape[ax]},)")
+                    positions = np.flatnonzero(positions)
+                positions = positions.astype(np.int64).reshape(-1)
+                if positions.size and (positions.max() >= data.shape[ax] or positions.min() < -data.shape[ax]):
+                    raise DimensionError(f"indices out of range for dim {dim!r} of size {data.shape[ax]}")
+            data = data.index_select(ax, torch.as_tensor(positions, device=data.device))
+            coords[dim] = coords[dim].iloc[positions].reset_index(drop=True)
+        return Activations(data, dims, coords, self.attrs)
+
+    def sel(self, **selectors: Any) -> Activations:
+        """Select by coordinate value, e.g. ``acts.sel(site="blocks.0.*", condition=["left", "right"])``.
+
+        A selector is a value, a list of values, a callable returning a boolean mask, or (for string
+        coordinates) a glob pattern with ``*``.
+        """
+        import fnmatch
+
+        masks: dict[str, np.ndarray] = {}
+        for name, want in selectors.items():
+            dim = self._dim_of(name)
+            values = np.arange(self.sizes[dim]) if name == dim else self.coords[dim][name].to_numpy()
+            if callable(want):
+                mask = np.asarray(want(values), dtype=bool)
+            elif isinstance(want, str) and any(ch in want for ch in "*?["):
+                mask = np.array([fnmatch.fnmatchcase(str(v), want) for v in values])
+            elif isinstance(want, (list, tuple, set, np.ndarray, pd.Index)):
+                mask = pd.Series(values).isin(list(want)).to_numpy()
+            else:
+                mask = values == want
+            if not mask.any():
+                raise DimensionError(f"no {dim} has {name} matching {want!r}")
+            masks[dim] = masks[dim] & mask if dim in masks else mask
+        return self.isel(**masks)
+
+    def transpose(self, *dims: str) -> Activations:
+        """Reorder the axes."""
+        if sorted(dims) != sorted(self.dims):
+            raise DimensionError(f"transpose needs a permutation of {self.dims}, got {dims}")
+        order = [self.dims.index(d) for d in dims]
+        return Activations(self.data.permute(*order), dims, self.coords, self.attrs)
+
+    def flatten(self, dims: Sequence[str] = ("sample", "pos"), into: str = "sample") -> Activations:
+        """Merge adjacent ``dims`` into one dim ``into`` (e.g. token positions into samples).
+
+        The coordinates of the merged dims are combined: each new row carries the coordinates of its
+        sample and of its position (columns of later dims are prefixed with the dim name on clashes),
+        plus ``{dim}_index`` columns recording where it came from.
+        """
+        dims = tuple(dims)
+        axes = [self.axis(d) for d in dims]
+        if axes != list(range(axes[0], axes[0] + len(axes))):
+            raise DimensionError(f"flatten needs adjacent dims in order; {dims} are at axes {axes} of {self.dims}")
+        shape = [self.sizes[d] for d in dims]
+        data = self.data.flatten(axes[0], axes[-1])
+        grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        frame = pd.DataFrame({f"{d}_index": g.reshape(-1) for d, g in zip(dims, grids)})
+        for d, g in zip(dims, grids):
+            part = self.coords[d].iloc[g.reshape(-1)].reset_index(drop=True)
+            for col in part.columns:
+                name = col if col not in frame.columns else f"{d}_{col}"
+                frame[name] = part[col].to_numpy()
+        new_dims = list(self.dims[: axes[0]]) + [into] + list(self.dims[axes[-1] + 1 :])
+        coords = {d: self.coords[d] for d in new_dims if d != into}
+        coords[into] = frame
+        return Activations(data, new_dims, coords, self.attrs)
+
+    def where(self, mask_coord: str) -> Activations:
+        """Keep the rows where a boolean coordinate is true (e.g. ``"is_real"`` tokens after flatten)."""
+        dim = self._dim_of(mask_coord)
+        return self.isel(**{dim: self.coords[dim][mask_coord].to_numpy().astype(bool)})
+
+    def align(self, other: Activations, on: str = "stimulus", dim: str = "sample") -> tuple[Activations, Activations]:
+        """Reorder both objects so that their ``dim`` rows match on coordinate ``on``.
+
+        Raises :class:`MismatchError` listing the ids present in one and not the other.
+        """
+        mine = self._align_key(on, dim)
+        theirs = other._align_key(on, dim)
+        if len(set(mine)) != len(mine) or len(set(theirs)) != len(theirs):
+            raise MismatchError(f"coordinate {on!r} must be unique along {dim!r} to align on it")
+        missing_here = [v for v in theirs if v not in set(mine)]
+        missing_there = [v for v in mine if v not in set(theirs)]
+        if missing_here or missing_there:
+            raise MismatchError(
+                f"stimuli do not line up on {on!r}: {len(missing_there)} only in the first "
+                f"({missing_there[:10]}), {len(missing_here)} only in the second ({missing_here[:10]})"
+            )
+        pos = {v: i for i, v in enumerate(theirs)}
+        return self, other.isel(**{dim: np.array([pos[v] for v in mine], dtype=np.int64)})
+
+    def _align_key(self, on: str, dim: str) -> list:
+        self.axis(dim)
+        if on in self.coords[dim].columns:
+            return self.coords[dim][on].tolist()
+        raise MismatchError(f"{self.attrs.get('source', 'object')} has no {dim} coordinate {on!r} to align on; "
+                            f"it has {list(self.coords[dim].columns)}")
+
+    # --------------------------------------------------------------- reductions
+    def _reduce(self, fn: Callable[..., torch.Tensor], dim: str | Sequence[str]) -> Activations:
+        names = [dim] if isinstance(dim, str) else list(dim)
+        axes = [self.axis(d) for d in names]
+        data = fn(self.data, dim=axes)
+        kept = [d for d in self.dims if d not in names]
+        return Activations(data, kept, {d: self.coords[d] for d in kept}, self.attrs)
+
+    def mean(self, dim: str | Sequence[str]) -> Activations:
+        """Mean over the named dim(s)."""
+        return self._reduce(lambda x, dim: x.float().mean(dim=dim) if not x.is_floating_point() else x.mean(dim=dim), dim)
+
+    def sum(self, dim: str | Sequence[str]) -> Activations:
+        """Sum over the named dim(s)."""
+        return self._reduce(lambda x, dim: x.sum(dim=dim), dim)
+
+    def std(self, dim: str | Sequence[str]) -> Activations:
+        """Standard deviation (unbiased) over the named dim(s)."""
+        return self._reduce(lambda x, dim: x.float().std(dim=dim), dim)
+
+    def max(self, dim: str | Sequence[str]) -> Activations:
+        """Maximum over the named dim(s)."""
+        return self._reduce(lambda x, dim: x.amax(dim=dim), dim)
+
+    def min(self, dim: str | Sequence[str]) -> Activations:
+        """Minimum over the named dim(s)."""
+        return self._reduce(lambda x, dim: x.amin(dim=dim), dim)
+
+    # ------------------------------------------------------------ conversions
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Activations:
+        """Move to a device and/or cast to a dtype."""
+        return Activations(self.data.to(device=device, dtype=dtype), self.dims, self.coords, self.attrs)
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (moved to CPU; bfloat16 becomes float32)."""
+        data = self.data.detach().cpu()
+        if data.dtype == torch.bfloat16:
+            data = data.float()
+        return data.numpy()
+
+    to_numpy = numpy
+
+    def matrix(self, rows: str = "sample") -> torch.Tensor:
+        """A 2-D tensor with ``rows`` first and every other dim flattened into columns."""
+        ax = self.axis(rows)
+        return self.data.movedim(ax, 0).reshape(self.shape[ax], -1)
+
+    def check_finite(self, nan_policy: str = "raise", dim: str = "unit") -> Activations:
+        """Validate that the data are finite.
+
+        ``nan_policy``: ``"raise"`` (count them in a :class:`NaNError`), ``"drop"`` (drop every ``dim``
+        index that holds a NaN, recording how many in ``attrs["dropped_nan"]``), ``"zero"`` (replace
+        with 0) or ``"ignore"``.
+        """
+        if not self.data.is_floating_point() or nan_policy == "ignore":
+            return self
+        bad = ~torch.isfinite(self.data)
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            return self
+        if nan_policy == "raise":
+            where = ""
+            if dim in self.dims:
+                ax = self.axis(dim)
+                per = bad.movedim(ax, 0).reshape(self.shape[ax], -1).any(1)
+                where = f" in {int(per.sum())} of {self.shape[ax]} {dim}s"
+            raise NaNError(f"{n_bad} NaN/inf values{where} of {self.attrs.get('source', 'the data')}; "
+                           "pass nan_policy='drop' (drop those units), 'zero' or 'ignore'")
+        if nan_policy == "zero":
+            return self.replace(data=torch.nan_to_num(self.data, nan=0.0, posinf=0.0, neginf=0.0))
+        if nan_policy == "drop":
+            ax = self.axis(dim)
+            keep = ~bad.movedim(ax, 0).reshape(self.shape[ax], -1).any(1)
+            out = self.isel(**{dim: keep.cpu().numpy()})
+            out.attrs = {**self.attrs, "dropped_nan": int((~keep).sum())}
+            return out
+        raise NaNError(f"unknown nan_policy {nan_policy!r}; use 'raise', 'drop', 'zero' or 'ignore'")
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray, dims: Sequence[str], coords: CoordsLike | None = None,
+                   attrs: Mapping[str, Any] | None = None) -> Activations:
+        """Build from a NumPy array (no copy where possible)."""
+        if not isinstance(array, np.ndarray):
+            raise InputTypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+        return cls(torch.from_numpy(np.ascontiguousarray(array)), dims, coords, attrs)
+
+    def to_xarray(self):
+        """Convert to an :class:`xarray.DataArray` (coords become non-index coordinates)."""
+        import xarray as xr
+
+        coords = {}
+        for d, frame in self.coords.items():
+            for col in frame.columns:
+                coords[col if col not in self.dims else f"{col}_"] = (d, frame[col].to_numpy())
+        return xr.DataArray(self.numpy(), dims=self.dims, coords=coords, attrs=dict(self.attrs))
+
+    @classmethod
+    def from_xarray(cls, array) -> Activations:
+        """Build from an :class:`xarray.DataArray` (1-D coordinates become per-dim coords)."""
+        coords: dict[str, dict[str, Any]] = {d: {} for d in array.dims}
+        for name, coord in array.coords.items():
+            if coord.ndim == 1:
+                coords[coord.dims[0]][name.rstrip("_") if name.rstrip("_") in array.dims else name] = coord.values
+        return cls(torch.from_numpy(np.ascontiguousarray(array.values)), array.dims, coords, dict(array.attrs))
+
+    def to_frame(self, name: str = "value") -> pd.DataFrame:
+        """A long table, one row per element, with the coordinates of each axis as columns."""
+        grids = np.meshgrid(*[np.arange(n) for n in self.shape], indexing="ij")
+        out = pd.DataFrame({f"{d}_index": g.reshape(-1) for d, g in zip(self.dims, grids)})
+        for d, g in zip(self.dims, grids):
+            part = self.coords[d].iloc[g.reshape(-1)].reset_index(drop=True)
+            for col in part.columns:
+                out[col if col not in out.columns else f"{d}_{col}"] = part[col].to_numpy()
+        out[name] = self.numpy().reshape(-1)
+        return out
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, sample: str | None = None, unit_columns: Sequence[str] | None = None,
+                   attrs: Mapping[str, Any] | None = None) -> Activations:
+        """Build a ``(sample, unit)`` object from a wide table: numeric ``unit_columns`` become units,
+        the other columns become sample coordinates (``sample`` names the id column if any)."""
+        if not isinstance(frame, pd.DataFrame):
+            raise InputTypeError(f"from_frame expects a pandas.DataFrame, got {type(frame).__name__}")
+        if unit_columns is None:
+            unit_columns = [c for c in frame.columns if c != sample and pd.api.types.is_numeric_dtype(frame[c])]
+        if not unit_columns:
+            raise DimensionError("the table has no numeric columns to use as units")
+        meta = frame.drop(columns=list(unit_columns)).reset_index(drop=True)
+        if sample is not None:
+            meta = meta.rename(columns={sample: "id"})
+        data = frame[list(unit_columns)].to_numpy(dtype=np.float32)
+        return cls(torch.from_numpy(data), ("sample", "unit"),
+                   {"sample": meta, "unit": {"name": [str(c) for c in unit_columns]}}, attrs)
+
+    def to_dataset(self, dim: str = "sample"):
+        """A Hugging Face :class:`datasets.Dataset` with one row per ``dim`` index.
+
+        The row holds the values (column ``values``, the other dims kept as nested lists) and the
+        ``dim`` coordinates; the other coordinates and attrs travel in the dataset's ``info``.
+        """
+        import datasets
+
+        moved = self.transpose(dim, *[d for d in self.dims if d != dim])
+        columns = {"values": moved.numpy()}
+        for col in self.coords[dim].columns:
+            columns[col] = self.coords[dim][col].tolist()
+        ds = datasets.Dataset.from_dict(columns)
+        ds.info.description = json.dumps(moved._meta(exclude=dim))
+        return ds
+
+    @classmethod
+    def from_dataset(cls, ds) -> Activations:
+        """Inverse of :meth:`to_dataset`."""
+        meta = json.loads(ds.info.description or "{}")
+        if "dims" not in meta:
+            raise SchemaError("this dataset was not written by Activations.to_dataset (no dims in its info)")
+        dims = meta["dims"]
+        values = np.asarray(ds.with_format("numpy")["values"], dtype=meta.get("numpy_dtype", "float32"))
+        coords = {d: pd.DataFrame(c) for d, c in meta["coords"].items()}
+        coords[dims[0]] = pd.DataFrame({c: ds[c] for c in ds.column_names if c != "values"})
+        return cls(torch.from_numpy(values), dims, coords, meta["attrs"])
+
+    # ------------------------------------------------------------- save/load
+    def _meta(self, exclude: str | None = None) -> dict[str, Any]:
+        return {
+            "dims": list(self.dims),
+            "shape": list(self.shape),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "numpy_dtype": str(self.numpy().dtype) if self.data.numel() < 2 else str(np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype != torch.bfloat16 else "float32"),
+            "coords": {d: _jsonable(f.to_dict(orient="list")) for d, f in self.coords.items() if d != exclude},
+            "attrs": _jsonable(self.attrs),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path`` (safetensors with the dims, coords and attrs as JSON metadata), atomically."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        meta = self._meta()
+        tensor = self.data.detach().cpu().contiguous()
+        atomic_write(path, lambda tmp: save_file({"data": tensor}, tmp, metadata={"interp": json.dumps(meta)}))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Activations:
+        """Read a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = (f.metadata() or {}).get("interp")
+            if meta is None:
+                raise SchemaError(f"{path} is a safetensors file but was not written by Activations.save")
+            data = f.get_tensor("data")
+        meta = json.loads(meta)
+        coords = {d: pd.DataFrame(c) for d, c in meta["coords"].items()}
+        return cls(data, meta["dims"], coords, meta["attrs"])
+
+    # --------------------------------------------------------------- helpers
+    def __array__(self, dtype=None, copy=None):
+        arr = self.numpy()
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def equals(self, other: Activations) -> bool:
+        """True when data, dims and coords are identical."""
+        return (
+            self.dims == other.dims
+            and self.shape == other.shape
+            and bool(torch.equal(self.data.cpu(), other.data.cpu()))
+            and all(self.coords[d].equals(other.coords[d]) for d in self.dims)
+        )
+
+
+def concat(items: Iterable[Activations], dim: str = "sample") -> Activations:
+    """Concatenate along ``dim`` (other dims must match; coords of ``dim`` are stacked)."""
+    items = list(items)
+    if not items:
+        raise DimensionError("concat needs at least one Activations")
+    first = items[0]
+    for other in items[1:]:
+        if other.dims != first.dims:
+            raise DimensionError(f"cannot concat dims {other.dims} with {first.dims}")
+        for d in first.dims:
+            if d != dim and other.sizes[d] != first.sizes[d]:
+                raise DimensionError(f"dim {d!r} has size {other.sizes[d]} vs {first.sizes[d]}")
+    ax = first.axis(dim)
+    data = torch.cat([a.data for a in items], dim=ax)
+    coords = {d: first.coords[d] for d in first.dims}
+    coords[dim] = pd.concat([a.coords[dim] for a in items], ignore_index=True)
+    return Activations(data, first.dims, coords, first.attrs)
