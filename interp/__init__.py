@@ -23,6 +23,7 @@ from .errors import (
     SiteError,
 )
 from .tensor import Activations, concat
+from .capture import capture  # noqa: E402  (the function shadows the submodule name on purpose)
 
 __version__ = "0.1.0"
 
@@ -49,10 +50,6 @@ def __getattr__(name: str):
 
     if name in {"models", "data", "store", "decompose", "label", "similarity", "report", "cli"}:
         return importlib.import_module(f".{name}", __name__)
-    if name == "capture":
-        from .capture import capture
-
-        return capture
     if name == "ActivationStore":
         from .store import ActivationStore
 
