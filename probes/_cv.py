@@ -1,0 +1,83 @@
+"""Cross-validation splits shared by the probes (scikit-learn splitters underneath)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError
+from interp.tensor import Activations
+
+__all__ = ["make_splits", "as_array2d"]
+
+
+def make_splits(n_samples: int, cv: Any = 5, groups: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train, test)`` index pairs.
+
+    ``cv``: an int (``KFold`` without shuffling, or ``GroupKFold`` when ``groups`` are given), a
+    scikit-learn splitter, or an iterable of ``(train, test)`` pairs. Raises :class:`ConfigError` when
+    there are fewer samples (or groups) than folds.
+    """
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if isinstance(cv, (int, np.integer)):
+        if cv < 2:
+            raise ConfigError(f"cv must be >= 2 folds, got {cv}")
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != n_samples:
+                raise DimensionError(f"groups has {len(groups)} entries for {n_samples} samples")
+            n_groups = len(np.unique(groups))
+            if n_groups < cv:
+                raise ConfigError(f"fewer groups ({n_groups}) than folds ({cv}); lower cv or add groups")
+            splitter = GroupKFold(n_splits=int(cv))
+            splits = list(splitter.split(np.zeros(n_samples), groups=groups))
+        else:
+            if n_samples < cv:
+                raise ConfigError(f"fewer samples ({n_samples}) than folds ({cv}); lower cv")
+            splits = list(KFold(n_splits=int(cv)).split(np.zeros(n_samples)))
+    elif hasattr(cv, "split"):
+        try:
+            splits = list(cv.split(np.zeros(n_samples), groups=groups))
+        except ValueError as exc:
+            raise ConfigError(f"the cross-validation splitter failed on {n_samples} samples: {exc}") from exc
+    elif isinstance(cv, Iterable):
+        splits = [(np.asarray(tr), np.asarray(te)) for tr, te in cv]
+    else:
+        raise InputTypeError(f"cv must be an int, a scikit-learn splitter or (train, test) pairs, got {type(cv).__name__}")
+    for tr, te in splits:
+        if len(tr) == 0 or len(te) == 0:
+            raise ConfigError("a cross-validation split has an empty train or test set")
+    return splits
+
+
+def as_array2d(x: Any, name: str, dtype: torch.dtype | None = None, device: Any = None,
+               nan_policy: str = "raise") -> torch.Tensor:
+    """A finite 2-D float tensor from Activations / tensor / array (1-D becomes one column)."""
+    if isinstance(x, Activations):
+        t = x.matrix("sample") if "sample" in x.dims else x.data.reshape(x.shape[0], -1)
+    elif isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise InputTypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2:
+        raise DimensionError(f"{name} must be 2-D (samples x features), got shape {tuple(t.shape)}")
+    if dtype is None:
+        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
+    t = t.to(device=device if device is not None else t.device, dtype=dtype)
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        if nan_policy == "drop":
+            t = t[:, ~bad.any(0)]
+        else:
+            raise NaNError(f"{name} has {int(bad.sum())} NaN/inf values in {int(bad.any(0).sum())} columns; "
+                           "pass nan_policy='drop' to drop those columns")
+    return t
