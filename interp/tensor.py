@@ -435,7 +435,7 @@ class Activations:
         meta = frame.drop(columns=list(unit_columns)).reset_index(drop=True)
         if sample is not None:
             meta = meta.rename(columns={sample: "id"})
-        data = frame[list(unit_columns)].to_numpy(dtype=np.float32)
+        data = np.array(frame[list(unit_columns)].to_numpy(dtype=np.float32), copy=True)
         return cls(torch.from_numpy(data), ("sample", "unit"),
                    {"sample": meta, "unit": {"name": [str(c) for c in unit_columns]}}, attrs)
 
