@@ -8,11 +8,12 @@ integrated gradients, relevance patching (RelP), neuron paths and scripted ablat
 
 from __future__ import annotations
 
-import importlib
-
 from . import metrics
 from .activation_patching import activation_patching, patch_blocks, patch_heads, patch_neurons
+from .attribution import attribution_patching
+from .integrated_gradients import IGResult, integrated_gradients
 from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, record, resample, scale, zero
+from .relp import relevance_patching, relp_rules
 from .results import PatchingResult
 
 __all__ = [
@@ -20,14 +21,3 @@ __all__ = [
     "add", "clamp", "intervene", "mean", "patch", "record", "resample", "scale", "zero", "PatchingResult",
     "attribution_patching", "relevance_patching", "relp_rules", "integrated_gradients", "IGResult",
 ]
-
-_LAZY = {
-    "attribution_patching": "attribution", "relevance_patching": "relp", "relp_rules": "relp",
-    "integrated_gradients": "integrated_gradients", "IGResult": "integrated_gradients",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'patching' has no attribute {name!r}")

@@ -166,7 +166,7 @@ def activation_patching(
         for copy, cell in enumerate(chunk):
             per_site[cell[0]].append((copy, selector(cell)))
 
-        def patcher(site_index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        def patcher(site_index: int, per_site: dict = per_site) -> Callable[[torch.Tensor], torch.Tensor]:
             src = source[names[site_index]]
             todo = per_site[site_index]
 
