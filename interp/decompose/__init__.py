@@ -1,0 +1,44 @@
+"""Decompositions of activations into sparse features: SAEs, SNMF and NMF.
+
+scikit-learn style estimators (``fit`` returns self, learned state ends in ``_``, ``transform``,
+``inverse_transform``, ``save``/``load``) that fit on :class:`interp.Activations`, arrays, an
+:class:`interp.store.ActivationStore` or any iterable of minibatches:
+
+* :class:`ReLUSAE`, :class:`TopKSAE`, :class:`BatchTopKSAE`, :class:`JumpReLUSAE` (sparse autoencoders);
+* :class:`SNMF` (semi-nonnegative MF after Shafran, Geiger & Geva 2025) and :class:`NMF`.
+
+Reading components: :func:`top_activating`, :func:`vocab_projection`, :func:`steer`,
+:func:`find_alpha`; metrics: :func:`reconstruction_metrics`, :func:`spliced_lm_metrics`; recordings:
+:func:`behaviour_correlation`, :func:`top_loading`.
+
+>>> from interp.decompose import TopKSAE
+>>> sae = TopKSAE(n_components=2048, k=32).fit(acts)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._base import Decomposition, NegativeValueError, NotFittedError, load
+from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
+from .nmf import NMF, SNMF
+from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, SparseAutoencoder, TopKSAE
+from .synthetic import best_match_cosine, planted_features
+
+__all__ = [
+    "Decomposition",
+    "SparseAutoencoder",
+    "ReLUSAE",
+    "TopKSAE",
+    "BatchTopKSAE",
+    "JumpReLUSAE",
+    "SNMF",
+    "NMF",
+    "load",
+    "NegativeValueError",
+    "NotFittedError",
+    "ReconstructionMetrics",
+    "SplicedLMMetrics",
+    "reconstruction_metrics",
+    "spliced_lm_metrics",
+    "planted_features",
+    "best_match_cosine",
+]

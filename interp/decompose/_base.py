@@ -1,0 +1,155 @@
+"""Shared machinery of the decomposition estimators: parameters, save/load, errors."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, InputTypeError, SchemaError
+from ..tensor import atomic_write
+
+_FORMAT = "interp.decompose/1"
+
+
+class NegativeValueError(InputTypeError, ValueError):
+    """Negative values given to an estimator that needs non-negative data (e.g. :class:`NMF`)."""
+
+
+class NotFittedError(ConfigError):
+    """An estimator used before ``fit``."""
+
+
+def registry() -> dict[str, type]:
+    from .nmf import NMF, SNMF
+    from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
+
+    return {c.__name__: c for c in (ReLUSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, SNMF, NMF)}
+
+
+class Decomposition:
+    """Base class: scikit-learn style parameters plus safetensors + JSON persistence.
+
+    Subclasses list their learned tensors in ``_tensor_attrs`` and their learned scalars/lists in
+    ``_meta_attrs``; parameters are the ``__init__`` arguments, stored under the same names.
+    """
+
+    _tensor_attrs: tuple[str, ...] = ()
+    _meta_attrs: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Decomposition:
+        """Set constructor arguments; unknown names raise :class:`ConfigError`."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ConfigError(f"{type(self).__name__} has no parameter {key!r}; parameters are {valid}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) is not v and defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
+    # -------------------------------------------------------------- persistence
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name).detach().cpu().contiguous() for name in self._tensor_attrs
+                if getattr(self, name, None) is not None}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted estimator to ``path`` (safetensors; parameters and scalars as JSON metadata), atomically.
+
+        >>> sae.save("sae.safetensors"); sae2 = TopKSAE.load("sae.safetensors")  # doctest: +SKIP
+        """
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        params = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in self.get_params().items()}
+        meta = {
+            "format": _FORMAT,
+            "class": type(self).__name__,
+            "params": params,
+            "learned": {name: getattr(self, name) for name in self._meta_attrs if hasattr(self, name)},
+        }
+        try:
+            text = json.dumps(meta)
+        except TypeError as exc:
+            raise ConfigError(f"cannot save {type(self).__name__}: a parameter is not JSON-serialisable ({exc})") from exc
+        tensors = self._state_tensors()
+        path = Path(path)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"interp.decompose": text}))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Decomposition:
+        """Read an estimator written by :meth:`save` (``Decomposition.load`` picks the right class)."""
+        from safetensors import safe_open
+
+        if not Path(path).exists():
+            from ..errors import DataNotFoundError
+
+            raise DataNotFoundError(f"no such file: {path}")
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            text = (f.metadata() or {}).get("interp.decompose")
+            if text is None:
+                raise SchemaError(f"{path} is a safetensors file but was not written by an interp.decompose estimator")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(text)
+        classes = registry()
+        if meta.get("class") not in classes:
+            raise SchemaError(f"{path} holds an unknown estimator class {meta.get('class')!r}")
+        target = classes[meta["class"]]
+        if cls is not Decomposition and not issubclass(target, cls):
+            raise SchemaError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
+        params = dict(meta["params"])
+        if isinstance(params.get("dtype"), str):
+            params["dtype"] = getattr(torch, params["dtype"].replace("torch.", ""))
+        est = target(**params)
+        for name, value in meta.get("learned", {}).items():
+            setattr(est, name, value)
+        for name, value in tensors.items():
+            setattr(est, name, value)
+        est._after_load()
+        return est
+
+    def _after_load(self) -> None:
+        """Hook for subclasses to rebuild derived state after :meth:`load`."""
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Decomposition:
+    """Load any estimator saved with ``.save(path)``."""
+    return Decomposition.load(path, device=device)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def rng(seed: int | None) -> torch.Generator:
+    return torch.Generator().manual_seed(0 if seed is None else int(seed))
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value

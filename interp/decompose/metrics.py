@@ -1,0 +1,230 @@
+"""Metrics of a decomposition: sparsity (L0), fraction of variance unexplained (FVU), dead and dense
+latents, cosine of reconstruction; and for language models the CE loss recovered and KL divergence
+when the reconstruction is spliced back into the forward pass through a hook.
+
+FVU is ``sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` over all evaluated rows (``1 - FVU`` is the
+"explained variance" that SAELens reports). L0 is the mean number of non-zero codes per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DimensionError, InputTypeError
+
+
+class ReconstructionAccumulator:
+    """Streaming sums for L0, FVU, MSE, cosine and firing counts (float64 on CPU).
+
+    >>> acc = ReconstructionAccumulator()
+    >>> acc.add(x, x_hat, codes)        # doctest: +SKIP
+    >>> acc.result()                     # doctest: +SKIP
+    """
+
+    def __init__(self, dense_threshold: float = 0.1) -> None:
+        self.dense_threshold = dense_threshold
+        self.n = 0
+        self.sum_x: torch.Tensor | None = None
+        self.sum_sq = 0.0
+        self.sum_residual = 0.0
+        self.sum_l0 = 0.0
+        self.sum_cos = 0.0
+        self.fired: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, codes: torch.Tensor | None = None) -> None:
+        """Add one batch of inputs, reconstructions and (optionally) codes, all with rows = samples."""
+        if x.shape != x_hat.shape:
+            raise DimensionError(f"x {tuple(x.shape)} and its reconstruction {tuple(x_hat.shape)} differ in shape")
+        x, x_hat = x.double().cpu(), x_hat.double().cpu()
+        self.n += x.shape[0]
+        s = x.sum(0)
+        self.sum_x = s if self.sum_x is None else self.sum_x + s
+        self.sum_sq += float((x * x).sum())
+        self.sum_residual += float(((x - x_hat) ** 2).sum())
+        self.sum_cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).sum())
+        if codes is not None:
+            nz = (codes != 0).cpu()
+            self.sum_l0 += float(nz.sum())
+            f = nz.sum(0).double()
+            self.fired = f if self.fired is None else self.fired + f
+
+    def result(self) -> ReconstructionMetrics:
+        """The metrics over everything added so far."""
+        if self.n == 0 or self.sum_x is None:
+            raise DimensionError("no rows were added to the metric accumulator")
+        total = self.sum_sq - float((self.sum_x**2).sum()) / self.n
+        mse = self.sum_residual / self.n
+        fvu = self.sum_residual / total if total > 1e-30 else float("nan")
+        freq = (self.fired / self.n).numpy() if self.fired is not None else np.zeros(0)
+        return ReconstructionMetrics(
+            l0=self.sum_l0 / self.n if self.fired is not None else float("nan"),
+            fvu=fvu,
+            mse=mse,
+            cosine=self.sum_cos / self.n,
+            dead_fraction=float((freq == 0).mean()) if freq.size else float("nan"),
+            dense_fraction=float((freq > self.dense_threshold).mean()) if freq.size else float("nan"),
+            n_samples=self.n,
+            firing_frequency=freq,
+        )
+
+
+@dataclass
+class ReconstructionMetrics:
+    """How well a decomposition reconstructs its input, and how sparse its codes are."""
+
+    l0: float
+    fvu: float
+    mse: float
+    cosine: float
+    dead_fraction: float
+    dense_fraction: float
+    n_samples: int
+    firing_frequency: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def explained_variance(self) -> float:
+        """``1 - FVU`` (SAELens's ``explained_variance``)."""
+        return 1.0 - self.fvu
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row with every scalar metric."""
+        row = {k: v for k, v in asdict(self).items() if k != "firing_frequency"}
+        return pd.DataFrame([row])
+
+    def plot(self):
+        """Histogram of log10 firing frequencies (dead latents at the far left)."""
+        import plotly.graph_objects as go
+
+        freq = np.log10(np.clip(self.firing_frequency, 1e-7, None))
+        fig = go.Figure(go.Histogram(x=freq, nbinsx=50))
+        fig.update_layout(title=f"latent firing frequency (L0 {self.l0:.1f}, FVU {self.fvu:.3f}, "
+                                f"dead {self.dead_fraction:.1%})", xaxis_title="log10 frequency", yaxis_title="latents")
+        return fig
+
+
+def reconstruction_metrics(estimator: Any, X: Any, batch_size: int = 4096, dense_threshold: float = 0.1) -> ReconstructionMetrics:
+    """Evaluate a fitted estimator on ``X`` (anything ``fit`` accepts), streaming in minibatches."""
+    from ._data import as_matrix, minibatches
+
+    acc = ReconstructionAccumulator(dense_threshold)
+    batches = ([as_matrix(X)[i:i + batch_size] for i in range(0, as_matrix(X).shape[0], batch_size)]
+               if hasattr(X, "dims") or isinstance(X, (torch.Tensor, np.ndarray)) else minibatches(X, batch_size))
+    for x in batches:
+        codes = estimator.transform(x)
+        acc.add(x, estimator.inverse_transform(codes), codes)
+    return acc.result()
+
+
+# --------------------------------------------------------------------- language models
+
+
+@dataclass
+class SplicedLMMetrics:
+    """Next-token loss with the reconstruction spliced in at ``site``.
+
+    ``ce_loss_recovered = (ce_ablated - ce_spliced) / (ce_ablated - ce_clean)`` where the ablation
+    replaces the site by zeros (``ablation="zero"``) or its mean (``"mean"``); ``kl`` is the mean
+    KL(clean || spliced) of the next-token distributions over all positions.
+    """
+
+    site: str
+    ce_clean: float
+    ce_spliced: float
+    ce_ablated: float
+    ce_loss_recovered: float
+    kl: float
+    kl_ablated: float
+    n_tokens: int
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(self)])
+
+    def plot(self):
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Bar(x=["clean", "spliced", "ablated"], y=[self.ce_clean, self.ce_spliced, self.ce_ablated]))
+        fig.update_layout(title=f"{self.site}: CE loss recovered {self.ce_loss_recovered:.1%}, KL {self.kl:.3f}",
+                          yaxis_title="next-token cross-entropy (nats)")
+        return fig
+
+
+def _next_token_ce(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    logp = logits[:, :-1].float().log_softmax(-1)
+    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def _kl(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    p = clean.float().log_softmax(-1)
+    q = other.float().log_softmax(-1)
+    return (p.exp() * (p - q)).sum(-1)
+
+
+def splice_hook(estimator: Any) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """A forward hook that replaces the site's activations by the estimator's reconstruction."""
+
+    def hook(activation: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        flat = activation.reshape(-1, activation.shape[-1])
+        recon = estimator.inverse_transform(estimator.transform(flat.float()))
+        return recon.reshape(activation.shape).to(activation.dtype)
+
+    return hook
+
+
+@torch.no_grad()
+def spliced_lm_metrics(estimator: Any, model: Any, tokens: torch.Tensor, site: str, ablation: str = "zero",
+                       batch_size: int = 8) -> SplicedLMMetrics:
+    """CE loss recovered and KL when ``estimator``'s reconstruction replaces ``site`` in ``model``.
+
+    ``model`` is a TransformerLens ``TransformerBridge`` (anything with ``run_with_hooks(tokens,
+    fwd_hooks=[(site, fn)])`` whose hook return value replaces the activation); ``tokens`` is a
+    ``(batch, pos)`` integer tensor.
+
+    >>> m = spliced_lm_metrics(sae, model, tokens, "blocks.3.mlp.hook_post")  # doctest: +SKIP
+    """
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
+        raise InputTypeError("tokens must be an integer tensor of shape (batch, pos)")
+    if ablation not in ("zero", "mean"):
+        raise InputTypeError(f"ablation must be 'zero' or 'mean', got {ablation!r}")
+    hook_dict = getattr(model, "hook_dict", None)
+    if hook_dict is not None and site not in hook_dict:
+        from ..errors import SiteError, closest
+
+        hint = closest(site, list(hook_dict))
+        raise SiteError(f"model has no hook {site!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    mean_act: list[torch.Tensor] = []
+    if ablation == "mean":
+        def grab(act, hook=None):
+            mean_act.append(act.reshape(-1, act.shape[-1]).float().mean(0))
+            return act
+
+        for i in range(0, tokens.shape[0], batch_size):
+            model.run_with_hooks(tokens[i:i + batch_size], fwd_hooks=[(site, grab)])
+        mean = torch.stack(mean_act).mean(0)
+
+    def ablate(act, hook=None):
+        return torch.zeros_like(act) if ablation == "zero" else mean.to(act).expand_as(act).clone()
+
+    ce = {"clean": [], "spliced": [], "ablated": []}
+    kls, kls_ablated = [], []
+    for i in range(0, tokens.shape[0], batch_size):
+        batch = tokens[i:i + batch_size]
+        clean = model(batch)
+        spliced = model.run_with_hooks(batch, fwd_hooks=[(site, splice_hook(estimator))])
+        ablated = model.run_with_hooks(batch, fwd_hooks=[(site, ablate)])
+        ce["clean"].append(_next_token_ce(clean, batch).reshape(-1))
+        ce["spliced"].append(_next_token_ce(spliced, batch).reshape(-1))
+        ce["ablated"].append(_next_token_ce(ablated, batch).reshape(-1))
+        kls.append(_kl(clean, spliced).reshape(-1))
+        kls_ablated.append(_kl(clean, ablated).reshape(-1))
+    c, s, a = (float(torch.cat(ce[k]).mean()) for k in ("clean", "spliced", "ablated"))
+    recovered = (a - s) / (a - c) if abs(a - c) > 1e-12 else float("nan")
+    return SplicedLMMetrics(site=site, ce_clean=c, ce_spliced=s, ce_ablated=a, ce_loss_recovered=recovered,
+                            kl=float(torch.cat(kls).mean()), kl_ablated=float(torch.cat(kls_ablated).mean()),
+                            n_tokens=int(tokens.numel()))
