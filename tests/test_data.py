@@ -168,6 +168,18 @@ def test_celegans_worms_traces_and_labels(worms):
 
 
 @needs_celegans
+def test_celegans_names_agree_with_the_upstream_neuropal_sheet(worms):
+    first = worms[0]
+    sheet = pd.read_excel(CELEGANS / "neuropal_id_xlsx" / f"{first.attrs['worm']}_NeuronID.xlsx",
+                          sheet_name="labels v3 (1st audit)").dropna(subset=["ROI ID"])
+    by_roi = dict(zip(sheet["ROI ID"].astype(int), sheet["Neuron Class"].astype(str)))
+    units = first.coords["unit"]
+    labelled = units[units["neuropal_roi"] >= 0]
+    assert len(labelled) == 100
+    assert [by_roi[r] for r in labelled["neuropal_roi"]] == labelled["name"].tolist()
+
+
+@needs_celegans
 def test_celegans_ava_is_active_during_reversals(worms):
     # AVA is the command interneuron for backward locomotion (Chalfie et al. 1985; Atanas et al. 2023)
     for w in worms:

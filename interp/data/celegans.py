@@ -147,7 +147,7 @@ def _load_worm(root: Path, uid: str, trace: str, nan_policy: str) -> Activations
     attrs = {
         "source": "celegans", "kind": "recording", "worm": uid, "dt": dt, "sfreq": 1.0 / dt, "trace": trace,
         "units": description, "citation": CITATION, "path": str(path),
-        "coord_units": {"time": "s", "velocity": "as stored by the Flavell-lab pipeline (mm/s)",
+        "coord_units": {"time": "s", "velocity": "as stored in the file (not stated there; mm/s in the Flavell lab's papers)",
                         "head_angle": "rad", "reversal": "behavior/reversal_vec of the file (not velocity < 0)"},
     }
     acts = Activations(torch.from_numpy(traces), ("sample", "unit"),

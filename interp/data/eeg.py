@@ -97,7 +97,7 @@ def load_eegmmidb(task: str = "executed", tmin: float = -1.0, tmax: float = 4.0,
     else:
         folder = data_root("eegmmidb", "eeg_eegmmidb_s001", env="INTERP_EEGMMIDB")
 
-    arrays, rows, channels, sfreq, times = [], [], None, None, None
+    arrays, rows, info, sfreq, times = [], [], None, None, None
     for run in runs:
         path = require_file(folder / f"S{subject:03d}R{run:02d}.edf", f"EEGMMIDB subject {subject} run {run}")
         raw = _read_run(mne, path, l_freq, h_freq)
@@ -109,7 +109,7 @@ def load_eegmmidb(task: str = "executed", tmin: float = -1.0, tmax: float = 4.0,
         codes = {v: k for k, v in event_id.items()}
         for sample_index, event in zip(kept[:, 0], kept[:, 2]):
             rows.append({"event": codes[int(event)], "run": run, "onset": sample_index / raw.info["sfreq"]})
-        channels = channels if channels is not None else epochs.info
+        info = info if info is not None else epochs.info
         sfreq, times = raw.info["sfreq"], epochs.times
     data = np.concatenate(arrays).transpose(0, 2, 1)  # -> (epochs, times, channels)
     sample = pd.DataFrame(rows)
@@ -118,8 +118,8 @@ def load_eegmmidb(task: str = "executed", tmin: float = -1.0, tmax: float = 4.0,
     sample["label"] = (sample["event"] == "T2").astype(int)
     sample["task"] = task if runs == RUNS[task] else "custom"
     sample["subject"] = subject
-    positions = np.array([ch["loc"][:3] for ch in channels["chs"]], dtype=np.float64)
-    unit = pd.DataFrame({"name": channels["ch_names"], "index": np.arange(len(channels["ch_names"])),
+    positions = np.array([ch["loc"][:3] for ch in info["chs"]], dtype=np.float64)
+    unit = pd.DataFrame({"name": info["ch_names"], "index": np.arange(len(info["ch_names"])),
                          "x": positions[:, 0], "y": positions[:, 1], "z": positions[:, 2]})
     attrs = {"source": "eegmmidb", "kind": "recording", "subject": subject, "task": task, "runs": list(runs),
              "sfreq": float(sfreq), "dt": 1.0 / float(sfreq), "units": "V", "tmin": tmin, "tmax": tmax,

@@ -189,8 +189,7 @@ def _square(rdm: Any) -> np.ndarray:
     raise SchemaError(f"an RDM should be 92x92 or 4186 values, got shape {rdm.shape}")
 
 
-def _rdm_table(root) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    supplement = _loadmat(root / _FILES["supplement"])
+def _rdm_table(root, supplement: dict) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     matrices: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
 
@@ -230,8 +229,9 @@ def load_kriegeskorte92() -> Kriegeskorte92:
     ``human_IT``) is 0.439.
     """
     root = data_root("kriegeskorte92", "kriegeskorte92", vendored=True, env="INTERP_KRIEGESKORTE92")
-    images, stimuli = _stimuli(_loadmat(root / _FILES["supplement"]))
-    matrices, rows = _rdm_table(root)
+    supplement = _loadmat(root / _FILES["supplement"])
+    images, stimuli = _stimuli(supplement)
+    matrices, rows = _rdm_table(root, supplement)
     attrs = {"source": "kriegeskorte92", "kind": "recording", "units": "dissimilarity (1 - Pearson r for brain RDMs)",
              "citation": CITATION, "path": str(root)}
     rdms = Activations(torch.from_numpy(np.stack(matrices)), ("rdm", "stimulus", "stimulus2"),
