@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DimensionError, InputTypeError, NaNError
+from ..errors import ConfigError, DimensionError, InputTypeError, NaNError
 from ..tensor import Activations
 
 
@@ -75,37 +75,46 @@ def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.de
 
 
 def is_store(X: Any) -> bool:
-    """True for an :class:`interp.store.ActivationStore` (duck-typed: a manifest and minibatch access)."""
-    return hasattr(X, "manifest") and (hasattr(X, "minibatches") or hasattr(X, "batches") or hasattr(X, "iter_batches"))
+    """True for an :class:`interp.store.ActivationStore` or a ``(store, array_name)`` pair."""
+    if isinstance(X, tuple) and len(X) == 2 and isinstance(X[1], str):
+        X = X[0]
+    return hasattr(X, "manifest") and hasattr(X, "minibatches")
 
 
-def store_dims(store: Any) -> tuple[str, ...]:
-    dims = getattr(store, "dims", None)
-    if dims is None and isinstance(getattr(store, "manifest", None), dict):
-        dims = store.manifest.get("dims")
-    return tuple(dims) if dims is not None else ()
+def store_array(X: Any, site: str | None = None) -> tuple[Any, str]:
+    """``(store, array name)`` from a store (with one array, or ``site`` naming one) or a pair."""
+    if isinstance(X, tuple):
+        X, site = X
+    arrays = list(X.arrays)
+    if site is None:
+        if len(arrays) != 1:
+            raise ConfigError(f"this store holds several arrays {arrays}; pass (store, name) or site=name to choose")
+        site = arrays[0]
+    if site not in arrays:
+        from ..errors import closest
+
+        hint = closest(site, arrays)
+        raise DimensionError(f"the store has no array {site!r}; it has {arrays}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return X, site
 
 
-def check_store(store: Any) -> None:
-    """Reject a store whose rows are not ``(sample, ..., unit)`` vectors."""
-    dims = store_dims(store)
-    if dims and (dims[-1] != "unit" or len(dims) < 2):
+def check_store(X: Any, site: str | None = None) -> tuple[Any, str, int, int]:
+    """Validate a store array for decomposition; returns (store, name, rows per stored row, n_features)."""
+    store, name = store_array(X, site)
+    spec = store.manifest["arrays"][name]
+    dims, shape = tuple(spec["dims"]), tuple(spec["shape"])
+    if dims[-1] != "unit" or len(dims) < 2:
         raise DimensionError(
-            f"this store holds dims {dims}; a decomposition needs rows of units, i.e. dims ending in 'unit' "
+            f"store array {name!r} has dims {dims}; a decomposition needs rows of units, i.e. dims ending in 'unit' "
             "such as ('sample', 'unit') or ('sample', 'pos', 'unit')"
         )
+    per_row = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    return store, name, per_row, int(shape[-1])
 
 
-def _store_batches(store: Any, batch_size: int, seed: int) -> Iterator[Any]:
-    for name in ("minibatches", "iter_batches", "batches"):
-        method = getattr(store, name, None)
-        if method is None:
-            continue
-        try:
-            return iter(method(batch_size=batch_size, shuffle=True, seed=seed))
-        except TypeError:
-            return iter(method(batch_size))
-    raise InputTypeError(f"{type(store).__name__} has no minibatch iterator")
+def store_rows(X: Any) -> int:
+    store, name, per_row, _ = check_store(X)
+    return store.n_rows * per_row
 
 
 def _as_batch(batch: Any, n_features: int | None, what: str) -> torch.Tensor:
@@ -138,12 +147,10 @@ def minibatches(X: Any, batch_size: int, n_epochs: int = 1, seed: int = 0,
                 yield data[order[start:start + batch_size].to(data.device)].to(device=device)
         return
     if is_store(X):
-        check_store(X)
-        n_features = None
+        store, name, _, n_features = check_store(X)
         for epoch in range(n_epochs):
-            for i, batch in enumerate(_store_batches(X, batch_size, seed + epoch)):
-                x = _as_batch(batch, n_features, f"store minibatch {i}")
-                n_features = x.shape[1]
+            for batch in store.minibatches(name, batch_size=batch_size, shuffle=True, seed=seed + epoch):
+                x = check_finite(batch.reshape(-1, n_features).float(), f"store array {name!r}")
                 yield x.to(device=device)
         return
     if isinstance(X, Iterable) and not isinstance(X, (str, bytes)):

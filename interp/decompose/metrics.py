@@ -111,11 +111,15 @@ class ReconstructionMetrics:
 
 def reconstruction_metrics(estimator: Any, X: Any, batch_size: int = 4096, dense_threshold: float = 0.1) -> ReconstructionMetrics:
     """Evaluate a fitted estimator on ``X`` (anything ``fit`` accepts), streaming in minibatches."""
+    from ..tensor import Activations
     from ._data import as_matrix, minibatches
 
     acc = ReconstructionAccumulator(dense_threshold)
-    batches = ([as_matrix(X)[i:i + batch_size] for i in range(0, as_matrix(X).shape[0], batch_size)]
-               if hasattr(X, "dims") or isinstance(X, (torch.Tensor, np.ndarray)) else minibatches(X, batch_size))
+    if isinstance(X, (Activations, torch.Tensor, np.ndarray)):
+        data = as_matrix(X)
+        batches = (data[i:i + batch_size] for i in range(0, data.shape[0], batch_size))
+    else:
+        batches = minibatches(X, batch_size)
     for x in batches:
         codes = estimator.transform(x)
         acc.add(x, estimator.inverse_transform(codes), codes)

@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DimensionError
+from ..tensor import Activations
 from ._base import Decomposition, NegativeValueError, check_int, resolve_device, rng
-from ._data import as_matrix, feature_names, is_store, minibatches, unwrap_like, wrap_like
+from ._data import as_matrix, feature_names, is_store, minibatches, store_array, unwrap_like, wrap_like
 
 __all__ = ["SNMF", "NMF"]
 
@@ -31,7 +32,7 @@ _EPS = 1e-6
 
 def _collect(X: Any, max_samples: int | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """All rows of ``X`` in memory (a store or iterable is concatenated up to ``max_samples`` rows)."""
-    if isinstance(X, (torch.Tensor, np.ndarray)) or hasattr(X, "dims") and not is_store(X):
+    if isinstance(X, (torch.Tensor, np.ndarray, Activations)):
         data = as_matrix(X, dtype=dtype, device=device)
     else:
         parts, n = [], 0
@@ -183,13 +184,15 @@ class SNMF(Decomposition):
         return C.T.contiguous(), G
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None) -> SNMF:
+    def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> SNMF:
         """Factorise ``X`` (Activations, tensor, array, store or iterable of minibatches)."""
-        self.fit_transform(X)
+        self.fit_transform(X, site=site)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None) -> Any:
+    def fit_transform(self, X: Any, y: Any = None, *, site: str | None = None) -> Any:
         """Fit and return the non-negative coefficients ``G`` of the training rows (best iterate)."""
+        if site is not None or is_store(X):
+            X = store_array(X, site)
         device = resolve_device(self.device)
         data = _collect(X, self.max_samples, device, self.dtype)
         n, d = data.shape
@@ -226,7 +229,7 @@ class SNMF(Decomposition):
         self.n_iter_ = it + 1
         self.reconstruction_err_ = math.sqrt(max(best, 0.0))
         self.loss_curve_ = curve
-        return wrap_like(X, best_G, "snmf_") if not is_store(X) and hasattr(X, "dims") else best_G
+        return wrap_like(X, best_G, "snmf_") if isinstance(X, Activations) else best_G
 
     # ------------------------------------------------------------- transform
     def transform(self, X: Any, n_iter: int = 200) -> Any:
@@ -333,13 +336,15 @@ class NMF(Decomposition):
             W[:, j] = (W[:, j] + (XHt[:, j] - W @ HHt[:, j]) / denom).clamp_min(0)
         return W
 
-    def fit(self, X: Any, y: Any = None) -> NMF:
-        """Factorise non-negative ``X``."""
-        self.fit_transform(X)
+    def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> NMF:
+        """Factorise non-negative ``X`` (anything :meth:`SNMF.fit` accepts)."""
+        self.fit_transform(X, site=site)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None) -> Any:
+    def fit_transform(self, X: Any, y: Any = None, *, site: str | None = None) -> Any:
         """Fit and return ``W`` (the per-sample coefficients)."""
+        if site is not None or is_store(X):
+            X = store_array(X, site)
         device = resolve_device(self.device)
         data = _collect(X, self.max_samples, device, self.dtype)
         self._check_nonnegative(data)
@@ -370,7 +375,7 @@ class NMF(Decomposition):
         self.feature_names_in_ = feature_names(X)
         self.n_iter_ = it + 1
         self.reconstruction_err_ = math.sqrt(error())
-        return wrap_like(X, W, "nmf_") if hasattr(X, "dims") and not is_store(X) else W
+        return wrap_like(X, W, "nmf_") if isinstance(X, Activations) else W
 
     def transform(self, X: Any, n_iter: int = 200) -> Any:
         """Non-negative coefficients ``W`` of new rows with ``H`` fixed."""

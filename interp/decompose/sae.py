@@ -37,23 +37,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DimensionError
+from ..tensor import Activations
 from ._base import Decomposition, check_int, resolve_device
-from ._data import as_matrix, feature_names, is_store, minibatches, unwrap_like, wrap_like
+from ._data import as_matrix, feature_names, is_store, minibatches, store_array, store_rows, unwrap_like, wrap_like
 from .metrics import ReconstructionMetrics, reconstruction_metrics
 
 __all__ = ["ReLUSAE", "TopKSAE", "BatchTopKSAE", "JumpReLUSAE", "SparseAutoencoder"]
 
 
 def _n_rows(X: Any) -> int | None:
-    if hasattr(X, "dims") and not is_store(X):
+    if isinstance(X, Activations):
         return as_matrix(X).shape[0]
     if isinstance(X, (torch.Tensor, np.ndarray)):
         return int(X.shape[0])
     if is_store(X):
-        try:
-            return len(X)
-        except TypeError:
-            return None
+        return store_rows(X)
     return None
 
 
@@ -193,11 +191,14 @@ class SparseAutoencoder(Decomposition):
             fvu = float(mse) / total_var if total_var > 0 else float("nan")
         return l0, fvu
 
-    def fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
+    def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> SparseAutoencoder:
         """Train on ``X``: Activations, tensor/array, an ActivationStore, or an iterable of minibatches.
 
-        Trains for ``n_epochs`` passes, stopping early after ``max_samples`` rows or ``max_seconds``.
+        A store with several arrays needs ``site`` (or pass ``(store, name)``). Trains for ``n_epochs``
+        passes, stopping early after ``max_samples`` rows or ``max_seconds``.
         """
+        if site is not None or is_store(X):
+            X = store_array(X, site)
         check_int("batch_size", self.batch_size)
         check_int("n_epochs", self.n_epochs)
         device = resolve_device(self.device)
@@ -207,7 +208,7 @@ class SparseAutoencoder(Decomposition):
             total_rows = min(total_rows, self.max_samples) if total_rows else self.max_samples
         total_steps = math.ceil(total_rows / self.batch_size) if total_rows else None
         names = feature_names(X)
-        if hasattr(X, "dims") and not is_store(X):
+        if isinstance(X, Activations):
             X = as_matrix(X).to(device)  # validate and flatten once
         started = time.perf_counter()
         bar = tqdm(total=total_rows, desc=type(self).__name__, unit="row", unit_scale=True, disable=not self.verbose,

@@ -1,0 +1,260 @@
+"""Reading components: top-activating samples, vocabulary projection, and steering.
+
+Following Shafran, Geiger & Geva (2025): the input side of a feature is its top-activating contexts;
+the output side is its direction pushed through ``W_out`` (for MLP-space features) and the unembedding
+``W_U``; its causal effect is measured by adding ``alpha * direction`` at its site, with ``alpha``
+found by binary search so that KL(unsteered || steered) of the next-token distribution hits a target.
+
+Steering uses plain TransformerBridge hooks (``model.hooks`` / ``run_with_hooks``), so this module
+does not depend on :mod:`patching`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..errors import ConfigError, DimensionError, InputTypeError, SiteError, closest
+from ..tensor import Activations
+from ._data import as_matrix
+
+__all__ = ["top_activating", "vocab_projection", "steer", "steering_kl", "find_alpha", "SteeringResult",
+           "component_directions"]
+
+
+def component_directions(components: Any) -> torch.Tensor:
+    """Unit-norm rows from an estimator (``components_``) or a ``(n, d)``/``(d,)`` tensor."""
+    W = components.components_ if hasattr(components, "components_") else components
+    W = torch.as_tensor(W).detach().float()
+    if W.ndim == 1:
+        W = W[None]
+    if W.ndim != 2:
+        raise DimensionError(f"component directions must be (n_components, n_features); got {tuple(W.shape)}")
+    return torch.nn.functional.normalize(W, dim=1)
+
+
+def top_activating(estimator: Any, X: Any, n: int = 10, components: list[int] | None = None,
+                   batch_size: int = 8192) -> pd.DataFrame:
+    """The ``n`` samples with the largest code of each component (streaming over ``X``).
+
+    Returns one row per (component, rank) with ``sample`` (row index in ``X`` after flattening),
+    ``activation`` and, for Activations input, the sample coordinates (e.g. tokens and contexts).
+    """
+    data = as_matrix(X)
+    top_vals: torch.Tensor | None = None
+    top_idx: torch.Tensor | None = None
+    for start in range(0, data.shape[0], batch_size):
+        codes = estimator.transform(data[start:start + batch_size])
+        codes = torch.as_tensor(codes).float().cpu()
+        if components is not None:
+            codes = codes[:, components]
+        idx = torch.arange(start, start + codes.shape[0])[:, None].expand_as(codes)
+        vals = codes if top_vals is None else torch.cat([top_vals, codes])
+        ids = idx if top_idx is None else torch.cat([top_idx, idx])
+        k = min(n, vals.shape[0])
+        top_vals, where = vals.topk(k, dim=0)
+        top_idx = ids.gather(0, where)
+    comp_ids = components if components is not None else list(range(top_vals.shape[1]))
+    rows = []
+    for c, comp in enumerate(comp_ids):
+        for rank in range(top_vals.shape[0]):
+            rows.append({"component": comp, "rank": rank, "sample": int(top_idx[rank, c]),
+                         "activation": float(top_vals[rank, c])})
+    frame = pd.DataFrame(rows)
+    if isinstance(X, Activations):
+        from ._data import as_activations
+
+        coords = as_activations(X).coords["sample"]
+        if len(coords.columns):
+            frame = pd.concat([frame, coords.iloc[frame["sample"].to_numpy()].reset_index(drop=True)], axis=1)
+    return frame
+
+
+def _decode_tokens(model: Any, ids: list[int]) -> list[str]:
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return [str(i) for i in ids]
+    return [tok.decode([i]) for i in ids]
+
+
+def vocab_projection(model: Any, components: Any, layer: int | None = None, space: str = "mlp", k: int = 20,
+                     final_norm: bool = True) -> pd.DataFrame:
+    """Project component directions onto the vocabulary: top (and bottom) tokens of ``W_U`` logits.
+
+    ``space="mlp"``: directions live in ``blocks.{layer}.mlp.hook_post`` (d_mlp) and are mapped to the
+    residual stream through ``W_out[layer]`` first; ``space="resid"``: directions are residual-stream
+    vectors. ``final_norm`` multiplies by the final norm's weight when the model has one (RMSNorm/LN
+    gain), as the real forward pass would. Returns one row per (component, direction, rank) with
+    ``token_id``, ``token`` and ``logit``.
+    """
+    directions = component_directions(components)
+    if space == "mlp":
+        if layer is None:
+            raise ConfigError("space='mlp' needs the layer whose W_out maps the features to the residual stream")
+        W_out = model.W_out if hasattr(model, "W_out") else None
+        if W_out is None:
+            raise InputTypeError("the model exposes no W_out (expected a TransformerBridge)")
+        W_out = W_out[layer].detach().float()
+        if W_out.shape[0] != directions.shape[1]:
+            raise DimensionError(f"directions have {directions.shape[1]} features but W_out[{layer}] maps {W_out.shape[0]}")
+        resid = directions @ W_out
+    elif space == "resid":
+        resid = directions
+    else:
+        raise ConfigError(f"space must be 'mlp' or 'resid', got {space!r}")
+    if final_norm:
+        weight = getattr(getattr(model, "ln_final", None), "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.shape == resid.shape[1:]:
+            resid = resid * weight.detach().float()
+    W_U = model.W_U.detach().float()
+    if W_U.shape[0] != resid.shape[1]:
+        raise DimensionError(f"residual directions have {resid.shape[1]} dims but W_U expects {W_U.shape[0]}")
+    logits = resid @ W_U
+    rows = []
+    for c in range(logits.shape[0]):
+        for direction, (vals, ids) in (("top", logits[c].topk(k)), ("bottom", (-logits[c]).topk(k))):
+            vals = vals if direction == "top" else -vals
+            tokens = _decode_tokens(model, ids.tolist())
+            rows += [{"component": c, "direction": direction, "rank": r, "token_id": int(i), "token": t,
+                      "logit": float(v)} for r, (i, t, v) in enumerate(zip(ids.tolist(), tokens, vals.tolist()))]
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ steering
+
+
+def _tokens(model: Any, prompt: str | torch.Tensor) -> torch.Tensor:
+    if isinstance(prompt, torch.Tensor):
+        return prompt if prompt.ndim == 2 else prompt[None]
+    if isinstance(prompt, str):
+        return model.to_tokens(prompt)
+    raise InputTypeError(f"prompt must be a string or a token tensor, got {type(prompt).__name__}")
+
+
+def _check_site(model: Any, site: str) -> None:
+    hooks = getattr(model, "hook_dict", None)
+    if hooks is not None and site not in hooks:
+        hint = closest(site, list(hooks))
+        raise SiteError(f"model has no hook {site!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+
+def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+          positions: slice | list[int] | None = None) -> torch.Tensor:
+    """Logits with ``alpha * direction`` (unit-normalised) added at ``site`` (all positions by default)."""
+    _check_site(model, site)
+    tokens = _tokens(model, prompt)
+    d = component_directions(direction)[0]
+
+    def add(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        out = act.clone()
+        delta = (alpha * d).to(act)
+        if positions is None:
+            out = out + delta
+        else:
+            out[:, positions] = out[:, positions] + delta
+        return out
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(site, add)])
+
+
+def _kl_last(base: torch.Tensor, steered: torch.Tensor) -> float:
+    p = base[:, -1].float().log_softmax(-1)
+    q = steered[:, -1].float().log_softmax(-1)
+    return float((p.exp() * (p - q)).sum(-1).mean())
+
+
+def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+                base_logits: torch.Tensor | None = None) -> float:
+    """KL(unsteered || steered) of the next-token distribution at the last position."""
+    tokens = _tokens(model, prompt)
+    if base_logits is None:
+        with torch.no_grad():
+            base_logits = model(tokens)
+    return _kl_last(base_logits, steer(model, tokens, site, direction, alpha))
+
+
+@dataclass
+class SteeringResult:
+    """The ``alpha`` that hits ``target_kl`` (and the KL it reached)."""
+
+    target_kl: float
+    alpha: float
+    kl: float
+    n_evaluations: int
+    converged: bool
+    trace: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.trace, columns=["alpha", "kl"])
+
+    def plot(self):
+        import plotly.express as px
+
+        fig = px.scatter(self.to_frame().sort_values("alpha"), x="alpha", y="kl", title="steering: KL vs alpha")
+        fig.add_hline(y=self.target_kl, line_dash="dash")
+        return fig
+
+
+def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,
+               tol: float = 0.01, sign: float = 1.0, alpha_start: float | None = None, max_evaluations: int = 60,
+               ) -> SteeringResult:
+    """Binary search for the steering strength whose KL(unsteered || steered) equals ``target_kl`` (within ``tol``).
+
+    The upper bound starts at ``alpha_start`` (default: the mean norm of the site's activation) and is
+    doubled until the KL exceeds the target; then the bracket is bisected (Shafran et al. 2025,
+    ``find_alpha_for_kl_targets``). ``sign=-1`` searches negative alphas.
+    """
+    if not target_kl > 0:
+        raise ConfigError(f"target_kl must be > 0, got {target_kl}")
+    _check_site(model, site)
+    tokens = _tokens(model, prompt)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == site)
+        base = model(tokens)
+    scale = float(cache[site].float().norm(dim=-1).mean()) if alpha_start is None else float(alpha_start)
+    trace: list[tuple[float, float]] = []
+
+    def kl_at(a: float) -> float:
+        value = _kl_last(base, steer(model, tokens, site, direction, sign * a))
+        trace.append((sign * a, value))
+        return value
+
+    lo, hi = 0.0, max(scale, 1e-6)
+    kl_hi = kl_at(hi)
+    while kl_hi < target_kl and len(trace) < max_evaluations // 2:
+        lo, hi = hi, hi * 2
+        kl_hi = kl_at(hi)
+    if kl_hi < target_kl:
+        return SteeringResult(target_kl, sign * hi, kl_hi, len(trace), False, trace)
+    best_a, best_kl = hi, kl_hi
+    while len(trace) < max_evaluations:
+        if abs(best_kl - target_kl) <= tol:
+            return SteeringResult(target_kl, sign * best_a, best_kl, len(trace), True, trace)
+        mid = (lo + hi) / 2
+        kl_mid = kl_at(mid)
+        if abs(kl_mid - target_kl) < abs(best_kl - target_kl):
+            best_a, best_kl = mid, kl_mid
+        if kl_mid < target_kl:
+            lo = mid
+        else:
+            hi = mid
+    return SteeringResult(target_kl, sign * best_a, best_kl, len(trace), abs(best_kl - target_kl) <= tol, trace)
+
+
+def steered_generate(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+                     max_new_tokens: int = 20) -> list[str] | torch.Tensor:
+    """Greedy continuation of ``prompt`` while steering (strings if the model has a tokenizer)."""
+    tokens = _tokens(model, prompt)
+    for _ in range(max_new_tokens):
+        logits = steer(model, tokens, site, direction, alpha)
+        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    if getattr(model, "tokenizer", None) is not None:
+        return [model.tokenizer.decode(t) for t in tokens.tolist()]
+    return tokens
+
+
+__all__ += ["steered_generate"]

@@ -1,0 +1,176 @@
+"""Decompositions of recordings: which components track behaviour, and which named units load on them.
+
+Calcium traces and behaviour are strongly autocorrelated, so shuffling time points breaks the null
+(it makes chance correlations look significant). The null here circularly shifts the behaviour
+against the component time courses (e.g. Harris 2020, "Nonsense correlations in neuroscience"),
+which keeps both autocorrelations intact.
+
+Example
+-------
+>>> worm = interp.data.load("celegans", worm=0, trace="F_F20")               # doctest: +SKIP
+>>> nmf = NMF(n_components=8).fit(worm)                                      # doctest: +SKIP
+>>> res = behaviour_components(nmf, worm, variables=("reversal", "velocity"))  # doctest: +SKIP
+>>> res.best("reversal")                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ConfigError, DimensionError, MismatchError
+from ..tensor import Activations
+
+__all__ = ["circular_shift_correlation", "behaviour_correlation", "top_loading", "behaviour_components",
+           "BehaviourComponents"]
+
+
+def _zscore_columns(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    sd = x.std(0)
+    sd[sd == 0] = np.inf
+    return x / sd
+
+
+def circular_shift_correlation(codes: np.ndarray, signal: np.ndarray, n_shifts: int = 1000,
+                               min_shift: int | None = None, seed: int | None = 0) -> dict[str, np.ndarray]:
+    """Pearson r of each column of ``codes`` with ``signal`` and circular-shift p-values.
+
+    Returns ``r`` (per column), ``p`` (per column: fraction of shifts with ``|r_null| >= |r|``) and
+    ``p_max`` (per column, against the null of the largest ``|r|`` over all columns, which corrects for
+    picking the best component). Shifts are drawn uniformly from ``[min_shift, T - min_shift]``
+    (default ``min_shift = T // 10``); p-values use the ``(1 + count) / (1 + n_shifts)`` estimator.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    signal = np.asarray(signal, dtype=np.float64).reshape(-1)
+    if codes.ndim != 2 or codes.shape[0] != signal.shape[0]:
+        raise MismatchError(f"codes {codes.shape} and signal ({signal.shape[0]},) must have the same number of time points")
+    T = signal.shape[0]
+    min_shift = max(1, T // 10) if min_shift is None else int(min_shift)
+    if not 0 < min_shift < T - min_shift:
+        raise ConfigError(f"min_shift={min_shift} leaves no admissible shift for {T} time points")
+    z = _zscore_columns(codes)
+    s = _zscore_columns(signal[:, None])[:, 0]
+    r = z.T @ s / T
+    shifts = np.random.default_rng(seed).integers(min_shift, T - min_shift + 1, size=n_shifts)
+    null = np.stack([z.T @ np.roll(s, int(k)) / T for k in shifts])  # (n_shifts, n_components)
+    p = (1 + (np.abs(null) >= np.abs(r)).sum(0)) / (1 + n_shifts)
+    null_max = np.abs(null).max(1)
+    p_max = (1 + (null_max[:, None] >= np.abs(r)[None]).sum(0)) / (1 + n_shifts)
+    return {"r": r, "p": p, "p_max": p_max, "null_max_95": np.quantile(null_max, 0.95)}
+
+
+def _codes_matrix(codes: Any) -> np.ndarray:
+    if isinstance(codes, Activations):
+        return codes.numpy().reshape(codes.shape[0], -1)
+    if isinstance(codes, torch.Tensor):
+        return codes.detach().cpu().double().numpy()
+    return np.asarray(codes, dtype=np.float64)
+
+
+def behaviour_correlation(codes: Any, variables: Sequence[str] | Mapping[str, Any] = ("reversal", "velocity"),
+                          n_shifts: int = 1000, min_shift: int | None = None, seed: int | None = 0) -> pd.DataFrame:
+    """Correlation of each component time course with behavioural signals, with circular-shift p-values.
+
+    ``codes``: ``(time, component)`` Activations (e.g. from ``estimator.transform(recording)``, which
+    keeps the recording's sample coordinates) or an array. ``variables``: names of sample
+    coordinates of ``codes``, or a ``{name: array}`` mapping. One row per (variable, component).
+    """
+    matrix = _codes_matrix(codes)
+    if isinstance(variables, Mapping):
+        signals = {k: np.asarray(v, dtype=np.float64) for k, v in variables.items()}
+    else:
+        if not isinstance(codes, Activations):
+            raise ConfigError("pass variables as {name: array} when codes are not an Activations with sample coords")
+        signals = {name: codes.coord(name, dim="sample").astype(np.float64) for name in variables}
+    rows = []
+    for name, signal in signals.items():
+        if signal.shape[0] != matrix.shape[0]:
+            raise MismatchError(f"variable {name!r} has {signal.shape[0]} time points, codes have {matrix.shape[0]}")
+        res = circular_shift_correlation(matrix, signal, n_shifts=n_shifts, min_shift=min_shift, seed=seed)
+        for j in range(matrix.shape[1]):
+            rows.append({"variable": name, "component": j, "r": res["r"][j], "p": res["p"][j],
+                         "p_max": res["p_max"][j]})
+    return pd.DataFrame(rows)
+
+
+def top_loading(estimator: Any, names: Sequence[str] | None = None, n: int = 10, keep: Sequence[bool] | None = None,
+                sign: str = "positive") -> pd.DataFrame:
+    """The ``n`` units with the largest weights in each component of a fitted estimator.
+
+    ``names`` default to the unit names seen in ``fit``; ``keep`` masks units (e.g. only identified
+    neurons); ``sign`` is ``"positive"`` (largest weights), ``"negative"`` or ``"abs"``.
+    """
+    W = estimator.components_.detach().cpu().double().numpy()
+    names = list(names) if names is not None else getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        names = [str(i) for i in range(W.shape[1])]
+    if len(names) != W.shape[1]:
+        raise DimensionError(f"{len(names)} names for {W.shape[1]} units")
+    mask = np.ones(W.shape[1], bool) if keep is None else np.asarray(keep, bool)
+    if sign not in ("positive", "negative", "abs"):
+        raise ConfigError(f"sign must be 'positive', 'negative' or 'abs', got {sign!r}")
+    score = {"positive": W, "negative": -W, "abs": np.abs(W)}[sign]
+    rows = []
+    for j in range(W.shape[0]):
+        order = [i for i in np.argsort(-score[j], kind="stable") if mask[i]][:n]
+        rows += [{"component": j, "rank": r, "unit": int(i), "name": names[i], "weight": W[j, i]} for r, i in enumerate(order)]
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class BehaviourComponents:
+    """Behaviour correlations of a recording's components and the named units that load on them."""
+
+    correlations: pd.DataFrame
+    loadings: pd.DataFrame
+    codes: Activations
+
+    def best(self, variable: str, sign: str = "positive") -> dict[str, Any]:
+        """The component most correlated with ``variable`` (``sign``: 'positive', 'negative' or 'abs')."""
+        rows = self.correlations[self.correlations["variable"] == variable]
+        if rows.empty:
+            raise ConfigError(f"no variable {variable!r}; have {sorted(set(self.correlations['variable']))}")
+        key = {"positive": rows["r"], "negative": -rows["r"], "abs": rows["r"].abs()}[sign]
+        row = rows.loc[key.idxmax()]
+        j = int(row["component"])
+        units = self.loadings[self.loadings["component"] == j]["name"].tolist()
+        return {"variable": variable, "component": j, "r": float(row["r"]), "p": float(row["p"]),
+                "p_max": float(row["p_max"]), "top_units": units}
+
+    def to_frame(self) -> pd.DataFrame:
+        """Correlations with the top-loading unit names of each component joined on."""
+        names = self.loadings.groupby("component")["name"].apply(lambda s: ", ".join(s)).rename("top_units")
+        return self.correlations.join(names, on="component")
+
+    def plot(self):
+        """Heatmap of r (variables x components)."""
+        import plotly.express as px
+
+        table = self.correlations.pivot(index="variable", columns="component", values="r")
+        return px.imshow(table, color_continuous_scale="RdBu_r", zmin=-1, zmax=1, aspect="auto",
+                         title="component-behaviour correlation (circular-shift p in hover data)")
+
+
+def behaviour_components(estimator: Any, recording: Activations, variables: Sequence[str] = ("reversal", "velocity"),
+                         n_top: int = 10, only_identified: bool = True, n_shifts: int = 1000,
+                         min_shift: int | None = None, seed: int | None = 0) -> BehaviourComponents:
+    """Correlate a fitted estimator's components with behaviour and list their top-loading named units.
+
+    ``only_identified`` keeps units whose ``identified`` coordinate is true (NeuroPAL-labelled
+    neurons in ``celegans``); names come from the ``canonical`` (else ``name``) unit coordinate.
+    """
+    codes = estimator.transform(recording)
+    correlations = behaviour_correlation(codes, variables, n_shifts=n_shifts, min_shift=min_shift, seed=seed)
+    units = recording.coords["unit"]
+    names = units["canonical"].where(units["canonical"].astype(str) != "", units.get("name")) \
+        if "canonical" in units.columns else units.get("name")
+    names = [str(v) for v in names] if names is not None else None
+    keep = units["identified"].to_numpy(bool) if only_identified and "identified" in units.columns else None
+    loadings = top_loading(estimator, names=names, n=n_top, keep=keep)
+    return BehaviourComponents(correlations, loadings, codes)
