@@ -1,0 +1,24 @@
+"""Fitted read-outs on top of :mod:`interp`: ridge regression with per-target α (primal/dual, banded),
+linear and logistic probes with control tasks, encoding models scored by held-out Pearson r, noise
+ceilings and ceiling-normalised scores. Estimators follow scikit-learn conventions.
+
+>>> import numpy as np
+>>> from probes import RidgeCV
+>>> X, Y = np.random.default_rng(0).normal(size=(50, 4)), np.random.default_rng(1).normal(size=(50, 2))
+>>> RidgeCV(alphas=[1.0, 10.0]).fit(X, Y).coef_.shape
+torch.Size([2, 4])
+"""
+
+from __future__ import annotations
+
+from .ceiling import CONVENTIONS, NoiseCeiling, normalise, rsa_noise_ceiling, spearman_brown, split_half_ceiling
+from .encoding import EncodingResult, encoding_scores, pearson_per_target
+from .linear import LinearProbe, LogisticProbe, SelectivityResult, control_labels, cross_val_probe, probe_selectivity
+from .ridge import BandedRidgeCV, RidgeCV
+
+__all__ = [
+    "RidgeCV", "BandedRidgeCV",
+    "LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels", "SelectivityResult",
+    "encoding_scores", "EncodingResult", "pearson_per_target",
+    "spearman_brown", "split_half_ceiling", "rsa_noise_ceiling", "NoiseCeiling", "normalise", "CONVENTIONS",
+]

@@ -137,7 +137,7 @@ def linear_hsic_terms(X: torch.Tensor, Y: torch.Tensor, estimator: str = "biased
 
 def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", sigma: float | str = "median",
         sigma_scale: float = 1.0, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
-        return_result: bool = False) -> float | CKAResult:
+        return_result: bool = False, nan_policy: str = "raise") -> float | CKAResult:
     """Centered kernel alignment between ``x`` and ``y`` (samples x features; same samples).
 
     Parameters
@@ -146,13 +146,14 @@ def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", si
     estimator: ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
     sigma, sigma_scale: RBF bandwidth (absolute number or ``"median"``).
     return_result: return a :class:`CKAResult` naming kernel, estimator and σ convention.
+    nan_policy: ``"raise"`` or ``"drop"`` (drop features holding NaN, e.g. dead voxels).
 
     Reference values (PAPERS.md 3.6 A, ``np.random.seed(0)``, X, Y uniform 30 x 25): linear biased
     0.4893427, linear Song 0.0235987, linear Lange 0.0533364, RBF σ=1 biased 0.8940268, RBF σ=1 Song
     0.0676394.
     """
     _check_estimator(estimator)
-    X, Y = as_pair(x, y, dtype=dtype, device=device)
+    X, Y = as_pair(x, y, dtype=dtype, device=device, nan_policy=nan_policy)
     if estimator != "biased" and X.shape[0] < 4:
         raise ConfigError(f"the {estimator!r} estimator needs n >= 4 samples, got {X.shape[0]}")
     sigma_note = None

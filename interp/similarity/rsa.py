@@ -68,15 +68,21 @@ def canonical_method(method: str) -> str:
 
 
 def rankdata(v: torch.Tensor) -> torch.Tensor:
-    """Average ranks (1-based, ties get their mean rank) along the last axis, like ``scipy.stats.rankdata``."""
+    """Average ranks (1-based, ties get their mean rank) along the last axis, like ``scipy.stats.rankdata``.
+
+    Vectorised over leading axes: one sort, then tie groups via cumsum and scatter-add."""
+    dtype = torch.float64 if v.dtype == torch.float64 else torch.float32
     flat = v.reshape(-1, v.shape[-1])
-    out = torch.empty_like(flat, dtype=torch.float64 if flat.dtype == torch.float64 else torch.float32)
-    for r in range(flat.shape[0]):
-        sorted_v, order = torch.sort(flat[r], stable=True)
-        _, inverse, counts = torch.unique_consecutive(sorted_v, return_inverse=True, return_counts=True)
-        ends = torch.cumsum(counts, 0).to(out.dtype)
-        avg = ends - (counts.to(out.dtype) - 1) / 2
-        out[r, order] = avg[inverse]
+    k, m = flat.shape
+    s, order = torch.sort(flat, dim=-1)  # tie order is irrelevant: ties get their mean rank
+    new = torch.ones_like(s, dtype=torch.bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    gid = torch.cumsum(new, -1) - 1
+    pos = torch.arange(1, m + 1, dtype=dtype, device=v.device).expand(k, m)
+    sums = torch.zeros(k, m, dtype=dtype, device=v.device).scatter_add_(-1, gid, pos)
+    counts = torch.zeros(k, m, dtype=dtype, device=v.device).scatter_add_(-1, gid, torch.ones_like(pos))
+    avg = (sums / counts.clamp_min(1)).gather(-1, gid)
+    out = torch.empty_like(avg).scatter_(-1, order, avg)
     return out.reshape(v.shape)
 
 
@@ -169,7 +175,8 @@ def compare_rdms(a: Any, b: Any, method: str = "spearman", *, dtype: torch.dtype
 
 
 def rsa(x: Any, y: Any, *, rdm_method: str = "correlation", method: str = "spearman",
-        dtype: torch.dtype | str | None = None, device: str | torch.device | None = None) -> float:
+        dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
+        nan_policy: str = "raise") -> float:
     """RSA between two sets of patterns (samples x features, same samples in the same order).
 
     ``Activations`` with a ``stimulus`` coordinate are aligned first.
@@ -182,5 +189,5 @@ def rsa(x: Any, y: Any, *, rdm_method: str = "correlation", method: str = "spear
     """
     from ._backend import as_pair
 
-    X, Y = as_pair(x, y, dtype=dtype, device=device)
+    X, Y = as_pair(x, y, dtype=dtype, device=device, nan_policy=nan_policy)
     return compare_rdms(rdm(X, rdm_method), rdm(Y, rdm_method), method)
