@@ -99,7 +99,7 @@ class SNMF(Decomposition):
     largest-magnitude entries of each column of ``F``; (3) rescale each column of ``G`` to unit norm,
     compensating in ``F``; (4) Ding et al.'s multiplicative update
     ``G <- G * sqrt(([A'F]+ + G[F'F]-) / ([A'F]- + G[F'F]+ + eps))``; (5) track ``||A - F G'||_F^2``,
-    keep the best pair, stop after ``patience`` iterations without relative improvement ``> tol``.
+    keep the best pair, stop after ``patience`` iterations without a relative improvement ``> tol``.
 
     Parameters
     ----------
@@ -201,8 +201,8 @@ class SNMF(Decomposition):
         A = data.T
         F, G = self._initial(A, k)
         eye = torch.eye(k, dtype=A.dtype, device=A.device)
-        sq_norm_A = float((A * A).sum())
-        best, best_F, best_G, wait, curve = math.inf, F, G, 0, []
+        sq_norm_A = float((A.double() ** 2).sum())
+        best, best_F, best_G, wait, curve, reference = math.inf, F, G, 0, [], math.inf
         bar = tqdm(range(self.max_iter), desc="SNMF", disable=not self.verbose, leave=False)
         it = 0
         for it in bar:
@@ -212,10 +212,13 @@ class SNMF(Decomposition):
             G, F = G / scale, F * scale
             P, Q = A.T @ F, F.T @ F
             G = G * torch.sqrt((_pos(P) + G @ _neg(Q)) / (_neg(P) + G @ _pos(Q) + _EPS))
-            loss = sq_norm_A - 2 * float((P * G).sum()) + float(((G.T @ G) * Q).sum())
+            Gd = G.double()
+            loss = sq_norm_A - 2 * float((P.double() * Gd).sum()) + float(((Gd.T @ Gd) * Q.double()).sum())
             curve.append(loss)
-            if loss < best * (1 - self.tol):
-                best, best_F, best_G, wait = loss, F, G, 0
+            if loss < best:
+                best, best_F, best_G = loss, F, G
+            if loss < reference * (1 - self.tol):
+                reference, wait = loss, 0
             else:
                 wait += 1
                 if wait >= self.patience:

@@ -1,0 +1,218 @@
+"""interp.decompose: SAEs and SNMF recover planted features, NMF matches scikit-learn, I/O, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import interp
+from interp.decompose import (
+    NMF,
+    SNMF,
+    BatchTopKSAE,
+    JumpReLUSAE,
+    NegativeValueError,
+    ReLUSAE,
+    TopKSAE,
+    best_match_cosine,
+    load,
+    planted_features,
+    reconstruction_metrics,
+)
+from interp.decompose.metrics import ReconstructionAccumulator
+
+torch.set_num_threads(1)  # small matrices: one thread is many times faster on a shared 2-core machine
+
+COMMON = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_features(n_samples=4000, n_units=64, n_features=16, active=3, unit_fraction=0.25, seed=0)
+
+
+# ---------------------------------------------------------------- acceptance: recovery
+
+@pytest.mark.parametrize("make", [
+    lambda: TopKSAE(k=4, **COMMON),
+    lambda: BatchTopKSAE(k=4, **COMMON),
+    lambda: ReLUSAE(l1_coefficient=1.0, resample_every=200, **COMMON),
+    lambda: JumpReLUSAE(sparsity_coefficient=3.0, bandwidth=1.0, initial_threshold=1.0, **COMMON),
+], ids=["topk", "batchtopk", "relu", "jumprelu"])
+def test_sae_recovers_planted_features(planted, make):
+    sae = make().fit(planted.X)
+    cos = best_match_cosine(planted.features, sae.components_)
+    assert cos.mean() >= 0.9, f"mean best-match cosine {cos.mean():.3f}"
+    metrics = sae.evaluate(planted.X)
+    assert metrics.fvu < 0.1 and metrics.l0 < 8
+    # decoder rows stay at unit norm
+    assert torch.allclose(sae.components_.norm(dim=1), torch.ones(32), atol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random", "svd"])
+def test_snmf_recovers_planted_features(planted, init):
+    snmf = SNMF(n_components=16, sparsity=0.25, init=init, max_iter=800, patience=100).fit(planted.X)
+    cos = best_match_cosine(planted.features, snmf.components_)
+    assert cos.mean() >= 0.9, f"{init}: mean best-match cosine {cos.mean():.3f}"
+    # winner-take-all: each feature keeps ceil(0.25 * 64) = 16 neuron weights
+    assert ((snmf.components_ != 0).sum(1) <= 16).all()
+    codes = snmf.transform(planted.X)
+    assert codes.dims == ("sample", "unit") and float(codes.data.min()) >= 0
+
+
+def test_snmf_loss_decreases_and_early_stops(planted):
+    snmf = SNMF(n_components=16, sparsity=None, init="svd", max_iter=2000, patience=5, tol=1e-3).fit(planted.X)
+    assert snmf.n_iter_ < 2000  # patience stopped it
+    best = min(snmf.loss_curve_)
+    assert snmf.reconstruction_err_ ** 2 == pytest.approx(best, rel=1e-6)
+    assert snmf.loss_curve_[-1] <= snmf.loss_curve_[0]
+    # the best iterate's loss matches the explicit Frobenius error of the stored factors
+    X = planted.X.data
+    G = snmf.fit_transform(planted.X).data
+    direct = float(((X - G @ snmf.components_) ** 2).sum())
+    assert direct == pytest.approx(snmf.reconstruction_err_ ** 2, rel=1e-3)
+
+
+@pytest.mark.parametrize("k", [5, 10])
+def test_nmf_matches_sklearn(k):
+    from sklearn.decomposition import NMF as SklearnNMF
+
+    rs = np.random.RandomState(0)
+    X = (np.abs(rs.randn(300, 40)) @ np.abs(rs.randn(40, 50))) * (rs.rand(300, 50) > 0.3)
+    ours = NMF(n_components=k).fit(X)
+    ref = SklearnNMF(n_components=k, init="nndsvda", max_iter=500, tol=1e-4).fit(X)
+    assert abs(ours.reconstruction_err_ / ref.reconstruction_err_ - 1) < 0.01
+    W = ours.transform(X)
+    assert W.min() >= 0 and ours.components_.min() >= 0
+    direct = np.linalg.norm(X - ours.inverse_transform(W))
+    assert direct == pytest.approx(ours.reconstruction_err_, rel=0.02)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_match_hand_computation():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 8, generator=gen)
+    x_hat = x + 0.3 * torch.randn(200, 8, generator=gen)
+    codes = torch.zeros(200, 5)
+    codes[:, 0] = 1.0
+    codes[::2, 1] = 2.0
+    acc = ReconstructionAccumulator(dense_threshold=0.4)
+    for i in range(0, 200, 64):  # streaming equals one-shot
+        acc.add(x[i:i + 64], x_hat[i:i + 64], codes[i:i + 64])
+    m = acc.result()
+    xd, hd = x.double(), x_hat.double()
+    fvu = float(((xd - hd) ** 2).sum() / ((xd - xd.mean(0)) ** 2).sum())
+    assert m.fvu == pytest.approx(fvu, rel=1e-9)
+    assert m.l0 == pytest.approx(1.5)
+    assert m.dead_fraction == pytest.approx(3 / 5)
+    assert m.dense_fraction == pytest.approx(2 / 5)
+    cos = float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).mean())
+    assert m.cosine == pytest.approx(cos, rel=1e-6)
+    assert m.to_frame().shape == (1, 7)
+
+
+def test_sae_api_roundtrip(planted, tmp_path):
+    sae = TopKSAE(k=4, **{**COMMON, "n_epochs": 2}).fit(planted.X)
+    codes = sae.transform(planted.X)
+    assert codes.dims == ("sample", "unit") and codes.shape == (4000, 32)
+    assert int((codes.data != 0).sum(1).max()) <= 4
+    recon = sae.inverse_transform(codes)
+    assert recon.coord("name").tolist()[:2] == ["u0", "u1"]  # unit names come back
+    # tensor in, tensor out; numpy in, numpy out
+    assert isinstance(sae.transform(planted.X.data), torch.Tensor)
+    assert isinstance(sae.transform(planted.X.numpy()), np.ndarray)
+    path = sae.save(tmp_path / "sae.safetensors")
+    again = load(path)
+    assert type(again) is TopKSAE and again.k == 4
+    assert torch.equal(again.transform(planted.X.data), sae.transform(planted.X.data))
+    assert reconstruction_metrics(again, planted.X).fvu == pytest.approx(sae.evaluate(planted.X).fvu)
+    for est in (BatchTopKSAE(k=4, **{**COMMON, "n_epochs": 1}), JumpReLUSAE(**{**COMMON, "n_epochs": 1}),
+                SNMF(n_components=4, max_iter=20), NMF(n_components=3, max_iter=20)):
+        data = planted.X if not isinstance(est, NMF) else planted.X.replace(data=planted.X.data.abs())
+        est.fit(data)
+        back = est.save(tmp_path / f"{type(est).__name__}.safetensors")
+        restored = type(est).load(back)
+        assert torch.allclose(torch.as_tensor(restored.transform(data.data)), torch.as_tensor(est.transform(data.data)))
+
+
+def test_fit_on_store_and_iterable(planted, tmp_path):
+    from interp.store import ActivationStore
+
+    X = planted.X.data.reshape(200, 20, 64)  # (sample, pos, unit)
+    store = ActivationStore.create(tmp_path / "s", {"mlp": (20, 64)}, dims={"mlp": ("sample", "pos", "unit")})
+    for i in range(0, 200, 50):
+        store.append({"mlp": X[i:i + 50]}, inputs_done=i + 50)
+    a = TopKSAE(k=4, **{**COMMON, "n_epochs": 3, "batch_size": 16}).fit(store)  # 16 stored rows = 320 vectors
+    assert a.n_features_in_ == 64 and a.n_samples_seen_ == 3 * 4000
+    b = TopKSAE(k=4, **{**COMMON, "n_epochs": 3}).fit([planted.X.data[i:i + 256] for i in range(0, 4000, 256)])
+    assert b.n_samples_seen_ == 3 * 4000
+    snmf = SNMF(n_components=8, sparsity=0.25, max_iter=50).fit((store, "mlp"))
+    assert snmf.components_.shape == (8, 64)
+    # (sample, pos, unit) Activations are flattened into rows
+    acts = interp.Activations(X, ("sample", "pos", "unit"))
+    assert TopKSAE(k=4, **{**COMMON, "n_epochs": 1}).fit(acts).transform(acts).shape == (4000, 32)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_nmf_rejects_negative_data():
+    X = np.abs(np.random.RandomState(0).randn(30, 5))
+    X[3, 2] = -0.5
+    with pytest.raises(NegativeValueError, match="non-negative"):
+        NMF(n_components=2).fit(X)
+    with pytest.raises(interp.InterpError):
+        NMF(n_components=2).fit(X)
+
+
+def test_topk_rejects_k_larger_than_latents(planted):
+    with pytest.raises(interp.ConfigError, match="k=40 is larger than the number of latents n_components=32"):
+        TopKSAE(k=40, **COMMON).fit(planted.X)
+    with pytest.raises(interp.ConfigError, match="k"):
+        BatchTopKSAE(k=0, **COMMON).fit(planted.X)
+
+
+def test_store_with_wrong_dims(tmp_path):
+    from interp.store import ActivationStore
+
+    store = ActivationStore.create(tmp_path / "p", {"pattern": (4, 8, 8)},
+                                   dims={"pattern": ("sample", "head", "query", "key")})
+    store.append({"pattern": torch.rand(3, 4, 8, 8)}, inputs_done=3)
+    with pytest.raises(interp.DimensionError, match="dims ending in 'unit'"):
+        TopKSAE(k=2, **COMMON).fit(store)
+    with pytest.raises(interp.DimensionError, match="'unit' dim"):
+        SNMF(n_components=2).fit(interp.Activations(torch.rand(5, 3), ("sample", "time")))
+    two = ActivationStore.create(tmp_path / "two", {"a": (4,), "b": (4,)},
+                                 dims={"a": ("sample", "unit"), "b": ("sample", "unit")})
+    two.append({"a": torch.rand(3, 4), "b": torch.rand(3, 4)})
+    with pytest.raises(interp.ConfigError, match="several arrays"):
+        TopKSAE(k=2, **COMMON).fit(two)
+
+
+def test_nan_input_raises(planted, tmp_path):
+    X = planted.X.data.clone()
+    X[10, 3] = float("nan")
+    for est in (TopKSAE(k=4, **COMMON), ReLUSAE(**COMMON), SNMF(n_components=4), NMF(n_components=4)):
+        with pytest.raises(interp.NaNError, match="NaN"):
+            est.fit(X.abs() if isinstance(est, NMF) else X)
+    fitted = TopKSAE(k=4, **{**COMMON, "n_epochs": 1}).fit(planted.X)
+    with pytest.raises(interp.NaNError):
+        fitted.transform(X)
+    with pytest.raises(interp.DimensionError, match="features"):
+        fitted.transform(planted.X.data[:, :10])
+
+
+def test_unfitted_and_bad_params():
+    with pytest.raises(interp.ConfigError, match="not fitted"):
+        TopKSAE().transform(torch.rand(3, 4))
+    with pytest.raises(interp.ConfigError, match="init"):
+        SNMF(n_components=2, init="nope").fit(torch.rand(10, 4))
+    with pytest.raises(interp.ConfigError, match="sparsity"):
+        SNMF(n_components=2, sparsity=2.0).fit(torch.rand(10, 4))
+    with pytest.raises(interp.ConfigError, match="no parameter"):
+        TopKSAE().set_params(kk=3)
+    with pytest.raises(interp.InputTypeError):
+        TopKSAE().fit("not data")
