@@ -45,7 +45,7 @@ from .rdm import RDMs, rdm, upper_tri
 from .rsa import canonical_method, compare_vectors
 from .stats import BootstrapResult, _percentile, pattern_statistic, rdm_bootstrap
 
-__all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording"]
+__all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording", "random_weights"]
 
 
 @dataclass
@@ -392,6 +392,28 @@ def _pattern_permutation_pvalues(mats: dict[str, torch.Tensor], Y: torch.Tensor,
     return (1 + hits) / (1 + n_perm)
 
 
+
+
+
+def random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """A copy of ``model`` with every parameter re-initialised (each module's ``reset_parameters``, under
+    ``torch.manual_seed(seed)``): the same architecture with random weights, the usual control for
+    "does training matter?". Modules without ``reset_parameters`` keep their (parameter-free) state."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        n_reset = 0
+        for module in clone.modules():
+            if hasattr(module, "reset_parameters") and callable(module.reset_parameters):
+                module.reset_parameters()
+                n_reset += 1
+    if n_reset == 0 and any(True for _ in clone.parameters()):
+        raise ConfigError("no module of this model has reset_parameters(); cannot build a random-weight copy")
+    return clone.eval()
+
+
 class _CallableModule(types.ModuleType):
     """Lets ``interp.similarity.compare(...)`` work even where the submodule shadows the function."""
 
@@ -400,4 +422,3 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
-
