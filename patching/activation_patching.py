@@ -98,6 +98,7 @@ def activation_patching(
     direction: str = "denoise",
     batch_size: int | None = None,
     max_rows: int = 512,
+    skip_identical: bool = True,
     progress: bool = False,
 ) -> PatchingResult:
     """Patch activations cell by cell and record the metric.
@@ -117,6 +118,8 @@ def activation_patching(
         direction: ``"denoise"`` (clean into corrupted) or ``"noise"`` (corrupted into clean).
         batch_size: patches per forward pass (default: as many as fit in ``max_rows`` rows).
         max_rows: cap on ``patches x batch`` rows per forward pass.
+        skip_identical: skip patches whose source equals the activation already there (they cannot
+            change anything; their value is the unpatched metric).
 
     Returns:
         :class:`PatchingResult` with ``values[layer, ...]`` = metric after the patch.
@@ -133,6 +136,8 @@ def activation_patching(
     clean_value = float(evaluate(metric, clean_out))
     corrupted_value = float(evaluate(metric, corrupted_out))
     base, source = (corrupted, clean_acts) if direction == "denoise" else (clean, corrupted_acts)
+    base_acts = corrupted_acts if direction == "denoise" else clean_acts
+    base_value = corrupted_value if direction == "denoise" else clean_value
 
     sizes = _axis_sizes(source[names[0]], names[0])
     coords: dict[str, list[Any]] = {dims[0]: list(first_coords)}
@@ -147,17 +152,21 @@ def activation_patching(
         if d not in dims:
             raise ConfigError(f"index names axis {d!r}, which is not swept (dims {dims})")
 
-    cells = list(itertools.product(*[range(len(coords[d])) for d in dims]))
-    batch = int(base.shape[0])
-    k = batch_size or max(1, min(len(cells), max_rows // max(batch, 1)))
-    values = torch.zeros([len(coords[d]) for d in dims], dtype=torch.float64)
-
     def selector(cell: tuple[int, ...]) -> tuple[Any, ...]:
         act = source[names[cell[0]]]
         sel: list[Any] = [slice(None)] * act.ndim
         for d, i in zip(dims[1:], cell[1:]):
             sel[sizes[d][0]] = coords[d][i]
         return tuple(sel)
+
+    all_cells = list(itertools.product(*[range(len(coords[d])) for d in dims]))
+    values = torch.full([len(coords[d]) for d in dims], base_value, dtype=torch.float64)
+    # a patch that writes the value already there is a no-op: skip it (e.g. positions before the first
+    # token where clean and corrupted differ, in a causal model)
+    cells = [c for c in all_cells if not (skip_identical and torch.equal(source[names[c[0]]][selector(c)],
+                                                                          base_acts[names[c[0]]][selector(c)]))]
+    batch = int(base.shape[0])
+    k = batch_size or max(1, min(max(len(cells), 1), max_rows // max(batch, 1)))
 
     chunks = range(0, len(cells), k)
     for start in tqdm(chunks, disable=not progress, desc=f"patching {label}"):
@@ -187,7 +196,8 @@ def activation_patching(
                           metric=getattr(metric, "name", getattr(metric, "__name__", "metric")),
                           clean_value=clean_value, corrupted_value=corrupted_value, direction=direction,
                           n_forward=2 + len(cells), n_backward=0,
-                          extra={"forward_calls": 2 + math.ceil(len(cells) / k), "patches_per_call": k})
+                          extra={"forward_calls": 2 + math.ceil(len(cells) / k), "patches_per_call": k,
+                                 "cells": len(all_cells), "skipped": len(all_cells) - len(cells)})
 
 
 def patch_blocks(model: nn.Module, clean: Any, corrupted: Any, metric: Callable, **kwargs: Any) -> dict[str, PatchingResult]:

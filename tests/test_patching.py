@@ -47,7 +47,9 @@ def attn_only():
 @pytest.fixture(scope="module")
 def pair():
     g = torch.Generator().manual_seed(1)
-    return torch.randint(1, 64, (3, 9), generator=g), torch.randint(1, 64, (3, 9), generator=g)
+    clean, corrupted = torch.randint(1, 64, (3, 9), generator=g), torch.randint(1, 64, (3, 9), generator=g)
+    corrupted[:, :3] = clean[:, :3]  # shared prefix: those patches are no-ops and get skipped
+    return clean, corrupted
 
 
 def _metric():
@@ -72,6 +74,8 @@ def test_activation_patching_matches_transformer_lens(mlp_model, pair, kind):
     site, by = {"heads": ("z", None), "heads_by_pos": ("z", ("pos", "head"))}.get(kind, (kind, None))
     ours = patching.activation_patching(mlp_model, clean, corrupted, metric, site, by=by, batch_size=7)
     assert ours.values.shape == reference.shape
+    if kind in ("resid_pre", "attn_out", "mlp_out"):
+        assert ours.extra["skipped"] == 2 * 3
     torch.testing.assert_close(ours.values, reference.double(), atol=1e-4, rtol=0)
     assert ours.values.std() > 0  # the sweep is not trivially constant
 
