@@ -1,0 +1,428 @@
+"""Concept labels from sample annotations, with permutation p-values and FDR control.
+
+For each unit and each annotation (a behaviour, a stimulus category, a position...) a statistic says
+how strongly the unit tracks the annotation:
+
+* ``"correlation"``: Pearson r with a continuous annotation (two-sided test on |r|);
+* ``"auroc"``: how well the unit's activity separates samples where a binary annotation is true
+  (Mann-Whitney AUROC; two-sided test on |AUROC - 0.5|);
+* ``"mi"``: mutual information (bits) between the unit's activity (quantile bins) and a categorical
+  annotation (one-sided).
+
+p-values come from a null built by shuffling the annotation against the activity. Time series are
+autocorrelated, so shuffling samples independently would make almost everything significant; with
+``shuffle="circular"`` the annotation is instead shifted circularly by a random offset (at least
+``min_shift`` samples) within each segment (``groups``: a recording, a trial), which keeps both
+autocorrelations intact and destroys only their alignment (the standard test for calcium and spike
+data, e.g. Kato et al. 2015; Harris et al. 2003 for place cells). ``shuffle="permutation"`` permutes
+samples (for independent stimuli, e.g. images). p-values are ``(1 + #{null >= observed}) /
+(1 + n_perm)`` and are corrected across units (and annotations) with Benjamini-Hochberg FDR.
+
+:func:`pooled_concept_test` pools recordings of different individuals by unit name (e.g. NeuroPAL
+identities across worms): the statistic is averaged over the recordings where the name occurs and the
+null shifts every recording independently. :func:`enrichment_test` asks whether a labeled set of
+names is enriched for a class of neurons (hypergeometric test).
+
+>>> tests = concept_test(worm, {"reversal": worm.coord("reversal")}, shuffle="circular")   # doctest: +SKIP
+>>> tests.significant().head()                                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
+from ..tensor import Activations
+
+__all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "benjamini_hochberg", "enrichment_test",
+           "neuron_class", "category_selectivity"]
+
+KINDS = ("correlation", "auroc", "mi")
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values); NaNs stay NaN and are not counted."""
+    p = np.asarray(p, dtype=float)
+    q = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    order = np.argsort(p[ok])
+    ranked = p[ok][order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(m)
+    out[order] = ranked
+    q[ok] = out
+    return q
+
+
+def _matrix(acts: Activations | np.ndarray | Any) -> tuple[np.ndarray, pd.DataFrame]:
+    if isinstance(acts, Activations):
+        if acts.data.ndim != 2:
+            raise DimensionError(f"concept tests need (sample, unit) activations, got dims {acts.dims}; "
+                                 "flatten positions or time into samples first")
+        unit_frame = acts.coords[acts.dims[1]].copy()
+        X = acts.data.detach().cpu().double().numpy()
+    else:
+        X = np.asarray(acts, dtype=float)
+        if X.ndim != 2:
+            raise DimensionError(f"activity must be (sample, unit), got shape {X.shape}")
+        unit_frame = pd.DataFrame(index=pd.RangeIndex(X.shape[1]))
+    if X.shape[0] == 0:
+        raise InputTypeError("no samples: the activity matrix is empty")
+    if not np.isfinite(X).all():
+        raise NaNError("activity contains NaN or infinite values; drop or fill them before concept tests")
+    return X, unit_frame.reset_index(drop=True)
+
+
+def _kind_of(values: np.ndarray, kind: str) -> str:
+    if kind != "auto":
+        if kind not in KINDS:
+            raise ConfigError(f"kind must be 'auto' or one of {KINDS}, got {kind!r}")
+        return kind
+    if values.dtype == bool or set(np.unique(values[~pd.isna(values)]).tolist()) <= {0, 1}:
+        return "auroc"
+    if values.dtype.kind in "OUS" or (values.dtype.kind in "iu" and len(np.unique(values)) <= 12):
+        return "mi"
+    return "correlation"
+
+
+def _shifts(n: int, groups: np.ndarray, n_perm: int, min_shift: int, shuffle: str, rng: np.random.Generator) -> np.ndarray:
+    """``(n_perm, n)`` index arrays: the annotation at sample i under permutation p is ``ann[idx[p, i]]``."""
+    idx = np.empty((n_perm, n), dtype=np.int64)
+    base = np.arange(n)
+    for g in np.unique(groups):
+        members = base[groups == g]
+        m = len(members)
+        if shuffle == "permutation":
+            for p in range(n_perm):
+                idx[p, members] = members[rng.permutation(m)]
+            continue
+        lo = min(min_shift, m // 2)
+        if m < 2 or lo >= m - lo:
+            raise ConfigError(f"a segment of {m} samples is too short for circular shifts of at least {min_shift}")
+        shift = rng.integers(lo, m - lo + 1, size=n_perm)
+        idx[:, members] = members[(np.arange(m)[None, :] + shift[:, None]) % m]
+    return idx
+
+
+def _rankdata(X: np.ndarray) -> np.ndarray:
+    return sps.rankdata(X, axis=0)
+
+
+def _statistic(kind: str, X: np.ndarray, ann: np.ndarray, idx: np.ndarray | None, n_bins: int = 8) -> np.ndarray:
+    """Statistic per unit for the annotation permuted by each row of ``idx`` (or unpermuted)."""
+    A = ann[None, :] if idx is None else ann[idx]  # (P, n)
+    if kind == "correlation":
+        Z = (X - X.mean(0)) / X.std(0)
+        a = (A - A.mean(1, keepdims=True)) / A.std(1, keepdims=True)
+        return a @ Z / X.shape[0]
+    if kind == "auroc":
+        R = _rankdata(X)
+        pos = A.astype(float)
+        n1 = pos.sum(1, keepdims=True)
+        n0 = X.shape[0] - n1
+        return (pos @ R - n1 * (n1 + 1) / 2) / (n1 * n0)
+    # mutual information between quantile-binned activity and categories
+    cats, codes = np.unique(ann, return_inverse=True)
+    n, U = X.shape
+    q = np.empty_like(X, dtype=np.int64)
+    for u in range(U):
+        edges = np.unique(np.quantile(X[:, u], np.linspace(0, 1, n_bins + 1)[1:-1]))
+        q[:, u] = np.searchsorted(edges, X[:, u], side="right")
+    onehot_act = np.zeros((n, U * n_bins))
+    onehot_act[np.arange(n)[:, None], np.arange(U)[None, :] * n_bins + q] = 1
+    p_act = onehot_act.mean(0).reshape(U, n_bins)
+    rows = []
+    perm_codes = codes[None, :] if idx is None else codes[idx]
+    for pc in perm_codes:
+        C = np.zeros((n, len(cats)))
+        C[np.arange(n), pc] = 1
+        joint = (C.T @ onehot_act / n).reshape(len(cats), U, n_bins).transpose(1, 0, 2)  # (U, cat, bin)
+        p_cat = C.mean(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = joint / (p_cat[None, :, None] * p_act[:, None, :])
+            mi = np.where(joint > 0, joint * np.log2(ratio), 0.0).sum((1, 2))
+        rows.append(mi)
+    return np.stack(rows)
+
+
+@dataclass
+class ConceptTests:
+    """Per-unit, per-annotation statistics with permutation p-values and FDR q-values.
+
+    ``frame`` has one row per (unit, concept): ``unit``, unit coordinates (e.g. ``name``), ``concept``,
+    ``kind``, ``statistic``, ``effect`` (signed: r, AUROC-0.5 or MI), ``p_value``, ``q_value``,
+    ``significant`` (q < alpha) and ``direction`` ("+" / "-").
+    """
+
+    frame: pd.DataFrame
+    alpha: float
+    shuffle: str
+    n_perm: int
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def significant(self, concept: str | None = None, direction: str | None = None) -> pd.DataFrame:
+        """Rows with q < alpha (optionally one concept and one direction), strongest first."""
+        f = self.frame[self.frame["significant"]]
+        if concept is not None:
+            f = f[f["concept"] == concept]
+        if direction is not None:
+            f = f[f["direction"] == direction]
+        return f.reindex(f["effect"].abs().sort_values(ascending=False).index)
+
+    def labels(self) -> dict[int, list[str]]:
+        """``{unit: ["reversal (+, q=0.001)", ...]}`` for significant rows."""
+        out: dict[int, list[str]] = {}
+        for row in self.significant().itertuples():
+            out.setdefault(int(row.unit), []).append(f"{row.concept} ({row.direction}, q={row.q_value:.2g})")
+        return out
+
+    def plot(self, concept: str | None = None):
+        """Effect vs -log10 p per unit (a volcano plot), significant units highlighted."""
+        import plotly.express as px
+
+        f = self.frame if concept is None else self.frame[self.frame["concept"] == concept]
+        f = f.assign(neg_log10_p=-np.log10(f["p_value"]))
+        hover = [c for c in ("name", "unit") if c in f.columns]
+        fig = px.scatter(f, x="effect", y="neg_log10_p", color="significant", symbol="concept", hover_data=hover,
+                         title=f"concept tests ({self.shuffle} shuffles, n={self.n_perm})")
+        fig.update_layout(template="none", height=380)
+        return fig
+
+
+def _annotations(annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray, n: int, source: Activations | None) -> dict[str, np.ndarray]:
+    if isinstance(annotations, str):
+        if source is None:
+            raise InputTypeError("annotation names need an Activations with those sample coordinates")
+        annotations = [annotations]
+    if isinstance(annotations, (list, tuple)) and annotations and all(isinstance(a, str) for a in annotations):
+        if source is None:
+            raise InputTypeError("annotation names need an Activations with those sample coordinates")
+        annotations = {a: source.coord(a, source.dims[0]) for a in annotations}
+    elif not isinstance(annotations, Mapping):
+        annotations = {"annotation": annotations}
+    out = {}
+    for name, values in annotations.items():
+        v = np.asarray(values)
+        if v.ndim != 1 or len(v) != n:
+            raise MismatchError(f"annotation {name!r} has {len(v) if v.ndim else 0} values but there are {n} samples; "
+                                "give one value per sample (time point, stimulus or token)")
+        if v.dtype.kind == "f" and np.isnan(v).any():
+            raise NaNError(f"annotation {name!r} contains NaN")
+        out[str(name)] = v
+    if not out:
+        raise InputTypeError("no annotations given")
+    return out
+
+
+def _observed_and_null(X: np.ndarray, ann: np.ndarray, kind: str, idx: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "auroc":
+        ann = ann.astype(bool)
+        if ann.all() or not ann.any():
+            raise ConfigError("a binary annotation must have both true and false samples")
+    if kind == "correlation" and np.std(ann) == 0:
+        raise ConfigError("a continuous annotation is constant; nothing to correlate with")
+    obs = _statistic(kind, X, ann, None, n_bins)[0]
+    null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins) for i in range(0, len(idx), 200)])
+    return obs, null
+
+
+def _pvalues(kind: str, obs: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centre = 0.5 if kind == "auroc" else 0.0
+    effect = obs - centre
+    if kind == "mi":
+        exceed = (null >= obs[None, :] - 1e-12).sum(0)
+    else:
+        exceed = (np.abs(null - centre) >= np.abs(effect)[None, :] - 1e-12).sum(0)
+    return effect, (1 + exceed) / (1 + len(null))
+
+
+def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray | str,
+                 kind: str | Mapping[str, str] = "auto", shuffle: str = "circular", n_perm: int = 1000,
+                 groups: Sequence[Any] | np.ndarray | None = None, min_shift: int | None = None, alpha: float = 0.05,
+                 n_bins: int = 8, seed: int = 0) -> ConceptTests:
+    """Test every unit against every annotation (see the module docstring).
+
+    Parameters
+    ----------
+    acts:
+        ``(sample, unit)`` activity (an :class:`Activations` or an array).
+    annotations:
+        ``{name: values}`` with one value per sample, one array, or sample-coordinate names of ``acts``.
+    kind:
+        ``"auto"`` (binary -> AUROC, few categories/strings -> MI, else correlation), one kind, or one
+        per annotation.
+    shuffle:
+        ``"circular"`` (time series) or ``"permutation"`` (independent samples).
+    groups:
+        Segment of each sample (recording, trial); shifts stay within a segment.
+    min_shift:
+        Smallest circular shift (default: a tenth of the shortest segment).
+    """
+    if shuffle not in {"circular", "permutation"}:
+        raise ConfigError(f"shuffle must be 'circular' or 'permutation', got {shuffle!r}")
+    if n_perm < 1:
+        raise ConfigError(f"n_perm must be at least 1, got {n_perm}")
+    X, unit_frame = _matrix(acts)
+    n, U = X.shape
+    anns = _annotations(annotations, n, acts if isinstance(acts, Activations) else None)
+    constant = X.std(0) == 0
+    if constant.all():
+        raise ConfigError("every unit is constant over the samples; there is nothing to test")
+    groups_arr = np.zeros(n, dtype=np.int64) if groups is None else pd.factorize(np.asarray(groups))[0]
+    if len(groups_arr) != n:
+        raise MismatchError(f"groups has {len(groups_arr)} values but there are {n} samples")
+    seg = np.bincount(groups_arr).min()
+    min_shift = max(1, seg // 10) if min_shift is None else int(min_shift)
+    rng = np.random.default_rng(seed)
+    idx = _shifts(n, groups_arr, n_perm, min_shift, shuffle, rng)
+    Xv = X[:, ~constant]
+    rows = []
+    for name, values in anns.items():
+        k = _kind_of(values, kind.get(name, "auto") if isinstance(kind, Mapping) else kind)
+        obs, null = _observed_and_null(Xv, values, k, idx, n_bins)
+        effect, p = _pvalues(k, obs, null)
+        full_stat, full_eff, full_p = (np.full(U, np.nan) for _ in range(3))
+        full_stat[~constant], full_eff[~constant], full_p[~constant] = obs, effect, p
+        f = unit_frame.copy()
+        f.insert(0, "unit", np.arange(U))
+        f["concept"], f["kind"], f["statistic"], f["effect"], f["p_value"] = name, k, full_stat, full_eff, full_p
+        f["constant"] = constant
+        rows.append(f)
+    return _finish(pd.concat(rows, ignore_index=True), alpha, shuffle, n_perm)
+
+
+def _finish(frame: pd.DataFrame, alpha: float, shuffle: str, n_perm: int) -> ConceptTests:
+    frame["q_value"] = benjamini_hochberg(frame["p_value"].to_numpy())
+    frame["significant"] = frame["q_value"] < alpha
+    frame["direction"] = np.where(frame["effect"] >= 0, "+", "-")
+    frame.loc[frame["kind"] == "mi", "direction"] = "+"
+    return ConceptTests(frame, alpha, shuffle, n_perm)
+
+
+def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Sequence[np.ndarray],
+                        by: str = "name", kind: str = "auto", n_perm: int = 1000, min_shift: int | None = None,
+                        min_recordings: int = 1, alpha: float = 0.05, seed: int = 0) -> ConceptTests:
+    """Pool recordings of different individuals by unit name, with circular shifts per recording.
+
+    The pooled statistic of a name is the mean of its per-recording statistics (over the recordings
+    where it was identified); the null shifts each recording's annotation independently and averages
+    the same way, so a name seen in 5 worms is tested against a 5-worm null. ``annotation`` is a sample
+    coordinate name of every recording or one array per recording. Names seen in fewer than
+    ``min_recordings`` recordings are dropped. Unidentified units (empty or missing name) are skipped.
+    """
+    if not recordings:
+        raise InputTypeError("no recordings to pool")
+    rng = np.random.default_rng(seed)
+    per_name_obs: dict[str, list[float]] = {}
+    per_name_null: dict[str, list[np.ndarray]] = {}
+    chosen_kind = None
+    for i, rec in enumerate(recordings):
+        X, units = _matrix(rec)
+        if by not in units.columns:
+            raise DimensionError(f"recording {i} has no unit coordinate {by!r} (has {list(units.columns)})")
+        values = rec.coord(annotation, rec.dims[0]) if isinstance(annotation, str) else np.asarray(annotation[i])
+        if len(values) != X.shape[0]:
+            raise MismatchError(f"recording {i}: the annotation has {len(values)} values but there are {X.shape[0]} samples")
+        k = _kind_of(np.asarray(values), kind)
+        chosen_kind = chosen_kind or k
+        if k != chosen_kind:
+            raise ConfigError(f"the annotation is {chosen_kind} in one recording and {k} in another; pass kind=")
+        names = units[by].astype(str).to_numpy()
+        keep = (X.std(0) > 0) & np.array([bool(nm) and nm.lower() not in {"nan", "none", ""} for nm in names])
+        n = X.shape[0]
+        shift = max(1, n // 10) if min_shift is None else min_shift
+        idx = _shifts(n, np.zeros(n, dtype=np.int64), n_perm, shift, "circular", rng)
+        obs, null = _observed_and_null(X[:, keep], np.asarray(values), k, idx, 8)
+        for j, nm in enumerate(names[keep]):
+            per_name_obs.setdefault(nm, []).append(obs[j])
+            per_name_null.setdefault(nm, []).append(null[:, j])
+    rows = []
+    for nm, obs_list in per_name_obs.items():
+        if len(obs_list) < min_recordings:
+            continue
+        obs = np.array([np.mean(obs_list)])
+        null = np.mean(per_name_null[nm], axis=0)[:, None]
+        effect, p = _pvalues(chosen_kind, obs, null)
+        rows.append({"unit": len(rows), by: nm, "n_recordings": len(obs_list), "concept": str(annotation) if
+                     isinstance(annotation, str) else "annotation", "kind": chosen_kind, "statistic": obs[0],
+                     "effect": effect[0], "p_value": p[0]})
+    if not rows:
+        raise InputTypeError("no unit names were found in enough recordings to pool")
+    return _finish(pd.DataFrame(rows), alpha, "circular", n_perm)
+
+
+def neuron_class(name: str) -> str:
+    """C. elegans neuron class of a NeuroPAL name: drop a trailing L/R (``AVAL`` -> ``AVA``, ``RIML`` -> ``RIM``)."""
+    name = str(name).strip()
+    if len(name) >= 4 and name[-1] in "LR":
+        return name[:-1]
+    return name
+
+
+@dataclass
+class Enrichment:
+    """Result of a hypergeometric enrichment test."""
+
+    population: int
+    in_class: int
+    selected: int
+    overlap: int
+    expected: float
+    p_value: float
+    overlap_names: list[str]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.__dict__])
+
+
+def enrichment_test(selected: Sequence[str], population: Sequence[str], classes: Sequence[str],
+                    class_of: Any = neuron_class) -> Enrichment:
+    """Is ``selected`` (e.g. names labeled reversal-related) enriched for ``classes`` (e.g. AVA, AVE, RIM, AIB)?
+
+    One-sided hypergeometric test (``scipy.stats.hypergeom.sf``) over the distinct names of
+    ``population``: M names, K of them in the classes, N selected, x selected in the classes;
+    ``p = P(X >= x)``.
+    """
+    pop = sorted(set(map(str, population)))
+    sel = sorted(set(map(str, selected)))
+    missing = set(sel) - set(pop)
+    if missing:
+        raise MismatchError(f"selected names not in the population: {sorted(missing)[:5]}")
+    if not pop:
+        raise InputTypeError("the population of names is empty")
+    cls = set(classes)
+    in_class = [n for n in pop if class_of(n) in cls]
+    overlap = [n for n in sel if class_of(n) in cls]
+    M, K, N, x = len(pop), len(in_class), len(sel), len(overlap)
+    p = float(sps.hypergeom.sf(x - 1, M, K, N)) if N else 1.0
+    return Enrichment(M, K, N, x, K * N / M, p, overlap)
+
+
+def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[Any] | np.ndarray, n_perm: int = 1000,
+                         alpha: float = 0.05, seed: int = 0) -> ConceptTests:
+    """Category selectivity per unit (Kriegeskorte et al. 2008 style: animate/inanimate, faces, bodies...).
+
+    For every category, AUROC of the unit's response for that category's stimuli vs all others, with
+    stimulus-permutation p-values (stimuli are independent) and FDR over units x categories. A unit
+    is labeled selective for a category when q < alpha and AUROC > 0.5.
+    """
+    X, _ = _matrix(acts)
+    cats = np.asarray(categories)
+    if len(cats) != X.shape[0]:
+        raise MismatchError(f"categories has {len(cats)} values but there are {X.shape[0]} stimuli")
+    levels = [c for c in pd.unique(cats)]
+    if len(levels) < 2:
+        raise ConfigError("need at least two categories")
+    anns = {str(c): (cats == c) for c in levels}
+    return concept_test(acts, anns, kind="auroc", shuffle="permutation", n_perm=n_perm, alpha=alpha, seed=seed)
