@@ -1,0 +1,381 @@
+"""``interp study run study.toml [--resume]``: scripted ablation and patching studies.
+
+A study file names a model, the prompts (or a generated data set), a metric, and a grid of
+interventions and/or activation-patching sweeps. Running it writes, into the output folder:
+
+* ``results.csv`` and ``results.parquet``: one row per intervention (or patched cell) with the
+  metric, the unablated baseline and the effect;
+* ``summary.html``: a self-contained report with plotly heatmaps of every grid and sweep;
+* ``progress.csv`` (rows finished so far) and ``study.json`` (the resolved configuration).
+
+``--resume`` continues an interrupted run without recomputing finished rows.
+
+Schema (every key is checked; unknown keys are errors)::
+
+    title = "Induction heads of induction-2l"
+    model = "induction-2l"            # a zoo name, or a table: model = { native = { d_model = 32, ... } }
+    output = "runs/induction"         # optional; --out overrides
+    batch_size = 64                   # optional, patches per forward pass in sweeps
+
+    [data]                            # kind = "prompts" | "tokens" | "ioi" | "induction"
+    kind = "induction"
+    n = 32                            # ioi/induction: number of pairs
+    # prompts: clean = ["..."], corrupted = ["..."], correct = [" Mary"], incorrect = [" John"]
+    # tokens:  clean = [[...]], corrupted = [[...]], correct = [..], incorrect = [..]
+
+    [metric]                          # name = "logit_diff" | "normalized_logit_diff" | "probability"
+    name = "logit_diff"               #        | "log_probability" | "kl" | "loss"
+
+    [[grid]]                          # one intervention per combination of the list-valued keys
+    intervention = "zero"             # zero | mean | resample | scale | clamp | patch
+    site = "blocks.{layer}.attn.hook_z"
+    layer = [0, 1]
+    head = [0, 1, 2, 3]
+    # factor = [0.0, 0.5] (scale), value = [0.0] (clamp), position = [..], unit = [..]
+
+    [[sweep]]                         # activation patching (needs corrupted inputs)
+    site = "resid_pre"                # any site kind of patching.activation_patching
+    by = ["pos"]
+    direction = "denoise"
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from interp.errors import ConfigError, DataNotFoundError, InputTypeError
+from interp.tensor import atomic_write
+
+from . import _hooks, metrics
+from .activation_patching import activation_patching
+from .interventions import Intervention, intervene
+
+HELP = "run a scripted ablation / activation-patching study from a TOML file"
+
+TOP_KEYS = {"title", "model", "output", "batch_size", "data", "metric", "grid", "sweep", "seed"}
+DATA_KEYS = {"kind", "n", "seed", "clean", "corrupted", "correct", "incorrect", "period", "query", "templates"}
+METRIC_KEYS = {"name", "position"}
+GRID_KEYS = {"intervention", "site", "layer", "head", "position", "unit", "factor", "value", "name"}
+SWEEP_KEYS = {"site", "by", "direction", "layers", "name"}
+INTERVENTIONS = ("zero", "mean", "resample", "scale", "clamp", "patch")
+METRICS = ("logit_diff", "normalized_logit_diff", "probability", "log_probability", "kl", "loss")
+DATA_KINDS = ("prompts", "tokens", "ioi", "induction")
+
+
+# ---------------------------------------------------------------------------------------------- config
+def _check_keys(table: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
+    for key in table:
+        if key not in allowed:
+            raise _hooks.config_error_unknown(key, sorted(allowed), where)
+    return table
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a study file; raises :class:`ConfigError` naming any unknown or missing key."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - python < 3.11
+        import tomli as tomllib
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"study file {str(path)!r} does not exist")
+    try:
+        config = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return validate(config, str(path))
+
+
+def validate(config: dict[str, Any], where: str = "study") -> dict[str, Any]:
+    _check_keys(config, TOP_KEYS, where)
+    for key in ("model", "data", "metric"):
+        if key not in config:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    if not config.get("grid") and not config.get("sweep"):
+        raise ConfigError(f"{where}: nothing to run; add [[grid]] interventions and/or [[sweep]] patching sweeps")
+    data = _check_keys(config["data"], DATA_KEYS, f"{where} [data]")
+    if data.get("kind", "prompts") not in DATA_KINDS:
+        raise ConfigError(f"{where} [data]: kind must be one of {DATA_KINDS}, got {data.get('kind')!r}")
+    metric = _check_keys(config["metric"], METRIC_KEYS, f"{where} [metric]")
+    if metric.get("name") not in METRICS:
+        raise ConfigError(f"{where} [metric]: name must be one of {METRICS}, got {metric.get('name')!r}")
+    for i, grid in enumerate(config.get("grid", [])):
+        _check_keys(grid, GRID_KEYS, f"{where} [[grid]] #{i + 1}")
+        if grid.get("intervention") not in INTERVENTIONS:
+            raise ConfigError(f"{where} [[grid]] #{i + 1}: intervention must be one of {INTERVENTIONS}")
+        if "site" not in grid:
+            raise ConfigError(f"{where} [[grid]] #{i + 1}: missing 'site'")
+    for i, sweep in enumerate(config.get("sweep", [])):
+        _check_keys(sweep, SWEEP_KEYS, f"{where} [[sweep]] #{i + 1}")
+        if "site" not in sweep:
+            raise ConfigError(f"{where} [[sweep]] #{i + 1}: missing 'site'")
+    model = config["model"]
+    if isinstance(model, dict):
+        _check_keys(model, {"name", "native"}, f"{where} model")
+    return config
+
+
+# ------------------------------------------------------------------------------------------ resolution
+def _load_model(spec: Any) -> Any:
+    if isinstance(spec, str):
+        import interp.models
+
+        model, _ = interp.models.load(spec)
+        return model
+    if "native" in spec:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_native(TransformerBridgeConfig(**spec["native"]))
+        model.eval()
+        return model
+    return _load_model(spec["name"])
+
+
+def _answer_ids(model: Any, answers: Sequence[Any]) -> torch.Tensor:
+    ids = []
+    for a in answers:
+        if isinstance(a, int):
+            ids.append(a)
+            continue
+        tok = model.tokenizer.encode(a, add_special_tokens=False)
+        if len(tok) != 1:
+            raise ConfigError(f"answer {a!r} is {len(tok)} tokens; answers must be single tokens")
+        ids.append(tok[0])
+    return torch.tensor(ids)
+
+
+def _data(model: Any, data: dict[str, Any]) -> dict[str, Any]:
+    from . import datasets
+
+    kind = data.get("kind", "prompts")
+    seed = int(data.get("seed", 0))
+    if kind == "induction":
+        pairs = datasets.induction_pairs(int(data.get("n", 32)), period=int(data.get("period", 12)),
+                                         query=int(data.get("query", 8)), d_vocab=int(model.cfg.d_vocab), seed=seed)
+        return {"clean": pairs.clean, "corrupted": pairs.corrupted, "correct": pairs.correct,
+                "incorrect": pairs.incorrect}
+    if kind == "ioi":
+        groups = datasets.ioi_pairs(model, int(data.get("n", 20)), seed=seed,
+                                    templates=tuple(data.get("templates", datasets.IOI_TEMPLATES[:1])))
+        if len(groups) != 1:
+            raise ConfigError("an IOI study uses one template (prompts of one token length); give templates = [\"...\"]")
+        g = groups[0]
+        return {"clean": g.clean, "corrupted": g.corrupted, "correct": g.correct, "incorrect": g.incorrect}
+    if "clean" not in data:
+        raise ConfigError(f"[data] kind={kind!r} needs 'clean'")
+    conv = (lambda x: _hooks.to_tokens(model, x)) if kind == "prompts" else (lambda x: torch.tensor(x))
+    out = {"clean": conv(data["clean"])}
+    if "corrupted" in data:
+        out["corrupted"] = conv(data["corrupted"])
+        _hooks.check_pair(out["clean"], out["corrupted"])
+    for key in ("correct", "incorrect"):
+        if key in data:
+            out[key] = _answer_ids(model, data[key])
+    return out
+
+
+def _metric(model: Any, spec: dict[str, Any], data: dict[str, Any]) -> metrics.Metric:
+    name = spec["name"]
+    pos = int(spec.get("position", -1))
+    needs = {"logit_diff": ("correct", "incorrect"), "normalized_logit_diff": ("correct", "incorrect", "corrupted"),
+             "probability": ("correct",), "log_probability": ("correct",)}.get(name, ())
+    for key in needs:
+        if key not in data:
+            raise ConfigError(f"metric {name!r} needs [data] {key!r}")
+    if name == "logit_diff":
+        return metrics.logit_diff(data["correct"], data["incorrect"], pos)
+    if name == "normalized_logit_diff":
+        with torch.no_grad():
+            clean, corrupted = model(data["clean"]), model(data["corrupted"])
+        return metrics.normalized_logit_diff(data["correct"], data["incorrect"], clean, corrupted, pos)
+    if name == "probability":
+        return metrics.probability(data["correct"], pos)
+    if name == "log_probability":
+        return metrics.log_probability(data["correct"], pos)
+    if name == "kl":
+        with torch.no_grad():
+            return metrics.kl_divergence(model(data["clean"]), pos)
+    return metrics.loss(data["clean"])
+
+
+def _expand_grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = [k for k in ("layer", "head", "position", "unit", "factor", "value") if k in grid]
+    lists = [grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys]
+    rows = []
+    for combo in itertools.product(*lists):
+        row = {"intervention": grid["intervention"], "site_template": grid["site"], **dict(zip(keys, combo))}
+        row["site"] = grid["site"].format(layer=row.get("layer", ""))
+        rows.append(row)
+    return rows
+
+
+def _spec(row: dict[str, Any], data: dict[str, Any]) -> Intervention:
+    kind = row["intervention"]
+    subset = {"heads": [row["head"]] if "head" in row else None,
+              "positions": [row["position"]] if "position" in row else None,
+              "units": [row["unit"]] if "unit" in row else None}
+    reference = data.get("corrupted", data["clean"])
+    if kind == "zero":
+        return Intervention(row["site"], "zero", **subset)
+    if kind in ("mean", "resample"):
+        return Intervention(row["site"], kind, reference, **subset)
+    if kind == "patch":
+        if "corrupted" not in data:
+            raise ConfigError("patch interventions need [data] corrupted inputs")
+        return Intervention(row["site"], "patch", data["corrupted"], **subset)
+    if kind == "scale":
+        return Intervention(row["site"], "scale", float(row.get("factor", 0.0)), **subset)
+    return Intervention(row["site"], "clamp", float(row.get("value", 0.0)), **subset)
+
+
+def _row_id(row: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------------- running
+def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run a study file; returns the results table (also written to the output folder)."""
+    config = load_config(path)
+    out = Path(out or config.get("output") or Path(path).with_suffix(""))
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    progress_file, meta_file = out / "progress.csv", out / "study.json"
+    done = pd.DataFrame()
+    if progress_file.exists():
+        if not resume:
+            raise ConfigError(f"{out} already holds results of a study; pass --resume to continue it or choose "
+                              "another --out")
+        old = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if old.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{out} holds a different study (the file changed); use a new --out")
+        done = pd.read_csv(progress_file)
+    atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps({"fingerprint": fingerprint, "config": config},
+                                                                        indent=2, default=str)))
+    torch.manual_seed(int(config.get("seed", 0)))
+    model = _load_model(config["model"])
+    data = _data(model, config["data"])
+    metric = _metric(model, config["metric"], data)
+    with torch.no_grad():
+        baseline = float(metrics.evaluate(metric, model(data["clean"])))
+    finished = set(done["row_id"]) if "row_id" in done else set()
+    rows = [done] if len(done) else []
+
+    def save() -> None:
+        table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        atomic_write(progress_file, lambda tmp: table.to_csv(tmp, index=False))
+
+    units: list[tuple[str, dict[str, Any]]] = []
+    for g_index, grid in enumerate(config.get("grid", [])):
+        for row in _expand_grid(grid):
+            row["group"] = grid.get("name", f"grid{g_index + 1}")
+            units.append(("grid", row))
+    for s_index, sweep in enumerate(config.get("sweep", [])):
+        units.append(("sweep", {**sweep, "group": sweep.get("name", f"sweep{s_index + 1}")}))
+
+    from tqdm.auto import tqdm
+
+    for kind, unit in tqdm(units, disable=not progress, desc="study"):
+        uid = _row_id({"kind": kind, **unit})
+        if uid in finished:
+            continue
+        if kind == "grid":
+            with torch.no_grad(), intervene(model, _spec(unit, data)):
+                value = float(metrics.evaluate(metric, model(data["clean"])))
+            record = {k: v for k, v in unit.items() if k != "site_template"}
+            rows.append(pd.DataFrame([{"row_id": uid, "kind": "intervention", **record, "metric": value,
+                                       "baseline": baseline, "effect": value - baseline}]))
+        else:
+            if "corrupted" not in data:
+                raise ConfigError("[[sweep]] activation patching needs corrupted inputs in [data]")
+            res = activation_patching(model, data["clean"], data["corrupted"], metric, unit["site"],
+                                      by=unit.get("by"), layers=unit.get("layers"),
+                                      direction=unit.get("direction", "denoise"),
+                                      batch_size=config.get("batch_size"))
+            frame = res.to_frame().drop(columns=["metric", "method"]).rename(columns={"value": "metric"})
+            frame["baseline"] = res.baseline
+            frame.insert(0, "row_id", uid)
+            frame.insert(1, "kind", "sweep")
+            frame["group"] = unit["group"]
+            frame["direction"] = res.direction
+            frame["clean_metric"], frame["corrupted_metric"] = res.clean_value, res.corrupted_value
+            rows.append(frame)
+        save()
+    table = pd.concat(rows, ignore_index=True)
+    atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out / "results.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    write_summary(table, config, out / "summary.html", baseline)
+    return table
+
+
+def _heatmap(frame: pd.DataFrame, title: str):
+    import plotly.express as px
+
+    axes = [c for c in ("layer", "head", "pos", "position", "neuron", "unit", "factor", "value")
+            if c in frame and frame[c].notna().any() and frame[c].nunique() > 0]
+    if len(axes) >= 2:
+        pivot = frame.pivot_table(index=axes[0], columns=axes[1], values="effect", aggfunc="mean")
+        vmax = float(pivot.abs().max().max() or 1.0)
+        return px.imshow(pivot, color_continuous_scale="RdBu", zmin=-vmax, zmax=vmax, aspect="auto",
+                         labels={"color": "effect"}, title=title)
+    x = frame[axes[0]].astype(str) if axes else frame.index.astype(str)
+    return px.bar(x=x, y=frame["effect"], title=title, labels={"x": axes[0] if axes else "row", "y": "effect"})
+
+
+def write_summary(table: pd.DataFrame, config: dict[str, Any], path: Path, baseline: float) -> Path:
+    """Self-contained HTML summary: configuration, heatmaps per grid/sweep, the full table."""
+    from interp.report.html import Report, escape
+
+    report = Report(config.get("title", "Study"), subtitle=f"model {config['model']!r}, metric "
+                    f"{config['metric']['name']}, unablated metric {baseline:.4g}")
+    report.add_section("Configuration", f"<pre>{escape(json.dumps(config, indent=2, default=str))}</pre>")
+    for group, frame in table.groupby("group", sort=False):
+        sub = frame.dropna(axis=1, how="all")
+        label = f"{group}: " + (f"{sub['intervention'].iloc[0]} on {sub['site'].iloc[0]}" if "intervention" in sub
+                                else f"activation patching of {sub['site'].iloc[0]}")
+        report.add_section(label, _heatmap(sub, label))
+    report.add_table("All results", table.drop(columns=["row_id"]))
+    return report.write(path)
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_p = sub.add_parser("run", help="run a study file")
+    run_p.add_argument("study", help="path to the study TOML file")
+    run_p.add_argument("--out", default=None, help="output folder (default: the file's 'output' key, or its name)")
+    run_p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
+    run_p.add_argument("--quiet", action="store_true", help="no progress bar")
+    check_p = sub.add_parser("check", help="validate a study file without running it")
+    check_p.add_argument("study")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        load_config(args.study)
+        print(f"{args.study}: ok")
+        return 0
+    if args.action != "run":
+        raise InputTypeError(f"unknown study action {args.action!r}")
+    table = run_study(args.study, args.out, resume=args.resume, progress=not args.quiet)
+    out = Path(args.out or load_config(args.study).get("output") or Path(args.study).with_suffix(""))
+    print(f"{len(table)} rows -> {out / 'results.csv'}, {out / 'results.parquet'}, {out / 'summary.html'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from interp.cli import main
+
+    sys.exit(main(["study", *sys.argv[1:]]))
