@@ -8,15 +8,15 @@ ViT, the last position of a language model). The layers are given as a list of *
 for ``nn.Module`` forward hooks (``"blocks.3.mlp.act"``) or hook names of a TransformerBridge
 (``"blocks.3.mlp.hook_post"``), in the order the model runs them.
 
-Joint Attribution Score of a neuron set N = {(l, i_l)} (Riemann sum with m steps, k = 0..m-1)::
+Joint Attribution Score of a neuron set N = {(li, i_l)} (Riemann sum with m steps, k = 0..m-1)::
 
-    JAS(N) = [ sum_{(l,i) in N} sum_k dP(y | h^(k)) / dh^l_i ] * [ sum_{(l,i) in N} h^l_i / m ]
+    JAS(N) = [ sum_{(li,i) in N} sum_k dP(y | h^(k)) / dh^l_i ] * [ sum_{(li,i) in N} h^l_i / m ]
 
 where h^(k) equals the clean activation everywhere except on N, where it is (k/m) h (the baseline zeroes
 N). P is the softmax probability of the target. At each site the activation vector at the chosen
 position is *replaced* by these values (the reference code does the same).
 
-Layer-progressive search (Algorithm 1): for layer l, scale the whole layer-l vector from 0 together
+Layer-progressive search (Algorithm 1): for layer li, scale the whole layer-li vector from 0 together
 with the neurons already on the path; the candidate score of neuron j is
 ``(sum_k g_j + sum_path sum_k g) * (h_j/m + sum_path h/m)``; append the argmax (or the top K).
 All m interpolation steps run as ONE batched forward/backward per layer (``ig_batch`` bounds memory);
@@ -62,6 +62,9 @@ __all__ = [
     "path_similarity",
     "path_diagram",
     "METHODS",
+    "FACTUAL_PROMPTS",
+    "lm_inputs",
+    "paths_report",
 ]
 
 METHODS = ("jas", "activation", "influence", "random")
@@ -177,16 +180,21 @@ class _SiteRunner:
             return None
         return act.index_put((rows, pos), out.to(act.dtype))
 
+    def _bridge_hook(self, edit: Edit):
+        return lambda act, hook: self._apply(act, edit)
+
+    def _module_hook(self, edit: Edit):
+        return lambda mod, inp, out: self._apply(out, edit)
+
     @contextlib.contextmanager
     def _hooks(self, edits: Mapping[int, Edit]):
         if self.bridge:
-            fwd = [(self.sites[k], (lambda e: lambda act, hook: self._apply(act, e))(e)) for k, e in edits.items()]
+            fwd = [(self.sites[k], self._bridge_hook(e)) for k, e in edits.items()]
             with self.model.hooks(fwd_hooks=fwd):
                 yield
             return
         handles = [
-            self._modules[k].register_forward_hook((lambda e: lambda mod, inp, out: self._apply(out, e))(e))
-            for k, e in edits.items()
+            self._modules[k].register_forward_hook(self._module_hook(e)) for k, e in edits.items()
         ]
         try:
             yield
@@ -247,11 +255,29 @@ def _repeat(inputs: Any, r: int) -> Any:
 
 
 def _n_samples(inputs: Any) -> int:
+    if isinstance(inputs, (list, tuple)):
+        return len(inputs)
     if isinstance(inputs, torch.Tensor):
         return int(inputs.shape[0])
     if isinstance(inputs, Mapping) and inputs:
         return _n_samples(next(iter(inputs.values())))
     raise InputTypeError(f"inputs must be a tensor (or a dict of tensors) with the samples along dim 0; got {type(inputs).__name__}")
+
+
+def _batches(inputs: Any, batch_size: int):
+    """Yield (slice, batch). A list of tensors (e.g. prompts of different lengths) runs one item at a time."""
+    n = _n_samples(inputs)
+    if isinstance(inputs, (list, tuple)):
+        for i, item in enumerate(inputs):
+            item = torch.as_tensor(item) if not isinstance(item, (torch.Tensor, Mapping)) else item
+            if isinstance(item, torch.Tensor) and not item.is_floating_point() and item.ndim == 1:
+                item = item[None]  # token ids of one prompt
+            yield slice(i, i + 1), item
+        return
+    step = max(1, int(batch_size))
+    for start in range(0, n, step):
+        sl = slice(start, min(n, start + step))
+        yield sl, _slice(inputs, sl)
 
 
 def _slice(inputs: Any, sl: slice) -> Any:
@@ -308,7 +334,7 @@ def _joint_ig(
         r = len(a)
         vals = values(a)
         leaves = {k: v.reshape(r * b, -1).detach().requires_grad_(True) for k, v in vals.items()}
-        edits = {k: (lambda leaf: lambda vec: leaf)(leaf) for k, leaf in leaves.items()}
+        edits = {k: _constant(leaf) for k, leaf in leaves.items()}
         logits = runner.logits(_repeat(inputs, r), edits)
         prob = _target_prob(logits, targets.repeat(r)).sum()
         keys = list(leaves)
@@ -319,6 +345,14 @@ def _joint_ig(
             g = g.detach().view(r, b, -1).sum(0)
             total[k] = g if k not in total else total[k] + g
     return total
+
+
+def _constant(value: torch.Tensor) -> Edit:
+    return lambda vec: value
+
+
+def _scaled_where(mask: torch.Tensor, scale: float) -> Edit:
+    return lambda vec: torch.where(mask, vec * scale, vec)
 
 
 def _path_values(h: list[torch.Tensor], path: Sequence[torch.Tensor], layers: Sequence[int]):
@@ -345,7 +379,7 @@ def _path_sums(total: dict[int, torch.Tensor], h: list[torch.Tensor], path: Sequ
 
 @dataclass
 class NeuronPaths:
-    """Neuron paths, one per sample: ``indices[b, l, k]`` is the k-th neuron of layer ``sites[l]``.
+    """Neuron paths, one per sample: ``indices[b, li, k]`` is the k-th neuron of layer ``sites[li]``.
 
     ``jas`` holds each path's Joint Attribution Score (Wang et al. 2025), ``targets`` the target
     class of each sample. ``passes`` counts the forward/backward passes and ``seconds`` the time spent.
@@ -369,9 +403,9 @@ class NeuronPaths:
     def top_k(self) -> int:
         return int(self.indices.shape[2])
 
-    def layer(self, l: int) -> torch.Tensor:
-        """(n_samples, K) neuron indices of layer ``l``."""
-        return self.indices[:, l, :]
+    def layer(self, li: int) -> torch.Tensor:
+        """(n_samples, K) neuron indices of layer ``li``."""
+        return self.indices[:, li, :]
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (sample, layer, rank): site, neuron index and (repeated) JAS and target."""
@@ -398,7 +432,7 @@ class NeuronPaths:
     def frequency(self, samples: Sequence[int] | None = None) -> list[pd.Series]:
         """Per layer, how many of the (selected) samples' paths use each neuron (descending)."""
         idx = self.indices if samples is None else self.indices[list(samples)]
-        return [pd.Series(idx[:, l, :].reshape(-1).cpu().numpy()).value_counts() for l in range(idx.shape[1])]
+        return [pd.Series(idx[:, li, :].reshape(-1).cpu().numpy()).value_counts() for li in range(idx.shape[1])]
 
     def plot(self, max_per_layer: int = 8, title: str | None = None):
         """Layered path diagram (plotly), see :func:`path_diagram`."""
@@ -428,14 +462,14 @@ def _jas_search(runner, inputs, targets, h, steps, top_k, ig_batch, progress) ->
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="JAS path", leave=False)
-    for l in iterator:
-        prev = list(range(l))
+    for li in iterator:
+        prev = list(range(li))
         path_vals = _path_values(h, path, prev)
-        cur = h[l].float()
+        cur = h[li].float()
 
-        def values(a, path_vals=path_vals, cur=cur, l=l):
+        def values(a, path_vals=path_vals, cur=cur, li=li):
             vals = path_vals(a)
-            vals[l] = a.to(cur.device).view(-1, 1, 1) * cur
+            vals[li] = a.to(cur.device).view(-1, 1, 1) * cur
             return vals
 
         total = _joint_ig(runner, inputs, targets, values, steps, ig_batch)
@@ -443,9 +477,9 @@ def _jas_search(runner, inputs, targets, h, steps, top_k, ig_batch, progress) ->
             g_path, s_path = _path_sums(total, h, path, prev, steps)
         else:
             g_path = s_path = torch.zeros(len(targets), device=cur.device)
-        ja = (total[l] + g_path[:, None]) * (cur / steps + s_path[:, None])
+        ja = (total[li] + g_path[:, None]) * (cur / steps + s_path[:, None])
         if top_k > ja.shape[1]:
-            raise ConfigError(f"top_k={top_k} exceeds the {ja.shape[1]} neurons of site {runner.sites[l]!r}")
+            raise ConfigError(f"top_k={top_k} exceeds the {ja.shape[1]} neurons of site {runner.sites[li]!r}")
         path.append(torch.topk(ja, top_k, dim=1).indices)
     return path
 
@@ -454,8 +488,8 @@ def _influence_search(runner, inputs, targets, h, top_k, steps, input_site, prog
     """Greedy influence pattern (Lu et al. 2021; Wang et al. 2025 Alg. 2), batched over the m input steps.
 
     The input is scaled from zero (x_a = a x, a = (k+1)/m). The pattern's influence is the path integral
-    of the chain of derivatives along the chosen neurons: c_1 = dh_1/da, c_l = c_{l-1} dh_l/dh_{l-1,p},
-    score_l(j) = sum_a c_{l-1}(a) * dh_{l,j}/dh_{l-1,p}(a) * dP/dh_{l,j}(a). Derivatives of whole layers
+    of the chain of derivatives along the chosen neurons: c_1 = dh_1/da, c_l = c_{li-1} dh_l/dh_{li-1,p},
+    score_l(j) = sum_a c_{li-1}(a) * dh_{li,j}/dh_{li-1,p}(a) * dP/dh_{li,j}(a). Derivatives of whole layers
     with respect to a scalar (forward-mode) use the double-backward trick.
     """
     b = len(targets)
@@ -476,27 +510,27 @@ def _influence_search(runner, inputs, targets, h, top_k, steps, input_site, prog
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="influence path", leave=False)
-    for l in iterator:
-        d = h[l].shape[1]
-        delta_l = torch.zeros(r * b, d, device=h[l].device, requires_grad=True)
-        probe = torch.zeros(r * b, d, device=h[l].device, requires_grad=True)
+    for li in iterator:
+        d = h[li].shape[1]
+        delta_l = torch.zeros(r * b, d, device=h[li].device, requires_grad=True)
+        probe = torch.zeros(r * b, d, device=h[li].device, requires_grad=True)
         captured: dict[str, torch.Tensor] = {}
-        if l == 0:
+        if li == 0:
             source = alphas.to(h[0].device).repeat_interleave(b).requires_grad_(True)
         else:
-            source = torch.zeros(r * b, device=h[l].device, requires_grad=True)
+            source = torch.zeros(r * b, device=h[li].device, requires_grad=True)
 
         def at_layer(vec, delta_l=delta_l, captured=captured):
             captured["h"] = vec
             return vec + delta_l
 
-        edits: dict[int, Edit] = {l: at_layer}
-        if l > 0:
-            prev_mask = _mask(path[l - 1], h[l - 1].shape[1]).repeat(r, 1).float()
-            edits[l - 1] = lambda vec, source=source, m=prev_mask: vec + source[:, None] * m
+        edits: dict[int, Edit] = {li: at_layer}
+        if li > 0:
+            prev_mask = _mask(path[li - 1], h[li - 1].shape[1]).repeat(r, 1).float()
+            edits[li - 1] = lambda vec, source=source, m=prev_mask: vec + source[:, None] * m
         extra = contextlib.nullcontext()
         model_inputs = x_rep
-        if l == 0:
+        if li == 0:
             if input_site is None:
                 shape = (-1,) + (1,) * (x_rep.ndim - 1)
                 model_inputs = x_rep * source.view(shape)
@@ -512,7 +546,7 @@ def _influence_search(runner, inputs, targets, h, top_k, steps, input_site, prog
         runner.counter.backward += 3
         score = (chain[:, None] * jac * g_out).view(r, b, d).sum(0)
         if top_k > d:
-            raise ConfigError(f"top_k={top_k} exceeds the {d} neurons of site {runner.sites[l]!r}")
+            raise ConfigError(f"top_k={top_k} exceeds the {d} neurons of site {runner.sites[li]!r}")
         chosen = torch.topk(score, top_k, dim=1).indices
         path.append(chosen)
         chain = chain * (jac.detach() * _mask(chosen, d).repeat(r, 1)).sum(1)
@@ -613,9 +647,12 @@ def find_paths(
         all_t = all_t.repeat(n)
     if all_t.numel() != n:
         raise DimensionError(f"got {all_t.numel()} targets for {n} samples; give one target class per sample")
-    for start in range(0, n, max(1, int(batch_size))):
-        sl = slice(start, min(n, start + max(1, int(batch_size))))
-        x = _slice(inputs, sl)
+    batches = _batches(inputs, batch_size)
+    if progress and isinstance(inputs, (list, tuple)):
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=n, desc=f"{method} paths")
+    for sl, x in batches:
         if isinstance(pos_all, torch.Tensor) and pos_all.ndim > 0:
             runner.position = pos_all.reshape(-1)[sl]
         h, logits = runner.capture(x)
@@ -660,7 +697,7 @@ def _as_path_list(paths: NeuronPaths | torch.Tensor, sl: slice | None = None) ->
         raise DimensionError(f"paths must be (n_samples, n_layers[, K]) neuron indices; got shape {tuple(idx.shape)}")
     if sl is not None:
         idx = idx[sl]
-    return [idx[:, l, :] for l in range(idx.shape[1])]
+    return [idx[:, li, :] for li in range(idx.shape[1])]
 
 
 def joint_attribution_score(
@@ -692,11 +729,11 @@ def joint_attribution_score(
 def _validated(path: list[torch.Tensor], h: list[torch.Tensor], sites) -> list[torch.Tensor]:
     if len(path) != len(h):
         raise DimensionError(f"paths have {len(path)} layers but {len(sites)} sites were given")
-    for l, (p, hl) in enumerate(zip(path, h)):
+    for li, (p, hl) in enumerate(zip(path, h)):
         if p.shape[0] != hl.shape[0]:
             raise DimensionError(f"paths are for {p.shape[0]} samples but {hl.shape[0]} inputs were given")
         if (p < 0).any() or (p >= hl.shape[1]).any():
-            raise ConfigError(f"neuron index out of range at site {sites[l]!r} ({hl.shape[1]} neurons)")
+            raise ConfigError(f"neuron index out of range at site {sites[li]!r} ({hl.shape[1]} neurons)")
     return path
 
 
@@ -729,22 +766,19 @@ def manipulate(
         sites = paths.sites
     sites = mlp_sites(model) if sites is None else list(sites)
     runner = _SiteRunner(model, sites, position, forward)
-    n = _n_samples(inputs)
     rows = []
     tt = torch.as_tensor(targets).reshape(-1)
-    for start in range(0, n, batch_size):
-        sl = slice(start, min(n, start + batch_size))
-        x = _slice(inputs, sl)
+    for sl, x in _batches(inputs, batch_size):
         if isinstance(position, torch.Tensor) and position.ndim > 0:
             runner.position = position.reshape(-1)[sl]
         h, clean = runner.capture(x)
         t = _targets(tt[sl] if tt.numel() > 1 else tt, len(h[0]), clean.shape[-1]).to(clean.device)
         path = _validated(_as_path_list(paths, sl), h, sites)
         edits = {}
-        for l, p in enumerate(path):
-            mask = _mask(p.to(h[l].device), h[l].shape[1])
+        for li, p in enumerate(path):
+            mask = _mask(p.to(h[li].device), h[li].shape[1])
             scale = 0.0 if op == "remove" else float(factor)
-            edits[l] = (lambda m: lambda vec: torch.where(m, vec * scale, vec))(mask)
+            edits[li] = _scaled_where(mask, scale)
         with torch.no_grad():
             edited = runner.logits(x, edits)
         p0, p1 = _target_prob(clean, t), _target_prob(edited, t)
@@ -928,8 +962,8 @@ def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_
     a = idx.cpu().numpy()
     # Jaccard per layer: |A & B| / |A | B| with |A| = |B| = k
     inter = np.zeros((n, n))
-    for l in range(n_layers):
-        eq = (a[:, None, l, :, None] == a[None, :, l, None, :]).any(-1).sum(-1)
+    for li in range(n_layers):
+        eq = (a[:, None, li, :, None] == a[None, :, li, None, :]).any(-1).sum(-1)
         inter += eq / (2 * k - eq)
     pair = inter / n_layers
     iu = np.triu_indices(n, 1)
@@ -978,30 +1012,30 @@ def path_diagram(paths: NeuronPaths, samples: Sequence[int] | None = None, max_p
     idx = paths.indices if samples is None else paths.indices[list(samples)]
     n, n_layers, k = idx.shape
     a = idx.cpu().numpy()
-    freq = [pd.Series(a[:, l, :].ravel()).value_counts() for l in range(n_layers)]
+    freq = [pd.Series(a[:, li, :].ravel()).value_counts() for li in range(n_layers)]
     shown = [list(f.index[:max_per_layer]) for f in freq]
     ypos = [{neuron: r for r, neuron in enumerate(s)} for s in shown]
     edges: dict[tuple[int, int, int], int] = {}
     for b in range(n):
-        for l in range(n_layers - 1):
-            for u in a[b, l]:
-                for v in a[b, l + 1]:
-                    if u in ypos[l] and v in ypos[l + 1]:
-                        edges[(l, int(u), int(v))] = edges.get((l, int(u), int(v)), 0) + 1
+        for li in range(n_layers - 1):
+            for u in a[b, li]:
+                for v in a[b, li + 1]:
+                    if u in ypos[li] and v in ypos[li + 1]:
+                        edges[(li, int(u), int(v))] = edges.get((li, int(u), int(v)), 0) + 1
     fig = go.Figure()
     top = max(edges.values()) if edges else 1
-    for (l, u, v), c in sorted(edges.items(), key=lambda e: e[1]):
-        fig.add_trace(go.Scatter(x=[l, l + 1], y=[-ypos[l][u], -ypos[l + 1][v]], mode="lines",
+    for (li, u, v), c in sorted(edges.items(), key=lambda e: e[1]):
+        fig.add_trace(go.Scatter(x=[li, li + 1], y=[-ypos[li][u], -ypos[li + 1][v]], mode="lines",
                                  line=dict(width=1 + 7 * c / top, color=f"rgba(55,90,160,{0.25 + 0.6 * c / top:.2f})"),
-                                 hoverinfo="text", text=f"{c} path(s): L{l}.N{u} -> L{l + 1}.N{v}", showlegend=False))
+                                 hoverinfo="text", text=f"{c} path(s): L{li}.N{u} -> L{li + 1}.N{v}", showlegend=False))
     xs, ys, sizes, texts, labels = [], [], [], [], []
-    for l in range(n_layers):
-        for neuron in shown[l]:
-            c = int(freq[l][neuron])
-            xs.append(l)
-            ys.append(-ypos[l][neuron])
+    for li in range(n_layers):
+        for neuron in shown[li]:
+            c = int(freq[li][neuron])
+            xs.append(li)
+            ys.append(-ypos[li][neuron])
             sizes.append(10 + 30 * c / max(1, n))
-            texts.append(f"{paths.sites[l]}<br>neuron {neuron}<br>{c}/{n} paths")
+            texts.append(f"{paths.sites[li]}<br>neuron {neuron}<br>{c}/{n} paths")
             labels.append(str(neuron))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=labels, textposition="middle right",
                              hovertext=texts, hoverinfo="text", marker=dict(size=sizes, color="#d9534f",
@@ -1015,3 +1049,74 @@ def path_diagram(paths: NeuronPaths, samples: Sequence[int] | None = None, max_p
         template="plotly_white", height=max(300, 60 * min(max_per_layer, max(len(s) for s in shown)) + 120),
     )
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Language-model helpers and the HTML report
+# --------------------------------------------------------------------------------------------------
+
+#: Factual prompts with a one-token answer (the first token of the answer is the target).
+FACTUAL_PROMPTS: list[tuple[str, str]] = [
+    ("The capital of France is", " Paris"), ("The capital of Germany is", " Berlin"),
+    ("The capital of Italy is", " Rome"), ("The capital of Spain is", " Madrid"),
+    ("The capital of Japan is", " Tokyo"), ("The capital of Russia is", " Moscow"),
+    ("The capital of England is", " London"), ("The capital of Egypt is", " Cairo"),
+    ("The capital of Greece is", " Athens"), ("The capital of China is", " Beijing"),
+    ("The capital of Canada is", " Ottawa"), ("The capital of Austria is", " Vienna"),
+    ("The capital of Portugal is", " Lisbon"), ("The capital of Ireland is", " Dublin"),
+    ("The capital of Norway is", " Oslo"), ("The Eiffel Tower is located in the city of", " Paris"),
+    ("The Colosseum is located in the city of", " Rome"), ("The largest planet in the solar system is", " Jupiter"),
+    ("Water is made of hydrogen and", " oxygen"), ("The chemical symbol for gold is", " Au"),
+    ("The first president of the United States was George", " Washington"),
+    ("The author of Romeo and Juliet is William", " Shakespeare"), ("The Great Wall is located in", " China"),
+    ("The currency of Japan is the", " yen"), ("The opposite of hot is", " cold"),
+    ("Monday, Tuesday,", " Wednesday"), ("The Statue of Liberty is in New", " York"),
+    ("Albert Einstein developed the theory of", " relativity"),
+]
+
+
+def lm_inputs(model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str]
+              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Token ids of each prompt (one tensor per prompt, BOS prepended by ``model.to_tokens`` when the
+    model has it) and the target token of each answer (its first token)."""
+    if len(prompts) != len(answers):
+        raise DimensionError(f"{len(prompts)} prompts but {len(answers)} answers")
+    if hasattr(model, "to_tokens"):
+        tokens = [model.to_tokens(p)[0] for p in prompts]
+    else:
+        tokens = [torch.tensor(tokenizer(p)["input_ids"]) for p in prompts]
+    targets = []
+    for a in answers:
+        ids = tokenizer(a, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ConfigError(f"answer {a!r} has no tokens")
+        targets.append(ids[0])
+    return tokens, torch.tensor(targets)
+
+
+def paths_report(comparison: PathComparison | None = None, paths: NeuronPaths | None = None,
+                 similarity: PathSimilarity | None = None, title: str = "Neuron paths", notes: str = ""):
+    """An :class:`interp.report.html.Report` with the path diagram, manipulation results and similarity."""
+    from interp.report.html import Report
+
+    rep = Report(title, subtitle="Layer-progressive Joint Attribution paths (Wang et al., ICLR 2025)")
+    if notes:
+        rep.add_section("About", notes)
+    if paths is None and comparison is not None:
+        paths = comparison.paths.get("jas") or next(iter(comparison.paths.values()))
+    if paths is not None:
+        rep.add_section("Path diagram", paths.plot())
+        rep.add_table("Paths", paths.to_frame())
+    if comparison is not None:
+        rep.add_section("Remove / enhance path neurons", comparison.plot())
+        rep.add_table("Summary (means and 95% CIs)", comparison.summary().round(5))
+        contrasts = pd.concat([comparison.contrast("jas", op=op, column=c) for op in comparison.frame["op"].unique()
+                               for c in ("delta_p", "jas")], ignore_index=True)
+        rep.add_table("Ours minus baselines (paired over samples)", contrasts.round(5))
+        for method, p in comparison.paths.items():
+            if method != "jas":
+                rep.add_section(f"Path diagram: {method}", p.plot())
+    if similarity is not None:
+        rep.add_section("Path similarity within vs across classes", similarity.plot())
+        rep.add_table("Similarity", similarity.to_frame().round(5))
+    return rep

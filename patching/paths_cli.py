@@ -1,0 +1,106 @@
+"""``interp paths``: neuron-path search (Joint Attribution Score, Wang et al. ICLR 2025) from the command line.
+
+Examples::
+
+    interp paths --model digits-vit --n 20 --compare --out paths.html
+    interp paths --model smollm2-135m --prompt "The capital of France is" --answer " Paris"
+    interp paths --model smollm2-135m --facts --compare --out lm_paths.html
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from interp.errors import ConfigError
+
+HELP = "find influential neuron paths (layer-progressive Joint Attribution Score) and validate them by ablation"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="digits-vit", help="zoo model (digits-vit, smollm2-135m, ...)")
+    parser.add_argument("--sites", nargs="+", default=None,
+                        help="one site per layer in layer order (default: the MLP hidden neurons of every block)")
+    parser.add_argument("--method", default="jas", choices=["jas", "activation", "influence", "random"])
+    parser.add_argument("--n", type=int, default=16, help="vision: number of test images (default 16)")
+    parser.add_argument("--prompt", action="append", default=None, help="LM prompt (repeatable)")
+    parser.add_argument("--answer", action="append", default=None, help="LM answer for each --prompt (first token)")
+    parser.add_argument("--facts", action="store_true", help="LM: use the built-in factual prompts")
+    parser.add_argument("--steps", type=int, default=20, help="Riemann steps m of the joint IG (default 20)")
+    parser.add_argument("--top-k", type=int, default=1, help="neurons per layer (default 1)")
+    parser.add_argument("--position", type=int, default=None, help="token position (default: 0 for vision, -1 for LMs)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run the baselines and remove/enhance every method's path neurons")
+    parser.add_argument("--n-random", type=int, default=5, help="random paths per sample with --compare")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write an HTML report here")
+    parser.add_argument("--csv", default=None, help="write the paths (one row per sample x layer) as CSV here")
+
+
+def _vision_inputs(args, preprocess):
+    from interp.models import digits
+
+    if args.model != "digits-vit":
+        raise ConfigError(f"vision inputs are available for digits-vit only; got --model {args.model}")
+    split = digits.load_digits_split()
+    images, labels = split.test_images[: args.n], split.test_labels[: args.n]
+    x = preprocess(images) if preprocess is not None else torch.as_tensor(images)
+    return x, torch.tensor(np.asarray(labels), dtype=torch.long), [str(int(v)) for v in labels]
+
+
+def run(args: argparse.Namespace) -> int:
+    import interp.models
+
+    from . import paths as P
+
+    model, preprocess = interp.models.load(args.model, device=args.device)
+    is_lm = P._is_bridge(model)
+    if is_lm:
+        if args.facts:
+            pairs = P.FACTUAL_PROMPTS
+        elif args.prompt:
+            answers = args.answer or []
+            if len(answers) != len(args.prompt):
+                raise ConfigError("give one --answer per --prompt (the answer's first token is the target)")
+            pairs = list(zip(args.prompt, answers))
+        else:
+            raise ConfigError("for a language model give --prompt/--answer pairs or --facts")
+        inputs, targets = P.lm_inputs(model, preprocess, [p for p, _ in pairs], [a for _, a in pairs])
+        labels = [p for p, _ in pairs]
+        position = -1 if args.position is None else args.position
+    else:
+        inputs, targets, labels = _vision_inputs(args, preprocess)
+        position = 0 if args.position is None else args.position
+    sites = args.sites or P.mlp_sites(model)
+    common = dict(position=position, steps=args.steps, top_k=args.top_k, seed=args.seed, progress=True)
+    comparison = similarity = None
+    if args.compare:
+        comparison = P.compare_paths(model, inputs, targets, sites, n_random=args.n_random, **common)
+        paths = comparison.paths["jas"]
+        print(comparison.summary().round(4).to_string(index=False))
+        print()
+        print(comparison.contrast("jas", op="remove").round(4).to_string(index=False))
+    else:
+        paths = P.find_paths(model, inputs, targets, sites, method=args.method, **common)
+    paths.labels = labels
+    frame = paths.to_frame()
+    wide = frame.pivot_table(index="sample", columns="layer", values="neuron", aggfunc=lambda v: ",".join(map(str, v)))
+    print(f"\n{paths.method} paths ({paths.n_samples} samples, {len(sites)} layers; "
+          f"{paths.passes.forward} forward / {paths.passes.backward} backward passes, {paths.seconds:.1f} s)")
+    print(wide.to_string(max_cols=12))
+    if not is_lm and paths.n_samples > 2:
+        similarity = P.path_similarity(paths, labels)
+        print(f"\npath overlap within classes {similarity.within:.3f} vs across {similarity.across:.3f} "
+              f"(permutation p = {similarity.p_value:.3g})")
+    if args.csv:
+        from interp.tensor import atomic_write
+
+        atomic_write(args.csv, lambda tmp: frame.to_csv(tmp, index=False))
+        print(f"wrote {args.csv}")
+    if args.out:
+        rep = P.paths_report(comparison, paths=paths, similarity=similarity, title=f"Neuron paths: {args.model}")
+        print(f"wrote {rep.write(args.out)}")
+    return 0
