@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(PY) -m interp.cli demo --out reports/demo.html
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -x --durations=15 tests
+	$(PY) -m pytest -q --durations=25 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check interp probes patching tests benchmarks
