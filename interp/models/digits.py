@@ -1,7 +1,7 @@
 """``digits-vit``: a small Vision Transformer trained locally on scikit-learn's 8x8 digits.
 
 The model (Dosovitskiy et al. 2021, arXiv:2010.11929, scaled down) is trained once per seed on a fixed
-train/test split of :func:`sklearn.datasets.load_digits` (about 15-40 s on 2 CPU cores), cached under
+train/test split of :func:`sklearn.datasets.load_digits` (at most about 40 s of CPU time, on one thread), cached under
 ``$INTERP_CACHE/models/digits-vit`` and reloaded from there afterwards. It reaches about 97-98% test accuracy.
 
 Architecture and hookable module paths (module outputs, for ``interp.capture``; T = 17 positions, position 0
@@ -404,7 +404,6 @@ def _load_or_train(seed: int, cfg: DigitsViTConfig, train: TrainConfig, retrain:
 @functools.lru_cache(maxsize=8)
 def _digits_vit(device: torch.device, seed: int, retrain: bool) -> tuple[DigitsViT, DigitsPreprocess]:
     model = _load_or_train(seed, DigitsViTConfig(), TrainConfig(), retrain).to(device).eval()
-    model.requires_grad_(False)
     return model, DigitsPreprocess(device=str(device))
 
 

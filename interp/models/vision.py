@@ -300,7 +300,6 @@ def build_efficientnet_lite0(hookable: bool = True) -> nn.Module:
 @functools.lru_cache(maxsize=8)
 def _efficientnet_lite0(device: torch.device, normalization: str) -> tuple[nn.Module, ImagePreprocess]:
     model = build_efficientnet_lite0().to(device).eval()
-    model.requires_grad_(False)
     model.class_names = list(imagenet_class_names())
     mean, std = INCEPTION_NORMALIZATION if normalization == "inception" else IMAGENET_NORMALIZATION
     preprocess = ImagePreprocess(size=224, mean=mean, std=std, crop_fraction=224 / 256, resample="bicubic",
@@ -411,7 +410,6 @@ def _resnet20(device: torch.device, weights: str | None, normalization: str) -> 
     model = CifarResNet((3, 3, 3))
     model.load_state_dict(resnet20_state_dict(weights), strict=True)
     model = model.to(device).eval()
-    model.requires_grad_(False)
     model.class_names = list(CIFAR10_CLASSES)
     mean, std = IMAGENET_NORMALIZATION if normalization == "imagenet" else CIFAR10_NORMALIZATION
     preprocess = ImagePreprocess(size=32, mean=mean, std=std, crop_fraction=1.0, resample="bicubic",
