@@ -1,0 +1,452 @@
+"""Labeling pipelines: model neurons over a corpus, attention heads, and recorded units.
+
+Each pipeline returns a :class:`LabelResult`: an index table (one row per unit: label, score,
+phenomena) plus everything the report's unit cards show. Build the HTML with
+:func:`interp.label.report.build_label_report`.
+
+* :func:`label_neurons`: MLP neurons (or any site) of a TransformerBridge over a token corpus, in one
+  streaming pass (:class:`~interp.label.stats.UnitStats`) plus a held-out pass for scoring.
+* :func:`label_heads`: attention heads by their previous-token / induction / duplicate-token scores,
+  labeled on one token set and scored on another.
+* :func:`label_recordings`: recorded units (C. elegans neurons, hippocampal units...) by concept
+  tests against behaviour annotations, pooled across individuals by name, with circular shifts;
+  labeled on the first part of each recording and scored on the rest.
+* :func:`label_place_cells`: hippocampal place cells with their fields.
+
+>>> model, tok = interp.models.load("smollm2-135m")                                 # doctest: +SKIP
+>>> res = label_neurons(model, "blocks.5.mlp.hook_post", n_tokens=20_000)         # doctest: +SKIP
+>>> res.to_frame().sort_values("score", ascending=False).head()                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ConfigError, InputTypeError, SiteError, closest
+from ..tensor import Activations
+from .concepts import ConceptTests, pooled_concept_test
+from .explain import Explainer, Explanation, TemplatedExplainer, UnitEvidence, explain_safely, keyword_predicate
+from .heads import HeadScores, head_scores
+from .phenomena import Phenomena, detect_phenomena, exemplar_ngrams
+from .scoring import auroc, detection_auroc, simulation_correlation
+from .spatial import PlaceFields, place_fields
+from .stats import UnitStats, UnitStatsResult
+from .vocab import VocabProjection, decode_tokens, vocab_projection
+
+__all__ = ["LabelResult", "label_neurons", "label_heads", "label_recordings", "label_place_cells", "text_corpus",
+           "stream_site"]
+
+
+@dataclass
+class LabelResult:
+    """Labels of a set of units and the evidence behind them.
+
+    ``table``: one row per unit (``unit``, ``name``, ``layer``, ``label``, ``score``, ``score_kind``,
+    ``simulation``, ``phenomena``, ``explainer``, ``error``); the other fields hold what the report's
+    cards show and may be None for a kind of units that lacks them.
+    """
+
+    title: str
+    kind: str  # "neurons" | "heads" | "recording" | "place"
+    site: str
+    table: pd.DataFrame
+    stats: UnitStatsResult | None = None
+    decode: Any = None  # token id -> string
+    vocab_out: VocabProjection | None = None
+    vocab_in: VocabProjection | None = None
+    phenomena: Phenomena | None = None
+    concepts: ConceptTests | None = None
+    heads: HeadScores | None = None
+    head_example: dict[str, Any] | None = None
+    place: PlaceFields | None = None
+    traces: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The index table (a copy)."""
+        return self.table.copy()
+
+    def plot(self):
+        """Label scores per unit (histogram, coloured by phenomenon presence)."""
+        import plotly.express as px
+
+        f = self.table.assign(has_phenomenon=self.table["phenomena"].astype(str).str.len() > 0)
+        fig = px.histogram(f, x="score", color="has_phenomenon", nbins=30, title=f"{self.title}: label scores")
+        fig.update_layout(template="none", height=320)
+        return fig
+
+
+# --------------------------------------------------------------------------- corpus and streaming
+def text_corpus(tokenizer: Any, n_tokens: int = 20_000, seq_len: int = 64, text: str | None = None,
+                bos: int | None = None) -> torch.Tensor:
+    """Token sequences ``(n_seq, seq_len)`` from ``text`` (default: the Python documentation's topic texts
+    shipped with CPython in ``pydoc_data``, ~100k tokens of English prose, available offline).
+
+    Each row starts with ``bos`` (default: the tokenizer's BOS id, if any) and holds ``seq_len - 1`` text tokens.
+    """
+    if text is None:
+        from pydoc_data.topics import topics
+
+        text = "\n\n".join(topics[k] for k in sorted(topics))
+    if not text or not text.strip():
+        raise InputTypeError("the corpus is empty: give some text (or token sequences)")
+    if seq_len < 2:
+        raise ConfigError(f"seq_len must be at least 2, got {seq_len}")
+    bos = getattr(tokenizer, "bos_token_id", None) if bos is None else bos
+    body = seq_len - (1 if bos is not None else 0)
+    ids: list[int] = []
+    for para in re.split(r"\n\s*\n", text):
+        para = " ".join(para.split())
+        if len(para) < 20:
+            continue
+        ids.extend(tokenizer.encode(para + "\n", add_special_tokens=False))
+        if len(ids) >= n_tokens * body / seq_len + body:
+            break
+    n_seq = len(ids) // body
+    if n_seq == 0:
+        raise InputTypeError(f"the corpus has {len(ids)} tokens, fewer than one sequence of {body}")
+    rows = torch.tensor(ids[: n_seq * body]).view(n_seq, body)
+    if bos is not None:
+        rows = torch.cat([torch.full((n_seq, 1), int(bos)), rows], 1)
+    need = max(1, -(-n_tokens // seq_len))
+    return rows[:need]
+
+
+class _Stop(Exception):
+    pass
+
+
+def stream_site(model: Any, tokens: torch.Tensor, site: str, batch_size: int = 8,
+                progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Yield ``(start, tokens, activations)`` batch by batch; the forward pass stops at ``site``.
+
+    Works on a TransformerBridge (hook names) and on any ``nn.Module`` (module paths).
+    """
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise InputTypeError(f"tokens must be a non-empty (batch, pos) tensor, got shape {tuple(tokens.shape)}")
+    bridge = hasattr(model, "hook_dict")
+    names = list(model.hook_dict) if bridge else [n for n, _ in model.named_modules() if n]
+    if site not in names:
+        hint = closest(site, names, n=3)
+        raise SiteError(f"the model has no site {site!r}" + (f"; closest: {hint}" if hint else ""))
+    box: dict[str, torch.Tensor] = {}
+    if bridge:
+        def hook(value, hook=None):
+            box["v"] = value.detach()
+            raise _Stop
+    else:
+        def hook(module, inputs, output):  # type: ignore[misc]
+            box["v"] = (output[0] if isinstance(output, tuple) else output).detach()
+            raise _Stop
+    iterator = range(0, len(tokens), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"streaming {site}", unit="batch")
+    with torch.no_grad():
+        for start in iterator:
+            batch = tokens[start:start + batch_size]
+            if bridge:
+                with model.hooks(fwd_hooks=[(site, hook)]):
+                    try:
+                        model(batch)
+                    except _Stop:
+                        pass
+            else:
+                handle = dict(model.named_modules())[site].register_forward_hook(hook)
+                try:
+                    model(batch)
+                except _Stop:
+                    pass
+                finally:
+                    handle.remove()
+            value = box.pop("v", None)
+            if value is None:
+                raise SiteError(f"site {site!r} did not fire during the forward pass")
+            yield start, batch, value.float().cpu()
+
+
+def _layer_of(site: str) -> int | None:
+    m = re.search(r"blocks\.(\d+)\.", site)
+    return int(m.group(1)) if m else None
+
+
+def _clean(token: str) -> str:
+    return token.replace("\n", "⏎").replace("\t", "⇥")
+
+
+def _evidence(u: int, name: str, stats: UnitStatsResult, decode: Any, vocab_out: VocabProjection | None,
+              vocab_in: VocabProjection | None, phenomena: list[str], n_ex: int = 8) -> UnitEvidence:
+    left = stats.window[0]
+    exemplars, windows = [], []
+    for j in range(min(n_ex, stats.top_values.shape[1])):
+        if stats.top_sample[u, j] < 0:
+            continue
+        toks = stats.top_tokens[u, j]
+        strs = [_clean(s) for s in decode(toks)]
+        ctx = "".join(strs[:left]) + "[" + strs[left] + "]" + "".join(strs[left + 1:])
+        exemplars.append((ctx, strs[left], float(stats.top_values[u, j])))
+        windows.append((strs, [float(a) for a in stats.top_window[u, j]]))
+    ngrams = [("".join(decode(list(g))), c) for g, c in exemplar_ngrams(stats, u, n=2, top=3)] if left >= 1 else []
+    means = stats.token_means(u, top=5)
+    return UnitEvidence(
+        unit=u, name=name, exemplars=exemplars, windows=windows,
+        top_tokens_out=vocab_out.top_tokens[u][:5] if vocab_out is not None else [],
+        top_tokens_in=vocab_in.top_tokens[u][:5] if vocab_in is not None else [],
+        ngrams=ngrams, phenomena=phenomena,
+        token_means=[(decode([int(t)])[0], float(m)) for t, m in zip(means["token"], means["mean"])],
+    )
+
+
+# --------------------------------------------------------------------------- neurons over a corpus
+def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, n_tokens: int = 20_000,
+                  seq_len: int = 64, text: str | None = None, k: int = 12, window: tuple[int, int] = (10, 3),
+                  batch_size: int = 8, holdout: float = 0.2, n_random: int = 200, units: Sequence[int] | None = None,
+                  explainer: Explainer | None = None, simulate_units: int = 0, tokenizer: Any = None,
+                  title: str | None = None, progress: bool = False, seed: int = 0) -> LabelResult:
+    """Label every unit at ``site`` over a token corpus (one streaming pass + a held-out pass).
+
+    Parameters
+    ----------
+    model:
+        A TransformerBridge (or ``nn.Module`` taking token ids).
+    site:
+        Hook name with a unit axis last, e.g. ``"blocks.5.mlp.hook_post"``.
+    tokens:
+        ``(n_seq, seq_len)`` token ids; default: :func:`text_corpus` with ``n_tokens`` and ``seq_len``.
+    k, window:
+        Exemplars per unit and their context ``(left, right)``.
+    holdout:
+        Fraction of sequences held out for scoring labels (detection AUROC; simulation).
+    n_random:
+        Random held-out tokens used as the non-activating examples of the detection score.
+    units:
+        Restrict the labels, cards and scores to these units (statistics cover all units).
+    explainer:
+        Default :class:`~interp.label.explain.TemplatedExplainer`; a failing explainer falls back to it
+        and the failure is noted per unit.
+    simulate_units:
+        Score this many units (highest activations first) by simulation when the explainer can simulate.
+    """
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokens is None:
+        if tokenizer is None:
+            raise InputTypeError("give tokens, or a model with a tokenizer to build the default corpus")
+        tokens = text_corpus(tokenizer, n_tokens=n_tokens, seq_len=seq_len, text=text)
+    tokens = torch.as_tensor(tokens)
+    if tokens.ndim != 2 or tokens.numel() == 0:
+        raise InputTypeError(f"the corpus is empty or not (n_seq, seq_len): shape {tuple(tokens.shape)}")
+    if not 0 < holdout < 1:
+        raise ConfigError(f"holdout must be between 0 and 1, got {holdout}")
+    n_hold = max(1, int(round(len(tokens) * holdout)))
+    if len(tokens) - n_hold < 1:
+        raise InputTypeError(f"the corpus has {len(tokens)} sequence(s); need at least 2 (one is held out for scoring)")
+    fit_tokens, hold_tokens = tokens[:-n_hold], tokens[-n_hold:]
+    decode = (lambda ids: decode_tokens(tokenizer, ids))  # noqa: E731
+
+    stats: UnitStats | None = None
+    for _, batch, acts in stream_site(model, fit_tokens, site, batch_size, progress):
+        if acts.ndim != 3:
+            raise InputTypeError(f"site {site!r} gives shape {tuple(acts.shape)}; label_neurons needs (batch, pos, unit)")
+        if stats is None:
+            stats = UnitStats(acts.shape[-1], k=k, window=window, n_positions=tokens.shape[1])
+        stats.update(acts, tokens=batch)
+    res = stats.result()  # type: ignore[union-attr]
+    # held-out pass: top-k activating examples + random tokens (non-activating examples)
+    rng = np.random.default_rng(seed)
+    hold_stats = UnitStats(res.n_units, k=max(4, k // 2), window=window, n_positions=0, max_token_types=0)
+    flat_pick = rng.choice(hold_tokens.numel(), size=min(n_random, hold_tokens.numel()), replace=False)
+    pick_s, pick_p = flat_pick // hold_tokens.shape[1], flat_pick % hold_tokens.shape[1]
+    random_acts = np.zeros((len(flat_pick), res.n_units), dtype=np.float32)
+    for start, batch, acts in stream_site(model, hold_tokens, site, batch_size, False):
+        hold_stats.update(acts, tokens=batch)
+        sel = (pick_s >= start) & (pick_s < start + len(batch))
+        random_acts[sel] = acts[pick_s[sel] - start, pick_p[sel]].numpy()
+    held = hold_stats.result()
+
+    layer = _layer_of(site)
+    vocab_out = vocab_in = None
+    notes: list[str] = [f"{res.count:,} tokens streamed for statistics, {hold_tokens.numel():,} held out for scoring"]
+    if layer is not None and ".mlp." in site and hasattr(model, "W_U"):
+        try:
+            vocab_out = vocab_projection(model, layer, "out", k=8, tokenizer=tokenizer)
+            vocab_in = vocab_projection(model, layer, "in", k=8, tokenizer=tokenizer)
+        except InputTypeError as exc:
+            notes.append(f"vocabulary projection skipped: {exc}")
+    if vocab_out is not None and len(vocab_out.units) != res.n_units:
+        vocab_out = vocab_in = None
+        notes.append("vocabulary projection skipped: the site's units are not the MLP's neurons")
+    phen = detect_phenomena(res, model if vocab_out is not None else None, layer, vocab=vocab_out)
+    notes.extend(phen.notes.values())
+    flags = phen.labels()
+    explainer = explainer or TemplatedExplainer()
+    fallback = TemplatedExplainer()
+    chosen = np.arange(res.n_units) if units is None else np.asarray(list(units))
+    if len(chosen) and (chosen.min() < 0 or chosen.max() >= res.n_units):
+        raise ConfigError(f"units must be in [0, {res.n_units})")
+    left = window[0]
+    rand_tok = decode(hold_tokens[pick_s, pick_p].tolist())
+    rows = []
+    can_sim = hasattr(explainer, "simulate")
+    sim_order = set(chosen[np.argsort(-res.maximum[chosen])][:simulate_units].tolist()) if can_sim else set()
+    for u in chosen.tolist():
+        name = f"L{layer}.N{u}" if layer is not None else f"N{u}"
+        ev = _evidence(u, name, res, decode, vocab_out, vocab_in, flags[u])
+        exp: Explanation = explain_safely(explainer, ev, fallback)
+        pos_tok = decode(held.top_tokens[u, :, left].tolist())
+        pos_tok = [t for t, s in zip(pos_tok, held.top_sample[u]) if s >= 0]
+        score = detection_auroc(keyword_predicate(exp, pos_tok), keyword_predicate(exp, rand_tok))
+        sim = float("nan")
+        if u in sim_order and not exp.error:
+            try:
+                strs = [s for w in held.top_tokens[u, :3] for s in decode(w.tolist()) if s != ""]
+                actual = [a for w, t in zip(held.top_window[u, :3], held.top_tokens[u, :3]) for a, tt in zip(w, t) if tt >= 0]
+                sim = simulation_correlation(explainer.simulate(exp, strs), actual)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - simulation is optional
+                notes.append(f"simulation failed for {name}: {exc}")
+        rows.append({"unit": u, "name": name, "layer": layer, "label": exp.text, "score": score,
+                     "score_kind": "detection AUROC", "simulation": sim, "phenomena": ", ".join(flags[u]),
+                     "explainer": exp.source, "error": exp.error or "", "frequency": float(res.frequency[u]),
+                     "max": float(res.maximum[u])})
+    table = pd.DataFrame(rows)
+    failed = table["error"].astype(bool).sum()
+    if failed:
+        notes.append(f"the {getattr(explainer, 'name', 'chosen')} explainer failed for {failed} unit(s); templated labels "
+                     f"were used instead (first error: {table.loc[table['error'].astype(bool), 'error'].iloc[0]})")
+    return LabelResult(title or f"{site}", "neurons", site, table, stats=res, decode=decode, vocab_out=vocab_out,
+                       vocab_in=vocab_in, phenomena=phen, notes=notes)
+
+
+# --------------------------------------------------------------------------- attention heads
+def label_heads(model: Any, fit_tokens: torch.Tensor, heldout_tokens: torch.Tensor, threshold: float = 0.4,
+                title: str = "attention heads") -> LabelResult:
+    """Label every head by its previous-token, induction and duplicate-token scores.
+
+    Heads are flagged on ``fit_tokens`` and each label is scored by the same criterion on
+    ``heldout_tokens`` (use repeated random tokens for both, e.g. ``make_repeated_tokens``).
+    """
+    fit = head_scores(model, fit_tokens, threshold=threshold)
+    held = head_scores(model, heldout_tokens, threshold=threshold)
+    rows = []
+    kinds = ("previous_token", "induction", "duplicate_token")
+    for layer in range(fit.induction.shape[0]):
+        for head in range(fit.induction.shape[1]):
+            flagged = [k for k in kinds if getattr(fit, k)[layer, head] >= threshold]
+            best = max(kinds, key=lambda k: getattr(fit, k)[layer, head])
+            label = " + ".join(k.replace("_", "-") + " head" for k in flagged) or f"no clear pattern (best: {best.replace('_', '-')})"
+            used = flagged[0] if flagged else best
+            rows.append({"unit": layer * fit.induction.shape[1] + head, "name": f"L{layer}H{head}", "layer": layer,
+                         "label": label, "score": float(getattr(held, used)[layer, head]),
+                         "score_kind": f"held-out {used.replace('_', '-')} score", "simulation": float("nan"),
+                         "phenomena": ", ".join(k.replace("_", "-") + " head" for k in flagged), "explainer": "head detectors",
+                         "error": "", **{k: float(getattr(fit, k)[layer, head]) for k in kinds}})
+    example = heldout_tokens[:1]
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(fit.induction.shape[0])]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(example, names_filter=lambda n: n in names)
+    patterns = np.stack([cache[n][0].float().cpu().numpy() for n in names])  # (L, H, T, T)
+    return LabelResult(title, "heads", "blocks.*.attn.hook_pattern", pd.DataFrame(rows), heads=fit,
+                       head_example={"tokens": example[0].tolist(), "patterns": patterns},
+                       notes=[f"heads labeled on {tuple(fit_tokens.shape)} token sequences, scored on "
+                              f"{tuple(heldout_tokens.shape)} held-out sequences; threshold {threshold}"])
+
+
+# --------------------------------------------------------------------------- recordings
+def label_recordings(recordings: Activations | Sequence[Activations], annotations: Sequence[str],
+                     by: str = "name", fit_fraction: float = 0.6, n_perm: int = 1000, min_recordings: int = 1,
+                     alpha: float = 0.05, title: str = "recorded units", seed: int = 0) -> LabelResult:
+    """Label recorded units by behaviour: pooled concept tests with circular shifts, scored on held-out time.
+
+    Each recording is split in time: the first ``fit_fraction`` gives the labels (concept tests pooled
+    across recordings by the unit coordinate ``by``, circular shifts, BH-FDR across units and
+    annotations), the rest gives the score (mean over recordings of the held-out AUROC for a binary
+    annotation, or of the signed correlation matched to the label's direction for a continuous one).
+    """
+    recs = [recordings] if isinstance(recordings, Activations) else list(recordings)
+    if not recs:
+        raise InputTypeError("no recordings given")
+    if not 0 < fit_fraction < 1:
+        raise ConfigError(f"fit_fraction must be between 0 and 1, got {fit_fraction}")
+    fit = [r.isel(**{r.dims[0]: slice(0, int(r.shape[0] * fit_fraction))}) for r in recs]
+    held = [r.isel(**{r.dims[0]: slice(int(r.shape[0] * fit_fraction), None)}) for r in recs]
+    frames = []
+    for a in annotations:
+        t = pooled_concept_test(fit, a, by=by, n_perm=n_perm, min_recordings=min_recordings, alpha=alpha, seed=seed)
+        frames.append(t.frame.assign(concept=a))
+    from .concepts import _finish
+
+    tests = _finish(pd.concat(frames, ignore_index=True).drop(columns=["q_value", "significant", "direction"]),
+                    alpha, "circular", n_perm)
+    names = sorted(tests.frame[by].unique())
+    rows = []
+    best_trace: dict[str, Any] = {}
+    for i, nm in enumerate(names):
+        sub = tests.frame[tests.frame[by] == nm]
+        sig = sub[sub["significant"]].sort_values("q_value")
+        label = "; ".join(f"{r.concept} {'↑' if r.direction == '+' else '↓'} (q={r.q_value:.2g})" for r in sig.itertuples())
+        score, kind_used = float("nan"), ""
+        top = sig.iloc[0] if len(sig) else sub.sort_values("p_value").iloc[0]
+        vals = []
+        for rec in held:
+            col = rec.coords[rec.dims[1]][by].astype(str).to_numpy()
+            for j in np.flatnonzero(col == nm):
+                x = rec.data[:, j].double().numpy()
+                ann = np.asarray(rec.coord(top.concept, rec.dims[0]))
+                if x.std() == 0:
+                    continue
+                if top.kind == "auroc":
+                    a = auroc(x, ann.astype(bool))
+                    vals.append(a if top.direction == "+" else 1 - a)
+                elif ann.std() > 0:
+                    r = np.corrcoef(x, ann.astype(float))[0, 1]
+                    vals.append(r if top.direction == "+" else -r)
+        if vals:
+            score = float(np.nanmean(vals))
+            kind_used = "held-out AUROC" if top.kind == "auroc" else "held-out r"
+        rows.append({"unit": i, "name": nm, "layer": None, "label": label or "no significant behaviour tuning",
+                     "score": score if label else float("nan"), "score_kind": kind_used if label else "",
+                     "simulation": float("nan"), "phenomena": ", ".join(sorted(set(sig["concept"]))),
+                     "explainer": "concept tests", "error": "", "n_recordings": int(sub["n_recordings"].iloc[0])})
+        best_trace[nm] = _trace_for(recs, by, nm, top.concept)
+    return LabelResult(title, "recording", by, pd.DataFrame(rows), concepts=tests, traces=best_trace,
+                       notes=[f"{len(recs)} recordings; labels from the first {fit_fraction:.0%} of each (circular-shift "
+                              f"p-values, {n_perm} shifts, BH-FDR over {len(tests.frame)} tests), scores on the rest"])
+
+
+def _trace_for(recs: list[Activations], by: str, name: str, concept: str, n: int = 400) -> dict[str, Any]:
+    """The longest-available trace of unit ``name`` (first recording that has it) with the annotation."""
+    for rec in recs:
+        col = rec.coords[rec.dims[1]][by].astype(str).to_numpy()
+        hits = np.flatnonzero(col == name)
+        if len(hits):
+            x = rec.data[:n, hits[0]].double().numpy()
+            ann = np.asarray(rec.coord(concept, rec.dims[0]))[:n].astype(float)
+            return {"trace": x, "annotation": ann, "concept": concept, "recording": str(rec.attrs.get("worm", ""))}
+    return {}
+
+
+def label_place_cells(recording: Activations, position: str = "linear_position", title: str = "place cells",
+                      **kwargs: Any) -> LabelResult:
+    """Label hippocampal units as place cells (see :func:`interp.label.spatial.place_fields`).
+
+    The score is the split-half stability of the rate map (correlation of the maps from the two halves
+    of the session): a held-out check that the field is real.
+    """
+    pf = place_fields(recording, position=position, **kwargs)
+    labels = pf.labels()
+    rows = []
+    for u, nm in enumerate(pf.names):
+        rows.append({"unit": u, "name": nm, "layer": None, "label": labels.get(u, "not a place cell"),
+                     "score": float(pf.stability[u]) if u in labels else float("nan"),
+                     "score_kind": "split-half rate-map r" if u in labels else "", "simulation": float("nan"),
+                     "phenomena": "place cell" if u in labels else "", "explainer": "place fields", "error": "",
+                     "spatial_info": float(pf.spatial_info[u]), "p_value": float(pf.p_value[u])})
+    return LabelResult(title, "place", position, pd.DataFrame(rows), place=pf,
+                       notes=[f"{pf.n_shuffle} circular shifts of each spike train against position; alpha {pf.alpha}"])
