@@ -10,6 +10,7 @@ the same labeled tensor, :class:`Activations`; every analysis reads it.
 
 from __future__ import annotations
 
+from .capture import capture  # noqa: E402  (the function shadows the submodule name on purpose)
 from .errors import (
     ConfigError,
     DataNotFoundError,
@@ -23,7 +24,6 @@ from .errors import (
     SiteError,
 )
 from .tensor import Activations, concat
-from .capture import capture  # noqa: E402  (the function shadows the submodule name on purpose)
 
 __version__ = "0.1.0"
 

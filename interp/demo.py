@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 HELP = "run the main job on the built-in models and data and write a self-contained HTML report"
 
