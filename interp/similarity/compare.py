@@ -45,7 +45,7 @@ from .rdm import RDMs, rdm, upper_tri
 from .rsa import canonical_method, compare_vectors
 from .stats import BootstrapResult, _percentile, pattern_statistic, rdm_bootstrap
 
-__all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording", "random_weights"]
+__all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording", "random_weights", "expand_sites"]
 
 
 @dataclass
@@ -59,7 +59,7 @@ class SimilarityProfile:
 
     frame: pd.DataFrame
     ceiling: NoiseCeiling | None
-    samples: np.ndarray
+    samples: np.ndarray = field(repr=False)
     attrs: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
@@ -187,12 +187,28 @@ def _model_activations(model: Any, stimuli: Any, sites: Any, stimulus_ids: Seque
         raise ConfigError("pass sites=... (module paths or hook names, globs allowed) to capture from the model")
     from ..capture import capture
 
+    sites = expand_sites(model, sites)
     out = capture(model, stimuli, sites, batch_size=batch_size, spatial=spatial, preprocess=preprocess,
                   sample_ids=list(stimulus_ids) if stimulus_ids is not None else None, progress=progress)
     if isinstance(out, Activations):
         name = sites if isinstance(sites, str) else sites[0]
         return {name: out}
     return dict(out)
+
+
+def expand_sites(model: torch.nn.Module, sites: str | Sequence[str]) -> list[str]:
+    """Expand globs where ``*`` stays within one path component: ``"_blocks.*"`` gives ``_blocks.0``,
+    ``_blocks.1``, ... but not their submodules (``fnmatch`` alone would match every nested module)."""
+    from ..capture import resolve_sites
+
+    patterns = [sites] if isinstance(sites, str) else list(sites)
+    out: list[str] = []
+    for pattern in patterns:
+        names = resolve_sites(model, pattern)
+        if any(ch in pattern for ch in "*?["):
+            names = [n for n in names if n.count(".") == pattern.count(".")] or names
+        out.extend(n for n in names if n not in out)
+    return out
 
 
 def _sample_ids(acts: Activations) -> list | None:

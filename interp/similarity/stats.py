@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ __all__ = ["permutation_test", "bootstrap_ci", "rdm_bootstrap", "PermutationResu
 class PermutationResult:
     observed: float
     p_value: float
-    null: np.ndarray
+    null: np.ndarray = field(repr=False)
     statistic: str
     alternative: str = "greater"
 
@@ -58,7 +58,7 @@ class BootstrapResult:
     low: float | np.ndarray
     high: float | np.ndarray
     level: float
-    samples: np.ndarray
+    samples: np.ndarray = field(repr=False)
     over: str
 
     def to_frame(self) -> pd.DataFrame:
