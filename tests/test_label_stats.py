@@ -50,7 +50,18 @@ def test_streaming_matches_full_pass():
     groups = [full[flat_tok == t, u] for t in np.unique(flat_tok)]
     between = sum(len(g) * (g.mean() - full[:, u].mean()) ** 2 for g in groups)
     total = ((full[:, u] - full[:, u].mean()) ** 2).sum()
-    assert res.token_eta2()[u] == pytest.approx(between / total, rel=1e-8)
+    k, n = len(groups), len(full)
+    epsilon2 = (between - (k - 1) * (total - between) / (n - k)) / total  # Kelley's epsilon-squared
+    assert res.token_eta2()[u] == pytest.approx(max(epsilon2, 0.0), rel=1e-8, abs=1e-12)
+
+
+def test_eta2_is_not_inflated_by_many_token_types():
+    """Pure noise over 2,000 token types seen ~2 times each: plain eta² would be ~0.5, epsilon² ~0."""
+    g = torch.Generator().manual_seed(0)
+    toks = torch.randint(0, 2000, (64, 64), generator=g)
+    stats = UnitStats(2, k=2, window=(0, 0), max_token_types=4096)
+    stats.update(torch.randn(64, 64, 2, generator=g), tokens=toks)
+    assert (stats.result().token_eta2() < 0.1).all()
 
 
 def test_token_and_position_detectors_are_visible_in_eta2():

@@ -122,7 +122,7 @@ class TemplatedExplainer:
             share = counts[ranked[0]] / len(evidence.exemplars)
             picks = ranked[: self.max_tokens] if share < 0.5 else ranked[:1] + [t for t in ranked[1:self.max_tokens] if counts[t] > 1]
             named.extend(picks)
-            ctx = evidence.exemplars[0][0]
+            ctx = next((c for c, t, _ in evidence.exemplars if t == picks[0]), evidence.exemplars[0][0])
             parts.append(f"fires on {', '.join(_q(t) for t in picks)} (e.g. …{ctx}…)")
         elif evidence.token_means:
             picks = [t for t, _ in evidence.token_means[: self.max_tokens]]

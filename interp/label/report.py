@@ -60,34 +60,34 @@ def _shade(value: float, vmax: float) -> str:
 
 
 def _tokens_html(strings: Sequence[str], acts: Sequence[float], centre: int, vmax: float) -> str:
+    """Tokens of one exemplar, shaded by activation (hover for the value); the exemplar token is outlined."""
     out = []
     for i, (s, a) in enumerate(zip(strings, acts)):
         if s == "":
             continue
         s = escape(s.replace("\n", "⏎").replace("\t", "⇥"))
-        cls = _shade(float(a), vmax) + (" c" if i == centre else "")
-        cls = cls.strip()
-        title = f"{float(a):.3g}" if math.isfinite(float(a)) else ""
-        out.append(f'<i class="{cls}" title="{title}">{s}</i>' if cls else f'<i title="{title}">{s}</i>')
+        a = float(a)
+        cls = (_shade(a, vmax) + (" c" if i == centre else "")).strip()
+        out.append(f'<i class="{cls}" title="{a:.2g}">{s}</i>' if cls else s)
     return '<div class="x">' + "".join(out) + "</div>"
 
 
 def _hist_svg(counts: np.ndarray, edges: np.ndarray, width: int = 260, height: int = 70) -> str:
+    """A compact histogram (one SVG path, log-scaled counts so the tail where exemplars live stays visible)."""
     counts = np.asarray(counts, float)
     if counts.sum() <= 0:
         return ""
-    # log-scaled bars so the tail (where the exemplars live) stays visible
-    h = np.log1p(counts) / np.log1p(counts.max())
+    h = np.log1p(counts) / np.log1p(counts.max()) * (height - 16)
     bw = width / len(counts)
-    bars = "".join(f'<rect x="{i * bw:.1f}" y="{height - 14 - v * (height - 16):.1f}" width="{max(bw - 0.6, 0.4):.1f}" '
-                   f'height="{v * (height - 16):.1f}"/>' for i, v in enumerate(h) if v > 0)
+    base = height - 14
+    path = f"M0 {base}" + "".join(f"V{base - v:.0f}H{(i + 1) * bw:.0f}" for i, v in enumerate(h)) + f"V{base}Z"
     lo, hi = edges[0], edges[-1]
     zero = ""
     if lo < 0 < hi:
         zx = (0 - lo) / (hi - lo) * width
-        zero = f'<line x1="{zx:.1f}" x2="{zx:.1f}" y1="0" y2="{height - 14}" stroke="#98a2b3" stroke-dasharray="2"/>'
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="histogram"><g fill="#6172f3">{bars}</g>{zero}'
-            f'<text x="0" y="{height - 2}" font-size="10">{lo:.3g}</text>'
+        zero = f'<line x1="{zx:.0f}" x2="{zx:.0f}" y1="0" y2="{base}" stroke="#98a2b3" stroke-dasharray="2"/>'
+    return (f'<svg width="{width}" height="{height}" role="img" aria-label="histogram"><path d="{path}" fill="#6172f3"/>'
+            f'{zero}<text x="0" y="{height - 2}" font-size="10">{lo:.3g}</text>'
             f'<text x="{width}" y="{height - 2}" font-size="10" text-anchor="end">{hi:.3g}</text></svg>'
             '<div class="muted" style="font-size:11px">activation histogram (log counts)</div>')
 

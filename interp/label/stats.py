@@ -297,13 +297,22 @@ class UnitStats:
 
 
 def _eta_squared(sums: np.ndarray, counts: np.ndarray, mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
-    """Fraction of variance explained by group identity: SS_between / SS_total per unit."""
+    """Fraction of variance explained by group identity, corrected for the number of groups.
+
+    Epsilon-squared (Kelley 1935): ``(SS_between - (k - 1) MS_within) / SS_total``. Plain eta-squared
+    (SS_between / SS_total) grows with the number of groups even without any effect (with thousands of
+    token types seen a few times each it approaches 1), so the corrected value is what detectors use.
+    """
     keep = counts > 0
+    k = int(keep.sum())
     group_means = sums[keep] / counts[keep, None]
     between = (counts[keep, None] * (group_means - mean[None, :]) ** 2).sum(0)
     total = var * max(n - 1, 1)
+    within = np.maximum(total - between, 0.0)
+    ms_within = within / max(n - k, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, between / total, 0.0)
+        eps = np.where(total > 0, (between - (k - 1) * ms_within) / total, 0.0)
+    return np.clip(eps, 0.0, 1.0)
 
 
 @dataclass
@@ -355,13 +364,13 @@ class UnitStatsResult:
         return self.hist_lo[unit] + self.hist_width[unit] * np.arange(nb + 1)
 
     def token_eta2(self) -> np.ndarray:
-        """Fraction of each unit's variance explained by the current token's identity."""
+        """Fraction of each unit's variance explained by the current token's identity (epsilon-squared)."""
         if not len(self.token_counts):
             return np.zeros(self.n_units)
         return _eta_squared(self.token_sums, self.token_counts, self.mean, self.var, self.count)
 
     def position_eta2(self) -> np.ndarray:
-        """Fraction of each unit's variance explained by the position in the context."""
+        """Fraction of each unit's variance explained by the position in the context (epsilon-squared)."""
         if not self.position_counts.sum():
             return np.zeros(self.n_units)
         return _eta_squared(self.position_sums, self.position_counts, self.mean, self.var, self.count)
