@@ -85,6 +85,53 @@ def _axis_sizes(act: torch.Tensor, site: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _shift(sel: tuple[Any, ...], offset: int) -> tuple[Any, ...]:
+    """Move the position index of a selector by ``-offset`` (positions are axis 1 in prefix mode)."""
+    if not offset or not isinstance(sel[1], int):
+        return sel
+    return (sel[0], sel[1] - offset) + tuple(sel[2:])
+
+
+class _SharedPrefix:
+    """KV cache of the token prefix shared by clean and corrupted inputs (causal bridges only)."""
+
+    def __init__(self, model: nn.Module, cache: Any, length: int, prefix_logits: torch.Tensor) -> None:
+        self.model, self.cache, self.length, self.prefix_logits = model, cache, length, prefix_logits
+
+    @classmethod
+    def build(cls, model: nn.Module, base: torch.Tensor, clean: torch.Tensor, corrupted: torch.Tensor,
+              names: Sequence[str], dims: Sequence[str], sizes: dict, base_out: torch.Tensor) -> _SharedPrefix | None:
+        if not _hooks.is_bridge(model) or base.ndim != 2 or not hasattr(model, "adapter"):
+            return None
+        if any(_hooks.layout(name).get("pos") != 1 for name in names) or ("pos" in dims and sizes["pos"][0] != 1):
+            return None
+        differs = (clean != corrupted).any(0).nonzero()
+        length = int(differs[0]) if len(differs) else 0
+        if length < 2 or getattr(model.cfg, "is_encoder_decoder", False):
+            return None
+        try:
+            with torch.no_grad():
+                _, cache = model(base[:, :length], return_type="logits_and_cache")
+                probe = cls(model, cache, length, base_out[:, :length])
+                check = probe.run(base, 1)
+        except Exception:  # noqa: BLE001 - any failure means: no KV-cache path for this model
+            return None
+        scale = float(base_out.abs().max()) or 1.0
+        if check.shape != base_out.shape or float((check - base_out).abs().max()) > 1e-4 * max(scale, 1.0):
+            return None
+        return probe
+
+    def run(self, inputs: torch.Tensor, n: int) -> torch.Tensor:
+        """Forward the suffix of ``inputs`` (example-major, ``n`` copies per example) on the cached prefix."""
+        import copy as _copy
+
+        cache = _copy.deepcopy(self.cache)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        suffix = self.model(inputs[:, self.length:], past_key_values=cache)
+        return torch.cat([self.prefix_logits.repeat_interleave(n, 0).to(suffix.dtype), suffix], dim=1)
+
+
 def activation_patching(
     model: nn.Module,
     clean: Any,
@@ -99,6 +146,7 @@ def activation_patching(
     batch_size: int | None = None,
     max_rows: int = 512,
     skip_identical: bool = True,
+    reuse_prefix: bool = True,
     progress: bool = False,
 ) -> PatchingResult:
     """Patch activations cell by cell and record the metric.
@@ -120,6 +168,10 @@ def activation_patching(
         max_rows: cap on ``patches x batch`` rows per forward pass.
         skip_identical: skip patches whose source equals the activation already there (they cannot
             change anything; their value is the unpatched metric).
+        reuse_prefix: when clean and corrupted tokens agree on a prefix and the bridge wraps a causal
+            Hugging Face model with a KV cache, compute that prefix once and run only the rest of the
+            sequence for each patch (checked against a full forward pass first; exact up to float
+            rounding). Patches inside the prefix are no-ops and are skipped.
 
     Returns:
         :class:`PatchingResult` with ``values[layer, ...]`` = metric after the patch.
@@ -168,36 +220,45 @@ def activation_patching(
     batch = int(base.shape[0])
     k = batch_size or max(1, min(max(len(cells), 1), max_rows // max(batch, 1)))
 
+    prefix = _SharedPrefix.build(model, base, clean, corrupted, names, dims, sizes, base_out=clean_out
+                                 if direction == "noise" else corrupted_out) if reuse_prefix else None
+    offset = prefix.length if prefix is not None else 0
+    if offset and "pos" in dims:  # patches inside the shared prefix are no-ops
+        pos_at = dims.index("pos")
+        cells = [c for c in cells if coords["pos"][c[pos_at]] >= offset]
+
     chunks = range(0, len(cells), k)
     for start in tqdm(chunks, disable=not progress, desc=f"patching {label}"):
         chunk = cells[start:start + k]
+        n = len(chunk)
         per_site: dict[int, list[tuple[int, tuple[Any, ...]]]] = defaultdict(list)
         for copy, cell in enumerate(chunk):
-            per_site[cell[0]].append((copy, selector(cell)))
+            per_site[cell[0]].append((copy, _shift(selector(cell), offset)))
 
-        def patcher(site_index: int, per_site: dict = per_site) -> Callable[[torch.Tensor], torch.Tensor]:
-            src = source[names[site_index]]
+        def patcher(site_index: int, per_site: dict = per_site, n: int = n) -> Callable[[torch.Tensor], torch.Tensor]:
+            src = source[names[site_index]][:, offset:]
             todo = per_site[site_index]
 
             def hook(act: torch.Tensor) -> torch.Tensor:
                 act = act.clone()
                 for copy, sel in todo:
-                    act[copy * batch:(copy + 1) * batch][sel] = src[sel]
+                    act[copy::n][sel] = src[sel]  # rows are example-major: row = example * n + copy
                 return act
             return hook
 
-        inputs = base.repeat(len(chunk), *([1] * (base.ndim - 1)))
+        inputs = base.repeat_interleave(n, 0)
         with torch.no_grad(), _hooks.hooks(model, [(names[i], patcher(i)) for i in per_site]):
-            out = _hooks.run(model, inputs)
+            out = prefix.run(inputs, n) if prefix is not None else _hooks.run(model, inputs)
         for copy, cell in enumerate(chunk):
-            values[cell] = float(evaluate(metric, out[copy * batch:(copy + 1) * batch]))
+            values[cell] = float(evaluate(metric, out[copy::n]))
 
     return PatchingResult(values=values, dims=dims, coords=coords, site=label, method="activation",
                           metric=getattr(metric, "name", getattr(metric, "__name__", "metric")),
                           clean_value=clean_value, corrupted_value=corrupted_value, direction=direction,
                           n_forward=2 + len(cells), n_backward=0,
                           extra={"forward_calls": 2 + math.ceil(len(cells) / k), "patches_per_call": k,
-                                 "cells": len(all_cells), "skipped": len(all_cells) - len(cells)})
+                                 "cells": len(all_cells), "skipped": len(all_cells) - len(cells),
+                                 "shared_prefix": offset})
 
 
 def patch_blocks(model: nn.Module, clean: Any, corrupted: Any, metric: Callable, **kwargs: Any) -> dict[str, PatchingResult]:

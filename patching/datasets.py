@@ -101,12 +101,17 @@ def ioi_pairs(model: Any, n: int = 60, seed: int = 0, templates: tuple[str, ...]
 
 
 def induction_pairs(n: int = 64, period: int = 12, query: int = 8, d_vocab: int = 128, seed: int = 0,
-                    bos: int = 0) -> PromptPairs:
+                    bos: int = 0, corrupt: str = "value") -> PromptPairs:
     """Repeated-token pairs: ``[BOS] + A + A[:query]``; the model should predict ``A[query]`` next.
 
-    The corrupted sequence replaces ``A[query]`` in the first copy by another token ``b``, so an
-    induction circuit predicts ``b`` instead. Length ``1 + period + query``.
+    ``corrupt="value"``: the corrupted sequence replaces ``A[query]`` in the first copy by another
+    token ``b``, so an induction circuit predicts ``b`` instead (metric: logit A[query] - logit b).
+    ``corrupt="key"``: it replaces ``A[query - 1]`` in the first copy, so the current token has no
+    earlier occurrence to attend from (this is what a previous-token head feeds the induction
+    head). Length ``1 + period + query``.
     """
+    if corrupt not in {"value", "key"}:
+        raise ConfigError(f"corrupt must be 'value' or 'key', got {corrupt!r}")
     if not 1 <= query < period or period >= d_vocab - 1:
         raise ConfigError(f"need 1 <= query < period < d_vocab - 1, got query={query}, period={period}")
     gen = torch.Generator().manual_seed(seed)
@@ -116,10 +121,10 @@ def induction_pairs(n: int = 64, period: int = 12, query: int = 8, d_vocab: int 
         block, other = perm[:period], int(perm[period])
         row = torch.cat([torch.tensor([bos]), block, block[:query]])
         bad = row.clone()
-        bad[1 + query] = other
+        bad[1 + query if corrupt == "value" else query] = other
         clean.append(row)
         corrupted.append(bad)
         correct.append(int(block[query]))
         incorrect.append(other)
     return PromptPairs(torch.stack(clean), torch.stack(corrupted), torch.tensor(correct), torch.tensor(incorrect),
-                       f"induction period={period} query={query}")
+                       f"induction period={period} query={query} corrupt={corrupt}")
