@@ -101,7 +101,7 @@ class SparseAutoencoder(Decomposition):
     def _extra_params(self) -> list[torch.Tensor]:
         return []
 
-    def _after_step(self, pre: torch.Tensor, codes: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+    def _after_step(self, x: torch.Tensor, x_hat: torch.Tensor, stats: dict) -> None:
         """Hook run after each optimiser step (dead-latent handling, threshold updates)."""
 
     # ------------------------------------------------------------------ state
@@ -163,14 +163,28 @@ class SparseAutoencoder(Decomposition):
                 factor *= max(0.0, (total - step) / max(total - start, 1))
         return self.lr * factor
 
+    def _train_forward(self, x: torch.Tensor, progress: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Training forward pass: ``(scaled x, x_hat, sparsity + auxiliary loss, stats)``.
+
+        ``stats`` holds ``fired`` (bool per latent), ``l0`` (mean active latents per row) and
+        ``min_active`` (smallest positive code). Dense here; TopK-style SAEs override it with a
+        sparse pass whose backward costs O(batch x k x n_features) instead of O(batch x latents x n_features).
+        """
+        xs, pre, codes, x_hat = self._forward(x, training=True)
+        extra = self._sparsity_loss(pre, codes, progress) + self._aux_loss(xs, x_hat, pre, codes)
+        active = codes.detach() != 0
+        positive = codes.detach()[codes.detach() > 0]
+        stats = {"fired": active.any(0), "l0": float(active.sum(1).float().mean()),
+                 "min_active": positive.min() if positive.numel() else None}
+        return xs, x_hat, extra, stats
+
     def _train_step(self, x: torch.Tensor, total_steps: int | None) -> tuple[float, float]:
         for group in self._optimizer.param_groups:
             group["lr"] = self._lr_at(self.n_steps_, total_steps)
         progress = self.n_steps_ / total_steps if total_steps else 1.0
-        xs, pre, codes, x_hat = self._forward(x, training=True)
-        residual = ((x_hat - xs) ** 2).sum(1)
-        mse = residual.mean()
-        loss = mse + self._sparsity_loss(pre, codes, progress) + self._aux_loss(xs, x_hat, pre, codes)
+        xs, x_hat, extra, stats = self._train_forward(x, progress)
+        mse = ((x_hat - xs) ** 2).sum(1).mean()
+        loss = mse + extra
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -180,16 +194,14 @@ class SparseAutoencoder(Decomposition):
         self._optimizer.step()
         with torch.no_grad():
             self.components_ /= self.components_.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            fired = (codes != 0).any(0)
             self._samples_since_fired += x.shape[0]
-            self._samples_since_fired[fired] = 0
+            self._samples_since_fired[stats["fired"]] = 0
             self.n_steps_ += 1
             self.n_samples_seen_ += x.shape[0]
-            self._after_step(pre.detach(), codes.detach(), xs, x_hat.detach())
-            l0 = float((codes != 0).sum(1).float().mean())
+            self._after_step(xs, x_hat.detach(), stats)
             total_var = float(((xs - xs.mean(0)) ** 2).sum(1).mean())
             fvu = float(mse) / total_var if total_var > 0 else float("nan")
-        return l0, fvu
+        return stats["l0"], fvu
 
     def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> SparseAutoencoder:
         """Train on ``X``: Activations, tensor/array, an ActivationStore, or an iterable of minibatches.
@@ -343,7 +355,7 @@ class ReLUSAE(SparseAutoencoder):
         warm = min(1.0, progress / self.l1_warmup_fraction) if self.l1_warmup_fraction > 0 else 1.0
         return self.l1_coefficient * warm * codes.sum(1).mean()
 
-    def _after_step(self, pre, codes, x, x_hat) -> None:
+    def _after_step(self, x, x_hat, stats) -> None:
         self._last_batch = (x, x_hat)
         if self.resample_every and self.n_steps_ % self.resample_every == 0:
             total = getattr(self, "_total_steps", None)
@@ -378,6 +390,37 @@ class ReLUSAE(SparseAutoencoder):
                     state[key][index] = 0
         self._samples_since_fired[dead] = 0
         return int(dead.numel())
+
+
+class _GatherEncode(torch.autograd.Function):
+    """Selected pre-activations ``pre[rows, lats]`` of ``(xs - b_dec) @ W_enc + b_enc`` with a sparse backward.
+
+    The forward takes the values already computed (without grad) by the dense selection pass; the
+    backward gives ``W_enc``, ``b_enc`` and ``b_dec`` their exact gradients in O(pairs x n_features).
+    """
+
+    @staticmethod
+    def forward(ctx, values, W_enc, b_enc, b_dec, xc, rows, lats):
+        ctx.save_for_backward(W_enc, xc, rows, lats)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        W_enc, xc, rows, lats = ctx.saved_tensors
+        m = W_enc.shape[1]
+        G = torch.sparse_coo_tensor(torch.stack([lats, rows]), grad, (m, xc.shape[0]), check_invariants=False)
+        grad_W_enc = torch.sparse.mm(G, xc).T
+        grad_b_enc = torch.zeros(m, dtype=grad.dtype, device=grad.device).index_add_(0, lats, grad)
+        grad_b_dec = -(W_enc @ grad_b_enc)
+        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None, None
+
+
+def _decode_pairs(W_dec: torch.Tensor, rows: torch.Tensor, lats: torch.Tensor, values: torch.Tensor,
+                  n_rows: int) -> torch.Tensor:
+    """``sum_p values[p] * W_dec[lats[p]]`` into row ``rows[p]`` (pairs sorted by row)."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    offsets = torch.cumsum(counts, 0) - counts
+    return torch.nn.functional.embedding_bag(lats, W_dec, offsets, mode="sum", per_sample_weights=values)
 
 
 class _AuxKMixin:
@@ -427,6 +470,45 @@ class TopKSAE(_AuxKMixin, SparseAutoencoder):
         vals, idx = pre.topk(self.k, dim=1)
         return torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
 
+    def _select(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows, latents, values) of the active pairs, sorted by row."""
+        vals, idx = pre.topk(self.k, dim=1)
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(self.k)
+        return rows, idx.reshape(-1), vals.reshape(-1)
+
+    def _train_forward(self, x, progress):
+        xs = x * self.input_scale_
+        xc = (xs - self.b_dec_).detach()
+        with torch.no_grad():
+            pre = xc @ self.W_enc_ + self.b_enc_
+        rows, lats, values = self._select(pre)
+        codes = torch.relu(_GatherEncode.apply(values, self.W_enc_, self.b_enc_, self.b_dec_, xc, rows, lats))
+        x_hat = _decode_pairs(self.components_, rows, lats, codes, x.shape[0]) + self.b_dec_
+        aux = self._sparse_aux_loss(xs, x_hat, pre, xc)
+        active = codes.detach() > 0
+        fired = torch.zeros(pre.shape[1], dtype=torch.bool, device=pre.device)
+        fired[lats[active]] = True
+        stats = {"fired": fired, "l0": float(active.sum()) / x.shape[0],
+                 "min_active": codes.detach()[active].min() if bool(active.any()) else None}
+        return xs, x_hat, aux, stats
+
+    def _sparse_aux_loss(self, xs, x_hat, pre, xc):
+        dead = self.dead_latents_
+        n_dead = int(dead.sum())
+        if n_dead == 0 or self.aux_coefficient == 0:
+            return xs.new_zeros(())
+        k_aux = self.aux_k if self.aux_k is not None else xs.shape[1] // 2
+        scale = min(n_dead / k_aux, 1.0)
+        k_aux = min(k_aux, n_dead)
+        masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+        vals, idx = masked.topk(k_aux, dim=1)
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
+        lats = idx.reshape(-1)
+        codes = torch.relu(_GatherEncode.apply(vals.reshape(-1), self.W_enc_, self.b_enc_, self.b_dec_, xc, rows, lats))
+        recon = _decode_pairs(self.components_, rows, lats, codes, xs.shape[0])
+        residual = (xs - x_hat).detach()
+        return self.aux_coefficient * scale * ((recon - residual) ** 2).sum(1).mean()
+
 
 class BatchTopKSAE(TopKSAE):
     """BatchTopK SAE (Bussmann et al. 2024): the ``k * batch`` largest activations over a batch.
@@ -451,10 +533,16 @@ class BatchTopKSAE(TopKSAE):
         vals, idx = flat.topk(n_keep)
         return torch.zeros_like(flat).scatter(0, idx, vals).reshape(pre.shape)
 
-    def _after_step(self, pre, codes, x, x_hat) -> None:
-        positive = codes[codes > 0]
-        if positive.numel():
-            smallest = positive.min()
+    def _select(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        flat = torch.relu(pre).flatten()
+        n_keep = min(self.k * pre.shape[0], flat.numel())
+        idx = flat.topk(n_keep).indices.sort().values  # sorted flat index = sorted by row
+        m = pre.shape[1]
+        return idx // m, idx % m, pre.flatten()[idx]
+
+    def _after_step(self, x, x_hat, stats) -> None:
+        smallest = stats["min_active"]
+        if smallest is not None:
             self._threshold_updates = getattr(self, "_threshold_updates", 0) + 1
             rate = max(0.01, 1.0 / self._threshold_updates)
             self.threshold_ = (1 - rate) * self.threshold_ + rate * smallest

@@ -1,0 +1,321 @@
+"""Benchmark: our TopKSAE vs SAELens's TopK SAE on the same smollm2-135m MLP activations.
+
+SAELens 6 needs transformer-lens < 4, so it cannot share the project's environment: this script
+builds its own pinned virtual environment under ``benchmarks/.venv-saelens`` (git-ignored) and runs
+the SAELens half of the benchmark there (this same file, ``--saelens-side``). Steps:
+
+1. capture ``blocks.{L}.mlp.hook_post`` (d_mlp 1536) of ``smollm2-135m`` over an offline text corpus
+   (the package descriptions in the installed ``*.dist-info/METADATA`` files) into an
+   :class:`interp.store.ActivationStore`, and export train/eval ``.npy`` files from it;
+2. train our ``TopKSAE`` and SAELens's ``TopKTrainingSAE`` (through ``SAETrainer``) with the same
+   width, k, batch size, learning rate, warm-up, input normalisation, and number of training tokens;
+3. score both SAEs on held-out tokens with both libraries' metric code (ours:
+   ``ReconstructionAccumulator``; SAELens: ``ExplainedVarianceCalculator`` and its trainer's L0), so
+   L0 and FVU are shown to mean the same thing;
+4. print tokens/s (ratio ours / SAELens, goal >= 1.0) and FVU at equal L0 (goal ours <= SAELens) and
+   write ``benchmarks/results/sae.md``.
+
+Usage (from the repository root, project venv active)::
+
+    python benchmarks/sae.py                     # builds the SAELens venv on first use (several minutes)
+    python benchmarks/sae.py --train-tokens 200000 --width 3072 --k 32 --layer 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "benchmarks" / ".venv-saelens"
+WORK = ROOT / "benchmarks" / "_work" / "sae"
+SAELENS_PINS = ["torch==2.13.0", "sae-lens==6.54.12"]  # sae-lens 6.54.12 resolves transformer-lens 3.9.0
+
+
+# ====================================================================== the SAELens side
+
+
+def saelens_side(args: argparse.Namespace) -> None:
+    """Runs inside benchmarks/.venv-saelens: train SAELens's TopK SAE, then score both SAEs with SAELens code."""
+    import numpy as np
+    import torch
+    from sae_lens import __version__ as saelens_version
+    from sae_lens.evals import ExplainedVarianceCalculator
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    work = Path(args.work)
+    train = torch.from_numpy(np.load(work / "train.npy"))
+    evaluation = torch.from_numpy(np.load(work / "eval.npy"))
+    d = train.shape[1]
+    cfg = TopKTrainingSAEConfig(d_in=d, d_sae=args.width, k=args.k, normalize_activations="expected_average_only_in",
+                                device="cpu", dtype="float32")
+    sae = TopKTrainingSAE(cfg)
+    steps = args.train_tokens // args.batch_size
+    trainer_cfg = SAETrainerConfig(total_training_samples=steps * args.batch_size,
+                                   train_batch_size_samples=args.batch_size, lr=args.lr, lr_end=args.lr,
+                                   lr_warm_up_steps=args.warmup_steps, device="cpu",
+                                   dead_feature_window=args.dead_after // args.batch_size,
+                                   feature_sampling_window=10 ** 9, n_batches_for_norm_estimate=10)
+
+    def provider():
+        gen = torch.Generator().manual_seed(args.seed)
+        while True:
+            order = torch.randperm(train.shape[0], generator=gen)
+            for i in range(0, train.shape[0] - args.batch_size + 1, args.batch_size):
+                yield train[order[i:i + args.batch_size]]
+
+    trainer = SAETrainer(trainer_cfg, sae, data_provider=provider())
+    started = time.perf_counter()
+    trained = trainer.fit()
+    seconds = time.perf_counter() - started
+    trained.eval()
+    with torch.no_grad():
+        scaler = trainer.activation_scaler
+        codes, recon = [], []
+        for i in range(0, evaluation.shape[0], 1024):
+            x = evaluation[i:i + 1024]
+            xs = scaler.scale(x)
+            c = trained.encode(xs)
+            codes.append(c)
+            recon.append(scaler.unscale(trained.decode(c)))
+        codes, recon = torch.cat(codes), torch.cat(recon)
+    np.save(work / "saelens_recon.npy", recon.numpy())
+    np.save(work / "saelens_codes.npy", codes.numpy())
+
+    def saelens_metrics(x_hat: torch.Tensor, c: torch.Tensor) -> dict:
+        calc = ExplainedVarianceCalculator()
+        for i in range(0, evaluation.shape[0], 1024):
+            calc.add_batch(x_hat[i:i + 1024], evaluation[i:i + 1024])
+        l0 = c.bool().float().sum(-1).mean().item()  # as SAETrainer.build_train_step_log_dict
+        return {"l0": l0, "fvu": 1.0 - calc.compute()}
+
+    ours = load_file(str(work / "ours_outputs.safetensors"))
+    result = {
+        "saelens_version": saelens_version,
+        "saelens_seconds": seconds,
+        "saelens_tokens": trainer.n_training_samples,
+        "scored_by_saelens": {"saelens": saelens_metrics(recon, codes),
+                              "ours": saelens_metrics(ours["recon"], ours["codes"])},
+    }
+    (work / "saelens_result.json").write_text(json.dumps(result, indent=2))
+
+
+# ====================================================================== the main side
+
+
+def ensure_venv() -> Path:
+    """Create benchmarks/.venv-saelens with the pinned SAELens (several minutes on first use)."""
+    python = VENV / "bin" / "python"
+    probe = [str(python), "-c", "import sae_lens, transformer_lens; print(sae_lens.__version__)"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"building {VENV} with {SAELENS_PINS} (once; several minutes)...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", SAELENS_PINS[0]], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *SAELENS_PINS[1:]], check=True)
+    return python
+
+
+def corpus(min_chars: int) -> list[str]:
+    """Offline English/markdown text: the long descriptions of installed packages (sorted, deterministic)."""
+    import importlib.metadata as md
+
+    texts = []
+    for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        body = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else None
+        body = body or dist.metadata.get("Description") or ""
+        if len(body) > 500:
+            texts.append(body)
+        if sum(map(len, texts)) >= min_chars:
+            break
+    return texts
+
+
+def export_activations(args: argparse.Namespace) -> tuple[Path, Path, dict]:
+    import numpy as np
+    import torch
+
+    import interp
+    from interp.store import ActivationStore
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    n_tokens = args.train_tokens_unique + args.eval_tokens
+    site = f"blocks.{args.layer}.mlp.hook_post"
+    meta_path = WORK / "activations.json"
+    wanted = {"site": site, "n_tokens": n_tokens, "ctx": args.ctx}
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("wanted") == wanted:
+        return WORK / "train.npy", WORK / "eval.npy", json.loads(meta_path.read_text())
+    model, tok = interp.models.load("smollm2-135m")
+    ids: list[int] = []
+    for text in corpus(min_chars=n_tokens * 6):
+        ids += tok(text)["input_ids"]
+        if len(ids) >= n_tokens:
+            break
+    rows = len(ids) // args.ctx
+    tokens = torch.tensor(ids[: rows * args.ctx]).reshape(rows, args.ctx)
+    started = time.perf_counter()
+    store_path = WORK / "store"
+    interp.capture(model, tokens, site, positions="tokens", batch_size=8, store=store_path, overwrite=True)
+    capture_seconds = time.perf_counter() - started
+    store = ActivationStore.open(store_path)
+    acts = store.read(site).data.numpy().reshape(-1, 1536).astype(np.float32)
+    rng = np.random.default_rng(0)
+    acts = acts[rng.permutation(acts.shape[0])]
+    evaluation, train = acts[: args.eval_tokens], acts[args.eval_tokens:]
+    np.save(WORK / "train.npy", train)
+    np.save(WORK / "eval.npy", evaluation)
+    meta = {"wanted": wanted, "train_rows": int(train.shape[0]), "eval_rows": int(evaluation.shape[0]),
+            "capture_seconds": capture_seconds, "contexts": rows}
+    meta_path.write_text(json.dumps(meta))
+    return WORK / "train.npy", WORK / "eval.npy", meta
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main_side(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from interp.decompose import TopKSAE
+    from interp.decompose.metrics import ReconstructionAccumulator
+
+    torch.set_num_threads(args.threads)
+    python = ensure_venv()
+    train_path, eval_path, meta = export_activations(args)
+    train = torch.from_numpy(np.load(train_path))
+    evaluation = torch.from_numpy(np.load(eval_path))
+    steps = args.train_tokens // args.batch_size
+    epochs = -(-steps * args.batch_size // train.shape[0])
+    ours = TopKSAE(args.width, k=args.k, lr=args.lr, batch_size=args.batch_size, n_epochs=epochs,
+                   max_samples=steps * args.batch_size, warmup_steps=args.warmup_steps, dead_after=args.dead_after,
+                   random_state=args.seed, verbose=True)
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    ours.fit(train)
+    ours_seconds = time.perf_counter() - started
+    ours_peak = peak_rss_mb()
+    with torch.no_grad():
+        codes = ours.transform(evaluation)
+        recon = ours.inverse_transform(codes)
+    save_file({"codes": codes.contiguous(), "recon": recon.contiguous()}, str(WORK / "ours_outputs.safetensors"))
+    ours.save(WORK / "ours.safetensors")
+
+    cmd = [str(python), str(Path(__file__).resolve()), "--saelens-side", "--work", str(WORK)]
+    for key in ("width", "k", "lr", "batch_size", "train_tokens", "warmup_steps", "dead_after", "seed", "threads"):
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    side_seconds = time.perf_counter() - started
+    side = json.loads((WORK / "saelens_result.json").read_text())
+    theirs = {"codes": torch.from_numpy(np.load(WORK / "saelens_codes.npy")),
+              "recon": torch.from_numpy(np.load(WORK / "saelens_recon.npy"))}
+
+    def our_metrics(rec: torch.Tensor, c: torch.Tensor) -> dict:
+        acc = ReconstructionAccumulator()
+        for i in range(0, evaluation.shape[0], 1024):
+            acc.add(evaluation[i:i + 1024], rec[i:i + 1024], c[i:i + 1024])
+        m = acc.result()
+        return {"l0": m.l0, "fvu": m.fvu, "dead_fraction": m.dead_fraction, "cosine": m.cosine}
+
+    scored_by_ours = {"ours": our_metrics(recon, codes), "saelens": our_metrics(theirs["recon"], theirs["codes"])}
+    ours_tps = ours.n_samples_seen_ / ours_seconds
+    theirs_tps = side["saelens_tokens"] / side["saelens_seconds"]
+    report = {
+        "activations": meta, "site": f"blocks.{args.layer}.mlp.hook_post",
+        "ours_tokens": ours.n_samples_seen_, "ours_seconds": ours_seconds, "ours_tokens_per_s": ours_tps,
+        "saelens_tokens": side["saelens_tokens"], "saelens_seconds": side["saelens_seconds"],
+        "saelens_tokens_per_s": theirs_tps, "tokens_per_s_ratio": ours_tps / theirs_tps,
+        "scored_by_ours": scored_by_ours, "scored_by_saelens": side["scored_by_saelens"],
+        "saelens_version": side["saelens_version"], "ours_peak_rss_mb": ours_peak, "rss_before_fit_mb": rss_before,
+        "saelens_subprocess_seconds": side_seconds,
+    }
+    print(json.dumps(report, indent=2))
+    write_markdown(args, report)
+
+
+def write_markdown(args: argparse.Namespace, r: dict) -> None:
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    so, ss = r["scored_by_ours"], r["scored_by_saelens"]
+    lines = [
+        "# SAE training: interp TopKSAE vs SAELens TopK SAE",
+        "",
+        f"Command: `python benchmarks/sae.py --layer {args.layer} --width {args.width} --k {args.k} "
+        f"--train-tokens {args.train_tokens} --batch-size {args.batch_size} --lr {args.lr} --threads {args.threads}`",
+        f"Machine: {os.cpu_count()} CPU cores ({cpu}), shared with other jobs; torch threads {args.threads}. "
+        f"SAELens {r['saelens_version']} in its own venv (transformer-lens 3.x).",
+        f"Data: smollm2-135m `{r['site']}` (d_mlp 1536) over {r['activations']['train_rows']} training tokens "
+        f"(package descriptions from installed METADATA files, contexts of {args.ctx} tokens), "
+        f"{r['activations']['eval_rows']} held-out tokens for scoring. Width {args.width}, k {args.k}, batch "
+        f"{args.batch_size}, Adam lr {args.lr}, {args.warmup_steps} warm-up steps, inputs scaled to E||x||^2 = d "
+        "in both.",
+        "",
+        "| | interp TopKSAE | SAELens TopKTrainingSAE | ratio |",
+        "|---|---|---|---|",
+        f"| training tokens | {r['ours_tokens']} | {r['saelens_tokens']} | |",
+        f"| training seconds | {r['ours_seconds']:.1f} | {r['saelens_seconds']:.1f} | |",
+        f"| tokens/s | {r['ours_tokens_per_s']:.0f} | {r['saelens_tokens_per_s']:.0f} | "
+        f"**{r['tokens_per_s_ratio']:.2f}** (goal >= 1.0) |",
+        f"| L0 (our metric code) | {so['ours']['l0']:.2f} | {so['saelens']['l0']:.2f} | |",
+        f"| L0 (SAELens metric code) | {ss['ours']['l0']:.2f} | {ss['saelens']['l0']:.2f} | |",
+        f"| FVU (our metric code) | {so['ours']['fvu']:.4f} | {so['saelens']['fvu']:.4f} | "
+        f"**{so['ours']['fvu'] / so['saelens']['fvu']:.3f}** (goal <= 1.0) |",
+        f"| FVU = 1 - explained variance (SAELens code) | {ss['ours']['fvu']:.4f} | {ss['saelens']['fvu']:.4f} | |",
+        f"| dead latents on held-out tokens | {so['ours']['dead_fraction']:.1%} | {so['saelens']['dead_fraction']:.1%} | |",
+        f"| mean cosine(x, x_hat) | {so['ours']['cosine']:.4f} | {so['saelens']['cosine']:.4f} | |",
+        f"| peak RSS of the main process (MB) | {r['ours_peak_rss_mb']:.0f} | (subprocess) | |",
+        "",
+        "Both libraries' metric code agree on both SAEs (L0 identical; FVU equal to the printed precision), so "
+        "L0 and FVU mean the same thing here. Activation capture took "
+        f"{r['activations']['capture_seconds']:.0f} s (not counted in either trainer).",
+        "",
+    ]
+    out = ROOT / "benchmarks" / "results" / "sae.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--saelens-side", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--work", default=str(WORK), help=argparse.SUPPRESS)
+    p.add_argument("--layer", type=int, default=6)
+    p.add_argument("--width", type=int, default=3072)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--train-tokens", type=int, default=102_400, help="tokens each trainer sees (with repeats)")
+    p.add_argument("--train-tokens-unique", type=int, default=12_288, help="distinct training tokens captured")
+    p.add_argument("--eval-tokens", type=int, default=4096)
+    p.add_argument("--ctx", type=int, default=128)
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--dead-after", type=int, default=20_480, help="tokens without firing before a latent counts as dead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.saelens_side:
+        saelens_side(arguments)
+    else:
+        main_side(arguments)

@@ -1,0 +1,108 @@
+"""Writes notebooks/03_decompose.ipynb (run: python notebooks/_make_03.py)."""
+
+import nbformat as nbf
+
+cells = [
+    ("md", "# 03 · Decompose: sparse autoencoders, SNMF and NMF on models and brains\n\n"
+           "`interp.decompose` has scikit-learn style estimators (`fit`, `transform`, `inverse_transform`, `save`/`load`) "
+           "that read `interp.Activations`, arrays, an `ActivationStore` or any iterable of minibatches: "
+           "`ReLUSAE`, `TopKSAE`, `BatchTopKSAE`, `JumpReLUSAE`, `SNMF` (Shafran, Geiger & Geva 2025) and `NMF`."),
+    ("code", "import torch\nimport interp\nfrom interp.decompose import (TopKSAE, BatchTopKSAE, ReLUSAE, JumpReLUSAE, SNMF, NMF,\n"
+             "                              planted_features, best_match_cosine)\n"
+             "torch.set_num_threads(1)  # small problems: one thread is fastest on a shared machine"),
+    ("md", "## Ground truth first: planted sparse features\n16 unit-norm features, each on a quarter of 64 units; "
+           "each sample mixes about 3 of them. Every estimator should find them (best-match cosine near 1)."),
+    ("code", "planted = planted_features(n_samples=4000, n_units=64, n_features=16, seed=0)\n"
+             "common = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, verbose=False)\n"
+             "estimators = {\n"
+             "    'TopK': TopKSAE(k=4, **common),\n"
+             "    'BatchTopK': BatchTopKSAE(k=4, **common),\n"
+             "    'ReLU': ReLUSAE(l1_coefficient=1.0, resample_every=200, **common),\n"
+             "    'JumpReLU': JumpReLUSAE(sparsity_coefficient=3.0, bandwidth=1.0, **common),\n"
+             "    'SNMF': SNMF(n_components=16, sparsity=0.25, init='kmeans', max_iter=800),\n"
+             "}\n"
+             "import pandas as pd\nrows = []\n"
+             "for name, est in estimators.items():\n"
+             "    est.fit(planted.X)\n"
+             "    codes = est.transform(planted.X)\n"
+             "    recon = est.inverse_transform(codes)\n"
+             "    fvu = float(((planted.X.data - recon.data) ** 2).sum() / ((planted.X.data - planted.X.data.mean(0)) ** 2).sum())\n"
+             "    rows.append({'estimator': name, 'best-match cosine': float(best_match_cosine(planted.features, est.components_).mean()),\n"
+             "                 'L0': float((codes.data != 0).sum(1).float().mean()), 'FVU': fvu})\n"
+             "pd.DataFrame(rows).round(3)"),
+    ("md", "SAE metrics come as a small result object with `.to_frame()` and `.plot()` (firing-frequency histogram)."),
+    ("code", "m = estimators['TopK'].evaluate(planted.X)\nm.plot()"),
+    ("md", "## A real language model: SNMF and a TopK SAE on smollm2-135m MLP neurons\n"
+           "Capture `blocks.6.mlp.hook_post` (1,536 neurons) for every real token of a few texts."),
+    ("code", "model, tok = interp.models.load('smollm2-135m')\n"
+             "texts = [\n"
+             "    'Monday, Tuesday, Wednesday, Thursday, Friday, Saturday and Sunday are the days of the week.',\n"
+             "    'The meeting moved from Tuesday to Thursday, and the report is due on Friday morning.',\n"
+             "    'January, February and March are cold; July and August are the warmest months of the year.',\n"
+             "    'def mean(values):\\n    return sum(values) / len(values)\\n\\nprint(mean([1, 2, 3]))',\n"
+             "    'import numpy as np\\nx = np.zeros(10)\\nfor i in range(10):\\n    x[i] = i * i',\n"
+             "    'Paris is the capital of France, Berlin of Germany, Madrid of Spain and Rome of Italy.',\n"
+             "    'The cat sat on the mat while the dog slept by the fire in the quiet house.',\n"
+             "    'She paid 12 dollars and 50 cents, then 7 euros, and finally 300 yen for the tickets.',\n"
+             "] * 3\n"
+             "site = 'blocks.6.mlp.hook_post'\n"
+             "acts = interp.capture(model, texts, site, positions='tokens', batch_size=8, progress=False)\n"
+             "acts"),
+    ("code", "snmf = SNMF(n_components=12, sparsity=0.05, init='kmeans', max_iter=300, patience=30).fit(acts)\n"
+             "sae = TopKSAE(n_components=512, k=16, lr=1e-3, batch_size=128, n_epochs=30, verbose=False).fit(acts)\n"
+             "print('SNMF relative error', snmf.reconstruction_err_ / float(acts.data.norm()))\n"
+             "sae.evaluate(acts).to_frame()"),
+    ("md", "### Input side: top-activating tokens of each SNMF feature"),
+    ("code", "from interp.decompose.read import top_activating, vocab_projection, find_alpha, steered_generate\n"
+             "top = top_activating(snmf, acts, n=5)\n"
+             "token_col = 'token' if 'token' in top.columns else top.columns[-1]\n"
+             "top.groupby('component')[token_col].apply(list).head(12)"),
+    ("md", "### Output side: vocabulary projection (`W_out[6]` then `W_U`)"),
+    ("code", "vocab = vocab_projection(model, snmf, layer=6, k=8)\n"
+             "vocab[vocab.direction == 'top'].groupby('component')['token'].apply(list).head(12)"),
+    ("md", "### Causal side: steering\nAdd `alpha * feature` at `blocks.6.mlp.hook_post` at every position, with alpha "
+           "found by binary search so that KL(unsteered || steered) of the next-token distribution after "
+           "\"I think that\" is 0.5 nats."),
+    ("code", "res = find_alpha(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
+             "print(res)\n"
+             "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.alpha, max_new_tokens=12))"),
+    ("md", "### Spliced into the model\nReplace the site by the SAE's reconstruction and measure the next-token loss: "
+           "CE loss recovered relative to zero-ablating the site, and KL from the clean model."),
+    ("code", "from interp.decompose import spliced_lm_metrics\n"
+             "tokens = tok(texts[:8], return_tensors='pt', padding=True)['input_ids']\n"
+             "spliced_lm_metrics(sae, model, tokens, site).to_frame()"),
+    ("md", "## A brain: NMF on whole-brain calcium imaging of C. elegans\n"
+           "NMF on the non-negative F/F20 traces of each of the 7 worms; for each component, its correlation with "
+           "reversals and velocity against a circular-shift null (the traces are autocorrelated, so shuffling time "
+           "points would be wrong), and the named (NeuroPAL) neurons that load on it most."),
+    ("code", "from interp.decompose.recordings import behaviour_components\n"
+             "worms = interp.data.load('celegans', trace='F_F20')\n"
+             "summary = []\n"
+             "for worm in worms:\n"
+             "    nmf = NMF(n_components=8).fit(worm)\n"
+             "    res = behaviour_components(nmf, worm, variables=('reversal', 'velocity'), n_shifts=500)\n"
+             "    best = res.best('reversal')\n"
+             "    summary.append({'worm': worm.attrs['worm'], 'component': best['component'], 'r': round(best['r'], 3),\n"
+             "                    'p (shift null, best of 8)': best['p_max'], 'top named neurons': ', '.join(best['top_units'])})\n"
+             "pd.DataFrame(summary)"),
+    ("md", "AVA, AVE, RIM and AIB, the backward-locomotion command and reversal-promoting interneurons, dominate the "
+           "reversal component in most worms. The last worm's component/behaviour table:"),
+    ("code", "res.plot()"),
+    ("code", "res.to_frame().sort_values('p').head(6)"),
+    ("md", "SNMF works on the z-scored (mixed-sign) traces directly: features are signed neuron groups, "
+           "time courses are non-negative."),
+    ("code", "worm = interp.data.load('celegans', worm=0)\n"
+             "snmf_worm = SNMF(n_components=8, sparsity=0.2, init='kmeans', max_iter=500, patience=50).fit(worm)\n"
+             "behaviour_components(snmf_worm, worm, n_shifts=300).best('reversal')"),
+    ("md", "## Save, load, and bad input"),
+    ("code", "import tempfile, os\npath = os.path.join(tempfile.mkdtemp(), 'sae.safetensors')\n"
+             "sae.save(path)\nagain = interp.decompose.load(path)\n"
+             "print(type(again).__name__, torch.equal(again.transform(acts).data, sae.transform(acts).data))\n"
+             "for bad in (lambda: NMF(3).fit(worm),                        # z-scored traces are negative\n"
+             "            lambda: TopKSAE(n_components=16, k=32).fit(acts)):  # k > latents\n"
+             "    try:\n        bad()\n    except interp.InterpError as err:\n        print(type(err).__name__, ':', err)"),
+]
+nb = nbf.v4.new_notebook()
+nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nbf.write(nb, "notebooks/03_decompose.ipynb")
