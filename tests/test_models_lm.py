@@ -226,9 +226,10 @@ def test_smollm2_bridge_logits_equal_hf(smollm2):
     bridge, tokenizer = smollm2
     hf_model, hf_tokenizer = lm.load_smollm2_hf()  # an independent copy of the HF model
     texts = ["The capital of France is", "Mechanistic interpretability studies circuits."]
-    tokens = bridge.to_tokens(texts)
-    mask = (tokens != tokenizer.pad_token_id).long()
-    mask[:, 0] = 1
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    tokens, mask = encoded["input_ids"], encoded["attention_mask"]
+    assert torch.equal(tokens, bridge.to_tokens(texts))
+    assert mask[0].sum() < mask.shape[1]  # the first text is padded
     with torch.no_grad():
         bridge_logits = bridge(tokens, attention_mask=mask)
         hf_logits = hf_model(tokens, attention_mask=mask).logits

@@ -66,7 +66,7 @@ class TrainSettings:
 
     steps: int = 2000
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
     tiled_fraction: float = 0.5
@@ -543,4 +543,6 @@ def _measure(model: Any) -> dict[str, Any]:
         "induction_scores": scores.induction.tolist(),
         "prev_token_heads": scores.heads("prev_token", 0.5, layer=0),
         "induction_heads": scores.heads("induction", 0.5, layer=1),
+        "best_prev_token_head": [0, int(scores.prev_token[0].argmax())],
+        "best_induction_head": [1, int(scores.induction[1].argmax())],
     }

