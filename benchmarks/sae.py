@@ -161,6 +161,7 @@ def export_activations(args: argparse.Namespace) -> tuple[Path, Path, dict]:
         ids += tok(text)["input_ids"]
         if len(ids) >= n_tokens:
             break
+    ids = ids[:n_tokens]
     rows = len(ids) // args.ctx
     tokens = torch.tensor(ids[: rows * args.ctx]).reshape(rows, args.ctx)
     started = time.perf_counter()

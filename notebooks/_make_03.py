@@ -54,9 +54,9 @@ cells = [
              "sae.evaluate(acts).to_frame()"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),
     ("code", "from interp.decompose.read import top_activating, vocab_projection, find_alpha, steered_generate\n"
-             "top = top_activating(snmf, acts, n=5)\n"
-             "token_col = 'token' if 'token' in top.columns else top.columns[-1]\n"
-             "top.groupby('component')[token_col].apply(list).head(12)"),
+             "top = top_activating(snmf, acts, n=6)\n"
+             "top['text'] = [tok.decode([int(t)]) for t in top['token']]   # the token coordinate holds ids\n"
+             "top.groupby('component')['text'].apply(list).head(12)"),
     ("md", "### Output side: vocabulary projection (`W_out[6]` then `W_U`)"),
     ("code", "vocab = vocab_projection(model, snmf, layer=6, k=8)\n"
              "vocab[vocab.direction == 'top'].groupby('component')['token'].apply(list).head(12)"),
@@ -69,7 +69,7 @@ cells = [
     ("md", "### Spliced into the model\nReplace the site by the SAE's reconstruction and measure the next-token loss: "
            "CE loss recovered relative to zero-ablating the site, and KL from the clean model."),
     ("code", "from interp.decompose import spliced_lm_metrics\n"
-             "tokens = tok(texts[:8], return_tensors='pt', padding=True)['input_ids']\n"
+             "tokens = torch.cat([model.to_tokens(t)[:, :12] for t in texts[:8]])   # 8 contexts of 12 tokens\n"
              "spliced_lm_metrics(sae, model, tokens, site).to_frame()"),
     ("md", "## A brain: NMF on whole-brain calcium imaging of C. elegans\n"
            "NMF on the non-negative F/F20 traces of each of the 7 worms; for each component, its correlation with "
