@@ -20,6 +20,8 @@ from __future__ import annotations
 from ._base import Decomposition, NegativeValueError, NotFittedError, load
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
+from .read import find_alpha, steer, steered_generate, steering_kl, top_activating, vocab_projection
+from .recordings import behaviour_components, behaviour_correlation, circular_shift_correlation, top_loading
 from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, SparseAutoencoder, TopKSAE
 from .synthetic import best_match_cosine, planted_features
 
@@ -41,4 +43,14 @@ __all__ = [
     "spliced_lm_metrics",
     "planted_features",
     "best_match_cosine",
+    "top_activating",
+    "vocab_projection",
+    "steer",
+    "steering_kl",
+    "find_alpha",
+    "steered_generate",
+    "behaviour_components",
+    "behaviour_correlation",
+    "circular_shift_correlation",
+    "top_loading",
 ]
