@@ -37,7 +37,7 @@ import scipy.stats
 import torch
 
 from ..errors import ConfigError, DimensionError
-from .rdm import RDMs, as_rdm_vectors, rdm, square
+from .rdm import RDMs, as_rdm_vectors, rdm, square, upper_tri
 
 __all__ = ["compare_rdms", "compare_vectors", "rsa", "COMPARATORS", "rankdata", "canonical_method"]
 
@@ -70,19 +70,25 @@ def canonical_method(method: str) -> str:
 def rankdata(v: torch.Tensor) -> torch.Tensor:
     """Average ranks (1-based, ties get their mean rank) along the last axis, like ``scipy.stats.rankdata``.
 
-    Vectorised over leading axes: one sort, then tie groups via cumsum and scatter-add."""
-    dtype = torch.float64 if v.dtype == torch.float64 else torch.float32
-    flat = v.reshape(-1, v.shape[-1])
-    k, m = flat.shape
-    s, order = torch.sort(flat, dim=-1)  # tie order is irrelevant: ties get their mean rank
-    new = torch.ones_like(s, dtype=torch.bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    gid = torch.cumsum(new, -1) - 1
-    pos = torch.arange(1, m + 1, dtype=dtype, device=v.device).expand(k, m)
-    sums = torch.zeros(k, m, dtype=dtype, device=v.device).scatter_add_(-1, gid, pos)
-    counts = torch.zeros(k, m, dtype=dtype, device=v.device).scatter_add_(-1, gid, torch.ones_like(pos))
-    avg = (sums / counts.clamp_min(1)).gather(-1, gid)
-    out = torch.empty_like(avg).scatter_(-1, order, avg)
+    One sort per row; tie groups come from the positions where the sorted values change, and a group
+    spanning sorted positions [start, end) gets rank (start + 1 + end) / 2. Ranks are float64 when the
+    input is float64 or a row is longer than 2**24 (float32 cannot hold larger integers exactly).
+    """
+    m = v.shape[-1]
+    dtype = torch.float64 if (v.dtype == torch.float64 or m > 2**24) else torch.float32
+    flat = v.reshape(-1, m)
+    out = torch.empty(flat.shape, dtype=dtype, device=v.device)
+    for r in range(flat.shape[0]):
+        s, order = torch.sort(flat[r])  # tie order is irrelevant: ties get their mean rank
+        new = torch.ones(m, dtype=torch.bool, device=v.device)
+        torch.ne(s[1:], s[:-1], out=new[1:])
+        del s
+        starts = torch.nonzero(new)[:, 0]
+        ends = torch.cat([starts[1:], torch.tensor([m], device=v.device)])
+        avg = (starts + 1 + ends).to(dtype) / 2
+        gid = torch.cumsum(new, 0, dtype=torch.int64 if m > 2**31 - 1 else torch.int32) - 1
+        del new, starts, ends
+        out[r].scatter_(0, order, torch.index_select(avg, 0, gid))
     return out.reshape(v.shape)
 
 
@@ -134,11 +140,12 @@ def compare_vectors(v1: torch.Tensor, v2: torch.Tensor, method: str = "spearman"
     if method == "cosine":
         return _cosine_matrix(v1, v2)
     if method in ("spearman", "rho-a"):
-        r1, r2 = _centre(rankdata(v1)).to(v1.dtype), _centre(rankdata(v2)).to(v1.dtype)
+        r1 = _centre(rankdata(v1).to(torch.float64))
+        r2 = _centre(rankdata(v2).to(torch.float64))
         if method == "spearman":
-            return _cosine_matrix(r1, r2)
+            return _cosine_matrix(r1, r2).to(v1.dtype)
         m = v1.shape[-1]
-        return r1 @ r2.T * (12.0 / (m**3 - m))
+        return (r1 @ r2.T * (12.0 / (m**3 - m))).to(v1.dtype)
     if method == "whitened_cosine":
         return _cosine_matrix(_second_moments(v1), _second_moments(v2))
     if method == "whitened_pearson":
@@ -190,4 +197,8 @@ def rsa(x: Any, y: Any, *, rdm_method: str = "correlation", method: str = "spear
     from ._backend import as_pair
 
     X, Y = as_pair(x, y, dtype=dtype, device=device, nan_policy=nan_policy)
-    return compare_rdms(rdm(X, rdm_method), rdm(Y, rdm_method), method)
+    vx = upper_tri(rdm(X, rdm_method))[None]  # the square RDMs are freed right away (n = 10k: 400 MB each)
+    del X
+    vy = upper_tri(rdm(Y, rdm_method))[None]
+    del Y
+    return float(compare_vectors(vx, vy, method)[0, 0])
