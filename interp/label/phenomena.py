@@ -140,8 +140,9 @@ def null_space_fraction(model: Any, layer: int, n_null: int | None = None, final
     W_U = unembedding(model, final_norm)  # (d_model, vocab)
     d = W_U.shape[0]
     n_null = n_null or max(1, d // 50)
-    U_, _, _ = torch.linalg.svd(W_U.double(), full_matrices=False)
-    null = U_[:, -n_null:].float()  # (d_model, n_null)
+    gram = (W_U @ W_U.T).double()  # (d_model, d_model): its eigenvectors are W_U's left singular vectors
+    _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues: the first columns span the effective null space
+    null = vecs[:, :n_null].float()  # (d_model, n_null)
     w = mlp_weights(model, layer)["out"]
     frac = (w @ null).pow(2).sum(1) / w.pow(2).sum(1).clamp_min(1e-12)
     return frac.numpy(), n_null / d

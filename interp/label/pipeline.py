@@ -119,6 +119,23 @@ def text_corpus(tokenizer: Any, n_tokens: int = 20_000, seq_len: int = 64, text:
     return rows[:need]
 
 
+class CachedDecoder:
+    """``decoder(ids) -> [str]`` that decodes each token id once (-1 -> ``""``)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[int, str] = {-1: ""}
+
+    def __call__(self, ids: Any) -> list[str]:
+        out = []
+        for i in np.asarray(ids).reshape(-1).tolist():
+            s = self._cache.get(i)
+            if s is None:
+                s = self._cache[i] = decode_tokens(self.tokenizer, [i])[0]
+            out.append(s)
+        return out
+
+
 class _Stop(Exception):
     pass
 
@@ -249,7 +266,7 @@ def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, 
     if len(tokens) - n_hold < 1:
         raise InputTypeError(f"the corpus has {len(tokens)} sequence(s); need at least 2 (one is held out for scoring)")
     fit_tokens, hold_tokens = tokens[:-n_hold], tokens[-n_hold:]
-    decode = (lambda ids: decode_tokens(tokenizer, ids))  # noqa: E731
+    decode = CachedDecoder(tokenizer)
 
     stats: UnitStats | None = None
     for _, batch, acts in stream_site(model, fit_tokens, site, batch_size, progress):

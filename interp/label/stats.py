@@ -365,25 +365,35 @@ class UnitStatsResult:
 
     def token_eta2(self) -> np.ndarray:
         """Fraction of each unit's variance explained by the current token's identity (epsilon-squared)."""
-        if not len(self.token_counts):
-            return np.zeros(self.n_units)
-        return _eta_squared(self.token_sums, self.token_counts, self.mean, self.var, self.count)
+        if "token_eta2" not in self.extra:
+            self.extra["token_eta2"] = (np.zeros(self.n_units) if not len(self.token_counts) else
+                                        _eta_squared(self.token_sums, self.token_counts, self.mean, self.var, self.count))
+        return self.extra["token_eta2"]
 
     def position_eta2(self) -> np.ndarray:
         """Fraction of each unit's variance explained by the position in the context (epsilon-squared)."""
-        if not self.position_counts.sum():
-            return np.zeros(self.n_units)
-        return _eta_squared(self.position_sums, self.position_counts, self.mean, self.var, self.count)
+        if "position_eta2" not in self.extra:
+            self.extra["position_eta2"] = (np.zeros(self.n_units) if not self.position_counts.sum() else
+                                           _eta_squared(self.position_sums, self.position_counts, self.mean, self.var,
+                                                        self.count))
+        return self.extra["position_eta2"]
 
     def token_means(self, unit: int, top: int = 10, min_count: int = 2, largest: bool = True) -> pd.DataFrame:
         """Tokens with the highest (or lowest) mean activation of ``unit`` (seen at least ``min_count`` times)."""
-        ids = self.token_ids
-        keep = (ids >= 0) & (self.token_counts >= min_count)
-        if not keep.any():
+        key = ("token_means", min_count)
+        if key not in self.extra:  # (tracked tokens seen often enough, their mean activations for every unit)
+            keep = np.flatnonzero((self.token_ids >= 0) & (self.token_counts >= min_count))
+            means = self.token_sums[keep] / self.token_counts[keep, None] if len(keep) else np.zeros((0, self.n_units))
+            self.extra[key] = (keep, means)
+        keep, means = self.extra[key]
+        if not len(keep):
             return pd.DataFrame(columns=["token", "count", "mean"])
-        means = self.token_sums[keep, unit] / self.token_counts[keep]
-        frame = pd.DataFrame({"token": ids[keep], "count": self.token_counts[keep].astype(int), "mean": means})
-        return frame.sort_values("mean", ascending=not largest).head(top).reset_index(drop=True)
+        col = means[:, unit]
+        n = min(top, len(col))
+        order = np.argpartition(-col if largest else col, n - 1)[:n]
+        order = order[np.argsort(-col[order] if largest else col[order], kind="stable")]
+        rows = keep[order]
+        return pd.DataFrame({"token": self.token_ids[rows], "count": self.token_counts[rows].astype(int), "mean": col[order]})
 
     def position_means(self) -> np.ndarray:
         """``(positions, unit)`` mean activation per position (NaN where unseen)."""
