@@ -183,8 +183,12 @@ def activation_patching(
     _hooks.check_pair(clean, corrupted)
     names, label, dims, first_coords = _sites_and_dims(model, site, by, layers)
 
-    clean_out, clean_acts = run_and_record(model, clean, names)
-    corrupted_out, corrupted_acts = run_and_record(model, corrupted, names)
+    # one forward pass records both runs
+    both_out, both_acts = run_and_record(model, torch.cat([clean, corrupted]), names)
+    rows = int(clean.shape[0])
+    clean_out, corrupted_out = both_out[:rows], both_out[rows:]
+    clean_acts = {name: act[:rows] for name, act in both_acts.items()}
+    corrupted_acts = {name: act[rows:] for name, act in both_acts.items()}
     clean_value = float(evaluate(metric, clean_out))
     corrupted_value = float(evaluate(metric, corrupted_out))
     base, source = (corrupted, clean_acts) if direction == "denoise" else (clean, corrupted_acts)
@@ -256,7 +260,7 @@ def activation_patching(
                           metric=getattr(metric, "name", getattr(metric, "__name__", "metric")),
                           clean_value=clean_value, corrupted_value=corrupted_value, direction=direction,
                           n_forward=2 + len(cells), n_backward=0,
-                          extra={"forward_calls": 2 + math.ceil(len(cells) / k), "patches_per_call": k,
+                          extra={"forward_calls": 1 + math.ceil(len(cells) / k), "patches_per_call": k,
                                  "cells": len(all_cells), "skipped": len(all_cells) - len(cells),
                                  "shared_prefix": offset})
 
