@@ -278,6 +278,10 @@ def test_procrustes_and_cca_properties():
     r = procrustes(X, Y)
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     assert torch.linalg.norm(Xc - Yc @ r.rotation).item() == pytest.approx(r.euclidean, rel=1e-10)
+    # many features (p > n): the n x n route gives the same distance as the full X^T Y route
+    Xw, Yw = torch.as_tensor(rng.normal(size=(15, 40))), torch.as_tensor(rng.normal(size=(15, 50)))
+    assert procrustes(Xw, Yw, return_rotation=False).angular == pytest.approx(
+        procrustes(Xw, Yw, return_rotation=True).angular, abs=1e-12)
     # triangle inequality for the angular distance
     Z = torch.as_tensor(rng.normal(size=(200, 6)))
     d = lambda a, b: procrustes(a, b).angular  # noqa: E731

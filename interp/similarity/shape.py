@@ -24,30 +24,43 @@ __all__ = ["procrustes", "shape_distance", "ProcrustesResult"]
 
 @dataclass
 class ProcrustesResult:
-    """``rotation`` (q x p, zero-padded) maps centred Y onto centred X: X̃ ≈ Ỹ @ rotation."""
+    """``rotation`` (q x p, zero-padded) maps centred Y onto centred X: X̃ ≈ Ỹ @ rotation (None if not computed)."""
 
     angular: float
     euclidean: float
     nbs: float
-    rotation: torch.Tensor = field(repr=False)
+    rotation: torch.Tensor | None = field(default=None, repr=False)
 
 
-def _centre_and_nuclear(x: Any, y: Any, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+def _nuclear_and_rotation(X: torch.Tensor, Y: torch.Tensor, want_rotation: bool):
+    """‖X̃ᵀỸ‖_* and (optionally) the rotation. With many features (p, q > n) the nuclear norm comes from
+    the n x n matrix (U_x S_x)ᵀ(U_y S_y), which has the same singular values as X̃ᵀỸ."""
+    n, p = X.shape
+    q = Y.shape[1]
+    if want_rotation or min(p, q) <= n:
+        U, s, Vh = torch.linalg.svd(Y.T @ X, full_matrices=False)
+        return s.sum(), (U @ Vh if want_rotation else None)
+    Ux, Sx, _ = torch.linalg.svd(X, full_matrices=False)
+    Uy, Sy, _ = torch.linalg.svd(Y, full_matrices=False)
+    return torch.linalg.svdvals((Ux * Sx).T @ (Uy * Sy)).sum(), None
+
+
+def procrustes(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
+               return_rotation: bool | None = None) -> ProcrustesResult:
+    """Orthogonal Procrustes alignment of ``y`` onto ``x`` with angular and Euclidean shape distances.
+
+    ``return_rotation``: compute the q x p rotation (default: only when q·p <= 4e6, since it is dense).
+    """
     X, Y = as_pair(x, y, dtype=dtype, device=device)
     X = X - X.mean(0, keepdim=True)
     Y = Y - Y.mean(0, keepdim=True)
-    U, s, Vh = torch.linalg.svd(Y.T @ X, full_matrices=False)
-    return X, Y, s.sum(), (U, Vh)
-
-
-def procrustes(x: Any, y: Any, *, dtype: torch.dtype | str | None = None,
-               device: str | torch.device | None = None) -> ProcrustesResult:
-    """Orthogonal Procrustes alignment of ``y`` onto ``x`` with angular and Euclidean shape distances."""
-    X, Y, nuc, (U, Vh) = _centre_and_nuclear(x, y, dtype, device)
+    if return_rotation is None:
+        return_rotation = X.shape[1] * Y.shape[1] <= 4_000_000
+    nuc, rotation = _nuclear_and_rotation(X, Y, return_rotation)
     nx, ny = torch.linalg.norm(X), torch.linalg.norm(Y)
     cos = (nuc / (nx * ny)).clamp(-1.0, 1.0)
     eucl = torch.sqrt((nx**2 + ny**2 - 2 * nuc).clamp_min(0))
-    return ProcrustesResult(float(torch.arccos(cos)), float(eucl), float(cos), U @ Vh)
+    return ProcrustesResult(float(torch.arccos(cos)), float(eucl), float(cos), rotation)
 
 
 def shape_distance(x: Any, y: Any, kind: str = "angular", *, dtype: torch.dtype | str | None = None,
