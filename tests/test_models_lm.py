@@ -183,11 +183,14 @@ def test_repeated_token_loss_is_low(induction_model):
     assert losses["repeat"] < 0.25 * losses["first"]
 
 
-def test_load_is_fast_once_cached(induction_model):
+def test_cached_load_does_not_retrain(induction_model, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model must not be retrained")
+
+    monkeypatch.setattr(induction, "train", no_training)
     started = time.perf_counter()
     model, _ = interp.models.load("induction-2l", device="cpu")
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5.0, f"cached load took {elapsed:.1f}s"
+    print(f"\ncached induction-2l load: {time.perf_counter() - started:.2f}s")  # ~0.2 s on an idle machine
     assert model is not induction_model  # every load returns a fresh model
     x = make_repeated_tokens(2, 64, seed=1).tokens
     with torch.no_grad():
