@@ -137,7 +137,7 @@ def main() -> None:
     table = pd.concat(tables, ignore_index=True)
     command = "python benchmarks/faithfulness.py " + " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-        if k != "out" and v not in (False, None))
+        if k != "out" and v is not False and v is not None)
     load = os.getloadavg()[0]
     text = f"""# Faithfulness: Pearson r of AtP, RelP and IG with activation patching
 

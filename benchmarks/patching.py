@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/patching.md")
     parser.add_argument("--induction-pairs", type=int, default=16)
     parser.add_argument("--smollm2-pairs", type=int, default=2)
-    parser.add_argument("--smollm2-layers", default="0,10,20,29", help="comma list or 'all'")
+    parser.add_argument("--smollm2-layers", default="0,29", help="comma list or 'all'")
     parser.add_argument("--skip-smollm2", action="store_true")
     args = parser.parse_args()
 
@@ -139,7 +139,7 @@ def main() -> None:
         rows += compare(model, "smollm2-135m", pairs, ["resid_pre", "mlp_out", "z"], layers)
     table = pd.DataFrame(rows)
     command = "python benchmarks/patching.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v not in (False, None))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not False and v is not None)
     text = f"""# Activation patching: ours vs transformer_lens.patching
 
 Command: `{command}`
