@@ -121,12 +121,15 @@ def test_induction_2l_heads_are_flagged():
 
     model, _ = interp.models.load("induction-2l")
     scores = head_scores(model, make_repeated_tokens(32, seq_len=64, seed=5).tokens)
-    reference = induction_head_scores(model)  # the model's own training-time criterion
-    truth_induction = {tuple(h) for h in reference.heads("induction", threshold=0.4)}
-    prev_head = tuple(np.unravel_index(np.argmax(reference.prev_token), reference.prev_token.shape))
+    reference = induction_head_scores(model)  # the model's own training-time criterion (threshold 0.5)
+    truth_induction = set(reference.heads("induction", threshold=0.5))
+    truth_prev = set(reference.heads("prev_token", threshold=0.5))
+    if not truth_prev:  # a model whose previous-token head is just below 0.5: take the strongest one
+        truth_prev = {tuple(int(i) for i in np.unravel_index(int(np.argmax(reference.prev_token)), reference.prev_token.shape))}
     assert truth_induction and truth_induction <= set(scores.flagged("induction"))
+    assert truth_prev <= set(scores.flagged("previous_token"))
     assert all(layer == 1 for layer, _ in scores.flagged("induction"))
-    assert scores.flagged("previous_token") == [tuple(map(int, prev_head))] == [(0, 0)]
+    assert all(layer == 0 for layer, _ in scores.flagged("previous_token"))
     np.testing.assert_allclose(scores.previous_token, reference.prev_token, atol=0.05)
 
 
@@ -234,7 +237,7 @@ def test_local_explainer_runs_offline():
     from interp.label.explain import LocalModelExplainer
 
     model, _ = interp.models.load("smollm2-135m")
-    local = LocalModelExplainer(model, model.tokenizer, max_new_tokens=8)
+    local = LocalModelExplainer(model, model.tokenizer, max_new_tokens=4)
     ev = UnitEvidence(unit=0, exemplars=[("the [cat] sat", " cat", 3.0), ("a [cat] ran", " cat", 2.5)])
     exp = local.explain(ev)
     assert exp.source == "local" and exp.text
