@@ -87,10 +87,12 @@ cells = [
            "indicators, and a logistic probe decodes animacy, scored against a control task (Hewitt & Liang 2019)."),
     ("code", "import probes\nX = acts['_blocks.13'].mean(('height', 'width')).matrix('sample').double().numpy()\n"
              "Y = pd.get_dummies(k92.stimuli['category4']).to_numpy(float)\n"
-             "enc = probes.encoding_scores(X, Y, alphas=np.logspace(-1, 5, 7), cv=4, inner_cv=4)\n"
+             "from sklearn.model_selection import KFold\n"
+             "folds = KFold(4, shuffle=True, random_state=0)  # the 92 images are sorted by category: shuffle the folds\n"
+             "enc = probes.encoding_scores(X, Y, alphas=np.logspace(-1, 5, 7), cv=folds, inner_cv=folds)\n"
              "print(dict(zip(sorted(k92.stimuli['category4'].unique()), enc.scores.round(3))))\n"
              "animate = k92.stimuli['animate'].to_numpy().astype(int)\n"
-             "sel = probes.probe_selectivity(X, animate, probe='logistic', cv=4, C=0.1)\n"
+             "sel = probes.probe_selectivity(X, animate, probe='logistic', cv=folds, C=0.1)\n"
              "sel.to_frame().round(3)"),
 ]
 

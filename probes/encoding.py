@@ -68,6 +68,8 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
     """Held-out Pearson r of a ridge encoding model for every target of ``Y`` (samples x targets).
 
     ``groups`` keeps groups (e.g. stimuli repeated across trials, runs) within one fold, outer and inner.
+    An int ``cv`` means unshuffled ``KFold`` (scikit-learn's and himalaya's default): if the samples are
+    sorted (e.g. by category) pass a shuffled splitter, ``KFold(5, shuffle=True, random_state=0)``.
     ``nan_policy="drop"`` drops targets (voxels) that hold NaN; ``targets_kept`` records which.
     """
     Xt = as_array2d(X, "X", dtype=getattr(torch, dtype) if dtype else None)
