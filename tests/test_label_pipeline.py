@@ -243,3 +243,12 @@ def test_local_explainer_runs_offline():
     assert exp.source == "local" and exp.text
     sim = local.simulate(exp, [" the", " cat", " sat"])
     assert sim.shape == (3,) and np.all((sim >= 0) & (sim <= 9))
+
+
+def test_cli_errors_and_heads_report(tmp_path, capsys):
+    from interp.cli import main
+
+    assert main(["label", "induction-2l", "--report", str(tmp_path / "x.html")]) == 2
+    assert "give --sites" in capsys.readouterr().err
+    assert main(["label", "induction-2l", "--sites", "blocks.0.mlp.hook_post", "--units", "a:b"]) == 2
+    assert "--units must look like" in capsys.readouterr().err

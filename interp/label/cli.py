@@ -86,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
             rec = data.load("hippocampus", environment="linear-track", bin_size=0.1)
             results.append(label_place_cells(rec, n_shuffle=min(args.n_perm, 1000), title="hippocampus place cells"))
     else:
-        model, _ = models.load(args.target)
         sites = args.sites or []
         if not sites:
             raise ConfigError("give --sites (e.g. blocks.6.mlp.hook_post, or 'heads' for attention heads)")
+        units = _units(args.units)
+        model, _ = models.load(args.target)
         for site in sites:
             if site == "heads" or site.endswith("hook_pattern"):
                 from ..models.induction import make_repeated_tokens
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             text = args.text.read_text() if args.text else None
             results.append(label_neurons(model, site, n_tokens=args.n_tokens, seq_len=args.seq_len, text=text, k=args.k,
-                                         batch_size=args.batch_size, units=_units(args.units),
+                                         batch_size=args.batch_size, units=units,
                                          explainer=_explainer(args), simulate_units=args.simulate,
                                          title=f"{args.target} {site}", progress=not args.no_progress))
     path = build_label_report(results, args.report, title=f"interp label {args.target}", max_cards=args.max_cards)
