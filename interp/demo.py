@@ -84,9 +84,87 @@ def _section_smollm2_units(report, args) -> None:
     report.add_table("smollm2-135m: the 20 units with the largest activation", top.round(3))
 
 
+def _section_patching(report, args) -> None:
+    import interp
+    import patching
+    from patching.datasets import induction_pairs
+
+    model, _ = interp.models.load("induction-2l")
+    pairs = induction_pairs(n=16 if args.quick else 32, corrupt="key", seed=0)
+    heads = patching.patch_heads(model, pairs.clean, pairs.corrupted, pairs.metric())
+    resid = patching.activation_patching(model, pairs.clean, pairs.corrupted, pairs.metric(), "resid_pre", by=("pos",))
+    report.add_section("patching: the induction circuit of induction-2l", [
+        "<p>Denoising activation patching (clean activations into the corrupted run) on repeated sequences whose "
+        "key token is corrupted. Metric: logit difference of the induced token. The previous-token head in layer 0 and "
+        "the induction heads in layer 1 carry the effect.</p>",
+        heads.plot(title="per head (hook_z)"), resid.plot(title="residual stream by layer and position"),
+    ])
+
+
+def _section_labels(report, args) -> None:
+    from interp.label.report import build_demo_report
+
+    out = Path(args.out).with_name("labels.html")
+    path = build_demo_report(out, n_tokens=2_000 if args.quick else 6_000, n_perm=100 if args.quick else 300, progress=False)
+    report.add_section("neuron labels", f'<p>The neuron-label report (induction-2l heads, a smollm2-135m MLP layer and '
+                       f'C. elegans neurons) is a separate page: <a href="{path.name}">{path.name}</a> '
+                       f'({path.stat().st_size / 1e6:.1f} MB).</p>')
+
+
+def _section_similarity(report, args) -> None:
+    import interp
+    from interp.similarity.report import add_profile_section
+
+    k92 = interp.data.load("kriegeskorte92")
+    model, preprocess = interp.models.load("resnet20-cifar10")
+    human = k92.rdms.sel(rdm="human_IT_s*")
+    profile = interp.compare(model, k92.images, human, sites=["layer1", "layer2", "layer3"], preprocess=preprocess,
+                             spatial="mean", n_boot=100 if args.quick else 500, progress=False,
+                             model_name="resnet20-cifar10", recording_name="human IT (8 RDMs)")
+    add_profile_section(report, [profile], ["resnet20-cifar10"])
+
+
+def _section_decompose(report, args) -> None:
+    import interp
+    from interp.decompose import NMF
+    from interp.decompose.recordings import behaviour_components
+
+    worm = interp.data.load("celegans", worm=0, trace="F_F20")
+    nmf = NMF(n_components=8, random_state=0).fit(worm)
+    comps = behaviour_components(nmf, worm, n_shifts=200 if args.quick else 1000)
+    frame = comps.to_frame()
+    report.add_section("decomposition: behaviour components of a C. elegans recording", [
+        "<p>NMF (8 components) on one worm's calcium traces; each component's correlation with reversal and velocity "
+        "against a circular-shift null, and the named neurons that load on it most.</p>",
+        comps.plot(),
+    ])
+    report.add_table("celegans NMF components", frame)
+
+
+def _section_paths(report, args) -> None:
+    import interp
+    from interp.models.digits import load_digits_split
+    from patching.paths import find_paths, path_diagram
+
+    model, preprocess = interp.models.load("digits-vit")
+    split = load_digits_split()
+    images = preprocess(split.test_images[:8])
+    targets = split.test_labels[:8]
+    paths = find_paths(model, images, targets, steps=10)
+    report.add_section("neuron paths in digits-vit", [
+        "<p>Layer-progressive joint-attribution paths (Wang et al., ICLR 2025): one MLP neuron per block at the CLS "
+        "token, for 8 test digits.</p>", path_diagram(paths),
+    ])
+
+
 SECTIONS: dict[str, Callable] = {
     "induction": _section_capture_induction,
     "smollm2": _section_smollm2_units,
+    "patching": _section_patching,
+    "similarity": _section_similarity,
+    "decompose": _section_decompose,
+    "paths": _section_paths,
+    "labels": _section_labels,
 }
 
 DEMO_TEXTS = [
