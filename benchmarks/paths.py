@@ -74,7 +74,7 @@ def _cost_worker(kind: str, n: int, steps: int, ig_batch: int | None, batch_size
                          score=False)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"indices": paths.indices, "forward": paths.passes.forward, "backward": paths.passes.backward,
+    queue.put({"indices": paths.indices.tolist(), "forward": paths.passes.forward, "backward": paths.passes.backward,
                "rows": paths.passes.rows, "seconds": seconds, "peak_rss_mb": peak / 1024,
                "extra_rss_mb": (peak - base_rss) / 1024})
 
@@ -100,7 +100,7 @@ def cost(kind: str, n: int, steps: int, batch_size: int) -> pd.DataFrame:
                      "fwd passes / path": r["forward"] / n, "bwd passes / path": r["backward"] / n,
                      "seconds / path": r["seconds"] / n, "peak RSS MB": round(r["peak_rss_mb"]),
                      "extra RSS MB (search)": round(r["extra_rss_mb"])})
-    same = torch.equal(results["batched (ours)"]["indices"], results["per-step loop"]["indices"])
+    same = results["batched (ours)"]["indices"] == results["per-step loop"]["indices"]
     frame = pd.DataFrame(rows)
     frame["same paths"] = same
     frame["speed-up"] = frame["seconds / path"].iloc[1] / frame["seconds / path"]

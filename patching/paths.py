@@ -720,10 +720,16 @@ def joint_attribution_score(
         sites = paths.sites
     sites = mlp_sites(model) if sites is None else list(sites)
     runner = _SiteRunner(model, sites, position, forward)
-    h, logits = runner.capture(inputs)
-    t = _targets(targets, len(h[0]), logits.shape[-1]).to(logits.device)
-    path = _validated(_as_path_list(paths), h, sites)
-    return _jas_of(runner, inputs, t, h, [p.to(h[0].device) for p in path], steps, ig_batch).cpu()
+    tt = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    scores = []
+    for sl, x in _batches(inputs, 16):
+        if isinstance(position, torch.Tensor) and position.ndim > 0:
+            runner.position = position.reshape(-1)[sl]
+        h, logits = runner.capture(x)
+        t = _targets(tt[sl] if tt.numel() > 1 else tt, len(h[0]), logits.shape[-1]).to(logits.device)
+        path = _validated(_as_path_list(paths, sl), h, sites)
+        scores.append(_jas_of(runner, x, t, h, [p.to(h[0].device) for p in path], steps, ig_batch).cpu())
+    return torch.cat(scores)
 
 
 def _validated(path: list[torch.Tensor], h: list[torch.Tensor], sites) -> list[torch.Tensor]:
