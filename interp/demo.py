@@ -112,16 +112,23 @@ def _section_labels(report, args) -> None:
 
 
 def _section_similarity(report, args) -> None:
-    import interp
+    from interp.similarity.compare import expand_sites, random_weights
     from interp.similarity.report import add_profile_section
 
+    import interp
+
     k92 = interp.data.load("kriegeskorte92")
-    model, preprocess = interp.models.load("resnet20-cifar10")
-    human = k92.rdms.sel(rdm="human_IT_s*")
-    profile = interp.compare(model, k92.images, human, sites=["layer1", "layer2", "layer3"], preprocess=preprocess,
-                             spatial="mean", n_boot=100 if args.quick else 500, progress=False,
-                             model_name="resnet20-cifar10", recording_name="human IT (8 RDMs)")
-    add_profile_section(report, [profile], ["resnet20-cifar10"])
+    human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions
+    model, preprocess = interp.models.load("efficientnet-lite0")
+    sites = expand_sites(model, "_blocks.*")
+    ids = k92.stimuli["stimulus"].tolist()
+    kw = dict(method="rsa:spearman", n_boot=100 if args.quick else 300, seed=0, progress=False)
+    profiles = []
+    for name, net in (("efficientnet-lite0 (ImageNet)", model), ("same architecture, random weights", random_weights(model, seed=0))):
+        acts = interp.capture(net, list(k92.images), sites, preprocess=preprocess, sample_ids=ids, progress=False)
+        profiles.append(interp.compare(acts, None, human, model_name=name, **kw))
+    add_profile_section(report, profiles, [p.attrs.get("model", "") for p in profiles],
+                        title="brain similarity: efficientnet-lite0 blocks vs human IT (kriegeskorte92)")
 
 
 def _section_decompose(report, args) -> None:
