@@ -260,3 +260,24 @@ def test_cli_decompose(planted, tmp_path, capsys):
     bad = main(["decompose", "--activations", str(path), "--method", "topk", "--n-components", "8", "--k", "16",
                 "--out", str(tmp_path / "x.safetensors")])
     assert bad == 2 and "k=16 is larger" in capsys.readouterr().err
+
+
+def test_dead_latent_handling(planted):
+    """ReLU: dead latents are resampled towards badly reconstructed inputs; BatchTopK: the inference
+    threshold keeps about k latents active per row."""
+    x = planted.X.data
+    relu = ReLUSAE(n_components=16, l1_coefficient=1.0, resample_every=0, dead_after=256, lr=3e-3, batch_size=256,
+                   n_epochs=2, verbose=False).fit(x)
+    with torch.no_grad():  # kill latent 3: it can never fire again on its own
+        relu.b_enc_[3] = -1e3
+    relu._samples_since_fired[3] = 10**6
+    relu._last_batch = (x[:256] * relu.input_scale_, torch.zeros(256, 64))
+    assert relu.dead_latents_[3]
+    n = relu.resample_dead()
+    assert n >= 1 and relu.b_enc_[3] == 0 and not relu.dead_latents_[3]
+    assert float(relu.components_[3].norm()) == pytest.approx(1.0, abs=1e-5)
+    cos = torch.nn.functional.cosine_similarity(relu.components_[3:4], x[:256] * relu.input_scale_ - relu.b_dec_)
+    assert float(cos.max()) == pytest.approx(1.0, abs=1e-4)  # the new direction is one of the inputs
+    btk = BatchTopKSAE(k=4, **COMMON).fit(planted.X)
+    assert float(btk.threshold_) > 0
+    assert 2 <= btk.evaluate(planted.X).l0 <= 6
