@@ -104,6 +104,7 @@ def ridge_cv_scores(X: torch.Tensor, Y: torch.Tensor, splits: Sequence, alphas: 
             Xtr, Xte = Xtr - mx, Xte - mx
         dec = _Decomposition(Xtr, Xte, _choose_solver(solver, Xtr.shape[0], Xtr.shape[1]))
         fac = dec.factors(alphas)
+        resolution = (dec.T[None] * fac[:, None, :]).reshape(-1, dec.T.shape[1])
         for start in range(0, n_targets, batch):
             sl = slice(start, start + batch)
             Ytr, Yte = Y[tr_t, sl], Y[te_t, sl]
@@ -111,9 +112,9 @@ def ridge_cv_scores(X: torch.Tensor, Y: torch.Tensor, splits: Sequence, alphas: 
                 my = Ytr.mean(0, keepdim=True)
                 Ytr, Yte = Ytr - my, Yte - my
             UtY = dec.U.T @ Ytr
-            for a in range(len(alphas)):
-                pred = dec.T @ (fac[a][:, None] * UtY)
-                scores[f, a, sl] = _score(Yte, pred[None], scoring)[0]
+            # every α in one GEMM: (n_alphas * n_test, k) @ (k, t)
+            pred = (resolution @ UtY).reshape(len(alphas), Yte.shape[0], -1)
+            scores[f, :, sl] = _score(Yte, pred, scoring)
     return scores
 
 
