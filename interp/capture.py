@@ -236,11 +236,15 @@ def _spatial(value: torch.Tensor, dims: list[str], spatial: str) -> tuple[torch.
 
 
 # ------------------------------------------------------------------------- hooks
+class _StopForward(Exception):
+    """Raised by the last hook to end a forward pass whose remaining layers nobody needs."""
+
+
 class _Recorder:
     """Installs hooks that keep each site's value for the current batch."""
 
-    def __init__(self, model: nn.Module, sites: list[str], keep_graph: bool) -> None:
-        self.model, self.sites, self.keep_graph = model, sites, keep_graph
+    def __init__(self, model: nn.Module, sites: list[str], keep_graph: bool, stop_early: bool = False) -> None:
+        self.model, self.sites, self.keep_graph, self.stop_early = model, sites, keep_graph, stop_early
         self.values: dict[str, torch.Tensor] = {}
         self.handles: list[Any] = []
 
@@ -250,6 +254,8 @@ class _Recorder:
         if not isinstance(value, torch.Tensor):
             raise InputTypeError(f"site {site!r} produced a {type(value).__name__}, not a tensor; pick another site")
         self.values[site] = value if self.keep_graph else value.detach()
+        if self.stop_early and len(self.values) == len(self.sites):
+            raise _StopForward
 
     def __enter__(self) -> _Recorder:
         if is_bridge(self.model):
@@ -394,6 +400,9 @@ def capture(
         One id per input, recorded as the ``id`` sample coordinate.
     dtype, out_device:
         Dtype and device of the returned data (``dtype=None`` keeps the model's).
+    keep_outputs:
+        Also keep the model outputs (``result.outputs``). Without it (and without ``grads``) the
+        forward pass stops as soon as the last site has been computed, skipping later layers.
 
     Returns
     -------
@@ -440,8 +449,12 @@ def capture(
     try:
         for batch in batches:
             keep_graph = grads is not None
-            with _Recorder(model, resolved, keep_graph) as rec, torch.set_grad_enabled(keep_graph):
-                out = _forward(model, batch, device)
+            stop_early = not keep_graph and not keep_outputs
+            with _Recorder(model, resolved, keep_graph, stop_early) as rec, torch.set_grad_enabled(keep_graph):
+                try:
+                    out = _forward(model, batch, device)
+                except _StopForward:
+                    out = None
                 if grads is not None:
                     metric = grads(out, batch)
                     if not isinstance(metric, torch.Tensor) or metric.numel() != 1:

@@ -101,3 +101,18 @@ def test_bad_input_errors(tiny_bridge, tiny_cnn):
         interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", positions="middle", progress=False)
     with pytest.raises(interp.InputTypeError):
         interp.capture("not a model", x, "a")
+
+
+def test_forward_stops_after_the_last_site_unless_outputs_are_needed(tiny_bridge):
+    x = torch.randint(0, 50, (2, 6))
+    fired = []
+    tiny_bridge.hook_dict["blocks.1.hook_resid_post"].add_hook(lambda v, hook: fired.append(1))
+    try:
+        early = interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", progress=False)
+        assert fired == []
+        full = interp.capture(tiny_bridge, x, ["blocks.0.hook_resid_post"], keep_outputs=True, progress=False)
+        assert fired == [1]
+        assert torch.equal(early.data, full["blocks.0.hook_resid_post"].data)
+        assert torch.allclose(full.outputs, tiny_bridge(x), atol=1e-6)
+    finally:
+        tiny_bridge.hook_dict["blocks.1.hook_resid_post"].remove_hooks("fwd")
