@@ -122,7 +122,13 @@ def comparison(kind: str, n: int, steps: int, n_random: int, methods=P.METHODS
 
 
 def _md(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4g")
+    """Markdown table without the optional `tabulate` dependency."""
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
