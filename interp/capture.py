@@ -52,7 +52,11 @@ def _site_names(model: nn.Module) -> list[str]:
 
 def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
     """Expand globs and check that every site exists; unknown names raise :class:`SiteError`
-    with the closest names suggested. Order follows the model's own order of sites."""
+    with the closest names suggested. Order follows the model's own order of sites.
+
+    A ``*`` matches within one dotted component when it can (``"_blocks.*"`` gives the blocks, not all of
+    their submodules); otherwise it matches across dots (``"*hook_resid_pre"``).
+    """
     patterns = [sites] if isinstance(sites, str) else list(sites)
     if not patterns:
         raise SiteError("no sites given; pass hook names (bridges) or module paths (nn.Module)")
@@ -65,7 +69,13 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
             raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
         if suffix and is_bridge(model):
             raise SiteError(f"site {pattern!r}: ':input'/':output' suffixes are for nn.Module paths; bridges use hook names")
-        matched = [n for n in names if fnmatch.fnmatchcase(n, base)] if any(c in base for c in "*?[") else ([base] if base in known else [])
+        if any(c in base for c in "*?["):
+            matched = [n for n in names if fnmatch.fnmatchcase(n, base)]
+            # '*' prefers to stay within one path component: '_blocks.*' is the blocks, not every submodule;
+            # a pattern that matches nothing that way ('*hook_resid_pre') falls back to crossing dots
+            matched = [n for n in matched if n.count(".") == base.count(".")] or matched
+        else:
+            matched = [base] if base in known else []
         if not matched:
             hint = closest(base, names, n=5)
             kind = "hook names" if is_bridge(model) else "module paths"

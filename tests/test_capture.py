@@ -116,3 +116,13 @@ def test_forward_stops_after_the_last_site_unless_outputs_are_needed(tiny_bridge
         assert torch.allclose(full.outputs, tiny_bridge(x), atol=1e-6)
     finally:
         tiny_bridge.hook_dict["blocks.1.hook_resid_post"].remove_hooks("fwd")
+
+
+def test_glob_stays_within_one_component_when_it_can(tiny_cnn, tiny_bridge):
+    nested = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), torch.nn.Linear(2, 1))
+    assert interp.capture.__module__ == "interp.capture"
+    from interp.capture import resolve_sites
+
+    assert resolve_sites(nested, "*") == ["0", "1"]
+    assert resolve_sites(nested, "0.*") == ["0.0", "0.1"]
+    assert resolve_sites(tiny_bridge, "*hook_resid_pre") == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]

@@ -197,18 +197,11 @@ def _model_activations(model: Any, stimuli: Any, sites: Any, stimulus_ids: Seque
 
 
 def expand_sites(model: torch.nn.Module, sites: str | Sequence[str]) -> list[str]:
-    """Expand globs where ``*`` stays within one path component: ``"_blocks.*"`` gives ``_blocks.0``,
-    ``_blocks.1``, ... but not their submodules (``fnmatch`` alone would match every nested module)."""
+    """Expand globs (``"_blocks.*"`` gives ``_blocks.0``, ``_blocks.1``, ... but not their submodules);
+    the rule lives in :func:`interp.capture.resolve_sites`."""
     from ..capture import resolve_sites
 
-    patterns = [sites] if isinstance(sites, str) else list(sites)
-    out: list[str] = []
-    for pattern in patterns:
-        names = resolve_sites(model, pattern)
-        if any(ch in pattern for ch in "*?["):
-            names = [n for n in names if n.count(".") == pattern.count(".")] or names
-        out.extend(n for n in names if n not in out)
-    return out
+    return resolve_sites(model, sites)
 
 
 def _sample_ids(acts: Activations) -> list | None:
