@@ -244,7 +244,8 @@ class ActivationStore:
     def _shard(self, name: str, i: int) -> np.ndarray:
         key = (name, i)
         if key not in self._memmaps:
-            self._memmaps[key] = np.load(self.path / "shards" / _safe(name) / f"{i:05d}.npy", mmap_mode="r")
+            # a plain ndarray view of the memmap: fancy indexing skips the memmap subclass machinery
+            self._memmaps[key] = np.asarray(np.load(self.path / "shards" / _safe(name) / f"{i:05d}.npy", mmap_mode="r"))
         return self._memmaps[key]
 
     def _offsets(self) -> np.ndarray:
@@ -259,16 +260,18 @@ class ActivationStore:
         if index.size and (index.min() < 0 or index.max() >= self.n_rows):
             raise DimensionError(f"row index out of range for a store of {self.n_rows} rows")
         offsets = self._offsets()
-        shard_of = np.searchsorted(offsets, index, side="right") - 1
         out = np.empty((index.size, *self._spec(name)["shape"]), dtype=self.manifest["dtype"])
-        order = np.argsort(index, kind="stable")
-        sorted_shards = shard_of[order]
-        bounds = np.flatnonzero(np.diff(sorted_shards)) + 1
-        for group in np.split(order, bounds):
-            if group.size == 0:
-                continue
-            s = int(shard_of[group[0]])
-            out[group] = self._shard(name, s)[index[group] - offsets[s]]
+        ordered = bool(np.all(index[1:] >= index[:-1])) if index.size > 1 else True
+        order = None if ordered else np.argsort(index, kind="stable")
+        sorted_index = index if ordered else index[order]
+        target = out if ordered else np.empty_like(out)
+        bounds = np.searchsorted(sorted_index, offsets)
+        for s in range(len(offsets) - 1):
+            a, b = int(bounds[s]), int(bounds[s + 1])
+            if a < b:
+                target[a:b] = self._shard(name, s)[sorted_index[a:b] - offsets[s]]
+        if not ordered:
+            out[order] = target
         return out
 
     def sample_coords(self) -> pd.DataFrame:
@@ -320,6 +323,8 @@ class ActivationStore:
                 idx = order[start : start + batch_size]
                 if drop_last and idx.size < batch_size:
                     break
+                if shuffle:  # the order inside a random minibatch carries no information; sorted reads are faster
+                    idx = np.sort(idx)
                 yield torch.from_numpy(self.rows(name, idx)).to(device)
 
     # ------------------------------------------------------------------- export
