@@ -112,10 +112,9 @@ def _section_labels(report, args) -> None:
 
 
 def _section_similarity(report, args) -> None:
+    import interp
     from interp.similarity.compare import expand_sites, random_weights
     from interp.similarity.report import add_profile_section
-
-    import interp
 
     k92 = interp.data.load("kriegeskorte92")
     human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions

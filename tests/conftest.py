@@ -31,3 +31,12 @@ def tiny_cnn():
         torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)
     )
     return net.eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's small torch ops on one thread (many times faster on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -22,7 +22,8 @@ from interp.decompose import (
 )
 from interp.decompose.metrics import ReconstructionAccumulator
 
-torch.set_num_threads(1)  # small matrices: one thread is many times faster on a shared 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
+
 
 COMMON = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, verbose=False)
 

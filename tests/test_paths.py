@@ -11,6 +11,8 @@ from torch import nn
 from interp.errors import ConfigError, DimensionError, InterpError, SiteError
 from patching import paths as P
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
+
 # ------------------------------------------------------------------------------------------------
 # A tiny ViT on scikit-learn digits (8x8, 2x2 patches, CLS at position 0), trained in ~2 s
 # ------------------------------------------------------------------------------------------------
@@ -55,15 +57,6 @@ class TinyViT(nn.Module):
         for blk in self.blocks:
             z = blk(z)
         return self.head(self.norm(z)[:, 0])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread on a shared, busy machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,9 @@ from probes import (
     split_half_ceiling,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
+
 himalaya = pytest.importorskip("himalaya")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_himalaya_readme_alphas():

@@ -26,17 +26,10 @@ from interp.similarity import (
     upper_tri,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
+
 rsatoolbox = pytest.importorskip("rsatoolbox")
 K92 = "/work/shared/data/kriegeskorte92"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the 2-core CI machine is shared; small torch ops run much faster single-threaded
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

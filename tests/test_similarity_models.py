@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import interp
 from interp.similarity.compare import random_weights
@@ -11,7 +10,6 @@ from interp.similarity.compare import random_weights
 
 @pytest.mark.slow
 def test_trained_efficientnet_beats_random_weights_on_human_it():
-    torch.set_num_threads(1)
     k92 = interp.data.load("kriegeskorte92")
     human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions
     model, preprocess = interp.models.load("efficientnet-lite0")

@@ -12,13 +12,7 @@ from interp.errors import ConfigError, MismatchError, NaNError
 from interp.similarity import RDMs, cka, compare_rdms, rdm, rsa_noise_ceiling
 from interp.similarity.compare import SimilarityProfile, random_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
 
 
 @pytest.fixture(scope="module")
