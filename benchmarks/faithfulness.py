@@ -59,19 +59,21 @@ def ig_effects(model, pairs, kind: str, steps: int) -> tuple[torch.Tensor, int, 
     return torch.stack(rows), fwd, bwd
 
 
-def evaluate(model, name: str, groups, kinds, ig_steps: int) -> pd.DataFrame:
-    pooled: dict[tuple[str, str], list[np.ndarray]] = {}
+def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | None = None) -> pd.DataFrame:
+    """Pearson r per (kind, method); IG runs on the first ``ig_groups`` groups only (default all) and is
+    correlated with activation patching on those same groups."""
+    pooled: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     cost: dict[tuple[str, str], list[int]] = {}
     seconds: dict[tuple[str, str], float] = {}
 
     def add(kind, method, values, fwd, bwd, dt, first):
-        pooled.setdefault((kind, method), []).append(_cells(kind, first, values))
+        pooled.setdefault((kind, method), {})[index] = _cells(kind, first, values)
         c = cost.setdefault((kind, method), [0, 0])
         c[0] += fwd
         c[1] += bwd
         seconds[(kind, method)] = seconds.get((kind, method), 0.0) + dt
 
-    for pairs in groups:
+    for index, pairs in enumerate(groups):
         metric = pairs.metric()
         first = pairs.first_difference()
         for kind in kinds:
@@ -87,7 +89,7 @@ def evaluate(model, name: str, groups, kinds, ig_steps: int) -> pd.DataFrame:
             dt = (time.perf_counter() - t) / len(kinds)
             for kind in kinds:  # one pass scores every kind: charge the cost once, to the first kind
                 add(kind, method, res[kind].values, 2 if kind == kinds[0] else 0, 1 if kind == kinds[0] else 0, dt, first)
-        if ig_steps:
+        if ig_steps and (ig_groups is None or index < ig_groups):
             for kind in kinds:
                 t = time.perf_counter()
                 values, fwd, bwd = ig_effects(model, pairs, kind, ig_steps)
@@ -95,10 +97,11 @@ def evaluate(model, name: str, groups, kinds, ig_steps: int) -> pd.DataFrame:
 
     rows = []
     for (kind, method), parts in pooled.items():
-        x = np.concatenate(parts)
-        truth = np.concatenate(pooled[(kind, "activation patching")])
+        x = np.concatenate(list(parts.values()))
+        truth = np.concatenate([pooled[(kind, "activation patching")][i] for i in parts])
         r = 1.0 if method == "activation patching" else float(np.corrcoef(truth, x)[0, 1])
-        rows.append(dict(model=name, component=KIND_NAMES[kind], method=method, pearson_r=round(r, 3), cells=len(x),
+        rows.append(dict(model=name, component=KIND_NAMES[kind], method=method, pearson_r=round(r, 3),
+                         pairs=sum(len(groups[i]) for i in parts), cells=len(x),
                          forward_passes=cost[(kind, method)][0], backward_passes=cost[(kind, method)][1],
                          seconds=round(seconds[(kind, method)], 1)))
     return pd.DataFrame(rows)
@@ -119,6 +122,8 @@ def main() -> None:
     parser.add_argument("--smollm2-kinds", default="resid_pre,attn_out,mlp_out,z")
     parser.add_argument("--ig-steps", type=int, default=8)
     parser.add_argument("--smollm2-ig-steps", type=int, default=None, help="default: --ig-steps")
+    parser.add_argument("--smollm2-ig-groups", type=int, default=1,
+                        help="IG on smollm2 runs on this many template groups (it costs steps x layers passes)")
     parser.add_argument("--skip-smollm2", action="store_true")
     args = parser.parse_args()
     tables = []
@@ -132,7 +137,8 @@ def main() -> None:
         model, _ = interp.models.load("smollm2-135m")
         groups = datasets.ioi_pairs(model, args.smollm2_pairs, templates=datasets.IOI_TEMPLATES[:args.smollm2_templates])
         steps = args.ig_steps if args.smollm2_ig_steps is None else args.smollm2_ig_steps
-        tables.append(evaluate(model, "smollm2-135m", groups, args.smollm2_kinds.split(","), steps))
+        tables.append(evaluate(model, "smollm2-135m", groups, args.smollm2_kinds.split(","), steps,
+                               args.smollm2_ig_groups))
         print(markdown(tables[-1]), flush=True)
     table = pd.concat(tables, ignore_index=True)
     command = "python benchmarks/faithfulness.py " + " ".join(
@@ -148,10 +154,12 @@ Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; load average {load:.1
 Per component kind, the estimated effect of each patch (AtP, RelP with the default LN/Identity/Half
 rules, RelP plus the AH-rule, integrated gradients from the clean to the corrupted activation at
 one layer at a time) is correlated (Pearson r) with the measured denoising effect of activation
-patching, pooled over the prompt groups. Cells at positions before the first differing token are
+patching, pooled over the prompt groups (IG on smollm2-135m: over the first
+{args.smollm2_ig_groups} template group(s), against activation patching on the same group(s)). Cells at positions before the first differing token are
 left out (every method gives exactly 0 there). Cost: forward/backward passes over the batch
 (AtP/RelP score every kind in the same 2 forward + 1 backward passes; the cost is listed on the
-first kind). induction-2l is attention-only without normalisation, so its RelP differs from AtP
+first kind; IG costs passes per layer). `pairs` is the number of clean/corrupted prompt pairs the row
+is pooled over. induction-2l is attention-only without normalisation, so its RelP differs from AtP
 only through the AH-rule.
 
 {markdown(table)}

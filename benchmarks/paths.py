@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-lm", action="store_true")
+    ap.add_argument("--skip-digits", action="store_true", help="smollm2-135m only (write with --out elsewhere)")
     ap.add_argument("--lm-prompts", type=int, default=len(P.FACTUAL_PROMPTS), help="factual prompts for smollm2")
     ap.add_argument("--lm-steps", type=int, default=20, help="Riemann steps for smollm2")
     ap.add_argument("--lm-methods", default="jas,activation,influence,random")
@@ -143,13 +144,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     q = args.quick
     sections = [f"# Neuron paths (patching.paths)\n\nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
-                f"{' --skip-lm' if args.skip_lm else ''}`  \nMachine: {_machine()}  \n"
+                f"{' --skip-lm' if args.skip_lm else ''}{' --skip-digits' if args.skip_digits else ''}"
+                f"{'' if args.skip_lm else f' --lm-prompts {args.lm_prompts} --lm-steps {args.lm_steps}'}"
+                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods}'}`  \nMachine: {_machine()}  \n"
                 f"Date: {time.strftime('%Y-%m-%d %H:%M')}\n"]
 
-    print("== cost: digits-vit ==", flush=True)
-    c1 = cost("digits-vit", 4 if q else 16, 20, 16)
-    print(c1.to_string(index=False), flush=True)
-    tables = [c1]
+    tables = []
+    if not args.skip_digits:
+        print("== cost: digits-vit ==", flush=True)
+        tables.append(cost("digits-vit", 4 if q else 16, 20, 16))
+        print(tables[-1].to_string(index=False), flush=True)
     if not args.skip_lm:
         print("== cost: smollm2-135m ==", flush=True)
         c2 = cost("smollm2-135m", 1, args.lm_cost_steps, 1)
@@ -162,7 +166,7 @@ def main(argv=None) -> int:
                     "divided by the number of paths); smollm2-135m: one prompt. Each variant ran in a fresh "
                     "process; peak RSS includes the model and Python.\n\n" + _md(pd.concat(tables)))
 
-    runs = [("digits-vit", 24 if q else 200, 5, 20, P.METHODS)]
+    runs = [] if args.skip_digits else [("digits-vit", 24 if q else 200, 5, 20, P.METHODS)]
     if not args.skip_lm:
         runs.append(("smollm2-135m", args.lm_prompts, 3, args.lm_steps, tuple(args.lm_methods.split(","))))
     for kind, n, n_random, steps, methods in runs:

@@ -15,10 +15,10 @@ interpret activation patching"; the TransformerLens ``patching`` module.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -132,6 +132,78 @@ class _SharedPrefix:
         return torch.cat([self.prefix_logits.repeat_interleave(n, 0).to(suffix.dtype), suffix], dim=1)
 
 
+class _SkipBlocks:
+    """Replay the recorded outputs of the blocks below the lowest patched one instead of computing them.
+
+    A patch at block ``L`` cannot change blocks ``0..L-1`` (they run before it), so their output
+    is the base run's, repeated once per patch. Checked against a full forward pass first.
+    """
+
+    def __init__(self, blocks: nn.ModuleList, outputs: list[Any], batch: int) -> None:
+        self.blocks, self.outputs, self.batch = blocks, outputs, batch
+        self.owner = {id(m): i for i, block in enumerate(blocks) for m in block.modules()}
+
+    @classmethod
+    def build(cls, model: nn.Module, runner: Callable[[torch.Tensor, int], torch.Tensor], base: torch.Tensor,
+              base_out: torch.Tensor) -> _SkipBlocks | None:
+        blocks = getattr(model, "blocks", None)
+        if not isinstance(blocks, nn.ModuleList) or len(blocks) < 2:
+            return None
+        outputs: list[Any] = [None] * len(blocks)
+
+        def keeper(i: int) -> Callable:
+            def keep(module: nn.Module, args: Any, out: Any) -> None:
+                outputs[i] = _map_tensors(out, lambda t: t.detach())
+            return keep
+
+        handles = [block.register_forward_hook(keeper(i)) for i, block in enumerate(blocks)]
+        try:
+            with torch.no_grad():
+                runner(base, 1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if any(o is None for o in outputs):
+            return None
+        skipper = cls(blocks, outputs, int(base.shape[0]))
+        try:
+            with torch.no_grad(), skipper.skip(len(blocks) - 1, 1):
+                check = runner(base, 1)
+        except Exception:  # noqa: BLE001 - any failure means: no block replay for this model
+            return None
+        scale = max(float(base_out.detach().abs().max()), 1.0)
+        if check.shape != base_out.shape or float((check - base_out).abs().max()) > 1e-4 * scale:
+            return None
+        return skipper
+
+    def first_block(self, model: nn.Module, site: str) -> int:
+        """Index of the block whose forward fires ``site`` (0 when it fires outside every block)."""
+        point = model.hook_dict.get(site) if _hooks.is_bridge(model) else dict(model.named_modules()).get(site)
+        return self.owner.get(id(point), 0)
+
+    @contextlib.contextmanager
+    def skip(self, upto: int, n: int) -> Iterator[None]:
+        """Within the block, blocks ``0..upto-1`` return their recorded output, repeated ``n`` times."""
+        for i in range(upto):
+            replay = _map_tensors(self.outputs[i], lambda t: t.repeat_interleave(n, 0) if t.ndim and t.shape[0] ==
+                                  self.batch else t)
+            # object.__setattr__: bridge components forward attribute writes to the wrapped module
+            object.__setattr__(self.blocks[i], "forward", lambda *args, replay=replay, **kwargs: replay)
+        try:
+            yield
+        finally:
+            for i in range(upto):
+                self.blocks[i].__dict__.pop("forward", None)
+
+
+def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map_tensors(o, fn) for o in obj)
+    return obj
+
+
 def activation_patching(
     model: nn.Module,
     clean: Any,
@@ -147,6 +219,7 @@ def activation_patching(
     max_rows: int = 512,
     skip_identical: bool = True,
     reuse_prefix: bool = True,
+    replay_blocks: bool = True,
     progress: bool = False,
 ) -> PatchingResult:
     """Patch activations cell by cell and record the metric.
@@ -172,6 +245,9 @@ def activation_patching(
             Hugging Face model with a KV cache, compute that prefix once and run only the rest of the
             sequence for each patch (checked against a full forward pass first; exact up to float
             rounding). Patches inside the prefix are no-ops and are skipped.
+        replay_blocks: patches are grouped by the first block they touch; the blocks before it are
+            not computed, their recorded output from the base run is replayed (checked against a
+            full forward pass first).
 
     Returns:
         :class:`PatchingResult` with ``values[layer, ...]`` = metric after the patch.
@@ -231,9 +307,18 @@ def activation_patching(
         pos_at = dims.index("pos")
         cells = [c for c in cells if coords["pos"][c[pos_at]] >= offset]
 
-    chunks = range(0, len(cells), k)
-    for start in tqdm(chunks, disable=not progress, desc=f"patching {label}"):
-        chunk = cells[start:start + k]
+    def runner(inputs: torch.Tensor, n: int) -> torch.Tensor:
+        return prefix.run(inputs, n) if prefix is not None else _hooks.run(model, inputs)
+
+    base_out = clean_out if direction == "noise" else corrupted_out
+    skipper = _SkipBlocks.build(model, runner, base, base_out) if replay_blocks and cells else None
+    first_block = {i: skipper.first_block(model, name) if skipper else 0 for i, name in enumerate(names)}
+    groups: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    for cell in cells:
+        groups[first_block[cell[0]]].append(cell)
+    chunks = [(upto, group[start:start + k]) for upto, group in sorted(groups.items())
+              for start in range(0, len(group), k)]
+    for upto, chunk in tqdm(chunks, disable=not progress, desc=f"patching {label}"):
         n = len(chunk)
         per_site: dict[int, list[tuple[int, tuple[Any, ...]]]] = defaultdict(list)
         for copy, cell in enumerate(chunk):
@@ -251,8 +336,9 @@ def activation_patching(
             return hook
 
         inputs = base.repeat_interleave(n, 0)
-        with torch.no_grad(), _hooks.hooks(model, [(names[i], patcher(i)) for i in per_site]):
-            out = prefix.run(inputs, n) if prefix is not None else _hooks.run(model, inputs)
+        replay = skipper.skip(upto, n) if skipper is not None else contextlib.nullcontext()
+        with torch.no_grad(), replay, _hooks.hooks(model, [(names[i], patcher(i)) for i in per_site]):
+            out = runner(inputs, n)
         for copy, cell in enumerate(chunk):
             values[cell] = float(evaluate(metric, out[copy::n]))
 
@@ -260,7 +346,8 @@ def activation_patching(
                           metric=getattr(metric, "name", getattr(metric, "__name__", "metric")),
                           clean_value=clean_value, corrupted_value=corrupted_value, direction=direction,
                           n_forward=2 + len(cells), n_backward=0,
-                          extra={"forward_calls": 1 + math.ceil(len(cells) / k), "patches_per_call": k,
+                          extra={"forward_calls": 1 + len(chunks) + 2 * (skipper is not None), "patches_per_call": k,
+                                 "blocks_replayed": sum(upto * len(chunk) for upto, chunk in chunks),
                                  "cells": len(all_cells), "skipped": len(all_cells) - len(cells),
                                  "shared_prefix": offset})
 

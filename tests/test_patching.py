@@ -78,6 +78,7 @@ def test_activation_patching_matches_transformer_lens(mlp_model, pair, kind):
         assert ours.extra["skipped"] == 2 * 3
     torch.testing.assert_close(ours.values, reference.double(), atol=1e-4, rtol=0)
     assert ours.values.std() > 0  # the sweep is not trivially constant
+    assert ours.extra["blocks_replayed"] > 0  # layer-1 patches replayed block 0 instead of computing it
 
 
 def test_noising_is_denoising_with_roles_swapped(mlp_model, pair):

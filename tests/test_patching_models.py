@@ -78,6 +78,7 @@ def test_smollm2_matches_transformer_lens_on_selected_cells(smollm2):
         ours = patching.activation_patching(smollm2, pairs.clean, pairs.corrupted, metric, kind, layers=layers,
                                             index={"pos": positions})
         assert ours.extra["shared_prefix"] == first  # the KV-cache path was used and checked
+        assert ours.extra["blocks_replayed"] == 29 * 2  # layer-29 patches did not recompute blocks 0-28
         torch.testing.assert_close(ours.values.reshape(-1), reference.double(), atol=1e-4, rtol=0)
     heads = pd.DataFrame([(20, h) for h in (0, 5)], columns=["layer", "head_index"])
     reference = tlp.generic_activation_patch(smollm2, pairs.corrupted, cache, metric,
@@ -85,6 +86,10 @@ def test_smollm2_matches_transformer_lens_on_selected_cells(smollm2):
     ours = patching.activation_patching(smollm2, pairs.clean, pairs.corrupted, metric, "z", layers=[20],
                                         index={"head": [0, 5]})
     torch.testing.assert_close(ours.values.reshape(-1), reference.double(), atol=1e-4, rtol=0)
+    plain = patching.activation_patching(smollm2, pairs.clean, pairs.corrupted, metric, "z", layers=[20],
+                                         index={"head": [0, 5]}, replay_blocks=False, reuse_prefix=False)
+    assert plain.extra["blocks_replayed"] == 0 and ours.extra["blocks_replayed"] == 20 * 2
+    torch.testing.assert_close(ours.values, plain.values, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
