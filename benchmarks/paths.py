@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     sections = [f"# Neuron paths (patching.paths)\n\nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
                 f"{' --skip-lm' if args.skip_lm else ''}{' --skip-digits' if args.skip_digits else ''}"
                 f"{'' if args.skip_lm else f' --lm-prompts {args.lm_prompts} --lm-steps {args.lm_steps}'}"
-                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods}'}`  \nMachine: {_machine()}  \n"
+                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods} --lm-cost-steps {args.lm_cost_steps}'}`  \nMachine: {_machine()}  \n"
                 f"Date: {time.strftime('%Y-%m-%d %H:%M')}\n"]
 
     tables = []
@@ -160,7 +160,8 @@ def main(argv=None) -> int:
         print(c2.to_string(index=False), flush=True)
         tables.append(c2)
     sections.append("## Cost per path: batched joint IG vs per-step loop\n\nOne JAS path = L layer searches; "
-                    "each search integrates over m = 20 steps. Batched: one forward + one backward per layer on "
+                    "each search integrates over m steps (20 for digits-vit, "
+                    f"{args.lm_cost_steps} for smollm2-135m). Batched: one forward + one backward per layer on "
                     "m x batch rows; loop: m forwards + m backwards per layer. Both give the same paths "
                     "(`same paths`). digits-vit: 16 test images searched as one batch (passes are per batch, "
                     "divided by the number of paths); smollm2-135m: one prompt. Each variant ran in a fresh "
