@@ -269,7 +269,8 @@ class ActivationStore:
         for s in range(len(offsets) - 1):
             a, b = int(bounds[s]), int(bounds[s + 1])
             if a < b:
-                target[a:b] = self._shard(name, s)[sorted_index[a:b] - offsets[s]]
+                # take into the output slice: no temporary (mode="clip": indices were checked above)
+                np.take(self._shard(name, s), sorted_index[a:b] - offsets[s], axis=0, out=target[a:b], mode="clip")
         if not ordered:
             out[order] = target
         return out

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import interp
+from interp.errors import DimensionError
 from interp.store import ActivationStore
 
 
@@ -42,6 +43,10 @@ def test_minibatches_cover_every_row_once(tmp_path):
     assert not torch.equal(seen, torch.from_numpy(full))  # shuffled
     idx = np.array([19, 0, 7, 6, 13])
     assert np.array_equal(store.rows("a", idx), full[idx])
+    for idx in (np.array([0, 5, 6, 6, 11, 12, 19]), np.array([12, 12, 3, 18, 0, 5, 6])):  # sorted/unsorted, repeats
+        assert np.array_equal(store.rows("a", idx), full[idx])
+    with pytest.raises(DimensionError):
+        store.rows("a", [20])
     assert store.sample_coords()["row"].tolist() == list(range(20))
 
 
