@@ -120,3 +120,25 @@ def test_concat(acts):
     assert both.shape == (5, 2, 3) and both.coord("stimulus").tolist()[-1] == "s0"
     with pytest.raises(interp.DimensionError):
         interp.concat([acts, acts.isel(unit=[0])], dim="sample")
+
+
+def test_atomic_write_leaves_a_normal_file_and_nothing_half_written(tmp_path):
+    import os
+
+    from interp.tensor import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("done"))
+        assert (tmp_path / "a.txt").read_text() == "done"
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600
+
+        def fail(tmp):
+            open(tmp, "w").write("half")
+            raise RuntimeError("interrupted")
+
+        with pytest.raises(RuntimeError):
+            atomic_write(tmp_path / "b.txt", fail)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    finally:
+        os.umask(old)
