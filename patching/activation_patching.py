@@ -92,6 +92,13 @@ def _shift(sel: tuple[Any, ...], offset: int) -> tuple[Any, ...]:
     return (sel[0], sel[1] - offset) + tuple(sel[2:])
 
 
+def _agrees(shortcut: torch.Tensor, full: torch.Tensor) -> bool:
+    """Whether a shortcut's output equals the full forward pass's (to 1e-4 of the output's scale)."""
+    full = full.detach()
+    scale = max(float(full.abs().max()), 1.0)
+    return shortcut.shape == full.shape and float((shortcut - full).abs().max()) <= 1e-4 * scale
+
+
 class _SharedPrefix:
     """KV cache of the token prefix shared by clean and corrupted inputs (causal bridges only)."""
 
@@ -116,10 +123,7 @@ class _SharedPrefix:
                 check = probe.run(base, 1)
         except Exception:  # noqa: BLE001 - any failure means: no KV-cache path for this model
             return None
-        scale = float(base_out.abs().max()) or 1.0
-        if check.shape != base_out.shape or float((check - base_out).abs().max()) > 1e-4 * max(scale, 1.0):
-            return None
-        return probe
+        return probe if _agrees(check, base_out) else None
 
     def run(self, inputs: torch.Tensor, n: int) -> torch.Tensor:
         """Forward the suffix of ``inputs`` (example-major, ``n`` copies per example) on the cached prefix."""
@@ -150,9 +154,11 @@ class _SkipBlocks:
         if not isinstance(blocks, nn.ModuleList) or len(blocks) < 2:
             return None
         outputs: list[Any] = [None] * len(blocks)
+        order: list[int] = []
 
         def keeper(i: int) -> Callable:
             def keep(module: nn.Module, args: Any, out: Any) -> None:
+                order.append(i)
                 outputs[i] = _map_tensors(out, lambda t: t.detach())
             return keep
 
@@ -163,7 +169,7 @@ class _SkipBlocks:
         finally:
             for handle in handles:
                 handle.remove()
-        if any(o is None for o in outputs):
+        if order != list(range(len(blocks))):  # a block run twice or out of order could see the patch
             return None
         skipper = cls(blocks, outputs, int(base.shape[0]))
         try:
@@ -171,10 +177,7 @@ class _SkipBlocks:
                 check = runner(base, 1)
         except Exception:  # noqa: BLE001 - any failure means: no block replay for this model
             return None
-        scale = max(float(base_out.detach().abs().max()), 1.0)
-        if check.shape != base_out.shape or float((check - base_out).abs().max()) > 1e-4 * scale:
-            return None
-        return skipper
+        return skipper if _agrees(check, base_out) else None
 
     def first_block(self, model: nn.Module, site: str) -> int:
         """Index of the block whose forward fires ``site`` (0 when it fires outside every block)."""

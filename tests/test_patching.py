@@ -410,3 +410,40 @@ def test_integrated_gradients_plain_module():
     assert res.completeness_error < 0.01
     with pytest.raises(MismatchError):
         patching.integrated_gradients(net, x, "1", lambda out: out[:, 0].sum(), baseline=torch.zeros(3))
+
+
+class _Blocks(nn.Module):
+    """Embedding, a ModuleList of blocks, a read-out; ``reuse`` runs block 0 again after the last block."""
+
+    def __init__(self, reuse: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 8)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(3)])
+        self.head = nn.Linear(8, 5)
+        self.reuse = reuse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        for block in [*self.blocks, self.blocks[0]] if self.reuse else self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_block_replay_on_a_plain_module(reuse):
+    """Replay skips the blocks below the patched one and gives the same sweep; in a model that runs block 0
+    again after the patched block, replaying it would hide the patch, so replay is refused there."""
+    torch.manual_seed(0)
+    net = _Blocks(reuse)
+    clean, corrupted = torch.randn(3, 4), torch.randn(3, 4)
+    metric = metrics.logit_diff(torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0]))
+
+    def sweep(**kwargs):
+        return patching.activation_patching(net, clean, corrupted, lambda out: metric(out[:, None]),
+                                            ["blocks.0", "blocks.1", "blocks.2"], by=("unit",), **kwargs)
+
+    fast, plain = sweep(), sweep(replay_blocks=False)
+    torch.testing.assert_close(fast.values, plain.values, atol=1e-6, rtol=0)
+    assert plain.values.std() > 0
+    # 8 units per site: blocks.1 patches skip block 0, blocks.2 patches skip blocks 0 and 1
+    assert fast.extra["blocks_replayed"] == (0 if reuse else 8 * 1 + 8 * 2)
