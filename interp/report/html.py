@@ -282,6 +282,17 @@ class Report:
         self._sections.append((sid, str(title), content))
         return sid
 
+    def add(self, result: Any, title: str | None = None) -> str:
+        """Place any :class:`interp.results.Result` as a section (summary, figure, table); returns its id.
+
+        A result may customise its section by overriding ``report_section()``.
+        """
+        section = getattr(result, "report_section", None)
+        if not callable(section):
+            raise InputTypeError(f"Report.add takes a result of the library (with report_section()), got "
+                                 f"{type(result).__name__}; use add_section for HTML, figures and tables")
+        return self.add_section(title or getattr(result, "title", None) or type(result).__name__, section())
+
     def add_table(self, title: str, frame: pd.DataFrame, sortable: bool = True, filterable: bool = True,
                   html_columns: Sequence[str] = (), max_rows: int | None = None, intro: str | None = None) -> str:
         """Add a section holding a table (sortable by header click, filterable per column)."""
