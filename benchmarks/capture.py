@@ -28,7 +28,7 @@ import psutil
 import torch
 
 import interp
-from interp.capture import resolve_sites
+from interp.engine import resolve_sites
 from interp.store import ActivationStore
 
 

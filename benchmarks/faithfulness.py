@@ -36,64 +36,57 @@ import interp  # noqa: E402
 import patching  # noqa: E402
 from patching import datasets  # noqa: E402
 
-KIND_NAMES = {"resid_pre": "resid", "attn_out": "attn_out", "mlp_out": "mlp_out", "z": "heads"}
+KIND_NAMES = {"resid_pre": "resid", "attn_out": "attn_out", "mlp_out": "mlp_out", "z": "heads", "heads": "heads",
+              "mlp_pre": "mlp_pre (neurons)", "mlp_post": "mlp_post (neurons)"}
+#: the attribution methods compared with activation patching: (label, method, extra keyword arguments)
+ESTIMATES = [("AtP", "atp", {}), ("RelP", "relp", {}), ("RelP+AH", "relp", {"rules": {"attention": True}}),
+             ("RelP w/o identity", "relp", {"rules": {"identity": False}})]
 
 
-def _cells(kind: str, first: int, values: torch.Tensor) -> np.ndarray:
-    """Flatten a [layer, pos] or [layer, head] grid, dropping positions before ``first``."""
-    return (values[:, first:] if kind != "z" else values).reshape(-1).double().numpy()
+def _cells(res, first: int) -> np.ndarray:
+    """Flatten a [layer, pos] / [layer, head] / [layer, neuron] grid, dropping positions before ``first``."""
+    values = res.effect
+    if res.dims[1] == "pos":
+        values = values[:, first:]
+    return values.reshape(-1).double().numpy()
 
 
-def ig_effects(model, pairs, kind: str, steps: int) -> tuple[torch.Tensor, int, int]:
-    """IG estimate of each denoising patch: run the corrupted input, integrate from the clean to the
-    corrupted activation at one layer's site, negate (so it estimates clean-into-corrupted)."""
-    metric = pairs.metric()
-    rows = []
-    fwd = bwd = 0
-    for layer in range(model.cfg.n_layers):
-        site = patching._hooks.kind_hook(model, kind, layer)
-        clean_act = patching.record(model, pairs.clean, [site])[site]
-        res = patching.integrated_gradients(model, pairs.corrupted, site, metric, baseline=clean_act, steps=steps)
-        rows.append(-res.reduce("head" if kind == "z" else "pos").double())
-        fwd, bwd = fwd + res.n_forward + 1, bwd + res.n_backward
-    return torch.stack(rows), fwd, bwd
-
-
-def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | None = None) -> pd.DataFrame:
-    """Pearson r per (kind, method); IG runs on the first ``ig_groups`` groups only (default all) and is
-    correlated with activation patching on those same groups."""
+def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | None = None,
+             neurons: int = 64) -> pd.DataFrame:
+    """Pearson r per (kind, method), every method called through the one attribution contract; IG runs on
+    the first ``ig_groups`` groups only (default all) and is correlated with activation patching on those
+    groups. Neuron kinds (mlp_pre, mlp_post) are scored on ``neurons`` random neurons per layer."""
     pooled: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     cost: dict[tuple[str, str], list[int]] = {}
     seconds: dict[tuple[str, str], float] = {}
+    index = None
+    if any(k in ("mlp_pre", "mlp_post") for k in kinds):
+        width = int(model.cfg.d_mlp)
+        index = {"neuron": sorted(np.random.default_rng(0).choice(width, min(neurons, width), replace=False).tolist())}
 
-    def add(kind, method, values, fwd, bwd, dt, first):
-        pooled.setdefault((kind, method), {})[index] = _cells(kind, first, values)
-        c = cost.setdefault((kind, method), [0, 0])
-        c[0] += fwd
-        c[1] += bwd
-        seconds[(kind, method)] = seconds.get((kind, method), 0.0) + dt
+    def add(method, res, fwd, bwd, dt, first):
+        for j, kind in enumerate(kinds):
+            key = (kind, method)
+            pooled.setdefault(key, {})[group] = _cells(res[kind], first)
+            c = cost.setdefault(key, [0, 0])  # one call scores every kind: charge the cost once, to the first kind
+            c[0] += fwd if j == 0 else 0
+            c[1] += bwd if j == 0 else 0
+            seconds[key] = seconds.get(key, 0.0) + dt / len(kinds)
 
-    for index, pairs in enumerate(groups):
-        metric = pairs.metric()
-        first = pairs.first_difference()
-        for kind in kinds:
+    for group, pairs in enumerate(groups):
+        metric, first = pairs.metric(), pairs.first_difference()
+        common = dict(sites=kinds, index=index)
+        t = time.perf_counter()
+        truth = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, **common)
+        add("activation patching", truth, truth.n_forward, 0, time.perf_counter() - t, first)
+        for label, method, kwargs in ESTIMATES:
             t = time.perf_counter()
-            ap = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, kind)
-            add(kind, "activation patching", ap.effect(), ap.extra["cells"] + 2, 0, time.perf_counter() - t, first)
-        for method, rules in (("AtP", None), ("RelP", {}), ("RelP+AH", {"attention": True})):
+            res = patching.METHODS[method](model, pairs.clean, pairs.corrupted, metric, **common, **kwargs)
+            add(label, res, res.n_forward, res.n_backward, time.perf_counter() - t, first)
+        if ig_steps and (ig_groups is None or group < ig_groups):
             t = time.perf_counter()
-            if rules is None:
-                res = patching.attribution_patching(model, pairs.clean, pairs.corrupted, metric, kinds)
-            else:
-                res = patching.relevance_patching(model, pairs.clean, pairs.corrupted, metric, kinds, rules=rules)
-            dt = (time.perf_counter() - t) / len(kinds)
-            for kind in kinds:  # one pass scores every kind: charge the cost once, to the first kind
-                add(kind, method, res[kind].values, 2 if kind == kinds[0] else 0, 1 if kind == kinds[0] else 0, dt, first)
-        if ig_steps and (ig_groups is None or index < ig_groups):
-            for kind in kinds:
-                t = time.perf_counter()
-                values, fwd, bwd = ig_effects(model, pairs, kind, ig_steps)
-                add(kind, f"IG ({ig_steps} steps)", values, fwd, bwd, time.perf_counter() - t, first)
+            res = patching.integrated_gradients(model, pairs.clean, pairs.corrupted, metric, steps=ig_steps, **common)
+            add(f"IG ({ig_steps} steps)", res, res.n_forward, res.n_backward, time.perf_counter() - t, first)
 
     rows = []
     for (kind, method), parts in pooled.items():
@@ -119,7 +112,8 @@ def main() -> None:
     parser.add_argument("--induction-pairs", type=int, default=64)
     parser.add_argument("--smollm2-pairs", type=int, default=51)
     parser.add_argument("--smollm2-templates", type=int, default=3)
-    parser.add_argument("--smollm2-kinds", default="resid_pre,attn_out,mlp_out,z")
+    parser.add_argument("--smollm2-kinds", default="resid_pre,attn_out,mlp_out,heads,mlp_pre,mlp_post")
+    parser.add_argument("--neurons", type=int, default=64, help="random neurons per layer for mlp_pre/mlp_post")
     parser.add_argument("--ig-steps", type=int, default=8)
     parser.add_argument("--smollm2-ig-steps", type=int, default=None, help="default: --ig-steps")
     parser.add_argument("--smollm2-ig-groups", type=int, default=1,
@@ -131,14 +125,14 @@ def main() -> None:
     model, _ = interp.models.load("induction-2l")
     groups = [datasets.induction_pairs(args.induction_pairs // 2, seed=s, corrupt=c)
               for s, c in ((0, "key"), (1, "value"))]
-    tables.append(evaluate(model, "induction-2l", groups, ["resid_pre", "attn_out", "z"], args.ig_steps))
+    tables.append(evaluate(model, "induction-2l", groups, ["resid_pre", "attn_out", "heads"], args.ig_steps))
     print(markdown(tables[-1]), flush=True)
     if not args.skip_smollm2:
         model, _ = interp.models.load("smollm2-135m")
         groups = datasets.ioi_pairs(model, args.smollm2_pairs, templates=datasets.IOI_TEMPLATES[:args.smollm2_templates])
         steps = args.ig_steps if args.smollm2_ig_steps is None else args.smollm2_ig_steps
         tables.append(evaluate(model, "smollm2-135m", groups, args.smollm2_kinds.split(","), steps,
-                               args.smollm2_ig_groups))
+                               args.smollm2_ig_groups, neurons=args.neurons))
         print(markdown(tables[-1]), flush=True)
     table = pd.concat(tables, ignore_index=True)
     command = "python benchmarks/faithfulness.py " + " ".join(
@@ -152,13 +146,15 @@ Command: `{command}`
 Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; load average {load:.1f} at the end (shared machine).
 
 Per component kind, the estimated effect of each patch (AtP, RelP with the default LN/Identity/Half
-rules, RelP plus the AH-rule, integrated gradients from the clean to the corrupted activation at
-one layer at a time) is correlated (Pearson r) with the measured denoising effect of activation
+rules, RelP plus the AH-rule, RelP without the Identity rule, integrated gradients from the corrupted
+to the clean activation at one layer at a time; every method called as
+`method(model, clean, corrupted, metric, sites=kinds)`) is correlated (Pearson r) with the measured denoising effect of activation
 patching, pooled over the prompt groups (IG on smollm2-135m: over the first
 {args.smollm2_ig_groups} template group(s), against activation patching on the same group(s)). Cells at positions before the first differing token are
 left out (every method gives exactly 0 there). Cost: forward/backward passes over the batch
-(AtP/RelP score every kind in the same 2 forward + 1 backward passes; the cost is listed on the
-first kind; IG costs passes per layer). `pairs` is the number of clean/corrupted prompt pairs the row
+(one call scores every kind; its cost is listed on the first kind; IG costs passes per layer and kind).
+Neuron kinds (mlp_pre, mlp_post) are scored on {args.neurons} random neurons per layer (the same for every
+method), all positions patched at once. `pairs` is the number of clean/corrupted prompt pairs the row
 is pooled over. induction-2l is attention-only without normalisation, so its RelP differs from AtP
 only through the AH-rule.
 

@@ -100,9 +100,9 @@ def compare(model, name, pairs, kinds, layers=None, repeats=1):
         rows.append(dict(model=name, site=kind if by is None else "z by pos", cells=len(cells), batch=len(pairs), seq_len=pairs.clean.shape[1],
                          tl_s=round(t_ref, 2), ours_s=round(t_ours, 2), speedup=round(t_ref / t_ours, 1),
                          max_abs_diff=f"{diff:.1e}", tl_peak_mib=round(m_ref), ours_peak_mib=round(m_ours),
-                         ours_forward_calls=ours.extra["forward_calls"], skipped=ours.extra["skipped"],
-                         blocks_replayed=ours.extra["blocks_replayed"],
-                         shared_prefix=ours.extra["shared_prefix"]))
+                         ours_forward_calls=ours.extra[kind]["forward_calls"], skipped=ours.extra[kind]["skipped"],
+                         blocks_replayed=ours.extra[kind]["blocks_replayed"],
+                         shared_prefix=ours.extra[kind]["shared_prefix"]))
         print(rows[-1], flush=True)
     return rows
 

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     for kind, n, n_random, steps, methods in runs:
         print(f"== comparison: {kind} ({n} samples) ==", flush=True)
         cmp, extra, seconds = comparison(kind, n, steps, n_random, methods)
-        summary = cmp.summary()
+        summary = cmp.means()
         contrasts = pd.concat([cmp.contrast("jas", op=op, column=col) for op in ("remove", "enhance")
                                for col in ("delta_p",)] + [cmp.contrast("jas", op="remove", column="jas")],
                               ignore_index=True)

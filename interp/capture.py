@@ -18,9 +18,7 @@ Example
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,158 +27,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import ConfigError, DimensionError, InputTypeError, SiteError, closest
+from . import engine
+from .engine import Batch
+from .errors import ConfigError, InputTypeError
 from .tensor import Activations
 
-__all__ = ["capture", "resolve_sites", "is_bridge", "Captured", "tokenize"]
+__all__ = ["capture", "Captured"]
 
 Positions = str | int | Sequence[int] | torch.Tensor
-MetricFn = Callable[[Any, "Batch"], torch.Tensor]
-
-
-def is_bridge(model: Any) -> bool:
-    """True for TransformerLens bridges (anything with a ``hook_dict`` of hook points)."""
-    return hasattr(model, "hook_dict") and hasattr(model, "cfg")
-
-
-# --------------------------------------------------------------------------- sites
-def _site_names(model: nn.Module) -> list[str]:
-    if is_bridge(model):
-        return list(model.hook_dict.keys())
-    return [name for name, _ in model.named_modules() if name]
-
-
-def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
-    """Expand globs and check that every site exists; unknown names raise :class:`SiteError`
-    with the closest names suggested. Order follows the model's own order of sites.
-
-    A ``*`` matches within one dotted component when it can (``"_blocks.*"`` gives the blocks, not all of
-    their submodules); otherwise it matches across dots (``"*hook_resid_pre"``).
-    """
-    patterns = [sites] if isinstance(sites, str) else list(sites)
-    if not patterns:
-        raise SiteError("no sites given; pass hook names (bridges) or module paths (nn.Module)")
-    names = _site_names(model)
-    known = set(names)
-    chosen: list[str] = []
-    for pattern in patterns:
-        base, suffix = (pattern.rsplit(":", 1) + [""])[:2] if ":" in pattern else (pattern, "")
-        if suffix and suffix not in {"input", "output"}:
-            raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
-        if suffix and is_bridge(model):
-            raise SiteError(f"site {pattern!r}: ':input'/':output' suffixes are for nn.Module paths; bridges use hook names")
-        if any(c in base for c in "*?["):
-            matched = [n for n in names if fnmatch.fnmatchcase(n, base)]
-            # '*' prefers to stay within one path component: '_blocks.*' is the blocks, not every submodule;
-            # a pattern that matches nothing that way ('*hook_resid_pre') falls back to crossing dots
-            matched = [n for n in matched if n.count(".") == base.count(".")] or matched
-        else:
-            matched = [base] if base in known else []
-        if not matched:
-            hint = closest(base, names, n=5)
-            kind = "hook names" if is_bridge(model) else "module paths"
-            raise SiteError(
-                f"the model has no site matching {pattern!r}"
-                + (f"; closest {kind}: {hint}" if hint else f"; it has {len(names)} {kind}, e.g. {names[:5]}")
-            )
-        chosen.extend(f"{m}:{suffix}" if suffix == "input" else m for m in matched)
-    seen: set[str] = set()
-    return [s for s in chosen if not (s in seen or seen.add(s))]
-
-
-# -------------------------------------------------------------------------- inputs
-@dataclass
-class Batch:
-    """One batch of model inputs: the tensor, its padding mask (token inputs) and sample offset."""
-
-    inputs: Any
-    mask: torch.Tensor | None
-    start: int
-
-    @property
-    def size(self) -> int:
-        return int(self.inputs.shape[0]) if isinstance(self.inputs, torch.Tensor) else len(self.inputs)
-
-    @property
-    def lengths(self) -> torch.Tensor | None:
-        return None if self.mask is None else self.mask.sum(1)
-
-
-def tokenize(model: Any, texts: Sequence[str], prepend_bos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenize ``texts`` the way the bridge does (``to_tokens``), right-padded; returns tokens and mask."""
-    if not texts:
-        raise InputTypeError("the list of texts is empty")
-    rows = [model.to_tokens(t, prepend_bos=prepend_bos)[0].cpu() for t in texts]
-    pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
-    pad = 0 if pad is None else int(pad)
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = r
-        mask[i, : len(r)] = 1
-    return tokens, mask
-
-
-def _batches(model: Any, inputs: Any, batch_size: int, attention_mask: torch.Tensor | None,
-             preprocess: Callable | None, skip: int) -> tuple[Iterable[Batch], int | None]:
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs):
-        if not is_bridge(model):
-            raise InputTypeError("texts can only be captured from a TransformerBridge; tokenize them first for other models")
-        tokens, mask = tokenize(model, list(inputs))
-        inputs, attention_mask = tokens, mask
-    if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
-        raise InputTypeError("inputs are empty")
-    if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(inputs)
-    if preprocess is not None and not isinstance(inputs, (torch.utils.data.DataLoader, torch.utils.data.Dataset)):
-        inputs = preprocess(inputs)
-    if isinstance(inputs, torch.Tensor):
-        if inputs.ndim == 0 or inputs.shape[0] == 0:
-            raise InputTypeError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
-        if is_bridge(model) and (inputs.is_floating_point() or inputs.ndim != 2):
-            raise InputTypeError(f"a TransformerBridge takes token ids of shape (batch, pos) and integer dtype, got {tuple(inputs.shape)} {inputs.dtype}")
-        if attention_mask is not None and attention_mask.shape != inputs.shape[:2]:
-            raise DimensionError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(inputs.shape[:2])}")
-        n = inputs.shape[0]
-
-        def tensor_batches():
-            for start in range(skip, n, batch_size):
-                mask = None if attention_mask is None else attention_mask[start : start + batch_size]
-                yield Batch(inputs[start : start + batch_size], mask, start)
-
-        return tensor_batches(), n
-    if isinstance(inputs, torch.utils.data.Dataset) and not isinstance(inputs, torch.utils.data.IterableDataset):
-        inputs = torch.utils.data.DataLoader(inputs, batch_size=batch_size, shuffle=False)
-    if isinstance(inputs, torch.utils.data.DataLoader):
-        loader = inputs
-
-        def loader_batches():
-            start = 0
-            for item in loader:
-                x = item[0] if isinstance(item, (list, tuple)) else (item["input_ids"] if isinstance(item, Mapping) else item)
-                mask = item.get("attention_mask") if isinstance(item, Mapping) else None
-                if preprocess is not None:
-                    x = preprocess(x)
-                if not isinstance(x, torch.Tensor):
-                    raise InputTypeError(f"the DataLoader must yield tensors (or (x, y) tuples / dicts with input_ids), got {type(x).__name__}")
-                size = x.shape[0]
-                if start + size > skip:
-                    cut = max(0, skip - start)
-                    yield Batch(x[cut:], None if mask is None else mask[cut:], start + cut)
-                start += size
-
-        try:
-            total = len(loader.dataset)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-        return loader_batches(), total
-    raise InputTypeError(
-        f"cannot capture from inputs of type {type(inputs).__name__}; pass texts (bridges), a token tensor "
-        "(batch, pos), an image tensor (batch, C, H, W), a NumPy array, a torch Dataset or a DataLoader"
-    )
+MetricFn = Callable[[Any, Batch], torch.Tensor]
 
 
 # ----------------------------------------------------------------------- layouts
@@ -243,73 +98,6 @@ def _spatial(value: torch.Tensor, dims: list[str], spatial: str) -> tuple[torch.
     if spatial == "max":
         return value.amax(dim=(2, 3)), dims[:2]
     raise ConfigError(f"spatial must be 'all', 'mean' or 'max', got {spatial!r}")
-
-
-# ------------------------------------------------------------------------- hooks
-class _StopForward(Exception):
-    """Raised by the last hook to end a forward pass whose remaining layers nobody needs."""
-
-
-class _Recorder:
-    """Installs hooks that keep each site's value for the current batch."""
-
-    def __init__(self, model: nn.Module, sites: list[str], keep_graph: bool, stop_early: bool = False) -> None:
-        self.model, self.sites, self.keep_graph, self.stop_early = model, sites, keep_graph, stop_early
-        self.values: dict[str, torch.Tensor] = {}
-        self.handles: list[Any] = []
-
-    def _store(self, site: str, value: Any) -> None:
-        if isinstance(value, tuple):
-            value = value[0]
-        if not isinstance(value, torch.Tensor):
-            raise InputTypeError(f"site {site!r} produced a {type(value).__name__}, not a tensor; pick another site")
-        self.values[site] = value if self.keep_graph else value.detach()
-        if self.stop_early and len(self.values) == len(self.sites):
-            raise _StopForward
-
-    def __enter__(self) -> _Recorder:
-        if is_bridge(self.model):
-            for site in self.sites:
-                def hook(value, hook, site=site):
-                    self._store(site, value)
-                    return None
-                self.model.hook_dict[site].add_hook(hook)
-                self.handles.append(self.model.hook_dict[site])
-        else:
-            modules = dict(self.model.named_modules())
-            for site in self.sites:
-                name, _, which = site.partition(":")
-                if which == "input":
-                    handle = modules[name].register_forward_pre_hook(lambda m, args, site=site: self._store(site, args))
-                else:
-                    handle = modules[name].register_forward_hook(lambda m, args, out, site=site: self._store(site, out))
-                self.handles.append(handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for handle in self.handles:
-            if hasattr(handle, "remove_hooks"):
-                handle.remove_hooks("fwd")
-            else:
-                handle.remove()
-        self.handles.clear()
-
-
-def _forward(model: nn.Module, batch: Batch, device: torch.device | None) -> Any:
-    x = batch.inputs.to(device) if device is not None and isinstance(batch.inputs, torch.Tensor) else batch.inputs
-    if is_bridge(model):
-        kwargs = {}
-        if batch.mask is not None and not bool(batch.mask.all()):
-            kwargs["attention_mask"] = batch.mask.to(x.device)
-        return model(x, **kwargs)
-    return model(x)
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return None
 
 
 # ------------------------------------------------------------------------ result
@@ -428,10 +216,9 @@ def capture(
         raise ConfigError(f"unknown positions {positions!r}; use 'all', 'tokens', 'last', 'first', 'mean', an int or indices")
     if store is not None and positions == "all":
         positions = "tokens"
-    bridge = is_bridge(model)
-    resolved = resolve_sites(model, sites)
+    bridge = engine.is_bridge(model)
+    resolved = engine.resolve_sites(model, sites)
     single = isinstance(sites, str) and not any(c in sites for c in "*?[")
-    device = _model_device(model)
 
     store_obj = None
     skip = 0
@@ -446,7 +233,8 @@ def capture(
             if store_obj.complete:
                 return store_obj
 
-    batches, total = _batches(model, inputs, batch_size, attention_mask, preprocess, skip)
+    batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask, preprocess=preprocess,
+                                    skip=skip)
     chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     grad_chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     coord_chunks: list[pd.DataFrame] = []
@@ -458,29 +246,21 @@ def capture(
     bar = tqdm(total=total, initial=skip, desc="capture", unit="input", disable=not progress, leave=False)
     try:
         for batch in batches:
-            keep_graph = grads is not None
-            stop_early = not keep_graph and not keep_outputs
-            with _Recorder(model, resolved, keep_graph, stop_early) as rec, torch.set_grad_enabled(keep_graph):
-                try:
-                    out = _forward(model, batch, device)
-                except _StopForward:
-                    out = None
-                if grads is not None:
-                    metric = grads(out, batch)
-                    if not isinstance(metric, torch.Tensor) or metric.numel() != 1:
-                        shape = tuple(metric.shape) if isinstance(metric, torch.Tensor) else type(metric).__name__
-                        raise DimensionError(f"the grads metric must return a scalar tensor, got {shape}")
-                    values = [rec.values[s] for s in resolved]
-                    grad_values = torch.autograd.grad(metric, values, allow_unused=True)
+            if grads is not None:
+                got = engine.gradients(model, batch.inputs, resolved, lambda out, batch=batch: grads(out, batch),
+                                       mask=batch.mask)
+                out, values = got.output, got.acts
+            else:
+                rec = engine.record(model, batch.inputs, resolved, mask=batch.mask, stop=not keep_outputs)
+                out, values = rec.output, rec.acts
             if keep_outputs:
-                outputs.append((out[0] if isinstance(out, tuple) else out).detach().to(out_device))
+                outputs.append(out.detach().to(out_device))
             rows: dict[str, torch.Tensor] = {}
             coords = None
-            for i, site in enumerate(resolved):
-                parts = [rec.values[site].detach()]
+            for site in resolved:
+                parts = [values[site]]
                 if grads is not None:
-                    g = grad_values[i]
-                    parts.append(torch.zeros_like(parts[0]) if g is None else g.detach())
+                    parts.append(got.grads[site].detach())
                 shaped = []
                 for value in parts:
                     value, dims = _layout(site, value, bridge)

@@ -91,13 +91,12 @@ def _section_patching(report, args) -> None:
 
     model, _ = interp.models.load("induction-2l")
     pairs = induction_pairs(n=16 if args.quick else 32, corrupt="key", seed=0)
-    heads = patching.patch_heads(model, pairs.clean, pairs.corrupted, pairs.metric())
-    resid = patching.activation_patching(model, pairs.clean, pairs.corrupted, pairs.metric(), "resid_pre", by=("pos",))
+    res = patching.activation_patching(model, pairs.clean, pairs.corrupted, pairs.metric(), ["heads", "resid_pre"])
     report.add_section("patching: the induction circuit of induction-2l", [
         "<p>Denoising activation patching (clean activations into the corrupted run) on repeated sequences whose "
         "key token is corrupted. Metric: logit difference of the induced token. The previous-token head in layer 0 and "
         "the induction heads in layer 1 carry the effect.</p>",
-        heads.plot(title="per head (hook_z)"), resid.plot(title="residual stream by layer and position"),
+        res.plot(title="per head (hook_z) and residual stream by layer and position"),
     ])
 
 

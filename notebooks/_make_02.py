@@ -35,12 +35,15 @@ pd.DataFrame(rows, columns=["layer", "head", "metric after zero-ablation"])"""),
     ("md", """## Activation patching
 Denoising: run the corrupted input and patch in one clean activation at a time. Many patches share one
 forward pass (the batch is repeated and each copy gets a different patch). The values equal
-`transformer_lens.patching`'s `get_act_patch_*` functions (tested)."""),
-    ("code", """heads = patching.patch_heads(model, pairs.clean, pairs.corrupted, metric)
-print(heads.normalized())
-heads.plot(value="effect")"""),
-    ("code", """resid = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, "resid_pre")
-resid.plot()"""),
+`transformer_lens.patching`'s `get_act_patch_*` functions (tested).
+
+All four attribution methods of the library share one call, `method(model, clean, corrupted, metric,
+sites=...)`, and one result type, `AttributionResult`: one grid of cells per site, whose `effect` is the
+change of the metric the patch causes (measured here; estimated by AtP, RelP and IG below)."""),
+    ("code", """truth = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, sites=["resid_pre", "heads"])
+truth            # Jupyter shows the summary and the table"""),
+    ("code", """print(truth["heads"].normalized())
+truth.plot()"""),
     ("md", """The previous-token head in layer 0 and the induction heads in layer 1 carry the effect, which is
 the planted circuit. Compare with the attention-pattern head scores of the model zoo:"""),
     ("code", """from interp.models.induction import induction_head_scores
@@ -49,20 +52,23 @@ induction_head_scores(model)"""),
 AtP estimates every patch at once from two forward passes and one backward pass. RelP replaces the
 gradient by LRP relevance (rules installed as value-preserving hooks; the AH-rule detaches attention
 patterns)."""),
+    ("md", """## The four methods through one loop
+AtP estimates every patch at once from two forward passes and one backward pass. RelP replaces the
+gradient by LRP relevance (rules installed as value-preserving hooks of the engine; `res.extra["rules"]`
+lists where each rule was applied). Integrated gradients integrates the gradient along the path from
+the corrupted to the clean activation of each site (its attributions sum to the effect of patching the
+whole site: `extra["completeness"]`)."""),
     ("code", """import numpy as np
-atp = patching.attribution_patching(model, pairs.clean, pairs.corrupted, metric, ["z", "resid_pre"])
-relp = patching.relevance_patching(model, pairs.clean, pairs.corrupted, metric, ["z", "resid_pre"],
-                                   rules={"attention": True})
-for kind, truth in (("z", heads), ("resid_pre", resid)):
-    e = truth.effect().flatten().numpy()
-    print(kind, "r(AtP)=%.3f" % np.corrcoef(e, atp[kind].values.flatten())[0, 1],
-          "r(RelP+AH)=%.3f" % np.corrcoef(e, relp[kind].values.flatten())[0, 1])"""),
-    ("md", """## Integrated gradients
-IG on any site, with a baseline activation, the number of steps and a completeness check (the
-attributions sum to the metric difference)."""),
-    ("code", """ig = patching.integrated_gradients(model, pairs.clean, "blocks.1.hook_resid_pre", metric,
-                                  baseline_inputs=pairs.corrupted, steps=16)
-print("completeness error %.2e" % ig.completeness_error)
+rows = []
+for name, method in patching.METHODS.items():
+    res = method(model, pairs.clean, pairs.corrupted, metric, sites=["resid_pre", "heads"])
+    for site in res.sites:
+        r = np.corrcoef(res[site].effect.flatten(), truth[site].effect.flatten())[0, 1]
+        rows.append({"method": name, "site": site, "r with activation patching": r,
+                     "forward passes": res.n_forward, "backward passes": res.n_backward})
+pd.DataFrame(rows)"""),
+    ("code", """ig = patching.integrated_gradients(model, pairs.clean, pairs.corrupted, metric, sites="resid_pre", steps=16)
+print("completeness error per site", {k: f"{v:.1e}" for k, v in ig.extra["completeness"].items()})
 ig.plot()"""),
     ("md", """## A scripted study
 The same experiments can be written as a TOML file and run with `interp study run study.toml`

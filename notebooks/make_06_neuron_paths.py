@@ -36,7 +36,7 @@ cells = [
                       "(means and 95% CIs over images)."),
     new_code_cell(
         "cmp = P.compare_paths(model, x, y, sites, position=0, steps=20, n_random=3)\n"
-        "cmp.summary().round(4)"),
+        "cmp.means().round(4)"),
     new_code_cell("cmp.contrast('jas', op='remove').round(4)"),
     new_code_cell("cmp.plot()"),
     new_markdown_cell("## Paths of the same digit look alike\nMean Jaccard overlap of the neuron sets per layer, "

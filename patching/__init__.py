@@ -1,5 +1,13 @@
-"""Intervene and attribute: interventions, activation patching, attribution patching (AtP),
-integrated gradients, relevance patching (RelP), neuron paths and scripted ablation studies.
+"""Intervene and attribute: interventions, the four attribution methods, RelP rules, neuron paths and
+scripted ablation studies -- all on the hook engine of :mod:`interp.engine`.
+
+The four attribution methods share one signature and one result type::
+
+    res = patching.activation_patching(model, clean, corrupted, metric, sites=["resid_pre", "heads"])
+    res = patching.attribution_patching(model, clean, corrupted, metric, sites=["resid_pre", "heads"])
+    res = patching.relevance_patching(model, clean, corrupted, metric, sites=["resid_pre", "heads"])
+    res = patching.integrated_gradients(model, clean, corrupted, metric, sites=["resid_pre", "heads"])
+    res["heads"].effect          # change of the metric per cell (measured or estimated)
 
 >>> import patching
 >>> with patching.intervene(model, patching.zero("blocks.0.attn.hook_z", heads=[1])):   # doctest: +SKIP
@@ -9,15 +17,20 @@ integrated gradients, relevance patching (RelP), neuron paths and scripted ablat
 from __future__ import annotations
 
 from . import metrics
-from .activation_patching import activation_patching, patch_blocks, patch_heads, patch_neurons
+from .activation_patching import activation_patching
 from .attribution import attribution_patching
-from .integrated_gradients import IGResult, integrated_gradients
-from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, record, resample, scale, zero
+from .integrated_gradients import integrated_gradients
+from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, resample, scale, zero
 from .relp import relevance_patching, relp_rules
-from .results import PatchingResult
+from .results import AttributionResult, SiteGrid
+from .rules import AttentionRule, HalfRule, IdentityRule, LNRule, Rule, RuleError
+
+#: The four attribution methods under one contract: ``method(model, clean, corrupted, metric, sites=...)``.
+METHODS = {"activation": activation_patching, "atp": attribution_patching, "relp": relevance_patching,
+           "ig": integrated_gradients}
 
 __all__ = [
-    "metrics", "activation_patching", "patch_blocks", "patch_heads", "patch_neurons", "Inputs", "Intervention",
-    "add", "clamp", "intervene", "mean", "patch", "record", "resample", "scale", "zero", "PatchingResult",
-    "attribution_patching", "relevance_patching", "relp_rules", "integrated_gradients", "IGResult",
+    "metrics", "METHODS", "activation_patching", "attribution_patching", "relevance_patching", "integrated_gradients",
+    "AttributionResult", "SiteGrid", "relp_rules", "Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule",
+    "RuleError", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
 ]

@@ -1,39 +1,49 @@
-"""Integrated gradients at any site (layer integrated gradients).
+"""Integrated gradients at sites (layer integrated gradients) under the attribution contract.
 
-Attribution of ``metric`` to the activation ``a`` at one site, integrating the gradient along the
-straight path from a baseline activation ``a0`` to ``a`` (Sundararajan, Taly & Yan 2017,
-"Axiomatic Attribution for Deep Networks")::
+For each site, the activation ``a`` of the base run is moved along the straight path from its base value
+to the source value (denoising: from the corrupted run's activation to the clean run's), the rest of the
+model running on the base input, and the gradient of the metric is integrated along the path
+(Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks"; Captum's
+``LayerIntegratedGradients``)::
 
-    IG(a) = (a - a0) * integral_0^1 dmetric/da (a0 + alpha (a - a0)) dalpha
+    IG(a) = (a_source - a_base) * integral_0^1 dmetric/da (a_base + alpha (a_source - a_base)) dalpha
 
-Completeness: ``IG.sum() == metric(a) - metric(a0)`` up to the quadrature error, reported as
-``delta`` (Captum's *convergence delta*). The path steps run batched: the input batch is
-repeated for several alphas and each copy gets its own interpolated activation.
+Completeness: the attributions of one site sum to the effect of patching the *whole* site, which is
+measured too and reported per site (``extra["completeness"]``). The path steps run batched: the base batch
+is repeated for several alphas and each copy gets its own interpolated activation.
 
-This function is reused by the neuron-path search (:mod:`patching.paths`).
-
->>> res = integrated_gradients(model, tokens, "blocks.1.hook_mlp_out", metric, steps=32)  # doctest: +SKIP
->>> res.attributions.shape, res.delta                                                     # doctest: +SKIP
+>>> res = integrated_gradients(model, clean, corrupted, metric, sites="resid_pre", steps=32)  # doctest: +SKIP
+>>> res.extra["completeness"]                              # relative error per site          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from interp.errors import ConfigError, DimensionError, MismatchError
+from interp import engine
+from interp.engine import Hook
+from interp.errors import ConfigError
 
-from . import _hooks
-from .interventions import record
+from ._plan import (
+    axis_sizes,
+    cell_coords,
+    check_direction,
+    metric_name,
+    metric_of,
+    plan_sites,
+    prepare_pair,
+    reduce_to_cells,
+)
 from .metrics import evaluate
+from .results import AttributionResult, SiteGrid
 
-__all__ = ["integrated_gradients", "IGResult", "path_points"]
+__all__ = ["integrated_gradients", "path_points", "METHODS"]
 
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -59,135 +69,87 @@ def path_points(steps: int, method: str = "gausslegendre") -> tuple[torch.Tensor
     return alphas, torch.full((steps,), 1.0 / steps, dtype=torch.float64)
 
 
-@dataclass
-class IGResult:
-    """Integrated-gradients attributions of one site.
-
-    Attributions have the activation's shape (``[batch, pos, unit]`` ...); ``delta`` is
-    ``attributions.sum() - (metric_input - metric_baseline)``.
-    """
-
-    attributions: torch.Tensor
-    site: str
-    metric_input: float
-    metric_baseline: float
-    delta: float
-    steps: int
-    method: str
-    n_forward: int
-    n_backward: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def completeness_error(self) -> float:
-        """``|delta| / |metric_input - metric_baseline|`` (relative completeness error)."""
-        span = abs(self.metric_input - self.metric_baseline)
-        return abs(self.delta) / span if span > 0 else abs(self.delta)
-
-    def reduce(self, keep: str = "pos") -> torch.Tensor:
-        """Sum the attributions over the batch and every axis but ``keep`` ("pos", "unit", "head")."""
-        axes = _hooks.layout(self.site)
-        if keep not in axes:
-            raise DimensionError(f"site {self.site!r} has no {keep!r} axis")
-        axis = axes[keep] % self.attributions.ndim
-        return self.attributions.sum(dim=[a for a in range(self.attributions.ndim) if a != axis])
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per position (or unit when there is no position axis) with the summed attribution."""
-        keep = "pos" if self.attributions.ndim >= 3 else "unit"
-        values = self.reduce(keep).detach().cpu().double().numpy()
-        return pd.DataFrame({keep: np.arange(len(values)), "attribution": values, "site": self.site})
-
-    def plot(self):
-        """Bar chart of the attribution per position (or unit)."""
-        import plotly.express as px
-
-        frame = self.to_frame()
-        return px.bar(frame, x=frame.columns[0], y="attribution",
-                      title=f"IG at {self.site} (delta {self.delta:.3g}, {self.steps} steps)")
-
-
 def integrated_gradients(
     model: nn.Module,
-    inputs: Any,
-    site: str,
+    clean: Any,
+    corrupted: Any,
     metric: Callable[[torch.Tensor], torch.Tensor],
-    baseline: torch.Tensor | float | None = None,
-    steps: int = 20,
+    sites: str | Sequence[str] | None = None,
     *,
-    baseline_inputs: Any = None,
+    by: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    layers: Sequence[int] | None = None,
+    index: Mapping[str, Sequence[int]] | None = None,
+    direction: str = "denoise",
+    steps: int = 20,
     method: str = "gausslegendre",
     batch_size: int | None = None,
     max_rows: int = 512,
-) -> IGResult:
-    """Integrated gradients of ``metric`` with respect to the activation at ``site``.
+    progress: bool = False,
+) -> AttributionResult:
+    """Integrated-gradients estimates of the effect of patching every cell of ``sites``.
 
-    Args:
-        model: a ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
-        inputs: tokens/texts (bridge) or the input tensor.
-        site: where to attribute (one hook name or module path).
-        metric: ``metric(output) -> scalar``.
-        baseline: baseline activation (tensor broadcastable to the activation, or a number);
-            default zeros.
-        steps: number of quadrature points.
-        baseline_inputs: alternatively, inputs whose activation at ``site`` is the baseline
-            (e.g. the corrupted prompts; Captum's ``LayerIntegratedGradients`` baselines).
-        method: ``"gausslegendre"`` (Captum's default) or a Riemann rule.
-        batch_size: path points per forward pass (default: as many as fit in ``max_rows`` rows).
+    Arguments as in :func:`patching.activation_patching`, plus ``steps`` (quadrature points),
+    ``method`` (``"gausslegendre"``, Captum's default, or a Riemann rule) and ``batch_size`` (path points
+    per forward pass; default as many as fit in ``max_rows`` rows). Costs ``steps`` forward and backward
+    passes per site (one site per layer of a site kind), plus one forward pass per site for the
+    completeness check.
 
     Returns:
-        :class:`IGResult` (costs ``ceil(steps / batch_size)`` forward and backward passes over
-        ``batch_size`` copies of the batch, plus 2 forward passes for the end points).
+        :class:`AttributionResult` (``method="ig"``); ``extra["completeness"]`` holds, per site,
+        ``|sum(attributions) - whole-site patch effect| / |whole-site patch effect|``.
     """
-    bridge = _hooks.is_bridge(model)
-    inputs = _hooks.to_tokens(model, inputs) if bridge else inputs
-    site = _hooks.resolve_site(model, site)
-    act = record(model, inputs, [site])[site]
-    if baseline_inputs is not None:
-        if baseline is not None:
-            raise ConfigError("give either baseline or baseline_inputs, not both")
-        baseline_inputs = _hooks.to_tokens(model, baseline_inputs) if bridge else baseline_inputs
-        _hooks.check_pair(inputs, baseline_inputs)
-        base = record(model, baseline_inputs, [site])[site]
-    elif baseline is None:
-        base = torch.zeros_like(act)
-    else:
-        base = torch.as_tensor(baseline, dtype=act.dtype, device=act.device)
-        try:
-            base = base.expand_as(act)
-        except RuntimeError as exc:
-            raise MismatchError(f"baseline of shape {tuple(base.shape)} does not broadcast to the activation "
-                                f"{tuple(act.shape)} at {site!r}") from exc
-    diff = act - base
+    check_direction(direction)
+    clean, corrupted = prepare_pair(model, clean, corrupted)
+    plans = plan_sites(model, sites, by=by, layers=layers, index=index)
+    names = list(dict.fromkeys(n for p in plans for n in p.names))
+    base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
+    base_run = engine.record(model, base, names, clone=True)
+    other_run = engine.record(model, other, names, clone=True)
+    base_value, other_value = metric_of(metric, base_run.output), metric_of(metric, other_run.output)
+    clean_value, corrupted_value = (other_value, base_value) if direction == "denoise" else (base_value, other_value)
     alphas, weights = path_points(steps, method)
-    batch = int(act.shape[0])
-    chunk = batch_size or max(1, min(steps, max_rows // max(batch, 1)))
-    total_grad = torch.zeros_like(act, dtype=torch.float64)
-    calls = 0
+    rows = int(base.shape[0])
+    chunk = batch_size or max(1, min(steps, max_rows // max(rows, 1)))
+    attributions, completeness = {}, {}
+    for name in tqdm(names, disable=not progress, desc="integrated gradients"):
+        a0, a1 = base_run.acts[name], other_run.acts[name]
+        grad = _integrated_grad(model, base, name, a0, a1, metric, alphas, weights, chunk)
+        attributions[name] = (a1 - a0).double() * grad
+        with torch.no_grad():
+            whole = metric_of(metric, engine.run(model, base, [Hook(name, lambda act, a1=a1: a1)])) - base_value
+        total = float(attributions[name].sum())
+        completeness[name] = abs(total - whole) / abs(whole) if whole != 0 else abs(total)
+    bridge = engine.is_bridge(model)
+    grids = {}
+    for plan in plans:
+        first = base_run.acts[plan.names[0]]
+        dims = plan.dims(first, bridge)
+        sizes = axis_sizes(first, plan.names[0], bridge)
+        coords = cell_coords(plan, dims, sizes, first.shape, index)
+        grids[plan.label] = SiteGrid(plan.label, dims, coords, torch.stack(
+            [reduce_to_cells(attributions[n], dims, coords, sizes) for n in plan.names]).cpu())
+    calls = -(-steps // chunk)
+    return AttributionResult(method="ig", metric=metric_name(metric), clean_value=clean_value,
+                             corrupted_value=corrupted_value, direction=direction, grids=grids,
+                             n_forward=2 + len(names) * (steps + 1), n_backward=len(names) * steps,
+                             extra={"steps": steps, "integration": method, "completeness": completeness,
+                                    "forward_calls": 2 + len(names) * (calls + 1), "points_per_call": chunk})
 
-    def repeat(x: Any, n: int) -> Any:
-        return x.repeat(n, *([1] * (x.ndim - 1)))
 
-    for start in range(0, steps, chunk):
-        a = alphas[start:start + chunk].to(act.dtype)
+def _integrated_grad(model: nn.Module, base: torch.Tensor, site: str, a0: torch.Tensor, a1: torch.Tensor,
+                     metric: Callable, alphas: torch.Tensor, weights: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Weighted sum over the path points of d metric / d activation at ``site`` (float64, shape of ``a0``)."""
+    diff, rows = a1 - a0, int(a0.shape[0])
+    total = torch.zeros_like(a0, dtype=torch.float64)
+    for start in range(0, len(alphas), chunk):
+        a = alphas[start:start + chunk].to(a0.dtype).to(a0.device)
         w = weights[start:start + chunk]
         n = len(a)
-        shape = (n,) + (1,) * act.ndim
-        path = (base.unsqueeze(0) + a.reshape(shape).to(act.device) * diff.unsqueeze(0)).reshape(n * batch, *act.shape[1:])
+        path = (a0.unsqueeze(0) + a.reshape((n,) + (1,) * a0.ndim) * diff.unsqueeze(0)).reshape(n * rows, *a0.shape[1:])
         path = path.detach().requires_grad_(True)
-        with torch.enable_grad(), _hooks.hooks(model, [(site, lambda _act, path=path: path)]):
-            out = _hooks.run(model, repeat(inputs, n))
-            total = sum(float(w[j]) * evaluate(metric, out[j * batch:(j + 1) * batch]) for j in range(n))
-            (grad,) = torch.autograd.grad(total, path)
-        total_grad += grad.reshape(n, *act.shape).double().sum(0)
-        calls += 1
-
-    attributions = (diff.double() * total_grad).to(act.dtype)
-    with torch.no_grad():
-        m_input = float(evaluate(metric, _hooks.run(model, inputs)))
-        with _hooks.hooks(model, [(site, lambda _act: base)]):
-            m_base = float(evaluate(metric, _hooks.run(model, inputs)))
-    delta = float(attributions.double().sum()) - (m_input - m_base)
-    return IGResult(attributions=attributions, site=site, metric_input=m_input, metric_baseline=m_base, delta=delta,
-                    steps=steps, method=method, n_forward=steps + 2, n_backward=steps,
-                    extra={"forward_calls": calls + 2, "points_per_call": chunk})
+        with torch.enable_grad():
+            out = engine.run(model, engine.repeat(base, n), [Hook(site, lambda act, path=path: path)])
+            value = sum(float(w[j]) * evaluate(metric, out[j * rows:(j + 1) * rows]) for j in range(n))
+            (grad,) = torch.autograd.grad(value, path)
+        total += grad.reshape(n, *a0.shape).double().sum(0)
+    return total

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp import engine
+from interp.engine import Hook
 from interp.errors import ConfigError, DimensionError, InputTypeError, MismatchError
 
-from . import _hooks
-
 __all__ = ["Intervention", "Inputs", "intervene", "zero", "mean", "resample", "clamp", "scale", "add", "patch",
-           "record", "KINDS"]
+           "KINDS"]
 
 KINDS = ("zero", "mean", "resample", "clamp", "scale", "add", "patch", "function")
 Index = int | Sequence[int] | slice | torch.Tensor | None
@@ -62,6 +62,7 @@ class Intervention:
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
     seed: int = 0
     _source: torch.Tensor | None = field(default=None, repr=False)
+    _bridge: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,13 +77,12 @@ class Intervention:
         """Boolean mask (broadcastable to ``act``) of the edited entries; None means everything."""
         if self.units is None and self.heads is None and self.positions is None:
             return None
-        axes = _hooks.layout(self.site)
+        axes = engine.layout(self.site, act.ndim, self._bridge)
         mask = torch.ones((1,) * act.ndim, dtype=torch.bool, device=act.device)
         for name, index in (("unit", self.units), ("head", self.heads), ("pos", self.positions)):
             if index is None:
                 continue
-            needed = {"unit": 2, "pos": 3, "head": 4}[name]
-            if name not in axes or act.ndim < needed:
+            if name not in axes:
                 raise DimensionError(f"site {self.site!r} has no {name} axis (activation shape {tuple(act.shape)}); "
                                      f"drop the '{name}s' subset")
             axis = axes[name] % act.ndim
@@ -138,6 +138,7 @@ class Intervention:
     def _prepare(self, model: nn.Module) -> None:
         """Turn inputs given as ``value`` of mean/resample/patch into the activation they produce."""
         self._source = None
+        self._bridge = engine.is_bridge(model)
         if self.kind not in {"mean", "resample", "patch"}:
             return
         value = self.value
@@ -145,14 +146,14 @@ class Intervention:
             value = value.data  # interp.Activations
         if isinstance(value, Inputs):
             inputs = value.data
-        elif isinstance(value, torch.Tensor) and (value.is_floating_point() or not _hooks.is_bridge(model)):
+        elif isinstance(value, torch.Tensor) and (value.is_floating_point() or not self._bridge):
             self._source = value
             return
         else:
             inputs = value
-        if _hooks.is_bridge(model):
-            inputs = _hooks.to_tokens(model, inputs)
-        acts = record(model, inputs, [self.site])[self.site]
+        if self._bridge:
+            inputs = engine.to_tokens(model, inputs)
+        acts = engine.record(model, inputs, [self.site]).acts[self.site]
         self._source = acts.mean(0, keepdim=True) if self.kind == "mean" else acts
 
 
@@ -257,28 +258,11 @@ def intervene(model: nn.Module, *specs: Intervention) -> Iterator[nn.Module]:
         else:
             raise InputTypeError(f"intervene() takes Intervention specs, got {type(spec).__name__}")
     for spec in flat:
-        spec.site = _hooks.resolve_site(model, spec.site)
+        spec.site = engine.resolve_site(model, spec.site)
     for spec in flat:
         spec._prepare(model)
-    with _hooks.hooks(model, [(spec.site, spec) for spec in flat]):
+    with engine.hooked(model, [Hook(spec.site, spec) for spec in flat]):
         yield model
-
-
-def record(model: nn.Module, inputs: Any, sites: Sequence[str], *, grad: bool = False,
-           **forward_kwargs: Any) -> dict[str, torch.Tensor]:
-    """Run ``model`` once and return the activations at ``sites`` (detached unless ``grad``)."""
-    store: dict[str, torch.Tensor] = {}
-
-    def keeper(site: str) -> Callable[[torch.Tensor], None]:
-        def keep(act: torch.Tensor) -> None:
-            store[site] = act if grad else act.detach()
-        return keep
-
-    names = [_hooks.resolve_site(model, s) for s in sites]
-    ctx = contextlib.nullcontext() if grad else torch.no_grad()
-    with ctx, _hooks.hooks(model, [(s, keeper(s)) for s in names]):
-        _hooks.run(model, inputs, **forward_kwargs)
-    return store
 
 
 def with_value(spec: Intervention, **changes: Any) -> Intervention:

@@ -14,6 +14,7 @@ import argparse
 import numpy as np
 import torch
 
+from interp import engine
 from interp.errors import ConfigError
 
 HELP = "find influential neuron paths (layer-progressive Joint Attribution Score) and validate them by ablation"
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from . import paths as P
 
     model, preprocess = interp.models.load(args.model, device=args.device)
-    is_lm = P._is_bridge(model)
+    is_lm = engine.is_bridge(model)
     if is_lm:
         if args.facts:
             pairs = P.FACTUAL_PROMPTS
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         comparison = P.compare_paths(model, inputs, targets, sites, n_random=args.n_random, **common)
         paths = comparison.paths["jas"]
-        print(comparison.summary().round(4).to_string(index=False))
+        print(comparison.means().round(4).to_string(index=False))
         print()
         print(comparison.contrast("jas", op="remove").round(4).to_string(index=False))
     else:

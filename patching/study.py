@@ -53,10 +53,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from interp.errors import ConfigError, DataNotFoundError, InputTypeError
+from interp import engine
+from interp.errors import ConfigError, DataNotFoundError, InputTypeError, closest
 from interp.tensor import atomic_write
 
-from . import _hooks, metrics
+from . import metrics
 from .activation_patching import activation_patching
 from .interventions import Intervention, intervene
 
@@ -78,7 +79,9 @@ def _check_keys(table: Any, allowed: set[str], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
     for key in table:
         if key not in allowed:
-            raise _hooks.config_error_unknown(key, sorted(allowed), where)
+            hint = closest(key, allowed)
+            raise ConfigError(f"unknown key {key!r} in {where}; allowed: {sorted(allowed)}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     return table
 
 
@@ -176,11 +179,11 @@ def _data(model: Any, data: dict[str, Any]) -> dict[str, Any]:
         return {"clean": g.clean, "corrupted": g.corrupted, "correct": g.correct, "incorrect": g.incorrect}
     if "clean" not in data:
         raise ConfigError(f"[data] kind={kind!r} needs 'clean'")
-    conv = (lambda x: _hooks.to_tokens(model, x)) if kind == "prompts" else (lambda x: torch.tensor(x))
+    conv = (lambda x: engine.to_tokens(model, x)) if kind == "prompts" else (lambda x: torch.tensor(x))
     out = {"clean": conv(data["clean"])}
     if "corrupted" in data:
         out["corrupted"] = conv(data["corrupted"])
-        _hooks.check_pair(out["clean"], out["corrupted"])
+        engine.check_pair(out["clean"], out["corrupted"])
     for key in ("correct", "incorrect"):
         if key in data:
             out[key] = _answer_ids(model, data[key])

@@ -93,7 +93,7 @@ def test_bad_input_errors(tiny_bridge, tiny_cnn):
         interp.capture(tiny_cnn, torch.zeros(1, 3, 8, 8), "conv1", progress=False)
     with pytest.raises(interp.InputTypeError, match="token ids"):
         interp.capture(tiny_bridge, torch.randn(2, 5), "blocks.0.hook_resid_post", progress=False)
-    with pytest.raises(interp.InputTypeError, match="cannot capture from inputs of type dict"):
+    with pytest.raises(interp.InputTypeError, match="cannot run a model on inputs of type dict"):
         interp.capture(tiny_cnn, {"a": 1}, "0", progress=False)
     with pytest.raises(interp.DimensionError, match="attention_mask"):
         interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", attention_mask=torch.ones(2, 4), progress=False)
@@ -121,7 +121,7 @@ def test_forward_stops_after_the_last_site_unless_outputs_are_needed(tiny_bridge
 def test_glob_stays_within_one_component_when_it_can(tiny_cnn, tiny_bridge):
     nested = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), torch.nn.Linear(2, 1))
     assert interp.capture.__module__ == "interp.capture"
-    from interp.capture import resolve_sites
+    from interp.engine import resolve_sites
 
     assert resolve_sites(nested, "*") == ["0", "1"]
     assert resolve_sites(nested, "0.*") == ["0.0", "0.1"]

@@ -48,7 +48,7 @@ def test_spliced_metrics_bounds(tiny_bridge, tokens):
         tokens, fwd_hooks=[(SITE, lambda a, hook: sae.inverse_transform(sae.transform(a.reshape(-1, 64))).reshape(a.shape))])
     p, q = tiny_bridge(tokens).detach().log_softmax(-1), hooked.detach().log_softmax(-1)
     assert m.kl == pytest.approx(float((p.exp() * (p - q)).sum(-1).mean()), rel=1e-4)
-    with pytest.raises(interp.SiteError, match="did you mean"):
+    with pytest.raises(interp.SiteError, match="closest"):
         spliced_lm_metrics(sae, tiny_bridge, tokens, "blocks.0.mlp.hook_pots")
 
 

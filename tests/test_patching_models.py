@@ -1,8 +1,10 @@
-"""Patching on the zoo models: equality with transformer_lens.patching, the planted induction circuit,
-and RelP rules on a real Llama-architecture model (SmolLM2-135M, marked slow)."""
+"""Patching on the zoo models: the four attribution methods through one loop (one signature, one result
+type), equality with transformer_lens.patching, the planted induction circuit, and RelP rules on a real
+Llama-architecture model (SmolLM2-135M, marked slow)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -31,8 +33,9 @@ def test_induction_circuit_is_found_by_activation_patching(induction):
     scores = induction_head_scores(induction)
     key = datasets.induction_pairs(32, seed=1, corrupt="key")
     value = datasets.induction_pairs(32, seed=1, corrupt="value")
-    by_key = patching.patch_heads(induction, key.clean, key.corrupted, key.metric()).normalized()
-    by_value = patching.patch_heads(induction, value.clean, value.corrupted, value.metric()).normalized()
+    by_key = patching.activation_patching(induction, key.clean, key.corrupted, key.metric(), "heads").normalized()
+    by_value = patching.activation_patching(induction, value.clean, value.corrupted, value.metric(),
+                                            "heads").normalized()
     # layer 0: only the previous-token head matters, and only when the key (previous token) is corrupted
     prev_head = int(scores.prev_token[0].argmax())
     assert int(by_key[0].argmax()) == prev_head
@@ -77,8 +80,8 @@ def test_smollm2_matches_transformer_lens_on_selected_cells(smollm2):
                                                  kind, index_df=cells)
         ours = patching.activation_patching(smollm2, pairs.clean, pairs.corrupted, metric, kind, layers=layers,
                                             index={"pos": positions})
-        assert ours.extra["shared_prefix"] == first  # the KV-cache path was used and checked
-        assert ours.extra["blocks_replayed"] == 29 * 2  # layer-29 patches did not recompute blocks 0-28
+        assert ours.extra[kind]["shared_prefix"] == first  # the KV-cache path was used and checked
+        assert ours.extra[kind]["blocks_replayed"] == 29 * 2  # layer-29 patches did not recompute blocks 0-28
         torch.testing.assert_close(ours.values.reshape(-1), reference.double(), atol=1e-4, rtol=0)
     heads = pd.DataFrame([(20, h) for h in (0, 5)], columns=["layer", "head_index"])
     reference = tlp.generic_activation_patch(smollm2, pairs.corrupted, cache, metric,
@@ -88,7 +91,7 @@ def test_smollm2_matches_transformer_lens_on_selected_cells(smollm2):
     torch.testing.assert_close(ours.values.reshape(-1), reference.double(), atol=1e-4, rtol=0)
     plain = patching.activation_patching(smollm2, pairs.clean, pairs.corrupted, metric, "z", layers=[20],
                                          index={"head": [0, 5]}, replay_blocks=False, reuse_prefix=False)
-    assert plain.extra["blocks_replayed"] == 0 and ours.extra["blocks_replayed"] == 20 * 2
+    assert plain.extra["z"]["blocks_replayed"] == 0 and ours.extra["z"]["blocks_replayed"] == 20 * 2
     torch.testing.assert_close(ours.values, plain.values, atol=1e-4, rtol=0)
 
 
@@ -97,10 +100,58 @@ def test_smollm2_relp_rules_keep_logits_and_change_gradients(smollm2):
     pairs = datasets.ioi_pairs(smollm2, 1, templates=datasets.IOI_TEMPLATES[:1])[0]
     with torch.no_grad():
         base = smollm2(pairs.clean)
-        with relp_rules(smollm2, attention=True):
+        with relp_rules(smollm2, {"attention": True}):
             ruled = smollm2(pairs.clean)
     assert torch.equal(base, ruled)
     scores = patching.relevance_patching(smollm2, pairs.clean, pairs.corrupted, pairs.metric(), ["mlp_out"])
     plain = patching.attribution_patching(smollm2, pairs.clean, pairs.corrupted, pairs.metric(), ["mlp_out"])
     assert scores["mlp_out"].values.shape == (30, pairs.clean.shape[1])
     assert not torch.allclose(scores["mlp_out"].values, plain["mlp_out"].values)
+
+
+def _four_methods(model, pairs, sites, tl_reference, **kwargs):
+    """Run all four attribution methods through one loop: same call, same result type, same cells."""
+    results = {}
+    for name, method in patching.METHODS.items():
+        extra = {"steps": 4} if name == "ig" else {}
+        res = method(model, pairs.clean, pairs.corrupted, pairs.metric(), sites=sites, **kwargs, **extra)
+        assert isinstance(res, patching.AttributionResult) and res.method == name and res.sites == list(sites)
+        assert res.clean_value == pytest.approx(results["activation"].clean_value if results else res.clean_value)
+        results[name] = res
+    truth = results["activation"]
+    for site, reference in tl_reference.items():
+        torch.testing.assert_close(truth[site].values.reshape(-1), reference.double().reshape(-1), atol=1e-4, rtol=0)
+    for res in results.values():
+        frame = res.to_frame()
+        assert set(frame["site"]) == set(sites) and np.isfinite(frame["effect"]).all()
+        for site in sites:
+            assert res[site].effect.shape == truth[site].effect.shape
+    return results
+
+
+def test_four_methods_one_contract_induction(induction):
+    import transformer_lens.patching as tlp
+
+    pairs = datasets.induction_pairs(8, seed=2)
+    _, cache = induction.run_with_cache(pairs.clean)
+    reference = {"resid_pre": tlp.get_act_patch_resid_pre(induction, pairs.corrupted, cache, pairs.metric()),
+                 "heads": tlp.get_act_patch_attn_head_out_all_pos(induction, pairs.corrupted, cache, pairs.metric())}
+    results = _four_methods(induction, pairs, ["resid_pre", "heads"], reference)
+    for name in ("atp", "relp", "ig"):  # every estimate tracks the measured effect
+        r = np.corrcoef(results[name]["resid_pre"].effect.flatten(), results["activation"]["resid_pre"].effect.flatten())
+        assert r[0, 1] > 0.8, (name, r[0, 1])
+
+
+@pytest.mark.slow
+def test_four_methods_one_contract_smollm2(smollm2):
+    import transformer_lens.patching as tlp
+
+    pairs = datasets.ioi_pairs(smollm2, 2, templates=datasets.IOI_TEMPLATES[:1])[0]
+    _, cache = smollm2.run_with_cache(pairs.clean)
+    layers, positions = [0, 29], [pairs.first_difference(), pairs.clean.shape[1] - 1]
+    cells = pd.DataFrame([(layer, pos) for layer in layers for pos in positions], columns=["layer", "pos"])
+    reference = {"resid_pre": tlp.generic_activation_patch(smollm2, pairs.corrupted, cache, pairs.metric(),
+                                                           tlp.layer_pos_patch_setter, "resid_pre", index_df=cells)}
+    results = _four_methods(smollm2, pairs, ["resid_pre", "mlp_post"], reference, layers=layers,
+                            index={"pos": positions, "neuron": list(range(0, 1536, 96))})
+    assert results["relp"].extra["rules"]["ln"] and results["relp"].extra["rules"]["half"]

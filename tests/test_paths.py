@@ -226,7 +226,7 @@ def test_our_paths_beat_baselines_on_tiny_vit(tiny_vit):
     assert (jas["lo"] > 0).all(), jas  # higher JAS than activation, influence and random paths
     drop = cmp.contrast("jas", op="remove").set_index("other")
     assert drop.loc["random", "hi"] < 0 and drop.loc["activation", "hi"] < 0, drop
-    s = cmp.summary().set_index(["op", "method"])
+    s = cmp.means().set_index(["op", "method"])
     assert s.loc[("remove", "jas"), "delta_p_hi"] < 0  # removing our path lowers P(target)
     fig = cmp.plot()
     assert len(fig.data) == 2
@@ -255,7 +255,7 @@ def test_target_class_out_of_range(tiny_vit):
 
 def test_model_without_the_listed_sites(tiny_vit):
     model, x, y = tiny_vit
-    with pytest.raises(SiteError, match="no submodule 'blocks.0.mlp.gelu'.*blocks.0.mlp"):
+    with pytest.raises(SiteError, match="no site matching 'blocks.0.mlp.gelu'.*blocks.0.mlp"):
         P.find_paths(model, x[:2], y[:2], ["blocks.0.mlp.gelu", "blocks.1.mlp.act"])
     with pytest.raises(ConfigError, match="distinct"):
         P.find_paths(model, x[:2], y[:2], [SITES[0], SITES[0]])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import engine
 from ..errors import DimensionError, InputTypeError
 
 
@@ -170,10 +171,10 @@ def _kl(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return (p.exp() * (p - q)).sum(-1)
 
 
-def splice_hook(estimator: Any) -> Callable[[torch.Tensor, Any], torch.Tensor]:
-    """A forward hook that replaces the site's activations by the estimator's reconstruction."""
+def splice_hook(estimator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An edit (for :class:`interp.engine.Hook`) replacing the site's activations by the reconstruction."""
 
-    def hook(activation: torch.Tensor, hook: Any = None) -> torch.Tensor:
+    def hook(activation: torch.Tensor) -> torch.Tensor:
         flat = activation.reshape(-1, activation.shape[-1])
         recon = estimator.inverse_transform(estimator.transform(flat.float()))
         return recon.reshape(activation.shape).to(activation.dtype)
@@ -186,8 +187,8 @@ def spliced_lm_metrics(estimator: Any, model: Any, tokens: torch.Tensor, site: s
                        batch_size: int = 8) -> SplicedLMMetrics:
     """CE loss recovered and KL when ``estimator``'s reconstruction replaces ``site`` in ``model``.
 
-    ``model`` is a TransformerLens ``TransformerBridge`` (anything with ``run_with_hooks(tokens,
-    fwd_hooks=[(site, fn)])`` whose hook return value replaces the activation); ``tokens`` is a
+    ``model`` is a TransformerLens ``TransformerBridge`` or any ``nn.Module`` (sites as in
+    :mod:`interp.engine`); ``tokens`` is a
     ``(batch, pos)`` integer tensor.
 
     >>> m = spliced_lm_metrics(sae, model, tokens, "blocks.3.mlp.hook_post")  # doctest: +SKIP
@@ -196,32 +197,23 @@ def spliced_lm_metrics(estimator: Any, model: Any, tokens: torch.Tensor, site: s
         raise InputTypeError("tokens must be an integer tensor of shape (batch, pos)")
     if ablation not in ("zero", "mean"):
         raise InputTypeError(f"ablation must be 'zero' or 'mean', got {ablation!r}")
-    hook_dict = getattr(model, "hook_dict", None)
-    if hook_dict is not None and site not in hook_dict:
-        from ..errors import SiteError, closest
-
-        hint = closest(site, list(hook_dict))
-        raise SiteError(f"model has no hook {site!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    mean_act: list[torch.Tensor] = []
+    site = engine.resolve_site(model, site)
+    mean = None
     if ablation == "mean":
-        def grab(act, hook=None):
-            mean_act.append(act.reshape(-1, act.shape[-1]).float().mean(0))
-            return act
+        sums = [engine.record(model, tokens[i:i + batch_size], [site], stop=True).acts[site] for i in
+                range(0, tokens.shape[0], batch_size)]
+        mean = torch.stack([a.reshape(-1, a.shape[-1]).float().mean(0) for a in sums]).mean(0)
 
-        for i in range(0, tokens.shape[0], batch_size):
-            model.run_with_hooks(tokens[i:i + batch_size], fwd_hooks=[(site, grab)])
-        mean = torch.stack(mean_act).mean(0)
-
-    def ablate(act, hook=None):
-        return torch.zeros_like(act) if ablation == "zero" else mean.to(act).expand_as(act).clone()
+    def ablate(act: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(act) if mean is None else mean.to(act).expand_as(act).clone()
 
     ce = {"clean": [], "spliced": [], "ablated": []}
     kls, kls_ablated = [], []
     for i in range(0, tokens.shape[0], batch_size):
         batch = tokens[i:i + batch_size]
-        clean = model(batch)
-        spliced = model.run_with_hooks(batch, fwd_hooks=[(site, splice_hook(estimator))])
-        ablated = model.run_with_hooks(batch, fwd_hooks=[(site, ablate)])
+        clean = engine.run(model, batch)
+        spliced = engine.run(model, batch, [engine.Hook(site, splice_hook(estimator))])
+        ablated = engine.run(model, batch, [engine.Hook(site, ablate)])
         ce["clean"].append(_next_token_ce(clean, batch).reshape(-1))
         ce["spliced"].append(_next_token_ce(spliced, batch).reshape(-1))
         ce["ablated"].append(_next_token_ce(ablated, batch).reshape(-1))

@@ -5,7 +5,7 @@ the output side is its direction pushed through ``W_out`` (for MLP-space feature
 ``W_U``; its causal effect is measured by adding ``alpha * direction`` at its site, with ``alpha``
 found by binary search so that KL(unsteered || steered) of the next-token distribution hits a target.
 
-Steering uses plain TransformerBridge hooks (``model.hooks`` / ``run_with_hooks``), so this module
+Steering runs through the hook engine (:mod:`interp.engine`), so this module
 does not depend on :mod:`patching`.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, DimensionError, InputTypeError, SiteError, closest
+from .. import engine
+from ..errors import ConfigError, DimensionError, InputTypeError
 from ..tensor import Activations
 from ._data import as_matrix
 
@@ -135,10 +136,7 @@ def _tokens(model: Any, prompt: str | torch.Tensor) -> torch.Tensor:
 
 
 def _check_site(model: Any, site: str) -> None:
-    hooks = getattr(model, "hook_dict", None)
-    if hooks is not None and site not in hooks:
-        hint = closest(site, list(hooks))
-        raise SiteError(f"model has no hook {site!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    engine.resolve_site(model, site)
 
 
 def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
@@ -148,7 +146,7 @@ def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Te
     tokens = _tokens(model, prompt)
     d = component_directions(direction)[0]
 
-    def add(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+    def add(act: torch.Tensor) -> torch.Tensor:
         out = act.clone()
         delta = (alpha * d).to(act)
         if positions is None:
@@ -158,7 +156,7 @@ def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Te
         return out
 
     with torch.no_grad():
-        return model.run_with_hooks(tokens, fwd_hooks=[(site, add)])
+        return engine.run(model, tokens, [engine.Hook(site, add)])
 
 
 def _kl_last(base: torch.Tensor, steered: torch.Tensor) -> float:
@@ -213,8 +211,8 @@ def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: tor
     _check_site(model, site)
     tokens = _tokens(model, prompt)
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == site)
-        base = model(tokens)
+        rec = engine.record(model, tokens, [site])
+        cache, base = rec.acts, rec.output
     scale = float(cache[site].float().norm(dim=-1).mean()) if alpha_start is None else float(alpha_start)
     trace: list[tuple[float, float]] = []
 

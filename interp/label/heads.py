@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import engine
 from ..errors import DimensionError, InputTypeError
 
 __all__ = ["HeadScores", "head_scores", "pattern_scores"]
@@ -117,7 +118,7 @@ def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size
     Attention patterns are read from ``blocks.{L}.attn.hook_pattern`` batch by batch (nothing but the
     running sums is kept).
     """
-    if not hasattr(model, "hook_dict"):
+    if not engine.is_bridge(model):
         raise InputTypeError("head_scores needs a TransformerBridge (attention patterns at blocks.*.attn.hook_pattern)")
     tokens = torch.as_tensor(tokens)
     if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.is_floating_point():
@@ -129,7 +130,7 @@ def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size
     with torch.no_grad():
         for start in range(0, len(tokens), batch_size):
             batch = tokens[start:start + batch_size]
-            _, cache = model.run_with_cache(batch, names_filter=lambda n: n in names)
+            cache = engine.record(model, batch, names, stop=True).acts
             masks = _masks(batch)
             for layer, name in enumerate(names):
                 scores = pattern_scores(cache[name].float().cpu(), batch)

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, InputTypeError, SiteError, closest
+from .. import engine
+from ..errors import ConfigError, InputTypeError
 from ..tensor import Activations
 from .concepts import ConceptTests, pooled_concept_test
 from .explain import Explainer, Explanation, TemplatedExplainer, UnitEvidence, explain_safely, keyword_predicate
@@ -136,63 +137,24 @@ class CachedDecoder:
         return out
 
 
-class _Stop(Exception):
-    pass
-
-
 def stream_site(model: Any, tokens: torch.Tensor, site: str, batch_size: int = 8,
                 progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Yield ``(start, tokens, activations)`` batch by batch; the forward pass stops at ``site``.
+    """Yield ``(start, tokens, activations)`` batch by batch; each forward pass stops at ``site``.
 
-    Works on a TransformerBridge (hook names) and on any ``nn.Module`` (module paths).
+    Works on a TransformerBridge (hook names) and on any ``nn.Module`` (module paths), through the
+    hook engine (:func:`interp.engine.record` with ``stop=True``).
     """
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise InputTypeError(f"tokens must be a non-empty (batch, pos) tensor, got shape {tuple(tokens.shape)}")
-    bridge = hasattr(model, "hook_dict")
-    names = list(model.hook_dict) if bridge else [n for n, _ in model.named_modules() if n]
-    if site not in names:
-        hint = closest(site, names, n=3)
-        raise SiteError(f"the model has no site {site!r}" + (f"; closest: {hint}" if hint else ""))
-    box: dict[str, torch.Tensor] = {}
-    if bridge:
-        def hook(value, hook=None):
-            box["v"] = value.detach()
-            raise _Stop
-    else:
-        def hook(module, inputs, output):  # type: ignore[misc]
-            box["v"] = (output[0] if isinstance(output, tuple) else output).detach()
-            raise _Stop
-    iterator = range(0, len(tokens), batch_size)
+    site = engine.resolve_site(model, site)
+    batches, _ = engine.batches(model, tokens, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc=f"streaming {site}", unit="batch")
-    with torch.no_grad():
-        for start in iterator:
-            batch = tokens[start:start + batch_size]
-            if bridge:
-                with model.hooks(fwd_hooks=[(site, hook)]):
-                    try:
-                        model(batch)
-                    except _Stop:
-                        pass
-            else:
-                handle = dict(model.named_modules())[site].register_forward_hook(hook)
-                try:
-                    model(batch)
-                except _Stop:
-                    pass
-                finally:
-                    handle.remove()
-            value = box.pop("v", None)
-            if value is None:
-                raise SiteError(f"site {site!r} did not fire during the forward pass")
-            yield start, batch, value.float().cpu()
-
-
-def _layer_of(site: str) -> int | None:
-    m = re.search(r"blocks\.(\d+)\.", site)
-    return int(m.group(1)) if m else None
+        batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc=f"streaming {site}", unit="batch")
+    for batch in batches:
+        acts = engine.record(model, batch.inputs, [site], stop=True).acts[site]
+        yield batch.start, batch.inputs, acts.float().cpu()
 
 
 def _clean(token: str) -> str:
@@ -288,7 +250,7 @@ def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, 
         random_acts[sel] = acts[pick_s[sel] - start, pick_p[sel]].numpy()
     held = hold_stats.result()
 
-    layer = _layer_of(site)
+    layer = engine.layer_of(site)
     vocab_out = vocab_in = None
     notes: list[str] = [f"{res.count:,} tokens streamed for statistics, {hold_tokens.numel():,} held out for scoring"]
     if layer is not None and ".mlp." in site and hasattr(model, "W_U"):
@@ -367,7 +329,7 @@ def label_heads(model: Any, fit_tokens: torch.Tensor, heldout_tokens: torch.Tens
     example = heldout_tokens[:1]
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(fit.induction.shape[0])]
     with torch.no_grad():
-        _, cache = model.run_with_cache(example, names_filter=lambda n: n in names)
+        cache = engine.record(model, example, names, stop=True).acts
     patterns = np.stack([cache[n][0].float().cpu().numpy() for n in names])  # (L, H, T, T)
     return LabelResult(title, "heads", "blocks.*.attn.hook_pattern", pd.DataFrame(rows), heads=fit,
                        head_example={"tokens": example[0].tolist(), "patterns": patterns},

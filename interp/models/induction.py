@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .. import engine
 from ..cache import cache_dir
 from ..errors import ConfigError, DimensionError, SchemaError
 from ..tensor import atomic_write
@@ -270,7 +271,7 @@ def _attention_patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+        cache = engine.record(model, tokens, names, stop=True).acts
     return [cache[name].float().cpu() for name in names]  # [batch, head, query, key]
 
 

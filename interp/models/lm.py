@@ -9,7 +9,7 @@
 
 Both loaders keep one model per device for the life of the process (``functools.lru_cache``):
 **the returned model is shared** between callers, so do not modify its weights in place (hooks added
-with ``model.hooks(...)``/``run_with_hooks`` are removed on exit and are fine). Pass ``fresh=True`` for a
+through :mod:`interp.engine` are removed on exit and are fine). Pass ``fresh=True`` for a
 private copy. Nothing touches the network (``HF_HUB_OFFLINE=1``, ``local_files_only=True``).
 """
 
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .. import engine
 from ..cache import cache_dir
 from ..errors import DataNotFoundError, MissingDependencyError
 
@@ -288,9 +289,7 @@ def sentence_embeddings(
         )
         mask = encoded["attention_mask"].to(device)
         with torch.no_grad():
-            _, cache = model.run_with_cache(
-                encoded["input_ids"].to(device), attention_mask=mask, names_filter=lambda name: name == site
-            )
+            cache = engine.record(model, encoded["input_ids"].to(device), [site], mask=mask, stop=True).acts
         hidden = cache[site]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)

@@ -198,8 +198,8 @@ def _model_activations(model: Any, stimuli: Any, sites: Any, stimulus_ids: Seque
 
 def expand_sites(model: torch.nn.Module, sites: str | Sequence[str]) -> list[str]:
     """Expand globs (``"_blocks.*"`` gives ``_blocks.0``, ``_blocks.1``, ... but not their submodules);
-    the rule lives in :func:`interp.capture.resolve_sites`."""
-    from ..capture import resolve_sites
+    the rule lives in :func:`interp.engine.resolve_sites`."""
+    from ..engine import resolve_sites
 
     return resolve_sites(model, sites)
 

@@ -1,0 +1,63 @@
+"""The hook engine: the one place that runs models with hooks.
+
+Every analysis of the library -- capture, interventions, activation and attribution patching, RelP,
+integrated gradients, neuron paths, the label pipeline, SAE splicing and steering -- runs models through
+these few verbs (after nnsight's single interleaver):
+
+* **sites** -- :func:`resolve_sites` (hook names of a ``TransformerBridge``, module paths of any
+  ``nn.Module`` with ``":input"``, globs), site kinds (:func:`kind_sites`: ``"resid_pre"`` -> one hook per
+  layer), :func:`layout` (which axis is ``unit``, ``head``, ``pos``), :func:`layer_of`;
+* **inputs** -- :func:`batches` (texts, tokens, images, arrays, Datasets, DataLoaders; padding masks),
+  :func:`to_tokens`, :func:`forward`;
+* **hooks** -- :class:`Hook` and :func:`hooked`: any number of edits and reads at a site, composed in the
+  documented order of :class:`Phase` (rules, then edits, then reads);
+* **verbs** -- :func:`run`, :func:`record` (with ``stop=True`` the pass ends after the last site),
+  :func:`gradients` (value and gradient of a metric at sites);
+* **shortcuts** -- :class:`SharedPrefix` (KV cache of a shared token prefix) and :class:`BlockReplay`
+  (replay of the blocks below a patch) for sweeps of many patched copies of one batch.
+
+Only :mod:`interp.engine.hooks` touches torch or TransformerLens hook APIs.
+"""
+
+from __future__ import annotations
+
+from .hooks import Hook, Phase, StopForward, hooked, observe_modules
+from .inputs import (
+    Batch,
+    batches,
+    check_pair,
+    forward,
+    model_device,
+    n_samples,
+    output_tensor,
+    repeat,
+    to_tokens,
+    tokenize,
+)
+from .run import Gradients, Recording, gradients, record, run, scalar
+from .shortcuts import BlockReplay, SharedPrefix, agrees
+from .sites import (
+    KIND_ALIASES,
+    SITE_KINDS,
+    canonical_kind,
+    is_bridge,
+    is_kind,
+    kind_hook,
+    kind_sites,
+    layer_of,
+    layout,
+    n_layers,
+    resolve_site,
+    resolve_sites,
+    site_names,
+)
+
+__all__ = [
+    "Hook", "Phase", "StopForward", "hooked", "observe_modules",
+    "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
+    "to_tokens", "tokenize",
+    "Gradients", "Recording", "gradients", "record", "run", "scalar",
+    "BlockReplay", "SharedPrefix", "agrees",
+    "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "kind_hook", "kind_sites",
+    "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
+]

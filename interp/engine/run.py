@@ -1,0 +1,126 @@
+"""The engine's verbs: run a model with hooks, record sites, take gradients at sites.
+
+>>> from interp import engine
+>>> rec = engine.record(model, tokens, ["blocks.0.hook_resid_post"], stop=True)        # doctest: +SKIP
+>>> grads = engine.gradients(model, tokens, ["blocks.0.hook_resid_post"], metric)       # doctest: +SKIP
+>>> with engine.hooked(model, [engine.Hook("blocks.0.attn.hook_z", lambda z: z * 0)]):  # doctest: +SKIP
+...     logits = model(tokens)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import DimensionError, InputTypeError, SiteError
+from .hooks import Hook, Phase, StopForward, hooked
+from .inputs import forward
+
+__all__ = ["run", "record", "gradients", "Recording", "Gradients", "scalar"]
+
+
+def run(model: nn.Module, inputs: Any, hooks: Sequence[Hook] = (), *, mask: torch.Tensor | None = None,
+        stop_ok: bool = False, **kwargs: Any) -> Any:
+    """Forward ``inputs`` with ``hooks`` installed; returns the output tensor (None if a hook stopped it)."""
+    with hooked(model, hooks):
+        try:
+            return forward(model, inputs, mask, **kwargs)
+        except StopForward:
+            if stop_ok:
+                return None
+            raise
+
+
+@dataclass
+class Recording:
+    """What :func:`record` returns: the model output (None when the pass stopped early) and the sites' values."""
+
+    output: Any
+    acts: dict[str, torch.Tensor]
+
+
+def record(model: nn.Module, inputs: Any, sites: Sequence[str], *, hooks: Sequence[Hook] = (),
+           mask: torch.Tensor | None = None, grad: bool = False, stop: bool = False, clone: bool = False,
+           **kwargs: Any) -> Recording:
+    """One forward pass that keeps the value of every site (after all edits at that site).
+
+    ``grad`` keeps the autograd graph (values are not detached); ``stop`` ends the pass as soon as every
+    site has fired (the layers after the last site are not computed; the output is None); ``clone``
+    copies the values (needed when a later in-place edit could change them).
+    """
+    acts: dict[str, torch.Tensor] = {}
+    wanted = list(sites)
+
+    def keeper(site: str) -> Callable[[torch.Tensor], None]:
+        def keep(act: torch.Tensor) -> None:
+            value = act if grad else act.detach()
+            acts[site] = value.clone() if clone else value
+            if stop and len(acts) == len(wanted):
+                raise StopForward
+        return keep
+
+    context = contextlib.nullcontext() if grad else torch.no_grad()
+    with context:
+        out = run(model, inputs, [*hooks, *(Hook(s, keeper(s), Phase.READ) for s in wanted)], mask=mask,
+                  stop_ok=stop, **kwargs)
+    missing = [s for s in wanted if s not in acts]
+    if missing:
+        raise SiteError(f"sites {missing} did not run in the forward pass; pick sites on the computation path")
+    return Recording(out, acts)
+
+
+@dataclass
+class Gradients:
+    """What :func:`gradients` returns: the metric's value, the output, and each site's value and gradient."""
+
+    value: torch.Tensor
+    output: Any
+    acts: dict[str, torch.Tensor]
+    grads: dict[str, torch.Tensor]
+
+
+def scalar(value: Any, metric: Any = None) -> torch.Tensor:
+    """``value`` as a 0-d tensor; :class:`InputTypeError`/:class:`DimensionError` unless it is one number."""
+    name = getattr(metric, "name", getattr(metric, "__name__", "metric"))
+    if not isinstance(value, torch.Tensor):
+        kind = type(value).__name__
+        raise InputTypeError(f"{name} must return a scalar torch tensor so that gradients can flow, got a {kind} "
+                             "(e.g. return logits[:, -1, token].mean())")
+    if value.numel() != 1:
+        raise DimensionError(f"{name} must return a scalar (one number for the batch), got shape "
+                             f"{tuple(value.shape)}; reduce it, e.g. with .mean()")
+    return value.reshape(())
+
+
+def gradients(model: nn.Module, inputs: Any, sites: Sequence[str], metric: Callable[[Any], torch.Tensor], *,
+              hooks: Sequence[Hook] = (), mask: torch.Tensor | None = None, **kwargs: Any) -> Gradients:
+    """Forward once, backward ``metric`` once; the value and gradient of ``metric`` at every site.
+
+    Gradients are taken with respect to zero offsets added at each site (after the other edits there),
+    so they exist even when the model's parameters are frozen, and they reflect any rules in ``hooks``.
+    """
+    acts: dict[str, torch.Tensor] = {}
+    offsets: dict[str, torch.Tensor] = {}
+
+    def tap(site: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def add(act: torch.Tensor) -> torch.Tensor:
+            acts[site] = act.detach().clone()
+            offsets[site] = torch.zeros_like(act, requires_grad=True)
+            return act + offsets[site]
+        return add
+
+    wanted = list(sites)
+    with torch.enable_grad():
+        out = run(model, inputs, [*hooks, *(Hook(s, tap(s), Phase.EDIT) for s in wanted)], mask=mask, **kwargs)
+        value = scalar(metric(out), metric)
+        missing = [s for s in wanted if s not in offsets]
+        if missing:
+            raise SiteError(f"sites {missing} did not run in the forward pass; pick sites on the computation path")
+        grads = torch.autograd.grad(value, [offsets[s] for s in wanted], allow_unused=True)
+    return Gradients(value.detach(), out, acts,
+                     {s: (g if g is not None else torch.zeros_like(acts[s])) for s, g in zip(wanted, grads)})

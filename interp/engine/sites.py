@@ -1,0 +1,187 @@
+"""Sites: where the engine reads and edits a model.
+
+A *site* is a named place in a model's forward pass:
+
+* on a TransformerLens ``TransformerBridge``, a hook name (``"blocks.3.mlp.hook_post"``);
+* on any other ``nn.Module``, a module path from ``named_modules()`` (``"blocks.3.mlp.act"``): the
+  module's output, or its input with the suffix ``":input"``.
+
+Globs expand (``"blocks.*.mlp.hook_post"``). Short *site kinds* (``"resid_pre"``, ``"attn_out"``,
+``"mlp_out"``, ``"heads"``, ``"mlp_post"`` ...) expand to one hook name per layer on a bridge.
+
+The *layout* of a site's activation names its axes: ``unit`` is always the feature axis that
+interventions index with ``units=`` and that :func:`interp.capture` calls ``unit`` -- the last axis of
+transformer activations and the **channel axis** of conv feature maps ``(N, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..errors import InputTypeError, SiteError, closest
+
+__all__ = ["is_bridge", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
+           "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout"]
+
+# site kind -> hook name template; ``{L}`` is the layer
+SITE_KINDS: dict[str, str] = {
+    "resid_pre": "blocks.{L}.hook_resid_pre",
+    "resid_mid": "blocks.{L}.hook_resid_mid",
+    "resid_post": "blocks.{L}.hook_resid_post",
+    "attn_out": "blocks.{L}.hook_attn_out",
+    "mlp_out": "blocks.{L}.hook_mlp_out",
+    "z": "blocks.{L}.attn.hook_z",
+    "q": "blocks.{L}.attn.hook_q",
+    "k": "blocks.{L}.attn.hook_k",
+    "v": "blocks.{L}.attn.hook_v",
+    "pattern": "blocks.{L}.attn.hook_pattern",
+    "mlp_pre": "blocks.{L}.mlp.hook_pre",
+    "mlp_post": "blocks.{L}.mlp.hook_post",
+}
+#: Other spellings of the kinds (``"heads"`` is the per-head output ``hook_z``).
+KIND_ALIASES = {"heads": "z", "head": "z", "neurons": "mlp_post", "neuron": "mlp_post", "resid": "resid_pre",
+                "attn": "attn_out", "mlp": "mlp_out"}
+
+_HEAD_LEAVES = {"hook_z", "hook_q", "hook_k", "hook_v", "hook_result"}
+_PATTERN_LEAVES = {"hook_pattern", "hook_attn_scores"}
+
+
+def is_bridge(model: Any) -> bool:
+    """True for TransformerLens bridges (a ``hook_dict`` of hook points and a ``cfg``)."""
+    return hasattr(model, "hook_dict") and hasattr(model, "cfg")
+
+
+def site_names(model: nn.Module) -> list[str]:
+    """Every site of ``model`` in its own order: hook names (bridges) or module paths."""
+    if is_bridge(model):
+        return list(model.hook_dict.keys())
+    return [name for name, _ in model.named_modules() if name]
+
+
+def n_layers(model: Any) -> int:
+    """Number of transformer blocks of a bridge (or of a module with a ``blocks`` list)."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "n_layers"):
+        return int(cfg.n_layers)
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+        return len(blocks)
+    raise InputTypeError(f"cannot tell the number of layers of a {type(model).__name__}; name the sites explicitly")
+
+
+_LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks)\.(\d+)(?:\.|$)")
+
+
+def layer_of(site: str) -> int | None:
+    """Layer index in a site name (``blocks.3.mlp.hook_post`` -> 3), or None when it names no layer."""
+    m = _LAYER.search(site)
+    return int(m.group(1)) if m else None
+
+
+def canonical_kind(kind: str) -> str:
+    """The canonical name of a site kind (``"heads"`` -> ``"z"``); :class:`SiteError` if unknown."""
+    kind = KIND_ALIASES.get(kind, kind)
+    if kind not in SITE_KINDS:
+        hint = closest(kind, list(SITE_KINDS) + list(KIND_ALIASES))
+        raise SiteError(f"unknown site kind {kind!r}; expected one of {sorted(SITE_KINDS)} or "
+                        f"{sorted(KIND_ALIASES)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return kind
+
+
+def is_kind(model: Any, name: str) -> bool:
+    """Whether ``name`` is a site kind (rather than a hook name or module path) for ``model``."""
+    return is_bridge(model) and (name in SITE_KINDS or name in KIND_ALIASES)
+
+
+def kind_hook(model: Any, kind: str, layer: int) -> str:
+    """Hook name of a site kind at ``layer``; :class:`SiteError` when the model lacks it."""
+    if not is_bridge(model):
+        raise InputTypeError(f"site kinds like {kind!r} need a TransformerBridge; pass module paths for other models")
+    return resolve_site(model, SITE_KINDS[canonical_kind(kind)].format(L=layer))
+
+
+def kind_sites(model: Any, kind: str, layers: Sequence[int] | None = None) -> list[str]:
+    """One hook name per layer for a site kind (all layers by default)."""
+    chosen = range(n_layers(model)) if layers is None else layers
+    return [kind_hook(model, kind, int(layer)) for layer in chosen]
+
+
+def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
+    """Expand globs and check that every site exists; unknown names raise :class:`SiteError`
+    with the closest names suggested. Order follows the model's own order of sites.
+
+    A ``*`` matches within one dotted component when it can (``"_blocks.*"`` gives the blocks, not all of
+    their submodules); otherwise it matches across dots (``"*hook_resid_pre"``).
+    """
+    patterns = [sites] if isinstance(sites, str) else list(sites)
+    if not patterns:
+        raise SiteError("no sites given; pass hook names (bridges) or module paths (nn.Module)")
+    if not all(isinstance(p, str) for p in patterns):
+        raise InputTypeError(f"sites are hook names or module paths (strings), got {patterns!r}")
+    names = site_names(model)
+    known = set(names)
+    bridge = is_bridge(model)
+    chosen: list[str] = []
+    for pattern in patterns:
+        base, suffix = (pattern.rsplit(":", 1) + [""])[:2] if ":" in pattern else (pattern, "")
+        if suffix and suffix not in {"input", "output"}:
+            raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
+        if suffix and bridge:
+            raise SiteError(f"site {pattern!r}: ':input'/':output' suffixes are for nn.Module paths; bridges use hook names")
+        if any(c in base for c in "*?["):
+            matched = [n for n in names if fnmatch.fnmatchcase(n, base)]
+            # '*' prefers to stay within one path component: '_blocks.*' is the blocks, not every submodule
+            matched = [n for n in matched if n.count(".") == base.count(".")] or matched
+        else:
+            matched = [base] if base in known else []
+        if not matched:
+            hint = closest(base, names, n=5)
+            what = "hook names" if bridge else "module paths"
+            kinds = (f"; site kinds such as {sorted(SITE_KINDS)[:6]} are accepted by the attribution methods"
+                     if bridge and base in SITE_KINDS | KIND_ALIASES else "")
+            raise SiteError(f"the model has no site matching {pattern!r}"
+                            + (f"; closest {what}: {hint}" if hint else f"; it has {len(names)} {what}, e.g. {names[:5]}")
+                            + kinds)
+        chosen.extend(f"{m}:{suffix}" if suffix == "input" else m for m in matched)
+    seen: set[str] = set()
+    return [s for s in chosen if not (s in seen or seen.add(s))]
+
+
+def resolve_site(model: nn.Module, site: str) -> str:
+    """Check that one site (no glob) exists and return its name."""
+    if not isinstance(site, str):
+        raise InputTypeError(f"a site is a hook name or module path string, got {type(site).__name__}")
+    found = resolve_sites(model, site)
+    if len(found) != 1:
+        raise SiteError(f"site {site!r} matches {len(found)} sites {found[:5]}; name exactly one")
+    return found[0]
+
+
+def layout(site: str, ndim: int, bridge: bool) -> dict[str, int]:
+    """Axis of each named dim of a site's activation with ``ndim`` axes (the batch is axis 0).
+
+    * attention patterns/scores (bridge): ``[batch, head, query_pos, key_pos]`` -> head 1, pos 2, unit 3;
+    * per-head vectors (``hook_z``, ``hook_q`` ...): ``[batch, pos, head, d_head]``;
+    * conv feature maps of plain modules ``[batch, channel, height, width]``: ``unit`` is the channel;
+    * everything else ``[batch, pos, unit]`` or ``[batch, unit]``.
+    """
+    leaf = site.split(":")[0].rsplit(".", 1)[-1]
+    if bridge and leaf in _PATTERN_LEAVES and ndim == 4:
+        return {"head": 1, "pos": 2, "unit": 3}
+    if bridge and ndim == 4 and (leaf in _HEAD_LEAVES or site.endswith((".q.hook_out", ".k.hook_out", ".v.hook_out",
+                                                                         ".o.hook_in"))):
+        return {"pos": 1, "head": 2, "unit": 3}
+    if ndim == 4 and not bridge:
+        return {"unit": 1, "height": 2, "width": 3}
+    if ndim == 3:
+        return {"pos": 1, "unit": 2}
+    if ndim == 2:
+        return {"unit": 1}
+    if ndim == 4:
+        return {"pos": 1, "head": 2, "unit": 3}
+    return {}

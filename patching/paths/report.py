@@ -1,0 +1,84 @@
+"""Language-model inputs for path search and the neuron-path HTML report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from interp.errors import ConfigError, DimensionError
+
+from .manipulation import PathComparison
+from .results import NeuronPaths
+from .similarity import PathSimilarity
+
+__all__ = ["FACTUAL_PROMPTS", "lm_inputs", "paths_report"]
+
+
+FACTUAL_PROMPTS: list[tuple[str, str]] = [
+    ("The capital of France is", " Paris"), ("The capital of Germany is", " Berlin"),
+    ("The capital of Italy is", " Rome"), ("The capital of Spain is", " Madrid"),
+    ("The capital of Japan is", " Tokyo"), ("The capital of Russia is", " Moscow"),
+    ("The capital of England is", " London"), ("The capital of Egypt is", " Cairo"),
+    ("The capital of Greece is", " Athens"), ("The capital of China is", " Beijing"),
+    ("The capital of Canada is", " Ottawa"), ("The capital of Austria is", " Vienna"),
+    ("The capital of Portugal is", " Lisbon"), ("The capital of Ireland is", " Dublin"),
+    ("The capital of Norway is", " Oslo"), ("The Eiffel Tower is located in the city of", " Paris"),
+    ("The Colosseum is located in the city of", " Rome"), ("The largest planet in the solar system is", " Jupiter"),
+    ("Water is made of hydrogen and", " oxygen"), ("The chemical symbol for gold is", " Au"),
+    ("The first president of the United States was George", " Washington"),
+    ("The author of Romeo and Juliet is William", " Shakespeare"), ("The Great Wall is located in", " China"),
+    ("The currency of Japan is the", " yen"), ("The opposite of hot is", " cold"),
+    ("Monday, Tuesday,", " Wednesday"), ("The Statue of Liberty is in New", " York"),
+    ("Albert Einstein developed the theory of", " relativity"),
+]
+
+
+def lm_inputs(model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str]
+              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Token ids of each prompt (one tensor per prompt, BOS prepended by ``model.to_tokens`` when the
+    model has it) and the target token of each answer (its first token)."""
+    if len(prompts) != len(answers):
+        raise DimensionError(f"{len(prompts)} prompts but {len(answers)} answers")
+    if hasattr(model, "to_tokens"):
+        tokens = [model.to_tokens(p)[0] for p in prompts]
+    else:
+        tokens = [torch.tensor(tokenizer(p)["input_ids"]) for p in prompts]
+    targets = []
+    for a in answers:
+        ids = tokenizer(a, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ConfigError(f"answer {a!r} has no tokens")
+        targets.append(ids[0])
+    return tokens, torch.tensor(targets)
+
+
+
+def paths_report(comparison: PathComparison | None = None, paths: NeuronPaths | None = None,
+                 similarity: PathSimilarity | None = None, title: str = "Neuron paths", notes: str = ""):
+    """An :class:`interp.report.html.Report` with the path diagram, manipulation results and similarity."""
+    from interp.report.html import Report
+
+    rep = Report(title, subtitle="Layer-progressive Joint Attribution paths (Wang et al., ICLR 2025)")
+    if notes:
+        rep.add_section("About", notes)
+    if paths is None and comparison is not None:
+        paths = comparison.paths.get("jas") or next(iter(comparison.paths.values()))
+    if paths is not None:
+        rep.add_section("Path diagram", paths.plot())
+        rep.add_table("Paths", paths.to_frame())
+    if comparison is not None:
+        rep.add_section("Remove / enhance path neurons", comparison.plot())
+        rep.add_table("Summary (means and 95% CIs)", comparison.means().round(5))
+        contrasts = pd.concat([comparison.contrast("jas", op=op, column=c) for op in comparison.frame["op"].unique()
+                               for c in ("delta_p", "jas")], ignore_index=True)
+        rep.add_table("Ours minus baselines (paired over samples)", contrasts.round(5))
+        for method, p in comparison.paths.items():
+            if method != "jas":
+                rep.add_section(f"Path diagram: {method}", p.plot())
+    if similarity is not None:
+        rep.add_section("Path similarity within vs across classes", similarity.plot())
+        rep.add_table("Similarity", similarity.to_frame().round(5))
+    return rep

@@ -1,0 +1,312 @@
+"""LRP propagation rules of RelP, as objects (after Captum's ``_utils/lrp_rules.py``).
+
+Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
+Relevance Patching" (arXiv 2508.21258; code github.com/FarnoushRJ/RelP). Each rule is a
+*forward-pass-preserving* edit: the forward value is bit-identical, only the backward pass changes
+(``value.detach() + (surrogate - surrogate.detach())``), so gradient x input becomes LRP relevance.
+
+========================  ============  ==========================================================
+rule                      name          edit
+========================  ============  ==========================================================
+:class:`LNRule`           ``"ln"``      LayerNorm/RMSNorm scale treated as a constant (Ali et al. 2022)
+:class:`IdentityRule`     ``"identity"``  elementwise activation passes gradient phi(x)/x (Jafari et al. 2024)
+:class:`HalfRule`         ``"half"``    gated product ``act(gate) * up`` splits relevance equally
+:class:`AttentionRule`    ``"attention"``  attention pattern detached (AH-rule, Ali et al. 2022)
+========================  ============  ==========================================================
+
+On a ``TransformerBridge`` the rules go on TransformerLens hook points; on a plain ``nn.Module`` they go
+on modules by type, LXT-style: ``nn.LayerNorm``/``nn.RMSNorm`` (LN), smooth activation modules (GELU,
+SiLU, Tanh, ReLU6 ...; identity -- ReLU and LeakyReLU already pass phi(x)/x), ``nn.Softmax`` (attention).
+:func:`compile_rules` reports where each rule was applied and raises :class:`RuleError` when a rule that
+was asked for by name applies nowhere -- RelP never silently becomes AtP.
+
+>>> hooks, applied = compile_rules(model, [LNRule(), IdentityRule()], strict={"ln", "identity"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from interp import engine
+from interp.engine import Hook, Phase
+from interp.errors import ConfigError, closest
+
+__all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
+           "resolve_rules", "compile_rules"]
+
+EPS = 1e-6
+#: activations whose gradient already equals phi(x)/x: the identity rule changes nothing there
+_PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
+_SMOOTH = (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.CELU, nn.SELU, nn.Mish, nn.Softplus, nn.Hardswish,
+           nn.Hardsigmoid, nn.Hardtanh, nn.Softsign, nn.Tanhshrink)
+
+
+class RuleError(ConfigError):
+    """A RelP rule that was asked for cannot be applied to this model."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base of the RelP rules; ``name`` is how users switch it on (``rules=["ln", "half"]``)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class LNRule(Rule):
+    """LN-rule: the LayerNorm/RMSNorm scale is treated as a constant (``x_c / scale.detach() * w + b``)."""
+
+    name: ClassVar[str] = "ln"
+    description: ClassVar[str] = "normalisation scale detached"
+
+
+@dataclass(frozen=True)
+class IdentityRule(Rule):
+    """Identity-rule: an elementwise activation passes gradient ``phi(x)/x`` (x stabilised by 1e-6)."""
+
+    name: ClassVar[str] = "identity"
+    description: ClassVar[str] = "activation gradient phi(x)/x"
+
+
+@dataclass(frozen=True)
+class HalfRule(Rule):
+    """Half-rule: a gated product ``act(gate) * up`` gives each factor half of the relevance."""
+
+    name: ClassVar[str] = "half"
+    description: ClassVar[str] = "gated product split equally"
+
+
+@dataclass(frozen=True)
+class AttentionRule(Rule):
+    """AH-rule: the attention pattern is detached (relevance flows through the values only)."""
+
+    name: ClassVar[str] = "attention"
+    description: ClassVar[str] = "attention pattern detached"
+
+
+RULES: dict[str, type[Rule]] = {r.name: r for r in (LNRule, IdentityRule, HalfRule, AttentionRule)}
+#: the rules of the paper's default configuration (``cfg.LRP_rules``); AH is implemented but off
+DEFAULT_RULES = ("ln", "identity", "half")
+
+
+def resolve_rules(rules: Sequence[str | Rule] | Mapping[str, bool] | None) -> tuple[list[Rule], set[str]]:
+    """The rule objects to use and the names asked for explicitly (those must apply somewhere).
+
+    ``None`` gives the defaults where they apply; a list of names or :class:`Rule` objects gives exactly
+    those; a mapping ``{"attention": True, "identity": False}`` switches rules on and off from the defaults.
+    """
+    if rules is None:
+        return [RULES[n]() for n in DEFAULT_RULES], set()
+    if isinstance(rules, Mapping):
+        chosen = dict.fromkeys(DEFAULT_RULES, True)
+        for key, on in rules.items():
+            _check_name(key)
+            chosen[key] = bool(on)
+        names = [n for n, on in chosen.items() if on]
+        return [RULES[n]() for n in names], {k for k, on in rules.items() if on}
+    if isinstance(rules, (str, Rule)):
+        rules = [rules]
+    out: list[Rule] = []
+    for rule in rules:
+        if isinstance(rule, Rule):
+            out.append(rule)
+        else:
+            _check_name(rule)
+            out.append(RULES[rule]())
+    return out, {r.name for r in out}
+
+
+def _check_name(name: str) -> None:
+    if name not in RULES:
+        hint = closest(str(name), RULES)
+        raise ConfigError(f"unknown RelP rule {name!r}; known rules: {sorted(RULES)}"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+
+def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = frozenset()
+                  ) -> tuple[list[Hook], dict[str, list[str]]]:
+    """Engine hooks that install ``rules`` on ``model``, and ``{rule name: sites where it applies}``.
+
+    Raises :class:`RuleError` for a rule in ``strict`` that applies nowhere.
+    """
+    names = {r.name for r in rules}
+    if engine.is_bridge(model):
+        hooks, applied = _bridge_hooks(model, names)
+    else:
+        hooks, applied = _module_hooks(model, names)
+    for name in sorted(names & strict):
+        if not applied.get(name):
+            raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "
+                            f"{type(model).__name__}: {_why_not(model, name)}; drop it from rules=")
+    return hooks, {n: applied.get(n, []) for n in sorted(names)}
+
+
+def _why_not(model: nn.Module, name: str) -> str:
+    bridge = engine.is_bridge(model)
+    if name == "half":
+        return "it has no gated MLP (act(gate) * up)" if bridge else "plain modules expose no gated products"
+    if name == "identity":
+        return "it has no MLP activation hooks" if bridge else "it has no smooth activation modules (GELU, SiLU ...)"
+    if name == "ln":
+        return "it has no LayerNorm/RMSNorm" + ("" if bridge else " modules")
+    return "it has no attention pattern hooks" if bridge else "it has no nn.Softmax modules"
+
+
+# --------------------------------------------------------------------------------------------- shared
+def _stabilize(x: torch.Tensor) -> torch.Tensor:
+    return x + EPS * torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def straight(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """Exactly ``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass."""
+    return value.detach() + (surrogate - surrogate.detach()).to(value.dtype)
+
+
+def _identity_surrogate(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return x * (y / _stabilize(x)).detach()
+
+
+def _saver(box: dict, key: str, clone: bool = False) -> Callable[[torch.Tensor], None]:
+    def save(x: torch.Tensor) -> None:
+        box[key] = x.clone() if clone else x
+    return save
+
+
+# --------------------------------------------------------------------------------------------- bridges
+def _norm_surrogate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    xf = x.float() if x.dtype not in (torch.float32, torch.float64) else x
+    rms = bool(getattr(module, "uses_rms_norm", False))
+    xc = xf if rms else xf - xf.mean(-1, keepdim=True)
+    original = getattr(module, "original_component", None)
+    eps = getattr(original, "eps", None) or getattr(original, "variance_epsilon", None)
+    eps = float(eps) if eps is not None else float(getattr(getattr(module, "config", None), "eps", 1e-5))
+    out = xc / (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt().detach()
+    weight = getattr(module, "weight", None) if not isinstance(original, nn.Identity) else None
+    if isinstance(weight, torch.Tensor):
+        out = out * ((1.0 + weight) if getattr(module, "uses_weight_offset", False) else weight)
+    bias = getattr(original, "bias", None)
+    if isinstance(bias, torch.Tensor) and not rms:
+        out = out + bias
+    return out
+
+
+def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[str, list[str]]]:
+    points = set(model.hook_dict)
+    hooks: list[Hook] = []
+    applied: dict[str, list[str]] = {n: [] for n in names}
+    if "ln" in names:
+        for scale_hook in sorted(n for n in points if n.endswith(".hook_scale")):
+            prefix = scale_hook[: -len(".hook_scale")]
+            if f"{prefix}.hook_in" not in points or f"{prefix}.hook_out" not in points:
+                continue
+            module, box = model.get_submodule(prefix), {}
+            hooks += [Hook(f"{prefix}.hook_in", _saver(box, "x"), Phase.READ),
+                      Hook(f"{prefix}.hook_out", lambda out, box=box, module=module:
+                           straight(out, _norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
+            applied["ln"].append(prefix)
+    if names & {"identity", "half"}:
+        _mlp_hooks(model, names, points, hooks, applied)
+    if "attention" in names:
+        for name in sorted(n for n in points if n.endswith(".attn.hook_pattern")):
+            hooks.append(Hook(name, lambda p: p.detach(), Phase.DEFINE))
+            applied["attention"].append(name)
+    return hooks, applied
+
+
+def is_moe(model: nn.Module, layer: int) -> bool:
+    """Whether block ``layer`` of a bridge is a mixture of experts (``mlp.hook_pre/post`` are the whole block)."""
+    mlp = getattr(model.blocks[layer], "mlp", None)
+    original = getattr(mlp, "original_component", mlp)
+    return any(hasattr(original, attr) for attr in ("experts", "router")) or \
+        bool(getattr(model.cfg, "num_experts", None))
+
+
+def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[Hook],
+               applied: dict[str, list[str]]) -> None:
+    identity, half = "identity" in names, "half" in names
+    for layer in range(engine.n_layers(model)):
+        pre, post = f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.mlp.hook_post"
+        linear = f"blocks.{layer}.mlp.hook_pre_linear"
+        if pre not in points or post not in points or is_moe(model, layer):
+            continue
+        box: dict[str, torch.Tensor] = {}
+        if linear in points:  # gated MLP: post = act(gate) * up
+            act_fn = _gated_act_fn(model, layer)
+            hooks += [Hook(pre, _saver(box, "g"), Phase.READ), Hook(linear, _saver(box, "u"), Phase.READ)]
+
+            def gated(h: torch.Tensor, box: dict = box, act_fn: Callable = act_fn) -> torch.Tensor:
+                g, u = box.pop("g"), box.pop("u")
+                a = act_fn(g)
+                prod = (_identity_surrogate(g, a) if identity else a) * u
+                return straight(h, 0.5 * prod if half else prod)
+
+            hooks.append(Hook(post, gated, Phase.DEFINE))
+            for name in names & {"identity", "half"}:
+                applied[name].append(post)
+        elif identity:
+            hooks += [Hook(pre, _saver(box, "x"), Phase.READ),
+                      Hook(post, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
+            applied["identity"].append(post)
+
+
+def _gated_act_fn(model: nn.Module, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    mlp = model.blocks[layer].mlp
+    fn = getattr(getattr(mlp, "original_component", None), "act_fn", None)
+    if callable(fn):
+        return fn
+    from transformer_lens.model_bridge.generalized_components.gated_mlp import resolve_activation_fn
+
+    return resolve_activation_fn(model.cfg)
+
+
+# --------------------------------------------------------------------------------------------- modules
+def _module_norm_surrogate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(-len(module.normalized_shape), 0))
+    rms = isinstance(module, getattr(nn, "RMSNorm", ()))
+    xc = x if rms else x - x.mean(dims, keepdim=True)
+    eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
+    out = xc / (xc.pow(2).mean(dims, keepdim=True) + eps).sqrt().detach()
+    if getattr(module, "weight", None) is not None:
+        out = out * module.weight
+    if getattr(module, "bias", None) is not None:
+        out = out + module.bias
+    return out
+
+
+def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[str, list[str]]]:
+    hooks: list[Hook] = []
+    applied: dict[str, list[str]] = {n: [] for n in names}
+    norms = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        box: dict[str, torch.Tensor] = {}
+        inplace = bool(getattr(module, "inplace", False))
+        if "ln" in names and isinstance(module, norms):
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+                      Hook(path, lambda out, box=box, module=module:
+                           straight(out, _module_norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
+            applied["ln"].append(path)
+        elif "identity" in names and isinstance(module, _SMOOTH):
+            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=inplace), Phase.READ),
+                      Hook(path, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
+            applied["identity"].append(path)
+        elif "identity" in names and isinstance(module, _PIECEWISE_LINEAR):
+            applied["identity"].append(path)  # its gradient already is phi(x)/x
+        elif "attention" in names and isinstance(module, nn.Softmax):
+            hooks.append(Hook(path, lambda p: p.detach(), Phase.DEFINE))
+            applied["attention"].append(path)
+    return hooks, applied
+
+
+def describe(applied: Mapping[str, Sequence[str]]) -> str:
+    """One line per rule: where it was applied."""
+    return "\n".join(f"{name}: {len(sites)} sites" + (f" ({sites[0]} ...)" if sites else "")
+                     for name, sites in applied.items())
+
