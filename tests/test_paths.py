@@ -216,6 +216,38 @@ def test_manipulate_matches_manual_hooks(tiny_vit):
         np.testing.assert_allclose(frame["delta_p"], frame["p_edit"] - frame["p_clean"], atol=1e-7)
 
 
+def test_mean_gradient_baseline_is_the_authors_influence_pattern(tiny_vit):
+    """NeuronPath's ``path/influence_pattern.py``: input scaled by k/m (k = 0..m-1); per layer, argmax of
+    dP(target)/d(CLS neurons) averaged over the steps and over all samples of a class; one path per class.
+    Checked against a direct re-implementation with forward hooks (one pass per layer, as the authors)."""
+    model, x, y = tiny_vit
+    x, y = x[:12], y[:12]
+    m = 5
+    paths = P.find_paths(model, x, y, SITES, method="mean_gradient", steps=m, score=False)
+    expected = {}
+    for cls in torch.unique(y).tolist():
+        xs = x[y == cls]
+        scaled = torch.cat([xs * (k / m) for k in range(m)])
+        for layer, block in enumerate(model.blocks):
+            kept = {}
+
+            def keep(mod, inp, out, kept=kept):
+                out.retain_grad()
+                kept["a"] = out
+
+            handle = block.mlp.act.register_forward_hook(keep)
+            prob = torch.softmax(model(scaled), -1)[:, cls].sum()
+            handle.remove()
+            prob.backward()
+            model.zero_grad(set_to_none=True)
+            expected[(cls, layer)] = int(kept["a"].grad[:, 0].mean(0).argmax())
+    for b in range(len(y)):
+        for layer in range(3):
+            assert int(paths.indices[b, layer, 0]) == expected[(int(y[b]), layer)]
+    frame = P.manipulate(model, x, y, paths, op="remove")
+    np.testing.assert_allclose(frame["ratio_p"], frame["p_edit"] / frame["p_clean"], rtol=1e-5)
+
+
 def test_our_paths_beat_baselines_on_tiny_vit(tiny_vit):
     """The issue's acceptance criteria, on the tiny ViT (digits-vit below when the zoo has it)."""
     model, x, y = tiny_vit

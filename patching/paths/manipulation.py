@@ -36,6 +36,7 @@ def manipulate(
     """Remove (set to 0) or enhance (multiply by ``factor``) each sample's path neurons at once.
 
     Returns one row per sample: ``p_clean``, ``p_edit``, ``delta_p`` (softmax probability of the target),
+    ``ratio_p`` (``p_edit / p_clean``: the paper's probability deviation),
     ``correct_clean``, ``correct_edit`` (argmax == target).
     """
     if op not in ("remove", "enhance"):
@@ -66,6 +67,7 @@ def manipulate(
             "p_clean": p0.cpu().numpy(),
             "p_edit": p1.cpu().numpy(),
             "delta_p": (p1 - p0).cpu().numpy(),
+            "ratio_p": (p1 / p0.clamp_min(1e-30)).cpu().numpy(),
             "correct_clean": (clean.argmax(-1) == t).cpu().numpy(),
             "correct_edit": (edited.argmax(-1) == t).cpu().numpy(),
         }))
@@ -113,10 +115,12 @@ class PathComparison(Result):
         out = []
         for (op, method), g in self.frame.groupby(["op", "method"], sort=False):
             m, lo, hi = _mean_ci(g["delta_p"].to_numpy(), self.level)
+            rm, rlo, rhi = _mean_ci(g["ratio_p"].to_numpy(), self.level)
             jm, jlo, jhi = _mean_ci(g["jas"].to_numpy(), self.level)
             acc = float(g["correct_edit"].mean() - g["correct_clean"].mean())
             out.append({"op": op, "method": method, "n": len(g), "jas": jm, "jas_lo": jlo, "jas_hi": jhi,
-                        "delta_p": m, "delta_p_lo": lo, "delta_p_hi": hi, "delta_acc": acc})
+                        "delta_p": m, "delta_p_lo": lo, "delta_p_hi": hi, "ratio_p": rm, "ratio_p_lo": rlo,
+                        "ratio_p_hi": rhi, "delta_acc": acc})
         return pd.DataFrame(out)
 
     def contrast(self, ours: str = "jas", op: str = "remove", column: str = "delta_p") -> pd.DataFrame:
@@ -193,7 +197,7 @@ def compare_paths(
         f = pd.concat(per_draw)
         f = f.groupby(["sample", "op"], sort=False).agg(
             target=("target", "first"), p_clean=("p_clean", "first"), p_edit=("p_edit", "mean"),
-            delta_p=("delta_p", "mean"), correct_clean=("correct_clean", "first"),
+            delta_p=("delta_p", "mean"), ratio_p=("ratio_p", "mean"), correct_clean=("correct_clean", "first"),
             correct_edit=("correct_edit", "mean"), jas=("jas", "mean")).reset_index()
         f["method"] = method
         frames.append(f)

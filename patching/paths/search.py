@@ -21,9 +21,13 @@ from ..integrated_gradients import path_points
 from .results import NeuronPaths
 from .runner import Edit, SiteRunner, batches, mlp_sites, neuron_mask, target_prob, targets_of
 
-__all__ = ["METHODS", "find_paths", "joint_attribution_score"]
+__all__ = ["METHODS", "ALL_METHODS", "find_paths", "joint_attribution_score"]
 
+#: methods that :func:`compare_paths` compares by default
 METHODS = ("jas", "activation", "influence", "random")
+#: every method :func:`find_paths` accepts: ``"mean_gradient"`` is the influence-pattern baseline as the
+#: authors' code computes it (``path/influence_pattern.py``)
+ALL_METHODS = METHODS + ("mean_gradient",)
 
 
 def _joint_ig(
@@ -88,9 +92,10 @@ def _path_sums(total: dict[int, torch.Tensor], h: list[torch.Tensor], path: Sequ
 
 
 def _check_common(steps: int, top_k: int, method: str) -> None:
-    if method not in METHODS:
-        hint = closest(method, METHODS)
-        raise ConfigError(f"unknown path method {method!r}; use one of {METHODS}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    if method not in ALL_METHODS:
+        hint = closest(method, ALL_METHODS)
+        raise ConfigError(f"unknown path method {method!r}; use one of {ALL_METHODS}"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     if int(steps) < 1:
         raise ConfigError(f"steps must be >= 1 (the paper uses 20); got {steps}")
     if int(top_k) < 1:
@@ -222,6 +227,58 @@ def _scale_site(runner: SiteRunner, site: str, source: torch.Tensor):
         yield
 
 
+def _scaled_inputs(runner: SiteRunner, inputs: Any, alphas: torch.Tensor, input_site: str | None
+                   ) -> tuple[Any, Any]:
+    """Inputs scaled by each alpha (steps major) and the context that scales ``input_site`` instead."""
+    b = engine.n_samples(inputs)
+    x_rep = engine.repeat(inputs, len(alphas))
+    source = alphas.repeat_interleave(b)
+    if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and input_site is None:
+        return x_rep * source.view((-1,) + (1,) * (x_rep.ndim - 1)).to(x_rep.dtype), contextlib.nullcontext()
+    if input_site is None:
+        if runner.bridge and "hook_embed" in runner.model.hook_dict:
+            input_site = "hook_embed"
+        else:
+            raise ConfigError("this baseline scales the input from zero; for token inputs give input_site= (a "
+                              "hook/module whose output is scaled, e.g. 'hook_embed')")
+    return x_rep, _scale_site(runner, input_site, source)
+
+
+def _mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, steps: int, top_k: int,
+                         batch_size: int, input_site: str | None, position: Any) -> dict[int, list[torch.Tensor]]:
+    """Influence-pattern baseline as the authors' code computes it (NeuronPath ``path/influence_pattern.py``).
+
+    The input is scaled from zero (``k/m x``, k = 0..m-1); for each layer, the gradient of P(target) with
+    respect to that layer's neurons at the position is averaged over the m steps and over every sample of a
+    class, and its argmax (top K) is the layer's neuron: one path per class. Returns ``{class: [(K,) per layer]}``.
+    """
+    alphas = path_points(steps, "riemann_left")[0].float()
+    sums: dict[int, list[torch.Tensor]] = {}
+    counts: dict[int, int] = {}
+    for cls in torch.unique(targets).tolist():
+        members = (targets == cls).nonzero().reshape(-1)
+        for start in range(0, len(members), batch_size):
+            rows = members[start:start + batch_size]
+            if isinstance(position, torch.Tensor) and position.ndim > 0:
+                runner.position = position.reshape(-1)[rows]
+            x = inputs[rows] if not isinstance(inputs, (list, tuple)) else torch.stack([inputs[i] for i in rows])
+            scaled, context = _scaled_inputs(runner, x, alphas, input_site)
+            with torch.no_grad(), context:
+                h, _ = runner.capture(scaled)
+            t = torch.full((len(scaled) if isinstance(scaled, torch.Tensor) else len(rows) * steps,), int(cls),
+                           dtype=torch.long, device=h[0].device)
+            for li, hl in enumerate(h):
+                leaf = hl.detach().float().requires_grad_(True)
+                with context:
+                    logits = runner.logits(scaled, {li: lambda vec, leaf=leaf: leaf})
+                grad = torch.autograd.grad(target_prob(logits, t).sum(), leaf)[0]
+                runner.counter.backward += 1
+                total = sums.setdefault(int(cls), [torch.zeros(hl.shape[1]) for _ in h])
+                total[li] += grad.detach().sum(0).cpu()
+            counts[int(cls)] = counts.get(int(cls), 0) + len(rows) * steps
+    return {cls: [torch.topk(g / counts[cls], top_k).indices for g in grads] for cls, grads in sums.items()}
+
+
 def find_paths(
     model: Any,
     inputs: Any,
@@ -249,7 +306,9 @@ def find_paths(
     targets : int or (n,) target class / token per sample.
     sites : one site per layer, in layer order (default :func:`mlp_sites`).
     method : "jas" (layer-progressive JAS search), "activation" (argmax activation per layer),
-        "influence" (greedy influence pattern), "random" (uniformly random neurons).
+        "influence" (greedy influence pattern, Wang et al. Alg. 2), "mean_gradient" (the influence-pattern
+        baseline as the authors' code computes it: per class, argmax of the step- and sample-averaged
+        gradient, one path per class), "random" (uniformly random neurons).
     position : token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); a (n,)
         tensor gives one position per sample. Logits of (batch, pos, vocab) outputs are read there too.
     steps : m, the number of Riemann steps (20 in the paper).
@@ -281,6 +340,8 @@ def find_paths(
         all_t = all_t.repeat(n)
     if all_t.numel() != n:
         raise DimensionError(f"got {all_t.numel()} targets for {n} samples; give one target class per sample")
+    by_class = (_mean_gradient_paths(runner, inputs, all_t, steps, top_k, batch_size, input_site, pos_all)
+                if method == "mean_gradient" else None)
     chunks_of = batches(inputs, batch_size)
     if progress and isinstance(inputs, (list, tuple)):
         from tqdm.auto import tqdm
@@ -297,6 +358,8 @@ def find_paths(
             path = [torch.topk(hl.float(), top_k, dim=1).indices for hl in h]
         elif method == "influence":
             path = _influence_search(runner, x, t, h, top_k, steps, input_site, progress)
+        elif by_class is not None:
+            path = [torch.stack([by_class[int(c)][li] for c in t.cpu()]).to(hl.device) for li, hl in enumerate(h)]
         else:
             path = [torch.stack([torch.randperm(hl.shape[1], generator=gen)[:top_k] for _ in range(len(hl))]).to(hl.device)
                     for hl in h]
