@@ -21,8 +21,8 @@ from interp.errors import ConfigError, DimensionError, InputTypeError, SiteError
 
 from .metrics import evaluate
 
-__all__ = ["DEFAULT_SITES", "DEFAULT_BY", "SitePlan", "plan_sites", "prepare_pair", "axis_sizes", "cell_coords",
-           "reduce_to_cells", "check_direction", "metric_name"]
+__all__ = ["DEFAULT_SITES", "DEFAULT_BY", "SitePlan", "plan_sites", "prepare_pair", "check_editable", "axis_sizes",
+           "cell_coords", "reduce_to_cells", "check_direction", "metric_name"]
 
 DEFAULT_SITES = ("resid_pre", "attn_out", "mlp_out", "heads")
 DEFAULT_BY = {
@@ -68,6 +68,21 @@ def prepare_pair(model: nn.Module, clean: Any, corrupted: Any) -> tuple[Any, Any
     clean, corrupted = engine.to_tokens(model, clean), engine.to_tokens(model, corrupted)
     engine.check_pair(clean, corrupted)
     return clean, corrupted
+
+
+_OBSERVE_ONLY = (".hook_pattern", ".hook_attn_scores")
+
+
+def check_editable(model: nn.Module, plans: list[SitePlan], inputs: Any) -> None:
+    """Refuse attention-pattern sites whose edits do not reach the forward pass (they would patch nothing)."""
+    if not engine.is_bridge(model):
+        return
+    for plan in plans:
+        name = plan.names[0]
+        if name.endswith(_OBSERVE_ONLY) and not engine.edits_reach(model, name, inputs[:1]):
+            raise SiteError(f"edits at {name!r} do not reach this model's forward pass (its attention is computed "
+                            "inside the wrapped Hugging Face module; the hook only observes); patch 'heads' (hook_z) "
+                            "or 'q'/'k'/'v' instead")
 
 
 def _by_for(label: str, kind: str | None, by: Sequence[str] | Mapping[str, Sequence[str]] | None) -> tuple | None:

@@ -35,6 +35,7 @@ from ._plan import (
     axis_sizes,
     cell_coords,
     check_direction,
+    check_editable,
     metric_name,
     metric_of,
     plan_sites,
@@ -93,6 +94,7 @@ def activation_patching(
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
+    check_editable(model, plans, clean)
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     both = engine.record(model, torch.cat([clean, corrupted]), names, clone=True)
     rows = int(clean.shape[0])

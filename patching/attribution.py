@@ -12,6 +12,7 @@ gradient.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,12 +20,12 @@ import torch
 from torch import nn
 
 from interp import engine
-from interp.engine import Hook
 
 from ._plan import (
     axis_sizes,
     cell_coords,
     check_direction,
+    check_editable,
     metric_name,
     metric_of,
     plan_sites,
@@ -64,15 +65,18 @@ def attribution_patching(
 def gradient_attribution(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[torch.Tensor], torch.Tensor],
                          sites: str | Sequence[str] | None, *, by: Any, layers: Sequence[int] | None,
                          index: Mapping[str, Sequence[int]] | None, direction: str, method: str,
-                         hooks: Sequence[Hook] = (), extra: dict | None = None) -> AttributionResult:
-    """The AtP computation shared by AtP and RelP: ``hooks`` (RelP's rules) shape the backward pass."""
+                         context: Callable[[], Any] = contextlib.nullcontext, extra: dict | None = None
+                         ) -> AttributionResult:
+    """The AtP computation shared by AtP and RelP: ``context()`` (RelP's rules) shapes the backward pass."""
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
+    check_editable(model, plans, clean)
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     other_run = engine.record(model, other, names, clone=True)
-    got = engine.gradients(model, base, names, metric, hooks=hooks)
+    with context():
+        got = engine.gradients(model, base, names, metric)
     other_value = metric_of(metric, other_run.output)
     clean_value, corrupted_value = ((other_value, float(got.value)) if direction == "denoise"
                                     else (float(got.value), other_value))

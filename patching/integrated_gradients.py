@@ -34,6 +34,7 @@ from ._plan import (
     axis_sizes,
     cell_coords,
     check_direction,
+    check_editable,
     metric_name,
     metric_of,
     plan_sites,
@@ -101,6 +102,7 @@ def integrated_gradients(
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
+    check_editable(model, plans, clean)
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     base_run = engine.record(model, base, names, clone=True)

@@ -24,8 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp import engine
-
 from .attribution import gradient_attribution
 from .results import AttributionResult
 from .rules import Rule, compile_rules, resolve_rules
@@ -58,9 +56,10 @@ def relevance_patching(
         :class:`AttributionResult` (``method="relp"``), with ``extra["rules"]`` = ``{rule: [sites]}``.
     """
     chosen, strict = resolve_rules(rules)
-    hooks, applied = compile_rules(model, chosen, strict)
+    ruleset = compile_rules(model, chosen, strict)
     return gradient_attribution(model, clean, corrupted, metric, sites, by=by, layers=layers, index=index,
-                                direction=direction, method="relp", hooks=hooks, extra={"rules": applied})
+                                direction=direction, method="relp", context=lambda: ruleset.installed(model),
+                                extra={"rules": ruleset.applied})
 
 
 @contextlib.contextmanager
@@ -70,6 +69,5 @@ def relp_rules(model: nn.Module, rules: Rules = None) -> Iterator[dict[str, list
     Forward values stay bit-identical; gradients become LRP relevance coefficients.
     """
     chosen, strict = resolve_rules(rules)
-    hooks, applied = compile_rules(model, chosen, strict)
-    with engine.hooked(model, hooks):
+    with compile_rules(model, chosen, strict).installed(model) as applied:
         yield applied

@@ -25,7 +25,8 @@ was asked for by name applies nowhere -- RelP never silently becomes AtP.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,8 +37,10 @@ from interp import engine
 from interp.engine import Hook, Phase
 from interp.errors import ConfigError, closest
 
+from ._moe import moe_overrides
+
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
-           "resolve_rules", "compile_rules"]
+           "RuleSet", "resolve_rules", "compile_rules"]
 
 EPS = 1e-6
 #: activations whose gradient already equals phi(x)/x: the identity rule changes nothing there
@@ -129,22 +132,51 @@ def _check_name(name: str) -> None:
                           + (f" (did you mean {hint[0]!r}?)" if hint else ""))
 
 
-def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = frozenset()
-                  ) -> tuple[list[Hook], dict[str, list[str]]]:
-    """Engine hooks that install ``rules`` on ``model``, and ``{rule name: sites where it applies}``.
+@dataclass
+class RuleSet:
+    """Compiled rules for one model: engine hooks, forward replacements (MoE experts) and where each applies."""
 
-    Raises :class:`RuleError` for a rule in ``strict`` that applies nowhere.
+    hooks: list[Hook]
+    overrides: list[tuple[nn.Module, Callable]]
+    applied: dict[str, list[str]]
+
+    @contextlib.contextmanager
+    def installed(self, model: nn.Module) -> Iterator[dict[str, list[str]]]:
+        """Install the rules on ``model`` while the block runs; yields ``applied``."""
+        with engine.overridden(self.overrides), engine.hooked(model, self.hooks):
+            yield self.applied
+
+
+def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = frozenset()) -> RuleSet:
+    """The rules for ``model`` as a :class:`RuleSet` (``applied``: ``{rule name: sites where it applies}``).
+
+    Raises :class:`RuleError` for a rule in ``strict`` that applies nowhere, and for a rule in ``strict``
+    that cannot be applied to some part of the model it is meant for (e.g. an MoE expert layout the
+    rule-aware forward does not reproduce).
     """
     names = {r.name for r in rules}
+    overrides: list[tuple[nn.Module, Callable]] = []
     if engine.is_bridge(model):
         hooks, applied = _bridge_hooks(model, names)
+        moe_layers = [layer for layer in range(engine.n_layers(model)) if engine.is_moe(model, layer)]
+        if moe_layers and names & {"identity", "half"}:
+            overrides, covered, uncovered = moe_overrides(model, moe_layers, names, straight, _identity_surrogate)
+            for name in names & {"identity", "half"}:
+                applied[name] += covered
+            if uncovered and names & {"identity", "half"} & strict:
+                raise RuleError(f"the MoE experts at {uncovered} are not of the fused layout the rule-aware forward "
+                                "reproduces (gate_up_proj, down_proj, act_fn); drop 'identity'/'half' from rules=")
+        if "attention" in names & strict and applied["attention"] and not _pattern_edits_reach(model):
+            raise RuleError("the AH-rule edits attention patterns, but edits at hook_pattern do not reach this "
+                            f"model's forward pass ({type(model.blocks[0].attn).__name__} computes attention inside "
+                            "the wrapped module); drop 'attention' from rules=")
     else:
         hooks, applied = _module_hooks(model, names)
     for name in sorted(names & strict):
         if not applied.get(name):
             raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "
                             f"{type(model).__name__}: {_why_not(model, name)}; drop it from rules=")
-    return hooks, {n: applied.get(n, []) for n in sorted(names)}
+    return RuleSet(hooks, overrides, {n: applied.get(n, []) for n in sorted(names)})
 
 
 def _why_not(model: nn.Module, name: str) -> str:
@@ -219,25 +251,27 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
     return hooks, applied
 
 
-def is_moe(model: nn.Module, layer: int) -> bool:
-    """Whether block ``layer`` of a bridge is a mixture of experts (``mlp.hook_pre/post`` are the whole block)."""
-    mlp = getattr(model.blocks[layer], "mlp", None)
-    original = getattr(mlp, "original_component", mlp)
-    return any(hasattr(original, attr) for attr in ("experts", "router")) or \
-        bool(getattr(model.cfg, "num_experts", None))
+def _mlp_prefixes(model: nn.Module, points: set[str]) -> list[str]:
+    """Hook prefixes of the MLPs that take the MLP rules: dense MLPs and MoE shared experts (Qwen2-MoE)."""
+    prefixes = []
+    for layer in range(engine.n_layers(model)):
+        if not engine.is_moe(model, layer):
+            prefixes.append(f"blocks.{layer}.mlp")
+        elif f"blocks.{layer}.mlp.shared_expert.hook_post" in points:
+            prefixes.append(f"blocks.{layer}.mlp.shared_expert")
+    return prefixes
 
 
 def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[Hook],
                applied: dict[str, list[str]]) -> None:
     identity, half = "identity" in names, "half" in names
-    for layer in range(engine.n_layers(model)):
-        pre, post = f"blocks.{layer}.mlp.hook_pre", f"blocks.{layer}.mlp.hook_post"
-        linear = f"blocks.{layer}.mlp.hook_pre_linear"
-        if pre not in points or post not in points or is_moe(model, layer):
+    for prefix in _mlp_prefixes(model, points):
+        pre, post, linear = f"{prefix}.hook_pre", f"{prefix}.hook_post", f"{prefix}.hook_pre_linear"
+        if pre not in points or post not in points:
             continue
         box: dict[str, torch.Tensor] = {}
         if linear in points:  # gated MLP: post = act(gate) * up
-            act_fn = _gated_act_fn(model, layer)
+            act_fn = _gated_act_fn(model, prefix)
             hooks += [Hook(pre, _saver(box, "g"), Phase.READ), Hook(linear, _saver(box, "u"), Phase.READ)]
 
             def gated(h: torch.Tensor, box: dict = box, act_fn: Callable = act_fn) -> torch.Tensor:
@@ -255,14 +289,25 @@ def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[
             applied["identity"].append(post)
 
 
-def _gated_act_fn(model: nn.Module, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    mlp = model.blocks[layer].mlp
+def _gated_act_fn(model: nn.Module, prefix: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    mlp = model.get_submodule(prefix)
     fn = getattr(getattr(mlp, "original_component", None), "act_fn", None)
     if callable(fn):
         return fn
     from transformer_lens.model_bridge.generalized_components.gated_mlp import resolve_activation_fn
 
     return resolve_activation_fn(model.cfg)
+
+
+_REACH: dict[int, bool] = {}
+
+
+def _pattern_edits_reach(model: nn.Module) -> bool:
+    """Whether an edit at ``attn.hook_pattern`` changes the forward pass (not on BERT-style bridges)."""
+    if id(model) not in _REACH:
+        tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 5), generator=torch.Generator().manual_seed(0))
+        _REACH[id(model)] = engine.edits_reach(model, "blocks.0.attn.hook_pattern", tokens)
+    return _REACH[id(model)]
 
 
 # --------------------------------------------------------------------------------------------- modules

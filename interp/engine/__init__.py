@@ -21,7 +21,7 @@ Only :mod:`interp.engine.hooks` touches torch or TransformerLens hook APIs.
 
 from __future__ import annotations
 
-from .hooks import Hook, Phase, StopForward, hooked, observe_modules
+from .hooks import Hook, Phase, StopForward, hooked, observe_modules, overridden
 from .inputs import (
     Batch,
     batches,
@@ -34,7 +34,7 @@ from .inputs import (
     to_tokens,
     tokenize,
 )
-from .run import Gradients, Recording, gradients, record, run, scalar
+from .run import Gradients, Recording, edits_reach, gradients, record, run, scalar
 from .shortcuts import BlockReplay, SharedPrefix, agrees
 from .sites import (
     KIND_ALIASES,
@@ -42,6 +42,7 @@ from .sites import (
     canonical_kind,
     is_bridge,
     is_kind,
+    is_moe,
     kind_hook,
     kind_sites,
     layer_of,
@@ -53,11 +54,11 @@ from .sites import (
 )
 
 __all__ = [
-    "Hook", "Phase", "StopForward", "hooked", "observe_modules",
+    "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",
     "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
     "to_tokens", "tokenize",
-    "Gradients", "Recording", "gradients", "record", "run", "scalar",
+    "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",
     "BlockReplay", "SharedPrefix", "agrees",
-    "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "kind_hook", "kind_sites",
+    "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
     "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
 ]

@@ -37,7 +37,7 @@ from torch import nn
 from ..errors import InputTypeError, SiteError
 from .sites import is_bridge
 
-__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules"]
+__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden"]
 
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -119,9 +119,7 @@ def _target(model: nn.Module, site: str) -> tuple[Any, str]:
     Aliases of one TransformerLens hook point (``mlp.hook_pre`` and ``mlp.gate.hook_out``) share a target,
     so everything registered at either name runs in one dispatcher, in one order.
     """
-    if is_bridge(model):
-        if site not in model.hook_dict:
-            raise SiteError(f"the model has no hook point {site!r}")
+    if is_bridge(model) and site in model.hook_dict:
         return model.hook_dict[site], "point"
     name, _, which = site.partition(":")
     try:
@@ -190,3 +188,23 @@ def observe_modules(modules: Sequence[nn.Module], fn: Callable[[int, Any], None]
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def overridden(replacements: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
+    """Replace the ``forward`` of modules while the block runs (block replay; RelP's rule-aware MoE experts).
+
+    A replacement must compute the same values as the module (callers check it before use).
+    """
+    done: list[nn.Module] = []
+    try:
+        for module, forward in replacements:
+            if "forward" in module.__dict__:
+                raise InputTypeError(f"the forward of {type(module).__name__} is already replaced")
+            # object.__setattr__: bridge components forward attribute writes to the wrapped module
+            object.__setattr__(module, "forward", forward)
+            done.append(module)
+        yield
+    finally:
+        for module in done:
+            module.__dict__.pop("forward", None)

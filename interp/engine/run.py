@@ -21,7 +21,7 @@ from ..errors import DimensionError, InputTypeError, SiteError
 from .hooks import Hook, Phase, StopForward, hooked
 from .inputs import forward
 
-__all__ = ["run", "record", "gradients", "Recording", "Gradients", "scalar"]
+__all__ = ["run", "record", "gradients", "edits_reach", "Recording", "Gradients", "scalar"]
 
 
 def run(model: nn.Module, inputs: Any, hooks: Sequence[Hook] = (), *, mask: torch.Tensor | None = None,
@@ -124,3 +124,15 @@ def gradients(model: nn.Module, inputs: Any, sites: Sequence[str], metric: Calla
         grads = torch.autograd.grad(value, [offsets[s] for s in wanted], allow_unused=True)
     return Gradients(value.detach(), out, acts,
                      {s: (g if g is not None else torch.zeros_like(acts[s])) for s, g in zip(wanted, grads)})
+
+
+def edits_reach(model: nn.Module, site: str, inputs: Any) -> bool:
+    """Whether editing ``site`` changes the model's output on ``inputs``.
+
+    Some TransformerLens bridges expose hook points that only observe (BERT's ``attn.hook_pattern``: the
+    wrapped module computes attention itself); an edit there would silently do nothing.
+    """
+    with torch.no_grad():
+        plain = run(model, inputs)
+        edited = run(model, inputs, [Hook(site, lambda act: act * 0 + 1.0)])
+    return not torch.equal(plain, edited)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooks import observe_modules
+from .hooks import observe_modules, overridden
 from .inputs import forward
 from .sites import is_bridge, site_names
 
@@ -114,16 +114,13 @@ class BlockReplay:
     @contextlib.contextmanager
     def skip(self, upto: int, n: int) -> Iterator[None]:
         """Within the block, blocks ``0..upto-1`` return their recorded output, repeated ``n`` times."""
+        replacements = []
         for i in range(upto):
             replay = _map_tensors(self.outputs[i], lambda t: t.repeat_interleave(n, 0) if t.ndim and t.shape[0] ==
                                   self.batch else t)
-            # object.__setattr__: bridge components forward attribute writes to the wrapped module
-            object.__setattr__(self.blocks[i], "forward", lambda *args, replay=replay, **kwargs: replay)
-        try:
+            replacements.append((self.blocks[i], lambda *args, replay=replay, **kwargs: replay))
+        with overridden(replacements):
             yield
-        finally:
-            for i in range(upto):
-                self.blocks[i].__dict__.pop("forward", None)
 
 
 def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:

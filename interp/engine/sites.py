@@ -2,7 +2,8 @@
 
 A *site* is a named place in a model's forward pass:
 
-* on a TransformerLens ``TransformerBridge``, a hook name (``"blocks.3.mlp.hook_post"``);
+* on a TransformerLens ``TransformerBridge``, a hook name (``"blocks.3.mlp.hook_post"``), or a module path
+  for places without a hook point (``"blocks.0._original_component.mlp._original_component.experts.act_fn"``);
 * on any other ``nn.Module``, a module path from ``named_modules()`` (``"blocks.3.mlp.act"``): the
   module's output, or its input with the suffix ``":input"``.
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from ..errors import InputTypeError, SiteError, closest
 
-__all__ = ["is_bridge", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
+__all__ = ["is_bridge", "is_moe", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
            "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout"]
 
 # site kind -> hook name template; ``{L}`` is the layer
@@ -61,6 +62,17 @@ def site_names(model: nn.Module) -> list[str]:
     if is_bridge(model):
         return list(model.hook_dict.keys())
     return [name for name, _ in model.named_modules() if name]
+
+
+def is_moe(model: Any, layer: int) -> bool:
+    """Whether block ``layer`` of a bridge is a mixture of experts: its ``mlp.hook_pre``/``hook_post`` are then
+    the whole MoE block's input and output (d_model), not neurons."""
+    blocks = getattr(model, "blocks", None)
+    if not is_bridge(model) or blocks is None:
+        return False
+    mlp = getattr(blocks[layer], "mlp", None)
+    original = getattr(mlp, "original_component", mlp)
+    return any(hasattr(original, attr) for attr in ("experts", "router")) or bool(getattr(model.cfg, "num_experts", None))
 
 
 def n_layers(model: Any) -> int:
@@ -99,10 +111,19 @@ def is_kind(model: Any, name: str) -> bool:
 
 
 def kind_hook(model: Any, kind: str, layer: int) -> str:
-    """Hook name of a site kind at ``layer``; :class:`SiteError` when the model lacks it."""
+    """Hook name of a site kind at ``layer``; :class:`SiteError` when the model lacks it.
+
+    On a mixture-of-experts block ``mlp_pre``/``mlp_post`` would be the block's input and output (d_model), not
+    neurons, so they are refused there.
+    """
     if not is_bridge(model):
         raise InputTypeError(f"site kinds like {kind!r} need a TransformerBridge; pass module paths for other models")
-    return resolve_site(model, SITE_KINDS[canonical_kind(kind)].format(L=layer))
+    kind = canonical_kind(kind)
+    if kind in ("mlp_pre", "mlp_post") and is_moe(model, layer):
+        raise SiteError(f"block {layer} is a mixture of experts: its mlp.hook_pre/hook_post are the whole block's "
+                        f"input and output (d_model), not neurons, so {kind!r} would not address neurons; use "
+                        "'mlp_out' for the block, or module paths inside the experts")
+    return resolve_site(model, SITE_KINDS[kind].format(L=layer))
 
 
 def kind_sites(model: Any, kind: str, layers: Sequence[int] | None = None) -> list[str]:
@@ -131,14 +152,17 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
         base, suffix = (pattern.rsplit(":", 1) + [""])[:2] if ":" in pattern else (pattern, "")
         if suffix and suffix not in {"input", "output"}:
             raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
-        if suffix and bridge:
-            raise SiteError(f"site {pattern!r}: ':input'/':output' suffixes are for nn.Module paths; bridges use hook names")
+        pool, pool_set = names, known
+        if bridge and (suffix or (base not in known and _is_module_path(model, base))):
+            # a bridge also takes module paths, for places without a hook point (e.g. MoE expert internals)
+            pool = [n for n, _ in model.named_modules() if n]
+            pool_set = set(pool)
         if any(c in base for c in "*?["):
-            matched = [n for n in names if fnmatch.fnmatchcase(n, base)]
+            matched = [n for n in pool if fnmatch.fnmatchcase(n, base)]
             # '*' prefers to stay within one path component: '_blocks.*' is the blocks, not every submodule
             matched = [n for n in matched if n.count(".") == base.count(".")] or matched
         else:
-            matched = [base] if base in known else []
+            matched = [base] if base in pool_set else []
         if not matched:
             hint = closest(base, names, n=5)
             what = "hook names" if bridge else "module paths"
@@ -150,6 +174,14 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
         chosen.extend(f"{m}:{suffix}" if suffix == "input" else m for m in matched)
     seen: set[str] = set()
     return [s for s in chosen if not (s in seen or seen.add(s))]
+
+
+def _is_module_path(model: nn.Module, path: str) -> bool:
+    try:
+        model.get_submodule(path)
+    except AttributeError:
+        return False
+    return bool(path)
 
 
 def resolve_site(model: nn.Module, site: str) -> str:

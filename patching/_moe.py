@@ -1,0 +1,102 @@
+"""RelP's rules inside mixture-of-experts blocks.
+
+TransformerLens maps ``mlp.hook_pre``/``hook_post`` of a MoE block to the whole block's input and output, so
+the MLP rules cannot go on those hooks (the Identity rule on the block anti-correlates with activation
+patching). Inside the block, the experts of Hugging Face's fused layout (``gate_up_proj``, ``down_proj``,
+``act_fn``: Mixtral, Qwen2-MoE, OLMoE ... in transformers 5) compute, per expert ``e`` and routed token,
+``w_e * down_e(act(gate_e x) * up_e x)``. The rule-aware forward below computes the same values and changes
+only the backward pass:
+
+* **Identity** on each expert's activation: ``act(g)`` passes gradient ``act(g) / g``;
+* **Half** on each expert's gated product ``act(g) * u`` (relevance split equally between the factors);
+* router weights treated like gates: **Half** on ``w_e * expert_e(x)`` (relevance split equally between the
+  routing weight and the expert).
+
+The replacement is checked against the module's own forward on the model's dimensions before it is used; an
+expert implementation it does not reproduce is reported as not covered (and is an error when a rule was asked
+for by name). The shared expert of Qwen2-MoE is a plain gated MLP with hook points and takes the usual rules;
+its sigmoid gate passes plain gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["experts_of", "rule_aware_experts", "reproduces", "moe_overrides"]
+
+
+def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
+    """The fused experts module of a bridge's MoE block ``layer`` and its module path (None if not fused)."""
+    mlp = model.blocks[layer].mlp
+    original = getattr(mlp, "original_component", mlp)
+    experts = getattr(original, "experts", None)
+    fused = all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "act_fn", "num_experts"))
+    if not fused:
+        return None, ""
+    path = next((name for name, module in model.named_modules() if module is experts), "")
+    return experts, path
+
+
+def rule_aware_experts(experts: nn.Module, identity: bool, half: bool,
+                       straight: Callable, identity_surrogate: Callable) -> Callable[..., torch.Tensor]:
+    """A forward for ``experts`` computing its values with RelP's surrogates for the backward pass."""
+    scale = 0.5 if half else 1.0
+
+    def forward(hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
+        final = torch.zeros_like(hidden_states)
+        with torch.no_grad():
+            mask = F.one_hot(top_k_index, num_classes=experts.num_experts + 1).permute(2, 1, 0)
+            hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+        for e in hit:
+            e = e[0]
+            if e == experts.num_experts:
+                continue
+            top_k_pos, token_idx = torch.where(mask[e])
+            gate, up = F.linear(hidden_states[token_idx], experts.gate_up_proj[e]).chunk(2, dim=-1)
+            a = experts.act_fn(gate)
+            a_sur = identity_surrogate(gate, a) if identity else a
+            h = F.linear(straight(a * up, scale * a_sur * up), experts.down_proj[e])
+            w = top_k_weights[token_idx, top_k_pos, None]
+            routed = straight(h * w, scale * h * w)
+            final.index_add_(0, token_idx, routed.to(final.dtype))
+        return final
+
+    return forward
+
+
+def reproduces(experts: nn.Module, forward: Callable[..., torch.Tensor], top_k: int = 2) -> bool:
+    """Whether ``forward`` gives the module's own output on random tokens routed to random experts."""
+    g = torch.Generator().manual_seed(0)
+    d = experts.gate_up_proj.shape[-1]
+    param = experts.gate_up_proj
+    x = torch.randn(12, d, generator=g).to(param.device, param.dtype)
+    k = min(top_k, experts.num_experts)
+    idx = torch.stack([torch.randperm(experts.num_experts, generator=g)[:k] for _ in range(12)]).to(param.device)
+    w = torch.rand(12, k, generator=g).to(param.device, param.dtype)
+    with torch.no_grad():
+        mine, theirs = forward(x, idx, w), experts(x, idx, w)
+    scale = max(float(theirs.abs().max()), 1e-6)
+    return mine.shape == theirs.shape and float((mine - theirs).abs().max()) <= 1e-5 * scale
+
+
+def moe_overrides(model: nn.Module, layers: range, names: set[str], straight: Callable,
+                  identity_surrogate: Callable) -> tuple[list[tuple[nn.Module, Any]], list[str], list[str]]:
+    """Rule-aware expert forwards for every MoE layer; returns (replacements, covered paths, uncovered layers)."""
+    replacements, covered, uncovered = [], [], []
+    for layer in layers:
+        experts, path = experts_of(model, layer)
+        if experts is None:
+            uncovered.append(f"blocks.{layer}.mlp")
+            continue
+        forward = rule_aware_experts(experts, "identity" in names, "half" in names, straight, identity_surrogate)
+        if not reproduces(experts, forward):
+            uncovered.append(path)
+            continue
+        replacements.append((experts, forward))
+        covered.append(path)
+    return replacements, covered, uncovered
