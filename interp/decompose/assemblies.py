@@ -232,20 +232,21 @@ def find_assemblies(recording: Any, n_assemblies: int | str | None = None, metho
     t, n = x.shape
     if t < 3 or n < 2:
         raise DimensionError(f"need at least 3 time points and 2 units, got {t} x {n}")
+    choice = "circular-shift" if n_assemblies is None else n_assemblies
+    if isinstance(choice, str):
+        if choice not in _N_CHOICES:
+            raise ConfigError(f"n_assemblies must be an int, None, or one of {_N_CHOICES}; got {choice!r}")
+    elif not (isinstance(choice, (int, np.integer)) and not isinstance(choice, bool) and 0 <= choice <= min(t, n)):
+        raise ConfigError(f"n_assemblies must be an int in [0, {min(t, n)}], None, or one of {_N_CHOICES}; got {choice!r}")
     z = _zscore(x)
     eigenvalues = np.clip(np.linalg.svd(z, compute_uv=False) ** 2 / t, 0, None)
     null = _circular_shift_null(z, n_permutations, seed, progress)
     mp = marchenko_pastur_bound(n, t)
     shift_bound = float(np.quantile(null, 1 - alpha))
-    choice = "circular-shift" if n_assemblies is None else n_assemblies
     if isinstance(choice, str):
-        if choice not in _N_CHOICES:
-            raise ConfigError(f"n_assemblies must be an int, None, or one of {_N_CHOICES}; got {choice!r}")
         k = int((eigenvalues > (shift_bound if choice == "circular-shift" else mp)).sum())
-    elif isinstance(choice, (int, np.integer)) and not isinstance(choice, bool) and 0 <= choice <= min(t, n):
-        k = int(choice)
     else:
-        raise ConfigError(f"n_assemblies must be an int in [0, {min(t, n)}], None, or one of {_N_CHOICES}; got {choice!r}")
+        k = int(choice)
     if k == 0:
         loadings, codes = np.zeros((0, n)), np.zeros((t, 0))
     elif method == "nmf":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DimensionError
+from ..errors import ConfigError, DimensionError, NaNError
 from ..tensor import Activations
 from ._base import Decomposition, check_int, resolve_device, rng
 from ._data import as_activations, as_matrix, feature_names, is_store, minibatches, store_array, unwrap_like, wrap_like
@@ -287,6 +287,11 @@ class SNMF(Decomposition):
             F, G, P, Q = snmf_step(A, F, G, keep, self.reg, self.eps)
             Gd = G.double()
             loss = sq_norm_A - 2 * float((P.double() * Gd).sum()) + float(((Gd.T @ Gd) * Q.double()).sum())
+            if not math.isfinite(loss):
+                raise NaNError(
+                    f"SNMF's multiplicative update gave NaN/inf at iteration {it + 1} (eps={self.eps}): a sample whose "
+                    "coefficients all reached 0 makes the update divide 0 by 0. The authors' code (eps=0) silently keeps "
+                    "its last finite iterate here; pass eps=1e-6 (the default; SNMF.paper(eps=1e-6)) to avoid it")
             curve.append(loss)
             if absolute:  # the authors' rule: only an improvement by more than tol counts, and is kept
                 improved = loss < best - self.tol

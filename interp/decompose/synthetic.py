@@ -77,8 +77,6 @@ def planted_assemblies(n_units: int = 60, n_samples: int = 3000, n_assemblies: i
     >>> planted.recording.shape, [len(m) for m in planted.members]
     ((3000, 60), [8, 8, 8, 8])
     """
-    from scipy.signal import lfilter
-
     if n_assemblies * size > n_units:
         raise ConfigError(f"{n_assemblies} disjoint assemblies of {size} units need at least {n_assemblies * size} units")
     rng = np.random.default_rng(seed)
@@ -96,7 +94,12 @@ def planted_assemblies(n_units: int = 60, n_samples: int = 3000, n_assemblies: i
     for j, units in enumerate(members):
         fire = rng.random((n_samples, len(units))) < p_member
         spikes[:, units] += events[:, [j]] * fire
-    calcium = lfilter([1.0], [1.0, -np.exp(-1.0 / tau)], spikes, axis=0)
+    decay = np.exp(-1.0 / tau)
+    calcium = np.empty_like(spikes)
+    level = np.zeros(n_units)
+    for t in range(n_samples):  # c[t] = decay * c[t-1] + s[t]
+        level = decay * level + spikes[t]
+        calcium[t] = level
     dff = (calcium + noise * rng.standard_normal(calcium.shape)).astype(np.float32)
     recording = Activations(
         torch.from_numpy(dff), ("sample", "unit"),
