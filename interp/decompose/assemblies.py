@@ -283,7 +283,7 @@ def find_assemblies(recording: Any, n_assemblies: int | str | None = None, metho
     if position_columns and k:
         positions = unit_frame[position_columns].to_numpy(dtype=np.float64)
         spatial = _spatial(positions, groups, n_permutations, seed)
-    names = [str(v) for v in unit_frame["name"]] if "name" in unit_frame.columns else [str(i) for i in range(n)]
+    names = [str(v) for v in unit_frame["name"]] if "name" in unit_frame.columns else None
     activations = Activations(torch.from_numpy(np.ascontiguousarray(codes)), ("sample", "unit"),
                               {"sample": flat.coords["sample"],
                                "unit": {"name": [f"assembly{j}" for j in range(k)], "index": list(range(k))}},
@@ -318,13 +318,14 @@ class Assemblies(Result):
             "assembly": np.arange(self.n_assemblies),
             "n_members": [len(m) for m in self.members],
             "members": [list(m) for m in self.members],
-            "member_names": [", ".join(self.unit_names[i] for i in m[:12]) + (" ..." if len(m) > 12 else "")
-                             for m in self.members],
             "strength": self.strength,
             "p_value": self.p_value,
             "q_value": self.q_value,
             "significant": np.asarray(self.q_value) < self.alpha,
         })
+        if self.unit_names is not None:
+            frame.insert(3, "member_names", [", ".join(self.unit_names[i] for i in m[:12]) + (" ..." if len(m) > 12 else "")
+                                             for m in self.members])
         if self.spatial is not None:
             frame = pd.concat([frame, self.spatial.reset_index(drop=True)], axis=1)
         return frame
@@ -360,7 +361,8 @@ class Assemblies(Result):
         order = [u for m in self.members for u in m]
         order += [u for u in range(self.loadings.shape[1]) if u not in set(order)]
         if self.n_assemblies:
-            fig.add_trace(go.Heatmap(z=self.loadings[:, order], x=[self.unit_names[u] for u in order],
+            labels = [self.unit_names[u] if self.unit_names is not None else str(u) for u in order]
+            fig.add_trace(go.Heatmap(z=self.loadings[:, order], x=labels,
                                      y=[f"assembly{j}" for j in range(self.n_assemblies)],
                                      colorscale="RdBu_r", zmid=0, showscale=False), 1, 2)
         fig.update_xaxes(showticklabels=False, row=1, col=2)
