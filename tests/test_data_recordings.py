@@ -103,6 +103,17 @@ def test_from_xarray_renames_axes_and_keeps_coordinates():
         D.from_xarray(da, dims={"cell": "unit"})
 
 
+def test_table_time_and_trial_columns_are_sample_coordinates(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"time": np.arange(6) * 0.5, "trial": [0, 0, 0, 1, 1, 1], "n1": RNG.random(6), "n2": RNG.random(6)})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    rec = D.load_csv(tmp_path / "t.csv")
+    assert list(rec.coord("name")) == ["n1", "n2"] and rec.coord("trial").tolist() == [0, 0, 0, 1, 1, 1]
+    assert rec.attrs["dt"] == 0.5
+    np.testing.assert_allclose(rec.numpy(), table[["n1", "n2"]].to_numpy(), rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------ register
 def test_register_and_load_by_name(monkeypatch):
     monkeypatch.setattr(D, "_REGISTRY", dict(D._REGISTRY))

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 _NAN_POLICIES = NAN_POLICIES
+_SAMPLE_COLUMNS = ("time", "trial")
 _attrs = recording_attrs
 
 
@@ -221,15 +222,22 @@ def _from_table(frame: pd.DataFrame, path, unit_columns, sample, value_column, a
             raise ConfigError(f"unit columns {missing} are not in the table; columns are {list(frame.columns)}")
     if sample is not None and sample not in frame.columns:
         raise ConfigError(f"sample id column {sample!r} is not in the table; columns are {list(frame.columns)}")
+    if unit_columns is None:  # 'time' and 'trial' columns describe samples, they are not units
+        unit_columns = [c for c in frame.columns if c != sample and c not in _SAMPLE_COLUMNS
+                        and pd.api.types.is_numeric_dtype(frame[c])]
     acts = Activations.from_frame(frame, sample=sample, unit_columns=unit_columns, attrs=_attrs(path, attrs, fmt))
+    if "time" in acts.coords["sample"].columns and "dt" not in acts.attrs and len(acts) > 1 \
+            and pd.api.types.is_numeric_dtype(acts.coords["sample"]["time"]):
+        acts.attrs["dt"] = float(f"{float(np.median(np.diff(acts.coord('time').astype(np.float64)))):.12g}")
     return _finish(acts, nan_policy)
 
 
 def load_csv(path: str | os.PathLike, unit_columns: Sequence[str] | None = None, sample: str | None = None,
              attrs: Mapping[str, Any] | None = None, *, nan_policy: str = "raise", **read_csv: Any) -> Activations:
     """Load a wide CSV table: one row per sample, numeric ``unit_columns`` (default: every numeric column
-    except ``sample``) become units, the other columns become sample coordinates (``sample`` is renamed
-    ``id``). Extra keyword arguments go to :func:`pandas.read_csv`.
+    except ``sample``, ``time`` and ``trial``) become units, the other columns become sample coordinates
+    (``sample`` is renamed ``id``; a ``time`` column sets ``attrs["dt"]``; a ``trial`` column is the
+    per-sample trial id). Extra keyword arguments go to :func:`pandas.read_csv`.
     """
     path = require_file(path, "CSV file")
     return _from_table(pd.read_csv(path, **read_csv), path, unit_columns, sample, None, attrs, nan_policy, "csv")
@@ -238,7 +246,8 @@ def load_csv(path: str | os.PathLike, unit_columns: Sequence[str] | None = None,
 def load_parquet(path: str | os.PathLike, unit_columns: Sequence[str] | None = None, sample: str | None = None,
                  value_column: str | None = None, attrs: Mapping[str, Any] | None = None, *,
                  nan_policy: str = "raise", columns: Sequence[str] | None = None) -> Activations:
-    """Load a parquet table: wide (like :func:`load_csv`) or with one list/array column ``value_column``
+    """Load a parquet table: wide (like :func:`load_csv`, ``time``/``trial`` columns stay sample coordinates)
+    or with one list/array column ``value_column``
     (default ``"values"`` when present) holding each sample's vector."""
     path = require_file(path, "parquet file")
     frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
