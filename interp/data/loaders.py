@@ -36,25 +36,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, DataNotFoundError, DimensionError, InputTypeError, SchemaError, require
+from ..errors import ConfigError, DataNotFoundError, DimensionError, InputTypeError, SchemaError, closest, require
 from ..tensor import Activations, atomic_write
 from ._common import check_choice, check_positive, require_file
+from ._recording import DEFAULT_DIMS, NAN_POLICIES, RecordingShapeError, build_recording, recording_attrs
+from .nwb import load_nwb
 
 __all__ = [
-    "from_numpy", "load_array", "load_csv", "load_parquet", "load_hf_dataset", "load_nwb",
+    "from_numpy", "from_xarray", "RecordingShapeError", "load_array", "load_csv", "load_parquet", "load_hf_dataset", "load_nwb",
     "write_homogenized_celegans", "load_homogenized_celegans", "HOMOGENIZED_COLUMNS",
 ]
 
-_NAN_POLICIES = ("raise", "drop", "zero", "ignore")
-_DEFAULT_DIMS = {1: ("sample",), 2: ("sample", "unit"), 3: ("sample", "time", "unit")}
-
-
-def _attrs(path: str | os.PathLike | None, attrs: Mapping[str, Any] | None, fmt: str) -> dict[str, Any]:
-    base: dict[str, Any] = {"kind": "recording", "format": fmt}
-    if path is not None:
-        base.update(source=Path(path).stem, path=str(path))
-    base.update(dict(attrs or {}))
-    return base
+_NAN_POLICIES = NAN_POLICIES
+_SAMPLE_COLUMNS = ("time", "trial")
+_attrs = recording_attrs
 
 
 def _finish(acts: Activations, nan_policy: str) -> Activations:
@@ -62,22 +57,104 @@ def _finish(acts: Activations, nan_policy: str) -> Activations:
     return acts.check_finite(nan_policy, dim="unit" if "unit" in acts.dims else acts.dims[-1])
 
 
-# ----------------------------------------------------------------------------------------- numpy
+# ----------------------------------------------------------------------------------- arrays
 def from_numpy(array: np.ndarray, dims: Sequence[str] | None = None, coords: Mapping[str, Any] | None = None,
-               attrs: Mapping[str, Any] | None = None, *, nan_policy: str = "raise") -> Activations:
-    """Wrap a NumPy array as a recording.
+               attrs: Mapping[str, Any] | None = None, *, time: Any = None, trial: Any = None,
+               nan_policy: str = "raise") -> Activations:
+    """Wrap a NumPy array as a recording, with the checks of :mod:`interp.data._recording`.
 
-    ``dims`` defaults to ``("sample",)``, ``("sample", "unit")`` or ``("sample", "time", "unit")`` for
-    1-, 2- and 3-D arrays; other ranks need explicit dims.
+    Parameters
+    ----------
+    array:
+        The recorded values, any numeric dtype. Integer and boolean arrays (spike counts, events) are
+        cast to float32 (exact up to 2**24; ``attrs["original_dtype"]`` keeps the original).
+    dims:
+        One name per axis, in the array's order. Defaults: ``("sample",)``, ``("sample", "unit")``,
+        ``("sample", "time", "unit")`` for 1-3 D arrays; a 2-D array with more columns than rows needs
+        explicit dims (it is ambiguous: a cells x time matrix is ``("unit", "time")``). Besides
+        ``sample`` and ``unit`` you may name a ``trial`` axis (it becomes ``sample`` with a ``trial``
+        coordinate) and a ``time`` axis (without a sample/trial axis it is the sample axis of a time
+        series). The result is always ordered ``(sample, ..., unit)``.
+    coords:
+        Per-axis metadata ``{dim: {name: values}}`` (or DataFrames), keyed by the names given in ``dims``.
+    time:
+        Times in seconds of the time axis, or of the samples of a time series; sets ``attrs["dt"]``.
+    trial:
+        Trial ids: one per sample of a time series cut into trials, or one per trial of a trial axis.
+        Trial-aware statistics group on this ``trial`` sample coordinate (``groups="trial"``).
+    nan_policy:
+        ``"raise"`` (default), ``"drop"`` (drop units holding NaN), ``"zero"`` or ``"ignore"``.
+
+    Raises
+    ------
+    RecordingShapeError
+        A coordinate whose length matches another axis (a transposed array), or a guessed 2-D layout
+        with more units than samples.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> cells_by_time = np.random.rand(5, 200)                     # 5 cells, 200 frames at 10 Hz
+    >>> rec = from_numpy(cells_by_time, dims=("unit", "time"), time=np.arange(200) / 10)
+    >>> rec.dims, rec.shape, rec.attrs["dt"]
+    (('sample', 'unit'), (200, 5), 0.1)
     """
     if not isinstance(array, np.ndarray):
         raise InputTypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
-    if dims is None:
-        if array.ndim not in _DEFAULT_DIMS:
-            raise DimensionError(f"a {array.ndim}-D array needs explicit dims (defaults exist for 1-3 D)")
-        dims = _DEFAULT_DIMS[array.ndim]
-    acts = Activations.from_numpy(array, dims, coords, _attrs(None, {"source": "array", **dict(attrs or {})}, "numpy"))
-    return _finish(acts, nan_policy)
+    return build_recording(array, dims, coords, recording_attrs(None, {"source": "array", **dict(attrs or {})}, "numpy"),
+                           time=time, trial=trial, nan_policy=nan_policy)
+
+
+def from_xarray(array: Any, dims: Mapping[str, str] | None = None, *, variable: str | None = None,
+                time: Any = None, trial: Any = None, attrs: Mapping[str, Any] | None = None,
+                nan_policy: str = "raise") -> Activations:
+    """Wrap an :class:`xarray.DataArray` (or one variable of a ``Dataset``) as a recording.
+
+    ``dims`` renames axes, e.g. ``{"neuron": "unit", "frame": "time"}``; after renaming the axes follow
+    :func:`from_numpy`'s conventions (``unit``; ``sample``, ``trial`` or ``time``). 1-D coordinates
+    become per-axis coordinates (an index coordinate named like its axis, e.g. ``time``, keeps that
+    name). ``time``/``trial``/``nan_policy`` as in :func:`from_numpy`.
+
+    Example
+    -------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.random.rand(3, 50), dims=("neuron", "frame"),
+    ...                   coords={"frame": np.arange(50) * 0.5, "neuron": ["a", "b", "c"]})
+    >>> rec = from_xarray(da, dims={"neuron": "unit", "frame": "time"})
+    >>> rec.dims, list(rec.coords["sample"].columns), list(rec.coords["unit"].columns)
+    (('sample', 'unit'), ['time'], ['name'])
+    """
+    xr = require("xarray", "xarray", extra="data")
+    if isinstance(array, xr.Dataset):
+        names = list(array.data_vars)
+        if variable is None:
+            if len(names) != 1:
+                raise ConfigError(f"the Dataset holds variables {names}; pass variable=... to choose one")
+            variable = names[0]
+        if variable not in names:
+            hint = closest(str(variable), names)
+            raise ConfigError(f"no variable {variable!r}; the Dataset holds {names}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        array = array[variable]
+    elif not isinstance(array, xr.DataArray):
+        raise InputTypeError(f"from_xarray expects an xarray.DataArray or Dataset, got {type(array).__name__}")
+    rename = {str(k): str(v) for k, v in dict(dims or {}).items()}
+    missing = [k for k in rename if k not in array.dims]
+    if missing:
+        raise DimensionError(f"dims renames {missing}, which are not axes of the array {tuple(array.dims)}")
+    new_dims = [rename.get(str(d), str(d)) for d in array.dims]
+    coords: dict[str, dict[str, Any]] = {d: {} for d in new_dims}
+    for name, coord in array.coords.items():
+        if coord.ndim == 1:
+            dim = rename.get(str(coord.dims[0]), str(coord.dims[0]))
+            column = str(name)
+            if column == str(coord.dims[0]):  # an index coordinate: named after its (new) axis' meaning
+                column = {"time": "time", "unit": "name", "trial": "trial"}.get(dim, column)
+            coords[dim][column] = coord.values
+    merged = {**dict(array.attrs), **dict(attrs or {})}
+    return build_recording(np.asarray(array.values), new_dims, coords,
+                           recording_attrs(None, {"source": str(array.name or "xarray"), **merged}, "xarray"),
+                           time=time, trial=trial, nan_policy=nan_policy)
 
 
 def load_array(path: str | os.PathLike, key: str | None = None, dims: Sequence[str] | None = None,
@@ -87,7 +164,7 @@ def load_array(path: str | os.PathLike, key: str | None = None, dims: Sequence[s
 
     For ``.npz``, ``key`` names the array (default: the only array, or one called ``data``, ``values``
     or ``X``); the other arrays of the archive whose name is ``"<dim>.<coord>"`` (e.g.
-    ``"sample.stimulus"``) become coordinates.
+    ``"sample.stimulus"``) become coordinates. ``dims`` and the checks are those of :func:`from_numpy`.
     """
     path = require_file(path, "array file")
     suffix = path.suffix.lower()
@@ -112,21 +189,17 @@ def load_array(path: str | os.PathLike, key: str | None = None, dims: Sequence[s
             extra = {n: archive[n] for n in names if "." in n}
     else:
         raise ConfigError(f"load_array reads .npy or .npz files, got {path.name!r}")
-    if dims is None:
-        dims = _DEFAULT_DIMS.get(array.ndim)
-        if dims is None:
-            raise DimensionError(f"{path} holds a {array.ndim}-D array; pass dims=...")
+    names = tuple(dims) if dims is not None else DEFAULT_DIMS.get(array.ndim, ())
     merged: dict[str, dict[str, Any]] = {}
     for name, values in extra.items():
         dim, coord = name.split(".", 1)
-        if dim not in dims:
-            raise DimensionError(f"{path}: coordinate array {name!r} names dim {dim!r}, not one of {tuple(dims)}")
+        if dim not in names:
+            raise DimensionError(f"{path}: coordinate array {name!r} names dim {dim!r}, not one of {names}")
         merged.setdefault(dim, {})[coord] = values
     for dim, given in dict(coords or {}).items():
         merged.setdefault(dim, {}).update(dict(given) if not isinstance(given, pd.DataFrame) else given.to_dict("list"))
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    acts = Activations(tensor, dims, merged, _attrs(path, attrs, suffix[1:]))
-    return _finish(acts, nan_policy)
+    return build_recording(array, dims, merged, recording_attrs(path, attrs, suffix[1:]), nan_policy=nan_policy,
+                           what=f"the array in {path.name}")
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -149,15 +222,22 @@ def _from_table(frame: pd.DataFrame, path, unit_columns, sample, value_column, a
             raise ConfigError(f"unit columns {missing} are not in the table; columns are {list(frame.columns)}")
     if sample is not None and sample not in frame.columns:
         raise ConfigError(f"sample id column {sample!r} is not in the table; columns are {list(frame.columns)}")
+    if unit_columns is None:  # 'time' and 'trial' columns describe samples, they are not units
+        unit_columns = [c for c in frame.columns if c != sample and c not in _SAMPLE_COLUMNS
+                        and pd.api.types.is_numeric_dtype(frame[c])]
     acts = Activations.from_frame(frame, sample=sample, unit_columns=unit_columns, attrs=_attrs(path, attrs, fmt))
+    if "time" in acts.coords["sample"].columns and "dt" not in acts.attrs and len(acts) > 1 \
+            and pd.api.types.is_numeric_dtype(acts.coords["sample"]["time"]):
+        acts.attrs["dt"] = float(f"{float(np.median(np.diff(acts.coord('time').astype(np.float64)))):.12g}")
     return _finish(acts, nan_policy)
 
 
 def load_csv(path: str | os.PathLike, unit_columns: Sequence[str] | None = None, sample: str | None = None,
              attrs: Mapping[str, Any] | None = None, *, nan_policy: str = "raise", **read_csv: Any) -> Activations:
     """Load a wide CSV table: one row per sample, numeric ``unit_columns`` (default: every numeric column
-    except ``sample``) become units, the other columns become sample coordinates (``sample`` is renamed
-    ``id``). Extra keyword arguments go to :func:`pandas.read_csv`.
+    except ``sample``, ``time`` and ``trial``) become units, the other columns become sample coordinates
+    (``sample`` is renamed ``id``; a ``time`` column sets ``attrs["dt"]``; a ``trial`` column is the
+    per-sample trial id). Extra keyword arguments go to :func:`pandas.read_csv`.
     """
     path = require_file(path, "CSV file")
     return _from_table(pd.read_csv(path, **read_csv), path, unit_columns, sample, None, attrs, nan_policy, "csv")
@@ -166,7 +246,8 @@ def load_csv(path: str | os.PathLike, unit_columns: Sequence[str] | None = None,
 def load_parquet(path: str | os.PathLike, unit_columns: Sequence[str] | None = None, sample: str | None = None,
                  value_column: str | None = None, attrs: Mapping[str, Any] | None = None, *,
                  nan_policy: str = "raise", columns: Sequence[str] | None = None) -> Activations:
-    """Load a parquet table: wide (like :func:`load_csv`) or with one list/array column ``value_column``
+    """Load a parquet table: wide (like :func:`load_csv`, ``time``/``trial`` columns stay sample coordinates)
+    or with one list/array column ``value_column``
     (default ``"values"`` when present) holding each sample's vector."""
     path = require_file(path, "parquet file")
     frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
@@ -211,101 +292,6 @@ def load_hf_dataset(path: str | os.PathLike, split: str | None = None, value_col
         return _finish(acts, nan_policy)
     frame = ds.to_pandas()
     return _from_table(frame, folder, unit_columns, None, value_column, attrs, nan_policy, "hf-dataset")
-
-
-# ---------------------------------------------------------------------------------------- NWB
-def load_nwb(path: str | os.PathLike, series: str | None = None, *, bin_size: float | None = None,
-             attrs: Mapping[str, Any] | None = None, nan_policy: str = "raise") -> Activations:
-    """Load one time series or the spike-sorted units of an NWB file (needs ``pynwb``: ``pip install pynwb``).
-
-    ``series`` names a ``TimeSeries`` in ``acquisition`` or a processing module (searched by name,
-    ``"module/name"`` also accepted), or ``"units"`` for the units table binned at ``bin_size`` seconds.
-    With ``series=None`` the file's only time series is used; several raise :class:`ConfigError`
-    listing them. Time series become ``(sample, unit)`` with sample coord ``time`` (s); units become
-    spike counts with unit coords from the units table's scalar columns.
-    """
-    pynwb = require("pynwb", "pynwb", extra="nwb")
-    path = require_file(path, "NWB file")
-    with pynwb.NWBHDF5IO(str(path), "r") as io:
-        nwb = io.read()
-        found = _nwb_series(nwb, pynwb)
-        names = sorted(found) + (["units"] if nwb.units is not None else [])
-        if series is None:
-            if len(names) != 1:
-                raise ConfigError(f"{path} holds {names or 'no time series'}; pass series=... to choose one")
-            series = names[0]
-        if series == "units":
-            if nwb.units is None:
-                raise ConfigError(f"{path} has no units table; time series: {sorted(found)}")
-            acts = _nwb_units(nwb.units, check_positive("bin_size", bin_size if bin_size is not None else 0))
-        else:
-            key = series if series in found else next((k for k in found if k.split("/")[-1] == series), None)
-            if key is None:
-                from ..errors import closest
-
-                hint = closest(series, names)
-                raise ConfigError(f"no series {series!r} in {path}; available: {names}"
-                                  + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-            acts = _nwb_timeseries(found[key], key)
-    acts.attrs = {**_attrs(path, None, "nwb"), **acts.attrs, **dict(attrs or {})}
-    return _finish(acts, nan_policy)
-
-
-def _nwb_series(nwb, pynwb) -> dict[str, Any]:
-    found = {name: obj for name, obj in nwb.acquisition.items() if isinstance(obj, pynwb.base.TimeSeries)}
-    for module_name, module in nwb.processing.items():
-        for iface_name, iface in module.data_interfaces.items():
-            if isinstance(iface, pynwb.base.TimeSeries):
-                found[f"{module_name}/{iface_name}"] = iface
-            elif hasattr(iface, "roi_response_series") or hasattr(iface, "time_series"):
-                inner = getattr(iface, "roi_response_series", None) or getattr(iface, "time_series", {})
-                for series_name, ts in inner.items():
-                    found[f"{module_name}/{iface_name}/{series_name}"] = ts
-    return found
-
-
-def _nwb_timeseries(ts, key: str) -> Activations:
-    data = np.asarray(ts.data[()])
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.ndim != 2:
-        raise DimensionError(f"NWB series {key!r} has {data.ndim} dims; only (time, channels) series are supported")
-    if ts.timestamps is not None:
-        time = np.asarray(ts.timestamps[()], dtype=np.float64)
-    else:
-        time = float(ts.starting_time or 0.0) + np.arange(len(data)) / float(ts.rate)
-    names = [f"{ts.name}[{i}]" for i in range(data.shape[1])]
-    electrodes = getattr(ts, "electrodes", None)
-    if electrodes is not None:
-        table = electrodes.to_dataframe()
-        for col in ("label", "location"):
-            if col in table.columns and table[col].astype(str).is_unique:
-                names = table[col].astype(str).tolist()
-                break
-    dt = float(np.median(np.diff(time))) if len(time) > 1 else float("nan")
-    attrs = {"series": key, "units": getattr(ts, "unit", ""), "dt": dt, "sfreq": 1.0 / dt if dt == dt and dt else None,
-             "description": getattr(ts, "description", "")}
-    return Activations(torch.from_numpy(np.ascontiguousarray(data.astype(np.float32))), ("sample", "unit"),
-                       {"sample": {"time": time}, "unit": {"name": names, "index": np.arange(data.shape[1])}}, attrs)
-
-
-def _nwb_units(units, bin_size: float) -> Activations:
-    table = units.to_dataframe()
-    spikes = [np.sort(np.asarray(t, dtype=np.float64)) for t in table["spike_times"]]
-    nonempty = [t for t in spikes if len(t)]
-    if not nonempty:
-        raise SchemaError("the NWB units table has no spikes")
-    first = int(np.floor(min(t[0] for t in nonempty) / bin_size))
-    last = int(np.floor(max(t[-1] for t in nonempty) / bin_size)) + 1
-    edges = bin_size * np.arange(first, last + 1)  # bins aligned on multiples of bin_size
-    counts = np.stack([np.histogram(t, edges)[0] for t in spikes], axis=1).astype(np.float32)
-    unit = pd.DataFrame({"name": [str(i) for i in table.index], "index": np.arange(len(table))})
-    for col in table.columns:
-        if col != "spike_times" and table[col].map(np.ndim).eq(0).all():
-            unit[col] = table[col].to_numpy()
-    return Activations(torch.from_numpy(counts), ("sample", "unit"),
-                       {"sample": {"time": (edges[:-1] + edges[1:]) / 2}, "unit": unit},
-                       {"series": "units", "dt": bin_size, "units": "spike count per bin"})
 
 
 # ------------------------------------------------------------------- homogenized C. elegans

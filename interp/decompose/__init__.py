@@ -9,7 +9,8 @@ scikit-learn style estimators (``fit`` returns self, learned state ends in ``_``
 
 Reading components: :func:`top_activating`, :func:`vocab_projection`, :func:`steer`,
 :func:`find_alpha`; metrics: :func:`reconstruction_metrics`, :func:`spliced_lm_metrics`; recordings:
-:func:`behaviour_correlation`, :func:`top_loading`.
+:func:`behaviour_correlation`, :func:`top_loading`, :func:`find_assemblies` (neural assemblies) and
+:func:`match_assemblies`.
 
 >>> from interp.decompose import TopKSAE
 >>> sae = TopKSAE(n_components=2048, k=32).fit(acts)   # doctest: +SKIP
@@ -18,12 +19,13 @@ Reading components: :func:`top_activating`, :func:`vocab_projection`, :func:`ste
 from __future__ import annotations
 
 from ._base import Decomposition, NegativeValueError, NotFittedError, load
+from .assemblies import Assemblies, AssemblyMatch, find_assemblies, marchenko_pastur_bound, match_assemblies
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
 from .read import find_alpha, steer, steered_generate, steering_kl, top_activating, vocab_projection
 from .recordings import behaviour_components, behaviour_correlation, circular_shift_correlation, top_loading
 from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, SparseAutoencoder, TopKSAE
-from .synthetic import best_match_cosine, planted_features
+from .synthetic import best_match_cosine, planted_assemblies, planted_features
 
 __all__ = [
     "Decomposition",
@@ -42,6 +44,12 @@ __all__ = [
     "reconstruction_metrics",
     "spliced_lm_metrics",
     "planted_features",
+    "planted_assemblies",
+    "find_assemblies",
+    "Assemblies",
+    "match_assemblies",
+    "AssemblyMatch",
+    "marchenko_pastur_bound",
     "best_match_cosine",
     "top_activating",
     "vocab_projection",

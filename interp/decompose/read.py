@@ -38,22 +38,32 @@ def component_directions(components: Any) -> torch.Tensor:
 
 
 def top_activating(estimator: Any, X: Any, n: int = 10, components: list[int] | None = None,
-                   batch_size: int = 8192) -> pd.DataFrame:
+                   batch_size: int = 8192, codes: str = "transform") -> pd.DataFrame:
     """The ``n`` samples with the largest code of each component (streaming over ``X``).
 
     Returns one row per (component, rank) with ``sample`` (row index in ``X`` after flattening),
     ``activation`` and, for Activations input, the sample coordinates (e.g. tokens and contexts).
+
+    ``codes="transform"`` (default) ranks by ``estimator.transform(X)``. ``codes="fitted"`` ranks by
+    the coefficients found while fitting (``estimator.codes_``; :class:`SNMF` keeps them with
+    ``keep_codes=True`` or :meth:`SNMF.paper`), as Shafran et al. rank contexts by their fitted ``G``
+    (``generate_concept_context.py``): ``X`` must be the data the estimator was fitted on, rows left out
+    of the fit (``drop_tokens``) are never ranked, and codes ``<= 0`` are left out.
     """
+    if codes not in ("transform", "fitted"):
+        raise ConfigError(f"codes must be 'transform' or 'fitted', got {codes!r}")
+    if codes == "fitted":
+        return _top_fitted(estimator, X, n, components)
     data = as_matrix(X)
     top_vals: torch.Tensor | None = None
     top_idx: torch.Tensor | None = None
     for start in range(0, data.shape[0], batch_size):
-        codes = estimator.transform(data[start:start + batch_size])
-        codes = torch.as_tensor(codes).float().cpu()
+        batch_codes = estimator.transform(data[start:start + batch_size])
+        batch_codes = torch.as_tensor(batch_codes).float().cpu()
         if components is not None:
-            codes = codes[:, components]
-        idx = torch.arange(start, start + codes.shape[0])[:, None].expand_as(codes)
-        vals = codes if top_vals is None else torch.cat([top_vals, codes])
+            batch_codes = batch_codes[:, components]
+        idx = torch.arange(start, start + batch_codes.shape[0])[:, None].expand_as(batch_codes)
+        vals = batch_codes if top_vals is None else torch.cat([top_vals, batch_codes])
         ids = idx if top_idx is None else torch.cat([top_idx, idx])
         k = min(n, vals.shape[0])
         top_vals, where = vals.topk(k, dim=0)
@@ -64,14 +74,49 @@ def top_activating(estimator: Any, X: Any, n: int = 10, components: list[int] | 
         for rank in range(top_vals.shape[0]):
             rows.append({"component": comp, "rank": rank, "sample": int(top_idx[rank, c]),
                          "activation": float(top_vals[rank, c])})
-    frame = pd.DataFrame(rows)
-    if isinstance(X, Activations):
+    return _with_sample_coords(pd.DataFrame(rows), X)
+
+
+def _with_sample_coords(frame: pd.DataFrame, X: Any) -> pd.DataFrame:
+    if isinstance(X, Activations) and len(frame):
         from ._data import as_activations
 
         coords = as_activations(X).coords["sample"]
         if len(coords.columns):
             frame = pd.concat([frame, coords.iloc[frame["sample"].to_numpy()].reset_index(drop=True)], axis=1)
     return frame
+
+
+def _top_fitted(estimator: Any, X: Any, n: int, components: list[int] | None) -> pd.DataFrame:
+    fitted = getattr(estimator, "codes_", None)
+    if fitted is None:
+        raise ConfigError(f"{type(estimator).__name__} kept no fitted codes; fit it with keep_codes=True "
+                          "(SNMF.paper() does) or use codes='transform'")
+    n_rows = as_matrix(X).shape[0] if not isinstance(X, Activations) else len(_flat_samples(X))
+    expected = getattr(estimator, "n_samples_in_", None)
+    if expected is not None and n_rows != expected:
+        raise DimensionError(f"codes='fitted' needs the data the estimator was fitted on ({expected} rows); X has {n_rows}")
+    G = torch.as_tensor(fitted).detach().float().cpu()
+    rows_of = torch.as_tensor(getattr(estimator, "fitted_rows_", torch.arange(G.shape[0]))).long().cpu()
+    comp_ids = components if components is not None else list(range(G.shape[1]))
+    rows = []
+    for comp in comp_ids:
+        column = G[:, comp]
+        k = min(n, column.numel())
+        vals, where = column.topk(k)
+        rank = 0
+        for v, w in zip(vals.tolist(), where.tolist()):
+            if v <= 0:
+                break
+            rows.append({"component": comp, "rank": rank, "sample": int(rows_of[w]), "activation": float(v)})
+            rank += 1
+    return _with_sample_coords(pd.DataFrame(rows, columns=["component", "rank", "sample", "activation"]), X)
+
+
+def _flat_samples(X: Activations) -> pd.DataFrame:
+    from ._data import as_activations
+
+    return as_activations(X).coords["sample"]
 
 
 def _decode_tokens(model: Any, ids: list[int]) -> list[str]:
