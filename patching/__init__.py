@@ -19,6 +19,7 @@ from __future__ import annotations
 from . import metrics
 from .activation_patching import activation_patching
 from .attribution import attribution_patching
+from .conservation import ConservationResult, relevance_conservation
 from .integrated_gradients import integrated_gradients
 from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, resample, scale, zero
 from .relp import relevance_patching, relp_rules
@@ -32,5 +33,5 @@ METHODS = {"activation": activation_patching, "atp": attribution_patching, "relp
 __all__ = [
     "metrics", "METHODS", "activation_patching", "attribution_patching", "relevance_patching", "integrated_gradients",
     "AttributionResult", "SiteGrid", "relp_rules", "Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule",
-    "RuleError", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
+    "RuleError", "relevance_conservation", "ConservationResult", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
 ]

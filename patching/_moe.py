@@ -9,8 +9,10 @@ only the backward pass:
 
 * **Identity** on each expert's activation: ``act(g)`` passes gradient ``act(g) / g``;
 * **Half** on each expert's gated product ``act(g) * u`` (relevance split equally between the factors);
-* router weights treated like gates: **Half** on ``w_e * expert_e(x)`` (relevance split equally between the
-  routing weight and the expert).
+* router weights treated like gates (as LRP treats gates and RelP's AH-rule attention patterns): the routing
+  weight ``w_e`` is a constant of the backward pass, so the relevance of ``w_e * expert_e(x)`` flows into the
+  expert. This keeps relevance conserved (a softmax weight is not linear in ``x``; halving its share, as the
+  Half rule does for two linear factors, would leak relevance).
 
 The replacement is checked against the module's own forward on the model's dimensions before it is used; an
 expert implementation it does not reproduce is reported as not covered (and is an error when a rule was asked
@@ -62,7 +64,7 @@ def rule_aware_experts(experts: nn.Module, identity: bool, half: bool,
             a_sur = identity_surrogate(gate, a) if identity else a
             h = F.linear(straight(a * up, scale * a_sur * up), experts.down_proj[e])
             w = top_k_weights[token_idx, top_k_pos, None]
-            routed = straight(h * w, scale * h * w)
+            routed = straight(h * w, h * w.detach())
             final.index_add_(0, token_idx, routed.to(final.dtype))
         return final
 

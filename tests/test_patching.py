@@ -330,35 +330,24 @@ def test_relp_rules_keep_forward_values(request, model_name, rule, pair):
 
 
 @pytest.mark.parametrize("model_name", ["mlp_model", "gated_model"])
-def test_relp_conserves_relevance(model_name, pair):
-    """With every rule on and no biases the network is linear in its input given the detached
-    coefficients, so LRP relevance (gradient x input) at the embedding sums to the output logit."""
-    model = _boot() if model_name == "mlp_model" else _boot(act_fn="silu", normalization_type="RMS", gated_mlp=True,
-                                                             positional_embedding_type="rotary")
-    for name, p in model.named_parameters():
-        if "bias" in name or name.endswith(".b"):
-            p.data.zero_()
+def test_relp_conserves_relevance(request, model_name, pair):
+    """With every rule on and no biases the network is linear in its input given the detached coefficients,
+    so LRP relevance (gradient x input) at the embedding sums to the output logit: the public check."""
+    model = request.getfixturevalue(model_name)
     clean, _ = pair
-    kept = {}
 
-    def keep(act, hook):
-        act.retain_grad()
-        kept["x"] = act
+    def logit(out):
+        return out[:1, -1, 5].sum()
 
-    with relp_rules(model, {"attention": True}):
-        model.hook_dict["blocks.0.hook_resid_pre"].add_hook(keep)
-        logit = model(clean[:1])[0, -1, 5]
-        logit.backward()
-        model.reset_hooks()
-    relevance = (kept["x"].grad * kept["x"]).sum().item()
-    assert relevance == pytest.approx(logit.item(), rel=1e-4, abs=1e-5)
-    # plain gradients do not conserve (the check above is not vacuous)
-    model.zero_grad(set_to_none=True)
-    model.hook_dict["blocks.0.hook_resid_pre"].add_hook(keep)
-    logit = model(clean[:1])[0, -1, 5]
-    logit.backward()
-    model.reset_hooks()
-    assert abs((kept["x"].grad * kept["x"]).sum().item() - logit.item()) > 1e-3
+    res = patching.relevance_conservation(model, clean[:1], logit)
+    assert res.conserved and res.relative_error < 1e-4, res.summary()
+    assert all(res.rules[name] for name in (("ln", "identity", "half", "attention") if model_name == "gated_model"
+                                            else ("ln", "identity", "attention")))
+    assert "conserved" in res.summary() and len(res.to_frame()) == 2
+    # plain gradients do not conserve (the check is not vacuous)
+    plain = patching.relevance_conservation(model, clean[:1], logit, rules={"ln": False, "identity": False,
+                                                                           "half": False})
+    assert not plain.conserved
 
 
 def test_identity_rule_gradient(mlp_model, pair):

@@ -1,0 +1,129 @@
+"""Relevance conservation: the check that RelP's rules make the model linear in its input.
+
+With every rule on (LN, Identity, Half and the AH-rule) and no biases, each layer is linear in its input given
+the detached coefficients, so the LRP relevance at the input, ``sum(x * dmetric/dx)``, equals the metric
+itself (Ali et al. 2022; Rezaei Jafari et al. 2025). A shortfall means a non-linearity that no rule covers
+(e.g. Gemma-2's logit soft-capping, an expert layout the rule-aware forward does not reproduce, a hook that
+only observes) -- exactly what makes RelP unfaithful there. :func:`relevance_conservation` measures it on a
+bias-free copy of the model, and also reports how much of the metric the model's biases carry.
+
+The metric must be linear in the output (a logit, a logit difference), not a probability.
+
+>>> res = relevance_conservation(model, tokens, lambda logits: logits[:, -1, 42].sum())   # doctest: +SKIP
+>>> res.relative_error                                                                 # < 1e-3  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from interp import engine
+from interp.errors import ConfigError
+from interp.results import Result, themed
+
+from .rules import Rule, compile_rules, resolve_rules
+
+__all__ = ["relevance_conservation", "ConservationResult"]
+
+
+@dataclass
+class ConservationResult(Result):
+    """Metric vs relevance at the input site, on a bias-free copy (``conserved``) and on the model itself.
+
+    ``relative_error = |metric - relevance| / |metric|`` on the bias-free copy (0 up to float rounding when every
+    non-linearity is covered by a rule); ``bias_share = (metric - relevance) / metric`` on the model with its
+    biases (the part of the metric that comes from biases and uncovered non-linearities).
+    """
+
+    site: str
+    metric_value: float
+    relevance: float
+    relative_error: float
+    model_metric_value: float
+    model_relevance: float
+    bias_share: float
+    rules: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def conserved(self) -> bool:
+        """Whether relevance is conserved to 1e-3 relative on the bias-free copy."""
+        return self.relative_error <= 1e-3
+
+    def to_frame(self) -> pd.DataFrame:
+        """Two rows: the bias-free copy and the model itself."""
+        return pd.DataFrame([
+            {"model": "bias-free copy", "metric": self.metric_value, "relevance": self.relevance,
+             "relative_error": self.relative_error},
+            {"model": "as given", "metric": self.model_metric_value, "relevance": self.model_relevance,
+             "relative_error": abs(self.bias_share)},
+        ])
+
+    def summary(self) -> str:
+        """Whether relevance is conserved, and by how much it is not."""
+        verdict = "conserved" if self.conserved else "NOT conserved"
+        return (f"Relevance at {self.site}: {verdict} on a bias-free copy (metric {self.metric_value:.6g}, relevance "
+                f"{self.relevance:.6g}, relative error {self.relative_error:.2e}); with the model's biases "
+                f"{self.bias_share:+.1%} of the metric is not relevance at the input")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Bars of metric and relevance, bias-free copy and model."""
+        import plotly.graph_objects as go
+
+        frame = self.to_frame()
+        fig = go.Figure([go.Bar(name="metric", x=frame["model"], y=frame["metric"]),
+                         go.Bar(name="relevance at the input", x=frame["model"], y=frame["relevance"])])
+        return themed(fig, barmode="group", title=kwargs.get("title", f"Relevance conservation at {self.site}"))
+
+
+def _input_relevance(model: nn.Module, inputs: Any, site: str, metric: Callable, rules: list[Rule],
+                     strict: set[str]) -> tuple[float, float, dict[str, list[str]]]:
+    ruleset = compile_rules(model, rules, strict)
+    with ruleset.installed(model):
+        got = engine.gradients(model, inputs, [site], metric)
+    relevance = float((got.grads[site].double() * got.acts[site].double()).sum())
+    return float(got.value), relevance, ruleset.applied
+
+
+def _zero_biases(model: nn.Module) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in {"bias", "b", "b_U", "b_in", "b_out", "b_Q", "b_K", "b_V", "b_O"} or leaf.endswith("_bias"):
+                p.zero_()
+
+
+def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torch.Tensor], torch.Tensor], *,
+                           site: str | None = None,
+                           rules: Sequence[str | Rule] | Mapping[str, bool] | None = None
+                           ) -> ConservationResult:
+    """Check that RelP's rules conserve relevance from the metric back to ``site`` (default: the residual
+    stream entering block 0 of a bridge; give the input site of a plain ``nn.Module``, e.g. ``"0:input"``).
+
+    ``rules`` default to RelP's defaults where they apply plus the AH-rule (which conservation needs: a
+    softmax is not linear); the metric must be linear in the model output. Works on a deep copy of the
+    model with every bias set to zero (the model itself is not changed), and on the model as given.
+    """
+    if site is None:
+        if not engine.is_bridge(model):
+            raise ConfigError("give site= (the input of the first layer, e.g. '0:input' or 'embed') for a plain "
+                              "nn.Module")
+        site = "blocks.0.hook_resid_pre"
+    site = engine.resolve_site(model, site)
+    inputs = engine.to_tokens(model, inputs)
+    chosen, strict = resolve_rules({"attention": True} if rules is None else rules)
+    model_value, model_rel, _ = _input_relevance(model, inputs, site, metric, chosen, strict)
+    clone = copy.deepcopy(model)
+    _zero_biases(clone)
+    value, rel, applied = _input_relevance(clone, inputs, site, metric, chosen, strict)
+    return ConservationResult(site=site, metric_value=value, relevance=rel,
+                              relative_error=abs(value - rel) / max(abs(value), 1e-12),
+                              model_metric_value=model_value, model_relevance=model_rel,
+                              bias_share=(model_value - model_rel) / model_value if model_value else float("nan"),
+                              rules=applied)
