@@ -1,4 +1,5 @@
-"""``interp study run study.toml [--resume]``: scripted ablation and patching studies.
+"""Scripted ablation and patching studies: ``run_study("study.toml", out="runs/x")`` (the library behind
+``interp study run study.toml [--resume]``).
 
 A study file names a model, the prompts (or a generated data set), a metric, and a grid of
 interventions and/or activation-patching sweeps. Running it writes, into the output folder:
@@ -8,7 +9,7 @@ interventions and/or activation-patching sweeps. Running it writes, into the out
 * ``summary.html``: a self-contained report with plotly heatmaps of every grid and sweep;
 * ``progress.csv`` (rows finished so far) and ``study.json`` (the resolved configuration).
 
-``--resume`` continues an interrupted run without recomputing finished rows.
+``resume=True`` (``--resume``) continues an interrupted run without recomputing finished rows.
 
 Schema (every key is checked; unknown keys are errors)::
 
@@ -41,11 +42,9 @@ Schema (every key is checked; unknown keys are errors)::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,14 +53,12 @@ import pandas as pd
 import torch
 
 from interp import engine
-from interp.errors import ConfigError, DataNotFoundError, InputTypeError, closest
+from interp.errors import ConfigError, DataNotFoundError, closest
 from interp.tensor import atomic_write
 
 from . import metrics
 from .activation_patching import activation_patching
 from .interventions import Intervention, intervene
-
-HELP = "run a scripted ablation / activation-patching study from a TOML file"
 
 TOP_KEYS = {"title", "model", "output", "batch_size", "data", "metric", "grid", "sweep", "seed"}
 DATA_KEYS = {"kind", "n", "seed", "clean", "corrupted", "correct", "incorrect", "period", "query", "templates"}
@@ -351,34 +348,3 @@ def write_summary(table: pd.DataFrame, config: dict[str, Any], path: Path, basel
         report.add_section(label, _heatmap(sub, label))
     report.add_table("All results", table.drop(columns=["row_id"]))
     return report.write(path)
-
-
-# ----------------------------------------------------------------------------------------------- the CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    run_p = sub.add_parser("run", help="run a study file")
-    run_p.add_argument("study", help="path to the study TOML file")
-    run_p.add_argument("--out", default=None, help="output folder (default: the file's 'output' key, or its name)")
-    run_p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
-    run_p.add_argument("--quiet", action="store_true", help="no progress bar")
-    check_p = sub.add_parser("check", help="validate a study file without running it")
-    check_p.add_argument("study")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "check":
-        load_config(args.study)
-        print(f"{args.study}: ok")
-        return 0
-    if args.action != "run":
-        raise InputTypeError(f"unknown study action {args.action!r}")
-    table = run_study(args.study, args.out, resume=args.resume, progress=not args.quiet)
-    out = Path(args.out or load_config(args.study).get("output") or Path(args.study).with_suffix(""))
-    print(f"{len(table)} rows -> {out / 'results.csv'}, {out / 'results.parquet'}, {out / 'summary.html'}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from interp.cli import main
-
-    sys.exit(main(["study", *sys.argv[1:]]))

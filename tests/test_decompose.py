@@ -253,12 +253,12 @@ def test_cli_decompose(planted, tmp_path, capsys):
 
     path = planted.X.save(tmp_path / "acts.safetensors")
     out = tmp_path / "snmf.safetensors"
-    assert main(["decompose", "--activations", str(path), "--method", "snmf", "--n-components", "16",
+    assert main(["decompose", str(path), "--method", "snmf", "--n-components", "16",
                  "--sparsity", "0.25", "--max-iter", "200", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert '"method": "snmf"' in printed and out.exists()
     assert isinstance(load(out), SNMF)
-    bad = main(["decompose", "--activations", str(path), "--method", "topk", "--n-components", "8", "--k", "16",
+    bad = main(["decompose", str(path), "--method", "topk", "--n-components", "8", "--k", "16",
                 "--out", str(tmp_path / "x.safetensors")])
     assert bad == 2 and "k=16 is larger" in capsys.readouterr().err
 

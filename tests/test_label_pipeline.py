@@ -248,7 +248,7 @@ def test_local_explainer_runs_offline():
 def test_cli_errors_and_heads_report(tmp_path, capsys):
     from interp.cli import main
 
-    assert main(["label", "induction-2l", "--report", str(tmp_path / "x.html")]) == 2
+    assert main(["label", "induction-2l", "--out", str(tmp_path / "x.html")]) == 2
     assert "give --sites" in capsys.readouterr().err
     assert main(["label", "induction-2l", "--sites", "blocks.0.mlp.hook_post", "--units", "a:b"]) == 2
     assert "--units must look like" in capsys.readouterr().err

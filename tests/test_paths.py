@@ -427,14 +427,11 @@ def test_digits_vit_acceptance(digits_vit):
 
 
 def test_cli_paths_digits_vit(digits_vit, tmp_path, capsys):
-    from patching import paths_cli
+    from interp.cli import main
 
-    parser = __import__("argparse").ArgumentParser()
-    paths_cli.add_arguments(parser)
     out, csv = tmp_path / "paths.html", tmp_path / "paths.csv"
-    args = parser.parse_args(["--model", "digits-vit", "--n", "6", "--steps", "4", "--compare", "--n-random", "1",
-                              "--out", str(out), "--csv", str(csv)])
-    assert paths_cli.run(args) == 0
+    assert main(["paths", "digits-vit", "--n", "6", "--steps", "4", "--compare", "--n-random", "1", "--quiet",
+                 "--out", str(out), "--csv", str(csv)]) == 0
     text = capsys.readouterr().out
     assert "jas paths (6 samples, 4 layers" in text and "activation" in text
     html = out.read_text()

@@ -162,7 +162,9 @@ def test_report_section_and_cli(k92, tmp_path, monkeypatch, synthetic):
 
     monkeypatch.setattr(models, "load", lambda name, device=None: (_tiny_cnn(), lambda x: torch.as_tensor(
         np.stack(x)).permute(0, 3, 1, 2).float()[:, :, ::2, ::2] / 255))
-    code = cli.main(["compare", "--model", "tiny", "--sites", "3,5", "--n-boot", "20", "--random-weights",
+    monkeypatch.setattr(models, "available", lambda: ["tiny"])
+    code = cli.main(["compare", "tiny", "--data", "kriegeskorte92", "--rdms", "human_IT_s*", "--sites", "3", "5",
+                     "--n-boot", "20", "--random-weights", "--quiet",
                      "--out", str(tmp_path / "k.html"), "--csv", str(tmp_path / "k.csv")])
     assert code == 0
     import pandas as pd

@@ -1,8 +1,14 @@
-"""``interp demo``: the main job on the built-in models and data, written as one HTML report.
+"""``interp demo --out reports/demo.html``: the main job on the built-in models and data, written as one
+HTML report (what ``make demo`` runs).
 
 Each section is a function ``(report, args) -> None`` that adds to the report; a section that
 fails is recorded in the report (with the error) instead of stopping the others, and the command
 exits non-zero at the end so that a broken section is never silent.
+
+Examples::
+
+    interp demo --out reports/demo.html
+    interp demo --sections induction,patching --quick --out /tmp/demo.html
 """
 
 from __future__ import annotations
@@ -16,14 +22,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
+from . import flags
+
 HELP = "run the main job on the built-in models and data and write a self-contained HTML report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``interp demo``."""
-    parser.add_argument("--out", default="reports/demo.html", help="where the HTML report goes")
-    parser.add_argument("--sections", default="all", help="comma-separated section names, or 'all'")
-    parser.add_argument("--quick", action="store_true", help="smaller corpora (for tests)")
+    flags.add_out(parser, "the HTML report (the label report goes beside it as labels.html)",
+                  default="reports/demo.html")
+    parser.add_argument("--sections", default="all",
+                        help="comma-separated sections, or 'all' (default): " + ", ".join(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smaller corpora and fewer resamples (for tests)")
 
 
 def _section_capture_induction(report, args) -> None:
@@ -192,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
     """Build the report; returns 1 if any section failed."""
     from interp.report.html import Report
 
-    chosen = list(SECTIONS) if args.sections == "all" else [s.strip() for s in args.sections.split(",")]
+    chosen = list(SECTIONS) if args.sections == "all" else [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown demo sections {unknown}; choose from {list(SECTIONS)} or 'all'")
     report = Report("interp demo", subtitle="capture, labels, similarity, decomposition and patching on the built-in models and data")
     failures = []
     for name in chosen:

@@ -1,51 +1,61 @@
-"""``interp paths``: neuron-path search (Joint Attribution Score, Wang et al. ICLR 2025) from the command line.
+"""``interp paths MODEL ...``: neuron-path search (Joint Attribution Score, Wang et al. ICLR 2025) from the command
+line: one neuron per layer whose joint attribution to the target is largest, validated by removing and
+enhancing the path's neurons.
+
+A vision model (``digits-vit``) runs on ``--n`` test images at the CLS token; a language model on
+``--prompt``/``--answer`` pairs (or ``--facts``) at the last position.
 
 Examples::
 
-    interp paths --model digits-vit --n 20 --compare --out paths.html
-    interp paths --model smollm2-135m --prompt "The capital of France is" --answer " Paris"
-    interp paths --model smollm2-135m --facts --compare --out lm_paths.html
+    interp paths digits-vit --n 20 --compare --out paths.html
+    interp paths smollm2-135m --prompt "The capital of France is" --answer " Paris"
+    interp paths smollm2-135m --facts --compare --out lm_paths.html --csv lm_paths.csv
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
-from interp import engine
-from interp.errors import ConfigError
+from ..errors import ConfigError
+from . import flags
 
 HELP = "find influential neuron paths (layer-progressive Joint Attribution Score) and validate them by ablation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="digits-vit", help="zoo model (digits-vit, smollm2-135m, ...)")
-    parser.add_argument("--sites", nargs="+", default=None,
-                        help="one site per layer in layer order (default: the MLP hidden neurons of every block)")
-    parser.add_argument("--method", default="jas", choices=["jas", "activation", "influence", "random"])
+    """Arguments of ``interp paths``."""
+    flags.add_model(parser, help="a zoo model: digits-vit (vision, test images) or a language model "
+                                 "(smollm2-135m, ...; with --prompt/--answer or --facts)")
+    flags.add_sites(parser, help="one site per layer in layer order (default: the MLP hidden neurons of every "
+                                 "block)")
+    parser.add_argument("--method", default="jas", choices=["jas", "activation", "influence", "random", "mean_gradient"],
+                        help="how a layer's neuron is chosen (default jas, the Joint Attribution Score)")
     parser.add_argument("--n", type=int, default=16, help="vision: number of test images (default 16)")
-    parser.add_argument("--prompt", action="append", default=None, help="LM prompt (repeatable)")
-    parser.add_argument("--answer", action="append", default=None, help="LM answer for each --prompt (first token)")
+    parser.add_argument("--prompt", action="append", default=None, help="LM prompt (repeat for several)")
+    parser.add_argument("--answer", action="append", default=None, help="LM answer for each --prompt (its first "
+                                                                        "token is the target)")
     parser.add_argument("--facts", action="store_true", help="LM: use the built-in factual prompts")
     parser.add_argument("--steps", type=int, default=20, help="Riemann steps m of the joint IG (default 20)")
     parser.add_argument("--top-k", type=int, default=1, help="neurons per layer (default 1)")
     parser.add_argument("--position", type=int, default=None, help="token position (default: 0 for vision, -1 for LMs)")
     parser.add_argument("--compare", action="store_true",
                         help="also run the baselines and remove/enhance every method's path neurons")
-    parser.add_argument("--n-random", type=int, default=5, help="random paths per sample with --compare")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write an HTML report here")
-    parser.add_argument("--csv", default=None, help="write the paths (one row per sample x layer) as CSV here")
+    parser.add_argument("--n-random", type=int, default=5, help="random paths per sample with --compare (default 5)")
+    flags.add_out(parser, "the HTML report")
+    flags.add_csv(parser, "the paths (one row per sample x layer)")
+    flags.add_seed(parser)
+    flags.add_device(parser)
+    flags.add_progress(parser)
 
 
 def _vision_inputs(args, preprocess):
-    from interp.models import digits
+    import numpy as np
+    import torch
+
+    from ..models import digits
 
     if args.model != "digits-vit":
-        raise ConfigError(f"vision inputs are available for digits-vit only; got --model {args.model}")
+        raise ConfigError(f"vision inputs are available for digits-vit only; got {args.model!r}")
     split = digits.load_digits_split()
     images, labels = split.test_images[: args.n], split.test_labels[: args.n]
     x = preprocess(images) if preprocess is not None else torch.as_tensor(images)
@@ -53,12 +63,14 @@ def _vision_inputs(args, preprocess):
 
 
 def run(args: argparse.Namespace) -> int:
-    import interp.models
+    """Find (and with ``--compare`` validate) the paths; print them; write ``--out`` / ``--csv``."""
+    import patching.paths as P
 
-    from . import paths as P
+    from ..engine import is_bridge
+    from .inputs import classify, load_model
 
-    model, preprocess = interp.models.load(args.model, device=args.device)
-    is_lm = engine.is_bridge(model)
+    model, preprocess = load_model(classify(args.model, accept=("model",)), device=args.device)
+    is_lm = is_bridge(model)
     if is_lm:
         if args.facts:
             pairs = P.FACTUAL_PROMPTS
@@ -76,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         inputs, targets, labels = _vision_inputs(args, preprocess)
         position = 0 if args.position is None else args.position
     sites = args.sites or P.mlp_sites(model)
-    common = dict(position=position, steps=args.steps, top_k=args.top_k, seed=args.seed, progress=True)
+    common = dict(position=position, steps=args.steps, top_k=args.top_k, seed=args.seed, progress=args.progress)
     comparison = similarity = None
     if args.compare:
         comparison = P.compare_paths(model, inputs, targets, sites, n_random=args.n_random, **common)
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\npath overlap within classes {similarity.within:.3f} vs across {similarity.across:.3f} "
               f"(permutation p = {similarity.p_value:.3g})")
     if args.csv:
-        from interp.tensor import atomic_write
+        from ..tensor import atomic_write
 
         atomic_write(args.csv, lambda tmp: frame.to_csv(tmp, index=False))
         print(f"wrote {args.csv}")

@@ -1,0 +1,103 @@
+"""The flags that several ``interp`` subcommands share, each defined once here.
+
+Every subcommand builds its parser from these helpers, so a flag has one spelling, one type and one
+help text everywhere:
+
+* ``model`` -- the positional model (a zoo name or a Hugging Face model directory);
+* ``--sites`` -- a list (``--sites 'blocks.*.mlp.hook_post' blocks.0.attn.hook_z``), globs allowed;
+* ``--out`` -- whatever the command writes (a report, a store, a fitted estimator, a folder);
+  ``--csv`` -- the table behind it, for commands that also write one;
+* ``--device``, ``--seed``, ``--batch-size``;
+* ``--progress`` / ``--quiet`` -- progress bars on (default) or off;
+* ``--annotations``, ``--key``, ``--series``, ``--bin-size`` -- how a recording file is read
+  (see :mod:`interp.cli.inputs`).
+
+>>> import argparse
+>>> p = argparse.ArgumentParser()
+>>> add_sites(p); add_progress(p)
+>>> p.parse_args(["--sites", "blocks.*.mlp.hook_post", "--quiet"]).sites
+['blocks.*.mlp.hook_post']
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = [
+    "add_model", "add_sites", "add_out", "add_csv", "add_device", "add_seed", "add_batch_size", "add_progress",
+    "add_recording", "add_n_permutations",
+]
+
+SITES_HELP = ("hook names (language models) or module paths (other networks), globs allowed, e.g. "
+              "--sites 'blocks.*.mlp.hook_post' blocks.0.attn.hook_z")
+
+
+def add_model(parser: argparse.ArgumentParser, help: str | None = None, metavar: str = "MODEL") -> None:
+    """The positional model: a zoo name (``interp.models.available()``) or a Hugging Face model directory."""
+    parser.add_argument("model", metavar=metavar,
+                        help=help or "a zoo model (smollm2-135m, induction-2l, efficientnet-lite0, ...; "
+                                     "see interp.models.available()) or a Hugging Face model directory")
+
+
+def add_sites(parser: argparse.ArgumentParser, *, required: bool = False, help: str | None = None) -> None:
+    """``--sites S [S ...]``: a list of hook names / module paths, globs allowed."""
+    parser.add_argument("--sites", nargs="+", default=None, required=required, metavar="SITE",
+                        help=help or SITES_HELP)
+
+
+def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = False, default: str | None = None) -> None:
+    """``--out PATH``: what the command writes."""
+    parser.add_argument("--out", type=Path, default=Path(default) if default else None, required=required,
+                        metavar="PATH", help=help + (f" (default {default})" if default else ""))
+
+
+def add_csv(parser: argparse.ArgumentParser, what: str = "the result table") -> None:
+    """``--csv PATH``: also write the table behind the output as CSV."""
+    parser.add_argument("--csv", type=Path, default=None, metavar="PATH", help=f"also write {what} as CSV here")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the model (or estimator) runs."""
+    parser.add_argument("--device", default=None, help="torch device to run on, e.g. cpu, cuda, cuda:1 "
+                                                       "(default: where the model loads, normally cpu)")
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
+    """``--seed``: the random seed of everything random in the command."""
+    parser.add_argument("--seed", type=int, default=default,
+                        help=f"random seed (shuffles, bootstraps, initialisation; default {default})")
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "inputs per forward pass") -> None:
+    """``--batch-size``."""
+    parser.add_argument("--batch-size", type=int, default=default, help=f"{what} (default {default})")
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--quiet``: progress bars on (default) or off."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", dest="progress", action="store_true", default=True,
+                       help="show progress bars (default)")
+    group.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+
+
+def add_n_permutations(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--n-permutations``: size of a permutation / shift null."""
+    parser.add_argument("--n-permutations", type=int, default=default, help=f"{what} (default {default})")
+
+
+def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None) -> None:
+    """How a recording file is read: ``--annotations`` (its sample coordinates), ``--key`` (.mat),
+    ``--series`` and ``--bin-size`` (NWB)."""
+    group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat)")
+    group.add_argument("--annotations", nargs="+", default=None, metavar="NAME",
+                       help=annotations_help or "sample coordinates of the recording to use (behaviour variables, "
+                                                "stimulus ids); for a .mat file, the variables that hold them")
+    group.add_argument("--key", default=None,
+                       help=".mat file: the variable holding the (samples x units) data (default: the only matrix)")
+    group.add_argument("--series", default=None,
+                       help="NWB file: the time series to read, or 'units' for the spike-sorted units "
+                            "(default: the file's only series)")
+    group.add_argument("--bin-size", type=float, default=None,
+                       help="NWB units: bin width in seconds for spike counts")

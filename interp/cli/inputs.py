@@ -1,0 +1,175 @@
+"""What a positional argument of the ``interp`` command names: a model, a recording file, a store or a data set.
+
+The rule, applied the same way by every subcommand:
+
+1. a path that exists and is a recording file -- ``.safetensors`` written by :meth:`interp.Activations.save`,
+   ``.nwb`` or ``.mat`` -- is a **recording**;
+2. an existing folder with ``manifest.json`` is an **activation store** (written by ``interp capture``);
+3. an existing folder with ``config.json`` is a **Hugging Face model directory**;
+4. a zoo name (``interp.models.available()``) is a **model**;
+5. a data set name that the subcommand supports (e.g. ``celegans``) is a **data set**;
+6. anything else raises :class:`~interp.errors.ConfigError` (or :class:`~interp.errors.DataNotFoundError`
+   for a file path that does not exist) listing what the argument accepts.
+
+>>> classify("induction-2l").kind                                   # doctest: +SKIP
+'model'
+>>> classify("rec.safetensors").kind                                # doctest: +SKIP
+'recording'
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataNotFoundError, DimensionError, MissingDependencyError, closest
+
+__all__ = ["Target", "classify", "load_model", "load_recording", "RECORDING_SUFFIXES"]
+
+#: File suffixes read as recordings, and what they are.
+RECORDING_SUFFIXES: dict[str, str] = {
+    ".safetensors": "an Activations file written by Activations.save",
+    ".nwb": "an NWB file",
+    ".mat": "a MATLAB file (v5 or v7.3)",
+}
+_KINDS = ("model", "recording", "store", "dataset")
+_NAMES = {"model": "model", "recording": "recording file", "store": "activation store", "dataset": "data set"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A classified positional argument: ``kind`` is ``"model"``, ``"recording"``, ``"store"`` or ``"dataset"``."""
+
+    kind: str
+    value: str
+
+    @property
+    def path(self) -> Path:
+        """The argument as a path (recordings, stores, model directories)."""
+        return Path(self.value).expanduser()
+
+
+def _accepted(accept: Sequence[str], datasets: Sequence[str]) -> str:
+    from .. import models
+
+    parts = []
+    if "model" in accept:
+        parts.append(f"a zoo model ({', '.join(models.available())}) or a Hugging Face model directory "
+                     "(a folder with config.json)")
+    if "recording" in accept:
+        parts.append("a recording file (" + "; ".join(f"{s}: {w}" for s, w in RECORDING_SUFFIXES.items()) + ")")
+    if "store" in accept:
+        parts.append("an activation store folder (written by interp capture)")
+    if "dataset" in accept and datasets:
+        parts.append(f"a data set ({', '.join(datasets)})")
+    return "; or ".join(parts)
+
+
+def classify(text: str, accept: Sequence[str] = _KINDS, datasets: Sequence[str] = ()) -> Target:
+    """Decide what ``text`` names (see the module docstring for the rule); ``accept`` limits the kinds."""
+    from .. import models
+
+    unknown = set(accept) - set(_KINDS)
+    if unknown:
+        raise ConfigError(f"unknown target kinds {sorted(unknown)}; use {_KINDS}")
+    path = Path(text).expanduser()
+    found: str | None = None
+    if path.is_file() and path.suffix.lower() in RECORDING_SUFFIXES:
+        found = "recording"
+    elif path.is_dir() and (path / "manifest.json").is_file():
+        found = "store"
+    elif path.is_dir() and (path / "config.json").is_file():
+        found = "model"
+    elif text in models.available():
+        found = "model"
+    elif text in datasets:
+        found = "dataset"
+    if found is not None and found in accept:
+        return Target(found, text)
+    what = _accepted(accept, datasets)
+    if found is not None:
+        raise ConfigError(f"{text!r} is a {_NAMES[found]}, which this command does not take; "
+                          f"it accepts {what}")
+    if path.exists():
+        kind = "folder" if path.is_dir() else f"file with suffix {path.suffix or '(none)'!r}"
+        raise ConfigError(f"{text!r} is a {kind} that interp cannot read here; it accepts {what}")
+    if path.suffix.lower() in RECORDING_SUFFIXES or "/" in text or "\\" in text:
+        raise DataNotFoundError(f"{text!r} does not exist (expected {what})")
+    names = list(models.available()) * ("model" in accept) + list(datasets) * ("dataset" in accept)
+    hint = closest(text, names)
+    raise ConfigError(f"{text!r} is neither an existing file nor a known name; it accepts {what}"
+                      + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+
+def load_model(target: Target | str, device: str | None = None) -> tuple[Any, Any]:
+    """``(model, preprocess)`` for a zoo name or a Hugging Face model directory (:func:`interp.models.load`)."""
+    from .. import models
+
+    name = target.value if isinstance(target, Target) else target
+    return models.load(name, device=device)
+
+
+def _read_mat(path: Path, key: str | None) -> Any:
+    """Read a ``.mat`` file with :func:`interp.data.load_mat` (``key`` names the data variable)."""
+    from .. import data
+
+    load_mat = getattr(data, "load_mat", None)
+    if load_mat is None:
+        raise MissingDependencyError(
+            "reading .mat files needs interp.data.load_mat, which this version of interp does not have yet. "
+            "Meanwhile read the file with scipy.io.loadmat, wrap the matrix with interp.data.loaders.from_numpy "
+            "(behaviour variables as sample coordinates), save it with Activations.save('rec.safetensors') and "
+            "pass that file instead")
+    return load_mat(path, key=key) if key is not None else load_mat(path)
+
+
+def load_recording(target: Target | str, args: argparse.Namespace | None = None) -> Any:
+    """Read a recording file as :class:`interp.Activations`, using the recording flags of ``args``
+    (``--key`` for .mat, ``--series``/``--bin-size`` for NWB) and checking that every ``--annotations``
+    name is one of its sample coordinates."""
+    from ..tensor import Activations
+
+    path = target.path if isinstance(target, Target) else Path(target).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(f"recording file not found: {path}")
+    suffix = path.suffix.lower()
+    key = getattr(args, "key", None)
+    series = getattr(args, "series", None)
+    bin_size = getattr(args, "bin_size", None)
+    if key is not None and suffix != ".mat":
+        raise ConfigError(f"--key names the data variable of a .mat file; {path.name} is not one")
+    if (series is not None or bin_size is not None) and suffix != ".nwb":
+        raise ConfigError(f"--series and --bin-size are for NWB files; {path.name} is not one")
+    if suffix == ".safetensors":
+        rec = Activations.load(path)
+    elif suffix == ".nwb":
+        from ..data.loaders import load_nwb
+
+        rec = load_nwb(path, series, bin_size=bin_size)
+    elif suffix == ".mat":
+        rec = _read_mat(path, key)
+    else:
+        raise ConfigError(f"{path.name}: recording files are {', '.join(RECORDING_SUFFIXES)}")
+    check_annotations(rec, getattr(args, "annotations", None) or [], str(path))
+    return rec
+
+
+def check_annotations(rec: Any, annotations: Sequence[str], where: str) -> None:
+    """Raise :class:`ConfigError` naming the available sample coordinates when one is missing."""
+    sample = rec.dims[0]
+    have = list(rec.coords[sample].columns)
+    missing = [a for a in annotations if a not in have]
+    if missing:
+        raise ConfigError(f"{where} has no sample coordinate {missing}; its {sample!r} coordinates are "
+                          f"{have or 'none'}. Name coordinates that exist with --annotations (for a .mat file, "
+                          "the variables that hold one value per sample)")
+
+
+def require_matrix(rec: Any, where: str) -> None:
+    """Raise :class:`DimensionError` unless ``rec`` is 2-D (samples x units)."""
+    if rec.data.ndim != 2:
+        raise DimensionError(f"{where} has dims {rec.dims}; this command needs (samples x units). Flatten or select "
+                             "the other axes first (Activations.flatten / isel) and save it again")
