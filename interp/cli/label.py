@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unit coordinate that names units (and pools recordings); default: canonical for "
                              "celegans, else the recording's 'name' coordinate, else 'index'")
     flags.add_n_permutations(parser, 1000, "circular shifts / shuffles of the null")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="recordings: significance level of the concept / place-field tests, after BH-FDR "
+                             "(default 0.05)")
     models = parser.add_argument_group("model neurons")
     models.add_argument("--n-tokens", type=int, default=20_000, help="corpus tokens for model neurons (default 20000)")
     models.add_argument("--seq-len", type=int, default=64, help="tokens per corpus sequence (default 64)")
@@ -121,7 +124,8 @@ def label_recording_file(target, args) -> list:
     require_matrix(rec, target.value)
     by = _unit_key(rec, args.by)
     title = f"{rec.attrs.get('source') or target.path.stem} units"
-    return [label_recordings(rec, args.annotations, by=by, n_perm=args.n_permutations, seed=args.seed, title=title)]
+    return [label_recordings(rec, args.annotations, by=by, n_perm=args.n_permutations, alpha=args.alpha,
+                             seed=args.seed, title=title)]
 
 
 def _label_dataset(name: str, args) -> list:
@@ -133,9 +137,26 @@ def _label_dataset(name: str, args) -> list:
     if name == "celegans":
         worms = data.load("celegans")
         return [label_recordings(worms, args.annotations or CELEGANS_ANNOTATIONS, by=args.by or "canonical",
-                                 n_perm=args.n_permutations, seed=args.seed, title="C. elegans neurons")]
+                                 n_perm=args.n_permutations, alpha=args.alpha, seed=args.seed,
+                                 title="C. elegans neurons")]
+    if args.annotations or args.by:
+        raise ConfigError("hippocampus units are labelled as place cells against their position; drop --annotations "
+                          "and --by")
     rec = data.load("hippocampus", environment="linear-track", bin_size=0.1)
-    return [label_place_cells(rec, n_shuffle=min(args.n_permutations, 1000), title="hippocampus place cells")]
+    return [label_place_cells(rec, n_shuffle=min(args.n_permutations, 1000), alpha=args.alpha, seed=args.seed,
+                              title="hippocampus place cells")]
+
+
+def _read_text(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from ..errors import DataNotFoundError
+
+    if not Path(path).is_file():
+        raise DataNotFoundError(f"--text {path}: no such file")
+    return Path(path).read_text()
 
 
 def _label_model(target, args) -> list:
@@ -156,7 +177,7 @@ def _label_model(target, args) -> list:
             held = make_repeated_tokens(32, seq_len=n, d_vocab=vocab, seed=args.seed + 12).tokens
             results.append(label_heads(model, fit, held, title=f"{args.model} heads"))
             continue
-        text = open(args.text).read() if args.text else None
+        text = _read_text(args.text)
         results.append(label_neurons(model, site, n_tokens=args.n_tokens, seq_len=args.seq_len, text=text, k=args.k,
                                      batch_size=args.batch_size, units=units, explainer=_explainer(args),
                                      simulate_units=args.simulate, title=f"{args.model} {site}",
@@ -170,6 +191,11 @@ def run(args: argparse.Namespace) -> int:
     from .inputs import classify
 
     target = classify(args.model, accept=("model", "recording", "dataset"), datasets=DATASETS)
+    file_flags = [f for f, v in (("--key", args.key), ("--series", args.series), ("--bin-size", args.bin_size)) if v]
+    if target.kind != "recording" and file_flags:
+        raise ConfigError(f"{' '.join(file_flags)} read recording files; {args.model!r} is a {target.kind}")
+    if target.kind == "model" and (args.annotations or args.by):
+        raise ConfigError("--annotations and --by label recorded units; for a model give --sites")
     if target.kind == "recording":
         results = label_recording_file(target, args)
     elif target.kind == "dataset":
