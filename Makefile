@@ -23,7 +23,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium could not be installed: browser tests will be skipped"; }
 
 demo: $(STAMP)
-	$(PY) -m interp.cli demo --out reports/demo.html
+	$(PY) -m interp demo --out reports/demo.html
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q --durations=25 tests

@@ -32,6 +32,12 @@ cells = [
     ("code", "import tempfile, os\nroot = tempfile.mkdtemp()\n"
              "store = interp.capture(model, data.tokens, 'blocks.*.hook_resid_post', store=os.path.join(root, 'acts'), batch_size=8)\n"
              "print(store)\nbatch = next(store.minibatches('blocks.1.hook_resid_post', batch_size=256))\nbatch.shape"),
+    ("md", "## Plan a long capture first\n`plan_capture` says what a capture into a store will cost, without running the "
+           "corpus: bytes per token at the sites, store size and peak memory (weights, one batch, token ids), measured "
+           "on six probe sequences. `interp capture MODEL --sites ... --n-tokens N --dry-run` prints the same."),
+    ("code", "from interp.capture_plan import plan_capture\n"
+             "plan = plan_capture(model, 'blocks.*.hook_resid_post', n_tokens=50_000_000, seq_len=48, batch_size=8)\n"
+             "print(plan.summary())\nplan.to_frame()"),
     ("md", "## Any nn.Module\nOn a plain module the sites are module paths; `path:input` captures the input."),
     ("code", "net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))\n"
              "images = torch.randn(10, 3, 16, 16)\n"

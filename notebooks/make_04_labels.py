@@ -50,6 +50,11 @@ cells = [
         "    print(enrichment_test(active, tests.frame['canonical'], ['AVA', 'AVE', 'RIM', 'AIB']))\n"
         "    worm_labels = label_recordings(worms, ['reversal', 'velocity'], by='canonical', n_perm=300,\n"
         "                                   title='C. elegans neurons')"),
+    nbf.v4.new_markdown_cell(
+        "Your own recording goes the same way: any `Activations` with the behaviour as sample coordinates "
+        "(`interp.data.loaders.from_numpy(x, coords={'sample': {'running': r}})`, `load_nwb`, ...). From the command "
+        "line, save it (`rec.save('rec.safetensors')`) and run `interp label rec.safetensors --annotations running "
+        "speed --out units.html`; NWB and `.mat` files are read directly (`interp label --help`)."),
     nbf.v4.new_markdown_cell("## Hippocampal place cells (linear track)"),
     nbf.v4.new_code_cell(
         "rec = interp.data.load('hippocampus', environment='linear-track', bin_size=0.1)\n"

@@ -64,7 +64,7 @@ cells = [
         "lm_paths = P.find_paths(lm, tokens, torch.tensor([1, 2, 3, 4]), position=-1, steps=10)\n"
         "lm_paths.to_frame().pivot(index='sample', columns='site', values='neuron')"),
     new_markdown_cell("## HTML report\n`P.paths_report(...)` builds an `interp.report.html.Report`; "
-                      "the CLI does the same: `interp paths --model digits-vit --compare --out paths.html`."),
+                      "the CLI does the same: `interp paths digits-vit --compare --out paths.html`."),
     new_code_cell(
         "import tempfile, os\n"
         "rep = P.paths_report(cmp, similarity=sim, title='Neuron paths: digits-vit')\n"
