@@ -197,7 +197,7 @@ def test_label_a_mat_file(planted, tmp_path, capsys):
     scipy_io.savemat(path, {"spikes": planted.numpy(), "running": planted.coord("running"),
                             "speed": planted.coord("speed")})
     csv = tmp_path / "units.csv"
-    code = main(["label", str(path), "--key", "spikes", "--annotations", "running", "speed", "--n-permutations",
+    code = main(["label", str(path), "--variable", "spikes", "--annotations", "running", "speed", "--n-permutations",
                  "1000", "--alpha", "0.01", "--quiet", "--out", str(tmp_path / "units.html"), "--csv", str(csv)])
     if not hasattr(interp.data, "load_mat"):  # the MATLAB reader lands with the recordings work
         assert code == 2 and "interp.data.load_mat" in capsys.readouterr().err
@@ -208,8 +208,10 @@ def test_label_a_mat_file(planted, tmp_path, capsys):
 
 def test_recording_flags_are_checked(planted, tmp_path, capsys):
     path = planted.save(tmp_path / "rec.safetensors")
-    assert main(["label", str(path), "--annotations", "running", "--key", "x"]) == 2
-    assert "--key names the data variable of a .mat file" in capsys.readouterr().err
+    assert main(["label", str(path), "--annotations", "running", "--variable", "x"]) == 2
+    assert "--variable read .mat files" in capsys.readouterr().err
+    assert main(["label", "induction-2l", "--sites", "heads", "--series", "units"]) == 2
+    assert "--series read recording files; 'induction-2l' is a model" in capsys.readouterr().err
     assert main(["label", str(path), "--annotations", "running", "--sites", "blocks.0.hook_resid_post"]) == 2
     assert "a recording file is labelled as a whole" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ Examples::
 
     interp compare efficientnet-lite0 --data kriegeskorte92 --rdms "human_IT_s*" --sites "_blocks.*" \\
         --method rsa:spearman --random-weights --out k92_effnet.html --csv k92_effnet.csv
-    interp compare layer4.safetensors --data v4_responses.mat --key responses --annotations image_id \\
+    interp compare layer4.safetensors --data v4_responses.mat --variable responses --annotations image_id \\
         --method cka --out layer4_vs_v4.html
 """
 
@@ -91,14 +91,12 @@ def run(args: argparse.Namespace) -> int:
     from ..similarity.compare import compare, random_weights
     from ..similarity.report import add_profile_section, profiles_frame
     from ..tensor import Activations, atomic_write
-    from .inputs import classify, load_model
+    from .inputs import classify, load_model, reject_file_flags
 
     model_target = classify(args.model, accept=("model", "recording"))
     data_target = classify(args.data, accept=("recording", "dataset"), datasets=_rdm_data_sets())
     if data_target.kind == "dataset":
-        if args.annotations or args.key or args.series or args.bin_size:
-            raise ConfigError("--annotations, --key, --series and --bin-size read recording files; "
-                              f"{args.data!r} is a data set")
+        reject_file_flags(args, f"{args.data!r} is a data set")
         recording, stimuli, recording_name = _data_set(args.data, args.rdms)
     else:
         recording, recording_name = _recording_file(data_target, args)

@@ -9,7 +9,7 @@ Examples::
     interp decompose runs/smollm2 --sites blocks.3.mlp.hook_post --method topk --n-components 4096 --k 32 \\
         --out sae.safetensors
     interp decompose worm0.safetensors --method nmf --n-components 8 --out nmf.safetensors
-    interp decompose session.mat --key dff --method nmf --n-components 10 --out assemblies.safetensors
+    interp decompose session.mat --variable dff --dims unit time --method nmf --n-components 10 --out assemblies.safetensors
 """
 
 from __future__ import annotations
@@ -93,14 +93,12 @@ def _store_data(target, sites):
 def run(args: argparse.Namespace) -> int:
     """Fit, save ``--out``, print the metrics as JSON."""
     from ..decompose.metrics import reconstruction_metrics
-    from .inputs import classify, load_recording
+    from .inputs import classify, load_recording, reject_file_flags
 
     target = classify(args.data, accept=("store", "recording"))
     estimator = build(args)
     if target.kind == "store":
-        if args.annotations or args.key or args.series or args.bin_size:
-            raise ConfigError("--annotations, --key, --series and --bin-size read recording files; "
-                              f"{args.data} is an activation store")
+        reject_file_flags(args, f"{args.data} is an activation store")
         data = _store_data(target, args.sites)
     else:
         if args.sites:

@@ -9,8 +9,8 @@ help text everywhere:
   ``--csv`` -- the table behind it, for commands that also write one;
 * ``--device``, ``--seed``, ``--batch-size``;
 * ``--progress`` / ``--quiet`` -- progress bars on (default) or off;
-* ``--annotations``, ``--key``, ``--series``, ``--bin-size`` -- how a recording file is read
-  (see :mod:`interp.cli.inputs`).
+* ``--annotations``, ``--variable``, ``--dims``, ``--field``, ``--series``, ``--bin-size`` -- how a
+  recording file is read (see :mod:`interp.cli.inputs`).
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
@@ -88,14 +88,20 @@ def add_n_permutations(parser: argparse.ArgumentParser, default: int, what: str)
 
 
 def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None) -> None:
-    """How a recording file is read: ``--annotations`` (its sample coordinates), ``--key`` (.mat),
-    ``--series`` and ``--bin-size`` (NWB)."""
+    """How a recording file is read: ``--annotations`` (its sample coordinates), ``--variable``, ``--dims``
+    and ``--field`` (.mat, as :func:`interp.data.load_mat`), ``--series`` and ``--bin-size`` (NWB)."""
     group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat)")
     group.add_argument("--annotations", nargs="+", default=None, metavar="NAME",
                        help=annotations_help or "sample coordinates of the recording to use (behaviour variables, "
                                                 "stimulus ids); for a .mat file, the variables that hold them")
-    group.add_argument("--key", default=None,
-                       help=".mat file: the variable holding the (samples x units) data (default: the only matrix)")
+    group.add_argument("--variable", default=None,
+                       help=".mat file: the variable holding the data, e.g. dff or session.traces (default: the "
+                            "file's only matrix)")
+    group.add_argument("--dims", nargs="+", default=None, metavar="DIM",
+                       help=".mat file: names of the data's axes in MATLAB's order, e.g. --dims unit time for a "
+                            "cells x frames matrix (default: samples x units)")
+    group.add_argument("--field", default=None,
+                       help=".mat file: for a struct array of trials, the field holding each trial's data")
     group.add_argument("--series", default=None,
                        help="NWB file: the time series to read, or 'units' for the spike-sorted units "
                             "(default: the file's only series)")

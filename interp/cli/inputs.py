@@ -112,8 +112,16 @@ def load_model(target: Target | str, device: str | None = None) -> tuple[Any, An
     return models.load(name, device=device)
 
 
-def _read_mat(path: Path, key: str | None) -> Any:
-    """Read a ``.mat`` file with :func:`interp.data.load_mat` (``key`` names the data variable)."""
+def _sample_axis(dims: Sequence[str] | None, field: str | None) -> str:
+    """The name that ``load_mat``'s ``dims`` give the axis that becomes ``sample`` (its coords go under it)."""
+    if field is not None or dims is None or "sample" in dims:
+        return "sample"  # trial structs: each trial is a sample
+    return "trial" if "trial" in dims else "time" if "time" in dims else "sample"
+
+
+def _read_mat(path: Path, args: argparse.Namespace | None) -> Any:
+    """Read a ``.mat`` file with :func:`interp.data.load_mat`: ``--variable``, ``--dims`` and ``--field`` pass
+    through, and each ``--annotations`` name is read from the variable of that name as a sample coordinate."""
     from .. import data
 
     load_mat = getattr(data, "load_mat", None)
@@ -123,24 +131,27 @@ def _read_mat(path: Path, key: str | None) -> Any:
             "Meanwhile read the file with scipy.io.loadmat, wrap the matrix with interp.data.loaders.from_numpy "
             "(behaviour variables as sample coordinates), save it with Activations.save('rec.safetensors') and "
             "pass that file instead")
-    return load_mat(path, key=key) if key is not None else load_mat(path)
+    dims, field = getattr(args, "dims", None), getattr(args, "field", None)
+    annotations = list(getattr(args, "annotations", None) or [])
+    coords = {_sample_axis(dims, field): {a: a for a in annotations}} if annotations else None
+    return load_mat(path, getattr(args, "variable", None), dims, field=field, coords=coords)
 
 
 def load_recording(target: Target | str, args: argparse.Namespace | None = None) -> Any:
     """Read a recording file as :class:`interp.Activations`, using the recording flags of ``args``
-    (``--key`` for .mat, ``--series``/``--bin-size`` for NWB) and checking that every ``--annotations``
-    name is one of its sample coordinates."""
+    (``--variable``/``--dims``/``--field`` for .mat, ``--series``/``--bin-size`` for NWB) and checking that
+    every ``--annotations`` name is one of its sample coordinates."""
     from ..tensor import Activations
 
     path = target.path if isinstance(target, Target) else Path(target).expanduser()
     if not path.is_file():
         raise DataNotFoundError(f"recording file not found: {path}")
     suffix = path.suffix.lower()
-    key = getattr(args, "key", None)
     series = getattr(args, "series", None)
     bin_size = getattr(args, "bin_size", None)
-    if key is not None and suffix != ".mat":
-        raise ConfigError(f"--key names the data variable of a .mat file; {path.name} is not one")
+    mat_flags = [f"--{f}" for f in ("variable", "dims", "field") if getattr(args, f, None) is not None]
+    if mat_flags and suffix != ".mat":
+        raise ConfigError(f"{' '.join(mat_flags)} read .mat files; {path.name} is not one")
     if (series is not None or bin_size is not None) and suffix != ".nwb":
         raise ConfigError(f"--series and --bin-size are for NWB files; {path.name} is not one")
     if suffix == ".safetensors":
@@ -150,11 +161,19 @@ def load_recording(target: Target | str, args: argparse.Namespace | None = None)
 
         rec = load_nwb(path, series, bin_size=bin_size)
     elif suffix == ".mat":
-        rec = _read_mat(path, key)
+        rec = _read_mat(path, args)
     else:
         raise ConfigError(f"{path.name}: recording files are {', '.join(RECORDING_SUFFIXES)}")
     check_annotations(rec, getattr(args, "annotations", None) or [], str(path))
     return rec
+
+
+def reject_file_flags(args: argparse.Namespace, what: str, annotations: bool = True) -> None:
+    """Raise :class:`ConfigError` when flags that read recording files were given for something else."""
+    names = ("annotations",) * annotations + ("variable", "dims", "field", "series", "bin_size")
+    given = ["--" + n.replace("_", "-") for n in names if getattr(args, n, None)]
+    if given:
+        raise ConfigError(f"{' '.join(given)} read recording files; {what}")
 
 
 def check_annotations(rec: Any, annotations: Sequence[str], where: str) -> None:
@@ -165,7 +184,7 @@ def check_annotations(rec: Any, annotations: Sequence[str], where: str) -> None:
     if missing:
         raise ConfigError(f"{where} has no sample coordinate {missing}; its {sample!r} coordinates are "
                           f"{have or 'none'}. Name coordinates that exist with --annotations (for a .mat file, "
-                          "the variables that hold one value per sample)")
+                          "variables that hold one value per sample)")
 
 
 def require_matrix(rec: Any, where: str) -> None:

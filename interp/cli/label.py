@@ -11,7 +11,8 @@ Examples::
     interp label smollm2-135m --sites blocks.6.mlp.hook_post --n-tokens 20000 --out labels.html
     interp label induction-2l --sites heads --out heads.html
     interp label my_recording.safetensors --annotations running speed --out units.html --csv units.csv
-    interp label session.mat --key spikes --annotations velocity target --out units.html
+    interp label session.mat --variable spikes --annotations velocity target --out units.html
+    interp label cells.mat --variable dff --dims unit time --annotations speed --out cells.html
     interp label session.nwb --series units --bin-size 0.05 --annotations speed --out units.html
     interp label celegans --annotations reversal velocity head_angle --out worms.html
     interp label hippocampus --out place_cells.html
@@ -188,12 +189,12 @@ def _label_model(target, args) -> list:
 def run(args: argparse.Namespace) -> int:
     """Label, write ``--out`` (and ``--csv``), print the notes."""
     from ..label.report import build_label_report
-    from .inputs import classify
+    from .inputs import classify, reject_file_flags
 
     target = classify(args.model, accept=("model", "recording", "dataset"), datasets=DATASETS)
-    file_flags = [f for f, v in (("--key", args.key), ("--series", args.series), ("--bin-size", args.bin_size)) if v]
-    if target.kind != "recording" and file_flags:
-        raise ConfigError(f"{' '.join(file_flags)} read recording files; {args.model!r} is a {target.kind}")
+    if target.kind != "recording":
+        reject_file_flags(args, f"{args.model!r} is a {'data set' if target.kind == 'dataset' else 'model'}",
+                          annotations=False)
     if target.kind == "model" and (args.annotations or args.by):
         raise ConfigError("--annotations and --by label recorded units; for a model give --sites")
     if target.kind == "recording":
