@@ -262,6 +262,28 @@ def test_decompose_a_store_and_a_recording(tmp_path, planted, capsys):
     assert load(tmp_path / "nmf.safetensors").components_.shape == (3, 6)
 
 
+def test_decompose_an_nwb_file(tmp_path, capsys):
+    pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    rng = np.random.default_rng(2)
+    signal = (rng.random((200, 2)) @ rng.random((2, 5))).astype(np.float32)  # rank 2, non-negative
+    nwb = NWBFile(session_description="t", identifier="t", session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    nwb.add_acquisition(TimeSeries(name="dff", data=signal, unit="a.u.", rate=10.0))
+    nwb.add_acquisition(TimeSeries(name="other", data=signal[:, :2], unit="a.u.", rate=10.0))
+    with NWBHDF5IO(str(tmp_path / "x.nwb"), "w") as io:
+        io.write(nwb)
+    out = str(tmp_path / "nmf.safetensors")
+    assert main(["decompose", str(tmp_path / "x.nwb"), "--method", "nmf", "--n-components", "2", "--out", out]) == 2
+    assert "series= is --series NAME" in capsys.readouterr().err  # two series: the loader asks which
+    assert main(["decompose", str(tmp_path / "x.nwb"), "--series", "dff", "--method", "nmf", "--n-components", "2",
+                 "--max-iter", "300", "--quiet", "--out", out]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["fvu"] < 1e-3  # a rank-2 non-negative matrix is reconstructed by 2 components
+
+
 # ------------------------------------------------------------------------------------------------ capture
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory):

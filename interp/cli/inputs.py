@@ -35,6 +35,8 @@ RECORDING_SUFFIXES: dict[str, str] = {
     ".nwb": "an NWB file",
     ".mat": "a MATLAB file (v5 or v7.3)",
 }
+_FLAG_HINTS = {".nwb": "series= is --series NAME, bin_size= is --bin-size SECONDS",
+               ".mat": "variable= is --variable NAME, dims= is --dims DIM ..., field= is --field NAME"}
 _KINDS = ("model", "recording", "store", "dataset")
 _NAMES = {"model": "model", "recording": "recording file", "store": "activation store", "dataset": "data set"}
 
@@ -154,16 +156,21 @@ def load_recording(target: Target | str, args: argparse.Namespace | None = None)
         raise ConfigError(f"{' '.join(mat_flags)} read .mat files; {path.name} is not one")
     if (series is not None or bin_size is not None) and suffix != ".nwb":
         raise ConfigError(f"--series and --bin-size are for NWB files; {path.name} is not one")
-    if suffix == ".safetensors":
-        rec = Activations.load(path)
-    elif suffix == ".nwb":
-        from ..data.loaders import load_nwb
+    try:
+        if suffix == ".safetensors":
+            rec = Activations.load(path)
+        elif suffix == ".nwb":
+            from ..data.loaders import load_nwb
 
-        rec = load_nwb(path, series, bin_size=bin_size)
-    elif suffix == ".mat":
-        rec = _read_mat(path, args)
-    else:
-        raise ConfigError(f"{path.name}: recording files are {', '.join(RECORDING_SUFFIXES)}")
+            rec = load_nwb(path, series, bin_size=bin_size)
+        elif suffix == ".mat":
+            rec = _read_mat(path, args)
+        else:
+            raise ConfigError(f"{path.name}: recording files are {', '.join(RECORDING_SUFFIXES)}")
+    except (ConfigError, DimensionError) as exc:  # the loaders speak Python; say which flags those are
+        if suffix not in _FLAG_HINTS:
+            raise
+        raise type(exc)(f"{exc} [command line: {_FLAG_HINTS[suffix]}]") from exc
     check_annotations(rec, getattr(args, "annotations", None) or [], str(path))
     return rec
 
