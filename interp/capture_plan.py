@@ -16,7 +16,9 @@ batches of one sequence, then two batches of two) and measures
 
 The peak adds the weights and the token ids of the whole input (capture tokenizes all texts at once,
 padded to the longest). It counts tensors only: the Python runtime and libraries (about 0.5-1 GB for
-torch and transformers on CPU) and allocator caching come on top.
+torch and transformers on CPU) and the allocator's own overhead come on top (on CPU the resident set
+grew by 4.12 GB where the plan said 3.71 GB for one batch: ``smollm2-135m``, all 30 MLP sites, 32 x 256
+tokens per batch).
 
 >>> model, _ = interp.models.load("smollm2-135m")                              # doctest: +SKIP
 >>> plan = plan_capture(model, "blocks.*.mlp.hook_post", n_tokens=10_000_000, seq_len=128, batch_size=32)  # doctest: +SKIP
@@ -59,14 +61,16 @@ class _LiveTensorBytes:
 
     def __init__(self) -> None:
         from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
 
         tracker = self
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
-                for leaf in torch.utils._pytree.tree_leaves(out):
-                    if isinstance(leaf, torch.Tensor):
+                inputs = {id(t.untyped_storage()) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+                for leaf in tree_leaves(out):  # views and in-place results share an input's storage: not new
+                    if isinstance(leaf, torch.Tensor) and id(leaf.untyped_storage()) not in inputs:
                         tracker._track(leaf)
                 return out
 
