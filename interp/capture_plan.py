@@ -17,8 +17,8 @@ batches of one sequence, then two batches of two) and measures
 The peak adds the weights and the token ids of the whole input (capture tokenizes all texts at once,
 padded to the longest). It counts tensors only: the Python runtime and libraries (about 0.5-1 GB for
 torch and transformers on CPU) and the allocator's own overhead come on top (on CPU the resident set
-grew by 4.12 GB where the plan said 3.71 GB for one batch: ``smollm2-135m``, all 30 MLP sites, 32 x 256
-tokens per batch).
+grew by 5.84 GB where the plan said 5.17 GB for one batch, 13% more: ``smollm2-135m``, all 30 MLP sites,
+32 x 256 tokens per batch).
 
 >>> model, _ = interp.models.load("smollm2-135m")                              # doctest: +SKIP
 >>> plan = plan_capture(model, "blocks.*.mlp.hook_post", n_tokens=10_000_000, seq_len=128, batch_size=32)  # doctest: +SKIP
@@ -247,7 +247,8 @@ def plan_capture(model: Any, sites: str | Sequence[str], *, texts: Sequence[str]
     >>> plan = plan_capture(model, "blocks.*.hook_resid_post", n_tokens=10**6, batch_size=8)  # doctest: +SKIP
     >>> plan.store_bytes / 1e9                                                             # doctest: +SKIP
     """
-    from .capture import capture, is_bridge, tokenize
+    from .capture import capture
+    from .engine import is_bridge, tokenize
 
     if not is_bridge(model):
         raise InputTypeError("plan_capture plans captures of language models (TransformerBridge) over tokens; "
