@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from interp import engine
 from interp.engine import BlockReplay, Hook, SharedPrefix
 
+from ._distributed import merge_shares, over_prompts
 from ._plan import (
     SitePlan,
     axis_sizes,
@@ -58,6 +59,7 @@ def activation_patching(
     index: Mapping[str, Sequence[int]] | None = None,
     direction: str = "denoise",
     batch_size: int | None = None,
+    patches_per_pass: int | None = None,
     max_rows: int = 512,
     skip_identical: bool = True,
     reuse_prefix: bool = True,
@@ -79,7 +81,10 @@ def activation_patching(
         layers: layers to sweep (default all).
         index: restrict an axis to some indices, e.g. ``{"neuron": [3, 17], "pos": [-1]}``.
         direction: ``"denoise"`` (clean into corrupted) or ``"noise"`` (corrupted into clean).
-        batch_size: patches per forward pass (default: as many as fit in ``max_rows`` rows).
+        batch_size: prompts per batch (default all at once; the metric must be a batch mean, as those of
+            :mod:`patching.metrics` are). Under ``torchrun`` the batches, or with one batch the patches, are
+            shared out among the ranks and gathered (every rank returns the same result).
+        patches_per_pass: patches per forward pass (default: as many as fit in ``max_rows`` rows).
         max_rows: cap on ``patches x batch`` rows per forward pass.
         skip_identical: skip patches whose source equals the activation already there.
         reuse_prefix: compute a token prefix shared by clean and corrupted once (KV cache; causal
@@ -95,6 +100,16 @@ def activation_patching(
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
     check_editable(model, plans, clean)
+    options = dict(max_rows=max_rows, patches_per_pass=patches_per_pass, skip_identical=skip_identical,
+                   reuse_prefix=reuse_prefix, replay_blocks=replay_blocks, progress=progress)
+    return over_prompts(lambda c, r, m, share: _patch(model, c, r, m, plans, index, direction, share, options),
+                        clean, corrupted, metric, batch_size)
+
+
+def _patch(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metric: Callable, plans: list[SitePlan],
+           index: Mapping[str, Sequence[int]] | None, direction: str, share: tuple[int, int],
+           options: dict[str, Any]) -> AttributionResult:
+    """Activation patching of one prompt batch (``share``: this rank's part of the patches)."""
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     both = engine.record(model, torch.cat([clean, corrupted]), names, clone=True)
     rows = int(clean.shape[0])
@@ -106,9 +121,7 @@ def activation_patching(
     sweep = _Sweep(model, base=corrupted if denoise else clean, base_out=corrupted_out if denoise else clean_out,
                    source=clean_acts if denoise else corrupted_acts,
                    base_acts=corrupted_acts if denoise else clean_acts, pair=(clean, corrupted), metric=metric,
-                   base_value=corrupted_value if denoise else clean_value, max_rows=max_rows, batch_size=batch_size,
-                   skip_identical=skip_identical, reuse_prefix=reuse_prefix, replay_blocks=replay_blocks,
-                   progress=progress)
+                   base_value=corrupted_value if denoise else clean_value, share=share, **options)
     grids, extra = {}, {}
     for plan in plans:
         grids[plan.label], extra[plan.label] = sweep.run(plan, index)
@@ -123,11 +136,11 @@ class _Sweep:
 
     def __init__(self, model: nn.Module, *, base: torch.Tensor, base_out: torch.Tensor, source: dict,
                  base_acts: dict, pair: tuple, metric: Callable, base_value: float, max_rows: int,
-                 batch_size: int | None, skip_identical: bool, reuse_prefix: bool, replay_blocks: bool,
-                 progress: bool) -> None:
+                 patches_per_pass: int | None, skip_identical: bool, reuse_prefix: bool, replay_blocks: bool,
+                 progress: bool, share: tuple[int, int] = (0, 1)) -> None:
         self.model, self.base, self.base_out, self.source, self.base_acts = model, base, base_out, source, base_acts
-        self.pair, self.metric, self.base_value = pair, metric, base_value
-        self.max_rows, self.batch_size, self.skip_identical = max_rows, batch_size, skip_identical
+        self.pair, self.metric, self.base_value, self.share = pair, metric, base_value, share
+        self.max_rows, self.patches_per_pass, self.skip_identical = max_rows, patches_per_pass, skip_identical
         self.reuse_prefix, self.replay_blocks, self.progress = reuse_prefix, replay_blocks, progress
         self.bridge = engine.is_bridge(model)
 
@@ -162,8 +175,11 @@ class _Sweep:
         for cell in cells:
             groups[replay.first_block(self.model, names[cell[0]]) if replay else 0].append(cell)
         batch = int(self.base.shape[0])
-        k = self.batch_size or max(1, min(max(len(cells), 1), self.max_rows // max(batch, 1)))
+        k = self.patches_per_pass or max(1, min(max(len(cells), 1), self.max_rows // max(batch, 1)))
         chunks = [(upto, group[s:s + k]) for upto, group in sorted(groups.items()) for s in range(0, len(group), k)]
+        rank, world = self.share
+        chunks = chunks[rank::world]
+        done = torch.zeros(values.shape, dtype=torch.bool)
         for upto, chunk in tqdm(chunks, disable=not self.progress, desc=f"patching {plan.label}"):
             n = len(chunk)
             per_site: dict[int, list[tuple[int, tuple[Any, ...]]]] = defaultdict(list)
@@ -175,6 +191,9 @@ class _Sweep:
                 out = runner(self.base.repeat_interleave(n, 0), n)
             for copy, cell in enumerate(chunk):
                 values[cell] = metric_of(self.metric, out[copy::n])
+                done[cell] = True
+        if world > 1:
+            values = merge_shares(values - self.base_value, done) + self.base_value
         extra = {"forward_calls": 1 + len(chunks) + 2 * (replay is not None), "patches_per_call": k,
                  "blocks_replayed": sum(upto * len(chunk) for upto, chunk in chunks), "cells": len(all_cells),
                  "skipped": len(all_cells) - len(cells), "shared_prefix": offset}

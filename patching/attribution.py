@@ -21,6 +21,7 @@ from torch import nn
 
 from interp import engine
 
+from ._distributed import over_prompts
 from ._plan import (
     axis_sizes,
     cell_coords,
@@ -48,10 +49,12 @@ def attribution_patching(
     layers: Sequence[int] | None = None,
     index: Mapping[str, Sequence[int]] | None = None,
     direction: str = "denoise",
+    batch_size: int | None = None,
 ) -> AttributionResult:
-    """AtP estimates of the effect of patching every cell of ``sites`` (2 forward + 1 backward pass).
+    """AtP estimates of the effect of patching every cell of ``sites`` (2 forward + 1 backward pass per batch).
 
-    Arguments as in :func:`patching.activation_patching` (same sites, cells and ``direction``).
+    Arguments as in :func:`patching.activation_patching` (same sites, cells, ``direction`` and ``batch_size``:
+    prompt batches, shared out among the ranks under ``torchrun``).
     ``"denoise"`` linearises around the corrupted run (estimates patching clean activations into it),
     ``"noise"`` around the clean run.
 
@@ -59,19 +62,26 @@ def attribution_patching(
         :class:`AttributionResult` (``method="atp"``) whose ``effect`` estimates the metric change.
     """
     return gradient_attribution(model, clean, corrupted, metric, sites, by=by, layers=layers, index=index,
-                                direction=direction, method="atp")
+                                direction=direction, method="atp", batch_size=batch_size)
 
 
 def gradient_attribution(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[torch.Tensor], torch.Tensor],
                          sites: str | Sequence[str] | None, *, by: Any, layers: Sequence[int] | None,
                          index: Mapping[str, Sequence[int]] | None, direction: str, method: str,
-                         context: Callable[[], Any] = contextlib.nullcontext, extra: dict | None = None
-                         ) -> AttributionResult:
+                         context: Callable[[], Any] = contextlib.nullcontext, extra: dict | None = None,
+                         batch_size: int | None = None) -> AttributionResult:
     """The AtP computation shared by AtP and RelP: ``context()`` (RelP's rules) shapes the backward pass."""
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
     check_editable(model, plans, clean)
+    return over_prompts(lambda c, r, m, share: _estimate(model, c, r, m, plans, index, direction, method, context,
+                                                         extra), clean, corrupted, metric, batch_size)
+
+
+def _estimate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metric: Callable, plans: list,
+              index: Mapping[str, Sequence[int]] | None, direction: str, method: str, context: Callable[[], Any],
+              extra: dict | None) -> AttributionResult:
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     other_run = engine.record(model, other, names, clone=True)

@@ -30,6 +30,7 @@ from interp import engine
 from interp.engine import Hook
 from interp.errors import ConfigError
 
+from ._distributed import gather, over_prompts
 from ._plan import (
     axis_sizes,
     cell_coords,
@@ -84,13 +85,15 @@ def integrated_gradients(
     steps: int = 20,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    points_per_pass: int | None = None,
     max_rows: int = 512,
     progress: bool = False,
 ) -> AttributionResult:
     """Integrated-gradients estimates of the effect of patching every cell of ``sites``.
 
-    Arguments as in :func:`patching.activation_patching`, plus ``steps`` (quadrature points),
-    ``method`` (``"gausslegendre"``, Captum's default, or a Riemann rule) and ``batch_size`` (path points
+    Arguments as in :func:`patching.activation_patching` (``batch_size``: prompt batches, shared out among the
+    ranks under ``torchrun``; with one batch the sites are shared out), plus ``steps`` (quadrature points),
+    ``method`` (``"gausslegendre"``, Captum's default, or a Riemann rule) and ``points_per_pass`` (path points
     per forward pass; default as many as fit in ``max_rows`` rows). Costs ``steps`` forward and backward
     passes per site (one site per layer of a site kind), plus one forward pass per site for the
     completeness check.
@@ -103,6 +106,17 @@ def integrated_gradients(
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
     check_editable(model, plans, clean)
+    options = dict(steps=steps, method=method, points_per_pass=points_per_pass, max_rows=max_rows,
+                   progress=progress)
+    return over_prompts(lambda c, r, m, share: _integrate(model, c, r, m, plans, index, direction, share, options),
+                        clean, corrupted, metric, batch_size)
+
+
+def _integrate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metric: Callable, plans: list,
+               index: Mapping[str, Sequence[int]] | None, direction: str, share: tuple[int, int],
+               options: dict[str, Any]) -> AttributionResult:
+    """IG of one prompt batch (``share``: this rank's part of the sites)."""
+    steps, method = options["steps"], options["method"]
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     base_run = engine.record(model, base, names, clone=True)
@@ -111,9 +125,10 @@ def integrated_gradients(
     clean_value, corrupted_value = (other_value, base_value) if direction == "denoise" else (base_value, other_value)
     alphas, weights = path_points(steps, method)
     rows = int(base.shape[0])
-    chunk = batch_size or max(1, min(steps, max_rows // max(rows, 1)))
+    chunk = options["points_per_pass"] or max(1, min(steps, options["max_rows"] // max(rows, 1)))
     attributions, completeness = {}, {}
-    for name in tqdm(names, disable=not progress, desc="integrated gradients"):
+    rank, world = share
+    for name in tqdm(names[rank::world], disable=not options["progress"], desc="integrated gradients"):
         a0, a1 = base_run.acts[name], other_run.acts[name]
         grad = _integrated_grad(model, base, name, a0, a1, metric, alphas, weights, chunk)
         attributions[name] = (a1 - a0).double() * grad
@@ -121,6 +136,10 @@ def integrated_gradients(
             whole = metric_of(metric, engine.run(model, base, [Hook(name, lambda act, a1=a1: a1)])) - base_value
         total = float(attributions[name].sum())
         completeness[name] = abs(total - whole) / abs(whole) if whole != 0 else abs(total)
+    if world > 1:
+        for part in gather((attributions, completeness)):
+            attributions.update(part[0])
+            completeness.update(part[1])
     bridge = engine.is_bridge(model)
     grids = {}
     for plan in plans:

@@ -11,8 +11,8 @@ The batch is averaged; pass ``reduce="none"`` to get one value per example inste
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -27,11 +27,17 @@ Tokens = int | torch.Tensor | list[int]
 
 @dataclass
 class Metric:
-    """A named metric; call it on logits ``[batch, pos, vocab]`` (or any model output)."""
+    """A named metric; call it on logits ``[batch, pos, vocab]`` (or any model output).
+
+    ``make(**args)`` rebuilds the per-example function from its arguments, so :meth:`select` can restrict the
+    metric to some examples of the batch (the attribution methods split prompts into batches with it).
+    """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
     reduce: str = "mean"
+    make: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = field(default=None, repr=False)
+    args: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         values = self.fn(logits)
@@ -39,10 +45,33 @@ class Metric:
 
     def per_example(self) -> Metric:
         """The same metric without the batch mean (one value per example)."""
-        return Metric(self.name, self.fn, reduce="none")
+        return replace(self, reduce="none")
+
+    @property
+    def n_examples(self) -> int | None:
+        """How many examples the per-example arguments (answer tokens, reference logits ...) describe."""
+        sizes = [len(v) for v in self.args.values() if isinstance(v, torch.Tensor) and v.ndim >= 1 and len(v) > 1]
+        return max(sizes) if sizes else None
+
+    def select(self, rows: slice | Sequence[int] | torch.Tensor) -> Metric:
+        """The metric restricted to the examples ``rows`` of the batch it was built for."""
+        if self.make is None:
+            raise ConfigError(f"metric {self.name} cannot be restricted to part of the batch; build it with "
+                              "patching.metrics or run the prompts in one batch (batch_size=None)")
+        n = self.n_examples
+        if n is None:
+            return self
+        sliced = {k: (v[rows] if isinstance(v, torch.Tensor) and v.ndim >= 1 and len(v) == n else v)
+                  for k, v in self.args.items()}
+        return replace(self, fn=self.make(**sliced), args=sliced)
 
     def __repr__(self) -> str:
         return f"Metric({self.name})"
+
+
+def _metric(name: str, make: Callable[..., Callable], reduce: str = "mean", **args: Any) -> Metric:
+    args = {k: (torch.as_tensor(v) if isinstance(v, (list, tuple)) else v) for k, v in args.items()}
+    return Metric(name, make(**args), _check_reduce(reduce), make, args)
 
 
 def _ids(tokens: Tokens, batch: int, device: torch.device) -> torch.Tensor:
@@ -73,15 +102,22 @@ def _check_reduce(reduce: str) -> str:
     return reduce
 
 
-def logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
-    """``logit[correct] - logit[incorrect]`` at ``pos`` (per example: a token or a position per row)."""
-
+def _logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor) -> Callable:
     def fn(logits: torch.Tensor) -> torch.Tensor:
         last = _at(logits, pos)
         rows = torch.arange(last.shape[0], device=last.device)
         return last[rows, _ids(correct, last.shape[0], last.device)] - last[rows, _ids(incorrect, last.shape[0], last.device)]
+    return fn
 
-    return Metric("logit_diff", fn, _check_reduce(reduce))
+
+def logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
+    """``logit[correct] - logit[incorrect]`` at ``pos`` (per example: a token or a position per row)."""
+    return _metric("logit_diff", _logit_diff, reduce, correct=correct, incorrect=incorrect, pos=pos)
+
+
+def _normalized(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor, clean: float, corrupted: float) -> Callable:
+    base = _logit_diff(correct, incorrect, pos)
+    return lambda logits: (base(logits) - corrupted) / (clean - corrupted)
 
 
 def normalized_logit_diff(correct: Tokens, incorrect: Tokens, clean_logits: torch.Tensor,
@@ -95,61 +131,58 @@ def normalized_logit_diff(correct: Tokens, incorrect: Tokens, clean_logits: torc
         clean, corrupted = float(base(clean_logits)), float(base(corrupted_logits))
     if abs(clean - corrupted) < 1e-12:
         raise ConfigError("clean and corrupted logit differences are equal; the normalised metric is undefined")
-
-    def fn(logits: torch.Tensor) -> torch.Tensor:
-        return (base.fn(logits) - corrupted) / (clean - corrupted)
-
-    metric = Metric("normalized_logit_diff", fn)
+    metric = _metric("normalized_logit_diff", _normalized, correct=correct, incorrect=incorrect, pos=pos,
+                     clean=clean, corrupted=corrupted)
     metric.clean, metric.corrupted = clean, corrupted  # type: ignore[attr-defined]
     return metric
 
 
+def _probability(token: Tokens, pos: int | torch.Tensor, log: bool) -> Callable:
+    def fn(logits: torch.Tensor) -> torch.Tensor:
+        at = _at(logits, pos)
+        probs = at.log_softmax(-1) if log else at.softmax(-1)
+        return probs[torch.arange(probs.shape[0], device=probs.device), _ids(token, probs.shape[0], probs.device)]
+    return fn
+
+
 def probability(token: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
     """Softmax probability of ``token`` at ``pos``."""
-
-    def fn(logits: torch.Tensor) -> torch.Tensor:
-        probs = _at(logits, pos).softmax(-1)
-        return probs[torch.arange(probs.shape[0], device=probs.device), _ids(token, probs.shape[0], probs.device)]
-
-    return Metric("probability", fn, _check_reduce(reduce))
+    return _metric("probability", _probability, reduce, token=token, pos=pos, log=False)
 
 
 def log_probability(token: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
     """Log-probability of ``token`` at ``pos``."""
+    return _metric("log_probability", _probability, reduce, token=token, pos=pos, log=True)
 
+
+def _kl(reference: torch.Tensor, pos: int | slice) -> Callable:
     def fn(logits: torch.Tensor) -> torch.Tensor:
-        logp = _at(logits, pos).log_softmax(-1)
-        return logp[torch.arange(logp.shape[0], device=logp.device), _ids(token, logp.shape[0], logp.device)]
-
-    return Metric("log_probability", fn, _check_reduce(reduce))
+        reps = logits.shape[0] // reference.shape[0]
+        r = reference.repeat(reps, *([1] * (reference.ndim - 1))) if reps > 1 else reference
+        p_log, q_log = r[:, pos].log_softmax(-1), logits[:, pos].log_softmax(-1)
+        kl = (p_log.exp() * (p_log - q_log)).sum(-1)
+        return kl if kl.ndim == 1 else kl.mean(-1)
+    return fn
 
 
 def kl_divergence(reference_logits: torch.Tensor, pos: int | slice = -1, reduce: str = "mean") -> Metric:
     """``KL(reference || current)`` of the next-token distributions at ``pos`` (all positions: ``slice(None)``)."""
-    ref = reference_logits.detach()
-
-    def fn(logits: torch.Tensor) -> torch.Tensor:
-        reps = logits.shape[0] // ref.shape[0]
-        r = ref.repeat(reps, *([1] * (ref.ndim - 1))) if reps > 1 else ref
-        p_log, q_log = r[:, pos].log_softmax(-1), logits[:, pos].log_softmax(-1)
-        kl = (p_log.exp() * (p_log - q_log)).sum(-1)
-        return kl if kl.ndim == 1 else kl.mean(-1)
-
-    return Metric("kl_divergence", fn, _check_reduce(reduce))
+    return _metric("kl_divergence", _kl, reduce, reference=reference_logits.detach(), pos=pos)
 
 
-def loss(tokens: torch.Tensor, positions: slice = slice(None), reduce: str = "mean") -> Metric:
-    """Next-token cross-entropy on ``tokens`` (averaged over the chosen predicting positions)."""
-    tokens = torch.as_tensor(tokens).long()
-
+def _loss(tokens: torch.Tensor, positions: slice) -> Callable:
     def fn(logits: torch.Tensor) -> torch.Tensor:
         reps = logits.shape[0] // tokens.shape[0]
         toks = tokens.to(logits.device).repeat(reps, 1) if reps > 1 else tokens.to(logits.device)
         logp = logits[:, :-1].log_softmax(-1)
         nll = -logp.gather(-1, toks[:, 1:, None])[..., 0]
         return nll[:, positions].mean(-1)
+    return fn
 
-    return Metric("loss", fn, _check_reduce(reduce))
+
+def loss(tokens: torch.Tensor, positions: slice = slice(None), reduce: str = "mean") -> Metric:
+    """Next-token cross-entropy on ``tokens`` (averaged over the chosen predicting positions)."""
+    return _metric("loss", _loss, reduce, tokens=torch.as_tensor(tokens).long(), positions=positions)
 
 
 def check_scalar(value: Any, metric: Any = None) -> torch.Tensor:

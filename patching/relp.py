@@ -44,6 +44,7 @@ def relevance_patching(
     layers: Sequence[int] | None = None,
     index: Mapping[str, Sequence[int]] | None = None,
     direction: str = "denoise",
+    batch_size: int | None = None,
     rules: Rules = None,
 ) -> AttributionResult:
     """RelP estimates: ``(a_source - a_base) . relevance-gradient`` for every cell of ``sites``.
@@ -59,7 +60,7 @@ def relevance_patching(
     ruleset = compile_rules(model, chosen, strict)
     return gradient_attribution(model, clean, corrupted, metric, sites, by=by, layers=layers, index=index,
                                 direction=direction, method="relp", context=lambda: ruleset.installed(model),
-                                extra={"rules": ruleset.applied})
+                                extra={"rules": ruleset.applied}, batch_size=batch_size)
 
 
 @contextlib.contextmanager

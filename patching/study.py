@@ -303,7 +303,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
             res = activation_patching(model, data["clean"], data["corrupted"], metric, unit["site"],
                                       by=unit.get("by"), layers=unit.get("layers"),
                                       direction=unit.get("direction", "denoise"),
-                                      batch_size=config.get("batch_size"))
+                                      patches_per_pass=config.get("batch_size"))
             frame = res.to_frame().drop(columns=["metric", "method"]).rename(columns={"value": "metric"})
             frame["baseline"] = res.baseline
             frame.insert(0, "row_id", uid)

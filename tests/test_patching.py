@@ -75,7 +75,7 @@ def test_activation_patching_matches_transformer_lens(mlp_model, pair, kind):
         "heads_by_pos": lambda: tlp.get_act_patch_attn_head_out_by_pos(mlp_model, corrupted, cache, metric),
     }[kind]()
     site, by = {"heads": ("heads", None), "heads_by_pos": ("heads", ("pos", "head"))}.get(kind, (kind, None))
-    ours = patching.activation_patching(mlp_model, clean, corrupted, metric, site, by=by, batch_size=7)
+    ours = patching.activation_patching(mlp_model, clean, corrupted, metric, site, by=by, patches_per_pass=7)
     assert ours.values.shape == reference.shape
     if kind in ("resid_pre", "attn_out", "mlp_out"):
         assert ours.extra[site]["skipped"] == 2 * 3
@@ -113,7 +113,7 @@ def test_neuron_patching_matches_manual_interventions(mlp_model, pair):
 def test_batched_equals_unbatched(mlp_model, pair):
     clean, corrupted = pair
     kwargs = dict(by=("pos", "head"), layers=[1], index={"pos": [0, 4, -1]})
-    one = patching.activation_patching(mlp_model, clean, corrupted, _metric(), "z", batch_size=1, **kwargs)
+    one = patching.activation_patching(mlp_model, clean, corrupted, _metric(), "z", patches_per_pass=1, **kwargs)
     many = patching.activation_patching(mlp_model, clean, corrupted, _metric(), "z", **kwargs)
     assert one.values.shape == (1, 3, 4) and one.coords["pos"] == [0, 4, 8]
     torch.testing.assert_close(one.values, many.values, atol=1e-5, rtol=0)

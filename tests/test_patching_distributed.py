@@ -1,0 +1,101 @@
+"""Prompt batches and ranks: every attribution method gives the same cells in one batch, in several batches,
+and on two gloo ranks (one thread each) as in one process."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+
+import pytest
+import torch
+
+import patching
+from interp.errors import ConfigError
+from patching import metrics
+
+
+def _model():
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(d_model=32, n_layers=2, n_heads=4, d_head=8, n_ctx=32, d_vocab=64, attn_only=False,
+                                  d_mlp=64, act_fn="gelu", normalization_type="LN", seed=0)
+    model = TransformerBridge.boot_native(cfg)
+    model.eval()
+    return model
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    clean, corrupted = torch.randint(1, 64, (5, 7), generator=g), torch.randint(1, 64, (5, 7), generator=g)
+    corrupted[:, :2] = clean[:, :2]
+    metric = metrics.logit_diff(torch.tensor([5, 6, 7, 8, 9]), torch.tensor([10, 11, 12, 13, 14]))
+    return clean, corrupted, metric
+
+
+SITES = ["resid_pre", "heads"]
+
+
+def _run_all(model, clean, corrupted, metric, **kwargs):
+    out = {}
+    for name, method in patching.METHODS.items():
+        extra = {"steps": 4} if name == "ig" else {}
+        res = method(model, clean, corrupted, metric, sites=SITES, **kwargs, **extra)
+        out[name] = {s: res[s].effect.clone() for s in res.sites} | {"_values": (res.clean_value, res.corrupted_value)}
+    return out
+
+
+def _assert_same(a, b):
+    for name in a:
+        assert a[name]["_values"] == pytest.approx(b[name]["_values"], abs=1e-5), name
+        for site in SITES:
+            torch.testing.assert_close(a[name][site], b[name][site], atol=1e-5, rtol=1e-5, msg=f"{name} {site}")
+
+
+def test_prompt_batches_equal_one_batch(one_thread):
+    model = _model()
+    clean, corrupted, metric = _data()
+    _assert_same(_run_all(model, clean, corrupted, metric), _run_all(model, clean, corrupted, metric, batch_size=2))
+    with pytest.raises(ConfigError, match="batch_size=None"):  # a plain callable cannot be split
+        patching.attribution_patching(model, clean, corrupted, lambda out: out[:, -1, 3].mean(), batch_size=2)
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = _model()
+        clean, corrupted, metric = _data()
+        results = {"one": _run_all(model, clean, corrupted, metric),
+                   "batches": _run_all(model, clean, corrupted, metric, batch_size=2)}
+        with open(f"{out}.{rank}", "wb") as fh:
+            pickle.dump(results, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo over TCP on linux")
+def test_two_ranks_equal_one_process(tmp_path, one_thread):
+    import torch.multiprocessing as mp
+
+    model = _model()
+    clean, corrupted, metric = _data()
+    single = _run_all(model, clean, corrupted, metric)
+    out = str(tmp_path / "rank")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="fork")
+    for rank in range(2):
+        with open(f"{out}.{rank}", "rb") as fh:
+            got = pickle.load(fh)
+        _assert_same(single, got["one"])      # one prompt batch: patches (and IG sites) shared out
+        _assert_same(single, got["batches"])  # three prompt batches shared out over two ranks
