@@ -9,8 +9,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from interp import Activations
-from interp import stats
+from interp import Activations, stats
 from interp.errors import ConfigError, DimensionError, MismatchError
 
 

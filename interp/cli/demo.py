@@ -115,7 +115,8 @@ def _section_labels(report, args) -> None:
     from interp.label.report import build_demo_report
 
     out = Path(args.out).with_name("labels.html")
-    path = build_demo_report(out, n_tokens=2_000 if args.quick else 6_000, n_perm=100 if args.quick else 300, progress=False)
+    path = build_demo_report(out, n_tokens=2_000 if args.quick else 6_000, n_permutations=100 if args.quick else 300,
+                             progress=False)
     report.add_section("neuron labels", f'<p>The neuron-label report (induction-2l heads, a smollm2-135m MLP layer and '
                        f'C. elegans neurons) is a separate page: <a href="{path.name}">{path.name}</a> '
                        f'({path.stat().st_size / 1e6:.1f} MB).</p>')

@@ -9,7 +9,8 @@ from .concepts import category_selectivity, concept_test, enrichment_test, poole
 from .explain import Explainer, LocalModelExplainer, OpenAIExplainer, TemplatedExplainer
 from .heads import head_scores
 from .phenomena import detect_phenomena, universal_units
-from .pipeline import LabelResult, label_heads, label_neurons, label_place_cells, label_recordings
+from .pipeline import LabelResult, label_heads, label_neurons
+from .recordings import label_place_cells, label_recordings, recording_title
 from .report import build_demo_report, build_label_report
 from .spatial import place_fields
 from .stats import UnitStats
