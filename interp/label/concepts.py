@@ -85,41 +85,54 @@ def _rankdata(X: np.ndarray) -> np.ndarray:
     return sps.rankdata(X, axis=0)
 
 
-def _statistic(kind: str, X: np.ndarray, ann: np.ndarray, idx: np.ndarray | None, n_bins: int = 8) -> np.ndarray:
+def _prepare(kind: str, X: np.ndarray) -> np.ndarray:
+    """What the statistic needs of the activity, computed once: z-scores (correlation) or ranks (AUROC)."""
+    if kind == "correlation":
+        return (X - X.mean(0)) / X.std(0)
+    if kind == "auroc":
+        return _rankdata(X)
+    return X
+
+
+def _statistic(kind: str, X: np.ndarray, ann: np.ndarray, idx: np.ndarray | None, n_bins: int = 8,
+               prepared: np.ndarray | None = None) -> np.ndarray:
     """Statistic per unit for the annotation permuted by each row of ``idx`` (or unpermuted)."""
     A = ann[None, :] if idx is None else ann[idx]  # (P, n)
     if kind == "correlation":
-        Z = (X - X.mean(0)) / X.std(0)
+        Z = _prepare(kind, X) if prepared is None else prepared
         a = (A - A.mean(1, keepdims=True)) / A.std(1, keepdims=True)
         return a @ Z / X.shape[0]
     if kind == "auroc":
-        R = _rankdata(X)
+        R = _prepare(kind, X) if prepared is None else prepared
         pos = A.astype(float)
         n1 = pos.sum(1, keepdims=True)
         n0 = X.shape[0] - n1
         return (pos @ R - n1 * (n1 + 1) / 2) / (n1 * n0)
-    # mutual information between quantile-binned activity and categories
+    # mutual information between quantile-binned activity and categories: joint counts by one bincount
     cats, codes = np.unique(ann, return_inverse=True)
     n, U = X.shape
+    K, B = len(cats), n_bins
     q = np.empty_like(X, dtype=np.int64)
     for u in range(U):
         edges = np.unique(np.quantile(X[:, u], np.linspace(0, 1, n_bins + 1)[1:-1]))
         q[:, u] = np.searchsorted(edges, X[:, u], side="right")
-    onehot_act = np.zeros((n, U * n_bins))
-    onehot_act[np.arange(n)[:, None], np.arange(U)[None, :] * n_bins + q] = 1
-    p_act = onehot_act.mean(0).reshape(U, n_bins)
-    rows = []
+    p_act = np.stack([np.bincount(q[:, u], minlength=B) for u in range(U)]) / n  # (U, B)
+    p_cat = np.bincount(codes, minlength=K) / n  # a permutation keeps the category frequencies
+    expected = p_cat[None, :, None] * p_act[:, None, :]  # (U, K, B)
+    onehot_act = np.zeros((n, U * B))
+    onehot_act[np.arange(n)[:, None], np.arange(U)[None, :] * B + q] = 1
     perm_codes = codes[None, :] if idx is None else codes[idx]
-    for pc in perm_codes:
-        C = np.zeros((n, len(cats)))
-        C[np.arange(n), pc] = 1
-        joint = (C.T @ onehot_act / n).reshape(len(cats), U, n_bins).transpose(1, 0, 2)  # (U, cat, bin)
-        p_cat = C.mean(0)
+    rows = []
+    for start in range(0, len(perm_codes), 64):  # one large matrix product per 64 permutations
+        pc = perm_codes[start:start + 64]
+        P = len(pc)
+        C = np.zeros((P, K, n))
+        C[np.arange(P)[:, None], pc, np.arange(n)[None, :]] = 1
+        joint = (C.reshape(P * K, n) @ onehot_act).reshape(P, K, U, B).transpose(0, 2, 1, 3) / n  # (P, U, K, B)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = joint / (p_cat[None, :, None] * p_act[:, None, :])
-            mi = np.where(joint > 0, joint * np.log2(ratio), 0.0).sum((1, 2))
-        rows.append(mi)
-    return np.stack(rows)
+            terms = np.where(joint > 0, joint * np.log2(joint / expected[None]), 0.0)
+        rows.append(terms.sum((2, 3)))
+    return np.concatenate(rows)
 
 
 @dataclass
@@ -214,8 +227,11 @@ def _observed_and_null(X: np.ndarray, ann: np.ndarray, kind: str, idx: np.ndarra
             raise ConfigError("a binary annotation must have both true and false samples")
     if kind == "correlation" and np.std(ann) == 0:
         raise ConfigError("a continuous annotation is constant; nothing to correlate with")
-    obs = _statistic(kind, X, ann, None, n_bins)[0]
-    null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins) for i in range(0, len(idx), 200)])
+    prepared = _prepare(kind, X)
+    obs = _statistic(kind, X, ann, None, n_bins, prepared)[0]
+    if kind == "mi":  # one call: the binning is done once and the products are batched inside
+        return obs, _statistic(kind, X, ann, idx, n_bins)
+    null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins, prepared) for i in range(0, len(idx), 200)])
     return obs, null
 
 
@@ -246,8 +262,16 @@ class _Nulls:
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         constant = False
-        if self.kind == "group" and len(set(np.bincount(self.codes).tolist())) > 1:
-            constant = _constant_within(values, self.codes)
+        if self.kind == "group":
+            sizes = np.bincount(self.codes)
+            if len(set(sizes.tolist())) > 1:
+                constant = _constant_within(values, self.codes)
+            else:
+                order = np.argsort(self.codes, kind="stable")
+                per_trial = np.asarray(values)[order].reshape(len(sizes), -1)
+                if (per_trial == per_trial[:1]).all():
+                    raise ConfigError("the annotation is the same in every trial (time-locked), so swapping whole "
+                                      "trials cannot test it; use null='circular' (shifts within each trial)")
         if constant not in self.cache:
             self.cache[constant] = null_indices(self.n, self.kind, seed=np.random.default_rng(self.seed),
                                                 constant=constant, **self.args)
