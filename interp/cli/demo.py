@@ -148,7 +148,7 @@ def _section_decompose(report, args) -> None:
 
     worm = interp.data.load("celegans", worm=0, trace="F_F20")
     nmf = NMF(n_components=8, random_state=0).fit(worm)
-    comps = behaviour_components(nmf, worm, n_shifts=200 if args.quick else 1000)
+    comps = behaviour_components(nmf, worm, n_permutations=200 if args.quick else 1000)
     frame = comps.to_frame()
     report.add_section("decomposition: behaviour components of a C. elegans recording", [
         "<p>NMF (8 components) on one worm's calcium traces; each component's correlation with reversal and velocity "
