@@ -116,8 +116,8 @@ def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_d
                            fit_fraction=0.75, seed=0)
     frame = res.to_frame().set_index("name")
     assert "target-selective" in frame.loc["u0", "label"] and "↑" not in frame.loc["u0", "label"]
-    assert frame.loc["u0", "score_kind"] == "held-out decoding accuracy"
-    assert frame.loc["u0", "score"] > frame.loc["u0", "chance"] + 0.1
+    assert frame.loc["u0", "score_kind"] == "held-out balanced decoding accuracy"
+    assert frame.loc["u0", "chance"] == 1 / 8 and frame.loc["u0", "score"] > 1 / 8 + 0.1
     labeled = (frame["label"] != "no significant behaviour tuning").mean()
     assert labeled <= ALPHA + 0.05
     assert "trials" in res.notes[0] and "group null" in res.notes[0]

@@ -60,14 +60,19 @@ def _heldout_score(kind: str, direction: str, x_fit: np.ndarray, a_fit: np.ndarr
             return float("nan"), float("nan")
         r = float(np.corrcoef(x, a.astype(float))[0, 1])
         return (r if direction == "+" else -r), 0.0
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.naive_bayes import GaussianNB
 
-    labels, counts = np.unique(a_fit, return_counts=True)
-    if len(labels) < 2:
+    classes = np.unique(a_fit)
+    if len(classes) < 2:
         return float("nan"), float("nan")
-    clf = GaussianNB().fit(x_fit[:, None], a_fit)
-    chance = float(np.mean(a == labels[counts.argmax()]))  # always guessing the most frequent fit category
-    return float(clf.score(x[:, None], a)), chance
+    clf = GaussianNB(priors=np.full(len(classes), 1 / len(classes))).fit(x_fit[:, None], a_fit)
+    with warnings.catch_warnings():  # held-out data may lack a category the classifier predicts
+        warnings.simplefilter("ignore")
+        score = balanced_accuracy_score(a, clf.predict(x[:, None]))
+    return float(score), 1 / len(classes)
 
 
 def label_recordings(recordings: Activations | Sequence[Activations], annotations: Sequence[str],
@@ -76,22 +81,28 @@ def label_recordings(recordings: Activations | Sequence[Activations], annotation
                      title: str = "recorded units", seed: int = 0) -> LabelResult:
     """Label recorded units by behaviour: pooled concept tests, scored on held-out data.
 
-    Each recording is split: the first ``fit_fraction`` of its time (or of its trials, with
+    Units are matched across recordings by the unit coordinate ``by`` (a single recording without it
+    is labeled by unit position). Each recording is split: the first ``fit_fraction`` of its time (or of its trials, with
     ``groups``) gives the labels (concept tests pooled across recordings by the unit coordinate
     ``by``, BH-FDR across units and annotations), the rest gives the score. The null follows
     :func:`~interp.label.concepts.concept_test`: ``groups`` (a sample coordinate such as ``"trial"``,
     or one label array per recording) swaps whole trials; without groups a time series gets
     circular shifts. Scores are the mean over recordings of the held-out AUROC (binary annotation),
     the signed correlation matched to the label's direction (continuous), or, for a categorical
-    annotation tested by mutual information, the held-out accuracy of decoding the category from the
-    unit (Gaussian naive Bayes fit on the labeling part) next to the accuracy of always guessing the
-    most frequent category (``chance``). Categorical labels carry no direction.
+    annotation tested by mutual information, the held-out balanced accuracy (mean recall per category)
+    of decoding the category from the unit (Gaussian naive Bayes with equal priors, fit on the labeling
+    part) next to its ``chance`` level, one over the number of categories. Categorical labels carry no
+    direction.
     """
     recs = [recordings] if isinstance(recordings, Activations) else list(recordings)
     if not recs:
         raise InputTypeError("no recordings given")
     if not 0 < fit_fraction < 1:
         raise ConfigError(f"fit_fraction must be between 0 and 1, got {fit_fraction}")
+    if len(recs) == 1 and by not in recs[0].coords[recs[0].dims[1]].columns:  # one recording: units by position
+        rec = recs[0]
+        units = rec.coords[rec.dims[1]].assign(**{by: [str(i) for i in range(rec.shape[1])]})
+        recs = [rec.replace(coords={**rec.coords, rec.dims[1]: units})]
     if groups is not None and not isinstance(groups, str) and len(groups) != len(recs):
         raise ConfigError(f"give groups as a sample coordinate name or one label array per recording ({len(recs)})")
     from ..stats import resolve_groups
@@ -133,7 +144,7 @@ def label_recordings(recordings: Activations | Sequence[Activations], annotation
                 vals.append(v)
                 chances.append(c)
         score = float(np.nanmean(vals)) if vals and not np.isnan(vals).all() else float("nan")
-        kind_used = {"auroc": "held-out AUROC", "correlation": "held-out r", "mi": "held-out decoding accuracy"}[top.kind]
+        kind_used = {"auroc": "held-out AUROC", "correlation": "held-out r", "mi": "held-out balanced decoding accuracy"}[top.kind]
         chance = float(np.nanmean(chances)) if chances and not np.isnan(chances).all() else float("nan")
         rows.append({"unit": i, "name": nm, "layer": None, "label": label or "no significant behaviour tuning",
                      "score": score if label else float("nan"), "score_kind": kind_used if label else "",

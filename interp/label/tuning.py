@@ -12,9 +12,11 @@
   signed activity such as model units or z-scored traces, whose labels give the amplitude), ``r2``, and a
   p-value of ``r2`` against a null from :mod:`interp.stats` (whole trials swap with ``groups``; circular
   shifts on a time series; a permutation for independent samples), with BH-FDR ``q_value``. Circular
-  statistics of the binned tuning curve (mean direction, resultant length; the Rayleigh test on spike
-  counts, which assumes independent spikes) sit next to the fit, as a head-direction analysis reports
-  them (Taube et al. 1990).
+  statistics of the occupancy-normalised binned tuning curve (mean direction, resultant length) sit
+  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). The Rayleigh test
+  is not applied to a unit's spikes (their angles follow the animal's occupancy and are not
+  independent); :meth:`DirectionTuning.pd_uniformity` applies it where it is valid, to the preferred
+  directions of the tuned units (are they spread uniformly around the circle?).
 
 Both work on any ``(sample, unit)`` :class:`~interp.Activations` or array: recorded neurons and model units.
 
@@ -234,7 +236,7 @@ class DirectionTuning(Result):
 
     ``frame``: one row per unit (``unit``, ``name``, ``preferred_direction_deg``, ``modulation_depth``,
     ``amplitude``, ``baseline``, ``r2``, ``p_value``, ``q_value``, ``tuned``, ``mean_direction_deg``,
-    ``resultant_length``, ``rayleigh_z``, ``rayleigh_p``, ``label``); ``curves``: the binned mean
+    ``resultant_length``, ``label``); ``curves``: the binned mean
     activity ``(unit, n_bins)`` at direction ``bin_centres_deg``; ``null`` names the null and
     ``reason`` why it was used.
     """
@@ -256,14 +258,24 @@ class DirectionTuning(Result):
         """``{unit: "cosine-tuned, PD 135°, depth 0.42"}`` for the tuned units."""
         return {int(r.unit): r.label for r in self.frame.itertuples() if r.tuned}
 
+    def pd_uniformity(self) -> tuple[float, float]:
+        """Rayleigh test of the tuned units' preferred directions: ``(z, p)``; small p: they cluster."""
+        pds = self.frame.loc[self.frame["tuned"], "preferred_direction_deg"].to_numpy()
+        if len(pds) < 2:
+            return float("nan"), float("nan")
+        return rayleigh_test(pds, degrees=True)
+
     def summary(self) -> str:
         """How many units are tuned, and the null used."""
         f = self.frame
         tuned = f[f["tuned"]]
         line = (f"{len(tuned)} of {len(f)} units cosine-tuned at q < {self.alpha} ({self.null} null, "
                 f"{self.n_permutations} draws: {self.reason})")
-        if len(tuned):
-            line += (f"\n  preferred directions: circular mean {circular_mean(tuned['preferred_direction_deg'], degrees=True):.0f}°, "
+        if len(tuned) >= 2:
+            z, p = self.pd_uniformity()
+            line += (f"\n  preferred directions: circular mean "
+                     f"{circular_mean(tuned['preferred_direction_deg'], degrees=True):.0f}°, resultant length "
+                     f"{resultant_length(tuned['preferred_direction_deg'], degrees=True):.2f} (Rayleigh p = {p:.3g}); "
                      f"median r2 {tuned['r2'].median():.2f}")
         return line
 
@@ -390,14 +402,11 @@ def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any
     w = np.where(nonneg[:, None], np.nan_to_num(curves), np.nan)
     mean_dir = np.array([circular_mean(centres, wu, degrees=False) if nonneg[u] else np.nan for u, wu in enumerate(w)])
     rlen = np.array([resultant_length(centres, wu) if nonneg[u] else np.nan for u, wu in enumerate(w)])
-    counts = nonneg & np.all(np.mod(Y, 1) == 0, axis=0)
-    ray = [rayleigh_test(th, Y[:, u]) if counts[u] and Y[:, u].sum() > 0 else (np.nan, np.nan) for u in range(U)]
     tuned = (q < alpha) & ~const
     frame = pd.DataFrame({
         "unit": np.arange(U), "name": names, "preferred_direction_deg": pd_deg, "modulation_depth": depth,
         "amplitude": amplitude, "baseline": beta[0], "r2": np.where(const, np.nan, r2), "p_value": p, "q_value": q,
         "tuned": tuned, "mean_direction_deg": wrap_degrees(np.rad2deg(mean_dir)), "resultant_length": rlen,
-        "rayleigh_z": [z for z, _ in ray], "rayleigh_p": [pr for _, pr in ray],
     })
     frame["label"] = [(_label(d, a, pdd) if t else "not direction-tuned")
                       for d, a, pdd, t in zip(depth, amplitude, pd_deg, tuned)]
