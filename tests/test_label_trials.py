@@ -107,7 +107,7 @@ def test_ragged_trials_and_time_locked_annotations():
         concept_test(_ar1(1200, 5, 0.9, rng), {"go": locked}, groups=np.repeat(np.arange(30), 40), n_permutations=50)
 
 
-def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_decoding():
+def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_decoding(tmp_path):
     rec = _untuned(3)
     target = rec.coord("target")
     X = rec.data.clone()
@@ -121,3 +121,10 @@ def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_d
     labeled = (frame["label"] != "no significant behaviour tuning").mean()
     assert labeled <= ALPHA + 0.05
     assert "trials" in res.notes[0] and "group null" in res.notes[0]
+    # report cards are titled from the recording's own attributes, categorical labels carry no arrow
+    from interp.label import build_label_report, recording_title
+
+    html = build_label_report(res, tmp_path / "labels.html").read_text()
+    assert "Trace (synthetic, first 400 samples)" in html and "Trace (," not in html
+    assert recording_title(rec.replace(attrs={})) == "recording"
+    assert recording_title(rec.replace(attrs={"source": "mc_maze", "subject": "Jenkins"})) == "mc_maze, subject Jenkins"
