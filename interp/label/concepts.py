@@ -305,8 +305,9 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> trial = np.repeat(np.arange(20), 10); X = rng.normal(size=(200, 3)); b = np.tile([0, 1], 100)
-    >>> concept_test(X, {"b": b}, groups=trial, n_permutations=99).null
+    >>> trial = np.repeat(np.arange(20), 10); X = rng.normal(size=(200, 3))
+    >>> rewarded = np.repeat(rng.random(20) < 0.5, 10)          # one value per trial
+    >>> concept_test(X, {"rewarded": rewarded}, groups=trial, n_permutations=99).null
     'group'
     """
     X, unit_frame = _matrix(acts)
