@@ -53,8 +53,8 @@ def test_grouped_bootstrap_ci_covers_and_is_wider_than_sample_bootstrap():
     shared = rng.normal(size=(10, 6))[trial]  # a trial effect shared by both sides
     X = shared + 0.3 * rng.normal(size=(200, 6))
     Y = shared @ rng.normal(size=(6, 6)) + 0.3 * rng.normal(size=(200, 6))
-    plain = bootstrap_ci(X, Y, "cka", n_boot=200)
-    grouped = bootstrap_ci(X, Y, "cka", n_boot=200, groups=trial)
+    plain = bootstrap_ci(X, Y, "cka", n_bootstraps=200)
+    grouped = bootstrap_ci(X, Y, "cka", n_bootstraps=200, groups=trial)
     assert grouped.over == "groups" and plain.over == "stimuli"
     assert grouped.high - grouped.low > plain.high - plain.low
     assert grouped.low <= grouped.estimate <= grouped.high
@@ -69,5 +69,5 @@ def test_rdm_tests_with_stimulus_groups():
     res = permutation_test(model, data[0], "spearman", n_permutations=200, groups=groups)
     assert res.method == "group" and res.p_value < 0.05
     assert res.observed == pytest.approx(float(compare_rdms(model, data[0], "spearman")))
-    boot = rdm_bootstrap(model, data, "spearman", n_boot=50, groups=groups)
+    boot = rdm_bootstrap(model, data, "spearman", n_bootstraps=50, groups=groups)
     assert boot.low <= boot.estimate <= boot.high

@@ -301,12 +301,12 @@ def test_circular_statistics_match_scipy_and_rayleigh_is_calibrated():
 
 
 def test_public_signatures_use_one_spelling_for_resampling():
-    """No public function of the statistics users takes n_perm / n_shifts / n_shuffle / shuffle:
-    the one spelling is n_permutations (and null= for the kind of null)."""
+    """No public function of the statistics users takes n_perm / n_shifts / n_shuffle / shuffle / n_boot:
+    the one spellings are n_permutations, n_bootstraps (and null= for the kind of null)."""
     import importlib
     import inspect
 
-    banned = {"n_perm", "n_shifts", "n_shuffle", "shuffle", "nperm", "n_shuffles"}
+    banned = {"n_perm", "n_shifts", "n_shuffle", "shuffle", "nperm", "n_shuffles", "n_boot", "n_bootstrap"}
     modules = ["interp.stats", "interp.label", "interp.label.concepts", "interp.label.spatial", "interp.label.tuning",
                "interp.label.recordings", "interp.label.report", "interp.similarity", "interp.similarity.compare",
                "interp.decompose.recordings", "probes"]

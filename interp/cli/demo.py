@@ -132,7 +132,7 @@ def _section_similarity(report, args) -> None:
     model, preprocess = interp.models.load("efficientnet-lite0")
     sites = expand_sites(model, "_blocks.*")
     ids = k92.stimuli["stimulus"].tolist()
-    kw = dict(method="rsa:spearman", n_boot=100 if args.quick else 300, seed=0, progress=False)
+    kw = dict(method="rsa:spearman", n_bootstraps=100 if args.quick else 300, seed=0, progress=False)
     profiles = []
     for name, net in (("efficientnet-lite0 (ImageNet)", model), ("same architecture, random weights", random_weights(model, seed=0))):
         acts = interp.capture(net, list(k92.images), sites, preprocess=preprocess, sample_ids=ids, progress=False)

@@ -55,7 +55,7 @@ class SimilarityProfile:
 
     ``frame``: one row per site (``site``, ``depth``, ``score``, ``low``, ``high``, ``p_value``);
     ``ceiling``: the noise ceiling (RSA with >= 2 data RDMs) or None; ``samples``: paired bootstrap
-    scores ``(n_boot, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
+    scores ``(n_bootstraps, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
     """
 
     frame: pd.DataFrame
@@ -79,9 +79,9 @@ class SimilarityProfile:
 
         Valid when both profiles were computed with the same seed, stimuli and bootstrap scheme (checked).
         """
-        keys = ("seed", "n_boot", "over", "stimuli")
+        keys = ("seed", "n_bootstraps", "over", "stimuli")
         if any(self.attrs.get(k) != other.attrs.get(k) for k in keys):
-            raise ConfigError("profiles are not paired: compute both with the same seed, n_boot, bootstrap "
+            raise ConfigError("profiles are not paired: compute both with the same seed, n_bootstraps, bootstrap "
                               "scheme and stimuli")
         i = self._site_index(site if site is not None else self.best()["site"])
         j = other._site_index(other_site if other_site is not None else other.best()["site"])
@@ -235,7 +235,7 @@ def _align_rows(acts: Activations, target: list | None, n_target: int, site: str
 # ------------------------------------------------------------------------------------------ pipeline
 def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str] | None = None, method: str = "rsa",
             *, rdm_method: str = "correlation", stimulus_ids: Sequence | None = None, preprocess: Any = None,
-            n_boot: int = 1000, level: float = 0.95, bootstrap_subjects: bool = True, n_permutations: int = 0,
+            n_bootstraps: int = 1000, level: float = 0.95, bootstrap_subjects: bool = True, n_permutations: int = 0,
             groups: Any = None, seed: int = 0, nan_policy: str = "raise", batch_size: int = 16, spatial: str = "all",
             dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
             progress: bool = True, model_name: str | None = None, recording_name: str | None = None
@@ -255,7 +255,7 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
         Kriegeskorte 2008 RDMs), ``"euclidean"``, ``"cosine"``.
     stimulus_ids: one id per stimulus, matched to the recording's stimulus ids (default: the
         recording's order, which requires the same number of stimuli).
-    n_boot, level: bootstrap resamples and CI level (0 disables the bootstrap).
+    n_bootstraps, level: bootstrap resamples and CI level (0 disables the bootstrap).
     bootstrap_subjects: for RDM stacks with >= 2 RDMs, resample subjects as well as stimuli.
     n_permutations: stimulus-label permutations for a p-value per site (0: none).
     groups: one label per stimulus (e.g. the trial or session it came from) or a sample-coordinate name of
@@ -287,7 +287,7 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
     codes = resolve_groups(groups, n_target, recording if isinstance(recording, Activations) else None)
     attrs: dict[str, Any] = {
         "method": method, "measure": method if base != "rsa" else f"RSA ({canonical_method(option or 'spearman')})",
-        "rdm_method": rdm_method if base == "rsa" else None, "n_boot": n_boot, "level": level, "seed": seed,
+        "rdm_method": rdm_method if base == "rsa" else None, "n_bootstraps": n_bootstraps, "level": level, "seed": seed,
         "stimuli": tuple(target) if target is not None else n_target, "n_stimuli": n_target,
         "model": model_name or type(model).__name__, "recording": recording_name or _recording_name(recording),
     }
@@ -302,8 +302,8 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
         scores = compare_vectors(upper_tri(model_rdms), upper_tri(data), comparator).mean(1).numpy()
         over = ("stimuli", "subjects") if bootstrap_subjects and len(rdms) >= 2 else ("stimuli",)
         attrs["over"] = "+".join(over)
-        if n_boot > 0:
-            boot = rdm_bootstrap(model_rdms, data, comparator, over=over, n_boot=n_boot, level=level, seed=rng_seed,
+        if n_bootstraps > 0:
+            boot = rdm_bootstrap(model_rdms, data, comparator, over=over, n_bootstraps=n_bootstraps, level=level, seed=rng_seed,
                                  groups=codes, progress=progress)
             samples = boot.samples
         else:
@@ -313,7 +313,7 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
         attrs["comparator"] = comparator
     else:
         Y = as_matrix(recording, name="recording", dtype=dtype, device=device, nan_policy=nan_policy)
-        scores, samples = _pattern_scores(mats, Y, base, option, n_boot, rng_seed, codes, progress)
+        scores, samples = _pattern_scores(mats, Y, base, option, n_bootstraps, rng_seed, codes, progress)
         attrs["over"] = "stimuli"
         ceiling = None
         pvals = _pattern_permutation_pvalues(mats, Y, base, option, scores, n_permutations, seed, codes, progress)
@@ -365,11 +365,11 @@ def _cka_from_grams(K: torch.Tensor, L: torch.Tensor, estimator: str) -> float:
     return float(xy / torch.sqrt(xx * yy))
 
 
-def _pattern_scores(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str, n_boot: int, seed: int,
+def _pattern_scores(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str, n_bootstraps: int, seed: int,
                     codes: np.ndarray | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     n = Y.shape[0]
-    draws = list(bootstrap_indices(n, n_boot, seed, groups=codes)) if n_boot > 0 else []
-    scores, samples = [], np.empty((n_boot, len(mats)))
+    draws = list(bootstrap_indices(n, n_bootstraps, seed, groups=codes)) if n_bootstraps > 0 else []
+    scores, samples = [], np.empty((n_bootstraps, len(mats)))
     if base == "cka":  # linear CKA from Gram matrices: each bootstrap is O(n^2)
         estimator = option or "biased"
         L = _gram(Y.to(torch.float64))

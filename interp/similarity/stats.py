@@ -142,7 +142,7 @@ def _level(level: float) -> float:
     return 1 - level
 
 
-def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_boot: int = 1000, level: float = 0.95,
+def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_bootstraps: int = 1000, level: float = 0.95,
                  seed: int = 0, groups: Any = None, progress: bool = False) -> BootstrapResult:
     """Percentile bootstrap CI of a pattern similarity, resampling stimuli (rows of both) with replacement.
 
@@ -159,9 +159,9 @@ def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_boot: i
     source = x if isinstance(x, Activations) else (y if isinstance(y, Activations) else None)
     codes = resolve_groups(groups, X.shape[0], source)
     estimate = float(fn(X, Y))
-    draws = bootstrap_indices(X.shape[0], n_boot, seed, groups=codes)
-    samples = np.empty(n_boot)
-    for b in tqdm(range(n_boot), disable=not progress, desc="bootstrap"):
+    draws = bootstrap_indices(X.shape[0], n_bootstraps, seed, groups=codes)
+    samples = np.empty(n_bootstraps)
+    for b in tqdm(range(n_bootstraps), disable=not progress, desc="bootstrap"):
         idx = torch.as_tensor(draws[b], device=X.device)
         samples[b] = float(fn(X[idx], Y[idx]))
     low, high = percentile_interval(samples, alpha)
@@ -199,12 +199,12 @@ def rdm_scores(models: torch.Tensor, data: torch.Tensor, method: str, stim_idx: 
 
 
 def rdm_bootstrap(models: Any, data: Any, method: str = "spearman", *, over: str | Sequence[str] = "stimuli",
-                  n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups: Any = None,
+                  n_bootstraps: int = 1000, level: float = 0.95, seed: int = 0, groups: Any = None,
                   progress: bool = False) -> BootstrapResult:
     """Bootstrap the score of each model RDM against a stack of data RDMs (one per subject/session).
 
     ``over``: ``"stimuli"``, ``"subjects"`` or ``("stimuli", "subjects")``. ``groups`` (one label per
-    stimulus) resamples whole groups of stimuli. ``samples`` has shape ``(n_boot, n_models)`` and is
+    stimulus) resamples whole groups of stimuli. ``samples`` has shape ``(n_bootstraps, n_models)`` and is
     paired across models (same resamples), so differences between models can be bootstrapped from it
     directly.
     """
@@ -224,10 +224,10 @@ def rdm_bootstrap(models: Any, data: Any, method: str = "spearman", *, over: str
     n, s = M.shape[-1], D.shape[0]
     codes = resolve_groups(groups, n)
     estimate = rdm_scores(M, D, method)
-    stim = bootstrap_indices(n, n_boot, rng, groups=codes) if "stimuli" in over else None
-    subj = bootstrap_indices(s, n_boot, rng) if "subjects" in over else None
-    samples = np.empty((n_boot, M.shape[0]))
-    for b in tqdm(range(n_boot), disable=not progress, desc="bootstrap"):
+    stim = bootstrap_indices(n, n_bootstraps, rng, groups=codes) if "stimuli" in over else None
+    subj = bootstrap_indices(s, n_bootstraps, rng) if "subjects" in over else None
+    samples = np.empty((n_bootstraps, M.shape[0]))
+    for b in tqdm(range(n_bootstraps), disable=not progress, desc="bootstrap"):
         samples[b] = rdm_scores(M, D, method, None if stim is None else np.asarray(stim[b]),
                                 None if subj is None else subj[b])
     low, high = percentile_interval(samples, alpha)
