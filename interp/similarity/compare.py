@@ -329,20 +329,20 @@ def _recording_name(recording: Any) -> str:
     return "recording"
 
 
-def _permutations(n: int, n_perm: int, seed: int, codes: np.ndarray | None) -> np.ndarray:
+def _permutations(n: int, n_permutations: int, seed: int, codes: np.ndarray | None) -> np.ndarray:
     """Stimulus permutations (whole groups with ``codes``), drawn from ``seed + 1`` (the bootstrap uses ``seed``)."""
-    return null_indices(n, "permutation" if codes is None else "group", groups=codes, n_permutations=n_perm,
+    return null_indices(n, "permutation" if codes is None else "group", groups=codes, n_permutations=n_permutations,
                         seed=seed + 1)
 
 
 def _rdm_permutation_pvalues(model_rdms: torch.Tensor, data: torch.Tensor, comparator: str, scores: np.ndarray,
-                             n_perm: int, seed: int, codes: np.ndarray | None, progress: bool) -> np.ndarray:
-    if n_perm <= 0:
+                             n_permutations: int, seed: int, codes: np.ndarray | None, progress: bool) -> np.ndarray:
+    if n_permutations <= 0:
         return np.full(len(scores), np.nan)
-    idx = _permutations(model_rdms.shape[-1], n_perm, seed, codes)
+    idx = _permutations(model_rdms.shape[-1], n_permutations, seed, codes)
     vd = upper_tri(data)
-    null = np.empty((n_perm, len(scores)))
-    for k in tqdm(range(n_perm), disable=not progress, desc="permutations"):
+    null = np.empty((n_permutations, len(scores)))
+    for k in tqdm(range(n_permutations), disable=not progress, desc="permutations"):
         p = torch.as_tensor(idx[k])
         null[k] = compare_vectors(upper_tri(model_rdms[:, p][:, :, p]), vd, comparator).mean(1).numpy()
     return p_value(scores, null)
@@ -395,14 +395,14 @@ def _centre_gram(K: torch.Tensor) -> torch.Tensor:
 
 
 def _pattern_permutation_pvalues(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str,
-                                 scores: np.ndarray, n_perm: int, seed: int, codes: np.ndarray | None,
+                                 scores: np.ndarray, n_permutations: int, seed: int, codes: np.ndarray | None,
                                  progress: bool) -> np.ndarray:
-    if n_perm <= 0:
+    if n_permutations <= 0:
         return np.full(len(scores), np.nan)
-    idx = _permutations(Y.shape[0], n_perm, seed, codes)
+    idx = _permutations(Y.shape[0], n_permutations, seed, codes)
     fn = pattern_statistic(f"{base}:{option}" if option else base)
-    null = np.empty((n_perm, len(scores)))
-    for k in tqdm(range(n_perm), disable=not progress, desc="permutations"):
+    null = np.empty((n_permutations, len(scores)))
+    for k in tqdm(range(n_permutations), disable=not progress, desc="permutations"):
         p = torch.as_tensor(idx[k], device=Y.device)
         null[k] = [float(fn(X.to(Y.device), Y[p])) for X in mats.values()]
     return p_value(scores, null)
