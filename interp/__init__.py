@@ -48,7 +48,8 @@ def __getattr__(name: str):
     # Heavy submodules load on first use so `import interp` stays fast.
     import importlib
 
-    if name in {"models", "data", "store", "decompose", "label", "similarity", "report", "cli", "capture_plan"}:
+    if name in {"models", "data", "store", "decompose", "label", "similarity", "report", "cli", "capture_plan",
+                "stats"}:
         return importlib.import_module(f".{name}", __name__)
     if name == "ActivationStore":
         from .store import ActivationStore

@@ -90,7 +90,7 @@ cells = [
              "summary = []\n"
              "for worm in worms:\n"
              "    nmf = NMF(n_components=8).fit(worm)\n"
-             "    res = behaviour_components(nmf, worm, variables=('reversal', 'velocity'), n_shifts=500)\n"
+             "    res = behaviour_components(nmf, worm, variables=('reversal', 'velocity'), n_permutations=500)\n"
              "    best = res.best('reversal')\n"
              "    summary.append({'worm': worm.attrs['worm'], 'component': best['component'], 'r': round(best['r'], 3),\n"
              "                    'p (shift null, best of 8)': best['p_max'], 'top named neurons': ', '.join(best['top_units'])})\n"
@@ -103,7 +103,7 @@ cells = [
            "time courses are non-negative."),
     ("code", "worm = interp.data.load('celegans', worm=0)\n"
              "snmf_worm = SNMF(n_components=8, sparsity=0.2, init='kmeans', max_iter=500, patience=50).fit(worm)\n"
-             "behaviour_components(snmf_worm, worm, n_shifts=300).best('reversal')"),
+             "behaviour_components(snmf_worm, worm, n_permutations=300).best('reversal')"),
     ("md", "## Save, load, and bad input"),
     ("code", "import tempfile, os\npath = os.path.join(tempfile.mkdtemp(), 'sae.safetensors')\n"
              "sae.save(path)\nagain = interp.decompose.load(path)\n"

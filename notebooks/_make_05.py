@@ -22,7 +22,7 @@ cells = [
     ("code", "m, h = k92.rdm('monkey_IT'), k92.rdm('human_IT')\n"
              "print('Spearman', round(sim.compare_rdms(m, h, 'spearman'), 4))\n"
              "perm = sim.permutation_test(m, h, 'spearman', n_permutations=500)\n"
-             "boot = sim.rdm_bootstrap(m, h, 'spearman', over='stimuli', n_boot=300)\n"
+             "boot = sim.rdm_bootstrap(m, h, 'spearman', over='stimuli', n_bootstraps=300)\n"
              "print(f'p = {perm.p_value:.4f} (null mean {perm.null.mean():+.4f}); 95% CI [{boot.low:.3f}, {boot.high:.3f}]')"),
     ("md", "## Comparators and ties\nRank comparators handle monotone RDM transforms; τa and ρa do not reward tied "
            "(categorical) model RDMs, so **τa(x, x) < 1 for a tied x**. Compare the continuous monkey RDM and the "
@@ -48,7 +48,7 @@ cells = [
              "acts = interp.capture(model, list(k92.images), sites, preprocess=prep, sample_ids=ids, progress=False)\n"
              "acts_rand = interp.capture(random_weights(model, seed=0), list(k92.images), sites, preprocess=prep,\n"
              "                           sample_ids=ids, progress=False)\n"
-             "kw = dict(method='rsa:spearman', n_boot=300, seed=0, progress=False)\n"
+             "kw = dict(method='rsa:spearman', n_bootstraps=300, seed=0, progress=False)\n"
              "eff_h = interp.compare(acts, None, human, model_name='efficientnet-lite0', **kw)\n"
              "eff_h_rand = interp.compare(acts_rand, None, human, model_name='random weights', **kw)\n"
              "plot_profiles([eff_h, eff_h_rand], ['efficientnet-lite0 (ImageNet)', 'same architecture, random weights'],\n"

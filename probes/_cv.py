@@ -11,7 +11,16 @@ import torch
 from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError
 from interp.tensor import Activations
 
-__all__ = ["make_splits", "as_array2d"]
+__all__ = ["make_splits", "as_array2d", "group_labels"]
+
+
+def group_labels(groups: Any, n_samples: int, *sources: Any) -> np.ndarray | None:
+    """``groups=`` as integer labels: one label per sample, or a sample-coordinate name (e.g. ``"trial"``)
+    of the first :class:`~interp.Activations` among ``sources`` (see :func:`interp.stats.resolve_groups`)."""
+    from interp.stats import resolve_groups
+
+    source = next((s for s in sources if isinstance(s, Activations)), None)
+    return resolve_groups(groups, n_samples, source)
 
 
 def make_splits(n_samples: int, cv: Any = 5, groups: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,7 +24,7 @@ import torch
 
 from interp.errors import DimensionError
 
-from ._cv import as_array2d, make_splits
+from ._cv import as_array2d, group_labels, make_splits
 from .ridge import DEFAULT_ALPHAS, RidgeCV, _as_targets
 
 __all__ = ["encoding_scores", "EncodingResult", "pearson_per_target"]
@@ -67,7 +67,8 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
                     dtype: str | None = None) -> EncodingResult:
     """Held-out Pearson r of a ridge encoding model for every target of ``Y`` (samples x targets).
 
-    ``groups`` keeps groups (e.g. stimuli repeated across trials, runs) within one fold, outer and inner.
+    ``groups`` keeps groups (e.g. stimuli repeated across trials, runs) within one fold, outer and inner: one
+    label per sample, or a sample-coordinate name of an Activations ``X`` or ``Y`` (e.g. ``"trial"``).
     An int ``cv`` means unshuffled ``KFold`` (scikit-learn's and himalaya's default): if the samples are
     sorted (e.g. by category) pass a shuffled splitter, ``KFold(5, shuffle=True, random_state=0)``.
     ``nan_policy="drop"`` drops targets (voxels) that hold NaN; ``targets_kept`` records which.
@@ -83,7 +84,7 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
 
             raise NaNError(f"Y has NaN/inf in {int(bad.sum())} of {Yt.shape[1]} targets; pass nan_policy='drop'")
         Yt = Yt[:, ~bad]
-    groups_arr = None if groups is None else np.asarray(groups)
+    groups_arr = group_labels(groups, Xt.shape[0], X, Y)
     preds = torch.empty_like(Yt)
     chosen = []
     for tr, te in make_splits(Xt.shape[0], cv, groups_arr):

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from interp.errors import ConfigError, DimensionError
 
-from ._cv import as_array2d, make_splits
+from ._cv import as_array2d, group_labels, make_splits
 from .ridge import DEFAULT_ALPHAS, RidgeCV
 
 __all__ = ["LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels",
@@ -100,11 +100,16 @@ def _make_probe(probe: str | BaseEstimator, **kwargs: Any) -> BaseEstimator:
 
 def cross_val_probe(X: Any, y: Any, probe: str | BaseEstimator = "logistic", *, cv: Any = 5, groups: Any = None,
                     **probe_kwargs: Any) -> np.ndarray:
-    """Held-out score per fold: accuracy for classifiers, R² for regressors."""
+    """Held-out score per fold: accuracy for classifiers, R² for regressors.
+
+    ``groups`` (one label per sample, or a sample-coordinate name of an Activations ``X``, e.g. ``"trial"``)
+    keeps every group within one fold.
+    """
     Xn = _numpy(X, "X")
     y = np.asarray(y)
     if len(y) != len(Xn):
         raise DimensionError(f"X has {len(Xn)} samples but y has {len(y)}")
+    groups = group_labels(groups, len(Xn), X)
     scores = []
     for tr, te in make_splits(len(Xn), cv, groups):
         est = _make_probe(probe, **probe_kwargs).fit(Xn[tr], y[tr])

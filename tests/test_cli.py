@@ -89,7 +89,7 @@ def test_every_subcommand_has_one_module_and_documented_flags():
             options = {o for a in q._actions for o in a.option_strings}
             # one spelling per idea: the old spellings are gone
             assert not options & {"--report", "--store", "--model", "--activations", "--site", "--n-perm",
-                                  "--no-progress"}, (name, options)
+                                  "--n-boot", "--no-progress"}, (name, options)
             if "--sites" in options:
                 assert next(a for a in q._actions if "--sites" in a.option_strings).nargs == "+"
 
@@ -191,6 +191,22 @@ def test_label_a_saved_activations_file(planted, tmp_path, capsys):
     assert "no sample coordinate ['runing']" in capsys.readouterr().err
 
 
+def test_label_a_recording_in_trials(planted, tmp_path, capsys):
+    """--groups names the trial coordinate: the tests swap whole trials and the labels are scored on held-out trials."""
+    units = planted.coords["unit"]
+    sample = planted.coords["sample"].assign(trial=np.repeat(np.arange(40), 60))
+    path = planted.replace(coords={"sample": sample, "unit": units}).save(tmp_path / "trials.safetensors")
+    out, csv = tmp_path / "units.html", tmp_path / "units.csv"
+    assert main(["label", str(path), "--annotations", "running", "speed", "--groups", "trial", "--n-permutations",
+                 "2000", "--quiet", "--out", str(out), "--csv", str(csv)]) == 0
+    table = pd.read_csv(csv, keep_default_na=False).sort_values("name").reset_index(drop=True)
+    assert "running" in table.loc[0, "label"] and "speed" in table.loc[1, "label"]
+    assert (table.loc[2:, "phenomena"] == "").all()
+    assert "group null" in out.read_text() and "trials" in out.read_text()
+    assert main(["label", "celegans", "--groups", "trial"]) == 2
+    assert "has no trials" in capsys.readouterr().err
+
+
 def test_label_a_mat_file(planted, tmp_path, capsys):
     scipy_io = pytest.importorskip("scipy.io")
     path = tmp_path / "session.mat"
@@ -236,7 +252,7 @@ def test_compare_an_activations_file_with_a_recording_file(tmp_path, capsys):
     for name in ("model", "random"):
         csv = tmp_path / f"{name}.csv"
         assert main(["compare", str(tmp_path / f"{name}.safetensors"), "--data", str(tmp_path / "brain.safetensors"),
-                     "--annotations", "image", "--method", "cka", "--n-boot", "0", "--quiet", "--csv", str(csv)]) == 0
+                     "--annotations", "image", "--method", "cka", "--n-bootstraps", "0", "--quiet", "--csv", str(csv)]) == 0
         scores[name] = pd.read_csv(csv)["score"].item()
     assert scores["model"] > 0.9 > 0.5 > scores["random"], scores
     assert main(["compare", "induction-2l", "--data", str(tmp_path / "brain.safetensors")]) == 2

@@ -105,13 +105,13 @@ def test_circular_shift_null_respects_autocorrelation():
         return out
 
     a, b = ar1(60), ar1(1)[:, 0]
-    res = circular_shift_correlation(a, b, n_shifts=500, seed=0)
+    res = circular_shift_correlation(a, b, n_permutations=500, seed=0)
     assert np.mean(res["p"] < 0.05) <= 0.15
     assert np.mean(np.abs(res["r"]) > 1.96 / np.sqrt(T)) > 0.4  # the naive test would flag many
     signal = np.repeat(rng.random(40) > 0.7, 20).astype(float)
     codes = np.stack([np.convolve(signal, np.ones(5) / 5, "same") + 0.3 * rng.standard_normal(T),
                       rng.standard_normal(T)], 1)
-    res = circular_shift_correlation(codes, signal, n_shifts=500, seed=0)
+    res = circular_shift_correlation(codes, signal, n_permutations=500, seed=0)
     assert res["p_max"][0] < 0.01 and res["p"][1] > 0.01
 
 
@@ -126,7 +126,7 @@ def test_celegans_reversal_component():
     hits = []
     for worm in worms:
         nmf = NMF(n_components=8).fit(worm)
-        res = behaviour_components(nmf, worm, variables=("reversal", "velocity"), n_shifts=500)
+        res = behaviour_components(nmf, worm, variables=("reversal", "velocity"), n_permutations=500)
         best = res.best("reversal")
         named = any(n.startswith(("AVA", "AVE", "RIM", "AIB")) for n in best["top_units"])
         hits.append(best["p_max"] < 0.05 and named)

@@ -11,7 +11,6 @@ from sklearn.metrics import mutual_info_score, roc_auc_score
 from interp import Activations
 from interp.errors import ConfigError, InputTypeError, MismatchError
 from interp.label.concepts import (
-    benjamini_hochberg,
     category_selectivity,
     concept_test,
     enrichment_test,
@@ -35,13 +34,13 @@ def test_statistics_match_references():
     X = rng.normal(size=(300, 4))
     binary = rng.random(300) < 0.3
     X[binary, 0] += 1.0
-    t = concept_test(X, {"b": binary}, shuffle="permutation", n_perm=50)
+    t = concept_test(X, {"b": binary}, null="permutation", n_permutations=50)
     np.testing.assert_allclose(t.frame["statistic"], [roc_auc_score(binary, X[:, u]) for u in range(4)], rtol=1e-10)
     cont = X[:, 1] * 0.5 + rng.normal(size=300)
-    t = concept_test(X, {"c": cont}, shuffle="permutation", n_perm=50)
+    t = concept_test(X, {"c": cont}, null="permutation", n_permutations=50)
     np.testing.assert_allclose(t.frame["statistic"], [np.corrcoef(cont, X[:, u])[0, 1] for u in range(4)], rtol=1e-10)
     cats = rng.choice(["a", "b", "c"], size=300)
-    t = concept_test(X, {"k": cats}, shuffle="permutation", n_perm=20, n_bins=4)
+    t = concept_test(X, {"k": cats}, null="permutation", n_permutations=20, n_bins=4)
     ref = []
     for u in range(4):
         q = np.searchsorted(np.quantile(X[:, u], [0.25, 0.5, 0.75]), X[:, u], side="right")
@@ -49,23 +48,18 @@ def test_statistics_match_references():
     np.testing.assert_allclose(t.frame["statistic"], ref, rtol=1e-8)
 
 
-def test_bh_matches_scipy():
-    p = np.random.default_rng(0).random(50) ** 3
-    np.testing.assert_allclose(benjamini_hochberg(p), sps.false_discovery_control(p), rtol=1e-12)
-
-
 def test_circular_shifts_control_false_positives_on_autocorrelated_data():
     """Independent AR(1) traces vs an AR(1) 'behaviour': naive permutation finds many false positives,
     circular shifts keep them near alpha."""
     X = _ar1(600, 40, seed=2)
     behaviour = _ar1(600, 1, seed=99)[:, 0]
-    naive = concept_test(X, {"b": behaviour}, shuffle="permutation", n_perm=200)
-    circ = concept_test(X, {"b": behaviour}, shuffle="circular", n_perm=200)
+    naive = concept_test(X, {"b": behaviour}, null="permutation", n_permutations=200)
+    circ = concept_test(X, {"b": behaviour}, null="circular", n_permutations=200)
     assert (naive.frame["p_value"] < 0.05).mean() > 0.3
     assert (circ.frame["p_value"] < 0.05).mean() <= 0.15
     # a truly coupled unit is still found with circular shifts
     X[:, 0] = behaviour + 0.5 * _ar1(600, 1, seed=5)[:, 0]
-    circ = concept_test(X, {"b": behaviour}, shuffle="circular", n_perm=200)
+    circ = concept_test(X, {"b": behaviour}, null="circular", n_permutations=200)
     assert circ.frame.loc[0, "significant"] and circ.frame.loc[0, "direction"] == "+"
 
 
@@ -80,7 +74,7 @@ def test_bad_input_is_clear():
     # a constant unit among others is reported as constant with NaN p-value, not an error
     Xc = X.copy()
     Xc[:, 1] = 3.0
-    t = concept_test(Xc, {"b": np.arange(50.0)}, n_perm=20)
+    t = concept_test(Xc, {"b": np.arange(50.0)}, n_permutations=20)
     assert t.frame.loc[1, "constant"] and np.isnan(t.frame.loc[1, "p_value"])
 
 
@@ -100,7 +94,7 @@ def test_category_selectivity_finds_the_face_unit():
     cats = np.repeat(["face", "body", "object"], 30)
     X = rng.normal(size=(90, 5))
     X[cats == "face", 2] += 2
-    t = category_selectivity(X, cats, n_perm=200)
+    t = category_selectivity(X, cats, n_permutations=200)
     sig = t.significant(direction="+")
     assert set(zip(sig["unit"], sig["concept"])) == {(2, "face")}
 
@@ -113,7 +107,7 @@ def test_spatial_information_and_shuffle_on_synthetic_place_cell():
     spikes = rng.poisson(rate * 0.1)
     rec = Activations(torch.tensor(spikes, dtype=torch.float32), ("sample", "unit"),
                       {"sample": {"linear_position": pos}, "unit": {"name": ["pc", "flat"]}}, {"dt": 0.1})
-    pf = place_fields(rec, position="linear_position", speed=None, n_shuffle=200, min_shift_s=20)
+    pf = place_fields(rec, position="linear_position", speed=None, n_permutations=200, min_shift_s=20)
     assert list(pf.place_cell) == [True, False]
     assert pf.field_start[0] < 60 < pf.field_end[0]
     # Skaggs information of a uniform map is 0; of a one-bin map is log2(1/p)
@@ -138,8 +132,8 @@ def test_celegans_reversal_neurons_enriched_for_reversal_interneurons():
     AVA, AVE, RIM and AIB (hypergeometric p < 0.05)."""
     worms = _load("celegans")
     assert len(worms) == 7
-    tests = pooled_concept_test(worms, "reversal", by="canonical", n_perm=500, seed=0)
-    assert tests.shuffle == "circular"
+    tests = pooled_concept_test(worms, "reversal", by="canonical", n_permutations=500, seed=0)
+    assert tests.null == "circular"
     names = tests.frame["canonical"]
     active = tests.significant(direction="+")["canonical"]
     res = enrichment_test(active, names, ["AVA", "AVE", "RIM", "AIB"])
@@ -151,7 +145,7 @@ def test_celegans_reversal_neurons_enriched_for_reversal_interneurons():
 def test_hippocampus_place_cells():
     """Labeled place cells pass the shuffle test and most units with a clear, stable field are found."""
     rec = _load("hippocampus", environment="linear-track", bin_size=0.1)
-    pf = place_fields(rec, position="linear_position", n_shuffle=300, seed=0)
+    pf = place_fields(rec, position="linear_position", n_permutations=300, seed=0)
     frame = pf.to_frame()
     cells = frame[frame["place_cell"]]
     assert len(cells) >= 5

@@ -318,11 +318,11 @@ def test_bootstrap_cis():
     rng = np.random.default_rng(10)
     X = rng.normal(size=(40, 10))
     Y = X + rng.normal(size=(40, 10))
-    b = bootstrap_ci(X, Y, "cka", n_boot=100)
+    b = bootstrap_ci(X, Y, "cka", n_bootstraps=100)
     assert b.low < b.estimate < b.high
     subj = np.stack([rdm(X + rng.normal(size=X.shape)).numpy() for _ in range(4)])
     models = np.stack([rdm(X).numpy(), rdm(rng.normal(size=X.shape)).numpy()])
-    rb = rdm_bootstrap(models, subj, "spearman", over=("stimuli", "subjects"), n_boot=100)
+    rb = rdm_bootstrap(models, subj, "spearman", over=("stimuli", "subjects"), n_bootstraps=100)
     assert rb.samples.shape == (100, 2)
     assert rb.low[0] > rb.high[1]  # the true model beats the random one
 

@@ -13,7 +13,7 @@ def test_trained_efficientnet_beats_random_weights_on_human_it():
     k92 = interp.data.load("kriegeskorte92")
     human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions
     model, preprocess = interp.models.load("efficientnet-lite0")
-    kwargs = dict(sites="_blocks.*", preprocess=preprocess, method="rsa:spearman", n_boot=200, seed=0, progress=False)
+    kwargs = dict(sites="_blocks.*", preprocess=preprocess, method="rsa:spearman", n_bootstraps=200, seed=0, progress=False)
     trained = interp.compare(model, k92.images, human, **kwargs)
     random = interp.compare(random_weights(model, seed=0), k92.images, human, **kwargs)
     assert len(trained.frame) == 16

@@ -30,7 +30,7 @@ def synthetic():
 
 def test_rsa_profile_matches_direct_computation(synthetic):
     layers, subjects, _, _ = synthetic
-    prof = interp.compare(layers, None, subjects, method="rsa:spearman", n_boot=100, n_permutations=50, progress=False)
+    prof = interp.compare(layers, None, subjects, method="rsa:spearman", n_bootstraps=100, n_permutations=50, progress=False)
     assert isinstance(prof, SimilarityProfile)
     for k, site in enumerate(layers):
         direct = np.mean([compare_rdms(rdm(layers[site].data), subjects.data[s], "spearman") for s in range(4)])
@@ -47,21 +47,21 @@ def test_rsa_profile_matches_direct_computation(synthetic):
 
 def test_paired_difference_and_pattern_methods(synthetic):
     layers, subjects, latent, ids = synthetic
-    a = interp.compare({"l2": layers["layer2"]}, None, subjects, n_boot=100, progress=False)
-    b = interp.compare({"l0": layers["layer0"]}, None, subjects, n_boot=100, progress=False)
+    a = interp.compare({"l2": layers["layer2"]}, None, subjects, n_bootstraps=100, progress=False)
+    b = interp.compare({"l0": layers["layer0"]}, None, subjects, n_bootstraps=100, progress=False)
     d = a.difference(b)
     assert d.low > 0  # the informative layer beats the noise layer, with a paired bootstrap CI
-    c = interp.compare({"l0": layers["layer0"]}, None, subjects, n_boot=100, seed=1, progress=False)
+    c = interp.compare({"l0": layers["layer0"]}, None, subjects, n_bootstraps=100, seed=1, progress=False)
     with pytest.raises(ConfigError, match="not paired"):
         a.difference(c)
     recording = Activations(torch.as_tensor(latent), ("sample", "unit"), coords={"sample": {"stimulus": ids}})
-    prof = interp.compare(layers, None, recording, method="cka", n_boot=50, progress=False)
+    prof = interp.compare(layers, None, recording, method="cka", n_bootstraps=50, progress=False)
     for k, site in enumerate(layers):
         assert prof.frame["score"][k] == pytest.approx(cka(layers[site].data, latent), abs=1e-10)
     assert prof.ceiling is None
-    song = interp.compare(layers, None, recording, method="cka:song", n_boot=20, progress=False)
+    song = interp.compare(layers, None, recording, method="cka:song", n_bootstraps=20, progress=False)
     assert song.frame["score"][2] == pytest.approx(cka(layers["layer2"].data, latent, estimator="song"), abs=1e-10)
-    proc = interp.compare(layers, None, recording, method="procrustes", n_boot=5, progress=False)
+    proc = interp.compare(layers, None, recording, method="procrustes", n_bootstraps=5, progress=False)
     assert proc.frame["score"].is_monotonic_increasing
 
 
@@ -69,16 +69,16 @@ def test_pipeline_bad_inputs(synthetic):
     layers, subjects, latent, ids = synthetic
     shuffled = {"l": layers["layer1"].isel(sample=list(range(29)))}
     with pytest.raises(MismatchError, match=r"1 only in the recording \['s29'\]"):
-        interp.compare(shuffled, None, subjects, n_boot=0, progress=False)
+        interp.compare(shuffled, None, subjects, n_bootstraps=0, progress=False)
     voxels = latent.copy()
     voxels[:, 3] = np.nan
     rec = Activations(torch.as_tensor(voxels), ("sample", "unit"), coords={"sample": {"stimulus": ids}})
     with pytest.raises(NaNError, match="nan_policy='drop'"):
-        interp.compare(layers, None, rec, method="rsa", n_boot=0, progress=False)
-    dropped = interp.compare(layers, None, rec, method="rsa", n_boot=0, nan_policy="drop", progress=False)
+        interp.compare(layers, None, rec, method="rsa", n_bootstraps=0, progress=False)
+    dropped = interp.compare(layers, None, rec, method="rsa", n_bootstraps=0, nan_policy="drop", progress=False)
     clean = Activations(torch.as_tensor(np.delete(latent, 3, axis=1)), ("sample", "unit"),
                         coords={"sample": {"stimulus": ids}})
-    ref = interp.compare(layers, None, clean, method="rsa", n_boot=0, progress=False)
+    ref = interp.compare(layers, None, clean, method="rsa", n_bootstraps=0, progress=False)
     np.testing.assert_allclose(dropped.frame["score"], ref.frame["score"])
     with pytest.raises(ConfigError, match="only method='rsa"):
         interp.compare(layers, None, subjects, method="cka", progress=False)
@@ -112,7 +112,7 @@ def test_capture_pipeline_on_kriegeskorte92(k92):
     net = _tiny_cnn()
     human = k92.rdms.sel(name="human_IT_s*")
     images = k92.images_tensor()[:, :, ::2, ::2]
-    prof = interp.compare(net, images, human, sites=["1", "3", "5"], n_boot=30, progress=False)
+    prof = interp.compare(net, images, human, sites=["1", "3", "5"], n_bootstraps=30, progress=False)
     assert prof.frame["site"].tolist() == ["1", "3", "5"]
     assert prof.attrs["stimuli"][0] == "img01"
     assert prof.ceiling.upper == pytest.approx(0.5250, abs=1e-4)
@@ -130,11 +130,11 @@ def test_capture_pipeline_on_kriegeskorte92(k92):
     # stimuli listed by id in another order are matched to the recording's order
     order = np.random.default_rng(0).permutation(92)
     ids = np.array(prof.attrs["stimuli"])[order]
-    again = interp.compare(net, images[order], human, sites=["5"], stimulus_ids=list(ids), n_boot=0, progress=False)
+    again = interp.compare(net, images[order], human, sites=["5"], stimulus_ids=list(ids), n_bootstraps=0, progress=False)
     assert again.frame["score"][0] == pytest.approx(prof.frame["score"][2], abs=1e-6)
     with pytest.raises(MismatchError, match="img92"):
         interp.compare(net, images[:91], human, sites=["5"], stimulus_ids=list(prof.attrs["stimuli"][:91]),
-                       n_boot=0, progress=False)
+                       n_bootstraps=0, progress=False)
 
 
 def test_random_weights_changes_parameters():
@@ -149,8 +149,8 @@ def test_report_section_and_cli(k92, tmp_path, monkeypatch, synthetic):
     from interp.similarity.report import add_profile_section, profile_section
 
     layers, subjects, _, _ = synthetic
-    a = interp.compare(layers, None, subjects, n_boot=20, progress=False)
-    b = interp.compare({k: v for k, v in list(layers.items())[:2]}, None, subjects, n_boot=20, progress=False)
+    a = interp.compare(layers, None, subjects, n_bootstraps=20, progress=False)
+    b = interp.compare({k: v for k, v in list(layers.items())[:2]}, None, subjects, n_bootstraps=20, progress=False)
     fig, fragment = profile_section([a, b], ["A", "B"])
     assert "noise ceiling" in fragment.lower() and "paired bootstrap" in fragment
     rep = Report("t")

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rsa[:comparator], cka[:estimator], rbf_cka, cca, svcca, pwcca or procrustes "
                              "(default rsa:spearman)")
     parser.add_argument("--rdm-method", default="correlation", help="dissimilarity of model RDMs (default correlation)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over stimuli and subjects "
-                                                                 "(default 1000; 0: none)")
+    parser.add_argument("--n-bootstraps", type=int, default=1000, help="bootstrap resamples over stimuli and "
+                                                                       "subjects (default 1000; 0: none)")
     flags.add_n_permutations(parser, 0, "stimulus-label permutations per site for p-values")
     parser.add_argument("--spatial", default="all", choices=["all", "mean", "max"],
                         help="conv feature maps: keep all positions or pool over space (default all)")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         recording, recording_name = _recording_file(data_target, args)
         stimuli = None
-    kwargs = dict(method=args.method, rdm_method=args.rdm_method, n_boot=args.n_boot,
+    kwargs = dict(method=args.method, rdm_method=args.rdm_method, n_bootstraps=args.n_bootstraps,
                   n_permutations=args.n_permutations, seed=args.seed, spatial=args.spatial,
                   batch_size=args.batch_size, recording_name=recording_name, progress=args.progress)
     if model_target.kind == "recording":
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if profiles[0].ceiling is not None:
         c = profiles[0].ceiling
         print(f"noise ceiling ({c.method}): lower {c.lower:.4f} upper {c.upper:.4f}")
-    if len(profiles) == 2 and args.n_boot > 0:
+    if len(profiles) == 2 and args.n_bootstraps > 0:
         d = profiles[0].difference(profiles[1])
         print(f"best trained - best random: {d.estimate:.4f} [{d.low:.4f}, {d.high:.4f}] ({int(100 * d.level)}% CI)")
     if args.csv:

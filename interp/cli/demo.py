@@ -115,7 +115,8 @@ def _section_labels(report, args) -> None:
     from interp.label.report import build_demo_report
 
     out = Path(args.out).with_name("labels.html")
-    path = build_demo_report(out, n_tokens=2_000 if args.quick else 6_000, n_perm=100 if args.quick else 300, progress=False)
+    path = build_demo_report(out, n_tokens=2_000 if args.quick else 6_000, n_permutations=100 if args.quick else 300,
+                             progress=False)
     report.add_section("neuron labels", f'<p>The neuron-label report (induction-2l heads, a smollm2-135m MLP layer and '
                        f'C. elegans neurons) is a separate page: <a href="{path.name}">{path.name}</a> '
                        f'({path.stat().st_size / 1e6:.1f} MB).</p>')
@@ -131,7 +132,7 @@ def _section_similarity(report, args) -> None:
     model, preprocess = interp.models.load("efficientnet-lite0")
     sites = expand_sites(model, "_blocks.*")
     ids = k92.stimuli["stimulus"].tolist()
-    kw = dict(method="rsa:spearman", n_boot=100 if args.quick else 300, seed=0, progress=False)
+    kw = dict(method="rsa:spearman", n_bootstraps=100 if args.quick else 300, seed=0, progress=False)
     profiles = []
     for name, net in (("efficientnet-lite0 (ImageNet)", model), ("same architecture, random weights", random_weights(model, seed=0))):
         acts = interp.capture(net, list(k92.images), sites, preprocess=preprocess, sample_ids=ids, progress=False)
@@ -147,7 +148,7 @@ def _section_decompose(report, args) -> None:
 
     worm = interp.data.load("celegans", worm=0, trace="F_F20")
     nmf = NMF(n_components=8, random_state=0).fit(worm)
-    comps = behaviour_components(nmf, worm, n_shifts=200 if args.quick else 1000)
+    comps = behaviour_components(nmf, worm, n_permutations=200 if args.quick else 1000)
     frame = comps.to_frame()
     report.add_section("decomposition: behaviour components of a C. elegans recording", [
         "<p>NMF (8 components) on one worm's calcium traces; each component's correlation with reversal and velocity "

@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", default=None,
                         help="unit coordinate that names units (and pools recordings); default: canonical for "
                              "celegans, else the recording's 'name' coordinate, else 'index'")
-    flags.add_n_permutations(parser, 1000, "circular shifts / shuffles of the null")
+    parser.add_argument("--groups", default=None,
+                        help="recording files: the sample coordinate naming trials (e.g. trial); the tests then swap "
+                             "whole trials and the labels are scored on held-out trials (default: none, circular "
+                             "shifts on the time series)")
+    flags.add_n_permutations(parser, 1000, "draws of the null (circular shifts or trial swaps)")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="recordings: significance level of the concept / place-field tests, after BH-FDR "
                              "(default 0.05)")
@@ -112,7 +116,7 @@ def _unit_key(rec, by: str | None) -> str:
 
 def label_recording_file(target, args) -> list:
     """Label the units of a recording file against its ``--annotations``."""
-    from ..label.pipeline import label_recordings
+    from ..label.recordings import label_recordings
     from .inputs import load_recording, require_matrix
 
     if not args.annotations:
@@ -125,26 +129,28 @@ def label_recording_file(target, args) -> list:
     require_matrix(rec, target.value)
     by = _unit_key(rec, args.by)
     title = f"{rec.attrs.get('source') or target.path.stem} units"
-    return [label_recordings(rec, args.annotations, by=by, n_perm=args.n_permutations, alpha=args.alpha,
-                             seed=args.seed, title=title)]
+    return [label_recordings(rec, args.annotations, by=by, groups=args.groups, n_permutations=args.n_permutations,
+                             alpha=args.alpha, seed=args.seed, title=title)]
 
 
 def _label_dataset(name: str, args) -> list:
     from .. import data
-    from ..label.pipeline import label_place_cells, label_recordings
+    from ..label.recordings import label_place_cells, label_recordings
 
     if args.sites:
         raise ConfigError(f"--sites selects model units; the data set {name!r} is labelled as a whole")
+    if args.groups:
+        raise ConfigError(f"--groups names the trials of a recording file; the data set {name!r} has no trials")
     if name == "celegans":
         worms = data.load("celegans")
         return [label_recordings(worms, args.annotations or CELEGANS_ANNOTATIONS, by=args.by or "canonical",
-                                 n_perm=args.n_permutations, alpha=args.alpha, seed=args.seed,
+                                 n_permutations=args.n_permutations, alpha=args.alpha, seed=args.seed,
                                  title="C. elegans neurons")]
     if args.annotations or args.by:
         raise ConfigError("hippocampus units are labelled as place cells against their position; drop --annotations "
                           "and --by")
     rec = data.load("hippocampus", environment="linear-track", bin_size=0.1)
-    return [label_place_cells(rec, n_shuffle=min(args.n_permutations, 1000), alpha=args.alpha, seed=args.seed,
+    return [label_place_cells(rec, n_permutations=min(args.n_permutations, 1000), alpha=args.alpha, seed=args.seed,
                               title="hippocampus place cells")]
 
 
@@ -195,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
     if target.kind != "recording":
         reject_file_flags(args, f"{args.model!r} is a {'data set' if target.kind == 'dataset' else 'model'}",
                           annotations=False)
-    if target.kind == "model" and (args.annotations or args.by):
-        raise ConfigError("--annotations and --by label recorded units; for a model give --sites")
+    if target.kind == "model" and (args.annotations or args.by or args.groups):
+        raise ConfigError("--annotations, --by and --groups label recorded units; for a model give --sites")
     if target.kind == "recording":
         results = label_recording_file(target, args)
     elif target.kind == "dataset":

@@ -46,6 +46,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
 from ..results import Result, themed
+from ..stats import benjamini_hochberg, circular_shifts
+from ..stats import p_value as stats_p_value
 from ..tensor import Activations
 from ._base import NegativeValueError
 from ._data import as_activations, as_matrix
@@ -81,16 +83,17 @@ def _largest_eigenvalue(z: np.ndarray) -> float:
 def _circular_shift_null(z: np.ndarray, n_permutations: int, seed: int, progress: bool) -> np.ndarray:
     """Largest correlation eigenvalue after shifting every unit by its own random circular shift.
 
-    A private stand-in for the shared null of ``interp.stats`` (circular shifts keep each unit's
-    autocorrelation and break the alignment between units).
+    Each draw rotates every unit independently (:func:`interp.stats.circular_shifts` with one row per
+    unit, shifts in ``[1, t - 1]``), which keeps each unit's autocorrelation and breaks the alignment
+    between units.
     """
     t, n = z.shape
     rng = np.random.default_rng(seed)
-    rows = np.arange(t)[:, None]
+    cols = np.arange(n)[None, :]
     out = np.empty(n_permutations)
     for b in tqdm(range(n_permutations), desc="circular shifts", disable=not progress, leave=False):
-        shifts = rng.integers(1, t, size=n)
-        out[b] = _largest_eigenvalue(np.take_along_axis(z, (rows - shifts[None, :]) % t, axis=0))
+        rows = circular_shifts(t, n, rng, min_shift=1).T  # (t, n): sample of unit j at time i
+        out[b] = _largest_eigenvalue(z[rows, cols])
     return out
 
 
@@ -278,9 +281,7 @@ def find_assemblies(recording: Any, n_assemblies: int | str | None = None, metho
     unit_w = loadings / np.where(np.linalg.norm(loadings, axis=1, keepdims=True) > 0,
                                  np.linalg.norm(loadings, axis=1, keepdims=True), 1.0)
     strength = np.einsum("kt,kt->k", unit_w @ z.T, unit_w @ z.T) / t if k else np.zeros(0)
-    p_value = (1 + (null[None, :] >= strength[:, None]).sum(1)) / (1 + n_permutations) if k else np.zeros(0)
-    from ..label.concepts import benjamini_hochberg
-
+    p_value = np.atleast_1d(stats_p_value(strength, np.broadcast_to(null[:, None], (len(null), k)))) if k else np.zeros(0)
     q_value = benjamini_hochberg(p_value) if k else np.zeros(0)
     groups = _members(loadings, members)
     unit_frame = flat.coords["unit"]

@@ -3,7 +3,8 @@
 Calcium traces and behaviour are strongly autocorrelated, so shuffling time points breaks the null
 (it makes chance correlations look significant). The null here circularly shifts the behaviour
 against the component time courses (e.g. Harris 2020, "Nonsense correlations in neuroscience"),
-which keeps both autocorrelations intact.
+which keeps both autocorrelations intact; with ``groups`` (trials, recordings) the shifts stay
+within each group, or ``null="group"`` swaps whole trials (:mod:`interp.stats`).
 
 Example
 -------
@@ -24,6 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, DimensionError, MismatchError
+from ..stats import null_indices, p_value, resolve_groups
 from ..tensor import Activations
 
 __all__ = ["circular_shift_correlation", "behaviour_correlation", "top_loading", "behaviour_components",
@@ -37,31 +39,33 @@ def _zscore_columns(x: np.ndarray) -> np.ndarray:
     return x / sd
 
 
-def circular_shift_correlation(codes: np.ndarray, signal: np.ndarray, n_shifts: int = 1000,
-                               min_shift: int | None = None, seed: int | None = 0) -> dict[str, np.ndarray]:
+def circular_shift_correlation(codes: np.ndarray, signal: np.ndarray, n_permutations: int = 1000,
+                               min_shift: int | None = None, seed: int | None = 0, groups: Any = None,
+                               null: str = "circular") -> dict[str, np.ndarray]:
     """Pearson r of each column of ``codes`` with ``signal`` and circular-shift p-values.
 
     Returns ``r`` (per column), ``p`` (per column: fraction of shifts with ``|r_null| >= |r|``) and
     ``p_max`` (per column, against the null of the largest ``|r|`` over all columns, which corrects for
     picking the best component). Shifts are drawn uniformly from ``[min_shift, T - min_shift]``
-    (default ``min_shift = T // 10``); p-values use the ``(1 + count) / (1 + n_shifts)`` estimator.
+    within each group (default ``min_shift``: a tenth of the shortest group); ``null="group"`` swaps
+    whole groups instead. p-values use the ``(1 + count) / (1 + n_permutations)`` estimator.
     """
     codes = np.asarray(codes, dtype=np.float64)
     signal = np.asarray(signal, dtype=np.float64).reshape(-1)
     if codes.ndim != 2 or codes.shape[0] != signal.shape[0]:
         raise MismatchError(f"codes {codes.shape} and signal ({signal.shape[0]},) must have the same number of time points")
     T = signal.shape[0]
-    min_shift = max(1, T // 10) if min_shift is None else int(min_shift)
-    if not 0 < min_shift < T - min_shift:
-        raise ConfigError(f"min_shift={min_shift} leaves no admissible shift for {T} time points")
+    if null not in ("circular", "group", "block"):
+        raise ConfigError(f"null must be 'circular', 'group' or 'block' for time courses, got {null!r}")
     z = _zscore_columns(codes)
     s = _zscore_columns(signal[:, None])[:, 0]
     r = z.T @ s / T
-    shifts = np.random.default_rng(seed).integers(min_shift, T - min_shift + 1, size=n_shifts)
-    null = np.stack([z.T @ np.roll(s, int(k)) / T for k in shifts])  # (n_shifts, n_components)
-    p = (1 + (np.abs(null) >= np.abs(r)).sum(0)) / (1 + n_shifts)
-    null_max = np.abs(null).max(1)
-    p_max = (1 + (null_max[:, None] >= np.abs(r)[None]).sum(0)) / (1 + n_shifts)
+    idx = null_indices(T, null, groups=resolve_groups(groups, T), n_permutations=n_permutations, seed=seed,
+                       min_shift=min_shift)
+    null_r = s[idx] @ z / T  # (n_permutations, n_components)
+    p = p_value(np.abs(r), np.abs(null_r))
+    null_max = np.abs(null_r).max(1)
+    p_max = p_value(np.abs(r), np.broadcast_to(null_max[:, None], null_r.shape))
     return {"r": r, "p": p, "p_max": p_max, "null_max_95": np.quantile(null_max, 0.95)}
 
 
@@ -74,14 +78,18 @@ def _codes_matrix(codes: Any) -> np.ndarray:
 
 
 def behaviour_correlation(codes: Any, variables: Sequence[str] | Mapping[str, Any] = ("reversal", "velocity"),
-                          n_shifts: int = 1000, min_shift: int | None = None, seed: int | None = 0) -> pd.DataFrame:
+                          n_permutations: int = 1000, min_shift: int | None = None, seed: int | None = 0,
+                          groups: Any = None, null: str = "circular") -> pd.DataFrame:
     """Correlation of each component time course with behavioural signals, with circular-shift p-values.
 
     ``codes``: ``(time, component)`` Activations (e.g. from ``estimator.transform(recording)``, which
     keeps the recording's sample coordinates) or an array. ``variables``: names of sample
-    coordinates of ``codes``, or a ``{name: array}`` mapping. One row per (variable, component).
+    coordinates of ``codes``, or a ``{name: array}`` mapping. ``groups``: a sample-coordinate name
+    (e.g. ``"trial"``) or one label per time point; shifts stay within groups (or whole groups swap
+    with ``null="group"``). One row per (variable, component).
     """
     matrix = _codes_matrix(codes)
+    groups = resolve_groups(groups, matrix.shape[0], codes if isinstance(codes, Activations) else None)
     if isinstance(variables, Mapping):
         signals = {k: np.asarray(v, dtype=np.float64) for k, v in variables.items()}
     else:
@@ -92,7 +100,8 @@ def behaviour_correlation(codes: Any, variables: Sequence[str] | Mapping[str, An
     for name, signal in signals.items():
         if signal.shape[0] != matrix.shape[0]:
             raise MismatchError(f"variable {name!r} has {signal.shape[0]} time points, codes have {matrix.shape[0]}")
-        res = circular_shift_correlation(matrix, signal, n_shifts=n_shifts, min_shift=min_shift, seed=seed)
+        res = circular_shift_correlation(matrix, signal, n_permutations=n_permutations, min_shift=min_shift, seed=seed,
+                                         groups=groups, null=null)
         for j in range(matrix.shape[1]):
             rows.append({"variable": name, "component": j, "r": res["r"][j], "p": res["p"][j],
                          "p_max": res["p_max"][j]})
@@ -158,15 +167,18 @@ class BehaviourComponents:
 
 
 def behaviour_components(estimator: Any, recording: Activations, variables: Sequence[str] = ("reversal", "velocity"),
-                         n_top: int = 10, only_identified: bool = True, n_shifts: int = 1000,
-                         min_shift: int | None = None, seed: int | None = 0) -> BehaviourComponents:
+                         n_top: int = 10, only_identified: bool = True, n_permutations: int = 1000,
+                         min_shift: int | None = None, seed: int | None = 0, groups: Any = None,
+                         null: str = "circular") -> BehaviourComponents:
     """Correlate a fitted estimator's components with behaviour and list their top-loading named units.
 
     ``only_identified`` keeps units whose ``identified`` coordinate is true (NeuroPAL-labelled
     neurons in ``celegans``); names come from the ``canonical`` (else ``name``) unit coordinate.
     """
     codes = estimator.transform(recording)
-    correlations = behaviour_correlation(codes, variables, n_shifts=n_shifts, min_shift=min_shift, seed=seed)
+    groups = resolve_groups(groups, recording.shape[0], recording)
+    correlations = behaviour_correlation(codes, variables, n_permutations=n_permutations, min_shift=min_shift, seed=seed,
+                                         groups=groups, null=null)
     units = recording.coords["unit"]
     names = units["canonical"].where(units["canonical"].astype(str) != "", units.get("name")) \
         if "canonical" in units.columns else units.get("name")

@@ -1,4 +1,4 @@
-"""Neuron labeling: streaming unit statistics, phenomenon detectors, label sources, explainers, scoring, reports.
+"""Neuron labeling: streaming unit statistics, phenomenon detectors, label sources, tuning, explainers, scoring, reports.
 
 >>> from interp.label import label_neurons, build_label_report                     # doctest: +SKIP
 >>> res = label_neurons(model, "blocks.6.mlp.hook_post", n_tokens=20_000)          # doctest: +SKIP
@@ -9,15 +9,18 @@ from .concepts import category_selectivity, concept_test, enrichment_test, poole
 from .explain import Explainer, LocalModelExplainer, OpenAIExplainer, TemplatedExplainer
 from .heads import head_scores
 from .phenomena import detect_phenomena, universal_units
-from .pipeline import LabelResult, label_heads, label_neurons, label_place_cells, label_recordings
+from .pipeline import LabelResult, label_heads, label_neurons
+from .recordings import label_place_cells, label_recordings, recording_title
 from .report import build_demo_report, build_label_report
 from .spatial import place_fields
 from .stats import UnitStats
+from .tuning import DirectionTuning, TuningCurves, direction_tuning, tuning_curves
 from .vocab import vocab_projection
 
 __all__ = [
     "UnitStats", "detect_phenomena", "universal_units", "head_scores", "vocab_projection", "concept_test",
     "pooled_concept_test", "enrichment_test", "category_selectivity", "place_fields", "Explainer",
     "TemplatedExplainer", "LocalModelExplainer", "OpenAIExplainer", "LabelResult", "label_neurons", "label_heads",
-    "label_recordings", "label_place_cells", "build_label_report", "build_demo_report",
+    "label_recordings", "label_place_cells", "build_label_report", "build_demo_report", "recording_title",
+    "tuning_curves", "direction_tuning", "TuningCurves", "DirectionTuning",
 ]

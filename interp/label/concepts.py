@@ -9,21 +9,23 @@ how strongly the unit tracks the annotation:
 * ``"mi"``: mutual information (bits) between the unit's activity (quantile bins) and a categorical
   annotation (one-sided).
 
-p-values come from a null built by shuffling the annotation against the activity. Time series are
-autocorrelated, so shuffling samples independently would make almost everything significant; with
-``shuffle="circular"`` the annotation is instead shifted circularly by a random offset (at least
-``min_shift`` samples) within each segment (``groups``: a recording, a trial), which keeps both
-autocorrelations intact and destroys only their alignment (the standard test for calcium and spike
-data, e.g. Kato et al. 2015; Harris et al. 2003 for place cells). ``shuffle="permutation"`` permutes
-samples (for independent stimuli, e.g. images). p-values are ``(1 + #{null >= observed}) /
-(1 + n_perm)`` and are corrected across units (and annotations) with Benjamini-Hochberg FDR.
+p-values come from a null built by reordering the annotation against the activity, with the
+:mod:`interp.stats` nulls (``null=``): with ``groups=`` (a trial or subject coordinate, or one label
+per sample) whole trials swap (``"group"``), so autocorrelation inside a trial cannot make a false
+positive; on a time series without groups the annotation is shifted circularly by at least
+``min_shift`` samples within each segment (``"circular"``, the standard test for calcium and spike
+data, Kato et al. 2015; Harris et al. 2003), or blocks of samples are permuted (``"block"``);
+``"permutation"`` permutes single samples, which is right only for exchangeable samples (independent
+stimuli). ``null="auto"`` (the default) picks one of these (:func:`interp.stats.choose_null`): never a
+sample permutation on a time series. p-values are ``(1 + #{null >= observed}) / (1 + n_permutations)``
+and are corrected across units (and annotations) with Benjamini-Hochberg FDR.
 
 :func:`pooled_concept_test` pools recordings of different individuals by unit name (e.g. NeuroPAL
 identities across worms): the statistic is averaged over the recordings where the name occurs and the
 null shifts every recording independently. :func:`enrichment_test` asks whether a labeled set of
 names is enriched for a class of neurons (hypergeometric test).
 
->>> tests = concept_test(worm, {"reversal": worm.coord("reversal")}, shuffle="circular")   # doctest: +SKIP
+>>> tests = concept_test(worm, {"reversal": worm.coord("reversal")})                      # doctest: +SKIP
 >>> tests.significant().head()                                                            # doctest: +SKIP
 """
 
@@ -38,29 +40,14 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
+from ..results import Result, themed
+from ..stats import benjamini_hochberg, choose_null, null_indices, resolve_groups
 from ..tensor import Activations
 
-__all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "benjamini_hochberg", "enrichment_test",
-           "neuron_class", "category_selectivity"]
+__all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
+           "category_selectivity", "Enrichment"]
 
 KINDS = ("correlation", "auroc", "mi")
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values); NaNs stay NaN and are not counted."""
-    p = np.asarray(p, dtype=float)
-    q = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    order = np.argsort(p[ok])
-    ranked = p[ok][order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    out = np.empty(m)
-    out[order] = ranked
-    q[ok] = out
-    return q
 
 
 def _matrix(acts: Activations | np.ndarray | Any) -> tuple[np.ndarray, pd.DataFrame]:
@@ -94,81 +81,79 @@ def _kind_of(values: np.ndarray, kind: str) -> str:
     return "correlation"
 
 
-def _shifts(n: int, groups: np.ndarray, n_perm: int, min_shift: int, shuffle: str, rng: np.random.Generator) -> np.ndarray:
-    """``(n_perm, n)`` index arrays: the annotation at sample i under permutation p is ``ann[idx[p, i]]``."""
-    idx = np.empty((n_perm, n), dtype=np.int64)
-    base = np.arange(n)
-    for g in np.unique(groups):
-        members = base[groups == g]
-        m = len(members)
-        if shuffle == "permutation":
-            for p in range(n_perm):
-                idx[p, members] = members[rng.permutation(m)]
-            continue
-        lo = min(min_shift, m // 2)
-        if m < 2 or lo >= m - lo:
-            raise ConfigError(f"a segment of {m} samples is too short for circular shifts of at least {min_shift}")
-        shift = rng.integers(lo, m - lo + 1, size=n_perm)
-        idx[:, members] = members[(np.arange(m)[None, :] + shift[:, None]) % m]
-    return idx
-
-
 def _rankdata(X: np.ndarray) -> np.ndarray:
     return sps.rankdata(X, axis=0)
 
 
-def _statistic(kind: str, X: np.ndarray, ann: np.ndarray, idx: np.ndarray | None, n_bins: int = 8) -> np.ndarray:
+def _prepare(kind: str, X: np.ndarray) -> np.ndarray:
+    """What the statistic needs of the activity, computed once: z-scores (correlation) or ranks (AUROC)."""
+    if kind == "correlation":
+        return (X - X.mean(0)) / X.std(0)
+    if kind == "auroc":
+        return _rankdata(X)
+    return X
+
+
+def _statistic(kind: str, X: np.ndarray, ann: np.ndarray, idx: np.ndarray | None, n_bins: int = 8,
+               prepared: np.ndarray | None = None) -> np.ndarray:
     """Statistic per unit for the annotation permuted by each row of ``idx`` (or unpermuted)."""
     A = ann[None, :] if idx is None else ann[idx]  # (P, n)
     if kind == "correlation":
-        Z = (X - X.mean(0)) / X.std(0)
+        Z = _prepare(kind, X) if prepared is None else prepared
         a = (A - A.mean(1, keepdims=True)) / A.std(1, keepdims=True)
         return a @ Z / X.shape[0]
     if kind == "auroc":
-        R = _rankdata(X)
+        R = _prepare(kind, X) if prepared is None else prepared
         pos = A.astype(float)
         n1 = pos.sum(1, keepdims=True)
         n0 = X.shape[0] - n1
         return (pos @ R - n1 * (n1 + 1) / 2) / (n1 * n0)
-    # mutual information between quantile-binned activity and categories
+    # mutual information between quantile-binned activity and categories: joint counts by one bincount
     cats, codes = np.unique(ann, return_inverse=True)
     n, U = X.shape
+    K, B = len(cats), n_bins
     q = np.empty_like(X, dtype=np.int64)
     for u in range(U):
         edges = np.unique(np.quantile(X[:, u], np.linspace(0, 1, n_bins + 1)[1:-1]))
         q[:, u] = np.searchsorted(edges, X[:, u], side="right")
-    onehot_act = np.zeros((n, U * n_bins))
-    onehot_act[np.arange(n)[:, None], np.arange(U)[None, :] * n_bins + q] = 1
-    p_act = onehot_act.mean(0).reshape(U, n_bins)
-    rows = []
+    p_act = np.stack([np.bincount(q[:, u], minlength=B) for u in range(U)]) / n  # (U, B)
+    p_cat = np.bincount(codes, minlength=K) / n  # a permutation keeps the category frequencies
+    expected = p_cat[None, :, None] * p_act[:, None, :]  # (U, K, B)
+    onehot_act = np.zeros((n, U * B))
+    onehot_act[np.arange(n)[:, None], np.arange(U)[None, :] * B + q] = 1
     perm_codes = codes[None, :] if idx is None else codes[idx]
-    for pc in perm_codes:
-        C = np.zeros((n, len(cats)))
-        C[np.arange(n), pc] = 1
-        joint = (C.T @ onehot_act / n).reshape(len(cats), U, n_bins).transpose(1, 0, 2)  # (U, cat, bin)
-        p_cat = C.mean(0)
+    rows = []
+    for start in range(0, len(perm_codes), 64):  # one large matrix product per 64 permutations
+        pc = perm_codes[start:start + 64]
+        P = len(pc)
+        C = np.zeros((P, K, n))
+        C[np.arange(P)[:, None], pc, np.arange(n)[None, :]] = 1
+        joint = (C.reshape(P * K, n) @ onehot_act).reshape(P, K, U, B).transpose(0, 2, 1, 3) / n  # (P, U, K, B)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = joint / (p_cat[None, :, None] * p_act[:, None, :])
-            mi = np.where(joint > 0, joint * np.log2(ratio), 0.0).sum((1, 2))
-        rows.append(mi)
-    return np.stack(rows)
+            terms = np.where(joint > 0, joint * np.log2(joint / expected[None]), 0.0)
+        rows.append(terms.sum((2, 3)))
+    return np.concatenate(rows)
 
 
 @dataclass
-class ConceptTests:
+class ConceptTests(Result):
     """Per-unit, per-annotation statistics with permutation p-values and FDR q-values.
 
     ``frame`` has one row per (unit, concept): ``unit``, unit coordinates (e.g. ``name``), ``concept``,
-    ``kind``, ``statistic``, ``effect`` (signed: r, AUROC-0.5 or MI), ``p_value``, ``q_value``,
-    ``significant`` (q < alpha) and ``direction`` ("+" / "-").
+    ``kind``, ``statistic``, ``effect`` (signed r or AUROC-0.5; MI in bits, which has no sign),
+    ``p_value``, ``q_value``, ``significant`` (q < alpha) and ``direction`` ("+" / "-"; empty for MI,
+    which says that activity depends on the categories, not in which direction). ``null`` names the
+    null (``"group"``, ``"circular"``, ``"block"``, ``"permutation"``) and ``reason`` why it was used.
     """
 
     frame: pd.DataFrame
     alpha: float
-    shuffle: str
-    n_perm: int
+    null: str
+    n_permutations: int
+    reason: str = ""
 
     def to_frame(self) -> pd.DataFrame:
+        """The per-(unit, concept) table (a copy)."""
         return self.frame.copy()
 
     def significant(self, concept: str | None = None, direction: str | None = None) -> pd.DataFrame:
@@ -181,23 +166,33 @@ class ConceptTests:
         return f.reindex(f["effect"].abs().sort_values(ascending=False).index)
 
     def labels(self) -> dict[int, list[str]]:
-        """``{unit: ["reversal (+, q=0.001)", ...]}`` for significant rows."""
+        """``{unit: ["reversal (+, q=0.001)", "target (q=0.01)", ...]}`` for significant rows."""
         out: dict[int, list[str]] = {}
         for row in self.significant().itertuples():
-            out.setdefault(int(row.unit), []).append(f"{row.concept} ({row.direction}, q={row.q_value:.2g})")
+            sign = f"{row.direction}, " if row.direction else ""
+            out.setdefault(int(row.unit), []).append(f"{row.concept} ({sign}q={row.q_value:.2g})")
         return out
 
-    def plot(self, concept: str | None = None):
+    def summary(self) -> str:
+        """How many units are significant per concept, and the null used."""
+        f = self.frame
+        per = f.groupby("concept", sort=False)["significant"].sum()
+        lines = [f"concept tests: {f['unit'].nunique()} units x {len(per)} concepts, {int(f['significant'].sum())} "
+                 f"significant at q < {self.alpha} ({self.null} null, {self.n_permutations} draws"
+                 + (f": {self.reason})" if self.reason else ")")]
+        lines += [f"  {c}: {int(k)} units" for c, k in per.items()]
+        return "\n".join(lines)
+
+    def plot(self, concept: str | None = None, **kwargs: Any):
         """Effect vs -log10 p per unit (a volcano plot), significant units highlighted."""
         import plotly.express as px
 
         f = self.frame if concept is None else self.frame[self.frame["concept"] == concept]
         f = f.assign(neg_log10_p=-np.log10(f["p_value"]))
         hover = [c for c in ("name", "unit") if c in f.columns]
-        fig = px.scatter(f, x="effect", y="neg_log10_p", color="significant", symbol="concept", hover_data=hover,
-                         title=f"concept tests ({self.shuffle} shuffles, n={self.n_perm})")
-        fig.update_layout(template="none", height=380)
-        return fig
+        fig = px.scatter(f, x="effect", y="neg_log10_p", color="significant", symbol="concept", hover_data=hover)
+        return themed(fig, title=kwargs.get("title", f"concept tests ({self.null} null, n={self.n_permutations})"),
+                      height=380)
 
 
 def _annotations(annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray, n: int, source: Activations | None) -> dict[str, np.ndarray]:
@@ -232,25 +227,61 @@ def _observed_and_null(X: np.ndarray, ann: np.ndarray, kind: str, idx: np.ndarra
             raise ConfigError("a binary annotation must have both true and false samples")
     if kind == "correlation" and np.std(ann) == 0:
         raise ConfigError("a continuous annotation is constant; nothing to correlate with")
-    obs = _statistic(kind, X, ann, None, n_bins)[0]
-    null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins) for i in range(0, len(idx), 200)])
+    prepared = _prepare(kind, X)
+    obs = _statistic(kind, X, ann, None, n_bins, prepared)[0]
+    if kind == "mi":  # one call: the binning is done once and the products are batched inside
+        return obs, _statistic(kind, X, ann, idx, n_bins)
+    null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins, prepared) for i in range(0, len(idx), 200)])
     return obs, null
 
 
 def _pvalues(kind: str, obs: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed effect and p-value (two-sided on |r| and |AUROC - 0.5|, one-sided on MI)."""
+    from ..stats import p_value
+
     centre = 0.5 if kind == "auroc" else 0.0
     effect = obs - centre
     if kind == "mi":
-        exceed = (null >= obs[None, :] - 1e-12).sum(0)
-    else:
-        exceed = (np.abs(null - centre) >= np.abs(effect)[None, :] - 1e-12).sum(0)
-    return effect, (1 + exceed) / (1 + len(null))
+        return effect, p_value(obs, null)
+    return effect, p_value(np.abs(effect), np.abs(null - centre))
+
+
+def _constant_within(values: np.ndarray, codes: np.ndarray) -> bool:
+    first = pd.Series(values).groupby(codes).transform("first").to_numpy()
+    return bool((first == values).all())
+
+
+class _Nulls:
+    """Index arrays of one null for one recording, built once (per 'constant within groups' flag)."""
+
+    def __init__(self, n: int, kind: str, codes: np.ndarray | None, n_permutations: int, seed: Any,
+                 min_shift: int | None, block_size: int | None) -> None:
+        self.args = dict(groups=codes, n_permutations=n_permutations, min_shift=min_shift, block_size=block_size)
+        self.n, self.kind, self.codes, self.seed = n, kind, codes, seed
+        self.cache: dict[bool, np.ndarray] = {}
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        constant = False
+        if self.kind == "group":
+            sizes = np.bincount(self.codes)
+            if len(set(sizes.tolist())) > 1:
+                constant = _constant_within(values, self.codes)
+            else:
+                order = np.argsort(self.codes, kind="stable")
+                per_trial = np.asarray(values)[order].reshape(len(sizes), -1)
+                if (per_trial == per_trial[:1]).all():
+                    raise ConfigError("the annotation is the same in every trial (time-locked), so swapping whole "
+                                      "trials cannot test it; use null='circular' (shifts within each trial)")
+        if constant not in self.cache:
+            self.cache[constant] = null_indices(self.n, self.kind, seed=np.random.default_rng(self.seed),
+                                                constant=constant, **self.args)
+        return self.cache[constant]
 
 
 def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray | str,
-                 kind: str | Mapping[str, str] = "auto", shuffle: str = "circular", n_perm: int = 1000,
-                 groups: Sequence[Any] | np.ndarray | None = None, min_shift: int | None = None, alpha: float = 0.05,
-                 n_bins: int = 8, seed: int = 0) -> ConceptTests:
+                 kind: str | Mapping[str, str] = "auto", *, null: str = "auto", groups: Any = None,
+                 n_permutations: int = 1000, min_shift: int | None = None, block_size: int | None = None,
+                 alpha: float = 0.05, n_bins: int = 8, seed: int = 0) -> ConceptTests:
     """Test every unit against every annotation (see the module docstring).
 
     Parameters
@@ -262,36 +293,39 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
     kind:
         ``"auto"`` (binary -> AUROC, few categories/strings -> MI, else correlation), one kind, or one
         per annotation.
-    shuffle:
-        ``"circular"`` (time series) or ``"permutation"`` (independent samples).
+    null:
+        ``"auto"``, ``"group"``, ``"circular"``, ``"block"`` or ``"permutation"`` (see
+        :mod:`interp.stats`).
     groups:
-        Segment of each sample (recording, trial); shifts stay within a segment.
+        Trial (or recording, subject) of each sample: a sample-coordinate name of ``acts`` or one
+        label per sample. ``"group"`` swaps whole trials (they must have equal length unless the
+        annotation is constant within trials); ``"circular"``/``"block"`` stay within trials.
     min_shift:
         Smallest circular shift (default: a tenth of the shortest segment).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> trial = np.repeat(np.arange(20), 10); X = rng.normal(size=(200, 3))
+    >>> rewarded = np.repeat(rng.random(20) < 0.5, 10)          # one value per trial
+    >>> concept_test(X, {"rewarded": rewarded}, groups=trial, n_permutations=99).null
+    'group'
     """
-    if shuffle not in {"circular", "permutation"}:
-        raise ConfigError(f"shuffle must be 'circular' or 'permutation', got {shuffle!r}")
-    if n_perm < 1:
-        raise ConfigError(f"n_perm must be at least 1, got {n_perm}")
     X, unit_frame = _matrix(acts)
     n, U = X.shape
-    anns = _annotations(annotations, n, acts if isinstance(acts, Activations) else None)
+    source = acts if isinstance(acts, Activations) else None
+    anns = _annotations(annotations, n, source)
     constant = X.std(0) == 0
     if constant.all():
         raise ConfigError("every unit is constant over the samples; there is nothing to test")
-    groups_arr = np.zeros(n, dtype=np.int64) if groups is None else pd.factorize(np.asarray(groups))[0]
-    if len(groups_arr) != n:
-        raise MismatchError(f"groups has {len(groups_arr)} values but there are {n} samples")
-    seg = np.bincount(groups_arr).min()
-    min_shift = max(1, seg // 10) if min_shift is None else int(min_shift)
-    rng = np.random.default_rng(seed)
-    idx = _shifts(n, groups_arr, n_perm, min_shift, shuffle, rng)
+    codes = resolve_groups(groups, n, source)
+    chosen, reason = choose_null(null, groups=codes, source=source, activity=X[:, ~constant], values=list(anns.values()))
+    nulls = _Nulls(n, chosen, codes, n_permutations, seed, min_shift, block_size)
     Xv = X[:, ~constant]
     rows = []
     for name, values in anns.items():
         k = _kind_of(values, kind.get(name, "auto") if isinstance(kind, Mapping) else kind)
-        obs, null = _observed_and_null(Xv, values, k, idx, n_bins)
-        effect, p = _pvalues(k, obs, null)
+        obs, null_stats = _observed_and_null(Xv, values, k, nulls(values), n_bins)
+        effect, p = _pvalues(k, obs, null_stats)
         full_stat, full_eff, full_p = (np.full(U, np.nan) for _ in range(3))
         full_stat[~constant], full_eff[~constant], full_p[~constant] = obs, effect, p
         f = unit_frame.copy()
@@ -299,34 +333,41 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         f["concept"], f["kind"], f["statistic"], f["effect"], f["p_value"] = name, k, full_stat, full_eff, full_p
         f["constant"] = constant
         rows.append(f)
-    return _finish(pd.concat(rows, ignore_index=True), alpha, shuffle, n_perm)
+    return _finish(pd.concat(rows, ignore_index=True), alpha, chosen, n_permutations, reason)
 
 
-def _finish(frame: pd.DataFrame, alpha: float, shuffle: str, n_perm: int) -> ConceptTests:
+def _finish(frame: pd.DataFrame, alpha: float, null: str, n_permutations: int, reason: str = "") -> ConceptTests:
     frame["q_value"] = benjamini_hochberg(frame["p_value"].to_numpy())
     frame["significant"] = frame["q_value"] < alpha
     frame["direction"] = np.where(frame["effect"] >= 0, "+", "-")
-    frame.loc[frame["kind"] == "mi", "direction"] = "+"
-    return ConceptTests(frame, alpha, shuffle, n_perm)
+    frame.loc[frame["kind"] == "mi", "direction"] = ""
+    return ConceptTests(frame, alpha, null, n_permutations, reason)
 
 
 def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Sequence[np.ndarray],
-                        by: str = "name", kind: str = "auto", n_perm: int = 1000, min_shift: int | None = None,
+                        by: str = "name", kind: str = "auto", *, null: str = "auto", groups: Any = None,
+                        n_permutations: int = 1000, min_shift: int | None = None, block_size: int | None = None,
                         min_recordings: int = 1, alpha: float = 0.05, seed: int = 0) -> ConceptTests:
-    """Pool recordings of different individuals by unit name, with circular shifts per recording.
+    """Pool recordings of different individuals by unit name, with a null drawn per recording.
 
     The pooled statistic of a name is the mean of its per-recording statistics (over the recordings
-    where it was identified); the null shifts each recording's annotation independently and averages
-    the same way, so a name seen in 5 worms is tested against a 5-worm null. ``annotation`` is a sample
-    coordinate name of every recording or one array per recording. Names seen in fewer than
-    ``min_recordings`` recordings are dropped. Unidentified units (empty or missing name) are skipped.
+    where it was identified); the null reorders each recording's annotation independently (circular
+    shifts by default for these time series; whole trials with ``groups``) and averages the same way,
+    so a name seen in 5 worms is tested against a 5-worm null. ``annotation`` is a sample coordinate
+    name of every recording or one array per recording; ``groups`` a sample coordinate name (e.g.
+    ``"trial"``) or one label array per recording. Names seen in fewer than ``min_recordings``
+    recordings are dropped. Unidentified units (empty or missing name) are skipped.
     """
     if not recordings:
         raise InputTypeError("no recordings to pool")
+    if groups is not None and not isinstance(groups, str) and len(groups) != len(recordings):
+        raise MismatchError(f"give groups as a coordinate name or one label array per recording ({len(recordings)}), "
+                            f"got {len(groups)} arrays")
     rng = np.random.default_rng(seed)
     per_name_obs: dict[str, list[float]] = {}
     per_name_null: dict[str, list[np.ndarray]] = {}
     chosen_kind = None
+    used: dict[str, str] = {}
     for i, rec in enumerate(recordings):
         X, units = _matrix(rec)
         if by not in units.columns:
@@ -341,25 +382,27 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
         names = units[by].astype(str).to_numpy()
         keep = (X.std(0) > 0) & np.array([bool(nm) and nm.lower() not in {"nan", "none", ""} for nm in names])
         n = X.shape[0]
-        shift = max(1, n // 10) if min_shift is None else min_shift
-        idx = _shifts(n, np.zeros(n, dtype=np.int64), n_perm, shift, "circular", rng)
-        obs, null = _observed_and_null(X[:, keep], np.asarray(values), k, idx, 8)
+        codes = resolve_groups(groups if groups is None or isinstance(groups, str) else groups[i], n, rec)
+        chosen, reason = choose_null(null, groups=codes, source=rec, activity=X[:, keep], values=[np.asarray(values)])
+        used.setdefault(chosen, reason)
+        idx = _Nulls(n, chosen, codes, n_permutations, rng, min_shift, block_size)(np.asarray(values))
+        obs, null_stats = _observed_and_null(X[:, keep], np.asarray(values), k, idx, 8)
         for j, nm in enumerate(names[keep]):
             per_name_obs.setdefault(nm, []).append(obs[j])
-            per_name_null.setdefault(nm, []).append(null[:, j])
+            per_name_null.setdefault(nm, []).append(null_stats[:, j])
     rows = []
     for nm, obs_list in per_name_obs.items():
         if len(obs_list) < min_recordings:
             continue
         obs = np.array([np.mean(obs_list)])
-        null = np.mean(per_name_null[nm], axis=0)[:, None]
-        effect, p = _pvalues(chosen_kind, obs, null)
+        null_mean = np.mean(per_name_null[nm], axis=0)[:, None]
+        effect, p = _pvalues(chosen_kind, obs, null_mean)
         rows.append({"unit": len(rows), by: nm, "n_recordings": len(obs_list), "concept": str(annotation) if
                      isinstance(annotation, str) else "annotation", "kind": chosen_kind, "statistic": obs[0],
                      "effect": effect[0], "p_value": p[0]})
     if not rows:
         raise InputTypeError("no unit names were found in enough recordings to pool")
-    return _finish(pd.DataFrame(rows), alpha, "circular", n_perm)
+    return _finish(pd.DataFrame(rows), alpha, "+".join(used), n_permutations, "; ".join(dict.fromkeys(used.values())))
 
 
 def neuron_class(name: str) -> str:
@@ -371,7 +414,7 @@ def neuron_class(name: str) -> str:
 
 
 @dataclass
-class Enrichment:
+class Enrichment(Result):
     """Result of a hypergeometric enrichment test."""
 
     population: int
@@ -383,7 +426,13 @@ class Enrichment:
     overlap_names: list[str]
 
     def to_frame(self) -> pd.DataFrame:
+        """One row: population, in_class, selected, overlap, expected, p_value, overlap_names."""
         return pd.DataFrame([self.__dict__])
+
+    def summary(self) -> str:
+        """Overlap against expectation and the p-value."""
+        return (f"{self.overlap} of {self.selected} selected names are in the classes ({self.expected:.1f} expected from "
+                f"{self.in_class} of {self.population}); hypergeometric p = {self.p_value:.3g}")
 
 
 def enrichment_test(selected: Sequence[str], population: Sequence[str], classes: Sequence[str],
@@ -409,20 +458,39 @@ def enrichment_test(selected: Sequence[str], population: Sequence[str], classes:
     return Enrichment(M, K, N, x, K * N / M, p, overlap)
 
 
-def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[Any] | np.ndarray, n_perm: int = 1000,
-                         alpha: float = 0.05, seed: int = 0) -> ConceptTests:
+def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[Any] | np.ndarray | str, *,
+                         groups: Any = None, null: str = "auto", n_permutations: int = 1000,
+                         min_shift: int | None = None, block_size: int | None = None, alpha: float = 0.05,
+                         seed: int = 0) -> ConceptTests:
     """Category selectivity per unit (Kriegeskorte et al. 2008 style: animate/inanimate, faces, bodies...).
 
-    For every category, AUROC of the unit's response for that category's stimuli vs all others, with
-    stimulus-permutation p-values (stimuli are independent) and FDR over units x categories. A unit
-    is labeled selective for a category when q < alpha and AUROC > 0.5.
+    For every category, AUROC of the unit's response for that category's samples vs all others, with
+    FDR over units x categories. A unit is labeled selective for a category when q < alpha and
+    AUROC > 0.5. ``categories``: one label per sample or a sample-coordinate name of ``acts``.
+
+    The null follows :func:`concept_test`: with ``groups`` (trials) whole trials swap their
+    categories, which is what makes the test valid on time series cut into trials (single-sample
+    permutation flags most units of an untuned autocorrelated recording); without groups a time
+    series gets circular shifts and independent stimuli a permutation.
+
+    >>> import numpy as np
+    >>> cats = np.repeat(["face", "body", "object"], 30)
+    >>> X = np.random.default_rng(0).normal(size=(90, 4)); X[cats == "face", 2] += 2
+    >>> t = category_selectivity(X, cats, n_permutations=200)
+    >>> t.significant(direction="+")[["unit", "concept"]].values.tolist()
+    [[2, 'face']]
     """
     X, _ = _matrix(acts)
+    if isinstance(categories, str):
+        if not isinstance(acts, Activations):
+            raise InputTypeError("a category coordinate name needs an Activations with that sample coordinate")
+        categories = acts.coord(categories, acts.dims[0])
     cats = np.asarray(categories)
     if len(cats) != X.shape[0]:
-        raise MismatchError(f"categories has {len(cats)} values but there are {X.shape[0]} stimuli")
+        raise MismatchError(f"categories has {len(cats)} values but there are {X.shape[0]} samples")
     levels = [c for c in pd.unique(cats)]
     if len(levels) < 2:
         raise ConfigError("need at least two categories")
     anns = {str(c): (cats == c) for c in levels}
-    return concept_test(acts, anns, kind="auroc", shuffle="permutation", n_perm=n_perm, alpha=alpha, seed=seed)
+    return concept_test(acts, anns, kind="auroc", null=null, groups=groups, n_permutations=n_permutations,
+                        min_shift=min_shift, block_size=block_size, alpha=alpha, seed=seed)

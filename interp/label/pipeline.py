@@ -9,8 +9,8 @@ phenomena) plus everything the report's unit cards show. Build the HTML with
 * :func:`label_heads`: attention heads by their previous-token / induction / duplicate-token scores,
   labeled on one token set and scored on another.
 * :func:`label_recordings`: recorded units (C. elegans neurons, hippocampal units...) by concept
-  tests against behaviour annotations, pooled across individuals by name, with circular shifts;
-  labeled on the first part of each recording and scored on the rest.
+  tests against behaviour annotations, pooled across individuals by name (circular shifts, or whole
+  trials with ``groups``); labeled on the first part of each recording and scored on the rest.
 * :func:`label_place_cells`: hippocampal place cells with their fields.
 
 >>> model, tok = interp.models.load("smollm2-135m")                                 # doctest: +SKIP
@@ -31,18 +31,16 @@ import torch
 
 from .. import engine
 from ..errors import ConfigError, InputTypeError
-from ..tensor import Activations
-from .concepts import ConceptTests, pooled_concept_test
+from .concepts import ConceptTests
 from .explain import Explainer, Explanation, TemplatedExplainer, UnitEvidence, explain_safely, keyword_predicate
 from .heads import HeadScores, head_scores
 from .phenomena import Phenomena, detect_phenomena, exemplar_ngrams
-from .scoring import auroc, detection_auroc, simulation_correlation
-from .spatial import PlaceFields, place_fields
+from .scoring import detection_auroc, simulation_correlation
+from .spatial import PlaceFields
 from .stats import UnitStats, UnitStatsResult
 from .vocab import VocabProjection, decode_tokens, vocab_projection
 
-__all__ = ["LabelResult", "label_neurons", "label_heads", "label_recordings", "label_place_cells", "text_corpus",
-           "stream_site"]
+__all__ = ["LabelResult", "label_neurons", "label_heads", "text_corpus", "stream_site"]
 
 
 @dataclass
@@ -335,97 +333,3 @@ def label_heads(model: Any, fit_tokens: torch.Tensor, heldout_tokens: torch.Tens
                        head_example={"tokens": example[0].tolist(), "patterns": patterns},
                        notes=[f"heads labeled on {tuple(fit_tokens.shape)} token sequences, scored on "
                               f"{tuple(heldout_tokens.shape)} held-out sequences; threshold {threshold}"])
-
-
-# --------------------------------------------------------------------------- recordings
-def label_recordings(recordings: Activations | Sequence[Activations], annotations: Sequence[str],
-                     by: str = "name", fit_fraction: float = 0.6, n_perm: int = 1000, min_recordings: int = 1,
-                     alpha: float = 0.05, title: str = "recorded units", seed: int = 0) -> LabelResult:
-    """Label recorded units by behaviour: pooled concept tests with circular shifts, scored on held-out time.
-
-    Each recording is split in time: the first ``fit_fraction`` gives the labels (concept tests pooled
-    across recordings by the unit coordinate ``by``, circular shifts, BH-FDR across units and
-    annotations), the rest gives the score (mean over recordings of the held-out AUROC for a binary
-    annotation, or of the signed correlation matched to the label's direction for a continuous one).
-    """
-    recs = [recordings] if isinstance(recordings, Activations) else list(recordings)
-    if not recs:
-        raise InputTypeError("no recordings given")
-    if not 0 < fit_fraction < 1:
-        raise ConfigError(f"fit_fraction must be between 0 and 1, got {fit_fraction}")
-    fit = [r.isel(**{r.dims[0]: slice(0, int(r.shape[0] * fit_fraction))}) for r in recs]
-    held = [r.isel(**{r.dims[0]: slice(int(r.shape[0] * fit_fraction), None)}) for r in recs]
-    frames = []
-    for a in annotations:
-        t = pooled_concept_test(fit, a, by=by, n_perm=n_perm, min_recordings=min_recordings, alpha=alpha, seed=seed)
-        frames.append(t.frame.assign(concept=a))
-    from .concepts import _finish
-
-    tests = _finish(pd.concat(frames, ignore_index=True).drop(columns=["q_value", "significant", "direction"]),
-                    alpha, "circular", n_perm)
-    names = sorted(tests.frame[by].unique())
-    rows = []
-    best_trace: dict[str, Any] = {}
-    for i, nm in enumerate(names):
-        sub = tests.frame[tests.frame[by] == nm]
-        sig = sub[sub["significant"]].sort_values("q_value")
-        label = "; ".join(f"{r.concept} {'↑' if r.direction == '+' else '↓'} (q={r.q_value:.2g})" for r in sig.itertuples())
-        score, kind_used = float("nan"), ""
-        top = sig.iloc[0] if len(sig) else sub.sort_values("p_value").iloc[0]
-        vals = []
-        for rec in held:
-            col = rec.coords[rec.dims[1]][by].astype(str).to_numpy()
-            for j in np.flatnonzero(col == nm):
-                x = rec.data[:, j].double().numpy()
-                ann = np.asarray(rec.coord(top.concept, rec.dims[0]))
-                if x.std() == 0:
-                    continue
-                if top.kind == "auroc":
-                    a = auroc(x, ann.astype(bool))
-                    vals.append(a if top.direction == "+" else 1 - a)
-                elif ann.std() > 0:
-                    r = np.corrcoef(x, ann.astype(float))[0, 1]
-                    vals.append(r if top.direction == "+" else -r)
-        if vals:
-            score = float(np.nanmean(vals))
-            kind_used = "held-out AUROC" if top.kind == "auroc" else "held-out r"
-        rows.append({"unit": i, "name": nm, "layer": None, "label": label or "no significant behaviour tuning",
-                     "score": score if label else float("nan"), "score_kind": kind_used if label else "",
-                     "simulation": float("nan"), "phenomena": ", ".join(sorted(set(sig["concept"]))),
-                     "explainer": "concept tests", "error": "", "n_recordings": int(sub["n_recordings"].iloc[0])})
-        best_trace[nm] = _trace_for(recs, by, nm, top.concept)
-    return LabelResult(title, "recording", by, pd.DataFrame(rows), concepts=tests, traces=best_trace,
-                       notes=[f"{len(recs)} recordings; labels from the first {fit_fraction:.0%} of each (circular-shift "
-                              f"p-values, {n_perm} shifts, BH-FDR over {len(tests.frame)} tests), scores on the rest"])
-
-
-def _trace_for(recs: list[Activations], by: str, name: str, concept: str, n: int = 400) -> dict[str, Any]:
-    """The longest-available trace of unit ``name`` (first recording that has it) with the annotation."""
-    for rec in recs:
-        col = rec.coords[rec.dims[1]][by].astype(str).to_numpy()
-        hits = np.flatnonzero(col == name)
-        if len(hits):
-            x = rec.data[:n, hits[0]].double().numpy()
-            ann = np.asarray(rec.coord(concept, rec.dims[0]))[:n].astype(float)
-            return {"trace": x, "annotation": ann, "concept": concept, "recording": str(rec.attrs.get("worm", ""))}
-    return {}
-
-
-def label_place_cells(recording: Activations, position: str = "linear_position", title: str = "place cells",
-                      **kwargs: Any) -> LabelResult:
-    """Label hippocampal units as place cells (see :func:`interp.label.spatial.place_fields`).
-
-    The score is the split-half stability of the rate map (correlation of the maps from the two halves
-    of the session): a held-out check that the field is real.
-    """
-    pf = place_fields(recording, position=position, **kwargs)
-    labels = pf.labels()
-    rows = []
-    for u, nm in enumerate(pf.names):
-        rows.append({"unit": u, "name": nm, "layer": None, "label": labels.get(u, "not a place cell"),
-                     "score": float(pf.stability[u]) if u in labels else float("nan"),
-                     "score_kind": "split-half rate-map r" if u in labels else "", "simulation": float("nan"),
-                     "phenomena": "place cell" if u in labels else "", "explainer": "place fields", "error": "",
-                     "spatial_info": float(pf.spatial_info[u]), "p_value": float(pf.p_value[u])})
-    return LabelResult(title, "place", position, pd.DataFrame(rows), place=pf,
-                       notes=[f"{pf.n_shuffle} circular shifts of each spike train against position; alpha {pf.alpha}"])

@@ -117,10 +117,16 @@ def _trace_svg(trace: np.ndarray, annotation: np.ndarray, width: int = 520, heig
             f'<polyline points="{pts}" fill="none" stroke="#2f6fdf" stroke-width="1.2"/></svg>')
 
 
-def _score_badge(score: float, kind: str) -> str:
+def _score_badge(score: float, kind: str, chance: float = float("nan")) -> str:
+    """The score as a coloured badge; a score with a chance level (decoding accuracy) is coloured by how far
+    above chance it lies, ``(score - chance) / (1 - chance)``, on the same scale as an AUROC."""
     if not isinstance(score, (int, float)) or not math.isfinite(score):
         return '<span class="muted">no score</span>'
-    cls = "" if score >= 0.75 else ("mid" if score >= 0.6 else "low")
+    level = score
+    if isinstance(chance, (int, float)) and math.isfinite(chance) and 0 < chance < 1:
+        level = 0.5 + 0.5 * (score - chance) / (1 - chance)
+        kind = f"{kind} (chance {chance:.2f})"
+    cls = "" if level >= 0.75 else ("mid" if level >= 0.6 else "low")
     return f'<span class="score {cls}" title="{escape(kind)}">{score:.2f}</span> <span class="muted">{escape(kind)}</span>'
 
 
@@ -181,7 +187,8 @@ def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 
             left_col.append("<h4>Attention pattern on a held-out repeated sequence</h4>" + _pattern_svg(pat))
     if result.traces is not None and row["name"] in result.traces and result.traces[row["name"]]:
         tr = result.traces[row["name"]]
-        left_col.append(f"<h4>Trace ({escape(tr['recording'])}, first {len(tr['trace'])} frames) with "
+        span = tr.get("span", f"first {len(tr['trace'])} samples")
+        left_col.append(f"<h4>Trace ({escape(tr['recording'])}, {escape(span)}) with "
                         f"{escape(tr['concept'])} (orange)</h4>" + _trace_svg(tr["trace"], tr["annotation"]))
     if result.concepts is not None:
         key = result.site
@@ -190,8 +197,8 @@ def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 
             body = "".join(f"<tr><td>{escape(str(r.concept))}</td><td>{r.kind}</td><td>{r.statistic:.3f}</td>"
                            f"<td>{r.p_value:.3g}</td><td>{r.q_value:.3g}</td><td>{'✔' if r.significant else ''}</td></tr>"
                            for r in sub.itertuples())
-            right_col.append('<h4>Concept tests (circular shifts)</h4><table class="mini"><tr><th>concept</th><th>test</th>'
-                             f"<th>stat</th><th>p</th><th>q</th><th></th></tr>{body}</table>")
+            right_col.append(f'<h4>Concept tests ({escape(result.concepts.null)} null)</h4><table class="mini"><tr>'
+                             f"<th>concept</th><th>test</th><th>stat</th><th>p</th><th>q</th><th></th></tr>{body}</table>")
     if result.place is not None:
         pf = result.place
         right_col.append(f'<div class="muted" style="font-size:12px">SI {pf.spatial_info[u]:.2f} bits/spike, '
@@ -202,7 +209,7 @@ def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 
     sim_txt = f", simulation r={sim:.2f}" if isinstance(sim, float) and math.isfinite(sim) else ""
     tags = "".join(f'<span class="tag">{escape(t.strip())}</span>' for t in str(row.get("phenomena", "")).split(",") if t.strip())
     summary = (f'<summary><b>{escape(str(row["name"]))}</b> {tags}<span>{escape(str(row["label"]))}</span>'
-               f'<span style="margin-left:auto">{_score_badge(row["score"], str(row.get("score_kind", "")))}'
+               f'<span style="margin-left:auto">{_score_badge(row["score"], str(row.get("score_kind", "")), row.get("chance", float("nan")))}'
                f"{escape(sim_txt)}</span></summary>")
     explainer = f'<div class="muted" style="font-size:12px">label by: {escape(str(row.get("explainer", "")))}</div>'
     body = (f'<div class="body">{explainer}<div class="cardgrid"><div>{"".join(left_col)}</div>'
@@ -247,14 +254,15 @@ def add_label_sections(report: Report, result: LabelResult, result_id: str | Non
     index = table.copy()
     index.insert(0, "open", [f'<a href="#{_card_id(rid, n)}">{escape(str(n))}</a>' if str(n) in carded else escape(str(n))
                              for n in index["name"]])
-    keep = [c for c in ["open", "layer", "label", "score", "score_kind", "simulation", "phenomena", "explainer",
+    keep = [c for c in ["open", "layer", "label", "score", "score_kind", "chance", "simulation", "phenomena", "explainer",
                         "frequency", "max", "n_recordings", "previous_token", "induction", "duplicate_token",
                         "spatial_info", "p_value"] if c in index.columns]
     index = index[keep].rename(columns={"open": "unit"})
     if index["layer"].isna().all():
         index = index.drop(columns=["layer"])
-    if "simulation" in index and index["simulation"].isna().all():
-        index = index.drop(columns=["simulation"])
+    for col in ("simulation", "chance"):
+        if col in index and index[col].isna().all():
+            index = index.drop(columns=[col])
     index["label"] = index["label"].astype(str).str.slice(0, 160)
     report.add_table(f"{result.title}: index", index, html_columns=["unit"],
                      intro='<p class="muted">Click a header to sort; type in a filter box (text, or <code>&gt;0.8</code>, '
@@ -277,7 +285,7 @@ def build_label_report(results: LabelResult | Sequence[LabelResult], path: str |
 
 
 def build_demo_report(path: str | os.PathLike = "reports/labels.html", n_tokens: int = 6_000, layer: int = 6,
-                      n_perm: int = 300, progress: bool = True) -> Path:
+                      n_permutations: int = 300, progress: bool = True) -> Path:
     """The ``make demo`` label report: induction-2l heads, one smollm2-135m MLP layer, C. elegans neurons.
 
     Small settings (a few thousand tokens, a few hundred circular shifts) keep it to a few minutes on
@@ -307,11 +315,13 @@ def build_demo_report(path: str | os.PathLike = "reports/labels.html", n_tokens:
         notes.append(f"smollm2-135m layer skipped: {exc}")
     try:
         worms = data.load("celegans")
-        results.append(label_recordings(worms, ["reversal", "velocity", "head_angle"], by="canonical", n_perm=n_perm,
+        results.append(label_recordings(worms, ["reversal", "velocity", "head_angle"], by="canonical",
+                                        n_permutations=n_permutations,
                                         title="C. elegans neurons (7 worms)"))
     except (InterpError, ImportError) as exc:
         notes.append(f"celegans skipped: {exc}")
     return build_label_report(results, path, title="interp demo: neuron labels", notes=notes)
 
 
-from .pipeline import label_heads, label_neurons, label_recordings  # noqa: E402  (re-exported for the demo)
+from .pipeline import label_heads, label_neurons  # noqa: E402  (re-exported for the demo)
+from .recordings import label_recordings  # noqa: E402

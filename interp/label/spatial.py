@@ -6,8 +6,11 @@
 * Spatial information (Skaggs, McNaughton, Gothard & Markus 1993), in bits per spike:
   ``SI = sum_i p_i (l_i / l) log2(l_i / l)``, with ``p_i`` the occupancy probability of bin i, ``l_i``
   its rate and ``l = sum_i p_i l_i`` the mean rate.
-* Shuffle test: the spike train is shifted circularly against the position by a random offset of at
-  least ``min_shift_s`` seconds, ``n_shuffle`` times; ``p = (1 + #{SI_shuffle >= SI}) / (1 + n)``.
+* Shuffle test: the position is shifted circularly against the spike train by a random offset of at
+  least ``min_shift_s`` seconds (within each lap or session when ``groups`` is given), with
+  :func:`interp.stats.circular_shifts`, ``n_permutations`` times;
+  ``p = (1 + #{SI_shuffle >= SI}) / (1 + n_permutations)``. The shuffled rate maps of all shifts are
+  computed at once (one sparse product).
 * A unit is labeled a place cell when p < ``alpha``, it fires at least ``min_spikes`` spikes while
   running, its peak rate is at least ``min_peak_rate`` Hz and its spatial information at least
   ``min_info`` bits/spike (which excludes fast-spiking interneurons whose weak modulation is
@@ -22,12 +25,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
+from ..results import Result, themed
+from ..stats import circular_shifts, p_value, resolve_groups
 from ..tensor import Activations
 
 __all__ = ["PlaceFields", "place_fields", "spatial_information"]
@@ -45,7 +51,7 @@ def spatial_information(rate_maps: np.ndarray, occupancy: np.ndarray) -> np.ndar
 
 
 @dataclass
-class PlaceFields:
+class PlaceFields(Result):
     """Rate maps, spatial information, shuffle p-values and place fields of every unit."""
 
     rate_maps: np.ndarray  # (unit, bins) Hz
@@ -61,7 +67,7 @@ class PlaceFields:
     stability: np.ndarray  # split-half rate-map correlation
     names: list[str]
     alpha: float
-    n_shuffle: int
+    n_permutations: int
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unit: name, spikes, peak rate, SI, p, place-cell flag, field bounds and centre."""
@@ -81,7 +87,12 @@ class PlaceFields:
                            f"(SI {self.spatial_info[u]:.2f} bits/spike, p={self.p_value[u]:.3g})")
         return out
 
-    def plot(self, units: list[int] | None = None):
+    def summary(self) -> str:
+        """How many units are place cells, and the test used."""
+        return (f"{int(self.place_cell.sum())} of {len(self.names)} units are place cells (shuffle p < {self.alpha}, "
+                f"{self.n_permutations} circular shifts of the position against the spikes)")
+
+    def plot(self, units: list[int] | None = None, **kwargs: Any):
         """Rate maps as a heatmap (units sorted by field position)."""
         import plotly.graph_objects as go
 
@@ -92,9 +103,8 @@ class PlaceFields:
         z = self.rate_maps[order] / np.maximum(self.rate_maps[order].max(1, keepdims=True), 1e-12)
         fig = go.Figure(go.Heatmap(z=z, x=self.bin_centres, y=[self.names[u] for u in order], colorscale="Viridis",
                                    colorbar={"title": "rate / peak"}))
-        fig.update_layout(title="place fields (normalised rate maps)", xaxis_title="position", template="none",
-                          height=max(300, 18 * len(order) + 120))
-        return fig
+        return themed(fig, title=kwargs.get("title", "place fields (normalised rate maps)"), xaxis_title="position",
+                      height=max(300, 18 * len(order) + 120))
 
 
 def _rate_maps(spikes: np.ndarray, bins: np.ndarray, n_bins: int, dt: float, smooth: float) -> tuple[np.ndarray, np.ndarray]:
@@ -111,14 +121,39 @@ def _rate_maps(spikes: np.ndarray, bins: np.ndarray, n_bins: int, dt: float, smo
     return rates, occ_s
 
 
+def _shuffled_information(S: np.ndarray, bins: np.ndarray, idx: np.ndarray, n_bins: int, dt: float, smooth: float,
+                          occ: np.ndarray, batch: int = 64) -> np.ndarray:
+    """``(n_permutations, unit)`` spatial information with the position bins reordered by each row of ``idx``."""
+    from scipy import sparse
+
+    n, U = S.shape
+    out = np.empty((len(idx), U))
+    for start in range(0, len(idx), batch):
+        rows = idx[start:start + batch]
+        P = len(rows)
+        M = sparse.csr_matrix((np.ones(P * n), ((np.arange(P)[:, None] * n_bins + bins[rows]).ravel(),
+                                                np.tile(np.arange(n), P))), shape=(P * n_bins, n))
+        counts = np.asarray(M @ S).reshape(P, n_bins, U).transpose(0, 2, 1)  # (P, U, bins)
+        if smooth > 0:
+            counts = gaussian_filter1d(counts, smooth, axis=2, mode="nearest")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rates = np.where(occ > 0, counts / occ, 0.0)
+        out[start:start + P] = spatial_information(rates, occ)
+    return out
+
+
 def place_fields(recording: Activations, position: str = "linear_position", speed: str | None = "speed",
-                 min_speed: float = 20.0, n_bins: int = 40, smooth: float = 1.5, n_shuffle: int = 500,
-                 min_shift_s: float = 20.0, alpha: float = 0.05, min_spikes: int = 50, min_peak_rate: float = 1.0,
-                 min_info: float = 0.25, field_fraction: float = 0.2, seed: int = 0) -> PlaceFields:
+                 min_speed: float = 20.0, n_bins: int = 40, smooth: float = 1.5, n_permutations: int = 500,
+                 min_shift_s: float = 20.0, groups: Any = None, alpha: float = 0.05, min_spikes: int = 50,
+                 min_peak_rate: float = 1.0, min_info: float = 0.25, field_fraction: float = 0.2,
+                 seed: int = 0) -> PlaceFields:
     """Rate maps, spatial information and shuffle test for every unit of a ``(sample=time, unit)`` recording.
 
     ``recording`` holds spike counts per time bin (``attrs["dt"]`` seconds) and the sample coordinates
-    ``position`` (and ``speed`` unless None). Bins without a position (NaN) are ignored.
+    ``position`` (and ``speed`` unless None). Bins without a position (NaN) are ignored. The shuffle
+    runs on the running samples in their order (a circular shift of the concatenated run epochs), by at
+    least ``min_shift_s`` seconds (at most a third of the shortest segment); ``groups`` (a sample
+    coordinate such as a lap or session, or one label per sample) keeps every shift within a segment.
     """
     if not isinstance(recording, Activations) or recording.data.ndim != 2:
         raise InputTypeError("place_fields needs a (sample, unit) Activations of spike counts with position coordinates")
@@ -131,26 +166,24 @@ def place_fields(recording: Activations, position: str = "linear_position", spee
     pos = np.asarray(recording.coord(position, recording.dims[0]), dtype=float)
     if len(pos) != len(spikes):
         raise MismatchError(f"position has {len(pos)} values but there are {len(spikes)} samples")
+    codes = resolve_groups(groups, len(spikes), recording)
     keep = np.isfinite(pos)
     if speed is not None:
         keep &= np.asarray(recording.coord(speed, recording.dims[0]), dtype=float) >= min_speed
     if keep.sum() < 10:
         raise DimensionError(f"only {int(keep.sum())} samples have a position (and speed >= {min_speed}); need more")
-    # shuffle on the running samples only, keeping their order (a circular shift of the concatenated run epochs)
     S, x = spikes[keep], pos[keep]
     edges = np.linspace(x.min(), x.max() + 1e-9, n_bins + 1)
     bins = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_bins - 1)
     rates, occ = _rate_maps(S, bins, n_bins, dt, smooth)
     si = spatial_information(rates, occ)
-    rng = np.random.default_rng(seed)
     n = len(S)
-    lo = min(int(round(min_shift_s / dt)), n // 3)
-    shifts = rng.integers(max(lo, 1), n - max(lo, 1), size=n_shuffle)
-    exceed = np.zeros(S.shape[1])
-    for sh in shifts:
-        r_s, _ = _rate_maps(np.roll(S, sh, axis=0), bins, n_bins, dt, smooth)
-        exceed += spatial_information(r_s, occ) >= si - 1e-12
-    p = (1 + exceed) / (1 + n_shuffle)
+    seg = codes[keep] if codes is not None else None
+    shortest = n if seg is None else int(np.bincount(seg)[np.unique(seg)].min())
+    lo = max(1, min(int(round(min_shift_s / dt)), shortest // 3))
+    idx = circular_shifts(n, n_permutations, seed, groups=None if seg is None else seg, min_shift=lo)
+    null = _shuffled_information(S, bins, idx, n_bins, dt, smooth, occ)
+    p = p_value(si, null)
     half = n // 2
     r1, _ = _rate_maps(S[:half], bins[:half], n_bins, dt, smooth)
     r2, _ = _rate_maps(S[half:], bins[half:], n_bins, dt, smooth)
@@ -172,4 +205,5 @@ def place_fields(recording: Activations, position: str = "linear_position", spee
     place = (p < alpha) & (n_spikes >= min_spikes) & (peak >= min_peak_rate) & (si >= min_info)
     names = ([str(v) for v in recording.coord("name", recording.dims[1])] if "name" in recording.coords[recording.dims[1]]
              else [str(i) for i in range(S.shape[1])])
-    return PlaceFields(rates, occ, centres, si, p, n_spikes, peak, start, end, place, stability, names, alpha, n_shuffle)
+    return PlaceFields(rates, occ, centres, si, p, n_spikes, peak, start, end, place, stability, names, alpha,
+                       n_permutations)

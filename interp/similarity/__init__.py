@@ -35,7 +35,9 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in ("compare", "SimilarityProfile"):
-        from . import compare as _compare_module
+        import importlib
 
-        return getattr(_compare_module, name)
+        module = importlib.import_module(".compare", __name__)  # `from . import compare` would recurse here
+        globals().update(compare=module.compare, SimilarityProfile=module.SimilarityProfile)  # the function, not
+        return globals()[name]  # the submodule that the import just bound to the same name
     raise AttributeError(f"module 'interp.similarity' has no attribute {name!r}")

@@ -38,12 +38,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputTypeError, MismatchError
+from ..stats import BootstrapResult, bootstrap_indices, null_indices, p_value, percentile_interval, resolve_groups
 from ..tensor import Activations
 from ._backend import as_matrix
 from .ceiling import NoiseCeiling, rsa_noise_ceiling
 from .rdm import RDMs, rdm, upper_tri
 from .rsa import canonical_method, compare_vectors
-from .stats import BootstrapResult, _percentile, pattern_statistic, rdm_bootstrap
+from .stats import pattern_statistic, rdm_bootstrap
 
 __all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording", "random_weights", "expand_sites"]
 
@@ -54,7 +55,7 @@ class SimilarityProfile:
 
     ``frame``: one row per site (``site``, ``depth``, ``score``, ``low``, ``high``, ``p_value``);
     ``ceiling``: the noise ceiling (RSA with >= 2 data RDMs) or None; ``samples``: paired bootstrap
-    scores ``(n_boot, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
+    scores ``(n_bootstraps, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
     """
 
     frame: pd.DataFrame
@@ -78,15 +79,15 @@ class SimilarityProfile:
 
         Valid when both profiles were computed with the same seed, stimuli and bootstrap scheme (checked).
         """
-        keys = ("seed", "n_boot", "over", "stimuli")
+        keys = ("seed", "n_bootstraps", "over", "stimuli")
         if any(self.attrs.get(k) != other.attrs.get(k) for k in keys):
-            raise ConfigError("profiles are not paired: compute both with the same seed, n_boot, bootstrap "
+            raise ConfigError("profiles are not paired: compute both with the same seed, n_bootstraps, bootstrap "
                               "scheme and stimuli")
         i = self._site_index(site if site is not None else self.best()["site"])
         j = other._site_index(other_site if other_site is not None else other.best()["site"])
         diff = self.samples[:, i] - other.samples[:, j]
         level = level or self.attrs.get("level", 0.95)
-        low, high = _percentile(diff, level)
+        low, high = percentile_interval(diff, 1 - level)
         est = float(self.frame["score"].iloc[i] - other.frame["score"].iloc[j])
         return BootstrapResult(est, float(low), float(high), level, diff, self.attrs.get("over", "stimuli"))
 
@@ -234,8 +235,8 @@ def _align_rows(acts: Activations, target: list | None, n_target: int, site: str
 # ------------------------------------------------------------------------------------------ pipeline
 def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str] | None = None, method: str = "rsa",
             *, rdm_method: str = "correlation", stimulus_ids: Sequence | None = None, preprocess: Any = None,
-            n_boot: int = 1000, level: float = 0.95, bootstrap_subjects: bool = True, n_permutations: int = 0,
-            seed: int = 0, nan_policy: str = "raise", batch_size: int = 16, spatial: str = "all",
+            n_bootstraps: int = 1000, level: float = 0.95, bootstrap_subjects: bool = True, n_permutations: int = 0,
+            groups: Any = None, seed: int = 0, nan_policy: str = "raise", batch_size: int = 16, spatial: str = "all",
             dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
             progress: bool = True, model_name: str | None = None, recording_name: str | None = None
             ) -> SimilarityProfile:
@@ -254,9 +255,11 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
         Kriegeskorte 2008 RDMs), ``"euclidean"``, ``"cosine"``.
     stimulus_ids: one id per stimulus, matched to the recording's stimulus ids (default: the
         recording's order, which requires the same number of stimuli).
-    n_boot, level: bootstrap resamples and CI level (0 disables the bootstrap).
+    n_bootstraps, level: bootstrap resamples and CI level (0 disables the bootstrap).
     bootstrap_subjects: for RDM stacks with >= 2 RDMs, resample subjects as well as stimuli.
     n_permutations: stimulus-label permutations for a p-value per site (0: none).
+    groups: one label per stimulus (e.g. the trial or session it came from) or a sample-coordinate name of
+        the recording: the bootstrap resamples and the permutations swap whole groups.
     nan_policy: ``"raise"`` or ``"drop"`` (drop recording units/voxels and model units holding NaN).
     """
     base, _, option = method.partition(":")
@@ -281,9 +284,10 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
     mats = {s: as_matrix(x, name=f"site {s}", dtype=dtype, device=device, nan_policy=nan_policy)
             for s, x in rows.items()}
     rng_seed = seed
+    codes = resolve_groups(groups, n_target, recording if isinstance(recording, Activations) else None)
     attrs: dict[str, Any] = {
         "method": method, "measure": method if base != "rsa" else f"RSA ({canonical_method(option or 'spearman')})",
-        "rdm_method": rdm_method if base == "rsa" else None, "n_boot": n_boot, "level": level, "seed": seed,
+        "rdm_method": rdm_method if base == "rsa" else None, "n_bootstraps": n_bootstraps, "level": level, "seed": seed,
         "stimuli": tuple(target) if target is not None else n_target, "n_stimuli": n_target,
         "model": model_name or type(model).__name__, "recording": recording_name or _recording_name(recording),
     }
@@ -298,22 +302,22 @@ def compare(model: Any, stimuli: Any, recording: Any, sites: str | Sequence[str]
         scores = compare_vectors(upper_tri(model_rdms), upper_tri(data), comparator).mean(1).numpy()
         over = ("stimuli", "subjects") if bootstrap_subjects and len(rdms) >= 2 else ("stimuli",)
         attrs["over"] = "+".join(over)
-        if n_boot > 0:
-            boot = rdm_bootstrap(model_rdms, data, comparator, over=over, n_boot=n_boot, level=level, seed=rng_seed,
-                                 progress=progress)
+        if n_bootstraps > 0:
+            boot = rdm_bootstrap(model_rdms, data, comparator, over=over, n_bootstraps=n_bootstraps, level=level, seed=rng_seed,
+                                 groups=codes, progress=progress)
             samples = boot.samples
         else:
             samples = np.empty((0, len(site_names)))
         ceiling = rsa_noise_ceiling(data, comparator) if len(rdms) >= 2 else None
-        pvals = _rdm_permutation_pvalues(model_rdms, data, comparator, scores, n_permutations, seed, progress)
+        pvals = _rdm_permutation_pvalues(model_rdms, data, comparator, scores, n_permutations, seed, codes, progress)
         attrs["comparator"] = comparator
     else:
         Y = as_matrix(recording, name="recording", dtype=dtype, device=device, nan_policy=nan_policy)
-        scores, samples = _pattern_scores(mats, Y, base, option, n_boot, rng_seed, progress)
+        scores, samples = _pattern_scores(mats, Y, base, option, n_bootstraps, rng_seed, codes, progress)
         attrs["over"] = "stimuli"
         ceiling = None
-        pvals = _pattern_permutation_pvalues(mats, Y, base, option, scores, n_permutations, seed, progress)
-    low, high = (_percentile(samples, level) if len(samples) else (np.full(len(scores), np.nan),) * 2)
+        pvals = _pattern_permutation_pvalues(mats, Y, base, option, scores, n_permutations, seed, codes, progress)
+    low, high = (percentile_interval(samples, 1 - level) if len(samples) else (np.full(len(scores), np.nan),) * 2)
     frame = pd.DataFrame({"site": site_names, "depth": np.arange(len(site_names)), "score": scores, "low": low,
                           "high": high, "p_value": pvals, "n_features": [mats[s].shape[1] for s in site_names]})
     return SimilarityProfile(frame, ceiling, samples, attrs)
@@ -325,20 +329,23 @@ def _recording_name(recording: Any) -> str:
     return "recording"
 
 
+def _permutations(n: int, n_permutations: int, seed: int, codes: np.ndarray | None) -> np.ndarray:
+    """Stimulus permutations (whole groups with ``codes``), drawn from ``seed + 1`` (the bootstrap uses ``seed``)."""
+    return null_indices(n, "permutation" if codes is None else "group", groups=codes, n_permutations=n_permutations,
+                        seed=seed + 1)
+
+
 def _rdm_permutation_pvalues(model_rdms: torch.Tensor, data: torch.Tensor, comparator: str, scores: np.ndarray,
-                             n_perm: int, seed: int, progress: bool) -> np.ndarray:
-    if n_perm <= 0:
+                             n_permutations: int, seed: int, codes: np.ndarray | None, progress: bool) -> np.ndarray:
+    if n_permutations <= 0:
         return np.full(len(scores), np.nan)
-    rng = np.random.default_rng(seed + 1)
-    n = model_rdms.shape[-1]
+    idx = _permutations(model_rdms.shape[-1], n_permutations, seed, codes)
     vd = upper_tri(data)
-    hits = np.zeros(len(scores))
-    for _ in tqdm(range(n_perm), disable=not progress, desc="permutations"):
-        p = torch.as_tensor(rng.permutation(n))
-        perm = model_rdms[:, p][:, :, p]
-        null = compare_vectors(upper_tri(perm), vd, comparator).mean(1).numpy()
-        hits += null >= scores
-    return (1 + hits) / (1 + n_perm)
+    null = np.empty((n_permutations, len(scores)))
+    for k in tqdm(range(n_permutations), disable=not progress, desc="permutations"):
+        p = torch.as_tensor(idx[k])
+        null[k] = compare_vectors(upper_tri(model_rdms[:, p][:, :, p]), vd, comparator).mean(1).numpy()
+    return p_value(scores, null)
 
 
 def _gram(X: torch.Tensor) -> torch.Tensor:
@@ -358,12 +365,11 @@ def _cka_from_grams(K: torch.Tensor, L: torch.Tensor, estimator: str) -> float:
     return float(xy / torch.sqrt(xx * yy))
 
 
-def _pattern_scores(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str, n_boot: int, seed: int,
-                    progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _pattern_scores(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str, n_bootstraps: int, seed: int,
+                    codes: np.ndarray | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     n = Y.shape[0]
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, n, n) for _ in range(n_boot)]
-    scores, samples = [], np.empty((n_boot, len(mats)))
+    draws = list(bootstrap_indices(n, n_bootstraps, seed, groups=codes)) if n_bootstraps > 0 else []
+    scores, samples = [], np.empty((n_bootstraps, len(mats)))
     if base == "cka":  # linear CKA from Gram matrices: each bootstrap is O(n^2)
         estimator = option or "biased"
         L = _gram(Y.to(torch.float64))
@@ -389,19 +395,17 @@ def _centre_gram(K: torch.Tensor) -> torch.Tensor:
 
 
 def _pattern_permutation_pvalues(mats: dict[str, torch.Tensor], Y: torch.Tensor, base: str, option: str,
-                                 scores: np.ndarray, n_perm: int, seed: int, progress: bool) -> np.ndarray:
-    if n_perm <= 0:
+                                 scores: np.ndarray, n_permutations: int, seed: int, codes: np.ndarray | None,
+                                 progress: bool) -> np.ndarray:
+    if n_permutations <= 0:
         return np.full(len(scores), np.nan)
-    rng = np.random.default_rng(seed + 1)
+    idx = _permutations(Y.shape[0], n_permutations, seed, codes)
     fn = pattern_statistic(f"{base}:{option}" if option else base)
-    hits = np.zeros(len(scores))
-    for _ in tqdm(range(n_perm), disable=not progress, desc="permutations"):
-        p = torch.as_tensor(rng.permutation(Y.shape[0]), device=Y.device)
-        hits += np.array([float(fn(X.to(Y.device), Y[p])) for X in mats.values()]) >= scores
-    return (1 + hits) / (1 + n_perm)
-
-
-
+    null = np.empty((n_permutations, len(scores)))
+    for k in tqdm(range(n_permutations), disable=not progress, desc="permutations"):
+        p = torch.as_tensor(idx[k], device=Y.device)
+        null[k] = [float(fn(X.to(Y.device), Y[p])) for X in mats.values()]
+    return p_value(scores, null)
 
 
 def random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -34,7 +34,7 @@ def _summary(profiles: Sequence[SimilarityProfile], names: Sequence[str]) -> str
     if p0.attrs.get("rdm_method"):
         parts.append(f"; model RDMs: {escape(str(p0.attrs['rdm_method']))}")
     parts.append(f"; {p0.attrs.get('n_stimuli')} stimuli; {int(100 * p0.attrs.get('level', 0.95))}% percentile "
-                 f"bootstrap CIs ({p0.attrs.get('n_boot')} resamples over {escape(str(p0.attrs.get('over')))}).</p>")
+                 f"bootstrap CIs ({p0.attrs.get('n_bootstraps')} resamples over {escape(str(p0.attrs.get('over')))}).</p>")
     if p0.ceiling is not None:
         parts.append(f"<p>Noise ceiling ({escape(p0.ceiling.convention)}): lower {p0.ceiling.lower:.4f}, upper "
                      f"{p0.ceiling.upper:.4f} over {p0.ceiling.n_rdms} data RDMs.</p>")

@@ -1,9 +1,13 @@
 """Statistics for similarity scores: stimulus-label permutation tests and bootstrap confidence intervals.
 
+Built on :mod:`interp.stats` (the one home of nulls and intervals):
+
 * :func:`permutation_test`: the null distribution of a similarity when the stimulus labels of one side
   are shuffled (rows of a pattern matrix, or rows *and* columns of an RDM; Kriegeskorte et al. 2008).
-  p = (1 + #{null >= observed}) / (1 + n_permutations).
-* :func:`bootstrap_ci`: percentile CI from resampling stimuli (rows) with replacement.
+  With ``groups`` (a label per stimulus/sample: trials, sessions) whole groups swap; on a time series
+  (an ``Activations`` of time points) the default null shifts one side circularly instead of permuting
+  single samples. p = (1 + #{null >= observed}) / (1 + n_permutations).
+* :func:`bootstrap_ci`: percentile CI from resampling stimuli (rows) with replacement, or whole groups.
 * :func:`rdm_bootstrap`: model-vs-brain RDM scores (mean over subject RDMs of the comparator) bootstrapped
   over stimuli and/or subjects, as in rsatoolbox's ``bootstrap_sample``. When stimuli are resampled, the
   pairs of a stimulus with its own copy are dropped (rsatoolbox sets them to NaN) for vector comparators;
@@ -13,58 +17,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DimensionError
+from ..errors import ConfigError, DimensionError, MismatchError
+from ..stats import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap_indices,
+    choose_null,
+    null_indices,
+    p_value,
+    percentile_interval,
+    resolve_groups,
+)
 from ._backend import as_pair
 from .rdm import RDMs, as_rdm_vectors, check_rdm, square, upper_tri
 from .rsa import canonical_method, compare_vectors
 
 __all__ = ["permutation_test", "bootstrap_ci", "rdm_bootstrap", "PermutationResult", "BootstrapResult",
            "pattern_statistic"]
-
-
-@dataclass
-class PermutationResult:
-    observed: float
-    p_value: float
-    null: np.ndarray = field(repr=False)
-    statistic: str
-    alternative: str = "greater"
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"observed": self.observed, "p_value": self.p_value, "n_permutations": len(self.null),
-                              "null_mean": float(np.mean(self.null)), "null_sd": float(np.std(self.null)),
-                              "statistic": self.statistic}])
-
-    def plot(self):
-        import plotly.graph_objects as go
-
-        fig = go.Figure(go.Histogram(x=self.null, name="null"))
-        fig.add_vline(x=self.observed, line_color="red", annotation_text=f"observed (p={self.p_value:.3g})")
-        fig.update_layout(title=f"Permutation test: {self.statistic}", xaxis_title=self.statistic)
-        return fig
-
-
-@dataclass
-class BootstrapResult:
-    estimate: float | np.ndarray
-    low: float | np.ndarray
-    high: float | np.ndarray
-    level: float
-    samples: np.ndarray = field(repr=False)
-    over: str
-
-    def to_frame(self) -> pd.DataFrame:
-        est = np.atleast_1d(self.estimate)
-        return pd.DataFrame({"estimate": est, "low": np.atleast_1d(self.low), "high": np.atleast_1d(self.high),
-                             "level": self.level, "n_boot": len(self.samples), "over": self.over})
 
 
 def pattern_statistic(name: str | Callable[[torch.Tensor, torch.Tensor], float]) -> Callable:
@@ -104,15 +79,28 @@ def _symmetric_zero_diag(a: Any) -> bool:
     return bool(torch.allclose(t, t.T) and torch.all(torch.diagonal(t) == 0))
 
 
+def _null_for(n: int, null: str, groups: Any, sources: Sequence[Any], n_permutations: int, seed: int) -> tuple[np.ndarray, str]:
+    from ..tensor import Activations
+
+    source = next((s for s in sources if isinstance(s, Activations)), None)
+    codes = resolve_groups(groups, n, source)
+    kind, _ = choose_null(null, groups=codes, source=source)
+    return null_indices(n, kind, groups=codes, n_permutations=n_permutations, seed=seed), kind
+
+
 def permutation_test(x: Any, y: Any, statistic: str | Callable = "rsa:spearman", *, n_permutations: int = 1000,
-                     seed: int = 0, alternative: str = "greater", rdms: bool | None = None,
-                     progress: bool = False) -> PermutationResult:
+                     seed: int = 0, alternative: str = "greater", rdms: bool | None = None, groups: Any = None,
+                     null: str = "auto", progress: bool = False) -> PermutationResult:
     """Stimulus-label permutation test of the similarity between ``x`` and ``y``.
 
     If both inputs are RDMs (``RDMs`` or square symmetric zero-diagonal matrices, or ``rdms=True``),
     ``statistic`` is a comparator name and the rows and columns of ``y`` are permuted together.
     Otherwise ``x`` and ``y`` are patterns (samples x features), ``statistic`` is a measure name (see
-    :func:`pattern_statistic`) or a callable, and the rows of ``y`` are permuted.
+    :func:`pattern_statistic`) or a callable, and the rows of ``y`` are permuted. ``groups`` (a label per
+    stimulus, or a sample-coordinate name of an Activations input) swaps whole groups; ``null`` is
+    ``"auto"`` (groups -> whole groups; a time-series Activations -> circular shifts; else a
+    permutation) or a name from :data:`interp.stats.NULLS`. ``alternative="two-sided"`` doubles the
+    smaller one-sided p, as :func:`scipy.stats.permutation_test`.
 
     >>> import torch
     >>> from interp.similarity import permutation_test
@@ -120,11 +108,8 @@ def permutation_test(x: Any, y: Any, statistic: str | Callable = "rsa:spearman",
     >>> permutation_test(X, X + 0.1 * torch.randn(40, 5, dtype=torch.float64), "cka", n_permutations=99).p_value
     0.01
     """
-    if alternative not in ("greater", "less", "two-sided"):
-        raise ConfigError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
     if n_permutations < 1:
         raise ConfigError(f"n_permutations must be >= 1, got {n_permutations}")
-    rng = np.random.default_rng(seed)
     use_rdms = rdms if rdms is not None else (_is_rdm_input(x) and _is_rdm_input(y))
     if use_rdms:
         method = canonical_method(statistic if isinstance(statistic, str) else "spearman")
@@ -132,53 +117,55 @@ def permutation_test(x: Any, y: Any, statistic: str | Callable = "rsa:spearman",
         Db = square(as_rdm_vectors(y, device=va.device))[0]
         n = Db.shape[0]
         observed = float(compare_vectors(va[:1], upper_tri(Db)[None], method)[0, 0])
-        null = np.empty(n_permutations)
-        batch = 256
-        it = range(0, n_permutations, batch)
-        for start in tqdm(it, disable=not progress, desc="permutations"):
-            stop = min(start + batch, n_permutations)
-            perms = torch.as_tensor(np.stack([rng.permutation(n) for _ in range(stop - start)]), device=Db.device)
+        idx, kind = _null_for(n, null, groups, (), n_permutations, seed)
+        null_stats = np.empty(n_permutations)
+        for start in tqdm(range(0, n_permutations, 256), disable=not progress, desc="permutations"):
+            perms = torch.as_tensor(idx[start:start + 256], device=Db.device)
             permuted = Db[perms[:, :, None], perms[:, None, :]]
-            null[start:stop] = compare_vectors(upper_tri(permuted), va[:1], method)[:, 0].cpu().numpy()
+            null_stats[start:start + len(perms)] = compare_vectors(upper_tri(permuted), va[:1], method)[:, 0].cpu().numpy()
         name = method
     else:
         fn = pattern_statistic(statistic)
         X, Y = as_pair(x, y)
         observed = float(fn(X, Y))
-        null = np.empty(n_permutations)
+        idx, kind = _null_for(X.shape[0], null, groups, (x, y), n_permutations, seed)
+        null_stats = np.empty(n_permutations)
         for k in tqdm(range(n_permutations), disable=not progress, desc="permutations"):
-            perm = torch.as_tensor(rng.permutation(X.shape[0]), device=Y.device)
-            null[k] = float(fn(X, Y[perm]))
+            null_stats[k] = float(fn(X, Y[torch.as_tensor(idx[k], device=Y.device)]))
         name = statistic if isinstance(statistic, str) else getattr(statistic, "__name__", "statistic")
-    if alternative == "greater":
-        hits = np.sum(null >= observed)
-    elif alternative == "less":
-        hits = np.sum(null <= observed)
-    else:
-        hits = np.sum(np.abs(null - null.mean()) >= abs(observed - null.mean()))
-    return PermutationResult(observed, float((1 + hits) / (1 + n_permutations)), null, name, alternative)
+    return PermutationResult(observed, p_value(observed, null_stats, alternative), null_stats, name, alternative, kind)
 
 
-def _percentile(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def _level(level: float) -> float:
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1), got {level}")
-    alpha = (1 - level) / 2
-    return np.nanquantile(samples, alpha, axis=0), np.nanquantile(samples, 1 - alpha, axis=0)
+    return 1 - level
 
 
-def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0, progress: bool = False) -> BootstrapResult:
-    """Percentile bootstrap CI of a pattern similarity, resampling stimuli (rows of both) with replacement."""
+def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_bootstraps: int = 1000, level: float = 0.95,
+                 seed: int = 0, groups: Any = None, progress: bool = False) -> BootstrapResult:
+    """Percentile bootstrap CI of a pattern similarity, resampling stimuli (rows of both) with replacement.
+
+    ``groups`` (a label per row, or a sample-coordinate name of an Activations input) resamples whole
+    groups (trials, sessions) instead of single rows.
+    """
+    from ..tensor import Activations
+
+    alpha = _level(level)
     fn = pattern_statistic(statistic)
     X, Y = as_pair(x, y)
-    rng = np.random.default_rng(seed)
+    if X.shape[0] != Y.shape[0]:
+        raise MismatchError(f"x has {X.shape[0]} rows and y {Y.shape[0]}; bootstrapping needs paired rows")
+    source = x if isinstance(x, Activations) else (y if isinstance(y, Activations) else None)
+    codes = resolve_groups(groups, X.shape[0], source)
     estimate = float(fn(X, Y))
-    samples = np.empty(n_boot)
-    for b in tqdm(range(n_boot), disable=not progress, desc="bootstrap"):
-        idx = torch.as_tensor(rng.integers(0, X.shape[0], X.shape[0]), device=X.device)
+    draws = bootstrap_indices(X.shape[0], n_bootstraps, seed, groups=codes)
+    samples = np.empty(n_bootstraps)
+    for b in tqdm(range(n_bootstraps), disable=not progress, desc="bootstrap"):
+        idx = torch.as_tensor(draws[b], device=X.device)
         samples[b] = float(fn(X[idx], Y[idx]))
-    low, high = _percentile(samples, level)
-    return BootstrapResult(estimate, float(low), float(high), level, samples, "stimuli")
+    low, high = percentile_interval(samples, alpha)
+    return BootstrapResult(estimate, float(low), float(high), level, samples, "groups" if codes is not None else "stimuli")
 
 
 def _rdm_stack(a: Any) -> torch.Tensor:
@@ -212,13 +199,16 @@ def rdm_scores(models: torch.Tensor, data: torch.Tensor, method: str, stim_idx: 
 
 
 def rdm_bootstrap(models: Any, data: Any, method: str = "spearman", *, over: str | Sequence[str] = "stimuli",
-                  n_boot: int = 1000, level: float = 0.95, seed: int = 0, progress: bool = False) -> BootstrapResult:
+                  n_bootstraps: int = 1000, level: float = 0.95, seed: int = 0, groups: Any = None,
+                  progress: bool = False) -> BootstrapResult:
     """Bootstrap the score of each model RDM against a stack of data RDMs (one per subject/session).
 
-    ``over``: ``"stimuli"``, ``"subjects"`` or ``("stimuli", "subjects")``. ``samples`` has shape
-    ``(n_boot, n_models)`` and is paired across models (same resamples), so differences between models
-    can be bootstrapped from it directly.
+    ``over``: ``"stimuli"``, ``"subjects"`` or ``("stimuli", "subjects")``. ``groups`` (one label per
+    stimulus) resamples whole groups of stimuli. ``samples`` has shape ``(n_bootstraps, n_models)`` and is
+    paired across models (same resamples), so differences between models can be bootstrapped from it
+    directly.
     """
+    alpha = _level(level)
     method = canonical_method(method)
     over = (over,) if isinstance(over, str) else tuple(over)
     unknown = set(over) - {"stimuli", "subjects"}
@@ -232,13 +222,15 @@ def rdm_bootstrap(models: Any, data: Any, method: str = "spearman", *, over: str
         raise DimensionError("bootstrapping over subjects needs at least 2 data RDMs")
     rng = np.random.default_rng(seed)
     n, s = M.shape[-1], D.shape[0]
+    codes = resolve_groups(groups, n)
     estimate = rdm_scores(M, D, method)
-    samples = np.empty((n_boot, M.shape[0]))
-    for b in tqdm(range(n_boot), disable=not progress, desc="bootstrap"):
-        stim = rng.integers(0, n, n) if "stimuli" in over else None
-        subj = rng.integers(0, s, s) if "subjects" in over else None
-        samples[b] = rdm_scores(M, D, method, stim, subj)
-    low, high = _percentile(samples, level)
+    stim = bootstrap_indices(n, n_bootstraps, rng, groups=codes) if "stimuli" in over else None
+    subj = bootstrap_indices(s, n_bootstraps, rng) if "subjects" in over else None
+    samples = np.empty((n_bootstraps, M.shape[0]))
+    for b in tqdm(range(n_bootstraps), disable=not progress, desc="bootstrap"):
+        samples[b] = rdm_scores(M, D, method, None if stim is None else np.asarray(stim[b]),
+                                None if subj is None else subj[b])
+    low, high = percentile_interval(samples, alpha)
     single = M.shape[0] == 1
     return BootstrapResult(float(estimate[0]) if single else estimate, float(low[0]) if single else low,
                            float(high[0]) if single else high, level, samples, "+".join(over))

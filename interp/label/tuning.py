@@ -1,0 +1,413 @@
+"""Tuning: tuning curves with confidence intervals, and cosine (direction) tuning with circular statistics.
+
+* :func:`tuning_curves`: the mean activity of every unit in bins of a continuous variable (speed,
+  position, angle) or per level of a categorical one (reach target, stimulus class), with percentile
+  bootstrap confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh
+  2007), blocks of consecutive samples on a time series, or samples otherwise.
+* :func:`direction_tuning`: the cosine model of Georgopoulos et al. (1982),
+  ``rate = b0 + b1 cos(theta) + b2 sin(theta)``, fit by least squares on the direction of a 2-D
+  variable (``x``, ``y``: hand velocity) or on an angle (``angle``: head direction). Per unit: the
+  preferred direction ``atan2(b2, b1)`` in degrees [0, 360), the amplitude ``hypot(b1, b2)``, the
+  modulation depth ``amplitude / b0`` (for non-negative activity such as rates and counts; NaN for
+  signed activity such as model units or z-scored traces, whose labels give the amplitude), ``r2``, and a
+  p-value of ``r2`` against a null from :mod:`interp.stats` (whole trials swap with ``groups``; circular
+  shifts on a time series; a permutation for independent samples), with BH-FDR ``q_value``. Circular
+  statistics of the occupancy-normalised binned tuning curve (mean direction, resultant length) sit
+  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). The Rayleigh test
+  is not applied to a unit's spikes (their angles follow the animal's occupancy and are not
+  independent); :meth:`DirectionTuning.pd_uniformity` applies it where it is valid, to the preferred
+  directions of the tuned units (are they spread uniformly around the circle?).
+
+Both work on any ``(sample, unit)`` :class:`~interp.Activations` or array: recorded neurons and model units.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> theta = rng.uniform(0, 2 * np.pi, 2000)
+>>> rate = 10 + 4 * np.cos(theta - np.deg2rad(135))[:, None] + rng.normal(size=(2000, 1))
+>>> res = direction_tuning(rate, angle=theta, n_permutations=199)
+>>> res.labels()[0]
+'cosine-tuned, PD 135°, depth 0.40'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
+from ..results import Result, themed
+from ..stats import (
+    benjamini_hochberg,
+    blocks,
+    bootstrap_counts,
+    choose_null,
+    circular_mean,
+    is_time_series,
+    lag1_autocorrelation,
+    null_indices,
+    p_value,
+    percentile_interval,
+    rayleigh_test,
+    resolve_groups,
+    resultant_length,
+    wrap_degrees,
+)
+from ..tensor import Activations
+
+__all__ = ["TuningCurves", "DirectionTuning", "tuning_curves", "direction_tuning"]
+
+
+def _activity(acts: Any) -> tuple[np.ndarray, list[str], Activations | None]:
+    if isinstance(acts, Activations):
+        if acts.data.ndim != 2:
+            raise DimensionError(f"tuning needs (sample, unit) activity, got dims {acts.dims}; flatten first")
+        X = acts.data.detach().cpu().double().numpy()
+        units = acts.coords[acts.dims[1]]
+        names = [str(v) for v in units["name"]] if "name" in units.columns else [str(i) for i in range(X.shape[1])]
+        return X, names, acts
+    X = np.asarray(acts.detach().cpu() if hasattr(acts, "detach") else acts, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    if X.ndim != 2:
+        raise DimensionError(f"activity must be (sample, unit), got shape {X.shape}")
+    return X, [str(i) for i in range(X.shape[1])], None
+
+
+def _values(v: Any, source: Activations | None, n: int, what: str) -> np.ndarray:
+    if isinstance(v, str):
+        if source is None:
+            raise InputTypeError(f"{what}={v!r} names a coordinate, which needs an Activations; pass an array instead")
+        v = source.coord(v, source.dims[0])
+    arr = np.asarray(v)
+    if arr.ndim != 1 or len(arr) != n:
+        raise MismatchError(f"{what} has shape {arr.shape} but there are {n} samples; give one value per sample")
+    return arr
+
+
+def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
+                block_size: int | None) -> tuple[np.ndarray | None, str]:
+    """Groups for the bootstrap: trials, blocks of a time series, or none (single samples)."""
+    if codes is not None:
+        return codes, f"{int(codes.max()) + 1} trials"
+    r = float(np.median(lag1_autocorrelation(X)))
+    if is_time_series(source) or r > max(0.1, 3 / np.sqrt(n)):
+        if block_size is None:
+            r = min(max(r, 0.0), 0.99)
+            block_size = int(np.clip(np.ceil(2 * (1 + r) / (1 - r)), 2, max(2, n // 10)))
+        return blocks(n, block_size), f"blocks of {block_size} samples (autocorrelated samples)"
+    return None, "samples"
+
+
+@dataclass
+class TuningCurves(Result):
+    """Mean activity per bin (or category) of a variable, with bootstrap confidence intervals.
+
+    ``mean``, ``low``, ``high``: ``(unit, bin)``; ``counts``: samples per bin; ``bins``: the bin
+    centres (continuous) or the category labels; ``resampled``: what the bootstrap resampled.
+    """
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    counts: np.ndarray
+    bins: np.ndarray
+    names: list[str]
+    variable: str
+    categorical: bool
+    level: float
+    resampled: str
+    samples: np.ndarray = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (unit, bin): unit, name, bin, mean, low, high, n_samples."""
+        U, K = self.mean.shape
+        return pd.DataFrame({"unit": np.repeat(np.arange(U), K), "name": np.repeat(self.names, K),
+                             "bin": np.tile(self.bins, U), "mean": self.mean.ravel(), "low": self.low.ravel(),
+                             "high": self.high.ravel(), "n_samples": np.tile(self.counts, U)})
+
+    def preferred(self) -> pd.DataFrame:
+        """Per unit: the bin of the largest mean, and the curve's range (max - min)."""
+        best = np.nanargmax(np.where(np.isnan(self.mean), -np.inf, self.mean), axis=1)
+        return pd.DataFrame({"unit": np.arange(len(self.names)), "name": self.names, "preferred": self.bins[best],
+                             "range": np.nanmax(self.mean, 1) - np.nanmin(self.mean, 1)})
+
+    def summary(self) -> str:
+        """What was binned and how the intervals were made."""
+        kind = "categories" if self.categorical else "bins"
+        return (f"tuning curves of {len(self.names)} units over {len(self.bins)} {kind} of {self.variable}; "
+                f"{self.level:.0%} CIs from a bootstrap over {self.resampled}")
+
+    def plot(self, units: Any = None, **kwargs: Any):
+        """Curves with CI bands for up to 6 units (default: the widest ranges)."""
+        import plotly.graph_objects as go
+
+        if units is None:
+            units = self.preferred().sort_values("range", ascending=False)["unit"].head(6).tolist()
+        fig = go.Figure()
+        x = [str(b) for b in self.bins] if self.categorical else self.bins
+        for i, u in enumerate(units):
+            color = f"hsl({(i * 67) % 360},60%,45%)"
+            fig.add_trace(go.Scatter(x=x, y=self.mean[u], mode="lines+markers", name=self.names[u],
+                                     line=dict(color=color),
+                                     error_y=dict(type="data", symmetric=False, array=self.high[u] - self.mean[u],
+                                                  arrayminus=self.mean[u] - self.low[u])))
+        return themed(fig, title=kwargs.get("title", f"tuning to {self.variable} ({self.level:.0%} CI over "
+                                                     f"{self.resampled})"),
+                      xaxis_title=self.variable, yaxis_title="mean activity")
+
+
+def tuning_curves(acts: Any, variable: Any, bins: int | Any = 8, *, groups: Any = None, categorical: bool | None = None,
+                  n_bootstraps: int = 1000, block_size: int | None = None, alpha: float = 0.05,
+                  seed: int = 0) -> TuningCurves:
+    """Tuning curves of every unit to ``variable``, with ``1 - alpha`` bootstrap confidence intervals.
+
+    Parameters
+    ----------
+    acts:
+        ``(sample, unit)`` activity (:class:`~interp.Activations` or array).
+    variable:
+        A sample-coordinate name of ``acts`` or one value per sample (NaN: sample ignored).
+    bins:
+        For a continuous variable: the number of equal-width bins over its range, or the bin edges.
+    groups:
+        Trials (a coordinate name or a label per sample): the bootstrap resamples whole trials. Without
+        groups, a time series (or autocorrelated samples) is resampled in blocks of ``block_size``
+        consecutive samples (default: twice the AR(1) correlation time of the activity).
+    categorical:
+        ``None``: strings, booleans and integers with at most 20 levels are categories.
+
+    >>> import numpy as np
+    >>> target = np.repeat(np.arange(4), 50); rate = target[:, None] + np.random.default_rng(0).normal(size=(200, 2))
+    >>> tuning_curves(rate, target, n_bootstraps=200).mean.shape
+    (2, 4)
+    """
+    X, names, source = _activity(acts)
+    n = X.shape[0]
+    v = _values(variable, source, n, "variable")
+    if categorical is None:
+        categorical = v.dtype.kind in "OUSb" or (v.dtype.kind in "iu" and len(np.unique(v)) <= 20)
+    if categorical:
+        ok = ~pd.isna(v)
+        labels, code = np.unique(v[ok].astype(str) if v.dtype.kind == "O" else v[ok], return_inverse=True)
+        centres = labels
+    else:
+        vf = v.astype(float)
+        ok = np.isfinite(vf)
+        if ok.sum() < 2:
+            raise ConfigError("the variable has fewer than 2 finite values")
+        edges = (np.linspace(vf[ok].min(), vf[ok].max(), int(bins) + 1) if np.isscalar(bins)
+                 else np.asarray(bins, dtype=float))
+        if edges.ndim != 1 or len(edges) < 2 or (np.diff(edges) <= 0).any():
+            raise ConfigError("bins must be a number of bins (>= 1) or increasing bin edges")
+        ok &= (vf >= edges[0]) & (vf <= edges[-1])
+        code = np.clip(np.searchsorted(edges, vf[ok], side="right") - 1, 0, len(edges) - 2)
+        centres = (edges[:-1] + edges[1:]) / 2
+    if not np.isfinite(X).all():
+        raise NaNError("activity contains NaN or infinite values")
+    K = len(centres)
+    Xo = X[ok]
+    codes = resolve_groups(groups, n, source)
+    resample_groups, resampled = _resampling(int(ok.sum()), None if codes is None else codes[ok], source, Xo,
+                                             block_size)
+    W = bootstrap_counts(len(Xo), n_bootstraps, seed, groups=resample_groups).astype(float)  # (B, n_ok)
+    counts = np.bincount(code, minlength=K)
+    mean = np.full((X.shape[1], K), np.nan)
+    samples = np.full((n_bootstraps, X.shape[1], K), np.nan)
+    for k in range(K):
+        sel = code == k
+        if not sel.any():
+            continue
+        mean[:, k] = Xo[sel].mean(0)
+        w = W[:, sel]
+        tot = w.sum(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples[:, :, k] = np.where(tot > 0, (w @ Xo[sel]) / tot, np.nan)
+    low, high = percentile_interval(samples, alpha)
+    return TuningCurves(mean, np.asarray(low), np.asarray(high), counts, np.asarray(centres), names,
+                        variable if isinstance(variable, str) else "variable", bool(categorical), 1 - alpha,
+                        resampled, samples)
+
+
+@dataclass
+class DirectionTuning(Result):
+    """Cosine tuning of every unit to a direction (see the module docstring).
+
+    ``frame``: one row per unit (``unit``, ``name``, ``preferred_direction_deg``, ``modulation_depth``,
+    ``amplitude``, ``baseline``, ``r2``, ``p_value``, ``q_value``, ``tuned``, ``mean_direction_deg``,
+    ``resultant_length``, ``label``); ``curves``: the binned mean
+    activity ``(unit, n_bins)`` at direction ``bin_centres_deg``; ``null`` names the null and
+    ``reason`` why it was used.
+    """
+
+    frame: pd.DataFrame
+    curves: np.ndarray
+    bin_centres_deg: np.ndarray
+    null: str
+    reason: str
+    n_permutations: int
+    alpha: float
+    null_r2: np.ndarray = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-unit table (a copy)."""
+        return self.frame.copy()
+
+    def labels(self) -> dict[int, str]:
+        """``{unit: "cosine-tuned, PD 135°, depth 0.42"}`` for the tuned units."""
+        return {int(r.unit): r.label for r in self.frame.itertuples() if r.tuned}
+
+    def pd_uniformity(self) -> tuple[float, float]:
+        """Rayleigh test of the tuned units' preferred directions: ``(z, p)``; small p: they cluster."""
+        pds = self.frame.loc[self.frame["tuned"], "preferred_direction_deg"].to_numpy()
+        if len(pds) < 2:
+            return float("nan"), float("nan")
+        return rayleigh_test(pds, degrees=True)
+
+    def summary(self) -> str:
+        """How many units are tuned, and the null used."""
+        f = self.frame
+        tuned = f[f["tuned"]]
+        line = (f"{len(tuned)} of {len(f)} units cosine-tuned at q < {self.alpha} ({self.null} null, "
+                f"{self.n_permutations} draws: {self.reason})")
+        if len(tuned) >= 2:
+            z, p = self.pd_uniformity()
+            line += (f"\n  preferred directions: circular mean "
+                     f"{circular_mean(tuned['preferred_direction_deg'], degrees=True):.0f}°, resultant length "
+                     f"{resultant_length(tuned['preferred_direction_deg'], degrees=True):.2f} (Rayleigh p = {p:.3g}); "
+                     f"median r2 {tuned['r2'].median():.2f}")
+        return line
+
+    def plot(self, units: Any = None, **kwargs: Any):
+        """Polar tuning plots: binned mean activity (markers) and the cosine fit (line), up to 6 units."""
+        import plotly.graph_objects as go
+
+        f = self.frame
+        if units is None:
+            units = f.sort_values(["tuned", "r2"], ascending=False)["unit"].head(6).tolist()
+        grid = np.linspace(0, 360, 73)
+        fig = go.Figure()
+        for i, u in enumerate(units):
+            r = f.loc[f["unit"] == u].iloc[0]
+            color = f"hsl({(i * 67) % 360},60%,45%)"
+            fit = r["baseline"] + r["amplitude"] * np.cos(np.deg2rad(grid - r["preferred_direction_deg"]))
+            fig.add_trace(go.Scatterpolar(r=fit, theta=grid, mode="lines", line=dict(color=color),
+                                          name=f"{r['name']}: {r['label']}"))
+            fig.add_trace(go.Scatterpolar(r=np.r_[self.curves[u], self.curves[u][:1]],
+                                          theta=np.r_[self.bin_centres_deg, self.bin_centres_deg[:1]], mode="markers",
+                                          marker=dict(color=color), showlegend=False))
+        return themed(fig, title=kwargs.get("title", "direction tuning (markers: binned mean; lines: cosine fit)"),
+                      height=460)
+
+
+def _direction(X: np.ndarray, source: Activations | None, x: Any, y: Any, angle: Any, degrees: bool,
+               min_speed: float) -> tuple[np.ndarray, np.ndarray]:
+    n = X.shape[0]
+    if (angle is None) == (x is None and y is None):
+        raise ConfigError("give either x= and y= (a 2-D variable such as hand velocity) or angle=")
+    if angle is not None:
+        theta = _values(angle, source, n, "angle").astype(float)
+        theta = np.deg2rad(theta) if degrees else theta
+        return theta, np.isfinite(theta)
+    if x is None or y is None:
+        raise ConfigError("give both x= and y=")
+    vx, vy = _values(x, source, n, "x").astype(float), _values(y, source, n, "y").astype(float)
+    speed = np.hypot(vx, vy)
+    keep = np.isfinite(speed) & (speed > min_speed)
+    return np.arctan2(vy, vx), keep
+
+
+def _null_r2(D: np.ndarray, Yc: np.ndarray, Ginv: np.ndarray, tss: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """r2 of the cosine fit with the design rows reordered by each row of ``idx`` (the Gram matrix is unchanged)."""
+    n, U = Yc.shape
+    step = max(1, 2_000_000 // (3 * n))
+    out = []
+    for start in range(0, len(idx), step):
+        Dp = D[idx[start:start + step]]  # (P, n, 3)
+        DtY = np.einsum("pnk,nu->pku", Dp, Yc)
+        out.append(np.einsum("pku,kl,plu->pu", DtY, Ginv, DtY) / tss)
+    return np.concatenate(out)
+
+
+def _label(depth: float, amplitude: float, pd_deg: float) -> str:
+    size = f"depth {depth:.2f}" if np.isfinite(depth) else f"amplitude {amplitude:.2g}"
+    return f"cosine-tuned, PD {pd_deg:.0f}°, {size}"
+
+
+def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any = None, degrees: bool = False,
+                     groups: Any = None, null: str = "auto", n_permutations: int = 1000, min_shift: int | None = None,
+                     min_speed: float = 0.0, n_bins: int = 8, alpha: float = 0.05, seed: int = 0) -> DirectionTuning:
+    """Cosine tuning of every unit to the direction of ``(x, y)`` or to ``angle`` (see the module docstring).
+
+    Parameters
+    ----------
+    recording:
+        ``(sample, unit)`` activity: a recording or model activations (Activations or array).
+    x, y:
+        The two components of a 2-D variable (coordinate names or arrays), e.g. hand velocity; samples
+        with speed ``<= min_speed`` are dropped (their direction is undefined or noise).
+    angle:
+        An angle per sample instead (radians, or degrees with ``degrees=True``), e.g. head direction.
+    groups:
+        Trials (a coordinate name or a label per sample): the null swaps the directions of whole trials
+        (equal-length trials), so autocorrelation within a trial cannot make a unit look tuned.
+    null:
+        ``"auto"`` (groups -> ``"group"``; a time series -> ``"circular"``; else ``"permutation"``) or a
+        name from :data:`interp.stats.NULLS`.
+    n_bins:
+        Direction sectors of the binned tuning curve (plots and circular statistics).
+    """
+    X, names, source = _activity(recording)
+    if not np.isfinite(X).all():
+        raise NaNError("activity contains NaN or infinite values")
+    n, U = X.shape
+    theta, keep = _direction(X, source, x, y, angle, degrees, min_speed)
+    codes = resolve_groups(groups, n, source)
+    Y, th = X[keep], theta[keep]
+    if len(Y) < 10:
+        raise DimensionError(f"only {len(Y)} samples have a direction (speed > {min_speed}); need more")
+    D = np.stack([np.ones(len(th)), np.cos(th), np.sin(th)], 1)
+    G = D.T @ D
+    if np.linalg.cond(G) > 1e10:
+        raise ConfigError("the directions do not span the circle (all samples point the same way); the cosine "
+                          "fit is undefined")
+    Ginv = np.linalg.inv(G)
+    beta = Ginv @ D.T @ Y  # (3, U)
+    Yc = Y - Y.mean(0)
+    tss = (Yc ** 2).sum(0)
+    const = tss == 0
+    tss_safe = np.where(const, 1.0, tss)
+    DtY = D.T @ Yc
+    r2 = np.einsum("ku,kl,lu->u", DtY, Ginv, DtY) / tss_safe
+    kcodes = None if codes is None else codes[keep]
+    kind, reason = choose_null(null, groups=kcodes, source=source, activity=Y,
+                               values=[np.cos(th), np.sin(th)])
+    idx = null_indices(len(Y), kind, groups=kcodes, n_permutations=n_permutations, seed=seed, min_shift=min_shift)
+    null_r2 = _null_r2(D, Yc, Ginv, tss_safe, idx)
+    p = np.where(const, np.nan, p_value(r2, null_r2))
+    q = benjamini_hochberg(p)
+    pd_deg = wrap_degrees(np.rad2deg(np.arctan2(beta[2], beta[1])))
+    amplitude = np.hypot(beta[1], beta[2])
+    rates = (Y >= 0).all(0)  # a depth relative to the baseline needs activity on a ratio scale (rates, counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(rates & (beta[0] > 0), amplitude / beta[0], np.nan)
+    # binned tuning curve and its circular statistics
+    edges = np.linspace(0, 2 * np.pi, n_bins + 1)
+    sector = np.clip(np.searchsorted(edges, np.mod(th, 2 * np.pi), side="right") - 1, 0, n_bins - 1)
+    curves = np.stack([Y[sector == k].mean(0) if (sector == k).any() else np.full(U, np.nan)
+                       for k in range(n_bins)], 1)  # (U, bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    nonneg = rates & np.isfinite(curves).all(1)
+    w = np.where(nonneg[:, None], np.nan_to_num(curves), np.nan)
+    mean_dir = np.array([circular_mean(centres, wu, degrees=False) if nonneg[u] else np.nan for u, wu in enumerate(w)])
+    rlen = np.array([resultant_length(centres, wu) if nonneg[u] else np.nan for u, wu in enumerate(w)])
+    tuned = (q < alpha) & ~const
+    frame = pd.DataFrame({
+        "unit": np.arange(U), "name": names, "preferred_direction_deg": pd_deg, "modulation_depth": depth,
+        "amplitude": amplitude, "baseline": beta[0], "r2": np.where(const, np.nan, r2), "p_value": p, "q_value": q,
+        "tuned": tuned, "mean_direction_deg": wrap_degrees(np.rad2deg(mean_dir)), "resultant_length": rlen,
+    })
+    frame["label"] = [(_label(d, a, pdd) if t else "not direction-tuned")
+                      for d, a, pdd, t in zip(depth, amplitude, pd_deg, tuned)]
+    return DirectionTuning(frame, curves, np.rad2deg(centres), kind, reason, n_permutations, alpha, null_r2)

@@ -1,0 +1,70 @@
+"""The one home of nulls and intervals: label, similarity, decompose and patching all use it.
+
+One calling style everywhere: ``groups=`` (a sample-coordinate name of an
+:class:`~interp.Activations`, or one label per sample: trials, subjects, recordings),
+``n_permutations=``, ``n_bootstraps=``, ``seed=``, ``alpha=`` (the significance level; intervals are
+``1 - alpha``).
+
+Nulls (:mod:`interp.stats.nulls`) are index arrays ``(n_permutations, n)``, built vectorised:
+
+* ``"permutation"``: :func:`permutations` (exchangeable samples, e.g. independent stimuli);
+* ``"group"``: :func:`group_permutations` (whole trials or subjects swap; with ``groups=`` this is
+  the default of every test in the library);
+* ``"circular"``: :func:`circular_shifts` (time series: rotate by at least ``min_shift``, within
+  groups; the default for a time series without groups);
+* ``"block"``: :func:`block_permutations` (permute blocks of consecutive samples).
+
+:func:`choose_null` resolves ``null="auto"`` (groups -> whole groups; a time series, or samples
+whose autocorrelation makes them non-exchangeable -> circular shifts; otherwise permutation).
+Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or grouped). Inference
+(:mod:`interp.stats.inference`): :func:`p_value` (with the +1 correction), :func:`benjamini_hochberg`,
+:func:`t_interval`, :func:`percentile_interval`, and the generic :func:`permutation_test` and
+:func:`bootstrap`. Angles (:mod:`interp.stats.circular`): :func:`circular_mean`,
+:func:`resultant_length`, :func:`rayleigh_test`.
+
+>>> import numpy as np
+>>> from interp import stats
+>>> trial = np.repeat(np.arange(10), 30)                       # 10 trials of 30 samples
+>>> stats.null_indices(300, "group", groups=trial, n_permutations=500).shape
+(500, 300)
+>>> stats.benjamini_hochberg([0.001, 0.02, 0.5]).round(3).tolist()
+[0.003, 0.03, 0.5]
+"""
+
+from __future__ import annotations
+
+from .circular import circular_mean, rayleigh_test, resultant_length, wrap_degrees
+from .inference import (
+    ALTERNATIVES,
+    BootstrapResult,
+    PermutationResult,
+    benjamini_hochberg,
+    bootstrap,
+    p_value,
+    percentile_interval,
+    permutation_test,
+    t_interval,
+)
+from .nulls import (
+    NULLS,
+    block_permutations,
+    blocks,
+    bootstrap_counts,
+    bootstrap_indices,
+    choose_null,
+    circular_shifts,
+    group_permutations,
+    is_time_series,
+    lag1_autocorrelation,
+    null_indices,
+    permutations,
+    resolve_groups,
+)
+
+__all__ = [
+    "NULLS", "ALTERNATIVES", "resolve_groups", "permutations", "group_permutations", "circular_shifts",
+    "block_permutations", "blocks", "null_indices", "choose_null", "is_time_series", "lag1_autocorrelation",
+    "bootstrap_indices", "bootstrap_counts", "p_value", "benjamini_hochberg", "t_interval", "percentile_interval",
+    "permutation_test", "bootstrap", "PermutationResult", "BootstrapResult", "circular_mean", "resultant_length",
+    "rayleigh_test", "wrap_degrees",
+]
