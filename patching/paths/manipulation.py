@@ -12,6 +12,7 @@ import torch
 
 from interp.errors import ConfigError
 from interp.results import Result, themed
+from interp.stats import t_interval
 
 from .results import NeuronPaths
 from .runner import SiteRunner, batches, mlp_sites, neuron_mask, target_prob, targets_of
@@ -76,17 +77,6 @@ def manipulate(
     return frame
 
 
-def _mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    from scipy import stats
-
-    x = np.asarray(x, dtype=float)
-    m = float(x.mean())
-    if len(x) < 2 or float(x.std(ddof=1)) == 0.0:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - half, m + half
-
-
 @dataclass
 class PathComparison(Result):
     """Paths of several methods on the same samples, their JAS and manipulation effects.
@@ -97,7 +87,7 @@ class PathComparison(Result):
 
     frame: pd.DataFrame
     paths: dict[str, NeuronPaths]
-    level: float = 0.95
+    alpha: float = 0.05
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -114,9 +104,9 @@ class PathComparison(Result):
         """Per (op, method): mean JAS, mean change of P(target) and of accuracy, with t-based CIs."""
         out = []
         for (op, method), g in self.frame.groupby(["op", "method"], sort=False):
-            m, lo, hi = _mean_ci(g["delta_p"].to_numpy(), self.level)
-            rm, rlo, rhi = _mean_ci(g["ratio_p"].to_numpy(), self.level)
-            jm, jlo, jhi = _mean_ci(g["jas"].to_numpy(), self.level)
+            m, lo, hi = t_interval(g["delta_p"].to_numpy(), self.alpha)
+            rm, rlo, rhi = t_interval(g["ratio_p"].to_numpy(), self.alpha)
+            jm, jlo, jhi = t_interval(g["jas"].to_numpy(), self.alpha)
             acc = float(g["correct_edit"].mean() - g["correct_clean"].mean())
             out.append({"op": op, "method": method, "n": len(g), "jas": jm, "jas_lo": jlo, "jas_hi": jhi,
                         "delta_p": m, "delta_p_lo": lo, "delta_p_hi": hi, "ratio_p": rm, "ratio_p_lo": rlo,
@@ -131,7 +121,7 @@ class PathComparison(Result):
         for other in wide.columns:
             if other == ours:
                 continue
-            m, lo, hi = _mean_ci((wide[ours] - wide[other]).to_numpy(), self.level)
+            m, lo, hi = t_interval((wide[ours] - wide[other]).to_numpy(), self.alpha)
             out.append({"op": op, "column": column, "ours": ours, "other": other, "mean_diff": m, "lo": lo, "hi": hi,
                         "ci_excludes_zero": bool(lo > 0 or hi < 0)})
         return pd.DataFrame(out)

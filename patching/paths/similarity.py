@@ -12,6 +12,7 @@ import torch
 
 from interp.errors import DimensionError
 from interp.results import Result, themed
+from interp.stats import p_value, permutations
 
 from .results import NeuronPaths
 
@@ -78,13 +79,8 @@ def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_
         return vals[same].mean() if same.any() else np.nan, vals[~same].mean() if (~same).any() else np.nan
 
     within, across = split(labels)
-    rng = np.random.default_rng(seed)
-    obs = within - across
-    hits = 0
-    for _ in range(n_permutations):
-        w, c = split(rng.permutation(labels))
-        hits += (w - c) >= obs
-    p_value = (hits + 1) / (n_permutations + 1)
+    null = np.array([np.subtract(*split(labels[order])) for order in permutations(n, n_permutations, seed)])
+    p = float(p_value(within - across, null))
     classes = list(pd.unique(labels))
     mat = pd.DataFrame(index=classes, columns=classes, dtype=float)
     for ci in classes:
@@ -96,6 +92,6 @@ def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_
             else:
                 mat.loc[ci, cj] = block.mean()
     return PathSimilarity(pairwise=pair, classes=classes, class_matrix=mat, within=float(within),
-                          across=float(across), p_value=float(p_value))
+                          across=float(across), p_value=p)
 
 
