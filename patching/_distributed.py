@@ -16,30 +16,11 @@ from typing import Any
 
 import torch
 
+from interp.engine.distributed import gather, rank_and_world
+
 from .results import AttributionResult
 
-__all__ = ["rank_and_world", "gather", "over_prompts", "merge_shares"]
-
-
-def rank_and_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of the initialised process group, or ``(0, 1)``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` in rank order (just ``[obj]`` without a process group)."""
-    import torch.distributed as dist
-
-    rank, world = rank_and_world()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
+__all__ = ["over_prompts", "merge_shares"]
 
 
 def _weighted(parts: list[tuple[float, AttributionResult]]) -> AttributionResult:

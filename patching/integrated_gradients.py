@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from interp import engine
 from interp.engine import Hook
+from interp.engine.distributed import gather
 from interp.errors import ConfigError
 
-from ._distributed import gather, over_prompts
+from ._distributed import over_prompts
 from ._plan import (
     axis_sizes,
     cell_coords,

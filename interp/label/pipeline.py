@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from .. import engine
+from ..engine.distributed import gather, share
 from ..errors import ConfigError, InputTypeError
 from .concepts import ConceptTests
 from .explain import Explainer, Explanation, TemplatedExplainer, UnitEvidence, explain_safely, keyword_predicate
@@ -190,6 +191,10 @@ def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, 
                   title: str | None = None, progress: bool = False, seed: int = 0) -> LabelResult:
     """Label every unit at ``site`` over a token corpus (one streaming pass + a held-out pass).
 
+    Under ``torchrun`` every rank streams the corpus (the statistics are the same for every unit) and
+    explains and scores its share of the units (one explainer call per unit: the costly part with a model
+    explainer); the rows are gathered, and every rank returns the same result as one process.
+
     Parameters
     ----------
     model:
@@ -273,7 +278,8 @@ def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, 
     rows = []
     can_sim = hasattr(explainer, "simulate")
     sim_order = set(chosen[np.argsort(-res.maximum[chosen])][:simulate_units].tolist()) if can_sim else set()
-    for u in chosen.tolist():
+    # under torchrun each rank explains and scores its share of the units; everyone gathers all rows
+    for u in share(chosen.tolist()):
         name = f"L{layer}.N{u}" if layer is not None else f"N{u}"
         ev = _evidence(u, name, res, decode, vocab_out, vocab_in, flags[u])
         exp: Explanation = explain_safely(explainer, ev, fallback)
@@ -292,6 +298,9 @@ def label_neurons(model: Any, site: str, tokens: torch.Tensor | None = None, *, 
                      "score_kind": "detection AUROC", "simulation": sim, "phenomena": ", ".join(flags[u]),
                      "explainer": exp.source, "error": exp.error or "", "frequency": float(res.frequency[u]),
                      "max": float(res.maximum[u])})
+    parts = gather((rows, notes))
+    rows = sorted((row for part, _ in parts for row in part), key=lambda row: int(np.where(chosen == row["unit"])[0][0]))
+    notes = list(dict.fromkeys(n for _, part in parts for n in part))
     table = pd.DataFrame(rows)
     failed = table["error"].astype(bool).sum()
     if failed:

@@ -1,5 +1,5 @@
-"""Prompt batches and ranks: every attribution method gives the same cells in one batch, in several batches,
-and on two gloo ranks (one thread each) as in one process."""
+"""Ranks of a torchrun job (two gloo ranks, one thread each, forked): the attribution methods (in one prompt
+batch, in several, and shared out over ranks) and the label pass give the same result as one process."""
 
 from __future__ import annotations
 
@@ -62,6 +62,22 @@ def test_prompt_batches_equal_one_batch(one_thread):
         patching.attribution_patching(model, clean, corrupted, lambda out: out[:, -1, 3].mean(), batch_size=2)
 
 
+def _label(model):
+    """The label table of 12 units, and how many units this process explained."""
+    from interp.label import pipeline
+
+    calls = []
+    original = pipeline.explain_safely
+    pipeline.explain_safely = lambda *args: calls.append(1) or original(*args)
+    try:
+        tokens = torch.randint(0, 64, (12, 16), generator=torch.Generator().manual_seed(0))
+        res = pipeline.label_neurons(model, "blocks.1.mlp.hook_post", tokens, k=4, window=(2, 1), n_random=50,
+                                     units=range(12))
+    finally:
+        pipeline.explain_safely = original
+    return res.table, len(calls)
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -71,7 +87,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model = _model()
         clean, corrupted, metric = _data()
         results = {"one": _run_all(model, clean, corrupted, metric),
-                   "batches": _run_all(model, clean, corrupted, metric, batch_size=2)}
+                   "batches": _run_all(model, clean, corrupted, metric, batch_size=2),
+                   "labels": _label(model)}
         with open(f"{out}.{rank}", "wb") as fh:
             pickle.dump(results, fh)
     finally:
@@ -99,3 +116,8 @@ def test_two_ranks_equal_one_process(tmp_path, one_thread):
             got = pickle.load(fh)
         _assert_same(single, got["one"])      # one prompt batch: patches (and IG sites) shared out
         _assert_same(single, got["batches"])  # three prompt batches shared out over two ranks
+        import pandas as pd
+
+        table, explained = _label(model)
+        pd.testing.assert_frame_equal(got["labels"][0], table)  # every rank returns the one-process table ...
+        assert explained == 12 and got["labels"][1] == 6  # ... though each rank explained half of the units
