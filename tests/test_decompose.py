@@ -219,12 +219,26 @@ def test_unfitted_and_bad_params():
         TopKSAE().fit("not data")
 
 
+def _dense_auxk(sae, xs, x_hat, pre):
+    """Reference AuxK loss (Gao et al. 2024) written densely: the top k_aux dead latents reconstruct the residual."""
+    dead = sae.dead_latents_
+    n_dead = int(dead.sum())
+    k_aux = min(xs.shape[1] // 2, n_dead)
+    vals, idx = torch.where(dead, pre, torch.full_like(pre, -torch.inf)).topk(k_aux, dim=1)
+    recon = torch.zeros_like(pre).scatter(1, idx, torch.relu(vals)) @ sae.components_
+    scale = min(n_dead / (xs.shape[1] // 2), 1.0)
+    return sae.aux_coefficient * scale * ((recon - (xs - x_hat).detach()) ** 2).sum(1).mean()
+
+
 @pytest.mark.parametrize("cls", [TopKSAE, BatchTopKSAE])
 def test_sparse_training_pass_matches_dense_gradients(planted, cls):
     """The O(batch x k x d) training pass gives the same loss and gradients as the dense reference."""
+    from interp.decompose._distributed import Parallel
+    from interp.decompose._training import batch_moments
+
     x = planted.X.data[:128]
     sae = cls(n_components=32, k=4, dead_after=1, verbose=False)
-    sae._init_state(x)
+    sae._init_state(batch_moments(x))
     with torch.no_grad():
         sae.b_enc_ += 0.05 * torch.randn(32, generator=torch.Generator().manual_seed(0))
     sae._samples_since_fired[:10] = 5  # 10 dead latents: AuxK is active
@@ -233,10 +247,10 @@ def test_sparse_training_pass_matches_dense_gradients(planted, cls):
         for p in sae._parameters():
             p.grad = None
         if sparse:
-            xs, x_hat, extra, _ = sae._train_forward(x, 1.0)
+            xs, x_hat, extra, _ = sae._train_forward(x, 1.0, x.shape[0], Parallel())
         else:
             xs, pre, codes, x_hat = sae._forward(x, training=True)
-            extra = sae._aux_loss(xs, x_hat, pre, codes)
+            extra = _dense_auxk(sae, xs, x_hat, pre)
         loss = ((x_hat - xs) ** 2).sum(1).mean() + extra
         loss.backward()
         return float(loss.detach()), [p.grad.clone() for p in sae._parameters()]

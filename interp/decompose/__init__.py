@@ -5,7 +5,9 @@ scikit-learn style estimators (``fit`` returns self, learned state ends in ``_``
 :class:`interp.store.ActivationStore` or any iterable of minibatches:
 
 * :class:`ReLUSAE`, :class:`TopKSAE`, :class:`BatchTopKSAE`, :class:`JumpReLUSAE` (sparse autoencoders);
-* :class:`SNMF` (semi-nonnegative MF after Shafran, Geiger & Geva 2025) and :class:`NMF`.
+* :class:`SNMF` (semi-nonnegative MF after Shafran, Geiger & Geva 2025) and :class:`NMF`;
+* :func:`train`: several SAEs (sites, widths) from one pass over the data, on one process or on
+  several ranks under ``torchrun`` (data parallel, or with the latents sharded across ranks).
 
 Reading components: :func:`top_activating`, :func:`vocab_projection`, :func:`steer`,
 :func:`find_alpha`; metrics: :func:`reconstruction_metrics`, :func:`spliced_lm_metrics`; recordings:
@@ -19,6 +21,7 @@ Reading components: :func:`top_activating`, :func:`vocab_projection`, :func:`ste
 from __future__ import annotations
 
 from ._base import Decomposition, NegativeValueError, NotFittedError, load
+from ._training import train
 from .assemblies import Assemblies, AssemblyMatch, find_assemblies, marchenko_pastur_bound, match_assemblies
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
@@ -36,6 +39,7 @@ __all__ = [
     "JumpReLUSAE",
     "SNMF",
     "NMF",
+    "train",
     "load",
     "NegativeValueError",
     "NotFittedError",

@@ -8,7 +8,7 @@ whose other dims are flattened into samples, e.g. ``("sample", "pos", "unit")``)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -118,10 +118,6 @@ def store_rows(X: Any) -> int:
 
 
 def _as_batch(batch: Any, n_features: int | None, what: str) -> torch.Tensor:
-    if isinstance(batch, dict):  # a store may yield {site: tensor}; take the only one
-        if len(batch) != 1:
-            raise InputTypeError(f"minibatches with several sites {sorted(batch)}: pass one site's store")
-        batch = next(iter(batch.values()))
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], (torch.Tensor, np.ndarray, Activations)):
         batch = batch[0]  # (x, meta) pairs
     x = as_matrix(batch if not isinstance(batch, torch.Tensor) or batch.ndim == 2 else batch.reshape(-1, batch.shape[-1]),
@@ -131,41 +127,146 @@ def _as_batch(batch: Any, n_features: int | None, what: str) -> torch.Tensor:
     return x
 
 
+def rank_slice(n: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch of ``n`` that ``rank`` of ``world_size`` trains on: contiguous, sizes differ by <= 1.
+
+    Concatenating the ranks' slices in rank order gives the global batch back, which is what makes a
+    distributed fit equal one process's fit on the same global batches.
+    """
+    return slice(n * rank // world_size, n * (rank + 1) // world_size)
+
+
+class BatchSource:
+    """Shuffled global minibatches of one or several sites, of which each rank reads its own slice.
+
+    ``X`` is an Activations/tensor/array (one site, ``sites=[None]``), a mapping ``{site: Activations/
+    tensor/array}`` with the same number of rows per site, an ActivationStore (``sites`` are array names;
+    every site reads the same stored rows), or an iterable of minibatches (tensors, or ``{site: tensor}``
+    mappings) taken as global batches. Every rank draws the same global order from ``seed``: in-memory
+    inputs are reshuffled each epoch with ``torch.randperm``; a store is read in the order of
+    ``ActivationStore.minibatches(shuffle=True, seed=seed + epoch)``. In-memory inputs are moved to
+    ``device`` once.
+    """
+
+    def __init__(self, X: Any, sites: list[str | None], batch_size: int, n_epochs: int = 1, seed: int = 0,
+                 device: str | torch.device | None = None) -> None:
+        self.batch_size, self.n_epochs, self.seed = batch_size, n_epochs, seed
+        self.sites = list(sites)
+        self.per_row = {site: 1 for site in self.sites}
+        self.names: dict[str | None, list[str] | None] = {site: None for site in self.sites}
+        self.n_rows: int | None = None  # index rows per epoch (stored rows for a store)
+        if isinstance(X, (Activations, torch.Tensor, np.ndarray)):
+            if self.sites != [None]:
+                raise ConfigError(f"sites {self.sites} name arrays of a store or keys of a mapping; this input is one array")
+            X = {None: X}
+        if isinstance(X, Mapping) and all(isinstance(v, (Activations, torch.Tensor, np.ndarray)) for v in X.values()):
+            missing = [s for s in self.sites if s not in X]
+            if missing:
+                raise ConfigError(f"sites {missing} are not in the mapping; it holds {list(X)}")
+            self.kind = "memory"
+            self.data = {s: as_matrix(X[s], device=device, what=f"X[{s!r}]" if s is not None else "X") for s in self.sites}
+            self.names = {s: feature_names(X[s]) for s in self.sites}
+            counts = {s: d.shape[0] for s, d in self.data.items()}
+            if len(set(counts.values())) > 1:
+                raise DimensionError(f"the sites have different numbers of rows {counts}; one pass needs the same rows")
+            self.n_rows = next(iter(counts.values()))
+        elif is_store(X):
+            self.kind = "store"
+            if isinstance(X, tuple):
+                X, name = X
+                self.sites = [name] if self.sites == [None] else self.sites
+            self.store = X
+            checked = {s: check_store(X, s) for s in self.sites}
+            self.sites = [c[1] for c in checked.values()]
+            self.per_row = {c[1]: c[2] for c in checked.values()}
+            self.n_features = {c[1]: c[3] for c in checked.values()}
+            self.names = {s: None for s in self.sites}
+            self.n_rows = X.n_rows
+        elif isinstance(X, Iterable) and not isinstance(X, (str, bytes)):
+            self.kind = "iterable"
+            self.data = X
+        else:
+            raise InputTypeError(
+                f"cannot fit on {type(X).__name__}: pass an interp.Activations, a 2-D tensor/array, an ActivationStore "
+                "or an iterable of 2-D minibatches")
+
+    def n_vectors(self, site: str | None) -> int | None:
+        """Training vectors of ``site`` per epoch (``None`` for an iterable)."""
+        return None if self.n_rows is None else self.n_rows * self.per_row[site]
+
+    def vectors_per_batch(self, site: str | None) -> int:
+        return self.batch_size * self.per_row[site]
+
+    def batches(self, rank: int = 0, world_size: int = 1,
+                device: str | torch.device | None = None) -> Iterator[tuple[dict, dict]]:
+        """``({site: this rank's rows}, {site: rows in the global batch})`` for every global minibatch."""
+        if self.kind == "memory":
+            gen = torch.Generator().manual_seed(self.seed)
+            for _ in range(self.n_epochs):
+                order = torch.randperm(self.n_rows, generator=gen)
+                for start in range(0, self.n_rows, self.batch_size):
+                    index = order[start:start + self.batch_size]
+                    mine = index[rank_slice(index.numel(), rank, world_size)]
+                    yield ({s: d[mine.to(d.device)].to(device=device) for s, d in self.data.items()},
+                           {s: index.numel() for s in self.sites})
+        elif self.kind == "store":
+            yield from self._store_batches(rank, world_size, device)
+        else:
+            n_features: dict = {}
+            reusable = not isinstance(self.data, Iterator)
+            for _ in range(self.n_epochs if reusable else 1):
+                for i, batch in enumerate(self.data):
+                    local, counts = {}, {}
+                    for site in self.sites:
+                        item = self._pick(batch, site, i)
+                        x = _as_batch(item, n_features.get(site), f"minibatch {i}")
+                        n_features[site] = x.shape[1]
+                        local[site] = x[rank_slice(x.shape[0], rank, world_size)].to(device=device)
+                        counts[site] = x.shape[0]
+                    yield local, counts
+
+    def _pick(self, batch: Any, site: str | None, i: int) -> Any:
+        if not isinstance(batch, Mapping):
+            if site is not None:
+                raise InputTypeError(f"minibatch {i} is one array; training on sites {self.sites} needs "
+                                     "{site: tensor} mappings")
+            return batch
+        if site is None:
+            if len(batch) != 1:
+                raise InputTypeError(f"minibatch {i} holds several sites {sorted(batch)}; choose one with sites=")
+            return next(iter(batch.values()))
+        if site not in batch:
+            raise InputTypeError(f"minibatch {i} has no site {site!r}; it holds {sorted(batch)}")
+        return batch[site]
+
+    def _store_batches(self, rank: int, world_size: int, device: Any) -> Iterator[tuple[dict, dict]]:
+        """This rank's share of each global store minibatch (the one place that slices store reads by rank)."""
+        n = self.n_rows
+        for epoch in range(self.n_epochs):
+            order = np.random.default_rng(self.seed + epoch).permutation(n)
+            for start in range(0, n, self.batch_size):
+                index = np.sort(order[start:start + self.batch_size])
+                mine = index[rank_slice(index.size, rank, world_size)]
+                local = {}
+                for site in self.sites:
+                    rows = torch.from_numpy(self.store.rows(site, mine)).reshape(-1, self.n_features[site])
+                    local[site] = check_finite(rows.float(), f"store array {site!r}").to(device=device)
+                yield local, {s: index.size * self.per_row[s] for s in self.sites}
+
+
 def minibatches(X: Any, batch_size: int, n_epochs: int = 1, seed: int = 0,
                 device: str | torch.device | None = None) -> Iterator[torch.Tensor]:
-    """Yield shuffled ``(batch, n_features)`` float32 minibatches from any accepted input.
+    """Yield shuffled ``(batch, n_features)`` float32 minibatches from any accepted input (one site).
 
-    In-memory inputs are reshuffled each epoch; a store is asked for ``n_epochs`` passes of random
+    In-memory inputs are reshuffled each epoch; a store is read in ``n_epochs`` passes of random
     minibatches; another iterable is consumed once per epoch (an iterator only once).
     """
-    if isinstance(X, (Activations, torch.Tensor, np.ndarray)):
-        data = as_matrix(X)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(n_epochs):
-            order = torch.randperm(data.shape[0], generator=gen)
-            for start in range(0, data.shape[0], batch_size):
-                yield data[order[start:start + batch_size].to(data.device)].to(device=device)
-        return
+    site = None
     if is_store(X):
-        store, name, _, n_features = check_store(X)
-        for epoch in range(n_epochs):
-            for batch in store.minibatches(name, batch_size=batch_size, shuffle=True, seed=seed + epoch):
-                x = check_finite(batch.reshape(-1, n_features).float(), f"store array {name!r}")
-                yield x.to(device=device)
-        return
-    if isinstance(X, Iterable) and not isinstance(X, (str, bytes)):
-        n_features = None
-        reusable = not isinstance(X, Iterator)
-        for _ in range(n_epochs if reusable else 1):
-            for i, batch in enumerate(X):
-                x = _as_batch(batch, n_features, f"minibatch {i}")
-                n_features = x.shape[1]
-                yield x.to(device=device)
-        return
-    raise InputTypeError(
-        f"cannot fit on {type(X).__name__}: pass an interp.Activations, a 2-D tensor/array, an ActivationStore "
-        "or an iterable of 2-D minibatches"
-    )
+        X = store_array(X)
+        site = X[1]
+    for local, _ in BatchSource(X, [site], batch_size, n_epochs, seed).batches(device=device):
+        yield local[site]
 
 
 def wrap_like(X: Any, out: torch.Tensor, unit_prefix: str, unit_coords: dict | None = None) -> Any:
