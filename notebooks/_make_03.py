@@ -52,6 +52,16 @@ cells = [
              "sae = TopKSAE(n_components=512, k=16, lr=1e-3, batch_size=128, n_epochs=30, verbose=False).fit(acts)\n"
              "print('SNMF relative error', snmf.reconstruction_err_ / float(acts.data.norm()))\n"
              "sae.evaluate(acts).to_frame()"),
+    ("md", "### Several SAEs from one pass, on one process or many\n"
+           "`interp.decompose.train` feeds every (site, width) from one read of the data; each SAE sees exactly the "
+           "batches its own `fit` would, so the 512-latent one below is the SAE trained above, bit for bit. "
+           "The same call under `torchrun --nproc-per-node N` trains data parallel (each rank reads its slice of "
+           "every global batch; the weights equal one process's to float rounding), and `shard_latents=True` splits "
+           "the latents of wide SAEs across ranks (`sae.distributed_` reports bytes per rank)."),
+    ("code", "from interp.decompose import train\n"
+             "saes = train(acts, 'topk', n_components=[128, 512], k=16, lr=1e-3, batch_size=128, n_epochs=30, verbose=False)\n"
+             "print('same as the SAE above:', torch.equal(saes[None, 512].components_, sae.components_))\n"
+             "pd.DataFrame([{'latents': w, **s.evaluate(acts).to_frame().iloc[0].to_dict()} for (_, w), s in saes.items()]).round(3)"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),
     ("code", "from interp.decompose.read import top_activating, vocab_projection, find_alpha, steered_generate\n"
              "top = top_activating(snmf, acts, n=6)\n"
