@@ -65,14 +65,15 @@ def _state(sae) -> dict:
 
 
 def _worker(out: Path) -> None:
-    """Run under torchrun: every case on every rank; each rank saves what it got (or the error)."""
+    """Run under torchrun: every case on every rank; each rank saves what it got (or the error).
+
+    No ``init_process_group`` here: the first fit finds torchrun's environment and initialises the group.
+    """
     import torch.distributed as dist
 
     from interp.store import ActivationStore
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
     X = data()
     cases = {f"dp-{kind}": (lambda kind=kind: make(kind).fit(X["a"])) for kind in KINDS}
     cases.update({f"shard-{kind}": (lambda kind=kind: make(kind).fit(X["a"], shard_latents=True)) for kind in KINDS})
@@ -88,7 +89,7 @@ def _worker(out: Path) -> None:
                              else _state(fitted))
         except Exception as exc:  # noqa: BLE001 - reported to the test
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    torch.save(results, out / f"rank{rank}.pt")
+    torch.save(results, out / f"rank{dist.get_rank()}.pt")
     dist.destroy_process_group()
 
 

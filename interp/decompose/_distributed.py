@@ -40,19 +40,27 @@ def _group_size() -> int:
 
 
 def _init_from_env() -> None:
-    """Initialise the default process group from torchrun's environment (NCCL with CUDA, gloo otherwise)."""
+    """Initialise the default process group from torchrun's environment: gloo for CPU tensors, NCCL for CUDA ones."""
     dist = _dist()
-    backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-    if backend == "nccl":
+    if torch.cuda.is_available() and dist.is_nccl_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend)
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
+def _launched() -> bool:
+    """True in a process that torchrun started as one of several ranks."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def resolve_parallel(distributed: bool | None, shard_latents: bool = False) -> Parallel:
-    """The layout for a fit: ``distributed=None`` uses an initialised process group of 2+ ranks if there is one.
+    """The layout for a fit: ``distributed=None`` is distributed under an initialised process group of 2+
+    ranks, or in a process that ``torchrun`` launched as one of several ranks (the default group is then
+    initialised from its environment variables, gloo for CPU tensors and NCCL for CUDA ones).
 
-    ``distributed=True`` without a process group initialises one from torchrun's environment variables
-    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...), or raises :class:`ConfigError` when there are none.
+    ``distributed=True`` outside both raises :class:`ConfigError`; ``distributed=False`` trains on this
+    process alone (for instance a different SAE on each rank).
     """
     dist = _dist()
     if distributed is False:
@@ -60,7 +68,7 @@ def resolve_parallel(distributed: bool | None, shard_latents: bool = False) -> P
             raise ConfigError("shard_latents=True needs distributed training; drop distributed=False")
         return Parallel()
     if not (dist.is_available() and dist.is_initialized()):
-        if distributed and "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        if _launched():
             _init_from_env()
         elif distributed or shard_latents:
             raise ConfigError(
@@ -122,12 +130,16 @@ class Parallel:
             dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
         return t
 
-    def all_gather(self, t: torch.Tensor) -> list[torch.Tensor]:
-        """Every rank's ``t`` in rank order; sizes along dim 0 may differ between ranks."""
+    def all_gather(self, t: torch.Tensor, same_size: bool = False) -> list[torch.Tensor]:
+        """Every rank's ``t`` in rank order; sizes along dim 0 may differ between ranks unless ``same_size``."""
         if not self.active:
             return [t]
         dist = _dist()
         t = t.contiguous()
+        if same_size:
+            out = [torch.empty_like(t) for _ in range(self.world_size)]
+            dist.all_gather(out, t)
+            return out
         sizes = torch.tensor([t.shape[0]], dtype=torch.long, device=t.device)
         all_sizes = [torch.zeros_like(sizes) for _ in range(self.world_size)]
         dist.all_gather(all_sizes, sizes)
@@ -140,10 +152,10 @@ class Parallel:
         return [o[:k] for o, k in zip(out, n)]
 
     def gather_cat(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
-        """Concatenate every rank's ``t`` along ``dim`` in rank order."""
+        """Concatenate every rank's ``t`` (the same shape on every rank) along ``dim`` in rank order."""
         if not self.active:
             return t
-        return torch.cat([o.movedim(0, dim) for o in self.all_gather(t.movedim(dim, 0))], dim=dim)
+        return torch.cat([o.movedim(0, dim) for o in self.all_gather(t.movedim(dim, 0), same_size=True)], dim=dim)
 
     def decode(self, partial: torch.Tensor, b_dec: torch.Tensor | None) -> torch.Tensor:
         """Reconstruction from this rank's partial decode: summed over ranks when latents are sharded.
@@ -167,7 +179,7 @@ class Parallel:
         if not self.sharded:
             return None
         n, c = values.shape
-        gathered = torch.stack(self.all_gather(values.detach()))          # (W, n, c)
+        gathered = torch.stack(self.all_gather(values.detach(), same_size=True))  # (W, n, c) on every rank
         candidates = gathered.permute(1, 0, 2).reshape(n, self.world_size * c)
         winners = candidates.topk(k, dim=1).indices
         mine = winners.div(c, rounding_mode="floor") == self.rank

@@ -187,8 +187,8 @@ class SparseAutoencoder(Decomposition):
         A store with several arrays needs ``site`` (or pass ``(store, name)``). Trains for ``n_epochs``
         passes, stopping early after ``max_samples`` rows or ``max_seconds``.
 
-        Under an initialised ``torch.distributed`` process group of several ranks (``torchrun
-        --nproc-per-node N``) the fit is distributed (or pass ``distributed=True``): every rank draws the
+        Under ``torchrun --nproc-per-node N`` (or an initialised ``torch.distributed`` process group of
+        several ranks) the fit is distributed; ``distributed=False`` keeps it on this process. Every rank draws the
         same global minibatch order from ``random_state`` and trains on its own slice of each global batch,
         and the result equals one process's fit on the same global batches, to float rounding.
         ``shard_latents=True`` splits the latents across ranks instead (for SAEs too wide for one device;

@@ -226,7 +226,7 @@ def _synchronise(sae: Any, par: Parallel, fired: torch.Tensor, active: torch.Ten
             p.grad = torch.zeros_like(p)
     if par.sharded and par.rank != 0:
         row_stats = torch.zeros_like(row_stats)
-    dtype = params[0].grad.dtype
+    dtype = torch.promote_types(params[0].grad.dtype, torch.float32)  # counts and sums stay exact in bf16 training
     parts = [p.grad.reshape(-1) for p in params] + [active.to(dtype).reshape(1), row_stats.to(dtype)]
     if par.data_parallel:
         parts.append(fired.to(dtype))

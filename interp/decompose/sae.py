@@ -98,7 +98,7 @@ class ReLUSAE(SparseAutoencoder):
         dead = torch.nonzero(self.dead_latents_).flatten()
         counts = [dead.numel()]
         if par.sharded:
-            counts = [int(c) for c in torch.cat(par.all_gather(dead.new_tensor([dead.numel()])))]
+            counts = [int(c) for c in torch.cat(par.all_gather(dead.new_tensor([dead.numel()]), same_size=True))]
         n_dead, offset = sum(counts), sum(counts[:par.rank]) if par.sharded else 0
         if n_dead == 0:
             return 0
