@@ -192,6 +192,32 @@ def test_one_pass_in_one_process_is_bitwise_separate_fits():
         assert sae.distributed_["world_size"] == 1
 
 
+@pytest.mark.parametrize("source", ["memory", "store", "iterable"])
+def test_rank_slices_partition_every_global_batch(source, tmp_path):
+    """The ranks' reads of a global batch are disjoint and concatenate, in rank order, to one process's batch."""
+    from interp.decompose._data import BatchSource
+
+    X = data()
+    if source == "memory":
+        args = (X, ["a", "b"], 100)
+    elif source == "store":
+        args = (make_store(tmp_path / "store"), ["mlp"], 30)
+    else:
+        args = ([{"a": X["a"][i:i + 100], "b": X["b"][i:i + 100]} for i in range(0, N_ROWS, 100)], ["a", "b"], 100)
+
+    def make_source():
+        return BatchSource(*args, n_epochs=2, seed=3)
+
+    whole = list(make_source().batches())
+    for world in (2, 3):
+        parts = [list(make_source().batches(rank, world)) for rank in range(world)]
+        assert all(len(p) == len(whole) for p in parts)
+        for i, (batch, counts) in enumerate(whole):
+            for site, rows in batch.items():
+                assert counts[site] == rows.shape[0] and all(p[i][1] == counts for p in parts)
+                assert torch.equal(torch.cat([p[i][0][site] for p in parts]), rows)
+
+
 def test_bad_distributed_configurations(job):
     for rank in range(2):
         err = job[rank]["bad-shard"].get("error", "")
