@@ -105,12 +105,13 @@ class Parallel:
         return self.active and self.shard_latents
 
     def device(self, device: str | torch.device | None) -> torch.device:
-        """``device`` or, when not given, this rank's CUDA device (``LOCAL_RANK``) or the CPU."""
-        if device is not None:
-            return torch.device(device)
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if self.active else torch.cuda.current_device())
-        return torch.device("cpu")
+        """``device`` or, when not given, CUDA if there is one, else the CPU; ranks use CUDA device ``LOCAL_RANK``."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if self.active else torch.cuda.current_device())
+        return device
 
     def latent_range(self, n_components: int) -> tuple[int, int]:
         """The latents ``[lo, hi)`` this rank holds (all of them unless sharded)."""
