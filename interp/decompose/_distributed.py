@@ -13,7 +13,9 @@ Two layouts, chosen by ``shard_latents``:
   reconstructions are summed (:class:`_AllReduceSum`, whose backward is the identity because every rank
   computes the same loss from the summed output), and only the replicated ``b_dec`` has its gradient summed.
 
-Launch with ``torchrun --nproc-per-node N ...``; a fit under an initialised process group detects it.
+Launch with ``torchrun --nproc-per-node N ...``; a fit under an initialised process group detects it. Who is
+which rank comes from :mod:`interp.engine.distributed` (the one home of rank logic); the tensor collectives of
+SAE training are here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..engine.distributed import rank_and_world
 from ..errors import ConfigError
 
 __all__ = ["Parallel", "resolve_parallel"]
@@ -32,11 +35,6 @@ def _dist():
     import torch.distributed as dist
 
     return dist
-
-
-def _group_size() -> int:
-    dist = _dist()
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _init_from_env() -> None:
@@ -76,10 +74,10 @@ def resolve_parallel(distributed: bool | None, shard_latents: bool = False) -> P
                 "`torchrun --nproc-per-node N ...` (or call torch.distributed.init_process_group first)")
         else:
             return Parallel()
-    world = _group_size()
+    rank, world = rank_and_world()
     if world == 1:
         return Parallel()
-    return Parallel(rank=dist.get_rank(), world_size=world, shard_latents=shard_latents)
+    return Parallel(rank=rank, world_size=world, shard_latents=shard_latents)
 
 
 @dataclass(frozen=True)
