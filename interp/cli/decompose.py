@@ -10,6 +10,10 @@ Examples::
         --out sae.safetensors
     interp decompose worm0.safetensors --method nmf --n-components 8 --out nmf.safetensors
     interp decompose session.mat --variable dff --dims unit time --method nmf --n-components 10 --out assemblies.safetensors
+    torchrun --nproc-per-node 2 -m interp decompose runs/smollm2 --method topk --out sae.safetensors [--shard-latents]
+
+Under ``torchrun`` the SAE kinds train data-parallel (or with ``--shard-latents`` with their latents split over
+the ranks); every rank ends with the whole SAE, rank 0 saves it and prints the metrics.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-4, help="SAE learning rate (default 3e-4)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop SAE training after this long")
     parser.add_argument("--max-iter", type=int, default=500, help="SNMF/NMF iterations (default 500)")
+    parser.add_argument("--shard-latents", action="store_true",
+                        help="under torchrun: split the SAE's latents over the ranks (wide SAEs; default: data "
+                             "parallel, every rank holds the whole SAE)")
     flags.add_recording(parser, annotations_help="sample coordinates the recording must have (checked; for a "
                                                  ".mat file, the variables with one value per sample)")
     flags.add_seed(parser)
@@ -104,7 +111,16 @@ def run(args: argparse.Namespace) -> int:
         if args.sites:
             raise ConfigError("--sites picks an array of an activation store; a recording file is used as a whole")
         data = load_recording(target, args)
-    estimator.fit(data)
+    if args.method in ("snmf", "nmf"):
+        if args.shard_latents:
+            raise ConfigError("--shard-latents is for the SAE methods")
+        estimator.fit(data)
+    else:
+        estimator.fit(data, shard_latents=args.shard_latents)
+    from ..engine.distributed import rank_and_world
+
+    if rank_and_world()[0] != 0:  # every rank holds the fitted estimator; one writes and reports it
+        return 0
     estimator.save(args.out)
     metrics = reconstruction_metrics(estimator, data)
     summary = dict(metrics.to_frame().iloc[0].to_dict().items())
