@@ -63,7 +63,8 @@ cells = [
              "print('same as the SAE above:', torch.equal(saes[None, 512].components_, sae.components_))\n"
              "pd.DataFrame([{'latents': w, **s.evaluate(acts).to_frame().iloc[0].to_dict()} for (_, w), s in saes.items()]).round(3)"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),
-    ("code", "from interp.decompose.read import top_activating, vocab_projection, find_alpha, steered_generate\n"
+    ("code", "from interp.decompose.read import top_activating, find_alpha, steered_generate\n"
+             "from interp.label import vocab_projection\n"
              "top = top_activating(snmf, acts, n=6)\n"
              "top['text'] = [tok.decode([int(t)]) for t in top['token']]   # the token coordinate holds ids\n"
              "top.groupby('component')['text'].apply(list).head(12)"),
@@ -77,9 +78,10 @@ cells = [
              "top_paper = top_activating(snmf_paper, acts, n=6, codes='fitted')\n"
              "top_paper['text'] = [tok.decode([int(t)]) for t in top_paper['token']]\n"
              "top_paper.groupby('component')['text'].apply(list).head(12)"),
-    ("md", "### Output side: vocabulary projection (`W_out[6]` then `W_U`)"),
-    ("code", "vocab = vocab_projection(model, snmf, layer=6, k=8)\n"
-             "vocab[vocab.direction == 'top'].groupby('component')['token'].apply(list).head(12)"),
+    ("md", "### Output side: vocabulary projection (`W_out[6]`, then the model's final norm and unembedding)"),
+    ("code", "vocab = vocab_projection(model, 6, directions=snmf, k=8)\n"
+             "words = vocab.tokens()\n"
+             "words[words.side == 'top'].groupby('unit')['token'].apply(list).head(12)"),
     ("md", "### Causal side: steering\nAdd `alpha * feature` at `blocks.6.mlp.hook_post` at every position, with alpha "
            "found by binary search so that KL(unsteered || steered) of the next-token distribution after "
            "\"I think that\" is 0.5 nats."),

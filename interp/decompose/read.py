@@ -1,9 +1,9 @@
-"""Reading components: top-activating samples, vocabulary projection, and steering.
+"""Reading components: top-activating samples and steering.
 
 Following Shafran, Geiger & Geva (2025): the input side of a feature is its top-activating contexts;
-the output side is its direction pushed through ``W_out`` (for MLP-space features) and the unembedding
-``W_U``; its causal effect is measured by adding ``alpha * direction`` at its site, with ``alpha``
-found by binary search so that KL(unsteered || steered) of the next-token distribution hits a target.
+the output side is its direction pushed through ``W_out`` (for MLP-space features) and the model's
+read-out (:func:`interp.label.vocab_projection` with ``directions=``); its causal effect is measured by
+adding ``alpha * direction`` at its site, with ``alpha`` found by binary search so that KL(unsteered || steered) of the next-token distribution hits a target.
 
 Steering runs through the hook engine (:mod:`interp.engine`), so this module
 does not depend on :mod:`patching`.
@@ -22,7 +22,7 @@ from ..errors import ConfigError, DimensionError, InputTypeError
 from ..tensor import Activations
 from ._data import as_matrix
 
-__all__ = ["top_activating", "vocab_projection", "steer", "steering_kl", "find_alpha", "SteeringResult",
+__all__ = ["top_activating", "steer", "steering_kl", "find_alpha", "SteeringResult",
            "component_directions"]
 
 
@@ -117,56 +117,6 @@ def _flat_samples(X: Activations) -> pd.DataFrame:
     from ._data import as_activations
 
     return as_activations(X).coords["sample"]
-
-
-def _decode_tokens(model: Any, ids: list[int]) -> list[str]:
-    tok = getattr(model, "tokenizer", None)
-    if tok is None:
-        return [str(i) for i in ids]
-    return [tok.decode([i]) for i in ids]
-
-
-def vocab_projection(model: Any, components: Any, layer: int | None = None, space: str = "mlp", k: int = 20,
-                     final_norm: bool = True) -> pd.DataFrame:
-    """Project component directions onto the vocabulary: top (and bottom) tokens of ``W_U`` logits.
-
-    ``space="mlp"``: directions live in ``blocks.{layer}.mlp.hook_post`` (d_mlp) and are mapped to the
-    residual stream through ``W_out[layer]`` first; ``space="resid"``: directions are residual-stream
-    vectors. ``final_norm`` multiplies by the final norm's weight when the model has one (RMSNorm/LN
-    gain), as the real forward pass would. Returns one row per (component, direction, rank) with
-    ``token_id``, ``token`` and ``logit``.
-    """
-    directions = component_directions(components)
-    if space == "mlp":
-        if layer is None:
-            raise ConfigError("space='mlp' needs the layer whose W_out maps the features to the residual stream")
-        W_out = model.W_out if hasattr(model, "W_out") else None
-        if W_out is None:
-            raise InputTypeError("the model exposes no W_out (expected a TransformerBridge)")
-        W_out = W_out[layer].detach().float()
-        if W_out.shape[0] != directions.shape[1]:
-            raise DimensionError(f"directions have {directions.shape[1]} features but W_out[{layer}] maps {W_out.shape[0]}")
-        resid = directions @ W_out
-    elif space == "resid":
-        resid = directions
-    else:
-        raise ConfigError(f"space must be 'mlp' or 'resid', got {space!r}")
-    if final_norm:
-        weight = getattr(getattr(model, "ln_final", None), "weight", None)
-        if isinstance(weight, torch.Tensor) and weight.shape == resid.shape[1:]:
-            resid = resid * weight.detach().float()
-    W_U = model.W_U.detach().float()
-    if W_U.shape[0] != resid.shape[1]:
-        raise DimensionError(f"residual directions have {resid.shape[1]} dims but W_U expects {W_U.shape[0]}")
-    logits = resid @ W_U
-    rows = []
-    for c in range(logits.shape[0]):
-        for direction, (vals, ids) in (("top", logits[c].topk(k)), ("bottom", (-logits[c]).topk(k))):
-            vals = vals if direction == "top" else -vals
-            tokens = _decode_tokens(model, ids.tolist())
-            rows += [{"component": c, "direction": direction, "rank": r, "token_id": int(i), "token": t,
-                      "logit": float(v)} for r, (i, t, v) in enumerate(zip(ids.tolist(), tokens, vals.tolist()))]
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------ steering

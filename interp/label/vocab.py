@@ -1,24 +1,39 @@
-"""Vocabulary projection of neuron weights: what a neuron writes to, or reads from, the vocabulary.
+"""Vocabulary projection: what a neuron (or a feature direction) writes to, or reads from, the vocabulary.
 
-* Output side ("what does this neuron promote"): ``W_U^T (g * w_out)``, the direct effect of one unit of
-  activation on the logits (nostalgebraist 2020, "logit lens"; Geva et al. 2022, "Transformer
-  Feed-Forward Layers Build Predictions by Promoting Concepts in the Vocabulary Space"), where ``g`` is
-  the final norm's gain.
+One function, :func:`vocab_projection`, for MLP weight rows (neurons, including every expert of a
+mixture-of-experts layer) and for feature directions (SAE / SNMF components, residual-stream vectors).
+Every vector goes through :func:`logit_lens`, the model's own read-out of the residual stream,
+``unembed(final_norm(x))``, applied exactly as the forward pass applies it: RMSNorm with ``1 + w`` for
+the Gemma family, centring, gain and bias for LayerNorm, the unembedding bias ``b_U``, BERT's MLM head
+transform, Gemma-2's logit soft cap. The read-out is checked once per model against the model's own
+logits (one forward pass of three tokens), so an architecture whose read-out differs raises instead of
+returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger & Geva 2025,
+``model.unembed(model.ln_final(x))``) and the logit lens (nostalgebraist 2020).
+
+* Output side ("what does this neuron promote"): the ``W_out`` row of a neuron, passed through the
+  norm on the MLP's output first where the model has one (Gemma-2/3, OLMo-2: ``ln2_post``), then read
+  out (Geva et al. 2022, "Transformer Feed-Forward Layers Build Predictions by Promoting Concepts in the
+  Vocabulary Space").
 * Input side: Davies 2025 ("Decoding specialised feature neurons in LLMs with the final projection
   layer", arXiv 2501.02688) decodes each up-projection row ``u_i`` (a row of W_up, which reads the
-  residual stream) through the LM head: ``p_i = softmax(W_U^T (g * u_i))``; the top token labels the
+  residual stream) through the LM head: ``p_i = softmax(logit_lens(u_i))``; the top token labels the
   neuron and a concentrated distribution marks a "specialised" neuron.
 
-The moments of ``W_U^T w_out`` over the vocabulary are what Gurnee et al. 2024 ("Universal Neurons in
+The moments of the projection over the vocabulary are what Gurnee et al. 2024 ("Universal Neurons in
 GPT2 Language Models") use to find prediction, suppression and entropy neurons
 (:mod:`interp.label.phenomena`).
 
+Because the final norm divides by the vector's scale, a projection does not depend on a vector's norm
+(it is reported separately, ``norm``). ``final_norm=False`` gives the plain linear map ``x @ W_U + b_U``.
+
 >>> proj = vocab_projection(model, layer=3, which="out", k=5)          # doctest: +SKIP
 >>> proj.to_frame().head()                                           # doctest: +SKIP
+>>> vocab_projection(model, 6, directions=snmf, k=8).tokens()        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,42 +42,223 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, InputTypeError
+from ..errors import ConfigError, DimensionError, InputTypeError
+from ..results import Result, themed
 
-__all__ = ["VocabProjection", "vocab_projection", "mlp_weights", "unembedding", "decode_tokens"]
+__all__ = ["VocabProjection", "vocab_projection", "logit_lens", "mlp_weights", "mlp_experts", "unembedding",
+           "decode_tokens"]
+
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+# ------------------------------------------------------------------------------------------------ read-out
+
+
+def _require_bridge(model: Any) -> None:
+    if not (hasattr(model, "blocks") and hasattr(model, "cfg") and hasattr(model, "W_U")):
+        raise InputTypeError("vocabulary projection needs a transformer language model (a TransformerBridge with "
+                             f".blocks and an unembedding); got {type(model).__name__}")
+
+
+def _readout(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Final residual stream ``(..., d_model)`` -> logits, through the bridge's own modules."""
+    head = getattr(model, "mlm_head", None)
+    if head is not None:  # BERT-style MLM head: dense -> activation -> LayerNorm (ln_final) -> decoder
+        from transformers.activations import ACT2FN
+
+        x = ACT2FN[getattr(model.cfg, "act_fn", None) or "gelu"](head(x))
+    logits = model.unembed(model.ln_final(x))
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    if cap is not None and cap > 0:  # Gemma-2: logits = cap * tanh(logits / cap)
+        logits = cap * torch.tanh(logits / cap)
+    return logits
+
+
+def _check_readout(model: Any) -> None:
+    """Raise unless ``_readout(last resid_post)`` reproduces the model's logits (once per model)."""
+    try:
+        if _CHECKED.get(model):
+            return
+    except TypeError:  # not weak-referenceable: check every time
+        pass
+    site = f"blocks.{int(model.cfg.n_layers) - 1}.hook_resid_post"
+    device = next(model.parameters()).device
+    tokens = (torch.arange(1, 4, device=device) % int(model.cfg.d_vocab))[None]
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name == site)
+        if site not in cache:
+            raise InputTypeError(f"vocabulary projection needs {site!r}, which this model does not record")
+        got = _readout(model, cache[site])
+    logits = logits.logits if hasattr(logits, "logits") else logits
+    scale = max(float(logits.abs().max()), 1.0)
+    tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 2e-2
+    if got.shape != logits.shape or float((got.float() - logits.float()).abs().max()) > tol * scale:
+        raise InputTypeError(
+            f"vocabulary projection cannot reproduce the logits of this model ({getattr(model.cfg, 'architecture', '?')}) "
+            f"from its last residual stream with ln_final and unembed: the read-out of this architecture is "
+            "different; pass final_norm=False for the plain linear map x @ W_U + b_U"
+        )
+    try:
+        _CHECKED[model] = True
+    except TypeError:
+        pass
+
+
+def logit_lens(model: Any, vectors: Any, final_norm: bool = True) -> torch.Tensor:
+    """Logits the model would produce from residual-stream vectors: ``unembed(final_norm(x))``.
+
+    ``vectors`` is ``(d_model,)`` or ``(n, d_model)``; returns float32 logits ``(n, d_vocab)`` on the CPU.
+    With ``final_norm=True`` the read-out is the model's own (final norm as the model applies it,
+    ``b_U``, MLM head, soft cap), checked once against the model's logits; ``final_norm=False`` gives
+    ``x @ W_U + b_U`` (nostalgebraist 2020, "interpreting GPT: the logit lens").
+
+    >>> logit_lens(model, model.W_E[42]).argmax()        # doctest: +SKIP
+    """
+    _require_bridge(model)
+    param = next(model.parameters())
+    x = torch.as_tensor(vectors).detach().to(device=param.device, dtype=param.dtype)
+    if x.ndim == 1:
+        x = x[None]
+    d_model = int(model.cfg.d_model)
+    if x.ndim != 2 or x.shape[1] != d_model:
+        raise DimensionError(f"vectors must be (n, d_model={d_model}); got {tuple(x.shape)}")
+    with torch.no_grad():
+        if final_norm:
+            _check_readout(model)
+            logits = _readout(model, x[:, None, :])[:, 0]
+        else:
+            logits = x @ model.W_U
+            b_U = getattr(model, "b_U", None)
+            if isinstance(b_U, torch.Tensor):
+                logits = logits + b_U
+    return logits.float().cpu()
+
+
+def unembedding(model: Any, final_norm: bool = True) -> torch.Tensor:
+    """``W_U`` of shape ``(d_model, d_vocab)``, scaled row-wise by the final norm's effective gain when asked.
+
+    The effective gain is ``1 + w`` for Gemma-family RMSNorm (``ln_final.uses_weight_offset``), else ``w``.
+    This is the linear part of the read-out only (no centring, normalisation or biases); use
+    :func:`logit_lens` for the model's full read-out.
+    """
+    W_U = model.W_U.detach().float().cpu()
+    if final_norm:
+        norm = getattr(model, "ln_final", None)
+        gain = getattr(norm, "w", None)
+        if isinstance(gain, torch.Tensor) and gain.shape == W_U.shape[:1]:
+            gain = gain.detach().float().cpu()
+            if getattr(norm, "uses_weight_offset", False):
+                gain = 1.0 + gain
+            W_U = W_U * gain[:, None]
+    return W_U
+
+
+# ------------------------------------------------------------------------------------------------ MLP weights
 
 
 def _n_layers(model: Any) -> int:
     return int(model.cfg.n_layers)
 
 
-def mlp_weights(model: Any, layer: int) -> dict[str, torch.Tensor]:
-    """``{"in": (d_mlp, d_model), "gate": ... or absent, "out": (d_mlp, d_model)}`` of one MLP layer.
+def _hf_params(module: Any) -> dict[str, torch.Tensor]:
+    """Parameters of a (bridge-wrapped) module under their Hugging Face names."""
+    inner = getattr(module, "original_component", None) or module
+    return {name.replace("_original_component.", ""): p for name, p in inner.named_parameters()}
 
-    ``in`` is the (up-)projection that reads the residual stream (for gated MLPs, W_up; ``gate`` is W_gate).
-    """
-    if not hasattr(model, "blocks"):
-        raise InputTypeError("vocabulary projection needs a transformer (a TransformerBridge with .blocks)")
+
+def _moe_weights(mlp: Any, layer: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """Rows of every routed expert (expert-major), then the shared expert's, and each row's expert (-1 = shared)."""
+    params = _hf_params(mlp)
+    parts: dict[str, list[torch.Tensor]] = {"in": [], "gate": [], "out": []}
+    experts: list[np.ndarray] = []
+    gate_up, down = params.get("experts.gate_up_proj"), params.get("experts.down_proj")
+    if gate_up is not None and down is not None:  # fused experts: gate_up (E, 2F, D), down (E, D, F)
+        n_experts, two_f, d_model = gate_up.shape
+        f = two_f // 2
+        if any(name.startswith("experts.") and "bias" in name for name in params) or down.shape != (n_experts, d_model, f):
+            raise InputTypeError(f"block {layer}: expert weights of layout gate_up {tuple(gate_up.shape)}, down "
+                                 f"{tuple(down.shape)} (with biases or interleaved) are not supported")
+        parts["gate"].append(gate_up[:, :f].reshape(-1, d_model))
+        parts["in"].append(gate_up[:, f:].reshape(-1, d_model))
+        parts["out"].append(down.transpose(1, 2).reshape(-1, d_model))
+        experts.append(np.repeat(np.arange(n_experts), f))
+    else:  # one module per expert: experts.{e}.(gate_proj|w1), (up_proj|w3), (down_proj|w2)
+        e = 0
+        while f"experts.{e}.down_proj.weight" in params or f"experts.{e}.w2.weight" in params:
+            names = ("gate_proj", "up_proj", "down_proj") if f"experts.{e}.down_proj.weight" in params else ("w1", "w3", "w2")
+            gate_w, up_w, down_w = (params.get(f"experts.{e}.{n}.weight") for n in names)
+            if gate_w is None or up_w is None:
+                raise InputTypeError(f"block {layer}: expert {e} has no gate/up projections")
+            parts["gate"].append(gate_w)
+            parts["in"].append(up_w)
+            parts["out"].append(down_w.T)
+            experts.append(np.full(down_w.shape[1], e))
+            e += 1
+    if not experts:
+        raise InputTypeError(f"block {layer} is a mixture-of-experts block whose expert weights are not in a known "
+                             f"layout (parameters: {sorted(params)[:8]})")
+    shared = [params.get(f"shared_expert.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+    if all(w is not None for w in shared):
+        parts["gate"].append(shared[0])
+        parts["in"].append(shared[1])
+        parts["out"].append(shared[2].T)
+        experts.append(np.full(shared[2].shape[1], -1))
+    weights = {k: torch.cat([w.detach().float().cpu() for w in v]).contiguous() for k, v in parts.items()}
+    return weights, np.concatenate(experts)
+
+
+def _is_moe(mlp: Any) -> bool:
+    return "MoE" in type(mlp).__name__ or hasattr(mlp, "hook_router_scores") or any(
+        name.endswith("experts.down_proj") or ".experts.0." in f".{name}" for name in _hf_params(mlp))
+
+
+def _mlp(model: Any, layer: int) -> Any:
+    _require_bridge(model)
     if not 0 <= layer < _n_layers(model):
         raise ConfigError(f"layer {layer} out of range: the model has {_n_layers(model)} layers")
     mlp = getattr(model.blocks[layer], "mlp", None)
-    if mlp is None or getattr(mlp, "W_out", None) is None:
+    if mlp is None:
+        raise InputTypeError(f"block {layer} has no MLP (attention-only model?)")
+    return mlp
+
+
+def mlp_experts(model: Any, layer: int) -> np.ndarray | None:
+    """Expert of each row of :func:`mlp_weights` on a mixture-of-experts layer (-1: shared expert), else None.
+
+    Rows are expert-major: routed expert ``e``'s neuron ``j`` is row ``e * d_expert + j``; the shared
+    expert's neurons (Qwen2-MoE) follow the routed experts.
+    """
+    mlp = _mlp(model, layer)
+    return _moe_weights(mlp, layer)[1] if _is_moe(mlp) else None
+
+
+def mlp_weights(model: Any, layer: int) -> dict[str, torch.Tensor]:
+    """``{"in": (n, d_model), "gate": ... or absent, "out": (n, d_model)}`` of one MLP layer (float32, CPU).
+
+    ``in`` is the (up-)projection that reads the residual stream (for gated MLPs, W_up; ``gate`` is W_gate);
+    ``out`` row ``i`` is what neuron ``i`` writes. On a mixture-of-experts layer the rows of all experts
+    are stacked (see :func:`mlp_experts` for which expert each row belongs to).
+    """
+    mlp = _mlp(model, layer)
+    if _is_moe(mlp):
+        return _moe_weights(mlp, layer)[0]
+    if getattr(mlp, "W_out", None) is None:
         raise InputTypeError(f"block {layer} has no MLP weights (attention-only model?)")
-    out = {"in": mlp.W_in.detach().float().T.contiguous(), "out": mlp.W_out.detach().float().contiguous()}
+    out = {"in": mlp.W_in.detach().float().cpu().T.contiguous(), "out": mlp.W_out.detach().float().cpu().contiguous()}
     gate = getattr(mlp, "W_gate", None)
     if gate is not None:
-        out["gate"] = gate.detach().float().T.contiguous()
+        out["gate"] = gate.detach().float().cpu().T.contiguous()
     return out
 
 
-def unembedding(model: Any, final_norm: bool = True) -> torch.Tensor:
-    """``W_U`` of shape ``(d_model, d_vocab)``, scaled row-wise by the final norm's gain when asked."""
-    W_U = model.W_U.detach().float()
-    if final_norm:
-        gain = getattr(getattr(model, "ln_final", None), "w", None)
-        if gain is not None:
-            W_U = W_U * gain.detach().float()[:, None]
-    return W_U
+def _write(model: Any, layer: int, rows: torch.Tensor) -> torch.Tensor:
+    """Residual-stream direction of MLP output vectors: through the norm on the MLP's output if there is one."""
+    post = getattr(model.blocks[layer], "ln2_post", None)
+    if post is None:
+        return rows
+    param = next(model.parameters())
+    with torch.no_grad():
+        return post(rows.to(device=param.device, dtype=param.dtype)[:, None, :])[:, 0].float().cpu()
 
 
 def decode_tokens(tokenizer: Any, ids: Sequence[int] | np.ndarray) -> list[str]:
@@ -81,17 +277,21 @@ def decode_tokens(tokenizer: Any, ids: Sequence[int] | np.ndarray) -> list[str]:
     return out
 
 
-@dataclass
-class VocabProjection:
-    """Top and bottom tokens of each unit's weight vector projected through the unembedding.
+# ------------------------------------------------------------------------------------------------ result
 
-    Attributes: ``units`` (indices), ``top_ids``/``top_logits`` and ``bottom_ids``/``bottom_logits``
-    ``(n_units, k)``, ``top_prob`` (softmax mass of the best token: Davies' specialisation), vocabulary
-    moments ``mean``, ``std``, ``skew``, ``kurtosis`` (Gurnee et al. 2024), ``norm`` of the weight vector,
-    and token strings ``top_tokens``/``bottom_tokens``.
+
+@dataclass
+class VocabProjection(Result):
+    """Top and bottom tokens of each unit's vector read out through the model's unembedding.
+
+    Attributes: ``units`` (row indices: neurons, or components for directions), ``expert`` (expert of each
+    unit on a mixture-of-experts layer, -1 for the shared expert; None otherwise), ``top_ids``/``top_logits``
+    and ``bottom_ids``/``bottom_logits`` ``(n_units, k)``, ``top_prob`` (softmax mass of the best token:
+    Davies' specialisation), vocabulary moments ``mean``, ``std``, ``skew``, ``kurtosis`` (Gurnee et al.
+    2024), ``norm`` of the vector before the read-out, and token strings ``top_tokens``/``bottom_tokens``.
     """
 
-    layer: int
+    layer: int | None
     which: str
     units: np.ndarray
     top_ids: np.ndarray
@@ -106,15 +306,33 @@ class VocabProjection:
     norm: np.ndarray
     top_tokens: list[list[str]]
     bottom_tokens: list[list[str]]
+    expert: np.ndarray | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unit: top/bottom tokens, specialisation and vocabulary moments."""
-        return pd.DataFrame({
+        frame = pd.DataFrame({
             "layer": self.layer, "unit": self.units, "which": self.which,
             "top_tokens": [" | ".join(t) for t in self.top_tokens],
             "bottom_tokens": [" | ".join(t) for t in self.bottom_tokens],
             "top_prob": self.top_prob, "skew": self.skew, "kurtosis": self.kurtosis, "norm": self.norm,
         })
+        if self.expert is not None:
+            frame.insert(2, "expert", self.expert)
+        return frame
+
+    def tokens(self) -> pd.DataFrame:
+        """One row per (unit, side, rank): ``side`` is ``"top"`` or ``"bottom"``, with ``token_id``, ``token``, ``logit``."""
+        rows = []
+        for r, unit in enumerate(self.units.tolist()):
+            for side, ids, logits, toks in (("top", self.top_ids, self.top_logits, self.top_tokens),
+                                            ("bottom", self.bottom_ids, self.bottom_logits, self.bottom_tokens)):
+                for rank in range(ids.shape[1]):
+                    row = {"unit": unit, "side": side, "rank": rank, "token_id": int(ids[r, rank]),
+                           "token": toks[r][rank], "logit": float(logits[r, rank])}
+                    if self.expert is not None:
+                        row["expert"] = int(self.expert[r])
+                    rows.append(row)
+        return pd.DataFrame(rows)
 
     def row(self, unit: int) -> int:
         """Row of ``unit`` in the arrays."""
@@ -123,7 +341,17 @@ class VocabProjection:
             raise ConfigError(f"unit {unit} is not in this projection")
         return int(hits[0])
 
-    def plot(self, unit: int | None = None):
+    def summary(self) -> str:
+        """Which vectors were projected, and the most specialised units."""
+        where = f"layer {self.layer} " if self.layer is not None else ""
+        lines = [f"VocabProjection: {len(self.units)} {where}{self.which} vectors read out through the unembedding"]
+        if len(self.units):
+            for r in np.argsort(-self.top_prob)[:3]:
+                lines.append(f"  unit {int(self.units[r])}: top_prob {self.top_prob[r]:.3g}, "
+                             f"top tokens {' | '.join(self.top_tokens[r][:5])}")
+        return "\n".join(lines)
+
+    def plot(self, unit: int | None = None, **kwargs: Any) -> Any:
         """Bar chart of one unit's top and bottom tokens (default: the first unit)."""
         import plotly.graph_objects as go
 
@@ -131,68 +359,112 @@ class VocabProjection:
         labels = list(self.top_tokens[r])[::-1] + list(self.bottom_tokens[r])
         values = list(self.top_logits[r])[::-1] + list(self.bottom_logits[r])
         fig = go.Figure(go.Bar(x=values, y=[repr(t) for t in labels], orientation="h"))
-        fig.update_layout(title=f"L{self.layer}.{self.units[r]} W_{self.which} through W_U", template="none", height=400)
-        return fig
+        where = f"L{self.layer}." if self.layer is not None else ""
+        return themed(fig, title=kwargs.get("title", f"{where}{self.units[r]} ({self.which}) through the unembedding"),
+                      height=400)
 
 
-def vocab_projection(model: Any, layer: int, which: str = "out", units: Sequence[int] | None = None, k: int = 10,
-                     tokenizer: Any = None, final_norm: bool = True, chunk: int = 256) -> VocabProjection:
-    """Project each unit's weight vector of MLP ``layer`` through the unembedding.
+# ------------------------------------------------------------------------------------------------ projection
+
+
+def _vectors(model: Any, layer: int | None, which: str, units: Sequence[int] | None, directions: Any,
+             space: str, final_norm: bool) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None, str]:
+    """(residual vectors to read out, vectors whose norm is reported, unit ids, experts, label)."""
+    if directions is not None:
+        from ..decompose.read import component_directions
+
+        D = component_directions(directions)
+        if space == "resid":
+            resid = D
+        elif space == "mlp":
+            if layer is None:
+                raise ConfigError("space='mlp' needs the layer whose W_out maps the features to the residual stream")
+            if _is_moe(_mlp(model, layer)):
+                raise InputTypeError(f"block {layer} is a mixture-of-experts block: its mlp.hook_post is the whole "
+                                     "block's output (d_model), so use space='resid' for its directions")
+            W_out = mlp_weights(model, layer)["out"]
+            if W_out.shape[0] != D.shape[1]:
+                raise DimensionError(f"directions have {D.shape[1]} features but W_out[{layer}] maps {W_out.shape[0]}")
+            resid = D @ W_out
+            resid = _write(model, layer, resid) if final_norm else resid
+        else:
+            raise ConfigError(f"space must be 'mlp' or 'resid', got {space!r}")
+        return resid, D, np.arange(D.shape[0]), None, "direction"
+    if layer is None:
+        raise ConfigError("vocab_projection needs a layer (MLP weight rows) or directions=")
+    weights = mlp_weights(model, layer)
+    if which not in weights:
+        raise ConfigError(f"which must be one of {sorted(weights)} for this model, got {which!r}")
+    W = weights[which]
+    n = W.shape[0]
+    units_arr = np.arange(n) if units is None else np.asarray(list(units), dtype=np.int64)
+    if len(units_arr) and (units_arr.min() < 0 or units_arr.max() >= n):
+        raise ConfigError(f"unit indices must be in [0, {n}), got {units_arr.min()}..{units_arr.max()}")
+    rows = W[torch.as_tensor(units_arr, dtype=torch.long)]
+    resid = _write(model, layer, rows) if which == "out" and final_norm else rows
+    experts = mlp_experts(model, layer)
+    return resid, rows, units_arr, None if experts is None else experts[units_arr], which
+
+
+def vocab_projection(model: Any, layer: int | None = None, which: str = "out", units: Sequence[int] | None = None,
+                     k: int = 10, tokenizer: Any = None, final_norm: bool = True, chunk: int = 256, *,
+                     directions: Any = None, space: str = "mlp") -> VocabProjection:
+    """Read each unit's vector out through the model's own unembedding (:func:`logit_lens`).
 
     Parameters
     ----------
     model:
-        A TransformerBridge with MLPs.
+        A TransformerBridge (any architecture TransformerLens bridges; mixture-of-experts layers included).
     layer:
-        MLP layer index.
+        MLP layer index (for weight rows, and for ``space="mlp"`` directions).
     which:
-        ``"out"`` (W_out rows: what the unit writes), ``"in"`` (W_in / W_up rows: what it reads, Davies
-        2025) or ``"gate"`` (W_gate rows of a gated MLP).
+        ``"out"`` (W_out rows: what the neuron writes), ``"in"`` (W_in / W_up rows: what it reads, Davies
+        2025) or ``"gate"`` (W_gate rows of a gated MLP). On a mixture-of-experts layer the rows of all
+        experts are stacked, expert-major (:func:`mlp_experts`).
     units:
-        Unit indices (default: all).
+        Row indices (default: all).
     k:
         Number of top and bottom tokens kept per unit.
     tokenizer:
         For token strings (default: ``model.tokenizer``).
     final_norm:
-        Multiply by the final norm's gain first (the logit lens convention).
+        Read out as the model does (final norm, biases, MLM head, soft cap; default), or with the plain
+        linear map ``x @ W_U + b_U`` (False).
+    directions:
+        Instead of weight rows: feature directions, an estimator with ``components_`` (SAE, SNMF) or a
+        ``(n, d)`` tensor; each is normalised to unit length (Shafran, Geiger & Geva 2025).
+    space:
+        For ``directions``: ``"mlp"`` (directions over the MLP's neurons, ``blocks.{layer}.mlp.hook_post``,
+        mapped to the residual stream through ``W_out[layer]``) or ``"resid"`` (residual-stream vectors).
+
+    >>> vocab_projection(model, 3, "out", k=5).to_frame()                 # doctest: +SKIP
+    >>> vocab_projection(model, 6, directions=snmf, k=8).tokens()        # doctest: +SKIP
     """
-    weights = mlp_weights(model, layer)
-    if which not in weights:
-        raise ConfigError(f"which must be one of {sorted(weights)} for this model, got {which!r}")
-    W = weights[which]
-    d_mlp = W.shape[0]
-    units_arr = np.arange(d_mlp) if units is None else np.asarray(list(units), dtype=np.int64)
-    if len(units_arr) and (units_arr.min() < 0 or units_arr.max() >= d_mlp):
-        raise ConfigError(f"unit indices must be in [0, {d_mlp}), got {units_arr.min()}..{units_arr.max()}")
-    W_U = unembedding(model, final_norm)
+    resid, raw, units_arr, experts, label = _vectors(model, layer, which, units, directions, space, final_norm)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-    k = min(k, W_U.shape[1])
+    k = min(k, int(model.cfg.d_vocab))
     parts: dict[str, list[np.ndarray]] = {n: [] for n in
                                           ["ti", "tl", "bi", "bl", "tp", "mean", "std", "skew", "kurt", "norm"]}
-    with torch.no_grad():
-        for start in range(0, len(units_arr), chunk):
-            idx = torch.as_tensor(units_arr[start:start + chunk])
-            w = W[idx]
-            logits = w @ W_U  # (c, vocab)
-            top = logits.topk(k, dim=1)
-            bottom = (-logits).topk(k, dim=1)
-            mu = logits.mean(1, keepdim=True)
-            centred = logits - mu
-            sd = centred.pow(2).mean(1).sqrt()
-            z = centred / sd.clamp_min(1e-12)[:, None]
-            parts["ti"].append(top.indices.numpy())
-            parts["tl"].append(top.values.numpy())
-            parts["bi"].append(bottom.indices.numpy())
-            parts["bl"].append(-bottom.values.numpy())
-            parts["tp"].append(torch.softmax(logits, 1).max(1).values.numpy())
-            parts["mean"].append(mu[:, 0].numpy())
-            parts["std"].append(sd.numpy())
-            parts["skew"].append(z.pow(3).mean(1).numpy())
-            parts["kurt"].append(z.pow(4).mean(1).numpy())
-            parts["norm"].append(w.norm(dim=1).numpy())
+    for start in range(0, resid.shape[0], chunk):
+        logits = logit_lens(model, resid[start:start + chunk], final_norm)  # (c, vocab)
+        top = logits.topk(k, dim=1)
+        bottom = (-logits).topk(k, dim=1)
+        mu = logits.mean(1, keepdim=True)
+        centred = logits - mu
+        sd = centred.pow(2).mean(1).sqrt()
+        z = centred / sd.clamp_min(1e-12)[:, None]
+        parts["ti"].append(top.indices.numpy())
+        parts["tl"].append(top.values.numpy())
+        parts["bi"].append(bottom.indices.numpy())
+        parts["bl"].append(-bottom.values.numpy())
+        parts["tp"].append(torch.softmax(logits, 1).max(1).values.numpy())
+        parts["mean"].append(mu[:, 0].numpy())
+        parts["std"].append(sd.numpy())
+        parts["skew"].append(z.pow(3).mean(1).numpy())
+        parts["kurt"].append(z.pow(4).mean(1).numpy())
+        parts["norm"].append(raw[start:start + chunk].float().norm(dim=1).numpy())
     cat = {n: (np.concatenate(v) if v else np.zeros((0, k) if n in {"ti", "tl", "bi", "bl"} else 0)) for n, v in parts.items()}
     top_tokens = [decode_tokens(tokenizer, row) for row in cat["ti"]]
     bottom_tokens = [decode_tokens(tokenizer, row) for row in cat["bi"]]
-    return VocabProjection(layer, which, units_arr, cat["ti"], cat["tl"], cat["bi"], cat["bl"], cat["tp"], cat["mean"],
-                           cat["std"], cat["skew"], cat["kurt"], cat["norm"], top_tokens, bottom_tokens)
+    return VocabProjection(layer, label, units_arr, cat["ti"], cat["tl"], cat["bi"], cat["bl"], cat["tp"], cat["mean"],
+                           cat["std"], cat["skew"], cat["kurt"], cat["norm"], top_tokens, bottom_tokens, experts)

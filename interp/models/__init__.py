@@ -1,18 +1,27 @@
-"""The model zoo: ``model, preprocess = interp.models.load(name)``.
+"""The model zoo, and your own models: ``model, preprocess = interp.models.load(name_or_model)``.
 
 Language models come back as a ``transformer_lens.model_bridge.TransformerBridge`` with their
 tokenizer; vision models as an ``nn.Module`` in eval mode with a callable that turns images (HxWxC
 uint8 arrays, PIL images, or a batch of them) into the model's input tensor. Nothing is downloaded:
 weights come from installed packages, from files vendored in this repository, or are trained
 locally once and cached under ``$INTERP_CACHE``.
+
+Bring your own model (see :mod:`interp.models.hf`): ``load`` also takes a local Hugging Face
+directory, a ``transformers`` model object (with ``tokenizer=``), a ``TransformerBridge``, any
+``nn.Module`` (returned as is, with ``preprocess=None``: sites are module paths), or a Hugging Face
+hub / TransformerLens name (needs the network or the local Hugging Face cache; offline it raises an
+error that says how to load it from a local directory).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, closest
+from ..errors import ConfigError, DataNotFoundError, closest
+from . import hf
 
 # name -> "module:function"; each function takes (device=None, **kwargs) and returns (model, preprocess)
 _REGISTRY: dict[str, str] = {
@@ -26,17 +35,61 @@ _REGISTRY: dict[str, str] = {
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`load`."""
+    """Names of the zoo models :func:`load` knows."""
     return sorted(_REGISTRY)
 
 
-def load(name: str, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
-    """Load a zoo model by name; returns ``(model, preprocess)``.
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~", ".\\")) or os.sep in name.rstrip(os.sep) and Path(
+        name.split(os.sep)[0]).expanduser().is_dir()
 
-    >>> model, tokenizer = load("induction-2l")  # doctest: +SKIP
+
+def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """Load a model; returns ``(model, preprocess)``.
+
+    ``name`` is one of:
+
+    * a zoo name (:func:`available`), e.g. ``"smollm2-135m"``; extra keyword arguments go to its loader;
+    * a local Hugging Face directory (``config.json`` + weights + tokenizer, as ``save_pretrained``
+      writes them) -> ``(TransformerBridge, tokenizer)``; ``tokenizer=`` and ``dtype=`` are accepted;
+    * a ``transformers`` model object -> ``(TransformerBridge, tokenizer)``; pass ``tokenizer=`` unless
+      the tokenizer is saved beside the model. The object is wrapped in place (save it first if you
+      need ``save_pretrained`` later);
+    * a ``TransformerBridge`` -> ``(bridge, bridge.tokenizer)``;
+    * any other ``nn.Module`` -> ``(module, None)``, unchanged (sites are module paths);
+    * a Hugging Face hub / TransformerLens name such as ``"gpt2"``: loaded from the local Hugging Face
+      cache, or downloaded when online; offline it raises :class:`~interp.errors.DataNotFoundError`
+      saying how to copy it into a local directory.
+
+    The tokenizer is handled for you: TransformerLens needs one it can reload from disk, so an
+    in-memory tokenizer is saved to a temporary folder and loaded back first.
+
+    >>> model, tokenizer = load("induction-2l")            # doctest: +SKIP
+    >>> model, tokenizer = load("checkpoints/my-gpt2")     # doctest: +SKIP
+    >>> model, tokenizer = load(my_hf_model, tokenizer=my_tokenizer)   # doctest: +SKIP
+    >>> net, preprocess = load(my_cnn)                     # doctest: +SKIP
     """
-    if name not in _REGISTRY:
-        hint = closest(name, _REGISTRY)
-        raise ConfigError(f"unknown model {name!r}; available: {available()}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    module, func = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), func)(device=device, **kwargs)
+    if isinstance(name, (str, os.PathLike)):
+        text = os.fspath(name)
+        if text in _REGISTRY:
+            module, func = _REGISTRY[text].split(":")
+            return getattr(importlib.import_module(module), func)(device=device, **kwargs)
+        tokenizer, dtype = kwargs.pop("tokenizer", None), kwargs.pop("dtype", None)
+        options = {"tokenizer": tokenizer} | ({"dtype": dtype} if dtype is not None else {})
+        if Path(text).expanduser().is_dir():
+            hf.check_kwargs(kwargs, f"the directory {text!r}")
+            return hf.load_directory(text, device=device, **options)
+        if isinstance(name, os.PathLike) or _looks_like_path(text):
+            raise DataNotFoundError(f"no such directory: {text!r} (and it is not a zoo model: {available()})")
+        hf.check_kwargs(kwargs, f"the hub model {text!r}")
+        return hf.load_hub(text, device=device, zoo=available(), hint=closest(text, _REGISTRY), **options)
+    kind = hf.as_hf_or_module(name)
+    tokenizer = kwargs.pop("tokenizer", None)
+    hf.check_kwargs(kwargs, f"a {type(name).__name__} object")
+    if kind == "hf":
+        return hf.bridge_model(name, tokenizer, device=device)
+    if tokenizer is not None:
+        raise ConfigError(f"tokenizer= applies to transformers model objects; a {type(name).__name__} is returned "
+                          "as is (a bridge keeps its own tokenizer, a plain nn.Module has none)")
+    model = name.to(device) if device is not None else name
+    return (model, model.tokenizer) if kind == "bridge" else (model, None)

