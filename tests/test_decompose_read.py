@@ -8,8 +8,9 @@ import torch
 
 import interp
 from interp.decompose import NMF, TopKSAE, spliced_lm_metrics
-from interp.decompose.read import find_alpha, steer, steering_kl, top_activating, vocab_projection
+from interp.decompose.read import find_alpha, steer, steering_kl, top_activating
 from interp.decompose.recordings import behaviour_components, circular_shift_correlation
+from interp.label.vocab import vocab_projection
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
 
@@ -54,17 +55,17 @@ def test_spliced_metrics_bounds(tiny_bridge, tokens):
 
 def test_vocab_projection_finds_unembedding_direction(tiny_bridge):
     W_U = tiny_bridge.W_U.detach()
-    frame = vocab_projection(tiny_bridge, W_U[:, [7, 21]].T, space="resid", k=3, final_norm=False)
-    top = frame[(frame.direction == "top") & (frame["rank"] == 0)]["token_id"].tolist()
+    frame = vocab_projection(tiny_bridge, directions=W_U[:, [7, 21]].T, space="resid", k=3, final_norm=False).tokens()
+    top = frame[(frame.side == "top") & (frame["rank"] == 0)]["token_id"].tolist()
     assert top == [7, 21]
     # MLP space goes through W_out[layer] then W_U
     z = torch.randn(2, 64)
-    frame = vocab_projection(tiny_bridge, z, layer=1, k=5, final_norm=False)
-    logits = torch.nn.functional.normalize(z, dim=1) @ tiny_bridge.W_out[1].detach() @ W_U
-    assert frame[frame.direction == "top"].groupby("component")["token_id"].apply(list).tolist() == \
+    frame = vocab_projection(tiny_bridge, 1, directions=z, k=5, final_norm=False).tokens()
+    logits = torch.nn.functional.normalize(z, dim=1) @ tiny_bridge.W_out[1].detach() @ W_U + tiny_bridge.b_U.detach()
+    assert frame[frame.side == "top"].groupby("unit")["token_id"].apply(list).tolist() == \
         logits.topk(5, dim=1).indices.tolist()
     with pytest.raises(interp.DimensionError):
-        vocab_projection(tiny_bridge, torch.randn(2, 10), layer=0)
+        vocab_projection(tiny_bridge, 0, directions=torch.randn(2, 10))
 
 
 def test_find_alpha_hits_target_kl(tiny_bridge, tokens):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -49,20 +51,35 @@ def test_stream_site_matches_run_with_cache(tiny, tokens):
         next(iter(stream_site(tiny, tokens, "blocks.1.mlp.hook_pots")))
 
 
+def _ln_readout(model, x):
+    """Reference read-out of a LayerNorm model, by hand: centre, scale, gain and bias, then W_U and b_U."""
+    ln = model.ln_final
+    centred = x - x.mean(-1, keepdim=True)
+    normed = centred / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps) * ln.w + ln.b
+    return (normed @ model.W_U + model.b_U).detach()
+
+
 def test_vocab_projection_matches_manual(tiny):
+    tiny = copy.deepcopy(tiny)  # the weights change below
+    with torch.no_grad():  # non-trivial final-norm gain and bias and unembedding bias
+        gen = torch.Generator().manual_seed(1)
+        tiny.ln_final.w.add_(0.5 * torch.randn(tiny.ln_final.w.shape, generator=gen))
+        tiny.ln_final.b.add_(0.3 * torch.randn(tiny.ln_final.b.shape, generator=gen))
+        tiny.unembed.b_U.add_(0.3 * torch.randn(tiny.unembed.b_U.shape, generator=gen))
     proj = vocab_projection(tiny, 1, "out", k=3)
-    W_U = tiny.W_U.detach() * tiny.ln_final.w.detach()[:, None]
-    logits = tiny.blocks[1].mlp.W_out.detach()[5] @ W_U
+    logits = _ln_readout(tiny, tiny.blocks[1].mlp.W_out.detach()[5])
     assert proj.top_ids[5].tolist() == logits.topk(3).indices.tolist()
     assert proj.bottom_ids[5].tolist() == (-logits).topk(3).indices.tolist()
+    np.testing.assert_allclose(proj.top_logits[5], logits.topk(3).values.numpy(), atol=1e-5)
     from scipy.stats import kurtosis, skew
 
     assert proj.kurtosis[5] == pytest.approx(kurtosis(logits.numpy(), fisher=False), rel=1e-4)
     assert proj.skew[5] == pytest.approx(skew(logits.numpy()), rel=1e-4, abs=1e-5)
     proj_in = vocab_projection(tiny, 1, "in", k=3, units=[2, 7])
-    logits_in = tiny.blocks[1].mlp.W_in.detach()[:, 7] @ W_U
+    logits_in = _ln_readout(tiny, tiny.blocks[1].mlp.W_in.detach()[:, 7])
     assert proj_in.top_ids[1].tolist() == logits_in.topk(3).indices.tolist()
     assert proj_in.top_prob[1] == pytest.approx(torch.softmax(logits_in, 0).max().item(), rel=1e-5)
+    assert "VocabProjection" in proj.summary() and len(proj.plot(5).data) == 1
     with pytest.raises(ConfigError):
         vocab_projection(tiny, 5)
 
