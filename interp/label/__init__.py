@@ -15,10 +15,10 @@ from .report import build_demo_report, build_label_report
 from .spatial import place_fields
 from .stats import UnitStats
 from .tuning import DirectionTuning, TuningCurves, direction_tuning, tuning_curves
-from .vocab import vocab_projection
+from .vocab import logit_lens, vocab_projection
 
 __all__ = [
-    "UnitStats", "detect_phenomena", "universal_units", "head_scores", "vocab_projection", "concept_test",
+    "UnitStats", "detect_phenomena", "universal_units", "head_scores", "vocab_projection", "logit_lens", "concept_test",
     "pooled_concept_test", "enrichment_test", "category_selectivity", "place_fields", "Explainer",
     "TemplatedExplainer", "LocalModelExplainer", "OpenAIExplainer", "LabelResult", "label_neurons", "label_heads",
     "label_recordings", "label_place_cells", "build_label_report", "build_demo_report", "recording_title",

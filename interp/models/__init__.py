@@ -10,7 +10,8 @@ Bring your own model (see :mod:`interp.models.hf`): ``load`` also takes a local 
 directory, a ``transformers`` model object (with ``tokenizer=``), a ``TransformerBridge``, any
 ``nn.Module`` (returned as is, with ``preprocess=None``: sites are module paths), or a Hugging Face
 hub / TransformerLens name (needs the network or the local Hugging Face cache; offline it raises an
-error that says how to load it from a local directory).
+error that says how to load it from a local directory). :func:`integer_tokenizer` is the zoo's small
+offline tokenizer (words are token ids), handy for toy checkpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 
 from ..errors import ConfigError, DataNotFoundError, closest
 from . import hf
+from ._tokenizers import integer_tokenizer
+
+__all__ = ["load", "available", "integer_tokenizer"]
 
 # name -> "module:function"; each function takes (device=None, **kwargs) and returns (model, preprocess)
 _REGISTRY: dict[str, str] = {

@@ -80,17 +80,17 @@ def _unsupported(config: Any, what: str) -> ConfigError:
 
 @contextlib.contextmanager
 def disk_tokenizer(tokenizer: Any) -> Iterator[Any]:
-    """Yield a tokenizer TransformerLens can boot with (one that it can reload from disk).
+    """Yield a tokenizer TransformerLens can boot with: one loaded from a local folder.
 
-    TransformerLens reloads a tokenizer from its ``name_or_path`` with ``add_bos_token=True`` unless it
-    already adds BOS or has no BOS token. A tokenizer built in memory has no such path (``KeyError:
-    'name_or_path'``), so it is saved to a temporary folder and loaded back from there; the folder is
-    removed when the block ends (booting reads it only once). Other tokenizers pass through unchanged.
+    TransformerLens reloads a tokenizer from its ``name_or_path`` with ``add_bos_token=True`` (unless it
+    already adds BOS or has no BOS token) and probes it with plain text. A tokenizer built in memory has no
+    such path (``KeyError: 'name_or_path'``), one loaded from the hub needs the network to be reloaded, and a
+    custom subclass may refuse the probe; so any tokenizer not loaded from a local folder is saved to a
+    temporary folder and loaded back from there with ``AutoTokenizer`` (the folder is removed when the
+    block ends: booting reads it only once). Tokenizers loaded from a local folder pass through unchanged.
     """
     path = str(tokenizer.init_kwargs.get("name_or_path") or "")
-    adds_bos = tokenizer.init_kwargs.get("add_bos_token")
-    adds_bos = getattr(tokenizer, "add_bos_token", False) if adds_bos is None else adds_bos
-    if tokenizer.bos_token is None or adds_bos or (path and Path(path).is_dir()):
+    if path and Path(path).is_dir():
         yield tokenizer
         return
     from transformers import AutoTokenizer
