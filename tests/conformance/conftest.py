@@ -216,7 +216,7 @@ def build_vit(name: str, perturb: bool = True, seed: int = 0) -> Built:
 #: name -> builder(name, perturb=True, seed=0) -> Built. One line per architecture.
 ARCHITECTURES: dict[str, Callable[..., Built]] = {
     "gpt2": hf_lm("GPT2Config", "GPT2LMHeadModel", n_layer=2, n_embd=32, n_head=4, n_positions=64,
-                   initializer_range=0.2),
+                  initializer_range=0.2, bos_token_id=1, eos_token_id=2),
     "neox": hf_lm("GPTNeoXConfig", "GPTNeoXForCausalLM", **_DECODER),
     "llama-gqa": hf_lm("LlamaConfig", "LlamaForCausalLM", **_GQA),
     "gemma2": hf_lm("Gemma2Config", "Gemma2ForCausalLM", **_GQA, head_dim=8, sliding_window=16),
