@@ -253,7 +253,7 @@ def check_kwargs(kwargs: dict[str, Any], what: str) -> None:
 
 def as_hf_or_module(obj: Any) -> str:
     """Kind of a model object: ``"bridge"``, ``"hf"`` or ``"module"`` (else InputTypeError)."""
-    from ..capture import is_bridge
+    from ..engine import is_bridge
 
     if is_bridge(obj):
         return "bridge"

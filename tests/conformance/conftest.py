@@ -36,18 +36,10 @@ import torch
 from torch import nn
 
 import interp
+from interp.engine import SITE_KINDS
 
 VOCAB = 128
 SEQ_LEN = 6
-
-#: site kind -> hook leaf under ``blocks.{L}.`` (the kinds of ``patching``'s site scheme)
-HOOK_KINDS: dict[str, str] = {
-    "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
-    "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out",
-    "z": "attn.hook_z", "q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v", "pattern": "attn.hook_pattern",
-    "mlp_pre": "mlp.hook_pre", "mlp_post": "mlp.hook_post",
-}
-
 
 @dataclass(frozen=True)
 class Info:
@@ -126,8 +118,8 @@ def _perturb(model: nn.Module, seed: int) -> None:
 def _bridge_info(name: str, bridge: Any, reference: Any) -> Info:
     hooks = bridge.hook_dict
     n = int(bridge.cfg.n_layers)
-    sites = {kind: tuple(f"blocks.{layer}.{leaf}" for layer in range(n))
-             for kind, leaf in HOOK_KINDS.items() if f"blocks.0.{leaf}" in hooks}
+    sites = {kind: tuple(template.format(L=layer) for layer in range(n))
+             for kind, template in SITE_KINDS.items() if template.format(L=0) in hooks}
     block = bridge.blocks[0]
     return Info(
         name=name, kind="bridge", sites=sites, architecture=str(getattr(bridge.cfg, "architecture", "")),

@@ -81,7 +81,12 @@ def test_capture_of_hooks_without_a_batch_axis(built):
 
 
 def test_capture_positions_last_and_grads(lm):
-    """positions='last' picks the last token; grads= equals autograd through run_with_hooks."""
+    """positions='last' picks the last token; grads= is d metric / d site, the gradient with respect to an edit
+    at the site (a zero added there), which is what patching the site changes.
+
+    Not ``retain_grad`` on the tensor the hook sees: on several bridges (e.g. GPT-2's ``hook_resid_mid``) that
+    tensor also feeds the forward pass around the hook, so its gradient is not the effect of editing the site.
+    """
     ex = make_example(lm, n=2)
     site = lm.info.sites["resid_mid" if "resid_mid" in lm.info.sites else "resid_pre"][1]
     cache = _reference_cache(lm, ex.clean)
@@ -89,17 +94,17 @@ def test_capture_positions_last_and_grads(lm):
     torch.testing.assert_close(last.data, cache[site][:, -1].float(), atol=1e-6, rtol=0)
 
     got = interp.capture(lm.model, ex.clean, [site], grads=lambda out, batch: ex.metric(out), progress=False)
-    kept = {}
-
-    def keep(act, hook):
-        act.retain_grad()
-        kept["act"] = act
-        return act
-
-    lm.model.zero_grad(set_to_none=True)
-    logits = lm.model.run_with_hooks(ex.clean, fwd_hooks=[(site, keep)])
-    ex.metric(logits).backward()
-    torch.testing.assert_close(got.grads[site].data, kept["act"].grad.float(), atol=1e-5, rtol=1e-4)
+    offset = torch.zeros_like(cache[site], requires_grad=True)
+    logits = lm.model.run_with_hooks(ex.clean, fwd_hooks=[(site, lambda act, hook: act + offset)])
+    (reference,) = torch.autograd.grad(ex.metric(logits), offset)
+    torch.testing.assert_close(got.grads[site].data, reference.float(), atol=1e-5, rtol=1e-4)
+    # and it is the slope of the metric along a random edit (finite differences)
+    direction = torch.randn(cache[site].shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        up = ex.metric(lm.model.run_with_hooks(ex.clean, fwd_hooks=[(site, lambda act, hook: act + 1e-3 * direction)]))
+        down = ex.metric(lm.model.run_with_hooks(ex.clean, fwd_hooks=[(site, lambda act, hook: act - 1e-3 * direction)]))
+    slope = float((got.grads[site].data * direction).sum())
+    assert float(up - down) / 2e-3 == pytest.approx(slope, rel=2e-2, abs=2e-3)
 
 
 def test_module_capture_equals_a_forward_hook(module):

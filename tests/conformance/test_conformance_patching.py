@@ -73,7 +73,8 @@ def test_module_patching_equals_a_forward_hook_patch(module):
     """Plain modules: patching a whole site equals replacing that module's output by its clean output."""
     ex = make_example(module)
     names = [name for kind in module.info.sites.values() for name in kind]
-    ours = patching.activation_patching(module.model, ex.clean, ex.corrupted, ex.metric, names, by=("site",))
+    result = patching.activation_patching(module.model, ex.clean, ex.corrupted, ex.metric, names, by=())
+    ours = torch.cat([result[name].values.reshape(-1) for name in names])
     modules = dict(module.model.named_modules())
     expected = []
     for name in names:
@@ -87,11 +88,11 @@ def test_module_patching_equals_a_forward_hook_patch(module):
         with torch.no_grad():
             expected.append(float(ex.metric(module.model(ex.corrupted))))
         handle.remove()
-    torch.testing.assert_close(ours.values, torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ours, torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=0)
     if module.info.name == "cnn":  # a sequential net: every site is a bottleneck, patching it restores the clean run
         with torch.no_grad():
             clean_value = float(ex.metric(module.model(ex.clean)))
-        assert ours.values.sub(clean_value).abs().max() < 1e-5 and abs(clean_value - ours.corrupted_value) > 1e-2
+        assert ours.sub(clean_value).abs().max() < 1e-5 and abs(clean_value - result.corrupted_value) > 1e-2
     else:
         assert torch.tensor(expected).std() > 1e-3
 
@@ -119,3 +120,29 @@ def test_vit_token_patching_equals_a_forward_hook_patch(built):
             expected.append(float(ex.metric(b.model(ex.corrupted))))
         handle.remove()
     torch.testing.assert_close(ours.values.reshape(-1), torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_cnn_channel_patching_equals_a_forward_hook_patch(built):
+    """Conv feature maps: ``by=("unit",)`` patches one channel (axis 1) at a time."""
+    b = built("cnn")
+    ex = make_example(b)
+    ours = patching.activation_patching(b.model, ex.clean, ex.corrupted, ex.metric, ["features.2"], by=("unit",))
+    relu = dict(b.model.named_modules())["features.2"]
+    seen = {}
+    handle = relu.register_forward_hook(lambda m, a, out: seen.__setitem__("clean", out.detach().clone()))
+    with torch.no_grad():
+        b.model(ex.clean)
+    handle.remove()
+    expected = []
+    for c in range(seen["clean"].shape[1]):
+        def patch(m, a, out, c=c):
+            out = out.clone()
+            out[:, c] = seen["clean"][:, c]
+            return out
+
+        handle = relu.register_forward_hook(patch)
+        with torch.no_grad():
+            expected.append(float(ex.metric(b.model(ex.corrupted))))
+        handle.remove()
+    torch.testing.assert_close(ours.values.reshape(-1), torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=0)
+    assert torch.tensor(expected).std() > 1e-3
