@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import engine
 from ..errors import ConfigError, DimensionError, InputTypeError
 from ..results import Result, themed
 
@@ -207,11 +208,6 @@ def _moe_weights(mlp: Any, layer: int) -> tuple[dict[str, torch.Tensor], np.ndar
     return weights, np.concatenate(experts)
 
 
-def _is_moe(mlp: Any) -> bool:
-    return "MoE" in type(mlp).__name__ or hasattr(mlp, "hook_router_scores") or any(
-        name.endswith("experts.down_proj") or ".experts.0." in f".{name}" for name in _hf_params(mlp))
-
-
 def _mlp(model: Any, layer: int) -> Any:
     _require_bridge(model)
     if not 0 <= layer < _n_layers(model):
@@ -229,7 +225,7 @@ def mlp_experts(model: Any, layer: int) -> np.ndarray | None:
     expert's neurons (Qwen2-MoE) follow the routed experts.
     """
     mlp = _mlp(model, layer)
-    return _moe_weights(mlp, layer)[1] if _is_moe(mlp) else None
+    return _moe_weights(mlp, layer)[1] if engine.is_moe(model, layer) else None
 
 
 def mlp_weights(model: Any, layer: int) -> dict[str, torch.Tensor]:
@@ -240,7 +236,7 @@ def mlp_weights(model: Any, layer: int) -> dict[str, torch.Tensor]:
     are stacked (see :func:`mlp_experts` for which expert each row belongs to).
     """
     mlp = _mlp(model, layer)
-    if _is_moe(mlp):
+    if engine.is_moe(model, layer):
         return _moe_weights(mlp, layer)[0]
     if getattr(mlp, "W_out", None) is None:
         raise InputTypeError(f"block {layer} has no MLP weights (attention-only model?)")
@@ -379,7 +375,7 @@ def _vectors(model: Any, layer: int | None, which: str, units: Sequence[int] | N
         elif space == "mlp":
             if layer is None:
                 raise ConfigError("space='mlp' needs the layer whose W_out maps the features to the residual stream")
-            if _is_moe(_mlp(model, layer)):
+            if engine.is_moe(model, layer):
                 raise InputTypeError(f"block {layer} is a mixture-of-experts block: its mlp.hook_post is the whole "
                                      "block's output (d_model), so use space='resid' for its directions")
             W_out = mlp_weights(model, layer)["out"]

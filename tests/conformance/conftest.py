@@ -36,7 +36,9 @@ import torch
 from torch import nn
 
 import interp
+from interp import engine
 from interp.engine import SITE_KINDS
+from interp.errors import SiteError
 
 VOCAB = 128
 SEQ_LEN = 6
@@ -49,7 +51,7 @@ class Info:
     kind: str  # "bridge" or "module"
     sites: dict[str, tuple[str, ...]]
     architecture: str = ""
-    moe: bool = False  # mixture of experts: mlp.hook_pre/hook_post are the whole MoE block's input/output
+    moe: bool = False  # mixture of experts: no mlp_pre/mlp_post kinds (the hooks are the whole block's in/out)
     gated: bool = False  # gated MLP (W_gate)
     norm: str | None = None  # "LN" or "RMS"
     norm_offset: bool = False  # Gemma: RMSNorm applies 1 + w
@@ -116,14 +118,17 @@ def _perturb(model: nn.Module, seed: int) -> None:
 
 
 def _bridge_info(name: str, bridge: Any, reference: Any) -> Info:
-    hooks = bridge.hook_dict
     n = int(bridge.cfg.n_layers)
-    sites = {kind: tuple(template.format(L=layer) for layer in range(n))
-             for kind, template in SITE_KINDS.items() if template.format(L=0) in hooks}
+    sites = {}
+    for kind in SITE_KINDS:  # the kinds the engine accepts (MoE blocks refuse mlp_pre/mlp_post: not neurons)
+        try:
+            sites[kind] = tuple(engine.kind_sites(bridge, kind))
+        except SiteError:
+            pass
     block = bridge.blocks[0]
     return Info(
         name=name, kind="bridge", sites=sites, architecture=str(getattr(bridge.cfg, "architecture", "")),
-        moe=hasattr(block.mlp, "hook_router_scores"), gated=bool(getattr(bridge.cfg, "gated_mlp", False)),
+        moe=engine.is_moe(bridge, 0), gated=bool(getattr(bridge.cfg, "gated_mlp", False)),
         norm="RMS" if bridge.ln_final.uses_rms_norm else "LN", norm_offset=bool(bridge.ln_final.uses_weight_offset),
         encoder_only=getattr(bridge.cfg, "attention_dir", "causal") == "bidirectional",
         parallel="resid_mid" not in sites, post_norms=hasattr(block, "ln2_post"), n_layers=n, reference=reference,

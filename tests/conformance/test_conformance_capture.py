@@ -25,10 +25,10 @@ def test_bridge_logits_equal_the_wrapped_model(lm):
 
 
 def test_site_kinds(lm):
-    """Every decoder has the residual, attention and MLP kinds; only parallel blocks lack resid_mid."""
+    """Every model has the residual, attention and MLP kinds; only parallel blocks lack resid_mid."""
     kinds = set(lm.info.sites)
-    assert {"resid_pre", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern", "mlp_pre",
-            "mlp_post"} <= kinds, kinds
+    assert {"resid_pre", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern"} <= kinds, kinds
+    assert ({"mlp_pre", "mlp_post"} <= kinds) == (not lm.info.moe)  # MoE: the hooks are the block's in/out
     assert ("resid_mid" in kinds) == (not lm.info.parallel)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import patching
+from interp.errors import SiteError
 
 from .conftest import make_example
 
@@ -55,12 +56,18 @@ def _neuron_setter(corrupted, index, clean):
 
 @pytest.mark.parametrize("kind", ["mlp_pre", "mlp_post"])
 def test_neuron_patching_equals_transformer_lens_generic_patch(lm, kind):
-    """Per-unit patches at mlp.hook_pre / hook_post (on MoE blocks these are the block's d_model input/output)."""
+    """Per-neuron patches at mlp.hook_pre / hook_post; refused on MoE blocks (there they are the block's d_model
+    input and output, not neurons)."""
     import transformer_lens.patching as tlp
 
     ex = make_example(lm)
+    if lm.info.moe:
+        with pytest.raises(SiteError, match="mixture of experts"):
+            patching.activation_patching(lm.model, ex.clean, ex.corrupted, ex.metric, kind)
+        return
     cache = _clean_cache(lm, ex.clean)
     width = cache[lm.info.sites[kind][0]].shape[-1]
+    assert width == lm.model.cfg.d_mlp
     units = [0, 3, width // 2, width - 1]
     cells = pd.DataFrame([(layer, u) for layer in range(lm.info.n_layers) for u in units], columns=["layer", "unit"])
     reference = tlp.generic_activation_patch(lm.model, ex.corrupted, cache, ex.metric, _neuron_setter,
