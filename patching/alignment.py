@@ -135,16 +135,10 @@ def _unrows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return rows.reshape(like.shape)
 
 
-def _codes(decomposition: Any, rows: torch.Tensor) -> torch.Tensor:
-    out = decomposition.transform(rows)
+def _tensor(out: Any) -> torch.Tensor:
+    """A decomposition's output (Activations, tensor or array) as a tensor."""
     out = out.data if isinstance(out, Activations) else out
-    return torch.as_tensor(np.asarray(out)) if not isinstance(out, torch.Tensor) else out
-
-
-def _decode(decomposition: Any, codes: torch.Tensor) -> torch.Tensor:
-    out = decomposition.inverse_transform(codes)
-    out = out.data if isinstance(out, Activations) else out
-    return torch.as_tensor(np.asarray(out)) if not isinstance(out, torch.Tensor) else out
+    return out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
 
 
 class _Stats:
@@ -161,7 +155,7 @@ class _Stats:
         self.total = a.sum(0, keepdim=True) if self.total is None else self.total + a.sum(0, keepdim=True)
         self.count += a.shape[0]
         for dec in decompositions:
-            c = _codes(dec, _rows(act.detach()).to(_dtype_of(dec))).double()
+            c = _tensor(dec.transform(_rows(act.detach()).to(_dtype_of(dec)))).double()
             key = id(dec)
             self.codes[key] = c.sum(0) if key not in self.codes else self.codes[key] + c.sum(0)
             self.code_rows[key] = self.code_rows.get(key, 0) + c.shape[0]
@@ -190,10 +184,10 @@ def _interventions(abl: Ablation, stats: _Stats) -> list[Intervention]:
 
         def edit(act: torch.Tensor) -> torch.Tensor:
             rows = _rows(act).to(_dtype_of(dec))
-            codes = _codes(dec, rows)
+            codes = _tensor(dec.transform(rows))
             changed = codes.clone()
             changed[:, lat] = 0.0 if fill is None else fill.to(codes.dtype)
-            delta = _decode(dec, changed) - _decode(dec, codes)  # exact for a linear decoder (bias cancels)
+            delta = _tensor(dec.inverse_transform(changed)) - _tensor(dec.inverse_transform(codes))  # bias cancels
             return act + _unrows(delta.to(act.dtype), act)
 
         return [Intervention(abl.site, "function", fn=edit)]
@@ -545,7 +539,7 @@ def _name_of(recording: Any) -> str:
 
 
 def k92_it_alignment(*, model: nn.Module | None = None, preprocess: Any = None, readout: str | None = None,
-                     top_blocks: int = 2, n_groups: int = 8, n_bootstraps: int = 500, seed: int = 0, quick: bool = False,
+                     top_blocks: int = 2, n_groups: int = 4, n_bootstraps: int = 500, seed: int = 0, quick: bool = False,
                      progress: bool = False) -> dict[str, AlignmentResult]:
     """Which ``efficientnet-lite0`` blocks and channel groups carry its similarity to human IT (Kriegeskorte
     et al. 2008, 92 images, 4 subjects x 2 sessions, RSA with Spearman over the 8 RDMs)?
