@@ -29,7 +29,6 @@ names), the blocks before the first ablated one are not recomputed: their record
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from interp import engine
+from interp.engine import Hook, Phase
 from interp.errors import ConfigError, InputTypeError, MismatchError
 from interp.results import Result, themed
 from interp.similarity.compare import expand_sites, rdms_from_recording
@@ -48,7 +49,6 @@ from interp.similarity.rsa import canonical_method
 from interp.similarity.stats import _percentile, pattern_statistic, rdm_bootstrap
 from interp.tensor import Activations
 
-from . import _hooks
 from .interventions import Intervention, intervene
 from .interventions import mean as mean_ablation
 from .interventions import zero as zero_ablation
@@ -119,10 +119,6 @@ def head_ablations(model: nn.Module, sites: str | Sequence[str], *, kind: str = 
     return {f"{s}:H{h}": Ablation(s, kind, heads=[h]) for s in expand_sites(model, sites) for h in range(n_heads)}
 
 
-def _channel_axis(act: torch.Tensor) -> int:
-    return 1 if act.ndim == 4 else act.ndim - 1
-
-
 def _rows(act: torch.Tensor) -> torch.Tensor:
     """Feature rows of an activation: ``(N, C, H, W) -> (N*H*W, C)``, ``(..., d) -> (-1, d)``."""
     return act.movedim(1, -1).reshape(-1, act.shape[1]) if act.ndim == 4 else act.reshape(-1, act.shape[-1])
@@ -172,7 +168,7 @@ def _dtype_of(dec: Any) -> torch.dtype:
     return comp.dtype if isinstance(comp, torch.Tensor) else torch.float32
 
 
-def _interventions(abl: Ablation, stats: _Stats) -> list[Intervention]:
+def _interventions(abl: Ablation, stats: _Stats, bridge: bool = False) -> list[Intervention]:
     """The ablation as :mod:`patching.interventions` specs, with means from the intact run."""
     mean = stats.mean().float()
     if abl.heads is not None:
@@ -193,24 +189,15 @@ def _interventions(abl: Ablation, stats: _Stats) -> list[Intervention]:
         return [Intervention(abl.site, "function", fn=edit)]
     if abl.channels is None and abl.group is None:
         return [zero_ablation(abl.site) if abl.kind == "zero" else mean_ablation(abl.site, mean)]
-
-    def edit_channels(act: torch.Tensor) -> torch.Tensor:
-        axis = _channel_axis(act)
-        idx = torch.as_tensor(np.atleast_1d(abl.resolved_channels(act.shape[axis])), dtype=torch.long)
-        shape = [1] * act.ndim
-        shape[axis] = act.shape[axis]
-        mask = torch.zeros(act.shape[axis], dtype=torch.bool, device=act.device)
-        mask[idx] = True
-        new = torch.zeros_like(act) if abl.kind == "zero" else mean.to(act.device, act.dtype).expand_as(act)
-        return torch.where(mask.reshape(shape), new, act)
-
-    return [Intervention(abl.site, "function", fn=edit_channels)]
+    axis = engine.layout(abl.site, mean.ndim, bridge)["unit"]  # the channel axis of a conv map, else the last
+    units = torch.as_tensor(np.atleast_1d(abl.resolved_channels(mean.shape[axis])), dtype=torch.long)
+    return [zero_ablation(abl.site, units=units) if abl.kind == "zero" else mean_ablation(abl.site, mean, units=units)]
 
 
 # ----------------------------------------------------------------------------------------------- runner
 def _block_list(model: nn.Module, sites: Sequence[str]) -> tuple[str, nn.ModuleList] | None:
     """The ModuleList of blocks that holds the sites (``_blocks`` in ``_blocks.3._depthwise_act``)."""
-    if _hooks.is_bridge(model):
+    if engine.is_bridge(model):
         return None
     modules = dict(model.named_modules())
     for site in sites:
@@ -248,53 +235,41 @@ class _Runner:
         """One intact pass: read-outs, means at the ablated sites, block outputs and the order sites fire in."""
         all_sites = list(dict.fromkeys([*self.readout, *stats_sites]))
         self.blocks = _block_list(self.model, all_sites)
-        block_sites = [f"{self.blocks[0]}.{i}" for i in range(len(self.blocks[1]))] if self.blocks else []
-        wanted = set(all_sites)
+        blocks = list(self.blocks[1]) if self.blocks else []
         stats = {s: _Stats() for s in stats_sites}
         reads: dict[str, list] = {s: [] for s in self.readout}
-        order: list[str] = []
+        order: list[Any] = []
         for b, x in tqdm(list(self.batches()), disable=not progress, desc="intact"):
             seen: dict[str, torch.Tensor] = {}
             outs: list[torch.Tensor] = []
 
-            def keep(site: str, first: bool = b == 0, seen: dict = seen, outs: list = outs):
+            def keep(site: str, first: bool = b == 0, seen: dict = seen) -> Any:
                 def fn(act: torch.Tensor) -> None:
                     if first:
                         order.append(site)
-                    if site in block_sites:
-                        outs.append(act.detach())
-                    if site in wanted:
-                        seen[site] = act.detach()
+                    seen[site] = act.detach()
+                    if len(seen) == len(all_sites):
+                        raise engine.StopForward  # the rest of the model is not needed
                 return fn
 
-            sites = list(dict.fromkeys([*all_sites, *block_sites]))
-            with torch.no_grad(), _hooks.hooks(self.model, [(s, keep(s)) for s in sites]):
-                _hooks.run(self.model, x)
+            def block_done(i: int, out: Any, first: bool = b == 0, outs: list = outs) -> None:
+                if first:
+                    order.append(i)
+                outs.append(out)
+
+            with torch.no_grad(), engine.observe_modules(blocks, block_done):
+                engine.run(self.model, x, [Hook(s, keep(s), Phase.READ) for s in all_sites], stop_ok=True)
             for s in self.readout:
                 reads[s].append(self.reduce(seen[s]))
             for s in stats_sites:
                 stats[s].add(seen[s], decs.get(s, []))
             self.outputs.append(outs)
-        if self.blocks and [o for o in order if o in block_sites] == block_sites:  # each block once, in order
-            done = 0
+        done = [o for o in order if isinstance(o, int)]
+        if blocks and done == list(range(len(done))):  # each block once, in order (up to the last site)
             for o in order:  # a site's index = the blocks completed before it first fires
-                if o in wanted:
-                    self.first_block.setdefault(o, done)
-                if o in block_sites:
-                    done += 1
+                if isinstance(o, str):
+                    self.first_block.setdefault(o, sum(isinstance(p, int) for p in order[:order.index(o)]))
         return {s: torch.cat(v) for s, v in reads.items()}, stats
-
-    @contextlib.contextmanager
-    def _skip(self, upto: int, batch: int) -> Iterator[None]:
-        blocks = self.blocks[1] if self.blocks else []
-        for i in range(upto):
-            out = self.outputs[batch][i]
-            object.__setattr__(blocks[i], "forward", lambda *args, out=out, **kwargs: out)
-        try:
-            yield
-        finally:
-            for i in range(upto):
-                blocks[i].__dict__.pop("forward", None)
 
     def upto(self, sites: Sequence[str]) -> int:
         if not self.replay:
@@ -302,14 +277,15 @@ class _Runner:
         return min(self.first_block.get(s, 0) for s in [*sites, *self.readout])
 
     def run(self, specs: list[Intervention], upto: int) -> dict[str, torch.Tensor]:
+        """Read-outs under ``specs``; blocks ``0..upto-1`` return their recorded intact output."""
         reads: dict[str, list] = {s: [] for s in self.readout}
+        blocks = self.blocks[1] if self.blocks else []
         for b, x in self.batches():
-            seen: dict[str, torch.Tensor] = {}
-            keepers = [(s, lambda act, s=s: seen.__setitem__(s, act.detach())) for s in self.readout]
-            with torch.no_grad(), intervene(self.model, *specs), self._skip(upto, b), _hooks.hooks(self.model, keepers):
-                _hooks.run(self.model, x)
+            replay = [(blocks[i], lambda *args, out=self.outputs[b][i], **kwargs: out) for i in range(upto)]
+            with torch.no_grad(), intervene(self.model, *specs), engine.overridden(replay):
+                acts = engine.record(self.model, x, self.readout, stop=True).acts
             for s in self.readout:
-                reads[s].append(self.reduce(seen[s]))
+                reads[s].append(self.reduce(acts[s]))
         return {s: torch.cat(v) for s, v in reads.items()}
 
     def check_replay(self, intact: dict[str, torch.Tensor], upto: int) -> None:
@@ -319,8 +295,7 @@ class _Runner:
         try:
             self.replay = True
             again = self.run([], upto)
-            self.replay = all(torch.allclose(again[s], intact[s], rtol=1e-4, atol=1e-5 * float(intact[s].abs().max()))
-                              for s in self.readout)
+            self.replay = all(engine.agrees(again[s], intact[s]) for s in self.readout)
         except Exception:  # noqa: BLE001 - any failure means: no block replay for this model
             self.replay = False
 
@@ -472,18 +447,18 @@ def brain_alignment(model: nn.Module, stimuli: Any, recording: Any, ablations: M
     specs_in: dict[str, Any] = {}
     for name, value in ablations.items():
         if isinstance(value, Ablation):
-            value.site = _hooks.resolve_site(model, value.site)
+            value.site = engine.resolve_site(model, value.site)
         elif isinstance(value, Intervention) or (isinstance(value, (list, tuple)) and value and
                                                  all(isinstance(v, Intervention) for v in value)):
             value = [value] if isinstance(value, Intervention) else list(value)
             for v in value:
-                v.site = _hooks.resolve_site(model, v.site)
+                v.site = engine.resolve_site(model, v.site)
         else:
             raise InputTypeError(f"ablation {name!r} must be an Ablation or Intervention(s), got {type(value).__name__}")
         specs_in[str(name)] = value
     readouts = expand_sites(model, readout)
     inputs = preprocess(stimuli) if preprocess is not None else stimuli
-    inputs = _hooks.to_tokens(model, inputs) if _hooks.is_bridge(model) else inputs
+    inputs = engine.to_tokens(model, inputs) if engine.is_bridge(model) else inputs
     if not isinstance(inputs, torch.Tensor):
         inputs = torch.as_tensor(np.asarray(inputs))
     n = int(inputs.shape[0])
@@ -500,7 +475,9 @@ def brain_alignment(model: nn.Module, stimuli: Any, recording: Any, ablations: M
     model.eval()
     try:
         intact, stats = runner.intact(specs_in, sorted(abl_sites), decs, progress)
-        specs = {k: _interventions(v, stats[v.site]) if isinstance(v, Ablation) else v for k, v in specs_in.items()}
+        bridge = engine.is_bridge(model)
+        specs = {k: _interventions(v, stats[v.site], bridge) if isinstance(v, Ablation) else v
+                 for k, v in specs_in.items()}
         sites_of = {k: [s.site for s in v] for k, v in specs.items()}
         if replay:
             runner.replay = True

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import patching
+from interp import engine
 from interp.errors import ConfigError, MismatchError
 from interp.similarity import rdm
 from patching.alignment import Ablation, brain_alignment, channel_groups, latent_ablations
@@ -112,7 +113,7 @@ def test_sae_latent_ablation_subtracts_the_decoder_contribution():
     stats.add(hidden, [])
     (spec,) = _interventions(Ablation("blocks.1", "zero", latents=k, decomposition=sae), stats)
     with torch.no_grad(), patching.intervene(model, spec):
-        got = patching.record(model, x, ["blocks.1"])["blocks.1"]
+        got = engine.record(model, x, ["blocks.1"]).acts["blocks.1"]
     np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), atol=1e-5, rtol=1e-5)
     res = brain_alignment(model, x, rdms, latent_ablations("blocks.1", sae, [0, [1, 2]], kind="mean"), "blocks.2",
                           n_bootstraps=50, progress=False)
