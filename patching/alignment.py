@@ -44,7 +44,7 @@ from interp.engine import Hook, Phase
 from interp.errors import ConfigError, InputTypeError, MismatchError
 from interp.results import Result, themed
 from interp.similarity.compare import expand_sites, rdms_from_recording
-from interp.similarity.rdm import rdm
+from interp.similarity.rdm import rdm, upper_tri
 from interp.similarity.rsa import canonical_method
 from interp.similarity.stats import _percentile, pattern_statistic, rdm_bootstrap
 from interp.tensor import Activations
@@ -378,7 +378,7 @@ def _scores(base: str, option: str, conditions: list[torch.Tensor], data: Any, r
     """Scores ``(1 + A,)`` and paired bootstrap samples ``(B, 1 + A)`` of the intact and ablated read-outs."""
     if base == "rsa":
         stack = torch.stack([rdm(X, rdm_method) for X in conditions])
-        vec = stack[:, *torch.triu_indices(stack.shape[-1], stack.shape[-1], 1)]
+        vec = upper_tri(stack)
         bad = [names[i] for i in range(len(names)) if not torch.isfinite(vec[i]).all() or float(vec[i].std()) == 0]
         if bad:
             raise ConfigError(f"at read-out {readout!r} the {rdm_method} RDM is undefined or constant for {bad[:5]}: "
@@ -464,7 +464,7 @@ def brain_alignment(model: nn.Module, stimuli: Any, recording: Any, ablations: M
     n = int(inputs.shape[0])
     data, order = _recording_side(recording, n, stimulus_ids)
     if base != "rsa" and data.ndim == 3:
-        raise ConfigError(f"the recording is a stack of RDMs, which supports method='rsa[:comparator]' only")
+        raise ConfigError("the recording is a stack of RDMs, which supports method='rsa[:comparator]' only")
     abl_sites = {v.site for v in specs_in.values() if isinstance(v, Ablation)}
     decs: dict[str, list] = {}
     for v in specs_in.values():

@@ -103,7 +103,7 @@ def temporal_encoding(X: Any, recording: Any, *, window: int = 1, step: int = 1,
     spaces = _features(X, recording, conditions, n)
     grp = group_labels(groups, n, recording, *spaces.values())
     scores, per_target = [], []
-    for name, F in tqdm(spaces.items(), disable=not progress, desc="feature spaces"):
+    for F in tqdm(spaces.values(), disable=not progress, desc="feature spaces"):
         res = encoding_scores(F, Y.reshape(n, W * n_units), alphas=alphas, cv=cv, inner_cv=inner_cv, groups=grp,
                               fit_intercept=fit_intercept)
         r = res.scores.reshape(W, n_units)

@@ -138,3 +138,23 @@ def test_pattern_recordings_and_bad_inputs():
         Ablation("blocks.1", channels=[0], heads=[0])
     with pytest.raises(ConfigError, match="decomposition"):
         Ablation("blocks.1", latents=[0])
+
+
+def test_head_ablations_on_a_bridge(tiny_bridge):
+    from patching.alignment import head_ablations
+
+    tokens = torch.randint(0, 50, (12, 8), generator=torch.Generator().manual_seed(0))
+    rdms = rdm(torch.randn(12, 5, dtype=torch.float64)).numpy()
+    abl = head_ablations(tiny_bridge, "blocks.0.attn.hook_z", kind="zero")
+    assert list(abl) == [f"blocks.0.attn.hook_z:H{h}" for h in range(4)]
+    res = brain_alignment(tiny_bridge, tokens, rdms, abl, "blocks.1.hook_resid_post", spatial="mean",
+                          n_bootstraps=20, progress=False)
+    assert res.attrs["replay"] is False and len(res.frame) == 4  # no block replay on a bridge
+    # the same head zeroed by hand: the read-out whose RDM gives the reported score
+    with torch.no_grad(), patching.intervene(tiny_bridge, patching.zero("blocks.0.attn.hook_z", heads=[2])):
+        manual = engine.record(tiny_bridge, tokens, ["blocks.1.hook_resid_post"]).acts["blocks.1.hook_resid_post"]
+    from interp.similarity import compare_rdms
+
+    expected = compare_rdms(rdm(manual.double().mean(1)), rdms, "spearman")
+    assert res.frame.loc[2, "ablated"] == pytest.approx(expected, abs=1e-6)
+    assert (res.frame["ablated"] != res.frame["intact"]).all()

@@ -49,7 +49,7 @@ def test_planted_layer_identified_over_time():
     tc = sliding_rsa(layers, rec, window=5, step=5, conditions="stimulus", n_permutations=200, seed=0)
     truth = np.repeat(["layer0", "layer1", "layer2"], 4)
     assert (tc.best().to_numpy() == truth).all()
-    for i, (name, (a, b)) in enumerate(SCHEDULE.items()):
+    for name, (a, b) in SCHEDULE.items():
         sig = tc.clusters[name].mask
         inside = (tc.times >= a / 100) & (tc.times < b / 100)
         assert sig[inside].all() and not sig[~inside].any(), name

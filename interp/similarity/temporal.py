@@ -28,7 +28,7 @@ time coordinates (the ``time`` coordinate of the ``time`` dim, else the index).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
