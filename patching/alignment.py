@@ -46,7 +46,8 @@ from interp.results import Result, themed
 from interp.similarity.compare import expand_sites, rdms_from_recording
 from interp.similarity.rdm import rdm, upper_tri
 from interp.similarity.rsa import canonical_method
-from interp.similarity.stats import _percentile, pattern_statistic, rdm_bootstrap
+from interp.similarity.stats import pattern_statistic, rdm_bootstrap
+from interp.stats import p_value, percentile_interval
 from interp.tensor import Activations
 
 from .interventions import Intervention, intervene
@@ -390,7 +391,7 @@ def _scores(base: str, option: str, conditions: list[torch.Tensor], data: Any, r
         est = rdm_scores(stack, data, comparator)
         if n_bootstraps == 0:
             return est, np.empty((0, len(names)))
-        boot = rdm_bootstrap(stack, data, comparator, over=over, n_boot=n_bootstraps, level=level, seed=seed)
+        boot = rdm_bootstrap(stack, data, comparator, over=over, n_bootstraps=n_bootstraps, level=level, seed=seed)
         return est, boot.samples
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, data.shape[0], data.shape[0]) for _ in range(n_bootstraps)]
@@ -497,8 +498,8 @@ def brain_alignment(model: nn.Module, stimuli: Any, recording: Any, ablations: M
         samples[r] = boot
         for j, name in enumerate(specs, start=1):
             d = boot[:, j] - boot[:, 0] if len(boot) else np.empty(0)
-            low, high = _percentile(d, level) if len(d) else (np.nan, np.nan)
-            p = min(1.0, 2 * min(1 + np.sum(d >= 0), 1 + np.sum(d <= 0)) / (1 + len(d))) if len(d) else np.nan
+            low, high = percentile_interval(d, 1 - level) if len(d) else (np.nan, np.nan)
+            p = float(p_value(0.0, d, "two-sided")) if len(d) else np.nan  # is 0 inside the bootstrap distribution?
             v = specs_in[name]
             rows.append({"readout": r, "ablation": name, "site": v.site if isinstance(v, Ablation) else v[0].site,
                          "kind": v.kind if isinstance(v, Ablation) else v[0].kind, "intact": est[0],
@@ -539,7 +540,7 @@ def k92_it_alignment(*, model: nn.Module | None = None, preprocess: Any = None, 
     if quick:
         n_groups, n_bootstraps = min(n_groups, 4), min(n_bootstraps, 100)
     if readout is None:
-        profile = interp.compare(model, images, human, sites="_blocks.*", preprocess=preprocess, n_boot=0,
+        profile = interp.compare(model, images, human, sites="_blocks.*", preprocess=preprocess, n_bootstraps=0,
                                  progress=progress, stimulus_ids=ids)
         readout = str(profile.best()["site"])
     last = int(readout.split(".")[1])

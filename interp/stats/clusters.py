@@ -41,10 +41,9 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, NaNError
 from ..results import Result, themed
+from .inference import ALTERNATIVES, p_value
 
-__all__ = ["cluster_test", "cluster_permutation_test", "find_clusters", "Cluster", "ClusterResult", "ALTERNATIVES"]
-
-ALTERNATIVES = ("greater", "less", "two-sided")
+__all__ = ["cluster_test", "cluster_permutation_test", "find_clusters", "Cluster", "ClusterResult"]
 
 
 @dataclass
@@ -250,16 +249,12 @@ def _extremes(stats: np.ndarray, lo: Any, hi: Any, alternative: str) -> np.ndarr
 
 
 def _p_values(clusters: list[Cluster], null: np.ndarray, alternative: str) -> None:
-    n = len(null)
+    """Cluster p-values from the null's extreme masses (:func:`interp.stats.p_value`, with its +1 and tie rule)."""
     for c in clusters:
-        tol = 1e-10 * max(1.0, abs(c.mass))  # a sign flip that mirrors the data gives the same mass up to rounding
-        if alternative == "greater":
-            hits = np.sum(null >= c.mass - tol)
-        elif alternative == "less":
-            hits = np.sum(null <= c.mass + tol)
+        if alternative == "two-sided":
+            c.p_value = float(p_value(abs(c.mass), null, "greater"))
         else:
-            hits = np.sum(null >= abs(c.mass) - tol)
-        c.p_value = float((1 + hits) / (1 + n))
+            c.p_value = float(p_value(c.mass, null, alternative))
 
 
 def _check_map(stat: np.ndarray, name: str) -> np.ndarray:
