@@ -1,6 +1,8 @@
 """Fitted read-outs on top of :mod:`interp`: ridge regression with per-target α (primal/dual, banded),
-linear and logistic probes with control tasks, encoding models scored by held-out Pearson r, noise
-ceilings and ceiling-normalised scores. Estimators follow scikit-learn conventions.
+linear and logistic probes with control tasks, encoding models scored by held-out Pearson r (also over time,
+with lagged/FIR and HRF-convolved features, and with variance partitioning across feature spaces), noise
+ceilings and ceiling-normalised scores. Every cross-validation takes ``groups=`` (subjects, sessions, runs:
+labels or a sample coordinate name). Estimators follow scikit-learn conventions.
 
 >>> import numpy as np
 >>> from probes import RidgeCV
@@ -13,12 +15,18 @@ from __future__ import annotations
 
 from .ceiling import CONVENTIONS, NoiseCeiling, normalise, rsa_noise_ceiling, spearman_brown, split_half_ceiling
 from .encoding import EncodingResult, encoding_scores, pearson_per_target
+from .lagged import LaggedEncoding, canonical_hrf, hrf_features, lag_features, lagged_encoding
 from .linear import LinearProbe, LogisticProbe, SelectivityResult, control_labels, cross_val_probe, probe_selectivity
+from .partition import VariancePartition, variance_partitioning
 from .ridge import BandedRidgeCV, RidgeCV
+from .temporal import temporal_encoding, temporal_generalization_encoding
 
 __all__ = [
     "RidgeCV", "BandedRidgeCV",
     "LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels", "SelectivityResult",
     "encoding_scores", "EncodingResult", "pearson_per_target",
+    "temporal_encoding", "temporal_generalization_encoding",
+    "lag_features", "canonical_hrf", "hrf_features", "lagged_encoding", "LaggedEncoding",
+    "variance_partitioning", "VariancePartition",
     "spearman_brown", "split_half_ceiling", "rsa_noise_ceiling", "NoiseCeiling", "normalise", "CONVENTIONS",
 ]

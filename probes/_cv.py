@@ -19,7 +19,15 @@ def group_labels(groups: Any, n_samples: int, *sources: Any) -> np.ndarray | Non
     of the first :class:`~interp.Activations` among ``sources`` (see :func:`interp.stats.resolve_groups`)."""
     from interp.stats import resolve_groups
 
-    source = next((s for s in sources if isinstance(s, Activations)), None)
+    found = [s for s in sources if isinstance(s, Activations)]
+    source = next(iter(found), None)
+    if isinstance(groups, str) and found:
+        have = [a for a in found if groups in a.coords.get(a.dims[0], {})]
+        if not have:
+            coords = sorted({c for a in found for c in a.coords.get(a.dims[0], {}).columns})
+            raise ConfigError(f"groups={groups!r} names no sample coordinate of the inputs; their sample coordinates "
+                              f"are {coords}")
+        source = have[0]
     return resolve_groups(groups, n_samples, source)
 
 
@@ -28,9 +36,16 @@ def make_splits(n_samples: int, cv: Any = 5, groups: Any = None) -> list[tuple[n
 
     ``cv``: an int (``KFold`` without shuffling, or ``GroupKFold`` when ``groups`` are given), a
     scikit-learn splitter, or an iterable of ``(train, test)`` pairs. Raises :class:`ConfigError` when
-    there are fewer samples (or groups) than folds.
+    there are fewer samples (or groups) than folds, and when ``groups`` are given with a splitter that would
+    ignore them (``KFold``, explicit pairs): whole groups (subjects, sessions, runs, trials) must stay on one
+    side of every split, or the held-out score leaks.
     """
     from sklearn.model_selection import GroupKFold, KFold
+    from sklearn.model_selection._split import GroupsConsumerMixin
+
+    if groups is not None and not isinstance(cv, (int, np.integer)) and not isinstance(cv, GroupsConsumerMixin):
+        raise ConfigError(f"groups were given but the cross-validation {type(cv).__name__} ignores them; pass an int "
+                          "(GroupKFold), a group splitter (GroupKFold, LeaveOneGroupOut, GroupShuffleSplit) or no groups")
 
     if isinstance(cv, (int, np.integer)):
         if cv < 2:

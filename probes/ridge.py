@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from interp.errors import ConfigError, DimensionError
 
-from ._cv import as_array2d, make_splits
+from ._cv import as_array2d, group_labels, make_splits
 
 __all__ = ["RidgeCV", "BandedRidgeCV", "ridge_cv_scores"]
 
@@ -150,7 +150,7 @@ class RidgeCV(BaseEstimator, RegressorMixin):
     ----------
     alphas: candidate regularisation strengths.
     cv: int (``KFold`` without shuffling, ``GroupKFold`` when ``fit`` gets ``groups``), a splitter, or
-        ``(train, test)`` pairs.
+        ``(train, test)`` pairs. ``fit(X, Y, groups=...)`` keeps subjects/sessions/runs within one fold.
     fit_intercept: centre X and Y with training means (per fold and for the refit).
     alpha_per_target: one α per target (True) or one shared α (False).
     solver: ``"auto"`` (primal SVD when n_train >= n_features, else dual eigendecomposition),
@@ -204,9 +204,12 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         return Xt, Ycand, (~bad).cpu().numpy()
 
     def fit(self, X: Any, Y: Any, groups: Any = None) -> RidgeCV:
-        """Choose α per target by cross-validation and refit on all samples; returns self."""
+        """Choose α per target by cross-validation and refit on all samples; returns self.
+
+        ``groups``: one label per sample (subject, session, run, trial) or the name of a sample coordinate
+        of ``X``/``Y``; folds then hold whole groups (``GroupKFold`` for an int ``cv``)."""
         Xt, Yt, kept = self._inputs(X, Y)
-        self._fit_tensors(Xt, Yt, groups)
+        self._fit_tensors(Xt, Yt, group_labels(groups, Xt.shape[0], X, Y))
         self.targets_kept_ = kept
         self._y_was_1d = np.ndim(Y) == 1
         return self

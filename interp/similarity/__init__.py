@@ -1,5 +1,6 @@
 """Similarity between representations: RSA, CKA, the CCA family, Procrustes shape metrics, noise
-ceilings, permutation tests and bootstrap CIs, and the model-vs-brain pipeline :func:`compare`.
+ceilings, permutation tests and bootstrap CIs, time-resolved (sliding-window and cross-temporal) RSA, and the
+model-vs-brain pipeline :func:`compare`.
 
 Every measure takes :class:`interp.Activations`, torch tensors or NumPy arrays (samples x features),
 computes in torch (float64 by default, any device) and returns floats or small result dataclasses.
@@ -20,6 +21,7 @@ from .rdm import RDM_METHODS, RDMs, crossnobis, rdm, square, upper_tri
 from .rsa import COMPARATORS, compare_rdms, rsa
 from .shape import ProcrustesResult, procrustes, shape_distance
 from .stats import BootstrapResult, PermutationResult, bootstrap_ci, permutation_test, rdm_bootstrap
+from .temporal import TimeCourse, TimeGeneralization, cross_temporal_rsa, sliding_rsa
 
 __all__ = [
     "rdm", "crossnobis", "RDMs", "upper_tri", "square", "RDM_METHODS",
@@ -29,6 +31,7 @@ __all__ = [
     "procrustes", "shape_distance", "ProcrustesResult",
     "rsa_noise_ceiling", "pool_rdms", "NoiseCeiling",
     "permutation_test", "bootstrap_ci", "rdm_bootstrap", "PermutationResult", "BootstrapResult",
+    "sliding_rsa", "cross_temporal_rsa", "TimeCourse", "TimeGeneralization",
     "compare", "SimilarityProfile",
 ]
 

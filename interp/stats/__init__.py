@@ -20,7 +20,8 @@ Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or group
 (:mod:`interp.stats.inference`): :func:`p_value` (with the +1 correction), :func:`benjamini_hochberg`,
 :func:`t_interval`, :func:`percentile_interval`, and the generic :func:`permutation_test` and
 :func:`bootstrap`. Angles (:mod:`interp.stats.circular`): :func:`circular_mean`,
-:func:`resultant_length`, :func:`rayleigh_test`.
+:func:`resultant_length`, :func:`rayleigh_test`. Clusters over time (:mod:`interp.stats.clusters`):
+:func:`cluster_permutation_test`, :func:`cluster_test` (Maris & Oostenveld 2007).
 
 >>> import numpy as np
 >>> from interp import stats
@@ -34,6 +35,7 @@ Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or group
 from __future__ import annotations
 
 from .circular import circular_mean, rayleigh_test, resultant_length, wrap_degrees
+from .clusters import ClusterResult, cluster_permutation_test, cluster_test
 from .inference import (
     ALTERNATIVES,
     BootstrapResult,
@@ -66,5 +68,5 @@ __all__ = [
     "block_permutations", "blocks", "null_indices", "choose_null", "is_time_series", "lag1_autocorrelation",
     "bootstrap_indices", "bootstrap_counts", "p_value", "benjamini_hochberg", "t_interval", "percentile_interval",
     "permutation_test", "bootstrap", "PermutationResult", "BootstrapResult", "circular_mean", "resultant_length",
-    "rayleigh_test", "wrap_degrees",
+    "rayleigh_test", "wrap_degrees", "cluster_permutation_test", "cluster_test", "ClusterResult",
 ]

@@ -1,0 +1,556 @@
+"""Causal brain alignment: how much of a model's similarity to the brain depends on one of its components?
+
+Ablate a component (a group of channels, attention heads, SAE or NMF latents, a whole site) with
+:func:`patching.intervene`, read the model out at a later site, and score the read-out against the recording
+with the measures of :mod:`interp.similarity` (RSA) or an encoding model (:mod:`probes`). The drop from the
+intact model is the part of the model's brain-likeness that runs through the component. Stimuli are resampled
+with replacement and the intact and ablated scores are recomputed on the *same* resample, so the CI is that of
+the paired difference (percentile bootstrap; for RSA the pairs of a stimulus with its own copy are dropped,
+as rsatoolbox does).
+
+* :class:`Ablation`: where and what: ``channels`` (axis 1 of a conv map ``(N, C, H, W)``, else the last
+  axis), ``heads`` (per-head sites of a bridge), ``latents`` of a fitted ``decomposition`` (an SAE latent is
+  ablated by subtracting its decoder contribution ``code * decoder row`` at the site; ``kind="mean"`` sets the
+  code to its mean over the stimuli instead), or the whole site; ``kind`` ``"mean"`` (over the stimuli) or ``"zero"``.
+* :func:`channel_groups`, :func:`latent_ablations`, :func:`head_ablations`: build many ablations at once.
+* :func:`brain_alignment`: score them all; returns :class:`AlignmentResult`.
+* :func:`k92_it_alignment`: the worked example: which ``efficientnet-lite0`` blocks and channel groups carry its
+  similarity to human IT in the 92-image set of Kriegeskorte et al. (2008).
+
+For models built as a ``ModuleList`` of blocks (``model.blocks``, ``model._blocks``, ... found from the site
+names), the blocks before the first ablated one are not recomputed: their recorded outputs are replayed
+(checked once against a full forward pass; without a match every run is a full pass, ``attrs["replay"]``).
+
+>>> res = brain_alignment(model, images, k92.rdms.sel(name="human_IT_s*"),           # doctest: +SKIP
+...                       channel_groups(model, "_blocks.13._depthwise_act", 4), readout="_blocks.15",
+...                       preprocess=prep, n_bootstraps=500)
+>>> res.rank()                                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from interp import engine
+from interp.engine import Hook, Phase
+from interp.errors import ConfigError, InputTypeError, MismatchError
+from interp.results import Result, themed
+from interp.similarity.compare import expand_sites, rdms_from_recording
+from interp.similarity.rdm import rdm, upper_tri
+from interp.similarity.rsa import canonical_method
+from interp.similarity.stats import pattern_statistic, rdm_bootstrap
+from interp.stats import p_value, percentile_interval
+from interp.tensor import Activations
+
+from .interventions import Intervention, intervene
+from .interventions import mean as mean_ablation
+from .interventions import zero as zero_ablation
+
+__all__ = ["Ablation", "AlignmentResult", "brain_alignment", "channel_groups", "latent_ablations", "head_ablations",
+           "k92_it_alignment"]
+
+
+# --------------------------------------------------------------------------------------------- ablations
+@dataclass
+class Ablation:
+    """One ablation at ``site``: ``channels``, ``heads``, ``latents`` of ``decomposition``, ``group=(k, n)``
+    (the k-th of n channel groups, ``grouping`` "contiguous" or "random" with ``seed``) or, with none of these,
+    the whole site. ``kind``: ``"mean"`` (the mean over the stimuli of this analysis) or ``"zero"``."""
+
+    site: str
+    kind: str = "mean"
+    channels: Any = None
+    heads: Any = None
+    latents: Any = None
+    decomposition: Any = None
+    group: tuple[int, int] | None = None
+    grouping: str = "contiguous"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mean", "zero"):
+            raise ConfigError(f"ablation kind must be 'mean' or 'zero', got {self.kind!r}")
+        if sum(x is not None for x in (self.channels, self.heads, self.latents, self.group)) > 1:
+            raise ConfigError("an Ablation takes one of channels=, heads=, latents= or group=")
+        if self.latents is not None and not (hasattr(self.decomposition, "transform")
+                                             and hasattr(self.decomposition, "inverse_transform")):
+            raise ConfigError("latents= needs decomposition= (a fitted SAE, NMF or SNMF with transform and "
+                              "inverse_transform)")
+        if self.grouping not in ("contiguous", "random"):
+            raise ConfigError(f"grouping must be 'contiguous' or 'random', got {self.grouping!r}")
+
+    def resolved_channels(self, n_channels: int) -> Any:
+        """Channel indices (``channels``, or the ``group`` of ``n_channels``)."""
+        if self.group is None:
+            return self.channels
+        k, n = self.group
+        if not 0 <= k < n <= n_channels:
+            raise ConfigError(f"group {self.group} is not a group of {n} among {n_channels} channels")
+        order = np.arange(n_channels) if self.grouping == "contiguous" else \
+            np.random.default_rng(self.seed).permutation(n_channels)
+        return np.sort(np.array_split(order, n)[k])
+
+
+def channel_groups(model: nn.Module, sites: str | Sequence[str], n_groups: int = 4, *, kind: str = "mean",
+                   grouping: str = "contiguous", seed: int = 0) -> dict[str, Ablation]:
+    """One :class:`Ablation` per channel group per site (globs allowed): ``{"site[k/n]": Ablation}``."""
+    return {f"{s}[{k + 1}/{n_groups}]": Ablation(s, kind, group=(k, n_groups), grouping=grouping, seed=seed)
+            for s in expand_sites(model, sites) for k in range(n_groups)}
+
+
+def latent_ablations(site: str, decomposition: Any, latents: Sequence[Any], *, kind: str = "zero"
+                     ) -> dict[str, Ablation]:
+    """One :class:`Ablation` per entry of ``latents`` (an index or a list of indices of the decomposition)."""
+    return {f"{site}:latent {lat}": Ablation(site, kind, latents=lat, decomposition=decomposition) for lat in latents}
+
+
+def head_ablations(model: nn.Module, sites: str | Sequence[str], *, kind: str = "mean") -> dict[str, Ablation]:
+    """One :class:`Ablation` per attention head of each per-head site (e.g. ``"blocks.*.attn.hook_z"``)."""
+    n_heads = getattr(getattr(model, "cfg", None), "n_heads", None)
+    if n_heads is None:
+        raise InputTypeError("head_ablations needs a TransformerBridge (model.cfg.n_heads)")
+    return {f"{s}:H{h}": Ablation(s, kind, heads=[h]) for s in expand_sites(model, sites) for h in range(n_heads)}
+
+
+def _rows(act: torch.Tensor) -> torch.Tensor:
+    """Feature rows of an activation: ``(N, C, H, W) -> (N*H*W, C)``, ``(..., d) -> (-1, d)``."""
+    return act.movedim(1, -1).reshape(-1, act.shape[1]) if act.ndim == 4 else act.reshape(-1, act.shape[-1])
+
+
+def _unrows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if like.ndim == 4:
+        n, c, h, w = like.shape
+        return rows.reshape(n, h, w, c).movedim(-1, 1)
+    return rows.reshape(like.shape)
+
+
+def _tensor(out: Any) -> torch.Tensor:
+    """A decomposition's output (Activations, tensor or array) as a tensor."""
+    out = out.data if isinstance(out, Activations) else out
+    return out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
+
+
+class _Stats:
+    """Running means over the stimuli of the activation at a site (and of a decomposition's codes)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+        self.codes: dict[int, torch.Tensor] = {}
+        self.code_rows: dict[int, int] = {}
+
+    def add(self, act: torch.Tensor, decompositions: Sequence[Any]) -> None:
+        a = act.detach().double()
+        self.total = a.sum(0, keepdim=True) if self.total is None else self.total + a.sum(0, keepdim=True)
+        self.count += a.shape[0]
+        for dec in decompositions:
+            c = _tensor(dec.transform(_rows(act.detach()).to(_dtype_of(dec)))).double()
+            key = id(dec)
+            self.codes[key] = c.sum(0) if key not in self.codes else self.codes[key] + c.sum(0)
+            self.code_rows[key] = self.code_rows.get(key, 0) + c.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        return self.total / self.count
+
+    def mean_codes(self, dec: Any) -> torch.Tensor:
+        return self.codes[id(dec)] / self.code_rows[id(dec)]
+
+
+def _dtype_of(dec: Any) -> torch.dtype:
+    comp = getattr(dec, "components_", None)
+    return comp.dtype if isinstance(comp, torch.Tensor) else torch.float32
+
+
+def _interventions(abl: Ablation, stats: _Stats, bridge: bool = False) -> list[Intervention]:
+    """The ablation as :mod:`patching.interventions` specs, with means from the intact run."""
+    mean = stats.mean().float()
+    if abl.heads is not None:
+        return [zero_ablation(abl.site, heads=abl.heads) if abl.kind == "zero" else
+                mean_ablation(abl.site, mean, heads=abl.heads)]
+    if abl.latents is not None:
+        dec, lat = abl.decomposition, torch.as_tensor(np.atleast_1d(abl.latents), dtype=torch.long)
+        fill = stats.mean_codes(dec)[lat] if abl.kind == "mean" else None
+
+        def edit(act: torch.Tensor) -> torch.Tensor:
+            rows = _rows(act).to(_dtype_of(dec))
+            codes = _tensor(dec.transform(rows))
+            changed = codes.clone()
+            changed[:, lat] = 0.0 if fill is None else fill.to(codes.dtype)
+            delta = _tensor(dec.inverse_transform(changed)) - _tensor(dec.inverse_transform(codes))  # bias cancels
+            return act + _unrows(delta.to(act.dtype), act)
+
+        return [Intervention(abl.site, "function", fn=edit)]
+    if abl.channels is None and abl.group is None:
+        return [zero_ablation(abl.site) if abl.kind == "zero" else mean_ablation(abl.site, mean)]
+    axis = engine.layout(abl.site, mean.ndim, bridge)["unit"]  # the channel axis of a conv map, else the last
+    units = torch.as_tensor(np.atleast_1d(abl.resolved_channels(mean.shape[axis])), dtype=torch.long)
+    return [zero_ablation(abl.site, units=units) if abl.kind == "zero" else mean_ablation(abl.site, mean, units=units)]
+
+
+# ----------------------------------------------------------------------------------------------- runner
+def _block_list(model: nn.Module, sites: Sequence[str]) -> tuple[str, nn.ModuleList] | None:
+    """The ModuleList of blocks that holds the sites (``_blocks`` in ``_blocks.3._depthwise_act``)."""
+    if engine.is_bridge(model):
+        return None
+    modules = dict(model.named_modules())
+    for site in sites:
+        parts = site.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            path = ".".join(parts[:i])
+            if isinstance(modules.get(path), nn.ModuleList) and parts[i].isdigit():
+                return path, modules[path]
+    return None
+
+
+class _Runner:
+    """Runs the model over batches, records read-outs, replays the blocks before the first ablated one."""
+
+    def __init__(self, model: nn.Module, inputs: Any, batch_size: int, readout: list[str], spatial: str) -> None:
+        self.model, self.inputs, self.batch_size, self.readout, self.spatial = model, inputs, batch_size, readout, spatial
+        self.n = int(inputs.shape[0])
+        self.blocks: tuple[str, nn.ModuleList] | None = None
+        self.outputs: list[list[torch.Tensor]] = []
+        self.first_block: dict[str, int] = {}
+        self.replay = False
+
+    def batches(self) -> Iterator[tuple[int, Any]]:
+        for b, start in enumerate(range(0, self.n, self.batch_size)):
+            yield b, self.inputs[start:start + self.batch_size]
+
+    def reduce(self, act: torch.Tensor) -> torch.Tensor:
+        a = act.detach().double().cpu()
+        if self.spatial == "mean" and a.ndim >= 3:
+            a = a.mean(dim=tuple(range(2, a.ndim))) if a.ndim == 4 else a.mean(1)
+        return a.reshape(a.shape[0], -1)
+
+    def intact(self, ablations: Mapping[str, list], stats_sites: Sequence[str], decs: Mapping[str, list],
+               progress: bool) -> tuple[dict[str, torch.Tensor], dict[str, _Stats]]:
+        """One intact pass: read-outs, means at the ablated sites, block outputs and the order sites fire in."""
+        all_sites = list(dict.fromkeys([*self.readout, *stats_sites]))
+        self.blocks = _block_list(self.model, all_sites)
+        blocks = list(self.blocks[1]) if self.blocks else []
+        stats = {s: _Stats() for s in stats_sites}
+        reads: dict[str, list] = {s: [] for s in self.readout}
+        order: list[Any] = []
+        for b, x in tqdm(list(self.batches()), disable=not progress, desc="intact"):
+            seen: dict[str, torch.Tensor] = {}
+            outs: list[torch.Tensor] = []
+
+            def keep(site: str, first: bool = b == 0, seen: dict = seen) -> Any:
+                def fn(act: torch.Tensor) -> None:
+                    if first:
+                        order.append(site)
+                    seen[site] = act.detach()
+                    if len(seen) == len(all_sites):
+                        raise engine.StopForward  # the rest of the model is not needed
+                return fn
+
+            def block_done(i: int, out: Any, first: bool = b == 0, outs: list = outs) -> None:
+                if first:
+                    order.append(i)
+                outs.append(out)
+
+            with torch.no_grad(), engine.observe_modules(blocks, block_done):
+                engine.run(self.model, x, [Hook(s, keep(s), Phase.READ) for s in all_sites], stop_ok=True)
+            for s in self.readout:
+                reads[s].append(self.reduce(seen[s]))
+            for s in stats_sites:
+                stats[s].add(seen[s], decs.get(s, []))
+            self.outputs.append(outs)
+        done = [o for o in order if isinstance(o, int)]
+        if blocks and done == list(range(len(done))):  # each block once, in order (up to the last site)
+            for o in order:  # a site's index = the blocks completed before it first fires
+                if isinstance(o, str):
+                    self.first_block.setdefault(o, sum(isinstance(p, int) for p in order[:order.index(o)]))
+        return {s: torch.cat(v) for s, v in reads.items()}, stats
+
+    def upto(self, sites: Sequence[str]) -> int:
+        if not self.replay:
+            return 0
+        return min(self.first_block.get(s, 0) for s in [*sites, *self.readout])
+
+    def run(self, specs: list[Intervention], upto: int) -> dict[str, torch.Tensor]:
+        """Read-outs under ``specs``; blocks ``0..upto-1`` return their recorded intact output."""
+        reads: dict[str, list] = {s: [] for s in self.readout}
+        blocks = self.blocks[1] if self.blocks else []
+        for b, x in self.batches():
+            replay = [(blocks[i], lambda *args, out=self.outputs[b][i], **kwargs: out) for i in range(upto)]
+            with torch.no_grad(), intervene(self.model, *specs), engine.overridden(replay):
+                acts = engine.record(self.model, x, self.readout, stop=True).acts
+            for s in self.readout:
+                reads[s].append(self.reduce(acts[s]))
+        return {s: torch.cat(v) for s, v in reads.items()}
+
+    def check_replay(self, intact: dict[str, torch.Tensor], upto: int) -> None:
+        """Replay only if a replayed intact run reproduces the full intact read-outs."""
+        if not self.blocks or upto == 0 or not self.first_block:
+            return
+        try:
+            self.replay = True
+            again = self.run([], upto)
+            self.replay = all(engine.agrees(again[s], intact[s]) for s in self.readout)
+        except Exception:  # noqa: BLE001 - any failure means: no block replay for this model
+            self.replay = False
+
+
+# ----------------------------------------------------------------------------------------------- result
+@dataclass
+class AlignmentResult(Result):
+    """One row per (read-out site, ablation): ``intact`` and ``ablated`` similarity, ``delta`` = ablated -
+    intact with its paired bootstrap CI (``low``, ``high``), ``p_value`` (two-sided bootstrap) and
+    ``significant`` (the CI excludes 0). ``samples[readout]``: paired bootstrap scores ``(n_bootstraps,
+    1 + n_ablations)``, column 0 intact."""
+
+    frame: pd.DataFrame
+    samples: dict = field(default_factory=dict, repr=False)
+    attrs: dict = field(default_factory=dict, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def rank(self, readout: str | None = None) -> pd.DataFrame:
+        """Ablations ordered by how much similarity they remove (largest drop first)."""
+        f = self.frame if readout is None else self.frame[self.frame["readout"] == readout]
+        return f.sort_values("delta").reset_index(drop=True)
+
+    def summary(self) -> str:
+        f = self.frame
+        lines = [f"AlignmentResult: {f['ablation'].nunique()} ablations x {f['readout'].nunique()} read-out(s), "
+                 f"{self.attrs.get('measure', 'similarity')} vs {self.attrs.get('recording', 'recording')}; "
+                 f"{int((f['significant'] & (f['delta'] < 0)).sum())} lower it, "
+                 f"{int((f['significant'] & (f['delta'] > 0)).sum())} raise it ({int(100 * self.attrs.get('level', 0.95))}% CI)"]
+        for row in self.rank().head(5).itertuples():
+            lines.append(f"  {row.ablation} -> {row.readout}: {row.intact:.3f} -> {row.ablated:.3f} "
+                         f"(delta {row.delta:+.3f} [{row.low:+.3f}, {row.high:+.3f}])")
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Change of similarity per ablation with its CI (significant drops in the accent colour)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for readout, f in self.frame.groupby("readout", sort=False):
+            fig.add_trace(go.Bar(
+                x=f["delta"], y=f["ablation"], orientation="h", name=f"read out at {readout}",
+                marker_color=np.where(f["significant"] & (f["delta"] < 0), "#e4572e", "#9bb7e8").tolist(),
+                error_x=dict(type="data", symmetric=False, array=f["high"] - f["delta"], arrayminus=f["delta"] - f["low"])))
+        fig.add_vline(x=0, line_color="gray")
+        fig.update_layout(xaxis_title=f"change of {self.attrs.get('measure', 'similarity')} (ablated - intact)",
+                          yaxis=dict(autorange="reversed"), height=max(300, 22 * self.frame["ablation"].nunique() + 120))
+        return themed(fig, title=kwargs.get("title", "Causal brain alignment: similarity lost by each ablation"))
+
+
+# ------------------------------------------------------------------------------------------- analysis
+def _recording_side(recording: Any, n: int, stimulus_ids: Sequence | None) -> tuple[Any, np.ndarray]:
+    """The recording (RDM stack or patterns) and the model-row index of each of its stimuli."""
+    from interp.similarity._backend import as_matrix
+
+    rdms = rdms_from_recording(recording)
+    if rdms is not None:
+        ids = rdms.stimuli if rdms.stimuli != list(range(rdms.n_stimuli)) else None
+        size, data = rdms.n_stimuli, rdms.data.to(torch.float64)
+    else:
+        data = as_matrix(recording, name="recording", device="cpu")
+        frame = recording.coords.get("sample", pd.DataFrame()) if isinstance(recording, Activations) else pd.DataFrame()
+        key = next((k for k in ("stimulus", "id") if k in frame.columns), None)
+        ids, size = (frame[key].tolist() if key else None), data.shape[0]
+    if stimulus_ids is None or ids is None:
+        if size != n:
+            raise MismatchError(f"{n} stimuli but the recording has {size}; pass stimulus_ids=... to match them by id")
+        return data, np.arange(n)
+    pos = {v: i for i, v in enumerate(stimulus_ids)}
+    missing = [v for v in ids if v not in pos]
+    if missing or len(ids) != n:
+        raise MismatchError(f"stimuli do not line up: {len(missing)} recording stimuli have no model input "
+                            f"{missing[:10]}; {n} inputs for {len(ids)} recording stimuli")
+    return data, np.array([pos[v] for v in ids])
+
+
+def _scores(base: str, option: str, conditions: list[torch.Tensor], data: Any, rdm_method: str, n_bootstraps: int,
+            level: float, over: tuple, seed: int, names: list[str], readout: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(1 + A,)`` and paired bootstrap samples ``(B, 1 + A)`` of the intact and ablated read-outs."""
+    if base == "rsa":
+        stack = torch.stack([rdm(X, rdm_method) for X in conditions])
+        vec = upper_tri(stack)
+        bad = [names[i] for i in range(len(names)) if not torch.isfinite(vec[i]).all() or float(vec[i].std()) == 0]
+        if bad:
+            raise ConfigError(f"at read-out {readout!r} the {rdm_method} RDM is undefined or constant for {bad[:5]}: "
+                              "the ablation removed every difference between stimuli (or between a pattern's units); "
+                              "ablate fewer channels or read out elsewhere")
+        comparator = canonical_method(option or "spearman")
+        from interp.similarity.stats import rdm_scores
+
+        est = rdm_scores(stack, data, comparator)
+        if n_bootstraps == 0:
+            return est, np.empty((0, len(names)))
+        boot = rdm_bootstrap(stack, data, comparator, over=over, n_bootstraps=n_bootstraps, level=level, seed=seed)
+        return est, boot.samples
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, data.shape[0], data.shape[0]) for _ in range(n_bootstraps)]
+    if base == "encoding":
+        from sklearn.model_selection import KFold
+
+        from probes import encoding_scores, pearson_per_target
+
+        folds = KFold(5, shuffle=True, random_state=seed)
+        preds = [torch.as_tensor(encoding_scores(X, data, cv=folds, inner_cv=folds).predictions) for X in conditions]
+
+        def fn(P: torch.Tensor, Y: torch.Tensor) -> float:
+            return float(torch.nanmean(pearson_per_target(Y, P)))
+
+        pairs = [(P, data) for P in preds]
+    else:
+        stat = pattern_statistic(f"{base}:{option}" if option else base)
+        pairs, fn = [(X, data) for X in conditions], stat
+    est = np.array([fn(a, b) for a, b in pairs])
+    samples = np.array([[fn(a[torch.as_tensor(d)], b[torch.as_tensor(d)]) for a, b in pairs] for d in draws])
+    return est, samples.reshape(n_bootstraps, len(pairs))
+
+
+def brain_alignment(model: nn.Module, stimuli: Any, recording: Any, ablations: Mapping[str, Any] | Ablation,
+                    readout: str | Sequence[str], *, method: str = "rsa", rdm_method: str = "correlation",
+                    preprocess: Any = None, stimulus_ids: Sequence | None = None, spatial: str = "all",
+                    batch_size: int = 32, n_bootstraps: int = 1000, level: float = 0.95, bootstrap_subjects: bool = False,
+                    seed: int = 0, replay: bool = True, progress: bool = True, model_name: str | None = None
+                    ) -> AlignmentResult:
+    """Similarity of the model's read-out with the recording, intact and under each ablation.
+
+    Parameters
+    ----------
+    model: an ``nn.Module`` (module paths) or ``TransformerBridge`` (hook names).
+    stimuli: the model inputs (preprocessed together by ``preprocess`` when given; texts for a bridge).
+    recording: RDMs (``RDMs``, an RDM-stack ``Activations`` such as ``k92.rdms.sel(...)``, ``(k, n, n)``) or
+        response patterns (``Activations``/array, samples x units), as :func:`interp.compare` takes.
+    ablations: ``{name: Ablation | Intervention | [Intervention, ...]}`` (or one :class:`Ablation`).
+    readout: the site(s) whose activations are compared with the recording (globs allowed).
+    method: ``"rsa[:comparator]"`` (default Spearman), ``"cka[:estimator]"`` (patterns), or ``"encoding"`` (patterns:
+        mean held-out Pearson r of a ridge model over the recording's units; bootstrap over its out-of-fold
+        predictions).
+    spatial: ``"all"`` (flatten conv maps / positions, as :func:`interp.compare`) or ``"mean"`` over them.
+    n_bootstraps, level, bootstrap_subjects: paired stimulus bootstrap (and subjects, for RDM stacks).
+    replay: replay the blocks before the first ablated one (checked; see the module docstring).
+    """
+    base, _, option = method.partition(":")
+    if base not in ("rsa", "cka", "encoding"):
+        raise ConfigError(f"method must be 'rsa[:comparator]', 'cka[:estimator]' or 'encoding', got {method!r}")
+    if isinstance(ablations, Ablation):
+        ablations = {"ablation": ablations}
+    if not isinstance(ablations, Mapping) or not ablations:
+        raise InputTypeError("ablations must be a non-empty {name: Ablation or Intervention(s)} mapping")
+    specs_in: dict[str, Any] = {}
+    for name, value in ablations.items():
+        if isinstance(value, Ablation):
+            value.site = engine.resolve_site(model, value.site)
+        elif isinstance(value, Intervention) or (isinstance(value, (list, tuple)) and value and
+                                                 all(isinstance(v, Intervention) for v in value)):
+            value = [value] if isinstance(value, Intervention) else list(value)
+            for v in value:
+                v.site = engine.resolve_site(model, v.site)
+        else:
+            raise InputTypeError(f"ablation {name!r} must be an Ablation or Intervention(s), got {type(value).__name__}")
+        specs_in[str(name)] = value
+    readouts = expand_sites(model, readout)
+    inputs = preprocess(stimuli) if preprocess is not None else stimuli
+    inputs = engine.to_tokens(model, inputs) if engine.is_bridge(model) else inputs
+    if not isinstance(inputs, torch.Tensor):
+        inputs = torch.as_tensor(np.asarray(inputs))
+    n = int(inputs.shape[0])
+    data, order = _recording_side(recording, n, stimulus_ids)
+    if base != "rsa" and data.ndim == 3:
+        raise ConfigError("the recording is a stack of RDMs, which supports method='rsa[:comparator]' only")
+    abl_sites = {v.site for v in specs_in.values() if isinstance(v, Ablation)}
+    decs: dict[str, list] = {}
+    for v in specs_in.values():
+        if isinstance(v, Ablation) and v.latents is not None and v.kind == "mean":
+            decs.setdefault(v.site, []).append(v.decomposition)
+    runner = _Runner(model, inputs, batch_size, readouts, spatial)
+    was_training = model.training
+    model.eval()
+    try:
+        intact, stats = runner.intact(specs_in, sorted(abl_sites), decs, progress)
+        bridge = engine.is_bridge(model)
+        specs = {k: _interventions(v, stats[v.site], bridge) if isinstance(v, Ablation) else v
+                 for k, v in specs_in.items()}
+        sites_of = {k: [s.site for s in v] for k, v in specs.items()}
+        if replay:
+            runner.replay = True
+            best = max(runner.upto(s) for s in sites_of.values())
+            runner.replay = False
+            runner.check_replay(intact, best)
+        ablated = {k: runner.run(v, runner.upto(sites_of[k]))
+                   for k, v in tqdm(specs.items(), disable=not progress, desc="ablations")}
+    finally:
+        model.train(was_training)
+    names = ["intact", *specs]
+    over = ("stimuli", "subjects") if bootstrap_subjects and data.ndim == 3 and data.shape[0] >= 2 else ("stimuli",)
+    rows, samples = [], {}
+    for r in readouts:
+        conditions = [intact[r][order], *[ablated[k][r][order] for k in specs]]
+        est, boot = _scores(base, option, conditions, data, rdm_method, n_bootstraps, level, over, seed, names, r)
+        samples[r] = boot
+        for j, name in enumerate(specs, start=1):
+            d = boot[:, j] - boot[:, 0] if len(boot) else np.empty(0)
+            low, high = percentile_interval(d, 1 - level) if len(d) else (np.nan, np.nan)
+            p = float(p_value(0.0, d, "two-sided")) if len(d) else np.nan  # is 0 inside the bootstrap distribution?
+            v = specs_in[name]
+            rows.append({"readout": r, "ablation": name, "site": v.site if isinstance(v, Ablation) else v[0].site,
+                         "kind": v.kind if isinstance(v, Ablation) else v[0].kind, "intact": est[0],
+                         "ablated": est[j], "delta": est[j] - est[0], "low": float(low), "high": float(high),
+                         "p_value": p, "significant": bool(low > 0 or high < 0)})
+    measure = f"RSA ({canonical_method(option or 'spearman')})" if base == "rsa" else method
+    attrs = {"method": method, "measure": measure, "rdm_method": rdm_method, "n_bootstraps": n_bootstraps,
+             "level": level, "over": "+".join(over), "seed": seed, "replay": runner.replay, "spatial": spatial,
+             "model": model_name or type(model).__name__, "recording": _name_of(recording), "n_stimuli": n}
+    return AlignmentResult(pd.DataFrame(rows), samples, attrs)
+
+
+def _name_of(recording: Any) -> str:
+    return str(recording.attrs.get("source", "recording")) if isinstance(recording, Activations) else "recording"
+
+
+def k92_it_alignment(*, model: nn.Module | None = None, preprocess: Any = None, readout: str | None = None,
+                     top_blocks: int = 2, n_groups: int = 4, n_bootstraps: int = 500, seed: int = 0, quick: bool = False,
+                     progress: bool = False) -> dict[str, AlignmentResult]:
+    """Which ``efficientnet-lite0`` blocks and channel groups carry its similarity to human IT (Kriegeskorte
+    et al. 2008, 92 images, 4 subjects x 2 sessions, RSA with Spearman over the 8 RDMs)?
+
+    The read-out is ``readout`` or the block most similar to human IT. ``"blocks"``: for every block up to the
+    read-out, a random half of its expanded (depthwise) channels is mean-ablated; ``"channels"``: the expanded
+    channels of the ``top_blocks`` blocks whose half-ablation lowered the similarity most are split into
+    ``n_groups`` contiguous groups, each mean-ablated. ``quick``: the last four blocks only, 4 groups, 100 bootstraps.
+
+    >>> out = k92_it_alignment(quick=True)                                    # doctest: +SKIP
+    >>> out["blocks"].rank().head(), out["channels"].plot()                   # doctest: +SKIP
+    """
+    import interp
+
+    k92 = interp.data.load("kriegeskorte92")
+    human = k92.rdms.sel(name="human_IT_s*")
+    if model is None:
+        model, preprocess = interp.models.load("efficientnet-lite0")
+    images, ids = list(k92.images), k92.stimuli["stimulus"].tolist()
+    if quick:
+        n_groups, n_bootstraps = min(n_groups, 4), min(n_bootstraps, 100)
+    if readout is None:
+        profile = interp.compare(model, images, human, sites="_blocks.*", preprocess=preprocess, n_bootstraps=0,
+                                 progress=progress, stimulus_ids=ids)
+        readout = str(profile.best()["site"])
+    last = int(readout.split(".")[1])
+    first = max(0, last - 3) if quick else 0
+    kw = dict(preprocess=preprocess, stimulus_ids=ids, n_bootstraps=n_bootstraps, seed=seed, progress=progress,
+              model_name="efficientnet-lite0")
+    halves = {f"_blocks.{i}": Ablation(f"_blocks.{i}._depthwise_act", "mean", group=(0, 2), grouping="random", seed=seed)
+              for i in range(first, last + 1)}
+    blocks = brain_alignment(model, images, human, halves, readout, **kw)
+    top = blocks.rank()["ablation"].head(top_blocks).tolist()
+    groups = channel_groups(model, [f"{b}._depthwise_act" for b in top], n_groups)
+    channels = brain_alignment(model, images, human, groups, readout, **kw)
+    return {"blocks": blocks, "channels": channels}
