@@ -5,7 +5,7 @@ the detached coefficients, so the LRP relevance at the input, ``sum(x * dmetric/
 itself (Ali et al. 2022; Rezaei Jafari et al. 2025). A shortfall means a non-linearity that no rule covers
 (e.g. Gemma-2's logit soft-capping, an expert layout the rule-aware forward does not reproduce, a hook that
 only observes) -- exactly what makes RelP unfaithful there. :func:`relevance_conservation` measures it on a
-bias-free copy of the model, and also reports how much of the metric the model's biases carry.
+bias-free model of the model, and also reports how much of the metric the model's biases carry.
 
 The metric must be linear in the output (a logit, a logit difference), not a probability.
 
@@ -15,8 +15,8 @@ The metric must be linear in the output (a logit, a logit difference), not a pro
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,16 +28,16 @@ from interp import engine
 from interp.errors import ConfigError
 from interp.results import Result, themed
 
-from .rules import Rule, compile_rules, resolve_rules
+from .rules import RULES, Rule, compile_rules, resolve_rules
 
 __all__ = ["relevance_conservation", "ConservationResult"]
 
 
 @dataclass
 class ConservationResult(Result):
-    """Metric vs relevance at the input site, on a bias-free copy (``conserved``) and on the model itself.
+    """Metric vs relevance at the input site, on a bias-free model (``conserved``) and on the model itself.
 
-    ``relative_error = |metric - relevance| / |metric|`` on the bias-free copy (0 up to float rounding when every
+    ``relative_error = |metric - relevance| / |metric|`` on the bias-free model (0 up to float rounding when every
     non-linearity is covered by a rule); ``bias_share = (metric - relevance) / metric`` on the model with its
     biases (the part of the metric that comes from biases and uncovered non-linearities).
     """
@@ -53,13 +53,13 @@ class ConservationResult(Result):
 
     @property
     def conserved(self) -> bool:
-        """Whether relevance is conserved to 1e-3 relative on the bias-free copy."""
+        """Whether relevance is conserved to 1e-3 relative on the bias-free model."""
         return self.relative_error <= 1e-3
 
     def to_frame(self) -> pd.DataFrame:
-        """Two rows: the bias-free copy and the model itself."""
+        """Two rows: the bias-free model and the model itself."""
         return pd.DataFrame([
-            {"model": "bias-free copy", "metric": self.metric_value, "relevance": self.relevance,
+            {"model": "bias-free model", "metric": self.metric_value, "relevance": self.relevance,
              "relative_error": self.relative_error},
             {"model": "as given", "metric": self.model_metric_value, "relevance": self.model_relevance,
              "relative_error": abs(self.bias_share)},
@@ -68,12 +68,12 @@ class ConservationResult(Result):
     def summary(self) -> str:
         """Whether relevance is conserved, and by how much it is not."""
         verdict = "conserved" if self.conserved else "NOT conserved"
-        return (f"Relevance at {self.site}: {verdict} on a bias-free copy (metric {self.metric_value:.6g}, relevance "
+        return (f"Relevance at {self.site}: {verdict} on a bias-free model (metric {self.metric_value:.6g}, relevance "
                 f"{self.relevance:.6g}, relative error {self.relative_error:.2e}); with the model's biases "
                 f"{self.bias_share:+.1%} of the metric is not relevance at the input")
 
     def plot(self, **kwargs: Any) -> Any:
-        """Bars of metric and relevance, bias-free copy and model."""
+        """Bars of metric and relevance, bias-free model and model."""
         import plotly.graph_objects as go
 
         frame = self.to_frame()
@@ -91,12 +91,30 @@ def _input_relevance(model: nn.Module, inputs: Any, site: str, metric: Callable,
     return float(got.value), relevance, ruleset.applied
 
 
-def _zero_biases(model: nn.Module) -> None:
+_BIASES = {"bias", "b", "b_U", "b_in", "b_out", "b_Q", "b_K", "b_V", "b_O"}
+
+
+@contextlib.contextmanager
+def _without_biases(model: nn.Module) -> Iterator[None]:
+    """Every bias of ``model`` (and batch-norm running mean) zero while the block runs (restored after)."""
+    saved = []
     with torch.no_grad():
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
-            if leaf in {"bias", "b", "b_U", "b_in", "b_out", "b_Q", "b_K", "b_V", "b_O"} or leaf.endswith("_bias"):
+            if leaf in _BIASES or leaf.endswith("_bias"):
+                saved.append((p, p.detach().clone()))
                 p.zero_()
+        for module in model.modules():  # a batch norm's running mean is a bias too (eval mode)
+            mean = getattr(module, "running_mean", None)
+            if isinstance(module, nn.modules.batchnorm._NormBase) and isinstance(mean, torch.Tensor):
+                saved.append((mean, mean.clone()))
+                mean.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in saved:
+                p.copy_(value)
 
 
 def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torch.Tensor], torch.Tensor], *,
@@ -106,9 +124,9 @@ def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torc
     """Check that RelP's rules conserve relevance from the metric back to ``site`` (default: the residual
     stream entering block 0 of a bridge; give the input site of a plain ``nn.Module``, e.g. ``"0:input"``).
 
-    ``rules`` default to RelP's defaults where they apply plus the AH-rule (which conservation needs: a
-    softmax is not linear); the metric must be linear in the model output. Works on a deep copy of the
-    model with every bias set to zero (the model itself is not changed), and on the model as given.
+    ``rules`` default to all four wherever they apply (conservation needs the AH-rule too: a softmax is not
+    linear; ``result.rules`` says where each applied); the metric must be linear in the model output. Measures on the model with
+    every bias set to zero (restored afterwards), and on the model as given.
     """
     if site is None:
         if not engine.is_bridge(model):
@@ -117,11 +135,10 @@ def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torc
         site = "blocks.0.hook_resid_pre"
     site = engine.resolve_site(model, site)
     inputs = engine.to_tokens(model, inputs)
-    chosen, strict = resolve_rules({"attention": True} if rules is None else rules)
+    chosen, strict = ([RULES[name]() for name in RULES], set()) if rules is None else resolve_rules(rules)
     model_value, model_rel, _ = _input_relevance(model, inputs, site, metric, chosen, strict)
-    clone = copy.deepcopy(model)
-    _zero_biases(clone)
-    value, rel, applied = _input_relevance(clone, inputs, site, metric, chosen, strict)
+    with _without_biases(model):
+        value, rel, applied = _input_relevance(model, inputs, site, metric, chosen, strict)
     return ConservationResult(site=site, metric_value=value, relevance=rel,
                               relative_error=abs(value - rel) / max(abs(value), 1e-12),
                               model_metric_value=model_value, model_relevance=model_rel,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -37,6 +37,7 @@ from interp import engine
 from interp.engine import Hook, Phase
 from interp.errors import ConfigError, closest
 
+from ._attention import CALLS, NAME, attention_configs, detached_pattern_attention
 from ._moe import moe_overrides
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
@@ -139,11 +140,16 @@ class RuleSet:
     hooks: list[Hook]
     overrides: list[tuple[nn.Module, Callable]]
     applied: dict[str, list[str]]
+    contexts: list[Callable[[], contextlib.AbstractContextManager]] = field(default_factory=list)
 
     @contextlib.contextmanager
     def installed(self, model: nn.Module) -> Iterator[dict[str, list[str]]]:
         """Install the rules on ``model`` while the block runs; yields ``applied``."""
-        with engine.overridden(self.overrides), engine.hooked(model, self.hooks):
+        with contextlib.ExitStack() as stack:
+            for context in self.contexts:
+                stack.enter_context(context())
+            stack.enter_context(engine.overridden(self.overrides))
+            stack.enter_context(engine.hooked(model, self.hooks))
             yield self.applied
 
 
@@ -156,27 +162,40 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
     """
     names = {r.name for r in rules}
     overrides: list[tuple[nn.Module, Callable]] = []
+    contexts: list[Callable[[], contextlib.AbstractContextManager]] = []
     if engine.is_bridge(model):
         hooks, applied = _bridge_hooks(model, names)
         moe_layers = [layer for layer in range(engine.n_layers(model)) if engine.is_moe(model, layer)]
         if moe_layers and names & {"identity", "half"}:
             overrides, covered, uncovered = moe_overrides(model, moe_layers, names, straight, _identity_surrogate)
+            for layer in moe_layers:  # a shared expert's sigmoid gate (Qwen2-MoE) is a gate: constant backwards
+                gate = f"blocks.{layer}.mlp.shared_expert_gate.hook_out"
+                if gate in model.hook_dict:
+                    hooks.append(Hook(gate, lambda g: g.detach(), Phase.DEFINE))
+                    covered.append(gate)
             for name in names & {"identity", "half"}:
                 applied[name] += covered
             if uncovered and names & {"identity", "half"} & strict:
                 raise RuleError(f"the MoE experts at {uncovered} are not of the fused layout the rule-aware forward "
                                 "reproduces (gate_up_proj, down_proj, act_fn); drop 'identity'/'half' from rules=")
-        if "attention" in names & strict and applied["attention"] and not _pattern_edits_reach(model):
-            raise RuleError("the AH-rule edits attention patterns, but edits at hook_pattern do not reach this "
-                            f"model's forward pass ({type(model.blocks[0].attn).__name__} computes attention inside "
-                            "the wrapped module); drop 'attention' from rules=")
+        if "attention" in names and applied["attention"] and not _pattern_edits_reach(model):
+            # the pattern hooks only observe (BERT): detach the pattern inside the model's attention function
+            hooks = [h for h in hooks if not h.site.endswith(".attn.hook_pattern")]
+            applied["attention"] = []
+            if _attention_interface_used(model):
+                contexts.append(lambda: detached_pattern_attention(model))
+                applied["attention"] = [f"{NAME} attention ({len(attention_configs(model))} config)"]
+            elif "attention" in strict:
+                raise RuleError("the AH-rule edits attention patterns, but edits at hook_pattern do not reach this "
+                                "model's forward pass and its attention does not go through transformers' "
+                                "AttentionInterface; drop 'attention' from rules=")
     else:
         hooks, applied = _module_hooks(model, names)
     for name in sorted(names & strict):
         if not applied.get(name):
             raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "
                             f"{type(model).__name__}: {_why_not(model, name)}; drop it from rules=")
-    return RuleSet(hooks, overrides, {n: applied.get(n, []) for n in sorted(names)})
+    return RuleSet(hooks, overrides, {n: applied.get(n, []) for n in sorted(names)}, contexts)
 
 
 def _why_not(model: nn.Module, name: str) -> str:
@@ -244,6 +263,13 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
             applied["ln"].append(prefix)
     if names & {"identity", "half"}:
         _mlp_hooks(model, names, points, hooks, applied)
+    if "identity" in names and {"mlm_head.hook_out", "ln_final.hook_in"} <= points:
+        # BERT's masked-LM head: ln_final(act(mlm_head(x))), the activation applied between the two hook points
+        box: dict[str, torch.Tensor] = {}
+        hooks += [Hook("mlm_head.hook_out", _saver(box, "x"), Phase.READ),
+                  Hook("ln_final.hook_in", lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)),
+                       Phase.DEFINE)]
+        applied["identity"].append("mlm_head")
     if "attention" in names:
         for name in sorted(n for n in points if n.endswith(".attn.hook_pattern")):
             hooks.append(Hook(name, lambda p: p.detach(), Phase.DEFINE))
@@ -300,6 +326,18 @@ def _gated_act_fn(model: nn.Module, prefix: str) -> Callable[[torch.Tensor], tor
 
 
 _REACH: dict[int, bool] = {}
+
+
+def _attention_interface_used(model: nn.Module) -> bool:
+    """Whether the model's attention goes through transformers' AttentionInterface (the switch takes effect)."""
+    before = CALLS[0]
+    tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 3), generator=torch.Generator().manual_seed(0))
+    try:
+        with detached_pattern_attention(model), torch.no_grad():
+            engine.run(model, tokens)
+    except Exception:  # noqa: BLE001 - a model the switch cannot run is one the rule cannot cover
+        return False
+    return CALLS[0] > before
 
 
 def _pattern_edits_reach(model: nn.Module) -> bool:

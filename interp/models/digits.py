@@ -200,7 +200,10 @@ class DigitsViTConfig:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention; ``pattern`` (an identity module) outputs the N x H x T x T probabilities."""
+    """Multi-head self-attention; ``pattern`` (an identity module) outputs the N x H x T x T probabilities.
+
+    The softmax is a module (``softmax``) so that module hooks reach it (RelP's AH-rule detaches its output).
+    """
 
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
@@ -208,6 +211,7 @@ class Attention(nn.Module):
             raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.softmax = nn.Softmax(dim=-1)
         self.pattern = nn.Identity()
         self.out = nn.Linear(d_model, d_model)
 
@@ -215,7 +219,7 @@ class Attention(nn.Module):
         batch, positions, d_model = x.shape
         d_head = d_model // self.n_heads
         q, k, v = self.qkv(x).view(batch, positions, 3, self.n_heads, d_head).permute(2, 0, 3, 1, 4)
-        pattern = self.pattern(torch.softmax(q @ k.transpose(-1, -2) / d_head**0.5, dim=-1))
+        pattern = self.pattern(self.softmax(q @ k.transpose(-1, -2) / d_head**0.5))
         z = (pattern @ v).transpose(1, 2).reshape(batch, positions, d_model)
         return self.out(z)
 
