@@ -56,8 +56,7 @@ import json
 import os
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +65,20 @@ import pandas as pd
 import torch
 
 from . import _lock
+from . import _store_ranks as ranks
 from ._fingerprint import fingerprint, fingerprint_differences
 from ._integrity import ALGORITHM, checksum, fsync_dir, fsync_file
-from .errors import ConfigError, CorruptFileError, DimensionError, FingerprintError, SchemaError, StoreLockedError, closest
-from .tensor import Activations, _jsonable, atomic_write
+from ._store_ranks import rank_range
+from ._store_read import StoreReader, _safe
+from .errors import DimensionError, FingerprintError, SchemaError, StoreLockedError
+from .tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
 MANIFEST = "manifest.json"
 LOCK = "writer.lock"
-RANKS = "ranks"
 FORMAT_VERSION = 2
 READABLE = {1, 2}
-POLL = 0.05
 
 _crash: Callable[[str], None] | None = None  # test hook: called at named points inside an append
 
@@ -91,48 +91,6 @@ def _checkpoint(point: str) -> None:
 def _save_npy(path: str, value: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, value)
-
-
-def _safe(name: str) -> str:
-    return name.replace("/", "_").replace(":", "_")
-
-
-def rank_range(n: int, rank: int, world_size: int) -> range:
-    """The ``rank``-th of ``world_size`` contiguous, near-equal blocks of ``range(n)`` (the first ``n %
-    world_size`` blocks are one longer). Ranks that capture these blocks write a store whose rank-major
-    row order equals a one-process run's.
-
-    >>> list(rank_range(10, 1, 3))
-    [4, 5, 6]
-    """
-    base, extra = divmod(int(n), int(world_size))
-    lo = rank * base + min(rank, extra)
-    return range(lo, lo + base + (1 if rank < extra else 0))
-
-
-def _job(rank: int | None, world_size: int | None, job_id: str | None) -> tuple[int, int, str | None]:
-    if rank is None and world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            rank, world_size = dist.get_rank(), dist.get_world_size()
-        else:
-            rank, world_size = 0, 1
-    if rank is None or world_size is None:
-        raise ConfigError("pass both rank and world_size (or neither: then they come from torch.distributed)")
-    if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
-        raise ConfigError(f"rank must be in [0, world_size) and world_size at least 1; got rank {rank!r}, world_size {world_size!r}")
-    if world_size > 1 and job_id is None:
-        run, addr, port = (os.environ.get(k) for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
-        if addr and port:
-            job_id = f"{run or '-'}@{addr}:{port}"
-        elif run and run != "none":
-            job_id = run
-        else:
-            raise ConfigError(
-                "the ranks of one distributed job must present the same job_id to share a store; pass job_id=... "
-                "(under torchrun it defaults to TORCHELASTIC_RUN_ID@MASTER_ADDR:MASTER_PORT)"
-            )
-    return rank, world_size, job_id
 
 
 def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
@@ -150,28 +108,7 @@ def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str
     return schema
 
 
-def _read_json(file: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise CorruptFileError(f"{what} {file} cannot be read ({exc}); the store is damaged: restore it or rerun with overwrite=True") from exc
-    if not isinstance(value, dict):
-        raise CorruptFileError(f"{what} {file} does not hold a JSON object; restore it or rerun with overwrite=True")
-    return value
-
-
-def _wait_until(check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(POLL)
-
-
-class ActivationStore:
+class ActivationStore(StoreReader):
     """A directory of activations that grows by atomic appends and reads back as checked memmaps.
 
     :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
@@ -179,12 +116,8 @@ class ActivationStore:
     """
 
     def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]) -> None:
-        self.path = Path(path)
-        self.manifest = manifest
+        super().__init__(path, manifest)
         self.rank, self.world_size, self.job_id = 0, int(manifest.get("world_size", 1)), None
-        self._memmaps: dict[tuple[str, int], np.ndarray] = {}
-        self._coords_ok: set[int] = set()
-        self._bounds: np.ndarray | None = None
         self._writer = False
         self._lock_fd: int | None = None
         self._rank_fd: int | None = None
@@ -228,7 +161,7 @@ class ActivationStore:
         >>> with ActivationStore.create("/tmp/acts", {"x": (4,)}) as store:   # doctest: +SKIP
         ...     store.append({"x": np.ones((2, 4))}, inputs_done=2); store.finish()
         """
-        rank, world_size, job_id = _job(rank, world_size, job_id)
+        rank, world_size, job_id = ranks.resolve_job(rank, world_size, job_id)
         store = cls(path, {"arrays": {}, "world_size": world_size, "shards": [], "n_rows": 0, "inputs_done": 0,
                            "complete": False, "attrs": {}, "unit_coords": {}, "dtype": dtype})
         store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
@@ -249,7 +182,7 @@ class ActivationStore:
         file = path / MANIFEST
         if not file.exists():
             raise SchemaError(f"{path} is not an activation store (no {MANIFEST})")
-        manifest = _read_json(file, "the manifest")
+        manifest = ranks.read_json(file, "the manifest")
         if manifest.get("format") != "interp-activation-store":
             raise SchemaError(f"{file} is not an interp activation-store manifest")
         if manifest.get("version") not in READABLE:
@@ -273,35 +206,15 @@ class ActivationStore:
                 fsync_dir(self.path)
             _lock.record(self._lock_fd, info)  # other ranks are admitted from here on
         else:
-            self._admit(job_id, wait, timeout, what)
+            ranks.admit(self.path / LOCK, rank, job_id, wait, timeout, what)
         if world_size > 1:
-            self._rank_fd = _lock.acquire(self.path / RANKS / f"r{rank:05d}.lock", info, wait=False,
+            self._rank_fd = _lock.acquire(self.path / ranks.RANKS / f"r{rank:05d}.lock", info, wait=False,
                                           what=f"rank {rank} of {what}")
         self._writer = True
         if (self.path / MANIFEST).exists():
             self._adopt(self._load_manifest(self.path))
-        elif (self._ledger_file()).exists():
+        elif ranks.ledger_file(self.path, rank).exists():
             self.manifest.update(self._ledger_view(self.manifest))
-
-    def _admit(self, job_id: str | None, wait: bool | float, timeout: float, what: str) -> None:
-        file = self.path / LOCK
-
-        def admitted() -> bool | None:
-            info = _lock.holder(file)
-            if info and _lock.is_held(file):
-                if info.get("job_id") == job_id:
-                    return True
-                if wait is False and info.get("job_id") is not None:
-                    raise StoreLockedError(f"{what} is being written by {_lock.describe(info)}, not by rank 0 of job "
-                                           f"{job_id!r}; this rank is refused. Use another path or wait for that writer.")
-            return None
-
-        if not _wait_until(admitted, timeout):
-            raise StoreLockedError(
-                f"rank {self.rank} of job {job_id!r} waited {timeout:.0f} s for rank 0 to take {what}; it holds "
-                f"{_lock.describe(_lock.holder(file)) if _lock.is_held(file) else 'no one'}. Start rank 0 with the same "
-                "job_id (or raise timeout=)."
-            )
 
     def _adopt(self, manifest: dict[str, Any]) -> None:
         """Load an existing manifest into this writer after checking that this job may resume it."""
@@ -365,17 +278,18 @@ class ActivationStore:
         On ranks other than 0 this waits (up to ``timeout``) for rank 0 to define the store, then checks
         that both agree.
         """
-        self._require_writer()
         schema = _schema(arrays, dims)
         np.dtype(dtype)
         if not self.manifest["arrays"] and self.rank > 0:
-            if not _wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
+            self._require_writer()
+            if not ranks.wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
                 raise StoreLockedError(f"rank {self.rank} waited {self._timeout:.0f} s for rank 0 to define the store at "
                                        f"{self.path}; is rank 0 running?")
             self._adopt(self._load_manifest(self.path))
         if self.manifest["arrays"]:
             self._check_schema(schema, dtype)
             return self
+        self._require_writer()
         coords = {}
         for name, frame in (unit_coords or {}).items():
             frame = pd.DataFrame(frame) if not isinstance(frame, pd.DataFrame) else frame
@@ -415,98 +329,19 @@ class ActivationStore:
             )
 
     # ------------------------------------------------------------------ ranks
-    def _ledger_file(self, rank: int | None = None) -> Path:
-        return self.path / RANKS / f"r{self.rank if rank is None else rank:05d}.json"
-
     def _ledger_view(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """This rank's view before the commit: the global schema with this rank's own shards and progress."""
-        file = self._ledger_file()
-        ledger = _read_json(file, f"rank {self.rank}'s progress") if file.exists() else {}
-        if ledger and self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
-            self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
+        ledger = ranks.read_ledger(self.path, self.rank)
+        self._check_ledger(ledger)
         return {**manifest, "shards": list(ledger.get("shards", [])), "n_rows": int(ledger.get("n_rows", 0)),
                 "inputs_done": int(ledger.get("inputs_done", 0)), "complete": False, "done": bool(ledger.get("done"))}
 
-    def _ledger_text(self) -> str:
-        m = self.manifest
-        return json.dumps({"rank": self.rank, "world_size": self.world_size, "fingerprint": self._fingerprint,
-                           "shards": m["shards"], "n_rows": m["n_rows"], "inputs_done": m["inputs_done"],
-                           "done": bool(m.get("done")), "attrs": m.get("attrs", {})})
-
-    def _merge(self) -> dict[str, Any]:
-        """Rank 0: wait for every rank's finished progress, then the global manifest (rank-major order)."""
-        def ledgers() -> list[dict[str, Any]] | None:
-            out = []
-            for r in range(self.world_size):
-                file = self._ledger_file(r)
-                ledger = _read_json(file, f"rank {r}'s progress") if file.exists() else {}
-                if not ledger.get("done"):
-                    return None
-                out.append(ledger)
-            return out
-
-        found = _wait_until(ledgers, self._timeout)
-        if not found:
-            missing = [r for r in range(self.world_size)
-                       if not (self._ledger_file(r).exists() and _read_json(self._ledger_file(r), "progress").get("done"))]
-            raise StoreLockedError(
-                f"rank 0 waited {self._timeout:.0f} s for ranks {missing} of {self.world_size} to finish the store at "
-                f"{self.path}; they are still running or were killed. Rerun the whole job to resume them (or raise timeout=)."
-            )
-        shards, start = [], 0
-        for ledger in found:
-            if self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
-                self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
-            for entry in ledger["shards"]:
-                shards.append({**entry, "start": start})
-                start += int(entry["rows"])
-        merged = {k: v for k, v in self.manifest.items() if k != "done"}
-        merged.update(shards=shards, n_rows=start, inputs_done=sum(int(x["inputs_done"]) for x in found), complete=True)
-        return merged
-
-    # ---------------------------------------------------------------- properties
-    @property
-    def arrays(self) -> list[str]:
-        """Names of the stored arrays (e.g. hook names)."""
-        return list(self.manifest["arrays"])
-
-    @property
-    def n_rows(self) -> int:
-        """Number of rows stored in each array (for a rank before the commit: its own rows)."""
-        return int(self.manifest["n_rows"])
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    @property
-    def inputs_done(self) -> int:
-        """How many inputs of the producing job are fully stored (for a rank before the commit: of its own
-        inputs); what a resumed job skips."""
-        return int(self.manifest["inputs_done"])
-
-    @property
-    def complete(self) -> bool:
-        """True once the producing job called :meth:`finish` (on every rank)."""
-        return bool(self.manifest.get("complete"))
-
-    @property
-    def fingerprint(self) -> dict[str, Any] | None:
-        """What the store was made from (see :func:`fingerprint`), if recorded."""
-        return self.manifest.get("fingerprint")
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        """Provenance recorded at creation."""
-        return dict(self.manifest["attrs"])
-
-    def __repr__(self) -> str:
-        return f"ActivationStore({str(self.path)!r}, arrays={self.arrays}, rows={self.n_rows}, shards={len(self.manifest['shards'])})"
-
-    def _spec(self, name: str) -> dict[str, Any]:
-        if name not in self.manifest["arrays"]:
-            hint = closest(name, self.arrays)
-            raise DimensionError(f"the store has no array {name!r}; it has {self.arrays}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        return self.manifest["arrays"][name]
+    def _check_ledger(self, ledger: Mapping[str, Any]) -> None:
+        if ledger.get("world_size", self.world_size) != self.world_size:
+            raise SchemaError(f"rank {ledger.get('rank')} of the store at {self.path} was written by a job of "
+                              f"{ledger['world_size']} ranks, this one has {self.world_size}; rerun with overwrite=True")
+        if self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
+            self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
 
     # -------------------------------------------------------------------- write
     def _require_writer(self) -> None:
@@ -576,6 +411,7 @@ class ActivationStore:
             entry["coords_sum"] = checksum(data)
             files.append(file)
         _checkpoint("shards")
+        self._join()  # the previous append's commit (it ran while these rows were computed and written)
         self.manifest["shards"].append(entry)
         self.manifest["n_rows"] = self.n_rows + int(n or 0)
         if inputs_done is not None:
@@ -589,12 +425,11 @@ class ActivationStore:
         Runs in a background thread (one at a time, in order), unless ``wait``.
         """
         self._join()
-        if self.world_size == 1:
-            target, manifest = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
-            render: Callable[[], str] = lambda: json.dumps(manifest)
+        if self.world_size == 1:  # a snapshot: shard entries never change once appended
+            target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
         else:
-            target, text = self._ledger_file(), self._ledger_text()
-            render = lambda: text
+            target = ranks.ledger_file(self.path, self.rank)
+            snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
 
         def run() -> None:
             try:
@@ -603,7 +438,7 @@ class ActivationStore:
                 for folder in {file.parent for file in files}:
                     fsync_dir(folder)
                 _checkpoint("synced")
-                text = render()
+                text = json.dumps(snapshot)
 
                 def write(tmp: str) -> None:
                     Path(tmp).write_text(text)
@@ -628,8 +463,17 @@ class ActivationStore:
         self._raise_error()
 
     def _raise_error(self) -> None:
+        """A failed commit (e.g. a full disk) ends this writer: it lets go of the lock and shows what is
+        durably stored again, so that a new writer resumes from there."""
         if self._error is not None:
             exc, self._error = self._error, None
+            self.close()
+            try:
+                manifest = self._load_manifest(self.path)
+                self.manifest = self._ledger_view(manifest) if self.world_size > 1 and not manifest.get("complete") else manifest
+            except Exception:  # nothing durable yet: keep the schema, forget the rows
+                self.manifest.update(shards=[], n_rows=0, inputs_done=0)
+            self._reset()
             raise exc
 
     def finish(self, **attrs: Any) -> None:
@@ -638,8 +482,19 @@ class ActivationStore:
         In a distributed job every rank calls it: a rank > 0 records that its part is done and waits (up to
         ``timeout``) for rank 0's commit; rank 0 waits for every rank, then commits the manifest once.
         """
+        if self.complete:  # already committed (e.g. resumed after the end): nothing to do
+            self.close()
+            return
         self._require_writer()
         self._join()
+        if not self.manifest["arrays"] and self.rank > 0:  # a rank with no inputs: it still reports done
+            if ranks.wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
+                self._adopt(self._load_manifest(self.path))
+            if self.complete:
+                return
+        if not self.manifest["arrays"]:
+            self.close()
+            raise SchemaError(f"nothing was written to the store at {self.path} (no schema defined, no rows); it stays incomplete")
         self.manifest["attrs"].update(_jsonable(attrs))
         if self.world_size == 1:
             self.manifest["complete"] = True
@@ -649,8 +504,10 @@ class ActivationStore:
         self.manifest["done"] = True
         self._commit([], wait=True)
         if self.rank == 0:
-            merged = self._merge()
-            self.manifest = merged
+            found = ranks.collect(self.path, self.world_size, self._timeout)
+            for ledger in found:
+                self._check_ledger(ledger)
+            merged = self.manifest = ranks.merge(self.manifest, found)
             self._reset()
             self._check_files()
             atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(merged)))
@@ -662,7 +519,7 @@ class ActivationStore:
             manifest = self._load_manifest(self.path)
             return manifest if manifest.get("complete") else None
 
-        manifest = _wait_until(committed, self._timeout)
+        manifest = ranks.wait_until(committed, self._timeout)
         if not manifest:
             raise StoreLockedError(f"rank {self.rank} finished its part, but rank 0 did not commit the store at {self.path} "
                                    f"within {self._timeout:.0f} s; rerun the job to resume (finished ranks redo nothing)")
@@ -673,7 +530,10 @@ class ActivationStore:
     def close(self) -> None:
         """Wait for the last append's commit and release the writer lock (the store stays readable)."""
         try:
-            self._join()
+            if self._pending is not None:
+                self._pending.join()
+                self._pending = None
+            self._raise_error()
         finally:
             _lock.release(self._rank_fd)
             _lock.release(self._lock_fd)
@@ -693,224 +553,3 @@ class ActivationStore:
                     os.close(fd)
                 except Exception:  # already closed, or the interpreter is shutting down
                     pass
-
-    # ------------------------------------------------------------------- checks
-    def _reset(self) -> None:
-        self._memmaps.clear()
-        self._coords_ok.clear()
-        self._bounds = None
-
-    def _file(self, name: str, i: int) -> Path:
-        shard = self.manifest["shards"][i]
-        return self.path / "shards" / _safe(name) / f"{shard.get('name', f'{i:05d}')}.npy"
-
-    def _damaged(self, file: Path, problem: str) -> CorruptFileError:
-        return CorruptFileError(
-            f"the store at {self.path} is damaged: {file.relative_to(self.path)} {problem}. Its rows cannot be trusted; "
-            "restore the file from a copy, or recompute the store (rerun with overwrite=True)."
-        )
-
-    def _check_files(self) -> None:
-        """Every listed shard file exists and its header matches the manifest (dtype, rows, row shape) and
-        its size matches its header: a shorter or longer file is refused before anything is read."""
-        dtype = np.dtype(self.manifest["dtype"])
-        for name in self.arrays:
-            row = tuple(self.manifest["arrays"][name]["shape"])
-            for i, shard in enumerate(self.manifest["shards"]):
-                file = self._file(name, i)
-                expect = (int(shard["rows"]), *row)
-                try:
-                    with open(file, "rb") as f:
-                        version = np.lib.format.read_magic(f)
-                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                        shape, fortran, found = read(f)
-                        offset, size = f.tell(), os.fstat(f.fileno()).st_size
-                except FileNotFoundError:
-                    raise self._damaged(file, "is missing") from None
-                except (OSError, ValueError) as exc:
-                    raise self._damaged(file, f"has no valid .npy header ({exc})") from exc
-                if found != dtype or tuple(shape) != expect or fortran:
-                    raise self._damaged(file, f"holds {tuple(shape)} {found}, the manifest says {expect} {dtype}")
-                if size != offset + int(np.prod(expect)) * dtype.itemsize:
-                    raise self._damaged(file, f"has {size} bytes, {offset + int(np.prod(expect)) * dtype.itemsize} expected "
-                                              f"for {expect[0]} rows (truncated or appended to)")
-            for i, shard in enumerate(self.manifest["shards"]):
-                if shard.get("coords") and not (self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet").exists():
-                    raise self._damaged(self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet", "is missing")
-
-    def verify(self) -> ActivationStore:
-        """Check every shard's checksum now (reads the whole store once); raises :class:`CorruptFileError`."""
-        for name in self.arrays:
-            for i in range(len(self.manifest["shards"])):
-                self._shard(name, i)
-        self.sample_coords()
-        return self
-
-    # --------------------------------------------------------------------- read
-    def _shard(self, name: str, i: int) -> np.ndarray:
-        key = (name, i)
-        block = self._memmaps.get(key)
-        if block is None:
-            file, shard = self._file(name, i), self.manifest["shards"][i]
-            try:
-                mm = np.load(file, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise self._damaged(file, f"cannot be read ({exc})") from exc
-            expect = (int(shard["rows"]), *self.manifest["arrays"][name]["shape"])
-            if mm.shape != expect or mm.dtype != np.dtype(self.manifest["dtype"]):
-                raise self._damaged(file, f"holds {mm.shape} {mm.dtype}, the manifest says {expect} {self.manifest['dtype']}")
-            sums = shard.get("sums")
-            if sums is not None:
-                got = checksum(mm)
-                want = sums[self.arrays.index(name)]
-                if got != want:
-                    raise self._damaged(file, f"has {ALGORITHM} checksum {got}, {want} was recorded when it was written "
-                                              "(flipped bits or a partial copy)")
-            # a plain ndarray view of the memmap: fancy indexing skips the memmap subclass machinery
-            block = self._memmaps[key] = np.asarray(mm)
-        return block
-
-    def _offsets(self) -> np.ndarray:
-        if self._bounds is None:
-            self._bounds = np.array([s["start"] for s in self.manifest["shards"]] + [self.n_rows], dtype=np.int64)
-        return self._bounds
-
-    def rows(self, name: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
-        """Rows of array ``name`` by global row index (any order), as a NumPy array."""
-        spec = self._spec(name)
-        if isinstance(index, slice):
-            index = np.arange(self.n_rows)[index]
-        index = np.asarray(index, dtype=np.int64)
-        if index.size and (index.min() < 0 or index.max() >= self.n_rows):
-            raise DimensionError(f"row index out of range for a store of {self.n_rows} rows")
-        offsets = self._offsets()
-        out = np.empty((index.size, *spec["shape"]), dtype=self.manifest["dtype"])
-        ordered = bool(np.all(index[1:] >= index[:-1])) if index.size > 1 else True
-        order = None if ordered else np.argsort(index, kind="stable")
-        sorted_index = index if ordered else index[order]
-        target = out if ordered else np.empty_like(out)
-        bounds = np.searchsorted(sorted_index, offsets)
-        for s in range(len(offsets) - 1):
-            a, b = int(bounds[s]), int(bounds[s + 1])
-            if a < b:
-                # take into the output slice, no temporary; mode="clip" never clips: every shard's length was
-                # checked against the manifest (_check_files, _shard), and the indices above
-                np.take(self._shard(name, s), sorted_index[a:b] - offsets[s], axis=0, out=target[a:b], mode="clip")
-        if not ordered:
-            out[order] = target
-        return out
-
-    def _coords(self, i: int) -> pd.DataFrame:
-        shard = self.manifest["shards"][i]
-        if not shard.get("coords"):
-            return pd.DataFrame(index=range(shard["rows"]))
-        file = self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet"
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise self._damaged(file, f"cannot be read ({exc})") from exc
-        if i not in self._coords_ok and shard.get("coords_sum") not in (None, got := checksum(data)):
-            raise self._damaged(file, f"has {ALGORITHM} checksum {got}, {shard['coords_sum']} was recorded when it was written")
-        try:
-            frame = pd.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # pyarrow's ArrowInvalid and friends
-            raise self._damaged(file, f"is not a readable parquet file ({exc})") from exc
-        if len(frame) != shard["rows"]:
-            raise self._damaged(file, f"has {len(frame)} rows, the manifest says {shard['rows']}")
-        self._coords_ok.add(i)
-        return frame
-
-    def sample_coords(self) -> pd.DataFrame:
-        """The sample coordinates of every stored row."""
-        frames = [self._coords(i) for i in range(len(self.manifest["shards"]))]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-    def unit_coords(self, name: str) -> pd.DataFrame | None:
-        """The unit coordinates recorded for array ``name``, if any."""
-        coords = self.manifest["unit_coords"].get(name)
-        return pd.DataFrame(coords) if coords is not None else None
-
-    def read(self, name: str, rows: slice | Sequence[int] | None = None, device: str | torch.device = "cpu") -> Activations:
-        """Array ``name`` (all rows, or the selected ones) as :class:`Activations`."""
-        spec = self._spec(name)
-        index = np.arange(self.n_rows) if rows is None else (np.arange(self.n_rows)[rows] if isinstance(rows, slice) else np.asarray(rows))
-        data = torch.from_numpy(self.rows(name, index)).to(device)
-        sample = self.sample_coords().iloc[index].reset_index(drop=True) if self.n_rows else None
-        coords: dict[str, Any] = {spec["dims"][0]: sample}
-        units = self.unit_coords(name)
-        if units is not None:
-            coords[spec["dims"][-1]] = units
-        return Activations(data, spec["dims"], coords, {**self.attrs, "site": name})
-
-    def minibatches(
-        self,
-        name: str,
-        batch_size: int = 4096,
-        *,
-        shuffle: bool = True,
-        seed: int | None = 0,
-        drop_last: bool = False,
-        device: str | torch.device = "cpu",
-        epochs: int = 1,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> Iterator[torch.Tensor]:
-        """Minibatches of array ``name`` as tensors (for training SAEs and probes), streamed from disk.
-
-        With ``shuffle`` every epoch draws a global permutation of all rows (``seed`` fixes it: same seed,
-        same order) and each minibatch is gathered shard by shard in sorted order, so only the minibatch
-        is in memory. ``batch_size`` is the global minibatch: with ``world_size`` > 1 each rank gets the
-        ``rank``-th contiguous part (:func:`rank_range`) of every global minibatch, so the ranks read
-        disjoint rows, yield the same number of batches, and their union is the one-process minibatch.
-
-        >>> for x in store.minibatches("blocks.3.mlp.hook_post", 4096, seed=0, rank=r, world_size=n): ...  # doctest: +SKIP
-        """
-        self._spec(name)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        if not (world_size >= 1 and 0 <= rank < world_size):
-            raise ConfigError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = rng.permutation(self.n_rows) if shuffle else np.arange(self.n_rows)
-            for start in range(0, self.n_rows, batch_size):
-                idx = order[start : start + batch_size]
-                if drop_last and idx.size < batch_size:
-                    break
-                if world_size > 1:
-                    part = rank_range(idx.size, rank, world_size)
-                    idx = idx[part.start : part.stop]
-                if shuffle:  # the order inside a random minibatch carries no information; sorted reads are faster
-                    idx = np.sort(idx)
-                yield torch.from_numpy(self.rows(name, idx)).to(device)
-
-    # ------------------------------------------------------------------- export
-    def to_parquet(self, name: str, path: str | os.PathLike) -> Path:
-        """Write array ``name`` with its sample coordinates to one parquet file (one row per sample)."""
-        frame = self.sample_coords()
-        values = self.rows(name, slice(None)).reshape(self.n_rows, -1)
-        frame = frame.assign(values=list(values)) if len(frame) else pd.DataFrame({"values": list(values)})
-        path = Path(path)
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-        return path
-
-    def to_dataset(self, name: str):
-        """Array ``name`` as a Hugging Face :class:`datasets.Dataset` (streamed shard by shard)."""
-        import datasets
-
-        coords = self.sample_coords()
-        spec = self._spec(name)
-        view = ActivationStore(self.path, self.manifest)  # a plain reader: datasets pickles the generator
-
-        def rows():
-            for i, shard in enumerate(view.manifest["shards"]):
-                block = view._shard(name, i)
-                for j in range(shard["rows"]):
-                    row = {"values": block[j]}
-                    if len(coords.columns):
-                        row.update(coords.iloc[shard["start"] + j].to_dict())
-                    yield row
-
-        ds = datasets.Dataset.from_generator(rows)
-        ds.info.description = json.dumps({"site": name, "dims": spec["dims"], "attrs": self.attrs})
-        return ds
