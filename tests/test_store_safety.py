@@ -19,8 +19,8 @@ import torch
 
 import interp
 from interp import _lock
-from interp.errors import CorruptFileError, FingerprintError, SchemaError, StoreLockedError
 from interp._store_ranks import read_ledger
+from interp.errors import CorruptFileError, FingerprintError, SchemaError, StoreLockedError
 from interp.store import ActivationStore, rank_range
 
 sys.path.insert(0, str(Path(__file__).parent))
