@@ -1,8 +1,8 @@
 """Reading an activation store: checked shards, row gathers, coordinates, shuffled minibatches, exports.
 
 :class:`StoreReader` is the read side of :class:`interp.store.ActivationStore` (see that module for the
-layout and guarantees): every shard file's header is checked against the manifest when a store is
-opened, and each shard's checksum on its first read, so that a damaged file raises
+layout and guarantees): every shard file's size is checked against the manifest when a store is opened,
+and each shard's header and checksum on its first read, so that a damaged file raises
 :class:`~interp.errors.CorruptFileError` and is never read.
 
 Example
@@ -108,32 +108,43 @@ class StoreReader:
         )
 
     def _check_files(self) -> None:
-        """Every listed shard file exists and its header matches the manifest (dtype, rows, row shape) and
-        its size matches its header: a shorter or longer file is refused before anything is read."""
-        dtype = np.dtype(self.manifest["dtype"])
-        for name in self.arrays:
-            row = tuple(self.manifest["arrays"][name]["shape"])
+        """Every listed shard file exists and has the size it was written with: one ``stat`` per file, so a
+        shorter (or longer) file is refused when the store is opened, before anything is read. Its header
+        (dtype, row count, row shape) and checksum are checked on its first read (:meth:`_shard`).
+        Stores written before sizes were recorded get their headers read now instead."""
+        for j, name in enumerate(self.arrays):
             for i, shard in enumerate(self.manifest["shards"]):
                 file = self._file(name, i)
-                expect = (int(shard["rows"]), *row)
                 try:
-                    with open(file, "rb") as f:
-                        version = np.lib.format.read_magic(f)
-                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                        shape, fortran, found = read(f)
-                        offset, size = f.tell(), os.fstat(f.fileno()).st_size
+                    size = os.stat(file).st_size
                 except FileNotFoundError:
                     raise self._damaged(file, "is missing") from None
-                except (OSError, ValueError) as exc:
-                    raise self._damaged(file, f"has no valid .npy header ({exc})") from exc
-                if found != dtype or tuple(shape) != expect or fortran:
-                    raise self._damaged(file, f"holds {tuple(shape)} {found}, the manifest says {expect} {dtype}")
-                if size != offset + int(np.prod(expect)) * dtype.itemsize:
-                    raise self._damaged(file, f"has {size} bytes, {offset + int(np.prod(expect)) * dtype.itemsize} expected "
-                                              f"for {expect[0]} rows (truncated or appended to)")
-            for i, shard in enumerate(self.manifest["shards"]):
-                if shard.get("coords") and not (self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet").exists():
-                    raise self._damaged(self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet", "is missing")
+                if "bytes" not in shard:
+                    self._check_header(file, name, shard, size)
+                elif size != shard["bytes"][j]:
+                    raise self._damaged(file, f"has {size} bytes, {shard['bytes'][j]} were written for its {shard['rows']} rows "
+                                              "(truncated or appended to)")
+        for i, shard in enumerate(self.manifest["shards"]):
+            file = self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet"
+            if shard.get("coords") and not file.exists():
+                raise self._damaged(file, "is missing")
+
+    def _check_header(self, file: Path, name: str, shard: dict[str, Any], size: int) -> None:
+        dtype = np.dtype(self.manifest["dtype"])
+        expect = (int(shard["rows"]), *self.manifest["arrays"][name]["shape"])
+        try:
+            with open(file, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, found = read(f)
+                offset = f.tell()
+        except (OSError, ValueError) as exc:
+            raise self._damaged(file, f"has no valid .npy header ({exc})") from exc
+        if found != dtype or tuple(shape) != expect or fortran:
+            raise self._damaged(file, f"holds {tuple(shape)} {found}, the manifest says {expect} {dtype}")
+        if size != offset + int(np.prod(expect)) * dtype.itemsize:
+            raise self._damaged(file, f"has {size} bytes, {offset + int(np.prod(expect)) * dtype.itemsize} expected for "
+                                      f"{expect[0]} rows (truncated or appended to)")
 
     def verify(self) -> StoreReader:
         """Check every shard's checksum now (reads the whole store once); raises :class:`CorruptFileError`."""

@@ -21,16 +21,20 @@ Guarantees
   lists them is rewritten (temporary file, fsync, rename, fsync of the directory) only after the shards'
   data and directories are fsynced, so a killed process or an OS crash leaves the store as it was after
   some complete append. Orphan files of an interrupted append are ignored and overwritten on resume.
-  The fsyncs and the manifest rewrite of append *k* run in a background thread while append *k+1* is
-  computed; :meth:`~ActivationStore.finish` and :meth:`~ActivationStore.close` wait for them.
+  Appends do not wait for the disk: a background thread makes them durable in order, grouping the
+  appends that arrived while it was busy into one commit; :meth:`~ActivationStore.flush`,
+  :meth:`~ActivationStore.finish` and :meth:`~ActivationStore.close` wait for it. A commit that fails (a
+  full disk) ends the writer and is raised by its next call; the store keeps its last durable state.
 * **Fingerprint.** A store records what it was made from (:func:`fingerprint`: inputs' hash, model name
   and a parameter fingerprint, sites, positions, dtype, library version). Resuming or rerunning into it
   with anything different raises :class:`~interp.errors.FingerprintError` naming the difference;
   ``overwrite=True`` starts again.
-* **Checked reads.** Opening a store checks every shard file's header against the manifest (dtype, row
-  count and row shape) and its size against the header; each shard's XXH3 checksum is verified on its
-  first read (once per open store, then cached, so minibatch reads cost the same as unchecked ones).
-  A mismatch raises :class:`~interp.errors.CorruptFileError`; a short shard is never read.
+* **Checked reads.** Opening a store checks that every shard file exists with the byte size it was
+  written with (one ``stat`` per file: a shorter or longer file is refused before anything is read); the
+  first read of a shard checks its header (dtype, row count, row shape) against the manifest and its XXH3
+  checksum, once per open store, so minibatch reads then cost what unchecked ones did. A mismatch raises
+  :class:`~interp.errors.CorruptFileError`; a short shard is never read. :meth:`~ActivationStore.verify`
+  checks everything at once.
 * **Several ranks, one store.** With ``rank``/``world_size`` (or under an initialised
   ``torch.distributed`` process group), rank 0 holds the writer lock and admits the other ranks of the
   same job (same ``job_id``: by default torchrun's ``TORCHELASTIC_RUN_ID`` plus ``MASTER_ADDR:MASTER_PORT``);
@@ -40,6 +44,10 @@ Guarantees
   and so on; when rank ``r`` captures the ``r``-th contiguous block of the inputs (:func:`rank_range`) this
   is exactly the order of a one-process run. A killed rank resumes from its own progress on rerun (same
   ``world_size``). Only a filesystem shared by all ranks (with working ``flock``) is required.
+* **Shuffled training input.** :meth:`~ActivationStore.minibatches` draws a global permutation per epoch
+  (same ``seed``, same order) and gathers each minibatch shard by shard in sorted order, holding only the
+  minibatch in memory; with ``rank``/``world_size`` every rank reads its own disjoint part of each global
+  minibatch.
 
 Example
 -------
@@ -123,7 +131,10 @@ class ActivationStore(StoreReader):
         self._rank_fd: int | None = None
         self._fingerprint: dict[str, Any] | None = None
         self._timeout = 600.0
-        self._pending: threading.Thread | None = None
+        self._cv = threading.Condition()  # guards the manifest, the queue and the committer's state
+        self._queue: list[Path] = []
+        self._version = self._durable = 0  # appends (and other changes) queued / made durable
+        self._committer: threading.Thread | None = None
         self._error: BaseException | None = None
 
     # ----------------------------------------------------------------- create/open
@@ -366,6 +377,7 @@ class ActivationStore(StoreReader):
         stored row; ``inputs_done`` the producing job's (or this rank's) progress after this batch.
         """
         self._require_writer()
+        self._raise_error()  # a commit of an earlier append failed (e.g. a full disk): stop here
         if not self.manifest["arrays"]:
             raise SchemaError("this store has no schema yet: call define(arrays, ...) before the first append")
         if self.complete:
@@ -393,15 +405,16 @@ class ActivationStore(StoreReader):
             raise StoreLockedError(f"the store at {self.path} is no longer held by rank 0 of job {self.job_id!r} "
                                    f"but by {_lock.describe(_lock.holder(self.path / LOCK))}; this rank stops")
         shard = self._shard_name(len(self.manifest["shards"]))
-        files, sums = [], []
+        files, sums, sizes = [], [], []
         for name, value in arrays.items():
             file = self.path / "shards" / _safe(name) / f"{shard}.npy"
             atomic_write(file, lambda tmp, v=value: _save_npy(tmp, v), sync=False)
             sums.append(checksum(value))
+            sizes.append(file.stat().st_size)
             files.append(file)
             _checkpoint("shard")
         entry: dict[str, Any] = {"name": shard, "rows": int(n or 0), "start": self.n_rows, "coords": bool(len(coords.columns)),
-                                 "sums": sums}
+                                 "sums": sums, "bytes": sizes}
         if len(coords.columns):
             buf = io.BytesIO()
             coords.reset_index(drop=True).to_parquet(buf, index=False)
@@ -411,27 +424,40 @@ class ActivationStore(StoreReader):
             entry["coords_sum"] = checksum(data)
             files.append(file)
         _checkpoint("shards")
-        self._join()  # the previous append's commit (it ran while these rows were computed and written)
-        self.manifest["shards"].append(entry)
-        self.manifest["n_rows"] = self.n_rows + int(n or 0)
-        if inputs_done is not None:
-            self.manifest["inputs_done"] = int(inputs_done)
+        with self._cv:
+            self.manifest["shards"].append(entry)
+            self.manifest["n_rows"] = self.n_rows + int(n or 0)
+            if inputs_done is not None:
+                self.manifest["inputs_done"] = int(inputs_done)
         self._bounds = None
         self._commit(files)
 
     def _commit(self, files: list[Path], *, wait: bool = False) -> None:
-        """Make ``files`` durable, then rewrite the manifest (or this rank's progress) that lists them.
+        """Queue ``files`` (written, not yet durable) for the committer thread, which fsyncs everything queued,
+        then rewrites the manifest (or this rank's progress) that lists it: a group commit, so appends never
+        wait for the disk; ``wait`` waits until all of it is durable."""
+        with self._cv:
+            self._queue.extend(files)
+            self._version += 1
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop, name="interp-store-commit")
+                self._committer.start()
+        if wait:
+            self.flush()
 
-        Runs in a background thread (one at a time, in order), unless ``wait``.
-        """
-        self._join()
-        if self.world_size == 1:  # a snapshot: shard entries never change once appended
-            target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
-        else:
-            target = ranks.ledger_file(self.path, self.rank)
-            snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
-
-        def run() -> None:
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cv:
+                if self._durable == self._version:
+                    self._committer = None
+                    self._cv.notify_all()
+                    return
+                files, self._queue, version = self._queue, [], self._version
+                if self.world_size == 1:  # a snapshot: shard entries never change once appended
+                    target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
+                else:
+                    target = ranks.ledger_file(self.path, self.rank)
+                    snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
             try:
                 for file in files:
                     fsync_file(file)
@@ -440,26 +466,27 @@ class ActivationStore(StoreReader):
                 _checkpoint("synced")
                 text = json.dumps(snapshot)
 
-                def write(tmp: str) -> None:
+                def write(tmp: str, text: str = text) -> None:
                     Path(tmp).write_text(text)
                     _checkpoint("manifest")
 
                 atomic_write(target, write)
                 _checkpoint("committed")
             except BaseException as exc:  # raised in the writer's thread by the next append/finish/close
-                self._error = exc
+                with self._cv:
+                    self._error, self._committer = exc, None
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                self._durable = version
+                self._cv.notify_all()
 
-        if wait:
-            run()
-            self._raise_error()
-        else:
-            self._pending = threading.Thread(target=run, name="interp-store-commit")
-            self._pending.start()
-
-    def _join(self) -> None:
-        if self._pending is not None:
-            self._pending.join()
-            self._pending = None
+    def flush(self) -> None:
+        """Wait until every append so far is durable and listed in the manifest (raises a failed commit's
+        error). :meth:`finish` and :meth:`close` do this; appends alone do not wait for the disk."""
+        with self._cv:
+            while self._committer is not None:
+                self._cv.wait()
         self._raise_error()
 
     def _raise_error(self) -> None:
@@ -486,7 +513,7 @@ class ActivationStore(StoreReader):
             self.close()
             return
         self._require_writer()
-        self._join()
+        self.flush()
         if not self.manifest["arrays"] and self.rank > 0:  # a rank with no inputs: it still reports done
             if ranks.wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
                 self._adopt(self._load_manifest(self.path))
@@ -530,10 +557,7 @@ class ActivationStore(StoreReader):
     def close(self) -> None:
         """Wait for the last append's commit and release the writer lock (the store stays readable)."""
         try:
-            if self._pending is not None:
-                self._pending.join()
-                self._pending = None
-            self._raise_error()
+            self.flush()
         finally:
             _lock.release(self._rank_fd)
             _lock.release(self._lock_fd)

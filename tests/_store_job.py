@@ -5,7 +5,7 @@ depend on batching. Run as a script under torchrun it writes one store from ever
 
     torchrun --standalone --nproc-per-node 2 tests/_store_job.py STORE [CRASH]
 
-``CRASH`` (``rank:point:nth``) SIGKILLs that rank at the ``nth`` time it passes ``point`` inside an append.
+``CRASH`` (``rank:point:nth``) SIGKILLs that rank at ``point`` after ``nth`` appends (see :func:`kill_at`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def rows_of(ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(vals), np.concatenate(sample), np.concatenate(pos)
 
 
-def run_job(path, *, rank=None, world_size=None, job_id=None, batch_size=4, n=N_INPUTS, timeout=60.0):
-    """Write (or resume) the store at ``path``; rank and world size from torch.distributed unless given."""
+def run_job(path, *, rank=None, world_size=None, job_id=None, batch_size=4, n=N_INPUTS, timeout=60.0, flush=False):
+    """Write (or resume) the store at ``path``; rank and world size from torch.distributed unless given;
+    ``flush`` makes every append durable before the next (else commits are grouped as the disk allows)."""
     from interp.store import ActivationStore, rank_range
 
     store = ActivationStore.create(path, fingerprint=FINGERPRINT, rank=rank, world_size=world_size, job_id=job_id,
@@ -50,21 +51,24 @@ def run_job(path, *, rank=None, world_size=None, job_id=None, batch_size=4, n=N_
             store.define({"a": (6,), "b": (2, 3)}, dims={"a": ("sample", "unit"), "b": ("sample", "x", "unit")})
         store.append({"a": vals, "b": 2 * vals.reshape(-1, 2, 3)}, {"sample_index": sample, "pos": pos},
                      inputs_done=done + start + len(ids))
+        if flush:
+            store.flush()
     store.finish()
     return store
 
 
 def kill_at(point: str, nth: int) -> None:
-    """Make this process SIGKILL itself the ``nth`` time the store passes ``point``."""
+    """Make this process SIGKILL itself the first time the store passes ``point`` after ``nth`` appends wrote
+    their files (``shard``: inside append ``nth + 1``; ``synced``/``manifest``/``committed``: in the commit that
+    follows, which may group several appends)."""
     import interp.store
 
-    seen = {"n": 0}
+    seen = {"appends": 0}
 
     def crash(where: str) -> None:
-        if where == point:
-            seen["n"] += 1
-            if seen["n"] == nth:
-                os.kill(os.getpid(), signal.SIGKILL)
+        if where == point and seen["appends"] >= nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        seen["appends"] += where == "shards"
 
     interp.store._crash = crash
 

@@ -3,6 +3,7 @@ point of an append, several ranks into one store, and rank-partitioned shuffled 
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -141,9 +142,10 @@ def test_resume_with_other_corpus_positions_sites_or_dtype_is_refused(tiny_bridg
     seen = {"n": 0}
 
     def stop(point):  # the third append fails: the store holds two
-        seen["n"] += point == "shards"
-        if seen["n"] == 3:
-            raise KeyboardInterrupt
+        if point == "shards":
+            seen["n"] += 1
+            if seen["n"] == 3:
+                raise KeyboardInterrupt
 
     monkeypatch.setattr(interp.store, "_crash", stop)
     with pytest.raises(KeyboardInterrupt):
@@ -174,11 +176,13 @@ def test_short_flipped_or_rewritten_shards_raise_named_errors(tmp_path):
     shard = path / "shards" / "a" / "00002.npy"
     good = shard.read_bytes()
     shard.write_bytes(good[:-24])  # one row short: refused on open, never read by repeating rows
-    with pytest.raises(CorruptFileError, match=r"00002\.npy has \d+ bytes.*truncated"):
+    with pytest.raises(CorruptFileError, match=r"00002\.npy has \d+ bytes, \d+ were written .*truncated"):
         ActivationStore.open(path)
-    np.save(shard, np.zeros((1, 6), np.float32))  # a valid file with other rows
-    with pytest.raises(CorruptFileError, match=r"holds \(1, 6\) float32, the manifest says \(\d+, 6\)"):
-        ActivationStore.open(path)
+    rows = np.load(io.BytesIO(good)).shape[0]
+    np.save(shard, np.zeros((rows, 3), np.float64))  # another valid file of the same size: found on its first read
+    store = ActivationStore.open(path)
+    with pytest.raises(CorruptFileError, match=rf"holds \({rows}, 3\) float64, the manifest says \({rows}, 6\) float32"):
+        store.rows("a", slice(None))
     flipped = bytearray(good)
     flipped[-5] ^= 0x10
     shard.write_bytes(bytes(flipped))
@@ -222,19 +226,36 @@ def test_activations_and_estimator_files_are_checksummed(tmp_path):
 
 
 # ---------------------------------------------------------------------- kill -9
-def _killed_job(path, point, nth):
+def _killed_job(path, point, nth, flush):
     kill_at(point, nth)
-    run_job(path, rank=0, world_size=1)
+    run_job(path, rank=0, world_size=1, flush=flush)
 
 
-@pytest.mark.parametrize("kills", [[("shard", 3)], [("shards", 3)], [("synced", 3)], [("manifest", 3)],
-                                   [("committed", 3)], [("manifest", 9)], [("synced", 2), ("shard", 4), ("manifest", 2)]])
-def test_kill9_inside_an_append_resumes_bit_identically(tmp_path, reference, kills):
+@pytest.mark.parametrize("flush", [True, False], ids=["commit-each", "group-commit"])
+@pytest.mark.parametrize("kills", [[("shard", 2)], [("shards", 2)], [("synced", 2)], [("manifest", 2)], [("committed", 2)],
+                                   [("manifest", 8)], [("synced", 1), ("shard", 2), ("manifest", 0)]])
+def test_kill9_inside_an_append_resumes_bit_identically(tmp_path, reference, kills, flush):
     path = tmp_path / "s"
     for point, nth in kills:  # a chain of kills, each on a resumed run
-        assert _in_child(_killed_job, path, point, nth) == -signal.SIGKILL
+        assert _in_child(_killed_job, path, point, nth, flush) == -signal.SIGKILL
         assert not ActivationStore.open(path).complete
     assert_same_store(run_job(path, rank=0, world_size=1), reference)
+
+
+def test_a_failed_commit_ends_the_writer_and_the_store_resumes(tmp_path, reference, monkeypatch):
+    seen = {"n": 0}
+
+    def disk_full(point):  # the second commit cannot write
+        seen["n"] += point == "synced"
+        if point == "synced" and seen["n"] == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(interp.store, "_crash", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        run_job(tmp_path / "s", rank=0, world_size=1, flush=True)
+    monkeypatch.setattr(interp.store, "_crash", None)
+    assert ActivationStore.open(tmp_path / "s").inputs_done == 4  # the first append is durable, the writer let go
+    assert_same_store(run_job(tmp_path / "s", rank=0, world_size=1), reference)
 
 
 # ------------------------------------------------------------------------- ranks
@@ -267,7 +288,7 @@ def _gloo_rank(rank, path, port, crash):
     dist.init_process_group("gloo", rank=rank, world_size=2)  # the store takes rank, size and job id from here
     if crash and rank == crash[0]:
         kill_at(*crash[1:])
-    run_job(path)
+    run_job(path, flush=bool(crash))
     dist.destroy_process_group()
 
 
@@ -286,9 +307,9 @@ def test_two_gloo_ranks_equal_one_process_and_a_killed_rank_resumes(tmp_path, re
     assert_same_store(store, reference)
     assert [s["name"][:6] for s in store.manifest["shards"]] == ["r00000"] * 4 + ["r00001"] * 4  # rank-major
     with pytest.raises(torch.multiprocessing.ProcessExitedException, match="SIGKILL"):
-        _gloo_job(tmp_path / "killed", (1, "synced", 2))  # rank 1 dies inside its second append; rank 0 is stopped
+        _gloo_job(tmp_path / "killed", (1, "shard", 2))  # rank 1 dies inside its third append; rank 0 is stopped
     assert not ActivationStore.open(tmp_path / "killed").complete
-    assert read_ledger(tmp_path / "killed", 1)["inputs_done"] == 4  # its first append survived: resumed from there
+    assert read_ledger(tmp_path / "killed", 1)["inputs_done"] == 8  # its two appends survived: resumed from there
     _gloo_job(tmp_path / "killed")
     assert_same_store(ActivationStore.open(tmp_path / "killed"), reference)
 
