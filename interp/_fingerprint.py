@@ -115,7 +115,7 @@ def fingerprint(
 
 def fingerprint_differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """What differs between a stored fingerprint and this run's, one readable line per item."""
-    keys = [k for k in _ORDER if k in stored or k in now] + sorted(set(stored) | set(now) - set(_ORDER))
+    keys = [k for k in _ORDER if k in stored or k in now] + sorted((set(stored) | set(now)) - set(_ORDER))
     out = []
     for key in keys:
         a, b = stored.get(key), now.get(key)

@@ -157,8 +157,10 @@ def test_resume_with_other_corpus_positions_sites_or_dtype_is_refused(tiny_bridg
     for kwargs, what in (({"inputs": edited}, "inputs"), ({"positions": "last"}, "positions"),
                          ({"sites": "blocks.1.hook_resid_post"}, "sites"), ({"dtype": torch.float16}, "dtype")):
         args = {"inputs": x, "sites": "blocks.0.hook_resid_post", **kwargs}
-        with pytest.raises(FingerprintError, match=rf"{what}: .*overwrite=True"):
+        with pytest.raises(FingerprintError, match=rf"{what}: .*overwrite=True") as err:
             interp.capture(tiny_bridge, args.pop("inputs"), args.pop("sites"), store=path, batch_size=4, progress=False, **args)
+        named = [k for k in ("inputs", "model", "parameters", "sites", "positions", "dtype") if f"{k}:" in str(err.value)]
+        assert named == [what] and str(err.value).count(f"{what}:") == 1  # the one difference, named once
     assert ActivationStore.open(path).inputs_done == 8  # refused runs wrote nothing
     store = interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", store=path, batch_size=4, progress=False)
     mem = interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", positions="tokens", batch_size=4, progress=False)
