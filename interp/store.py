@@ -175,9 +175,13 @@ class ActivationStore(StoreReader):
         rank, world_size, job_id = ranks.resolve_job(rank, world_size, job_id)
         store = cls(path, {"arrays": {}, "world_size": world_size, "shards": [], "n_rows": 0, "inputs_done": 0,
                            "complete": False, "attrs": {}, "unit_coords": {}, "dtype": dtype})
-        store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
-        if arrays is not None:
-            store.define(arrays, dims=dims, dtype=dtype, unit_coords=unit_coords, attrs=attrs)
+        try:
+            store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            if arrays is not None:
+                store.define(arrays, dims=dims, dtype=dtype, unit_coords=unit_coords, attrs=attrs)
+        except BaseException:
+            store.close()  # a refused writer lets go at once (its traceback may keep it alive for long)
+            raise
         return store
 
     @classmethod
