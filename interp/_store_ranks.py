@@ -9,7 +9,7 @@ rank and world size of an initialised process group.
 Example
 -------
 >>> list(rank_range(10, 1, 3))
-[4, 5, 6]
+[3, 4, 5]
 """
 
 from __future__ import annotations
@@ -34,16 +34,15 @@ POLL = 0.05
 
 
 def rank_range(n: int, rank: int, world_size: int) -> range:
-    """The ``rank``-th of ``world_size`` contiguous, near-equal blocks of ``range(n)`` (the first ``n %
-    world_size`` blocks are one longer). Ranks that capture these blocks write a store whose rank-major
-    row order equals a one-process run's.
+    """The ``rank``-th of ``world_size`` contiguous blocks of ``range(n)``: ``n * rank // world_size`` up to
+    ``n * (rank + 1) // world_size`` (sizes differ by at most one). Ranks that capture these blocks of the
+    inputs write a store whose rank-major row order equals a one-process run's; each rank's part of a
+    global minibatch is this block of it.
 
     >>> list(rank_range(10, 1, 3))
-    [4, 5, 6]
+    [3, 4, 5]
     """
-    base, extra = divmod(int(n), int(world_size))
-    lo = rank * base + min(rank, extra)
-    return range(lo, lo + base + (1 if rank < extra else 0))
+    return range(n * rank // world_size, n * (rank + 1) // world_size)
 
 
 def resolve_job(rank: int | None, world_size: int | None, job_id: str | None) -> tuple[int, int, str | None]:

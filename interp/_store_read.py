@@ -265,11 +265,13 @@ class StoreReader:
     ) -> Iterator[torch.Tensor]:
         """Minibatches of array ``name`` as tensors (for training SAEs and probes), streamed from disk.
 
-        With ``shuffle`` every epoch draws a global permutation of all rows (``seed`` fixes it: same seed,
-        same order) and each minibatch is gathered shard by shard in sorted order, so only the minibatch
-        is in memory. ``batch_size`` is the global minibatch: with ``world_size`` > 1 each rank gets the
-        ``rank``-th contiguous part (:func:`rank_range`) of every global minibatch, so the ranks read
-        disjoint rows, yield the same number of batches, and their union is the one-process minibatch.
+        With ``shuffle`` epoch ``e`` draws a global permutation of all rows from ``seed + e`` (same seed,
+        same order; ``epochs=2`` reads what ``seed`` then ``seed + 1`` read) and each minibatch is gathered
+        shard by shard in sorted row order, so only the minibatch is in memory. ``batch_size`` is the global
+        minibatch: with ``world_size`` > 1 rank ``r`` gets the ``r``-th contiguous part
+        (:func:`~interp.store.rank_range`) of every sorted global minibatch, so the ranks read disjoint rows
+        (each from fewer shards), yield the same number of batches, and their union is the one-process
+        minibatch.
 
         >>> for x in store.minibatches("blocks.3.mlp.hook_post", 4096, seed=0, rank=r, world_size=n): ...  # doctest: +SKIP
         """
@@ -278,18 +280,18 @@ class StoreReader:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if not (world_size >= 1 and 0 <= rank < world_size):
             raise ConfigError(f"rank must be in [0, world_size), got rank {rank}, world_size {world_size}")
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            rng = np.random.default_rng(None if seed is None else seed + epoch)
             order = rng.permutation(self.n_rows) if shuffle else np.arange(self.n_rows)
             for start in range(0, self.n_rows, batch_size):
                 idx = order[start : start + batch_size]
                 if drop_last and idx.size < batch_size:
                     break
+                if shuffle:  # the order inside a random minibatch carries no information; sorted reads are faster
+                    idx = np.sort(idx)
                 if world_size > 1:
                     part = rank_range(idx.size, rank, world_size)
                     idx = idx[part.start : part.stop]
-                if shuffle:  # the order inside a random minibatch carries no information; sorted reads are faster
-                    idx = np.sort(idx)
                 yield torch.from_numpy(self.rows(name, idx)).to(device)
 
     # ------------------------------------------------------------------- export

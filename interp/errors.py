@@ -53,9 +53,10 @@ class DataNotFoundError(InterpError, FileNotFoundError):
     """A data set or model file that is not on disk (and cannot be downloaded offline)."""
 
 
-class CorruptFileError(InterpError, ValueError):
+class CorruptFileError(SchemaError):
     """A file whose contents disagree with what was recorded when it was written: shorter or longer than
-    its manifest says, another dtype or shape, a checksum that does not match, or unreadable bytes."""
+    its manifest says, another dtype or shape, a checksum that does not match, or unreadable bytes (a
+    :class:`SchemaError`, like any corrupt or foreign file)."""
 
 
 class StoreLockedError(InterpError, RuntimeError):

@@ -335,13 +335,18 @@ def test_shuffled_minibatches_partition_across_ranks_and_repeat_per_seed(tmp_pat
     single = [key(b) for b in store.minibatches("a", 7, seed=3)]
     assert sum(map(len, single)) == store.n_rows == len({tuple(r) for r in full.round(6).tolist()})
     assert single == [key(b) for b in store.minibatches("a", 7, seed=3)]  # same seed, same order
-    assert single != [key(b) for b in store.minibatches("a", 7, seed=4)]
+    later = [key(b) for b in store.minibatches("a", 7, seed=4)]
+    assert single != later and [key(b) for b in store.minibatches("a", 7, seed=3, epochs=2)] == single + later
     parts = [[key(b) for b in store.minibatches("a", 7, seed=3, rank=r, world_size=3)] for r in range(3)]
     assert all(len(p) == len(single) for p in parts)  # every rank steps the same number of times
     for i, batch in enumerate(single):
         got = [row for p in parts for row in p[i]]
         assert sorted(got) == batch  # the ranks' parts are disjoint and make up the one-process batch
         assert [len(p[i]) for p in parts] == [len(rank_range(len(batch), r, 3)) for r in range(3)]
+    # a rank's part is its block of the sorted global batch: it equals the rows read by index
+    order = np.sort(np.random.default_rng(3).permutation(store.n_rows)[:7])
+    first = next(iter(store.minibatches("a", 7, seed=3, rank=1, world_size=3))).numpy()
+    assert np.array_equal(first, full[order[rank_range(7, 1, 3).start : rank_range(7, 1, 3).stop]])
 
 
 def test_rank_range_blocks_cover_inputs_in_order():
