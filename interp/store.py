@@ -132,7 +132,8 @@ class ActivationStore(StoreReader):
         self._fingerprint: dict[str, Any] | None = None
         self._timeout = 600.0
         self._cv = threading.Condition()  # guards the manifest, the queue and the committer's state
-        self._queue: list[Path] = []
+        self._queue: list[Path] = []  # written files waiting for the committer
+        self._unsummed: list[dict[str, Any]] = []  # shard entries waiting for their checksums
         self._version = self._durable = 0  # appends (and other changes) queued / made durable
         self._committer: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -409,16 +410,15 @@ class ActivationStore(StoreReader):
             raise StoreLockedError(f"the store at {self.path} is no longer held by rank 0 of job {self.job_id!r} "
                                    f"but by {_lock.describe(_lock.holder(self.path / LOCK))}; this rank stops")
         shard = self._shard_name(len(self.manifest["shards"]))
-        files, sums, sizes = [], [], []
+        files, sizes = [], []
         for name, value in arrays.items():
             file = self.path / "shards" / _safe(name) / f"{shard}.npy"
             atomic_write(file, lambda tmp, v=value: _save_npy(tmp, v), sync=False)
-            sums.append(checksum(value))
             sizes.append(file.stat().st_size)
             files.append(file)
             _checkpoint("shard")
         entry: dict[str, Any] = {"name": shard, "rows": int(n or 0), "start": self.n_rows, "coords": bool(len(coords.columns)),
-                                 "sums": sums, "bytes": sizes}
+                                 "bytes": sizes}  # "sums" (checksums) are added by the committer thread
         if len(coords.columns):
             buf = io.BytesIO()
             coords.reset_index(drop=True).to_parquet(buf, index=False)
@@ -434,14 +434,17 @@ class ActivationStore(StoreReader):
             if inputs_done is not None:
                 self.manifest["inputs_done"] = int(inputs_done)
         self._bounds = None
-        self._commit(files)
+        self._commit(files, entry)
 
-    def _commit(self, files: list[Path], *, wait: bool = False) -> None:
-        """Queue ``files`` (written, not yet durable) for the committer thread, which fsyncs everything queued,
-        then rewrites the manifest (or this rank's progress) that lists it: a group commit, so appends never
-        wait for the disk; ``wait`` waits until all of it is durable."""
+    def _commit(self, files: list[Path], entry: dict[str, Any] | None = None, *, wait: bool = False) -> None:
+        """Queue ``files`` (written, not yet durable) for the committer thread, which checksums the new
+        shards (from the page cache, off the appending thread), fsyncs everything queued, then rewrites the
+        manifest (or this rank's progress) that lists it: a group commit, so appends never wait for the
+        disk; ``wait`` waits until all of it is durable."""
         with self._cv:
             self._queue.extend(files)
+            if entry is not None:
+                self._unsummed.append(entry)
             self._version += 1
             if self._committer is None:
                 self._committer = threading.Thread(target=self._commit_loop, name="interp-store-commit")
@@ -457,12 +460,16 @@ class ActivationStore(StoreReader):
                     self._cv.notify_all()
                     return
                 files, self._queue, version = self._queue, [], self._version
+                unsummed, self._unsummed = self._unsummed, []
                 if self.world_size == 1:  # a snapshot: shard entries never change once appended
                     target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
                 else:
                     target = ranks.ledger_file(self.path, self.rank)
                     snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
             try:
+                for entry in unsummed:  # the snapshot shares these entries: they gain their checksums here
+                    entry["sums"] = [self._file_checksum(self.path / "shards" / _safe(name) / f"{entry['name']}.npy")
+                                     for name in self.arrays]
                 for file in files:
                     fsync_file(file)
                 for folder in {file.parent for file in files}:
@@ -484,6 +491,15 @@ class ActivationStore(StoreReader):
             with self._cv:
                 self._durable = version
                 self._cv.notify_all()
+
+    @staticmethod
+    def _file_checksum(file: Path) -> str:
+        """Checksum of a shard's rows as written (read back through the page cache)."""
+        mm = np.load(file, mmap_mode="r")
+        try:
+            return checksum(mm)
+        finally:
+            del mm
 
     def flush(self) -> None:
         """Wait until every append so far is durable and listed in the manifest (raises a failed commit's
