@@ -21,9 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import _lock
+from .engine.distributed import rank_and_world
 from .errors import ConfigError, CorruptFileError, StoreLockedError
 
 __all__ = ["rank_range", "resolve_job", "read_json", "wait_until", "ledger_file", "read_ledger", "ledger",
@@ -50,11 +49,7 @@ def resolve_job(rank: int | None, world_size: int | None, job_id: str | None) ->
     rank and size and, under torchrun, ``TORCHELASTIC_RUN_ID@MASTER_ADDR:MASTER_PORT`` (shared by the ranks
     of one job, different for two jobs running at once)."""
     if rank is None and world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            rank, world_size = dist.get_rank(), dist.get_world_size()
-        else:
-            rank, world_size = 0, 1
+        rank, world_size = rank_and_world()
     if rank is None or world_size is None:
         raise ConfigError("pass both rank and world_size (or neither: then they come from torch.distributed)")
     if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
