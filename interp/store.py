@@ -187,7 +187,8 @@ class ActivationStore(StoreReader):
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ActivationStore:
-        """Open an existing store for reading (no lock; shard headers are checked now, checksums on first read)."""
+        """Open an existing store for reading (no lock; shard file sizes are checked now, headers and checksums on
+        each shard's first read)."""
         path = Path(path)
         store = cls(path, cls._load_manifest(path))
         store._check_files()
