@@ -118,6 +118,7 @@ def bench_store_io(root: Path, rows: int, width: int, batch: int, n_batches: int
     store = ActivationStore.create(root / "io_store", {"x": (width,)}, dims={"x": ("sample", "unit")}, overwrite=True)
     for start in range(0, rows, chunk):
         store.append({"x": data[: min(chunk, rows - start)]}, inputs_done=start + chunk)
+    store.finish()  # until the rows are on disk (fsynced), as the memmap's flush() below
     t_ours_w = time.perf_counter() - t
     t = time.perf_counter()
     mm = np.lib.format.open_memmap(root / "plain.npy", mode="w+", dtype=np.float32, shape=(rows, width))

@@ -13,8 +13,10 @@ from __future__ import annotations
 from .capture import capture  # noqa: E402  (the function shadows the submodule name on purpose)
 from .errors import (
     ConfigError,
+    CorruptFileError,
     DataNotFoundError,
     DimensionError,
+    FingerprintError,
     InputTypeError,
     InterpError,
     MismatchError,
@@ -22,6 +24,7 @@ from .errors import (
     NaNError,
     SchemaError,
     SiteError,
+    StoreLockedError,
 )
 from .tensor import Activations, concat
 
@@ -41,6 +44,9 @@ __all__ = [
     "ConfigError",
     "MissingDependencyError",
     "DataNotFoundError",
+    "CorruptFileError",
+    "StoreLockedError",
+    "FingerprintError",
 ]
 
 

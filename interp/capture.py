@@ -223,15 +223,16 @@ def capture(
     store_obj = None
     skip = 0
     if store is not None:
-        from .store import ActivationStore
+        from .store import ActivationStore, fingerprint
 
-        store_obj = store if isinstance(store, ActivationStore) else None
-        if store_obj is None and Path(store, "manifest.json").exists() and not overwrite:
-            store_obj = ActivationStore.open(store)
-        if store_obj is not None:
-            skip = store_obj.inputs_done
-            if store_obj.complete:
-                return store_obj
+        # the writer lock is taken before anything runs; a store made from other inputs/sites/... is refused
+        fp = fingerprint(model, inputs, resolved, positions=positions, spatial=spatial, dtype=dtype,
+                         attention_mask=attention_mask, sample_ids=sample_ids, preprocess=preprocess)
+        store_obj = (store.check_fingerprint(fp) if isinstance(store, ActivationStore)
+                     else ActivationStore.create(store, fingerprint=fp, overwrite=overwrite))
+        skip = store_obj.inputs_done
+        if store_obj.complete:
+            return store_obj
 
     batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask, preprocess=preprocess,
                                     skip=skip)
@@ -276,29 +277,30 @@ def capture(
                     coords = _sample_coords(batch, shaped[0].shape[0], pairs,
                                             batch.inputs.cpu() if bridge and isinstance(batch.inputs, torch.Tensor) else None,
                                             sample_ids)
-                if store_obj is not None or store is not None:
+                if store is not None:
                     rows[site] = shaped[0]
                 else:
                     chunks[site].append(shaped[0])
                     if grads is not None:
                         grad_chunks[site].append(shaped[1])
-            if store is not None:
-                if store_obj is None:
-                    from .store import ActivationStore
-
-                    store_obj = ActivationStore.create(
-                        store, {s: tuple(r.shape[1:]) for s, r in rows.items()},
+            if store_obj is not None:
+                if not store_obj.arrays or batch.start == skip:  # the schema: set, or checked, once
+                    store_obj.define(
+                        {s: tuple(r.shape[1:]) for s, r in rows.items()},
                         dims={s: dims_of[s] for s in rows},
                         dtype=str(dtype or torch.float32).replace("torch.", ""),
                         unit_coords={s: _unit_coords(s, dims_of[s], rows[s].shape).get("unit", {}) for s in rows
                                      if "unit" in dims_of[s]},
                         attrs=_attrs(model, positions),
-                        overwrite=overwrite,
                     )
                 store_obj.append(rows, coords, inputs_done=batch.start + batch.size)
             else:
                 coord_chunks.append(coords)
             bar.update(batch.size)
+    except BaseException:
+        if store_obj is not None:
+            store_obj.close()  # wait for the last commit and release the writer lock at once
+        raise
     finally:
         bar.close()
 

@@ -53,6 +53,21 @@ class DataNotFoundError(InterpError, FileNotFoundError):
     """A data set or model file that is not on disk (and cannot be downloaded offline)."""
 
 
+class CorruptFileError(SchemaError):
+    """A file whose contents disagree with what was recorded when it was written: shorter or longer than
+    its manifest says, another dtype or shape, a checksum that does not match, or unreadable bytes (a
+    :class:`SchemaError`, like any corrupt or foreign file)."""
+
+
+class StoreLockedError(InterpError, RuntimeError):
+    """An activation store that another writer holds (the message names the holder), or whose distributed
+    job never admitted this rank."""
+
+
+class FingerprintError(SchemaError):
+    """A store resumed or rerun with other inputs, model, sites, positions or dtype than it was made from."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` candidates that look most like ``name`` (for 'did you mean' hints)."""
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)

@@ -1,30 +1,70 @@
-"""On-disk activation store: sharded ``.npy`` files + a JSON manifest.
+"""On-disk activation store: sharded ``.npy`` files + a JSON manifest, written by one writer (or by the
+ranks of one distributed job) and checked when read.
 
 Layout of a store directory::
 
-    manifest.json                 schema (arrays, dims, unit coords, dtype), shards, progress
-    shards/{array}/00000.npy      rows of one array written by one append
-    shards/_coords/00000.parquet  the sample coordinates of those rows
+    manifest.json                  schema, fingerprint, shards with their checksums, progress, complete
+    writer.lock                    the writer lock (flock) and who holds it
+    shards/{array}/00000.npy       rows of one array written by one append (rank r: r00001-00000.npy)
+    shards/_coords/00000.parquet   the sample coordinates of those rows
+    ranks/r00001.json              a rank's own progress (distributed jobs only; merged on commit)
 
-Appends are atomic: every shard is written to a temporary file and renamed, and the manifest (also
-written atomically) is updated only after all shards of an append exist, so a process killed
-mid-append leaves the store as it was before that append. Orphan shard files of an interrupted
-append are ignored and overwritten on resume. ``inputs_done`` in the manifest records how many
-inputs of the producing job are fully stored, which is what :func:`interp.capture` resumes from.
+Guarantees
+----------
+* **One writer.** :meth:`ActivationStore.create` takes an OS file lock (``flock`` on ``writer.lock``) for
+  the life of the writer: until :meth:`~ActivationStore.finish`, :meth:`~ActivationStore.close` or the
+  process's exit. A second writer gets :class:`~interp.errors.StoreLockedError` naming the holder (pid,
+  host, start time, job), or waits if asked (``wait=True`` or seconds). The OS drops the lock when its
+  holder dies, so a lock file left by a killed process never blocks. :meth:`ActivationStore.open` reads
+  without a lock; readers see the last committed append.
+* **Atomic, durable appends.** Shard files are written to temporary files and renamed; the manifest that
+  lists them is rewritten (temporary file, fsync, rename, fsync of the directory) only after the shards'
+  data and directories are fsynced, so a killed process or an OS crash leaves the store as it was after
+  some complete append. Orphan files of an interrupted append are ignored and overwritten on resume.
+  Appends do not wait for the disk: a background thread makes them durable in order, grouping the
+  appends that arrived while it was busy into one commit; :meth:`~ActivationStore.flush`,
+  :meth:`~ActivationStore.finish` and :meth:`~ActivationStore.close` wait for it. A commit that fails (a
+  full disk) ends the writer and is raised by its next call; the store keeps its last durable state.
+* **Fingerprint.** A store records what it was made from (:func:`fingerprint`: inputs' hash, model name
+  and a parameter fingerprint, sites, positions, dtype, library version). Resuming or rerunning into it
+  with anything different raises :class:`~interp.errors.FingerprintError` naming the difference;
+  ``overwrite=True`` starts again.
+* **Checked reads.** Opening a store checks that every shard file exists with the byte size it was
+  written with (one ``stat`` per file: a shorter or longer file is refused before anything is read); the
+  first read of a shard checks its header (dtype, row count, row shape) against the manifest and its XXH3
+  checksum, once per open store, so minibatch reads then cost what unchecked ones did. A mismatch raises
+  :class:`~interp.errors.CorruptFileError`; a short shard is never read. :meth:`~ActivationStore.verify`
+  checks everything at once.
+* **Several ranks, one store.** With ``rank``/``world_size`` (or under an initialised
+  ``torch.distributed`` process group), rank 0 holds the writer lock and admits the other ranks of the
+  same job (same ``job_id``: by default torchrun's ``TORCHELASTIC_RUN_ID`` plus ``MASTER_ADDR:MASTER_PORT``);
+  every other writer is refused. Each rank appends its own shards and progress (``ranks/rNNNNN.json``);
+  :meth:`~ActivationStore.finish` on rank 0 waits until every rank has finished and commits the manifest
+  once, atomically. Rows are in **rank-major order**: rank 0's rows in its append order, then rank 1's,
+  and so on; when rank ``r`` captures the ``r``-th contiguous block of the inputs (:func:`rank_range`) this
+  is exactly the order of a one-process run. A killed rank resumes from its own progress on rerun (same
+  ``world_size``). Only a filesystem shared by all ranks (with working ``flock``) is required.
+* **Shuffled training input.** :meth:`~ActivationStore.minibatches` draws a global permutation per epoch
+  (same ``seed``, same order) and gathers each minibatch shard by shard in sorted order, holding only the
+  minibatch in memory; with ``rank``/``world_size`` every rank reads its own disjoint part of each global
+  minibatch.
 
 Example
 -------
 >>> store = ActivationStore.create("/tmp/acts", {"mlp": (16,)}, dims={"mlp": ("sample", "unit")})  # doctest: +SKIP
 >>> store.append({"mlp": torch.randn(8, 16)}, inputs_done=8)                                     # doctest: +SKIP
->>> for batch in store.minibatches("mlp", batch_size=4): ...                                     # doctest: +SKIP
+>>> store.finish()                                                                               # doctest: +SKIP
+>>> for batch in ActivationStore.open("/tmp/acts").minibatches("mlp", batch_size=4): ...          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +72,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import ConfigError, DimensionError, SchemaError, closest
-from .tensor import Activations, _jsonable, atomic_write
+from . import _lock
+from . import _store_ranks as ranks
+from ._fingerprint import fingerprint, fingerprint_differences
+from ._integrity import ALGORITHM, checksum, fsync_dir, fsync_file
+from ._store_ranks import rank_range
+from ._store_read import StoreReader, _safe
+from .errors import DimensionError, FingerprintError, SchemaError, StoreLockedError
+from .tensor import _jsonable, atomic_write
 
-__all__ = ["ActivationStore"]
+__all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+LOCK = "writer.lock"
+FORMAT_VERSION = 2
+READABLE = {1, 2}
+
+_crash: Callable[[str], None] | None = None  # test hook: called at named points inside an append
+
+
+def _checkpoint(point: str) -> None:
+    if _crash is not None:
+        _crash(point)
 
 
 def _save_npy(path: str, value: np.ndarray) -> None:
@@ -46,91 +101,233 @@ def _save_npy(path: str, value: np.ndarray) -> None:
         np.save(f, value)
 
 
-def _safe(name: str) -> str:
-    return name.replace("/", "_").replace(":", "_")
+def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
+    dims = dims or {}
+    schema = {
+        name: {
+            "shape": [int(s) for s in shape],
+            "dims": list(dims.get(name, ("sample",) + tuple(f"dim{i}" for i in range(len(shape))))),
+        }
+        for name, shape in arrays.items()
+    }
+    for name, spec in schema.items():
+        if len(spec["dims"]) != len(spec["shape"]) + 1:
+            raise DimensionError(f"array {name!r}: dims {spec['dims']} must name the sample axis plus {len(spec['shape'])} row axes")
+    return schema
 
 
-class ActivationStore:
-    """A directory of activations that grows by atomic appends and reads back as memmaps.
+class ActivationStore(StoreReader):
+    """A directory of activations that grows by atomic appends and reads back as checked memmaps.
 
-    Use :meth:`create` to make one (or open a compatible existing one), :meth:`open` to read one.
+    :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
+    See the module docstring for the guarantees (lock, fingerprint, checksums, fsync, several ranks).
     """
 
     def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]) -> None:
-        self.path = Path(path)
-        self.manifest = manifest
-        self._memmaps: dict[tuple[str, int], np.ndarray] = {}
+        super().__init__(path, manifest)
+        self.rank, self.world_size, self.job_id = 0, int(manifest.get("world_size", 1)), None
+        self._writer = False
+        self._lock_fd: int | None = None
+        self._rank_fd: int | None = None
+        self._fingerprint: dict[str, Any] | None = None
+        self._timeout = 600.0
+        self._cv = threading.Condition()  # guards the manifest, the queue and the committer's state
+        self._queue: list[Path] = []  # written files waiting for the committer
+        self._unsummed: list[dict[str, Any]] = []  # shard entries waiting for their checksums
+        self._version = self._durable = 0  # appends (and other changes) queued / made durable
+        self._committer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     # ----------------------------------------------------------------- create/open
     @classmethod
     def create(
         cls,
         path: str | os.PathLike,
+        arrays: Mapping[str, Sequence[int]] | None = None,
+        *,
+        dims: Mapping[str, Sequence[str]] | None = None,
+        dtype: str = "float32",
+        unit_coords: Mapping[str, pd.DataFrame | Mapping[str, Sequence[Any]]] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+        wait: bool | float = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        job_id: str | None = None,
+        timeout: float = 600.0,
+    ) -> ActivationStore:
+        """Become the writer of the store at ``path``: create it, or resume a compatible existing one.
+
+        ``arrays`` (``{name: shape of one row}``), ``dims``, ``dtype``, ``unit_coords`` and ``attrs`` define
+        the schema; leave ``arrays`` out when it is only known later and call :meth:`define` before the first
+        append. Resuming a store with another schema raises :class:`SchemaError`, with another
+        ``fingerprint`` (see :func:`fingerprint`) :class:`FingerprintError`; ``overwrite=True`` starts again.
+
+        Another live writer makes this raise :class:`StoreLockedError`, or wait: ``wait=True`` as long as it
+        takes, a number for that many seconds. In a distributed job pass ``rank``/``world_size`` (default:
+        the initialised ``torch.distributed`` group) and the same ``job_id`` on every rank (default under
+        torchrun: its run id and master address); ranks other than 0 wait up to ``timeout`` seconds for
+        rank 0, and rank 0's :meth:`finish` waits up to ``timeout`` for every rank.
+
+        >>> with ActivationStore.create("/tmp/acts", {"x": (4,)}) as store:   # doctest: +SKIP
+        ...     store.append({"x": np.ones((2, 4))}, inputs_done=2); store.finish()
+        """
+        rank, world_size, job_id = ranks.resolve_job(rank, world_size, job_id)
+        store = cls(path, {"arrays": {}, "world_size": world_size, "shards": [], "n_rows": 0, "inputs_done": 0,
+                           "complete": False, "attrs": {}, "unit_coords": {}, "dtype": dtype})
+        try:
+            store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            if arrays is not None:
+                store.define(arrays, dims=dims, dtype=dtype, unit_coords=unit_coords, attrs=attrs)
+        except BaseException:
+            store.close()  # a refused writer lets go at once (its traceback may keep it alive for long)
+            raise
+        return store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ActivationStore:
+        """Open an existing store for reading (no lock; shard file sizes are checked now, headers and checksums on
+        each shard's first read)."""
+        path = Path(path)
+        store = cls(path, cls._load_manifest(path))
+        store._check_files()
+        return store
+
+    @staticmethod
+    def _load_manifest(path: Path) -> dict[str, Any]:
+        file = path / MANIFEST
+        if not file.exists():
+            raise SchemaError(f"{path} is not an activation store (no {MANIFEST})")
+        manifest = ranks.read_json(file, "the manifest")
+        if manifest.get("format") != "interp-activation-store":
+            raise SchemaError(f"{file} is not an interp activation-store manifest")
+        if manifest.get("version") not in READABLE:
+            raise SchemaError(f"{path} has store format version {manifest.get('version')}; this interp reads {sorted(READABLE)}")
+        return manifest
+
+    def _attach(self, fp: Mapping[str, Any] | None, overwrite: bool, wait: bool | float, rank: int, world_size: int,
+                job_id: str | None, timeout: float) -> None:
+        """Take the lock (rank 0) or be admitted (other ranks), then load what is already stored."""
+        self.rank, self.world_size, self.job_id, self._timeout = rank, world_size, job_id, timeout
+        self._fingerprint = None if fp is None else _jsonable(dict(fp))
+        what = f"the activation store at {self.path}"
+        info = _lock.my_info(job_id=job_id, rank=rank, world_size=world_size)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            self._lock_fd = _lock.acquire(self.path / LOCK, {**info, "job_id": None}, wait=wait, what=what)
+            if overwrite:
+                for entry in self.path.iterdir():
+                    if entry.name != LOCK:
+                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                fsync_dir(self.path)
+            _lock.record(self._lock_fd, info)  # other ranks are admitted from here on
+        else:
+            ranks.admit(self.path / LOCK, rank, job_id, wait, timeout, what)
+        if world_size > 1:
+            self._rank_fd = _lock.acquire(self.path / ranks.RANKS / f"r{rank:05d}.lock", info, wait=False,
+                                          what=f"rank {rank} of {what}")
+        self._writer = True
+        if (self.path / MANIFEST).exists():
+            self._adopt(self._load_manifest(self.path))
+        elif ranks.ledger_file(self.path, rank).exists():
+            self.manifest.update(self._ledger_view(self.manifest))
+
+    def _adopt(self, manifest: dict[str, Any]) -> None:
+        """Load an existing manifest into this writer after checking that this job may resume it."""
+        if manifest.get("version") != FORMAT_VERSION:
+            raise SchemaError(f"{self.path} has store format version {manifest.get('version')}; it can be read but not "
+                              f"resumed by this interp (format {FORMAT_VERSION}). Rerun with overwrite=True.")
+        if int(manifest.get("world_size", 1)) != self.world_size:
+            raise SchemaError(f"the store at {self.path} was begun by {manifest.get('world_size', 1)} rank(s); resume it with "
+                              f"the same number of ranks (this run has {self.world_size}) or rerun with overwrite=True")
+        self._check_fingerprint(manifest.get("fingerprint"), int(manifest.get("n_rows", 0)))
+        if self.world_size > 1 and not manifest.get("complete"):
+            manifest = self._ledger_view(manifest)
+        self.manifest = manifest
+        self._reset()
+        self._check_files()
+        if manifest.get("complete"):  # nothing left to write: let the next writer in at once
+            self.close()
+
+    def check_fingerprint(self, fingerprint: Mapping[str, Any]) -> ActivationStore:
+        """Refuse (:class:`FingerprintError`) a job whose :func:`fingerprint` differs from the one this store
+        was made from; an empty writer without one adopts it. Returns the store.
+
+        :func:`interp.capture` calls this on a store object it is given.
+        """
+        self._fingerprint = _jsonable(dict(fingerprint))
+        stored = self.manifest.get("fingerprint")
+        self._check_fingerprint(stored, self.n_rows)
+        if not self.complete:
+            self._require_writer()
+            if stored is None:
+                self.manifest["fingerprint"] = self._fingerprint
+        return self
+
+    def _check_fingerprint(self, stored: Mapping[str, Any] | None, n_rows: int) -> None:
+        if self._fingerprint is None:
+            return
+        if stored is None:
+            if n_rows:
+                raise FingerprintError(f"the store at {self.path} holds {n_rows} rows but no record of what made them, so "
+                                       "resuming cannot be checked; write to another path or rerun with overwrite=True")
+            return
+        diffs = fingerprint_differences(stored, self._fingerprint)
+        if diffs:
+            raise FingerprintError(
+                f"the store at {self.path} was made from something else than this run: " + "; ".join(diffs)
+                + ". Resuming would mix the two. Rerun with what made it, write to another path, or pass "
+                "overwrite=True (CLI: --overwrite) to start again."
+            )
+
+    def define(
+        self,
         arrays: Mapping[str, Sequence[int]],
         *,
         dims: Mapping[str, Sequence[str]] | None = None,
         dtype: str = "float32",
         unit_coords: Mapping[str, pd.DataFrame | Mapping[str, Sequence[Any]]] | None = None,
         attrs: Mapping[str, Any] | None = None,
-        overwrite: bool = False,
     ) -> ActivationStore:
-        """Create a store for ``arrays`` (``{name: shape of one row}``), or reopen a compatible one.
+        """Set the schema of a store created without ``arrays`` (checks it against a resumed store's).
 
-        Reopening a store whose schema differs (arrays, row shapes, dims or dtype) raises
-        :class:`SchemaError`; pass ``overwrite=True`` to replace it.
+        On ranks other than 0 this waits (up to ``timeout``) for rank 0 to define the store, then checks
+        that both agree.
         """
-        path = Path(path)
-        dims = dims or {}
-        schema = {
-            name: {
-                "shape": [int(s) for s in shape],
-                "dims": list(dims.get(name, ("sample",) + tuple(f"dim{i}" for i in range(len(shape))))),
-            }
-            for name, shape in arrays.items()
-        }
-        for name, spec in schema.items():
-            if len(spec["dims"]) != len(spec["shape"]) + 1:
-                raise DimensionError(f"array {name!r}: dims {spec['dims']} must name the sample axis plus {len(spec['shape'])} row axes")
+        schema = _schema(arrays, dims)
         np.dtype(dtype)
-        if (path / MANIFEST).exists() and not overwrite:
-            store = cls.open(path)
-            store._check_schema(schema, dtype)
-            return store
-        if path.exists() and overwrite:
-            shutil.rmtree(path)
+        if not self.manifest["arrays"] and self.rank > 0:
+            self._require_writer()
+            if not ranks.wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
+                raise StoreLockedError(f"rank {self.rank} waited {self._timeout:.0f} s for rank 0 to define the store at "
+                                       f"{self.path}; is rank 0 running?")
+            self._adopt(self._load_manifest(self.path))
+        if self.manifest["arrays"]:
+            self._check_schema(schema, dtype)
+            return self
+        self._require_writer()
         coords = {}
         for name, frame in (unit_coords or {}).items():
             frame = pd.DataFrame(frame) if not isinstance(frame, pd.DataFrame) else frame
             coords[name] = _jsonable(frame.to_dict(orient="list"))
-        manifest = {
+        self.manifest = {
             "format": "interp-activation-store",
             "version": FORMAT_VERSION,
             "dtype": dtype,
             "arrays": schema,
             "unit_coords": coords,
             "attrs": _jsonable(dict(attrs or {})),
+            "fingerprint": self._fingerprint,
+            "checksum": ALGORITHM,
+            "world_size": self.world_size,
             "shards": [],
             "n_rows": 0,
             "inputs_done": 0,
             "complete": False,
         }
-        store = cls(path, manifest)
-        store._write_manifest()
-        return store
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> ActivationStore:
-        """Open an existing store for reading (and appending)."""
-        path = Path(path)
-        file = path / MANIFEST
-        if not file.exists():
-            raise SchemaError(f"{path} is not an activation store (no {MANIFEST})")
-        manifest = json.loads(file.read_text())
-        if manifest.get("format") != "interp-activation-store":
-            raise SchemaError(f"{file} is not an interp activation-store manifest")
-        if manifest.get("version") != FORMAT_VERSION:
-            raise SchemaError(f"{path} has store format version {manifest.get('version')}, expected {FORMAT_VERSION}")
-        return cls(path, manifest)
+        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(self.manifest)))
+        return self
 
     def _check_schema(self, schema: dict[str, Any], dtype: str) -> None:
         mine = self.manifest["arrays"]
@@ -148,67 +345,56 @@ class ActivationStore:
                 + ". Use another path or overwrite=True."
             )
 
-    def _write_manifest(self) -> None:
-        text = json.dumps(self.manifest, indent=1)
-        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
+    # ------------------------------------------------------------------ ranks
+    def _ledger_view(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """This rank's view before the commit: the global schema with this rank's own shards and progress."""
+        ledger = ranks.read_ledger(self.path, self.rank)
+        self._check_ledger(ledger)
+        return {**manifest, "shards": list(ledger.get("shards", [])), "n_rows": int(ledger.get("n_rows", 0)),
+                "inputs_done": int(ledger.get("inputs_done", 0)), "complete": False, "done": bool(ledger.get("done"))}
 
-    # ---------------------------------------------------------------- properties
-    @property
-    def arrays(self) -> list[str]:
-        """Names of the stored arrays (e.g. hook names)."""
-        return list(self.manifest["arrays"])
-
-    @property
-    def n_rows(self) -> int:
-        """Number of rows stored in each array."""
-        return int(self.manifest["n_rows"])
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    @property
-    def inputs_done(self) -> int:
-        """How many inputs of the producing job are fully stored (for resuming)."""
-        return int(self.manifest["inputs_done"])
-
-    @property
-    def complete(self) -> bool:
-        """True once the producing job called :meth:`finish`."""
-        return bool(self.manifest.get("complete"))
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        """Provenance recorded at creation."""
-        return dict(self.manifest["attrs"])
-
-    def __repr__(self) -> str:
-        return f"ActivationStore({str(self.path)!r}, arrays={self.arrays}, rows={self.n_rows}, shards={len(self.manifest['shards'])})"
-
-    def _spec(self, name: str) -> dict[str, Any]:
-        if name not in self.manifest["arrays"]:
-            hint = closest(name, self.arrays)
-            raise DimensionError(f"the store has no array {name!r}; it has {self.arrays}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        return self.manifest["arrays"][name]
+    def _check_ledger(self, ledger: Mapping[str, Any]) -> None:
+        if ledger.get("world_size", self.world_size) != self.world_size:
+            raise SchemaError(f"rank {ledger.get('rank')} of the store at {self.path} was written by a job of "
+                              f"{ledger['world_size']} ranks, this one has {self.world_size}; rerun with overwrite=True")
+        if self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
+            self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
 
     # -------------------------------------------------------------------- write
+    def _require_writer(self) -> None:
+        if not self._writer:
+            raise StoreLockedError(
+                f"this ActivationStore for {self.path} is not a writer (opened for reading, finished or closed); "
+                "take the writer lock with ActivationStore.create(path, ...) to append"
+            )
+
+    def _shard_name(self, i: int) -> str:
+        return f"{i:05d}" if self.world_size == 1 else f"r{self.rank:05d}-{i:05d}"
+
     def append(
         self,
         rows: Mapping[str, torch.Tensor | np.ndarray],
         sample_coords: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
         inputs_done: int | None = None,
     ) -> None:
-        """Append one batch of rows to every array, atomically.
+        """Append one batch of rows to every array, atomically (committed in the background; see the module notes).
 
         ``rows`` must hold every array with the same number of rows; ``sample_coords`` one row per
-        stored row; ``inputs_done`` the producing job's progress after this batch.
+        stored row; ``inputs_done`` the producing job's (or this rank's) progress after this batch.
         """
+        self._require_writer()
+        self._raise_error()  # a commit of an earlier append failed (e.g. a full disk): stop here
+        if not self.manifest["arrays"]:
+            raise SchemaError("this store has no schema yet: call define(arrays, ...) before the first append")
+        if self.complete:
+            raise SchemaError(f"the store at {self.path} is complete; create it with overwrite=True to write it again")
         if set(rows) != set(self.arrays):
             raise SchemaError(f"append needs rows for exactly the arrays {self.arrays}, got {sorted(rows)}")
         dtype = np.dtype(self.manifest["dtype"])
         arrays: dict[str, np.ndarray] = {}
         n = None
-        for name, value in rows.items():
-            spec = self._spec(name)
+        for name in self.arrays:
+            value, spec = rows[name], self._spec(name)
             if isinstance(value, torch.Tensor):
                 value = value.detach().to("cpu", dtype=torch.float32 if value.dtype == torch.bfloat16 else None).numpy()
             value = np.ascontiguousarray(value, dtype=dtype)
@@ -221,139 +407,194 @@ class ActivationStore:
         coords = pd.DataFrame(sample_coords) if sample_coords is not None else pd.DataFrame(index=range(n or 0))
         if len(coords) != n:
             raise DimensionError(f"sample_coords has {len(coords)} rows, the arrays have {n}")
-        shard = len(self.manifest["shards"])
+        if self.rank > 0 and (_lock.holder(self.path / LOCK) or {}).get("job_id") != self.job_id:
+            raise StoreLockedError(f"the store at {self.path} is no longer held by rank 0 of job {self.job_id!r} "
+                                   f"but by {_lock.describe(_lock.holder(self.path / LOCK))}; this rank stops")
+        shard = self._shard_name(len(self.manifest["shards"]))
+        files, sizes = [], []
         for name, value in arrays.items():
-            file = self.path / "shards" / _safe(name) / f"{shard:05d}.npy"
-            atomic_write(file, lambda tmp, v=value: _save_npy(tmp, v))
+            file = self.path / "shards" / _safe(name) / f"{shard}.npy"
+            atomic_write(file, lambda tmp, v=value: _save_npy(tmp, v), sync=False)
+            sizes.append(file.stat().st_size)
+            files.append(file)
+            _checkpoint("shard")
+        entry: dict[str, Any] = {"name": shard, "rows": int(n or 0), "start": self.n_rows, "coords": bool(len(coords.columns)),
+                                 "bytes": sizes}  # "sums" (checksums) are added by the committer thread
         if len(coords.columns):
-            file = self.path / "shards" / "_coords" / f"{shard:05d}.parquet"
-            atomic_write(file, lambda tmp: coords.reset_index(drop=True).to_parquet(tmp, index=False))
-        self.manifest["shards"].append({"rows": int(n or 0), "start": self.n_rows, "coords": bool(len(coords.columns))})
-        self.manifest["n_rows"] = self.n_rows + int(n or 0)
-        if inputs_done is not None:
-            self.manifest["inputs_done"] = int(inputs_done)
-        self._write_manifest()
+            buf = io.BytesIO()
+            coords.reset_index(drop=True).to_parquet(buf, index=False)
+            data = buf.getvalue()
+            file = self.path / "shards" / "_coords" / f"{shard}.parquet"
+            atomic_write(file, lambda tmp: Path(tmp).write_bytes(data), sync=False)
+            entry["coords_sum"] = checksum(data)
+            files.append(file)
+        _checkpoint("shards")
+        with self._cv:
+            self.manifest["shards"].append(entry)
+            self.manifest["n_rows"] = self.n_rows + int(n or 0)
+            if inputs_done is not None:
+                self.manifest["inputs_done"] = int(inputs_done)
+        self._bounds = None
+        self._commit(files, entry)
+
+    def _commit(self, files: list[Path], entry: dict[str, Any] | None = None, *, wait: bool = False) -> None:
+        """Queue ``files`` (written, not yet durable) for the committer thread, which checksums the new
+        shards (from the page cache, off the appending thread), fsyncs everything queued, then rewrites the
+        manifest (or this rank's progress) that lists it: a group commit, so appends never wait for the
+        disk; ``wait`` waits until all of it is durable."""
+        with self._cv:
+            self._queue.extend(files)
+            if entry is not None:
+                self._unsummed.append(entry)
+            self._version += 1
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop, name="interp-store-commit")
+                self._committer.start()
+        if wait:
+            self.flush()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cv:
+                if self._durable == self._version:
+                    self._committer = None
+                    self._cv.notify_all()
+                    return
+                files, self._queue, version = self._queue, [], self._version
+                unsummed, self._unsummed = self._unsummed, []
+                if self.world_size == 1:  # a snapshot: shard entries never change once appended
+                    target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
+                else:
+                    target = ranks.ledger_file(self.path, self.rank)
+                    snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
+            try:
+                for entry in unsummed:  # the snapshot shares these entries: they gain their checksums here
+                    entry["sums"] = [self._file_checksum(self.path / "shards" / _safe(name) / f"{entry['name']}.npy")
+                                     for name in self.arrays]
+                for file in files:
+                    fsync_file(file)
+                for folder in {file.parent for file in files}:
+                    fsync_dir(folder)
+                _checkpoint("synced")
+                text = json.dumps(snapshot)
+
+                def write(tmp: str, text: str = text) -> None:
+                    Path(tmp).write_text(text)
+                    _checkpoint("manifest")
+
+                atomic_write(target, write)
+                _checkpoint("committed")
+            except BaseException as exc:  # raised in the writer's thread by the next append/finish/close
+                with self._cv:
+                    self._error, self._committer = exc, None
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                self._durable = version
+                self._cv.notify_all()
+
+    @staticmethod
+    def _file_checksum(file: Path) -> str:
+        """Checksum of a shard's rows as written (read back through the page cache)."""
+        mm = np.load(file, mmap_mode="r")
+        try:
+            return checksum(mm)
+        finally:
+            del mm
+
+    def flush(self) -> None:
+        """Wait until every append so far is durable and listed in the manifest (raises a failed commit's
+        error). :meth:`finish` and :meth:`close` do this; appends alone do not wait for the disk."""
+        with self._cv:
+            while self._committer is not None:
+                self._cv.wait()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        """A failed commit (e.g. a full disk) ends this writer: it lets go of the lock and shows what is
+        durably stored again, so that a new writer resumes from there."""
+        if self._error is not None:
+            exc, self._error = self._error, None
+            self.close()
+            try:
+                manifest = self._load_manifest(self.path)
+                self.manifest = self._ledger_view(manifest) if self.world_size > 1 and not manifest.get("complete") else manifest
+            except Exception:  # nothing durable yet: keep the schema, forget the rows
+                self.manifest.update(shards=[], n_rows=0, inputs_done=0)
+            self._reset()
+            raise exc
 
     def finish(self, **attrs: Any) -> None:
-        """Mark the store complete (optionally recording more attrs)."""
-        self.manifest["complete"] = True
+        """Mark the store complete (optionally recording more attrs) and release the writer lock.
+
+        In a distributed job every rank calls it: a rank > 0 records that its part is done and waits (up to
+        ``timeout``) for rank 0's commit; rank 0 waits for every rank, then commits the manifest once.
+        """
+        if self.complete:  # already committed (e.g. resumed after the end): nothing to do
+            self.close()
+            return
+        self._require_writer()
+        self.flush()
+        if not self.manifest["arrays"] and self.rank > 0:  # a rank with no inputs: it still reports done
+            if ranks.wait_until(lambda: (self.path / MANIFEST).exists(), self._timeout):
+                self._adopt(self._load_manifest(self.path))
+            if self.complete:
+                return
+        if not self.manifest["arrays"]:
+            self.close()
+            raise SchemaError(f"nothing was written to the store at {self.path} (no schema defined, no rows); it stays incomplete")
         self.manifest["attrs"].update(_jsonable(attrs))
-        self._write_manifest()
+        if self.world_size == 1:
+            self.manifest["complete"] = True
+            self._commit([], wait=True)
+            self.close()
+            return
+        self.manifest["done"] = True
+        self._commit([], wait=True)
+        if self.rank == 0:
+            found = ranks.collect(self.path, self.world_size, self._timeout)
+            for ledger in found:
+                self._check_ledger(ledger)
+            merged = self.manifest = ranks.merge(self.manifest, found)
+            self._reset()
+            self._check_files()
+            atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(merged)))
+            self.close()
+            return
+        self.close()
 
-    # --------------------------------------------------------------------- read
-    def _shard(self, name: str, i: int) -> np.ndarray:
-        key = (name, i)
-        if key not in self._memmaps:
-            # a plain ndarray view of the memmap: fancy indexing skips the memmap subclass machinery
-            self._memmaps[key] = np.asarray(np.load(self.path / "shards" / _safe(name) / f"{i:05d}.npy", mmap_mode="r"))
-        return self._memmaps[key]
+        def committed() -> dict[str, Any] | None:
+            manifest = self._load_manifest(self.path)
+            return manifest if manifest.get("complete") else None
 
-    def _offsets(self) -> np.ndarray:
-        return np.array([s["start"] for s in self.manifest["shards"]] + [self.n_rows], dtype=np.int64)
+        manifest = ranks.wait_until(committed, self._timeout)
+        if not manifest:
+            raise StoreLockedError(f"rank {self.rank} finished its part, but rank 0 did not commit the store at {self.path} "
+                                   f"within {self._timeout:.0f} s; rerun the job to resume (finished ranks redo nothing)")
+        self.manifest = manifest
+        self._reset()
+        self._check_files()
 
-    def rows(self, name: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
-        """Rows of array ``name`` by global row index (any order), as a NumPy array."""
-        self._spec(name)
-        if isinstance(index, slice):
-            index = np.arange(self.n_rows)[index]
-        index = np.asarray(index, dtype=np.int64)
-        if index.size and (index.min() < 0 or index.max() >= self.n_rows):
-            raise DimensionError(f"row index out of range for a store of {self.n_rows} rows")
-        offsets = self._offsets()
-        out = np.empty((index.size, *self._spec(name)["shape"]), dtype=self.manifest["dtype"])
-        ordered = bool(np.all(index[1:] >= index[:-1])) if index.size > 1 else True
-        order = None if ordered else np.argsort(index, kind="stable")
-        sorted_index = index if ordered else index[order]
-        target = out if ordered else np.empty_like(out)
-        bounds = np.searchsorted(sorted_index, offsets)
-        for s in range(len(offsets) - 1):
-            a, b = int(bounds[s]), int(bounds[s + 1])
-            if a < b:
-                # take into the output slice: no temporary (mode="clip": indices were checked above)
-                np.take(self._shard(name, s), sorted_index[a:b] - offsets[s], axis=0, out=target[a:b], mode="clip")
-        if not ordered:
-            out[order] = target
-        return out
+    def close(self) -> None:
+        """Wait for the last append's commit and release the writer lock (the store stays readable)."""
+        try:
+            self.flush()
+        finally:
+            _lock.release(self._rank_fd)
+            _lock.release(self._lock_fd)
+            self._rank_fd = self._lock_fd = None
+            self._writer = False
 
-    def sample_coords(self) -> pd.DataFrame:
-        """The sample coordinates of every stored row."""
-        frames = []
-        for i, shard in enumerate(self.manifest["shards"]):
-            if shard.get("coords"):
-                frames.append(pd.read_parquet(self.path / "shards" / "_coords" / f"{i:05d}.parquet"))
-            else:
-                frames.append(pd.DataFrame(index=range(shard["rows"])))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    def __enter__(self) -> ActivationStore:
+        return self
 
-    def unit_coords(self, name: str) -> pd.DataFrame | None:
-        """The unit coordinates recorded for array ``name``, if any."""
-        coords = self.manifest["unit_coords"].get(name)
-        return pd.DataFrame(coords) if coords is not None else None
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
-    def read(self, name: str, rows: slice | Sequence[int] | None = None, device: str | torch.device = "cpu") -> Activations:
-        """Array ``name`` (all rows, or the selected ones) as :class:`Activations`."""
-        spec = self._spec(name)
-        index = np.arange(self.n_rows) if rows is None else (np.arange(self.n_rows)[rows] if isinstance(rows, slice) else np.asarray(rows))
-        data = torch.from_numpy(self.rows(name, index)).to(device)
-        sample = self.sample_coords().iloc[index].reset_index(drop=True) if self.n_rows else None
-        coords: dict[str, Any] = {spec["dims"][0]: sample}
-        units = self.unit_coords(name)
-        if units is not None:
-            coords[spec["dims"][-1]] = units
-        return Activations(data, spec["dims"], coords, {**self.attrs, "site": name})
-
-    def minibatches(
-        self,
-        name: str,
-        batch_size: int = 4096,
-        *,
-        shuffle: bool = True,
-        seed: int | None = 0,
-        drop_last: bool = False,
-        device: str | torch.device = "cpu",
-        epochs: int = 1,
-    ) -> Iterator[torch.Tensor]:
-        """Random-access minibatches of array ``name`` as tensors (for training SAEs and probes)."""
-        self._spec(name)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = rng.permutation(self.n_rows) if shuffle else np.arange(self.n_rows)
-            for start in range(0, self.n_rows, batch_size):
-                idx = order[start : start + batch_size]
-                if drop_last and idx.size < batch_size:
-                    break
-                if shuffle:  # the order inside a random minibatch carries no information; sorted reads are faster
-                    idx = np.sort(idx)
-                yield torch.from_numpy(self.rows(name, idx)).to(device)
-
-    # ------------------------------------------------------------------- export
-    def to_parquet(self, name: str, path: str | os.PathLike) -> Path:
-        """Write array ``name`` with its sample coordinates to one parquet file (one row per sample)."""
-        frame = self.sample_coords()
-        values = self.rows(name, slice(None)).reshape(self.n_rows, -1)
-        frame = frame.assign(values=list(values)) if len(frame) else pd.DataFrame({"values": list(values)})
-        path = Path(path)
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-        return path
-
-    def to_dataset(self, name: str):
-        """Array ``name`` as a Hugging Face :class:`datasets.Dataset` (streamed shard by shard)."""
-        import datasets
-
-        coords = self.sample_coords()
-        spec = self._spec(name)
-
-        def rows():
-            for i, shard in enumerate(self.manifest["shards"]):
-                block = self._shard(name, i)
-                for j in range(shard["rows"]):
-                    row = {"values": block[j]}
-                    if len(coords.columns):
-                        row.update(coords.iloc[shard["start"] + j].to_dict())
-                    yield row
-
-        ds = datasets.Dataset.from_generator(rows)
-        ds.info.description = json.dumps({"site": name, "dims": spec["dims"], "attrs": self.attrs})
-        return ds
+    def __del__(self) -> None:  # a forgotten writer still lets go of its locks when collected
+        for fd in (getattr(self, "_rank_fd", None), getattr(self, "_lock_fd", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except Exception:  # already closed, or the interpreter is shutting down
+                    pass

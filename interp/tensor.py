@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import DimensionError, InputTypeError, MismatchError, NaNError, SchemaError, closest
+from ._integrity import check_tensors, fsync_dir, fsync_file, tensor_checksum
+from .errors import CorruptFileError, DimensionError, InputTypeError, MismatchError, NaNError, SchemaError, closest
 
 __all__ = ["Activations", "concat", "atomic_write"]
 
@@ -45,8 +46,12 @@ def _as_frame(dim: str, value: Any, size: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (never half-written)."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, sync: bool = True) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (never half-written).
+
+    With ``sync`` (the default) the data are fsynced before the rename and the directory after it, so
+    that once this returns the new file survives an OS crash or power loss, not only a killed process.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -54,11 +59,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file owner-only; give it a normal file's mode
+        if sync:
+            fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    if sync:
+        fsync_dir(path.parent)
 
 
 def _umask() -> int:
@@ -492,19 +501,29 @@ class Activations:
         path = Path(path)
         meta = self._meta()
         tensor = self.data.detach().cpu().contiguous()
-        atomic_write(path, lambda tmp: save_file({"data": tensor}, tmp, metadata={"interp": json.dumps(meta)}))
+        text = json.dumps(meta)
+        metadata = {"interp": text, "interp.checksum": tensor_checksum({"data": tensor}, text)}
+        atomic_write(path, lambda tmp: save_file({"data": tensor}, tmp, metadata=metadata))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Activations:
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`; its checksum is verified (:class:`CorruptFileError` if it differs)."""
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = (f.metadata() or {}).get("interp")
-            if meta is None:
-                raise SchemaError(f"{path} is a safetensors file but was not written by Activations.save")
-            data = f.get_tensor("data")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                metadata = f.metadata() or {}
+                meta = metadata.get("interp")
+                if meta is None:
+                    raise SchemaError(f"{path} is a safetensors file but was not written by Activations.save")
+                data = f.get_tensor("data")
+        except (SchemaError, FileNotFoundError):
+            raise
+        except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
+            raise CorruptFileError(f"{path} cannot be read as a saved Activations file ({exc}); it is truncated or corrupt") from exc
+        check_tensors({"data": data}, metadata.get("interp.checksum"), path, meta)
+        data = data.to(device)
         meta = json.loads(meta)
         coords = {d: pd.DataFrame(c) for d, c in meta["coords"].items()}
         return cls(data, meta["dims"], coords, meta["attrs"])

@@ -38,6 +38,22 @@ cells = [
     ("code", "from interp.capture_plan import plan_capture\n"
              "plan = plan_capture(model, 'blocks.*.hook_resid_post', n_tokens=50_000_000, seq_len=48, batch_size=8)\n"
              "print(plan.summary())\nplan.to_frame()"),
+    ("md", "## What the store guarantees\nOne writer at a time (a second one is refused, naming the holder, or waits with "
+           "`wait=True`); a record of what the store was made from, so a resume with other inputs, sites or positions is "
+           "refused; checksums checked on read; the ranks of one `torchrun` job write one store "
+           "(`ActivationStore.create(path, rank=, world_size=)`) and each rank reads its own part of every shuffled minibatch."),
+    ("code", "from interp.store import ActivationStore, rank_range\n"
+             "print(store.fingerprint['sites'], store.fingerprint['positions'], store.fingerprint['inputs'])\n"
+             "try:  # same store, other positions: refused instead of mixing two jobs\n"
+             "    interp.capture(model, data.tokens, 'blocks.*.hook_resid_post', store=store.path, positions='last')\n"
+             "except interp.FingerprintError as err:\n    print(err)\n"
+             "writer = ActivationStore.create(os.path.join(root, 'other'), {'x': (4,)})\n"
+             "try:  # a second writer while the first one holds the lock\n"
+             "    ActivationStore.create(os.path.join(root, 'other'), {'x': (4,)})\n"
+             "except interp.StoreLockedError as err:\n    print(err)\n"
+             "writer.close()\n"
+             "parts = [next(store.verify().minibatches('blocks.1.hook_resid_post', 256, seed=0, rank=r, world_size=2)).shape[0] for r in range(2)]\n"
+             "parts, list(rank_range(10, 1, 2))"),
     ("md", "## Any nn.Module\nOn a plain module the sites are module paths; `path:input` captures the input."),
     ("code", "net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))\n"
              "images = torch.randn(10, 3, 16, 16)\n"

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, InputTypeError, SchemaError
+from .._integrity import check_tensors, tensor_checksum
+from ..errors import ConfigError, CorruptFileError, InputTypeError, SchemaError
 from ..tensor import atomic_write
 
 _FORMAT = "interp.decompose/1"
@@ -95,7 +96,8 @@ class Decomposition:
             raise ConfigError(f"cannot save {type(self).__name__}: a parameter is not JSON-serialisable ({exc})") from exc
         tensors = self._state_tensors()
         path = Path(path)
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"interp.decompose": text}))
+        metadata = {"interp.decompose": text, "interp.checksum": tensor_checksum(tensors, text)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
         return path
 
     @classmethod
@@ -107,11 +109,19 @@ class Decomposition:
             from ..errors import DataNotFoundError
 
             raise DataNotFoundError(f"no such file: {path}")
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            text = (f.metadata() or {}).get("interp.decompose")
-            if text is None:
-                raise SchemaError(f"{path} is a safetensors file but was not written by an interp.decompose estimator")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                metadata = f.metadata() or {}
+                text = metadata.get("interp.decompose")
+                if text is None:
+                    raise SchemaError(f"{path} is a safetensors file but was not written by an interp.decompose estimator")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except SchemaError:
+            raise
+        except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
+            raise CorruptFileError(f"{path} cannot be read as a saved estimator ({exc}); it is truncated or corrupt") from exc
+        check_tensors(tensors, metadata.get("interp.checksum"), path, text)
+        tensors = {k: v.to(device) for k, v in tensors.items()}
         meta = json.loads(text)
         classes = registry()
         if meta.get("class") not in classes:
