@@ -38,7 +38,8 @@ def test_every_method_runs_at_every_site_kind(lm):
         for kind in kinds:
             assert res[kind].effect.shape == truth[kind].effect.shape, (name, kind)
             assert torch.isfinite(res[kind].effect).all(), (name, kind)
-        if name == "ig":  # completeness: a site's attributions sum to patching the whole site
+        if name == "ig" and not lm.info.moe:  # completeness: a site's attributions sum to patching the whole site
+            # (not on MoE models: top-k routing makes the model piecewise, and the path integral misses the jumps)
             assert max(res.extra["completeness"].values()) < 0.05, res.extra["completeness"]
     if lm.info.encoder_only:  # BERT: pattern hooks only observe; patching them is refused, not silently a no-op
         with pytest.raises(SiteError, match="do not reach"):
@@ -69,7 +70,7 @@ def test_relevance_is_conserved(lm):
 
 def test_relevance_is_conserved_on_plain_modules(module):
     ex = make_example(module)
-    site = "blocks.0:input" if module.info.name == "vit" else "0:input"
+    site = "blocks.0:input" if module.info.name == "vit" else "features.0:input"
     res = patching.relevance_conservation(module.model, ex.clean[:1], lambda out: out[:, 1].sum(), site=site)
     assert res.conserved, res.summary()
 
@@ -127,23 +128,21 @@ def _correlations(name: str) -> dict[str, dict[str, float]]:
 def test_estimates_track_activation_patching_on_dense_decoders(name, one_thread):
     r = _correlations(name)
     assert r["relp"]["mlp_pre"] >= 0.8, r  # per-neuron RelP at mlp_pre (it was exactly 0 before the engine)
-    for kind, value in r["ig"].items():
-        assert value >= 0.75, (kind, r["ig"])
-    for kind in ("resid_pre", "attn_out", "mlp_out", "z", "mlp_post"):
-        assert r["relp"][kind] >= 0.8 and r["atp"][kind] >= 0.8, (kind, r)
+    for kind in ("resid_pre", "attn_out", "mlp_out", "z", "mlp_pre", "mlp_post"):
+        assert r["relp"][kind] >= 0.8 and r["ig"][kind] >= 0.8, (kind, r)
+    assert r["relp"]["resid_pre"] >= r["atp"]["resid_pre"], r  # where the gradient is weakest, RelP helps
 
 
 @pytest.mark.parametrize("name", ["mixtral", "qwen2-moe"])
 def test_relp_on_moe_tracks_activation_patching(name, one_thread):
     """RelP used to anti-correlate on MoE models (the Identity rule on the whole block). With the rules inside the
-    experts it tracks activation patching at every site kind, at least as well as AtP on the residual stream and
-    the heads, and within 0.1 of AtP elsewhere (where AtP, on a near-linear random model, is close to exact)."""
+    experts it tracks activation patching at every site kind (r >= 0.9), better than AtP on the residual stream,
+    and within 0.1 of AtP elsewhere (where AtP, on a near-linear random model, is close to exact)."""
     r = _correlations(name)
     for kind, value in r["relp"].items():
-        assert value >= 0.8, (kind, r)
+        assert value >= 0.9, (kind, r)
         assert value >= r["atp"][kind] - 0.1, (kind, r)
-    for kind in ("resid_pre", "z"):
-        assert r["relp"][kind] >= r["atp"][kind] - 0.01, (kind, r)
+    assert r["relp"]["resid_pre"] > r["atp"]["resid_pre"], r
 
 
 def test_suite_covers_the_architectures():
