@@ -113,7 +113,7 @@ def _without_biases(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         with torch.no_grad():
-            for p, value in saved:
+            for p, value in reversed(saved):  # in reverse: a tensor saved twice (an alias) gets its first value back
                 p.copy_(value)
 
 

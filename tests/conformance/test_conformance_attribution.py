@@ -60,7 +60,11 @@ def test_relp_rules_apply_where_they_should(lm):
 
 def test_relevance_is_conserved(lm):
     ex = make_example(lm)
+    with torch.no_grad():
+        before = lm.model(ex.clean)
     res = patching.relevance_conservation(lm.model, ex.clean[:1], lambda out: out[:, -1, 9].sum())
+    with torch.no_grad():  # the check zeroes the biases in place: they are all back (aliased tensors too)
+        torch.testing.assert_close(lm.model(ex.clean), before, atol=0, rtol=0)
     assert res.conserved, res.summary()
     assert all(res.rules[r] for r in ("ln", "identity", "attention")), res.rules
     plain = patching.relevance_conservation(lm.model, ex.clean[:1], lambda out: out[:, -1, 9].sum(),
