@@ -234,8 +234,12 @@ def capture(
         if store_obj.complete:
             return store_obj
 
+    block = None
+    if store_obj is not None and store_obj.world_size > 1:  # torchrun: each rank captures its block of inputs
+        block = _rank_block(inputs, store_obj.rank, store_obj.world_size)
+        skip += block.start
     batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask, preprocess=preprocess,
-                                    skip=skip)
+                                    skip=skip, stop=None if block is None else block.stop)
     chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     grad_chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     coord_chunks: list[pd.DataFrame] = []
@@ -293,7 +297,7 @@ def capture(
                                      if "unit" in dims_of[s]},
                         attrs=_attrs(model, positions),
                     )
-                store_obj.append(rows, coords, inputs_done=batch.start + batch.size)
+                store_obj.append(rows, coords, inputs_done=batch.start + batch.size - (block.start if block else 0))
             else:
                 coord_chunks.append(coords)
             bar.update(batch.size)
@@ -326,6 +330,18 @@ def capture(
     if single and grads is None:
         return result[resolved[0]]
     return result
+
+
+def _rank_block(inputs: Any, rank: int, world_size: int) -> range:
+    """This rank's contiguous block of the inputs (see :func:`interp._store_ranks.rank_range`)."""
+    from ._store_ranks import rank_range
+
+    try:
+        n = len(inputs) if not isinstance(inputs, str) else 1
+    except TypeError:
+        raise InputTypeError(f"a capture shared out among {world_size} ranks needs inputs of known length (texts, a "
+                             f"tensor, an array or a Dataset), not a {type(inputs).__name__}") from None
+    return rank_range(n, rank, world_size)
 
 
 def _cat(parts: list[torch.Tensor], dims: list[str]) -> torch.Tensor:

@@ -78,10 +78,19 @@ def _label(model):
     return res.table, len(calls)
 
 
+def _capture(model, path):
+    import interp
+
+    tokens = torch.randint(0, 64, (11, 9), generator=torch.Generator().manual_seed(3))
+    return interp.capture(model, tokens, ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"], store=path,
+                          positions="tokens", batch_size=3, progress=False)
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # as torchrun sets them (the store's job id)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model = _model()
@@ -89,6 +98,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         results = {"one": _run_all(model, clean, corrupted, metric),
                    "batches": _run_all(model, clean, corrupted, metric, batch_size=2),
                    "labels": _label(model)}
+        _capture(model, out + ".store")  # both ranks write one store
         with open(f"{out}.{rank}", "wb") as fh:
             pickle.dump(results, fh)
     finally:
@@ -121,3 +131,45 @@ def test_two_ranks_equal_one_process(tmp_path, one_thread):
         table, explained = _label(model)
         pd.testing.assert_frame_equal(got["labels"][0], table)  # every rank returns the one-process table ...
         assert explained == 12 and got["labels"][1] == 6  # ... though each rank explained half of the units
+    from interp.store import ActivationStore
+
+    two, one = ActivationStore.open(out + ".store"), _capture(model, str(tmp_path / "one"))
+    assert two.n_rows == one.n_rows == 11 * 9 and two.complete
+    for site in one.arrays:  # same rows, same order (sample_index, pos), same values as one process
+        torch.testing.assert_close(two.read(site).data, one.read(site).data, atol=1e-5, rtol=0)
+    cols = ["sample_index", "pos"]
+    assert two.sample_coords()[cols].reset_index(drop=True).equals(one.sample_coords()[cols].reset_index(drop=True))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on linux")
+def test_torchrun_capture_equals_one_process_and_a_killed_rank_resumes(tmp_path):
+    """``torchrun --nproc-per-node 2 -m interp capture``: one store, the rows of a one-process capture; a rank
+    SIGKILLed inside its second append leaves the store incomplete, and the same command resumes it."""
+    import subprocess
+
+    import interp
+    from interp.store import ActivationStore
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(" ".join(str(5 * i + j + 1) for j in range(3 + i % 4)) for i in range(11)) + "\n")
+    job = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(os.path.join(os.path.dirname(__file__), "_capture_job.py")), str(texts)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    killed = subprocess.run(job + [str(tmp_path / "two"), "1:shard:1"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-2000:]
+    manifest = tmp_path / "two" / "manifest.json"
+    assert not manifest.exists() or not ActivationStore.open(tmp_path / "two").complete
+    assert (tmp_path / "two" / "ranks").exists()  # the ranks' durable progress is there to resume from
+    done = subprocess.run(job + [str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, _ = interp.models.load("induction-2l")
+    one = interp.capture(model, texts.read_text().splitlines(), "blocks.*.hook_resid_post", store=tmp_path / "one",
+                         batch_size=2, progress=False)
+    two = ActivationStore.open(tmp_path / "two")
+    assert two.complete and two.n_rows == one.n_rows
+    cols = ["sample_index", "pos"]
+    assert two.sample_coords()[cols].reset_index(drop=True).equals(one.sample_coords()[cols].reset_index(drop=True))
+    for site in one.arrays:
+        torch.testing.assert_close(two.read(site).data, one.read(site).data, atol=1e-5, rtol=0)

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``interp`` console script and of ``python -m interp``; returns the exit code
     (0 success, 1 a failed part of a run, 2 bad input: an :class:`~interp.errors.InterpError`)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from ..engine.distributed import init_from_environment
+
+    init_from_environment()  # under torchrun every subcommand runs as one rank of the job
     try:
         return int(args._run(args) or 0)
     except InterpError as exc:

@@ -8,6 +8,8 @@ Examples::
 
     interp capture smollm2-135m --sites 'blocks.*.mlp.hook_post' --texts corpus.txt --out runs/smollm2
     interp capture smollm2-135m --sites blocks.6.mlp.hook_post --texts corpus.txt --dry-run
+    torchrun --nproc-per-node 2 -m interp capture smollm2-135m --sites 'blocks.*.mlp.hook_post' --texts corpus.txt \
+        --out runs/smollm2          # each rank captures a contiguous block of the texts into the one store
     interp capture smollm2-135m --sites 'blocks.*.hook_resid_post' --n-tokens 100000000 --seq-len 256 \\
         --batch-size 32 --dry-run
 
@@ -87,5 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     store = capture(model, texts, args.sites, store=args.out, batch_size=args.batch_size, dtype=dtype,
                     overwrite=args.overwrite, progress=args.progress)
-    print(store)
+    from ..engine.distributed import rank_and_world
+
+    if rank_and_world()[0] == 0:  # under torchrun every rank wrote its block of the inputs; rank 0 committed
+        print(store)
     return 0

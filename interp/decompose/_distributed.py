@@ -25,31 +25,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.distributed import rank_and_world
+from ..engine.distributed import init_from_environment, launched, rank_and_world
 from ..errors import ConfigError
 
 __all__ = ["Parallel", "resolve_parallel"]
+
 
 
 def _dist():
     import torch.distributed as dist
 
     return dist
-
-
-def _init_from_env() -> None:
-    """Initialise the default process group from torchrun's environment: gloo for CPU tensors, NCCL for CUDA ones."""
-    dist = _dist()
-    if torch.cuda.is_available() and dist.is_nccl_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("cpu:gloo,cuda:nccl")
-    else:
-        dist.init_process_group("gloo")
-
-
-def _launched() -> bool:
-    """True in a process that torchrun started as one of several ranks."""
-    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def resolve_parallel(distributed: bool | None, shard_latents: bool = False) -> Parallel:
@@ -66,8 +52,8 @@ def resolve_parallel(distributed: bool | None, shard_latents: bool = False) -> P
             raise ConfigError("shard_latents=True needs distributed training; drop distributed=False")
         return Parallel()
     if not (dist.is_available() and dist.is_initialized()):
-        if _launched():
-            _init_from_env()
+        if launched():
+            init_from_environment()
         elif distributed or shard_latents:
             raise ConfigError(
                 "distributed training needs a torch.distributed process group: launch with "

@@ -7,10 +7,11 @@ process group they are the identity (rank 0 of 1).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["rank_and_world", "share", "gather"]
+__all__ = ["rank_and_world", "share", "gather", "launched", "init_from_environment"]
 
 T = TypeVar("T")
 
@@ -40,3 +41,28 @@ def gather(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
+
+
+def launched() -> bool:
+    """True in a process that ``torchrun`` started as one of several ranks."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_environment() -> bool:
+    """Initialise the default process group from torchrun's environment (gloo for CPU tensors, NCCL for CUDA
+    ones; each rank on its ``LOCAL_RANK`` GPU) when launched as one of several ranks; True if a group is up."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return True
+    if not launched():
+        return False
+    if torch.cuda.is_available() and dist.is_nccl_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
+    return True

@@ -59,8 +59,9 @@ def _is_texts(inputs: Any) -> bool:
 
 
 def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.Tensor | None = None,
-            preprocess: Callable | None = None, skip: int = 0) -> tuple[Iterable[Batch], int | None]:
-    """Batches of ``inputs`` (starting after ``skip`` samples) and the number of samples (None if unknown).
+            preprocess: Callable | None = None, skip: int = 0, stop: int | None = None
+            ) -> tuple[Iterable[Batch], int | None]:
+    """Batches of ``inputs`` (samples ``skip`` up to ``stop``) and the number of samples (None if unknown).
 
     Texts (bridges only) are tokenised and right-padded with a mask; NumPy arrays become tensors;
     ``preprocess`` is applied to raw inputs (per batch for Datasets and DataLoaders).
@@ -79,11 +80,11 @@ def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.T
     if preprocess is not None and not isinstance(inputs, loaders):
         inputs = preprocess(inputs)
     if isinstance(inputs, torch.Tensor):
-        return _tensor_batches(model, inputs, batch_size, attention_mask, skip)
+        return _tensor_batches(model, inputs, batch_size, attention_mask, skip, stop)
     if isinstance(inputs, torch.utils.data.Dataset) and not isinstance(inputs, torch.utils.data.IterableDataset):
         inputs = torch.utils.data.DataLoader(inputs, batch_size=batch_size, shuffle=False)
     if isinstance(inputs, torch.utils.data.DataLoader):
-        return _loader_batches(inputs, preprocess, skip)
+        return _loader_batches(inputs, preprocess, skip, stop)
     raise InputTypeError(
         f"cannot run a model on inputs of type {type(inputs).__name__}; pass texts (bridges), a token tensor "
         "(batch, pos), an image tensor (batch, C, H, W), a NumPy array, a torch Dataset or a DataLoader"
@@ -91,7 +92,7 @@ def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.T
 
 
 def _tensor_batches(model: Any, inputs: torch.Tensor, batch_size: int, attention_mask: torch.Tensor | None,
-                    skip: int) -> tuple[Iterator[Batch], int]:
+                    skip: int, stop: int | None) -> tuple[Iterator[Batch], int]:
     if inputs.ndim == 0 or inputs.shape[0] == 0:
         raise InputTypeError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
     if is_bridge(model) and (inputs.is_floating_point() or inputs.ndim != 2):
@@ -100,17 +101,19 @@ def _tensor_batches(model: Any, inputs: torch.Tensor, batch_size: int, attention
     if attention_mask is not None and attention_mask.shape != inputs.shape[:2]:
         raise DimensionError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(inputs.shape[:2])}")
     n = int(inputs.shape[0])
+    end = n if stop is None else min(n, stop)
 
     def gen() -> Iterator[Batch]:
-        for start in range(skip, n, batch_size):
-            mask = None if attention_mask is None else attention_mask[start: start + batch_size]
-            yield Batch(inputs[start: start + batch_size], mask, start)
+        for start in range(skip, end, batch_size):
+            last = min(start + batch_size, end)
+            mask = None if attention_mask is None else attention_mask[start: last]
+            yield Batch(inputs[start: last], mask, start)
 
     return gen(), n
 
 
 def _loader_batches(loader: torch.utils.data.DataLoader, preprocess: Callable | None,
-                    skip: int) -> tuple[Iterator[Batch], int | None]:
+                    skip: int, stop: int | None) -> tuple[Iterator[Batch], int | None]:
     def gen() -> Iterator[Batch]:
         start = 0
         for item in loader:
@@ -122,9 +125,12 @@ def _loader_batches(loader: torch.utils.data.DataLoader, preprocess: Callable | 
                 raise InputTypeError(f"the DataLoader must yield tensors (or (x, y) tuples / dicts with input_ids), "
                                      f"got {type(x).__name__}")
             size = x.shape[0]
+            if stop is not None and start >= stop:
+                return
             if start + size > skip:
                 cut = max(0, skip - start)
-                yield Batch(x[cut:], None if mask is None else mask[cut:], start + cut)
+                end = size if stop is None else min(size, stop - start)
+                yield Batch(x[cut:end], None if mask is None else mask[cut:end], start + cut)
             start += size
 
     try:
