@@ -12,7 +12,7 @@ cells = [
            "Gemma, Qwen, OLMo, Phi, Mixtral, BERT, ...) come back as a `TransformerBridge`, so every hook name, "
            "capture, patching and labelling tool works on them as on the zoo models. Everything here runs offline "
            "in seconds on a tiny random model standing in for yours."),
-    ("code", "import os\nimport tempfile\nfrom pathlib import Path\n\n"
+    ("code", "import os\nimport tempfile\nfrom pathlib import Path\n\nimport pandas as pd\n"
              "os.environ.setdefault('HF_HUB_OFFLINE', '1')  # this notebook never downloads anything\n"
              "import torch\nimport interp\nimport patching\n"
              "torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared machine"),
@@ -45,6 +45,29 @@ cells = [
              "resid.plot()"),
     ("code", "heads = patching.activation_patching(model, clean, corrupted, metric, 'z')   # per head (4 query heads)\n"
              "heads.to_frame()"),
+    ("md", "## RelP, AtP and integrated gradients\nThe four attribution methods take the same call and return "
+           "the same result type, so their cells compare directly. RelP's LRP rules go where this architecture "
+           "needs them (RMSNorm scale, the SiLU activation, the gated product); `extra['rules']` says where, and "
+           "`relevance_conservation` checks that, with every rule on, relevance at the input sums to the metric."),
+    ("code", "import numpy as np\n"
+             "sites = ['resid_pre', 'heads', 'mlp_pre']\n"
+             "truth = patching.activation_patching(model, clean, corrupted, metric, sites)\n"
+             "rows = []\n"
+             "for name, method in patching.METHODS.items():\n"
+             "    res = method(model, clean, corrupted, metric, sites)\n"
+             "    rows += [{'method': name, 'site': s, 'r with activation patching':\n"
+             "              np.corrcoef(res[s].effect.flatten(), truth[s].effect.flatten())[0, 1]} for s in sites]\n"
+             "relp = patching.relevance_patching(model, clean, corrupted, metric, sites)\n"
+             "print({rule: len(where) for rule, where in relp.extra['rules'].items()})\n"
+             "pd.DataFrame(rows).pivot(index='site', columns='method', values='r with activation patching').round(3)"),
+    ("code", "patching.relevance_conservation(model, clean, lambda logits: logits[:, -1, 7].sum())"),
+    ("md", "## Labels\nThe label pipeline streams a corpus through one site and labels every unit (exemplars, "
+           "phenomena, a templated label scored on held-out tokens). A random model's neurons have no meaning; "
+           "the point is that your checkpoint goes through the same pipeline as the zoo's."),
+    ("code", "from interp.label import label_neurons\n"
+             "corpus = torch.randint(1, 128, (24, 16), generator=torch.Generator().manual_seed(0))\n"
+             "labels = label_neurons(model, 'blocks.1.mlp.hook_post', corpus, k=4, window=(3, 1), units=range(8))\n"
+             "labels.table[['name', 'label', 'score', 'phenomena']]"),
     ("md", "## Vocabulary projection\nWhat each MLP neuron writes, read out through the model's own final norm "
            "and unembedding (`interp.label.vocab_projection`; the same read-out as the forward pass, checked "
            "against the model's logits)."),
