@@ -268,6 +268,9 @@ def capture(
                     parts.append(got.grads[site].detach())
                 shaped = []
                 for value in parts:
+                    if value.ndim and value.shape[0] == 1 and batch.size > 1:
+                        # a site without a batch axis (rotary cos/sin, position ids): the same for every input
+                        value = value.expand(batch.size, *value.shape[1:])
                     value, dims = _layout(site, value, bridge)
                     value, dims = _spatial(value, dims, spatial)
                     if positions == "tokens" and "pos" in dims:
