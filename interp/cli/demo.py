@@ -124,8 +124,8 @@ def _section_labels(report, args) -> None:
 
 def _section_similarity(report, args) -> None:
     import interp
+    from interp.similarity import SimilarityProfiles
     from interp.similarity.compare import expand_sites, random_weights
-    from interp.similarity.report import add_profile_section
 
     k92 = interp.data.load("kriegeskorte92")
     human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions
@@ -137,8 +137,8 @@ def _section_similarity(report, args) -> None:
     for name, net in (("efficientnet-lite0 (ImageNet)", model), ("same architecture, random weights", random_weights(model, seed=0))):
         acts = interp.capture(net, list(k92.images), sites, preprocess=preprocess, sample_ids=ids, progress=False)
         profiles.append(interp.compare(acts, None, human, model_name=name, **kw))
-    add_profile_section(report, profiles, [p.attrs.get("model", "") for p in profiles],
-                        title="brain similarity: efficientnet-lite0 blocks vs human IT (kriegeskorte92)")
+    report.add(SimilarityProfiles(profiles), title="brain similarity: efficientnet-lite0 blocks vs human IT "
+                                                   "(kriegeskorte92)")
     from patching.alignment import k92_it_alignment
 
     out = k92_it_alignment(model=model, preprocess=preprocess, readout=str(profiles[0].best()["site"]),
