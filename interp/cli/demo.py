@@ -51,7 +51,7 @@ def _section_capture_induction(report, args) -> None:
     one = pattern["blocks.1.attn.hook_pattern"].data[0, :, int(best["head"])]  # (pos, key_pos) of one sequence
     heat = px.imshow(one.numpy(), color_continuous_scale="Blues", labels={"x": "key position", "y": "query position"},
                      title=f"L1H{int(best['head'])} on a sequence whose 12-token block repeats: the stripe is induction")
-    fig = px.scatter(scores, x="prev_token", y="induction", color=scores["layer"].astype(str), labels={"color": "layer"},
+    fig = px.scatter(scores, x="previous_token", y="induction", color=scores["layer"].astype(str), labels={"color": "layer"},
                      text=[f"L{r.layer}H{r.head}" for r in scores.itertuples()],
                      title="induction-2l heads on unseen repeated sequences")
     fig.update_traces(textposition="top center")
