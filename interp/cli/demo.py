@@ -157,7 +157,7 @@ def _section_decompose(report, args) -> None:
     from interp.decompose.recordings import behaviour_components
 
     worm = interp.data.load("celegans", worm=0, trace="F_F20")
-    nmf = NMF(n_components=8, random_state=0).fit(worm)
+    nmf = NMF(n_components=8, seed=0).fit(worm)
     comps = behaviour_components(nmf, worm, n_permutations=200 if args.quick else 1000)
     frame = comps.to_frame()
     report.add_section("decomposition: behaviour components of a C. elegans recording", [
