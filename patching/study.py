@@ -362,7 +362,7 @@ class StudyResult(Result):
         """The results table: metric, baseline and ``effect`` (metric minus baseline) per row."""
         return self.table.copy()
 
-    def groups(self) -> list[tuple[str, pd.DataFrame]]:
+    def parts(self) -> list[tuple[str, pd.DataFrame]]:
         """``(label, rows)`` of each grid and sweep, in the order of the study file."""
         out = []
         for group, frame in self.table.groupby("group", sort=False):
@@ -377,16 +377,16 @@ class StudyResult(Result):
         c = self.config
         lines = [f"{self.title}: model {c.get('model')!r}, metric {c.get('metric', {}).get('name')}, unablated "
                  f"metric {self.baseline:.4g}, {len(self.table)} rows"]
-        for label, sub in self.groups():
+        for label, sub in self.parts():
             row = sub.loc[sub["effect"].abs().idxmax()]
             where = ", ".join(f"{k} {row[k]}" for k in ("layer", "head", "pos", "position", "neuron", "unit", "factor",
                                                          "value") if k in sub and pd.notna(row[k]))
             lines.append(f"  {label}: largest effect {row['effect']:+.4g}" + (f" at {where}" if where else ""))
         return "\n".join(lines)
 
-    def plot(self, group: int = 0, **kwargs: Any) -> Any:
-        """Heatmap (or bars) of the effects of grid/sweep number ``group``."""
-        label, sub = self.groups()[group]
+    def plot(self, which: int = 0, **kwargs: Any) -> Any:
+        """Heatmap (or bars) of the effects of grid/sweep number ``which`` (in the order of the study file)."""
+        label, sub = self.parts()[which]
         return _heatmap(sub, kwargs.get("title", label))
 
     def report_section(self) -> list[Any]:
@@ -395,7 +395,7 @@ class StudyResult(Result):
 
         parts: list[Any] = [self._summary_html(), "<details><summary>Configuration</summary><pre>"
                             f"{escape(json.dumps(self.config, indent=2, default=str))}</pre></details>"]
-        parts += [_heatmap(sub, label) for label, sub in self.groups()]
+        parts += [_heatmap(sub, label) for label, sub in self.parts()]
         parts.append(self.table.drop(columns=["row_id"], errors="ignore"))
         return parts
 
