@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..results import themed
 from . import flags
 
 HELP = "run the main job on the built-in models and data and write a self-contained HTML report"
@@ -49,12 +50,14 @@ def _section_capture_induction(report, args) -> None:
     scores = induction_head_scores(model, make_repeated_tokens(128, seq_len=64, seed=321)).to_frame()
     best = scores[scores["layer"] == 1].sort_values("induction").iloc[-1]
     one = pattern["blocks.1.attn.hook_pattern"].data[0, :, int(best["head"])]  # (pos, key_pos) of one sequence
-    heat = px.imshow(one.numpy(), color_continuous_scale="Blues", labels={"x": "key position", "y": "query position"},
-                     title=f"L1H{int(best['head'])} on a sequence whose 12-token block repeats: the stripe is induction")
+    heat = themed(px.imshow(one.numpy(), color_continuous_scale="Blues",
+                            labels={"x": "key position", "y": "query position"},
+                            title=f"L1H{int(best['head'])} on a sequence whose 12-token block repeats: the stripe is "
+                                  "induction"))
     fig = px.scatter(scores, x="previous_token", y="induction", color=scores["layer"].astype(str), labels={"color": "layer"},
                      text=[f"L{r.layer}H{r.head}" for r in scores.itertuples()],
                      title="induction-2l heads on unseen repeated sequences")
-    fig.update_traces(textposition="top center")
+    themed(fig).update_traces(textposition="top center")
     report.add_section("induction-2l: heads found by capture", [
         "<p>Attention patterns captured with <code>interp.capture(model, tokens, 'blocks.*.attn.hook_pattern')</code> "
         "on unseen repeated random sequences. The layer-0 previous-token head and the layer-1 induction heads stand out.</p>",
@@ -87,7 +90,8 @@ def _section_smollm2_units(report, args) -> None:
     for unit in top["unit"].head(10):
         best = int(x[:, unit].argmax())
         examples.append(f"unit {unit}: max {float(x[best, unit]):.2f} on token {words[best]!r}")
-    fig = px.histogram(stats, x="std", nbins=60, title=f"smollm2-135m {site}: spread of the 1,536 units over {x.shape[0]} tokens")
+    fig = themed(px.histogram(stats, x="std", nbins=60,
+                              title=f"smollm2-135m {site}: spread of the 1,536 units over {x.shape[0]} tokens"))
     report.add_section(f"smollm2-135m: unit statistics at {site}", [
         f"<p>{x.shape[0]} tokens from {len(texts)} texts, captured with <code>positions='tokens'</code>.</p>", fig,
         "<ul>" + "".join(f"<li>{e}</li>" for e in examples) + "</ul>",
