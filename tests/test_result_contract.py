@@ -209,6 +209,45 @@ def _place_fields():
     return place_fields(rec, speed=None, n_permutations=20, min_shift_s=10, min_spikes=10)
 
 
+def _time_recording() -> Any:
+    """12 stimuli x 2 repetitions, 10 time points, 6 channels; the channels carry the stimulus codes after t=4."""
+    from interp import Activations
+
+    r = rng(3)
+    codes = r.normal(size=(12, 6))
+    x = r.normal(size=(24, 10, 6))
+    x[:, 4:] += np.tile(codes, (2, 1))[:, None, :]
+    rows = pd.DataFrame({"stimulus": [f"s{k}" for k in range(12)] * 2})
+    return Activations(torch.from_numpy(x), ("sample", "time", "unit"), {"sample": rows}), codes
+
+
+def _sliding_rsa():
+    from interp.similarity.temporal import sliding_rsa
+
+    rec, codes = _time_recording()
+    return sliding_rsa({"codes": codes, "noise": rng(4).normal(size=(12, 6))}, rec, window=2, step=2,
+                       conditions="stimulus", n_permutations=19)
+
+
+def _cross_temporal_rsa():
+    from interp.similarity.temporal import cross_temporal_rsa
+
+    rec, _ = _time_recording()
+    return cross_temporal_rsa(rec, window=2, step=2, conditions="stimulus")
+
+
+def _brain_alignment():
+    from interp.similarity import rdm
+    from patching.alignment import Ablation, brain_alignment
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 5)).eval()
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    rdms = np.stack([rdm(x.double() + 0.3 * torch.randn(10, 4, dtype=torch.float64)).numpy() for _ in range(2)])
+    return brain_alignment(model, x, rdms, {"first half": Ablation("1", channels=range(3))}, readout="2",
+                           n_bootstraps=10, progress=False)
+
+
 def _nonneg(n: int = 60, d: int = 8) -> torch.Tensor:
     return torch.rand(n, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
@@ -260,6 +299,10 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         null="permutation", n_permutations=20),
     "BootstrapResult": lambda: importlib.import_module("interp.stats").bootstrap(
         lambda x: float(np.mean(x)), rng(0).normal(size=30), n_bootstraps=20),
+    "ClusterResult": lambda: importlib.import_module("interp.stats.clusters").cluster_permutation_test(
+        rng(0).normal(size=(8, 20)) + np.r_[np.zeros(10), np.ones(10)], n_permutations=50),
+    "TimeCourse": _sliding_rsa,
+    "TimeGeneralization": _cross_temporal_rsa,
     # patching
     "AttributionResult": _activation_patching,
     "ConservationResult": lambda: importlib.import_module("patching.conservation").relevance_conservation(
@@ -269,6 +312,7 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "PathSimilarity": lambda: importlib.import_module("patching.paths").path_similarity(
         _paths_comparison().paths["jas"], ["a", "a", "b"], n_permutations=20),
     "StudyResult": _study,
+    "AlignmentResult": _brain_alignment,
     # probes
     "SplitHalfCeiling": lambda: importlib.import_module("probes").split_half_ceiling(
         rng(0).normal(size=(1, 20, 3)) + 0.5 * rng(1).normal(size=(4, 20, 3)), n_splits=3),
@@ -276,6 +320,13 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "EncodingResult": lambda: importlib.import_module("probes").encoding_scores(
         rng(0).normal(size=(40, 5)), rng(0).normal(size=(40, 5))[:, :2] + rng(1).normal(size=(40, 2)),
         alphas=[1.0, 10.0], cv=3, inner_cv=3),
+    "LaggedEncoding": lambda: importlib.import_module("probes").lagged_encoding(
+        rng(0).normal(size=(60, 3)), rng(1).normal(size=(60, 2)), lags=range(3), alphas=[1.0, 10.0], cv=3,
+        inner_cv=3),
+    "VariancePartition": lambda: importlib.import_module("probes").variance_partitioning(
+        {"a": rng(0).normal(size=(45, 3)), "b": rng(1).normal(size=(45, 2))},
+        rng(0).normal(size=(45, 3))[:, :2] + rng(2).normal(size=(45, 2)), alphas=[1.0, 10.0], cv=3, inner_cv=3,
+        n_iter=3),
     "SelectivityResult": lambda: importlib.import_module("probes").probe_selectivity(
         rng(0).normal(size=(40, 5)), (rng(0).normal(size=(40, 5))[:, 0] > 0).astype(int), cv=3),
 }
