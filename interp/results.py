@@ -12,7 +12,11 @@ Results that are worth keeping also implement ``save(path)`` / ``load(path)``. A
 result as a section: ``interp.report.Report("title").add(result)``.
 
 Subclasses implement :meth:`Result.to_frame` and usually :meth:`Result.plot` and
-:meth:`Result.summary`; the defaults below are usable but generic.
+:meth:`Result.summary`; the defaults below are usable but generic. A result whose report section needs
+more than summary, figure and table overrides :meth:`Result.report_section` (``Report.add(result,
+**options)`` passes ``options`` on) and may give ``report_head()``: styles added once to the report's
+``<head>`` (the label report's unit cards do both). ``tests/test_result_contract.py`` checks every public
+result class; a new one needs a factory there.
 
 >>> import pandas as pd
 >>> class Scores(Result):
