@@ -204,7 +204,7 @@ def main_side(args: argparse.Namespace) -> None:
     epochs = -(-steps * args.batch_size // train.shape[0])
     ours = TopKSAE(args.width, k=args.k, lr=args.lr, batch_size=args.batch_size, n_epochs=epochs,
                    max_samples=steps * args.batch_size, warmup_steps=args.warmup_steps, dead_after=args.dead_after,
-                   random_state=args.seed, verbose=True)
+                   seed=args.seed, progress=True)
     rss_before = peak_rss_mb()
     started = time.perf_counter()
     ours.fit(train)

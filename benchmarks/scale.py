@@ -90,7 +90,7 @@ def sae_worker(args: argparse.Namespace) -> None:
 
     def make(steps: int) -> TopKSAE:
         return TopKSAE(args.width, k=args.k, lr=args.lr, batch_size=args.batch_size, max_samples=steps * args.batch_size,
-                       warmup_steps=10, random_state=0, device="cpu", verbose=False)
+                       warmup_steps=10, seed=0, device="cpu", progress=False)
 
     make(args.warmup_steps).fit(store, shard_latents=args.shard)
     if distributed:

@@ -12,7 +12,11 @@ Results that are worth keeping also implement ``save(path)`` / ``load(path)``. A
 result as a section: ``interp.report.Report("title").add(result)``.
 
 Subclasses implement :meth:`Result.to_frame` and usually :meth:`Result.plot` and
-:meth:`Result.summary`; the defaults below are usable but generic.
+:meth:`Result.summary`; the defaults below are usable but generic. A result whose report section needs
+more than summary, figure and table overrides :meth:`Result.report_section` (``Report.add(result,
+**options)`` passes ``options`` on) and may give ``report_head()``: styles added once to the report's
+``<head>`` (the label report's unit cards do both). ``tests/test_result_contract.py`` checks every public
+result class; a new one needs a factory there.
 
 >>> import pandas as pd
 >>> class Scores(Result):
@@ -107,18 +111,22 @@ class Result:
                 lines.append(f"  {c}: mean {values.mean():.4g}, min {values.min():.4g}, max {values.max():.4g}")
         return "\n".join(lines)
 
-    def _repr_html_(self) -> str:
+    def _summary_html(self) -> str:
+        """The summary as one HTML paragraph, its first line in bold."""
         lines = self.summary().splitlines() or [type(self).__name__]
-        head = f"<b>{html.escape(lines[0])}</b>" + "".join(f"<br>{html.escape(x)}" for x in lines[1:])
+        return "<p><b>" + html.escape(lines[0]) + "</b>" + "".join(f"<br>{html.escape(x)}" for x in lines[1:]) + "</p>"
+
+    def _repr_html_(self) -> str:
+        head = self._summary_html()
         try:
             table = self.to_frame().head(self.display_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
         except Exception as exc:  # noqa: BLE001 - a display hook must never raise in Jupyter
             table = f"<i>(no table: {html.escape(str(exc))})</i>"
-        return f'<div class="interp-result"><p>{head}</p>{table}</div>'
+        return f'<div class="interp-result">{head}{table}</div>'
 
     def report_section(self) -> list[Any]:
         """What :meth:`interp.report.Report.add` places in a section: summary, figure and table."""
-        parts: list[Any] = ["<p>" + "<br>".join(html.escape(x) for x in self.summary().splitlines()) + "</p>"]
+        parts: list[Any] = [self._summary_html()]
         try:
             parts.append(self.plot())
         except NotImplementedError:

@@ -91,9 +91,10 @@ head = [0, 1, 2, 3]
 '''
 folder = pathlib.Path(tempfile.mkdtemp())
 (folder / "study.toml").write_text(text)
-table = study.run_study(folder / "study.toml", folder / "out", progress=False)
+result = study.run_study(folder / "study.toml", folder / "out", progress=False)
 print(sorted(p.name for p in (folder / "out").iterdir()))
-table[["layer", "head", "metric", "effect"]]"""),
+print(result.summary())
+result.to_frame()[["layer", "head", "metric", "effect"]]"""),
 ]
 
 nb = nbf.v4.new_notebook()

@@ -13,7 +13,7 @@ cells = [
     ("md", "## Ground truth first: planted sparse features\n16 unit-norm features, each on a quarter of 64 units; "
            "each sample mixes about 3 of them. Every estimator should find them (best-match cosine near 1)."),
     ("code", "planted = planted_features(n_samples=4000, n_units=64, n_features=16, seed=0)\n"
-             "common = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, verbose=False)\n"
+             "common = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, progress=False)\n"
              "estimators = {\n"
              "    'TopK': TopKSAE(k=4, **common),\n"
              "    'BatchTopK': BatchTopKSAE(k=4, **common),\n"
@@ -49,7 +49,7 @@ cells = [
              "acts = interp.capture(model, texts, site, positions='tokens', batch_size=8, progress=False)\n"
              "acts"),
     ("code", "snmf = SNMF(n_components=12, sparsity=0.05, init='kmeans', max_iter=300, patience=30).fit(acts)\n"
-             "sae = TopKSAE(n_components=512, k=16, lr=1e-3, batch_size=128, n_epochs=30, verbose=False).fit(acts)\n"
+             "sae = TopKSAE(n_components=512, k=16, lr=1e-3, batch_size=128, n_epochs=30, progress=False).fit(acts)\n"
              "print('SNMF relative error', snmf.reconstruction_err_ / float(acts.data.norm()))\n"
              "sae.evaluate(acts).to_frame()"),
     ("md", "### Several SAEs from one pass, on one process or many\n"
@@ -59,7 +59,7 @@ cells = [
            "every global batch; the weights equal one process's to float rounding), and `shard_latents=True` splits "
            "the latents of wide SAEs across ranks (`sae.distributed_` reports bytes per rank)."),
     ("code", "from interp.decompose import train\n"
-             "saes = train(acts, 'topk', n_components=[128, 512], k=16, lr=1e-3, batch_size=128, n_epochs=30, verbose=False)\n"
+             "saes = train(acts, 'topk', n_components=[128, 512], k=16, lr=1e-3, batch_size=128, n_epochs=30, progress=False)\n"
              "print('same as the SAE above:', torch.equal(saes[None, 512].components_, sae.components_))\n"
              "pd.DataFrame([{'latents': w, **s.evaluate(acts).to_frame().iloc[0].to_dict()} for (_, w), s in saes.items()]).round(3)"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),

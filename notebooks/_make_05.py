@@ -10,7 +10,7 @@ cells = [
            "both, with bootstrap confidence intervals and a random-weights control.\n\n"
            "Measures live in `interp.similarity`; fitted read-outs (ridge, probes, encoding, ceilings) in `probes`."),
     ("code", "import numpy as np, pandas as pd, torch\nimport interp\nfrom interp import similarity as sim\n"
-             "from interp.similarity.compare import expand_sites, random_weights, plot_profiles\n"
+             "from interp.similarity import SimilarityProfiles\nfrom interp.similarity.compare import expand_sites, random_weights\n"
              "torch.set_num_threads(1)  # small ops on a shared CPU run faster single-threaded\n\n"
              "k92 = interp.data.load('kriegeskorte92')\n"
              "human = k92.rdms.sel(name='human_IT_s*')   # 4 subjects x 2 sessions, 92 x 92 each\n"
@@ -51,8 +51,9 @@ cells = [
              "kw = dict(method='rsa:spearman', n_bootstraps=300, seed=0, progress=False)\n"
              "eff_h = interp.compare(acts, None, human, model_name='efficientnet-lite0', **kw)\n"
              "eff_h_rand = interp.compare(acts_rand, None, human, model_name='random weights', **kw)\n"
-             "plot_profiles([eff_h, eff_h_rand], ['efficientnet-lite0 (ImageNet)', 'same architecture, random weights'],\n"
-             "              title='efficientnet-lite0 vs human IT (Spearman, mean over 8 subject-session RDMs)')"),
+             "eff_h_both = SimilarityProfiles([eff_h, eff_h_rand], ['efficientnet-lite0 (ImageNet)', 'same architecture, random weights'])\n"
+             "print(eff_h_both.summary())\n"
+             "eff_h_both.plot(title='efficientnet-lite0 vs human IT (Spearman, mean over 8 subject-session RDMs)')"),
     ("code", "d = eff_h.difference(eff_h_rand)   # best trained block - best random block, paired bootstrap\n"
              "print(f\"best trained block {eff_h.best()['site']}: {eff_h.best()['score']:.3f}; \"\n"
              "      f\"best random {eff_h_rand.best()['score']:.3f}; difference {d.estimate:.3f} [{d.low:.3f}, {d.high:.3f}]\")\n"
@@ -60,15 +61,15 @@ cells = [
              "eff_h.to_frame().round(3)"),
     ("code", "eff_m = interp.compare(acts, None, monkey, model_name='efficientnet-lite0', **kw)\n"
              "eff_m_rand = interp.compare(acts_rand, None, monkey, model_name='random weights', **kw)\n"
-             "plot_profiles([eff_m, eff_m_rand], ['efficientnet-lite0', 'random weights'],\n"
-             "              title='efficientnet-lite0 vs monkey IT (one RDM: no ceiling; CI over stimuli)')"),
+             "SimilarityProfiles([eff_m, eff_m_rand], ['efficientnet-lite0', 'random weights']).plot(\n"
+             "    title='efficientnet-lite0 vs monkey IT (one RDM: no ceiling; CI over stimuli)')"),
     ("md", "## resnet20-cifar10, stage by stage\nA CIFAR-10 network sees the images at 32 x 32."),
     ("code", "rn, rn_prep = interp.models.load('resnet20-cifar10')\n"
              "rn_sites = ['relu'] + expand_sites(rn, 'layer*.*')\n"
              "rn_acts = interp.capture(rn, list(k92.images), rn_sites, preprocess=rn_prep, sample_ids=ids, progress=False)\n"
              "rn_h = interp.compare(rn_acts, None, human, model_name='resnet20-cifar10', **kw)\n"
              "rn_m = interp.compare(rn_acts, None, monkey, model_name='resnet20-cifar10', **kw)\n"
-             "plot_profiles([rn_h, rn_m], ['vs human IT', 'vs monkey IT'], title='resnet20-cifar10 stages')"),
+             "SimilarityProfiles([rn_h, rn_m], ['vs human IT', 'vs monkey IT']).plot(title='resnet20-cifar10 stages')"),
     ("md", "## Beyond RSA: CKA, CCA and shape metrics on patterns\nWith response patterns instead of RDMs, the "
            "pattern measures apply. Here the 'recording' is the last efficientnet block and we ask which resnet20 "
            "stage represents the images most like it (linear CKA, with the unbiased Song estimator too)."),
@@ -76,10 +77,10 @@ cells = [
              "    rows.append({'site': site, 'CKA (biased)': sim.cka(a, target), 'CKA (Song, unbiased)': sim.cka(a, target, estimator='song'),\n"
              "                 'Procrustes NBS': sim.procrustes(a, target).nbs})\n"
              "pd.DataFrame(rows).round(3)"),
-    ("md", "## Report section\nThe same profiles go into a self-contained HTML report."),
-    ("code", "import tempfile, os\nfrom interp.report.html import Report\nfrom interp.similarity.report import add_profile_section\n"
+    ("md", "## Report section\nAny result goes into a self-contained HTML report with `Report(...).add(result)`."),
+    ("code", "import tempfile, os\nfrom interp.report.html import Report\n"
              "rep = Report('efficientnet-lite0 vs Kriegeskorte 2008')\n"
-             "add_profile_section(rep, [eff_h, eff_h_rand], ['trained', 'random weights'], title='Human IT')\n"
+             "rep.add(SimilarityProfiles([eff_h, eff_h_rand], ['trained', 'random weights']), title='Human IT')\n"
              "path = rep.write(os.path.join(tempfile.mkdtemp(), 'k92.html'))\nprint(path, os.path.getsize(path) // 1024, 'KiB')"),
     ("md", "## Probes: encoding models and selectivity\n`probes.RidgeCV` chooses α per target by cross-validation "
            "(one SVD per fold, or one eigendecomposition of the kernel when samples < features); `encoding_scores` "

@@ -63,11 +63,13 @@ cells = [
         "tokens = torch.randint(0, 50, (4, 7), generator=torch.Generator().manual_seed(0))\n"
         "lm_paths = P.find_paths(lm, tokens, torch.tensor([1, 2, 3, 4]), position=-1, steps=10)\n"
         "lm_paths.to_frame().pivot(index='sample', columns='site', values='neuron')"),
-    new_markdown_cell("## HTML report\n`P.paths_report(...)` builds an `interp.report.html.Report`; "
+    new_markdown_cell("## HTML report\n`Report(title).add(result)` places any result as a section; "
                       "the CLI does the same: `interp paths digits-vit --compare --out paths.html`."),
     new_code_cell(
-        "import tempfile, os\n"
-        "rep = P.paths_report(cmp, similarity=sim, title='Neuron paths: digits-vit')\n"
+        "import tempfile, os\nfrom interp.report.html import Report\n"
+        "rep = Report('Neuron paths: digits-vit')\n"
+        "rep.add(cmp, title='Remove / enhance path neurons')\n"
+        "rep.add(sim, title='Path similarity within vs across classes')\n"
         "out = rep.write(os.path.join(tempfile.mkdtemp(), 'paths.html'))\n"
         "out.stat().st_size > 0"),
 ]

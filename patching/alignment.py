@@ -61,7 +61,7 @@ __all__ = ["Ablation", "AlignmentResult", "brain_alignment", "channel_groups", "
 # --------------------------------------------------------------------------------------------- ablations
 @dataclass
 class Ablation:
-    """One ablation at ``site``: ``channels``, ``heads``, ``latents`` of ``decomposition``, ``group=(k, n)``
+    """One ablation at ``site``: ``channels``, ``heads``, ``latents`` of ``decomposition``, ``channel_group=(k, n)``
     (the k-th of n channel groups, ``grouping`` "contiguous" or "random" with ``seed``) or, with none of these,
     the whole site. ``kind``: ``"mean"`` (the mean over the stimuli of this analysis) or ``"zero"``."""
 
@@ -71,15 +71,15 @@ class Ablation:
     heads: Any = None
     latents: Any = None
     decomposition: Any = None
-    group: tuple[int, int] | None = None
+    channel_group: tuple[int, int] | None = None
     grouping: str = "contiguous"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("mean", "zero"):
             raise ConfigError(f"ablation kind must be 'mean' or 'zero', got {self.kind!r}")
-        if sum(x is not None for x in (self.channels, self.heads, self.latents, self.group)) > 1:
-            raise ConfigError("an Ablation takes one of channels=, heads=, latents= or group=")
+        if sum(x is not None for x in (self.channels, self.heads, self.latents, self.channel_group)) > 1:
+            raise ConfigError("an Ablation takes one of channels=, heads=, latents= or channel_group=")
         if self.latents is not None and not (hasattr(self.decomposition, "transform")
                                              and hasattr(self.decomposition, "inverse_transform")):
             raise ConfigError("latents= needs decomposition= (a fitted SAE, NMF or SNMF with transform and "
@@ -88,12 +88,12 @@ class Ablation:
             raise ConfigError(f"grouping must be 'contiguous' or 'random', got {self.grouping!r}")
 
     def resolved_channels(self, n_channels: int) -> Any:
-        """Channel indices (``channels``, or the ``group`` of ``n_channels``)."""
-        if self.group is None:
+        """Channel indices (``channels``, or the ``channel_group`` of ``n_channels``)."""
+        if self.channel_group is None:
             return self.channels
-        k, n = self.group
+        k, n = self.channel_group
         if not 0 <= k < n <= n_channels:
-            raise ConfigError(f"group {self.group} is not a group of {n} among {n_channels} channels")
+            raise ConfigError(f"channel_group {self.channel_group} is not a group of {n} among {n_channels} channels")
         order = np.arange(n_channels) if self.grouping == "contiguous" else \
             np.random.default_rng(self.seed).permutation(n_channels)
         return np.sort(np.array_split(order, n)[k])
@@ -102,7 +102,7 @@ class Ablation:
 def channel_groups(model: nn.Module, sites: str | Sequence[str], n_groups: int = 4, *, kind: str = "mean",
                    grouping: str = "contiguous", seed: int = 0) -> dict[str, Ablation]:
     """One :class:`Ablation` per channel group per site (globs allowed): ``{"site[k/n]": Ablation}``."""
-    return {f"{s}[{k + 1}/{n_groups}]": Ablation(s, kind, group=(k, n_groups), grouping=grouping, seed=seed)
+    return {f"{s}[{k + 1}/{n_groups}]": Ablation(s, kind, channel_group=(k, n_groups), grouping=grouping, seed=seed)
             for s in expand_sites(model, sites) for k in range(n_groups)}
 
 
@@ -188,7 +188,7 @@ def _interventions(abl: Ablation, stats: _Stats, bridge: bool = False) -> list[I
             return act + _unrows(delta.to(act.dtype), act)
 
         return [Intervention(abl.site, "function", fn=edit)]
-    if abl.channels is None and abl.group is None:
+    if abl.channels is None and abl.channel_group is None:
         return [zero_ablation(abl.site) if abl.kind == "zero" else mean_ablation(abl.site, mean)]
     axis = engine.layout(abl.site, mean.ndim, bridge)["unit"]  # the channel axis of a conv map, else the last
     units = torch.as_tensor(np.atleast_1d(abl.resolved_channels(mean.shape[axis])), dtype=torch.long)
@@ -547,7 +547,7 @@ def k92_it_alignment(*, model: nn.Module | None = None, preprocess: Any = None, 
     first = max(0, last - 3) if quick else 0
     kw = dict(preprocess=preprocess, stimulus_ids=ids, n_bootstraps=n_bootstraps, seed=seed, progress=progress,
               model_name="efficientnet-lite0")
-    halves = {f"_blocks.{i}": Ablation(f"_blocks.{i}._depthwise_act", "mean", group=(0, 2), grouping="random", seed=seed)
+    halves = {f"_blocks.{i}": Ablation(f"_blocks.{i}._depthwise_act", "mean", channel_group=(0, 2), grouping="random", seed=seed)
               for i in range(first, last + 1)}
     blocks = brain_alignment(model, images, human, halves, readout, **kw)
     top = blocks.rank()["ablation"].head(top_blocks).tolist()

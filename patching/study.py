@@ -10,6 +10,8 @@ interventions and/or activation-patching sweeps. Running it writes, into the out
 * ``progress.csv`` (rows finished so far) and ``study.json`` (the resolved configuration).
 
 ``resume=True`` (``--resume``) continues an interrupted run without recomputing finished rows.
+:func:`run_study` returns a :class:`StudyResult` (``to_frame()`` is the results table;
+``StudyResult.load(folder)`` reads a finished study back).
 
 Schema (every key is checked; unknown keys are errors)::
 
@@ -54,6 +56,7 @@ import torch
 
 from interp import engine
 from interp.errors import ConfigError, DataNotFoundError, closest
+from interp.results import Result, themed
 from interp.tensor import atomic_write
 
 from . import metrics
@@ -246,8 +249,13 @@ def _row_id(row: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- running
-def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Run a study file; returns the results table (also written to the output folder)."""
+def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, progress: bool = True
+              ) -> StudyResult:
+    """Run a study file; returns a :class:`StudyResult` (also written to the output folder).
+
+    >>> res = run_study("study.toml", out="runs/x", progress=False)   # doctest: +SKIP
+    >>> print(res.summary()); res.to_frame().head()                    # doctest: +SKIP
+    """
     config = load_config(path)
     out = Path(out or config.get("output") or Path(path).with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
@@ -313,11 +321,9 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
             frame["clean_metric"], frame["corrupted_metric"] = res.clean_value, res.corrupted_value
             rows.append(frame)
         save()
-    table = pd.concat(rows, ignore_index=True)
-    atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
-    atomic_write(out / "results.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-    write_summary(table, config, out / "summary.html", baseline)
-    return table
+    result = StudyResult(pd.concat(rows, ignore_index=True), config, baseline)
+    result.save(out)
+    return result
 
 
 def _heatmap(frame: pd.DataFrame, title: str):
@@ -328,23 +334,96 @@ def _heatmap(frame: pd.DataFrame, title: str):
     if len(axes) >= 2:
         pivot = frame.pivot_table(index=axes[0], columns=axes[1], values="effect", aggfunc="mean")
         vmax = float(pivot.abs().max().max() or 1.0)
-        return px.imshow(pivot, color_continuous_scale="RdBu", zmin=-vmax, zmax=vmax, aspect="auto",
-                         labels={"color": "effect"}, title=title)
-    x = frame[axes[0]].astype(str) if axes else frame.index.astype(str)
-    return px.bar(x=x, y=frame["effect"], title=title, labels={"x": axes[0] if axes else "row", "y": "effect"})
+        fig = px.imshow(pivot, color_continuous_scale="RdBu", zmin=-vmax, zmax=vmax, aspect="auto",
+                        labels={"color": "effect"})
+    else:
+        x = frame[axes[0]].astype(str) if axes else frame.index.astype(str)
+        fig = px.bar(x=x, y=frame["effect"], labels={"x": axes[0] if axes else "row", "y": "effect"})
+    return themed(fig, title=title)
 
 
-def write_summary(table: pd.DataFrame, config: dict[str, Any], path: Path, baseline: float) -> Path:
-    """Self-contained HTML summary: configuration, heatmaps per grid/sweep, the full table."""
-    from interp.report.html import Report, escape
+class StudyResult(Result):
+    """The results of a study: one row per intervention or patched cell (``table``), the resolved
+    ``config`` and the unablated ``baseline`` metric.
 
-    report = Report(config.get("title", "Study"), subtitle=f"model {config['model']!r}, metric "
-                    f"{config['metric']['name']}, unablated metric {baseline:.4g}")
-    report.add_section("Configuration", f"<pre>{escape(json.dumps(config, indent=2, default=str))}</pre>")
-    for group, frame in table.groupby("group", sort=False):
-        sub = frame.dropna(axis=1, how="all")
-        label = f"{group}: " + (f"{sub['intervention'].iloc[0]} on {sub['site'].iloc[0]}" if "intervention" in sub
-                                else f"activation patching of {sub['site'].iloc[0]}")
-        report.add_section(label, _heatmap(sub, label))
-    report.add_table("All results", table.drop(columns=["row_id"]))
-    return report.write(path)
+    ``save(folder)`` writes ``results.csv``, ``results.parquet``, ``study.json`` and ``summary.html``;
+    ``StudyResult.load(folder)`` reads them back.
+    """
+
+    def __init__(self, table: pd.DataFrame, config: dict[str, Any], baseline: float) -> None:
+        self.table, self.config, self.baseline = table, config, float(baseline)
+
+    @property
+    def title(self) -> str:
+        """The study's title (from the study file)."""
+        return str(self.config.get("title", "Study"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The results table: metric, baseline and ``effect`` (metric minus baseline) per row."""
+        return self.table.copy()
+
+    def parts(self) -> list[tuple[str, pd.DataFrame]]:
+        """``(label, rows)`` of each grid and sweep, in the order of the study file."""
+        out = []
+        for group, frame in self.table.groupby("group", sort=False):
+            sub = frame.dropna(axis=1, how="all")
+            label = f"{group}: " + (f"{sub['intervention'].iloc[0]} on {sub['site'].iloc[0]}" if "intervention" in sub
+                                    else f"activation patching of {sub['site'].iloc[0]}")
+            out.append((label, sub))
+        return out
+
+    def summary(self) -> str:
+        """The model, metric and baseline, and the largest effect of each grid and sweep."""
+        c = self.config
+        lines = [f"{self.title}: model {c.get('model')!r}, metric {c.get('metric', {}).get('name')}, unablated "
+                 f"metric {self.baseline:.4g}, {len(self.table)} rows"]
+        for label, sub in self.parts():
+            row = sub.loc[sub["effect"].abs().idxmax()]
+            where = ", ".join(f"{k} {row[k]}" for k in ("layer", "head", "pos", "position", "neuron", "unit", "factor",
+                                                         "value") if k in sub and pd.notna(row[k]))
+            lines.append(f"  {label}: largest effect {row['effect']:+.4g}" + (f" at {where}" if where else ""))
+        return "\n".join(lines)
+
+    def plot(self, which: int = 0, **kwargs: Any) -> Any:
+        """Heatmap (or bars) of the effects of grid/sweep number ``which`` (in the order of the study file)."""
+        label, sub = self.parts()[which]
+        return _heatmap(sub, kwargs.get("title", label))
+
+    def report_section(self) -> list[Any]:
+        """Summary, the configuration, one heatmap per grid/sweep and the whole table."""
+        from interp.report.html import escape
+
+        parts: list[Any] = [self._summary_html(), "<details><summary>Configuration</summary><pre>"
+                            f"{escape(json.dumps(self.config, indent=2, default=str))}</pre></details>"]
+        parts += [_heatmap(sub, label) for label, sub in self.parts()]
+        parts.append(self.table.drop(columns=["row_id"], errors="ignore"))
+        return parts
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``results.csv``, ``results.parquet``, ``study.json`` (config, baseline) and ``summary.html``."""
+        from interp.report.html import Report
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = json.loads((folder / "study.json").read_text()) if (folder / "study.json").exists() else {}
+        meta.update(config=self.config, baseline=self.baseline)
+        atomic_write(folder / "study.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, default=str)))
+        atomic_write(folder / "results.csv", lambda tmp: self.table.to_csv(tmp, index=False))
+        atomic_write(folder / "results.parquet", lambda tmp: self.table.to_parquet(tmp, index=False))
+        c = self.config
+        report = Report(self.title, subtitle=f"model {c.get('model')!r}, metric {c.get('metric', {}).get('name')}, "
+                                             f"unablated metric {self.baseline:.4g}")
+        report.add(self, title="Results")
+        report.write(folder / "summary.html")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> StudyResult:
+        """Read a study written by :meth:`save` (or :func:`run_study`) back."""
+        folder = Path(folder)
+        missing = [n for n in ("results.parquet", "study.json") if not (folder / n).exists()]
+        if missing:
+            raise DataNotFoundError(f"{folder} holds no finished study (missing {', '.join(missing)}); run it with "
+                                    "`interp study run STUDY --out FOLDER` first")
+        meta = json.loads((folder / "study.json").read_text())
+        return cls(pd.read_parquet(folder / "results.parquet"), meta["config"], float(meta["baseline"]))

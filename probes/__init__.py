@@ -1,7 +1,7 @@
 """Fitted read-outs on top of :mod:`interp`: ridge regression with per-target α (primal/dual, banded),
 linear and logistic probes with control tasks, encoding models scored by held-out Pearson r (also over time,
 with lagged/FIR and HRF-convolved features, and with variance partitioning across feature spaces), noise
-ceilings and ceiling-normalised scores. Every cross-validation takes ``groups=`` (subjects, sessions, runs:
+ceilings and ceiling-normalized scores. Every cross-validation takes ``groups=`` (subjects, sessions, runs:
 labels or a sample coordinate name). Estimators follow scikit-learn conventions.
 
 >>> import numpy as np
@@ -13,7 +13,16 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
-from .ceiling import CONVENTIONS, NoiseCeiling, normalise, rsa_noise_ceiling, spearman_brown, split_half_ceiling
+from .ceiling import (
+    CONVENTIONS,
+    NoiseCeiling,
+    NormalizedScore,
+    SplitHalfCeiling,
+    normalize,
+    rsa_noise_ceiling,
+    spearman_brown,
+    split_half_ceiling,
+)
 from .encoding import EncodingResult, encoding_scores, pearson_per_target
 from .lagged import LaggedEncoding, canonical_hrf, hrf_features, lag_features, lagged_encoding
 from .linear import LinearProbe, LogisticProbe, SelectivityResult, control_labels, cross_val_probe, probe_selectivity
@@ -28,5 +37,6 @@ __all__ = [
     "temporal_encoding", "temporal_generalization_encoding",
     "lag_features", "canonical_hrf", "hrf_features", "lagged_encoding", "LaggedEncoding",
     "variance_partitioning", "VariancePartition",
-    "spearman_brown", "split_half_ceiling", "rsa_noise_ceiling", "NoiseCeiling", "normalise", "CONVENTIONS",
+    "spearman_brown", "split_half_ceiling", "SplitHalfCeiling", "rsa_noise_ceiling", "NoiseCeiling", "normalize",
+    "NormalizedScore", "CONVENTIONS",
 ]

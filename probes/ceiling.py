@@ -1,11 +1,11 @@
-"""Noise ceilings and ceiling-normalised scores.
+"""Noise ceilings and ceiling-normalized scores.
 
 * :func:`spearman_brown`: r_full = n r / (1 + (n - 1) r) (n = 2 for split halves; r_half 0.5 -> 0.667).
 * :func:`split_half_ceiling`: repeated random splits of the repetitions into halves, Pearson r per
   target between the half means, Spearman-Brown corrected, averaged over splits (Brain-Score vision's
   internal consistency, which takes the median over targets as the summary).
 * :func:`rsa_noise_ceiling` (re-exported from :mod:`interp.similarity.ceiling`): rsatoolbox lower/upper bounds.
-* :func:`normalise`: a score divided by a ceiling under a **named convention**, because the field uses
+* :func:`normalize`: a score divided by a ceiling under a **named convention**, because the field uses
   several (PAPERS.md 3.4): ``"r/c"`` (Brain-Score language, optionally clipped to [0, 1]),
   ``"(r/c)^2"`` (Brain-Score vision), ``"r^2/c"`` (Algonauts / NSD: r² over a ceiling already in variance
   units, r < 0 set to 0) and ``"r^2/c^2"`` (Net2Brain).
@@ -21,12 +21,13 @@ import pandas as pd
 import torch
 
 from interp.errors import ConfigError, DimensionError
+from interp.results import Result, themed
 from interp.similarity.ceiling import NoiseCeiling, rsa_noise_ceiling
 
 from .encoding import pearson_per_target
 
-__all__ = ["spearman_brown", "split_half_ceiling", "rsa_noise_ceiling", "NoiseCeiling", "normalise",
-           "NormalisedScore", "CONVENTIONS"]
+__all__ = ["spearman_brown", "split_half_ceiling", "SplitHalfCeiling", "rsa_noise_ceiling", "NoiseCeiling",
+           "normalize", "NormalizedScore", "CONVENTIONS"]
 
 CONVENTIONS = ("r/c", "(r/c)^2", "r^2/c", "r^2/c^2")
 
@@ -38,14 +39,37 @@ def spearman_brown(r: Any, n: float = 2.0) -> Any:
 
 
 @dataclass
-class SplitHalfCeiling:
+class SplitHalfCeiling(Result):
+    """Split-half reliability per target (``per_target``) and its median over targets.
+
+    >>> rng = np.random.default_rng(0); signal = rng.normal(size=(1, 40, 3))
+    >>> c = split_half_ceiling(signal + 0.1 * rng.normal(size=(6, 40, 3)))
+    >>> bool(c.median > 0.9)
+    True
+    """
+
     per_target: np.ndarray
     median: float
     n_splits: int
     convention: str = "split-half Pearson r of repetition means, Spearman-Brown corrected (n=2), mean over splits"
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per target: its ceiling."""
         return pd.DataFrame({"target": np.arange(len(self.per_target)), "ceiling": self.per_target})
+
+    def summary(self) -> str:
+        """The median ceiling, its range over targets, and the convention."""
+        return (f"Split-half ceiling of {len(self.per_target)} target(s) over {self.n_splits} splits: median "
+                f"{self.median:.4f} (min {np.nanmin(self.per_target):.4f}, max {np.nanmax(self.per_target):.4f})\n"
+                f"  {self.convention}")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Histogram of the per-target ceilings (plotly)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Histogram(x=self.per_target))
+        return themed(fig, title=kwargs.get("title", f"Split-half ceiling per target (median {self.median:.3f})"),
+                      xaxis_title="ceiling (Spearman-Brown corrected r)", yaxis_title="targets")
 
 
 def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> SplitHalfCeiling:
@@ -70,23 +94,45 @@ def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> 
 
 
 @dataclass
-class NormalisedScore:
+class NormalizedScore(Result):
+    """Scores divided by a ceiling under a named ``convention`` (``values``: one per target or a scalar).
+
+    >>> float(normalize(0.3, 0.6, "r/c").values)
+    0.5
+    """
+
     values: np.ndarray
     convention: str
     clipped: bool
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"normalised": np.atleast_1d(self.values), "convention": self.convention})
+        """One row per target: the normalized score and the convention."""
+        return pd.DataFrame({"normalized": np.atleast_1d(self.values), "convention": self.convention})
+
+    def summary(self) -> str:
+        """The median normalized score and the convention."""
+        v = np.atleast_1d(self.values)
+        return (f"Ceiling-normalized score ({self.convention}{', clipped to [0, 1]' if self.clipped else ''}): "
+                f"median {np.nanmedian(v):.4f} over {len(v)} target(s)")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Normalized score per target (plotly bars)."""
+        import plotly.graph_objects as go
+
+        v = np.atleast_1d(self.values)
+        fig = go.Figure(go.Bar(x=list(range(len(v))), y=v))
+        return themed(fig, title=kwargs.get("title", f"Ceiling-normalized score ({self.convention})"),
+                      xaxis_title="target", yaxis_title="normalized score")
 
 
-def normalise(score: Any, ceiling: Any, convention: str = "r/c", *, clip: bool = False) -> NormalisedScore:
-    """Ceiling-normalise ``score`` (r) by ``ceiling`` (c) under a named convention (see module docstring)."""
+def normalize(score: Any, ceiling: Any, convention: str = "r/c", *, clip: bool = False) -> NormalizedScore:
+    """Ceiling-normalize ``score`` (r) by ``ceiling`` (c) under a named convention (see module docstring)."""
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; use one of {CONVENTIONS}")
     r = np.asarray(score, dtype=float)
     c = np.asarray(ceiling.upper if isinstance(ceiling, NoiseCeiling) else ceiling, dtype=float)
     if np.any(c <= 0):
-        raise ConfigError("ceilings must be positive to normalise by them")
+        raise ConfigError("ceilings must be positive to normalize by them")
     if convention == "r/c":
         v = r / c
     elif convention == "(r/c)^2":
@@ -97,4 +143,4 @@ def normalise(score: Any, ceiling: Any, convention: str = "r/c", *, clip: bool =
         v = np.sign(r) * r**2 / c**2
     if clip:
         v = np.clip(v, 0.0, 1.0)
-    return NormalisedScore(v, convention, clip)
+    return NormalizedScore(v, convention, clip)

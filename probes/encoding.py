@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from interp.errors import DimensionError
+from interp.results import Result, themed
 
 from ._cv import as_array2d, group_labels, make_splits
 from .ridge import DEFAULT_ALPHAS, RidgeCV, _as_targets
@@ -38,8 +39,12 @@ def pearson_per_target(Y: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class EncodingResult:
-    """Per-target held-out Pearson r (``scores``), out-of-fold ``predictions`` and the α chosen per fold."""
+class EncodingResult(Result):
+    """Per-target held-out Pearson r (``scores``), out-of-fold ``predictions`` and the α chosen per fold.
+
+    >>> enc = encoding_scores(X, Y, alphas=np.logspace(-1, 5, 7))   # doctest: +SKIP
+    >>> print(enc.summary()); enc.plot()                             # doctest: +SKIP
+    """
 
     scores: np.ndarray
     predictions: np.ndarray
@@ -49,17 +54,26 @@ class EncodingResult:
     convention: str = "Pearson r of out-of-fold ridge predictions (outer K-fold, alpha per target by inner CV)"
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per target: held-out r and the median α chosen over the outer folds."""
         names = self.target_names or list(range(len(self.scores)))
         return pd.DataFrame({"target": names, "r": self.scores,
                              "median_alpha": np.median(self.alphas, axis=0)})
 
-    def plot(self):
+    def summary(self) -> str:
+        """Median and best held-out r over targets, and how they were computed."""
+        names = self.target_names or list(range(len(self.scores)))
+        best = int(np.nanargmax(self.scores)) if np.isfinite(self.scores).any() else 0
+        return (f"Encoding model of {len(self.scores)} target(s): held-out r median {np.nanmedian(self.scores):.4f}, "
+                f"best {self.scores[best]:.4f} (target {names[best]})\n  {self.convention}")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Histogram of held-out r over targets (plotly)."""
         import plotly.graph_objects as go
 
         fig = go.Figure(go.Histogram(x=self.scores))
-        fig.update_layout(title=f"Encoding: held-out r per target (median {np.nanmedian(self.scores):.3f})",
-                          xaxis_title="Pearson r", yaxis_title="targets")
-        return fig
+        return themed(fig, title=kwargs.get("title", f"Encoding: held-out r per target (median "
+                                                     f"{np.nanmedian(self.scores):.3f})"),
+                      xaxis_title="Pearson r", yaxis_title="targets")
 
 
 def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5, inner_cv: Any = 5,

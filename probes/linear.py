@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from interp.errors import ConfigError, DimensionError
+from interp.results import Result, themed
 
 from ._cv import as_array2d, group_labels, make_splits
 from .ridge import DEFAULT_ALPHAS, RidgeCV
@@ -131,8 +132,14 @@ def control_labels(y: Any, types: Any = None, seed: int = 0) -> np.ndarray:
 
 
 @dataclass
-class SelectivityResult:
-    """Probe scores on the task and on its control task; ``selectivity = task - control``."""
+class SelectivityResult(Result):
+    """Probe scores on the task and on its control task; ``selectivity = task - control`` (Hewitt & Liang 2019).
+
+    ``task_folds`` / ``control_folds`` hold the per-fold scores.
+
+    >>> sel = probe_selectivity(X, y, probe="logistic")   # doctest: +SKIP
+    >>> print(sel.summary())                               # doctest: +SKIP
+    """
 
     task_score: float
     control_score: float
@@ -142,16 +149,22 @@ class SelectivityResult:
     metric: str
 
     def to_frame(self) -> pd.DataFrame:
+        """One row: task and control score, selectivity and the metric."""
         return pd.DataFrame([{"task": self.task_score, "control": self.control_score,
                               "selectivity": self.selectivity, "metric": self.metric}])
 
-    def plot(self):
+    def summary(self) -> str:
+        """Task, control and selectivity in one line, with the fold count."""
+        return (f"Probe selectivity {self.selectivity:+.4f} ({self.metric}: task {self.task_score:.4f}, control task "
+                f"{self.control_score:.4f}, {len(self.task_folds)} folds)")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Task, control and selectivity as bars (plotly)."""
         import plotly.graph_objects as go
 
         fig = go.Figure(go.Bar(x=["task", "control", "selectivity"],
                                y=[self.task_score, self.control_score, self.selectivity]))
-        fig.update_layout(title="Probe selectivity (Hewitt & Liang 2019)", yaxis_title=self.metric)
-        return fig
+        return themed(fig, title=kwargs.get("title", "Probe selectivity (Hewitt & Liang 2019)"), yaxis_title=self.metric)
 
 
 def probe_selectivity(X: Any, y: Any, *, probe: str | BaseEstimator = "logistic", types: Any = None, cv: Any = 5,

@@ -291,7 +291,7 @@ class BandedRidgeCV(RidgeCV):
 
     def __init__(self, bands: Sequence[int] = (), alphas: Sequence[float] = DEFAULT_ALPHAS, cv: Any = 5,
                  n_iter: int = 20, concentration: Sequence[float] = (0.1, 1.0), gammas: Any = None,
-                 random_state: int = 0, fit_intercept: bool = True, solver: str = "auto", scoring: str = "neg_mse",
+                 seed: int = 0, fit_intercept: bool = True, solver: str = "auto", scoring: str = "neg_mse",
                  n_targets_batch: int | None = None, dtype: str | None = None, device: str | None = None,
                  nan_policy: str = "raise") -> None:
         super().__init__(alphas=alphas, cv=cv, fit_intercept=fit_intercept, alpha_per_target=True, solver=solver,
@@ -301,7 +301,7 @@ class BandedRidgeCV(RidgeCV):
         self.n_iter = n_iter
         self.concentration = concentration
         self.gammas = gammas
-        self.random_state = random_state
+        self.seed = seed
 
     def _fit_tensors(self, Xt: torch.Tensor, Yt: torch.Tensor, groups: Any) -> None:
         bands = list(self.bands)
@@ -310,7 +310,7 @@ class BandedRidgeCV(RidgeCV):
         edges = np.concatenate([[0], np.cumsum(bands)])
         gammas = (np.asarray(self.gammas, dtype=float) if self.gammas is not None
                   else _sample_gammas(self.n_iter, len(bands), self.concentration,
-                                      np.random.default_rng(self.random_state)))
+                                      np.random.default_rng(self.seed)))
         if gammas.ndim != 2 or gammas.shape[1] != len(bands):
             raise ConfigError(f"gammas must have shape (n_iter, {len(bands)}), got {gammas.shape}")
         alphas = torch.as_tensor(np.asarray(self.alphas, dtype=float), dtype=Xt.dtype, device=Xt.device).reshape(-1)

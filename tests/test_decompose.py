@@ -25,7 +25,7 @@ from interp.decompose.metrics import ReconstructionAccumulator
 pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
 
 
-COMMON = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, verbose=False)
+COMMON = dict(n_components=32, lr=3e-3, batch_size=256, n_epochs=20, dead_after=2000, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,27 @@ def test_sae_api_roundtrip(planted, tmp_path):
         assert torch.allclose(torch.as_tensor(restored.transform(data.data)), torch.as_tensor(est.transform(data.data)))
 
 
+def test_files_saved_with_the_old_parameter_names_load(tmp_path):
+    """Files written before the rename random_state -> seed, verbose -> progress read back under the new names."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    X = torch.rand(60, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    est = NMF(n_components=3, max_iter=20, seed=5, progress=False).fit(X)
+    path = est.save(tmp_path / "new.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["interp.decompose"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["params"]["random_state"] = meta["params"].pop("seed")
+    meta["params"]["verbose"] = meta["params"].pop("progress")
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"interp.decompose": json.dumps(meta)})
+    old = load(tmp_path / "old.safetensors")
+    assert old.seed == 5 and old.progress is False and "random_state" not in old.get_params()
+    assert torch.allclose(torch.as_tensor(old.transform(X)), torch.as_tensor(est.transform(X)))
+
+
 def test_fit_on_store_and_iterable(planted, tmp_path):
     from interp.store import ActivationStore
 
@@ -237,7 +258,7 @@ def test_sparse_training_pass_matches_dense_gradients(planted, cls):
     from interp.decompose._training import batch_moments
 
     x = planted.X.data[:128]
-    sae = cls(n_components=32, k=4, dead_after=1, verbose=False)
+    sae = cls(n_components=32, k=4, dead_after=1, progress=False)
     sae._init_state(batch_moments(x))
     with torch.no_grad():
         sae.b_enc_ += 0.05 * torch.randn(32, generator=torch.Generator().manual_seed(0))
@@ -282,7 +303,7 @@ def test_dead_latent_handling(planted):
     threshold keeps about k latents active per row."""
     x = planted.X.data
     relu = ReLUSAE(n_components=16, l1_coefficient=1.0, resample_every=0, dead_after=256, lr=3e-3, batch_size=256,
-                   n_epochs=2, verbose=False).fit(x)
+                   n_epochs=2, progress=False).fit(x)
     with torch.no_grad():  # kill latent 3: it can never fire again on its own
         relu.b_enc_[3] = -1e3
     relu._samples_since_fired[3] = 10**6

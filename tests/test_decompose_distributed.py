@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
 # 7 full batches of 128 and one of 1 row per epoch: in the last global batch rank 0 has no rows at all
 N_ROWS, TOLERANCE = 7 * 128 + 1, 1e-4
-COMMON = dict(lr=3e-3, batch_size=128, n_epochs=2, dead_after=128, random_state=0, verbose=False)
+COMMON = dict(lr=3e-3, batch_size=128, n_epochs=2, dead_after=128, seed=0, progress=False)
 KINDS = {  # dead_after = one batch: AuxK and resampling are active on most steps
     "topk": (TopKSAE, dict(n_components=64, k=4)),
     "batchtopk": (BatchTopKSAE, dict(n_components=64, k=4)),

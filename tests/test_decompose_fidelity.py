@@ -97,7 +97,7 @@ def test_snmf_step_equals_the_authors_update_equations():
 def test_snmf_paper_preset_reproduces_the_authors_fit():
     planted = planted_features(n_samples=300, n_units=32, n_features=12, noise=0.3, seed=2)  # dense, like MLP activations
     X = planted.X.data.float()
-    snmf = SNMF.paper(n_components=12, sparsity=0.25, max_iter=300, patience=15, random_state=7).fit(X)
+    snmf = SNMF.paper(n_components=12, sparsity=0.25, max_iter=300, patience=15, seed=7).fit(X)
     F, G, n_iter, best = _authors_fit(X.T.contiguous(), 12, 0.25, 300, 1e-4, 1e-6, 15, seed=7)
     assert snmf.n_iter_ == n_iter and 100 < n_iter < 300  # the absolute-tolerance patience rule stopped both together
     torch.testing.assert_close(snmf.components_, F.T, rtol=2e-3, atol=2e-4)
@@ -110,8 +110,8 @@ def test_snmf_paper_preset_reproduces_the_authors_fit():
     # on sparse data a row of G reaches 0 and the authors' update (no eps) divides 0 by 0: said, not hidden
     sparse = planted_features(n_samples=300, n_units=24, n_features=6, seed=1).X.data.float()
     with pytest.raises(interp.NaNError, match="eps=1e-6"):
-        SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, random_state=7).fit(sparse)
-    assert SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, random_state=7, eps=1e-6).fit(sparse).n_iter_ > 20
+        SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, seed=7).fit(sparse)
+    assert SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, seed=7, eps=1e-6).fit(sparse).n_iter_ > 20
     with pytest.raises(ConfigError, match="no parameters"):
         SNMF.paper(n_iter=3)
     with pytest.raises(ConfigError, match="tol_mode"):

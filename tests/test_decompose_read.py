@@ -43,7 +43,7 @@ def test_spliced_metrics_bounds(tiny_bridge, tokens):
     # an SAE lands in between, and its KL is the mean KL of the hooked forward pass
     _, cache = tiny_bridge.run_with_cache(tokens, names_filter=lambda n: n == SITE)
     acts = cache[SITE].reshape(-1, 64)
-    sae = TopKSAE(n_components=128, k=16, lr=3e-3, batch_size=24, n_epochs=20, verbose=False).fit(acts)
+    sae = TopKSAE(n_components=128, k=16, lr=3e-3, batch_size=24, n_epochs=20, progress=False).fit(acts)
     m = spliced_lm_metrics(sae, tiny_bridge, tokens, SITE)
     hooked = tiny_bridge.run_with_hooks(
         tokens, fwd_hooks=[(SITE, lambda a, hook: sae.inverse_transform(sae.transform(a.reshape(-1, 64))).reshape(a.shape))])

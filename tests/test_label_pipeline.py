@@ -140,14 +140,14 @@ def test_induction_2l_heads_are_flagged():
     scores = head_scores(model, make_repeated_tokens(32, seq_len=64, seed=5).tokens)
     reference = induction_head_scores(model)  # the model's own training-time criterion (threshold 0.5)
     truth_induction = set(reference.heads("induction", threshold=0.5))
-    truth_prev = set(reference.heads("prev_token", threshold=0.5))
+    truth_prev = set(reference.heads("previous_token", threshold=0.5))
     if not truth_prev:  # a model whose previous-token head is just below 0.5: take the strongest one
-        truth_prev = {tuple(int(i) for i in np.unravel_index(int(np.argmax(reference.prev_token)), reference.prev_token.shape))}
+        truth_prev = {tuple(int(i) for i in np.unravel_index(int(np.argmax(reference.previous_token)), reference.previous_token.shape))}
     assert truth_induction and truth_induction <= set(scores.flagged("induction"))
     assert truth_prev <= set(scores.flagged("previous_token"))
     assert all(layer == 1 for layer, _ in scores.flagged("induction"))
     assert all(layer == 0 for layer, _ in scores.flagged("previous_token"))
-    np.testing.assert_allclose(scores.previous_token, reference.prev_token, atol=0.05)
+    np.testing.assert_allclose(scores.previous_token, reference.previous_token, atol=0.05)
 
 
 def test_label_neurons_end_to_end(tiny, tokens):

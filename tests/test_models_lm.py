@@ -165,7 +165,7 @@ def test_induction_heads_on_unseen_sequences(induction_model):
     best = int(layer1.argmax())
     assert float(layer1[best]) >= 0.5, f"no layer-1 induction head: {layer1.tolist()}"
     assert float(scores.induction[0].max()) < 0.2  # layer 0 cannot do induction on its own
-    assert float(scores.prev_token[0].max()) > float(scores.prev_token[1].max())  # prev-token heads live in layer 0
+    assert float(scores.previous_token[0].max()) > float(scores.previous_token[1].max())  # prev-token heads live in layer 0
     assert (1, best) in scores.heads("induction", 0.5, layer=1)
     # the vectorised score agrees with a naive loop
     small = make_repeated_tokens(6, seq_len=64, seed=77)
@@ -200,7 +200,7 @@ def test_cached_load_does_not_retrain(induction_model, monkeypatch):
 def test_head_scores_frame_and_plot(induction_model):
     scores = induction.induction_head_scores(induction_model, make_repeated_tokens(8, 64, seed=3))
     frame = scores.to_frame()
-    assert list(frame.columns) == ["layer", "head", "prev_token", "induction"] and len(frame) == 8
+    assert list(frame.columns) == ["layer", "head", "previous_token", "induction"] and len(frame) == 8
     assert len(scores.plot().data) == 2
     with pytest.raises(ConfigError):
         scores.heads("copying")

@@ -37,7 +37,7 @@ def test_induction_circuit_is_found_by_activation_patching(induction):
     by_value = patching.activation_patching(induction, value.clean, value.corrupted, value.metric(),
                                             "heads").normalized()
     # layer 0: only the previous-token head matters, and only when the key (previous token) is corrupted
-    prev_head = int(scores.prev_token[0].argmax())
+    prev_head = int(scores.previous_token[0].argmax())
     assert int(by_key[0].argmax()) == prev_head
     assert by_key[0, prev_head] > 0.1
     assert by_key[0].abs().sort().values[-2] < 0.05

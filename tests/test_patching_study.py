@@ -63,6 +63,9 @@ def test_study_runs_and_writes_outputs(study_file, tmp_path):
     assert pd.read_csv(out / "results.csv").shape[0] == len(table)
     html = (out / "summary.html").read_text()
     assert "plotly-lazy" in html and "tiny study" in html
+    loaded = study.StudyResult.load(out)  # the saved study reads back as the result run_study returned
+    pd.testing.assert_frame_equal(loaded.to_frame(), table)
+    assert loaded.config["title"] == "tiny study" and "largest effect" in loaded.summary()
     # the zero-ablation rows agree with a direct intervention
     from patching import intervene, metrics, zero
 
@@ -100,9 +103,9 @@ def test_study_resumes_without_recomputing(study_file, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(study, "intervene", counting2)
-    table = study.run_study(study_file, out, resume=True, progress=False)
+    table = study.run_study(study_file, out, resume=True, progress=False).to_frame()
     assert counted["n"] == 12 - 4
-    fresh = study.run_study(study_file, tmp_path / "fresh", progress=False)
+    fresh = study.run_study(study_file, tmp_path / "fresh", progress=False).to_frame()
     pd.testing.assert_frame_equal(table.reset_index(drop=True), fresh.reset_index(drop=True))
 
 

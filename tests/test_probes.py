@@ -11,7 +11,7 @@ from probes import (
     BandedRidgeCV,
     RidgeCV,
     encoding_scores,
-    normalise,
+    normalize,
     probe_selectivity,
     rsa_noise_ceiling,
     spearman_brown,
@@ -137,13 +137,13 @@ def test_split_half_ceiling_and_spearman_brown():
 
 
 def test_normalise_conventions():
-    assert normalise(0.3, 0.6, "r/c").values == pytest.approx(0.5)
-    assert normalise(0.3, 0.6, "(r/c)^2").values == pytest.approx(0.25)
-    assert normalise(-0.3, 0.6, "r^2/c").values == pytest.approx(0.0)
-    assert normalise(0.3, 0.6, "r^2/c^2").values == pytest.approx(0.25)
-    assert normalise(0.9, 0.6, "r/c", clip=True).values == pytest.approx(1.0)
+    assert normalize(0.3, 0.6, "r/c").values == pytest.approx(0.5)
+    assert normalize(0.3, 0.6, "(r/c)^2").values == pytest.approx(0.25)
+    assert normalize(-0.3, 0.6, "r^2/c").values == pytest.approx(0.0)
+    assert normalize(0.3, 0.6, "r^2/c^2").values == pytest.approx(0.25)
+    assert normalize(0.9, 0.6, "r/c", clip=True).values == pytest.approx(1.0)
     with pytest.raises(ConfigError):
-        normalise(0.3, 0.6, "r/c^3")
+        normalize(0.3, 0.6, "r/c^3")
 
 
 def test_probe_selectivity():

@@ -13,6 +13,7 @@ from interp.similarity import (
     bootstrap_ci,
     cca,
     cka,
+    cka_details,
     compare_rdms,
     crossnobis,
     permutation_test,
@@ -49,8 +50,10 @@ def test_reference_values_cka(xy):
     assert cka(X, Y, estimator="lange") == pytest.approx(0.0533364, abs=1e-7)
     assert cka(X, Y, kernel="rbf", sigma=1.0) == pytest.approx(0.8940268, abs=1e-7)
     assert cka(X, Y, kernel="rbf", sigma=1.0, estimator="song") == pytest.approx(0.0676394, abs=1e-7)
-    res = cka(X, Y, kernel="rbf", sigma=1.0, return_result=True)
-    assert res.estimator == "biased" and "absolute sigma=1" in res.sigma
+    res = cka_details(X, Y, kernel="rbf", sigma=1.0)
+    assert res.value == cka(X, Y, kernel="rbf", sigma=1.0) and res.estimator == "biased"
+    assert res.sigma_x == res.sigma_y == 1.0 and res.sigma_rule == "absolute sigma"
+    assert res.value == pytest.approx(res.hsic_xy / np.sqrt(res.hsic_xx * res.hsic_yy), rel=1e-12)
 
 
 def test_reference_values_cca_procrustes(xy):

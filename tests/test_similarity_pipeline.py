@@ -146,17 +146,21 @@ def test_random_weights_changes_parameters():
 
 def test_report_section_and_cli(k92, tmp_path, monkeypatch, synthetic):
     from interp.report.html import Report
-    from interp.similarity.report import add_profile_section, profile_section
+    from interp.similarity import SimilarityProfiles
 
     layers, subjects, _, _ = synthetic
     a = interp.compare(layers, None, subjects, n_bootstraps=20, progress=False)
     b = interp.compare({k: v for k, v in list(layers.items())[:2]}, None, subjects, n_bootstraps=20, progress=False)
-    fig, fragment = profile_section([a, b], ["A", "B"])
-    assert "noise ceiling" in fragment.lower() and "paired bootstrap" in fragment
+    both = SimilarityProfiles([a, b], ["A", "B"])
+    text = both.summary()
+    assert "noise ceiling" in text.lower() and "paired bootstrap" in text
+    d = a.difference(b)
+    assert f"{d.estimate:.4f} [{d.low:.4f}, {d.high:.4f}]" in text
+    assert len(both.plot().data) == 2 and set(both.to_frame()["model"]) == {"A", "B"}
     rep = Report("t")
-    add_profile_section(rep, [a, b], ["A", "B"])
+    rep.add(both, title="Brain similarity")
     out = rep.write(tmp_path / "r.html")
-    assert "layer2" in out.read_text()
+    assert "layer2" in out.read_text() and "Brain similarity" in out.read_text()
 
     from interp import cli, models
 

@@ -298,23 +298,3 @@ def test_circular_statistics_match_scipy_and_rayleigh_is_calibrated():
     ps = np.array([stats.rayleigh_test(rng.uniform(0, 2 * np.pi, 30))[1] for _ in range(2000)])
     assert (ps < 0.05).mean() == pytest.approx(0.05, abs=3 * np.sqrt(0.05 * 0.95 / 2000))
     assert np.isnan(stats.circular_mean([0.0, np.pi]))
-
-
-def test_public_signatures_use_one_spelling_for_resampling():
-    """No public function of the statistics users takes n_perm / n_shifts / n_shuffle / shuffle / n_boot:
-    the one spellings are n_permutations, n_bootstraps (and null= for the kind of null)."""
-    import importlib
-    import inspect
-
-    banned = {"n_perm", "n_shifts", "n_shuffle", "shuffle", "nperm", "n_shuffles", "n_boot", "n_bootstrap"}
-    modules = ["interp.stats", "interp.label", "interp.label.concepts", "interp.label.spatial", "interp.label.tuning",
-               "interp.label.recordings", "interp.label.report", "interp.similarity", "interp.similarity.compare",
-               "interp.decompose.recordings", "probes"]
-    bad = []
-    for name in modules:
-        mod = importlib.import_module(name)
-        for attr in getattr(mod, "__all__", []):
-            obj = getattr(mod, attr, None)
-            if callable(obj) and not inspect.isclass(obj):
-                bad += [f"{name}.{attr}({p})" for p in inspect.signature(obj).parameters if p in banned]
-    assert not bad, bad

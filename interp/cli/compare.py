@@ -89,7 +89,7 @@ def _recording_file(target, args):
 def run(args: argparse.Namespace) -> int:
     """Score every site, print the profile, write ``--out`` / ``--csv``."""
     from ..similarity.compare import compare, random_weights
-    from ..similarity.report import add_profile_section, profiles_frame
+    from ..similarity.profile import SimilarityProfiles
     from ..tensor import Activations, atomic_write
     from .inputs import classify, load_model, reject_file_flags
 
@@ -127,14 +127,10 @@ def run(args: argparse.Namespace) -> int:
             profiles.append(compare(random_weights(model, args.seed), stimuli, recording, args.sites, model_name=name,
                                     preprocess=preprocess, **kwargs))
             names.append(name)
-    table = profiles_frame(profiles, names)
+    result = SimilarityProfiles(profiles, names)
+    table = result.to_frame().round(4)
     print(table.to_string(index=False))
-    if profiles[0].ceiling is not None:
-        c = profiles[0].ceiling
-        print(f"noise ceiling ({c.method}): lower {c.lower:.4f} upper {c.upper:.4f}")
-    if len(profiles) == 2 and args.n_bootstraps > 0:
-        d = profiles[0].difference(profiles[1])
-        print(f"best trained - best random: {d.estimate:.4f} [{d.low:.4f}, {d.high:.4f}] ({int(100 * d.level)}% CI)")
+    print(result.summary())
     if args.csv:
         atomic_write(args.csv, lambda tmp: table.to_csv(tmp, index=False))
         print(f"wrote {args.csv}")
@@ -143,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
         rep = Report(f"{args.model} vs {args.data}", subtitle=f"{args.method}; {recording_name}"
                      + (f"; sites {' '.join(args.sites)}" if args.sites else ""))
-        add_profile_section(rep, profiles, names)
+        rep.add(result, title="Brain similarity by layer")
         print(f"wrote {rep.write(args.out)}")
     return 0
 

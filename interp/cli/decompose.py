@@ -64,7 +64,7 @@ def build(args: argparse.Namespace):
     from ..decompose import nmf, sae
 
     common = dict(lr=args.lr, batch_size=args.batch_size, n_epochs=args.epochs, max_seconds=args.max_seconds,
-                  random_state=args.seed, device=args.device, verbose=args.progress)
+                  seed=args.seed, device=args.device, progress=args.progress)
     if args.method == "topk":
         return sae.TopKSAE(args.n_components, k=args.k, **common)
     if args.method == "batchtopk":
@@ -75,10 +75,10 @@ def build(args: argparse.Namespace):
         return sae.JumpReLUSAE(args.n_components, sparsity_coefficient=args.sparsity or 1.0, **common)
     if args.method == "snmf":
         return nmf.SNMF(args.n_components, sparsity=args.sparsity if args.sparsity is not None else 0.01,
-                        max_iter=args.max_iter, random_state=args.seed, device=args.device, verbose=args.progress)
+                        max_iter=args.max_iter, seed=args.seed, device=args.device, progress=args.progress)
     if args.method == "nmf":
-        return nmf.NMF(args.n_components, max_iter=args.max_iter, random_state=args.seed, device=args.device,
-                       verbose=args.progress)
+        return nmf.NMF(args.n_components, max_iter=args.max_iter, seed=args.seed, device=args.device,
+                       progress=args.progress)
     raise ConfigError(f"unknown method {args.method!r}; choose from {METHODS}")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..results import themed
 from . import flags
 
 HELP = "run the main job on the built-in models and data and write a self-contained HTML report"
@@ -49,12 +50,14 @@ def _section_capture_induction(report, args) -> None:
     scores = induction_head_scores(model, make_repeated_tokens(128, seq_len=64, seed=321)).to_frame()
     best = scores[scores["layer"] == 1].sort_values("induction").iloc[-1]
     one = pattern["blocks.1.attn.hook_pattern"].data[0, :, int(best["head"])]  # (pos, key_pos) of one sequence
-    heat = px.imshow(one.numpy(), color_continuous_scale="Blues", labels={"x": "key position", "y": "query position"},
-                     title=f"L1H{int(best['head'])} on a sequence whose 12-token block repeats: the stripe is induction")
-    fig = px.scatter(scores, x="prev_token", y="induction", color=scores["layer"].astype(str), labels={"color": "layer"},
+    heat = themed(px.imshow(one.numpy(), color_continuous_scale="Blues",
+                            labels={"x": "key position", "y": "query position"},
+                            title=f"L1H{int(best['head'])} on a sequence whose 12-token block repeats: the stripe is "
+                                  "induction"))
+    fig = px.scatter(scores, x="previous_token", y="induction", color=scores["layer"].astype(str), labels={"color": "layer"},
                      text=[f"L{r.layer}H{r.head}" for r in scores.itertuples()],
                      title="induction-2l heads on unseen repeated sequences")
-    fig.update_traces(textposition="top center")
+    themed(fig).update_traces(textposition="top center")
     report.add_section("induction-2l: heads found by capture", [
         "<p>Attention patterns captured with <code>interp.capture(model, tokens, 'blocks.*.attn.hook_pattern')</code> "
         "on unseen repeated random sequences. The layer-0 previous-token head and the layer-1 induction heads stand out.</p>",
@@ -87,7 +90,8 @@ def _section_smollm2_units(report, args) -> None:
     for unit in top["unit"].head(10):
         best = int(x[:, unit].argmax())
         examples.append(f"unit {unit}: max {float(x[best, unit]):.2f} on token {words[best]!r}")
-    fig = px.histogram(stats, x="std", nbins=60, title=f"smollm2-135m {site}: spread of the 1,536 units over {x.shape[0]} tokens")
+    fig = themed(px.histogram(stats, x="std", nbins=60,
+                              title=f"smollm2-135m {site}: spread of the 1,536 units over {x.shape[0]} tokens"))
     report.add_section(f"smollm2-135m: unit statistics at {site}", [
         f"<p>{x.shape[0]} tokens from {len(texts)} texts, captured with <code>positions='tokens'</code>.</p>", fig,
         "<ul>" + "".join(f"<li>{e}</li>" for e in examples) + "</ul>",
@@ -124,8 +128,8 @@ def _section_labels(report, args) -> None:
 
 def _section_similarity(report, args) -> None:
     import interp
+    from interp.similarity import SimilarityProfiles
     from interp.similarity.compare import expand_sites, random_weights
-    from interp.similarity.report import add_profile_section
 
     k92 = interp.data.load("kriegeskorte92")
     human = k92.rdms.sel(name="human_IT_s*")  # 4 subjects x 2 sessions
@@ -137,8 +141,8 @@ def _section_similarity(report, args) -> None:
     for name, net in (("efficientnet-lite0 (ImageNet)", model), ("same architecture, random weights", random_weights(model, seed=0))):
         acts = interp.capture(net, list(k92.images), sites, preprocess=preprocess, sample_ids=ids, progress=False)
         profiles.append(interp.compare(acts, None, human, model_name=name, **kw))
-    add_profile_section(report, profiles, [p.attrs.get("model", "") for p in profiles],
-                        title="brain similarity: efficientnet-lite0 blocks vs human IT (kriegeskorte92)")
+    report.add(SimilarityProfiles(profiles), title="brain similarity: efficientnet-lite0 blocks vs human IT "
+                                                   "(kriegeskorte92)")
     from patching.alignment import k92_it_alignment
 
     out = k92_it_alignment(model=model, preprocess=preprocess, readout=str(profiles[0].best()["site"]),
@@ -157,7 +161,7 @@ def _section_decompose(report, args) -> None:
     from interp.decompose.recordings import behaviour_components
 
     worm = interp.data.load("celegans", worm=0, trace="F_F20")
-    nmf = NMF(n_components=8, random_state=0).fit(worm)
+    nmf = NMF(n_components=8, seed=0).fit(worm)
     comps = behaviour_components(nmf, worm, n_permutations=200 if args.quick else 1000)
     frame = comps.to_frame()
     report.add_section("decomposition: behaviour components of a C. elegans recording", [

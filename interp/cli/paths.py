@@ -114,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.csv, lambda tmp: frame.to_csv(tmp, index=False))
         print(f"wrote {args.csv}")
     if args.out:
-        rep = P.paths_report(comparison, paths=paths, similarity=similarity, title=f"Neuron paths: {args.model}")
+        from ..report.html import Report
+
+        rep = Report(f"Neuron paths: {args.model}",
+                     subtitle="Layer-progressive Joint Attribution paths (Wang et al., ICLR 2025)")
+        rep.add(paths, title=f"{paths.method} paths")
+        if comparison is not None:
+            rep.add(comparison, title="Remove / enhance path neurons")
+        if similarity is not None:
+            rep.add(similarity, title="Path similarity within vs across classes")
         print(f"wrote {rep.write(args.out)}")
     return 0

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         load_config(args.study)
         print(f"{args.study}: ok")
         return 0
-    table = run_study(args.study, args.out, resume=args.resume, progress=args.progress)
+    result = run_study(args.study, args.out, resume=args.resume, progress=args.progress)
     out = Path(args.out or load_config(args.study).get("output") or Path(args.study).with_suffix(""))
-    print(f"{len(table)} rows -> {out / 'results.csv'}, {out / 'results.parquet'}, {out / 'summary.html'}")
+    print(result.summary())
+    print(f"{len(result.to_frame())} rows -> {out / 'results.csv'}, {out / 'results.parquet'}, {out / 'summary.html'}")
     return 0

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, SchemaError, closest
+from ..results import themed
 from ..tensor import Activations
 from ._common import data_root, require_file
 
@@ -136,9 +137,8 @@ class Kriegeskorte92:
         labels = self.stimuli["stimulus"] + " " + self.stimuli["category"]
         fig = go.Figure(go.Heatmap(z=self.rdm(name), x=labels, y=labels, colorscale="Viridis",
                                    colorbar={"title": "dissimilarity"}))
-        fig.update_layout(title=f"Kriegeskorte 92 images: {name}", yaxis={"autorange": "reversed"},
-                          xaxis={"showticklabels": False}, yaxis_showticklabels=False)
-        return fig
+        return themed(fig, title=f"Kriegeskorte 92 images: {name}", yaxis={"autorange": "reversed"},
+                      xaxis={"showticklabels": False}, yaxis_showticklabels=False)
 
 
 def _loadmat(path):

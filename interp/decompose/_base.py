@@ -16,6 +16,10 @@ from ..tensor import atomic_write
 
 _FORMAT = "interp.decompose/1"
 
+#: Parameter names of files saved before the vocabulary of CONTRIBUTING.md (``random_state`` -> ``seed``,
+#: ``verbose`` -> ``progress``); :meth:`Decomposition.load` reads them under the current names.
+_RENAMED_PARAMS = {"random_state": "seed", "verbose": "progress"}
+
 
 class NegativeValueError(InputTypeError, ValueError):
     """Negative values given to an estimator that needs non-negative data (e.g. :class:`NMF`)."""
@@ -129,7 +133,7 @@ class Decomposition:
         target = classes[meta["class"]]
         if cls is not Decomposition and not issubclass(target, cls):
             raise SchemaError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
-        params = dict(meta["params"])
+        params = {_RENAMED_PARAMS.get(k, k): v for k, v in meta["params"].items()}
         if isinstance(params.get("dtype"), str):
             params["dtype"] = getattr(torch, params["dtype"].replace("torch.", ""))
         est = target(**params)

@@ -53,8 +53,8 @@ class SparseAutoencoder(Decomposition):
     def __init__(self, n_components: int = 1024, *, lr: float = 3e-4, batch_size: int = 4096, n_epochs: int = 1,
                  max_samples: int | None = None, max_seconds: float | None = None, warmup_steps: int | None = None,
                  decay_fraction: float = 0.0, normalize: bool = True, dead_after: int = 1_000_000,
-                 random_state: int | None = 0, device: str | None = None, dtype: torch.dtype = torch.float32,
-                 verbose: bool = True) -> None:
+                 seed: int | None = 0, device: str | None = None, dtype: torch.dtype = torch.float32,
+                 progress: bool = True) -> None:
         self.n_components = n_components
         self.lr = lr
         self.batch_size = batch_size
@@ -65,10 +65,10 @@ class SparseAutoencoder(Decomposition):
         self.decay_fraction = decay_fraction
         self.normalize = normalize
         self.dead_after = dead_after
-        self.random_state = random_state
+        self.seed = seed
         self.device = device
         self.dtype = dtype
-        self.verbose = verbose
+        self.progress = progress
 
     # ------------------------------------------------------------ subclass API
     def _check_params(self, n_features: int) -> None:
@@ -81,7 +81,7 @@ class SparseAutoencoder(Decomposition):
     def _activate(self, pre: torch.Tensor, training: bool) -> torch.Tensor:
         raise NotImplementedError
 
-    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, progress: float) -> torch.Tensor:
+    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, fraction: float) -> torch.Tensor:
         """The sparsity penalty summed over the rows of this batch (the loop divides by the global batch)."""
         return pre.new_zeros(())
 
@@ -111,7 +111,7 @@ class SparseAutoencoder(Decomposition):
         scale = math.sqrt(d / (sumsq / n)) if self.normalize and sumsq > 0 else 1.0
         if not math.isfinite(scale) or scale <= 0:
             scale = 1.0
-        seed = 0 if self.random_state is None else int(self.random_state)
+        seed = 0 if self.seed is None else int(self.seed)
         W_dec = decoder_init(self.n_components, d, seed, lo, hi).to(self.dtype)
         self.components_ = W_dec.clone().to(device).requires_grad_(True)
         self.W_enc_ = W_dec.T.detach().clone().to(device).requires_grad_(True)
@@ -162,7 +162,7 @@ class SparseAutoencoder(Decomposition):
                 factor *= max(0.0, (total - step) / max(total - start, 1))
         return self.lr * factor
 
-    def _train_forward(self, x: torch.Tensor, progress: float, n: int,
+    def _train_forward(self, x: torch.Tensor, fraction: float, n: int,
                        par: Parallel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Training forward pass on this process's rows: ``(scaled x, x_hat, sparsity + auxiliary loss, stats)``.
 
@@ -175,7 +175,7 @@ class SparseAutoencoder(Decomposition):
         pre = self._pre(xs)
         codes = self._activate(pre, training=True)
         x_hat = par.decode(codes @ self.components_, self.b_dec_)
-        extra = self._sparsity_loss(pre, codes, progress) / n
+        extra = self._sparsity_loss(pre, codes, fraction) / n
         active = codes.detach() != 0
         return xs, x_hat, extra, {"fired": active.any(0), "active": active.sum()}
 
@@ -189,7 +189,7 @@ class SparseAutoencoder(Decomposition):
 
         Under ``torchrun --nproc-per-node N`` (or an initialised ``torch.distributed`` process group of
         several ranks) the fit is distributed; ``distributed=False`` keeps it on this process. Every rank draws the
-        same global minibatch order from ``random_state`` and trains on its own slice of each global batch,
+        same global minibatch order from ``seed`` and trains on its own slice of each global batch,
         and the result equals one process's fit on the same global batches, to float rounding.
         ``shard_latents=True`` splits the latents across ranks instead (for SAEs too wide for one device;
         ``n_components`` must be divisible by the number of ranks); the fitted SAE is gathered whole on

@@ -5,7 +5,7 @@ loop that ``SparseAutoencoder.fit`` also runs. Distributed layouts are described
 :mod:`interp.decompose._distributed`. A distributed fit equals one process's fit on the same global
 batches because every step is the single-process step written as sums over rows:
 
-* every rank draws the same global minibatch order from ``random_state`` and takes its slice
+* every rank draws the same global minibatch order from ``seed`` and takes its slice
   (:func:`interp.decompose._data.rank_slice`);
 * losses are sums over this rank's rows divided by the rows of the *global* batch; gradients, the
   dead-latent "fired" mask and the logged statistics travel in one summed buffer per step;
@@ -30,7 +30,7 @@ from ._distributed import Parallel, resolve_parallel
 __all__ = ["train", "fit_saes", "KINDS"]
 
 KINDS = {"relu": "ReLUSAE", "topk": "TopKSAE", "batchtopk": "BatchTopKSAE", "jumprelu": "JumpReLUSAE"}
-_SHARED = ("batch_size", "n_epochs", "random_state", "max_samples", "max_seconds")
+_SHARED = ("batch_size", "n_epochs", "seed", "max_samples", "max_seconds")
 
 
 def train(data: Any, kind: str = "topk", *, sites: str | Sequence[str] | None = None,
@@ -41,7 +41,7 @@ def train(data: Any, kind: str = "topk", *, sites: str | Sequence[str] | None = 
     ``data``: an ActivationStore (``sites`` name its arrays), a mapping ``{site: Activations/tensor/array}``
     with equal rows, one Activations/tensor/array (``sites=None``), or an iterable of minibatches. ``kind``:
     ``"relu"``, ``"topk"``, ``"batchtopk"`` or ``"jumprelu"``; ``params`` go to every estimator (``k``, ``lr``,
-    ``batch_size``, ``n_epochs``, ``random_state``, ...). Each SAE sees exactly the batches its own ``fit``
+    ``batch_size``, ``n_epochs``, ``seed``, ...). Each SAE sees exactly the batches its own ``fit``
     would see, so the result equals separate fits (as SAELens and sparsify train several SAEs from one
     forward pass). ``distributed`` and ``shard_latents`` are as in :meth:`SparseAutoencoder.fit`; launch
     with ``torchrun --nproc-per-node N``.
@@ -88,7 +88,7 @@ def fit_saes(pairs: Sequence[tuple[Any, str | None]], X: Any, *, distributed: bo
         pairs = [(sae, store_array(X, site)[1]) for sae, site in pairs]
     sites = list(dict.fromkeys(site for _, site in pairs))
     devices = {par.device(sae.device) for sae, _ in pairs}
-    source = BatchSource(X, sites, first.batch_size, first.n_epochs, seed=first.random_state or 0,
+    source = BatchSource(X, sites, first.batch_size, first.n_epochs, seed=first.seed or 0,
                          device=next(iter(devices)) if len(devices) == 1 else None)
     plans = []
     for sae, site in pairs:
@@ -103,7 +103,7 @@ def fit_saes(pairs: Sequence[tuple[Any, str | None]], X: Any, *, distributed: bo
                       "device": par.device(sae.device)})
     n_total = plans[0]["steps"] and plans[0]["steps"] * source.vectors_per_batch(sites[0])
     bar = tqdm(total=n_total, desc=type(first).__name__, unit="row", unit_scale=True, leave=False,
-               disable=not (first.verbose and par.rank == 0))
+               disable=not (first.progress and par.rank == 0))
     started = time.perf_counter()
     for local, counts in source.batches(par.rank, par.world_size):
         gathered: dict = {}
@@ -161,7 +161,7 @@ def partial_fit_steps(sae: Any, X: Any) -> None:
     site = store_array(X)[1] if is_store(X) else None
     par = Parallel()
     device = par.device(sae.device)
-    for local, counts in BatchSource(X, [site], sae.batch_size, 1, seed=sae.random_state or 0).batches():
+    for local, counts in BatchSource(X, [site], sae.batch_size, 1, seed=sae.seed or 0).batches():
         x = local[site].to(device=device, dtype=sae.dtype)
         if not hasattr(sae, "components_"):
             sae._init_state(batch_moments(x, par), par, device)
@@ -184,8 +184,8 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
     for group in sae._optimizer.param_groups:
         group["lr"] = sae._lr_at(sae.n_steps_, total_steps)
     sae._total_steps = total_steps
-    progress = sae.n_steps_ / total_steps if total_steps else 1.0
-    xs, x_hat, extra, stats = sae._train_forward(x, progress, n, par)
+    fraction = sae.n_steps_ / total_steps if total_steps else 1.0
+    xs, x_hat, extra, stats = sae._train_forward(x, fraction, n, par)
     sq = ((x_hat - xs) ** 2).sum()
     loss = sq / n + extra
     sae._optimizer.zero_grad(set_to_none=True)

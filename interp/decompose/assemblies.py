@@ -264,7 +264,7 @@ def find_assemblies(recording: Any, n_assemblies: int | str | None = None, metho
         data = _nonnegative(x, negative)
         sd = data.std(0)
         data = data / np.where(sd > 0, sd, 1.0)
-        nmf = NMF(n_components=k, init="nndsvda", max_iter=1000, random_state=seed)
+        nmf = NMF(n_components=k, init="nndsvda", max_iter=1000, seed=seed)
         codes = nmf.fit_transform(data)
         codes = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
         H = nmf.components_.detach().cpu().double().numpy()

@@ -18,6 +18,7 @@ import torch
 
 from .. import engine
 from ..errors import DimensionError, InputTypeError
+from ..results import Result, themed
 
 
 class ReconstructionAccumulator:
@@ -77,8 +78,16 @@ class ReconstructionAccumulator:
 
 
 @dataclass
-class ReconstructionMetrics:
-    """How well a decomposition reconstructs its input, and how sparse its codes are."""
+class ReconstructionMetrics(Result):
+    """How well a decomposition reconstructs its input, and how sparse its codes are.
+
+    ``l0`` (mean active latents per sample), ``fvu`` (fraction of variance unexplained), ``mse``,
+    ``cosine`` (mean cosine of input and reconstruction), ``dead_fraction`` / ``dense_fraction`` of
+    latents, and each latent's ``firing_frequency``.
+
+    >>> m = reconstruction_metrics(sae, X)   # doctest: +SKIP
+    >>> print(m.summary())                   # doctest: +SKIP
+    """
 
     l0: float
     fvu: float
@@ -99,15 +108,22 @@ class ReconstructionMetrics:
         row = {k: v for k, v in asdict(self).items() if k != "firing_frequency"}
         return pd.DataFrame([row])
 
-    def plot(self):
+    def summary(self) -> str:
+        """Reconstruction quality and sparsity in two lines."""
+        return (f"Reconstruction of {self.n_samples} samples: FVU {self.fvu:.4f} (explained variance "
+                f"{self.explained_variance:.4f}), MSE {self.mse:.4g}, cosine {self.cosine:.4f}\n"
+                f"  L0 {self.l0:.2f}; {self.dead_fraction:.1%} dead and {self.dense_fraction:.1%} dense latents "
+                f"of {len(self.firing_frequency)}")
+
+    def plot(self, **kwargs: Any) -> Any:
         """Histogram of log10 firing frequencies (dead latents at the far left)."""
         import plotly.graph_objects as go
 
         freq = np.log10(np.clip(self.firing_frequency, 1e-7, None))
         fig = go.Figure(go.Histogram(x=freq, nbinsx=50))
-        fig.update_layout(title=f"latent firing frequency (L0 {self.l0:.1f}, FVU {self.fvu:.3f}, "
-                                f"dead {self.dead_fraction:.1%})", xaxis_title="log10 frequency", yaxis_title="latents")
-        return fig
+        return themed(fig, title=kwargs.get("title", f"latent firing frequency (L0 {self.l0:.1f}, FVU {self.fvu:.3f}, "
+                                                     f"dead {self.dead_fraction:.1%})"),
+                      xaxis_title="log10 frequency", yaxis_title="latents")
 
 
 def reconstruction_metrics(estimator: Any, X: Any, batch_size: int = 4096, dense_threshold: float = 0.1) -> ReconstructionMetrics:
@@ -131,12 +147,15 @@ def reconstruction_metrics(estimator: Any, X: Any, batch_size: int = 4096, dense
 
 
 @dataclass
-class SplicedLMMetrics:
+class SplicedLMMetrics(Result):
     """Next-token loss with the reconstruction spliced in at ``site``.
 
     ``ce_loss_recovered = (ce_ablated - ce_spliced) / (ce_ablated - ce_clean)`` where the ablation
     replaces the site by zeros (``ablation="zero"``) or its mean (``"mean"``); ``kl`` is the mean
     KL(clean || spliced) of the next-token distributions over all positions.
+
+    >>> m = spliced_lm_metrics(sae, model, tokens, "blocks.3.mlp.hook_post")  # doctest: +SKIP
+    >>> print(m.summary())                                                    # doctest: +SKIP
     """
 
     site: str
@@ -149,15 +168,23 @@ class SplicedLMMetrics:
     n_tokens: int
 
     def to_frame(self) -> pd.DataFrame:
+        """One row with every number."""
         return pd.DataFrame([asdict(self)])
 
-    def plot(self):
+    def summary(self) -> str:
+        """Loss recovered and KL in two lines."""
+        return (f"Spliced at {self.site} over {self.n_tokens} tokens: CE loss recovered {self.ce_loss_recovered:.1%}\n"
+                f"  CE clean {self.ce_clean:.4f}, spliced {self.ce_spliced:.4f}, ablated {self.ce_ablated:.4f} nats; "
+                f"KL {self.kl:.4f} (ablated {self.kl_ablated:.4f})")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Cross-entropy of the clean, spliced and ablated model (plotly bars)."""
         import plotly.graph_objects as go
 
         fig = go.Figure(go.Bar(x=["clean", "spliced", "ablated"], y=[self.ce_clean, self.ce_spliced, self.ce_ablated]))
-        fig.update_layout(title=f"{self.site}: CE loss recovered {self.ce_loss_recovered:.1%}, KL {self.kl:.3f}",
-                          yaxis_title="next-token cross-entropy (nats)")
-        return fig
+        return themed(fig, title=kwargs.get("title", f"{self.site}: CE loss recovered {self.ce_loss_recovered:.1%}, "
+                                                     f"KL {self.kl:.3f}"),
+                      yaxis_title="next-token cross-entropy (nats)")
 
 
 def _next_token_ce(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -44,17 +44,17 @@ class NMF(Decomposition):
     _meta_attrs = ("n_features_in_", "n_iter_", "reconstruction_err_", "feature_names_in_")
 
     def __init__(self, n_components: int = 10, init: str = "nndsvda", max_iter: int = 500, tol: float = 1e-4,
-                 max_samples: int | None = None, random_state: int | None = 0, device: str | None = None,
-                 dtype: torch.dtype = torch.float64, verbose: bool = False) -> None:
+                 max_samples: int | None = None, seed: int | None = 0, device: str | None = None,
+                 dtype: torch.dtype = torch.float64, progress: bool = False) -> None:
         self.n_components = n_components
         self.init = init
         self.max_iter = max_iter
         self.tol = tol
         self.max_samples = max_samples
-        self.random_state = random_state
+        self.seed = seed
         self.device = device
         self.dtype = dtype
-        self.verbose = verbose
+        self.progress = progress
 
     def _check_nonnegative(self, data: torch.Tensor, what: str = "X") -> None:
         low = float(data.min())
@@ -66,7 +66,7 @@ class NMF(Decomposition):
 
     def _initial(self, X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         n, d = X.shape
-        gen = rng(self.random_state)
+        gen = rng(self.seed)
         if self.init == "random":
             avg = math.sqrt(float(X.mean()) / k)
             W = avg * torch.randn(n, k, generator=gen).to(X).abs()
@@ -139,7 +139,7 @@ class NMF(Decomposition):
 
         first = None
         it = 0
-        for it in tqdm(range(self.max_iter), desc="NMF", disable=not self.verbose, leave=False):  # noqa: B007
+        for it in tqdm(range(self.max_iter), desc="NMF", disable=not self.progress, leave=False):  # noqa: B007
             W, violation = self._hals(W, data @ H.T, H @ H.T)
             Ht, violation_h = self._hals(H.T.contiguous(), data.T @ W, W.T @ W)
             H = Ht.T.contiguous()

@@ -19,6 +19,7 @@ import torch
 
 from .. import engine
 from ..errors import ConfigError, DimensionError, InputTypeError
+from ..results import Result, themed
 from ..tensor import Activations
 from ._data import as_matrix
 
@@ -171,8 +172,12 @@ def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: to
 
 
 @dataclass
-class SteeringResult:
-    """The ``alpha`` that hits ``target_kl`` (and the KL it reached)."""
+class SteeringResult(Result):
+    """The ``alpha`` that hits ``target_kl`` (and the KL it reached); ``trace`` holds every (alpha, KL) tried.
+
+    >>> res = find_alpha(model, "The cat", "blocks.3.hook_resid_post", direction, target_kl=0.5)  # doctest: +SKIP
+    >>> print(res.summary()); res.plot()                                                         # doctest: +SKIP
+    """
 
     target_kl: float
     alpha: float
@@ -182,14 +187,22 @@ class SteeringResult:
     trace: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per evaluation of the search: ``alpha`` and the ``kl`` it gave, in search order."""
         return pd.DataFrame(self.trace, columns=["alpha", "kl"])
 
-    def plot(self):
+    def summary(self) -> str:
+        """The alpha found, the KL it gave against the target, and whether the search converged."""
+        state = "converged" if self.converged else "did NOT converge"
+        return (f"Steering strength alpha {self.alpha:.4g} gives KL {self.kl:.4f} (target {self.target_kl:.4f})\n"
+                f"  binary search {state} after {self.n_evaluations} evaluations")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """KL against alpha for every evaluation, with the target as a dashed line (plotly)."""
         import plotly.express as px
 
-        fig = px.scatter(self.to_frame().sort_values("alpha"), x="alpha", y="kl", title="steering: KL vs alpha")
+        fig = px.scatter(self.to_frame().sort_values("alpha"), x="alpha", y="kl")
         fig.add_hline(y=self.target_kl, line_dash="dash")
-        return fig
+        return themed(fig, title=kwargs.get("title", "steering: KL vs alpha"))
 
 
 def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, DimensionError, MismatchError
+from ..results import Result, themed
 from ..stats import null_indices, p_value, resolve_groups
 from ..tensor import Activations
 
@@ -133,8 +134,16 @@ def top_loading(estimator: Any, names: Sequence[str] | None = None, n: int = 10,
 
 
 @dataclass
-class BehaviourComponents:
-    """Behaviour correlations of a recording's components and the named units that load on them."""
+class BehaviourComponents(Result):
+    """Behaviour correlations of a recording's components and the named units that load on them.
+
+    ``correlations``: one row per (component, variable) with ``r``, ``p`` (null of ``n_permutations``
+    circular shifts or grouped permutations) and ``p_max`` (max-statistic corrected); ``loadings``: the
+    top-loading units of each component; ``codes``: the components over time.
+
+    >>> bc = behaviour_components(NMF(8).fit(worm), worm)   # doctest: +SKIP
+    >>> print(bc.summary()); bc.best("reversal")            # doctest: +SKIP
+    """
 
     correlations: pd.DataFrame
     loadings: pd.DataFrame
@@ -157,13 +166,25 @@ class BehaviourComponents:
         names = self.loadings.groupby("component")["name"].apply(lambda s: ", ".join(s)).rename("top_units")
         return self.correlations.join(names, on="component")
 
-    def plot(self):
+    def summary(self) -> str:
+        """For each variable, the most correlated component, its p-values and its top units."""
+        variables = list(dict.fromkeys(self.correlations["variable"]))
+        lines = [f"Behaviour correlations of {self.correlations['component'].nunique()} components with "
+                 f"{len(variables)} variable(s)"]
+        for v in variables:
+            b = self.best(v, sign="abs")
+            units = ", ".join(b["top_units"][:5])
+            lines.append(f"  {v}: component {b['component']} r {b['r']:+.3f} (p {b['p']:.3g}, corrected {b['p_max']:.3g})"
+                         + (f"; top units {units}" if units else ""))
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
         """Heatmap of r (variables x components)."""
         import plotly.express as px
 
         table = self.correlations.pivot(index="variable", columns="component", values="r")
-        return px.imshow(table, color_continuous_scale="RdBu_r", zmin=-1, zmax=1, aspect="auto",
-                         title="component-behaviour correlation (circular-shift p in hover data)")
+        fig = px.imshow(table, color_continuous_scale="RdBu_r", zmin=-1, zmax=1, aspect="auto")
+        return themed(fig, title=kwargs.get("title", "component-behaviour correlation r"))
 
 
 def behaviour_components(estimator: Any, recording: Activations, variables: Sequence[str] = ("reversal", "velocity"),

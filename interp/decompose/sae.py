@@ -59,12 +59,12 @@ class ReLUSAE(SparseAutoencoder):
                  resample_every: int = 2500, resample_until: float = 0.5, lr: float = 3e-4, batch_size: int = 4096,
                  n_epochs: int = 1, max_samples: int | None = None, max_seconds: float | None = None,
                  warmup_steps: int | None = None, decay_fraction: float = 0.0, normalize: bool = True,
-                 dead_after: int = 1_000_000, random_state: int | None = 0, device: str | None = None,
-                 dtype: torch.dtype = torch.float32, verbose: bool = True) -> None:
+                 dead_after: int = 1_000_000, seed: int | None = 0, device: str | None = None,
+                 dtype: torch.dtype = torch.float32, progress: bool = True) -> None:
         super().__init__(n_components, lr=lr, batch_size=batch_size, n_epochs=n_epochs, max_samples=max_samples,
                          max_seconds=max_seconds, warmup_steps=warmup_steps, decay_fraction=decay_fraction,
-                         normalize=normalize, dead_after=dead_after, random_state=random_state, device=device,
-                         dtype=dtype, verbose=verbose)
+                         normalize=normalize, dead_after=dead_after, seed=seed, device=device,
+                         dtype=dtype, progress=progress)
         self.l1_coefficient = l1_coefficient
         self.l1_warmup_fraction = l1_warmup_fraction
         self.resample_every = resample_every
@@ -73,8 +73,8 @@ class ReLUSAE(SparseAutoencoder):
     def _activate(self, pre: torch.Tensor, training: bool) -> torch.Tensor:
         return torch.relu(pre)
 
-    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, progress: float) -> torch.Tensor:
-        warm = min(1.0, progress / self.l1_warmup_fraction) if self.l1_warmup_fraction > 0 else 1.0
+    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, fraction: float) -> torch.Tensor:
+        warm = min(1.0, fraction / self.l1_warmup_fraction) if self.l1_warmup_fraction > 0 else 1.0
         return self.l1_coefficient * warm * codes.sum()
 
     def _after_step(self, x, x_hat, stats, par) -> None:
@@ -141,12 +141,12 @@ class TopKSAE(SparseAutoencoder):
                  aux_coefficient: float = 1 / 32, lr: float = 3e-4, batch_size: int = 4096, n_epochs: int = 1,
                  max_samples: int | None = None, max_seconds: float | None = None, warmup_steps: int | None = None,
                  decay_fraction: float = 0.0, normalize: bool = True, dead_after: int = 1_000_000,
-                 random_state: int | None = 0, device: str | None = None, dtype: torch.dtype = torch.float32,
-                 verbose: bool = True) -> None:
+                 seed: int | None = 0, device: str | None = None, dtype: torch.dtype = torch.float32,
+                 progress: bool = True) -> None:
         super().__init__(n_components, lr=lr, batch_size=batch_size, n_epochs=n_epochs, max_samples=max_samples,
                          max_seconds=max_seconds, warmup_steps=warmup_steps, decay_fraction=decay_fraction,
-                         normalize=normalize, dead_after=dead_after, random_state=random_state, device=device,
-                         dtype=dtype, verbose=verbose)
+                         normalize=normalize, dead_after=dead_after, seed=seed, device=device,
+                         dtype=dtype, progress=progress)
         self.k = k
         self.aux_k = aux_k
         self.aux_coefficient = aux_coefficient
@@ -176,7 +176,7 @@ class TopKSAE(SparseAutoencoder):
         """(rows, latents, values) of the active pairs, sorted by row."""
         return self._row_topk(pre, self.k, par)
 
-    def _train_forward(self, x, progress, n, par):
+    def _train_forward(self, x, fraction, n, par):
         xs = x * self.input_scale_
         xc = (xs - self.b_dec_).detach()
         with torch.no_grad():
@@ -273,12 +273,12 @@ class JumpReLUSAE(SparseAutoencoder):
                  sparsity_warmup_fraction: float = 0.1, bandwidth: float = 0.5, initial_threshold: float = 1.0,
                  lr: float = 3e-4, batch_size: int = 4096, n_epochs: int = 1, max_samples: int | None = None,
                  max_seconds: float | None = None, warmup_steps: int | None = None, decay_fraction: float = 0.0,
-                 normalize: bool = True, dead_after: int = 1_000_000, random_state: int | None = 0,
-                 device: str | None = None, dtype: torch.dtype = torch.float32, verbose: bool = True) -> None:
+                 normalize: bool = True, dead_after: int = 1_000_000, seed: int | None = 0,
+                 device: str | None = None, dtype: torch.dtype = torch.float32, progress: bool = True) -> None:
         super().__init__(n_components, lr=lr, batch_size=batch_size, n_epochs=n_epochs, max_samples=max_samples,
                          max_seconds=max_seconds, warmup_steps=warmup_steps, decay_fraction=decay_fraction,
-                         normalize=normalize, dead_after=dead_after, random_state=random_state, device=device,
-                         dtype=dtype, verbose=verbose)
+                         normalize=normalize, dead_after=dead_after, seed=seed, device=device,
+                         dtype=dtype, progress=progress)
         self.sparsity_coefficient = sparsity_coefficient
         self.sparsity_warmup_fraction = sparsity_warmup_fraction
         self.bandwidth = bandwidth
@@ -308,7 +308,7 @@ class JumpReLUSAE(SparseAutoencoder):
             return z * (z > theta)
         return JumpReLU.apply(z, theta, self.bandwidth)
 
-    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, progress: float) -> torch.Tensor:
-        warm = min(1.0, progress / self.sparsity_warmup_fraction) if self.sparsity_warmup_fraction > 0 else 1.0
+    def _sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor, fraction: float) -> torch.Tensor:
+        warm = min(1.0, fraction / self.sparsity_warmup_fraction) if self.sparsity_warmup_fraction > 0 else 1.0
         return self.sparsity_coefficient * warm * Step.apply(torch.relu(pre), self.log_threshold_.exp(),
                                                              self.bandwidth).sum()

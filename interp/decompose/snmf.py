@@ -131,7 +131,7 @@ class SNMF(Decomposition):
     n_components: number of features k (the paper's scripts use 50).
     sparsity: fraction of each feature's neuron weights kept (paper: 0.01); ``None`` or 1 disables it.
     init: ``"svd"``, ``"kmeans"`` or ``"random"`` (``G ~ U(0, 1)`` clamped at 1e-6, ``F ~ N(0, 1)``, drawn
-        in that order from ``torch.Generator().manual_seed(random_state)`` as the authors draw them after
+        in that order from ``torch.Generator().manual_seed(seed)`` as the authors draw them after
         ``torch.manual_seed``).
     max_iter, patience: iteration budget; stop after ``patience`` iterations without improvement.
     tol, tol_mode: what counts as an improvement. ``"relative"`` (default): the loss fell below
@@ -163,8 +163,8 @@ class SNMF(Decomposition):
 
     def __init__(self, n_components: int = 50, sparsity: float | None = 0.01, init: str = "svd",
                  max_iter: int = 1000, patience: int = 100, tol: float = 1e-6, reg: float = 1e-6,
-                 max_samples: int | None = None, random_state: int | None = 0, device: str | None = None,
-                 dtype: torch.dtype = torch.float32, verbose: bool = False, tol_mode: str = "relative",
+                 max_samples: int | None = None, seed: int | None = 0, device: str | None = None,
+                 dtype: torch.dtype = torch.float32, progress: bool = False, tol_mode: str = "relative",
                  eps: float = _EPS, keep_codes: bool = False, drop_tokens: list[int] | None = None) -> None:
         self.n_components = n_components
         self.sparsity = sparsity
@@ -178,10 +178,10 @@ class SNMF(Decomposition):
         self.keep_codes = keep_codes
         self.drop_tokens = drop_tokens
         self.max_samples = max_samples
-        self.random_state = random_state
+        self.seed = seed
         self.device = device
         self.dtype = dtype
-        self.verbose = verbose
+        self.progress = progress
 
     @classmethod
     def paper(cls, tokenizer: Any = None, **overrides: Any) -> SNMF:
@@ -236,7 +236,7 @@ class SNMF(Decomposition):
 
     # ------------------------------------------------------------------ init
     def _initial(self, A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = rng(self.random_state)
+        gen = rng(self.seed)
         d, n = A.shape
         if self.init == "random":
             G = torch.rand(n, k, generator=gen).clamp_min(1e-6).to(A)
@@ -281,7 +281,7 @@ class SNMF(Decomposition):
         sq_norm_A = float((A.double() ** 2).sum())
         absolute = self.tol_mode == "absolute"
         best, best_F, best_G, wait, curve, reference = math.inf, F, G, 0, [], math.inf
-        bar = tqdm(range(self.max_iter), desc="SNMF", disable=not self.verbose, leave=False)
+        bar = tqdm(range(self.max_iter), desc="SNMF", disable=not self.progress, leave=False)
         it = 0
         for it in bar:
             F, G, P, Q = snmf_step(A, F, G, keep, self.reg, self.eps)
@@ -306,7 +306,7 @@ class SNMF(Decomposition):
             wait = 0 if improved else wait + 1
             if wait >= self.patience:
                 break
-            if self.verbose and it % 10 == 0:
+            if self.progress and it % 10 == 0:
                 bar.set_postfix(loss=f"{loss:.4g}", rel=f"{loss / max(sq_norm_A, 1e-30):.4f}")
         bar.close()
         self.components_ = best_F.T.contiguous()

@@ -434,6 +434,15 @@ class Enrichment(Result):
         return (f"{self.overlap} of {self.selected} selected names are in the classes ({self.expected:.1f} expected from "
                 f"{self.in_class} of {self.population}); hypergeometric p = {self.p_value:.3g}")
 
+    def plot(self, **kwargs: Any) -> Any:
+        """The overlap against its expectation under random selection (plotly bars)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Bar(x=["observed", "expected"], y=[self.overlap, self.expected],
+                               text=[", ".join(self.overlap_names[:8]), f"{self.expected:.1f}"], textposition="auto"))
+        return themed(fig, title=kwargs.get("title", f"Enrichment: hypergeometric p = {self.p_value:.3g}"),
+                      yaxis_title="selected names in the classes")
+
 
 def enrichment_test(selected: Sequence[str], population: Sequence[str], classes: Sequence[str],
                     class_of: Any = neuron_class) -> Enrichment:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ import torch
 
 from .. import engine
 from ..errors import DimensionError, InputTypeError
+from ..results import Result, themed
 
 __all__ = ["HeadScores", "head_scores", "pattern_scores"]
 
@@ -71,8 +73,12 @@ def pattern_scores(pattern: torch.Tensor, tokens: torch.Tensor) -> dict[str, np.
 
 
 @dataclass
-class HeadScores:
-    """Previous-token, induction and duplicate-token scores of every head (``(layer, head)`` arrays)."""
+class HeadScores(Result):
+    """Previous-token, induction and duplicate-token scores of every head (``(layer, head)`` arrays).
+
+    >>> scores = head_scores(model, tokens)      # doctest: +SKIP
+    >>> print(scores.summary())                  # doctest: +SKIP
+    """
 
     previous_token: np.ndarray
     induction: np.ndarray
@@ -97,7 +103,18 @@ class HeadScores:
             raise InputTypeError(f"kind must be one of {KINDS}, got {kind!r}")
         return [tuple(map(int, ij)) for ij in np.argwhere(getattr(self, kind) >= self.threshold)]
 
-    def plot(self):
+    def summary(self) -> str:
+        """The best head of each kind and the heads flagged at the threshold."""
+        L, H = self.induction.shape
+        lines = [f"Head scores of {L} layers x {H} heads (flagged at >= {self.threshold:g})"]
+        for k in KINDS:
+            scores = getattr(self, k)
+            layer, head = divmod(int(np.argmax(scores)), H)
+            flagged = ", ".join(f"L{a}H{b}" for a, b in self.flagged(k)) or "none"
+            lines.append(f"  {k.replace('_', '-')}: best L{layer}H{head} {float(scores.max()):.3f}; flagged: {flagged}")
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
         """Heatmaps of the three scores (layer x head)."""
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
@@ -107,8 +124,7 @@ class HeadScores:
             fig.add_trace(go.Heatmap(z=getattr(self, k), zmin=0, zmax=1, colorscale="Blues", showscale=i == 2), 1, i + 1)
             fig.update_xaxes(title_text="head", row=1, col=i + 1)
             fig.update_yaxes(title_text="layer", row=1, col=i + 1)
-        fig.update_layout(template="none", height=320, title="attention head scores")
-        return fig
+        return themed(fig, height=320, title=kwargs.get("title", "attention head scores"))
 
 
 def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size: int = 32,

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from ..errors import DimensionError, InputTypeError
+from ..results import Result, themed
 from .stats import UnitStatsResult
 
 __all__ = [
@@ -234,8 +235,12 @@ def universal_units(acts_a: torch.Tensor, acts_b: torch.Tensor, threshold: float
 
 
 @dataclass
-class Phenomena:
-    """Per-unit phenomenon flags (boolean columns) and the numbers behind them."""
+class Phenomena(Result):
+    """Per-unit phenomenon flags (boolean columns) and the numbers behind them.
+
+    >>> ph = detect_phenomena(stats)          # doctest: +SKIP
+    >>> print(ph.summary())                   # doctest: +SKIP
+    """
 
     frame: pd.DataFrame
     notes: dict[str, str] = field(default_factory=dict)
@@ -244,6 +249,7 @@ class Phenomena:
                             "suppression", "entropy", "enrichment", "depletion", "universal")
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per unit: the flags and the numbers behind them."""
         return self.frame.copy()
 
     def labels(self) -> list[list[str]]:
@@ -252,14 +258,21 @@ class Phenomena:
         flags = self.frame[cols].to_numpy(dtype=bool)
         return [[c.replace("_", "-") for c, f in zip(cols, row) if f] for row in flags]
 
-    def plot(self):
+    def summary(self) -> str:
+        """How many units show each phenomenon, and which detectors were skipped."""
+        cols = [c for c in self.FLAGS if c in self.frame.columns]
+        counts = ", ".join(f"{c.replace('_', '-')} {int(self.frame[c].sum())}" for c in cols)
+        lines = [f"Phenomena of {len(self.frame)} units", f"  units per phenomenon: {counts or 'no detectors ran'}"]
+        lines += [f"  {key}: {note}" for key, note in self.notes.items()]
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
         """Bar chart of how many units show each phenomenon."""
         import plotly.graph_objects as go
 
         cols = [c for c in self.FLAGS if c in self.frame.columns]
         fig = go.Figure(go.Bar(x=cols, y=[int(self.frame[c].sum()) for c in cols]))
-        fig.update_layout(title="units per phenomenon", template="none", height=320)
-        return fig
+        return themed(fig, title=kwargs.get("title", "units per phenomenon"), height=320, yaxis_title="units")
 
 
 def detect_phenomena(stats: UnitStatsResult, model: Any = None, layer: int | None = None,

@@ -1,8 +1,9 @@
 """Labeling pipelines: model neurons over a corpus, attention heads, and recorded units.
 
 Each pipeline returns a :class:`LabelResult`: an index table (one row per unit: label, score,
-phenomena) plus everything the report's unit cards show. Build the HTML with
-:func:`interp.label.report.build_label_report`.
+phenomena) plus everything the report's unit cards show. ``Report(title).add(result)`` places it
+(overview, sortable index and one card per unit); :func:`interp.label.report.build_label_report`
+writes a report of several results.
 
 * :func:`label_neurons`: MLP neurons (or any site) of a TransformerBridge over a token corpus, in one
   streaming pass (:class:`~interp.label.stats.UnitStats`) plus a held-out pass for scoring.
@@ -32,6 +33,7 @@ import torch
 from .. import engine
 from ..engine.distributed import gather, share
 from ..errors import ConfigError, InputTypeError
+from ..results import Result, themed
 from .concepts import ConceptTests
 from .explain import Explainer, Explanation, TemplatedExplainer, UnitEvidence, explain_safely, keyword_predicate
 from .heads import HeadScores, head_scores
@@ -45,12 +47,15 @@ __all__ = ["LabelResult", "label_neurons", "label_heads", "text_corpus", "stream
 
 
 @dataclass
-class LabelResult:
+class LabelResult(Result):
     """Labels of a set of units and the evidence behind them.
 
     ``table``: one row per unit (``unit``, ``name``, ``layer``, ``label``, ``score``, ``score_kind``,
     ``simulation``, ``phenomena``, ``explainer``, ``error``); the other fields hold what the report's
     cards show and may be None for a kind of units that lacks them.
+
+    >>> res = label_neurons(model, "blocks.5.mlp.hook_post", n_tokens=20_000)   # doctest: +SKIP
+    >>> print(res.summary()); Report("labels").add(res)                          # doctest: +SKIP
     """
 
     title: str
@@ -73,14 +78,43 @@ class LabelResult:
         """The index table (a copy)."""
         return self.table.copy()
 
-    def plot(self):
+    def summary(self) -> str:
+        """How many units were labeled, how well the labels score, and the best labels."""
+        t = self.table
+        scored = t[t["score"].notna()] if "score" in t else t.iloc[:0]
+        kind = str(t["score_kind"].dropna().iloc[0]) if "score_kind" in t and t["score_kind"].notna().any() else "score"
+        lines = [f"{self.title}: {len(t)} {self.kind} labeled at {self.site}"]
+        if len(scored):
+            lines.append(f"  {kind}: median {scored['score'].median():.3f}, best {scored['score'].max():.3f} "
+                         f"({len(scored)} scored)")
+            for row in scored.sort_values("score", ascending=False).head(3).itertuples():
+                lines.append(f"  {row.name}: {str(row.label)[:80]} ({row.score:.3f})")
+        if "phenomena" in t:
+            with_ph = int((t["phenomena"].astype(str).str.len() > 0).sum())
+            lines.append(f"  {with_ph} unit(s) show a phenomenon")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
         """Label scores per unit (histogram, coloured by phenomenon presence)."""
         import plotly.express as px
 
         f = self.table.assign(has_phenomenon=self.table["phenomena"].astype(str).str.len() > 0)
-        fig = px.histogram(f, x="score", color="has_phenomenon", nbins=30, title=f"{self.title}: label scores")
-        fig.update_layout(template="none", height=320)
-        return fig
+        fig = px.histogram(f, x="score", color="has_phenomenon", nbins=30)
+        return themed(fig, title=kwargs.get("title", f"{self.title}: label scores"), height=320)
+
+    def report_section(self, result_id: str | None = None, max_cards: int | None = None) -> list[Any]:
+        """Overview figures, a sortable/filterable index and one card per unit (``max_cards``: the best-scoring
+        ones only); ``result_id`` prefixes the cards' HTML ids (default: from the title)."""
+        from .report import label_section
+
+        return label_section(self, result_id=result_id, max_cards=max_cards)
+
+    def report_head(self) -> str:
+        """The CSS of the unit cards (added once to the report's ``<head>``)."""
+        from .report import CARD_CSS
+
+        return CARD_CSS
 
 
 # --------------------------------------------------------------------------- corpus and streaming

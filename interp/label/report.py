@@ -9,6 +9,7 @@ which keeps a 1,536-unit layer well under 20 MB.
 
 >>> res = label_neurons(model, "blocks.5.mlp.hook_post")                 # doctest: +SKIP
 >>> build_label_report(res, "labels.html")                               # doctest: +SKIP
+>>> Report("my report").add(res)    # the same section inside any report # doctest: +SKIP
 
 ``build_demo_report(path)`` is what ``make demo`` calls: ``induction-2l`` heads, one ``smollm2-135m``
 MLP layer and the C. elegans neurons pooled over 7 worms.
@@ -26,12 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..report.html import Report, escape
+from ..report.html import Report, escape, table_html
 from .pipeline import LabelResult
 
-__all__ = ["build_label_report", "add_label_sections", "build_demo_report", "unit_card"]
+__all__ = ["build_label_report", "label_section", "build_demo_report", "unit_card", "CARD_CSS"]
 
-_CSS = """<style>
+#: Styles of the unit cards; :meth:`LabelResult.report_head` gives them to :meth:`Report.add`.
+CARD_CSS = """<style>
 .x{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:pre-wrap;line-height:1.7;margin:2px 0;
  padding:2px 6px;background:#fafbfc;border-radius:4px}
 .x i{font-style:normal;border-radius:2px}
@@ -231,22 +233,20 @@ def _pattern_svg(pattern: np.ndarray, size: int = 220) -> str:
             "columns: source</div>")
 
 
-def add_label_sections(report: Report, result: LabelResult, result_id: str | None = None,
-                       max_cards: int | None = None) -> None:
-    """Append a result's overview, sortable/filterable index and unit cards to ``report``."""
+def label_section(result: LabelResult, result_id: str | None = None, max_cards: int | None = None) -> list[Any]:
+    """What :meth:`LabelResult.report_section` places: overview (notes, figures), a sortable/filterable
+    index linking to the cards, and the unit cards (``max_cards``: the best-scoring ones only)."""
     rid = result_id or "".join(ch if ch.isalnum() else "-" for ch in result.title.lower())[:40]
     table = result.table.copy()
-    intro = [f"<p>{escape(n)}</p>" for n in result.notes]
-    figures: list[Any] = []
+    parts: list[Any] = [result._summary_html()] + [f"<p>{escape(n)}</p>" for n in result.notes]
     if result.heads is not None:
-        figures.append(result.heads.plot())
+        parts.append(result.heads.plot())
     if result.place is not None:
-        figures.append(result.place.plot())
+        parts.append(result.place.plot())
     if result.concepts is not None and result.kind == "recording":
-        figures.append(result.concepts.plot())
+        parts.append(result.concepts.plot())
     if table["score"].notna().any():
-        figures.append(result.plot())
-    report.add_section(f"{result.title}: overview", intro + figures)
+        parts.append(result.plot())
     order = table.sort_values("score", ascending=False, na_position="last")
     if max_cards is not None:
         order = order.head(max_cards)
@@ -264,11 +264,11 @@ def add_label_sections(report: Report, result: LabelResult, result_id: str | Non
         if col in index and index[col].isna().all():
             index = index.drop(columns=[col])
     index["label"] = index["label"].astype(str).str.slice(0, 160)
-    report.add_table(f"{result.title}: index", index, html_columns=["unit"],
-                     intro='<p class="muted">Click a header to sort; type in a filter box (text, or <code>&gt;0.8</code>, '
-                           "<code>&lt;=3</code>, <code>=2</code>) to filter; click a unit to open its card.</p>")
-    cards = [unit_card(result, row, rid) for _, row in order.iterrows()]
-    report.add_section(f"{result.title}: units", "\n".join(cards))
+    parts.append("<h3>Index</h3>" + '<p class="muted">Click a header to sort; type in a filter box (text, or '
+                 "<code>&gt;0.8</code>, <code>&lt;=3</code>, <code>=2</code>) to filter; click a unit to open its "
+                 "card.</p>" + table_html(index, html_columns=["unit"]))
+    parts.append("<h3>Units</h3>" + "\n".join(unit_card(result, row, rid) for _, row in order.iterrows()))
+    return parts
 
 
 def build_label_report(results: LabelResult | Sequence[LabelResult], path: str | os.PathLike,
@@ -276,11 +276,10 @@ def build_label_report(results: LabelResult | Sequence[LabelResult], path: str |
     """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path."""
     results = [results] if isinstance(results, LabelResult) else list(results)
     report = Report(title, subtitle=f"interp label report, {time.strftime('%Y-%m-%d %H:%M')}")
-    report.add_head(_CSS)
     if notes:
         report.add_section("Notes", "".join(f'<div class="note">{escape(n)}</div>' for n in notes))
     for i, res in enumerate(results):
-        add_label_sections(report, res, result_id=f"r{i}", max_cards=max_cards)
+        report.add(res, result_id=f"r{i}", max_cards=max_cards)
     return report.write(path)
 
 

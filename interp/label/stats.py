@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, DimensionError, InputTypeError, NaNError
+from ..results import Result, themed
 
 __all__ = ["UnitStats", "UnitStatsResult"]
 
@@ -316,8 +317,13 @@ def _eta_squared(sums: np.ndarray, counts: np.ndarray, mean: np.ndarray, var: np
 
 
 @dataclass
-class UnitStatsResult:
-    """Per-unit statistics from :class:`UnitStats` (arrays indexed by unit first)."""
+class UnitStatsResult(Result):
+    """Per-unit statistics from :class:`UnitStats` (arrays indexed by unit first).
+
+    >>> stats = UnitStats(8, k=3); stats.update(torch.randn(4, 16, 8)); res = stats.result()
+    >>> len(res.to_frame())
+    8
+    """
 
     count: int
     n_samples: int
@@ -408,12 +414,22 @@ class UnitStatsResult:
             "token_eta2": self.token_eta2(), "position_eta2": self.position_eta2(),
         })
 
-    def plot(self, unit: int = 0):
+    def summary(self) -> str:
+        """How much was seen, how many units are active, and the most token- and position-driven units."""
+        active = self.frequency > 0
+        lines = [f"Unit statistics of {self.n_units} units over {self.count} activations ({self.n_samples} sequences)",
+                 f"  active (frequency > 0): {int(active.sum())} units; median frequency {float(np.median(self.frequency)):.3g}"]
+        for name, values in (("token", self.token_eta2()), ("position", self.position_eta2())):
+            if len(values) and float(np.max(values)) > 0:
+                u = int(np.argmax(values))
+                lines.append(f"  most {name}-driven: unit {u} ({name} eta2 {float(values[u]):.3f})")
+        return "\n".join(lines)
+
+    def plot(self, unit: int = 0, **kwargs: Any) -> Any:
         """Histogram of one unit's activations (plotly)."""
         import plotly.graph_objects as go
 
         edges = self.hist_edges(unit)
         fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=self.hist_counts[unit], width=np.diff(edges)))
-        fig.update_layout(title=f"unit {unit}: activation histogram", xaxis_title="activation", yaxis_title="count",
-                          template="none", height=300)
-        return fig
+        return themed(fig, title=kwargs.get("title", f"unit {unit}: activation histogram"), xaxis_title="activation",
+                      yaxis_title="count", height=300)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from .. import engine
 from ..cache import cache_dir
 from ..errors import ConfigError, DimensionError, SchemaError
+from ..results import Result, themed
 from ..tensor import atomic_write
 
 BOS = 0
@@ -215,28 +216,33 @@ def make_repeated_tokens(
 
 
 @dataclass
-class HeadScores:
-    """Per-head attention scores of a model on repeated-token sequences.
+class InductionScores(Result):
+    """Previous-token and induction scores of every head on repeated-token sequences of known period.
+
+    (The general detectors, for any token sequences, are :func:`interp.label.heads.head_scores`.)
 
     Attributes:
-        prev_token: ``[n_layers, n_heads]`` mean attention from position ``t`` to ``t - 1`` (``t >= 2``).
+        previous_token: ``[n_layers, n_heads]`` mean attention from position ``t`` to ``t - 1`` (``t >= 2``).
         induction: ``[n_layers, n_heads]`` mean attention from repeat positions ``t`` to ``t - period + 1``
             (the token after the previous occurrence of token ``t``).
         n_sequences: number of sequences the scores were averaged over.
+
+    >>> scores = induction_head_scores(model)  # doctest: +SKIP
+    >>> print(scores.summary())  # doctest: +SKIP
     """
 
-    prev_token: torch.Tensor
+    previous_token: torch.Tensor
     induction: torch.Tensor
     n_sequences: int
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per head: layer, head, prev_token, induction."""
-        n_layers, n_heads = self.prev_token.shape
+        """One row per head: layer, head, previous_token, induction."""
+        n_layers, n_heads = self.previous_token.shape
         rows = [
             {
                 "layer": layer,
                 "head": head,
-                "prev_token": float(self.prev_token[layer, head]),
+                "previous_token": float(self.previous_token[layer, head]),
                 "induction": float(self.induction[layer, head]),
             }
             for layer in range(n_layers)
@@ -245,26 +251,37 @@ class HeadScores:
         return pd.DataFrame(rows)
 
     def heads(self, kind: str = "induction", threshold: float = 0.5, layer: int | None = None) -> list[tuple[int, int]]:
-        """``(layer, head)`` pairs whose ``kind`` score ("induction" or "prev_token") is at least ``threshold``."""
-        if kind not in ("induction", "prev_token"):
-            raise ConfigError(f"kind must be 'induction' or 'prev_token', got {kind!r}")
+        """``(layer, head)`` pairs whose ``kind`` score ("induction" or "previous_token") is at least ``threshold``."""
+        if kind not in ("induction", "previous_token"):
+            raise ConfigError(f"kind must be 'induction' or 'previous_token', got {kind!r}")
         scores = getattr(self, kind)
         pairs = [(int(li), int(hi)) for li, hi in (scores >= threshold).nonzero().tolist()]
         return [p for p in pairs if layer is None or p[0] == layer]
 
-    def plot(self):
+    def summary(self) -> str:
+        """The best head of each kind and the heads above 0.5."""
+        lines = [f"Induction scores of {self.induction.numel()} heads on {self.n_sequences} repeated-token sequences"]
+        for kind in ("previous_token", "induction"):
+            scores = getattr(self, kind)
+            layer, head = divmod(int(scores.argmax()), scores.shape[1])
+            above = self.heads(kind, 0.5)
+            lines.append(f"  {kind.replace('_', '-')}: best L{layer}H{head} {float(scores.max()):.3f}; "
+                         f"{len(above)} head(s) >= 0.5 {above if above else ''}".rstrip())
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
         """Plotly heatmaps of both scores (layers x heads)."""
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         fig = make_subplots(rows=1, cols=2, subplot_titles=("previous-token score", "induction score"))
-        for col, scores in enumerate((self.prev_token, self.induction), start=1):
+        for col, scores in enumerate((self.previous_token, self.induction), start=1):
             fig.add_trace(
                 go.Heatmap(z=scores.numpy(), zmin=0, zmax=1, colorscale="Blues", showscale=col == 2), row=1, col=col
             )
             fig.update_xaxes(title_text="head", row=1, col=col)
             fig.update_yaxes(title_text="layer", row=1, col=col)
-        return fig
+        return themed(fig, title=kwargs.get("title", "induction-task head scores"), height=320)
 
 
 def _attention_patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -275,7 +292,7 @@ def _attention_patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
     return [cache[name].float().cpu() for name in names]  # [batch, head, query, key]
 
 
-def induction_head_scores(model: Any, data: RepeatedTokens | None = None, batch_size: int = 64) -> HeadScores:
+def induction_head_scores(model: Any, data: RepeatedTokens | None = None, batch_size: int = 64) -> InductionScores:
     """Previous-token and induction scores of every head of ``model`` on repeated-token sequences.
 
     ``data`` defaults to 256 fresh sequences (``make_repeated_tokens(256, n_ctx, seed=10_000)``), a
@@ -304,7 +321,7 @@ def induction_head_scores(model: Any, data: RepeatedTokens | None = None, batch_
             ind_sum[layer] += pattern[b_idx, :, q_idx, source[b_idx, q_idx]].sum(dim=0).double()
         prev_count += batch * len(query)
         ind_count += len(b_idx)
-    return HeadScores((prev_sum / prev_count).float(), (ind_sum / max(ind_count, 1)).float(), len(data))
+    return InductionScores((prev_sum / prev_count).float(), (ind_sum / max(ind_count, 1)).float(), len(data))
 
 
 def repeated_token_losses(model: Any, data: RepeatedTokens | None = None, batch_size: int = 64) -> dict[str, float]:
@@ -552,10 +569,10 @@ def _measure(model: Any) -> dict[str, Any]:
         "loss_first": losses["first"],
         "loss_repeat": losses["repeat"],
         "loss_ratio": losses["ratio"],
-        "prev_token_scores": scores.prev_token.tolist(),
+        "prev_token_scores": scores.previous_token.tolist(),
         "induction_scores": scores.induction.tolist(),
-        "prev_token_heads": scores.heads("prev_token", 0.5, layer=0),
+        "prev_token_heads": scores.heads("previous_token", 0.5, layer=0),
         "induction_heads": scores.heads("induction", 0.5, layer=1),
-        "best_prev_token_head": [0, int(scores.prev_token[0].argmax())],
+        "best_prev_token_head": [0, int(scores.previous_token[0].argmax())],
         "best_induction_head": [1, int(scores.induction[1].argmax())],
     }

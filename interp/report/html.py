@@ -282,16 +282,32 @@ class Report:
         self._sections.append((sid, str(title), content))
         return sid
 
-    def add(self, result: Any, title: str | None = None) -> str:
+    def add(self, result: Any, title: str | None = None, **options: Any) -> str:
         """Place any :class:`interp.results.Result` as a section (summary, figure, table); returns its id.
 
-        A result may customise its section by overriding ``report_section()``.
+        A result may customise its section by overriding ``report_section(**options)`` (``options`` are
+        passed on, e.g. ``max_cards=`` of a label result) and add styles to ``<head>`` (once per report)
+        with ``report_head()``.
+
+        >>> from interp.results import Result
+        >>> import pandas as pd
+        >>> class Scores(Result):
+        ...     def to_frame(self): return pd.DataFrame({"unit": [0, 1], "score": [0.2, 0.9]})
+        >>> rep = Report("Demo")
+        >>> rep.add(Scores(), title="Scores")
+        'scores'
         """
         section = getattr(result, "report_section", None)
         if not callable(section):
             raise InputTypeError(f"Report.add takes a result of the library (with report_section()), got "
                                  f"{type(result).__name__}; use add_section for HTML, figures and tables")
-        return self.add_section(title or getattr(result, "title", None) or type(result).__name__, section())
+        head = getattr(result, "report_head", None)
+        if callable(head):
+            text = head()
+            if text and text not in self._head:
+                self._head.append(text)
+        name = title or getattr(result, "title", None)
+        return self.add_section(name if isinstance(name, str) and name else type(result).__name__, section(**options))
 
     def add_table(self, title: str, frame: pd.DataFrame, sortable: bool = True, filterable: bool = True,
                   html_columns: Sequence[str] = (), max_rows: int | None = None, intro: str | None = None) -> str:

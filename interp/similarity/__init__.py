@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from .cca import canonical_correlations, cca, pwcca, svcca
 from .ceiling import NoiseCeiling, pool_rdms, rsa_noise_ceiling
-from .cka import CKA_ESTIMATORS, cka, hsic
+from .cka import CKA_ESTIMATORS, CKAResult, cka, cka_details, hsic
+from .profile import SimilarityProfile, SimilarityProfiles
 from .rdm import RDM_METHODS, RDMs, crossnobis, rdm, square, upper_tri
 from .rsa import COMPARATORS, compare_rdms, rsa
 from .shape import ProcrustesResult, procrustes, shape_distance
@@ -26,21 +27,21 @@ from .temporal import TimeCourse, TimeGeneralization, cross_temporal_rsa, slidin
 __all__ = [
     "rdm", "crossnobis", "RDMs", "upper_tri", "square", "RDM_METHODS",
     "compare_rdms", "rsa", "COMPARATORS",
-    "cka", "hsic", "CKA_ESTIMATORS",
+    "cka", "cka_details", "CKAResult", "hsic", "CKA_ESTIMATORS",
     "cca", "svcca", "pwcca", "canonical_correlations",
     "procrustes", "shape_distance", "ProcrustesResult",
     "rsa_noise_ceiling", "pool_rdms", "NoiseCeiling",
     "permutation_test", "bootstrap_ci", "rdm_bootstrap", "PermutationResult", "BootstrapResult",
     "sliding_rsa", "cross_temporal_rsa", "TimeCourse", "TimeGeneralization",
-    "compare", "SimilarityProfile",
+    "compare", "SimilarityProfile", "SimilarityProfiles",
 ]
 
 
 def __getattr__(name: str):
-    if name in ("compare", "SimilarityProfile"):
+    if name == "compare":
         import importlib
 
         module = importlib.import_module(".compare", __name__)  # `from . import compare` would recurse here
-        globals().update(compare=module.compare, SimilarityProfile=module.SimilarityProfile)  # the function, not
-        return globals()[name]  # the submodule that the import just bound to the same name
+        globals().update(compare=module.compare)  # the function, not the submodule that the import just bound
+        return globals()[name]  # to the same name
     raise AttributeError(f"module 'interp.similarity' has no attribute {name!r}")

@@ -31,11 +31,14 @@ def _orthonormal_basis(X: torch.Tensor, tol: float = 1e-10) -> torch.Tensor:
 
 
 def canonical_correlations(x: Any, y: Any, *, dtype: torch.dtype | str | None = None,
-                           device: str | torch.device | None = None, return_variates: bool = False):
-    """Canonical correlations (descending) of column-centred ``x`` and ``y``.
+                           device: str | torch.device | None = None) -> torch.Tensor:
+    """Canonical correlations (descending) of column-centred ``x`` and ``y``."""
+    return _canonical(x, y, dtype=dtype, device=device)[0]
 
-    With ``return_variates`` also returns the unit-norm canonical variates on X's side (n x k).
-    """
+
+def _canonical(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Canonical correlations, the unit-norm canonical variates on X's side (n x k) and centred X."""
     X, Y = as_pair(x, y, dtype=dtype, device=device)
     X = X - X.mean(0, keepdim=True)
     Y = Y - Y.mean(0, keepdim=True)
@@ -44,9 +47,7 @@ def canonical_correlations(x: Any, y: Any, *, dtype: torch.dtype | str | None = 
         raise DimensionError("X or Y has no variance after centring; CCA is undefined")
     U, rho, _ = torch.linalg.svd(Qx.T @ Qy, full_matrices=False)
     rho = rho.clamp(0.0, 1.0)
-    if return_variates:
-        return rho, Qx @ U[:, : rho.shape[0]], X
-    return rho
+    return rho, Qx @ U[:, : rho.shape[0]], X
 
 
 def cca(x: Any, y: Any, *, summary: str = "mean", dtype: torch.dtype | str | None = None,
@@ -83,6 +84,6 @@ def svcca(x: Any, y: Any, *, keep: float | int = 0.99, dtype: torch.dtype | str 
 
 def pwcca(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None) -> float:
     """Projection-weighted CCA (Morcos et al. 2018), weighted by how much of X each canonical variate accounts for."""
-    rho, H, Xc = canonical_correlations(x, y, dtype=dtype, device=device, return_variates=True)
+    rho, H, Xc = _canonical(x, y, dtype=dtype, device=device)
     alpha = (H.T @ Xc).abs().sum(1)
     return float((alpha * rho).sum() / alpha.sum())

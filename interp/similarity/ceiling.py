@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ..errors import DimensionError
+from ..results import Result, themed
 from .rdm import RDMs, as_rdm_vectors
 from .rsa import canonical_method, compare_vectors, rankdata
 
@@ -26,8 +27,15 @@ __all__ = ["NoiseCeiling", "rsa_noise_ceiling", "pool_rdms"]
 
 
 @dataclass
-class NoiseCeiling:
-    """Lower and upper bounds of the RSA noise ceiling for comparator ``method``."""
+class NoiseCeiling(Result):
+    """Lower and upper bounds of the RSA noise ceiling for comparator ``method`` (Nili et al. 2014).
+
+    >>> import torch
+    >>> base = torch.rand(10, 10, dtype=torch.float64); base = base + base.T; _ = base.fill_diagonal_(0)
+    >>> nc = rsa_noise_ceiling(torch.stack([base, base, base]))
+    >>> round(nc.lower, 6), round(nc.upper, 6)
+    (1.0, 1.0)
+    """
 
     lower: float
     upper: float
@@ -38,6 +46,21 @@ class NoiseCeiling:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"lower": self.lower, "upper": self.upper, "method": self.method,
                               "n_rdms": self.n_rdms, "convention": self.convention}])
+
+    def summary(self) -> str:
+        """The two bounds, the comparator and how many data RDMs they come from."""
+        return (f"Noise ceiling ({self.method}, {self.n_rdms} data RDMs): lower {self.lower:.4f}, upper {self.upper:.4f}"
+                f"\n  {self.convention}")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """The ceiling as a band between the lower and upper bound (plotly)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Bar(x=[self.upper - self.lower], base=[self.lower], y=[self.method], orientation="h",
+                               marker_color="gray", opacity=0.5, name="noise ceiling",
+                               hovertext=f"lower {self.lower:.4f}, upper {self.upper:.4f}"))
+        return themed(fig, title=kwargs.get("title", f"RSA noise ceiling ({self.n_rdms} RDMs)"), height=220,
+                      xaxis_title=f"{self.method} similarity")
 
 
 def pool_rdms(vectors: torch.Tensor, method: str) -> torch.Tensor:

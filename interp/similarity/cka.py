@@ -17,8 +17,11 @@ is returned with a warning.
 
 RBF kernel: k(x, y) = exp(-‖x-y‖² / (2σ²)). ``sigma`` is absolute (thingsvision's default is 1) or
 ``"median"``: σ = sigma_scale · sqrt(median of the non-zero squared distances) (Brain-Score's ``rbf``
-convention with ``sigma_scale=1``; Kornblith uses a fraction of the median distance). The convention
-used is recorded in :class:`CKAResult`.
+convention with ``sigma_scale=1``; Kornblith uses a fraction of the median distance).
+
+Two functions, one return type each: :func:`cka` returns the number (what permutation tests, bootstraps
+and :func:`~interp.similarity.compare` use); :func:`cka_details` returns a :class:`CKAResult` that also
+names the kernel, the estimator, the σ used on each side and the three HSIC terms.
 
 >>> import torch
 >>> from interp.similarity import cka
@@ -33,22 +36,67 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ..errors import ConfigError
+from ..results import Result, themed
 from ._backend import as_pair
 
-__all__ = ["cka", "hsic", "linear_hsic_terms", "rbf_kernel", "CKA_ESTIMATORS"]
+__all__ = ["cka", "cka_details", "CKAResult", "hsic", "linear_hsic_terms", "rbf_kernel", "CKA_ESTIMATORS"]
 
 CKA_ESTIMATORS = ("biased", "song", "lange")
 
 
 @dataclass
-class CKAResult:
+class CKAResult(Result):
+    """CKA of two representations with everything needed to reproduce it (Kornblith et al. 2019).
+
+    ``value`` is HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with the named ``kernel`` and ``estimator``;
+    ``sigma_x``/``sigma_y`` are the RBF bandwidths used (None for the linear kernel) and
+    ``sigma_rule`` says how they were chosen; ``hsic_xy``, ``hsic_xx``, ``hsic_yy`` are the three terms
+    (for ``"biased"`` without the common 1/(n-1)² factor, which cancels).
+
+    >>> import torch
+    >>> X = torch.randn(50, 10, dtype=torch.float64)
+    >>> round(cka_details(X, X).value, 6)
+    1.0
+    """
+
     value: float
     kernel: str
     estimator: str
-    sigma: str | None = None
+    n_samples: int
+    hsic_xy: float
+    hsic_xx: float
+    hsic_yy: float
+    sigma_x: float | None = None
+    sigma_y: float | None = None
+    sigma_rule: str | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: the value, the kernel, the estimator, σ on each side and the HSIC terms."""
+        return pd.DataFrame([{"cka": self.value, "kernel": self.kernel, "estimator": self.estimator,
+                              "n_samples": self.n_samples, "hsic_xy": self.hsic_xy, "hsic_xx": self.hsic_xx,
+                              "hsic_yy": self.hsic_yy, "sigma_x": self.sigma_x, "sigma_y": self.sigma_y,
+                              "sigma_rule": self.sigma_rule}])
+
+    def summary(self) -> str:
+        """The value and how it was computed."""
+        lines = [f"CKA {self.value:.4f} ({self.kernel} kernel, {self.estimator} HSIC, {self.n_samples} samples)"]
+        if self.sigma_x is not None:
+            lines.append(f"  sigma {self.sigma_x:.4g} (x), {self.sigma_y:.4g} (y): {self.sigma_rule}")
+        lines.append(f"  HSIC(x,y) {self.hsic_xy:.4g}, HSIC(x,x) {self.hsic_xx:.4g}, HSIC(y,y) {self.hsic_yy:.4g}")
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """The value as a bar on the [0, 1] scale of CKA (plotly)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Bar(x=[self.value], y=[f"{self.kernel} CKA ({self.estimator})"], orientation="h",
+                               text=[f"{self.value:.3f}"], textposition="auto"))
+        return themed(fig, title=kwargs.get("title", "Centered kernel alignment"), height=200,
+                      xaxis=dict(range=[min(0.0, self.value if self.value == self.value else 0.0), 1], title="CKA"))
 
 
 def _check_estimator(estimator: str) -> str:
@@ -135,35 +183,30 @@ def linear_hsic_terms(X: torch.Tensor, Y: torch.Tensor, estimator: str = "biased
     return hsic(K, L, estimator), hsic(K, K, estimator), hsic(L, L, estimator)
 
 
-def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", sigma: float | str = "median",
-        sigma_scale: float = 1.0, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
-        return_result: bool = False, nan_policy: str = "raise") -> float | CKAResult:
-    """Centered kernel alignment between ``x`` and ``y`` (samples x features; same samples).
+def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased",
+                sigma: float | str = "median", sigma_scale: float = 1.0, dtype: torch.dtype | str | None = None,
+                device: str | torch.device | None = None, nan_policy: str = "raise") -> CKAResult:
+    """Centered kernel alignment of ``x`` and ``y`` as a :class:`CKAResult` (value, σ used, HSIC terms).
 
-    Parameters
-    ----------
-    kernel: ``"linear"`` or ``"rbf"``.
-    estimator: ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
-    sigma, sigma_scale: RBF bandwidth (absolute number or ``"median"``).
-    return_result: return a :class:`CKAResult` naming kernel, estimator and σ convention.
-    nan_policy: ``"raise"`` or ``"drop"`` (drop features holding NaN, e.g. dead voxels).
+    Same arguments as :func:`cka`, which returns only the number.
 
-    Reference values (PAPERS.md 3.6 A, ``np.random.seed(0)``, X, Y uniform 30 x 25): linear biased
-    0.4893427, linear Song 0.0235987, linear Lange 0.0533364, RBF σ=1 biased 0.8940268, RBF σ=1 Song
-    0.0676394.
+    >>> import torch
+    >>> X = torch.randn(40, 8, dtype=torch.float64)
+    >>> cka_details(X, 2 * X, kernel="rbf").sigma_rule
+    'sigma = sigma_scale * sqrt(median squared distance), sigma_scale=1'
     """
     _check_estimator(estimator)
     X, Y = as_pair(x, y, dtype=dtype, device=device, nan_policy=nan_policy)
     if estimator != "biased" and X.shape[0] < 4:
         raise ConfigError(f"the {estimator!r} estimator needs n >= 4 samples, got {X.shape[0]}")
-    sigma_note = None
+    sx = sy = rule = None
     if kernel == "linear":
         xy, xx, yy = linear_hsic_terms(X, Y, estimator)
     elif kernel == "rbf":
         K, sx = rbf_kernel(X, sigma, sigma_scale)
         L, sy = rbf_kernel(Y, sigma, sigma_scale)
-        sigma_note = (f"sigma=sigma_scale*sqrt(median d^2): {sx:.6g} (X), {sy:.6g} (Y)" if isinstance(sigma, str)
-                      else f"absolute sigma={sx:g}")
+        rule = (f"sigma = sigma_scale * sqrt(median squared distance), sigma_scale={sigma_scale:g}"
+                if isinstance(sigma, str) else "absolute sigma")
         xy, xx, yy = hsic(K, L, estimator), hsic(K, K, estimator), hsic(L, L, estimator)
     else:
         raise ConfigError(f"unknown CKA kernel {kernel!r}; use 'linear' or 'rbf'")
@@ -173,6 +216,31 @@ def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", si
         value = float("nan")
     else:
         value = float(xy / torch.sqrt(xx * yy))
-    if return_result:
-        return CKAResult(value, kernel, estimator, sigma_note)
-    return value
+    return CKAResult(value, kernel, estimator, int(X.shape[0]), float(xy), float(xx), float(yy), sx, sy, rule)
+
+
+def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", sigma: float | str = "median",
+        sigma_scale: float = 1.0, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
+        nan_policy: str = "raise") -> float:
+    """Centered kernel alignment between ``x`` and ``y`` (samples x features; same samples): a float.
+
+    Parameters
+    ----------
+    kernel: ``"linear"`` or ``"rbf"``.
+    estimator: ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
+    sigma, sigma_scale: RBF bandwidth (absolute number or ``"median"``).
+    nan_policy: ``"raise"`` or ``"drop"`` (drop features holding NaN, e.g. dead voxels).
+
+    :func:`cka_details` returns the same value with the σ used and the HSIC terms.
+
+    Reference values (PAPERS.md 3.6 A, ``np.random.seed(0)``, X, Y uniform 30 x 25): linear biased
+    0.4893427, linear Song 0.0235987, linear Lange 0.0533364, RBF σ=1 biased 0.8940268, RBF σ=1 Song
+    0.0676394.
+
+    >>> import torch
+    >>> X = torch.randn(30, 5, dtype=torch.float64)
+    >>> round(cka(X, X @ torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64))[0]), 6)  # rotation-invariant
+    1.0
+    """
+    return cka_details(x, y, kernel=kernel, estimator=estimator, sigma=sigma, sigma_scale=sigma_scale, dtype=dtype,
+                       device=device, nan_policy=nan_policy).value

@@ -29,7 +29,6 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,92 +37,16 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputTypeError, MismatchError
-from ..stats import BootstrapResult, bootstrap_indices, null_indices, p_value, percentile_interval, resolve_groups
+from ..stats import bootstrap_indices, null_indices, p_value, percentile_interval, resolve_groups
 from ..tensor import Activations
 from ._backend import as_matrix
-from .ceiling import NoiseCeiling, rsa_noise_ceiling
+from .ceiling import rsa_noise_ceiling
+from .profile import SimilarityProfile, SimilarityProfiles
 from .rdm import RDMs, rdm, upper_tri
 from .rsa import canonical_method, compare_vectors
 from .stats import pattern_statistic, rdm_bootstrap
 
-__all__ = ["compare", "SimilarityProfile", "plot_profiles", "rdms_from_recording", "random_weights", "expand_sites"]
-
-
-@dataclass
-class SimilarityProfile:
-    """Similarity of every model site with a recording.
-
-    ``frame``: one row per site (``site``, ``depth``, ``score``, ``low``, ``high``, ``p_value``);
-    ``ceiling``: the noise ceiling (RSA with >= 2 data RDMs) or None; ``samples``: paired bootstrap
-    scores ``(n_bootstraps, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
-    """
-
-    frame: pd.DataFrame
-    ceiling: NoiseCeiling | None
-    samples: np.ndarray = field(repr=False)
-    attrs: dict = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        out = self.frame.copy()
-        if self.ceiling is not None:
-            out["ceiling_lower"], out["ceiling_upper"] = self.ceiling.lower, self.ceiling.upper
-        return out
-
-    def best(self) -> pd.Series:
-        """The row of the best-scoring site."""
-        return self.frame.loc[self.frame["score"].idxmax()]
-
-    def difference(self, other: SimilarityProfile, site: str | None = None, other_site: str | None = None,
-                   level: float | None = None) -> BootstrapResult:
-        """Paired bootstrap CI of ``self[site] - other[other_site]`` (default: each profile's best site).
-
-        Valid when both profiles were computed with the same seed, stimuli and bootstrap scheme (checked).
-        """
-        keys = ("seed", "n_bootstraps", "over", "stimuli")
-        if any(self.attrs.get(k) != other.attrs.get(k) for k in keys):
-            raise ConfigError("profiles are not paired: compute both with the same seed, n_bootstraps, bootstrap "
-                              "scheme and stimuli")
-        i = self._site_index(site if site is not None else self.best()["site"])
-        j = other._site_index(other_site if other_site is not None else other.best()["site"])
-        diff = self.samples[:, i] - other.samples[:, j]
-        level = level or self.attrs.get("level", 0.95)
-        low, high = percentile_interval(diff, 1 - level)
-        est = float(self.frame["score"].iloc[i] - other.frame["score"].iloc[j])
-        return BootstrapResult(est, float(low), float(high), level, diff, self.attrs.get("over", "stimuli"))
-
-    def _site_index(self, site: str) -> int:
-        sites = self.frame["site"].tolist()
-        if site not in sites:
-            raise ConfigError(f"no site {site!r} in this profile; sites are {sites}")
-        return sites.index(site)
-
-    def plot(self, name: str | None = None):
-        """Score per site with its CI and the noise-ceiling band (plotly)."""
-        return plot_profiles([self], [name or self.attrs.get("model", "model")])
-
-
-def plot_profiles(profiles: Sequence[SimilarityProfile], names: Sequence[str] | None = None, title: str | None = None):
-    """Overlay several profiles (e.g. trained vs random weights) on one plotly figure."""
-    import plotly.graph_objects as go
-
-    names = list(names) if names is not None else [p.attrs.get("model", f"model {i}") for i, p in enumerate(profiles)]
-    fig = go.Figure()
-    ceiling = next((p.ceiling for p in profiles if p.ceiling is not None), None)
-    for prof, name in zip(profiles, names):
-        f = prof.frame
-        fig.add_trace(go.Scatter(
-            x=f["site"], y=f["score"], mode="lines+markers", name=name,
-            error_y=dict(type="data", symmetric=False, array=f["high"] - f["score"], arrayminus=f["score"] - f["low"]),
-        ))
-    if ceiling is not None:
-        fig.add_hrect(y0=ceiling.lower, y1=ceiling.upper, fillcolor="gray", opacity=0.25, line_width=0,
-                      annotation_text="noise ceiling", annotation_position="top left")
-    p0 = profiles[0]
-    ylabel = p0.attrs.get("measure", "similarity")
-    fig.update_layout(title=title or f"{ylabel} vs {p0.attrs.get('recording', 'recording')} by site "
-                      f"({int(100 * p0.attrs.get('level', 0.95))}% bootstrap CI over {p0.attrs.get('over', '')})",
-                      xaxis_title="site", yaxis_title=ylabel)
-    return fig
+__all__ = ["compare", "SimilarityProfile", "SimilarityProfiles", "rdms_from_recording", "random_weights", "expand_sites"]
 
 
 # ------------------------------------------------------------------------------------------ inputs

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
+from ..results import Result, themed
 from ..tensor import Activations
 from ._backend import as_matrix, resolve_dtype
 
@@ -164,11 +165,16 @@ def square(v: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class RDMs:
+class RDMs(Result):
     """A stack of RDMs over the same stimuli: ``data`` is ``(n_rdms, n_stimuli, n_stimuli)``.
 
     ``stimuli`` names the rows/columns; ``descriptors`` has one row per RDM (e.g. ``subject``,
     ``session``, ``name``); ``method`` is the dissimilarity used.
+
+    >>> import torch
+    >>> r = RDMs.from_activations(torch.randn(6, 20, dtype=torch.float64))
+    >>> len(r), r.n_stimuli, len(r.to_frame())
+    (1, 6, 15)
     """
 
     data: torch.Tensor
@@ -229,7 +235,52 @@ class RDMs:
         return RDMs(self.data[:, idx][:, :, idx], list(stimuli), self.descriptors, self.method)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> RDMs:
+        """The RDMs on another device or dtype."""
         return RDMs(self.data.to(device=device, dtype=dtype), self.stimuli, self.descriptors, self.method)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per RDM and stimulus pair (upper triangle): ``rdm``, the descriptors, ``stimulus_a``,
+        ``stimulus_b``, ``dissimilarity``."""
+        n = self.n_stimuli
+        i, j = np.triu_indices(n, k=1)
+        stim = np.asarray(self.stimuli, dtype=object)
+        vec = self.vectors().detach().cpu().numpy()
+        frames = []
+        for r in range(len(self)):
+            frame = pd.DataFrame({"rdm": r, "stimulus_a": stim[i], "stimulus_b": stim[j], "dissimilarity": vec[r]})
+            for col in self.descriptors.columns:
+                frame.insert(1, str(col), self.descriptors[col].iloc[r])
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def summary(self) -> str:
+        """How many RDMs over how many stimuli, the dissimilarity, and the descriptors."""
+        vec = self.vectors()
+        lines = [f"RDMs: {len(self)} RDM(s) over {self.n_stimuli} stimuli ({self.method} dissimilarity)",
+                 f"  dissimilarities: mean {float(vec.mean()):.4g}, min {float(vec.min()):.4g}, "
+                 f"max {float(vec.max()):.4g}"]
+        if len(self.descriptors.columns):
+            lines.append("  descriptors: " + ", ".join(map(str, self.descriptors.columns)))
+        return "\n".join(lines)
+
+    def plot(self, rdm: int | None = None, **kwargs: Any) -> Any:
+        """Heatmap of RDM number ``rdm`` (default: the mean of the stack)."""
+        import plotly.graph_objects as go
+
+        D = self.data.mean(0) if rdm is None else self.data[rdm]
+        names = [str(s) for s in self.stimuli]
+        which = f"mean of {len(self)}" if rdm is None and len(self) > 1 else f"RDM {rdm or 0}"
+        fig = go.Figure(go.Heatmap(z=D.detach().cpu().numpy(), x=names, y=names, colorscale="Viridis",
+                                   colorbar=dict(title="dissimilarity")))
+        fig.update_yaxes(autorange="reversed")
+        return themed(fig, title=kwargs.get("title", f"{self.method} RDM ({which}, {self.n_stimuli} stimuli)"),
+                      height=kwargs.get("height", 520))
+
+    def report_section(self) -> list[Any]:
+        """Summary, heatmap and the descriptors (one row per RDM; the pair table is too long for a page)."""
+        table = self.descriptors.copy()
+        table.insert(0, "rdm", range(len(self)))
+        return [self._summary_html(), self.plot(), table]
 
     @classmethod
     def from_activations(cls, acts: Activations | Any, method: str = "correlation", **kwargs: Any) -> RDMs:

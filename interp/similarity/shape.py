@@ -14,22 +14,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ..errors import ConfigError
+from ..results import Result, themed
 from ._backend import as_pair
 
 __all__ = ["procrustes", "shape_distance", "ProcrustesResult"]
 
 
 @dataclass
-class ProcrustesResult:
-    """``rotation`` (q x p, zero-padded) maps centred Y onto centred X: X̃ ≈ Ỹ @ rotation (None if not computed)."""
+class ProcrustesResult(Result):
+    """Shape distances of two representations after orthogonal Procrustes alignment (Williams et al. 2021).
+
+    ``angular`` (radians), ``euclidean`` and ``nbs`` (normalised Bures similarity, cos of the angular
+    distance); ``rotation`` (q x p, zero-padded) maps centred Y onto centred X: X̃ ≈ Ỹ @ rotation
+    (None if not computed).
+
+    >>> import torch
+    >>> X = torch.randn(30, 4, dtype=torch.float64)
+    >>> round(procrustes(X, X).nbs, 6)
+    1.0
+    """
 
     angular: float
     euclidean: float
     nbs: float
     rotation: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: angular distance (radians), Euclidean distance and NBS."""
+        return pd.DataFrame([{"angular": self.angular, "euclidean": self.euclidean, "nbs": self.nbs,
+                              "has_rotation": self.rotation is not None}])
+
+    def summary(self) -> str:
+        """The three numbers in one line each."""
+        return (f"Procrustes shape distance: angular {self.angular:.4f} rad ({self.angular * 180 / 3.141592653589793:.1f}"
+                f" deg)\n  Euclidean {self.euclidean:.4g}, normalised Bures similarity {self.nbs:.4f}")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """The rotation as a heatmap when it was computed, else the angular distance and NBS as bars."""
+        import plotly.graph_objects as go
+
+        if self.rotation is not None:
+            fig = go.Figure(go.Heatmap(z=self.rotation.detach().cpu().numpy(), colorscale="RdBu", zmid=0))
+            return themed(fig, title=kwargs.get("title", f"Procrustes rotation (NBS {self.nbs:.3f})"),
+                          xaxis_title="x feature", yaxis_title="y feature")
+        fig = go.Figure(go.Bar(x=["angular (rad)", "NBS"], y=[self.angular, self.nbs]))
+        return themed(fig, title=kwargs.get("title", "Procrustes shape distance"))
 
 
 def _nuclear_and_rotation(X: torch.Tensor, Y: torch.Tensor, want_rotation: bool):

@@ -32,12 +32,13 @@ Example
 >>> paths.jas                      # (n_samples,) Joint Attribution Score of each path
 >>> cmp = compare_paths(model, images, labels, sites=mlp_sites(model), position=0)  # doctest: +SKIP
 >>> cmp.means()                    # mean change in P(target) with 95% CIs, ours vs each baseline
+>>> rep = Report("Neuron paths"); rep.add(cmp); rep.add(path_similarity(paths, labels))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from .lm import FACTUAL_PROMPTS, lm_inputs
 from .manipulation import PathComparison, compare_paths, manipulate
-from .report import FACTUAL_PROMPTS, lm_inputs, paths_report
 from .results import NeuronPaths, path_diagram
 from .runner import PassCounter, mlp_sites
 from .search import METHODS, find_paths, joint_attribution_score
@@ -46,5 +47,5 @@ from .similarity import PathSimilarity, path_similarity
 __all__ = [
     "NeuronPaths", "PathComparison", "PathSimilarity", "PassCounter", "mlp_sites", "find_paths",
     "joint_attribution_score", "manipulate", "compare_paths", "path_similarity", "path_diagram", "METHODS",
-    "FACTUAL_PROMPTS", "lm_inputs", "paths_report",
+    "FACTUAL_PROMPTS", "lm_inputs",
 ]

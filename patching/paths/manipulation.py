@@ -140,6 +140,18 @@ class PathComparison(Result):
                           yaxis_title="mean Δ P(target)", xaxis_title="path method")
         return themed(fig)
 
+    def report_section(self) -> list[Any]:
+        """Summary, the effect bars, means with CIs, paired contrasts against each baseline, and one path
+        diagram per method."""
+        contrasts = pd.concat([self.contrast("jas", op=op, column=c) for op in self.frame["op"].unique()
+                               for c in ("delta_p", "jas")], ignore_index=True) if "jas" in self.paths else None
+        parts: list[Any] = [self._summary_html(), self.plot(), "<h3>Means and 95% CIs</h3>", self.means().round(5)]
+        if contrasts is not None and len(contrasts):
+            parts += ["<h3>Ours (JAS) minus each baseline, paired over samples</h3>", contrasts.round(5)]
+        for method, p in self.paths.items():
+            parts.append(p.plot(title=f"Path diagram: {method}"))
+        return parts
+
 
 def compare_paths(
     model: Any,

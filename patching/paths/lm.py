@@ -1,20 +1,15 @@
-"""Language-model inputs for path search and the neuron-path HTML report."""
+"""Language-model inputs for path search: factual prompts and their answer tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
 import torch
 
 from interp.errors import ConfigError, DimensionError
 
-from .manipulation import PathComparison
-from .results import NeuronPaths
-from .similarity import PathSimilarity
-
-__all__ = ["FACTUAL_PROMPTS", "lm_inputs", "paths_report"]
+__all__ = ["FACTUAL_PROMPTS", "lm_inputs"]
 
 
 FACTUAL_PROMPTS: list[tuple[str, str]] = [
@@ -53,32 +48,3 @@ def lm_inputs(model: Any, tokenizer: Any, prompts: Sequence[str], answers: Seque
             raise ConfigError(f"answer {a!r} has no tokens")
         targets.append(ids[0])
     return tokens, torch.tensor(targets)
-
-
-
-def paths_report(comparison: PathComparison | None = None, paths: NeuronPaths | None = None,
-                 similarity: PathSimilarity | None = None, title: str = "Neuron paths", notes: str = ""):
-    """An :class:`interp.report.html.Report` with the path diagram, manipulation results and similarity."""
-    from interp.report.html import Report
-
-    rep = Report(title, subtitle="Layer-progressive Joint Attribution paths (Wang et al., ICLR 2025)")
-    if notes:
-        rep.add_section("About", notes)
-    if paths is None and comparison is not None:
-        paths = comparison.paths.get("jas") or next(iter(comparison.paths.values()))
-    if paths is not None:
-        rep.add_section("Path diagram", paths.plot())
-        rep.add_table("Paths", paths.to_frame())
-    if comparison is not None:
-        rep.add_section("Remove / enhance path neurons", comparison.plot())
-        rep.add_table("Summary (means and 95% CIs)", comparison.means().round(5))
-        contrasts = pd.concat([comparison.contrast("jas", op=op, column=c) for op in comparison.frame["op"].unique()
-                               for c in ("delta_p", "jas")], ignore_index=True)
-        rep.add_table("Ours minus baselines (paired over samples)", contrasts.round(5))
-        for method, p in comparison.paths.items():
-            if method != "jas":
-                rep.add_section(f"Path diagram: {method}", p.plot())
-    if similarity is not None:
-        rep.add_section("Path similarity within vs across classes", similarity.plot())
-        rep.add_table("Similarity", similarity.to_frame().round(5))
-    return rep
