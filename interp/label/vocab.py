@@ -85,12 +85,11 @@ def _check_readout(model: Any) -> None:
     site = f"blocks.{int(model.cfg.n_layers) - 1}.hook_resid_post"
     device = next(model.parameters()).device
     tokens = (torch.arange(1, 4, device=device) % int(model.cfg.d_vocab))[None]
+    if site not in model.hook_dict:
+        raise InputTypeError(f"vocabulary projection needs {site!r}, which this model does not record")
     with torch.no_grad():
-        logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name == site)
-        if site not in cache:
-            raise InputTypeError(f"vocabulary projection needs {site!r}, which this model does not record")
-        got = _readout(model, cache[site])
-    logits = logits.logits if hasattr(logits, "logits") else logits
+        rec = engine.record(model, tokens, [site])
+        logits, got = rec.output, _readout(model, rec.acts[site])
     scale = max(float(logits.abs().max()), 1.0)
     tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 2e-2
     if got.shape != logits.shape or float((got.float() - logits.float()).abs().max()) > tol * scale:
