@@ -24,6 +24,7 @@ from .errors import (
     NaNError,
     SchemaError,
     SiteError,
+    StorageError,
     StoreLockedError,
 )
 from .tensor import Activations, concat
@@ -47,6 +48,7 @@ __all__ = [
     "CorruptFileError",
     "StoreLockedError",
     "FingerprintError",
+    "StorageError",
 ]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 def cache_dir(*parts: str) -> Path:
     """The cache directory (created), optionally a sub-directory of it."""
     root = Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")).expanduser()
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    from .checks import make_dir
+
+    return make_dir(root.joinpath(*parts), "set INTERP_CACHE to a folder you can write to")
 
 
 def shared_dir(*parts: str) -> Path:

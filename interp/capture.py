@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from . import engine
+from .checks import check_length
 from .engine import Batch
-from .errors import ConfigError, InputTypeError
+from .errors import ConfigError, DimensionError, InputTypeError
 from .tensor import Activations
 
 __all__ = ["capture", "Captured"]
@@ -73,11 +74,23 @@ def _reduce_positions(value: torch.Tensor, dims: list[str], positions: Positions
         shape = (n, t) + (1,) * (value.ndim - 2)
         return (value * mask.view(shape)).sum(1) / lengths.view((n,) + (1,) * (value.ndim - 2)).to(value.dtype), rest
     if isinstance(positions, (int, np.integer)):
+        if not -t <= int(positions) < t:
+            raise DimensionError(f"positions={int(positions)} is out of range for inputs of {t} positions; "
+                                 f"use an index in {-t}..{t - 1} (or 'last' for each input's last real token)")
         return value[:, int(positions)], rest
     index = torch.as_tensor(positions, device=value.device).long()
     if index.ndim == 1 and index.shape[0] >= batch.start + n:
         index = index[batch.start : batch.start + n]
+        bad = (index >= lengths) | (index < -t)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise DimensionError(f"positions[{batch.start + i}] = {int(index[i])} is out of range for input "
+                                 f"{batch.start + i}, which has {int(lengths[i])} real positions; give each input an "
+                                 "index below its length")
         return value[torch.arange(n, device=value.device), index], rest
+    if index.ndim == 1:
+        raise DimensionError(f"positions has {index.shape[0]} indices but there are at least {batch.start + n} inputs; "
+                             "give one index per input (or an int, 'last', 'first', 'mean', 'tokens', 'all')")
     raise ConfigError(f"positions must be 'all', 'tokens', 'last', 'first', 'mean', an int, or one index per sample; got {positions!r}")
 
 
@@ -163,6 +176,7 @@ def capture(
     keep_outputs: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    truncate: bool = False,
 ) -> Activations | Captured | Any:
     """Run ``model`` over ``inputs`` and capture the activations at ``sites``.
 
@@ -201,6 +215,9 @@ def capture(
     keep_outputs:
         Also keep the model outputs (``result.outputs``). Without it (and without ``grads``) the
         forward pass stops as soon as the last site has been computed, skipping later layers.
+    truncate:
+        Texts longer than the model's context are an error (:class:`DimensionError`); ``True`` cuts
+        them to the context with a warning saying how many were cut.
 
     Returns
     -------
@@ -239,7 +256,8 @@ def capture(
         block = _rank_block(inputs, store_obj.rank, store_obj.world_size)
         skip += block.start
     batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask, preprocess=preprocess,
-                                    skip=skip, stop=None if block is None else block.stop)
+                                    skip=skip, stop=None if block is None else block.stop, truncate=truncate)
+    check_length(sample_ids, total, "sample_ids", "one id per input")
     chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     grad_chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
     coord_chunks: list[pd.DataFrame] = []

@@ -68,6 +68,10 @@ class FingerprintError(SchemaError):
     """A store resumed or rerun with other inputs, model, sites, positions or dtype than it was made from."""
 
 
+class StorageError(InterpError, OSError):
+    """A file that cannot be written: a full disk, a read-only or unwritable location."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` candidates that look most like ``name`` (for 'did you mean' hints)."""
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)

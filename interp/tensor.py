@@ -28,7 +28,17 @@ import pandas as pd
 import torch
 
 from ._integrity import check_tensors, fsync_dir, fsync_file, tensor_checksum
-from .errors import CorruptFileError, DimensionError, InputTypeError, MismatchError, NaNError, SchemaError, closest
+from .checks import named_os_errors, reading
+from .errors import (
+    CorruptFileError,
+    DimensionError,
+    InputTypeError,
+    MismatchError,
+    NaNError,
+    SchemaError,
+    closest,
+    require,
+)
 
 __all__ = ["Activations", "concat", "atomic_write"]
 
@@ -46,11 +56,13 @@ def _as_frame(dim: str, value: Any, size: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+@named_os_errors
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, sync: bool = True) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (never half-written).
 
     With ``sync`` (the default) the data are fsynced before the rename and the directory after it, so
     that once this returns the new file survives an OS crash or power loss, not only a killed process.
+    A full disk or an unwritable location raises :class:`~interp.errors.StorageError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +186,11 @@ class Activations:
     def coord(self, name: str, dim: str | None = None) -> np.ndarray:
         """The values of coordinate ``name`` (searched on every dim unless ``dim`` is given)."""
         dim = dim or self._dim_of(name)
+        if name not in self.coords.get(dim, pd.DataFrame()).columns:
+            have = list(self.coords.get(dim, pd.DataFrame()).columns)
+            hint = closest(name, have)
+            raise DimensionError(f"no coordinate {name!r} on dim {dim!r}; it has {have}"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         return self.coords[dim][name].to_numpy()
 
     def _dim_of(self, name: str) -> str:
@@ -409,7 +426,7 @@ class Activations:
 
     def to_xarray(self):
         """Convert to an :class:`xarray.DataArray` (coords become non-index coordinates)."""
-        import xarray as xr
+        xr = require("xarray", extra="data")
 
         coords = {}
         for d, frame in self.coords.items():
@@ -461,7 +478,7 @@ class Activations:
         The row holds the values (column ``values``, the other dims kept as nested lists) and the
         ``dim`` coordinates; the other coordinates and attrs travel in the dataset's ``info``.
         """
-        import datasets
+        datasets = require("datasets", extra="data")
 
         moved = self.transpose(dim, *[d for d in self.dims if d != dim])
         columns = {"values": moved.numpy()}
@@ -508,7 +525,17 @@ class Activations:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Activations:
-        """Read a file written by :meth:`save`; its checksum is verified (:class:`CorruptFileError` if it differs)."""
+        """Read a file written by :meth:`save`; its checksum is verified (:class:`CorruptFileError` if it differs).
+
+        A truncated, corrupt or foreign file (unreadable metadata included) raises :class:`CorruptFileError`,
+        a missing one :class:`~interp.errors.DataNotFoundError`.
+        """
+        with reading(path, "saved Activations file", "save it again with Activations.save (a file cut short by a "
+                     "crash or a partial copy cannot be repaired)"):
+            return cls._load(path, device)
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike, device: str | torch.device) -> Activations:
         from safetensors import safe_open
 
         try:

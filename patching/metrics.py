@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from interp.checks import check_metric_value
 from interp.errors import ConfigError, DimensionError, InputTypeError
 
 __all__ = ["logit_diff", "normalized_logit_diff", "probability", "log_probability", "kl_divergence", "loss",
@@ -200,5 +201,6 @@ def check_scalar(value: Any, metric: Any = None) -> torch.Tensor:
 
 
 def evaluate(metric: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> torch.Tensor:
-    """Call ``metric`` on ``output`` and check that it returned a scalar."""
-    return check_scalar(metric(output), metric)
+    """Call ``metric`` on ``output`` and check that it returned a finite scalar (NaN/inf: :class:`NaNError`,
+    so that a NaN never fills patching cells quietly)."""
+    return check_metric_value(check_scalar(metric(output), metric), metric, output)

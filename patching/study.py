@@ -55,36 +55,19 @@ import pandas as pd
 import torch
 
 from interp import engine
-from interp.errors import ConfigError, DataNotFoundError, closest
+from interp.checks import make_dir, read_json
+from interp.errors import ConfigError, DataNotFoundError
 from interp.results import Result, themed
 from interp.tensor import atomic_write
 
-from . import metrics
+from . import metrics, study_schema
 from .activation_patching import activation_patching
 from .interventions import Intervention, intervene
 
-TOP_KEYS = {"title", "model", "output", "batch_size", "data", "metric", "grid", "sweep", "seed"}
-DATA_KEYS = {"kind", "n", "seed", "clean", "corrupted", "correct", "incorrect", "period", "query", "templates"}
-METRIC_KEYS = {"name", "position"}
-GRID_KEYS = {"intervention", "site", "layer", "head", "position", "unit", "factor", "value", "name"}
-SWEEP_KEYS = {"site", "by", "direction", "layers", "name"}
-INTERVENTIONS = ("zero", "mean", "resample", "scale", "clamp", "patch")
-METRICS = ("logit_diff", "normalized_logit_diff", "probability", "log_probability", "kl", "loss")
-DATA_KINDS = ("prompts", "tokens", "ioi", "induction")
+DATA_KINDS, INTERVENTIONS, METRICS = study_schema.DATA_KINDS, study_schema.INTERVENTIONS, study_schema.METRICS
 
 
 # ---------------------------------------------------------------------------------------------- config
-def _check_keys(table: Any, allowed: set[str], where: str) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
-    for key in table:
-        if key not in allowed:
-            hint = closest(key, allowed)
-            raise ConfigError(f"unknown key {key!r} in {where}; allowed: {sorted(allowed)}"
-                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    return table
-
-
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and validate a study file; raises :class:`ConfigError` naming any unknown or missing key."""
     try:
@@ -102,32 +85,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def validate(config: dict[str, Any], where: str = "study") -> dict[str, Any]:
-    _check_keys(config, TOP_KEYS, where)
-    for key in ("model", "data", "metric"):
-        if key not in config:
-            raise ConfigError(f"{where}: missing required key {key!r}")
-    if not config.get("grid") and not config.get("sweep"):
-        raise ConfigError(f"{where}: nothing to run; add [[grid]] interventions and/or [[sweep]] patching sweeps")
-    data = _check_keys(config["data"], DATA_KEYS, f"{where} [data]")
-    if data.get("kind", "prompts") not in DATA_KINDS:
-        raise ConfigError(f"{where} [data]: kind must be one of {DATA_KINDS}, got {data.get('kind')!r}")
-    metric = _check_keys(config["metric"], METRIC_KEYS, f"{where} [metric]")
-    if metric.get("name") not in METRICS:
-        raise ConfigError(f"{where} [metric]: name must be one of {METRICS}, got {metric.get('name')!r}")
-    for i, grid in enumerate(config.get("grid", [])):
-        _check_keys(grid, GRID_KEYS, f"{where} [[grid]] #{i + 1}")
-        if grid.get("intervention") not in INTERVENTIONS:
-            raise ConfigError(f"{where} [[grid]] #{i + 1}: intervention must be one of {INTERVENTIONS}")
-        if "site" not in grid:
-            raise ConfigError(f"{where} [[grid]] #{i + 1}: missing 'site'")
-    for i, sweep in enumerate(config.get("sweep", [])):
-        _check_keys(sweep, SWEEP_KEYS, f"{where} [[sweep]] #{i + 1}")
-        if "site" not in sweep:
-            raise ConfigError(f"{where} [[sweep]] #{i + 1}: missing 'site'")
-    model = config["model"]
-    if isinstance(model, dict):
-        _check_keys(model, {"name", "native"}, f"{where} model")
-    return config
+    """Check a parsed study file against the schema of :mod:`patching.study_schema` (before anything runs)."""
+    return study_schema.validate(config, where)
 
 
 # ------------------------------------------------------------------------------------------ resolution
@@ -141,7 +100,11 @@ def _load_model(spec: Any) -> Any:
         from transformer_lens.config import TransformerBridgeConfig
         from transformer_lens.model_bridge import TransformerBridge
 
-        model = TransformerBridge.boot_native(TransformerBridgeConfig(**spec["native"]))
+        try:
+            native = TransformerBridgeConfig(**spec["native"])
+        except TypeError as exc:
+            raise ConfigError(f"model native = {{...}}: {exc}; use the fields of TransformerBridgeConfig") from exc
+        model = TransformerBridge.boot_native(native)
         model.eval()
         return model
     return _load_model(spec["name"])
@@ -179,7 +142,9 @@ def _data(model: Any, data: dict[str, Any]) -> dict[str, Any]:
         return {"clean": g.clean, "corrupted": g.corrupted, "correct": g.correct, "incorrect": g.incorrect}
     if "clean" not in data:
         raise ConfigError(f"[data] kind={kind!r} needs 'clean'")
-    conv = (lambda x: engine.to_tokens(model, x)) if kind == "prompts" else (lambda x: torch.tensor(x))
+    def conv(x: Any) -> torch.Tensor:  # prompts or token rows; ids are checked against the vocabulary
+        return engine.to_tokens(model, x)
+
     out = {"clean": conv(data["clean"])}
     if "corrupted" in data:
         out["corrupted"] = conv(data["corrupted"])
@@ -258,7 +223,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     """
     config = load_config(path)
     out = Path(out or config.get("output") or Path(path).with_suffix(""))
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "choose another --out")
     fingerprint = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
     progress_file, meta_file = out / "progress.csv", out / "study.json"
     done = pd.DataFrame()
@@ -266,15 +231,16 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
         if not resume:
             raise ConfigError(f"{out} already holds results of a study; pass --resume to continue it or choose "
                               "another --out")
-        old = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        old = read_json(meta_file, "study metadata", f"delete {out} to start again") if meta_file.exists() else {}
         if old.get("fingerprint") != fingerprint:
             raise ConfigError(f"{out} holds a different study (the file changed); use a new --out")
-        done = pd.read_csv(progress_file)
+        done = study_schema.load_progress(progress_file)
     atomic_write(meta_file, lambda tmp: Path(tmp).write_text(json.dumps({"fingerprint": fingerprint, "config": config},
                                                                         indent=2, default=str)))
     torch.manual_seed(int(config.get("seed", 0)))
     model = _load_model(config["model"])
     data = _data(model, config["data"])
+    study_schema.check_sites(model, config, _expand_grid)
     metric = _metric(model, config["metric"], data)
     with torch.no_grad():
         baseline = float(metrics.evaluate(metric, model(data["clean"])))

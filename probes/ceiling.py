@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interp.checks import check_finite, check_varied
 from interp.errors import ConfigError, DimensionError
 from interp.results import Result, themed
 from interp.similarity.ceiling import NoiseCeiling, rsa_noise_ceiling
@@ -73,15 +74,29 @@ class SplitHalfCeiling(Result):
 
 
 def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> SplitHalfCeiling:
-    """Split-half reliability of ``responses`` shaped ``(n_repetitions, n_samples, n_targets)``."""
+    """Split-half reliability of ``responses`` shaped ``(n_repetitions, n_samples, n_targets)``.
+
+    Exactly 3-D: a 2-D array is ambiguous (``(samples, targets)`` of one repetition has no split halves) and
+    raises :class:`DimensionError`; for one target pass ``responses[..., None]``. NaN input, or a target that is
+    constant across samples in every repetition, raises :class:`~interp.errors.NaNError` (its r is 0/0).
+
+    >>> reps = np.random.default_rng(0).normal(size=(4, 30, 2)) + np.random.default_rng(1).normal(size=(1, 30, 2))
+    >>> split_half_ceiling(reps).per_target.shape
+    (2,)
+    """
     R = torch.as_tensor(np.asarray(responses.cpu() if isinstance(responses, torch.Tensor) else responses,
                                    dtype=np.float64))
-    if R.ndim == 2:
-        R = R[..., None]
     if R.ndim != 3:
-        raise DimensionError(f"responses must be (repetitions, samples, targets), got shape {tuple(R.shape)}")
+        hint = (" A 2-D array is ambiguous: for one target pass responses[..., None]; (samples, targets) of a single "
+                "repetition has no split halves" if R.ndim == 2 else "")
+        raise DimensionError(f"responses must be 3-D (repetitions, samples, targets), got shape {tuple(R.shape)}.{hint}")
     if R.shape[0] < 2:
         raise DimensionError(f"split-half needs at least 2 repetitions, got {R.shape[0]}")
+    if R.shape[1] < 3:
+        raise DimensionError(f"split-half needs at least 3 samples to correlate, got {R.shape[1]}")
+    check_finite(R, "responses", "remove or impute the missing values first")
+    check_varied(R.mean(0).T, "responses", rows="targets", why="their split-half correlation is undefined (0/0)",
+                 fix="drop those targets")
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_splits):

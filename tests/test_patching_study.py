@@ -130,3 +130,67 @@ def test_example_studies_are_valid():
     assert len(examples) >= 2
     for path in examples:
         study.load_config(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("head = [0, 1, 2, 3]", 'head = ["a"]'), "head[0] must be an integer"),
+    (lambda s: s.replace("layer = [0, 1]\nhead", "layer = []\nhead"), "layer is an empty list"),
+    (lambda s: s.replace("blocks.{layer}.attn.hook_z", "blocks.{lyr}.attn.hook_z"), "did you mean {layer}"),
+    (lambda s: s.replace("blocks.{layer}.attn.hook_z", "blocks.0.attn.hook_z"), "has no {layer} field"),
+    (lambda s: s.replace('title = "tiny study"', 'title = "x"\nbatch_size = "big"'), "batch_size must be an integer"),
+    (lambda s: s.replace("factor = [0.0, 2.0]", 'factor = ["half"]'), "factor[0] must be a number"),
+    (lambda s: s.replace('by = ["pos"]', 'by = ["position"]'), "did you mean 'pos'"),
+    (lambda s: s.replace("correct = [3, 4]", "correct = [3, 4, 5]"), "3 answers for 2 inputs"),
+    (lambda s: s.replace("corrupted = [[1, 5, 9, 11, 7, 2], [4, 8, 6, 12, 2, 9]]\n", ""), "add [data] corrupted"),
+    (lambda s: s.replace("correct = [3, 4]\n", ""), "needs [data] correct"),
+    (lambda s: s.replace('kind = "tokens"', 'kind = "tokens"\nn = 8'), "does not use ['n']"),
+    (lambda s: s.replace("[[1, 5, 9, 3, 7, 2], [4, 8", "[[1, 5, 9, 3, 7], [4, 8"), "same length"),
+])
+def test_study_schema_rejects_wrong_types_and_templates(tmp_path, edit, message):
+    path = tmp_path / "bad.toml"
+    text = edit(STUDY)
+    assert text != STUDY
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        study.load_config(path)
+    assert message in str(info.value)
+
+
+def test_study_checks_everything_before_the_first_row(tmp_path):
+    """A bad value (checked by the schema) or a site the model lacks (checked once the model is loaded) stops
+    the study before any row runs: no progress rows are saved."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(STUDY.replace('title = "tiny study"', 'title = "x"\nbatch_size = "big"'))
+    with pytest.raises(ConfigError, match="batch_size"):
+        study.run_study(bad, tmp_path / "a", progress=False)
+    assert not (tmp_path / "a" / "progress.csv").exists()
+    missing = tmp_path / "missing.toml"
+    missing.write_text(STUDY.replace("blocks.{layer}.hook_mlp_out", "blocks.{layer}.hook_mlp_outt"))
+    from interp.errors import SiteError
+
+    with pytest.raises(SiteError, match="hook_mlp_outt"):
+        study.run_study(missing, tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "progress.csv").exists()
+
+
+def test_resume_discards_a_progress_row_cut_mid_line(study_file, tmp_path):
+    out = tmp_path / "run"
+    fresh = study.run_study(study_file, out, progress=False)
+    progress = out / "progress.csv"
+    lines = progress.read_text().splitlines(keepends=True)
+    sweep_rows = sum(1 for line in lines[1:] if ",sweep," in line)
+    assert sweep_rows == 2 * 6  # one sweep unit: 2 layers x 6 positions
+    # a crash left the file cut in the middle of the 3rd sweep row (the sweep unit is incomplete)
+    cut = "".join(lines[: len(lines) - 4]) + lines[-4][: len(lines[-4]) // 2]
+    progress.write_text(cut)
+    from patching.study_schema import load_progress
+
+    # discarded: the cut row and the 8 complete rows of its unit before it
+    with pytest.warns(UserWarning, match="discarded 9 incomplete progress row"):
+        done = load_progress(progress)
+    assert done["metric"].notna().all() and (done["kind"] == "intervention").sum() == 12
+    assert (done["kind"] == "sweep").sum() == 0  # the partial sweep unit is dropped whole, to run again
+    with pytest.warns(UserWarning, match="incomplete progress row"):
+        resumed = study.run_study(study_file, out, resume=True, progress=False)
+    assert not resumed["metric"].isna().any()
+    pd.testing.assert_frame_equal(resumed.reset_index(drop=True), fresh.reset_index(drop=True))

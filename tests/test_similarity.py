@@ -255,11 +255,14 @@ def test_cka_feature_and_gram_forms_agree():
         assert float(fxx) == pytest.approx(float(xx), rel=1e-10)
 
 
-def test_unbiased_cka_guard_returns_nan():
+@pytest.mark.parametrize("estimator", ["biased", "song", "lange"])
+def test_cka_of_constant_input_raises(estimator):
+    from interp.errors import NaNError
+
     X = torch.zeros(10, 3, dtype=torch.float64)
-    X[:, 0] = 1.0  # constant after centring -> HSIC(X, X) = 0
-    with pytest.warns(RuntimeWarning):
-        assert np.isnan(cka(X, torch.randn(10, 3, dtype=torch.float64), estimator="song"))
+    X[:, 0] = 1.0  # constant after centring -> HSIC(X, X) = 0: CKA is 0/0, not a number to report
+    with pytest.raises(NaNError, match="constant across samples"):
+        cka(X, torch.randn(10, 3, dtype=torch.float64), estimator=estimator)
 
 
 def test_procrustes_and_cca_properties():

@@ -250,7 +250,10 @@ def load_parquet(path: str | os.PathLike, unit_columns: Sequence[str] | None = N
     or with one list/array column ``value_column``
     (default ``"values"`` when present) holding each sample's vector."""
     path = require_file(path, "parquet file")
-    frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+    from ..checks import reading
+
+    with reading(path, "parquet file", "write it again (a file cut short cannot be read)"):
+        frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
     return _from_table(frame, path, unit_columns, sample, value_column, attrs, nan_policy, "parquet")
 
 

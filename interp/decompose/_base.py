@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .._integrity import check_tensors, tensor_checksum
+from ..checks import reading
 from ..errors import ConfigError, CorruptFileError, InputTypeError, SchemaError
 from ..tensor import atomic_write
 
@@ -106,7 +107,17 @@ class Decomposition:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Decomposition:
-        """Read an estimator written by :meth:`save` (``Decomposition.load`` picks the right class)."""
+        """Read an estimator written by :meth:`save` (``Decomposition.load`` picks the right class).
+
+        A corrupt or truncated file, or one whose metadata disagrees with its tensors (say
+        ``n_components = 99`` over 8 latents), raises :class:`~interp.errors.SchemaError`.
+        """
+        with reading(path, "saved estimator file", "fit and save the estimator again (an edited or cut-short file "
+                     "cannot be repaired)"):
+            return cls._load(path, device)
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike, device: str | torch.device) -> Decomposition:
         from safetensors import safe_open
 
         if not Path(path).exists():
@@ -141,8 +152,31 @@ class Decomposition:
             setattr(est, name, value)
         for name, value in tensors.items():
             setattr(est, name, value)
+        est._check_loaded(path)
         est._after_load()
         return est
+
+    def _check_loaded(self, path: str | os.PathLike) -> None:
+        """Parameters and learned tensors of a loaded estimator must agree (else :class:`SchemaError`)."""
+        comps = getattr(self, "components_", None)
+        if not isinstance(comps, torch.Tensor):
+            return
+        m, f = getattr(self, "n_components", None), getattr(self, "n_features_in_", None)
+        if comps.ndim != 2 or comps.shape[0] != (m if m is not None else comps.shape[0]) or \
+                comps.shape[1] != (f if f is not None else comps.shape[1]):
+            raise SchemaError(f"{path}: its metadata says n_components={m}, n_features_in_={f}, but components_ has "
+                              f"shape {tuple(comps.shape)}; the file was edited or damaged: fit and save it again")
+        m, f = comps.shape
+        for name in self._tensor_attrs:
+            t = getattr(self, name, None)
+            if isinstance(t, torch.Tensor) and t.numel() > 1 and any(d not in (m, f) for d in t.shape):
+                raise SchemaError(f"{path}: {name} has shape {tuple(t.shape)}, which does not fit {m} components "
+                                  f"of {f} features; the file was edited or damaged: fit and save it again")
+        if hasattr(self, "_check_params"):
+            try:
+                self._check_params(f)
+            except ConfigError as exc:
+                raise SchemaError(f"{path}: its parameters are invalid ({exc}); fit and save it again") from exc
 
     def _after_load(self) -> None:
         """Hook for subclasses to rebuild derived state after :meth:`load`."""

@@ -63,6 +63,7 @@ def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.de
             raise InputTypeError(f"{what} must be numeric, got a NumPy array of dtype object")
         data = torch.from_numpy(np.ascontiguousarray(X))
     else:
+        _refuse_mapping(X, what)
         raise InputTypeError(
             f"{what} must be an interp.Activations, a torch.Tensor or a numpy.ndarray; got {type(X).__name__}"
         )
@@ -72,6 +73,13 @@ def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.de
         raise DimensionError(f"{what} is empty: shape {tuple(data.shape)}")
     data = data.detach().to(device=device if device is not None else data.device, dtype=dtype)
     return check_finite(data, what)
+
+
+def _refuse_mapping(X: Any, what: str) -> None:
+    """A ``{site: Activations}`` mapping (``capture`` with several sites) is not one matrix: say how to pick one."""
+    if isinstance(X, Mapping):
+        raise InputTypeError(f"{what} is a mapping of {len(X)} sites {list(X)[:4]} (what capture returns for several "
+                             "sites or a glob); fit one site at a time, e.g. X[" + repr(next(iter(X), "site")) + "]")
 
 
 def is_store(X: Any) -> bool:
@@ -160,6 +168,8 @@ class BatchSource:
                 raise ConfigError(f"sites {self.sites} name arrays of a store or keys of a mapping; this input is one array")
             X = {None: X}
         if isinstance(X, Mapping) and all(isinstance(v, (Activations, torch.Tensor, np.ndarray)) for v in X.values()):
+            if self.sites == [None]:
+                _refuse_mapping(X, "X")
             missing = [s for s in self.sites if s not in X]
             if missing:
                 raise ConfigError(f"sites {missing} are not in the mapping; it holds {list(X)}")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_tokens, fit_context, model_vocab
 from ..errors import DimensionError, InputTypeError, MismatchError
 from .sites import is_bridge
 
@@ -38,11 +39,17 @@ class Batch:
         return None if self.mask is None else self.mask.sum(1)
 
 
-def tokenize(model: Any, texts: Sequence[str], prepend_bos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenize ``texts`` the way the bridge does (``to_tokens``), right-padded; returns tokens and mask."""
+def tokenize(model: Any, texts: Sequence[str], prepend_bos: bool | None = None,
+             truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize ``texts`` the way the bridge does (``to_tokens``), right-padded; returns tokens and mask.
+
+    A text longer than the model's context (``cfg.n_ctx``) raises :class:`DimensionError` unless
+    ``truncate=True``, which keeps its first ``n_ctx`` tokens and warns how many texts were cut.
+    """
     if not texts:
         raise InputTypeError("the list of texts is empty")
-    rows = [model.to_tokens(t, prepend_bos=prepend_bos)[0].cpu() for t in texts]
+    rows = [model.to_tokens(t, prepend_bos=prepend_bos, truncate=False)[0].cpu() for t in texts]
+    rows = fit_context(rows, getattr(getattr(model, "cfg", None), "n_ctx", None), truncate)
     pad = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
     pad = 0 if pad is None else int(pad)
     width = max(len(r) for r in rows)
@@ -59,11 +66,12 @@ def _is_texts(inputs: Any) -> bool:
 
 
 def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.Tensor | None = None,
-            preprocess: Callable | None = None, skip: int = 0, stop: int | None = None
-            ) -> tuple[Iterable[Batch], int | None]:
+            preprocess: Callable | None = None, skip: int = 0, stop: int | None = None,
+            truncate: bool = False) -> tuple[Iterable[Batch], int | None]:
     """Batches of ``inputs`` (samples ``skip`` up to ``stop``) and the number of samples (None if unknown).
 
-    Texts (bridges only) are tokenised and right-padded with a mask; NumPy arrays become tensors;
+    Texts (bridges only) are tokenised and right-padded with a mask (longer than the context: an error
+    unless ``truncate``, see :func:`tokenize`); NumPy arrays become tensors;
     ``preprocess`` is applied to raw inputs (per batch for Datasets and DataLoaders).
     """
     if isinstance(inputs, str):
@@ -71,7 +79,7 @@ def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.T
     if _is_texts(inputs):
         if not is_bridge(model):
             raise InputTypeError("texts can only be run through a TransformerBridge; tokenize them first for other models")
-        inputs, attention_mask = tokenize(model, list(inputs))
+        inputs, attention_mask = tokenize(model, list(inputs), truncate=truncate)
     if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
         raise InputTypeError("inputs are empty")
     if isinstance(inputs, np.ndarray):
@@ -140,14 +148,19 @@ def _loader_batches(loader: torch.utils.data.DataLoader, preprocess: Callable | 
     return gen(), total
 
 
-def to_tokens(model: Any, inputs: Any) -> Any:
-    """Token tensor for a bridge from texts (of equal token length) or tokens; other inputs pass through."""
+def to_tokens(model: Any, inputs: Any, truncate: bool = False) -> Any:
+    """Token tensor for a bridge from texts (of equal token length) or tokens; other inputs pass through.
+
+    Token ids are checked (integer, inside the vocabulary); prompts longer than the model's context raise
+    :class:`DimensionError` unless ``truncate=True`` (then cut, with a warning).
+    """
     if isinstance(inputs, str):
         inputs = [inputs]
     if _is_texts(inputs):
         if not is_bridge(model):
             raise InputTypeError("texts need a TransformerBridge with a tokenizer; pass tensors for other models")
-        rows = [model.to_tokens(t)[0] for t in inputs]
+        rows = [model.to_tokens(t, truncate=False)[0] for t in inputs]
+        rows = fit_context(rows, getattr(model.cfg, "n_ctx", None), truncate, "prompts")
         lengths = {len(r) for r in rows}
         if len(lengths) != 1:
             raise MismatchError(f"the prompts tokenize to different lengths {sorted(lengths)}; this needs "
@@ -156,9 +169,12 @@ def to_tokens(model: Any, inputs: Any) -> Any:
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     if isinstance(inputs, torch.Tensor):
-        return inputs if inputs.ndim > 1 or not is_bridge(model) else inputs.unsqueeze(0)
+        if not is_bridge(model):
+            return inputs
+        return check_tokens(inputs if inputs.ndim > 1 else inputs.unsqueeze(0), model_vocab(model))
     if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (list, tuple)):
-        return torch.tensor(inputs)
+        tokens = torch.tensor(inputs)
+        return check_tokens(tokens, model_vocab(model)) if is_bridge(model) else tokens
     if isinstance(inputs, Mapping):
         return inputs
     raise InputTypeError(f"inputs must be texts or a tensor, got {type(inputs).__name__}")
@@ -189,6 +205,8 @@ def forward(model: nn.Module, inputs: Any, mask: torch.Tensor | None = None, **k
     A padding ``mask`` is passed as ``attention_mask`` to bridges when some entries are padding.
     """
     device = model_device(model)
+    if is_bridge(model) and isinstance(inputs, torch.Tensor):
+        check_tokens(inputs, model_vocab(model), "inputs")  # an id outside the vocabulary: a bare IndexError
     if device is not None and isinstance(inputs, torch.Tensor):
         inputs = inputs.to(device)
     if is_bridge(model) and mask is not None and not bool(mask.all()):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_metric_value
 from ..errors import DimensionError, InputTypeError, SiteError
 from .hooks import Hook, Phase, StopForward, hooked
 from .inputs import forward
@@ -117,7 +118,7 @@ def gradients(model: nn.Module, inputs: Any, sites: Sequence[str], metric: Calla
     wanted = list(sites)
     with torch.enable_grad():
         out = run(model, inputs, [*hooks, *(Hook(s, tap(s), Phase.EDIT) for s in wanted)], mask=mask, **kwargs)
-        value = scalar(metric(out), metric)
+        value = check_metric_value(scalar(metric(out), metric), metric, out)
         missing = [s for s in wanted if s not in offsets]
         if missing:
             raise SiteError(f"sites {missing} did not run in the forward pass; pick sites on the computation path")

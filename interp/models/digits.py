@@ -390,10 +390,13 @@ def _cache_path(seed: int, cfg: DigitsViTConfig, train: TrainConfig) -> Path:
 def _load_or_train(seed: int, cfg: DigitsViTConfig, train: TrainConfig, retrain: bool) -> DigitsViT:
     path = _cache_path(seed, cfg, train)
     if path.exists() and not retrain:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model = DigitsViT(cfg)
-        model.load_state_dict(saved["state_dict"], strict=True)
-        metrics = saved["metrics"]
+        from ..checks import cache_fix, reading
+
+        with reading(path, "cached digits-vit model", cache_fix(path) + " (or pass retrain=True)"):
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            model = DigitsViT(cfg)
+            model.load_state_dict(saved["state_dict"], strict=True)
+            metrics = saved["metrics"]
     else:
         model, metrics = train_digits_vit(seed, cfg, train)
         payload = {"state_dict": model.state_dict(), "metrics": metrics, "seed": seed,

@@ -496,9 +496,12 @@ def _write_cache(model: Any, info: dict[str, Any], weights: Path, stats: Path) -
 def _read_cache(seed: int, weights: Path, stats: Path, architecture: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from safetensors.torch import load_file
 
-    info = json.loads(stats.read_text())
+    from ..checks import cache_fix, read_json, reading
+
+    info = read_json(stats, f"cached {MODEL_NAME} statistics", cache_fix(weights, stats))
     model = build_model(seed, **architecture)
-    state = load_file(str(weights))
+    with reading(weights, f"cached {MODEL_NAME} weights", cache_fix(weights, stats)):
+        state = load_file(str(weights))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise SchemaError(

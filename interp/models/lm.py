@@ -130,10 +130,13 @@ def load_smollm2_hf(device: str | torch.device | None = None) -> tuple[Any, Any]
         _build_smollm2_cache(gguf, target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(target), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(target), dtype=torch.float32, attn_implementation="eager", local_files_only=True
-    )
+    from ..checks import cache_fix, reading
+
+    with reading(target, "cached smollm2-135m model folder", cache_fix(target)):
+        tokenizer = AutoTokenizer.from_pretrained(str(target), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(target), dtype=torch.float32, attn_implementation="eager", local_files_only=True
+        )
     model.eval()
     if device is not None:
         model = model.to(device)

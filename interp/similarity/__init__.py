@@ -17,6 +17,7 @@ from __future__ import annotations
 from .cca import canonical_correlations, cca, pwcca, svcca
 from .ceiling import NoiseCeiling, pool_rdms, rsa_noise_ceiling
 from .cka import CKA_ESTIMATORS, CKAResult, cka, cka_details, hsic
+from .compare import compare  # binds the function over the submodule of the same name
 from .profile import SimilarityProfile, SimilarityProfiles
 from .rdm import RDM_METHODS, RDMs, crossnobis, rdm, square, upper_tri
 from .rsa import COMPARATORS, compare_rdms, rsa
@@ -35,13 +36,3 @@ __all__ = [
     "sliding_rsa", "cross_temporal_rsa", "TimeCourse", "TimeGeneralization",
     "compare", "SimilarityProfile", "SimilarityProfiles",
 ]
-
-
-def __getattr__(name: str):
-    if name == "compare":
-        import importlib
-
-        module = importlib.import_module(".compare", __name__)  # `from . import compare` would recurse here
-        globals().update(compare=module.compare)  # the function, not the submodule that the import just bound
-        return globals()[name]  # to the same name
-    raise AttributeError(f"module 'interp.similarity' has no attribute {name!r}")

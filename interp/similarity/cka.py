@@ -12,8 +12,8 @@ because "debiased CKA" is ambiguous (PAPERS.md 3.1):
 
 The linear kernel is computed in feature space (``‖YᵀX‖²_F`` etc., never n x n) when that is cheaper:
 cost n(p² + q² + pq) vs n²(p + q). No explicit centring matrix H is ever built.
-The unbiased values can be <= 0; if HSIC(K, K) or HSIC(L, L) <= 0 the ratio is undefined and ``nan``
-is returned with a warning.
+The unbiased values can be <= 0; if HSIC(K, K) or HSIC(L, L) <= 0 the ratio is undefined and
+:class:`~interp.errors.NaNError` is raised (a constant input gives HSIC = 0 with every estimator).
 
 RBF kernel: k(x, y) = exp(-‖x-y‖² / (2σ²)). ``sigma`` is absolute (thingsvision's default is 1) or
 ``"median"``: σ = sigma_scale · sqrt(median of the non-zero squared distances) (Brain-Score's ``rbf``
@@ -32,14 +32,13 @@ names the kernel, the estimator, the σ used on each side and the three HSIC ter
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NaNError
 from ..results import Result, themed
 from ._backend import as_pair
 
@@ -211,11 +210,12 @@ def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "bia
     else:
         raise ConfigError(f"unknown CKA kernel {kernel!r}; use 'linear' or 'rbf'")
     if float(xx) <= 0 or float(yy) <= 0:
-        warnings.warn(f"CKA undefined: HSIC(X,X)={float(xx):.3g}, HSIC(Y,Y)={float(yy):.3g} (<= 0 with the "
-                      f"{estimator!r} estimator); returning nan", RuntimeWarning, stacklevel=2)
-        value = float("nan")
-    else:
-        value = float(xy / torch.sqrt(xx * yy))
+        which = " and ".join(n for n, h in (("X", xx), ("Y", yy)) if float(h) <= 0)
+        raise NaNError(f"CKA is undefined: HSIC({which},{which}) <= 0 (HSIC(X,X)={float(xx):.3g}, HSIC(Y,Y)="
+                       f"{float(yy):.3g} with the {estimator!r} estimator), so the normalised score is 0/0; {which} "
+                       "is constant across samples (or too small a sample for an unbiased estimator): drop constant "
+                       "features/sites, or use more samples")
+    value = float(xy / torch.sqrt(xx * yy))
     return CKAResult(value, kernel, estimator, int(X.shape[0]), float(xy), float(xx), float(yy), sx, sy, rule)
 
 

@@ -26,8 +26,6 @@ stimuli are paired (see :meth:`SimilarityProfile.difference`).
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -349,12 +347,3 @@ def random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         raise ConfigError("no module of this model has reset_parameters(); cannot build a random-weight copy")
     return clone.eval()
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``interp.similarity.compare(...)`` work even where the submodule shadows the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SimilarityProfile:
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

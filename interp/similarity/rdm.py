@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import check_varied
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
 from ..results import Result, themed
 from ..tensor import Activations
@@ -60,6 +61,10 @@ def rdm(x: Any, method: str = "correlation", *, conditions: Sequence[Any] | None
         return crossnobis(X, conditions, folds, noise=noise)
     if conditions is not None:
         X, _ = _average_by(X, conditions)
+    if method in ("correlation", "cosine"):
+        check_varied(X, "patterns for an RDM", rows="stimuli (rows)", centre=method == "correlation",
+                     why=f"their {method} distance to every other stimulus is undefined (0/0)",
+                     fix="drop those stimuli, or use method='euclidean'")
     if method == "euclidean":
         sq = (X * X).sum(1, keepdim=True)
         D = (sq + sq.T - 2 * X @ X.T) / X.shape[1]
@@ -324,4 +329,6 @@ def as_rdm_vectors(x: Any, *, dtype: torch.dtype | str | None = None,
     v = v.to(device=dev, dtype=resolve_dtype(dtype))
     if not torch.isfinite(v).all():
         raise NaNError("RDM vectors hold NaN/inf entries")
+    check_varied(v, "RDMs to compare", rows="RDMs", why="every dissimilarity in them is equal, so a correlation with them "
+                 "is undefined (0/0)", fix="check how they were computed (all-equal or all-zero patterns?)")
     return v

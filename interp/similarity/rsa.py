@@ -173,6 +173,7 @@ def compare_rdms(a: Any, b: Any, method: str = "spearman", *, dtype: torch.dtype
     >>> round(compare_rdms(rdm(X), rdm(X), "pearson"), 6)
     1.0
     """
+    method = canonical_method(method)  # an unknown comparator is reported before anything about the data
     if isinstance(a, RDMs) and isinstance(b, RDMs) and a.stimuli != b.stimuli:
         b = b.subset_stimuli(a.stimuli)
     v1 = as_rdm_vectors(a, dtype=dtype, device=device)

@@ -1,0 +1,315 @@
+"""The schema of study files (``interp study run``), checked in full before anything runs.
+
+:func:`validate` checks every key of a parsed study file: allowed keys, value types (an ``int`` is not a
+string, a list is not empty), the fields of ``site`` templates, and the checks across keys (a metric that
+needs answers, a sweep that needs corrupted inputs). :func:`check_sites` then checks, once the model is
+loaded and before the first intervention, that every site a grid expands to and every swept site kind
+exist. :func:`load_progress` reads ``progress.csv`` for ``--resume``, discarding a row cut short by a crash.
+Every problem is a :class:`~interp.errors.ConfigError` that names the key and says what was expected.
+
+>>> validate({"model": "induction-2l", "data": {"kind": "induction", "n": 8}, "metric": {"name": "logit_diff"},
+...           "grid": [{"intervention": "zero", "site": "blocks.{layer}.attn.hook_z", "layer": [0, 1]}]})["model"]
+'induction-2l'
+"""
+
+from __future__ import annotations
+
+import io
+import string
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from interp.errors import ConfigError, SchemaError, closest
+
+__all__ = ["validate", "check_sites", "load_progress", "SCHEMA", "INTERVENTIONS", "METRICS", "DATA_KINDS"]
+
+INTERVENTIONS = ("zero", "mean", "resample", "scale", "clamp", "patch")
+METRICS = ("logit_diff", "normalized_logit_diff", "probability", "log_probability", "kl", "loss")
+DATA_KINDS = ("prompts", "tokens", "ioi", "induction")
+SWEEP_AXES = ("layer", "pos", "head", "neuron", "unit")
+TEMPLATE_FIELDS = ("layer",)  # the grid keys a site template may use
+
+Check = Callable[[Any, str], None]
+
+
+# ------------------------------------------------------------------------------------------- value checks
+def _fail(where: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{where} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(low: int | None = None) -> Check:
+    def check(v: Any, where: str) -> None:
+        if not _is_int(v) or (low is not None and v < low):
+            raise _fail(where, "an integer" + (f" >= {low}" if low is not None else ""), v)
+    return check
+
+
+def number(v: Any, where: str) -> None:
+    if not _is_number(v):
+        raise _fail(where, "a number", v)
+
+
+def text(v: Any, where: str) -> None:
+    if not isinstance(v, str) or not v:
+        raise _fail(where, "a non-empty string", v)
+
+
+def choice(options: tuple[str, ...]) -> Check:
+    def check(v: Any, where: str) -> None:
+        if v not in options:
+            hint = closest(v, options) if isinstance(v, str) else []
+            raise ConfigError(f"{where} must be one of {list(options)}, got {v!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return check
+
+
+def list_of(item: Check, what: str, scalar: bool = False) -> Check:
+    """A non-empty list whose items pass ``item`` (or, with ``scalar``, one bare item)."""
+    def check(v: Any, where: str) -> None:
+        if scalar and not isinstance(v, list):
+            item(v, where)
+            return
+        if not isinstance(v, list):
+            raise _fail(where, f"a list of {what}", v)
+        if not v:
+            raise ConfigError(f"{where} is an empty list; give at least one of {what}"
+                              + (" (an empty grid runs nothing)" if scalar else ""))
+        for i, x in enumerate(v):
+            item(x, f"{where}[{i}]")
+    return check
+
+
+def one_of(*checks: Check, expected: str) -> Check:
+    def check(v: Any, where: str) -> None:
+        for c in checks:
+            try:
+                c(v, where)
+                return
+            except ConfigError:
+                continue
+        raise _fail(where, expected, v)
+    return check
+
+
+def table(schema: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
+    def check(v: Any, where: str) -> None:
+        if not isinstance(v, dict):
+            raise _fail(where, "a table", v)
+        for key in v:
+            if key not in schema:
+                hint = closest(str(key), schema)
+                raise ConfigError(f"unknown key {key!r} in {where}; allowed: {sorted(schema)}"
+                                  + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        for key in required:
+            if key not in v:
+                raise ConfigError(f"{where}: missing required key {key!r}")
+        for key, value in v.items():
+            schema[key](value, f"{where} {key}")
+    return check
+
+
+def tables(schema: Mapping[str, Check], required: tuple[str, ...], label: str) -> Check:
+    def check(v: Any, where: str) -> None:
+        if not isinstance(v, list) or not all(isinstance(t, dict) for t in v):
+            raise _fail(where, f"an array of tables ([[{label}]] sections)", v)
+        for i, t in enumerate(v):
+            table(schema, required)(t, f"[[{label}]] #{i + 1}")
+    return check
+
+
+# ------------------------------------------------------------------------------------------------ schema
+INTS = list_of(integer(0), "integers >= 0", scalar=True)
+ANY_INTS = list_of(integer(), "integers", scalar=True)
+NUMBERS = list_of(number, "numbers", scalar=True)
+TOKEN_ROWS = list_of(list_of(integer(0), "token ids (integers >= 0)"), "token rows")
+ANSWERS = list_of(one_of(text, integer(0), expected="a single-token string or a token id"),
+                  "answers (strings or token ids)")
+
+
+def model_spec(v: Any, where: str) -> None:
+    """A zoo name, ``{ name = "..." }`` or ``{ native = { d_model = ..., ... } }``."""
+    if isinstance(v, str):
+        text(v, where)
+        return
+    table({"name": text, "native": _native})(v, where)
+    if not ("name" in v or "native" in v):
+        raise ConfigError(f"{where} table needs name = \"<zoo name>\" or native = {{...}}")
+
+
+def _native(v: Any, where: str) -> None:
+    if not isinstance(v, dict) or not v:
+        raise _fail(where, "a non-empty table of TransformerBridgeConfig settings", v)
+
+
+DATA = {"kind": choice(DATA_KINDS), "n": integer(1), "seed": integer(), "period": integer(1), "query": integer(1),
+        "templates": list_of(text, "template strings"),
+        "clean": one_of(list_of(text, "prompts"), TOKEN_ROWS, expected="a non-empty list of prompts or token rows"),
+        "corrupted": one_of(list_of(text, "prompts"), TOKEN_ROWS, expected="a non-empty list of prompts or token rows"),
+        "correct": ANSWERS, "incorrect": ANSWERS}
+METRIC = {"name": choice(METRICS), "position": integer()}
+GRID = {"intervention": choice(INTERVENTIONS), "site": text, "name": text, "layer": INTS, "head": INTS,
+        "unit": INTS, "position": ANY_INTS, "factor": NUMBERS, "value": NUMBERS}
+SWEEP = {"site": text, "by": list_of(choice(SWEEP_AXES), f"axes from {list(SWEEP_AXES)}"),
+         "direction": choice(("denoise", "noise")), "layers": list_of(integer(0), "layer indices"), "name": text}
+SCHEMA = {"title": text, "model": model_spec, "output": text, "batch_size": integer(1), "seed": integer(),
+          "data": table(DATA), "metric": table(METRIC, ("name",)),
+          "grid": tables(GRID, ("intervention", "site"), "grid"), "sweep": tables(SWEEP, ("site",), "sweep")}
+
+DATA_KEYS_OF_KIND = {"induction": {"n", "seed", "period", "query"}, "ioi": {"n", "seed", "templates"},
+                     "prompts": {"clean", "corrupted", "correct", "incorrect", "seed"},
+                     "tokens": {"clean", "corrupted", "correct", "incorrect", "seed"}}
+METRIC_NEEDS = {"logit_diff": ("correct", "incorrect"), "normalized_logit_diff": ("correct", "incorrect", "corrupted"),
+                "probability": ("correct",), "log_probability": ("correct",)}
+
+
+# ------------------------------------------------------------------------------------------ cross checks
+def _template_fields(site: str, where: str) -> set[str]:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(site) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{where} site {site!r} is not a valid template ({exc}); write fields as {{layer}}") from exc
+    for f in fields:
+        if f not in TEMPLATE_FIELDS:
+            hint = closest(f, TEMPLATE_FIELDS)
+            raise ConfigError(f"{where} site {site!r} uses the field {{{f}}}, but only {{layer}} is filled in (from "
+                              "the grid's layer list)" + (f"; did you mean {{{hint[0]}}}?" if hint else ""))
+    return fields
+
+
+def _check_grid(grid: dict[str, Any], where: str) -> None:
+    fields = _template_fields(grid["site"], where)
+    if "layer" in fields and "layer" not in grid:
+        raise ConfigError(f"{where} site {grid['site']!r} uses {{layer}} but the grid has no layer = [...] list")
+    if "layer" in grid and "layer" not in fields:
+        raise ConfigError(f"{where} has layer = {grid['layer']!r} but its site {grid['site']!r} has no {{layer}} "
+                          "field, so every row would change the same site; write the site as blocks.{layer}....")
+    for key, needs in (("factor", "scale"), ("value", "clamp")):
+        if key in grid and grid["intervention"] != needs:
+            raise ConfigError(f"{where}: {key} is only used by intervention = {needs!r}, not {grid['intervention']!r}")
+
+
+def _check_data(data: dict[str, Any], config: dict[str, Any], where: str) -> None:
+    kind = data.get("kind", "prompts")
+    extra = sorted(set(data) - {"kind"} - DATA_KEYS_OF_KIND[kind])
+    if extra:
+        raise ConfigError(f"{where} [data] kind = {kind!r} does not use {extra}; its keys are "
+                          f"{sorted(DATA_KEYS_OF_KIND[kind])}")
+    generated = kind in ("ioi", "induction")
+    if not generated:
+        if "clean" not in data:
+            raise ConfigError(f"{where} [data] kind = {kind!r} needs clean = [...]")
+        for key in ("clean", "corrupted"):
+            if key in data:
+                rows = data[key]
+                is_text = all(isinstance(r, str) for r in rows)
+                if is_text != (kind == "prompts"):
+                    raise ConfigError(f"{where} [data] {key}: kind = {kind!r} takes "
+                                      + ("prompt strings" if kind == "prompts" else "lists of token ids"))
+                if kind == "tokens" and len({len(r) for r in rows}) != 1:
+                    raise ConfigError(f"{where} [data] {key}: token rows must all have the same length, got "
+                                      f"{sorted({len(r) for r in rows})}")
+        n = len(data["clean"])
+        if "corrupted" in data and len(data["corrupted"]) != n:
+            raise ConfigError(f"{where} [data] corrupted has {len(data['corrupted'])} rows but clean has {n}; give "
+                              "one corrupted input per clean input")
+        for key in ("correct", "incorrect"):
+            if key in data and len(data[key]) not in (1, n):
+                raise ConfigError(f"{where} [data] {key} has {len(data[key])} answers for {n} inputs; give one per "
+                                  "input (or one for all)")
+    metric = config["metric"]["name"]
+    for key in METRIC_NEEDS.get(metric, ()):
+        if not generated and key not in data:
+            raise ConfigError(f"{where}: metric {metric!r} needs [data] {key} = [...]")
+    needs_corrupted = [f"[[grid]] #{i + 1}" for i, g in enumerate(config.get("grid", [])) if g["intervention"] == "patch"]
+    needs_corrupted += ["[[sweep]]"] if config.get("sweep") else []
+    if needs_corrupted and not generated and "corrupted" not in data:
+        raise ConfigError(f"{where}: {needs_corrupted[0]} patches in corrupted activations; add [data] corrupted = [...]")
+
+
+def validate(config: Any, where: str = "study") -> dict[str, Any]:
+    """Check a parsed study file against :data:`SCHEMA` and the rules across keys; returns it unchanged.
+
+    Raises :class:`ConfigError` naming the key and what was expected (unknown keys, wrong types such as
+    ``head = ["a"]`` or ``n = "eight"``, empty lists such as ``layer = []``, unknown template fields such as
+    ``{lyr}``, a metric without the answers it needs).
+    """
+    if not isinstance(config, dict):
+        raise _fail(where, "a table of settings", config)
+    for key in ("model", "data", "metric"):
+        if key not in config:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    table(SCHEMA)(config, where)
+    if not config.get("grid") and not config.get("sweep"):
+        raise ConfigError(f"{where}: nothing to run; add [[grid]] interventions and/or [[sweep]] patching sweeps")
+    for i, grid in enumerate(config.get("grid", [])):
+        _check_grid(grid, f"{where} [[grid]] #{i + 1}")
+    _check_data(config["data"], config, where)
+    return config
+
+
+# ------------------------------------------------------------------------------------- with the model
+def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Every site a grid expands to (``expand``: the study's grid expansion), every head index and every
+    swept site must exist on ``model``: checked before the first row runs (:class:`~interp.errors.SiteError`
+    or :class:`ConfigError`)."""
+    from interp import engine
+
+    n_heads = getattr(getattr(model, "cfg", None), "n_heads", None)
+    for i, grid in enumerate(config.get("grid", [])):
+        for row in expand(grid):
+            engine.resolve_site(model, row["site"])
+        heads = grid.get("head", [])
+        bad = [h for h in (heads if isinstance(heads, list) else [heads]) if n_heads is not None and h >= n_heads]
+        if bad:
+            raise ConfigError(f"[[grid]] #{i + 1}: head {bad} out of range; the model has {n_heads} heads (0..{n_heads - 1})")
+    for sweep in config.get("sweep", []):
+        if engine.is_kind(model, sweep["site"]):
+            engine.kind_sites(model, sweep["site"], sweep.get("layers"))
+        else:
+            engine.resolve_sites(model, sweep["site"])
+
+
+# --------------------------------------------------------------------------------------------- progress
+def load_progress(path: str | Path) -> pd.DataFrame:
+    """Read ``progress.csv`` for ``--resume``, keeping only complete units.
+
+    A last line without its newline (a write cut short) is dropped, and so is every row of a unit
+    (``row_id``) that has a row with a missing ``row_id``, ``metric`` or ``baseline``: those units are
+    simply run again. A warning says how many rows were discarded.
+    """
+    text = Path(path).read_text()
+    if not text.strip():
+        return pd.DataFrame()
+    cut = not text.endswith("\n")
+    if cut:  # the last line is partial; progress is written whole units at a time, so only the last unit can be
+        text = text[: text.rfind("\n") + 1]  # incomplete: its rows are dropped below
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"row_id": str}) if text.count("\n") > 1 else pd.DataFrame()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise SchemaError(f"{path} cannot be read ({exc}); delete it to run the study again from the start") from exc
+    if len(frame) and not {"row_id", "metric", "baseline"} <= set(frame.columns):
+        raise SchemaError(f"{path} is not a study progress file (columns {list(frame.columns)[:8]}); delete it to "
+                          "run the study again from the start")
+    n_before = len(frame)
+    if len(frame):
+        broken = set(frame.loc[frame[["row_id", "metric", "baseline"]].isna().any(axis=1), "row_id"].dropna())
+        if cut:
+            broken.add(frame["row_id"].iloc[-1])
+        frame = frame[frame["row_id"].notna() & ~frame["row_id"].isin(broken)].reset_index(drop=True)
+    dropped = n_before - len(frame) + int(cut)
+    if dropped:
+        warnings.warn(f"{path}: discarded {dropped} incomplete progress row(s) (cut short by an interruption); "
+                      "their units run again", UserWarning, stacklevel=2)
+    return frame
