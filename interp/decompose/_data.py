@@ -163,13 +163,13 @@ class BatchSource:
         self.per_row = {site: 1 for site in self.sites}
         self.names: dict[str | None, list[str] | None] = {site: None for site in self.sites}
         self.n_rows: int | None = None  # index rows per epoch (stored rows for a store)
+        if isinstance(X, Mapping) and self.sites == [None]:
+            _refuse_mapping(X, "X")  # {site: Activations} from capture, without saying which site to fit
         if isinstance(X, (Activations, torch.Tensor, np.ndarray)):
             if self.sites != [None]:
                 raise ConfigError(f"sites {self.sites} name arrays of a store or keys of a mapping; this input is one array")
             X = {None: X}
         if isinstance(X, Mapping) and all(isinstance(v, (Activations, torch.Tensor, np.ndarray)) for v in X.values()):
-            if self.sites == [None]:
-                _refuse_mapping(X, "X")
             missing = [s for s in self.sites if s not in X]
             if missing:
                 raise ConfigError(f"sites {missing} are not in the mapping; it holds {list(X)}")
