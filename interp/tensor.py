@@ -548,7 +548,8 @@ class Activations:
         except (SchemaError, FileNotFoundError):
             raise
         except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
-            raise CorruptFileError(f"{path} cannot be read as a saved Activations file ({exc}); it is truncated or corrupt") from exc
+            raise CorruptFileError(f"{path} cannot be read as a saved Activations file ({exc}); it is truncated or corrupt: "
+                                   "save it again with Activations.save") from exc
         check_tensors({"data": data}, metadata.get("interp.checksum"), path, meta)
         data = data.to(device)
         meta = json.loads(meta)

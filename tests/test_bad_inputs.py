@@ -3,8 +3,8 @@
 One row per case of the issue's list: a callable that triggers it, the expected error class and a piece
 of the message that says what was expected or what to do. One parametrised test walks the table. The
 rows run on ``induction-2l`` (cached), tiny synthetic data and files in ``tmp_path``: seconds in all.
-Store-file corruption (shortened shards, bit flips) is tested with the store; the store manifest and
-coordinate rows below are expected failures until the store reads its files through ``interp.checks``.
+Store-file corruption beyond these rows (shortened shards, bit flips, checksums) is tested in
+``tests/test_store_safety.py``.
 """
 
 from __future__ import annotations
@@ -261,11 +261,6 @@ def long_prompt_patching():
     return patching.attribution_patching(induction(), [LONG_TEXT], [LONG_TEXT], pairs().metric())
 
 
-STORE_TODO = pytest.mark.xfail(strict=True, raises=(ValueError, AttributeError, OSError),
-                               reason="interp/store.py belongs to the store work (issue 14 items 1-3); it should read "
-                                      "its manifest with interp.checks.read_json and its coordinates inside "
-                                      "interp.checks.reading, then remove this mark")
-
 # id, trigger(tmp, monkeypatch), expected class, piece of the message
 CASES = [
     ("token ids out of range", lambda t, m: capture(torch.tensor([[0, 500, 3]])), DimensionError,
@@ -305,12 +300,10 @@ CASES = [
     ("Activations file: missing", lambda t, m: interp.Activations.load(t / "nope.safetensors"), DataNotFoundError,
      "does not exist"),
     ("parquet file: truncated", lambda t, m: corrupt_parquet(t), SchemaError, "parquet file"),
-    pytest.param("store manifest: JSON cut short", lambda t, m: store(t, "manifest"), SchemaError, "manifest",
-                 marks=STORE_TODO),
-    pytest.param("store manifest: not a table", lambda t, m: store(t, "manifest list"), SchemaError, "manifest",
-                 marks=STORE_TODO),
-    pytest.param("store coordinates: truncated parquet", lambda t, m: store(t, "coords"), SchemaError, "parquet",
-                 marks=STORE_TODO),
+    ("store manifest: JSON cut short", lambda t, m: store(t, "manifest"), SchemaError, "rerun with overwrite=True"),
+    ("store manifest: not a table", lambda t, m: store(t, "manifest list"), SchemaError, "rerun with overwrite=True"),
+    ("store coordinates: truncated parquet", lambda t, m: store(t, "coords"), SchemaError,
+     "rerun with overwrite=True"),
     ("model cache: corrupt induction-2l", lambda t, m: corrupt_model_cache(t, m, "induction-2l"), SchemaError,
      "the next load rebuilds the cache"),
     ("model cache: corrupt digits-vit", lambda t, m: corrupt_model_cache(t, m, "digits-vit"), SchemaError,
@@ -340,7 +333,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, trigger, expected, message", CASES,
-                         ids=[getattr(c, "values", c)[0] for c in CASES])
+                         ids=[c[0] for c in CASES])
 def test_bad_input_raises_a_named_error(name, trigger, expected, message, tmp_path, monkeypatch, one_thread):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -134,7 +134,8 @@ class Decomposition:
         except SchemaError:
             raise
         except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
-            raise CorruptFileError(f"{path} cannot be read as a saved estimator ({exc}); it is truncated or corrupt") from exc
+            raise CorruptFileError(f"{path} cannot be read as a saved estimator ({exc}); it is truncated or corrupt: "
+                                   "fit and save the estimator again") from exc
         check_tensors(tensors, metadata.get("interp.checksum"), path, text)
         tensors = {k: v.to(device) for k, v in tensors.items()}
         meta = json.loads(text)
