@@ -58,8 +58,8 @@ def test_readme_has_examples():
 
 @pytest.mark.slow
 def test_readme_python_blocks_run(tmp_path, monkeypatch, one_thread):
-    """About 110 s of CPU on one thread (smollm2-135m, SNMF with the paper's 2,000 iterations, RSA of
-    efficientnet-lite0 with 1,000 bootstraps); the rest is small."""
+    """About 2 minutes of CPU on one thread (smollm2-135m, SNMF with the paper's 2,000 iterations, RSA of
+    efficientnet-lite0 with 1,000 bootstraps, brain_alignment on 24 images); the rest is small."""
     monkeypatch.chdir(tmp_path)  # the tour writes a store to ./acts/
     namespace: dict = {"__name__": "__readme__"}
     for i, (setup, code) in enumerate(python_blocks()):
@@ -70,6 +70,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, one_thread):
     assert namespace["store"].n_rows == namespace["acts"].sizes["sample"] > 16  # one row per token
     assert namespace["truth"]["heads"].effect.shape == (2, 4)  # induction-2l: 2 layers x 4 heads
     assert callable(namespace["compare_rdms"]) and len(namespace["profile"].frame) > 1
+    assert len(namespace["res"].to_frame()) >= 4  # brain_alignment: one row per channel group at least
 
 
 @pytest.mark.parametrize("command", interp_commands())
