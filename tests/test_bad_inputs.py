@@ -196,7 +196,7 @@ def tampered_sae(tmp: Path):
 
     from interp.decompose import TopKSAE
 
-    sae = TopKSAE(n_components=8, k=2, batch_size=32, verbose=False).fit(torch.randn(64, 6))
+    sae = TopKSAE(n_components=8, k=2, batch_size=32, progress=False).fit(torch.randn(64, 6))
     path = sae.save(tmp / "sae.safetensors")
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["interp.decompose"])
