@@ -223,7 +223,8 @@ def _weights(model: torch.nn.Module) -> dict[str, int]:
 
 def plan_capture(model: Any, sites: str | Sequence[str], *, texts: Sequence[str] | None = None,
                  n_tokens: int | None = None, seq_len: int | None = None, batch_size: int = 16,
-                 dtype: torch.dtype = torch.float32, model_name: str | None = None, seed: int = 0) -> CapturePlan:
+                 dtype: torch.dtype = torch.float32, model_name: str | None = None, seed: int = 0,
+                 truncate: bool = False) -> CapturePlan:
     """Plan a capture of ``model`` at ``sites`` into a store, without running the corpus.
 
     Parameters
@@ -237,6 +238,7 @@ def plan_capture(model: Any, sites: str | Sequence[str], *, texts: Sequence[str]
     seq_len: tokens per input when no ``texts`` are given (default ``min(128, n_ctx)``).
     batch_size, dtype: as for :func:`interp.capture`.
     seed: seed of the random probe tokens.
+    truncate: as :func:`interp.capture`: texts longer than the context are an error unless ``True`` (then cut).
 
     Returns
     -------
@@ -260,7 +262,7 @@ def plan_capture(model: Any, sites: str | Sequence[str], *, texts: Sequence[str]
     if texts is not None:
         if seq_len is not None:
             raise ConfigError("give seq_len only without texts (the texts set the length)")
-        tokens, mask = tokenize(model, list(texts))
+        tokens, mask = tokenize(model, list(texts), truncate=truncate)  # as capture(truncate=) will
         lengths = mask.sum(1)
         length = int(tokens.shape[1])
         total = int(lengths.sum())

@@ -56,6 +56,16 @@ def capture(inputs, **kwargs):
 
 
 TOKENS = torch.tensor([[0, 5, 9], [0, 1, 2]])
+
+
+def cli_long_text(tmp: Path):
+    from interp.cli import build_parser
+
+    corpus = tmp / "corpus.txt"
+    corpus.write_text("1 2 3\n" + LONG_TEXT + "\n")
+    args = build_parser().parse_args(["capture", "induction-2l", "--sites", "blocks.0.hook_resid_post", "--texts",
+                                      str(corpus), "--out", str(tmp / "store"), "--quiet"])
+    return args._run(args)
 LONG_TEXT = "1 2 3 " * 100  # 301 tokens; induction-2l's context is 64
 
 
@@ -277,6 +287,8 @@ CASES = [
     ("float tokens", lambda t, m: capture(TOKENS.float()), InputTypeError, "integer dtype"),
     ("float tokens (patching)", lambda t, m: float_tokens_patching(), InputTypeError, "must be integer token ids"),
     ("text longer than the context", lambda t, m: capture([LONG_TEXT]), DimensionError, "pass truncate=True"),
+    ("text longer than the context (interp capture)", lambda t, m: cli_long_text(t), DimensionError,
+     "pass truncate=True"),
     ("prompt longer than the context (patching)", lambda t, m: long_prompt_patching(), DimensionError,
      "longer than the model's context of 64 tokens"),
     ("unknown annotation", lambda t, m: label_typo(), DimensionError, "did you mean 'reversal'"),
@@ -343,7 +355,7 @@ def test_bad_input_raises_a_named_error(name, trigger, expected, message, tmp_pa
     assert message in str(info.value), f"{name}: {info.value}"
 
 
-def test_truncate_cuts_long_texts_with_a_warning():
+def test_truncate_cuts_long_texts_with_a_warning(tmp_path):
     from interp.engine import tokenize
 
     with pytest.warns(UserWarning, match="cut 1 of 2 texts to the model's context of 64 tokens"):
@@ -352,6 +364,15 @@ def test_truncate_cuts_long_texts_with_a_warning():
     with pytest.warns(UserWarning, match="cut 1 of 1"):
         acts = capture([LONG_TEXT], truncate=True)
     assert acts.sizes["pos"] == 64
+    from interp.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("1 2 3\n" + LONG_TEXT + "\n")
+    argv = ["capture", "induction-2l", "--sites", "blocks.0.hook_resid_post", "--texts", str(corpus), "--quiet"]
+    with pytest.warns(UserWarning, match="cut 1 of 2"):
+        assert main([*argv, "--dry-run", "--truncate"]) == 0
+    with pytest.warns(UserWarning, match="cut 1 of 2"):
+        assert main([*argv, "--out", str(tmp_path / "store"), "--truncate"]) == 0
 
 
 def test_valid_inputs_still_pass():

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the stored rows (default float32)")
     flags.add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store instead of resuming it")
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut lines longer than the model's context to it (with a warning); without it they are an error")
     flags.add_progress(parser)
     plan = parser.add_argument_group("planning (--dry-run)")
     plan.add_argument("--dry-run", action="store_true",
@@ -83,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
         from ..capture_plan import plan_capture
 
         plan = plan_capture(model, args.sites, texts=texts, n_tokens=args.n_tokens, seq_len=args.seq_len,
-                            batch_size=args.batch_size, dtype=dtype, model_name=args.model)
+                            batch_size=args.batch_size, dtype=dtype, model_name=args.model, truncate=args.truncate)
         print(plan.summary())
         print(plan.to_frame().to_string(index=False))
         return 0
     store = capture(model, texts, args.sites, store=args.out, batch_size=args.batch_size, dtype=dtype,
-                    overwrite=args.overwrite, progress=args.progress)
+                    overwrite=args.overwrite, progress=args.progress, truncate=args.truncate)
     from ..engine.distributed import rank_and_world
 
     if rank_and_world()[0] == 0:  # under torchrun every rank wrote its block of the inputs; rank 0 committed
