@@ -453,3 +453,20 @@ def test_block_replay_on_a_plain_module(reuse):
     assert plain.values.std() > 0
     # 8 units per site: blocks.1 patches skip block 0, blocks.2 patches skip blocks 0 and 1
     assert fast.extra[fast.sites[0]]["blocks_replayed"] == (0 if reuse else 8 * 1 + 8 * 2)
+
+
+def test_units_are_channels_on_conv_maps_everywhere(tiny_cnn):
+    """One axis convention: on a conv feature map (N, C, H, W) ``unit`` is the channel, in capture, in
+    interventions and in patching alike."""
+    import interp
+
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    acts = interp.capture(tiny_cnn, x, "1", progress=False)
+    assert acts.dims[1] == "unit" and acts.data.shape[1] == 4
+    seen = {}
+    with torch.no_grad(), patching.intervene(tiny_cnn, patching.zero("1", units=[1, 3])), \
+            engine.hooked(tiny_cnn, [Hook("1", lambda a: seen.__setitem__("a", a.clone()), Phase.READ)]):
+        tiny_cnn(x)
+    assert (seen["a"][:, [1, 3]] == 0).all() and torch.equal(seen["a"][:, [0, 2]], acts.data[:, [0, 2]])
+    res = patching.activation_patching(tiny_cnn, x, x.flip(0), lambda out: out[:, 0].mean(), "1", by=("unit",))
+    assert res.dims == ("site", "unit") and res.effect.shape == (1, 4)

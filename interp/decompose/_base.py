@@ -30,19 +30,26 @@ class NotFittedError(ConfigError):
     """An estimator used before ``fit``."""
 
 
-def registry() -> dict[str, type]:
-    from .nmf import NMF, SNMF
-    from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
+_REGISTRY: dict[str, type] = {}
 
-    return {c.__name__: c for c in (ReLUSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, SNMF, NMF)}
+
+def registry() -> dict[str, type]:
+    """Every estimator class by name (classes register themselves when defined; see ``__init_subclass__``)."""
+    return dict(_REGISTRY)
 
 
 class Decomposition:
     """Base class: scikit-learn style parameters plus safetensors + JSON persistence.
 
     Subclasses list their learned tensors in ``_tensor_attrs`` and their learned scalars/lists in
-    ``_meta_attrs``; parameters are the ``__init__`` arguments, stored under the same names.
+    ``_meta_attrs``; parameters are the ``__init__`` arguments, stored under the same names. Every subclass
+    registers itself by name (for :meth:`load`), so this module imports none of them.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
 
     _tensor_attrs: tuple[str, ...] = ()
     _meta_attrs: tuple[str, ...] = ()

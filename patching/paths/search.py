@@ -6,7 +6,6 @@ code github.com/foundation-model-research/NeuronPath, ``path/joint_attr.py``).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,10 +13,10 @@ from typing import Any
 import torch
 
 from interp import engine
-from interp.engine import Hook
-from interp.errors import ConfigError, DimensionError, SiteError, closest
+from interp.errors import ConfigError, DimensionError, closest
 
 from ..integrated_gradients import path_points
+from .baselines import influence_search, mean_gradient_paths
 from .results import NeuronPaths
 from .runner import Edit, SiteRunner, batches, mlp_sites, neuron_mask, target_prob, targets_of
 
@@ -132,153 +131,6 @@ def _jas_search(runner, inputs, targets, h, steps, top_k, ig_batch, progress) ->
     return path
 
 
-def _influence_search(runner, inputs, targets, h, top_k, steps, input_site, progress) -> list[torch.Tensor]:
-    """Greedy influence pattern (Lu et al. 2021; Wang et al. 2025 Alg. 2), batched over the m input steps.
-
-    The input is scaled from zero (x_a = a x, a = (k+1)/m). The pattern's influence is the path integral
-    of the chain of derivatives along the chosen neurons: c_1 = dh_1/da, c_l = c_{li-1} dh_l/dh_{li-1,p},
-    score_l(j) = sum_a c_{li-1}(a) * dh_{li,j}/dh_{li-1,p}(a) * dP/dh_{li,j}(a). Derivatives of whole layers
-    with respect to a scalar (forward-mode) use the double-backward trick.
-    """
-    b = len(targets)
-    r = steps
-    alphas = path_points(steps, "riemann_right")[0].float()  # (k+1)/m
-    x_rep = engine.repeat(inputs, r)
-    float_input = isinstance(inputs, torch.Tensor) and inputs.is_floating_point()
-    if input_site is None and not float_input:
-        if runner.bridge and "hook_embed" in runner.model.hook_dict:
-            input_site = "hook_embed"
-        else:
-            raise ConfigError("the influence-pattern baseline scales the input from zero; for token inputs give "
-                              "input_site= (a hook/module whose output is scaled, e.g. 'hook_embed')")
-    path: list[torch.Tensor] = []
-    chain = torch.ones(r * b, device=h[0].device)
-    iterator = range(len(h))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="influence path", leave=False)
-    for li in iterator:
-        d = h[li].shape[1]
-        delta_l = torch.zeros(r * b, d, device=h[li].device, requires_grad=True)
-        probe = torch.zeros(r * b, d, device=h[li].device, requires_grad=True)
-        captured: dict[str, torch.Tensor] = {}
-        if li == 0:
-            source = alphas.to(h[0].device).repeat_interleave(b).requires_grad_(True)
-        else:
-            source = torch.zeros(r * b, device=h[li].device, requires_grad=True)
-
-        def at_layer(vec, delta_l=delta_l, captured=captured):
-            captured["h"] = vec
-            return vec + delta_l
-
-        edits: dict[int, Edit] = {li: at_layer}
-        if li > 0:
-            prev_mask = neuron_mask(path[li - 1], h[li - 1].shape[1]).repeat(r, 1).float()
-            edits[li - 1] = lambda vec, source=source, m=prev_mask: vec + source[:, None] * m
-        extra = contextlib.nullcontext()
-        model_inputs = x_rep
-        if li == 0:
-            if input_site is None:
-                shape = (-1,) + (1,) * (x_rep.ndim - 1)
-                model_inputs = x_rep * source.view(shape)
-            else:
-                extra = _scale_site(runner, input_site, source)
-        with extra, _math_attention():
-            logits = runner.logits(model_inputs, edits)
-        prob = target_prob(logits, targets.repeat(r)).sum()
-        g_out = torch.autograd.grad(prob, delta_l, retain_graph=True)[0]
-        hs = captured["h"]
-        dsum = torch.autograd.grad((hs.float() * probe).sum(), source, create_graph=True)[0]
-        jac = torch.autograd.grad(dsum.sum(), probe)[0]  # (r*b, d): dh_l / d source
-        runner.counter.backward += 3
-        score = (chain[:, None] * jac * g_out).view(r, b, d).sum(0)
-        if top_k > d:
-            raise ConfigError(f"top_k={top_k} exceeds the {d} neurons of site {runner.sites[li]!r}")
-        chosen = torch.topk(score, top_k, dim=1).indices
-        path.append(chosen)
-        chain = chain * (jac.detach() * neuron_mask(chosen, d).repeat(r, 1)).sum(1)
-        # keep the chain's scale bounded (the greedy choice only needs its sign and relative size)
-        chain = chain / chain.abs().max().clamp_min(1e-30)
-    return path
-
-
-def _math_attention():
-    """Fused attention kernels lack double backward; the math kernel has it (needed for the JVPs)."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # pragma: no cover - old torch
-        return contextlib.nullcontext()
-    return sdpa_kernel([SDPBackend.MATH])
-
-
-@contextlib.contextmanager
-def _scale_site(runner: SiteRunner, site: str, source: torch.Tensor):
-    """Scale the whole output of ``site`` by the per-row factor ``source`` (input interpolation)."""
-
-    def scale(act):
-        return act * source.view((-1,) + (1,) * (act.ndim - 1)).to(act.dtype)
-
-    try:
-        site = engine.resolve_site(runner.model, site)
-    except SiteError as exc:
-        raise SiteError(f"input_site: {exc}") from None
-    with engine.hooked(runner.model, [Hook(site, scale)]):
-        yield
-
-
-def _scaled_inputs(runner: SiteRunner, inputs: Any, alphas: torch.Tensor, input_site: str | None
-                   ) -> tuple[Any, Any]:
-    """Inputs scaled by each alpha (steps major) and the context that scales ``input_site`` instead."""
-    b = engine.n_samples(inputs)
-    x_rep = engine.repeat(inputs, len(alphas))
-    source = alphas.repeat_interleave(b)
-    if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and input_site is None:
-        return x_rep * source.view((-1,) + (1,) * (x_rep.ndim - 1)).to(x_rep.dtype), contextlib.nullcontext()
-    if input_site is None:
-        if runner.bridge and "hook_embed" in runner.model.hook_dict:
-            input_site = "hook_embed"
-        else:
-            raise ConfigError("this baseline scales the input from zero; for token inputs give input_site= (a "
-                              "hook/module whose output is scaled, e.g. 'hook_embed')")
-    return x_rep, _scale_site(runner, input_site, source)
-
-
-def _mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, steps: int, top_k: int,
-                         batch_size: int, input_site: str | None, position: Any) -> dict[int, list[torch.Tensor]]:
-    """Influence-pattern baseline as the authors' code computes it (NeuronPath ``path/influence_pattern.py``).
-
-    The input is scaled from zero (``k/m x``, k = 0..m-1); for each layer, the gradient of P(target) with
-    respect to that layer's neurons at the position is averaged over the m steps and over every sample of a
-    class, and its argmax (top K) is the layer's neuron: one path per class. Returns ``{class: [(K,) per layer]}``.
-    """
-    alphas = path_points(steps, "riemann_left")[0].float()
-    sums: dict[int, list[torch.Tensor]] = {}
-    counts: dict[int, int] = {}
-    for cls in torch.unique(targets).tolist():
-        members = (targets == cls).nonzero().reshape(-1)
-        for start in range(0, len(members), batch_size):
-            rows = members[start:start + batch_size]
-            if isinstance(position, torch.Tensor) and position.ndim > 0:
-                runner.position = position.reshape(-1)[rows]
-            x = inputs[rows] if not isinstance(inputs, (list, tuple)) else torch.stack([inputs[i] for i in rows])
-            scaled, context = _scaled_inputs(runner, x, alphas, input_site)
-            with torch.no_grad(), context:
-                h, _ = runner.capture(scaled)
-            t = torch.full((len(scaled) if isinstance(scaled, torch.Tensor) else len(rows) * steps,), int(cls),
-                           dtype=torch.long, device=h[0].device)
-            for li, hl in enumerate(h):
-                leaf = hl.detach().float().requires_grad_(True)
-                with context:
-                    logits = runner.logits(scaled, {li: lambda vec, leaf=leaf: leaf})
-                grad = torch.autograd.grad(target_prob(logits, t).sum(), leaf)[0]
-                runner.counter.backward += 1
-                total = sums.setdefault(int(cls), [torch.zeros(hl.shape[1]) for _ in h])
-                total[li] += grad.detach().sum(0).cpu()
-            counts[int(cls)] = counts.get(int(cls), 0) + len(rows) * steps
-    return {cls: [torch.topk(g / counts[cls], top_k).indices for g in grads] for cls, grads in sums.items()}
-
-
 def find_paths(
     model: Any,
     inputs: Any,
@@ -340,7 +192,7 @@ def find_paths(
         all_t = all_t.repeat(n)
     if all_t.numel() != n:
         raise DimensionError(f"got {all_t.numel()} targets for {n} samples; give one target class per sample")
-    by_class = (_mean_gradient_paths(runner, inputs, all_t, steps, top_k, batch_size, input_site, pos_all)
+    by_class = (mean_gradient_paths(runner, inputs, all_t, steps, top_k, batch_size, input_site, pos_all)
                 if method == "mean_gradient" else None)
     chunks_of = batches(inputs, batch_size)
     if progress and isinstance(inputs, (list, tuple)):
@@ -357,7 +209,7 @@ def find_paths(
         elif method == "activation":
             path = [torch.topk(hl.float(), top_k, dim=1).indices for hl in h]
         elif method == "influence":
-            path = _influence_search(runner, x, t, h, top_k, steps, input_site, progress)
+            path = influence_search(runner, x, t, h, top_k, steps, input_site, progress)
         elif by_class is not None:
             path = [torch.stack([by_class[int(c)][li] for c in t.cpu()]).to(hl.device) for li, hl in enumerate(h)]
         else:
