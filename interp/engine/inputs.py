@@ -83,7 +83,7 @@ def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.T
     if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
         raise InputTypeError("inputs are empty")
     if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(inputs)
+        inputs = torch.from_numpy(inputs if inputs.flags.writeable else inputs.copy())
     loaders = (torch.utils.data.DataLoader, torch.utils.data.Dataset)
     if preprocess is not None and not isinstance(inputs, loaders):
         inputs = preprocess(inputs)
@@ -167,7 +167,7 @@ def to_tokens(model: Any, inputs: Any, truncate: bool = False) -> Any:
                                 "prompts of equal token length (pad or rephrase them)")
         return torch.stack(rows)
     if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(inputs)
+        inputs = torch.from_numpy(inputs if inputs.flags.writeable else inputs.copy())
     if isinstance(inputs, torch.Tensor):
         if not is_bridge(model):
             return inputs
