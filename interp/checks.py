@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import torch
 
 from .errors import (
+    ConfigError,
     CorruptFileError,
     DataNotFoundError,
     DimensionError,
@@ -180,6 +181,10 @@ def reading(path: str | os.PathLike, what: str, fix: str = "") -> Iterator[None]
     except FileNotFoundError as exc:
         raise DataNotFoundError(f"{what} {str(path)!r} does not exist; check the path") from exc
     except _read_errors() as exc:
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and any(w in text for w in ("CUDA", "device", "MPS", "out of memory")):
+            raise ConfigError(f"{what} {str(path)!r} could not be placed on the requested device ({text[:200]}); "
+                              "load it on the CPU or choose an available device") from exc
         cause = f"{type(exc).__name__}: {exc}".strip()
         raise CorruptFileError(f"{what} {str(path)!r} is corrupt, truncated or not the expected kind of file "
                                f"({cause[:300]})" + (f"; {fix}" if fix else "")) from exc
