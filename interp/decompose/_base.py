@@ -52,6 +52,7 @@ class Decomposition:
             _REGISTRY[cls.__name__] = cls
 
     _tensor_attrs: tuple[str, ...] = ()
+    _per_sample_attrs: tuple[str, ...] = ()  # learned tensors whose first axis is the fitted samples
     _meta_attrs: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ parameters
@@ -177,7 +178,9 @@ class Decomposition:
         m, f = comps.shape
         for name in self._tensor_attrs:
             t = getattr(self, name, None)
-            if isinstance(t, torch.Tensor) and t.numel() > 1 and any(d not in (m, f) for d in t.shape):
+            shape = t.shape[1:] if name in self._per_sample_attrs and isinstance(t, torch.Tensor) else \
+                getattr(t, "shape", ())
+            if isinstance(t, torch.Tensor) and t.numel() > 1 and any(d not in (m, f) for d in shape):
                 raise SchemaError(f"{path}: {name} has shape {tuple(t.shape)}, which does not fit {m} components "
                                   f"of {f} features; the file was edited or damaged: fit and save it again")
         if hasattr(self, "_check_params"):

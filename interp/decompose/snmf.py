@@ -158,6 +158,7 @@ class SNMF(Decomposition):
     """
 
     _tensor_attrs = ("components_", "codes_", "fitted_rows_")
+    _per_sample_attrs = ("codes_", "fitted_rows_")
     _meta_attrs = ("n_features_in_", "n_iter_", "reconstruction_err_", "loss_curve_", "feature_names_in_",
                    "n_samples_in_")
 
