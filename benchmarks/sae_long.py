@@ -19,9 +19,11 @@ runs the comparison that decides whether our training is as good as SAELens's at
    library's own metric code (ours: ``ReconstructionAccumulator``; SAELens: ``ExplainedVarianceCalculator``);
 4. write ``benchmarks/results/sae_long.md`` (command, machine, load average, the numbers, the FVU curve).
 
-Usage (from the repository root, project venv; the SAELens venv is built on first use)::
+Usage (from the repository root, project venv, with this checkout's ``interp`` importable, e.g. ``PYTHONPATH=.``;
+the SAELens venv is built on first use)::
 
     OMP_NUM_THREADS=2 python benchmarks/sae_long.py                        # ~1M tokens, width 3072, k 32
+    OMP_NUM_THREADS=2 python benchmarks/sae_long.py --train-tokens 2097152 --checkpoints 64,128,256,512,1024,1536
     OMP_NUM_THREADS=2 python benchmarks/sae_long.py --train-tokens 65536 --eval-tokens 8192 --checkpoints 16,32
 """
 
@@ -50,7 +52,7 @@ OUT = ROOT / "benchmarks" / "results" / "sae_long.md"
 # ====================================================================== shared by both sides (numpy + torch only)
 
 
-class StoreReader:
+class NumpyStoreReader:
     """Rows of one array of an interp activation store, read with NumPy alone (the SAELens venv has no interp).
 
     The same layout :class:`interp.store.ActivationStore` reads: ``manifest.json`` lists shards with their
@@ -62,7 +64,8 @@ class StoreReader:
 
         manifest = json.loads((Path(path) / "manifest.json").read_text())
         folder = Path(path) / "shards" / name.replace("/", "_").replace(":", "_")
-        self.shards = [np.load(folder / f"{i:05d}.npy", mmap_mode="r") for i in range(len(manifest["shards"]))]
+        self.shards = [np.load(folder / f"{s.get('name', f'{i:05d}')}.npy", mmap_mode="r")
+                       for i, s in enumerate(manifest["shards"])]
         self.offsets = np.array([s["start"] for s in manifest["shards"]] + [manifest["n_rows"]])
         self.n_rows, self.dtype = int(manifest["n_rows"]), manifest["dtype"]
         self.n_features = int(manifest["arrays"][name]["shape"][-1])
@@ -90,7 +93,7 @@ def batch_indices(n_rows: int, batch_size: int, steps: int, seed: int):
         yield np.sort(order[start:start + batch_size])
 
 
-def score(encode_decode, reader: StoreReader, n_rows: int, chunk: int = 2048) -> dict:
+def score(encode_decode, reader: NumpyStoreReader, n_rows: int, chunk: int = 2048) -> dict:
     """FVU, L0 and firing statistics on the first ``n_rows`` held-out rows (float64 sums).
 
     ``encode_decode(x) -> (x_hat, codes)`` in input units. FVU = sum ||x - x_hat||^2 / sum ||x - mean x||^2
@@ -148,7 +151,7 @@ def saelens_side(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     work, plan = Path(args.work), schedule(args)
-    train, held = StoreReader(work / "train", args.site), StoreReader(work / "eval", args.site)
+    train, held = NumpyStoreReader(work / "train", args.site), NumpyStoreReader(work / "eval", args.site)
     cfg = TopKTrainingSAEConfig(d_in=train.n_features, d_sae=args.width, k=args.k,
                                 normalize_activations="expected_average_only_in", device="cpu", dtype="float32")
     sae = TopKTrainingSAE(cfg)
@@ -302,13 +305,15 @@ def main_side(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
+    if not Path(interp_path := __import__("interp").__file__).is_relative_to(ROOT):
+        raise SystemExit(f"interp is imported from {interp_path}, not from {ROOT}: run with PYTHONPATH={ROOT}")
     python = ensure_venv()
     meta = build_stores(args)
     plan = schedule(args)
-    held = StoreReader(work / "eval", args.site)
+    held = NumpyStoreReader(work / "eval", args.site)
     ours = TopKSAE(args.width, k=args.k, lr=args.lr, batch_size=args.batch_size, n_epochs=1,
                    max_samples=plan["steps"] * args.batch_size, warmup_steps=args.warmup_steps,
-                   decay_fraction=args.decay_fraction, dead_after=args.dead_after, random_state=args.seed, verbose=True)
+                   decay_fraction=args.decay_fraction, dead_after=args.dead_after, seed=args.seed, progress=True)
     store = _CheckpointingStore(work / "train", ours, plan["checkpoints"])
     if store.n_rows < plan["steps"] * args.batch_size:
         raise SystemExit(f"the training store has {store.n_rows} rows; {plan['steps'] * args.batch_size} needed")
@@ -337,7 +342,11 @@ def main_side(args: argparse.Namespace) -> None:
         recon[start:start + 2048] = ours.reconstruct(held.rows(np.arange(start, min(start + 2048, held.n_rows)))).numpy()
     recon.flush()
     del recon
-    report = {"args": vars(args), "plan": plan, "stores": meta,
+    import interp
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    report = {"args": vars(args), "plan": plan, "stores": meta, "interp": str(Path(interp.__file__).parent),
+              "commit": commit.strip(),
               "ours": {"seconds": seconds, "cpu_seconds": cpu, "tokens": ours.n_samples_seen_, "steps": ours.n_steps_,
                        "load_before": load_before, "load_after": load_after,
                        "dead_by_trainer_window": int(ours.dead_latents_.sum()),
@@ -436,12 +445,13 @@ def write_markdown(r: dict) -> None:
         f"| dense latents (fire on > 10% of held-out tokens) | {of['dense_fraction']:.2%} | {sf['dense_fraction']:.2%} | |",
         f"| dead by the trainer's own window at the end (AuxK's set) | {o['dead_by_trainer_window']} | "
         f"{s['dead_by_trainer_window']} | |",
-        f"| peak RSS of the process (MB) | {o['peak_rss_mb']:.0f} | (subprocess) | |",
+        f"| peak RSS of the process (MB; includes the memory-mapped store pages read) | {o['peak_rss_mb']:.0f} | "
+        "(subprocess) | |",
         "",
         f"FVU against training tokens, held-out ({min(a['curve_tokens'], of['n_rows']):,} tokens; each snapshot is taken "
         "before the step it names, the same on both sides):",
         "",
-        "| step | tokens | ours FVU | SAELens FVU | ours / SAELens | ours dead | SAELens dead |",
+        "| step | tokens | ours FVU | SAELens FVU | ours / SAELens | ours dead (on these tokens) | SAELens dead |",
         "|---|---|---|---|---|---|---|",
     ]
     for p, q in zip(o["curve"], s["curve"]):
