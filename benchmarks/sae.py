@@ -127,16 +127,42 @@ def ensure_venv() -> Path:
 
 
 def corpus(min_chars: int) -> list[str]:
-    """Offline English/markdown text: the long descriptions of installed packages (sorted, deterministic)."""
+    """Offline English/markdown text, deterministic: the long descriptions of installed packages (sorted by
+    name), then, when more is needed, the docstrings (>= 200 characters, deduplicated) of the Python standard
+    library and the installed packages, one text per source file in sorted path order."""
+    import ast
     import importlib.metadata as md
+    import sysconfig
 
-    texts = []
+    texts: list[str] = []
+    n_chars = 0
     for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
         body = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else None
         body = body or dist.metadata.get("Description") or ""
         if len(body) > 500:
             texts.append(body)
-        if sum(map(len, texts)) >= min_chars:
+            n_chars += len(body)
+        if n_chars >= min_chars:
+            return texts
+    seen: set[str] = set()
+    stdlib, purelib = Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])
+    files = [f for f in sorted(stdlib.rglob("*.py")) if "site-packages" not in f.parts]
+    for path in files + sorted(purelib.rglob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        docs = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= 200 and doc not in seen:
+                    seen.add(doc)
+                    docs.append(doc)
+        if docs:
+            texts.append("\n\n".join(docs))
+            n_chars += len(texts[-1])
+        if n_chars >= min_chars:
             break
     return texts
 
