@@ -1,4 +1,8 @@
-"""Scaling out benchmarks (issue 15): distributed SAE training against one process, in the same run.
+"""Scaling out benchmarks (issue 15): distributed capture and SAE training against one process, in the same run.
+
+``--part capture`` runs ``benchmarks/scale_capture.py`` (capture into one store: 1 process vs 2 torchrun
+ranks; its options are that script's defaults); ``--part sae`` the SAE part below; ``--part all`` (default)
+both, one after the other.
 
 SAE part: a TopK SAE trained from an ActivationStore by
 
@@ -17,8 +21,8 @@ on as real activations of that width and keeps the benchmark offline and quick.
 
 Run (from the repository root)::
 
-    python benchmarks/scale.py                      # writes benchmarks/results/scale_sae.md
-    python benchmarks/scale.py --n-units 576 --width 4608 --k 32 --batch-size 2048 --steps 30 --rounds 2
+    python benchmarks/scale.py                      # writes benchmarks/results/scale_{capture,sae}.md
+    python benchmarks/scale.py --part sae --n-units 576 --width 4608 --k 32 --batch-size 2048 --steps 30 --rounds 2
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ def sae_scaling(args: argparse.Namespace) -> str:
     lines = [
         "# Scaling out: distributed SAE training vs one process",
         "",
-        f"Command: `python benchmarks/scale.py --n-units {args.d} --width {args.width} --k {args.k} "
+        f"Command: `python benchmarks/scale.py --part sae --n-units {args.d} --width {args.width} --k {args.k} "
         f"--batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds}`",
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), shared with other jobs; "
         f"torch {torch.__version__}, gloo backend; load average {args.load:.1f} before the run and "
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-features", type=int, default=2048)
     parser.add_argument("--active", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale_sae.md"))
+    parser.add_argument("--part", choices=["all", "sae", "capture"], default="all")
     parser.add_argument("--sae-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -225,6 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.sae_worker:
         sae_worker(args)
         return
+    if args.part in ("all", "capture"):
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import scale_capture
+
+        scale_capture.main([])
+        if args.part == "capture":
+            return
     args.load = os.getloadavg()[0]
     WORK.mkdir(parents=True, exist_ok=True)
     report = sae_scaling(args)
