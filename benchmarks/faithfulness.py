@@ -41,6 +41,9 @@ KIND_NAMES = {"resid_pre": "resid", "attn_out": "attn_out", "mlp_out": "mlp_out"
 #: the attribution methods compared with activation patching: (label, method, extra keyword arguments)
 ESTIMATES = [("AtP", "atp", {}), ("RelP", "relp", {}), ("RelP+AH", "relp", {"rules": {"attention": True}}),
              ("RelP w/o identity", "relp", {"rules": {"identity": False}})]
+#: with --ablate-rules: RelP with one default rule switched off at a time
+RULE_ABLATIONS = [("RelP w/o LN", "relp", {"rules": {"ln": False}}),
+                  ("RelP w/o half", "relp", {"rules": {"half": False}})]
 
 
 def _cells(res, first: int) -> np.ndarray:
@@ -119,7 +122,11 @@ def main() -> None:
     parser.add_argument("--smollm2-ig-groups", type=int, default=1,
                         help="IG on smollm2 runs on this many template groups (it costs steps x layers passes)")
     parser.add_argument("--skip-smollm2", action="store_true")
+    parser.add_argument("--ablate-rules", action="store_true",
+                        help="also RelP with the LN rule off, and with the half rule off (one at a time)")
     args = parser.parse_args()
+    if args.ablate_rules:
+        ESTIMATES.extend(RULE_ABLATIONS)
     tables = []
 
     model, _ = interp.models.load("induction-2l")
@@ -146,7 +153,7 @@ Command: `{command}`
 Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; load average {load:.1f} at the end (shared machine).
 
 Per component kind, the estimated effect of each patch (AtP, RelP with the default LN/Identity/Half
-rules, RelP plus the AH-rule, RelP without the Identity rule, integrated gradients from the corrupted
+rules, RelP plus the AH-rule, RelP without the Identity rule,{" RelP without the LN rule, RelP without the half rule," if args.ablate_rules else ""} integrated gradients from the corrupted
 to the clean activation at one layer at a time; every method called as
 `method(model, clean, corrupted, metric, sites=kinds)`) is correlated (Pearson r) with the measured denoising effect of activation
 patching, pooled over the prompt groups (IG on smollm2-135m: over the first

@@ -163,7 +163,8 @@ def sae_scaling(args: argparse.Namespace) -> str:
         "",
         f"Command: `python benchmarks/scale.py --part sae --n-units {args.d} --width {args.width} --k {args.k} "
         f"--batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds}`",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), shared with other jobs; "
+        f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"{'shared with other jobs' if max(args.load, os.getloadavg()[0]) > (os.cpu_count() or 1) else 'otherwise idle'}; "
         f"torch {torch.__version__}, gloo backend; load average {args.load:.1f} before the run and "
         f"{os.getloadavg()[0]:.1f} after it. Each mode ran {args.rounds} times, modes interleaved; the table "
         "shows each mode's fastest run.",
