@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from interp import engine
@@ -187,6 +188,8 @@ def find_paths(
     jas_chunks: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
     pos_all = position
+    if isinstance(targets, np.ndarray):
+        targets = targets.copy()  # it may be read-only (a column of a DataFrame)
     all_t = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
     if all_t.numel() == 1:
         all_t = all_t.repeat(n)

@@ -152,3 +152,55 @@ def test_relp_on_moe_tracks_activation_patching(name, one_thread):
 def test_suite_covers_the_architectures():
     assert {"gpt2", "neox", "llama-gqa", "gemma2", "qwen2", "mixtral", "qwen2-moe", "bert", "cnn", "vit"} <= set(
         ARCHITECTURES)
+
+
+def _mixtral_and_its_dense_twin() -> tuple:
+    """A one-expert, top-1 Mixtral and a Llama holding the same weights: the same function, one as an MoE block."""
+    import transformers
+
+    from .conftest import word_tokenizer
+
+    common = dict(_GQA, vocab_size=128, initializer_range=0.05, rope_theta=10000.0, rms_norm_eps=1e-5,
+                  tie_word_embeddings=False)
+    torch.manual_seed(0)
+    moe = transformers.MixtralForCausalLM(transformers.MixtralConfig(**common, num_local_experts=1,
+                                                                     num_experts_per_tok=1)).eval()
+    dense = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, mlp_bias=False,
+                                                                   attention_bias=False)).eval()
+    state = {k: v for k, v in moe.state_dict().items() if ".mlp." not in k}
+    for i, layer in enumerate(moe.model.layers):
+        gate, up = layer.mlp.experts.gate_up_proj[0].chunk(2, dim=0)  # HF: gate, up = linear(x, gate_up).chunk(2)
+        state |= {f"model.layers.{i}.mlp.gate_proj.weight": gate, f"model.layers.{i}.mlp.up_proj.weight": up,
+                  f"model.layers.{i}.mlp.down_proj.weight": layer.mlp.experts.down_proj[0]}
+    dense.load_state_dict(state, strict=True)
+    tokens = torch.randint(4, 120, (6, 7), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(moe(tokens).logits, dense(tokens).logits, atol=1e-5)  # the twins compute the same thing
+    import interp
+
+    return (interp.models.load(moe, tokenizer=word_tokenizer())[0],
+            interp.models.load(dense, tokenizer=word_tokenizer())[0])
+
+
+def test_relp_on_a_one_expert_moe_equals_relp_on_its_dense_twin(one_thread):
+    """The MoE rules (Identity on each expert's activation, Half on its gated product, router weights constant)
+    are the dense rules moved inside the experts: on a one-expert top-1 Mixtral (router weight exactly 1) RelP
+    and AtP equal those of a Llama with the same weights at every site kind both models have."""
+    moe, dense = _mixtral_and_its_dense_twin()
+    words = torch.randint(0, 120, (8, 5), generator=torch.Generator().manual_seed(1))
+    swapped = words.clone()
+    swapped[:, 1] = (words[:, 1] + 7) % 120
+    clean = moe.to_tokens([" ".join(f"w{i}" for i in row) for row in words.tolist()])
+    corrupted = moe.to_tokens([" ".join(f"w{i}" for i in row) for row in swapped.tolist()])
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return (logits[:, -1, 9] - logits[:, -1, 10]).mean()
+
+    kinds = ["resid_pre", "attn_out", "mlp_out", "z", "q", "k", "v"]
+    for method in ("atp", "relp"):
+        a = patching.METHODS[method](moe, clean, corrupted, metric, kinds)
+        b = patching.METHODS[method](dense, clean, corrupted, metric, kinds)
+        for kind in kinds:
+            assert b[kind].effect.abs().max() > 1e-4, (method, kind)  # not trivially equal
+            torch.testing.assert_close(a[kind].effect, b[kind].effect, atol=1e-5, rtol=1e-4, msg=f"{method} {kind}")
+    relp = patching.relevance_patching(moe, clean, corrupted, metric, kinds)
+    assert relp.extra["rules"]["identity"] and relp.extra["rules"]["half"], relp.extra["rules"]
