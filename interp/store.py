@@ -63,7 +63,6 @@ import io
 import json
 import os
 import shutil
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,8 @@ import torch
 from . import _lock
 from . import _store_ranks as ranks
 from ._fingerprint import fingerprint, fingerprint_differences
-from ._integrity import ALGORITHM, checksum, fsync_dir, fsync_file
+from ._integrity import ALGORITHM, checksum, fsync_dir
+from ._store_commit import MANIFEST, GroupCommit
 from ._store_ranks import rank_range
 from ._store_read import StoreReader, _safe
 from .errors import DimensionError, FingerprintError, SchemaError, StoreLockedError
@@ -83,7 +83,6 @@ from .tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
-MANIFEST = "manifest.json"
 LOCK = "writer.lock"
 FORMAT_VERSION = 2
 READABLE = {1, 2}
@@ -116,12 +115,14 @@ def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str
     return schema
 
 
-class ActivationStore(StoreReader):
+class ActivationStore(GroupCommit, StoreReader):
     """A directory of activations that grows by atomic appends and reads back as checked memmaps.
 
     :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
     See the module docstring for the guarantees (lock, fingerprint, checksums, fsync, several ranks).
     """
+
+    _checkpoint = staticmethod(_checkpoint)  # for the committer thread (GroupCommit)
 
     def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]) -> None:
         super().__init__(path, manifest)
@@ -131,12 +132,7 @@ class ActivationStore(StoreReader):
         self._rank_fd: int | None = None
         self._fingerprint: dict[str, Any] | None = None
         self._timeout = 600.0
-        self._cv = threading.Condition()  # guards the manifest, the queue and the committer's state
-        self._queue: list[Path] = []  # written files waiting for the committer
-        self._unsummed: list[dict[str, Any]] = []  # shard entries waiting for their checksums
-        self._version = self._durable = 0  # appends (and other changes) queued / made durable
-        self._committer: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._init_committer()
 
     # ----------------------------------------------------------------- create/open
     @classmethod
@@ -436,79 +432,6 @@ class ActivationStore(StoreReader):
                 self.manifest["inputs_done"] = int(inputs_done)
         self._bounds = None
         self._commit(files, entry)
-
-    def _commit(self, files: list[Path], entry: dict[str, Any] | None = None, *, wait: bool = False) -> None:
-        """Queue ``files`` (written, not yet durable) for the committer thread, which checksums the new
-        shards (from the page cache, off the appending thread), fsyncs everything queued, then rewrites the
-        manifest (or this rank's progress) that lists it: a group commit, so appends never wait for the
-        disk; ``wait`` waits until all of it is durable."""
-        with self._cv:
-            self._queue.extend(files)
-            if entry is not None:
-                self._unsummed.append(entry)
-            self._version += 1
-            if self._committer is None:
-                self._committer = threading.Thread(target=self._commit_loop, name="interp-store-commit")
-                self._committer.start()
-        if wait:
-            self.flush()
-
-    def _commit_loop(self) -> None:
-        while True:
-            with self._cv:
-                if self._durable == self._version:
-                    self._committer = None
-                    self._cv.notify_all()
-                    return
-                files, self._queue, version = self._queue, [], self._version
-                unsummed, self._unsummed = self._unsummed, []
-                if self.world_size == 1:  # a snapshot: shard entries never change once appended
-                    target, snapshot = self.path / MANIFEST, {**self.manifest, "shards": list(self.manifest["shards"])}
-                else:
-                    target = ranks.ledger_file(self.path, self.rank)
-                    snapshot = ranks.ledger(self.rank, self.world_size, self._fingerprint, self.manifest)
-            try:
-                for entry in unsummed:  # the snapshot shares these entries: they gain their checksums here
-                    entry["sums"] = [self._file_checksum(self.path / "shards" / _safe(name) / f"{entry['name']}.npy")
-                                     for name in self.arrays]
-                for file in files:
-                    fsync_file(file)
-                for folder in {file.parent for file in files}:
-                    fsync_dir(folder)
-                _checkpoint("synced")
-                text = json.dumps(snapshot)
-
-                def write(tmp: str, text: str = text) -> None:
-                    Path(tmp).write_text(text)
-                    _checkpoint("manifest")
-
-                atomic_write(target, write)
-                _checkpoint("committed")
-            except BaseException as exc:  # raised in the writer's thread by the next append/finish/close
-                with self._cv:
-                    self._error, self._committer = exc, None
-                    self._cv.notify_all()
-                return
-            with self._cv:
-                self._durable = version
-                self._cv.notify_all()
-
-    @staticmethod
-    def _file_checksum(file: Path) -> str:
-        """Checksum of a shard's rows as written (read back through the page cache)."""
-        mm = np.load(file, mmap_mode="r")
-        try:
-            return checksum(mm)
-        finally:
-            del mm
-
-    def flush(self) -> None:
-        """Wait until every append so far is durable and listed in the manifest (raises a failed commit's
-        error). :meth:`finish` and :meth:`close` do this; appends alone do not wait for the disk."""
-        with self._cv:
-            while self._committer is not None:
-                self._cv.wait()
-        self._raise_error()
 
     def _raise_error(self) -> None:
         """A failed commit (e.g. a full disk) ends this writer: it lets go of the lock and shows what is
