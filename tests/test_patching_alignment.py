@@ -107,7 +107,7 @@ def test_sae_latent_ablation_subtracts_the_decoder_contribution():
     k = 3
     codes = sae.transform(hidden)
     expected = hidden - codes[:, k:k + 1] * sae.components_[k].detach() / sae.input_scale_
-    from patching.alignment import _interventions, _Stats
+    from patching._alignment_run import _interventions, _Stats
 
     stats = _Stats()
     stats.add(hidden, [])
