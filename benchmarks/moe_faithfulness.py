@@ -19,34 +19,18 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import patching  # noqa: E402
 from tests.conformance import test_conformance_attribution as suite  # noqa: E402
-from tests.conformance.conftest import hf_lm, make_example  # noqa: E402
 
 
 def correlations(name: str, std: float) -> dict[str, dict[str, float]]:
     """Pearson r of AtP and RelP with activation patching per site kind on ``name`` built at init ``std``."""
-    config_class, model_class, config = suite.FAITHFUL[name]
-    built = hf_lm(config_class, model_class, **{**config, "initializer_range": std})(name)
-    kinds = [k for k in suite._kinds(built.info) if k != "pattern"]
-    pooled = {m: {k: ([], []) for k in kinds} for m in ("atp", "relp")}
-    for seed in range(2):
-        ex = make_example(built, n=12, seed=seed)
-        truth = patching.activation_patching(built.model, ex.clean, ex.corrupted, ex.metric, kinds)
-        for method in pooled:
-            res = patching.METHODS[method](built.model, ex.clean, ex.corrupted, ex.metric, kinds)
-            for k in kinds:
-                pooled[method][k][0].append(res[k].effect.flatten())
-                pooled[method][k][1].append(truth[k].effect.flatten())
-    return {m: {k: float(np.corrcoef(torch.cat(a), torch.cat(t))[0, 1]) for k, (a, t) in per.items()}
-            for m, per in pooled.items()}
+    return suite._correlations(name, std, ("atp", "relp"))
 
 
 def main() -> None:

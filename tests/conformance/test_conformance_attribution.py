@@ -109,16 +109,17 @@ FAITHFUL = {
 
 
 @functools.cache
-def _correlations(name: str) -> dict[str, dict[str, float]]:
-    """Pearson r of each estimate with activation patching per site kind, pooled over two prompt sets."""
+def _correlations(name: str, std: float = 0.02, methods: tuple[str, ...] = ESTIMATES) -> dict[str, dict[str, float]]:
+    """Pearson r of each estimate with activation patching per site kind, pooled over two prompt sets, on
+    ``name`` initialised with standard deviation ``std`` (also used by ``benchmarks/moe_faithfulness.py``)."""
     config_class, model_class, config = FAITHFUL[name]
-    built = hf_lm(config_class, model_class, **{**config, "initializer_range": 0.02})(name)
+    built = hf_lm(config_class, model_class, **{**config, "initializer_range": std})(name)
     kinds = [k for k in _kinds(built.info) if k != "pattern"]
-    pooled: dict[str, dict[str, tuple[list, list]]] = {m: {k: ([], []) for k in kinds} for m in ESTIMATES}
+    pooled: dict[str, dict[str, tuple[list, list]]] = {m: {k: ([], []) for k in kinds} for m in methods}
     for seed in range(2):
         ex = make_example(built, n=12, seed=seed)
         truth = patching.activation_patching(built.model, ex.clean, ex.corrupted, ex.metric, kinds)
-        for m in ESTIMATES:
+        for m in methods:
             extra = {"steps": 8} if m == "ig" else {}
             res = patching.METHODS[m](built.model, ex.clean, ex.corrupted, ex.metric, kinds, **extra)
             for k in kinds:
