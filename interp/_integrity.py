@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import xxhash
 
-from .errors import CorruptFileError
+from .errors import CorruptFileError, SchemaError
 
-__all__ = ["ALGORITHM", "checksum", "tensor_checksum", "check_tensors", "fsync_file", "fsync_dir"]
+__all__ = ["ALGORITHM", "checksum", "tensor_checksum", "check_tensors", "read_safetensors", "fsync_file", "fsync_dir"]
 
 ALGORITHM = "xxh3_64"
 
@@ -79,6 +79,31 @@ def check_tensors(tensors: Mapping[str, torch.Tensor], expected: str | None, pat
             f"{path} is corrupt: its data hash to {ALGORITHM} {got}, but {expected} was recorded when it was written "
             "(flipped bits or a partial copy). Restore it from a good copy or recompute it."
         )
+
+
+def read_safetensors(path: str | os.PathLike, key: str, writer: str, fix: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """The JSON text under metadata ``key`` and every tensor of a safetensors file written by ``writer``,
+    checked against the checksum stored with them.
+
+    A file without ``key`` raises :class:`SchemaError` (another program wrote it); an unreadable, truncated or
+    corrupt one :class:`CorruptFileError` ending with ``fix``; a missing one ``FileNotFoundError``.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            text = metadata.get(key)
+            if text is None:
+                raise SchemaError(f"{path} is a safetensors file but was not written by {writer}")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SchemaError, FileNotFoundError):
+        raise
+    except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
+        raise CorruptFileError(f"{path} cannot be read as a file written by {writer} ({exc}); it is truncated or "
+                               f"corrupt: {fix}") from exc
+    check_tensors(tensors, metadata.get("interp.checksum"), path, text)
+    return text, tensors
 
 
 def fsync_file(path: str | os.PathLike) -> None:

@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._integrity import check_tensors, fsync_dir, fsync_file, tensor_checksum
+from ._integrity import fsync_dir, fsync_file, read_safetensors, tensor_checksum
 from .checks import named_os_errors, reading
 from .errors import (
-    CorruptFileError,
     DimensionError,
     InputTypeError,
     MismatchError,
@@ -536,23 +535,9 @@ class Activations:
 
     @classmethod
     def _load(cls, path: str | os.PathLike, device: str | torch.device) -> Activations:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                metadata = f.metadata() or {}
-                meta = metadata.get("interp")
-                if meta is None:
-                    raise SchemaError(f"{path} is a safetensors file but was not written by Activations.save")
-                data = f.get_tensor("data")
-        except (SchemaError, FileNotFoundError):
-            raise
-        except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
-            raise CorruptFileError(f"{path} cannot be read as a saved Activations file ({exc}); it is truncated or corrupt: "
-                                   "save it again with Activations.save") from exc
-        check_tensors({"data": data}, metadata.get("interp.checksum"), path, meta)
-        data = data.to(device)
-        meta = json.loads(meta)
+        text, tensors = read_safetensors(path, "interp", "Activations.save", "save it again with Activations.save")
+        data = tensors["data"].to(device)
+        meta = json.loads(text)
         coords = {d: pd.DataFrame(c) for d, c in meta["coords"].items()}
         return cls(data, meta["dims"], coords, meta["attrs"])
 

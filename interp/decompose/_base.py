@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from .._integrity import check_tensors, tensor_checksum
+from .._integrity import read_safetensors, tensor_checksum
 from ..checks import reading
-from ..errors import ConfigError, CorruptFileError, InputTypeError, SchemaError
+from ..errors import ConfigError, InputTypeError, SchemaError
 from ..tensor import atomic_write
 
 _FORMAT = "interp.decompose/1"
@@ -126,25 +126,12 @@ class Decomposition:
 
     @classmethod
     def _load(cls, path: str | os.PathLike, device: str | torch.device) -> Decomposition:
-        from safetensors import safe_open
-
         if not Path(path).exists():
             from ..errors import DataNotFoundError
 
             raise DataNotFoundError(f"no such file: {path}")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                metadata = f.metadata() or {}
-                text = metadata.get("interp.decompose")
-                if text is None:
-                    raise SchemaError(f"{path} is a safetensors file but was not written by an interp.decompose estimator")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except SchemaError:
-            raise
-        except Exception as exc:  # SafetensorError (a plain Exception), or OSError on a damaged file
-            raise CorruptFileError(f"{path} cannot be read as a saved estimator ({exc}); it is truncated or corrupt: "
-                                   "fit and save the estimator again") from exc
-        check_tensors(tensors, metadata.get("interp.checksum"), path, text)
+        text, tensors = read_safetensors(path, "interp.decompose", "an interp.decompose estimator",
+                                         "fit and save the estimator again")
         tensors = {k: v.to(device) for k, v in tensors.items()}
         meta = json.loads(text)
         classes = registry()
