@@ -55,7 +55,7 @@ def _cells(res, first: int) -> np.ndarray:
 
 
 def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | None = None,
-             neurons: int = 64) -> pd.DataFrame:
+             neurons: int = 64, estimates: list = ESTIMATES) -> pd.DataFrame:
     """Pearson r per (kind, method), every method called through the one attribution contract; IG runs on
     the first ``ig_groups`` groups only (default all) and is correlated with activation patching on those
     groups. Neuron kinds (mlp_pre, mlp_post) are scored on ``neurons`` random neurons per layer."""
@@ -82,7 +82,7 @@ def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | No
         t = time.perf_counter()
         truth = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, **common)
         add("activation patching", truth, truth.n_forward, 0, time.perf_counter() - t, first)
-        for label, method, kwargs in ESTIMATES:
+        for label, method, kwargs in estimates:
             t = time.perf_counter()
             res = patching.METHODS[method](model, pairs.clean, pairs.corrupted, metric, **common, **kwargs)
             add(label, res, res.n_forward, res.n_backward, time.perf_counter() - t, first)
@@ -125,21 +125,21 @@ def main() -> None:
     parser.add_argument("--ablate-rules", action="store_true",
                         help="also RelP with the LN rule off, and with the half rule off (one at a time)")
     args = parser.parse_args()
-    if args.ablate_rules:
-        ESTIMATES.extend(RULE_ABLATIONS)
+    estimates = ESTIMATES + (RULE_ABLATIONS if args.ablate_rules else [])
     tables = []
 
     model, _ = interp.models.load("induction-2l")
     groups = [datasets.induction_pairs(args.induction_pairs // 2, seed=s, corrupt=c)
               for s, c in ((0, "key"), (1, "value"))]
-    tables.append(evaluate(model, "induction-2l", groups, ["resid_pre", "attn_out", "heads"], args.ig_steps))
+    tables.append(evaluate(model, "induction-2l", groups, ["resid_pre", "attn_out", "heads"], args.ig_steps,
+                           estimates=estimates))
     print(markdown(tables[-1]), flush=True)
     if not args.skip_smollm2:
         model, _ = interp.models.load("smollm2-135m")
         groups = datasets.ioi_pairs(model, args.smollm2_pairs, templates=datasets.IOI_TEMPLATES[:args.smollm2_templates])
         steps = args.ig_steps if args.smollm2_ig_steps is None else args.smollm2_ig_steps
         tables.append(evaluate(model, "smollm2-135m", groups, args.smollm2_kinds.split(","), steps,
-                               args.smollm2_ig_groups, neurons=args.neurons))
+                               args.smollm2_ig_groups, neurons=args.neurons, estimates=estimates))
         print(markdown(tables[-1]), flush=True)
     table = pd.concat(tables, ignore_index=True)
     command = "python benchmarks/faithfulness.py " + " ".join(
