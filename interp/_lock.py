@@ -73,18 +73,24 @@ def is_held(path: str | os.PathLike) -> bool:
     return False
 
 
-def _alive(info: dict[str, Any]) -> str:
+def gone(info: dict[str, Any]) -> bool:
+    """Whether the recorded holder is a process of this host that no longer exists (then whoever holds the lock
+    now took it after that process and has not recorded itself yet, or is a child it forked)."""
     if info.get("host") != socket.gethostname():
-        return ""
-    if info.get("pid") == os.getpid():
-        return " (this very process: an earlier ActivationStore writer for this path is still open; finish() or close() it)"
+        return False
     try:
         os.kill(int(info["pid"]), 0)
     except ProcessLookupError:
-        return " (that pid is gone: a child process it forked may still hold the lock)"
+        return True
     except (OSError, KeyError, ValueError, TypeError):
-        return ""
-    return ""
+        return False
+    return False
+
+
+def _alive(info: dict[str, Any]) -> str:
+    if info.get("host") == socket.gethostname() and info.get("pid") == os.getpid():
+        return " (this very process: an earlier ActivationStore writer for this path is still open; finish() or close() it)"
+    return " (that pid is gone: a child process it forked may still hold the lock)" if gone(info) else ""
 
 
 def describe(info: dict[str, Any] | None) -> str:

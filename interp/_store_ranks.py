@@ -118,7 +118,8 @@ def admit(lock_file: Path, rank: int, job_id: str | None, wait: bool | float, ti
         if info and _lock.is_held(lock_file):
             if info.get("job_id") == job_id:
                 return True
-            if wait is False and info.get("job_id") is not None:
+            # a recorded holder that is gone: rank 0 of this job has just taken the lock and not yet recorded itself
+            if wait is False and info.get("job_id") is not None and not _lock.gone(info):
                 raise StoreLockedError(f"{what} is being written by {_lock.describe(info)}, not by rank 0 of job "
                                        f"{job_id!r}; this rank is refused. Use another path or wait for that writer.")
         return None
