@@ -29,11 +29,14 @@ result class; a new one needs a factory there.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["Result", "THEME", "themed", "numeric_columns"]
+from .errors import InterpError
+
+__all__ = ["Result", "THEME", "themed", "numeric_columns", "check_result", "ResultContractError"]
 
 #: Name of the plotly template every ``plot()`` of the library uses.
 THEME = "interp"
@@ -133,3 +136,84 @@ class Result:
             pass
         parts.append(self.to_frame())
         return parts
+
+
+class ResultContractError(InterpError, AssertionError):
+    """A result object breaks the result contract (raised by :func:`check_result`)."""
+
+
+def _theme_fingerprint(template: Any) -> tuple:
+    layout = template.layout
+    return tuple(layout.colorway or ()), layout.font.family
+
+
+def check_result(result: Any, tmp_path: str | Path | None = None) -> None:
+    """Check that ``result`` keeps the result contract, as scikit-learn's ``check_estimator`` does for estimators.
+
+    Parameters
+    ----------
+    result
+        An instance of a :class:`Result` subclass, built from small data.
+    tmp_path
+        A folder for the ``save``/``load`` round trip; without it, classes that define ``save`` are
+        checked in a temporary folder.
+
+    Raises
+    ------
+    ResultContractError
+        Naming the first verb that breaks the contract: ``to_frame()`` must be a non-empty
+        :class:`pandas.DataFrame`, ``plot()`` a plotly ``Figure`` in the library theme (:func:`themed`),
+        ``summary()`` a few (<= 40) non-empty lines, ``_repr_html_()`` HTML holding the summary's first
+        line, ``report_section()`` a non-empty list, and ``save``/``load`` (where defined) a round trip
+        with an equal table.
+
+    Examples
+    --------
+    >>> class Scores(Result):
+    ...     def __init__(self, values): self.values = values
+    ...     def to_frame(self): return pd.DataFrame({"unit": range(len(self.values)), "score": self.values})
+    >>> check_result(Scores([0.1, 0.9]))
+    """
+    import tempfile
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    name = type(result).__name__
+
+    def fail(what: str) -> None:
+        raise ResultContractError(f"{name} breaks the result contract: {what} (see interp.results)")
+
+    if not isinstance(result, Result):
+        fail(f"it is a {type(result).__module__}.{name}, not a subclass of interp.results.Result")
+    frame = result.to_frame()
+    if not isinstance(frame, pd.DataFrame) or frame.empty or len(frame.columns) == 0:
+        fail(f"to_frame() must return a non-empty pandas.DataFrame, got {type(frame).__name__}")
+    fig = result.plot()
+    if not isinstance(fig, go.Figure):
+        fail(f"plot() must return a plotly Figure, got {type(fig).__name__}")
+    _register_theme()
+    if _theme_fingerprint(fig.layout.template) != _theme_fingerprint(pio.templates[THEME]):
+        fail("plot() is not in the library theme: return interp.results.themed(fig)")
+    text = result.summary()
+    if not isinstance(text, str) or not text.strip():
+        fail(f"summary() must return non-empty text, got {text!r}")
+    if len(text.splitlines()) > 40:
+        fail(f"summary() is {len(text.splitlines())} lines; a few lines, please")
+    page = result._repr_html_()
+    if not isinstance(page, str) or not page.lstrip().startswith("<") or html.escape(text.splitlines()[0]) not in page:
+        fail("_repr_html_() must be HTML holding the summary's first line")
+    section = result.report_section()
+    if not isinstance(section, list) or not section:
+        fail("report_section() must return a non-empty list of parts")
+    if callable(getattr(type(result), "save", None)):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = result.save(Path(tmp_path or tmp) / f"{name}.out")
+            again = type(result).load(path)
+            if type(again) is not type(result):
+                fail(f"load(save(x)) returned a {type(again).__name__}")
+            try:
+                pd.testing.assert_frame_equal(again.to_frame().reset_index(drop=True), frame.reset_index(drop=True),
+                                              check_dtype=False)
+            except AssertionError as exc:
+                fail(f"load(save(x)).to_frame() differs from x.to_frame(): {exc}")

@@ -17,7 +17,6 @@ type must come with one, or :func:`test_every_result_class_has_a_factory` fails)
 from __future__ import annotations
 
 import functools
-import html
 import importlib
 import inspect
 import pkgutil
@@ -29,7 +28,7 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.results import THEME, Result
+from interp.results import THEME, Result, _theme_fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
 
@@ -358,49 +357,58 @@ def test_one_name_per_result_class():
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
-def _theme_fingerprint(template: Any) -> tuple:
-    layout = template.layout
-    return tuple(layout.colorway or ()), layout.font.family
-
-
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_result_contract(name, tmp_path):
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
     from interp.report.html import Report
-    from interp.results import themed
+    from interp.results import check_result
 
     result = instance(name)
-    assert isinstance(result, Result) and type(result).__name__ == name
-
-    frame = result.to_frame()
-    assert isinstance(frame, pd.DataFrame) and len(frame) > 0 and len(frame.columns) > 0, frame
-
-    fig = result.plot()
-    assert isinstance(fig, go.Figure), type(fig)
-    themed(go.Figure())  # registers the theme
-    assert _theme_fingerprint(fig.layout.template) == _theme_fingerprint(pio.templates[THEME]), \
-        f"{name}.plot() is not in the library theme: return interp.results.themed(fig)"
-
-    text = result.summary()
-    assert isinstance(text, str) and text.strip(), repr(text)
-    assert len(text.splitlines()) <= 40, f"{name}.summary() is {len(text.splitlines())} lines; a few lines, please"
-
-    page = result._repr_html_()
-    assert isinstance(page, str) and page.lstrip().startswith("<")
-    assert html.escape(text.splitlines()[0]) in page
-
+    assert type(result).__name__ == name
+    check_result(result, tmp_path)
     report = Report("t")
     sid = report.add(result)
     assert sid and f'id="{sid}"' in report.to_html()
 
-    if callable(getattr(type(result), "save", None)):
-        path = result.save(tmp_path / f"{name}.out")
-        again = type(result).load(path)
-        assert type(again) is type(result)
-        pd.testing.assert_frame_equal(again.to_frame().reset_index(drop=True), frame.reset_index(drop=True),
-                                      check_dtype=False)
+
+@pytest.mark.parametrize("breakage, message", [
+    ("empty_frame", "to_frame"), ("plain_plot", "theme"), ("long_summary", "lines"),
+    ("bad_roundtrip", "round trip|differs"), ("not_a_result", "subclass"),
+])
+def test_check_result_fails_on_a_broken_result(breakage, message, tmp_path):
+    """A user's own result that breaks one verb of the contract is refused by name."""
+    import plotly.graph_objects as go
+
+    from interp.results import ResultContractError, check_result, themed
+
+    class Scores(Result):
+        def __init__(self, values, broken=False):
+            self.values, self.broken = list(values), broken
+
+        def to_frame(self):
+            return pd.DataFrame({"unit": range(len(self.values)), "score": self.values})
+
+        def plot(self, **kwargs):
+            fig = go.Figure(go.Bar(y=self.values))
+            return fig.update_layout(template="plotly_white") if self.broken == "plain_plot" else themed(fig)
+
+        def summary(self):
+            return "\n".join(["Scores"] * (50 if self.broken == "long_summary" else 1))
+
+        def save(self, path):
+            pd.DataFrame({"v": self.values}).to_csv(path, index=False)
+            return path
+
+        @classmethod
+        def load(cls, path):
+            values = pd.read_csv(path)["v"].tolist()
+            return cls(values[::-1] if Scores.reverse_on_load else values)
+
+    Scores.reverse_on_load = False
+    check_result(Scores([0.1, 0.9]), tmp_path)  # the intact result passes
+    Scores.reverse_on_load = breakage == "bad_roundtrip"
+    broken = {"empty_frame": Scores([]), "not_a_result": object()}.get(breakage, Scores([0.1, 0.9], breakage))
+    with pytest.raises(ResultContractError, match=message):
+        check_result(broken, tmp_path)
 
 
 def test_theme_check_can_fail():
