@@ -12,7 +12,8 @@ scikit-learn style estimators (``fit`` returns self, learned state ends in ``_``
 Reading components: :func:`top_activating`, :func:`steer`, :func:`find_alpha` (the output side of a
 feature: :func:`interp.label.vocab_projection` with ``directions=``); metrics: :func:`reconstruction_metrics`,
 :func:`spliced_lm_metrics`; recordings: :func:`behaviour_correlation`, :func:`top_loading`,
-:func:`find_assemblies` (neural assemblies) and :func:`match_assemblies`.
+:func:`find_assemblies` (neural assemblies) and :func:`match_assemblies`; shared formats:
+:func:`save_saelens`/:func:`load_saelens` (SAELens folders) and :func:`save_sparsify`/:func:`load_sparsify`.
 
 >>> from interp.decompose import TopKSAE
 >>> sae = TopKSAE(n_components=2048, k=32).fit(acts)   # doctest: +SKIP
@@ -23,6 +24,7 @@ from __future__ import annotations
 from ._base import Decomposition, NegativeValueError, NotFittedError, load
 from ._training import train
 from .assemblies import Assemblies, AssemblyMatch, find_assemblies, marchenko_pastur_bound, match_assemblies
+from .formats import load_saelens, load_sparsify, save_saelens, save_sparsify
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
 from .read import find_alpha, steer, steered_generate, steering_kl, top_activating
@@ -38,6 +40,10 @@ __all__ = [
     "BatchTopKSAE",
     "JumpReLUSAE",
     "SNMF",
+    "save_saelens",
+    "load_saelens",
+    "save_sparsify",
+    "load_sparsify",
     "NMF",
     "train",
     "load",
