@@ -6,7 +6,8 @@ Every result implements the same four verbs, so a user who has learned one knows
 * ``to_frame()`` -- a tidy :class:`pandas.DataFrame` (one row per unit, cell, pair ...);
 * ``plot()`` -- a plotly figure in the library's one theme (:data:`THEME`);
 * ``summary()`` -- a few lines of plain text that say what was found;
-* ``_repr_html_()`` -- how Jupyter shows it (the summary and the head of the table).
+* ``_repr_html_()`` -- the summary with the head of the table folded under it; in Jupyter a result
+  shows its plot above that (``_ipython_display_``).
 
 Results that are worth keeping also implement ``save(path)`` / ``load(path)``. A report places any
 result as a section: ``interp.report.Report("title").add(result)``.
@@ -119,13 +120,30 @@ class Result:
         lines = self.summary().splitlines() or [type(self).__name__]
         return "<p><b>" + html.escape(lines[0]) + "</b>" + "".join(f"<br>{html.escape(x)}" for x in lines[1:]) + "</p>"
 
-    def _repr_html_(self) -> str:
-        head = self._summary_html()
+    def _table_html(self) -> str:
+        """The head of :meth:`to_frame` as HTML, folded under a one-line heading."""
         try:
-            table = self.to_frame().head(self.display_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+            frame = self.to_frame()
+            table = frame.head(self.display_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+            more = f", first {self.display_rows} shown" if len(frame) > self.display_rows else ""
+            return f"<details><summary>table: {len(frame)} rows{more} (.to_frame())</summary>{table}</details>"
         except Exception as exc:  # noqa: BLE001 - a display hook must never raise in Jupyter
-            table = f"<i>(no table: {html.escape(str(exc))})</i>"
-        return f'<div class="interp-result">{head}{table}</div>'
+            return f"<i>(no table: {html.escape(str(exc))})</i>"
+
+    def _repr_html_(self) -> str:
+        return f'<div class="interp-result">{self._summary_html()}{self._table_html()}</div>'
+
+    def _ipython_display_(self) -> None:
+        """How Jupyter shows a result: its plot above the summary, the table folded under it."""
+        from IPython.display import HTML, display
+
+        try:
+            fig = self.plot()
+        except Exception:  # noqa: BLE001 - a display hook must never raise; the summary still shows
+            fig = None
+        if fig is not None:
+            display(fig)
+        display(HTML(self._repr_html_()))
 
     def report_section(self) -> list[Any]:
         """What :meth:`interp.report.Report.add` places in a section: summary, figure and table."""

@@ -17,6 +17,7 @@ type must come with one, or :func:`test_every_result_class_has_a_factory` fails)
 from __future__ import annotations
 
 import functools
+import html
 import importlib
 import inspect
 import pkgutil
@@ -422,3 +423,18 @@ def test_theme_check_can_fail():
     plain.update_layout(template="plotly_white")
     themed(go.Figure())
     assert _theme_fingerprint(plain.layout.template) != _theme_fingerprint(pio.templates[THEME])
+
+
+def test_jupyter_shows_the_plot_above_a_compact_summary(monkeypatch):
+    """In Jupyter a patching result shows its heatmap first, then the summary with the table folded away."""
+    import IPython.display
+    import plotly.graph_objects as go
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    result = instance("AttributionResult")
+    result._ipython_display_()
+    assert isinstance(shown[0], go.Figure) and any(isinstance(t, go.Heatmap) for t in shown[0].data)
+    page = shown[1].data
+    assert result.summary().splitlines()[0][:40] in html.unescape(page)
+    assert page.index("<details>") > page.index("<b>"), "the table must fold under the summary"
