@@ -29,7 +29,7 @@ from .errors import (
 )
 from .tensor import Activations, concat
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "Activations",

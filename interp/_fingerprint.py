@@ -87,7 +87,7 @@ def fingerprint(
 
     >>> fp = fingerprint(model, tokens, ["blocks.0.hook_resid_post"], positions="tokens")  # doctest: +SKIP
     """
-    from . import __version__
+    from ._version import __version__
 
     name = getattr(model, "zoo_name", None) or getattr(getattr(model, "cfg", None), "model_name", None) or type(model).__name__
     if isinstance(positions, (str, int, np.integer)):
