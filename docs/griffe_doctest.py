@@ -36,3 +36,14 @@ class DoctestFences(griffe.Extension):
     def on_object(self, *, obj: Any, **kwargs: Any) -> None:
         if obj.docstring is not None and ">>>" in obj.docstring.value:
             obj.docstring.value = fence_doctests(obj.docstring.value)
+
+
+class SharedParameters(griffe.Extension):
+    """Write the attribution contract's shared parameters where a docstring says ``{shared_parameters}``
+    (what :func:`patching.contract.attribution_method` does at import time, for the static reader)."""
+
+    def on_object(self, *, obj: Any, **kwargs: Any) -> None:
+        if obj.docstring is not None and "{shared_parameters}" in obj.docstring.value:
+            from patching.contract import fill_shared
+
+            obj.docstring.value = fill_shared(obj.docstring.value)

@@ -20,18 +20,18 @@ from . import metrics
 from .activation_patching import activation_patching
 from .attribution import attribution_patching
 from .conservation import ConservationResult, relevance_conservation
+from .contract import METHODS, ContractError, attribution_method, check_contract  # noqa: E402
 from .integrated_gradients import integrated_gradients
 from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, resample, scale, zero
 from .relp import relevance_patching, relp_rules
 from .results import AttributionResult, SiteGrid
 from .rules import AttentionRule, HalfRule, IdentityRule, LNRule, Rule, RuleError
 
-#: The four attribution methods under one contract: ``method(model, clean, corrupted, metric, sites=...)``.
-METHODS = {"activation": activation_patching, "atp": attribution_patching, "relp": relevance_patching,
-           "ig": integrated_gradients}
+# METHODS: every attribution method under one contract, ``method(model, clean, corrupted, metric, sites=...)``,
+# registered by :func:`attribution_method` where it is defined (the contract is checked there).
 
 __all__ = [
-    "metrics", "METHODS", "activation_patching", "attribution_patching", "relevance_patching", "integrated_gradients",
+    "metrics", "METHODS", "attribution_method", "check_contract", "ContractError", "activation_patching", "attribution_patching", "relevance_patching", "integrated_gradients",
     "AttributionResult", "SiteGrid", "relp_rules", "Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule",
     "RuleError", "relevance_conservation", "ConservationResult", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
 ]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .attribution import gradient_attribution
+from .contract import attribution_method
 from .results import AttributionResult
 from .rules import Rule, compile_rules, resolve_rules
 
@@ -33,6 +34,7 @@ __all__ = ["relevance_patching", "relp_rules"]
 Rules = Sequence[str | Rule] | Mapping[str, bool] | None
 
 
+@attribution_method("relp")
 def relevance_patching(
     model: nn.Module,
     clean: Any,
@@ -49,9 +51,15 @@ def relevance_patching(
 ) -> AttributionResult:
     """RelP estimates: ``(a_source - a_base) . relevance-gradient`` for every cell of ``sites``.
 
-    Arguments as in :func:`patching.attribution_patching`, plus ``rules``: ``None`` (the paper's
-    defaults LN, Identity and Half wherever they apply), a list of rule names or :class:`Rule` objects
-    (each must apply somewhere), or a mapping switching rules on/off, e.g. ``{"attention": True}``.
+    Relevance patching (Jafari et al. 2025): attribution patching whose backward pass follows LRP rules.
+
+    Parameters
+    ----------
+    {shared_parameters}
+    rules : None, Sequence[str | Rule] or Mapping[str, bool]
+        ``None`` (the paper's defaults LN, Identity and Half wherever they apply), a list of rule names or
+        :class:`Rule` objects (each must apply somewhere), or a mapping switching rules on/off, e.g.
+        ``{"attention": True}``.
 
     Where it helps: on whole components (residual stream, attention and MLP outputs, heads) RelP tracks
     activation patching far better than AtP on trained models (smollm2-135m IOI: residual 0.93 vs 0.65).
@@ -59,8 +67,10 @@ def relevance_patching(
     it (mlp_post: AtP 0.998, RelP 0.72): compare with :func:`patching.attribution_patching` there
     (``benchmarks/results/faithfulness*.md``).
 
-    Returns:
-        :class:`AttributionResult` (``method="relp"``), with ``extra["rules"]`` = ``{rule: [sites]}``.
+    Returns
+    -------
+    AttributionResult
+        ``method="relp"``, with ``extra["rules"]`` = ``{rule: [sites]}``.
     """
     chosen, strict = resolve_rules(rules)
     ruleset = compile_rules(model, chosen, strict)
