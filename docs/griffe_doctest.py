@@ -4,18 +4,27 @@ them) in any docstring become fenced Python code, so MkDocs shows them as code i
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import griffe
 
 
 def fence_doctests(text: str) -> str:
-    """Wrap every run of ``>>>``/``...`` lines, with the output lines that follow, in a python fence."""
+    """Make every run of ``>>>``/``...`` lines, with the output lines under it, read as code.
+
+    In a numpydoc docstring (one with ``----`` section underlines) a run that is not already in an
+    ``Examples`` section gets that section's header (numpydoc's parser reads its doctests as code);
+    elsewhere the run is wrapped in a python fence.
+    """
+    numpy = re.search(r"^\s*-{3,}\s*$", text, re.MULTILINE) is not None
     out: list[str] = []
     block: list[str] = []
-    indent = ""
+    indent, header, previous = "", "", ""
     for line in text.splitlines() + [""]:
         stripped = line.lstrip()
+        if re.fullmatch(r"-{3,}", stripped) and previous:
+            header = previous
         if stripped.startswith(">>>"):
             if not block:
                 indent = line[: len(line) - len(stripped)]
@@ -23,10 +32,16 @@ def fence_doctests(text: str) -> str:
         elif block and stripped and not stripped.startswith("```"):
             block.append(line)  # a continuation (...) or an output line
         else:
-            if block:
+            if block and numpy:
+                if header != "Examples":
+                    out += [indent + "Examples", indent + "--------"]
+                    header = "Examples"
+                out += block
+            elif block:
                 out += [indent + "```python", *block, indent + "```"]
-                block = []
+            block = []
             out.append(line)
+        previous = stripped if stripped else previous
     return "\n".join(out[:-1])
 
 

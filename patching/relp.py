@@ -53,6 +53,12 @@ def relevance_patching(
 
     Relevance patching (Jafari et al. 2025): attribution patching whose backward pass follows LRP rules.
 
+    Where it helps: on whole components (residual stream, attention and MLP outputs, heads) RelP tracks
+    activation patching far better than AtP on trained models (smollm2-135m IOI: residual 0.93 vs 0.65).
+    Single neurons are small patches, where the plain gradient is nearly exact and the rules move away from
+    it (mlp_post: AtP 0.998, RelP 0.72): compare with :func:`patching.attribution_patching` there
+    (``benchmarks/results/faithfulness*.md``).
+
     Parameters
     ----------
     {shared_parameters}
@@ -60,12 +66,6 @@ def relevance_patching(
         ``None`` (the paper's defaults LN, Identity and Half wherever they apply), a list of rule names or
         :class:`Rule` objects (each must apply somewhere), or a mapping switching rules on/off, e.g.
         ``{"attention": True}``.
-
-    Where it helps: on whole components (residual stream, attention and MLP outputs, heads) RelP tracks
-    activation patching far better than AtP on trained models (smollm2-135m IOI: residual 0.93 vs 0.65).
-    Single neurons are small patches, where the plain gradient is nearly exact and the rules move away from
-    it (mlp_post: AtP 0.998, RelP 0.72): compare with :func:`patching.attribution_patching` there
-    (``benchmarks/results/faithfulness*.md``).
 
     Returns
     -------

@@ -224,15 +224,25 @@ def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", si
         nan_policy: str = "raise") -> float:
     """Centered kernel alignment between ``x`` and ``y`` (samples x features; same samples): a float.
 
-    Parameters
-    ----------
-    kernel: ``"linear"`` or ``"rbf"``.
-    estimator: ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
-    sigma, sigma_scale: RBF bandwidth (absolute number or ``"median"``).
-    nan_policy: ``"raise"`` or ``"drop"`` (drop features holding NaN, e.g. dead voxels).
-
     :func:`cka_details` returns the same value with the σ used and the HSIC terms.
 
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` matrices with the same samples (arrays, tensors or Activations).
+    kernel : {"linear", "rbf"}
+        The kernel.
+    estimator : {"biased", "song", "lange"}
+        ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
+    sigma, sigma_scale : float or "median", float
+        RBF bandwidth (absolute number or ``"median"``) and a factor on it.
+    dtype, device : optional
+        Compute in this dtype / on this device.
+    nan_policy : {"raise", "drop"}
+        Raise on NaN, or drop features holding NaN (e.g. dead voxels).
+
+    Notes
+    -----
     Reference values (PAPERS.md 3.6 A, ``np.random.seed(0)``, X, Y uniform 30 x 25): linear biased
     0.4893427, linear Song 0.0235987, linear Lange 0.0533364, RBF σ=1 biased 0.8940268, RBF σ=1 Song
     0.0676394.
