@@ -264,7 +264,7 @@ def capture(
     dims_of: dict[str, list[str]] = {}
     outputs: list[torch.Tensor] = []
 
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     bar = tqdm(total=total, initial=skip, desc="capture", unit="input", disable=not progress, leave=False)
     try:

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.engine import BlockReplay, Hook, SharedPrefix
 
 from ._distributed import merge_shares, over_prompts

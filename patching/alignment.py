@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.errors import ConfigError, InputTypeError, MismatchError
 from interp.results import Result, themed
 from interp.similarity.compare import expand_sites, rdms_from_recording

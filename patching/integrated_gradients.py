@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.engine import Hook
 from interp.engine.distributed import gather
 from interp.errors import ConfigError

@@ -259,7 +259,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     for s_index, sweep in enumerate(config.get("sweep", [])):
         units.append(("sweep", {**sweep, "group": sweep.get("name", f"sweep{s_index + 1}")}))
 
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     for kind, unit in tqdm(units, disable=not progress, desc="study"):
         uid = _row_id({"kind": kind, **unit})

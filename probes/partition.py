@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from interp._progress import tqdm
 from interp.errors import ConfigError, DimensionError
 from interp.results import Result, themed
 

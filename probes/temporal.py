@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from interp._progress import tqdm
 from interp.errors import DimensionError, MismatchError
 from interp.similarity.temporal import TimeCourse, TimeGeneralization, recording_array, time_windows
 from interp.tensor import Activations

@@ -11,6 +11,7 @@ The package ``interp`` itself is the public facade: it re-exports from the botto
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -145,3 +146,24 @@ def test_an_injected_deferred_cycle_and_upward_import_are_found(tmp_path):
     graph = import_graph(tmp_path, ("interp",))
     assert cycles(graph) == [["interp.stats.a", "interp.stats.b"]]
     assert upward_imports(graph) == ["interp.stats.a -> interp.label.c"]
+
+
+def test_progress_bars_come_from_one_place_and_are_quiet_in_logs():
+    """Bars are interp._progress.tqdm's (one update per LOG_INTERVAL s when stderr is not a terminal)."""
+    import io
+    import sys
+
+    from interp import _progress
+
+    offenders = []
+    for mod, path in modules(ROOT).items():
+        if mod != "interp._progress" and re.search(r"^\s*(from tqdm|import tqdm)", path.read_text(), re.MULTILINE):
+            offenders.append(mod)
+    assert offenders == [], f"import tqdm through interp._progress: {offenders}"
+    stream, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        bar = _progress.tqdm(range(3), disable=False)
+        assert bar.mininterval == _progress.LOG_INTERVAL
+        bar.close()
+    finally:
+        sys.stderr = stream

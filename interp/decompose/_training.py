@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError
 from ._base import check_int, registry

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
 from ..results import Result, themed

@@ -11,7 +11,8 @@ import math
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError
 from ..tensor import Activations

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, NaNError
 from ..tensor import Activations

@@ -182,7 +182,7 @@ def stream_site(model: Any, tokens: torch.Tensor, site: str, batch_size: int = 8
     site = engine.resolve_site(model, site)
     batches, _ = engine.batches(model, tokens, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc=f"streaming {site}", unit="batch")
     for batch in batches:

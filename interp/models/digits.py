@@ -340,7 +340,7 @@ def train_digits_vit(
 
     Returns the model (CPU, eval mode) and metrics ``{"test_accuracy", "train_accuracy", "final_loss"}``.
     """
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     cfg, train = cfg or DigitsViTConfig(), train or TrainConfig()
     split = load_digits_split()

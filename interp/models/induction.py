@@ -428,7 +428,7 @@ def _train(
     started, cpu_started = time.perf_counter(), time.process_time()
     steps = range(settings.steps)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         steps = tqdm(steps, desc=f"training {MODEL_NAME} (seed {seed})", leave=False)
     for step in steps:

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, InputTypeError, MismatchError
 from ..stats import bootstrap_indices, null_indices, p_value, percentile_interval, resolve_groups

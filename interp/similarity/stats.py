@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, MismatchError
 from ..stats import (

@@ -280,7 +280,7 @@ def permutation_test(statistic: Callable[..., Any], x: Any, y: Any, *, null: str
     observed = np.asarray(statistic(x, y), dtype=float)
     rows = range(0, len(idx), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         rows = tqdm(rows, desc="permutations", unit="batch")
     parts = []
@@ -333,7 +333,7 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     estimate = np.asarray(statistic(*data), dtype=float)
     it = draws
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         it = tqdm(draws, desc="bootstrap", unit="resample")
     if vectorized and isinstance(draws, np.ndarray):

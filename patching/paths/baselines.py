@@ -42,7 +42,7 @@ def influence_search(runner, inputs, targets, h, top_k, steps, input_site, progr
     chain = torch.ones(r * b, device=h[0].device)
     iterator = range(len(h))
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         iterator = tqdm(iterator, desc="influence path", leave=False)
     for li in iterator:

@@ -107,7 +107,7 @@ def _jas_search(runner, inputs, targets, h, steps, top_k, ig_batch, progress) ->
     n_layers = len(h)
     iterator = range(n_layers)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         iterator = tqdm(iterator, desc="JAS path", leave=False)
     for li in iterator:
@@ -199,7 +199,7 @@ def find_paths(
                 if method == "mean_gradient" else None)
     chunks_of = batches(inputs, batch_size)
     if progress and isinstance(inputs, (list, tuple)):
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         chunks_of = tqdm(chunks_of, total=n, desc=f"{method} paths")
     for sl, x in chunks_of:
