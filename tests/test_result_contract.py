@@ -252,6 +252,17 @@ def _nonneg(n: int = 60, d: int = 8) -> torch.Tensor:
     return torch.rand(n, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
+def _dashboards() -> Result:
+    from interp import engine
+    from interp.decompose import TopKSAE
+    from interp.label.dashboards import feature_dashboards
+
+    site = "blocks.0.hook_resid_post"
+    acts = engine.record(bridge(), tokens(8, 12), [site]).acts[site].reshape(-1, 32)
+    sae = TopKSAE(n_components=16, k=4, batch_size=32, progress=False).fit(acts)
+    return feature_dashboards(bridge(), sae, tokens(8, 12), site, features=range(4), n_top=3)
+
+
 #: One factory per result class (by class name): a small, real instance from tiny synthetic data.
 FACTORIES: dict[str, Callable[[], Result]] = {
     # interp
@@ -282,6 +293,7 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "TuningCurves": lambda: importlib.import_module("interp.label.tuning").tuning_curves(
         rng(0).normal(size=(80, 3)), rng(1).uniform(size=80), bins=4, n_bootstraps=20),
     "DirectionTuning": _direction_tuning,
+    "FeatureDashboards": _dashboards,
     "VocabProjection": lambda: importlib.import_module("interp.label.vocab").vocab_projection(bridge(), 0, k=3),
     "InductionScores": lambda: importlib.import_module("interp.models.induction").induction_head_scores(
         bridge(), importlib.import_module("interp.models.induction").make_repeated_tokens(4, 32, seed=0, d_vocab=50)),

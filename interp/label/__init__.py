@@ -6,6 +6,7 @@
 """
 
 from .concepts import category_selectivity, concept_test, enrichment_test, pooled_concept_test
+from .dashboards import FeatureDashboards, feature_dashboards
 from .explain import Explainer, LocalModelExplainer, OpenAIExplainer, TemplatedExplainer
 from .heads import head_scores
 from .phenomena import detect_phenomena, universal_units
@@ -22,5 +23,5 @@ __all__ = [
     "pooled_concept_test", "enrichment_test", "category_selectivity", "place_fields", "Explainer",
     "TemplatedExplainer", "LocalModelExplainer", "OpenAIExplainer", "LabelResult", "label_neurons", "label_heads",
     "label_recordings", "label_place_cells", "build_label_report", "build_demo_report", "recording_title",
-    "tuning_curves", "direction_tuning", "TuningCurves", "DirectionTuning",
+    "tuning_curves", "direction_tuning", "TuningCurves", "DirectionTuning", "feature_dashboards", "FeatureDashboards",
 ]
