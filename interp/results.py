@@ -62,14 +62,28 @@ def _register_theme() -> None:
 
 
 def themed(fig: Any, **layout: Any) -> Any:
-    """Apply the library's plotly theme (and any extra layout settings) to ``fig``; returns ``fig``."""
+    """Apply the library's plotly theme (and any extra layout settings) to ``fig``; returns ``fig``.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure (changed in place and returned).
+    **layout
+        Extra layout settings (``title=``, ``height=`` ...).
+    """
     _register_theme()
     fig.update_layout(template=THEME, **layout)
     return fig
 
 
 def numeric_columns(frame: pd.DataFrame) -> list[str]:
-    """Names of the numeric, non-boolean columns of ``frame``."""
+    """Names of the numeric, non-boolean columns of ``frame``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Any table.
+    """
     return [c for c in frame.columns
             if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
 

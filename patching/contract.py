@@ -75,6 +75,11 @@ def check_contract(fn: Callable[..., Any]) -> None:
 
     The positional parameters must be exactly ``model, clean, corrupted, metric, sites``; every shared
     keyword-only parameter must be there with the same default; a method's own parameters are keyword-only.
+
+    Parameters
+    ----------
+    fn : Callable
+        An attribution method.
     """
     name = getattr(fn, "__qualname__", repr(fn))
     params = inspect.signature(fn).parameters
@@ -124,7 +129,13 @@ def attribution_method(name: str) -> Callable[[F], F]:
 
 
 def fill_shared(doc: str) -> str:
-    """``doc`` with its ``{shared_parameters}`` line replaced by :data:`SHARED_PARAMETERS`, at that line's indent."""
+    """``doc`` with its ``{shared_parameters}`` line replaced by :data:`SHARED_PARAMETERS`, at that line's indent.
+
+    Parameters
+    ----------
+    doc : str
+        A docstring with a ``{shared_parameters}`` line.
+    """
     out = []
     for line in doc.splitlines():
         if line.strip() == "{shared_parameters}":
