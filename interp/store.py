@@ -62,7 +62,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,8 @@ import torch
 from . import _lock
 from . import _store_ranks as ranks
 from ._fingerprint import fingerprint, fingerprint_differences
-from ._integrity import ALGORITHM, checksum, fsync_dir
+from . import _store_manifest as checked
+from ._integrity import ALGORITHM, checksum
 from ._store_commit import MANIFEST, GroupCommit
 from ._store_ranks import rank_range
 from ._store_read import StoreReader, _safe
@@ -83,9 +83,10 @@ from .tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
-LOCK = "writer.lock"
-FORMAT_VERSION = 2
-READABLE = {1, 2}
+LOCK = checked.LOCK
+FORMAT_VERSION = 3  # 3: the manifest carries its own checksum (manifest_sum)
+READABLE = {1, 2, 3}
+RESUMABLE = {2, 3}  # a resumed version-2 store is rewritten as version 3
 
 _crash: Callable[[str], None] | None = None  # test hook: called at named points inside an append
 
@@ -102,6 +103,7 @@ def _save_npy(path: str, value: np.ndarray) -> None:
 
 def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
     dims = dims or {}
+    checked.check_array_names(arrays, "the store's schema")
     schema = {
         name: {
             "shape": [int(s) for s in shape],
@@ -169,11 +171,17 @@ class ActivationStore(GroupCommit, StoreReader):
         >>> with ActivationStore.create("/tmp/acts", {"x": (4,)}) as store:   # doctest: +SKIP
         ...     store.append({"x": np.ones((2, 4))}, inputs_done=2); store.finish()
         """
+        collective = rank is None and world_size is None  # ranks of a torch.distributed group agree by broadcast
         rank, world_size, job_id = ranks.resolve_job(rank, world_size, job_id)
         store = cls(path, {"arrays": {}, "world_size": world_size, "shards": [], "n_rows": 0, "inputs_done": 0,
                            "complete": False, "attrs": {}, "unit_coords": {}, "dtype": dtype})
         try:
-            store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            args = (fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            if collective and world_size > 1:
+                if store._attach_collectively(*args):
+                    return store  # rank 0 found the store complete: every rank returns it, nothing to write
+            else:
+                store._attach(*args)
             if arrays is not None:
                 store.define(arrays, dims=dims, dtype=dtype, unit_coords=unit_coords, attrs=attrs)
         except BaseException:
@@ -199,8 +207,38 @@ class ActivationStore(GroupCommit, StoreReader):
         if manifest.get("format") != "interp-activation-store":
             raise SchemaError(f"{file} is not an interp activation-store manifest")
         if manifest.get("version") not in READABLE:
-            raise SchemaError(f"{path} has store format version {manifest.get('version')}; this interp reads {sorted(READABLE)}")
+            raise SchemaError(f"{path} has store format version {manifest.get('version')!r}; this interp reads {sorted(READABLE)}")
+        checked.check_manifest(manifest, f"the manifest {file}")
         return manifest
+
+    def _attach_collectively(self, *args: Any) -> bool:
+        """Under torch.distributed: rank 0 attaches first and tells every rank (a broadcast) whether the store
+        is complete or why it was refused; the others then return the complete store, raise the same error,
+        or are admitted. Returns True when the store is complete. A rerun of a finished job, or of one whose
+        rank died after rank 0's commit, thus ends at once on every rank instead of waiting for a rank 0 that
+        has already left."""
+        error: BaseException | None = None
+        if args[3] == 0:
+            try:
+                self._attach(*args)
+                news: dict[str, Any] = {"complete": self.complete}
+            except BaseException as exc:  # told to the other ranks, then raised here
+                error, news = exc, {"error": str(exc), "kind": type(exc).__name__}
+            ranks.broadcast(news)
+            if error is not None:
+                raise error
+            return bool(news["complete"])
+        news = ranks.broadcast(None)
+        if "error" in news:
+            raise ranks.error_named(news["kind"])(f"rank 0 refused the activation store at {self.path}, so rank "
+                                                  f"{args[3]} stops too: {news['error']}")
+        if not news["complete"]:
+            self._attach(*args)
+            return False
+        self.rank, self.world_size, self.job_id = args[3], args[4], args[5]
+        self.manifest = self._load_manifest(self.path)
+        self._check_files()
+        return True
 
     def _attach(self, fp: Mapping[str, Any] | None, overwrite: bool, wait: bool | float, rank: int, world_size: int,
                 job_id: str | None, timeout: float) -> None:
@@ -209,14 +247,13 @@ class ActivationStore(GroupCommit, StoreReader):
         self._fingerprint = None if fp is None else _jsonable(dict(fp))
         what = f"the activation store at {self.path}"
         info = _lock.my_info(job_id=job_id, rank=rank, world_size=world_size)
+        checked.claim(self.path, overwrite=overwrite)  # a folder that is not a store is never written into
         self.path.mkdir(parents=True, exist_ok=True)
         if rank == 0:
             self._lock_fd = _lock.acquire(self.path / LOCK, {**info, "job_id": None}, wait=wait, what=what)
             if overwrite:
-                for entry in self.path.iterdir():
-                    if entry.name != LOCK:
-                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-                fsync_dir(self.path)
+                checked.claim(self.path, overwrite=True)  # again, now that no one else writes here
+                checked.clear(self.path)
             _lock.record(self._lock_fd, info)  # other ranks are admitted from here on
         else:
             ranks.admit(self.path / LOCK, rank, job_id, wait, timeout, what)
@@ -231,9 +268,10 @@ class ActivationStore(GroupCommit, StoreReader):
 
     def _adopt(self, manifest: dict[str, Any]) -> None:
         """Load an existing manifest into this writer after checking that this job may resume it."""
-        if manifest.get("version") != FORMAT_VERSION:
+        if manifest.get("version") not in RESUMABLE:
             raise SchemaError(f"{self.path} has store format version {manifest.get('version')}; it can be read but not "
                               f"resumed by this interp (format {FORMAT_VERSION}). Rerun with overwrite=True.")
+        manifest = {**manifest, "version": FORMAT_VERSION}
         if int(manifest.get("world_size", 1)) != self.world_size:
             raise SchemaError(f"the store at {self.path} was begun by {manifest.get('world_size', 1)} rank(s); resume it with "
                               f"the same number of ranks (this run has {self.world_size}) or rerun with overwrite=True")
@@ -322,7 +360,8 @@ class ActivationStore(GroupCommit, StoreReader):
             "inputs_done": 0,
             "complete": False,
         }
-        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(self.manifest)))
+        text = json.dumps(checked.seal(self.manifest))
+        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
         return self
 
     def _check_schema(self, schema: dict[str, Any], dtype: str) -> None:
@@ -481,8 +520,10 @@ class ActivationStore(GroupCommit, StoreReader):
             merged = self.manifest = ranks.merge(self.manifest, found)
             self._reset()
             self._check_files()
-            atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(merged)))
+            text = json.dumps(checked.seal(merged))
+            atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
             self.close()
+            _checkpoint("finished")
             return
         self.close()
 
@@ -497,6 +538,7 @@ class ActivationStore(GroupCommit, StoreReader):
         self.manifest = manifest
         self._reset()
         self._check_files()
+        _checkpoint("finished")
 
     def close(self) -> None:
         """Wait for the last append's commit and release the writer lock (the store stays readable)."""
