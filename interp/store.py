@@ -71,22 +71,20 @@ import pandas as pd
 import torch
 
 from . import _lock
-from . import _store_ranks as ranks
-from ._fingerprint import fingerprint, fingerprint_differences
 from . import _store_manifest as checked
+from . import _store_ranks as ranks
+from ._fingerprint import fingerprint
 from ._integrity import ALGORITHM, checksum
+from ._store_attach import FORMAT_VERSION, READABLE, Attach  # noqa: F401 (READABLE: part of this module's API)
 from ._store_commit import MANIFEST, GroupCommit
 from ._store_ranks import rank_range
 from ._store_read import StoreReader, _safe
-from .errors import DimensionError, FingerprintError, SchemaError, StoreLockedError
+from .errors import DimensionError, SchemaError, StoreLockedError
 from .tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
 LOCK = checked.LOCK
-FORMAT_VERSION = 3  # 3: the manifest carries its own checksum (manifest_sum)
-READABLE = {1, 2, 3}
-RESUMABLE = {2, 3}  # a resumed version-2 store is rewritten as version 3
 
 _crash: Callable[[str], None] | None = None  # test hook: called at named points inside an append
 
@@ -117,7 +115,7 @@ def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str
     return schema
 
 
-class ActivationStore(GroupCommit, StoreReader):
+class ActivationStore(Attach, GroupCommit, StoreReader):
     """A directory of activations that grows by atomic appends and reads back as checked memmaps.
 
     :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
@@ -198,123 +196,6 @@ class ActivationStore(GroupCommit, StoreReader):
         store._check_files()
         return store
 
-    @staticmethod
-    def _load_manifest(path: Path) -> dict[str, Any]:
-        file = path / MANIFEST
-        if not file.exists():
-            raise SchemaError(f"{path} is not an activation store (no {MANIFEST})")
-        manifest = ranks.read_json(file, "the manifest")
-        if manifest.get("format") != "interp-activation-store":
-            raise SchemaError(f"{file} is not an interp activation-store manifest")
-        if manifest.get("version") not in READABLE:
-            raise SchemaError(f"{path} has store format version {manifest.get('version')!r}; this interp reads {sorted(READABLE)}")
-        checked.check_manifest(manifest, f"the manifest {file}")
-        return manifest
-
-    def _attach_collectively(self, *args: Any) -> bool:
-        """Under torch.distributed: rank 0 attaches first and tells every rank (a broadcast) whether the store
-        is complete or why it was refused; the others then return the complete store, raise the same error,
-        or are admitted. Returns True when the store is complete. A rerun of a finished job, or of one whose
-        rank died after rank 0's commit, thus ends at once on every rank instead of waiting for a rank 0 that
-        has already left."""
-        error: BaseException | None = None
-        if args[3] == 0:
-            try:
-                self._attach(*args)
-                news: dict[str, Any] = {"complete": self.complete}
-            except BaseException as exc:  # told to the other ranks, then raised here
-                error, news = exc, {"error": str(exc), "kind": type(exc).__name__}
-            ranks.broadcast(news)
-            if error is not None:
-                raise error
-            return bool(news["complete"])
-        news = ranks.broadcast(None)
-        if "error" in news:
-            raise ranks.error_named(news["kind"])(f"rank 0 refused the activation store at {self.path}, so rank "
-                                                  f"{args[3]} stops too: {news['error']}")
-        if not news["complete"]:
-            self._attach(*args)
-            return False
-        self.rank, self.world_size, self.job_id = args[3], args[4], args[5]
-        self.manifest = self._load_manifest(self.path)
-        self._check_files()
-        return True
-
-    def _attach(self, fp: Mapping[str, Any] | None, overwrite: bool, wait: bool | float, rank: int, world_size: int,
-                job_id: str | None, timeout: float) -> None:
-        """Take the lock (rank 0) or be admitted (other ranks), then load what is already stored."""
-        self.rank, self.world_size, self.job_id, self._timeout = rank, world_size, job_id, timeout
-        self._fingerprint = None if fp is None else _jsonable(dict(fp))
-        what = f"the activation store at {self.path}"
-        info = _lock.my_info(job_id=job_id, rank=rank, world_size=world_size)
-        checked.claim(self.path, overwrite=overwrite)  # a folder that is not a store is never written into
-        self.path.mkdir(parents=True, exist_ok=True)
-        if rank == 0:
-            self._lock_fd = _lock.acquire(self.path / LOCK, {**info, "job_id": None}, wait=wait, what=what)
-            if overwrite:
-                checked.claim(self.path, overwrite=True)  # again, now that no one else writes here
-                checked.clear(self.path)
-            _lock.record(self._lock_fd, info)  # other ranks are admitted from here on
-        else:
-            ranks.admit(self.path / LOCK, rank, job_id, wait, timeout, what)
-        if world_size > 1:
-            self._rank_fd = _lock.acquire(self.path / ranks.RANKS / f"r{rank:05d}.lock", info, wait=False,
-                                          what=f"rank {rank} of {what}")
-        self._writer = True
-        if (self.path / MANIFEST).exists():
-            self._adopt(self._load_manifest(self.path))
-        elif ranks.ledger_file(self.path, rank).exists():
-            self.manifest.update(self._ledger_view(self.manifest))
-
-    def _adopt(self, manifest: dict[str, Any]) -> None:
-        """Load an existing manifest into this writer after checking that this job may resume it."""
-        if manifest.get("version") not in RESUMABLE:
-            raise SchemaError(f"{self.path} has store format version {manifest.get('version')}; it can be read but not "
-                              f"resumed by this interp (format {FORMAT_VERSION}). Rerun with overwrite=True.")
-        manifest = {**manifest, "version": FORMAT_VERSION}
-        if int(manifest.get("world_size", 1)) != self.world_size:
-            raise SchemaError(f"the store at {self.path} was begun by {manifest.get('world_size', 1)} rank(s); resume it with "
-                              f"the same number of ranks (this run has {self.world_size}) or rerun with overwrite=True")
-        self._check_fingerprint(manifest.get("fingerprint"), int(manifest.get("n_rows", 0)))
-        if self.world_size > 1 and not manifest.get("complete"):
-            manifest = self._ledger_view(manifest)
-        self.manifest = manifest
-        self._reset()
-        self._check_files()
-        if manifest.get("complete"):  # nothing left to write: let the next writer in at once
-            self.close()
-
-    def check_fingerprint(self, fingerprint: Mapping[str, Any]) -> ActivationStore:
-        """Refuse (:class:`FingerprintError`) a job whose :func:`fingerprint` differs from the one this store
-        was made from; an empty writer without one adopts it. Returns the store.
-
-        :func:`interp.capture` calls this on a store object it is given.
-        """
-        self._fingerprint = _jsonable(dict(fingerprint))
-        stored = self.manifest.get("fingerprint")
-        self._check_fingerprint(stored, self.n_rows)
-        if not self.complete:
-            self._require_writer()
-            if stored is None:
-                self.manifest["fingerprint"] = self._fingerprint
-        return self
-
-    def _check_fingerprint(self, stored: Mapping[str, Any] | None, n_rows: int) -> None:
-        if self._fingerprint is None:
-            return
-        if stored is None:
-            if n_rows:
-                raise FingerprintError(f"the store at {self.path} holds {n_rows} rows but no record of what made them, so "
-                                       "resuming cannot be checked; write to another path or rerun with overwrite=True")
-            return
-        diffs = fingerprint_differences(stored, self._fingerprint)
-        if diffs:
-            raise FingerprintError(
-                f"the store at {self.path} was made from something else than this run: " + "; ".join(diffs)
-                + ". Resuming would mix the two. Rerun with what made it, write to another path, or pass "
-                "overwrite=True (CLI: --overwrite) to start again."
-            )
-
     def define(
         self,
         arrays: Mapping[str, Sequence[int]],
@@ -379,21 +260,6 @@ class ActivationStore(GroupCommit, StoreReader):
                 f"the store at {self.path} was created with a different schema: " + "; ".join(problems)
                 + ". Use another path or overwrite=True."
             )
-
-    # ------------------------------------------------------------------ ranks
-    def _ledger_view(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """This rank's view before the commit: the global schema with this rank's own shards and progress."""
-        ledger = ranks.read_ledger(self.path, self.rank)
-        self._check_ledger(ledger)
-        return {**manifest, "shards": list(ledger.get("shards", [])), "n_rows": int(ledger.get("n_rows", 0)),
-                "inputs_done": int(ledger.get("inputs_done", 0)), "complete": False, "done": bool(ledger.get("done"))}
-
-    def _check_ledger(self, ledger: Mapping[str, Any]) -> None:
-        if ledger.get("world_size", self.world_size) != self.world_size:
-            raise SchemaError(f"rank {ledger.get('rank')} of the store at {self.path} was written by a job of "
-                              f"{ledger['world_size']} ranks, this one has {self.world_size}; rerun with overwrite=True")
-        if self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
-            self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
 
     # -------------------------------------------------------------------- write
     def _require_writer(self) -> None:
