@@ -25,10 +25,18 @@ Guarantees
   appends that arrived while it was busy into one commit; :meth:`~ActivationStore.flush`,
   :meth:`~ActivationStore.finish` and :meth:`~ActivationStore.close` wait for it. A commit that fails (a
   full disk) ends the writer and is raised by its next call; the store keeps its last durable state.
-* **Fingerprint.** A store records what it was made from (:func:`fingerprint`: inputs' hash, model name
-  and a parameter fingerprint, sites, positions, dtype, library version). Resuming or rerunning into it
-  with anything different raises :class:`~interp.errors.FingerprintError` naming the difference;
-  ``overwrite=True`` starts again.
+* **Fingerprint.** A store records what it was made from (:func:`fingerprint`: a hash of the inputs' contents,
+  Datasets and DataLoaders included, the model name and a hash of every parameter and buffer, sites,
+  positions, dtype, library version). Resuming or rerunning into it with anything different raises
+  :class:`~interp.errors.FingerprintError` naming the difference; ``overwrite=True`` starts again.
+* **Nothing else is touched.** A store is only written into a new or empty folder, or an existing store;
+  a non-empty folder without a readable manifest (or a file) is refused with :class:`SchemaError`, and
+  ``overwrite=True`` removes only the store's own entries (manifest, shards, ranks). Lock files are never
+  followed as symbolic links; array names with path separators or ``..``, or two names sharing a shard
+  folder after sanitising, are refused.
+* **A sealed manifest.** The manifest carries a checksum of itself (``manifest_sum``) and every field is
+  checked when it is read (shard names, row counts, each shard's start, sizes against the files):
+  a damaged or hand-edited one raises :class:`SchemaError` / :class:`CorruptFileError`; reads never clip.
 * **Checked reads.** Opening a store checks that every shard file exists with the byte size it was
   written with (one ``stat`` per file: a shorter or longer file is refused before anything is read); the
   first read of a shard checks its header (dtype, row count, row shape) against the manifest and its XXH3
@@ -43,7 +51,8 @@ Guarantees
   once, atomically. Rows are in **rank-major order**: rank 0's rows in its append order, then rank 1's,
   and so on; when rank ``r`` captures the ``r``-th contiguous block of the inputs (:func:`rank_range`) this
   is exactly the order of a one-process run. A killed rank resumes from its own progress on rerun (same
-  ``world_size``). Only a filesystem shared by all ranks (with working ``flock``) is required.
+  ``world_size``). Under ``torch.distributed`` rank 0 tells every rank (a broadcast) whether the store is
+  complete or refused, so rerunning a finished job ends at once on every rank. Only a filesystem shared by all ranks (with working ``flock``) is required.
 * **Shuffled training input.** :meth:`~ActivationStore.minibatches` draws a global permutation per epoch
   (same ``seed``, same order) and gathers each minibatch shard by shard in sorted order, holding only the
   minibatch in memory; with ``rank``/``world_size`` every rank reads its own disjoint part of each global
