@@ -88,8 +88,8 @@ def rayleigh_test(angles: Any, weights: Any = None, degrees: bool = False, axis:
     weight) :class:`DimensionError`.
     """
     a = np.asarray(angles, dtype=float)
-    if np.isnan(a).any() or (weights is not None and np.isnan(np.asarray(weights, dtype=float)).any()):
-        raise NaNError("rayleigh_test got NaN angles or weights; drop them first")
+    if not np.isfinite(a).all() or (weights is not None and not np.isfinite(np.asarray(weights, dtype=float)).all()):
+        raise NaNError("rayleigh_test got NaN or infinite angles or weights; drop them first")
     c, s, n = _vector(angles, weights, degrees, axis)
     if np.any(np.asarray(n) <= 0):
         raise DimensionError("rayleigh_test needs at least one angle with positive weight (got none)")

@@ -117,7 +117,10 @@ def t_interval(x: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any, An
 
     _check_alpha(alpha)
     a = np.asarray(x, dtype=float)
-    n = a.shape[axis] if a.ndim else 1
+    if not -a.ndim <= axis < a.ndim:
+        raise DimensionError(f"t_interval: axis {axis} does not exist in values of shape {a.shape} (give an array of "
+                             "values, e.g. [1.0, 2.0, 3.0])")
+    n = a.shape[axis]
     if n == 0 or a.size == 0:
         raise DimensionError(f"t_interval needs at least one value along axis {axis}, got shape {a.shape}")
     if not np.isfinite(a).all():
@@ -351,9 +354,9 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     codes = resolve_groups(groups, n, source)
     draws = bootstrap_indices(n, n_bootstraps, seed, groups=codes)
     estimate = np.asarray(statistic(*data), dtype=float)
-    if estimate.size and np.isnan(estimate).all():
-        raise NaNError("the statistic is NaN on the data (NaN values, or a statistic undefined for them); the bootstrap "
-                       "would only return NaN. Drop NaNs or use a NaN-aware statistic.")
+    if not np.isfinite(estimate).all():
+        raise NaNError(f"the statistic is {estimate} on the data (NaN or infinite values, or a statistic undefined for "
+                       "them); its interval is undefined. Drop those values or use a NaN-aware statistic.")
     it = draws
     if progress:
         from interp._progress import tqdm
@@ -364,4 +367,7 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     else:
         samples = np.stack([np.asarray(statistic(*[_take(d, r) for d in data]), dtype=float) for r in it])
     low, high = percentile_interval(samples, alpha)
+    if np.isnan(low).any() or np.isnan(high).any():
+        raise NaNError("the statistic was NaN or infinite on the resamples, so the interval is undefined; drop the NaN "
+                       "or infinite values (or use a NaN-aware statistic)")
     return BootstrapResult(_scalar(estimate), low, high, 1 - alpha, samples, "groups" if codes is not None else "samples")
