@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         if args.n_tokens is not None or args.seq_len is not None:
             raise ConfigError("--n-tokens and --seq-len plan a capture; use them with --dry-run")
     texts = _texts(args.texts) if args.texts is not None else None
+    if not args.dry_run:  # a file, or a folder that is not a store, is refused before the model loads
+        from .._store_manifest import claim
+
+        claim(args.out, overwrite=args.overwrite)
     model, _ = load_model(target, device=args.device)
     dtype = getattr(torch, args.dtype)
     if args.dry_run:
