@@ -91,7 +91,8 @@ def check_study(path: str | Path) -> dict[str, Any]:
     torch.manual_seed(int(config.get("seed", 0)))
     model = _load_model(config["model"])
     data = _data(model, config["data"])
-    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]))
+    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
+                             n_rows=int(data["clean"].shape[0]))
     return config
 
 
@@ -252,7 +253,8 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     torch.manual_seed(int(config.get("seed", 0)))
     model = _load_model(config["model"])
     data = _data(model, config["data"])
-    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]))
+    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
+                             n_rows=int(data["clean"].shape[0]))
     metric = _metric(model, config["metric"], data)
     with torch.no_grad():
         baseline = float(metrics.evaluate(metric, model(data["clean"])))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import string
 import warnings
 from collections.abc import Callable, Mapping
@@ -313,8 +314,30 @@ def _listed(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [v]
 
 
+def _available_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(cfg: Any, n_rows: int | None, length: int | None) -> None:
+    """Refuse a study whose one forward pass over all its inputs (logits kept, plus one layer's activations and
+    attention pattern at a time) needs more than half of the memory available now."""
+    if cfg is None or not n_rows or not length:
+        return
+    d, vocab = int(getattr(cfg, "d_model", 0) or 0), int(getattr(cfg, "d_vocab", 0) or 0)
+    heads, mlp = int(getattr(cfg, "n_heads", 0) or 0), int(getattr(cfg, "d_mlp", 0) or 0)
+    need = 4 * n_rows * length * (2 * vocab + 6 * d + 2 * mlp + 2 * heads * length)  # float32, clean and patched
+    free = _available_bytes()
+    if free is not None and need > free // 2:
+        raise ConfigError(f"the study runs {n_rows:,} inputs of {length} tokens in one forward pass: about "
+                          f"{need / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB available. Use fewer inputs "
+                          "([data] n or fewer prompts).")
+
+
 def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                length: int | None = None) -> None:
+                length: int | None = None, n_rows: int | None = None) -> None:
     """Every site a grid expands to (``expand``: the study's grid expansion), every layer, head and (given the
     inputs' ``length``) position index, the metric's position and every swept site must exist on ``model``:
     checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`)."""
@@ -336,6 +359,7 @@ def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, 
         within(_listed(grid.get("position", [])), length, "position", where, signed=True)
         for row in expand(grid):
             engine.resolve_site(model, row["site"])
+    _check_memory(cfg, n_rows, length)
     if "position" in config.get("metric", {}):
         within([config["metric"]["position"]], length, "position", "[metric]", signed=True)
     for sweep in config.get("sweep", []):

@@ -309,3 +309,33 @@ def test_logistic_probe_never_a_raw_error(X, y):
     except InterpError:
         return
     assert np.isfinite(probe.coef_).all()
+
+
+@pytest.mark.parametrize("path, value, match", [
+    (("data",), {"kind": "induction", "n": 10**9}, "n must be an integer in"),
+    (("metric", "position"), 10**20, "position must be an integer in"),
+    (("metric", "position"), -100, r"position \[-100\] out of range"),
+    (("grid", 0, "layer"), list(range(5000)), r"layer \[2, 3, 4"),
+    (("grid", 0, "position"), [6], r"position \[6\] out of range"),
+    (("model", "native", "d_model"), -1, "d_model must be an integer in"),
+    (("model", "native", "d_model"), 60000, "weights"),
+    (("output",), "../../..", "outside the folder"),
+    (("output",), "/etc", "outside the folder"),
+    (("grid", 0, "factor"), [float("nan")], "finite"),
+])
+def test_study_check_bounds_what_run_would_allocate(tmp_path, path, value, match):
+    """These passed ``study check`` and then died in ``run`` (MemoryError, minutes of work, an IndexError, files
+    written outside the study folder)."""
+    from unittest import mock
+
+    from interp.errors import ConfigError
+    from patching import study
+
+    config = _set(STUDY, path, value)
+    if path == ("grid", 0, "factor"):
+        config["grid"][0]["intervention"] = "scale"
+    file = tmp_path / "s.toml"
+    file.write_text("# in memory\n")
+    with mock.patch.object(study, "load_config", lambda p: study.validate(copy.deepcopy(config), str(p))):
+        with pytest.raises(ConfigError, match=match):
+            study.check_study(file)
