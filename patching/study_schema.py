@@ -66,8 +66,10 @@ NATIVE_SIZES = {"d_model": 1 << 16, "n_layers": 1024, "n_heads": 1024, "d_head":
 def integer(low: int | None = None, high: int | None = None) -> Check:
     def check(v: Any, where: str) -> None:
         if not _is_int(v) or (low is not None and v < low) or (high is not None and v > high):
-            span = (f" >= {low}" if high is None else f" in [{low}, {high}]") if low is not None else \
-                   (f" <= {high}" if high is not None else "")
+            if _is_int(v) and high is not None:  # a number, but too large (or small)
+                span = f" in [{low}, {high}]" if low is not None else f" <= {high}"
+            else:
+                span = f" >= {low}" if low is not None else ""
             raise _fail(where, "an integer" + span, v)
     return check
 
@@ -349,8 +351,9 @@ def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, 
     def within(values: list[int], n: int | None, what: str, where: str, signed: bool = False) -> None:
         bad = [v for v in values if n is not None and not (-n if signed else 0) <= v < n]
         if bad:
-            span = f"{-n}..{n - 1}" if signed else f"0..{n - 1}"
-            raise ConfigError(f"{where}: {what} {bad[:5]} out of range; the model / inputs have {n} ({span})")
+            has = f"the inputs have {n} positions ({-n}..{n - 1})" if signed else \
+                  f"the model has {n} {what.rstrip('s')}s (0..{n - 1})"
+            raise ConfigError(f"{where}: {what} {bad[:5]} out of range; {has}")
 
     for i, grid in enumerate(config.get("grid", [])):
         where = f"[[grid]] #{i + 1}"

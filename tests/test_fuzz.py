@@ -312,7 +312,7 @@ def test_logistic_probe_never_a_raw_error(X, y):
 
 
 @pytest.mark.parametrize("path, value, match", [
-    (("data",), {"kind": "induction", "n": 10**9}, "n must be an integer in"),
+    (("data",), {"kind": "induction", "n": 10**9}, "n must be an integer in \\[1, 100000\\]"),
     (("metric", "position"), 10**20, "position must be an integer in"),
     (("metric", "position"), -100, r"position \[-100\] out of range"),
     (("grid", 0, "layer"), list(range(5000)), r"layer \[2, 3, 4"),
