@@ -221,7 +221,7 @@ def _scores(base: str, option: str, conditions: list[torch.Tensor], data: Any, r
         preds = [torch.as_tensor(encoding_scores(X, data, cv=folds, inner_cv=folds).predictions) for X in conditions]
 
         def fn(P: torch.Tensor, Y: torch.Tensor) -> float:
-            return float(torch.nanmean(pearson_per_target(Y, P)))
+            return float(torch.nanmean(pearson_per_target(Y, P, constant="nan")))
 
         pairs = [(P, data) for P in preds]
     else:

@@ -103,7 +103,7 @@ def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> 
         perm = rng.permutation(R.shape[0])
         half = R.shape[0] // 2
         a, b = R[perm[:half]].mean(0), R[perm[half:2 * half]].mean(0)
-        vals.append(spearman_brown(pearson_per_target(a, b), 2.0).numpy())
+        vals.append(spearman_brown(pearson_per_target(a, b, constant="nan"), 2.0).numpy())
     per = np.mean(vals, axis=0)
     return SplitHalfCeiling(per, float(np.median(per)), n_splits)
 

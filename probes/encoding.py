@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.errors import DimensionError
+from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
 from ._cv import as_array2d, group_labels, make_splits
@@ -31,11 +31,29 @@ from .ridge import DEFAULT_ALPHAS, RidgeCV, _as_targets
 __all__ = ["encoding_scores", "EncodingResult", "pearson_per_target"]
 
 
-def pearson_per_target(Y: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """Pearson r between columns of Y and P (n x t each)."""
+def pearson_per_target(Y: Any, P: Any, *, constant: str = "raise") -> torch.Tensor:
+    """Pearson r between the columns of ``Y`` and ``P`` (``n x t`` each, tensors or arrays; 1-D is one column).
+
+    r is undefined for a constant column: ``constant="raise"`` (the default) raises :class:`NaNError` naming
+    it, ``"nan"`` returns NaN there (for callers that filter such targets themselves). Fewer than two rows,
+    other shapes, or NaN values raise :class:`DimensionError` / :class:`NaNError`.
+    """
+    if constant not in ("raise", "nan"):
+        raise ConfigError(f"constant must be 'raise' or 'nan', got {constant!r}")
+    Y, P = as_array2d(Y, "Y"), as_array2d(P, "P")
+    if Y.shape != P.shape:
+        raise DimensionError(f"Y and P must have the same shape (samples x targets), got {tuple(Y.shape)} and {tuple(P.shape)}")
+    if Y.shape[0] < 2:
+        raise DimensionError(f"a correlation needs at least 2 samples, got {Y.shape[0]}")
+    P = P.to(Y.dtype)
     Yc = Y - Y.mean(0, keepdim=True)
     Pc = P - P.mean(0, keepdim=True)
-    return (Yc * Pc).sum(0) / (torch.linalg.vector_norm(Yc, dim=0) * torch.linalg.vector_norm(Pc, dim=0))
+    scale = torch.linalg.vector_norm(Yc, dim=0) * torch.linalg.vector_norm(Pc, dim=0)
+    if constant == "raise" and bool((scale == 0).any()):
+        cols = torch.nonzero(scale == 0).flatten()[:5].tolist()
+        raise NaNError(f"r is undefined for constant columns (targets {cols}...): Y or P does not vary there. Drop "
+                       "them, or pass constant='nan' to get NaN for them.")
+    return (Yc * Pc).sum(0) / scale
 
 
 @dataclass
@@ -107,7 +125,7 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
                   groups=None if groups_arr is None else groups_arr[tr])
         preds[torch.as_tensor(te)] = model.predict(Xt[torch.as_tensor(te)])
         chosen.append(model.best_alphas_.cpu().numpy())
-    r = pearson_per_target(Yt, preds).cpu().numpy()
+    r = pearson_per_target(Yt, preds, constant="nan").cpu().numpy()
     names: list = []
     from interp.tensor import Activations
 

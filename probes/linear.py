@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from interp.errors import ConfigError, DimensionError
+from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
 from ._cv import as_array2d, group_labels, make_splits
@@ -51,9 +51,16 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         from sklearn.linear_model import LogisticRegression
 
         Xn = _numpy(X, "X")
-        y = np.asarray(y)
+        y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+        if y.ndim != 1:
+            raise DimensionError(f"y must be one label per sample (1-D), got shape {y.shape}")
         if len(y) != len(Xn):
             raise DimensionError(f"X has {len(Xn)} samples but y has {len(y)}")
+        if y.dtype.kind == "f" and np.isnan(y).any():
+            raise NaNError(f"y holds {int(np.isnan(y).sum())} NaN label(s); drop those samples")
+        if len(np.unique(y)) < 2:
+            raise DimensionError(f"a classifier needs at least 2 classes in y, got {np.unique(y).tolist()} "
+                                 f"({len(y)} samples)")
         self.mean_ = Xn.mean(0) if self.standardize else np.zeros(Xn.shape[1])
         sd = Xn.std(0) if self.standardize else np.ones(Xn.shape[1])
         self.scale_ = np.where(sd > 0, sd, 1.0)

@@ -143,7 +143,7 @@ def temporal_generalization_encoding(X: Any, recording: Any, *, window: int = 1,
     Yz = (Y - Y.mean(0)) / torch.linalg.vector_norm(Y - Y.mean(0), dim=0)
     r = torch.einsum("ntu,nsu->tsu", Pz, Yz)  # (train window, test window, channel)
     scores = torch.nanmean(r, dim=2).numpy()
-    diag = pearson_per_target(targets, preds).reshape(W, n_units)
+    diag = pearson_per_target(targets, preds, constant="nan").reshape(W, n_units)
     attrs = {"window": window, "step": step, "pool": pool, "grouped": grp is not None,
              "diagonal_per_target": diag.numpy()}
     return TimeGeneralization(scores, wtimes, wtimes, "encoding r (mean over channels)", ("train_time", "test_time"),

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rsa[:comparator], cka[:estimator], rbf_cka, cca, svcca, pwcca or procrustes "
                              "(default rsa:spearman)")
     parser.add_argument("--rdm-method", default="correlation", help="dissimilarity of model RDMs (default correlation)")
-    parser.add_argument("--n-bootstraps", type=int, default=1000, help="bootstrap resamples over stimuli and "
+    parser.add_argument("--n-bootstraps", type=flags.count(0, 10**7), default=1000, help="bootstrap resamples over stimuli and "
                                                                        "subjects (default 1000; 0: none)")
     flags.add_n_permutations(parser, 0, "stimulus-label permutations per site for p-values")
     parser.add_argument("--spatial", default="all", choices=["all", "mean", "max"],

@@ -38,17 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_sites(parser, help="store: the array to fit, one name or glob (needed when the store holds several)")
     flags.add_out(parser, "where to save the fitted estimator (.safetensors)", required=True)
     parser.add_argument("--method", choices=METHODS, default="topk", help="estimator (default topk)")
-    parser.add_argument("--n-components", type=int, default=1024, help="latents / components (default 1024)")
-    parser.add_argument("--k", type=int, default=32, help="active latents per sample (topk, batchtopk; default 32)")
+    parser.add_argument("--n-components", type=flags.count(1, 10**7), default=1024, help="latents / components (default 1024)")
+    parser.add_argument("--k", type=flags.count(1, 10**7), default=32, help="active latents per sample (topk, batchtopk; default 32)")
     parser.add_argument("--l1", type=float, default=5.0, help="L1 coefficient (relu; default 5)")
     parser.add_argument("--sparsity", type=float, default=None,
                         help="SNMF: fraction of weights kept per feature (default 0.01); JumpReLU: L0 coefficient "
                              "(default 1)")
-    parser.add_argument("--epochs", type=int, default=1, help="SAE passes over the data (default 1)")
+    parser.add_argument("--epochs", type=flags.count(1, 10**6), default=1, help="SAE passes over the data (default 1)")
     flags.add_batch_size(parser, 4096, what="SAE minibatch size")
-    parser.add_argument("--lr", type=float, default=3e-4, help="SAE learning rate (default 3e-4)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="stop SAE training after this long")
-    parser.add_argument("--max-iter", type=int, default=500, help="SNMF/NMF iterations (default 500)")
+    parser.add_argument("--lr", type=flags.positive, default=3e-4, help="SAE learning rate (default 3e-4)")
+    parser.add_argument("--max-seconds", type=flags.positive, default=None, help="stop SAE training after this long")
+    parser.add_argument("--max-iter", type=flags.count(1, 10**7), default=500, help="SNMF/NMF iterations (default 500)")
     parser.add_argument("--shard-latents", action="store_true",
                         help="under torchrun: split the SAE's latents over the ranks (wide SAEs; default: data "
                              "parallel, every rank holds the whole SAE)")

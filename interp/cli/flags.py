@@ -26,8 +26,65 @@ from pathlib import Path
 
 __all__ = [
     "add_model", "add_sites", "add_out", "add_csv", "add_device", "add_seed", "add_batch_size", "add_progress",
-    "add_recording", "add_n_permutations",
+    "add_recording", "add_n_permutations", "count", "positive", "fraction", "device",
 ]
+
+COUNT_LIMIT = 10**12  # no count a command takes is larger (a bigger one is a typo, and would allocate for minutes)
+
+
+def count(low: int = 1, high: int = COUNT_LIMIT):
+    """An argparse ``type``: an integer in ``[low, high]``; anything else is argparse's usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # what argparse calls the type in its message
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number strictly between 0 and 1 (a significance level)."""
+    value = positive(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    """An argparse ``type``: a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= n:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {n} CUDA device(s) "
+                                             "(torch.cuda.is_available() is False without one); use --device cpu")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError("mps is not available on this machine; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not supported here; use cpu, cuda, cuda:N or mps")
+    return text
 
 SITES_HELP = ("hook names (language models) or module paths (other networks), globs allowed, e.g. "
               "--sites 'blocks.*.mlp.hook_post' blocks.0.attn.hook_z")
@@ -59,19 +116,19 @@ def add_csv(parser: argparse.ArgumentParser, what: str = "the result table") -> 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device``: where the model (or estimator) runs."""
-    parser.add_argument("--device", default=None, help="torch device to run on, e.g. cpu, cuda, cuda:1 "
+    parser.add_argument("--device", default=None, type=device, help="torch device to run on, e.g. cpu, cuda, cuda:1 "
                                                        "(default: where the model loads, normally cpu)")
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """``--seed``: the random seed of everything random in the command."""
-    parser.add_argument("--seed", type=int, default=default,
+    parser.add_argument("--seed", type=count(0, 2**32 - 1), default=default,
                         help=f"random seed (shuffles, bootstraps, initialisation; default {default})")
 
 
 def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "inputs per forward pass") -> None:
     """``--batch-size``."""
-    parser.add_argument("--batch-size", type=int, default=default, help=f"{what} (default {default})")
+    parser.add_argument("--batch-size", type=count(1), default=default, help=f"{what} (default {default})")
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +141,7 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 
 def add_n_permutations(parser: argparse.ArgumentParser, default: int, what: str) -> None:
     """``--n-permutations``: size of a permutation / shift null."""
-    parser.add_argument("--n-permutations", type=int, default=default, help=f"{what} (default {default})")
+    parser.add_argument("--n-permutations", type=count(0 if default == 0 else 1, 10**7), default=default, help=f"{what} (default {default})")
 
 
 def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None) -> None:
@@ -105,5 +162,5 @@ def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None 
     group.add_argument("--series", default=None,
                        help="NWB file: the time series to read, or 'units' for the spike-sorted units "
                             "(default: the file's only series)")
-    group.add_argument("--bin-size", type=float, default=None,
+    group.add_argument("--bin-size", type=positive, default=None,
                        help="NWB units: bin width in seconds for spike counts")

@@ -55,22 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whole trials and the labels are scored on held-out trials (default: none, circular "
                              "shifts on the time series)")
     flags.add_n_permutations(parser, 1000, "draws of the null (circular shifts or trial swaps)")
-    parser.add_argument("--alpha", type=float, default=0.05,
+    parser.add_argument("--alpha", type=flags.fraction, default=0.05,
                         help="recordings: significance level of the concept / place-field tests, after BH-FDR "
                              "(default 0.05)")
     models = parser.add_argument_group("model neurons")
-    models.add_argument("--n-tokens", type=int, default=20_000, help="corpus tokens for model neurons (default 20000)")
-    models.add_argument("--seq-len", type=int, default=64, help="tokens per corpus sequence (default 64)")
+    models.add_argument("--n-tokens", type=flags.count(1), default=20_000, help="corpus tokens for model neurons (default 20000)")
+    models.add_argument("--seq-len", type=flags.count(1, 10**7), default=64, help="tokens per corpus sequence (default 64)")
     models.add_argument("--text", default=None, help="a text file to use as corpus (default: offline Python docs)")
-    models.add_argument("--k", type=int, default=12, help="exemplars per unit (default 12)")
+    models.add_argument("--k", type=flags.count(1, 10**6), default=12, help="exemplars per unit (default 12)")
     models.add_argument("--units", default=None, help="unit range to label, e.g. 0:256 or 1,5,9 (default: all)")
     models.add_argument("--explainer", choices=["templated", "local", "openai"], default="templated",
                         help="who writes the labels (default templated; local = smollm2-135m; openai = --endpoint)")
     models.add_argument("--endpoint", default="http://localhost:8000/v1", help="OpenAI-compatible base URL")
     models.add_argument("--api-model", default="gpt-4o-mini", help="model name sent to the endpoint")
-    models.add_argument("--simulate", type=int, default=0, help="units scored by simulation (explainers that simulate)")
+    models.add_argument("--simulate", type=flags.count(0), default=0, help="units scored by simulation (explainers that simulate)")
     flags.add_batch_size(parser, 8)
-    parser.add_argument("--max-cards", type=int, default=None, help="at most this many unit cards (best scores first)")
+    parser.add_argument("--max-cards", type=flags.count(1), default=None, help="at most this many unit cards (best scores first)")
     flags.add_seed(parser)
     flags.add_device(parser)
     flags.add_progress(parser)

@@ -39,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or check the study."""
-    from patching.study import load_config, run_study
+    from patching.study import check_study, load_config, run_study
 
     if args.action == "check":
-        load_config(args.study)
+        check_study(args.study)  # the file, then its model and inputs: every index is in range
         print(f"{args.study}: ok")
         return 0
     result = run_study(args.study, args.out, resume=args.resume, progress=args.progress)
