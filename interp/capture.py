@@ -39,7 +39,13 @@ GRAD = ":grad"
 
 
 def grad_name(site: str) -> str:
-    """The store array that holds the gradients at ``site`` (``capture(..., grads=metric, store=...)``)."""
+    """The store array that holds the gradients at ``site`` (``capture(..., grads=metric, store=...)``).
+
+    Parameters
+    ----------
+    site : str
+        The site whose gradients are stored.
+    """
     return site + GRAD
 
 Positions = str | int | Sequence[int] | torch.Tensor

@@ -86,7 +86,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 def check_study(path: str | Path) -> dict[str, Any]:
     """What ``interp study check`` does: validate the file, then load its model and inputs and check every site,
-    layer, head and position against them, without running anything. Returns the configuration."""
+    layer, head and position against them, without running anything. Returns the configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        The study file (TOML).
+    """
     config = load_config(path)
     torch.manual_seed(int(config.get("seed", 0)))
     model = _load_model(config["model"])

@@ -199,7 +199,15 @@ SWEEP = {"site": text, "by": list_of(choice(SWEEP_AXES), f"axes from {list(SWEEP
 
 
 def output(v: Any, where: str) -> None:
-    """The output folder: a relative path inside the folder the study runs from (no ``..``, not absolute)."""
+    """The output folder: a relative path inside the folder the study runs from (no ``..``, not absolute).
+
+    Parameters
+    ----------
+    v : Any
+        The ``output`` value of the study file.
+    where : str
+        Where it stands in the file, for the error message.
+    """
     text(v, where)
     parts = Path(v).parts
     if Path(v).is_absolute() or ".." in parts or v.startswith("~"):

@@ -33,7 +33,13 @@ COUNT_LIMIT = 10**12  # no count a command takes is larger (a bigger one is a ty
 
 
 def count(low: int = 1, high: int = COUNT_LIMIT):
-    """An argparse ``type``: an integer in ``[low, high]``; anything else is argparse's usage error (exit 2)."""
+    """An argparse ``type``: an integer in ``[low, high]``; anything else is argparse's usage error (exit 2).
+
+    Parameters
+    ----------
+    low, high : int
+        The bounds (inclusive).
+    """
 
     def parse(text: str) -> int:
         try:
@@ -49,7 +55,13 @@ def count(low: int = 1, high: int = COUNT_LIMIT):
 
 
 def positive(text: str) -> float:
-    """An argparse ``type``: a finite number above 0."""
+    """An argparse ``type``: a finite number above 0.
+
+    Parameters
+    ----------
+    text : str
+        The argument.
+    """
     try:
         value = float(text)
     except ValueError:
@@ -60,7 +72,13 @@ def positive(text: str) -> float:
 
 
 def fraction(text: str) -> float:
-    """An argparse ``type``: a number strictly between 0 and 1 (a significance level)."""
+    """An argparse ``type``: a number strictly between 0 and 1 (a significance level).
+
+    Parameters
+    ----------
+    text : str
+        The argument.
+    """
     value = positive(text)
     if not value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
@@ -68,7 +86,13 @@ def fraction(text: str) -> float:
 
 
 def device(text: str) -> str:
-    """An argparse ``type``: a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    """An argparse ``type``: a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    Parameters
+    ----------
+    text : str
+        The ``--device`` argument.
+    """
     import torch
 
     try:
