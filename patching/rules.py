@@ -278,14 +278,20 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
 
 
 def _mlp_prefixes(model: nn.Module, points: set[str]) -> list[str]:
-    """Hook prefixes of the MLPs that take the MLP rules: dense MLPs and MoE shared experts (Qwen2-MoE)."""
+    """Hook prefixes of the MLPs that take the MLP rules: dense MLPs (dense layers of MoE stacks included) and
+    the shared experts of MoE blocks (Qwen2-MoE's ``shared_expert``, DeepSeek's ``shared_experts``)."""
     prefixes = []
     for layer in range(engine.n_layers(model)):
         if not engine.is_moe(model, layer):
             prefixes.append(f"blocks.{layer}.mlp")
-        elif f"blocks.{layer}.mlp.shared_expert.hook_post" in points:
-            prefixes.append(f"blocks.{layer}.mlp.shared_expert")
+            continue
+        prefixes += [f"blocks.{layer}.mlp.{name}" for name in _SHARED_EXPERTS
+                     if f"blocks.{layer}.mlp.{name}.hook_post" in points]
     return prefixes
+
+
+#: names of the always-on experts of MoE blocks, next to the routed ones
+_SHARED_EXPERTS = ("shared_expert", "shared_experts", "shared_mlp")
 
 
 def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[Hook],

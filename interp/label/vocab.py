@@ -197,7 +197,8 @@ def _moe_weights(mlp: Any, layer: int) -> tuple[dict[str, torch.Tensor], np.ndar
     if not experts:
         raise InputTypeError(f"block {layer} is a mixture-of-experts block whose expert weights are not in a known "
                              f"layout (parameters: {sorted(params)[:8]})")
-    shared = [params.get(f"shared_expert.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+    shared = next(([params.get(f"{name}.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+                   for name in ("shared_expert", "shared_experts") if f"{name}.down_proj.weight" in params), [None])
     if all(w is not None for w in shared):
         parts["gate"].append(shared[0])
         parts["in"].append(shared[1])

@@ -1,0 +1,105 @@
+"""RelP's rules on every family that builds offline: dense layers inside MoE stacks, shared experts, smooth
+activations found by what they compute, conservation reported by every call (issue 18, items 2 and 5).
+
+Tiny random-initialised models from ``transformers`` config classes (2 layers, d_model 32), loaded the way a
+user brings one. The reference is conservation of relevance: with every rule on and no biases, the relevance at
+the first residual stream equals the metric (``patching.relevance_conservation``), and the model's own logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+
+import interp
+from interp import engine
+from interp.errors import SiteError
+from patching.conservation import relevance_conservation
+
+_GQA = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+            max_position_embeddings=64, initializer_range=0.2)
+#: name -> (config class, model class, config); the dense-in-MoE stacks put their dense MLP at block 0
+FAMILIES = {
+    "deepseek-v2": ("DeepseekV2Config", "DeepseekV2ForCausalLM",
+                    dict(_GQA, first_k_dense_replace=1, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
+                         moe_intermediate_size=32, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=4,
+                         qk_nope_head_dim=8, v_head_dim=8)),
+    "qwen2-moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM",
+                  dict(_GQA, moe_intermediate_size=32, shared_expert_intermediate_size=64, num_experts=4,
+                       num_experts_per_tok=2, mlp_only_layers=[0])),
+    "qwen3-moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                  dict(_GQA, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2, decoder_sparse_step=2)),
+    "olmoe": ("OlmoeConfig", "OlmoeForCausalLM", dict(_GQA, num_experts=4, num_experts_per_tok=2)),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(_GQA, num_local_experts=4, num_experts_per_tok=2)),
+}
+DENSE_IN_MOE = ["deepseek-v2", "qwen2-moe", "qwen3-moe"]
+TOKENS = torch.tensor([[1, 5, 9, 17, 33, 40], [1, 7, 9, 21, 33, 41]])
+
+
+def metric(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[:, -1, 9] - logits[:, -1, 10]).mean()
+
+
+def tokenizer(vocab_size: int = 128):
+    from conformance.conftest import word_tokenizer
+
+    return word_tokenizer(vocab_size)
+
+
+@functools.cache
+def build(name: str):
+    """(bridge, untouched Hugging Face copy) of a family of :data:`FAMILIES` (built once; do not edit weights)."""
+    import transformers
+    from conformance.conftest import _perturb
+
+    config_class, model_class, config = FAMILIES[name]
+    torch.manual_seed(0)
+    hf = getattr(transformers, model_class)(getattr(transformers, config_class)(vocab_size=128, **config)).eval()
+    _perturb(hf, 0)
+    reference = copy.deepcopy(hf)
+    model, _ = interp.models.load(hf, tokenizer=tokenizer())
+    return model, reference
+
+
+# --------------------------------------------------------------------------------------------- item 2: MoE per layer
+@pytest.mark.parametrize("name", DENSE_IN_MOE)
+def test_dense_layers_of_moe_stacks_are_not_moe(name):
+    """Block 0 is a dense MLP (first_k_dense_replace / mlp_only_layers / decoder_sparse_step), block 1 experts."""
+    model, reference = build(name)
+    layers = reference.model.layers
+    assert not hasattr(layers[0].mlp, "experts") and hasattr(layers[1].mlp, "experts")  # the ground truth
+    assert [engine.is_moe(model, layer) for layer in range(2)] == [False, True]
+    assert engine.kind_sites(model, "mlp_post", [0]) == ["blocks.0.mlp.hook_post"]
+    with pytest.raises(SiteError, match="mixture of experts"):
+        engine.kind_sites(model, "mlp_post", [1])
+    # the dense layer's neurons: mlp_post is the input of down_proj, and the vocabulary read-out takes its rows
+    rec = engine.record(model, TOKENS, ["blocks.0.mlp.hook_post"])
+    assert rec.acts["blocks.0.mlp.hook_post"].shape[-1] == layers[0].mlp.down_proj.in_features
+    weights = interp.label.vocab.mlp_weights(model, 0)
+    torch.testing.assert_close(weights["out"], layers[0].mlp.down_proj.weight.detach().T)
+    assert interp.label.vocab.mlp_experts(model, 0) is None
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_relp_conserves_relevance_on_every_moe_family(name):
+    """Every rule on, no biases: relevance at the residual stream = the metric (float32, <= 1e-4 relative).
+    Before, the dense MLP (and DeepSeek's shared_experts) got no rule: errors 0.3 to 0.95."""
+    model, _ = build(name)
+    res = relevance_conservation(model, TOKENS, metric)
+    assert res.relative_error <= 1e-4, (name, res.relative_error, res.rules)
+    if name in DENSE_IN_MOE:
+        assert "blocks.0.mlp.hook_post" in res.rules["identity"] and "blocks.0.mlp.hook_post" in res.rules["half"]
+    if name == "deepseek-v2":
+        assert "blocks.1.mlp.shared_experts.hook_post" in res.rules["half"]
+
+
+def test_shared_experts_rows_in_the_vocabulary_projection():
+    """DeepSeek's shared_experts rows follow the routed experts' rows (expert -1), like Qwen2-MoE's shared_expert."""
+    model, reference = build("deepseek-v2")
+    experts = interp.label.vocab.mlp_experts(model, 1)
+    shared = reference.model.layers[1].mlp.shared_experts.down_proj.weight
+    assert (experts == -1).sum() == shared.shape[1]
+    torch.testing.assert_close(interp.label.vocab.mlp_weights(model, 1)["out"][experts == -1], shared.detach().T)
