@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 
 import pytest
 import torch
+from torch import nn
 
 import interp
+import patching
 from interp import engine
 from interp.errors import SiteError
 from patching.conservation import relevance_conservation
+from patching.relp_check import ConservationWarning
+from patching.rules import RuleError
 
 _GQA = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
             max_position_embeddings=64, initializer_range=0.2)
@@ -103,3 +108,108 @@ def test_shared_experts_rows_in_the_vocabulary_projection():
     shared = reference.model.layers[1].mlp.shared_experts.down_proj.weight
     assert (experts == -1).sum() == shared.shape[1]
     torch.testing.assert_close(interp.label.vocab.mlp_weights(model, 1)["out"][experts == -1], shared.detach().T)
+
+
+# --------------------------------------------------------------------------------------------- item 5: never silent AtP
+class Swish17(nn.Module):
+    """A user's own activation, under no known class name."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.7 * x)
+
+
+class FunctionalTanh(nn.Module):
+    """An MLP whose non-linearity is a function call inside forward(): no module for a rule to go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.act = nn.Linear(6, 16), nn.Linear(16, 3), nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.act(self.fc1(x))))
+
+
+class GRUClassifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.rnn, self.head = nn.Embedding(50, 16), nn.GRU(16, 16, batch_first=True), nn.Linear(16, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.embed(tokens))[0][:, -1])
+
+
+def test_activations_are_found_by_what_they_compute():
+    from transformers.activations import GELUActivation
+
+    from patching.relp_probe import activation_kind
+
+    smooth = [nn.GELU(), nn.SiLU(), nn.Tanh(), GELUActivation(), Swish17(), nn.Hardtanh(), nn.Softplus()]
+    assert [activation_kind(m) for m in smooth] == ["smooth"] * len(smooth)
+    assert [activation_kind(m) for m in (nn.ReLU(), nn.LeakyReLU(0.1), nn.Identity())] == ["homogeneous"] * 3
+    assert [activation_kind(m) for m in (nn.Softmax(-1), nn.LayerNorm(4), nn.Linear(4, 4), nn.Flatten())] == [None] * 4
+    net = nn.Sequential(nn.Linear(6, 16), Swish17(), nn.Linear(16, 3))
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    res = patching.relevance_patching(net, x, x.flip(0), lambda out: out[:, 0].mean(), sites=["0"], rules=["identity"])
+    assert res.extra["rules"]["identity"] == ["1"]
+    assert res.extra["conservation"]["relative_error"] <= 1e-4
+
+
+def test_distilbert_as_a_plain_module_gets_every_rule_and_conserves_relevance():
+    """transformers' GELUActivation (no class-name list has it) takes the Identity rule; its attention goes through
+    the AttentionInterface. Before: rules=['identity'] raised 'no smooth activation modules'."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.DistilBertConfig(vocab_size=128, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                        max_position_embeddings=64, initializer_range=0.2)
+    model = transformers.DistilBertForMaskedLM(cfg).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConservationWarning)
+        res = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), metric,
+                                          sites=["distilbert.transformer.layer.0.ffn"])
+    assert "distilbert.transformer.layer.1.ffn.activation" in res.extra["rules"]["identity"]
+    assert res.extra["conservation"]["relative_error"] <= 1e-4, res.extra["conservation"]
+    assert "relevance conserved" in res.summary() and "identity at 3 sites" in res.summary()
+    only = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), metric,
+                                       sites=["distilbert.transformer.layer.0.ffn"], rules=["identity"])
+    assert len(only.extra["rules"]["identity"]) == 3
+
+
+def test_a_gru_refuses_relp_unless_rules_are_switched_off():
+    model = GRUClassifier().eval()
+    x = torch.randint(0, 50, (3, 5), generator=torch.Generator().manual_seed(0))
+
+    def first(out: torch.Tensor) -> torch.Tensor:
+        return out[:, 0].mean()
+
+    with pytest.raises(RuleError, match=r"no RelP rule could be placed.*\['rnn'\]"):
+        patching.relevance_patching(model, x, x.flip(0), first, sites=["embed"])
+    res = patching.relevance_patching(model, x, x.flip(0), first, sites=["embed"], rules=())
+    atp = patching.attribution_patching(model, x, x.flip(0), first, sites=["embed"])
+    assert torch.equal(res["embed"].effect, atp["embed"].effect)
+
+
+def test_unconserved_relevance_warns_and_strict_raises():
+    """A tanh called as a function takes no rule: the call says so (the GELU module does take one)."""
+    torch.manual_seed(0)
+    net = FunctionalTanh().eval()
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+
+    def first(out: torch.Tensor) -> torch.Tensor:
+        return out[:, 0].mean()
+
+    with pytest.warns(ConservationWarning, match="not conserved"):
+        res = patching.relevance_patching(net, x, x.flip(0), first, sites=["fc1"])
+    assert res.extra["rules"]["identity"] == ["act"] and not res.extra["conservation"]["conserved"]
+    assert "NOT conserved" in res.summary()
+    with pytest.raises(RuleError, match="not conserved"):
+        patching.relevance_patching(net, x, x.flip(0), first, sites=["fc1"], strict=True)
+
+
+def test_conservation_tolerance_follows_the_dtype():
+    """In bfloat16 rounding alone gives a few percent; that is not a missing rule (before: 'NOT conserved')."""
+    model, _ = build("qwen3-moe")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    res = relevance_conservation(half, TOKENS, lambda logits: metric(logits).float())
+    assert res.tolerance == 32 * torch.finfo(torch.bfloat16).eps
+    assert res.relative_error > 1e-4 and res.conserved, res.summary()
