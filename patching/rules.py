@@ -276,11 +276,39 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
                   Hook("ln_final.hook_in", lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)),
                        Phase.DEFINE)]
         applied["identity"].append("mlm_head")
+    if "identity" in names:
+        _softcap_hooks(model, points, hooks, applied)
     if "attention" in names:
         for name in sorted(n for n in points if n.endswith(".attn.hook_pattern")):
             hooks.append(Hook(name, lambda p: p.detach(), Phase.DEFINE))
             applied["attention"].append(name)
     return hooks, applied
+
+
+def _softcap_hooks(model: nn.Module, points: set[str], hooks: list[Hook], applied: dict[str, list[str]]) -> None:
+    """Identity rule on a final logit soft cap ``s(z) = cap * tanh(z / cap)`` (Gemma-2), applied by the model after
+    ``unembed.hook_out``: the hook keeps ``z`` and scales its gradient by ``(s(z)/z) / s'(z)``, so that the gradient
+    through the cap is ``s(z)/z``. Checked first: the model's logits must be ``s(unembed.hook_out)``."""
+    from interp.label.vocab import logit_transform
+
+    caps = [value for _, how, value in logit_transform(model) if how == "softcap"]
+    if len(caps) != 1 or "unembed.hook_out" not in points:
+        return
+    cap = caps[0]
+    tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 3), generator=torch.Generator().manual_seed(0))
+    rec = engine.record(model, tokens, ["unembed.hook_out"])
+    expected = cap * torch.tanh(rec.acts["unembed.hook_out"].float() / cap)
+    if not torch.allclose(engine.output_tensor(rec.output).float(), expected, rtol=1e-3, atol=1e-3):
+        return
+
+    def rule(z: torch.Tensor) -> torch.Tensor:
+        zf = z.float()
+        t = torch.tanh(zf / cap)
+        ratio = (cap * t / _stabilize(zf)) / (1.0 - t * t).clamp_min(1e-12)
+        return straight(z, zf * ratio.detach())
+
+    hooks.append(Hook("unembed.hook_out", rule, Phase.DEFINE))
+    applied["identity"].append(f"unembed.hook_out (final logit soft cap {cap:g})")
 
 
 def _mlp_prefixes(model: nn.Module, points: set[str]) -> list[str]:

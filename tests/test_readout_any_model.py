@@ -111,3 +111,15 @@ def test_meta_device_models_are_refused_at_load():
         hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64))
     with pytest.raises(ConfigError, match="meta device"):
         interp.models.load(hf, tokenizer=object())
+
+
+@pytest.mark.parametrize("name", ["cohere", "granite", "gemma2"])
+def test_relp_conserves_relevance_through_the_readout(name):
+    """Scalar logit factors are linear; Gemma-2's final soft cap takes the Identity rule (before: not covered)."""
+    from patching.conservation import relevance_conservation
+
+    model, _ = build(name)
+    res = relevance_conservation(model, TOKENS, lambda logits: (logits[:, -1, 9] - logits[:, -1, 10]).mean())
+    assert res.relative_error <= 1e-4, (name, res.relative_error, res.rules)
+    if name == "gemma2":
+        assert any("soft cap" in site for site in res.rules["identity"])
