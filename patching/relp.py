@@ -20,15 +20,16 @@ is not conserved warns (RelP never silently becomes AtP).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._plan import prepare_pair
+from ._plan import plan_sites, prepare_pair
 from .attribution import gradient_attribution
-from .relp_check import check_conservation, first_sample, nothing_placed, report, warn_or_raise
+from .relp_check import RuleWarning, check_conservation, first_sample, nothing_placed, report, warn_or_raise
 from .results import AttributionResult
 from .rules import DEFAULT_RULES, Rule, RuleError, compile_rules, resolve_rules
 
@@ -64,8 +65,10 @@ def relevance_patching(
     those rules on the call's first input (``extra["conservation"]``: all rules + AH-rule, no biases; see
     :mod:`patching.relp_check`), both in ``summary()``. An error above the tolerance of the model's dtype warns
     (:class:`patching.relp_check.ConservationWarning`; raises :class:`RuleError` with ``strict=True``) when the
-    paper's rules were all asked for; a model on which no rule can be placed (a GRU) raises :class:`RuleError`
-    unless ``rules=()``.
+    paper's rules were all asked for. A model on which no rule can be placed raises :class:`RuleError` unless
+    ``rules=()`` when relevance is not conserved there (a GRU: its gates run inside one kernel), and warns
+    (:class:`patching.relp_check.RuleWarning`) when it is (an attention-only model without norms: the paper's
+    default rules have nothing to do and RelP is AtP).
 
     Where it helps: on whole components (residual stream, attention and MLP outputs, heads) RelP tracks
     activation patching far better than AtP on trained models (smollm2-135m IOI: residual 0.93 vs 0.65).
@@ -77,15 +80,19 @@ def relevance_patching(
         :class:`AttributionResult` (``method="relp"``), with ``extra["rules"]`` = ``{rule: [sites]}``,
         ``extra["conservation"]`` and ``extra["report"]`` (the text ``summary()`` shows).
     """
+    plan_sites(model, sites, by=by, layers=layers, index=index)  # a site the model lacks is the first error
     chosen, asked = resolve_rules(rules)
     ruleset = compile_rules(model, chosen, asked)
-    none_asked = rules is not None and not isinstance(rules, Mapping) and not chosen
-    why = None if none_asked else nothing_placed(model, ruleset.applied)
-    if why:
-        raise RuleError(why)
     clean_t, corrupted_t = prepare_pair(model, clean, corrupted)
     conservation = check_conservation(model, first_sample(model, corrupted_t if direction == "denoise" else clean_t),
                                       chosen)
+    none_asked = rules is not None and not isinstance(rules, Mapping) and not chosen
+    why = None if none_asked else nothing_placed(model, ruleset.applied)
+    if why and not conservation.get("conserved", False):  # non-linearities no rule reaches: RelP would be AtP
+        raise RuleError(why)
+    if why:  # nothing for the rules to do (no norms, no smooth activations): RelP is AtP here, and correct
+        warnings.warn(why.replace("would be exactly AtP", "is exactly AtP on it (relevance is conserved without "
+                                  "rules)"), RuleWarning, stacklevel=2)
     if set(DEFAULT_RULES) <= {r.name for r in chosen}:
         warn_or_raise(conservation, ruleset.applied, strict, RuleError)
     extra = {"rules": ruleset.applied, "conservation": conservation, "report": report(ruleset.applied, conservation)}

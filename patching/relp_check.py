@@ -27,8 +27,12 @@ from .conservation import _dtype, _without_biases, tolerance
 from .relp_probe import opaque_modules as engine_opaque
 from .rules import AttentionRule, Rule, compile_rules
 
-__all__ = ["ConservationWarning", "check_conservation", "report", "warn_or_raise", "first_sample",
+__all__ = ["RuleWarning", "ConservationWarning", "check_conservation", "report", "warn_or_raise", "first_sample",
            "nothing_placed"]
+
+
+class RuleWarning(UserWarning):
+    """No RelP rule applies on this model, and relevance is conserved without them: RelP is AtP here."""
 
 
 class ConservationWarning(UserWarning):

@@ -213,3 +213,15 @@ def test_conservation_tolerance_follows_the_dtype():
     res = relevance_conservation(half, TOKENS, lambda logits: metric(logits).float())
     assert res.tolerance == 32 * torch.finfo(torch.bfloat16).eps
     assert res.relative_error > 1e-4 and res.conserved, res.summary()
+
+
+def test_a_model_with_nothing_for_the_rules_warns_that_relp_is_atp():
+    """No rule applies and relevance is conserved without them (here: linear layers only): a warning, not silence."""
+    from patching.relp_check import RuleWarning
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 2)).eval()
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuleWarning, match="exactly AtP"):
+        res = patching.relevance_patching(net, x, x.flip(0), lambda out: out[:, 0].mean(), sites=["0"])
+    assert res.extra["conservation"]["conserved"] and not any(res.extra["rules"].values())
