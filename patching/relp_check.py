@@ -13,8 +13,10 @@ input when it is floating point, else the outputs of its ``nn.Embedding`` module
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -37,6 +39,28 @@ class RuleWarning(UserWarning):
 
 class ConservationWarning(UserWarning):
     """RelP's relevance is not conserved beyond the model's precision: some non-linearity took no rule."""
+
+
+@contextlib.contextmanager
+def _without_constants(model: nn.Module) -> Iterator[None]:
+    """A plain module's learned constants (parameters not named ``weight``: a ViT's CLS token and position
+    embedding) at zero while the block runs: like biases, they carry relevance that does not come from the input."""
+    if engine.is_bridge(model):
+        yield
+        return
+    saved = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if not (leaf == "weight" or leaf.endswith("_weight")):
+                saved.append((p, p.detach().clone()))
+                p.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in reversed(saved):
+                p.copy_(value)
 
 
 def _readout(out: Any) -> Callable[[Any], torch.Tensor]:
@@ -72,10 +96,13 @@ def check_conservation(model: nn.Module, sample: Any, rules: list[Rule]) -> dict
     dtype = _dtype(model)
     check = list(rules) + ([] if any(r.name == "attention" for r in rules) else [AttentionRule()])
     try:
-        with _without_biases(model):
+        with _without_biases(model), _without_constants(model):
             value, relevance, site = _measure(model, sample, check)
     except (InterpError, RuntimeError, TypeError, ValueError) as exc:
         return {"error": f"conservation not measured: {type(exc).__name__}: {exc}"}
+    if not math.isfinite(value) or abs(value) < 1e-12:
+        return {"error": "conservation not measured: the read-out is zero or not finite without the model's biases "
+                         "and learned constants"}
     error = abs(value - relevance) / max(abs(value), 1e-12)
     tol = tolerance(dtype)
     return {"relative_error": error, "tolerance": tol, "site": site, "dtype": str(dtype).replace("torch.", ""),
