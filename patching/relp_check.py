@@ -43,8 +43,10 @@ class ConservationWarning(UserWarning):
 
 @contextlib.contextmanager
 def _without_constants(model: nn.Module) -> Iterator[None]:
-    """A plain module's learned constants (parameters not named ``weight``: a ViT's CLS token and position
-    embedding) at zero while the block runs: like biases, they carry relevance that does not come from the input."""
+    """A plain module's learned constants at zero while the block runs: parameters not named ``weight`` with a
+    leading axis of 1 that broadcasts over the batch (a ViT's CLS token ``(1, 1, d)`` and position embedding
+    ``(1, T, d)``). Like biases, they carry relevance that does not come from the input. Weights under other names
+    (fused experts' ``gate_up_proj``, ``(E, 2F, D)``) stay."""
     if engine.is_bridge(model):
         yield
         return
@@ -52,7 +54,7 @@ def _without_constants(model: nn.Module) -> Iterator[None]:
     with torch.no_grad():
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
-            if not (leaf == "weight" or leaf.endswith("_weight")):
+            if not (leaf == "weight" or leaf.endswith("_weight")) and p.ndim >= 2 and p.shape[0] == 1:
                 saved.append((p, p.detach().clone()))
                 p.zero_()
     try:

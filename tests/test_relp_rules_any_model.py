@@ -225,3 +225,17 @@ def test_a_model_with_nothing_for_the_rules_warns_that_relp_is_atp():
     with pytest.warns(RuleWarning, match="exactly AtP"):
         res = patching.relevance_patching(net, x, x.flip(0), lambda out: out[:, 0].mean(), sites=["0"])
     assert res.extra["conservation"]["conserved"] and not any(res.extra["rules"].values())
+
+
+def test_phimoe_as_a_plain_module_is_reported_not_conserved():
+    """Phi-MoE has no bridge: as a plain module its experts' gated product and router take no rule, and the call
+    must say so (the check keeps fused expert weights such as gate_up_proj: they are weights, not constants)."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.PhimoeConfig(vocab_size=128, **_GQA, num_local_experts=4, num_experts_per_tok=2)
+    model = transformers.PhimoeForCausalLM(cfg).eval()
+    with pytest.warns(ConservationWarning):
+        res = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), metric, sites=["lm_head"])
+    assert res.extra["rules"]["identity"] == ["model.layers.0.mlp.experts.act_fn", "model.layers.1.mlp.experts.act_fn"]
+    assert res.extra["conservation"]["relative_error"] > 0.1
