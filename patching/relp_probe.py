@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["activation_kind", "opaque_modules", "changes_input"]
+__all__ = ["activation_kind", "opaque_modules", "changes_input", "norm_kind", "norm_surrogate", "gated_product"]
 
 _OPAQUE = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoderLayer,
            nn.TransformerDecoderLayer)
@@ -91,3 +91,69 @@ def opaque_modules(model: nn.Module) -> list[str]:
     """Paths of modules whose non-linearities run inside one kernel, out of the rules' reach (RNN, GRU, LSTM,
     ``nn.MultiheadAttention`` ...)."""
     return [path for path, module in model.named_modules() if path and isinstance(module, _OPAQUE)]
+
+
+def _normalized(x: torch.Tensor, rms: bool, eps: float) -> torch.Tensor:
+    xc = x if rms else x - x.mean(-1, keepdim=True)
+    return xc / (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+
+def norm_kind(module: nn.Module) -> tuple[str, bool, float] | None:
+    """``("rms" | "ln", weight offset, eps)`` when ``module`` computes an RMSNorm or LayerNorm over its last axis
+    (with gain ``w`` or Gemma's ``1 + w``, and the module's ``bias`` for LayerNorm), checked on a probe; None
+    otherwise. Finds the norms of models used as plain modules whatever their class (``LlamaRMSNorm`` ...)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 1 or next(module.children(), None) is not None:
+        return None
+    eps = next((float(getattr(module, a)) for a in ("variance_epsilon", "eps", "epsilon")
+                if isinstance(getattr(module, a, None), (int, float))), None)
+    if eps is None:
+        return None
+    gen = torch.Generator().manual_seed(2)
+    x = (2.0 * torch.randn(3, 4, weight.shape[0], generator=gen) + 0.5).to(weight.device, weight.dtype)
+    y = _probe(module, x)
+    if y is None:
+        return None
+    bias = getattr(module, "bias", None)
+    for kind in ("rms", "ln"):
+        for offset in (False, True):
+            gain = (1.0 + weight) if offset else weight
+            expected = _normalized(x.float(), kind == "rms", eps) * gain.float()
+            if kind == "ln" and isinstance(bias, torch.Tensor):
+                expected = expected + bias.float()
+            if torch.allclose(y.float(), expected, rtol=1e-4, atol=1e-5):
+                return kind, offset, eps
+    return None
+
+
+def norm_surrogate(module: nn.Module, x: torch.Tensor, kind: tuple[str, bool, float]) -> torch.Tensor:
+    """The LN rule's surrogate for a norm found by :func:`norm_kind`: the scale ``1/rms`` detached."""
+    rms, offset, eps = kind[0] == "rms", kind[1], kind[2]
+    xf = x.float()
+    xc = xf if rms else xf - xf.mean(-1, keepdim=True)
+    out = xc / (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt().detach()
+    out = out * ((1.0 + module.weight) if offset else module.weight)
+    bias = getattr(module, "bias", None)
+    return out + bias if isinstance(bias, torch.Tensor) and not rms else out
+
+
+#: child names of gated MLPs, ``down(act(gate(x)) * up(x))``: (gate, up, down, activation)
+_GATED_NAMES = (("gate_proj", "up_proj", "down_proj", "act_fn"), ("w1", "w3", "w2", "act_fn"), ("w1", "w3", "w2", "act"))
+
+
+def gated_product(module: nn.Module) -> str | None:
+    """The child whose input is the gated product ``act(gate(x)) * up(x)`` of a gated MLP (``"down_proj"``), when
+    a probe confirms that ``module(x) == down(act(gate(x)) * up(x))``; None otherwise."""
+    for gate, up, down, act in _GATED_NAMES:
+        parts = [getattr(module, name, None) for name in (gate, up, down)]
+        fn = getattr(module, act, None)
+        if not all(isinstance(p, nn.Linear) for p in parts) or not callable(fn):
+            continue
+        g, u, d = parts
+        x = torch.randn(2, 3, g.in_features, generator=torch.Generator().manual_seed(3)).to(g.weight)
+        y = _probe(module, x)
+        with torch.no_grad():
+            expected = d(fn(g(x)) * u(x))
+        if y is not None and y.shape == expected.shape and torch.allclose(y, expected, rtol=1e-4, atol=1e-5):
+            return down
+    return None

@@ -40,7 +40,7 @@ from interp.errors import ConfigError, closest
 
 from ._attention import CALLS, NAME, attention_configs, detached_pattern_attention
 from ._moe import moe_overrides
-from .relp_probe import activation_kind, changes_input
+from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
            "RuleSet", "resolve_rules", "compile_rules"]
@@ -205,7 +205,8 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
 def _why_not(model: nn.Module, name: str) -> str:
     bridge = engine.is_bridge(model)
     if name == "half":
-        return "it has no gated MLP (act(gate) * up)" if bridge else "plain modules expose no gated products"
+        return "it has no gated MLP (act(gate) * up)" if bridge else ("no module is a gated MLP down(act(gate(x)) * "
+                                                                       "up(x)) with gate_proj/up_proj/down_proj")
     if name == "identity":
         return ("it has no MLP activation hooks" if bridge else "no module computes an elementwise activation "
                 "(a parameter-free module whose output has its input's shape and whose elements depend on one input "
@@ -419,6 +420,11 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
                       Hook(path, lambda out, box=box, module=module:
                            straight(out, _module_norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
             applied["ln"].append(path)
+        elif "ln" in names and (found := norm_kind(module)) is not None:  # RMSNorm/LayerNorm of another class
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+                      Hook(path, lambda out, box=box, module=module, found=found:
+                           straight(out, norm_surrogate(module, box.pop("x"), found)), Phase.DEFINE)]
+            applied["ln"].append(path)
         elif "identity" in names and (kind := activation_kind(module)) == "smooth":
             hooks += [Hook(f"{path}:input", _saver(box, "x", clone=changes_input(module)), Phase.READ),
                       Hook(path, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
@@ -428,6 +434,10 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
         elif "attention" in names and isinstance(module, nn.Softmax):
             hooks.append(Hook(path, lambda p: p.detach(), Phase.DEFINE))
             applied["attention"].append(path)
+        elif "half" in names and (down := gated_product(module)) is not None:
+            # Half rule on down(act(gate x) * up x): halve the gradient of the product, shared by both factors
+            hooks.append(Hook(f"{path}.{down}:input", lambda h: straight(h, 0.5 * h), Phase.DEFINE))
+            applied["half"].append(f"{path}.{down}:input")
     return hooks, applied
 
 

@@ -239,3 +239,16 @@ def test_phimoe_as_a_plain_module_is_reported_not_conserved():
         res = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), metric, sites=["lm_head"])
     assert res.extra["rules"]["identity"] == ["model.layers.0.mlp.experts.act_fn", "model.layers.1.mlp.experts.act_fn"]
     assert res.extra["conservation"]["relative_error"] > 0.1
+
+
+def test_llama_as_a_plain_module_gets_every_rule_and_conserves_relevance():
+    """LlamaRMSNorm (no nn.RMSNorm) is found as a norm by what it computes, the gated product by a probe of
+    down(act(gate x) * up x); before: no LN or Half rule on a transformers model used as a plain module."""
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(vocab_size=128, **_GQA)).eval()
+    res = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), metric, sites=["model.layers.0.mlp"])
+    assert "model.layers.1.post_attention_layernorm" in res.extra["rules"]["ln"]
+    assert res.extra["rules"]["half"] == ["model.layers.0.mlp.down_proj:input", "model.layers.1.mlp.down_proj:input"]
+    assert res.extra["conservation"]["relative_error"] <= 1e-4, res.extra["conservation"]
