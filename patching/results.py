@@ -171,6 +171,8 @@ class AttributionResult(Result):
                 name = " ".join(f"{d}={grid.coords[d][j]}" for d, j in zip(grid.dims, where))
                 cells.append(f"{name}: {float(flat[i]):+.4g}")
             lines.append(f"  {site} {tuple(effect.shape)}: " + "; ".join(cells))
+        if isinstance(self.extra.get("report"), str):  # RelP: where the rules went, conservation error
+            lines += ["  " + line for line in self.extra["report"].splitlines()]
         return "\n".join(lines)
 
     def plot(self, value: str = "effect", title: str | None = None) -> Any:

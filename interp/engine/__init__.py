@@ -40,6 +40,7 @@ from .sites import (
     KIND_ALIASES,
     SITE_KINDS,
     canonical_kind,
+    encoder_decoder_stacks,
     is_bridge,
     is_kind,
     is_moe,
@@ -61,4 +62,5 @@ __all__ = [
     "BlockReplay", "SharedPrefix", "agrees",
     "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
     "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
+    "encoder_decoder_stacks",
 ]

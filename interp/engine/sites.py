@@ -27,7 +27,8 @@ from torch import nn
 from ..errors import InputTypeError, SiteError, closest
 
 __all__ = ["is_bridge", "is_moe", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
-           "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout"]
+           "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout",
+           "encoder_decoder_stacks"]
 
 # site kind -> hook name template; ``{L}`` is the layer
 SITE_KINDS: dict[str, str] = {
@@ -66,13 +67,69 @@ def site_names(model: nn.Module) -> list[str]:
 
 def is_moe(model: Any, layer: int) -> bool:
     """Whether block ``layer`` of a bridge is a mixture of experts: its ``mlp.hook_pre``/``hook_post`` are then
-    the whole MoE block's input and output (d_model), not neurons."""
+    the whole MoE block's input and output (d_model), not neurons.
+
+    Decided per block from the module tree (the wrapped block has ``experts``/``router``; TransformerLens binds a
+    dense MLP of an interleaved stack as ``bound_dense``) and checked against the Hugging Face config's dense
+    layers (``first_k_dense_replace``, ``mlp_only_layers``, ``decoder_sparse_step``, ``mlp_layer_types``); a
+    disagreement raises :class:`SiteError`. The config decides only where the module tree says nothing.
+    """
     blocks = getattr(model, "blocks", None)
     if not is_bridge(model) or blocks is None:
         return False
     mlp = getattr(blocks[layer], "mlp", None)
-    original = getattr(mlp, "original_component", mlp)
-    return any(hasattr(original, attr) for attr in ("experts", "router")) or bool(getattr(model.cfg, "num_experts", None))
+    if mlp is None:
+        return False
+    tree, config = _moe_by_modules(mlp), _moe_by_config(model, layer)
+    if tree is not None and config is not None and tree != config:
+        raise SiteError(f"block {layer}: the module tree says {'a mixture of experts' if tree else 'a dense MLP'} "
+                        f"({type(getattr(mlp, 'original_component', mlp)).__name__}) but the config's dense-layer "
+                        f"settings say {'a mixture of experts' if config else 'a dense MLP'}; the model was not built "
+                        "from its config, so its MLP layout cannot be trusted: rebuild it from the config")
+    if tree is not None:
+        return tree
+    if config is not None:
+        return config
+    return bool(getattr(model.cfg, "num_experts", None))
+
+
+_DENSE_MLP_ATTRS = ("gate_proj", "up_proj", "down_proj", "c_fc", "fc1", "fc2", "dense_h_to_4h", "w1", "w2", "wi", "wo")
+
+
+def _moe_by_modules(mlp: Any) -> bool | None:
+    """MoE (True), dense (False) or unknown (None) from the module tree of a bridge's ``mlp``."""
+    if getattr(mlp, "bound_dense", False) is True:  # TransformerLens bound the dense variant of an MoE stack
+        return False
+    original = getattr(mlp, "original_component", None)
+    if original is None:
+        return None
+    if any(hasattr(original, attr) for attr in ("experts", "router", "block_sparse_moe")):
+        return True
+    if any(isinstance(getattr(original, attr, None), nn.Module) for attr in _DENSE_MLP_ATTRS):
+        return False
+    return None
+
+
+def _moe_by_config(model: Any, layer: int) -> bool | None:
+    """MoE (True), dense (False) or unknown (None) from the Hugging Face config's per-layer settings."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    if config is None:
+        return None
+    config = getattr(config, "text_config", None) or config
+    types = getattr(config, "mlp_layer_types", None)
+    if isinstance(types, (list, tuple)) and layer < len(types):
+        return str(types[layer]).lower() not in {"dense", "mlp"}
+    experts = next((getattr(config, a) for a in ("n_routed_experts", "num_experts", "num_local_experts")
+                    if isinstance(getattr(config, a, None), int)), None)
+    if experts is not None and experts <= 0:
+        return False
+    first_dense = getattr(config, "first_k_dense_replace", None)
+    if isinstance(first_dense, int):  # DeepSeek-V2/V3, GLM-4-MoE: the first k layers are dense
+        return layer >= first_dense
+    only, step = getattr(config, "mlp_only_layers", None), getattr(config, "decoder_sparse_step", None)
+    if isinstance(only, (list, tuple)) or isinstance(step, int):
+        return layer not in (only or ()) and (not isinstance(step, int) or step <= 1 or (layer + 1) % step == 0)
+    return None
 
 
 def n_layers(model: Any) -> int:
@@ -86,7 +143,7 @@ def n_layers(model: Any) -> int:
     raise InputTypeError(f"cannot tell the number of layers of a {type(model).__name__}; name the sites explicitly")
 
 
-_LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks)\.(\d+)(?:\.|$)")
+_LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks|encoder_blocks|decoder_blocks)\.(\d+)(?:\.|$)")
 
 
 def layer_of(site: str) -> int | None:
@@ -119,11 +176,25 @@ def kind_hook(model: Any, kind: str, layer: int) -> str:
     if not is_bridge(model):
         raise InputTypeError(f"site kinds like {kind!r} need a TransformerBridge; pass module paths for other models")
     kind = canonical_kind(kind)
+    stacks = encoder_decoder_stacks(model)
+    if stacks:
+        raise SiteError(f"site kinds like {kind!r} name blocks.{{L}} of a one-stack model, but this is an "
+                        f"encoder-decoder model ({getattr(model.cfg, 'architecture', type(model).__name__)}) with "
+                        f"the stacks {stacks}: name the sites explicitly, e.g. '{stacks[0]}.*.hook_resid_pre' or "
+                        f"'{stacks[-1]}.{layer}.hook_mlp_out' (globs and hook names of both stacks work everywhere)")
     if kind in ("mlp_pre", "mlp_post") and is_moe(model, layer):
         raise SiteError(f"block {layer} is a mixture of experts: its mlp.hook_pre/hook_post are the whole block's "
                         f"input and output (d_model), not neurons, so {kind!r} would not address neurons; use "
                         "'mlp_out' for the block, or module paths inside the experts")
     return resolve_site(model, SITE_KINDS[kind].format(L=layer))
+
+
+def encoder_decoder_stacks(model: Any) -> list[str]:
+    """Names of the block stacks of an encoder-decoder bridge (``["encoder_blocks", "decoder_blocks"]`` for T5 and
+    BART), or ``[]`` for a model with one stack of ``blocks``."""
+    if not is_bridge(model) or getattr(model, "blocks", None) is not None:
+        return []
+    return [name for name in ("encoder_blocks", "decoder_blocks") if getattr(model, name, None) is not None]
 
 
 def kind_sites(model: Any, kind: str, layers: Sequence[int] | None = None) -> list[str]:

@@ -5,7 +5,8 @@ mixture-of-experts layer) and for feature directions (SAE / SNMF components, res
 Every vector goes through :func:`logit_lens`, the model's own read-out of the residual stream,
 ``unembed(final_norm(x))``, applied exactly as the forward pass applies it: RMSNorm with ``1 + w`` for
 the Gemma family, centring, gain and bias for LayerNorm, the unembedding bias ``b_U``, BERT's MLM head
-transform, Gemma-2's logit soft cap. The read-out is checked once per model against the model's own
+transform, scalar logit factors (Cohere's ``logit_scale``, Granite's ``logits_scaling`` ...) and final logit soft
+caps (Gemma-2's ``final_logit_softcapping``), read from the config (:func:`logit_transform`). The read-out is checked once per model against the model's own
 logits (one forward pass of three tokens), so an architecture whose read-out differs raises instead of
 returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger & Geva 2025,
 ``model.unembed(model.ln_final(x))``) and the logit lens (nostalgebraist 2020).
@@ -33,7 +34,6 @@ Because the final norm divides by the vector's scale, a projection does not depe
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,64 +45,13 @@ import torch
 from .. import engine
 from ..errors import ConfigError, DimensionError, InputTypeError
 from ..results import Result, themed
+from ._readout import check_readout as _check_readout
+from ._readout import logit_transform
+from ._readout import readout as _readout
+from ._readout import require_bridge as _require_bridge
 
 __all__ = ["VocabProjection", "vocab_projection", "logit_lens", "mlp_weights", "mlp_experts", "unembedding",
-           "decode_tokens"]
-
-_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-# ------------------------------------------------------------------------------------------------ read-out
-
-
-def _require_bridge(model: Any) -> None:
-    if not (hasattr(model, "blocks") and hasattr(model, "cfg") and hasattr(model, "W_U")):
-        raise InputTypeError("vocabulary projection needs a transformer language model (a TransformerBridge with "
-                             f".blocks and an unembedding); got {type(model).__name__}")
-
-
-def _readout(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """Final residual stream ``(..., d_model)`` -> logits, through the bridge's own modules."""
-    head = getattr(model, "mlm_head", None)
-    if head is not None:  # BERT-style MLM head: dense -> activation -> LayerNorm (ln_final) -> decoder
-        from transformers.activations import ACT2FN
-
-        x = ACT2FN[getattr(model.cfg, "act_fn", None) or "gelu"](head(x))
-    logits = model.unembed(model.ln_final(x))
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
-    if cap is not None and cap > 0:  # Gemma-2: logits = cap * tanh(logits / cap)
-        logits = cap * torch.tanh(logits / cap)
-    return logits
-
-
-def _check_readout(model: Any) -> None:
-    """Raise unless ``_readout(last resid_post)`` reproduces the model's logits (once per model)."""
-    try:
-        if _CHECKED.get(model):
-            return
-    except TypeError:  # not weak-referenceable: check every time
-        pass
-    site = f"blocks.{int(model.cfg.n_layers) - 1}.hook_resid_post"
-    device = next(model.parameters()).device
-    tokens = (torch.arange(1, 4, device=device) % int(model.cfg.d_vocab))[None]
-    if site not in model.hook_dict:
-        raise InputTypeError(f"vocabulary projection needs {site!r}, which this model does not record")
-    with torch.no_grad():
-        rec = engine.record(model, tokens, [site])
-        logits, got = rec.output, _readout(model, rec.acts[site])
-    scale = max(float(logits.abs().max()), 1.0)
-    tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 2e-2
-    if got.shape != logits.shape or float((got.float() - logits.float()).abs().max()) > tol * scale:
-        raise InputTypeError(
-            f"vocabulary projection cannot reproduce the logits of this model ({getattr(model.cfg, 'architecture', '?')}) "
-            f"from its last residual stream with ln_final and unembed: the read-out of this architecture is "
-            "different; pass final_norm=False for the plain linear map x @ W_U + b_U"
-        )
-    try:
-        _CHECKED[model] = True
-    except TypeError:
-        pass
-
+           "decode_tokens", "logit_transform"]
 
 def logit_lens(model: Any, vectors: Any, final_norm: bool = True) -> torch.Tensor:
     """Logits the model would produce from residual-stream vectors: ``unembed(final_norm(x))``.
@@ -197,7 +146,8 @@ def _moe_weights(mlp: Any, layer: int) -> tuple[dict[str, torch.Tensor], np.ndar
     if not experts:
         raise InputTypeError(f"block {layer} is a mixture-of-experts block whose expert weights are not in a known "
                              f"layout (parameters: {sorted(params)[:8]})")
-    shared = [params.get(f"shared_expert.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+    shared = next(([params.get(f"{name}.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+                   for name in ("shared_expert", "shared_experts") if f"{name}.down_proj.weight" in params), [None])
     if all(w is not None for w in shared):
         parts["gate"].append(shared[0])
         parts["in"].append(shared[1])
