@@ -410,6 +410,19 @@ def _load_trials(path: Path, tree: dict[str, Any], variable: str, data: np.ndarr
         meta[name] = _vector_of(_resolve(path, tree, value))
     extra = {d: {k: _vector_of(_resolve(path, tree, v)) for k, v in dict(c).items()}
              for d, c in dict(coords or {}).items() if d != "sample"}
+    empty = [i for i, a in enumerate(arrays) if a.size == 0]
+    if empty:  # said, not silently dropped: a warning and attrs["empty_trials"] (MATLAB's 1-based numbers)
+        import warnings
+
+        if len(empty) == len(arrays):
+            raise SchemaError(f"every trial of {variable!r} is empty")
+        warnings.warn(f"{path.name}: {len(empty)} empty trial(s) of {variable!r} (numbers {[i + 1 for i in empty][:10]}) "
+                      "hold no samples and are left out; the other trials keep their trial ids", stacklevel=3)
+        full = [i for i in range(len(arrays)) if i not in set(empty)]
+        arrays = [arrays[i] for i in full]
+        times = None if times is None else [times[i] for i in full]
+        meta = meta.iloc[full].reset_index(drop=True)
+        attrs = {**attrs, "empty_trials": [i + 1 for i in empty]}
     same = len({a.shape for a in arrays}) == 1
     if stack is None:
         stack = same
