@@ -27,10 +27,10 @@ from typing import Any
 
 from ..errors import ConfigError, InputTypeError, closest
 from ._recording import RecordingShapeError
-from .loaders import from_numpy, from_xarray, load_array, load_csv, load_hf_dataset, load_parquet
-from .matlab import load_mat, mat_variables, read_mat
 from .formats import from_spike_times, load_phy, load_suite2p, read_cluster_groups
 from .intervals import IntervalError, IntervalSet, epochs, restrict
+from .loaders import from_numpy, from_xarray, load_array, load_csv, load_hf_dataset, load_parquet
+from .matlab import load_mat, mat_variables, read_mat
 from .nwb import load_nwb, nwb_intervals
 
 __all__ = [
