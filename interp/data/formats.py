@@ -164,7 +164,7 @@ def from_spike_times(spike_times: Sequence[Any], bin_size: float, *, start: floa
         extra = pd.DataFrame(index=unit.index)
     if len(extra) != len(trains):
         raise ConfigError(f"unit_coords have {len(extra)} rows for {len(trains)} units")
-    unit = pd.concat([unit, extra.reset_index(drop=True)], axis=1)
+    unit = pd.concat([unit, extra.reset_index(drop=True).drop(columns=["name"], errors="ignore")], axis=1)
     unit["index"] = np.arange(len(trains))
     info = {"kind": "recording", "dt": bin_size, "units": "spike count per bin", "source": "spike times",
             **dict(attrs or {})}

@@ -191,6 +191,8 @@ def _nwb_units(units, bin_size: float) -> Activations:
         raise SchemaError("the NWB units table has no spikes")
     extra = {col: table[col].to_numpy() for col in table.columns
              if col != "spike_times" and table[col].map(np.ndim).eq(0).all()}
-    acts = from_spike_times(list(table["spike_times"]), bin_size, names=[str(i) for i in table.index], unit_coords=extra)
+    named = next((c for c in ("unit_name", "name", "label") if c in extra), None)  # the lab's own unit names
+    names = [str(v) for v in extra[named]] if named else [str(i) for i in table.index]
+    acts = from_spike_times(list(table["spike_times"]), bin_size, names=names, unit_coords=extra)
     acts.attrs = {"series": "units", "dt": bin_size, "units": "spike count per bin"}
     return acts

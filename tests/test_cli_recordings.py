@@ -1,0 +1,139 @@
+"""Anyone's recording through ``interp label/decompose`` (issue 19 acceptance).
+
+Each test writes a fixture in a lab's own layout to tmp_path -- an NWB file with trials and gaps
+between them, a MATLAB struct array of ragged trials with float-coded targets and a 2-column velocity,
+a suite2p folder with a behaviour table -- and runs the command line. The planted unit must get the
+planted label under its own name; untuned units must not be labeled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from interp.cli import main
+
+P = "300"
+
+
+def _nwb_with_gaps(path, rng):
+    """20 trials of 1-2 s separated by 0.5-1 s gaps; 5 units named cell_A..cell_E; cell_C fires more in
+    target 3 (float codes 1..4 in the trials table)."""
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="t", identifier="t", session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    nwb.add_trial_column(name="target", description="reach target (a double, as MATLAB exports write it)")
+    t, trials = 0.5, []
+    for i in range(24):
+        dur = rng.uniform(1.0, 2.0)
+        trials.append((t, t + dur, float(1 + i % 4)))
+        t += dur + rng.uniform(0.5, 1.0)
+    for start, stop, target in trials:
+        nwb.add_trial(start_time=start, stop_time=stop, target=target)
+    nwb.add_unit_column(name="unit_name", description="the lab's name")
+    for name in "ABCDE":
+        spikes = list(np.sort(rng.uniform(0, t, int(5 * t))))  # 5 Hz background
+        if name == "C":
+            for start, stop, target in trials:
+                if target == 3.0:
+                    spikes += list(rng.uniform(start, stop, int(20 * (stop - start))))
+        nwb.add_unit(spike_times=np.sort(spikes), unit_name=f"cell_{name}")
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+def test_nwb_with_trials_and_gaps_labels_units_by_their_names(tmp_path, capsys):
+    pytest.importorskip("pynwb")
+    _nwb_with_gaps(tmp_path / "s.nwb", np.random.default_rng(0))
+    csv = tmp_path / "u.csv"
+    assert main(["label", str(tmp_path / "s.nwb"), "--series", "units", "--bin-size", "0.1", "--annotations", "target",
+                 "--groups", "trial", "--n-permutations", P, "--out", str(tmp_path / "u.html"), "--csv", str(csv)]) == 0
+    t = pd.read_csv(csv)
+    assert t["name"].tolist() == [f"cell_{c}" for c in "ABCDE"] and t["unit"].tolist() == list(range(5))
+    assert t.loc[2, "label"].startswith("target-selective") and np.isfinite(t.loc[2, "score"])
+    assert (t.drop(index=2)["label"] == "no significant behaviour tuning").all()
+    out = capsys.readouterr().out
+    assert "samples outside the trials/epochs were excluded" in out and "category codes stored as floats" in out
+    # keeping the gaps: no trial columns, said by name
+    assert main(["label", str(tmp_path / "s.nwb"), "--series", "units", "--bin-size", "0.1", "--annotations", "target",
+                 "--intervals", "none", "--n-permutations", "20", "--out", str(tmp_path / "v.html")]) == 2
+    assert "has no sample coordinate ['target']" in capsys.readouterr().err
+    # an annotation missing between trials (as the old loader made it): a named error naming the flag, or dropped
+    import interp
+    from interp.data import nwb_intervals
+
+    rec = interp.data.load_nwb(tmp_path / "s.nwb", series="units", bin_size=0.1, intervals=None)
+    trials = nwb_intervals(tmp_path / "s.nwb")
+    which = trials.index_of(rec.coord("time"))
+    target = np.where(which >= 0, trials.labels["target"].to_numpy()[np.clip(which, 0, None)], np.nan)
+    rec = rec.replace(coords={**rec.coords, "sample": rec.coords["sample"].assign(target=target)})
+    rec.save(tmp_path / "gappy.safetensors")
+    args = ["label", str(tmp_path / "gappy.safetensors"), "--annotations", "target", "--n-permutations", P,
+            "--out", str(tmp_path / "w.html"), "--csv", str(csv)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "'target' is missing (NaN/None) for" in err and "--nan-policy drop" in err
+    assert main(args + ["--nan-policy", "drop"]) == 0
+    assert pd.read_csv(csv).loc[2, "label"].startswith("target-selective")
+
+
+def _reach_mat(path, rng, n_trials=32, units=6):
+    """Ragged trials (18-30 samples) with rates, a per-sample 2-column velocity and a double-coded target;
+    unit 1 prefers target 2, unit 4 is cosine-tuned to the velocity's direction (preferred 0 degrees)."""
+    from scipy.io import savemat
+
+    trials = np.zeros((1, n_trials), dtype=[("rates", object), ("velocity", object), ("target", object)])
+    for i in range(n_trials):
+        T = int(rng.integers(18, 31))
+        target = float(1 + i % 4)
+        theta = rng.uniform(0, 2 * np.pi) + np.linspace(0, 1.5, T)
+        vel = np.c_[np.cos(theta), np.sin(theta)]
+        rates = rng.normal(size=(T, units))
+        rates[:, 1] += 2.0 * (target == 2.0)
+        rates[:, 4] += 2.0 * np.cos(theta)
+        trials[0, i] = (rates, vel, target)
+    names = np.array([["m1_a", "m1_b", "m1_c", "m1_d", "m1_e", "m1_f"]], dtype=object)
+    savemat(path, {"trials": trials, "cell_names": names})
+
+
+def test_mat_with_float_codes_and_ragged_trials_labels_units_by_their_names(tmp_path):
+    _reach_mat(tmp_path / "reach.mat", np.random.default_rng(1))
+    csv = tmp_path / "r.csv"
+    common = ["label", str(tmp_path / "reach.mat"), "--variable", "trials", "--field", "rates", "--dims", "time", "unit",
+              "--groups", "trial", "--unit-names", "cell_names", "--n-permutations", P, "--out", str(tmp_path / "r.html"),
+              "--csv", str(csv)]
+    # the target is constant within trials: whole (ragged) trials swap
+    assert main(common + ["--annotations", "target"]) == 0
+    t = pd.read_csv(csv)
+    assert t["name"].tolist() == ["m1_a", "m1_b", "m1_c", "m1_d", "m1_e", "m1_f"]
+    assert t.loc[1, "label"].startswith("target-selective")
+    assert (t.drop(index=1)["label"] == "no significant behaviour tuning").all()
+    # the velocity varies within trials of different lengths: circular shifts within each trial
+    assert main(common + ["--annotations", "velocity", "--null", "circular"]) == 0
+    t = pd.read_csv(csv)
+    assert t.loc[4, "label"].startswith("velocity direction-tuned")
+    assert (t.drop(index=4)["label"] == "no significant behaviour tuning").all()
+
+
+def test_suite2p_folder_with_a_behaviour_table(tmp_path):
+    from test_data_formats import write_suite2p
+
+    rng = np.random.default_rng(3)
+    write_suite2p(tmp_path / "suite2p" / "plane0", n_rois=5, n_frames=600)
+    F = np.load(tmp_path / "suite2p/plane0/F.npy")
+    fneu = np.load(tmp_path / "suite2p/plane0/Fneu.npy")
+    running = np.repeat(rng.random(30) < 0.5, 20)
+    dff = rng.normal(0, 0.05, F.shape)
+    dff[3] += 0.6 * running  # roi3 is active while running
+    np.save(tmp_path / "suite2p/plane0/F.npy", (200 * (1 + dff) + 0.7 * fneu).astype(np.float32))
+    pd.DataFrame({"running": running.astype(int)}).to_csv(tmp_path / "frames.csv", index=False)
+    csv = tmp_path / "c.csv"
+    assert main(["label", str(tmp_path / "suite2p"), "--behavior", str(tmp_path / "frames.csv"), "--annotations",
+                 "running", "--n-permutations", P, "--out", str(tmp_path / "c.html"), "--csv", str(csv)]) == 0
+    t = pd.read_csv(csv)
+    assert t["name"].tolist() == ["roi0", "roi2", "roi3", "roi4"]
+    assert t.loc[2, "label"].startswith("running ↑")
+    assert (t.drop(index=2)["label"] == "no significant behaviour tuning").all()
