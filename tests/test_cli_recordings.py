@@ -137,3 +137,32 @@ def test_suite2p_folder_with_a_behaviour_table(tmp_path):
     assert t["name"].tolist() == ["roi0", "roi2", "roi3", "roi4"]
     assert t.loc[2, "label"].startswith("running ↑")
     assert (t.drop(index=2)["label"] == "no significant behaviour tuning").all()
+
+
+def test_decompose_recordings_nmf_on_dff_assemblies_and_fvu_warning(tmp_path, capsys, monkeypatch):
+    import interp
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 0.3, (1500, 12))  # dF/F: below baseline half the time
+    X[np.ix_(rng.random(1500) < 0.05, [2, 5, 7])] += 3.0  # an assembly of units 2, 5, 7
+    interp.data.from_numpy(X).save(tmp_path / "dff.safetensors")
+    base = ["decompose", str(tmp_path / "dff.safetensors"), "--quiet"]
+    assert main(base + ["--method", "nmf", "--n-components", "2", "--out", str(tmp_path / "n.safetensors")]) == 2
+    assert "--negative shift" in capsys.readouterr().err
+    assert main(base + ["--method", "assemblies", "--assembly-method", "ica", "--out", str(tmp_path / "a.html"),
+                        "--csv", str(tmp_path / "a.csv")]) == 0
+    assert pd.read_csv(tmp_path / "a.csv")["members"].tolist() == ["[2, 5, 7]"]
+    # a reconstruction worse than the mean is said (FVU 1.45 was printed without a word)
+    import interp.decompose.metrics as metrics
+
+    real = metrics.reconstruction_metrics
+
+    def worse(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.fvu = 1.45
+        return out
+
+    monkeypatch.setattr(metrics, "reconstruction_metrics", worse)
+    assert main(base + ["--method", "nmf", "--n-components", "2", "--negative", "shift", "--max-iter", "20",
+                        "--out", str(tmp_path / "n.safetensors")]) == 0
+    assert "warning: FVU 1.45 >= 1" in capsys.readouterr().err

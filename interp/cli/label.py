@@ -157,8 +157,8 @@ def _label_dataset(name: str, args) -> list:
     if args.sites:
         raise ConfigError(f"--sites selects model units; the data set {name!r} is labelled as a whole")
     if args.groups or args.kinds or args.categorical:
-        raise ConfigError(f"--groups, --kinds and --categorical are for recording files; the data set {name!r} is "
-                          "labelled with its own settings")
+        raise ConfigError(f"--groups, --kinds and --categorical are for recording files; the data set {name!r} has no "
+                          "trials and is labelled with its own settings")
     if name == "celegans":
         worms = data.load("celegans")
         return [label_recordings(worms, args.annotations or CELEGANS_ANNOTATIONS, by=args.by or "canonical",
