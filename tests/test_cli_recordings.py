@@ -166,3 +166,24 @@ def test_decompose_recordings_nmf_on_dff_assemblies_and_fvu_warning(tmp_path, ca
     assert main(base + ["--method", "nmf", "--n-components", "2", "--negative", "shift", "--max-iter", "20",
                         "--out", str(tmp_path / "n.safetensors")]) == 0
     assert "warning: FVU 1.45 >= 1" in capsys.readouterr().err
+
+
+def test_mat_matrix_with_a_two_column_velocity_and_float_codes(tmp_path):
+    """The README's own ``--annotations velocity target``: a T x 2 velocity crashed with a numpy traceback."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(4)
+    n = 1200
+    theta = np.cumsum(rng.normal(0, 0.15, n))  # the hand turns smoothly
+    target = np.repeat(rng.integers(1, 5, n // 30), 30).astype(float)
+    spikes = rng.normal(size=(n, 5))
+    spikes[:, 0] += 2 * np.cos(theta)
+    spikes[:, 3] += 2 * (target == 4.0)
+    savemat(tmp_path / "s.mat", {"spikes": spikes, "velocity": np.c_[np.cos(theta), np.sin(theta)],
+                                 "target": target[:, None]})
+    csv = tmp_path / "s.csv"
+    assert main(["label", str(tmp_path / "s.mat"), "--variable", "spikes", "--annotations", "velocity", "target",
+                 "--n-permutations", P, "--out", str(tmp_path / "s.html"), "--csv", str(csv)]) == 0
+    t = pd.read_csv(csv)
+    assert t.loc[0, "label"].startswith("velocity direction-tuned") and t.loc[3, "label"].startswith("target-selective")
+    assert (t.drop(index=[0, 3])["label"] == "no significant behaviour tuning").all()
