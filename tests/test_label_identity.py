@@ -84,6 +84,17 @@ def test_missing_annotation_values_are_a_named_error_or_dropped():
     gappy = rec.replace(coords={**rec.coords, "sample": sample})
     with pytest.raises(MissingAnnotationError, match="'speed' is missing .* for 129 of 900.*nan_policy='drop'"):
         label_recordings(gappy, ["speed"], n_permutations=P)
+    # a 0/1 annotation with gaps: the missing values are named, not "must have both true and false samples"
+    with pytest.raises(MissingAnnotationError, match="'reward' is missing"):
+        label_recordings(gappy.replace(coords={**gappy.coords, "sample": sample.assign(
+            reward=np.where(np.isnan(speed), np.nan, speed > 0))}), ["reward"], n_permutations=P)
+    # the direct concept tests name them too; a None is not a category "None"
+    from interp.label import concept_test, pooled_concept_test
+
+    with pytest.raises(MissingAnnotationError):
+        concept_test(gappy, ["target"], n_permutations=P)
+    with pytest.raises(MissingAnnotationError):
+        pooled_concept_test([gappy], "speed", n_permutations=P)
     res = label_recordings(gappy, ["speed", "target"], n_permutations=P, nan_policy="drop")
     t = res.to_frame()
     assert "speed ↑" in t.loc[11, "label"] and np.isfinite(res.concepts.frame["p_value"]).all()
