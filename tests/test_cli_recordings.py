@@ -187,3 +187,33 @@ def test_mat_matrix_with_a_two_column_velocity_and_float_codes(tmp_path):
     t = pd.read_csv(csv)
     assert t.loc[0, "label"].startswith("velocity direction-tuned") and t.loc[3, "label"].startswith("target-selective")
     assert (t.drop(index=[0, 3])["label"] == "no significant behaviour tuning").all()
+
+
+def test_nan_data_intervals_table_and_declared_kinds(tmp_path, capsys):
+    """NaN data: the error names the flag that exists (--nan-policy); --intervals takes a start/end table;
+    --kinds / --categorical declare kinds (a 1..4 code declared continuous is correlated, and the notes say so)."""
+    import interp
+
+    rng = np.random.default_rng(5)
+    n = 1000
+    time = np.arange(n) * 0.1
+    level = np.repeat(rng.integers(1, 5, n // 25), 25).astype(float)
+    X = rng.normal(size=(n, 4))
+    X[:, 1] += level
+    X[10:20, 2] = np.nan  # a unit with a gap in its trace: dropped, the others keep their index
+    rec = interp.data.from_numpy(X, time=time, coords={"sample": {"level": level}}, nan_policy="ignore")
+    rec.save(tmp_path / "r.safetensors")
+    pd.DataFrame({"start": [5.0, 40.0], "end": [35.0, 95.0]}).to_csv(tmp_path / "epochs.csv", index=False)
+    csv = tmp_path / "r.csv"
+    args = ["label", str(tmp_path / "r.safetensors"), "--annotations", "level", "--n-permutations", P,
+            "--out", str(tmp_path / "r.html"), "--csv", str(csv)]
+    assert main(args) == 2
+    assert "--nan-policy drop" in capsys.readouterr().err
+    assert main(args + ["--nan-policy", "drop", "--epochs", str(tmp_path / "epochs.csv"), "--kinds",
+                        "level=continuous"]) == 0
+    out = capsys.readouterr().out
+    assert "level: continuous (declared)" in out and "150 samples outside the trials/epochs were excluded" in out
+    t = pd.read_csv(csv)
+    assert t["name"].tolist() == [0, 1, 3] and t["index"].tolist() == [0, 1, 3] and t.loc[1, "label"].startswith("level ↑")
+    assert main(args + ["--nan-policy", "drop", "--categorical", "level"]) == 0
+    assert pd.read_csv(csv).loc[1, "label"].startswith("level-selective")

@@ -193,8 +193,9 @@ def _identify(recs: list[Activations], by: str, unit_names: Any) -> tuple[list[A
             names = np.asarray([str(x) for x in unit_names], dtype=object)
         elif by in frame.columns:
             names = frame[by].to_numpy(dtype=object)
-        elif len(recs) == 1 or policy == "index":
-            names = np.asarray([str(j) for j in range(n)], dtype=object)
+        elif len(recs) == 1 or policy == "index":  # unnamed units: their index (kept through dropped units)
+            index = frame["index"].to_numpy() if "index" in frame.columns else np.arange(n)
+            names = np.asarray([str(j) for j in index], dtype=object)
         else:
             raise DimensionError(f"recording {i} has no unit coordinate {by!r} (has {list(frame.columns)}); name the "
                                  "coordinate that identifies units across recordings with by=...")

@@ -267,8 +267,8 @@ def label_section(result: LabelResult, result_id: str | None = None, max_cards: 
     index.insert(0, "open", [f'<a href="#{_card_id(rid, _card_name(result, r))}">{escape(str(r["name"]))}</a>'
                              if _card_name(result, r) in carded else escape(str(r["name"])) for _, r in index.iterrows()])
     if result.kind == "recording":
-        index = index.drop(columns=["index"], errors="ignore")
-        index.insert(1, "index", index["unit"])
+        if "index" not in index.columns:
+            index.insert(1, "index", index["unit"])
     keep = [c for c in ["open", "index", "quality", "units", "layer", "label", "score", "score_kind", "chance",
                         "simulation", "phenomena", "explainer",
                         "frequency", "max", "n_recordings", "previous_token", "induction", "duplicate_token",
