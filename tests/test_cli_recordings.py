@@ -217,3 +217,27 @@ def test_nan_data_intervals_table_and_declared_kinds(tmp_path, capsys):
     assert t["name"].tolist() == [0, 1, 3] and t["index"].tolist() == [0, 1, 3] and t.loc[1, "label"].startswith("level ↑")
     assert main(args + ["--nan-policy", "drop", "--categorical", "level"]) == 0
     assert pd.read_csv(csv).loc[1, "label"].startswith("level-selective")
+
+
+def test_compare_takes_groups_and_the_nan_policy(tmp_path, capsys):
+    """``interp compare --groups session`` resamples whole sessions; a recording with a NaN unit needs
+    --nan-policy drop (compare had neither flag)."""
+    import torch
+
+    from interp import Activations
+
+    rng = np.random.default_rng(6)
+    acts = rng.normal(size=(40, 10))
+    brain = acts @ np.linalg.qr(rng.normal(size=(10, 10)))[0] + 0.1 * rng.normal(size=(40, 10))
+    brain[3, 4] = np.nan
+    ids = [f"s{i}" for i in range(40)]
+    Activations(torch.tensor(acts), ("sample", "unit"), {"sample": {"stimulus": ids}}, {"site": "layer"}).save(
+        tmp_path / "model.safetensors")
+    Activations(torch.tensor(brain), ("sample", "unit"), {"sample": {"stimulus": ids, "session": np.repeat(
+        np.arange(8), 5)}}).save(tmp_path / "brain.safetensors")
+    args = ["compare", str(tmp_path / "model.safetensors"), "--data", str(tmp_path / "brain.safetensors"), "--method",
+            "cka", "--n-bootstraps", "50", "--quiet", "--csv", str(tmp_path / "c.csv")]
+    assert main(args + ["--groups", "session"]) == 2
+    assert "--nan-policy drop" in capsys.readouterr().err
+    assert main(args + ["--groups", "session", "--nan-policy", "drop"]) == 0
+    assert pd.read_csv(tmp_path / "c.csv")["score"].item() > 0.9
