@@ -110,3 +110,19 @@ def test_boundary_checks_that_were_missing(tmp_path):
     with pytest.warns(UserWarning, match="1 empty trial"):
         rec = interp.data.load_mat(tmp_path / "t.mat", "trials", field="rates", dims=("time", "unit"))
     assert rec.attrs["empty_trials"] == [2] and rec.coord("trial").tolist() == [0] * 5 + [2] * 4
+
+
+def test_celegans_canonical_names_identify_one_unit_per_worm():
+    """Worm 3 labels two traces URADL; pooling by canonical name needs one unit per name (the surer one)."""
+    from interp.errors import DataNotFoundError
+
+    try:
+        worms = interp.data.load("celegans")
+    except DataNotFoundError as exc:
+        pytest.skip(f"celegans data absent: {exc}")
+    for worm in worms:
+        canonical = worm.coords["unit"]["canonical"]
+        named = canonical[canonical != ""]
+        assert named.is_unique
+    uradl = worms[3].coords["unit"].query("name == 'URADL'")
+    assert uradl["canonical"].tolist() == ["URADL", ""] and uradl["confidence"].tolist() == [5.0, 3.0]
