@@ -92,7 +92,8 @@ def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None 
                   epochs_alias: bool = True) -> None:
     """How a recording file is read: ``--annotations`` (its sample coordinates), ``--variable``, ``--dims``
     and ``--field`` (.mat, as :func:`interp.data.load_mat`), ``--series`` and ``--bin-size`` (NWB)."""
-    group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat)")
+    group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat) and folders "
+                                      "(suite2p, Kilosort/phy)")
     group.add_argument("--annotations", nargs="+", default=None, metavar="NAME",
                        help=annotations_help or "sample coordinates of the recording to use (behaviour variables, "
                                                 "stimulus ids); for a .mat file, the variables that hold them")
