@@ -1,8 +1,12 @@
 """``interp label MODEL_OR_DATA ... --out labels.html``: label units and write a self-contained HTML report.
 
 MODEL_OR_DATA is a model (zoo name or Hugging Face directory; give ``--sites``), a recording file
-(``.safetensors`` written by ``Activations.save``, ``.nwb``, ``.mat``; give ``--annotations``, the sample
-coordinates that hold the behaviour), or a bundled data set (``celegans``, ``hippocampus``).
+(``.safetensors`` written by ``Activations.save``, ``.nwb``, ``.mat``) or folder (suite2p plane folder,
+Kilosort/phy folder; behaviour from ``--behavior TABLE``); give ``--annotations``, the sample
+coordinates that hold the behaviour), or a bundled data set (``celegans``, ``hippocampus``). Each unit
+keeps its own index and name; annotation kinds are declared (``--kinds``, ``--categorical``) or
+inferred and reported; ``--intervals``/``--epochs`` restricts to trials, ``--nan-policy drop`` leaves
+missing values out.
 Recorded units are labelled by concept tests against circular shifts of the behaviour, fitted on the
 first 60% of the recording and scored on the rest.
 
@@ -42,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``interp label``."""
     flags.add_model(parser, metavar="MODEL_OR_DATA",
                     help="a zoo model or Hugging Face model directory (needs --sites); a recording file "
-                         "(.safetensors from Activations.save, .nwb, .mat; needs --annotations); or a data set "
+                         "(.safetensors from Activations.save, .nwb, .mat) or folder (suite2p, Kilosort/phy; needs "
+                         "--annotations, e.g. from --behavior); or a data set "
                          f"({', '.join(DATASETS)})")
     flags.add_sites(parser, help="model units to label: hook names, globs allowed, e.g. blocks.6.mlp.hook_post; "
                                  "'heads' for the attention heads")
