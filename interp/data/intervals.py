@@ -137,6 +137,9 @@ def restrict(rec: Activations, intervals: IntervalSet, *, time: str = "time", na
     """
     if not isinstance(intervals, IntervalSet):
         raise ConfigError(f"intervals must be an IntervalSet, got {type(intervals).__name__}")
+    if rec.data.ndim != 2:
+        raise DimensionError(f"restrict keeps samples of a (sample, unit) time series; got dims {rec.dims} (a recording "
+                             "already cut into trials is restricted by selecting trials: rec.isel(sample=...))")
     times = sample_times(rec, time)
     which = intervals.index_of(times)
     keep = np.flatnonzero(which >= 0)
