@@ -410,7 +410,9 @@ class Activations:
         if nan_policy == "drop":
             ax = self.axis(dim)
             keep = ~bad.movedim(ax, 0).reshape(self.shape[ax], -1).any(1)
-            out = self.isel(**{dim: keep.cpu().numpy()})
+            src = self if "index" in self.coords[dim] else self.replace(coords={**self.coords, dim: self.coords[dim].assign(
+                index=np.arange(self.shape[ax]))})  # the kept ones keep their original index
+            out = src.isel(**{dim: keep.cpu().numpy()})
             out.attrs = {**self.attrs, "dropped_nan": int((~keep).sum())}
             return out
         raise NaNError(f"unknown nan_policy {nan_policy!r}; use 'raise', 'drop', 'zero' or 'ignore'")

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_recording(parser, annotations_help="the sample coordinate of the recording file that holds stimulus "
                                                  "ids (for a .mat file, the variable), matched to the MODEL file's "
                                                  "'stimulus' or 'id' coordinate")
+    flags.add_groups(parser, help="the sample coordinate of the recording (or MODEL file) naming the trial/session "
+                                  "each stimulus came from: bootstraps and permutations resample whole groups")
     flags.add_batch_size(parser, 16)
     flags.add_seed(parser)
     flags.add_device(parser)
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         stimuli = None
     kwargs = dict(method=args.method, rdm_method=args.rdm_method, n_bootstraps=args.n_bootstraps,
                   n_permutations=args.n_permutations, seed=args.seed, spatial=args.spatial,
-                  batch_size=args.batch_size, recording_name=recording_name, progress=args.progress)
+                  batch_size=args.batch_size, recording_name=recording_name, progress=args.progress,
+                  groups=args.groups, nan_policy=args.nan_policy)
     if model_target.kind == "recording":
         if args.sites or args.random_weights:
             raise ConfigError("--sites and --random-weights need a model; an Activations file is one site already")

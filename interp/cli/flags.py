@@ -9,8 +9,9 @@ help text everywhere:
   ``--csv`` -- the table behind it, for commands that also write one;
 * ``--device``, ``--seed``, ``--batch-size``;
 * ``--progress`` / ``--quiet`` -- progress bars on (default) or off;
-* ``--annotations``, ``--variable``, ``--dims``, ``--field``, ``--series``, ``--bin-size`` -- how a
-  recording file is read (see :mod:`interp.cli.inputs`).
+* ``--annotations``, ``--variable``, ``--dims``, ``--field``, ``--series``, ``--bin-size``,
+  ``--behavior``, ``--intervals`` (``--epochs`` where the name is free), ``--unit-names``,
+  ``--nan-policy`` -- how a recording is read (see :mod:`interp.cli.inputs`); ``--groups`` -- its trials.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
@@ -26,7 +27,7 @@ from pathlib import Path
 
 __all__ = [
     "add_model", "add_sites", "add_out", "add_csv", "add_device", "add_seed", "add_batch_size", "add_progress",
-    "add_recording", "add_n_permutations", "count", "positive", "fraction", "device",
+    "add_recording", "add_n_permutations", "add_groups", "count", "positive", "fraction", "device",
 ]
 
 COUNT_LIMIT = 10**12  # no count a command takes is larger (a bigger one is a typo, and would allocate for minutes)
@@ -168,10 +169,12 @@ def add_n_permutations(parser: argparse.ArgumentParser, default: int, what: str)
     parser.add_argument("--n-permutations", type=count(0 if default == 0 else 1, 10**7), default=default, help=f"{what} (default {default})")
 
 
-def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None) -> None:
+def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None, *,
+                  epochs_alias: bool = True) -> None:
     """How a recording file is read: ``--annotations`` (its sample coordinates), ``--variable``, ``--dims``
     and ``--field`` (.mat, as :func:`interp.data.load_mat`), ``--series`` and ``--bin-size`` (NWB)."""
-    group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat)")
+    group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat) and folders "
+                                      "(suite2p, Kilosort/phy)")
     group.add_argument("--annotations", nargs="+", default=None, metavar="NAME",
                        help=annotations_help or "sample coordinates of the recording to use (behaviour variables, "
                                                 "stimulus ids); for a .mat file, the variables that hold them")
@@ -187,4 +190,26 @@ def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None 
                        help="NWB file: the time series to read, or 'units' for the spike-sorted units "
                             "(default: the file's only series)")
     group.add_argument("--bin-size", type=positive, default=None,
-                       help="NWB units: bin width in seconds for spike counts")
+                       help="NWB units, Kilosort/phy folders: bin width in seconds for spike counts")
+    group.add_argument("--behavior", default=None, metavar="TABLE",
+                       help="a .csv/.tsv table with one row per sample (e.g. per suite2p frame) whose columns become "
+                            "sample coordinates (behaviour for --annotations)")
+    names = ["--intervals"] + (["--epochs"] if epochs_alias else [])
+    group.add_argument(*names, dest="intervals", default=None, metavar="TABLE",
+                       help="restrict to the samples inside trials/epochs: an NWB interval table (default 'trials' "
+                            "when the file has one), 'none' (keep every sample), or a .csv/.tsv with start and end "
+                            "columns in seconds; samples outside are excluded")
+    group.add_argument("--unit-names", default="error", metavar="POLICY_OR_SOURCE",
+                       help="the units' names: a .mat variable (cell array of names) or a .txt file (one name per "
+                            "line) giving them; or what to do when names repeat (ten 'mua'): error (default), index "
+                            "(a unit is its position) or suffix (mua#1, mua#2, ...)")
+    group.add_argument("--nan-policy", choices=["raise", "drop"], default="raise",
+                       help="missing values: raise (default) or drop them (units whose data hold NaN; samples where "
+                            "an annotation is missing)")
+
+
+def add_groups(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--groups``: the sample coordinate naming trials (resampled / split as whole groups)."""
+    parser.add_argument("--groups", default=None,
+                        help=help or "recording files: the sample coordinate naming trials (e.g. trial); resampling "
+                                     "and splits keep whole trials")

@@ -7,7 +7,11 @@ Bring your own recording (every loader checks shapes at the boundary, see :mod:`
 
 * :func:`from_numpy`, :func:`from_xarray` -- arrays already in memory;
 * :func:`load_mat` (MATLAB v5 and v7.3), :func:`load_nwb` (NWB), :func:`load_array` (``.npy``/``.npz``),
-  :func:`load_csv`, :func:`load_parquet`, :func:`load_hf_dataset` -- files.
+  :func:`load_csv`, :func:`load_parquet`, :func:`load_hf_dataset` -- files;
+* :func:`load_suite2p` (suite2p plane folders -> ΔF/F), :func:`load_phy` (Kilosort/phy folders, with
+  cluster quality), :func:`from_spike_times` (spike times per unit -> binned counts);
+* :class:`IntervalSet`, :func:`restrict` (keep the samples inside trials/epochs), :func:`epochs`
+  (peri-event windows, ``(trial, time, unit)``), :func:`nwb_intervals`.
 
 >>> import numpy as np, interp
 >>> rec = interp.data.from_numpy(np.random.rand(4, 300), dims=("unit", "time"), time=np.arange(300) * 0.1)
@@ -23,13 +27,17 @@ from typing import Any
 
 from ..errors import ConfigError, InputTypeError, closest
 from ._recording import RecordingShapeError
+from .formats import from_spike_times, load_phy, load_suite2p, read_cluster_groups
+from .intervals import IntervalError, IntervalSet, epochs, restrict
 from .loaders import from_numpy, from_xarray, load_array, load_csv, load_hf_dataset, load_parquet
 from .matlab import load_mat, mat_variables, read_mat
-from .nwb import load_nwb
+from .nwb import load_nwb, nwb_intervals
 
 __all__ = [
     "load", "available", "register", "from_numpy", "from_xarray", "load_mat", "read_mat", "mat_variables",
     "load_nwb", "load_array", "load_csv", "load_parquet", "load_hf_dataset", "RecordingShapeError",
+    "load_suite2p", "load_phy", "from_spike_times", "read_cluster_groups", "IntervalSet", "IntervalError", "restrict",
+    "epochs", "nwb_intervals",
 ]
 
 _BUILTIN: dict[str, str] = {

@@ -43,6 +43,8 @@ from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError,
 from ..results import Result, themed
 from ..stats import benjamini_hochberg, choose_null, null_indices, resolve_groups
 from ..tensor import Activations
+from .kinds import MissingAnnotationError
+from .kinds import missing as _missing
 
 __all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
            "category_selectivity", "Enrichment"]
@@ -212,8 +214,9 @@ def _annotations(annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray, n:
         if v.ndim != 1 or len(v) != n:
             raise MismatchError(f"annotation {name!r} has {len(v) if v.ndim else 0} values but there are {n} samples; "
                                 "give one value per sample (time point, stimulus or token)")
-        if v.dtype.kind == "f" and np.isnan(v).any():
-            raise NaNError(f"annotation {name!r} contains NaN")
+        if _missing(v).any():  # NaN or None: never a category of its own
+            raise MissingAnnotationError(f"annotation {name!r} is missing (NaN/None) for {int(_missing(v).sum())} of "
+                                         f"{len(v)} samples; drop those samples first (label_recordings: nan_policy='drop')")
         out[str(name)] = v
     if not out:
         raise InputTypeError("no annotations given")
@@ -375,6 +378,10 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
         values = rec.coord(annotation, rec.dims[0]) if isinstance(annotation, str) else np.asarray(annotation[i])
         if len(values) != X.shape[0]:
             raise MismatchError(f"recording {i}: the annotation has {len(values)} values but there are {X.shape[0]} samples")
+        if _missing(np.asarray(values)).any():
+            raise MissingAnnotationError(f"recording {i}: the annotation is missing (NaN/None) for "
+                                         f"{int(_missing(np.asarray(values)).sum())} samples; drop them first "
+                                         "(label_recordings: nan_policy='drop')")
         k = _kind_of(np.asarray(values), kind)
         chosen_kind = chosen_kind or k
         if k != chosen_kind:

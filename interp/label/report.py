@@ -99,6 +99,8 @@ def _trace_svg(trace: np.ndarray, annotation: np.ndarray, width: int = 520, heig
     if len(x) < 2 or not np.isfinite(x).all():
         return ""
     a = np.asarray(annotation, float)
+    if len(a) and not np.isfinite(a).all():  # missing annotation values (between trials) drawn at the minimum
+        a = np.where(np.isfinite(a), a, np.nanmin(a) if np.isfinite(a).any() else 0.0)
     lo, hi = x.min(), x.max()
     span = hi - lo or 1.0
     n = len(x)
@@ -138,6 +140,11 @@ def _chips(tokens: Sequence[str]) -> str:
 
 def _card_id(result_id: str, name: str) -> str:
     return f"{result_id}-{''.join(ch if ch.isalnum() else '-' for ch in str(name))}"
+
+
+def _card_name(result: LabelResult, row: Any) -> str:
+    """What a card's HTML id is made of: the name, and for recorded units also the index (names may repeat)."""
+    return f"{row['unit']}-{row['name']}" if result.kind == "recording" else str(row["name"])
 
 
 def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 6, n_bottom: int = 2) -> str:
@@ -187,14 +194,19 @@ def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 
         if result.head_example is not None:
             pat = result.head_example["patterns"][layer, head]
             left_col.append("<h4>Attention pattern on a held-out repeated sequence</h4>" + _pattern_svg(pat))
-    if result.traces is not None and row["name"] in result.traces and result.traces[row["name"]]:
-        tr = result.traces[row["name"]]
+    trace_key = u if result.kind == "recording" and u in (result.traces or {}) else row["name"]
+    if result.traces is not None and trace_key in result.traces and result.traces[trace_key]:
+        tr = result.traces[trace_key]
         span = tr.get("span", f"first {len(tr['trace'])} samples")
         left_col.append(f"<h4>Trace ({escape(tr['recording'])}, {escape(span)}) with "
                         f"{escape(tr['concept'])} (orange)</h4>" + _trace_svg(tr["trace"], tr["annotation"]))
     if result.concepts is not None:
         key = result.site
-        sub = result.concepts.frame[result.concepts.frame[key].astype(str) == str(row["name"])] if key in result.concepts.frame else None
+        frame = result.concepts.frame
+        if result.kind == "recording" and "unit" in frame and "units" not in row:  # one recording: join by index
+            sub = frame[frame["unit"] == u]
+        else:
+            sub = frame[frame[key].astype(str) == str(row["name"])] if key in frame else None
         if sub is not None and len(sub):
             body = "".join(f"<tr><td>{escape(str(r.concept))}</td><td>{r.kind}</td><td>{r.statistic:.3f}</td>"
                            f"<td>{r.p_value:.3g}</td><td>{r.q_value:.3g}</td><td>{'✔' if r.significant else ''}</td></tr>"
@@ -216,7 +228,7 @@ def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 
     explainer = f'<div class="muted" style="font-size:12px">label by: {escape(str(row.get("explainer", "")))}</div>'
     body = (f'<div class="body">{explainer}<div class="cardgrid"><div>{"".join(left_col)}</div>'
             f'<div>{"".join(right_col)}</div></div></div>')
-    return f'<details class="card" id="{_card_id(result_id, row["name"])}">{summary}{body}</details>'
+    return f'<details class="card" id="{_card_id(result_id, _card_name(result, row))}">{summary}{body}</details>'
 
 
 def _pattern_svg(pattern: np.ndarray, size: int = 220) -> str:
@@ -250,11 +262,15 @@ def label_section(result: LabelResult, result_id: str | None = None, max_cards: 
     order = table.sort_values("score", ascending=False, na_position="last")
     if max_cards is not None:
         order = order.head(max_cards)
-    carded = set(order["name"].astype(str))
+    carded = {_card_name(result, r) for _, r in order.iterrows()}
     index = table.copy()
-    index.insert(0, "open", [f'<a href="#{_card_id(rid, n)}">{escape(str(n))}</a>' if str(n) in carded else escape(str(n))
-                             for n in index["name"]])
-    keep = [c for c in ["open", "layer", "label", "score", "score_kind", "chance", "simulation", "phenomena", "explainer",
+    index.insert(0, "open", [f'<a href="#{_card_id(rid, _card_name(result, r))}">{escape(str(r["name"]))}</a>'
+                             if _card_name(result, r) in carded else escape(str(r["name"])) for _, r in index.iterrows()])
+    if result.kind == "recording":
+        if "index" not in index.columns:
+            index.insert(1, "index", index["unit"])
+    keep = [c for c in ["open", "index", "quality", "units", "layer", "label", "score", "score_kind", "chance",
+                        "simulation", "phenomena", "explainer",
                         "frequency", "max", "n_recordings", "previous_token", "induction", "duplicate_token",
                         "spatial_info", "p_value"] if c in index.columns]
     index = index[keep].rename(columns={"open": "unit"})
