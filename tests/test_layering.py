@@ -15,8 +15,6 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("interp", "patching", "probes")
 FLOORS = {"interp": 0, "interp.stats": 1, "interp.similarity": 2, "interp.decompose": 3, "interp.label": 4,
@@ -123,8 +121,6 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if floor(b) > floor(a))
 
 
-@pytest.mark.xfail(strict=True, reason="interp.label pipeline -> report -> recordings -> pipeline: broken up when the "
-                   "recordings work (issue 19) lands in those files")
 def test_no_import_cycle_deferred_imports_included():
     assert cycles(import_graph(ROOT)) == []
 

@@ -106,13 +106,13 @@ class LabelResult(Result):
     def report_section(self, result_id: str | None = None, max_cards: int | None = None) -> list[Any]:
         """Overview figures, a sortable/filterable index and one card per unit (``max_cards``: the best-scoring
         ones only); ``result_id`` prefixes the cards' HTML ids (default: from the title)."""
-        from .report import label_section
+        from .cards import label_section
 
         return label_section(self, result_id=result_id, max_cards=max_cards)
 
     def report_head(self) -> str:
         """The CSS of the unit cards (added once to the report's ``<head>``)."""
-        from .report import CARD_CSS
+        from .cards import CARD_CSS
 
         return CARD_CSS
 
