@@ -69,8 +69,8 @@ cells = [
              "top['text'] = [tok.decode([int(t)]) for t in top['token']]   # the token coordinate holds ids\n"
              "top.groupby('component')['text'].apply(list).head(12)"),
     ("md", "### The authors' settings\n`SNMF.paper(tokenizer)` fits as Shafran, Geiger & Geva's code does "
-           "(`ordavid-s/snmf-mlp-decomposition`): random start, absolute tolerance 1e-4 with patience, no `eps` in the "
-           "update, BOS and padding rows left out of the fit; contexts are then ranked by the fitted coefficients "
+           "(`ordavid-s/snmf-mlp-decomposition`): random start, absolute tolerance 1e-4 with patience, "
+           "`eps` 1e-6 in the update as in their current code (`version=\"first_commit\"`: none), BOS and padding rows left out of the fit; contexts are then ranked by the fitted coefficients "
            "(`codes='fitted'`), not by a re-fit. Their scripts use rank 50 and 2,000 iterations; here a smaller rank "
            "and budget keep the notebook quick."),
     ("code", "snmf_paper = SNMF.paper(tok, n_components=12, sparsity=0.05, max_iter=300, patience=100).fit(acts)\n"
