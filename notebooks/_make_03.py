@@ -63,7 +63,7 @@ cells = [
              "print('same as the SAE above:', torch.equal(saes[None, 512].components_, sae.components_))\n"
              "pd.DataFrame([{'latents': w, **s.evaluate(acts).to_frame().iloc[0].to_dict()} for (_, w), s in saes.items()]).round(3)"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),
-    ("code", "from interp.decompose.read import top_activating, find_alpha, steered_generate\n"
+    ("code", "from interp.decompose.read import top_activating, find_strength, steered_generate\n"
              "from interp.label import vocab_projection\n"
              "top = top_activating(snmf, acts, n=6)\n"
              "top['text'] = [tok.decode([int(t)]) for t in top['token']]   # the token coordinate holds ids\n"
@@ -82,12 +82,12 @@ cells = [
     ("code", "vocab = vocab_projection(model, 6, directions=snmf, k=8)\n"
              "words = vocab.tokens()\n"
              "words[words.side == 'top'].groupby('unit')['token'].apply(list).head(12)"),
-    ("md", "### Causal side: steering\nAdd `alpha * feature` at `blocks.6.mlp.hook_post` at every position, with alpha "
-           "found by binary search so that KL(unsteered || steered) of the next-token distribution after "
+    ("md", "### Causal side: steering\nAdd `strength * feature` at `blocks.6.mlp.hook_post` at every position, with the strength "
+           "found by the authors' bisection in [1, 2000] (20 steps) so that KL(unsteered || steered) of the next-token distribution after "
            "\"I think that\" is 0.5 nats."),
-    ("code", "res = find_alpha(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
+    ("code", "res = find_strength(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
              "print(res)\n"
-             "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.alpha, max_new_tokens=12))"),
+             "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.strength, max_new_tokens=12))"),
     ("md", "### Spliced into the model\nReplace the site by the SAE's reconstruction and measure the next-token loss: "
            "CE loss recovered relative to zero-ablating the site, and KL from the clean model."),
     ("code", "from interp.decompose import spliced_lm_metrics\n"

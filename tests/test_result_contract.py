@@ -77,6 +77,13 @@ def tokens(n: int = 4, pos: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 50, (n, pos), generator=torch.Generator().manual_seed(seed))
 
 
+def _concept_detection() -> Any:
+    scores = pd.DataFrame({"method": ["SNMF"] * 4, "component": [0] * 4, "group": ["concept", "concept", "neutral", "neutral"],
+                           "sentence": [0, 1, 0, 1], "r2": [0.1, 0.2, 0.0, 0.1], "cosine": [0.5, 0.4, 0.1, 0.2],
+                           "corr": [0.5, 0.4, 0.1, 0.2], "mse": [1.0, 1.1, 1.2, 1.3]})
+    return importlib.import_module("interp.decompose.steering").ConceptDetection(scores)
+
+
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
@@ -266,6 +273,13 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         _Identity(), bridge(), tokens(), "blocks.0.hook_resid_post"),
     "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
+    "ConceptDetection": lambda: _concept_detection(),
+    "SteeringEvaluation": lambda: importlib.import_module("interp.decompose.steering").SteeringEvaluation(
+        pd.DataFrame({"method": ["SNMF", "SNMF", "SAE"], "component": [0, 0, 0], "target_kl": [0.1, 0.1, 0.1],
+                      "strength": [5.0, 5.0, 7.0], "kl": [0.1, 0.1, 0.5], "converged": [True, True, False],
+                      "sign": [1.0, -1.0, np.nan], "sentence": ["a", "b", None], "concept_score": [2, 1, np.nan],
+                      "fluency_score": [1, 1, np.nan], "score": [4 / 3, 1.0, np.nan], "judged": [True, True, None]}),
+        _concept_detection()),
     "BehaviourComponents": lambda: importlib.import_module("interp.decompose.recordings").behaviour_components(
         importlib.import_module("interp.decompose").NMF(2, max_iter=30).fit(_recording()), _recording(), n_top=3,
         only_identified=False, n_permutations=20),
