@@ -182,3 +182,36 @@ def test_snmf_paper_drops_bos_and_ranks_contexts_by_fitted_codes(tmp_path):
         SNMF(n_components=3, drop_tokens=[0]).fit(planted.X)
     with pytest.raises(interp.DimensionError, match="fitted on"):
         top_activating(snmf, acts.isel(sample=slice(0, 100)), codes="fitted")
+
+
+def test_hierarchical_snmf_is_the_authors_train_hierarchical_nmf():
+    """train_hierarchical_nmf (factorization/hierchichal_snmf.py, ab58c78): greedy levels + Adam fine-tuning."""
+    from interp.decompose import HierarchicalSNMF
+
+    X = _gelu_acts(1, n=200, d=40)
+    ranks, kw = [8, 3], dict(sparsity=0.2, max_iter=60, patience=60, tol=1e-4, dtype=torch.float64)
+    h = HierarchicalSNMF(ranks, n_fine_tune_steps=30, seed=5, snmf_params=kw).fit(X)
+    # the authors' greedy pass: level i factors the previous H (one "sample" per feature), from seed 5 + i
+    current, Ws = X, []
+    for i, r in enumerate(ranks):
+        F, G, _, _ = _authors_fit(current.T.contiguous(), r, 0.2, 60, 1e-4, 1e-6, 60, seed=5 + i, eps=1e-6)
+        Ws.append(G.clone())
+        current = F.T.clone()
+    H = current
+    torch.testing.assert_close(h.levels_[1].components_, H, rtol=1e-10, atol=1e-10)
+    # HierarchicalNMFModule + Adam(lr 1e-3) on MSELoss(W1 W2 H, A)
+    params = [torch.nn.Parameter(w) for w in Ws] + [torch.nn.Parameter(H)]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.MSELoss()(params[0] @ params[1] @ params[2], X)
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(h.components_, params[2].detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(h.weights_[0], params[0].detach(), rtol=1e-9, atol=1e-9)
+    assert h.loss_curve_[-1] < h.loss_curve_[0] and h.level_components(0).shape == (8, 40)
+    torch.testing.assert_close(h.reconstruct(), params[0].detach() @ params[1].detach() @ params[2].detach())
+    tree = h.tree()
+    assert len(tree) == 8 and tree.parent.between(0, 2).all()
+    with pytest.raises(ConfigError, match="must not grow"):
+        HierarchicalSNMF([3, 8]).fit(X)

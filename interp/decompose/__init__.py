@@ -5,7 +5,9 @@ scikit-learn style estimators (``fit`` returns self, learned state ends in ``_``
 :class:`interp.store.ActivationStore` or any iterable of minibatches:
 
 * :class:`ReLUSAE`, :class:`TopKSAE`, :class:`BatchTopKSAE`, :class:`JumpReLUSAE` (sparse autoencoders);
-* :class:`SNMF` (semi-nonnegative MF after Shafran, Geiger & Geva 2025) and :class:`NMF`;
+* :class:`SNMF` (semi-nonnegative MF after Shafran, Geiger & Geva 2025), :class:`HierarchicalSNMF` (their
+  multi-level variant) and :class:`NMF`; their steering/detection protocol is
+  :func:`interp.decompose.steering.snmf_evaluation`;
 * :func:`train`: several SAEs (sites, widths) from one pass over the data, on one process or on
   several ranks under ``torchrun`` (data parallel, or with the latents sharded across ranks).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 from ._base import Decomposition, NegativeValueError, NotFittedError, load
 from ._training import train
 from .assemblies import Assemblies, AssemblyMatch, find_assemblies, marchenko_pastur_bound, match_assemblies
+from .hsnmf import HierarchicalSNMF
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
 from .read import find_alpha, find_strength, steer, steered_generate, steering_kl, top_activating
@@ -38,6 +41,7 @@ __all__ = [
     "BatchTopKSAE",
     "JumpReLUSAE",
     "SNMF",
+    "HierarchicalSNMF",
     "NMF",
     "train",
     "load",
