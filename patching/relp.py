@@ -28,9 +28,26 @@ from .attribution import gradient_attribution
 from .results import AttributionResult
 from .rules import Rule, compile_rules, resolve_rules
 
-__all__ = ["relevance_patching", "relp_rules"]
+__all__ = ["relevance_patching", "relp_rules", "RULE_PRESETS"]
 
-Rules = Sequence[str | Rule] | Mapping[str, bool] | None
+Rules = Sequence[str | Rule] | Mapping[str, bool] | str | None
+
+#: named rule sets for ``rules=``. ``"published"``: the rules active in the RelP authors' published usage
+#: (README and ``demos/lrp_patching.ipynb`` of FarnoushRJ/RelP at commit aa0e228): ``model.cfg.use_lrp =
+#: True`` is set *after* ``HookedTransformer.from_pretrained``, but their fork picks the Identity-rule's
+#: activation when the MLP is built (``can_be_used_as_mlp.py``, ``select_activation_function``), while the
+#: LN-rule and Half-rule read ``cfg.use_lrp`` in every forward pass: so only LN and Half act (no AH-rule,
+#: which their README's list leaves out). ``"default"``: ours, LN + Identity + Half where they apply.
+RULE_PRESETS: dict[str, dict[str, bool]] = {
+    "default": {},
+    "published": {"identity": False},
+}
+
+
+def _preset(rules: Rules) -> Rules:
+    if isinstance(rules, str) and rules in RULE_PRESETS:
+        return dict(RULE_PRESETS[rules])
+    return rules
 
 
 def relevance_patching(
@@ -50,8 +67,10 @@ def relevance_patching(
     """RelP estimates: ``(a_source - a_base) . relevance-gradient`` for every cell of ``sites``.
 
     Arguments as in :func:`patching.attribution_patching`, plus ``rules``: ``None`` (the paper's
-    defaults LN, Identity and Half wherever they apply), a list of rule names or :class:`Rule` objects
-    (each must apply somewhere), or a mapping switching rules on/off, e.g. ``{"attention": True}``.
+    defaults LN, Identity and Half wherever they apply), a preset name of :data:`RULE_PRESETS`
+    (``"published"``: the rules active in the authors' published usage, LN and Half without Identity),
+    a list of rule names or :class:`Rule` objects (each must apply somewhere), or a mapping switching
+    rules on/off, e.g. ``{"attention": True}``.
 
     Where it helps: on whole components (residual stream, attention and MLP outputs, heads) RelP tracks
     activation patching far better than AtP on trained models (smollm2-135m IOI: residual 0.93 vs 0.65).
@@ -62,7 +81,7 @@ def relevance_patching(
     Returns:
         :class:`AttributionResult` (``method="relp"``), with ``extra["rules"]`` = ``{rule: [sites]}``.
     """
-    chosen, strict = resolve_rules(rules)
+    chosen, strict = resolve_rules(_preset(rules))
     ruleset = compile_rules(model, chosen, strict)
     return gradient_attribution(model, clean, corrupted, metric, sites, by=by, layers=layers, index=index,
                                 direction=direction, method="relp", context=lambda: ruleset.installed(model),
@@ -75,6 +94,6 @@ def relp_rules(model: nn.Module, rules: Rules = None) -> Iterator[dict[str, list
 
     Forward values stay bit-identical; gradients become LRP relevance coefficients.
     """
-    chosen, strict = resolve_rules(rules)
+    chosen, strict = resolve_rules(_preset(rules))
     with compile_rules(model, chosen, strict).installed(model) as applied:
         yield applied
