@@ -109,3 +109,30 @@ def test_ratio_per_class_frequency_cosine_and_pruning(digits_vit):
     assert (full.op == "prune").all()
     with pytest.raises(ConfigError, match="fraction"):
         P.prune(model, x, y, paths, fraction=1.5)
+
+
+def test_mean_gradient_on_a_language_model_scales_the_embedding(tiny_bridge):
+    """The authors' influence pattern on token inputs: the embedding output is scaled by k/m (hook_embed)."""
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (3, 6), generator=gen)
+    targets = torch.tensor([7, 7, 9])
+    m = 3
+    paths = P.find_paths(tiny_bridge, tokens, targets, method="mean_gradient", position=-1, steps=m, score=False)
+    for cls in (7, 9):
+        rows = tokens[targets == cls]
+        for layer in range(2):
+            site, grads = f"blocks.{layer}.mlp.hook_post", []
+            for k in range(m):
+                kept = {}
+
+                def keep(act, hook, kept=kept):
+                    act.retain_grad()
+                    kept["a"] = act
+                    return act
+
+                logits = tiny_bridge.run_with_hooks(rows, fwd_hooks=[("hook_embed", lambda e, hook, k=k: e * (k / m)),
+                                                                     (site, keep)])
+                torch.softmax(logits[:, -1], -1)[:, cls].sum().backward()
+                grads.append(kept["a"].grad[:, -1])
+            expected = int(torch.cat(grads).mean(0).argmax())
+            assert all(int(paths.indices[b, layer, 0]) == expected for b in (targets == cls).nonzero().reshape(-1))

@@ -325,6 +325,11 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "PathComparison": _paths_comparison,
     "PathSimilarity": lambda: importlib.import_module("patching.paths").path_similarity(
         _paths_comparison().paths["jas"], ["a", "a", "b"], n_permutations=20),
+    "FrequencySimilarity": lambda: importlib.import_module("patching.paths").frequency_similarity(
+        torch.tensor([[[1], [2]], [[1], [3]], [[4], [2]], [[4], [5]]]), ["a", "a", "b", "b"], n_permutations=10),
+    "Faithfulness": lambda: importlib.import_module("patching.faithfulness").faithfulness(
+        bridge(), tokens(4, 6), torch.cat([tokens(4, 6)[:, :3], tokens(4, 3, seed=1)], 1),
+        _metric(), sites=["resid_pre"], methods=["atp"]),
     "StudyResult": _study,
     "AlignmentResult": _brain_alignment,
     # probes
