@@ -274,6 +274,8 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
     "ConceptDetection": lambda: _concept_detection(),
+    "ConvergenceScore": lambda: importlib.import_module("probes.convergence").temporal_score(
+        np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), times=[0.0, 0.1, 0.2, 0.3]),
     "TokenAgreement": lambda: importlib.import_module("interp.label.vocab_agreement").top_token_agreement(
         bridge(), bridge(), layer=0),
     "SteeringEvaluation": lambda: importlib.import_module("interp.decompose.steering").SteeringEvaluation(
