@@ -77,6 +77,13 @@ def tokens(n: int = 4, pos: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 50, (n, pos), generator=torch.Generator().manual_seed(seed))
 
 
+def _milan() -> Any:
+    milan = importlib.import_module("interp.label.milan")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    images = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    return milan.describe_units(net, images, "1", milan.RetrievalDescriber(np.arange(12) % 3), k=4)
+
+
 def _concept_detection() -> Any:
     scores = pd.DataFrame({"method": ["SNMF"] * 4, "component": [0] * 4, "group": ["concept", "concept", "neutral", "neutral"],
                            "sentence": [0, 1, 0, 1], "r2": [0.1, 0.2, 0.0, 0.1], "cosine": [0.5, 0.4, 0.1, 0.2],
@@ -274,6 +281,8 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
     "ConceptDetection": lambda: _concept_detection(),
+    "UnitExemplars": lambda: _milan().exemplars,
+    "UnitDescriptions": _milan,
     "ConvergenceScore": lambda: importlib.import_module("probes.convergence").temporal_score(
         np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), times=[0.0, 0.1, 0.2, 0.3]),
     "TokenAgreement": lambda: importlib.import_module("interp.label.vocab_agreement").top_token_agreement(
