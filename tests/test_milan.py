@@ -70,10 +70,15 @@ def test_exemplars_are_the_top_inputs_and_masks_the_driving_region(planted):
         unit_exemplars(model, images, "1", units=[7])
 
 
-def test_retrieval_describer_and_pmi_rerank(planted):
+def test_retrieval_describer_and_pmi_rerank(planted, tmp_path):
+    from interp.label.report import build_label_report
+
     model, images, labels, _ = planted
     res = describe_units(model, images, "1", RetrievalDescriber(labels, {0: "red", 1: "green", 2: "blue"}))
     assert res.to_frame().description.tolist() == ["red", "green", "blue"]
+    html = build_label_report([], tmp_path / "labels.html", extra=[res]).read_text()
+    assert "UnitDescriptions" in html or "MILAN" in html
+    assert "green" in html
     assert res.to_frame().log_p_given_exemplars.tolist() == [0.0, 0.0, 0.0] and "unit 0: red" in res.summary()
     # PMI: log p(d|E) - 0.2 log p(d) prefers the rarer label when the exemplars hold both about equally
     ranked = pmi_rerank([("dog", np.log(0.5)), ("grass", np.log(0.5))], np.log([0.01, 0.6]))
