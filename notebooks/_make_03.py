@@ -88,6 +88,26 @@ cells = [
     ("code", "res = find_strength(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
              "print(res)\n"
              "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.strength, max_new_tokens=12))"),
+    ("md", "### The authors' whole evaluation in one call\n`snmf_evaluation` runs Shafran et al.'s protocol "
+           "(`ordavid-s/snmf-mlp-decomposition` ab58c78): the strength bisected in [1, 2000] for each KL target "
+           "(theirs: 0.025-0.5), sentences *sampled* with +strength and -strength (TransformerLens's `sample_logits` "
+           "with top-k 30; their top-p 0.3 is ignored there when top-k is given), each scored by a judge for concept "
+           "and fluency (0-2, harmonic mean) against the feature's description, beside a DiffMeans baseline, plus the "
+           "concept-detection score. The judge here is smollm2-135m itself, read in one forward pass: far too small "
+           "to judge (it rates everything 0); pass `judge=OpenAIExplainer(...)` for an endpoint such as the "
+           "authors' gpt-4o-mini. Settings are cut down to keep the notebook quick."),
+    ("code", 'from interp.decompose.steering import diffmeans_directions, snmf_evaluation\n'
+             'from interp.label.explain import LocalModelExplainer\n'
+             "_, dm = diffmeans_directions(model, site, {'animals': ['The cat chased the dog.', 'A horse ran past the cows.'],\n"
+             "                                           'numbers': ['She counted to seven.', 'It costs twelve dollars.']})\n"
+             'words_of = lambda d: \', \'.join(vocab_projection(model, 6, directions=d, k=5).tokens().query("side == \'top\'")[\'token\'])\n'
+             "descriptions = {'SNMF': [words_of(snmf.components_[0:1])], 'DiffMeans': [words_of(dm[0:1])]}\n"
+             "ev = snmf_evaluation(model, site, snmf, baselines={'DiffMeans': dm}, components=[0], target_kls=(0.5,),\n"
+             '                     n_samples=2, max_new_tokens=8, judge=LocalModelExplainer(model, tok), descriptions=descriptions,\n'
+             "                     concept_texts={0: ['The cat chased the dog.', 'A horse ran past the cows.']},\n"
+             "                     neutral_texts=['She counted to seven.', 'It costs twelve dollars.'])\n"
+             'print(ev.summary())\n'
+             "ev.generations[['method', 'target_kl', 'sign', 'strength', 'sentence', 'concept_score', 'fluency_score', 'score']]"),
     ("md", "### Spliced into the model\nReplace the site by the SAE's reconstruction and measure the next-token loss: "
            "CE loss recovered relative to zero-ablating the site, and KL from the clean model."),
     ("code", "from interp.decompose import spliced_lm_metrics\n"
