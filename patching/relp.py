@@ -1,10 +1,13 @@
 """Relevance patching (RelP): attribution patching with LRP propagation rules.
 
 After Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
-Relevance Patching" (arXiv 2508.21258; code github.com/FarnoushRJ/RelP). RelP replaces the local gradient
-of attribution patching with LRP relevance coefficients; the rules (:mod:`patching.rules`) are
-forward-value-preserving edits installed through the hook engine, so no fork of the model is needed.
-Same cost as AtP: two forward passes and one backward pass.
+Relevance Patching" (arXiv 2508.21258; code github.com/FarnoushRJ/RelP at commit aa0e228, a TransformerLens
+fork). RelP replaces the local gradient of attribution patching with LRP relevance coefficients; the rules
+(:mod:`patching.rules`) are forward-value-preserving edits installed through the hook engine, so no fork of the
+model is needed. Same cost as AtP: two forward passes and one backward pass. Where it differs: by default every
+rule applies where it can (LN, Identity, Half), while the authors' published usage leaves the Identity rule
+inactive (``rules="published"`` reproduces that, :data:`RULE_PRESETS`); the rules are placed from the model's
+architecture, not from a config flag; the faithfulness evaluation is :func:`patching.faithfulness`.
 
 The result's ``extra["rules"]`` lists where each rule was applied; a rule asked for by name that cannot
 be applied raises :class:`patching.rules.RuleError` (RelP never silently becomes AtP).

@@ -1,8 +1,13 @@
 """Semi-nonnegative matrix factorisation (:class:`SNMF`) after Shafran, Geiger & Geva (2025).
 
 "Decomposing MLP Activations into Interpretable Features via Semi-Nonnegative Matrix Factorization"
-(arXiv 2506.10920; code ``ordavid-s/snmf-mlp-decomposition``), which builds on Ding, Li & Jordan,
-"Convex and Semi-Nonnegative Matrix Factorizations" (TPAMI 2010).
+(arXiv 2506.10920; code ``ordavid-s/snmf-mlp-decomposition`` at commit ab58c78, ``factorization/seminmf.py``),
+which builds on Ding, Li & Jordan, "Convex and Semi-Nonnegative Matrix Factorizations" (TPAMI 2010).
+:meth:`SNMF.paper` equals their current ``NMFSemiNMF.fit`` to 1e-12 in float64 from the same start
+(``tests/test_decompose_fidelity.py``). Where it differs: ``torch.linalg.solve`` for their ``inv``; NaN/inf
+raise :class:`~interp.errors.NaNError` instead of being kept silently; defaults of the plain class (SVD start,
+relative tolerance) are ours, the preset's are theirs. The hierarchical variant is
+:class:`~interp.decompose.HierarchicalSNMF`; their steering evaluation :mod:`interp.decompose.steering`.
 
 Orientation: data are ``X`` of shape ``(n_samples, n_features)`` (rows = tokens/time points). The
 paper's ``A`` (features x samples) is ``X.T``; its ``F`` (features x k, mixed sign) is

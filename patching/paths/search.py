@@ -1,7 +1,12 @@
 """Path search: layer-progressive Joint Attribution Score search and its baselines.
 
 Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv 2503.09046,
-code github.com/foundation-model-research/NeuronPath, ``path/joint_attr.py``).
+code github.com/foundation-model-research/NeuronPath at commit 5f93d0b, ``path/joint_attr.py``; the baselines
+``base_path`` and ``path/influence_pattern.py``). The JAS paths equal ``joint_attr.py``'s and
+``method="mean_gradient"`` the influence pattern of ``influence_pattern.py`` (tests/test_paths*.py). Where it
+differs: the m interpolation steps run as one batched pass (``ig_batch=1`` is their loop); any site list and
+token position (language models too), not only ViT CLS neurons; ``method="influence"`` is our own reading of
+the paper's Algorithm 2, not their code.
 """
 
 from __future__ import annotations
