@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from interp import ConfigError
-from interp.decompose import SNMF, find_strength
+from interp.decompose import SNMF, TopKSAE, find_strength
 from interp.decompose._judge import harmonic_mean, judge_sentence, parse_rating
 from interp.decompose.steering import (
     PAPER_KL_TARGETS,
@@ -191,12 +191,13 @@ def test_snmf_evaluation_runs_the_protocol_with_baselines(lm):
     X = torch.cat(rows)
     snmf = SNMF.paper(n_components=3, sparsity=0.25, max_iter=40, patience=40).fit(X)
     _, dm = diffmeans_directions(lm, SITE, {"low": _texts(0, 3, 1, 20), "high": _texts(1, 3, 30, 50)})
-    desc = {"SNMF": ["a", "b", "c"], "DiffMeans": ["low ids", "high ids"]}
-    res = snmf_evaluation(lm, SITE, snmf, baselines={"DiffMeans": dm}, components=[0], prompt="3 7 11 4",
+    sae = TopKSAE(n_components=8, k=2, batch_size=16, n_epochs=2, progress=False).fit(X)
+    desc = {"SNMF": ["a", "b", "c"], "DiffMeans": ["low ids", "high ids"], "SAE": [str(i) for i in range(8)]}
+    res = snmf_evaluation(lm, SITE, snmf, baselines={"DiffMeans": dm, "SAE": sae}, components=[0], prompt="3 7 11 4",
                           target_kls=(0.25,), n_samples=2, max_new_tokens=2, judge=_ScriptedJudge(),
                           descriptions=desc, concept_texts={0: _texts(0, 2, 1, 20)}, neutral_texts=_texts(2, 2, 20, 30))
     g = res.generations
-    assert set(g.method) == {"SNMF", "DiffMeans"}
+    assert set(g.method) == {"SNMF", "DiffMeans", "SAE"}
     done = g[g.converged]
     assert len(done) and (done.groupby(["method", "target_kl"]).size() == 4).all()  # 2 signs x 2 sentences
     assert set(done.sign) == {1.0, -1.0} and np.allclose(done.score, 4 / 3)
