@@ -21,9 +21,10 @@ from .activation_patching import activation_patching
 from .attribution import attribution_patching
 from .conservation import ConservationResult, relevance_conservation
 from .contract import METHODS, ContractError, attribution_method, check_contract  # noqa: E402
+from .faithfulness import FAITHFULNESS_METHODS, Faithfulness, faithfulness
 from .integrated_gradients import integrated_gradients
 from .interventions import Inputs, Intervention, add, clamp, intervene, mean, patch, resample, scale, zero
-from .relp import relevance_patching, relp_rules
+from .relp import RULE_PRESETS, relevance_patching, relp_rules
 from .results import AttributionResult, SiteGrid
 from .rules import AttentionRule, HalfRule, IdentityRule, LNRule, Rule, RuleError
 
@@ -33,5 +34,5 @@ from .rules import AttentionRule, HalfRule, IdentityRule, LNRule, Rule, RuleErro
 __all__ = [
     "metrics", "METHODS", "attribution_method", "check_contract", "ContractError", "activation_patching", "attribution_patching", "relevance_patching", "integrated_gradients",
     "AttributionResult", "SiteGrid", "relp_rules", "Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule",
-    "RuleError", "relevance_conservation", "ConservationResult", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
+    "RuleError", "relevance_conservation", "faithfulness", "Faithfulness", "FAITHFULNESS_METHODS", "RULE_PRESETS", "ConservationResult", "Inputs", "Intervention", "intervene", "add", "clamp", "mean", "patch", "resample", "scale", "zero",
 ]

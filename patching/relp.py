@@ -1,10 +1,13 @@
 """Relevance patching (RelP): attribution patching with LRP propagation rules.
 
 After Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
-Relevance Patching" (arXiv 2508.21258; code github.com/FarnoushRJ/RelP). RelP replaces the local gradient
-of attribution patching with LRP relevance coefficients; the rules (:mod:`patching.rules`) are
-forward-value-preserving edits installed through the hook engine, so no fork of the model is needed.
-Same cost as AtP: two forward passes and one backward pass.
+Relevance Patching" (arXiv 2508.21258; code github.com/FarnoushRJ/RelP at commit aa0e228, a TransformerLens
+fork). RelP replaces the local gradient of attribution patching with LRP relevance coefficients; the rules
+(:mod:`patching.rules`) are forward-value-preserving edits installed through the hook engine, so no fork of the
+model is needed. Same cost as AtP: two forward passes and one backward pass. Where it differs: by default every
+rule applies where it can (LN, Identity, Half), while the authors' published usage leaves the Identity rule
+inactive (``rules="published"`` reproduces that, :data:`RULE_PRESETS`); the rules are placed from the model's
+architecture, not from a config flag; the faithfulness evaluation is :func:`patching.faithfulness`.
 
 The result's ``extra["rules"]`` lists where each rule was applied and ``extra["conservation"]`` how well the
 rules conserve relevance on the call's first input (both in ``summary()``); a rule asked for by name that cannot
@@ -34,9 +37,26 @@ from .relp_check import RuleWarning, check_conservation, first_sample, nothing_p
 from .results import AttributionResult
 from .rules import DEFAULT_RULES, Rule, RuleError, compile_rules, resolve_rules
 
-__all__ = ["relevance_patching", "relp_rules"]
+__all__ = ["relevance_patching", "relp_rules", "RULE_PRESETS"]
 
-Rules = Sequence[str | Rule] | Mapping[str, bool] | None
+Rules = Sequence[str | Rule] | Mapping[str, bool] | str | None
+
+#: named rule sets for ``rules=``. ``"published"``: the rules active in the RelP authors' published usage
+#: (README and ``demos/lrp_patching.ipynb`` of FarnoushRJ/RelP at commit aa0e228): ``model.cfg.use_lrp =
+#: True`` is set *after* ``HookedTransformer.from_pretrained``, but their fork picks the Identity-rule's
+#: activation when the MLP is built (``can_be_used_as_mlp.py``, ``select_activation_function``), while the
+#: LN-rule and Half-rule read ``cfg.use_lrp`` in every forward pass: so only LN and Half act (no AH-rule,
+#: which their README's list leaves out). ``"default"``: ours, LN + Identity + Half where they apply.
+RULE_PRESETS: dict[str, dict[str, bool]] = {
+    "default": {},
+    "published": {"identity": False},
+}
+
+
+def _preset(rules: Rules) -> Rules:
+    if isinstance(rules, str) and rules in RULE_PRESETS:
+        return dict(RULE_PRESETS[rules])
+    return rules
 
 
 @attribution_method("relp")
@@ -77,10 +97,12 @@ def relevance_patching(
     Parameters
     ----------
     {shared_parameters}
-    rules : None, Sequence[str | Rule] or Mapping[str, bool]
-        ``None`` (the paper's defaults LN, Identity and Half wherever they apply), a list of rule names or
-        :class:`Rule` objects (each must apply somewhere), a mapping switching rules on/off, e.g.
-        ``{"attention": True}``, or ``()`` for no rules at all (RelP = AtP, asked for explicitly).
+    rules : None, str, Sequence[str | Rule] or Mapping[str, bool]
+        ``None`` (the paper's defaults LN, Identity and Half wherever they apply), a preset name of
+        :data:`RULE_PRESETS` (``"published"``: the rules active in the authors' published usage, LN and Half
+        without Identity), a list of rule names or :class:`Rule` objects (each must apply somewhere), a mapping
+        switching rules on/off, e.g. ``{"attention": True}``, or ``()`` for no rules at all (RelP = AtP, asked
+        for explicitly).
     strict : bool
         Raise instead of warn when relevance is not conserved.
 
@@ -91,7 +113,7 @@ def relevance_patching(
         ``extra["report"]`` (the text ``summary()`` shows).
     """
     plan_sites(model, sites, by=by, layers=layers, index=index)  # a site the model lacks is the first error
-    chosen, asked = resolve_rules(rules)
+    chosen, asked = resolve_rules(_preset(rules))
     ruleset = compile_rules(model, chosen, asked)
     clean_t, corrupted_t = prepare_pair(model, clean, corrupted)
     conservation = check_conservation(model, first_sample(model, corrupted_t if direction == "denoise" else clean_t),
@@ -117,6 +139,6 @@ def relp_rules(model: nn.Module, rules: Rules = None) -> Iterator[dict[str, list
 
     Forward values stay bit-identical; gradients become LRP relevance coefficients.
     """
-    chosen, strict = resolve_rules(rules)
+    chosen, strict = resolve_rules(_preset(rules))
     with compile_rules(model, chosen, strict).installed(model) as applied:
         yield applied

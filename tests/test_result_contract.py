@@ -77,6 +77,20 @@ def tokens(n: int = 4, pos: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 50, (n, pos), generator=torch.Generator().manual_seed(seed))
 
 
+def _milan() -> Any:
+    milan = importlib.import_module("interp.label.milan")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    images = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    return milan.describe_units(net, images, "1", milan.RetrievalDescriber(np.arange(12) % 3), k=4)
+
+
+def _concept_detection() -> Any:
+    scores = pd.DataFrame({"method": ["SNMF"] * 4, "component": [0] * 4, "group": ["concept", "concept", "neutral", "neutral"],
+                           "sentence": [0, 1, 0, 1], "r2": [0.1, 0.2, 0.0, 0.1], "cosine": [0.5, 0.4, 0.1, 0.2],
+                           "corr": [0.5, 0.4, 0.1, 0.2], "mse": [1.0, 1.1, 1.2, 1.3]})
+    return importlib.import_module("interp.decompose.steering").ConceptDetection(scores)
+
+
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
@@ -277,6 +291,19 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         _Identity(), bridge(), tokens(), "blocks.0.hook_resid_post"),
     "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
+    "ConceptDetection": lambda: _concept_detection(),
+    "UnitExemplars": lambda: _milan().exemplars,
+    "UnitDescriptions": _milan,
+    "ConvergenceScore": lambda: importlib.import_module("probes.convergence").temporal_score(
+        np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), times=[0.0, 0.1, 0.2, 0.3]),
+    "TokenAgreement": lambda: importlib.import_module("interp.label.vocab_agreement").top_token_agreement(
+        bridge(), bridge(), layer=0),
+    "SteeringEvaluation": lambda: importlib.import_module("interp.decompose.steering").SteeringEvaluation(
+        pd.DataFrame({"method": ["SNMF", "SNMF", "SAE"], "component": [0, 0, 0], "target_kl": [0.1, 0.1, 0.1],
+                      "strength": [5.0, 5.0, 7.0], "kl": [0.1, 0.1, 0.5], "converged": [True, True, False],
+                      "sign": [1.0, -1.0, np.nan], "sentence": ["a", "b", None], "concept_score": [2, 1, np.nan],
+                      "fluency_score": [1, 1, np.nan], "score": [4 / 3, 1.0, np.nan], "judged": [True, True, None]}),
+        _concept_detection()),
     "BehaviourComponents": lambda: importlib.import_module("interp.decompose.recordings").behaviour_components(
         importlib.import_module("interp.decompose").NMF(2, max_iter=30).fit(_recording()), _recording(), n_top=3,
         only_identified=False, n_permutations=20),
@@ -323,6 +350,11 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "PathComparison": _paths_comparison,
     "PathSimilarity": lambda: importlib.import_module("patching.paths").path_similarity(
         _paths_comparison().paths["jas"], ["a", "a", "b"], n_permutations=20),
+    "FrequencySimilarity": lambda: importlib.import_module("patching.paths").frequency_similarity(
+        torch.tensor([[[1], [2]], [[1], [3]], [[4], [2]], [[4], [5]]]), ["a", "a", "b", "b"], n_permutations=10),
+    "Faithfulness": lambda: importlib.import_module("patching.faithfulness").faithfulness(
+        bridge(), tokens(4, 6), torch.cat([tokens(4, 6)[:, :3], tokens(4, 3, seed=1)], 1),
+        _metric(), sites=["resid_pre"], methods=["atp"]),
     "StudyResult": _study,
     "AlignmentResult": _brain_alignment,
     # probes

@@ -17,6 +17,7 @@ from .spatial import place_fields
 from .stats import UnitStats
 from .tuning import DirectionTuning, TuningCurves, direction_tuning, tuning_curves
 from .vocab import logit_lens, vocab_projection
+from .vocab_agreement import TokenAgreement, top_token_agreement
 
 __all__ = [
     "UnitStats", "detect_phenomena", "universal_units", "head_scores", "vocab_projection", "logit_lens", "concept_test",
@@ -24,4 +25,5 @@ __all__ = [
     "TemplatedExplainer", "LocalModelExplainer", "OpenAIExplainer", "LabelResult", "label_neurons", "label_heads",
     "label_recordings", "label_place_cells", "build_label_report", "recording_title",
     "tuning_curves", "direction_tuning", "TuningCurves", "DirectionTuning", "feature_dashboards", "FeatureDashboards",
+    "top_token_agreement", "TokenAgreement",
 ]

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..report.html import Report, escape
 from .cards import CARD_CSS, label_section, unit_card
@@ -30,12 +31,19 @@ __all__ = ["build_label_report", "label_section", "unit_card", "CARD_CSS"]
 
 
 def build_label_report(results: LabelResult | Sequence[LabelResult], path: str | os.PathLike,
-                       title: str = "Neuron labels", notes: Sequence[str] = (), max_cards: int | None = None) -> Path:
-    """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path."""
+                       title: str = "Neuron labels", notes: Sequence[str] = (), max_cards: int | None = None,
+                       extra: Sequence[Any] = ()) -> Path:
+    """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path.
+
+    ``extra``: further results shown after the labels, e.g. MILAN descriptions of visual units
+    (:func:`interp.label.milan.describe_units`).
+    """
     results = [results] if isinstance(results, LabelResult) else list(results)
     report = Report(title, subtitle=f"interp label report, {time.strftime('%Y-%m-%d %H:%M')}")
     if notes:
         report.add_section("Notes", "".join(f'<div class="note">{escape(n)}</div>' for n in notes))
     for i, res in enumerate(results):
         report.add(res, result_id=f"r{i}", max_cards=max_cards)
+    for res in extra:
+        report.add(res)
     return report.write(path)

@@ -17,8 +17,10 @@ returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger &
   Vocabulary Space").
 * Input side: Davies 2025 ("Decoding specialised feature neurons in LLMs with the final projection
   layer", arXiv 2501.02688) decodes each up-projection row ``u_i`` (a row of W_up, which reads the
-  residual stream) through the LM head: ``p_i = softmax(logit_lens(u_i))``; the top token labels the
-  neuron and a concentrated distribution marks a "specialised" neuron.
+  residual stream) through the LM head: ``p_i = softmax(u_i @ W_U)`` (by default without the final norm,
+  as the paper describes it; ``final_norm=True`` for ``softmax(logit_lens(u_i))``); the top token labels
+  the neuron and a concentrated distribution marks a "specialised" neuron. Agreement of the top tokens
+  between two models (base vs instruct): :func:`interp.label.vocab_agreement.top_token_agreement`.
 
 The moments of the projection over the vocabulary are what Gurnee et al. 2024 ("Universal Neurons in
 GPT2 Language Models") use to find prediction, suppression and entropy neurons
@@ -352,7 +354,7 @@ def _vectors(model: Any, layer: int | None, which: str, units: Sequence[int] | N
 
 
 def vocab_projection(model: Any, layer: int | None = None, which: str = "out", units: Sequence[int] | None = None,
-                     k: int = 10, tokenizer: Any = None, final_norm: bool = True, chunk: int = 256, *,
+                     k: int = 10, tokenizer: Any = None, final_norm: bool | None = None, chunk: int = 256, *,
                      directions: Any = None, space: str = "mlp") -> VocabProjection:
     """Read each unit's vector out through the model's own unembedding (:func:`logit_lens`).
 
@@ -373,8 +375,12 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
     tokenizer:
         For token strings (default: ``model.tokenizer``).
     final_norm:
-        Read out as the model does (final norm, biases, MLM head, soft cap; default), or with the plain
-        linear map ``x @ W_U + b_U`` (False).
+        Read out as the model does (final norm, biases, MLM head, soft cap; True), or with the plain
+        linear map ``x @ W_U + b_U`` (False). Default (None): True, except for ``which="in"``, where it is
+        False: Davies (arXiv 2501.02688, v1 and v2; no code published) decodes the up-projection rows
+        "directly" with "the LM-head" (abstract, Fig. 1), with no final norm mentioned; the norm's gain
+        changes the top-1 token of 27% of smollm2-135m's layer-3 neurons, so pass ``final_norm=True`` for
+        the model's own read-out.
     directions:
         Instead of weight rows: feature directions, an estimator with ``components_`` (SAE, SNMF) or a
         ``(n, d)`` tensor; each is normalised to unit length (Shafran, Geiger & Geva 2025).
@@ -385,6 +391,8 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
     >>> vocab_projection(model, 3, "out", k=5).to_frame()                 # doctest: +SKIP
     >>> vocab_projection(model, 6, directions=snmf, k=8).tokens()        # doctest: +SKIP
     """
+    if final_norm is None:  # Davies decodes W_up rows with the LM head alone; the model's read-out otherwise
+        final_norm = not (which == "in" and directions is None)
     resid, raw, units_arr, experts, label = _vectors(model, layer, which, units, directions, space, final_norm)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     k = min(k, int(model.cfg.d_vocab))
