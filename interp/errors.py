@@ -68,6 +68,10 @@ class FingerprintError(SchemaError):
     """A store resumed or rerun with other inputs, model, sites, positions or dtype than it was made from."""
 
 
+class ExplainerError(InterpError, RuntimeError):
+    """An explainer (or a judge) could not produce an answer (endpoint down, timeout, unusable reply)."""
+
+
 class StorageError(InterpError, OSError):
     """A file that cannot be written: a full disk, a read-only or unwritable location."""
 

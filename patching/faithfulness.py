@@ -141,7 +141,7 @@ def faithfulness(model: Any, clean: Any, corrupted: Any = None, metric: Callable
     Returns a :class:`Faithfulness` (Pearson r and Spearman rho per kind and method, a bar plot). The
     acceptance configuration of ``benchmarks/faithfulness.py`` is this call on its prompt groups.
     """
-    from . import METHODS  # the package's registry (patching/__init__ imports this module)
+    from .contract import METHODS  # the registry the attribution methods add themselves to
 
     kinds = [sites] if isinstance(sites, str) else list(sites)
     if methods is None:

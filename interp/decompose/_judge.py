@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ExplainerError
 
 __all__ = ["CONCEPT_PROMPT", "FLUENCY_PROMPT", "parse_rating", "harmonic_mean", "judge_sentence"]
 
@@ -68,8 +68,6 @@ def harmonic_mean(scores: list[float]) -> float:
 
 
 def _openai_complete(judge: Any, prompt: str) -> str:
-    from ..label.explain import ExplainerError
-
     body = {"model": judge.model, "temperature": 0.0, "messages": [{"role": "user", "content": prompt}]}
     req = urllib.request.Request(f"{judge.base_url}/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json",
@@ -98,13 +96,12 @@ def _local_rating(judge: Any, prompt: str) -> int:
 
 
 def _rate(judge: Any, prompt: str) -> int | None:
-    from ..label.explain import LocalModelExplainer, OpenAIExplainer
-
+    # interp.label's explainers are recognised by what they have (decompose sits below label: no import)
     if hasattr(judge, "complete"):
         return parse_rating(judge.complete(prompt))
-    if isinstance(judge, OpenAIExplainer):
+    if all(hasattr(judge, a) for a in ("base_url", "model", "api_key", "timeout")):  # OpenAIExplainer
         return parse_rating(_openai_complete(judge, prompt))
-    if isinstance(judge, LocalModelExplainer):
+    if callable(getattr(judge, "_load", None)):  # LocalModelExplainer
         return _local_rating(judge, prompt)
     raise ConfigError(f"a judge must be an interp.label LocalModelExplainer or OpenAIExplainer, or have "
                       f"complete(prompt) -> str; got {type(judge).__name__}")

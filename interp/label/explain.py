@@ -33,14 +33,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import InterpError
+from ..errors import ExplainerError
 
 __all__ = ["UnitEvidence", "Explanation", "Explainer", "TemplatedExplainer", "LocalModelExplainer",
            "OpenAIExplainer", "ExplainerError", "keyword_predicate"]
-
-
-class ExplainerError(InterpError, RuntimeError):
-    """An explainer could not produce an explanation (endpoint down, timeout, unusable reply)."""
 
 
 @dataclass
