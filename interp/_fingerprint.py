@@ -89,9 +89,22 @@ def _update(h: Any, item: Any) -> None:
         h.update(f"L{len(item)}|".encode())
         for part in item:
             _update(h, part)
-    else:
-        text = repr(item).encode() if not isinstance(item, (str, bytes)) else (item.encode() if isinstance(item, str) else item)
+    elif isinstance(item, (str, bytes)):
+        text = item.encode() if isinstance(item, str) else item
         h.update(f"S{len(text)}|".encode() + text)
+    elif isinstance(item, (int, float, complex, bool, type(None), np.generic)):
+        h.update(f"N{item!r}|".encode())
+    elif callable(getattr(item, "tobytes", None)):  # a PIL image (size and mode in its repr's place) or similar
+        h.update(f"B{type(item).__name__}{getattr(item, 'size', '')}{getattr(item, 'mode', '')}|".encode())
+        h.update(checksum(item.tobytes()).encode())
+    else:
+        import pickle
+
+        try:
+            data = pickle.dumps(item, protocol=4)
+        except Exception:  # not picklable: its repr (an address in it would make every run differ: refused resume)
+            data = repr(item).encode()
+        h.update(f"P{len(data)}|".encode() + data)
 
 
 def _parameters(model: torch.nn.Module) -> str:

@@ -98,7 +98,7 @@ def check_study(path: str | Path) -> dict[str, Any]:
     model = _load_model(config["model"])
     data = _data(model, config["data"])
     study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
-                             n_rows=int(data["clean"].shape[0]))
+                             n_rows=int(data["clean"].shape[0]), clean=data["clean"])
     return config
 
 
@@ -260,7 +260,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     model = _load_model(config["model"])
     data = _data(model, config["data"])
     study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
-                             n_rows=int(data["clean"].shape[0]))
+                             n_rows=int(data["clean"].shape[0]), clean=data["clean"])
     metric = _metric(model, config["metric"], data)
     with torch.no_grad():
         baseline = float(metrics.evaluate(metric, model(data["clean"])))

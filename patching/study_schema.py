@@ -347,10 +347,11 @@ def _check_memory(cfg: Any, n_rows: int | None, length: int | None) -> None:
 
 
 def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                length: int | None = None, n_rows: int | None = None) -> None:
+                length: int | None = None, n_rows: int | None = None, clean: Any = None) -> None:
     """Every site a grid expands to (``expand``: the study's grid expansion), every layer, head and (given the
-    inputs' ``length``) position index, the metric's position and every swept site must exist on ``model``:
-    checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`)."""
+    inputs' ``length``) position index, the metric's position and every swept site must exist on ``model``,
+    and (given the ``clean`` inputs: one of them is run, stopping after the last site) every unit index must be
+    below its site's width: checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`)."""
     from interp import engine
 
     cfg = getattr(model, "cfg", None)
@@ -359,8 +360,9 @@ def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, 
     def within(values: list[int], n: int | None, what: str, where: str, signed: bool = False) -> None:
         bad = [v for v in values if n is not None and not (-n if signed else 0) <= v < n]
         if bad:
-            has = f"the inputs have {n} positions ({-n}..{n - 1})" if signed else \
-                  f"the model has {n} {what.rstrip('s')}s (0..{n - 1})"
+            noun = what.split(" ")[0].rstrip("s") + "s"
+            has = (f"the inputs have {n} positions ({-n}..{n - 1})" if signed else
+                   f"the site has {n} units (0..{n - 1})" if noun == "units" else f"the model has {n} {noun} (0..{n - 1})")
             raise ConfigError(f"{where}: {what} {bad[:5]} out of range; {has}")
 
     for i, grid in enumerate(config.get("grid", [])):
@@ -368,8 +370,15 @@ def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, 
         within(_listed(grid.get("layer", [])), n_layers, "layer", where)
         within(_listed(grid.get("head", [])), n_heads, "head", where)
         within(_listed(grid.get("position", [])), length, "position", where, signed=True)
-        for row in expand(grid):
+        rows = expand(grid)
+        for row in rows:
             engine.resolve_site(model, row["site"])
+        units = _listed(grid.get("unit", []))
+        if units and clean is not None:
+            sites = sorted({row["site"] for row in rows})
+            acts = engine.record(model, clean[:1], sites, stop=True).acts
+            for site in sites:
+                within(units, int(acts[site].shape[-1]), f"unit (of {site})", where)
     _check_memory(cfg, n_rows, length)
     if "position" in config.get("metric", {}):
         within([config["metric"]["position"]], length, "position", "[metric]", signed=True)

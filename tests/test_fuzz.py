@@ -322,6 +322,7 @@ def test_logistic_probe_never_a_raw_error(X, y):
     (("output",), "../../..", "outside the folder"),
     (("output",), "/etc", "outside the folder"),
     (("grid", 0, "factor"), [float("nan")], "finite"),
+    (("grid", 0, "unit"), [8], r"unit \(of blocks.0.attn.hook_z\) \[8\] out of range; the site has 8 units"),
 ])
 def test_study_check_bounds_what_run_would_allocate(tmp_path, path, value, match):
     """These passed ``study check`` and then died in ``run`` (MemoryError, minutes of work, an IndexError, files

@@ -256,3 +256,23 @@ def reference_rows(tmp_path):
     from _store_job import run_job
 
     return run_job(tmp_path / "ref", rank=0, world_size=1).rows("a", slice(None))
+
+
+def test_a_dataset_of_images_is_fingerprinted_by_its_pixels():
+    """Items without a stable repr (PIL images print their address) hash by content: the same images resume,
+    other images are refused."""
+    from PIL import Image
+
+    from interp._fingerprint import _describe_inputs
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, seed):
+            self.x = np.random.default_rng(seed).integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return Image.fromarray(self.x[i]), i
+
+    assert _describe_inputs(Images(0)) == _describe_inputs(Images(0)) != _describe_inputs(Images(1))
