@@ -143,6 +143,21 @@ cells = [
              "for bad in (lambda: NMF(3).fit(worm),                        # z-scored traces are negative\n"
              "            lambda: TopKSAE(n_components=16, k=32).fit(acts)):  # k > latents\n"
              "    try:\n        bad()\n    except interp.InterpError as err:\n        print(type(err).__name__, ':', err)"),
+    ("md", "## Shared formats: SAELens, sparsify, Neuronpedia\n"
+           "`save_saelens` writes the folder SAELens's `SAE.load_from_disk` reads (`cfg.json` + `sae_weights.safetensors`, "
+           "the input scale folded into the weights); `save_sparsify` EleutherAI's layout. `feature_dashboards` builds "
+           "each feature's top contexts, density and (on residual-stream SAEs) logit effects, and writes them as a "
+           "Neuronpedia upload batch."),
+    ("code", "from interp.decompose import save_saelens, load_saelens\n"
+             "from interp.label import feature_dashboards\n"
+             "folder = save_saelens(sae, os.path.join(tempfile.mkdtemp(), 'sae_lens'), hook_name=site, model_name='smollm2-135m')\n"
+             "print(sorted(os.listdir(folder)))\n"
+             "back = load_saelens(folder)\n"
+             "print('same reconstructions:', torch.allclose(back.reconstruct(acts).data, sae.reconstruct(acts).data, atol=1e-4))\n"
+             "dash = feature_dashboards(model, sae, tokens[:16], site, features=range(6), n_top=5, logits=False)\n"
+             "dash.to_neuronpedia(os.path.join(tempfile.mkdtemp(), 'batch-0.json'), model_id='smollm2-135m', layer=6,\n"
+             "                    sae_set='mlp-topk')\n"
+             "dash"),
 ]
 nb = nbf.v4.new_notebook()
 nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
