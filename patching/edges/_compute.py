@@ -19,7 +19,7 @@ from torch import nn
 
 from interp import engine
 from interp.engine import Hook, Phase
-from interp.errors import ConfigError
+from interp.errors import ConfigError, SiteError
 
 from ..metrics import evaluate
 from .graph import EdgeGraph, ReaderSite
@@ -127,7 +127,12 @@ def check_sums(model: nn.Module, graph: EdgeGraph, first: torch.Tensor, second: 
     """
     if torch.equal(first, second):
         second = first.flip(-1)
-    a, b = record(model, graph, first, readers=True), record(model, graph, second, readers=True)
+    try:
+        a, b = record(model, graph, first, readers=True), record(model, graph, second, readers=True)
+    except SiteError as exc:
+        raise ConfigError(f"a reader input of this model's edge graph is not on its forward path ({exc}); e.g. Phi's "
+                          "MLP reads the attention's layer norm, so the MLP input has no hook of its own: edge "
+                          "attribution refuses it (node-level methods still work)") from None
     wa, wb = writer_values(graph, model, a.acts), writer_values(graph, model, b.acts)
     for site in graph.sites:
         ones = torch.ones(site.n_up, len(site.names))
