@@ -91,9 +91,10 @@ def _write_json(path: str | os.PathLike, graph: EdgeGraph, scores: torch.Tensor,
     edges = {name: {"score": float(score), "in_graph": bool(keep)}
              for name, score, keep in zip(graph.edge_names(), scores.tolist(), in_graph.tolist())}
     text = json.dumps({"cfg": graph.cfg(), "nodes": nodes, "edges": edges})
-    with atomic_write(path) as tmp:
+    def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
+    atomic_write(path, write)
 
 
 @dataclass
