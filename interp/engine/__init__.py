@@ -36,7 +36,6 @@ from .inputs import (
 )
 from .run import Gradients, Recording, edits_reach, gradients, record, run, scalar
 from .shortcuts import BlockReplay, SharedPrefix, agrees
-from .split_inputs import split_inputs
 from .sites import (
     KIND_ALIASES,
     SITE_KINDS,
@@ -53,6 +52,7 @@ from .sites import (
     resolve_sites,
     site_names,
 )
+from .split_inputs import split_inputs
 
 __all__ = [
     "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",

@@ -31,17 +31,18 @@ def split_inputs(model: Any) -> Iterator[Any]:
     cfg = getattr(model, "cfg", None)
     if cfg is None or not all(hasattr(model, setter) for _, setter in _FLAGS):
         raise InputTypeError(f"per-head inputs need a TransformerLens TransformerBridge, got {type(model).__name__}")
-    saved = {flag: bool(getattr(cfg, flag, False)) for flag, _ in _FLAGS}
+    changed: list[str] = []
     attn_in = bool(getattr(cfg, "use_attn_in", False))
     try:
         if attn_in:  # exclusive with split q/k/v inputs
             model.set_use_attn_in(False)
         for flag, setter in _FLAGS:
-            if not saved[flag]:
+            if not getattr(cfg, flag, False):  # only touch what changes: each switch rebuilds the hook aliases
                 getattr(model, setter)(True)
+                changed.append(setter)
         yield model
     finally:
-        for flag, setter in _FLAGS:
-            getattr(model, setter)(saved[flag])
+        for setter in reversed(changed):
+            getattr(model, setter)(False)
         if attn_in:
             model.set_use_attn_in(True)

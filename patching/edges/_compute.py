@@ -11,6 +11,7 @@ ablate the edges outside a circuit (:mod:`patching.edges.faithfulness`).
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = ["context", "record", "writer_values", "term", "check_sums", "edge_gra
 
 #: relative tolerance of the check that every reader input is the sum of its upstream writers
 ABS_TOL = 2e-3
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def context(graph: EdgeGraph, model: nn.Module) -> contextlib.AbstractContextManager:
@@ -81,6 +83,11 @@ class _Term(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, coef: torch.Tensor, box: list, site: ReaderSite) -> torch.Tensor:  # type: ignore[override]
         ctx.box, ctx.site, ctx.ndim = box, site, coef.ndim
+        if not bool(coef.any()):  # the zero coefficients of a gradient pass: the term is zero, skip the product
+            d = box[0]
+            shape = (d.shape[1], d.shape[2]) + ((len(site.names),) if site.heads is not None else ())
+            width = site.proj.shape[-1] if site.proj is not None else d.shape[3]
+            return torch.zeros(*shape, width, dtype=d.dtype, device=d.device)
         return _plain_term(site, box[0], coef.detach())
 
     @staticmethod
@@ -125,6 +132,9 @@ def check_sums(model: nn.Module, graph: EdgeGraph, first: torch.Tensor, second: 
     Checked on one prompt of each input: ``input(v) - sum_u write(u)`` must be the same in both runs (position
     embeddings and biases cancel); post-sublayer norms, scaled residuals or a wrong head layout would differ.
     """
+    key = (graph.layout, tuple(s.site for s in graph.sites))
+    if _CHECKED.get(model) == key:  # a structural property of the architecture: checked once per model
+        return
     if torch.equal(first, second):
         second = first.flip(-1)
     try:
@@ -145,6 +155,7 @@ def check_sums(model: nn.Module, graph: EdgeGraph, first: torch.Tensor, second: 
                               f"error {err:.2g} > {ABS_TOL}): this architecture normalises or scales sublayer "
                               "outputs before the residual add (post-norms), or its head layout is not the one "
                               "assumed, so edge scores would be wrong; edge attribution refuses it")
+    _CHECKED[model] = key
 
 
 def _fillers(model: nn.Module, graph: EdgeGraph, other: torch.Tensor, box: list) -> list[Hook]:

@@ -66,6 +66,7 @@ def edge_attribution(
     batch_size: int | None = None,
     max_rows: int = 256,
     progress: bool = False,
+    edges: Sequence[str] | None = None,
 ) -> EdgeAttributionResult:
     """Score every edge of the model's graph (see :mod:`patching.edges.graph`) with ``method``.
 
@@ -84,6 +85,7 @@ def edge_attribution(
             under ``torchrun``; scores are averaged with batch weights, as the node-level methods).
         max_rows: rows (prompts x copies) per forward pass of ``exact`` and EAP-IG.
         progress: progress bar over the passes of ``exact``.
+        edges: ``exact`` only: patch just these edges (names); the others' effect is NaN (not measured).
 
     Returns:
         :class:`EdgeAttributionResult` with one ``effect`` per edge (``[edge]`` or ``[edge, pos]``).
@@ -94,16 +96,34 @@ def edge_attribution(
     by_pos = check_by(by)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     graph = build_graph(model)
+    with context(graph, model):  # switch the per-head hooks on once for every pass
+        return _attribute(model, graph, clean, corrupted, metric, method, by_pos, direction, steps, integration, rules,
+                          batch_size, max_rows, progress, edges)
+
+
+def _attribute(model: nn.Module, graph: EdgeGraph, clean: torch.Tensor, corrupted: torch.Tensor, metric: Any,
+               method: str, by_pos: bool, direction: str, steps: int, integration: str | None, rules: Any,
+               batch_size: int | None, max_rows: int, progress: bool,
+               edges: Sequence[str] | None) -> EdgeAttributionResult:
     check_sums(model, graph, clean[:1], corrupted[:1])
     if method.startswith("eap-ig") and steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
+    chosen_edges = None
+    if edges is not None:
+        if method != "exact":
+            raise ConfigError("edges= restricts the patches of method='exact'; the estimates score every edge at once")
+        index = {n: i for i, n in enumerate(graph.edge_names())}
+        unknown = [e for e in edges if e not in index]
+        if unknown:
+            raise ConfigError(f"{len(unknown)} edges are not in this model's graph, e.g. {unknown[0]!r}")
+        chosen_edges = sorted({index[e] for e in edges})
     ruleset = None
     if method == "relp":
         with context(graph, model):
             chosen, strict = resolve_rules(rules)
             ruleset = compile_rules(model, chosen, strict)
     options = dict(method=method, by_pos=by_pos, direction=direction, steps=steps, integration=integration,
-                   ruleset=ruleset, max_rows=max_rows, progress=progress)
+                   ruleset=ruleset, max_rows=max_rows, progress=progress, edges=chosen_edges)
     start = time.perf_counter()
     parts = _over_prompts(lambda c, r, m: _one_batch(model, graph, c, r, m, options), clean, corrupted, metric,
                           batch_size)
@@ -219,18 +239,22 @@ def _exact(model: nn.Module, graph: EdgeGraph, base: torch.Tensor, deltas: torch
            base_value: float, by_pos: bool, options: dict[str, Any]) -> dict[str, Any]:
     """Patch one edge per copy of the base batch: only the reader's input gets the writer's delta."""
     rows, pos = int(base.shape[0]), int(base.shape[1])
-    cells = [(e, p) for e in range(graph.n_edges) for p in (range(pos) if by_pos else [None])]
+    chosen = range(graph.n_edges) if options["edges"] is None else options["edges"]
+    cells = [(e, p) for e in chosen for p in (range(pos) if by_pos else [None])]
     chunk = max(1, options["max_rows"] // max(rows, 1))
-    effect = torch.zeros(len(cells), dtype=torch.float64)
+    effect = torch.full((graph.n_edges, pos) if by_pos else (graph.n_edges,), float("nan"), dtype=torch.float64)
     for start in tqdm(range(0, len(cells), chunk), disable=not options["progress"], desc="exact edge patching"):
         batch = cells[start:start + chunk]
         hooks = _edge_patches(graph, deltas, batch, rows)
         with torch.no_grad(), context(graph, model):
             out = engine.run(model, engine.repeat(base, len(batch)), hooks)
-        for j in range(len(batch)):
-            effect[start + j] = metric_of(metric, out[j * rows:(j + 1) * rows]) - base_value
-    scores = effect.reshape(graph.n_edges, pos) if by_pos else effect
-    return {"scores": scores, "n_forward": 2 + len(cells), "n_backward": 0}
+        for j, (e, p) in enumerate(batch):
+            value = metric_of(metric, out[j * rows:(j + 1) * rows]) - base_value
+            if p is None:
+                effect[e] = value
+            else:
+                effect[e, p] = value
+    return {"scores": effect, "n_forward": 2 + len(cells), "n_backward": 0}
 
 
 def _edge_patches(graph: EdgeGraph, deltas: torch.Tensor, batch: list[tuple[int, int | None]], rows: int) -> list[Hook]:

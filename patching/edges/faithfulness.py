@@ -127,7 +127,8 @@ def circuit_faithfulness(model: nn.Module, clean: Any, corrupted: Any, metric: C
     graph = build_graph(model)
     kept = _kept_mask(graph, circuit)
     empty = torch.zeros_like(kept)
-    full, (value, none) = _batched(model, graph, clean, corrupted, metric, [kept, empty], ablation, batch_size)
+    with context(graph, model):
+        full, (value, none) = _batched(model, graph, clean, corrupted, metric, [kept, empty], ablation, batch_size)
     if full == none:
         raise ConfigError("the full model and the empty circuit give the same metric; faithfulness is undefined")
     return (value - none) / (full - none)
@@ -197,7 +198,8 @@ def mib_scores(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[t
     fractions = sorted(float(f) for f in fractions)
     masks = [prune(graph, select_edges(scores, None, f, absolute)) for f in fractions]
     empty = torch.zeros(graph.n_edges, dtype=torch.bool)
-    full, values = _batched(model, graph, clean, corrupted, metric, [*masks, empty], ablation, batch_size)
+    with context(graph, model):
+        full, values = _batched(model, graph, clean, corrupted, metric, [*masks, empty], ablation, batch_size)
     none = values[-1]
     if full == none:
         raise ConfigError("the full model and the empty circuit give the same metric; faithfulness is undefined")

@@ -153,6 +153,10 @@ def build_graph(model: nn.Module) -> EdgeGraph:
                           "use_split_qkv_input for its attention bridge) and it normalises before attention, so "
                           "per-head reader inputs cannot be formed exactly; edge attribution refuses it. Node-level "
                           "methods (patching.attribution_patching with sites='heads') still work")
+    known = set(hooks)
+
+    def resolve(site: str) -> str:
+        return site if site in known else engine.resolve_site(model, site)  # resolve_site raises a SiteError
     graph = graph_from_cfg(n_layers, n_heads, kv, mlp=mlp, parallel_attn_mlp=parallel, d_model=int(cfg.d_model))
     graph.layout = layout
     for site in graph.sites:
@@ -161,11 +165,11 @@ def build_graph(model: nn.Module) -> EdgeGraph:
             layer, kind = int(name.split(".")[1]), name[-7]
             site.site = f"blocks.{layer}.attn.hook_{kind}"
             site.proj = getattr(model.blocks[layer].attn, f"W_{kind.upper()}").detach()
-        site.site = engine.resolve_site(model, site.site)
+        site.site = resolve(site.site)
     for w in graph.writers:
         if layout == "projected" and w.head is not None:
             w.site = f"blocks.{w.layer}.attn.hook_z"
-        w.site = engine.resolve_site(model, w.site)
+        w.site = resolve(w.site)
     return graph
 
 
