@@ -184,6 +184,10 @@ class EdgeAttributionResult(Result):
         return draw(self.graph, self.scores, mask,
                     title or f"{self.method}: top {int(mask.sum())} edges ({self.metric})")
 
+    def report_section(self) -> list[Any]:
+        """Summary, the graph of the strongest edges and a table of the 200 strongest (not every edge)."""
+        return [self._summary_html(), self.plot(), self.top(200)]
+
     def __repr__(self) -> str:
         return (f"EdgeAttributionResult({self.method}, {self.graph.n_edges} edges, metric={self.metric}, "
                 f"clean={self.clean_value:.4g}, corrupted={self.corrupted_value:.4g})")

@@ -69,6 +69,16 @@ def _hand_eap(model, graph, base, other, metric, by_pos=False):
     return torch.stack(scores)
 
 
+def test_moe_block_is_one_node_and_eap_equals_eap_by_hand(built):
+    b = built("mixtral")
+    ex = make_example(b, n=2)
+    graph = build_graph(b.model)
+    res = edge_attribution(b.model, ex.clean, ex.corrupted, ex.metric, method="eap")
+    torch.testing.assert_close(res.scores, _hand_eap(b.model, graph, ex.corrupted, ex.clean, ex.metric), atol=1e-5,
+                               rtol=0)
+    assert "m0->m1" in res.edges and "m1->logits" in res.edges
+
+
 def test_gqa_eap_equals_eap_by_hand(built):
     b = built("llama-gqa")
     ex = make_example(b, n=3)
