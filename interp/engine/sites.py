@@ -58,7 +58,7 @@ def is_bridge(model: Any) -> bool:
     A bridge's ``hook_dict`` is a property that rebuilds its aliases on every access (milliseconds), so it is
     looked up on the class, not evaluated.
     """
-    has = isinstance(getattr(type(model), "hook_dict", None), property) or "hook_dict" in getattr(model, "__dict__", {})
+    has = getattr(type(model), "hook_dict", None) is not None or "hook_dict" in getattr(model, "__dict__", {})
     return has and hasattr(model, "cfg")
 
 
