@@ -130,3 +130,14 @@ def test_bad_input(induction, tiny_cnn):
         edge_attribution(tiny_cnn, torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8), lambda out: out.sum())
     with pytest.raises(ConfigError, match="not in this model"):
         circuit_faithfulness(model, clean, corrupted, metric, ["input->a7.h0<q>"])
+
+
+def test_exact_on_some_edges_leaves_the_others_unmeasured(induction):
+    model, clean, corrupted, metric = induction
+    some = ["a0.h0->a1.h0<k>", "input->a0.h0<v>"]
+    res = edge_attribution(model, clean, corrupted, metric, method="exact", edges=some)
+    measured = torch.isfinite(res.scores)
+    assert [e for e, m in zip(res.edges, measured.tolist()) if m] == sorted(some, key=res.edges.index)
+    assert set(res.circuit(n_edges=2).edges) <= set(some)  # NaN (not measured) is never selected
+    with pytest.raises(ConfigError, match="exact"):
+        edge_attribution(model, clean, corrupted, metric, method="eap", edges=some)

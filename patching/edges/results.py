@@ -37,6 +37,7 @@ def select_edges(effect: torch.Tensor, n_edges: int | None, fraction: float | No
         n_edges = int(fraction * flat.numel())
     n = max(0, min(int(n_edges), flat.numel()))
     key = flat.abs() if absolute else flat
+    key = torch.where(torch.isnan(key), torch.full_like(key, -torch.inf), key)  # unmeasured edges (exact, edges=) last
     mask = torch.zeros(flat.numel(), dtype=torch.bool)
     if n:
         mask[torch.argsort(key, descending=True, stable=True)[:n]] = True
