@@ -357,6 +357,10 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         _metric(), sites=["resid_pre"], methods=["atp"]),
     "StudyResult": _study,
     "AlignmentResult": _brain_alignment,
+    "EdgeAttributionResult": lambda: _edge_result(),
+    "Circuit": lambda: _edge_result().circuit(fraction=1.0),
+    "CircuitCurve": lambda: importlib.import_module("patching.edges").CircuitCurve(
+        "eap", "metric", [0.01, 0.1, 1.0], [1, 5, 50], [0.1, 0.8, 1.0], 2.0, 0.5),
     # probes
     "SplitHalfCeiling": lambda: importlib.import_module("probes").split_half_ceiling(
         rng(0).normal(size=(1, 20, 3)) + 0.5 * rng(1).normal(size=(4, 20, 3)), n_splits=3),
@@ -374,6 +378,13 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "SelectivityResult": lambda: importlib.import_module("probes").probe_selectivity(
         rng(0).normal(size=(40, 5)), (rng(0).normal(size=(40, 5))[:, 0] > 0).astype(int), cv=3),
 }
+
+
+def _edge_result() -> Result:
+    edges = importlib.import_module("patching.edges")
+    graph = edges.graph_from_cfg(2, 2, mlp=True)
+    effect = torch.randn(graph.n_edges, generator=torch.Generator().manual_seed(0)).double()
+    return edges.EdgeAttributionResult("eap", "metric", 1.0, 0.0, "denoise", graph, effect)
 
 
 @functools.cache

@@ -53,13 +53,14 @@ from .sites import (
     resolve_sites,
     site_names,
 )
+from .split_inputs import split_inputs
 
 __all__ = [
     "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",
     "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
     "to_tokens", "tokenize",
     "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",
-    "BlockReplay", "SharedPrefix", "agrees",
+    "BlockReplay", "SharedPrefix", "agrees", "split_inputs",
     "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
     "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
     "encoder_decoder_stacks",

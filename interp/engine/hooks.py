@@ -113,14 +113,17 @@ def _apply_to_input(args: tuple, fn: Callable[[torch.Tensor], torch.Tensor | Non
     return None if new is None else (new,) + tuple(args[1:])
 
 
-def _target(model: nn.Module, site: str) -> tuple[Any, str]:
+def _target(model: nn.Module, site: str, points: dict | None = None) -> tuple[Any, str]:
     """The object a site's dispatcher goes on (a hook point, or a module) and which side of it.
 
     Aliases of one TransformerLens hook point (``mlp.hook_pre`` and ``mlp.gate.hook_out``) share a target,
-    so everything registered at either name runs in one dispatcher, in one order.
+    so everything registered at either name runs in one dispatcher, in one order. ``points``: the bridge's
+    ``hook_dict`` when the caller already has it (building it costs milliseconds per access).
     """
-    if is_bridge(model) and site in model.hook_dict:
-        return model.hook_dict[site], "point"
+    if is_bridge(model):
+        points = model.hook_dict if points is None else points
+        if site in points:
+            return points[site], "point"
     name, _, which = site.partition(":")
     try:
         module = model.get_submodule(name) if name else model
@@ -157,10 +160,11 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
     table = _REGISTRY.setdefault(model, {})
     added: list[tuple[tuple[int, str], tuple[int, int, Edit]]] = []
     try:
+        points = model.hook_dict if is_bridge(model) else None  # once per block, not once per hook
         for hook in hooks:
             if not isinstance(hook, Hook):
                 raise InputTypeError(f"hooked() takes Hook objects, got {type(hook).__name__}")
-            target, side = _target(model, hook.site)
+            target, side = _target(model, hook.site, points)
             key = (id(target), side)
             if key not in table:
                 table[key] = _Dispatch(target, side)

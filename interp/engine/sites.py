@@ -54,8 +54,13 @@ _PATTERN_LEAVES = {"hook_pattern", "hook_attn_scores"}
 
 
 def is_bridge(model: Any) -> bool:
-    """True for TransformerLens bridges (a ``hook_dict`` of hook points and a ``cfg``)."""
-    return hasattr(model, "hook_dict") and hasattr(model, "cfg")
+    """True for TransformerLens bridges (a ``hook_dict`` of hook points and a ``cfg``).
+
+    A bridge's ``hook_dict`` is a property that rebuilds its aliases on every access (milliseconds), so it is
+    looked up on the class, not evaluated.
+    """
+    has = getattr(type(model), "hook_dict", None) is not None or "hook_dict" in getattr(model, "__dict__", {})
+    return has and hasattr(model, "cfg")
 
 
 def site_names(model: nn.Module) -> list[str]:
