@@ -215,6 +215,17 @@ def transformer_lens(lines: list[str]) -> None:
               "(its native attention bridge has no split q/k/v inputs), so it is not timed there.", ""]
 
 
+def _commit() -> str:
+    """The measured tree's commit (``git rev-parse --short HEAD``; a ``+`` marks uncommitted changes)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=root).stdout.strip()
+    return head + ("+" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker")
@@ -231,8 +242,9 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     lines = ["# Edge attribution and circuits", "",
-             f"`python benchmarks/circuits.py --n {args.n} --n-exact {args.n_exact}`. Machine: {os.cpu_count()} CPUs "
-             f"shared with other jobs, torch {torch.__version__}, 1 thread; times are wall-clock on a loaded machine. "
+             f"Command: `python benchmarks/circuits.py --n {args.n} --n-exact {args.n_exact}`  ",
+             f"Commit: `{_commit()}`  ",
+             f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread; times are wall-clock. "
              "Effects are denoising (clean into corrupted), positions summed unless said; CPR/CMD as MIB "
              "(top 0.1% ... 100% of edges by |score|, pruned, patching ablation, trapezoids on a linear axis).", ""]
     if not args.skip_induction:

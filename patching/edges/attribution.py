@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.engine import Hook, Phase
 from interp.engine.distributed import gather, rank_and_world
 from interp.errors import ConfigError
