@@ -372,12 +372,12 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
         box: dict[str, torch.Tensor] = {}
         inplace = bool(getattr(module, "inplace", False))
         if "ln" in names and isinstance(module, norms):
-            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ, every_call=True),
                       Hook(path, lambda out, box=box, module=module:
                            straight(out, _module_norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
             applied["ln"].append(path)
         elif "identity" in names and isinstance(module, _SMOOTH):
-            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=inplace), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=inplace), Phase.READ, every_call=True),
                       Hook(path, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
             applied["identity"].append(path)
         elif "identity" in names and isinstance(module, _PIECEWISE_LINEAR):
