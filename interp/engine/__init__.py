@@ -51,7 +51,9 @@ from .sites import (
     resolve_site,
     resolve_sites,
     site_names,
+    split_site,
 )
+from .views import SiteRef, View, format_site, parse_site
 
 __all__ = [
     "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",
@@ -60,5 +62,6 @@ __all__ = [
     "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",
     "BlockReplay", "SharedPrefix", "agrees",
     "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
-    "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
+    "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names", "split_site",
+    "SiteRef", "View", "format_site", "parse_site",
 ]

@@ -34,13 +34,22 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputTypeError, SiteError
 from .sites import head_kind, is_bridge, is_head_site
-from .views import IDENTITY, SiteRef, View, batch_view, format_site, head_expectations, head_view, parse_site, replace, \
-    select
+from .views import (
+    IDENTITY,
+    SiteRef,
+    View,
+    batch_view,
+    format_site,
+    head_expectations,
+    head_view,
+    parse_site,
+    replace,
+    select,
+)
 
 __all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden"]
 
@@ -373,8 +382,10 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
                    | {d for _, d in expected.values()})
         pos = min(pos, int(getattr(model.cfg, "n_ctx", pos) or pos))
         shapes: dict[int, tuple[str, tuple[int, ...]]] = {}
-        removers = [_install(p, "point", lambda act, n=n, p=p: shapes.setdefault(id(p), (n, tuple(act.shape))))
-                    for n, p in points.items()]
+        def seen(act: Any, name: str, point: Any) -> None:
+            shapes.setdefault(id(point), (name, tuple(act.shape)))
+
+        removers = [_install(p, "point", lambda act, n=n, p=p: seen(act, n, p)) for n, p in points.items()]
         vocab = int(getattr(model.cfg, "d_vocab", 2) or 2)
         tokens = (torch.arange(pos) % max(vocab - 1, 1) + 1).unsqueeze(0)
         root.probing = True
