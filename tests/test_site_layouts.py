@@ -233,6 +233,8 @@ def test_gru_h_n_reads_edits_and_attributions_agree_with_manual_hooks():
     assert manual.abs().max() > 1e-3  # the element matters
     results = {f.__name__: f(model, clean, corrupted, _class1, sites=site).grids[site] for f in METHODS}
     torch.testing.assert_close(results["activation_patching"].effect[0], manual, atol=1e-6, rtol=1e-5)
+    frame = results["activation_patching"].frame()  # a grid over named sites used to fail here (two 'site' columns)
+    assert list(frame["site"].unique()) == [site] and len(frame) == 12
     # AtP: gradient at h_n of the corrupted run (a manual offset on the output tuple) times the difference
     offset = torch.zeros_like(h_corr, requires_grad=True)
     handle = model.rnn.register_forward_hook(lambda m, a, out: (out[0], out[1] + offset))
