@@ -157,7 +157,7 @@ def test_gqa_key_heads_are_the_key_value_heads():
     torch.testing.assert_close(got.effect[0], torch.tensor(manual, dtype=torch.float64), atol=1e-5, rtol=1e-4)
 
 
-def test_a_head_layout_the_config_contradicts_is_refused(monkeypatch):
+def test_a_layout_the_config_contradicts_is_refused(monkeypatch):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -167,6 +167,12 @@ def test_a_head_layout_the_config_contradicts_is_refused(monkeypatch):
     monkeypatch.setattr(engine.hooks, "head_expectations", lambda m: {k: (3, 8) for k in "qkvz"})
     with pytest.raises(SiteError, match="3 attention heads of d_head 8"):
         engine.record(model, torch.randint(0, 20, (1, 4)), ["blocks.0.attn.hook_z"])
+    mlp = TransformerBridge.boot_native(TransformerBridgeConfig(
+        d_model=32, n_layers=1, n_heads=4, d_head=8, n_ctx=16, d_vocab=20, d_mlp=64, act_fn="gelu",
+        normalization_type="LN", seed=0))
+    mlp.cfg.d_mlp = 48  # a config the MLP's width contradicts
+    with pytest.raises(SiteError, match="d_mlp = 48"):
+        engine.record(mlp, torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
     assert engine.views.head_view("z", (1, 7, 4, 8), 7, (4, 8), "attention").kind == "identity"
     assert engine.views.head_view("q", (1, 4, 7, 8), 7, (4, 8), "attention").kind == "swap"
     assert engine.views.head_view("z", (1, 7, 8, 4), 7, (4, 8), "attention").heads == 4

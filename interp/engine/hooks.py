@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputTypeError, SiteError
-from .sites import head_kind, is_bridge, is_head_site
+from .sites import head_kind, is_bridge, is_head_site, is_moe, layer_of
 from .views import (
     IDENTITY,
     SiteRef,
@@ -46,6 +46,7 @@ from .views import (
     format_site,
     head_expectations,
     head_view,
+    neuron_view,
     parse_site,
     replace,
     select,
@@ -350,7 +351,7 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
             if not isinstance(hook, Hook):
                 raise InputTypeError(f"hooked() takes Hook objects, got {type(hook).__name__}")
             target, side, ref = _target(model, hook.site)
-            if side == "point" and hook.phase != Phase.DEFINE and is_head_site(hook.site):
+            if side == "point" and hook.phase != Phase.DEFINE and (is_head_site(hook.site) or _neurons(model, hook.site)):
                 _check_heads(model, root, target, hook.site)
             key = (id(target), side)
             if key not in table:
@@ -373,11 +374,20 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
             root.handle = None
 
 
+def _neurons(model: nn.Module, name: str) -> bool:
+    """Whether ``name`` is the neuron hook (``mlp.hook_pre``/``hook_post``) of a dense block of a bridge."""
+    if not name.endswith((".mlp.hook_pre", ".mlp.hook_post")):
+        return False
+    layer = layer_of(name)
+    return layer is not None and not is_moe(model, layer)
+
+
 def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
-    """Probe a bridge once: the layout of every per-head hook point, checked against the config's heads."""
+    """Probe a bridge once: the layout of every per-head hook point, checked against the config's heads, and the
+    width of the MLP neuron hooks of dense blocks, checked against ``d_mlp``."""
     if root.heads is None:
         expected = head_expectations(model)
-        points = {name: point for name, point in model.hook_dict.items() if is_head_site(name)}
+        points = {name: point for name, point in model.hook_dict.items() if is_head_site(name) or _neurons(model, name)}
         pos = next(t for t in (7, 11, 13, 5, 17, 3) if t not in {h for h, _ in expected.values()}
                    | {d for _, d in expected.values()})
         pos = min(pos, int(getattr(model.cfg, "n_ctx", pos) or pos))
@@ -402,7 +412,9 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
         root.heads = {}
         for pid, (name, shape) in shapes.items():
             kind = head_kind(name)
-            if kind in expected:
+            if kind is None and getattr(model.cfg, "d_mlp", None):
+                root.heads[pid] = neuron_view(name, shape, int(model.cfg.d_mlp))
+            elif kind in expected:
                 what = "key/value" if kind in ("k", "v") and expected[kind][0] != expected["q"][0] else "attention"
                 root.heads[pid] = head_view(name, shape, pos, expected[kind], what)
     view = root.heads.get(id(target), IDENTITY)

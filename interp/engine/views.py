@@ -33,7 +33,7 @@ import torch
 from ..errors import SiteError
 
 __all__ = ["SiteRef", "parse_site", "format_site", "select", "replace", "View", "IDENTITY", "batch_view",
-           "head_view", "head_expectations"]
+           "head_view", "head_expectations", "neuron_view"]
 
 _SPELLING = re.compile(r"^(?P<path>[^#:\[\]]*?)(?:#(?P<call>\d+))?(?::(?P<side>input|output))?"
                        r"(?P<keys>(?:\[[^\[\]]+\])*)$")
@@ -248,3 +248,13 @@ def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, 
         f"d_head) nor (batch, head, pos, d_head) with the {heads} {what} heads of d_head {d} the model's config "
         "gives; the engine cannot tell its head axis, so it refuses the site (read the layer's output, "
         "hook_attn_out, or the module paths inside the attention instead)"))
+
+
+def neuron_view(site: str, shape: tuple[int, ...], d_mlp: int) -> View:
+    """The MLP neuron hook of a dense block must have ``d_mlp`` units (its last axis), as the config says."""
+    if shape and shape[-1] == d_mlp:
+        return IDENTITY
+    return View("refused", reason=(
+        f"site {site!r} has shape {shape}, whose last axis is not the config's d_mlp = {d_mlp}: the engine cannot "
+        "tell that its units are the MLP's neurons, so it refuses the site (use 'mlp_out', or module paths inside "
+        "the MLP)"))
