@@ -371,3 +371,31 @@ def test_rules_and_records_at_every_call_still_work_on_reused_modules():
                                                      every_call=True)]):
         model(clean)
     assert len(seen) == 2
+
+
+class _Mix(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        return a * b + (0 if scale is None else scale)
+
+
+class _TwoArgs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.left, self.right, self.mix = nn.Linear(3, 4), nn.Linear(3, 4), _Mix()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.left(x), self.right(x), scale=x.sum(1, keepdim=True))
+
+
+def test_input_elements_are_positional_or_keyword_arguments():
+    torch.manual_seed(0)
+    model, x = _TwoArgs().eval(), torch.randn(5, 3)
+    rec = engine.record(model, x, engine.resolve_sites(model, ["mix:input[1]", "mix:input[scale]", "mix:input"]))
+    torch.testing.assert_close(rec.acts["mix:input[1]"], model.right(x))
+    torch.testing.assert_close(rec.acts["mix:input[scale]"], x.sum(1, keepdim=True))
+    torch.testing.assert_close(rec.acts["mix:input"], model.left(x))
+    with torch.no_grad():
+        edited = engine.run(model, x, [Hook("mix:input[scale]", lambda s: s * 0)])
+        torch.testing.assert_close(edited, model.left(x) * model.right(x))
+    with pytest.raises(SiteError, match="keywords"):
+        engine.record(model, x, ["mix:input[other]"])
