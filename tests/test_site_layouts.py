@@ -8,6 +8,7 @@ not first), and one call of a module that runs twice per forward pass (a ResNet 
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -399,3 +400,19 @@ def test_input_elements_are_positional_or_keyword_arguments():
         torch.testing.assert_close(edited, model.left(x) * model.right(x))
     with pytest.raises(SiteError, match="keywords"):
         engine.record(model, x, ["mix:input[other]"])
+
+
+def test_the_probe_pass_leaves_no_trace_in_training_mode():
+    """The probe runs the model (twice) before the real pass: batch-norm statistics and the random state must be
+    as after the real pass alone."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
+    twin = copy.deepcopy(net)
+    x = torch.randn(6, 3)
+    torch.manual_seed(1)
+    plain = twin(x)
+    torch.manual_seed(1)
+    rec = engine.record(net, x, ["2"])
+    torch.testing.assert_close(rec.output, plain.detach())
+    torch.testing.assert_close(net[1].running_mean, twin[1].running_mean)
+    assert int(net[1].num_batches_tracked) == 1

@@ -23,6 +23,7 @@ A READ hook may raise :class:`StopForward` to end a forward pass whose remaining
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import warnings
@@ -234,14 +235,16 @@ class _Root:
         batch = next((int(x.shape[0]) for x in tree_flatten((args, kwargs))[0]
                       if isinstance(x, torch.Tensor) and x.ndim), None)
         buffers = {n: b.clone() for n, b in model.named_buffers()} if model.training else {}
+        devices = sorted({x.device.index or 0 for x in tree_flatten((args, kwargs))[0]
+                          if isinstance(x, torch.Tensor) and x.is_cuda})
         runs = []
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
             for grow in (False, True):
                 if grow and batch is None:
                     break
-                call_args = (args, kwargs) if not grow else tree_map(
+                call_args = tree_map(_private, (args, kwargs)) if not grow else tree_map(
                     lambda x: torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == batch
-                    else x, (args, kwargs))
+                    else _private(x), (args, kwargs))
                 self.seen, self.probing = {}, True
                 try:
                     model.forward(*call_args[0], **call_args[1])
@@ -284,6 +287,17 @@ class _Root:
                 view = known.get((dispatch.key, index, entry.keys), IDENTITY)
                 if view.kind == "refused":
                     raise SiteError(view.reason)
+
+
+def _private(value: Any) -> Any:
+    """A copy of an argument the probe pass could change (a KV cache); tensors and plain values as they are."""
+    if isinstance(value, (torch.Tensor, int, float, bool, str, type(None))):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception as exc:  # noqa: BLE001 - the probe must not touch the caller's state
+        raise SiteError(f"the probe pass that checks module sites cannot copy an argument of type "
+                        f"{type(value).__name__} ({exc}); pass tensors, or hook points instead of module paths") from None
 
 
 def _site_of(dispatch: _Dispatch, keys: tuple) -> str:
