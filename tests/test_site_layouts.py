@@ -114,6 +114,11 @@ def test_mla_heads_are_the_config_heads_and_match_a_manual_per_head_patch(versio
     manual = [_patched_metric(model, o_proj, corrupted, _logit, _slice_patch(source, slice(8 * h, 8 * h + 8)), pre=True)
               - base for h in range(4)]
     torch.testing.assert_close(got.effect[0], torch.tensor(manual, dtype=torch.float64), atol=1e-5, rtol=1e-4)
+    with torch.no_grad(), patching.intervene(model, patching.zero("blocks.1.attn.hook_z", heads=[2])):
+        ablated = float(_logit(model(corrupted)))
+    zeroed = _patched_metric(model, o_proj, corrupted, _logit,
+                             _slice_patch(torch.zeros_like(source), slice(16, 24)), pre=True)
+    assert abs(ablated - zeroed) < 1e-5
     z = interp.capture(model, clean, "blocks.1.attn.hook_z", progress=False)
     assert z.dims == ("sample", "pos", "head", "unit") and tuple(z.data.shape[2:]) == (4, 8)
     torch.testing.assert_close(z.data.flatten(2), source)

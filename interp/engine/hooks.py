@@ -365,7 +365,7 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
             if not isinstance(hook, Hook):
                 raise InputTypeError(f"hooked() takes Hook objects, got {type(hook).__name__}")
             target, side, ref = _target(model, hook.site)
-            if side == "point" and hook.phase != Phase.DEFINE and (is_head_site(hook.site) or _neurons(model, hook.site)):
+            if side == "point" and hook.phase != Phase.DEFINE and _checked(model, hook.site):
                 _check_heads(model, root, target, hook.site)
             key = (id(target), side)
             if key not in table:
@@ -388,6 +388,14 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
             root.handle = None
 
 
+_PATTERNS = (".hook_pattern", ".hook_attn_scores")
+
+
+def _checked(model: nn.Module, name: str) -> bool:
+    """Whether a bridge's hook point has a layout the probe checks (heads, attention patterns, MLP neurons)."""
+    return is_head_site(name) or name.endswith(_PATTERNS) or _neurons(model, name)
+
+
 def _neurons(model: nn.Module, name: str) -> bool:
     """Whether ``name`` is the neuron hook (``mlp.hook_pre``/``hook_post``) of a dense block of a bridge."""
     if not name.endswith((".mlp.hook_pre", ".mlp.hook_post")):
@@ -401,7 +409,7 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
     width of the MLP neuron hooks of dense blocks, checked against ``d_mlp``."""
     if root.heads is None:
         expected = head_expectations(model)
-        points = {name: point for name, point in model.hook_dict.items() if is_head_site(name) or _neurons(model, name)}
+        points = {name: point for name, point in model.hook_dict.items() if _checked(model, name)}
         pos = next(t for t in (7, 11, 13, 5, 17, 3) if t not in {h for h, _ in expected.values()}
                    | {d for _, d in expected.values()})
         pos = min(pos, int(getattr(model.cfg, "n_ctx", pos) or pos))
@@ -426,7 +434,12 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
         root.heads = {}
         for pid, (name, shape) in shapes.items():
             kind = head_kind(name)
-            if kind is None and getattr(model.cfg, "d_mlp", None):
+            if name.endswith(_PATTERNS):
+                heads = expected["q"][0]
+                root.heads[pid] = IDENTITY if shape == (1, heads, pos, pos) else View("refused", reason=(
+                    f"site {name!r} has shape {shape} on a probe of {pos} positions, not (batch, head, query_pos, "
+                    f"key_pos) with the config's {heads} heads; the engine refuses it"))
+            elif kind is None and getattr(model.cfg, "d_mlp", None):
                 root.heads[pid] = neuron_view(name, shape, int(model.cfg.d_mlp))
             elif kind in expected:
                 what = "key/value" if kind in ("k", "v") and expected[kind][0] != expected["q"][0] else "attention"
