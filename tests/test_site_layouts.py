@@ -421,3 +421,10 @@ def test_the_probe_pass_leaves_no_trace_in_training_mode():
     torch.testing.assert_close(rec.output, plain.detach())
     torch.testing.assert_close(net[1].running_mean, twin[1].running_mean)
     assert int(net[1].num_batches_tracked) == 1
+    calls = []  # the user's own hooks (and block replay's observers) do not see the probe passes
+    handle = net[3].register_forward_hook(lambda m, a, out: calls.append(out.shape[0]))
+    try:
+        engine.record(net, torch.randn(5, 3), ["2"])
+    finally:
+        handle.remove()
+    assert calls == [5]

@@ -108,7 +108,7 @@ class _Dispatch:
         self.root, self.side, self.key = root, side, key
         self.entries: list[_Entry] = []
         self.calls, self.generation = 0, -1
-        self._remove = _install(target, side, self)
+        self._remove, self.handle_id = _install(target, side, self)
 
     def add(self, hook: Hook, ref: SiteRef) -> _Entry:
         every = bool(hook.every_call) or hook.phase == Phase.DEFINE
@@ -238,7 +238,8 @@ class _Root:
         devices = sorted({x.device.index or 0 for x in tree_flatten((args, kwargs))[0]
                           if isinstance(x, torch.Tensor) and x.is_cuda})
         runs = []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        ours = {d.handle_id for d in _REGISTRY.get(model, {}).values()}
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), _only(model, ours):
             for grow in (False, True):
                 if grow and batch is None:
                     break
@@ -289,6 +290,25 @@ class _Root:
                     raise SiteError(view.reason)
 
 
+@contextlib.contextmanager
+def _only(model: nn.Module, ours: set[int]) -> Iterator[None]:
+    """While a probe pass runs, only the engine's own hooks ``ours`` fire: the user's hooks and those of
+    :func:`observe_modules` (block replay) must not see the extra passes. The hook tables are restored as they were."""
+    saved = []
+    for module in model.modules():
+        for table in (module._forward_hooks, module._forward_pre_hooks):
+            if any(k not in ours for k in table):
+                saved.append((table, list(table.items())))
+                for k in [k for k in table if k not in ours]:
+                    del table[k]
+    try:
+        yield
+    finally:
+        for table, items in saved:
+            table.clear()
+            table.update(items)
+
+
 def _private(value: Any) -> Any:
     """A copy of an argument the probe pass could change (a KV cache); tensors and plain values as they are."""
     if isinstance(value, (torch.Tensor, int, float, bool, str, type(None))):
@@ -320,8 +340,8 @@ def _target(model: nn.Module, site: str) -> tuple[Any, str, SiteRef]:
     return module, ref.side, ref
 
 
-def _install(target: Any, side: str, dispatch: Callable[[Any], Any]) -> Callable[[], None]:
-    """Install ``dispatch`` on ``target``; returns the function that removes it."""
+def _install(target: Any, side: str, dispatch: Callable[[Any], Any]) -> tuple[Callable[[], None], int]:
+    """Install ``dispatch`` on ``target``; returns the function that removes it and the torch handle's id."""
     if side == "point":
         handle = target.add_hook(lambda act, hook: dispatch(act))
 
@@ -329,12 +349,12 @@ def _install(target: Any, side: str, dispatch: Callable[[Any], Any]) -> Callable
             handle.hook.remove()
             if handle in target.fwd_hooks:
                 target.fwd_hooks.remove(handle)
-        return remove
+        return remove, handle.hook.id
     if side == "input":
         handle = target.register_forward_pre_hook(lambda m, args, kwargs: dispatch((args, kwargs)), with_kwargs=True)
     else:
         handle = target.register_forward_hook(lambda m, args, out: dispatch(out))
-    return handle.remove
+    return handle.remove, handle.id
 
 
 def _root(model: nn.Module) -> _Root:
@@ -417,19 +437,19 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
         def seen(act: Any, name: str, point: Any) -> None:
             shapes.setdefault(id(point), (name, tuple(act.shape)))
 
-        removers = [_install(p, "point", lambda act, n=n, p=p: seen(act, n, p)) for n, p in points.items()]
+        installed = [_install(p, "point", lambda act, n=n, p=p: seen(act, n, p)) for n, p in points.items()]
         vocab = int(getattr(model.cfg, "d_vocab", 2) or 2)
         tokens = (torch.arange(pos) % max(vocab - 1, 1) + 1).unsqueeze(0)
         root.probing = True
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _only(model, {hid for _, hid in installed}):
                 from .inputs import model_device
 
                 device = model_device(model)
                 model(tokens.to(device) if device is not None else tokens)
         finally:
             root.probing = False
-            for remove in removers:
+            for remove, _ in installed:
                 remove()
         root.heads = {}
         for pid, (name, shape) in shapes.items():
