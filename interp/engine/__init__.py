@@ -6,7 +6,9 @@ these few verbs (after nnsight's single interleaver):
 
 * **sites** -- :func:`resolve_sites` (hook names of a ``TransformerBridge``, module paths of any
   ``nn.Module`` with ``":input"``, globs), site kinds (:func:`kind_sites`: ``"resid_pre"`` -> one hook per
-  layer), :func:`layout` (which axis is ``unit``, ``head``, ``pos``), :func:`layer_of`;
+  layer), :func:`layout` (which axis is ``unit``, ``head``, ``pos``), :func:`layer_of`; spellings of one call of
+  a reused module (``layer1.0.relu#1``) and of an element of a structured output (``rnn:output[1]``), checked
+  on a probe pass with the batch axis and a bridge's head layout (:mod:`interp.engine.views`);
 * **inputs** -- :func:`batches` (texts, tokens, images, arrays, Datasets, DataLoaders; padding masks),
   :func:`to_tokens`, :func:`forward`;
 * **hooks** -- :class:`Hook` and :func:`hooked`: any number of edits and reads at a site, composed in the
