@@ -221,6 +221,7 @@ class _Root:
         table = _REGISTRY.get(model, {}) if model is not None else {}
         probed = [d for d in table.values() if d.needs_probe()]
         if not probed:
+            self.signature = None  # no view from an earlier pass's inputs
             return
         leaves = tree_flatten((args, kwargs))[0]
         self.signature = tuple((tuple(x.shape[1:]), x.dtype) if isinstance(x, torch.Tensor) else type(x).__name__
