@@ -249,7 +249,7 @@ def capture(
         positions = "tokens"
     bridge = engine.is_bridge(model)
     resolved = engine.resolve_sites(model, sites)
-    single = isinstance(sites, str) and not any(c in sites for c in "*?[")
+    single = isinstance(sites, str) and not any(c in engine.split_site(sites)[0] for c in "*?[")
 
     store_obj = None
     skip = 0

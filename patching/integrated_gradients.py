@@ -188,6 +188,11 @@ def _integrated_grad(model: nn.Module, base: torch.Tensor, site: str, a0: torch.
         with torch.enable_grad():
             out = engine.run(model, engine.repeat(base, n), [Hook(site, lambda act, path=path: path)])
             value = sum(float(w[j]) * evaluate(metric, out[j * rows:(j + 1) * rows]) for j in range(n))
-            (grad,) = torch.autograd.grad(value, path)
+            if not isinstance(value, torch.Tensor) or not value.requires_grad:
+                grad = None  # the metric does not depend on the site at all
+            else:
+                (grad,) = torch.autograd.grad(value, path, allow_unused=True)
+            if grad is None:  # the site's value does not reach the metric: its attributions are 0
+                continue
         total += grad.reshape(n, *a0.shape).double().sum(0)
     return total

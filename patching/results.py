@@ -43,7 +43,8 @@ class SiteGrid:
             if all(isinstance(v, (int, np.integer)) for v in self.coords[d]):
                 frame[d] = frame[d].astype(int)
         frame["effect"] = self.effect.detach().cpu().double().reshape(-1).numpy()
-        frame.insert(0, "site", self.site)
+        if "site" not in frame:  # a grid over named sites already has a site column (its first axis)
+            frame.insert(0, "site", self.site)
         return frame
 
 

@@ -416,17 +416,17 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
             continue
         box: dict[str, torch.Tensor] = {}
         if "ln" in names and isinstance(module, norms):
-            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ, every_call=True),
                       Hook(path, lambda out, box=box, module=module:
                            straight(out, _module_norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
             applied["ln"].append(path)
         elif "ln" in names and (found := norm_kind(module)) is not None:  # RMSNorm/LayerNorm of another class
-            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ, every_call=True),
                       Hook(path, lambda out, box=box, module=module, found=found:
                            straight(out, norm_surrogate(module, box.pop("x"), found)), Phase.DEFINE)]
             applied["ln"].append(path)
         elif "identity" in names and (kind := activation_kind(module)) == "smooth":
-            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=changes_input(module)), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=changes_input(module)), Phase.READ, every_call=True),
                       Hook(path, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
             applied["identity"].append(path)
         elif "identity" in names and kind == "homogeneous" and not isinstance(module, _NO_OPS):

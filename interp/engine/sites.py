@@ -5,7 +5,9 @@ A *site* is a named place in a model's forward pass:
 * on a TransformerLens ``TransformerBridge``, a hook name (``"blocks.3.mlp.hook_post"``), or a module path
   for places without a hook point (``"blocks.0._original_component.mlp._original_component.experts.act_fn"``);
 * on any other ``nn.Module``, a module path from ``named_modules()`` (``"blocks.3.mlp.act"``): the
-  module's output, or its input with the suffix ``":input"``.
+  module's output, or its input with the suffix ``":input"``; ``path#k`` is the ``k``-th call of a module
+  that runs several times per forward pass, ``path:output[1]`` / ``path:output[name]`` an element of a
+  structured output (spelling and checks: :mod:`interp.engine.views`).
 
 Globs expand (``"blocks.*.mlp.hook_post"``). Short *site kinds* (``"resid_pre"``, ``"attn_out"``,
 ``"mlp_out"``, ``"heads"``, ``"mlp_post"`` ...) expand to one hook name per layer on a bridge.
@@ -25,10 +27,11 @@ from typing import Any
 from torch import nn
 
 from ..errors import InputTypeError, SiteError, closest
+from .views import SiteRef, format_site, parse_site
 
 __all__ = ["is_bridge", "is_moe", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
            "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout",
-           "encoder_decoder_stacks"]
+           "encoder_decoder_stacks", "split_site", "is_head_site", "head_kind"]
 
 # site kind -> hook name template; ``{L}`` is the layer
 SITE_KINDS: dict[str, str] = {
@@ -225,12 +228,12 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
     bridge = is_bridge(model)
     chosen: list[str] = []
     for pattern in patterns:
-        base, suffix = (pattern.rsplit(":", 1) + [""])[:2] if ":" in pattern else (pattern, "")
-        if suffix and suffix not in {"input", "output"}:
-            raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
+        base, call, suffix, keys = split_site(pattern)
         pool, pool_set = names, known
-        if bridge and (suffix or (base not in known and _is_module_path(model, base))):
+        if bridge and (suffix or call is not None or (base not in known and _is_module_path(model, base))):
             # a bridge also takes module paths, for places without a hook point (e.g. MoE expert internals)
+            if base in known and call is not None:
+                raise SiteError(f"site {pattern!r}: a hook point runs once per forward pass, so it takes no '#call'")
             pool = [n for n, _ in model.named_modules() if n]
             pool_set = set(pool)
         if any(c in base for c in "*?["):
@@ -247,9 +250,47 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
             raise SiteError(f"the model has no site matching {pattern!r}"
                             + (f"; closest {what}: {hint}" if hint else f"; it has {len(names)} {what}, e.g. {names[:5]}")
                             + kinds)
-        chosen.extend(f"{m}:{suffix}" if suffix == "input" else m for m in matched)
+        chosen.extend(format_site(SiteRef(m, call, suffix or "output", keys)) for m in matched)
     seen: set[str] = set()
     return [s for s in chosen if not (s in seen or seen.add(s))]
+
+
+def split_site(pattern: str) -> tuple[str, int | None, str, tuple[int | str, ...]]:
+    """``"layer1.*.relu#1:output[0]"`` -> (path or glob, call, ``"input"``/``"output"``/``""``, element keys).
+
+    The spelling is that of :mod:`interp.engine.views`; a glob's ``[...]`` classes stay in the path (element
+    keys come only after ``:input``/``:output``).
+    """
+    head, colon, tail = pattern.partition(":")
+    suffix, keys = "", ()
+    if colon:
+        m = re.fullmatch(r"(input|output)((?:\[[^\[\]]+\])*)", tail)
+        if m is None:
+            raise SiteError(f"site {pattern!r}: after ':' comes 'input' or 'output', optionally with element keys "
+                            "('rnn:output[1]', 'encoder:output[last_hidden_state]', 'attn:input[1]')")
+        suffix, keys = m[1], parse_site(f"x:{tail}").keys
+    call = None
+    m = re.fullmatch(r"(.*)#(\d+)", head)
+    if m is not None:
+        head, call = m[1], int(m[2])
+    elif "#" in head:
+        raise SiteError(f"site {pattern!r}: a call is named with '#' and a number, e.g. 'layer1.0.relu#1'")
+    return head, call, suffix, keys
+
+
+def is_head_site(site: str) -> bool:
+    """Whether ``site`` is a per-head hook of a bridge (queries, keys, values or head outputs)."""
+    return head_kind(site) is not None
+
+
+def head_kind(site: str) -> str | None:
+    """``"q"``, ``"k"``, ``"v"`` or ``"z"`` for a per-head hook name (``attn.hook_k``, ``attn.k.hook_out``,
+    ``attn.o.hook_in`` ...), else None."""
+    for kind, ends in (("q", (".hook_q", ".q.hook_out")), ("k", (".hook_k", ".k.hook_out")),
+                       ("v", (".hook_v", ".v.hook_out")), ("z", (".hook_z", ".o.hook_in"))):
+        if site.endswith(ends) and ":" not in site:
+            return kind
+    return None
 
 
 def _is_module_path(model: nn.Module, path: str) -> bool:
@@ -274,11 +315,13 @@ def layout(site: str, ndim: int, bridge: bool) -> dict[str, int]:
     """Axis of each named dim of a site's activation with ``ndim`` axes (the batch is axis 0).
 
     * attention patterns/scores (bridge): ``[batch, head, query_pos, key_pos]`` -> head 1, pos 2, unit 3;
-    * per-head vectors (``hook_z``, ``hook_q`` ...): ``[batch, pos, head, d_head]``;
+    * per-head vectors (``hook_z``, ``hook_q`` ...): ``[batch, pos, head, d_head]`` (the engine hands them over
+      in this layout whatever the bridge's own, with the heads of the config: ``k``/``v`` have the key/value
+      heads under grouped-query attention; see :mod:`interp.engine.views`);
     * conv feature maps of plain modules ``[batch, channel, height, width]``: ``unit`` is the channel;
     * everything else ``[batch, pos, unit]`` or ``[batch, unit]``.
     """
-    leaf = site.split(":")[0].rsplit(".", 1)[-1]
+    leaf = site.split(":")[0].split("#")[0].rsplit(".", 1)[-1]
     if bridge and leaf in _PATTERN_LEAVES and ndim == 4:
         return {"head": 1, "pos": 2, "unit": 3}
     if bridge and ndim == 4 and (leaf in _HEAD_LEAVES or site.endswith((".q.hook_out", ".k.hook_out", ".v.hook_out",
