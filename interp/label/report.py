@@ -31,7 +31,21 @@ __all__ = ["build_label_report", "label_section", "unit_card", "CARD_CSS"]
 
 def build_label_report(results: LabelResult | Sequence[LabelResult], path: str | os.PathLike,
                        title: str = "Neuron labels", notes: Sequence[str] = (), max_cards: int | None = None) -> Path:
-    """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path."""
+    """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path.
+
+    Parameters
+    ----------
+    results : LabelResult or sequence of LabelResult
+        The results, one report section each.
+    path : str or os.PathLike
+        The HTML file to write.
+    title : str, optional
+        Page title (default ``"Neuron labels"``).
+    notes : sequence of str, optional
+        Notes shown first, in their own section.
+    max_cards : int, optional
+        Unit cards per result, best-scoring first; None: all.
+    """
     results = [results] if isinstance(results, LabelResult) else list(results)
     report = Report(title, subtitle=f"interp label report, {time.strftime('%Y-%m-%d %H:%M')}")
     if notes:
