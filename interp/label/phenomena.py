@@ -205,7 +205,7 @@ def vocab_neuron_classes(kurtosis: np.ndarray, skew: np.ndarray, norm: np.ndarra
 
 
 def null_space_fraction(model: Any, layer: int, n_null: int | None = None, final_norm: bool = True) -> tuple[np.ndarray, float]:
-    """Share of each ``||w_out||^2`` in the ``n_null`` bottom left-singular (d_model) directions of ``W_U`` (and the chance share).
+    """Share of each ``||w_out||^2`` in the ``n_null`` bottom left-singular directions of ``W_U`` (and the chance share).
 
     Parameters
     ----------
