@@ -59,7 +59,7 @@ class NMF(Decomposition):
     Example
     -------
     >>> nmf = NMF(n_components=8).fit(calcium)            # doctest: +SKIP
-    >>> w = nmf.transform(calcium)                         # (sample=time, unit=component)
+    >>> w = nmf.transform(calcium)   # (sample=time, unit=component)   # doctest: +SKIP
     """
 
     _tensor_attrs = ("components_",)
