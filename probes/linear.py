@@ -40,7 +40,18 @@ def _numpy(x: Any, name: str) -> np.ndarray:
 
 class LogisticProbe(BaseEstimator, ClassifierMixin):
     """Multinomial logistic-regression probe (scikit-learn ``LogisticRegression``, L2, lbfgs) on
-    standardised features. ``C`` is the inverse regularisation strength."""
+    standardised features. ``C`` is the inverse regularisation strength.
+
+    Parameters
+    ----------
+    C : float, optional
+        Inverse L2 regularisation strength (default 1).
+    max_iter : int, optional
+        Iteration limit of the lbfgs solver (default 1000).
+    standardize : bool, optional
+        Z-score each feature with the training mean and standard deviation before fitting (default True);
+        ``coef_`` is expressed in the original feature units either way.
+    """
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, standardize: bool = True) -> None:
         self.C = C
@@ -48,6 +59,15 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         self.standardize = standardize
 
     def fit(self, X: Any, y: Any) -> LogisticProbe:
+        """Fit the probe (on standardised features unless ``standardize=False``); returns self.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        y : array-like
+            One class label per sample (1-D, at least 2 classes, no NaN).
+        """
         from sklearn.linear_model import LogisticRegression
 
         Xn = _numpy(X, "X")
@@ -71,25 +91,63 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one column per class of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns ``(n_samples, n_classes)`` probabilities.
+        """
         return self.model_.predict_proba((_numpy(X, "X") - self.mean_) / self.scale_)
 
     def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns one predicted label per sample.
+        """
         return self.model_.predict((_numpy(X, "X") - self.mean_) / self.scale_)
 
 
 class LinearProbe(BaseEstimator, RegressorMixin):
-    """Linear (ridge) regression probe for continuous targets; α per target by inner CV (:class:`RidgeCV`)."""
+    """Linear (ridge) regression probe for continuous targets; α per target by inner CV (:class:`RidgeCV`).
+
+    Parameters
+    ----------
+    alphas : sequence of float, optional
+        Candidate ridge penalties (default ``logspace(-3, 7, 11)``).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Inner cross-validation that chooses α (default 5 folds).
+    """
 
     def __init__(self, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5) -> None:
         self.alphas = alphas
         self.cv = cv
 
     def fit(self, X: Any, y: Any) -> LinearProbe:
+        """Fit a :class:`RidgeCV` (α per target by inner CV); returns self.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        y : array-like
+            Targets, ``(n_samples,)`` or ``(n_samples, n_targets)``.
+        """
         self.ridge_ = RidgeCV(alphas=self.alphas, cv=self.cv).fit(X, y)
         self.n_features_in_ = self.ridge_.n_features_in_
         return self
 
     def predict(self, X: Any) -> np.ndarray:
+        """Predictions of the fitted ridge.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns a NumPy array, 1-D for a single target.
+        """
         pred = self.ridge_.predict(X).cpu().numpy()
         return pred[:, 0] if pred.shape[1] == 1 else pred
 
@@ -112,6 +170,22 @@ def cross_val_probe(X: Any, y: Any, probe: str | BaseEstimator = "logistic", *, 
 
     ``groups`` (one label per sample, or a sample-coordinate name of an Activations ``X``, e.g. ``"trial"``)
     keeps every group within one fold.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_samples, n_features)``.
+    y : array-like
+        One label (classifier) or value (regressor) per sample.
+    probe : str or sklearn estimator, optional
+        ``"logistic"`` (default, :class:`LogisticProbe`), ``"linear"`` (:class:`LinearProbe`) or an estimator
+        (cloned for each fold).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Folds (default 5: unshuffled ``KFold``, ``GroupKFold`` with ``groups``).
+    groups : array-like or str, optional
+        Group label per sample, or a sample-coordinate name of an Activations ``X``.
+    **probe_kwargs
+        Passed to :class:`LogisticProbe` / :class:`LinearProbe` when ``probe`` is a name.
     """
     Xn = _numpy(X, "X")
     y = np.asarray(y)
@@ -127,7 +201,17 @@ def cross_val_probe(X: Any, y: Any, probe: str | BaseEstimator = "logistic", *, 
 
 def control_labels(y: Any, types: Any = None, seed: int = 0) -> np.ndarray:
     """Control-task labels: each type gets a label drawn from the empirical distribution of ``y``
-    (continuous ``y``: a value drawn from ``y``); samples of one type share it."""
+    (continuous ``y``: a value drawn from ``y``); samples of one type share it.
+
+    Parameters
+    ----------
+    y : array-like
+        The task labels (or values).
+    types : array-like, optional
+        Type of each sample (same length as ``y``); None: every sample is its own type.
+    seed : int, optional
+        Seed of the NumPy generator drawing the labels (default 0).
+    """
     y = np.asarray(y)
     types = np.arange(len(y)) if types is None else np.asarray(types)
     if len(types) != len(y):
@@ -143,6 +227,17 @@ class SelectivityResult(Result):
     """Probe scores on the task and on its control task; ``selectivity = task - control`` (Hewitt & Liang 2019).
 
     ``task_folds`` / ``control_folds`` hold the per-fold scores.
+
+    Parameters
+    ----------
+    task_score, control_score : float
+        Mean held-out score over folds on the task and on the control task.
+    selectivity : float
+        ``task_score - control_score``.
+    task_folds, control_folds : numpy.ndarray
+        Per-fold scores.
+    metric : str
+        ``"accuracy"`` (classifier) or ``"R2"`` (regressor).
 
     >>> sel = probe_selectivity(X, y, probe="logistic")   # doctest: +SKIP
     >>> print(sel.summary())                               # doctest: +SKIP
@@ -177,7 +272,27 @@ class SelectivityResult(Result):
 def probe_selectivity(X: Any, y: Any, *, probe: str | BaseEstimator = "logistic", types: Any = None, cv: Any = 5,
                       groups: Any = None, seed: int = 0, **probe_kwargs: Any) -> SelectivityResult:
     """Cross-validated probe score on ``y`` and on a control task built from ``types``; selectivity is
-    their difference (accuracy for classifiers, R² for regressors)."""
+    their difference (accuracy for classifiers, R² for regressors).
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_samples, n_features)``.
+    y : array-like
+        Task labels or values, one per sample.
+    probe : str or sklearn estimator, optional
+        ``"logistic"`` (default), ``"linear"`` or an estimator.
+    types : array-like, optional
+        Type of each sample for the control task; None: every sample is its own type.
+    cv : int, splitter or list of (train, test) pairs, optional
+        Folds, shared by task and control (default 5).
+    groups : array-like or str, optional
+        Group label per sample or a sample-coordinate name.
+    seed : int, optional
+        Seed of the control labels (default 0).
+    **probe_kwargs
+        Passed to the named probe's constructor.
+    """
     task = cross_val_probe(X, y, probe, cv=cv, groups=groups, **probe_kwargs)
     control = cross_val_probe(X, control_labels(y, types, seed), probe, cv=cv, groups=groups, **probe_kwargs)
     est = _make_probe(probe, **probe_kwargs)

@@ -91,7 +91,27 @@ def _score(Ytrue: torch.Tensor, Ypred: torch.Tensor, scoring: str) -> torch.Tens
 def ridge_cv_scores(X: torch.Tensor, Y: torch.Tensor, splits: Sequence, alphas: torch.Tensor, *,
                     fit_intercept: bool = True, solver: str = "auto", scoring: str = "neg_mse",
                     n_targets_batch: int | None = None) -> torch.Tensor:
-    """Validation scores ``(n_splits, n_alphas, n_targets)`` from one decomposition per fold."""
+    """Validation scores ``(n_splits, n_alphas, n_targets)`` from one decomposition per fold.
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        Features ``(n_samples, n_features)``.
+    Y : torch.Tensor
+        Targets ``(n_samples, n_targets)``, same dtype and device as ``X``.
+    splits : sequence of (train, test) index pairs
+        The folds.
+    alphas : torch.Tensor
+        Candidate penalties, 1-D.
+    fit_intercept : bool, optional
+        Centre X and Y on each fold's training means (default True).
+    solver : str, optional
+        ``"auto"`` (default: primal when n_train >= n_features, else dual), ``"primal"`` or ``"dual"``.
+    scoring : str, optional
+        ``"neg_mse"`` (default), ``"r2"`` or ``"pearson"``.
+    n_targets_batch : int, optional
+        Targets per batch (memory); None: all at once.
+    """
     n_targets = Y.shape[1]
     batch = n_targets_batch or n_targets
     scores = torch.empty(len(splits), len(alphas), n_targets, dtype=X.dtype, device=X.device)
@@ -207,7 +227,17 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         """Choose α per target by cross-validation and refit on all samples; returns self.
 
         ``groups``: one label per sample (subject, session, run, trial) or the name of a sample coordinate
-        of ``X``/``Y``; folds then hold whole groups (``GroupKFold`` for an int ``cv``)."""
+        of ``X``/``Y``; folds then hold whole groups (``GroupKFold`` for an int ``cv``).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        Y : array-like, torch.Tensor or Activations
+            Targets ``(n_samples, n_targets)`` (1-D: one target).
+        groups : array-like or str, optional
+            Group label per sample or a sample-coordinate name; None: no groups.
+        """
         Xt, Yt, kept = self._inputs(X, Y)
         self._fit_tensors(Xt, Yt, group_labels(groups, Xt.shape[0], X, Y))
         self.targets_kept_ = kept
@@ -233,7 +263,13 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         self.n_features_in_ = Xt.shape[1]
 
     def predict(self, X: Any) -> torch.Tensor:
-        """Predictions ``(n_samples, n_targets)`` as a tensor on the fitted device."""
+        """Predictions ``(n_samples, n_targets)`` as a tensor on the fitted device.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)`` with the fitted number of features.
+        """
         if not hasattr(self, "coef_"):
             from sklearn.exceptions import NotFittedError
 
@@ -244,7 +280,17 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         return Xt @ self.coef_.T + self.intercept_
 
     def score(self, X: Any, Y: Any, sample_weight: Any = None) -> float:
-        """Mean R² over targets (scikit-learn's ``RegressorMixin.score`` convention)."""
+        """Mean R² over targets (scikit-learn's ``RegressorMixin.score`` convention).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        Y : array-like or torch.Tensor
+            True targets (all of them: the ones dropped at fit time are dropped here too).
+        sample_weight : array-like, optional
+            Per-sample weights passed to ``sklearn.metrics.r2_score``.
+        """
         from sklearn.metrics import r2_score
 
         pred = self.predict(X).cpu().numpy()
@@ -287,6 +333,25 @@ class BandedRidgeCV(RidgeCV):
     ``bands``: sizes of consecutive feature bands (e.g. ``[512, 256]``); ``gammas``: explicit
     ``(n_iter, n_bands)`` weights (else ``n_iter`` draws: uniform first, then Dirichlet with concentration
     cycling through ``concentration``).
+
+    Parameters
+    ----------
+    bands : sequence of int
+        Sizes of the consecutive feature bands; must sum to the number of features.
+    alphas : sequence of float, optional
+        Grid of α (default ``logspace(-3, 7, 11)``).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Cross-validation (default 5).
+    n_iter : int, optional
+        Number of band-weight draws when ``gammas`` is None (default 20).
+    concentration : sequence of float, optional
+        Dirichlet concentrations cycled through after the first, uniform draw (default ``(0.1, 1.0)``).
+    gammas : array-like, optional
+        Explicit band weights ``(n_iter, n_bands)``; None: drawn.
+    seed : int, optional
+        Seed of the draws (default 0).
+    fit_intercept, solver, scoring, n_targets_batch, dtype, device, nan_policy : optional
+        As in :class:`RidgeCV` (α is always chosen per target).
     """
 
     def __init__(self, bands: Sequence[int] = (), alphas: Sequence[float] = DEFAULT_ALPHAS, cv: Any = 5,

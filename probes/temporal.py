@@ -123,6 +123,26 @@ def temporal_generalization_encoding(X: Any, recording: Any, *, window: int = 1,
 
     The diagonal equals :func:`temporal_encoding` (same folds). A response that keeps the same code over time
     gives a square block; a code that changes gives a narrow diagonal.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n, f)``, one row per sample (or per condition with ``conditions``); a one-entry
+        ``{name: features}`` mapping is accepted, more entries raise :class:`DimensionError`.
+    recording : Activations or array-like
+        ``Activations`` with ``sample`` and ``time`` dims, or an array ``(sample, time, channel)``.
+    window, step : int, optional
+        Window length and hop, in time samples (default 1 and 1).
+    pool : str, optional
+        How a window's time samples become targets: ``"mean"`` (default) or ``"concat"``.
+    conditions : str or array-like, optional
+        Per-sample condition (coordinate name or array) when ``X`` has one row per condition.
+    groups : str or array-like, optional
+        Subject/session/run per sample (coordinate name or array): folds hold whole groups.
+    alphas, cv, inner_cv, fit_intercept : optional
+        As in :func:`probes.encoding_scores` (α chosen per channel and window by inner CV).
+    progress : bool, optional
+        Show a progress bar over the folds (default False).
     """
     Y, wtimes, n_units = _windowed(recording, window, step, pool)
     n, W = Y.shape[0], Y.shape[1]

@@ -31,7 +31,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp capture``."""
+    """Arguments of ``interp capture``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser)
     flags.add_sites(parser, required=True)
     parser.add_argument("--texts", type=Path, default=None, help="a text file, one input per line (empty lines skipped)")
@@ -68,7 +74,13 @@ def _texts(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Capture into ``--out`` and print the store, or print the plan with ``--dry-run``."""
+    """Capture into ``--out`` and print the store, or print the plan with ``--dry-run``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp capture`` (see :func:`add_arguments`).
+    """
     import torch
 
     from ..capture import capture

@@ -26,7 +26,13 @@ HELP = "compare a model's layers with brain recordings (RSA/CKA/CCA/...), with b
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp compare``."""
+    """Arguments of ``interp compare``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, metavar="MODEL",
                     help="a zoo model or Hugging Face model directory (captured at --sites), or an Activations file "
                          "(.safetensors) of model activations on the recording's stimuli")
@@ -89,7 +95,13 @@ def _recording_file(target, args):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score every site, print the profile, write ``--out`` / ``--csv``."""
+    """Score every site, print the profile, write ``--out`` / ``--csv``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp compare`` (see :func:`add_arguments`).
+    """
     from ..similarity.compare import compare, random_weights
     from ..similarity.profile import SimilarityProfiles
     from ..tensor import Activations, atomic_write

@@ -34,7 +34,13 @@ METHODS = ("relu", "topk", "batchtopk", "jumprelu", "snmf", "nmf", "assemblies")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp decompose``."""
+    """Arguments of ``interp decompose``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     parser.add_argument("data", metavar="DATA",
                         help="an activation store folder (from interp capture) or a recording file "
                              "(.safetensors from Activations.save, .nwb, .mat)")
@@ -74,7 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace):
-    """The estimator that the arguments describe."""
+    """The estimator that the arguments describe.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags: ``--method`` picks the class, ``--n-components`` (default 1024), ``--k``, ``--l1``,
+        ``--sparsity``, ``--lr``, ``--batch-size``, ``--epochs``, ``--max-seconds``, ``--max-iter``, ``--seed``,
+        ``--device`` and ``--progress`` set its options.
+    """
     from ..decompose import nmf, sae
 
     n = args.n_components if args.n_components is not None else 1024
@@ -153,7 +167,13 @@ def _assemblies(data, args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit, save ``--out``, print the metrics as JSON (assemblies: write a report, print the sizes)."""
+    """Fit, save ``--out``, print the metrics as JSON (assemblies: write a report, print the sizes).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp decompose`` (see :func:`add_arguments`).
+    """
     import sys
 
     from ..decompose.metrics import reconstruction_metrics

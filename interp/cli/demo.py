@@ -31,7 +31,13 @@ HELP = "run the main job on the built-in models and data and write a self-contai
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp demo``."""
+    """Arguments of ``interp demo``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_out(parser, "the HTML report (the label report goes beside it as labels.html)",
                   default="reports/demo.html")
     parser.add_argument("--sections", default="all",
@@ -214,7 +220,13 @@ DEMO_TEXTS = [
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the report; returns 1 if any section failed."""
+    """Build the report; returns 1 if any section failed.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp demo`` (see :func:`add_arguments`).
+    """
     from interp.report.html import Report
 
     chosen = list(SECTIONS) if args.sections == "all" else [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -243,6 +255,19 @@ def build_demo_report(path: str | os.PathLike = "reports/labels.html", n_tokens:
 
     Small settings (a few thousand tokens, a few hundred circular shifts) keep it to a few minutes on
     2 CPU cores. A part whose model or data is missing is replaced by a note, the rest still builds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The HTML file to write (default ``"reports/labels.html"``).
+    n_tokens : int, optional
+        Tokens read to label the smollm2-135m MLP neurons (default 6000).
+    layer : int, optional
+        The smollm2-135m block whose MLP neurons are labelled (default 6).
+    n_permutations : int, optional
+        Circular shifts of the null for the C. elegans neurons (default 300).
+    progress : bool, optional
+        Show progress bars while capturing smollm2-135m (default True).
     """
     import torch
 

@@ -116,48 +116,118 @@ SITES_HELP = ("hook names (language models) or module paths (other networks), gl
 
 
 def add_model(parser: argparse.ArgumentParser, help: str | None = None, metavar: str = "MODEL") -> None:
-    """The positional model: a zoo name (``interp.models.available()``) or a Hugging Face model directory."""
+    """The positional model: a zoo name (``interp.models.available()``) or a Hugging Face model directory.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    help : str, optional
+        Help text; None: the generic zoo-or-directory text.
+    metavar : str, optional
+        How the usage line names it (default ``"MODEL"``).
+    """
     parser.add_argument("model", metavar=metavar,
                         help=help or "a zoo model (smollm2-135m, induction-2l, efficientnet-lite0, ...; "
                                      "see interp.models.available()) or a Hugging Face model directory")
 
 
 def add_sites(parser: argparse.ArgumentParser, *, required: bool = False, help: str | None = None) -> None:
-    """``--sites S [S ...]``: a list of hook names / module paths, globs allowed."""
+    """``--sites S [S ...]``: a list of hook names / module paths, globs allowed.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    required : bool, optional
+        Make ``--sites`` mandatory (default False: ``args.sites`` is None when absent).
+    help : str, optional
+        Help text; None: the generic one.
+    """
     parser.add_argument("--sites", nargs="+", default=None, required=required, metavar="SITE",
                         help=help or SITES_HELP)
 
 
 def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = False, default: str | None = None) -> None:
-    """``--out PATH``: what the command writes."""
+    """``--out PATH``: what the command writes.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    help : str
+        What the command writes there (`` (default ...)`` is appended when there is a default).
+    required : bool, optional
+        Make ``--out`` mandatory (default False).
+    default : str, optional
+        Default path; None: ``args.out`` is None when absent. The value is a :class:`~pathlib.Path`.
+    """
     parser.add_argument("--out", type=Path, default=Path(default) if default else None, required=required,
                         metavar="PATH", help=help + (f" (default {default})" if default else ""))
 
 
 def add_csv(parser: argparse.ArgumentParser, what: str = "the result table") -> None:
-    """``--csv PATH``: also write the table behind the output as CSV."""
+    """``--csv PATH``: also write the table behind the output as CSV.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    what : str, optional
+        What the CSV holds, in the help text (default ``"the result table"``).
+    """
     parser.add_argument("--csv", type=Path, default=None, metavar="PATH", help=f"also write {what} as CSV here")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device``: where the model (or estimator) runs."""
+    """``--device``: where the model (or estimator) runs.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; ``args.device`` is None when absent, else a device checked by :func:`device`.
+    """
     parser.add_argument("--device", default=None, type=device, help="torch device to run on, e.g. cpu, cuda, cuda:1 "
                                                        "(default: where the model loads, normally cpu)")
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
-    """``--seed``: the random seed of everything random in the command."""
+    """``--seed``: the random seed of everything random in the command.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    default : int, optional
+        The default seed (default 0); accepted values are 0 .. 2**32 - 1.
+    """
     parser.add_argument("--seed", type=count(0, 2**32 - 1), default=default,
                         help=f"random seed (shuffles, bootstraps, initialisation; default {default})")
 
 
 def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "inputs per forward pass") -> None:
-    """``--batch-size``."""
+    """``--batch-size``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    default : int
+        The default batch size; accepted values are integers >= 1.
+    what : str, optional
+        What a batch counts, in the help text (default ``"inputs per forward pass"``).
+    """
     parser.add_argument("--batch-size", type=count(1), default=default, help=f"{what} (default {default})")
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
-    """``--progress`` / ``--quiet``: progress bars on (default) or off."""
+    """``--progress`` / ``--quiet``: progress bars on (default) or off.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; ``args.progress`` is True unless ``--quiet`` is given.
+    """
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", dest="progress", action="store_true", default=True,
                        help="show progress bars (default)")
@@ -165,14 +235,35 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def add_n_permutations(parser: argparse.ArgumentParser, default: int, what: str) -> None:
-    """``--n-permutations``: size of a permutation / shift null."""
+    """``--n-permutations``: size of a permutation / shift null.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    default : int
+        The default count; 0 also allows ``--n-permutations 0``, otherwise the flag takes 1 .. 10**7.
+    what : str
+        What the permutations are, in the help text.
+    """
     parser.add_argument("--n-permutations", type=count(0 if default == 0 else 1, 10**7), default=default, help=f"{what} (default {default})")
 
 
 def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None = None, *,
                   epochs_alias: bool = True) -> None:
     """How a recording file is read: ``--annotations`` (its sample coordinates), ``--variable``, ``--dims``
-    and ``--field`` (.mat, as :func:`interp.data.load_mat`), ``--series`` and ``--bin-size`` (NWB)."""
+    and ``--field`` (.mat, as :func:`interp.data.load_mat`), ``--series`` and ``--bin-size`` (NWB).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; the flags go into their own argument group.
+    annotations_help : str, optional
+        Help text of ``--annotations``; None: the generic one.
+    epochs_alias : bool, optional
+        Also accept ``--epochs`` as a spelling of ``--intervals`` (default True; False where the subcommand
+        uses ``--epochs`` for something else).
+    """
     group = parser.add_argument_group("recording files (.safetensors from Activations.save, .nwb, .mat) and folders "
                                       "(suite2p, Kilosort/phy)")
     group.add_argument("--annotations", nargs="+", default=None, metavar="NAME",
@@ -209,7 +300,15 @@ def add_recording(parser: argparse.ArgumentParser, annotations_help: str | None 
 
 
 def add_groups(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--groups``: the sample coordinate naming trials (resampled / split as whole groups)."""
+    """``--groups``: the sample coordinate naming trials (resampled / split as whole groups).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    help : str, optional
+        Help text; None: the generic trials text.
+    """
     parser.add_argument("--groups", default=None,
                         help=help or "recording files: the sample coordinate naming trials (e.g. trial); resampling "
                                      "and splits keep whole trials")

@@ -44,7 +44,15 @@ _NAMES = {"model": "model", "recording": "recording file", "store": "activation 
 
 @dataclass(frozen=True)
 class Target:
-    """A classified positional argument: ``kind`` is ``"model"``, ``"recording"``, ``"store"`` or ``"dataset"``."""
+    """A classified positional argument: ``kind`` is ``"model"``, ``"recording"``, ``"store"`` or ``"dataset"``.
+
+    Parameters
+    ----------
+    kind : str
+        ``"model"``, ``"recording"``, ``"store"`` or ``"dataset"``.
+    value : str
+        The argument as typed.
+    """
 
     kind: str
     value: str
@@ -73,7 +81,17 @@ def _accepted(accept: Sequence[str], datasets: Sequence[str]) -> str:
 
 
 def classify(text: str, accept: Sequence[str] = _KINDS, datasets: Sequence[str] = ()) -> Target:
-    """Decide what ``text`` names (see the module docstring for the rule); ``accept`` limits the kinds."""
+    """Decide what ``text`` names (see the module docstring for the rule); ``accept`` limits the kinds.
+
+    Parameters
+    ----------
+    text : str
+        The positional argument (a path or a name; ``~`` is expanded).
+    accept : sequence of str, optional
+        The kinds the subcommand takes (default all four); a recognised kind outside it raises :class:`ConfigError`.
+    datasets : sequence of str, optional
+        Data set names the subcommand supports (default none).
+    """
     from .. import models
 
     unknown = set(accept) - set(_KINDS)
@@ -109,7 +127,14 @@ def classify(text: str, accept: Sequence[str] = _KINDS, datasets: Sequence[str] 
 
 
 def recording_folder(path: Path) -> str | None:
-    """``"suite2p"`` or ``"phy"`` when ``path`` is a folder in that layout, else None."""
+    """``"suite2p"`` or ``"phy"`` when ``path`` is a folder in that layout, else None.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The folder to inspect (suite2p: ``F.npy`` and ``iscell.npy`` in it or in ``plane0``; phy:
+        ``spike_times.npy`` and ``spike_clusters.npy``).
+    """
     if not path.is_dir():
         return None
     if any((p / "F.npy").is_file() and (p / "iscell.npy").is_file() for p in (path, path / "plane0")):
@@ -120,7 +145,15 @@ def recording_folder(path: Path) -> str | None:
 
 
 def load_model(target: Target | str, device: str | None = None) -> tuple[Any, Any]:
-    """``(model, preprocess)`` for a zoo name or a Hugging Face model directory (:func:`interp.models.load`)."""
+    """``(model, preprocess)`` for a zoo name or a Hugging Face model directory (:func:`interp.models.load`).
+
+    Parameters
+    ----------
+    target : Target or str
+        A zoo name or a Hugging Face model directory.
+    device : str, optional
+        Torch device to load onto; None: :func:`interp.models.load`'s default.
+    """
     from .. import models
 
     name = target.value if isinstance(target, Target) else target
@@ -223,7 +256,15 @@ def load_recording(target: Target | str, args: argparse.Namespace | None = None)
     """Read a recording file or folder as :class:`interp.Activations`, using the recording flags of ``args``
     (``--variable``/``--dims``/``--field`` for .mat, ``--series``/``--bin-size`` for NWB, ``--bin-size`` for
     phy folders, ``--behavior``, ``--intervals``, ``--nan-policy``) and checking that every ``--annotations``
-    name is one of its sample coordinates."""
+    name is one of its sample coordinates.
+
+    Parameters
+    ----------
+    target : Target or str
+        The recording file (``.safetensors``, ``.nwb``, ``.mat``) or folder (suite2p, Kilosort/phy).
+    args : argparse.Namespace, optional
+        The parsed flags (:func:`interp.cli.flags.add_recording`); None or missing flags: the defaults.
+    """
     from ..errors import NaNError
     from ..tensor import Activations
 
@@ -276,7 +317,17 @@ def load_recording(target: Target | str, args: argparse.Namespace | None = None)
 
 
 def reject_file_flags(args: argparse.Namespace, what: str, annotations: bool = True) -> None:
-    """Raise :class:`ConfigError` when flags that read recording files were given for something else."""
+    """Raise :class:`ConfigError` when flags that read recording files were given for something else.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags.
+    what : str
+        The end of the error message, saying what the positional argument was instead.
+    annotations : bool, optional
+        Also reject ``--annotations`` (default True; False where the subcommand uses it for other inputs).
+    """
     names = ("annotations",) * annotations + ("variable", "dims", "field", "series", "bin_size", "behavior", "intervals")
     given = ["--" + n.replace("_", "-") for n in names if getattr(args, n, None)]
     if given:
@@ -284,7 +335,17 @@ def reject_file_flags(args: argparse.Namespace, what: str, annotations: bool = T
 
 
 def check_annotations(rec: Any, annotations: Sequence[str], where: str) -> None:
-    """Raise :class:`ConfigError` naming the available sample coordinates when one is missing."""
+    """Raise :class:`ConfigError` naming the available sample coordinates when one is missing.
+
+    Parameters
+    ----------
+    rec : Activations
+        The recording; its first dim holds the sample coordinates.
+    annotations : sequence of str
+        The coordinate names asked for.
+    where : str
+        The recording's name in the message (e.g. its path).
+    """
     sample = rec.dims[0]
     have = list(rec.coords[sample].columns)
     missing = [a for a in annotations if a not in have]
@@ -295,7 +356,15 @@ def check_annotations(rec: Any, annotations: Sequence[str], where: str) -> None:
 
 
 def require_matrix(rec: Any, where: str) -> None:
-    """Raise :class:`DimensionError` unless ``rec`` is 2-D (samples x units)."""
+    """Raise :class:`DimensionError` unless ``rec`` is 2-D (samples x units).
+
+    Parameters
+    ----------
+    rec : Activations
+        The recording.
+    where : str
+        Its name in the message.
+    """
     if rec.data.ndim != 2:
         raise DimensionError(f"{where} has dims {rec.dims}; this command needs (samples x units). Flatten or select "
                              "the other axes first (Activations.flatten / isel) and save it again")

@@ -43,7 +43,13 @@ CELEGANS_ANNOTATIONS = ["reversal", "velocity", "head_angle"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp label``."""
+    """Arguments of ``interp label``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, metavar="MODEL_OR_DATA",
                     help="a zoo model or Hugging Face model directory (needs --sites); a recording file "
                          "(.safetensors from Activations.save, .nwb, .mat) or folder (suite2p, Kilosort/phy; needs "
@@ -133,7 +139,15 @@ def _unit_key(rec, by: str | None) -> str:
 
 
 def label_recording_file(target, args) -> list:
-    """Label the units of a recording file against its ``--annotations``."""
+    """Label the units of a recording file against its ``--annotations``.
+
+    Parameters
+    ----------
+    target : Target
+        The classified recording argument.
+    args : argparse.Namespace
+        The parsed flags of ``interp label`` (``--annotations`` is required; ``--sites`` is refused).
+    """
     from ..label.kinds import parse_kinds
     from ..label.recordings import label_recordings
     from .inputs import UNIT_NAME_POLICIES, load_recording, require_matrix
@@ -216,7 +230,13 @@ def _label_model(target, args) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Label, write ``--out`` (and ``--csv``), print the notes."""
+    """Label, write ``--out`` (and ``--csv``), print the notes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp label`` (see :func:`add_arguments`).
+    """
     from ..label.report import build_label_report
     from .inputs import classify, reject_file_flags
 

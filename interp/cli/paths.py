@@ -23,7 +23,13 @@ HELP = "find influential neuron paths (layer-progressive Joint Attribution Score
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp paths``."""
+    """Arguments of ``interp paths``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, help="a zoo model: digits-vit (vision, test images) or a language model "
                                  "(smollm2-135m, ...; with --prompt/--answer or --facts)")
     flags.add_sites(parser, help="one site per layer in layer order (default: the MLP hidden neurons of every "
@@ -63,7 +69,13 @@ def _vision_inputs(args, preprocess):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Find (and with ``--compare`` validate) the paths; print them; write ``--out`` / ``--csv``."""
+    """Find (and with ``--compare`` validate) the paths; print them; write ``--out`` / ``--csv``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp paths`` (see :func:`add_arguments`).
+    """
     import patching.paths as P
 
     from ..engine import is_bridge

@@ -61,6 +61,15 @@ def register(name: str, loader: Callable[..., Any] | str, *, overwrite: bool = F
     lab's package can register its data sets without importing heavy code). Registering a name that
     exists raises :class:`ConfigError` unless ``overwrite=True``; built-in names cannot be replaced.
 
+    Parameters
+    ----------
+    name : str
+        The data set name (non-empty; not a built-in name).
+    loader : callable or str
+        The loader, or ``"package.module:function"`` imported on first use.
+    overwrite : bool, optional
+        Replace a name registered before (default False).
+
     Example
     -------
     >>> import numpy as np, interp
@@ -87,7 +96,15 @@ def register(name: str, loader: Callable[..., Any] | str, *, overwrite: bool = F
 
 
 def load(name: str, **kwargs: Any) -> Any:
-    """Load a recorded data set by name (see each loader's docstring for its options; :func:`available` lists them)."""
+    """Load a recorded data set by name (see each loader's docstring for its options; :func:`available` lists them).
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available`.
+    **kwargs
+        Passed to the data set's loader.
+    """
     if name not in _REGISTRY:
         hint = closest(name, _REGISTRY)
         raise ConfigError(f"unknown data set {name!r}; available: {available()}" + (f" (did you mean {hint[0]!r}?)" if hint else "")

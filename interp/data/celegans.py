@@ -59,7 +59,13 @@ def _root(root: str | Path | None) -> Path:
 
 
 def worm_ids(root: str | Path | None = None) -> list[str]:
-    """The worm ids (dataset uids such as ``"2022-07-26-31"``) that have a trace file, sorted."""
+    """The worm ids (dataset uids such as ``"2022-07-26-31"``) that have a trace file, sorted.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (holding ``swf702_with_id``); None: the installed data set (or ``$INTERP_CELEGANS``).
+    """
     folder = _root(root) / "swf702_with_id"
     return sorted(p.name[: -len("-data.h5")] for p in folder.glob("*-data.h5"))
 
@@ -79,6 +85,11 @@ def canonical_name(label: str) -> str:
 
     Zero-padded motor neuron numbers are unpadded (``VB02`` -> ``VB2``); uncertain labels (``"AIA?"``)
     and class-only labels return ``""``.
+
+    Parameters
+    ----------
+    label : str
+        A NeuroPAL label (converted with ``str`` and stripped).
     """
     import re
 

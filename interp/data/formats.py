@@ -139,6 +139,21 @@ def from_spike_times(spike_times: Sequence[Any], bin_size: float, *, start: floa
     first spike) to ``end`` (default: the last spike); spikes outside are not counted. ``names`` (one per
     unit, default ``"0"``, ``"1"``...) and ``unit_coords`` (e.g. ``{"quality": [...]}``) become unit
     coordinates; sample coordinate ``time`` holds the bin centres.
+
+    Parameters
+    ----------
+    spike_times : sequence of array-like
+        One array of spike times (seconds) per unit; all finite.
+    bin_size : float
+        Bin width in seconds (positive).
+    start, end : float, optional
+        Time range to bin; None: the first / last spike over all units (both are required when no unit spikes).
+    names : sequence of str, optional
+        One name per unit; None: ``"0"``, ``"1"``, ...
+    unit_coords : dict or pandas.DataFrame, optional
+        Extra unit coordinates, one row per unit (a ``name`` column is ignored).
+    attrs : dict, optional
+        Extra attrs, merged over the defaults (``kind``, ``dt``, ``units``, ``source``).
     """
     bin_size = check_positive("bin_size", bin_size)
     trains = [np.sort(np.asarray(t, dtype=np.float64).reshape(-1)) for t in spike_times]
@@ -174,7 +189,13 @@ def from_spike_times(spike_times: Sequence[Any], bin_size: float, *, start: floa
 
 def read_cluster_groups(path: str | os.PathLike) -> pd.DataFrame:
     """A phy/Kilosort cluster table (``cluster_group.tsv``, ``cluster_KSLabel.tsv``): ``cluster_id`` and
-    ``quality`` (``good``, ``mua``, ``noise``, ``unsorted``)."""
+    ``quality`` (``good``, ``mua``, ``noise``, ``unsorted``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.tsv`` file; it needs ``cluster_id`` and a ``group``, ``KSLabel`` or ``quality`` column.
+    """
     path = require_file(path, "cluster table")
     table = pd.read_csv(path, sep="\t")
     label = next((c for c in ("group", "KSLabel", "quality") if c in table.columns), None)
@@ -188,7 +209,20 @@ def load_phy(folder: str | os.PathLike, bin_size: float, *, qualities: Sequence[
     """Binned spike counts of a Kilosort/phy folder, one unit per cluster, named ``cluster<id>``, with the
     curated quality (``cluster_group.tsv``, else Kilosort's ``cluster_KSLabel.tsv``) as unit coordinate
     ``quality``. ``qualities``: the clusters to keep (default good and mua; ``None``: all).
-    ``sample_rate`` (Hz) defaults to ``params.py``'s ``sample_rate``."""
+    ``sample_rate`` (Hz) defaults to ``params.py``'s ``sample_rate``.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The Kilosort/phy output folder (``spike_times.npy``, ``spike_clusters.npy``, ``params.py``).
+    bin_size : float
+        Bin width in seconds.
+    qualities : sequence of str or None, optional
+        Qualities of the clusters to keep (default ``("good", "mua")``); clusters missing from the table are
+        ``"unsorted"``; None keeps every cluster.
+    sample_rate : float, optional
+        Sampling rate of ``spike_times.npy`` in Hz; None: read from ``params.py``.
+    """
     folder = require_file(folder, "phy folder")
     times = np.load(require_file(folder / "spike_times.npy", "spike_times.npy")).reshape(-1)
     clusters = np.load(require_file(folder / "spike_clusters.npy", "spike_clusters.npy")).reshape(-1)

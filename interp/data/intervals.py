@@ -102,19 +102,39 @@ class IntervalSet:
         return pd.concat([pd.DataFrame({"start": self.start, "end": self.end}), self.labels], axis=1)
 
     def index_of(self, times: Any) -> np.ndarray:
-        """The interval holding each time (``start <= t < end``), ``-1`` for times outside every interval."""
+        """The interval holding each time (``start <= t < end``), ``-1`` for times outside every interval.
+
+        Parameters
+        ----------
+        times : array-like
+            Times in seconds (any shape; the result has the same shape).
+        """
         t = np.asarray(times, dtype=np.float64)
         pos = np.searchsorted(self.start, t, side="right") - 1
         inside = (pos >= 0) & (t < self.end[np.clip(pos, 0, None)])
         return np.where(inside, pos, -1)
 
     def contains(self, times: Any) -> np.ndarray:
-        """True for the times inside an interval."""
+        """True for the times inside an interval.
+
+        Parameters
+        ----------
+        times : array-like
+            Times in seconds.
+        """
         return self.index_of(times) >= 0
 
 
 def sample_times(rec: Activations, time: str = "time") -> np.ndarray:
-    """Times (s) of a recording's samples: its ``time`` coordinate, else ``arange(n) * attrs["dt"]``."""
+    """Times (s) of a recording's samples: its ``time`` coordinate, else ``arange(n) * attrs["dt"]``.
+
+    Parameters
+    ----------
+    rec : Activations
+        The recording; its first dim holds the samples.
+    time : str, optional
+        Name of the sample coordinate holding times in seconds (default ``"time"``).
+    """
     sample = rec.coords[rec.dims[0]]
     if time in sample.columns:
         values = sample[time].to_numpy()
@@ -134,6 +154,17 @@ def restrict(rec: Activations, intervals: IntervalSet, *, time: str = "time", na
     ``attrs["intervals"]`` says how many and how many intervals held no sample.
 
     Raises :class:`IntervalError` when no sample falls inside any interval.
+
+    Parameters
+    ----------
+    rec : Activations
+        A 2-D recording ``(sample, unit)`` with sample times (see :func:`sample_times`).
+    intervals : IntervalSet
+        The intervals, on the same clock as the sample times.
+    time : str, optional
+        Name of the time coordinate (default ``"time"``).
+    name : str, optional
+        Name of the coordinate receiving each sample's interval index (default ``"trial"``).
     """
     if not isinstance(intervals, IntervalSet):
         raise ConfigError(f"intervals must be an IntervalSet, got {type(intervals).__name__}")

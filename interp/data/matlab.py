@@ -44,7 +44,13 @@ _NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "ui
 
 
 def is_mat73(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a MATLAB v7.3 (HDF5) file rather than a v5/v6/v7 file."""
+    """True when ``path`` is a MATLAB v7.3 (HDF5) file rather than a v5/v6/v7 file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file.
+    """
     with open(path, "rb") as f:
         head = f.read(128)
     if b"MATLAB 7.3" in head:
@@ -198,7 +204,13 @@ def _variables(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def mat_variables(path: str | os.PathLike) -> pd.DataFrame:
-    """The variables of a ``.mat`` file: one row per variable with ``name``, ``shape`` and MATLAB ``class``."""
+    """The variables of a ``.mat`` file: one row per variable with ``name``, ``shape`` and MATLAB ``class``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file (v5 or v7.3).
+    """
     path = require_file(path, "MATLAB file")
     rows = [{"name": n, "shape": s, "class": c} for n, (s, c) in _variables(path).items()]
     return pd.DataFrame(rows, columns=["name", "shape", "class"])
@@ -208,6 +220,13 @@ def read_mat(path: str | os.PathLike, variables: str | Sequence[str] | None = No
     """Read variables of a v5 or v7.3 ``.mat`` file as plain Python values (see the module docstring).
 
     ``variables``: a name or list of names (default: all). Unknown names raise :class:`ConfigError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file (v5 or v7.3).
+    variables : str or sequence of str, optional
+        The variables to read; None: all.
 
     >>> read_mat("rec.mat", "t")["t"].shape        # doctest: +SKIP
     (1, 500)

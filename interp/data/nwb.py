@@ -49,6 +49,22 @@ def load_nwb(path: str | os.PathLike, series: str | None = None, *, bin_size: fl
     Raises :class:`RecordingShapeError` when a series' timestamps match its second axis rather than its
     first (data written as channels x time, against the NWB convention).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NWB file.
+    series : str, optional
+        A time series name (or ``"module/name"``), or ``"units"``; None: the file's only series.
+    bin_size : float, optional
+        Bin width in seconds; required (positive) for ``series="units"``.
+    intervals : str or None, optional
+        Interval table to restrict the samples to (default ``"trials"``, used only when the file has it);
+        None keeps every sample.
+    attrs : mapping, optional
+        Extra attrs, merged over the file's.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
+
     Example
     -------
     >>> units = load_nwb("session.nwb", series="units", bin_size=0.02)   # doctest: +SKIP
@@ -98,7 +114,15 @@ def _interval_table(nwb, name: str, path) -> pd.DataFrame | None:
 
 
 def nwb_intervals(path: str | os.PathLike, name: str = "trials") -> IntervalSet:
-    """The interval table ``name`` of an NWB file (trials, epochs...) as an :class:`IntervalSet`."""
+    """The interval table ``name`` of an NWB file (trials, epochs...) as an :class:`IntervalSet`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NWB file.
+    name : str, optional
+        The interval table (default ``"trials"``); a missing table raises :class:`ConfigError`.
+    """
     pynwb = require("pynwb", "pynwb", extra="nwb")
     path = require_file(path, "NWB file")
     with pynwb.NWBHDF5IO(str(path), "r") as io:

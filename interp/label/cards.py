@@ -136,7 +136,21 @@ def _card_name(result: LabelResult, row: Any) -> str:
 
 
 def unit_card(result: LabelResult, row: pd.Series, result_id: str, n_top: int = 6, n_bottom: int = 2) -> str:
-    """HTML of one unit's card (a closed ``<details>``; the index links open it)."""
+    """HTML of one unit's card (a closed ``<details>``; the index links open it).
+
+    Parameters
+    ----------
+    result : LabelResult
+        The labelling result the unit belongs to.
+    row : pandas.Series
+        The unit's row of ``result.table`` (``unit``, ``score``, ``label``, ...).
+    result_id : str
+        Prefix of the card's HTML id (unique per result in a report).
+    n_top : int, optional
+        Top exemplars shown (default 6).
+    n_bottom : int, optional
+        Bottom (most negative) exemplars shown (default 2; 0: none).
+    """
     u = int(row["unit"])
     left_col: list[str] = []
     right_col: list[str] = []
@@ -235,7 +249,17 @@ def _pattern_svg(pattern: np.ndarray, size: int = 220) -> str:
 
 def label_section(result: LabelResult, result_id: str | None = None, max_cards: int | None = None) -> list[Any]:
     """What :meth:`LabelResult.report_section` places: overview (notes, figures), a sortable/filterable
-    index linking to the cards, and the unit cards (``max_cards``: the best-scoring ones only)."""
+    index linking to the cards, and the unit cards (``max_cards``: the best-scoring ones only).
+
+    Parameters
+    ----------
+    result : LabelResult
+        The labelling result.
+    result_id : str, optional
+        Prefix of the HTML ids; None: made from the result's title.
+    max_cards : int, optional
+        Cards for the best-scoring units only; None: one card per unit.
+    """
     rid = result_id or "".join(ch if ch.isalnum() else "-" for ch in result.title.lower())[:40]
     table = result.table.copy()
     parts: list[Any] = [result._summary_html()] + [f"<p>{escape(n)}</p>" for n in result.notes]

@@ -41,7 +41,24 @@ __all__ = ["feature_dashboards", "FeatureDashboards"]
 
 @dataclass
 class FeatureDashboards(Result):
-    """Dashboards of some features of an SAE (see the module docstring); one dict per feature in ``features``."""
+    """Dashboards of some features of an SAE (see the module docstring); one dict per feature in ``features``.
+
+    Parameters
+    ----------
+    site : str
+        The site the SAE reads.
+    features : list of dict
+        One SAEDashboard-style dict per feature (``feature_index``, ``frac_nonzero``, ``activations``,
+        ``pos_str``, ``neg_str``, histogram data, ...).
+    n_prompts : int
+        Number of prompts (rows of ``tokens``).
+    n_tokens_in_prompt : int
+        Tokens per prompt.
+    dataset : str, optional
+        Name of the corpus, for the Neuronpedia export.
+    notes : list of str, optional
+        Caveats of the run.
+    """
 
     site: str
     features: list[dict[str, Any]]
@@ -69,7 +86,15 @@ class FeatureDashboards(Result):
         return "\n".join(lines)
 
     def plot(self, feature: int | None = None, **kwargs: Any) -> Any:
-        """Activation histogram and logit histogram of one feature (default: the first)."""
+        """Activation histogram and logit histogram of one feature (default: the first).
+
+        Parameters
+        ----------
+        feature : int, optional
+            The feature index (one of those in ``features``); None: the first.
+        **kwargs
+            ``title`` overrides the figure title.
+        """
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 

@@ -48,14 +48,26 @@ class MissingAnnotationError(NaNError):
 
 
 def missing(values: np.ndarray) -> np.ndarray:
-    """True where a value is missing: NaN, None, or a row of a 2-D annotation holding one."""
+    """True where a value is missing: NaN, None, or a row of a 2-D annotation holding one.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        An annotation, 1-D or ``(n, 2)``.
+    """
     miss = np.asarray(pd.isna(values))
     return miss.any(1) if miss.ndim == 2 else miss
 
 
 def annotation_values(values: Any) -> np.ndarray:
     """An annotation as a NumPy array: a column of per-sample vectors (a 2-column variable stored as one
-    coordinate) becomes ``(n, k)``."""
+    coordinate) becomes ``(n, k)``.
+
+    Parameters
+    ----------
+    values : array-like
+        One value per sample, ``(n, 2)`` columns, or an object column of equal-length vectors.
+    """
     v = np.asarray(values)
     if v.dtype == object and v.ndim == 1 and len(v) and all(np.ndim(x) == 1 for x in v):
         widths = {len(x) for x in v}
@@ -76,7 +88,14 @@ def annotation_values(values: Any) -> np.ndarray:
 
 
 def parse_kinds(specs: Any) -> dict[str, str]:
-    """``{"target": "categorical"}`` from a mapping or ``["target=categorical", ...]`` (CLI ``--kinds``)."""
+    """``{"target": "categorical"}`` from a mapping or ``["target=categorical", ...]`` (CLI ``--kinds``).
+
+    Parameters
+    ----------
+    specs : mapping, sequence of str or None
+        ``{name: kind}`` or ``NAME=KIND`` strings; kinds may be aliases (``auroc``, ``mi``, ``angle``, ...).
+        None gives ``{}``.
+    """
     if specs is None:
         return {}
     if isinstance(specs, dict):
@@ -98,7 +117,18 @@ def parse_kinds(specs: Any) -> dict[str, str]:
 
 
 def annotation_kind(values: Any, declared: str | None = None, max_levels: int = 12) -> tuple[str, str]:
-    """``(kind, why)`` of an annotation (missing values ignored); ``declared`` wins when given (checked)."""
+    """``(kind, why)`` of an annotation (missing values ignored); ``declared`` wins when given (checked).
+
+    Parameters
+    ----------
+    values : array-like
+        The annotation (see :func:`annotation_values`).
+    declared : str, optional
+        A declared kind (or alias); checked against the values (binary needs 2 levels, continuous one number
+        per sample). None: inferred.
+    max_levels : int, optional
+        Whole numbers with at most this many levels are categorical (default 12).
+    """
     v = annotation_values(values)
     present = v[~missing(v)]
     if declared is not None:
@@ -129,7 +159,19 @@ def annotation_kind(values: Any, declared: str | None = None, max_levels: int = 
 
 def check_missing(name: str, values: np.ndarray, nan_policy: str, where: str = "") -> np.ndarray:
     """The samples to keep for annotation ``name``: all (none missing), the present ones (``"drop"``), or
-    :class:`MissingAnnotationError` (``"raise"``)."""
+    :class:`MissingAnnotationError` (``"raise"``).
+
+    Parameters
+    ----------
+    name : str
+        The annotation's name, for the message.
+    values : numpy.ndarray
+        Its values.
+    nan_policy : str
+        ``"raise"`` or ``"drop"``.
+    where : str, optional
+        Appended to the message (e.g. which recording).
+    """
     if nan_policy not in ("raise", "drop"):
         raise ConfigError(f"nan_policy must be 'raise' or 'drop' for annotations, got {nan_policy!r}")
     miss = missing(values)

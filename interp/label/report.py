@@ -35,8 +35,21 @@ def build_label_report(results: LabelResult | Sequence[LabelResult], path: str |
                        extra: Sequence[Any] = ()) -> Path:
     """Write one self-contained HTML report for one or more :class:`LabelResult` and return its path.
 
-    ``extra``: further results shown after the labels, e.g. MILAN descriptions of visual units
-    (:func:`interp.label.milan.describe_units`).
+    Parameters
+    ----------
+    results : LabelResult or sequence of LabelResult
+        The results, one report section each.
+    path : str or os.PathLike
+        The HTML file to write.
+    title : str, optional
+        Page title (default ``"Neuron labels"``).
+    notes : sequence of str, optional
+        Notes shown first, in their own section.
+    max_cards : int, optional
+        Unit cards per result, best-scoring first; None: all.
+    extra : sequence of Result, optional
+        Further results shown after the labels, e.g. MILAN descriptions of visual units
+        (:func:`interp.label.milan.describe_units`).
     """
     results = [results] if isinstance(results, LabelResult) else list(results)
     report = Report(title, subtitle=f"interp label report, {time.strftime('%Y-%m-%d %H:%M')}")

@@ -61,14 +61,24 @@ def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]
       need ``save_pretrained`` later);
     * a ``TransformerBridge`` -> ``(bridge, bridge.tokenizer)``;
     * any other ``nn.Module`` -> ``(module, None)``, unchanged (sites are module paths);
-
-    A model object with weights on the meta device (shapes, no values) is refused with what to do.
     * a Hugging Face hub / TransformerLens name such as ``"gpt2"``: loaded from the local Hugging Face
       cache, or downloaded when online; offline it raises :class:`~interp.errors.DataNotFoundError`
       saying how to copy it into a local directory.
 
+    A model object with weights on the meta device (shapes, no values) is refused with what to do.
+
     The tokenizer is handled for you: TransformerLens needs one it can reload from disk, so an
     in-memory tokenizer is saved to a temporary folder and loaded back first.
+
+    Parameters
+    ----------
+    name : str, os.PathLike or torch.nn.Module
+        A zoo name, a Hugging Face directory, a hub name, or a model object (see above).
+    device : str, optional
+        Where to put the model; None: the loader's default (normally CPU), an object is left where it is.
+    **kwargs
+        Zoo names: passed to the zoo loader. Directories, hub names and objects: only ``tokenizer=`` (and
+        ``dtype=`` for directories and hub names); anything else raises :class:`ConfigError`.
 
     >>> model, tokenizer = load("induction-2l")            # doctest: +SKIP
     >>> model, tokenizer = load("checkpoints/my-gpt2")     # doctest: +SKIP
