@@ -1,9 +1,11 @@
 """Tuning: tuning curves with confidence intervals, and cosine (direction) tuning with circular statistics.
 
 * :func:`tuning_curves`: the mean activity of every unit in bins of a continuous variable (speed,
-  position, angle) or per level of a categorical one (reach target, stimulus class), with percentile
-  bootstrap confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh
-  2007), blocks of consecutive samples on a time series, or samples otherwise.
+  position, angle) or per level of a categorical one (reach target, stimulus class), with bootstrap
+  confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh 2007; runs
+  of consecutive trials when the activity runs on across trial boundaries), blocks of consecutive
+  samples on a time series, or samples otherwise (percentile intervals; with trials or blocks, the
+  bootstrap standard error with a t(G - 1) quantile, G the trials or blocks that reach the bin).
 * :func:`direction_tuning`: the cosine model of Georgopoulos et al. (1982),
   ``rate = b0 + b1 cos(theta) + b2 sin(theta)``, fit by least squares on the direction of a 2-D
   variable (``x``, ``y``: hand velocity) or on an angle (``angle``: head direction). Per unit: the
@@ -45,6 +47,7 @@ from ..stats import (
     benjamini_hochberg,
     blocks,
     bootstrap_counts,
+    boundary_correlation,
     circular_mean,
     is_time_series,
     lag1_autocorrelation,
@@ -92,7 +95,20 @@ def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
                 block_size: int | None) -> tuple[np.ndarray | None, str]:
     """Groups for the bootstrap: trials, blocks of a time series, or none (single samples)."""
     if codes is not None:
-        return codes, f"{int(codes.max()) + 1} trials"
+        G = int(codes.max()) + 1
+        cross = boundary_correlation(X, codes)
+        if not cross >= 0.1 or G < 10:
+            return codes, f"{G} trials"
+        # the activity runs on across trials: trials are not independent, resample runs of consecutive trials
+        # covering twice the activity's autocorrelation time
+        r = min(max(float(np.median(lag1_autocorrelation(X, codes))), 0.0), 0.99)
+        tau = (1 + r) / (1 - r)
+        per = int(np.clip(np.ceil(4 * tau * G / n) + 1, 2, max(2, G // 5)))
+        first = pd.unique(codes)
+        rank = np.empty(G, dtype=np.int64)
+        rank[first] = np.arange(G)
+        return rank[codes] // per, (f"runs of {per} consecutive trials ({G} trials; the activity runs on across trial "
+                                    f"boundaries, r {cross:.2f})")
     r = float(np.median(lag1_autocorrelation(X)))
     if is_time_series(source) or r > max(0.1, 3 / np.sqrt(n)):
         if block_size is None:
@@ -226,7 +242,16 @@ def tuning_curves(acts: Any, variable: Any, bins: int | Any = 8, *, groups: Any 
         tot = w.sum(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             samples[:, :, k] = np.where(tot > 0, (w @ Xo[sel]) / tot, np.nan)
-    low, high = percentile_interval(samples, alpha)
+    if resample_groups is None:
+        low, high = percentile_interval(samples, alpha)
+    else:  # few resampled units (trials, runs of trials, blocks): bootstrap SE with t(G - 1), small-sample corrected
+        from scipy import stats as sps
+
+        G = np.array([len(np.unique(resample_groups[code == k])) for k in range(K)], dtype=float)  # units per bin
+        G = np.maximum(G, 2.0)[None, :]
+        with np.errstate(invalid="ignore"):
+            half = sps.t.ppf(1 - alpha / 2, G - 1) * np.nanstd(samples, 0) * np.sqrt(G / (G - 1))
+        low, high = mean - half, mean + half
     return TuningCurves(mean, np.asarray(low), np.asarray(high), counts, np.asarray(centres), names,
                         variable if isinstance(variable, str) else "variable", bool(categorical), 1 - alpha,
                         resampled, samples)
