@@ -11,8 +11,8 @@ annotations independent of the units:
 
 Annotations: ``target`` (4 reach targets, constant within trials, random order), ``reward`` (a
 per-trial flag), ``speed`` (time-varying AR(1)), ``direction`` (the target's angle). Labellers:
-``label_recordings`` (the default path without trials, and with ``groups="trial"``), the CLI
-(``interp label FILE --annotations ...``, run through its own argument parser on a saved file),
+``label_recordings`` (the default path without trials, and with ``groups="trial"``), both through the CLI
+(``interp label FILE --annotations ... [--groups trial]``, its own argument parser on a saved file),
 ``concept_test`` (with and without trials), ``category_selectivity``, ``direction_tuning`` (per
 sample and ``per="trial"``), ``tuning_curves`` (a "false positive" is a bin whose CI misses the true
 mean 0), and the phenomenon detectors on the recording's unit statistics.
@@ -140,17 +140,15 @@ def _phenomena(rec: Activations, seed: int) -> tuple[int, int, bool]:
 
 def labellers() -> dict[str, Callable[[Activations, int], tuple[int, int, bool]]]:
     """``{name: fn(recording, seed) -> (n_tests, n_p_below_alpha, any_false_label)}``."""
-    from interp.label import category_selectivity, concept_test, direction_tuning, label_recordings
+    from interp.label import category_selectivity, concept_test, direction_tuning
 
     anns = ["target", "reward", "speed"]
     P = N_PERMUTATIONS
     return {
-        "label_recordings (default, no trials)": lambda r, s: _from_labels(
-            label_recordings(r, anns, n_permutations=P, seed=s)),
-        "label_recordings (groups=trial)": lambda r, s: _from_labels(
-            label_recordings(r, anns, groups="trial", n_permutations=P, seed=s)),
-        "CLI interp label (default)": lambda r, s: _cli(r, False, s),
-        "CLI interp label --groups trial": lambda r, s: _cli(r, True, s),
+        # the CLI calls label_recordings with its flags: these two rows are label_recordings' default path (no
+        # trials) and its trial path, through the command's own parser and a saved file
+        "label_recordings via CLI (default)": lambda r, s: _cli(r, False, s),
+        "label_recordings via CLI --groups trial": lambda r, s: _cli(r, True, s),
         "concept_test (no trials)": lambda r, s: _from_concepts(concept_test(r, anns, n_permutations=P, seed=s)),
         "concept_test (groups=trial)": lambda r, s: _from_concepts(
             concept_test(r, anns, groups="trial", n_permutations=P, seed=s)),

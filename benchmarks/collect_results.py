@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "RESULTS.md"
 SECTIONS = ("capture.md", "store_reads.md", "patching.md", "faithfulness.md", "faithfulness_rules.md",
             "moe_faithfulness.md", "faithfulness_ig.md", "labels.md", "similarity.md", "paths.md", "paths_lm.md", "sae.md", "sae_long.md",
-            "scale_sae.md", "scale_capture.md")
+            "scale_sae.md", "scale_capture.md", "calibration.md")
 
 
 def main() -> int:

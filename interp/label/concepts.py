@@ -41,8 +41,15 @@ from scipy import stats as sps
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
 from ..results import Result, themed
-from ..stats import EFFECTIVE_N, autocorrelated_moments, benjamini_hochberg, null_indices, resolve_groups, select_null
-from ..stats import wald_p_value
+from ..stats import (
+    EFFECTIVE_N,
+    autocorrelated_moments,
+    benjamini_hochberg,
+    null_indices,
+    resolve_groups,
+    select_null,
+    wald_p_value,
+)
 from ..tensor import Activations
 
 __all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
