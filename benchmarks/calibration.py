@@ -220,13 +220,17 @@ def verdict(row: dict) -> str:
     return "calibrated" if hi >= ALPHA else "conservative"
 
 
-def to_markdown(rows: list[dict], command: str, seconds: float) -> str:
-    """The results file."""
+def _commit() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except OSError:
-        commit = "unknown"
+        return "unknown"
+
+
+def to_markdown(rows: list[dict], command: str, seconds: float, commit: str | None = None) -> str:
+    """The results file (``commit``: the code the rows came from; default: HEAD now)."""
+    commit = commit or _commit()
     lines = [
         "# Calibration of every labeller on null recordings",
         "",
@@ -265,9 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    commit = _commit()  # the code imported now, not whatever HEAD is when the run ends
     rows = run(tuple(args.designs), args.datasets, args.only, args.progress)
     command = "python benchmarks/calibration.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = to_markdown(rows, command, time.perf_counter() - t0)
+    text = to_markdown(rows, command, time.perf_counter() - t0, commit)
     Path(args.out).write_text(text)
     print(text)
     return 0

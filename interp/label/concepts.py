@@ -9,20 +9,27 @@ how strongly the unit tracks the annotation:
 * ``"mi"``: mutual information (bits) between the unit's activity (quantile bins) and a categorical
   annotation (one-sided).
 
-p-values come from a null built by reordering the annotation against the activity, with the
-:mod:`interp.stats` nulls (``null=``): with ``groups=`` (a trial or subject coordinate, or one label
-per sample) whole trials swap (``"group"``), so autocorrelation inside a trial cannot make a false
-positive; on a time series without groups the annotation is shifted circularly by at least
-``min_shift`` samples within each segment (``"circular"``, the standard test for calcium and spike
-data, Kato et al. 2015; Harris et al. 2003), or blocks of samples are permuted (``"block"``);
-``"permutation"`` permutes single samples, which is right only for exchangeable samples (independent
-stimuli). ``null="auto"`` (the default) picks one of these (:func:`interp.stats.choose_null`): never a
-sample permutation on a time series. p-values are ``(1 + #{null >= observed}) / (1 + n_permutations)``
-and are corrected across units (and annotations) with Benjamini-Hochberg FDR.
+p-values come from a test chosen for the design (``null=``; :func:`interp.stats.select_null` reads
+it from the data and the result names it, per annotation in the ``null`` column): an annotation
+constant within trials (``groups=``: a trial coordinate or one label per sample) is tested by
+permuting the trials' values (``"group"``; exact, trials of any length); an annotation that varies
+within equal trials whose activity restarts every trial by swapping whole trials; single samples
+are permuted (``"permutation"``) only when the activity or the annotation is not autocorrelated.
+Everywhere else (activity running on across trials, ragged trials, a time series without trials)
+no resampling is exact, and circular shifts give p-values that are valid near 0.05 but not at the
+0.001 where BH-FDR over many units works (on untuned AR(1) recordings they put a false label on
+25-70% of data sets), so the test is the autocorrelation-corrected Wald test ``"effective_n"``
+(:mod:`interp.stats.autocorr`: the statistic's exact null variance given the annotation and the
+activity's autocovariance; for AUROC and MI on the ranks, MI through the category indicators).
+``"circular"`` and ``"block"`` remain available by name; a shift within trials of a trial-constant
+annotation is refused. Permutation p-values are ``(1 + #{null >= observed}) / (1 + n_permutations)``;
+all are corrected across units (and annotations) with Benjamini-Hochberg FDR
+(``benchmarks/results/calibration.md``: false-positive rates on null recordings of every design).
 
 :func:`pooled_concept_test` pools recordings of different individuals by unit name (e.g. NeuroPAL
 identities across worms): the statistic is averaged over the recordings where the name occurs and the
-null shifts every recording independently. :func:`enrichment_test` asks whether a labeled set of
+null reorders every recording independently (or the corrected test sums their statistics and
+variances). :func:`enrichment_test` asks whether a labeled set of
 names is enriched for a class of neurons (hypergeometric test).
 
 >>> tests = concept_test(worm, {"reversal": worm.coord("reversal")})                      # doctest: +SKIP
@@ -327,8 +334,8 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         ``"auto"`` (binary -> AUROC, few categories/strings -> MI, else correlation), one kind, or one
         per annotation.
     null:
-        ``"auto"``, ``"group"``, ``"circular"``, ``"block"`` or ``"permutation"`` (see
-        :mod:`interp.stats`).
+        ``"auto"`` (from the design, see the module docstring), ``"group"``, ``"circular"``, ``"block"``,
+        ``"permutation"`` or ``"effective_n"`` (see :mod:`interp.stats`).
     groups:
         Trial (or recording, subject) of each sample: a sample-coordinate name of ``acts`` or one
         label per sample. ``"group"`` swaps whole trials (they must have equal length unless the

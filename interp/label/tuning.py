@@ -12,10 +12,14 @@
   preferred direction ``atan2(b2, b1)`` in degrees [0, 360), the amplitude ``hypot(b1, b2)``, the
   modulation depth ``amplitude / b0`` (for non-negative activity such as rates and counts; NaN for
   signed activity such as model units or z-scored traces, whose labels give the amplitude), ``r2``, and a
-  p-value of ``r2`` against a null from :mod:`interp.stats` (whole trials swap with ``groups``; circular
-  shifts on a time series; a permutation for independent samples), with BH-FDR ``q_value``. Circular
+  p-value of ``r2`` from the test :func:`interp.stats.select_null` picks for the design (a direction
+  constant within trials: the trials' directions are permuted, trials of any length; equal trials
+  that restart: whole trials swap; otherwise the autocorrelation-corrected Wald test on ``cos, sin``;
+  independent samples: a permutation), with BH-FDR ``q_value``. Circular
   statistics of the occupancy-normalised binned tuning curve (mean direction, resultant length) sit
-  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). The Rayleigh test
+  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). ``per="trial"`` fits
+  trial averages against each trial's direction (the classical centre-out analysis); bootstrap
+  intervals (``n_bootstraps``, over trials) bound the preferred direction and the modulation depth. The Rayleigh test
   is not applied to a unit's spikes (their angles follow the animal's occupancy and are not
   independent); :meth:`DirectionTuning.pd_uniformity` applies it where it is valid, to the preferred
   directions of the tuned units (are they spread uniformly around the circle?).
