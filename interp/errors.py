@@ -91,3 +91,13 @@ def require(module: str, pip_name: str | None = None, extra: str | None = None):
         pkg = pip_name or module.split(".")[0]
         hint = f"pip install {pkg}" if extra is None else f"pip install 'interp[{extra}]' (or: pip install {pkg})"
         raise MissingDependencyError(f"{module!r} is needed for this feature but is not installed: {hint}") from exc
+
+
+class GroupsError(ConfigError):
+    """Group (trial, subject) labels that cannot be used: missing, NaN or negative (a negative code usually marks
+    samples outside every trial, which must be dropped before a test, not treated as one more trial)."""
+
+
+class InvalidNullError(ConfigError):
+    """A null distribution that is invalid or degenerate for the design (e.g. a shift within trials of a value
+    that is constant within each trial, which leaves it unchanged); the message names the null to use."""

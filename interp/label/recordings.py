@@ -67,10 +67,12 @@ def label_recordings(recordings: Activations | Sequence[Activations], annotation
     Units are matched across recordings by the unit coordinate ``by`` (a single recording without it
     is labeled by unit position). Each recording is split: the first ``fit_fraction`` of its time (or of its trials, with
     ``groups``) gives the labels (concept tests pooled across recordings by the unit coordinate
-    ``by``, BH-FDR across units and annotations), the rest gives the score. The null follows
-    :func:`~interp.label.concepts.concept_test`: ``groups`` (a sample coordinate such as ``"trial"``,
-    or one label array per recording) swaps whole trials; without groups a time series gets
-    circular shifts. Scores are the mean over recordings of the held-out AUROC (binary annotation),
+    ``by``, BH-FDR across units and annotations), the rest gives the score. The test follows
+    :func:`~interp.label.concepts.concept_test` (chosen from the design and named in the notes):
+    with ``groups`` (a sample coordinate such as ``"trial"``, or one label array per recording) a
+    trial-constant annotation has its trials' values permuted; otherwise, and without groups on an
+    autocorrelated time series, the autocorrelation-corrected Wald test keeps the family-wise error
+    at alpha (circular shifts put a false label on most untuned recordings). Scores are the mean over recordings of the held-out AUROC (binary annotation),
     the signed correlation matched to the label's direction (continuous), or, for a categorical
     annotation tested by mutual information, the held-out balanced accuracy (mean recall per category)
     of decoding the category from the unit (Gaussian naive Bayes with equal priors, fit on the labeling
