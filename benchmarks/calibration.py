@@ -249,8 +249,10 @@ def to_markdown(rows: list[dict], command: str, seconds: float, commit: str | No
     lines = [
         "# Calibration of every labeller on null recordings",
         "",
-        f"Command (commit {commit}, {time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, 1 thread, {seconds / 60:.1f} min):",
+        f"Commit: `{commit}`  ",
+        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}, 1 thread; {time.strftime('%Y-%m-%d', time.gmtime())}, {seconds / 60:.1f} min  ",
+        "Command:",
         "",
         f"    {command}",
         "",
