@@ -174,7 +174,7 @@ def test_mat_matrix_with_a_two_column_velocity_and_float_codes(tmp_path):
 
     rng = np.random.default_rng(4)
     n = 1200
-    theta = np.cumsum(rng.normal(0, 0.15, n))  # the hand turns smoothly
+    theta = np.cumsum(rng.normal(0, 0.6, n))  # the hand turns, visiting every direction many times
     target = np.repeat(rng.integers(1, 5, n // 30), 30).astype(float)
     spikes = rng.normal(size=(n, 5))
     spikes[:, 0] += 2 * np.cos(theta)

@@ -30,6 +30,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -134,6 +135,8 @@ def test_readme_interp_commands_parse(command):
     from interp.cli import build_parser
 
     argv = shlex.split(re.sub(r"\[([^\]]*)\]", r"\1", command))[1:]  # "[--resume]" -> "--resume"
+    if not torch.cuda.is_available():  # --device must exist on the machine (checked when parsing): GPU examples
+        argv = ["cpu" if a.startswith("cuda") and argv[i - 1] == "--device" else a for i, a in enumerate(argv)]
     args = build_parser().parse_args(argv)
     assert args.command == argv[0]
     if argv[:2] == ["study", "run"]:
