@@ -8,14 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError
+from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError, named_array_error
 from interp.tensor import Activations
 
-__all__ = ["make_splits", "as_array2d", "group_labels", "validate_X", "check_y_given", "UnsupportedInputError"]
+__all__ = ["make_splits", "as_array2d", "group_labels", "validate_X", "check_y_given"]
 
-
-class UnsupportedInputError(InputTypeError, ValueError):
-    """Input of a kind the probes cannot fit (complex numbers); a ``ValueError`` as scikit-learn's checks expect."""
 
 
 def group_labels(groups: Any, n_samples: int, *sources: Any) -> np.ndarray | None:
@@ -118,7 +115,8 @@ def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = Non
     A tensor or :class:`~interp.Activations` goes through :func:`as_array2d` (device kept); anything else
     through scikit-learn's ``validate_data`` (dense, numeric, finite, 2-D, at least one sample and feature),
     so the messages are scikit-learn's, raised as named errors: :class:`DimensionError` (shape),
-    :class:`NaNError`, :class:`InputTypeError` (sparse, strings) or :class:`UnsupportedInputError` (complex).
+    :class:`NaNError`, :class:`InputTypeError` (sparse, strings) or
+    :class:`~interp.errors.UnsupportedInputError` (complex); see :func:`~interp.errors.named_array_error`.
     """
     if isinstance(X, (torch.Tensor, Activations)):
         t = as_array2d(X, "X", dtype=dtype, device=device)
@@ -134,15 +132,8 @@ def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = Non
 
     try:
         arr = validate_data(est, X, reset=reset, accept_sparse=False, dtype=[np.float64, np.float32])
-    except TypeError as exc:
-        raise InputTypeError(f"{exc} (pass a dense numeric array, tensor or Activations)") from exc
-    except ValueError as exc:
-        msg = str(exc)
-        if "NaN" in msg or "infinity" in msg:
-            raise NaNError(f"{msg} (drop or impute those values first)") from exc
-        if "omplex" in msg:
-            raise UnsupportedInputError(f"{msg} (pass real-valued features, e.g. the magnitude)") from exc
-        raise DimensionError(msg) from exc
+    except (TypeError, ValueError) as exc:
+        raise named_array_error(exc) from exc
     t = torch.from_numpy(np.ascontiguousarray(arr))
     if dtype is None:
         dtype = t.dtype

@@ -13,6 +13,7 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from interp.decompose import NMF, SNMF, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
 from interp.errors import DimensionError, InputTypeError, NaNError
 from probes import LinearProbe, LogisticProbe, RidgeCV
 
@@ -22,10 +23,27 @@ ESTIMATORS = [
     RidgeCV(alphas=[0.1, 1.0, 10.0], cv=3),
     LinearProbe(alphas=[0.1, 1.0, 10.0], cv=3),
     LogisticProbe(),
+    # k=1: several checks set n_components=1, and k must be <= n_components
+    TopKSAE(n_components=8, k=1, batch_size=16, progress=False),
+    BatchTopKSAE(n_components=8, k=1, batch_size=16, progress=False),
+    ReLUSAE(n_components=8, batch_size=16, progress=False),
+    JumpReLUSAE(n_components=8, batch_size=16, progress=False),
+    NMF(n_components=2, max_iter=50),
+    SNMF(n_components=2, max_iter=50, sparsity=None),
 ]
 
+_DTYPE = ("the dtype parameter defaults to a torch.dtype (torch.float32/float64), not one of the types scikit-learn "
+          "allows as a default")
+_CODES = ("fit_transform returns the coefficients of the fit's last iterate, transform re-solves them with the "
+          "components fixed; they agree only at full convergence, which these tiny checks do not run to")
+
 #: check name -> why it cannot pass, per estimator class.
-EXPECTED_FAILED: dict[str, dict[str, str]] = {}
+EXPECTED_FAILED: dict[str, dict[str, str]] = {
+    **{name: {"check_parameters_default_constructible": _DTYPE}
+       for name in ("TopKSAE", "BatchTopKSAE", "ReLUSAE", "JumpReLUSAE")},
+    **{name: {"check_parameters_default_constructible": _DTYPE, "check_transformer_general": _CODES,
+              "check_transformer_data_not_an_array": _CODES} for name in ("NMF", "SNMF")},
+}
 
 
 def expected_failed(estimator: object) -> dict[str, str]:
@@ -68,3 +86,25 @@ def test_ridge_predict_follows_the_input_type():
     assert isinstance(out_np, np.ndarray) and isinstance(out_t, torch.Tensor)
     np.testing.assert_allclose(out_np, out_t.numpy())
     assert RidgeCV(alphas=[1.0], cv=3).fit(X, Y[:, 0]).predict(X).shape == (30,)
+
+
+def test_decompose_errors_are_named_and_in_sklearn_wording():
+    """Decompositions: scikit-learn's messages for array-likes, as named errors; tensors still accepted."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(32, 4)).astype(np.float32)
+    sae = TopKSAE(n_components=8, k=2, batch_size=16, progress=False).fit(X)
+    assert isinstance(sae.transform(torch.from_numpy(X)), torch.Tensor)
+    with pytest.raises(DimensionError, match="X has 3 features, but TopKSAE is expecting 4 features"):
+        sae.transform(X[:, :3])
+    with pytest.raises(DimensionError, match="X has 3 features, but TopKSAE is expecting 4 features"):
+        sae.partial_fit(X[:, :3])
+    with pytest.raises(InputTypeError, match="dense data is required"):
+        TopKSAE(n_components=8, k=2, progress=False).fit(sp.csr_matrix(X))
+    with pytest.raises(DimensionError, match="Reshape your data"):
+        sae.transform(X[0])
+    with pytest.raises(ValueError, match="Negative values in data passed to NMF"):
+        NMF(n_components=2).fit(X)
+    sae.partial_fit(X)  # a fitted SAE trains on
+    assert sae.n_steps_ > 0
