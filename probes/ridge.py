@@ -187,6 +187,9 @@ class RidgeCV(RegressorMixin, BaseEstimator):
     ----------
     coef_ (n_targets, n_features), intercept_ (n_targets,), best_alphas_ (n_targets,),
     cv_scores_ (n_alphas, n_targets) mean validation score, solver_, targets_kept_, n_features_in_.
+
+    A scikit-learn estimator (``parametrize_with_checks`` passes): :meth:`predict` returns NumPy for NumPy input
+    and a tensor on the fitted device for tensor or Activations input.
     """
 
     def __init__(self, alphas: Sequence[float] = DEFAULT_ALPHAS, cv: Any = 5, fit_intercept: bool = True,
