@@ -29,6 +29,11 @@ class InputTypeError(InterpError, TypeError):
     """Inputs of a type that the function cannot use."""
 
 
+class UnsupportedInputError(InputTypeError, ValueError):
+    """Input values of a kind an estimator cannot fit (complex numbers); also a ``ValueError``, as scikit-learn's
+    estimator checks expect."""
+
+
 class MismatchError(InterpError, ValueError):
     """Two objects that should line up (stimuli, lengths, ids) do not."""
 
@@ -101,3 +106,25 @@ class GroupsError(ConfigError):
 class InvalidNullError(ConfigError):
     """A null distribution that is invalid or degenerate for the design (e.g. a shift within trials of a value
     that is constant within each trial, which leaves it unchanged); the message names the null to use."""
+
+
+def named_array_error(exc: Exception) -> InterpError:
+    """scikit-learn's ``check_array``/``validate_data`` error as the named error of the same message.
+
+    ``TypeError`` (sparse input, strings) -> :class:`InputTypeError`; NaN/inf -> :class:`NaNError`; complex
+    values -> :class:`UnsupportedInputError`; any other ``ValueError`` (1-D, empty, wrong number of features)
+    -> :class:`DimensionError`. Raise it ``from exc``.
+
+    Parameters
+    ----------
+    exc : Exception
+        The ``TypeError`` or ``ValueError`` that scikit-learn's validation raised.
+    """
+    msg = str(exc)
+    if isinstance(exc, TypeError):
+        return InputTypeError(f"{msg} (pass a dense numeric array, tensor or Activations)")
+    if "NaN" in msg or "infinity" in msg:
+        return NaNError(f"{msg} (drop or impute those values first)")
+    if "omplex" in msg:
+        return UnsupportedInputError(f"{msg} (pass real values, e.g. the magnitude)")
+    return DimensionError(msg)

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
-from ._cv import as_array2d, group_labels, make_splits
+from ._cv import as_array2d, check_y_given, group_labels, make_splits, validate_X
 from .ridge import DEFAULT_ALPHAS, RidgeCV
 
 __all__ = ["LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels",
@@ -38,7 +38,7 @@ def _numpy(x: Any, name: str) -> np.ndarray:
     return as_array2d(x, name).cpu().numpy()
 
 
-class LogisticProbe(BaseEstimator, ClassifierMixin):
+class LogisticProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic-regression probe (scikit-learn ``LogisticRegression``, L2, lbfgs) on
     standardised features. ``C`` is the inverse regularisation strength.
 
@@ -70,8 +70,13 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         """
         from sklearn.linear_model import LogisticRegression
 
-        Xn = _numpy(X, "X")
+        Xn = validate_X(self, X, reset=True).cpu().numpy()
+        check_y_given(self, y)
         y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            from sklearn.utils.validation import column_or_1d
+
+            y = column_or_1d(y, warn=True)  # scikit-learn's DataConversionWarning for a column vector
         if y.ndim != 1:
             raise DimensionError(f"y must be one label per sample (1-D), got shape {y.shape}")
         if len(y) != len(Xn):
@@ -87,8 +92,14 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit((Xn - self.mean_) / self.scale_, y)
         self.classes_ = self.model_.classes_
         self.coef_ = self.model_.coef_ / self.scale_
-        self.n_features_in_ = Xn.shape[1]
+        self.n_iter_ = self.model_.n_iter_
         return self
+
+    def _standardized(self, X: Any) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "model_")
+        return (validate_X(self, X, reset=False).cpu().numpy() - self.mean_) / self.scale_
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one column per class of ``classes_``.
@@ -98,7 +109,8 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         X : array-like, torch.Tensor or Activations
             Features ``(n_samples, n_features)``; returns ``(n_samples, n_classes)`` probabilities.
         """
-        return self.model_.predict_proba((_numpy(X, "X") - self.mean_) / self.scale_)
+        Z = self._standardized(X)
+        return self.model_.predict_proba(Z)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each sample.
@@ -108,10 +120,11 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         X : array-like, torch.Tensor or Activations
             Features ``(n_samples, n_features)``; returns one predicted label per sample.
         """
-        return self.model_.predict((_numpy(X, "X") - self.mean_) / self.scale_)
+        Z = self._standardized(X)
+        return self.model_.predict(Z)
 
 
-class LinearProbe(BaseEstimator, RegressorMixin):
+class LinearProbe(RegressorMixin, BaseEstimator):
     """Linear (ridge) regression probe for continuous targets; α per target by inner CV (:class:`RidgeCV`).
 
     Parameters
@@ -126,6 +139,12 @@ class LinearProbe(BaseEstimator, RegressorMixin):
         self.alphas = alphas
         self.cv = cv
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: several targets at once (``y`` may be 2-D)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def fit(self, X: Any, y: Any) -> LinearProbe:
         """Fit a :class:`RidgeCV` (α per target by inner CV); returns self.
 
@@ -136,8 +155,9 @@ class LinearProbe(BaseEstimator, RegressorMixin):
         y : array-like
             Targets, ``(n_samples,)`` or ``(n_samples, n_targets)``.
         """
+        validate_X(self, X, reset=True)  # scikit-learn's checks and messages; records n_features_in_
+        check_y_given(self, y)
         self.ridge_ = RidgeCV(alphas=self.alphas, cv=self.cv).fit(X, y)
-        self.n_features_in_ = self.ridge_.n_features_in_
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -148,8 +168,13 @@ class LinearProbe(BaseEstimator, RegressorMixin):
         X : array-like, torch.Tensor or Activations
             Features ``(n_samples, n_features)``; returns a NumPy array, 1-D for a single target.
         """
-        pred = self.ridge_.predict(X).cpu().numpy()
-        return pred[:, 0] if pred.shape[1] == 1 else pred
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "ridge_")
+        validate_X(self, X, reset=False)
+        pred = self.ridge_.predict(X)
+        pred = np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred)
+        return pred[:, 0] if pred.ndim == 2 and pred.shape[1] == 1 else pred
 
 
 def _make_probe(probe: str | BaseEstimator, **kwargs: Any) -> BaseEstimator:

@@ -78,11 +78,18 @@ class NMF(Decomposition):
         self.dtype = dtype
         self.progress = progress
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: non-negative input only."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def _check_nonnegative(self, data: torch.Tensor, what: str = "X") -> None:
         low = float(data.min())
         if low < 0:
             raise NegativeValueError(
-                f"NMF needs non-negative data but {what} has {int((data < 0).sum())} negative values (min {low:.4g}); "
+                f"Negative values in data passed to NMF: it needs non-negative data but {what} has "
+                f"{int((data < 0).sum())} negative values (min {low:.4g}); "
                 "shift or rescale it (e.g. subtract each unit's minimum), or use SNMF for mixed-sign data"
             )
 
@@ -209,7 +216,8 @@ class NMF(Decomposition):
         self._check_fitted()
         data = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if data.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {data.shape[1]} features; this NMF was fitted on {self.n_features_in_}")
+            raise DimensionError(f"X has {data.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
+                                 "as input (the number it was fitted on)")
         self._check_nonnegative(data)
         H = self.components_
         XHt, HHt = data @ H.T, H @ H.T

@@ -378,7 +378,7 @@ class SNMF(Decomposition):
         self._check_fitted()
         data = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if data.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {data.shape[1]} features; this SNMF was fitted on {self.n_features_in_}")
+            raise DimensionError(f"X has {data.shape[1]} features, but SNMF is expecting {self.n_features_in_} features as input")
         F = self.components_.T
         Q = F.T @ F
         P = data @ F
