@@ -49,7 +49,7 @@ def test_logit_lens_reproduces_the_logits(lm):
 @pytest.mark.parametrize("which", ["out", "in"])
 def test_vocab_projection_equals_the_forward_pass(lm, which):
     units = list(range(0, mlp_weights(lm.model, 1)["out"].shape[0], 7))
-    proj = vocab_projection(lm.model, 1, which, units=units, k=5)
+    proj = vocab_projection(lm.model, 1, which, units=units, k=5, final_norm=True)  # the model's own read-out
     rows = mlp_weights(lm.model, 1)[which][units]
     vectors = _post_norm(lm.model, 1, rows) if which == "out" else rows
     reference = forward_readout(lm.model, vectors)
@@ -152,3 +152,14 @@ def test_directions_in_mlp_space_go_through_w_out(built):
     assert set(frame.columns) >= {"unit", "side", "rank", "token_id", "token", "logit"} and len(frame) == 3 * 2 * 4
     with pytest.raises(Exception, match="mixture-of-experts"):
         vocab_projection(built("mixtral").model, 0, directions=torch.randn(2, 32))
+
+
+def test_input_side_decodes_through_the_lm_head_alone_by_default(lm):
+    """Davies et al.: W_up rows decoded with the LM head (``u @ W_U + b_U``), no final norm, unless asked."""
+    units = list(range(0, mlp_weights(lm.model, 1)["in"].shape[0], 7))
+    proj = vocab_projection(lm.model, 1, "in", units=units, k=5)
+    rows = mlp_weights(lm.model, 1)["in"][units].float()
+    reference = rows @ lm.model.W_U.detach().float()
+    if isinstance(getattr(lm.model, "b_U", None), torch.Tensor):
+        reference = reference + lm.model.b_U.detach().float()
+    torch.testing.assert_close(torch.as_tensor(proj.top_logits), reference.topk(5, dim=1).values, atol=1e-4, rtol=1e-4)
