@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._integrity import fsync_dir, fsync_file, read_safetensors, tensor_checksum
-from .checks import named_os_errors, reading
+from ._files import _jsonable, atomic_write
+from ._integrity import read_safetensors, tensor_checksum
+from ._tensor_interop import Interop
+from .checks import reading
 from .errors import (
     DimensionError,
     InputTypeError,
     MismatchError,
     NaNError,
-    SchemaError,
     closest,
-    require,
 )
 
 __all__ = ["Activations", "concat", "atomic_write"]
@@ -55,64 +54,7 @@ def _as_frame(dim: str, value: Any, size: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-@named_os_errors
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, sync: bool = True) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (never half-written).
-
-    With ``sync`` (the default) the data are fsynced before the rename and the directory after it, so
-    that once this returns the new file survives an OS crash or power loss, not only a killed process.
-    A full disk or an unwritable location raises :class:`~interp.errors.StorageError` naming ``path``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The destination file; its parent folders are created.
-    write : callable
-        ``write(tmp_path)`` writes the whole file at the temporary path it is given (same folder as ``path``).
-    sync : bool, optional
-        Fsync the file before the rename and the folder after it (default True).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file owner-only; give it a normal file's mode
-        if sync:
-            fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    if sync:
-        fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-class Activations:
+class Activations(Interop):
     """A labeled tensor shared by model activations and recordings.
 
     Parameters
@@ -525,101 +467,6 @@ class Activations:
             out.attrs = {**self.attrs, "dropped_nan": int((~keep).sum())}
             return out
         raise NaNError(f"unknown nan_policy {nan_policy!r}; use 'raise', 'drop', 'zero' or 'ignore'")
-
-    @classmethod
-    def from_numpy(cls, array: np.ndarray, dims: Sequence[str], coords: CoordsLike | None = None,
-                   attrs: Mapping[str, Any] | None = None) -> Activations:
-        """Build from a NumPy array (no copy where possible)."""
-        if not isinstance(array, np.ndarray):
-            raise InputTypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
-        return cls(torch.from_numpy(np.ascontiguousarray(array)), dims, coords, attrs)
-
-    def to_xarray(self):
-        """Convert to an :class:`xarray.DataArray` (coords become non-index coordinates)."""
-        xr = require("xarray", extra="data")
-
-        coords = {}
-        for d, frame in self.coords.items():
-            for col in frame.columns:
-                coords[col if col not in self.dims else f"{col}_"] = (d, frame[col].to_numpy())
-        return xr.DataArray(self.numpy(), dims=self.dims, coords=coords, attrs=dict(self.attrs))
-
-    @classmethod
-    def from_xarray(cls, array) -> Activations:
-        """Build from an :class:`xarray.DataArray` (1-D coordinates become per-dim coords)."""
-        coords: dict[str, dict[str, Any]] = {d: {} for d in array.dims}
-        for name, coord in array.coords.items():
-            if coord.ndim == 1:
-                coords[coord.dims[0]][name.rstrip("_") if name.rstrip("_") in array.dims else name] = coord.values
-        return cls(torch.from_numpy(np.ascontiguousarray(array.values)), array.dims, coords, dict(array.attrs))
-
-    def to_frame(self, name: str = "value") -> pd.DataFrame:
-        """A long table, one row per element, with the coordinates of each axis as columns.
-
-        Parameters
-        ----------
-        name : str, optional
-            Name of the value column (default ``"value"``).
-        """
-        grids = np.meshgrid(*[np.arange(n) for n in self.shape], indexing="ij")
-        out = pd.DataFrame({f"{d}_index": g.reshape(-1) for d, g in zip(self.dims, grids)})
-        for d, g in zip(self.dims, grids):
-            part = self.coords[d].iloc[g.reshape(-1)].reset_index(drop=True)
-            for col in part.columns:
-                out[col if col not in out.columns else f"{d}_{col}"] = part[col].to_numpy()
-        out[name] = self.numpy().reshape(-1)
-        return out
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, sample: str | None = None, unit_columns: Sequence[str] | None = None,
-                   attrs: Mapping[str, Any] | None = None) -> Activations:
-        """Build a ``(sample, unit)`` object from a wide table: numeric ``unit_columns`` become units,
-        the other columns become sample coordinates (``sample`` names the id column if any)."""
-        if not isinstance(frame, pd.DataFrame):
-            raise InputTypeError(f"from_frame expects a pandas.DataFrame, got {type(frame).__name__}")
-        if unit_columns is None:
-            unit_columns = [c for c in frame.columns if c != sample and pd.api.types.is_numeric_dtype(frame[c])]
-        if not unit_columns:
-            raise DimensionError("the table has no numeric columns to use as units")
-        meta = frame.drop(columns=list(unit_columns)).reset_index(drop=True)
-        if sample is not None:
-            meta = meta.rename(columns={sample: "id"})
-        data = np.array(frame[list(unit_columns)].to_numpy(dtype=np.float32), copy=True)
-        return cls(torch.from_numpy(data), ("sample", "unit"),
-                   {"sample": meta, "unit": {"name": [str(c) for c in unit_columns]}}, attrs)
-
-    def to_dataset(self, dim: str = "sample"):
-        """A Hugging Face :class:`datasets.Dataset` with one row per ``dim`` index.
-
-        The row holds the values (column ``values``, the other dims kept as nested lists) and the
-        ``dim`` coordinates; the other coordinates and attrs travel in the dataset's ``info``.
-
-        Parameters
-        ----------
-        dim : str, optional
-            The dim whose indices become the dataset rows (default ``"sample"``).
-        """
-        datasets = require("datasets", extra="data")
-
-        moved = self.transpose(dim, *[d for d in self.dims if d != dim])
-        columns = {"values": moved.numpy()}
-        for col in self.coords[dim].columns:
-            columns[col] = self.coords[dim][col].tolist()
-        ds = datasets.Dataset.from_dict(columns)
-        ds.info.description = json.dumps(moved._meta(exclude=dim))
-        return ds
-
-    @classmethod
-    def from_dataset(cls, ds) -> Activations:
-        """Inverse of :meth:`to_dataset`."""
-        meta = json.loads(ds.info.description or "{}")
-        if "dims" not in meta:
-            raise SchemaError("this dataset was not written by Activations.to_dataset (no dims in its info)")
-        dims = meta["dims"]
-        values = np.asarray(ds.with_format("numpy")["values"], dtype=meta.get("numpy_dtype", "float32"))
-        coords = {d: pd.DataFrame(c) for d, c in meta["coords"].items()}
-        coords[dims[0]] = pd.DataFrame({c: ds[c] for c in ds.column_names if c != "values"})
-        return cls(torch.from_numpy(values), dims, coords, meta["attrs"])
 
     # ------------------------------------------------------------- save/load
     def _meta(self, exclude: str | None = None) -> dict[str, Any]:
