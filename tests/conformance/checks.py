@@ -75,12 +75,12 @@ def check_layouts(b: Any) -> str:
     names = [n for kind in b.info.sites.values() for n in kind]
     if not names:
         raise SiteError(f"{b.info.name}: the bridge has no site kinds (no blocks.{{L}} hooks); name hook points")
-    acts = interp.capture(b.model, ex.clean, names, batch_size=2, progress=False)
+    _, cache = _cache(b, ex.clean)  # the raw hook activations, which engine.layout describes
     n_pos = ex.clean.shape[1]
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     for kind, sites in b.info.sites.items():
         for site in sites:
-            data = acts[site].data
+            data = cache[site]
             axes = engine.layout(site, data.ndim, bridge=True)
             if kind in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
                 assert data.shape[axes["unit"]] == cfg.d_model and data.shape[axes["pos"]] == n_pos, (site, data.shape)
@@ -156,16 +156,19 @@ def _autograd_scores(b: Any, ex: Any, sites: list[str]) -> dict[str, torch.Tenso
     """grad(metric at the corrupted run) * (clean - corrupted) at each hook, elementwise, by plain torch autograd
     through TransformerLens hooks (denoising AtP)."""
     _, clean_cache = _cache(b, ex.clean)
-    leaves: dict[str, torch.Tensor] = {}
+    offsets: dict[str, torch.Tensor] = {}
+    acts: dict[str, torch.Tensor] = {}
 
-    def grab(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        leaf = act.detach().clone().requires_grad_(True)
-        leaves[hook.name] = leaf
-        return leaf
+    def grab(site: str) -> Callable[..., torch.Tensor]:
+        def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:  # act + 0: the gradient of act, total
+            offsets[site] = torch.zeros_like(act, requires_grad=True)
+            acts[site] = act.detach()
+            return act + offsets[site]
+        return hook
 
-    logits = b.model.run_with_hooks(ex.corrupted, fwd_hooks=[(s, grab) for s in sites])
-    grads = torch.autograd.grad(ex.metric(logits), [leaves[s] for s in sites], allow_unused=True)
-    return {s: (torch.zeros_like(leaves[s]) if g is None else g) * (clean_cache[s] - leaves[s].detach())
+    logits = b.model.run_with_hooks(ex.corrupted, fwd_hooks=[(s, grab(s)) for s in sites])
+    grads = torch.autograd.grad(ex.metric(logits), [offsets[s] for s in sites], allow_unused=True)
+    return {s: (torch.zeros_like(acts[s]) if g is None else g) * (clean_cache[s] - acts[s])
             for s, g in zip(sites, grads)}
 
 
