@@ -52,8 +52,16 @@ def _as_captured(site: str, value: torch.Tensor) -> torch.Tensor:
 
 
 def _reference_logits(b: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """The untouched Hugging Face copy's logits; an encoder-decoder's decoder reads the input shifted right after
+    its start token (what the bridge feeds it when given no decoder input)."""
+    cfg = b.info.reference.config
+    extra = {}
+    if getattr(cfg, "is_encoder_decoder", False):
+        start = getattr(cfg, "decoder_start_token_id", None)
+        extra["decoder_input_ids"] = tokens if start is None else torch.cat(
+            [torch.full_like(tokens[:, :1], start), tokens[:, :-1]], dim=1)
     with torch.no_grad():
-        out = b.info.reference(tokens)
+        out = b.info.reference(tokens, **extra)
     return getattr(out, "logits", out)
 
 
