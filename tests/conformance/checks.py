@@ -93,7 +93,7 @@ def check_layouts(b: Any) -> str:
             if kind in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
                 assert data.shape[axes["unit"]] == cfg.d_model and data.shape[axes["pos"]] == n_pos, (site, data.shape)
             elif kind in ("mlp_pre", "mlp_post"):
-                assert data.shape[axes["unit"]] == _d_mlp(b, engine.layer_of(site)), (site, data.shape, _d_mlp(b, 0))
+                assert data.shape[axes["unit"]] == _d_mlp(b, engine.layer_of(site)), (site, data.shape, _d_mlp(b, engine.layer_of(site)))
             elif kind in _HEAD_KINDS:
                 heads = kv_heads if kind in ("k", "v") else cfg.n_heads
                 assert "head" in axes and data.shape[axes["head"]] == heads, (site, data.shape, axes, heads)
@@ -105,13 +105,19 @@ def check_layouts(b: Any) -> str:
 
 
 def _d_mlp(b: Any, layer: int) -> int:
-    """The dense MLP width of the wrapped model, from its own Hugging Face config."""
-    cfg = b.info.reference.config
-    for key in ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 4 * int(cfg.hidden_size)
+    """The MLP width of ``layer`` read off the wrapped model itself: the input width of the last linear map of the
+    layer's MLP back to d_model (``down_proj``, ``fc2``, GPT-2's ``c_proj`` Conv1D ...)."""
+    mlp = b.model.blocks[layer].mlp
+    mlp = getattr(mlp, "original_component", mlp)
+    d_model = int(b.model.cfg.d_model)
+    widths = []
+    for module in mlp.modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == d_model:
+            widths.append(module.in_features)
+        elif type(module).__name__ == "Conv1D" and module.weight.shape[1] == d_model:  # (in, out)
+            widths.append(int(module.weight.shape[0]))
+    assert widths, f"layer {layer}: no linear map back to d_model in {type(mlp).__name__}"
+    return widths[-1]
 
 
 def check_capture(b: Any) -> str:
