@@ -31,13 +31,40 @@ ALL = os.environ.get("INTERP_CONFORMANCE", "").lower() == "all"
 DEFAULT_CHECKS = ("boots", "layouts", "vocab")
 
 _MLA = "issue 18: multi-head latent attention (DeepSeek-V2 style) q/k/v/heads layouts, fixed by engine18"
-_GQA = "issue 18: GQA k/v head axis, fixed by engine18"
-_MOE_LAYERS = "issue 18: per-layer MoE detection, fixed by rules18"
-_ENCDEC = "issue 18: encoder-decoder (T5/BART) refusal or site kinds, fixed by rules18"
-_IDENTITY = "issue 18: RelP Identity rule found by what modules compute (GELUActivation etc.), fixed by rules18"
+_MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only_layers, decoder_sparse_step ...) "
+             "and DeepSeek shared_experts in RelP's rules, fixed by rules18")
+_SOFTCAP = "issue 18: RelP conservation tolerance per dtype / soft caps (tanh on the logits), fixed by rules18"
+_IDENTITY = "issue 18: RelP Identity rule found by what modules compute (ReLU^2, GELU modules), fixed by rules18"
+# found by this suite, on no other helper's list, not fixed (the library should refuse where it cannot be right)
+_MIXER = ("found by the generated suite, not fixed: RelP has no rule for state-space / recurrent / linear-attention "
+          "mixers (Mamba, RWKV, RG-LRU, gated delta nets), so relevance is not conserved; RelP should refuse them")
+_FUSED_PRE = ("found by the generated suite, not fixed: mlp.hook_pre is the fused [gate, up] projection (2 x d_mlp "
+              "wide), so mlp_pre is not d_mlp neurons and RelP's Half rule mis-shapes")
+_NO_RESID_POST = ("found by the generated suite, not fixed: blocks.{L}.hook_resid_post is listed as a site but never "
+                  "fires on this bridge (post-LN GPT-1 block)")
+_UNKNOWN_RELP = "found by the generated suite, not fixed: RelP not conserved to 1e-4 (cause not yet isolated)"
 
-#: (family, check) -> reason: fails today because of a defect fixed by another helper of issue 18
-KNOWN: dict[tuple[str, str], str] = {}
+#: (family, check) -> reason: fails today (report of 2026-12-07, transformers 5.23, transformer_lens 4.3)
+KNOWN: dict[tuple[str, str], str] = {
+    **{(f, c): _MLA for f in ("deepseekv2", "deepseekv3", "youtu", "glm4moelite", "glmmoedsa")
+       for c in ("layouts", "patching")},
+    **{(f, "relp"): _MOE_RELP for f in ("afmoe", "deepseekv2", "deepseekv3", "ernie4_5_moe", "gemma4text", "glm4moe",
+                                         "glm4moelite", "glmmoedsa", "gptoss", "jetmoe", "laguna", "llama4")},
+    **{(f, "relp"): _MIXER for f in ("bamba", "falconh1", "falconmamba", "granitemoehybrid", "jamba", "mamba",
+                                      "mamba2", "nemotronh", "qwen3_5", "qwen3_5moe", "qwen3next", "recurrentgemma",
+                                      "rwkv", "zamba2")},
+    ("gemma2", "relp"): _SOFTCAP, ("vaultgemma", "relp"): _SOFTCAP,
+    ("nanochat", "relp"): _IDENTITY,
+    ("modernbertdecoder", "layouts"): _FUSED_PRE, ("modernbertdecoder", "relp"): _FUSED_PRE,
+    ("openaigpt", "layouts"): _NO_RESID_POST, ("openaigpt", "vocab"): _NO_RESID_POST,
+    ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
+                         "should refuse it"),
+    ("gptj", "relp"): _UNKNOWN_RELP, ("neo", "relp"): _UNKNOWN_RELP,
+    ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
+                               "blocks.0.mlp_hc.hook_in (hyper-connection hooks)",
+    ("nemotronh", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
+                              "blocks.1.mixer.hook_out",
+}
 
 
 @functools.cache
