@@ -42,7 +42,9 @@ _FUSED_PRE = ("found by the generated suite, not fixed: mlp.hook_pre is the fuse
               "wide), so mlp_pre is not d_mlp neurons and RelP's Half rule mis-shapes")
 _NO_RESID_POST = ("found by the generated suite, not fixed: blocks.{L}.hook_resid_post is listed as a site but never "
                   "fires on this bridge (post-LN GPT-1 block)")
-_UNKNOWN_RELP = "found by the generated suite, not fixed: RelP not conserved to 1e-4 (cause not yet isolated)"
+_NO_AH = ("found by the generated suite, not fixed: the AH-rule applies at no site on this bridge (its pattern hooks "
+          "do not reach and its attention does not go through AttentionInterface), RelP runs without it and relevance "
+          "is not conserved (8e-2 GPT-J, 9e-1 GPT-Neo); it should refuse")
 
 #: (family, check) -> reason: fails today (report of 2026-12-07, transformers 5.23, transformer_lens 4.3)
 KNOWN: dict[tuple[str, str], str] = {
@@ -59,7 +61,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("openaigpt", "layouts"): _NO_RESID_POST, ("openaigpt", "vocab"): _NO_RESID_POST,
     ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
                          "should refuse it"),
-    ("gptj", "relp"): _UNKNOWN_RELP, ("neo", "relp"): _UNKNOWN_RELP,
+    ("gptj", "relp"): _NO_AH, ("neo", "relp"): _NO_AH,
     ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
                                "blocks.0.mlp_hc.hook_in (hyper-connection hooks)",
     ("nemotronh", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
