@@ -151,8 +151,9 @@ def is_encoder(model_class: Any) -> bool:
 
 def build(name: str, perturb: bool = True, seed: int = 0) -> Any:
     """The tiny model of family ``name`` as the conformance suite's ``Built`` (bridge, tokenizer, info)."""
-    from .conftest import Built, _bridge_info, _perturb, word_tokenizer
     import interp
+
+    from .conftest import Built, _bridge_info, _perturb, word_tokenizer
 
     fam = family(name)
     if fam.refused:
