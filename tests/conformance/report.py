@@ -2,6 +2,7 @@
 
     python -m tests.conformance.report                 # all families, table on stdout, JSON in --json
     python -m tests.conformance.report llama mixtral   # some families
+    python -m tests.conformance.report --from-json out.json   # the table of an earlier run
 
 Each cell is ``pass``, ``refused`` (the library raised an ``InterpError`` that names why), ``FAIL`` (a wrong
 number or a crash) or ``-`` (the family was not built). Families that are not built are listed with the reason.
@@ -69,7 +70,13 @@ def table(rows: list[dict]) -> str:
     from .checks import CHECKS
 
     built = [r for r in rows if not r["refused"]]
-    lines = [f"Families in TransformerLens's list: {len(rows)}; built and booted: {len(built)}.", "",
+    why: dict[str, int] = {}
+    for r in rows:
+        if r["refused"]:
+            key = r["refused"].split(":")[0].split(" (")[0]
+            why[key] = why.get(key, 0) + 1
+    lines = [f"Architecture adapters in TransformerLens's list: {len(rows)}; built and booted: {len(built)}; not built: "
+             + ", ".join(f"{n} {k}" for k, n in sorted(why.items(), key=lambda kv: -kv[1])) + ".", "",
              "| check | pass | refused | FAIL |", "|---|---|---|---|"]
     for check in CHECKS:
         counts = {s: sum(r["checks"][check]["status"] == s for r in built) for s in ("pass", "refused", "FAIL")}
@@ -92,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("families", nargs="*")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--from-json", default=None, help="print the table of rows written earlier with --json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(table(json.load(f)))
+        return
     rows = run(args.families or None)
     if args.json:
         with open(args.json, "w") as f:
