@@ -1,8 +1,9 @@
 """The checks every generated family goes through, as plain functions of a built model (``Built``).
 
 Each check returns a short note when the library is right, raises ``AssertionError`` (or any other exception)
-when it is wrong, and lets an :class:`interp.errors.InterpError` through when the library refuses by name (a
-refusal is a right answer: it is counted as *refused* in the report, never as passed). The expectations come
+when it is wrong, lets an :class:`interp.errors.InterpError` through when the library refuses by name (a
+refusal is a right answer: it is counted as *refused* in the report, never as passed), and raises
+:class:`NotApplicable` when the family lacks what the check needs (``n/a``). The expectations come
 from the model: the reference computations are TransformerLens's own (``run_with_cache``,
 ``transformer_lens.patching``), plain torch autograd through TransformerLens hooks, the wrapped Hugging Face
 model's logits and its config.
@@ -37,6 +38,11 @@ TL_SWEEPS = {
 ATTRIBUTION_KINDS = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern", "mlp_pre",
                      "mlp_post")
 _HEAD_KINDS = ("z", "q", "k", "v")
+
+
+class NotApplicable(Exception):
+    """The family lacks what a check needs (no ``blocks.{L}`` site kinds: encoder-decoders, HRM, DeepSeek-V4's
+    hyper-connection blocks); reported as ``n/a``, never as passed or refused."""
 
 
 def _cache(b: Any, tokens: torch.Tensor) -> Any:
@@ -82,7 +88,7 @@ def check_layouts(b: Any) -> str:
     cfg = b.model.cfg
     names = [n for kind in b.info.sites.values() for n in kind]
     if not names:
-        raise SiteError(f"{b.info.name}: the bridge has no site kinds (no blocks.{{L}} hooks); name hook points")
+        raise NotApplicable(f"{b.info.name}: the bridge has no site kinds (no blocks.{{L}} hooks)")
     _, cache = _cache(b, ex.clean)  # the raw hook activations, which engine.layout describes
     n_pos = ex.clean.shape[1]
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
@@ -162,7 +168,7 @@ def check_patching(b: Any) -> str:
         torch.testing.assert_close(ours.values, reference.double(), atol=1e-4, rtol=0, msg=lambda m, k=kind: f"{k}: {m}")
         done.append(kind)
     if not done:
-        raise SiteError(f"{b.info.name}: no site kind that TransformerLens's patching sweeps ({sorted(TL_SWEEPS)})")
+        raise NotApplicable(f"{b.info.name}: no site kind that TransformerLens's patching sweeps")
     return f"{len(done)} kinds" + (f", refused {refused}" if refused else "")
 
 
@@ -206,7 +212,7 @@ def check_atp(b: Any) -> str:
     ex = make_example(b)
     kinds = [k for k in ATTRIBUTION_KINDS if k in b.info.sites and _reaches(b, k, ex.clean)]
     if not kinds:
-        raise SiteError(f"{b.info.name}: no editable site kind")
+        raise NotApplicable(f"{b.info.name}: no editable site kind")
     res = patching.attribution_patching(b.model, ex.clean, ex.corrupted, ex.metric, kinds)
     sites = [s for k in kinds for s in b.info.sites[k]]
     scores = _autograd_scores(b, ex, sites)
@@ -222,6 +228,8 @@ def check_atp(b: Any) -> str:
 def check_relp(b: Any) -> str:
     """RelP's rules conserve relevance from the metric to the residual stream entering block 0, to 1e-4 relative
     in float32 (on the bias-free model), with the biases restored afterwards."""
+    if "resid_pre" not in b.info.sites:
+        raise NotApplicable(f"{b.info.name}: no blocks.0.hook_resid_pre to conserve relevance to")
     ex = make_example(b)
     with torch.no_grad():
         before = b.model(ex.clean)
@@ -249,7 +257,7 @@ def check_vocab(b: Any) -> str:
     """The logit lens of the last residual stream reproduces the model's own logits, and the vocabulary
     projection of the last layer's MLP output rows equals the forward pass from there."""
     if "resid_post" not in b.info.sites:
-        raise SiteError(f"{b.info.name}: no blocks.{{L}}.hook_resid_post to read out from")
+        raise NotApplicable(f"{b.info.name}: no blocks.{{L}}.hook_resid_post to read out from")
     ex = make_example(b)
     site = b.info.sites["resid_post"][-1]
     logits, cache = _cache(b, ex.clean)

@@ -5,7 +5,7 @@
     python -m tests.conformance.report --from-json out.json   # the table of an earlier run
 
 Each cell is ``pass``, ``refused`` (the library raised an ``InterpError`` that names why), ``FAIL`` (a wrong
-number or a crash) or ``-`` (the family was not built). Families that are not built are listed with the reason.
+number or a crash) or ``n/a`` (the family has no ``blocks.{L}`` site kinds the check needs). Families that are not built are listed with the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def run(names: list[str] | None = None) -> list[dict]:
 
     from interp.errors import InterpError
 
-    from .checks import CHECKS
+    from .checks import CHECKS, NotApplicable
     from .families import build, families
 
     torch.set_num_threads(1)
@@ -54,6 +54,8 @@ def run(names: list[str] | None = None) -> list[dict]:
                     warnings.simplefilter("ignore")
                     note = fn(b)
                 cell = {"status": "pass", "note": note}
+            except NotApplicable as exc:
+                cell = {"status": "n/a", "note": str(exc)}
             except InterpError as exc:
                 cell = {"status": "refused", "note": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
             except Exception as exc:  # noqa: BLE001 - recorded as a failure
@@ -77,16 +79,17 @@ def table(rows: list[dict]) -> str:
             why[key] = why.get(key, 0) + 1
     lines = [f"Architecture adapters in TransformerLens's list: {len(rows)}; built and booted: {len(built)}; not built: "
              + ", ".join(f"{n} {k}" for k, n in sorted(why.items(), key=lambda kv: -kv[1])) + ".", "",
-             "| check | pass | refused | FAIL |", "|---|---|---|---|"]
+             "| check | pass | refused | FAIL | n/a |", "|---|---|---|---|---|"]
     for check in CHECKS:
-        counts = {s: sum(r["checks"][check]["status"] == s for r in built) for s in ("pass", "refused", "FAIL")}
-        lines.append(f"| {check} | {counts['pass']} | {counts['refused']} | {counts['FAIL']} |")
+        counts = {s: sum(r["checks"][check]["status"] == s for r in built) for s in ("pass", "refused", "FAIL", "n/a")}
+        lines.append(f"| {check} | {counts['pass']} | {counts['refused']} | {counts['FAIL']} | {counts['n/a']} |")
     lines += ["", "| family | architecture | MoE | " + " | ".join(CHECKS) + " |",
               "|---|---|---|" + "---|" * len(CHECKS)]
     for r in built:
         lines.append(f"| {r['family']} | {r['architecture']} | {'yes' if r.get('moe') else ''} | "
                      + " | ".join(r["checks"][c]["status"] for c in CHECKS) + " |")
-    notes = [(r["family"], c, v["note"]) for r in built for c, v in r["checks"].items() if v["status"] != "pass"]
+    notes = [(r["family"], c, v["note"]) for r in built for c, v in r["checks"].items()
+             if v["status"] not in ("pass", "n/a")]
     if notes:
         lines += ["", "Why a check is refused or fails:", ""]
         lines += [f"* {f} / {c}: {n}" for f, c, n in notes]
