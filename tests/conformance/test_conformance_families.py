@@ -4,9 +4,9 @@ The table is generated (:func:`.families.families`: TransformerLens's ``SUPPORTE
 expectations come from the model (:mod:`.checks`). A check passes when the library is right or refuses by name
 (an ``InterpError``); a wrong number or a crash fails it.
 
-What runs by default (``make test``): the cheap checks (:data:`DEFAULT_CHECKS`) on every family. With
-``INTERP_CONFORMANCE=all`` every check runs on every family (the long tail: patching sweeps against
-``transformer_lens.patching``, AtP against autograd, RelP conservation, capture of every hook). The counts are in
+What runs by default (``make test``): :data:`DEFAULT_CHECKS` on every family (about a minute on 2 cores). With
+``INTERP_CONFORMANCE=all`` the two expensive checks run too (patching sweeps against ``transformer_lens.patching``,
+AtP against autograd: about 2 more minutes). The counts are in
 tests/conformance/README.md (``python -m tests.conformance.report``).
 
 Cases that fail today are ``xfail(strict=True)`` in :data:`KNOWN`, each with its reason: a defect another change
@@ -30,7 +30,7 @@ from .checks import CHECKS, NotApplicable
 from .families import build, built_families, families
 
 ALL = os.environ.get("INTERP_CONFORMANCE", "").lower() == "all"
-DEFAULT_CHECKS = ("boots", "layouts")
+DEFAULT_CHECKS = ("boots", "layouts", "capture", "relp", "vocab")
 
 _MLA = "issue 18: multi-head latent attention (DeepSeek-V2 style) q/k/v/heads layouts, fixed by engine18"
 _MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only_layers, decoder_sparse_step ...) "
