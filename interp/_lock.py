@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreLockedError
+from .errors import SchemaError, StoreLockedError
 
 try:
     import fcntl
@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["acquire", "record", "release", "holder", "is_held", "describe", "my_info"]
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a lock file is never a symbolic link (its target would be truncated)
 GRACE = 0.5  # seconds a non-waiting writer retries (a peer rank's probe holds a shared lock for microseconds)
 POLL = 0.05
 
@@ -52,7 +53,11 @@ def my_info(**extra: Any) -> dict[str, Any]:
 def holder(path: str | os.PathLike) -> dict[str, Any] | None:
     """The holder recorded in a lock file (None if the file is absent, empty or being rewritten)."""
     try:
-        text = Path(path).read_text()
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+        try:
+            text = os.read(fd, 1 << 16).decode()
+        finally:
+            os.close(fd)
         info = json.loads(text) if text.strip() else None
     except (OSError, ValueError):
         return None
@@ -63,7 +68,7 @@ def is_held(path: str | os.PathLike) -> bool:
     """True while some process holds the lock (probed with a shared, non-blocking lock)."""
     if fcntl is None or not Path(path).exists():  # pragma: no cover - Windows
         return False
-    fd = os.open(path, os.O_RDONLY)
+    fd = _open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -103,8 +108,19 @@ def describe(info: dict[str, Any] | None) -> str:
     return f"pid {info.get('pid')} on host {info.get('host')!r} since {info.get('started')}{job}{_alive(info)}"
 
 
+def _open(path: str | os.PathLike, flags: int) -> int:
+    """Open a lock file without following a symbolic link (:class:`SchemaError` names one)."""
+    try:
+        return os.open(path, flags | NOFOLLOW, 0o666)
+    except OSError as exc:
+        if Path(path).is_symlink():
+            raise SchemaError(f"the lock file {path} is a symbolic link (to {os.readlink(path)!r}); a writer would "
+                              "overwrite its target. Remove the link, then write again.") from exc
+        raise
+
+
 def _try(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -18,12 +18,11 @@ import numpy as np
 
 from . import _store_ranks as ranks
 from ._integrity import checksum, fsync_dir, fsync_file
+from ._store_manifest import MANIFEST, seal
 from ._store_read import _safe
 from .tensor import atomic_write
 
 __all__ = ["MANIFEST", "GroupCommit"]
-
-MANIFEST = "manifest.json"
 
 
 class GroupCommit:
@@ -76,7 +75,7 @@ class GroupCommit:
                 for folder in {file.parent for file in files}:
                     fsync_dir(folder)
                 self._checkpoint("synced")
-                text = json.dumps(snapshot)
+                text = json.dumps(seal(snapshot))
 
                 def write(tmp: str, text: str = text) -> None:
                     Path(tmp).write_text(text)

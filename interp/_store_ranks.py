@@ -25,7 +25,7 @@ from . import _lock
 from .engine.distributed import rank_and_world
 from .errors import ConfigError, CorruptFileError, StoreLockedError
 
-__all__ = ["rank_range", "resolve_job", "read_json", "wait_until", "ledger_file", "read_ledger", "ledger",
+__all__ = ["rank_range", "resolve_job", "broadcast", "error_named", "read_json", "wait_until", "ledger_file", "read_ledger", "ledger",
            "admit", "collect", "merge"]
 
 RANKS = "ranks"
@@ -68,6 +68,23 @@ def resolve_job(rank: int | None, world_size: int | None, job_id: str | None) ->
     return rank, world_size, job_id
 
 
+def broadcast(news: Any) -> Any:
+    """Rank 0's ``news`` on every rank of the initialised torch.distributed group (``broadcast_object_list``)."""
+    import torch.distributed as dist
+
+    box = [news]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def error_named(kind: str) -> type[Exception]:
+    """The :mod:`interp.errors` class called ``kind`` (a rank re-raises rank 0's error), else StoreLockedError."""
+    from . import errors
+
+    found = getattr(errors, kind, None)
+    return found if isinstance(found, type) and issubclass(found, errors.InterpError) else StoreLockedError
+
+
 def read_json(file: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``file``; unreadable or truncated content raises :class:`CorruptFileError`."""
     try:
@@ -98,8 +115,14 @@ def ledger_file(path: Path, rank: int) -> Path:
 
 def read_ledger(path: Path, rank: int) -> dict[str, Any]:
     """Rank ``rank``'s progress (empty if it has written nothing yet)."""
+    from ._store_manifest import check_ledger
+
     file = ledger_file(path, rank)
-    return read_json(file, f"rank {rank}'s progress") if file.exists() else {}
+    if not file.exists():
+        return {}
+    found = read_json(file, f"rank {rank}'s progress")
+    check_ledger(found, None, f"rank {rank}'s progress {file}")
+    return found
 
 
 def ledger(rank: int, world_size: int, fingerprint: Mapping[str, Any] | None, view: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,15 +25,12 @@ import pandas as pd
 import torch
 
 from ._integrity import ALGORITHM, checksum
+from ._store_manifest import safe_name as _safe
 from ._store_ranks import rank_range
 from .errors import ConfigError, CorruptFileError, DimensionError, closest
 from .tensor import Activations, atomic_write
 
 __all__ = ["StoreReader"]
-
-
-def _safe(name: str) -> str:
-    return name.replace("/", "_").replace(":", "_")
 
 
 class StoreReader:
@@ -112,7 +109,13 @@ class StoreReader:
         shorter (or longer) file is refused when the store is opened, before anything is read. Its header
         (dtype, row count, row shape) and checksum are checked on its first read (:meth:`_shard`).
         Stores written before sizes were recorded get their headers read now instead."""
+        itemsize = np.dtype(self.manifest["dtype"]).itemsize
+        row_bytes = [int(np.prod(self.manifest["arrays"][name]["shape"])) * itemsize for name in self.arrays]
+        root = self.path.resolve()
         for j, name in enumerate(self.arrays):
+            folder = (self.path / "shards" / _safe(name)).resolve()
+            if self.manifest["shards"] and root not in folder.parents:
+                raise self._damaged(self.path / "shards" / _safe(name), "lies outside the store (a symbolic link or a bad array name)")
             for i, shard in enumerate(self.manifest["shards"]):
                 file = self._file(name, i)
                 try:
@@ -121,9 +124,14 @@ class StoreReader:
                     raise self._damaged(file, "is missing") from None
                 if "bytes" not in shard:
                     self._check_header(file, name, shard, size)
-                elif size != shard["bytes"][j]:
+                    continue
+                if size != shard["bytes"][j]:
                     raise self._damaged(file, f"has {size} bytes, {shard['bytes'][j]} were written for its {shard['rows']} rows "
                                               "(truncated or appended to)")
+                header = size - int(shard["rows"]) * row_bytes[j]
+                if header <= 0 or header % 64:  # a .npy header pads the data's offset to a multiple of 64 bytes
+                    raise self._damaged(file, f"has {size} bytes, which cannot hold the {shard['rows']} rows the manifest "
+                                              "lists for it (the manifest or the file was changed)")
         for i, shard in enumerate(self.manifest["shards"]):
             file = self.path / "shards" / "_coords" / f"{shard.get('name', f'{i:05d}')}.parquet"
             if shard.get("coords") and not file.exists():
@@ -201,9 +209,12 @@ class StoreReader:
         for s in range(len(offsets) - 1):
             a, b = int(bounds[s]), int(bounds[s + 1])
             if a < b:
-                # take into the output slice, no temporary; mode="clip" never clips: every shard's length was
-                # checked against the manifest (_check_files, _shard), and the indices above
-                np.take(self._shard(name, s), sorted_index[a:b] - offsets[s], axis=0, out=target[a:b], mode="clip")
+                block = self._shard(name, s)
+                if int(sorted_index[b - 1]) - int(offsets[s]) >= len(block):  # never clip: refuse instead
+                    raise self._damaged(self._file(name, s), f"holds {len(block)} rows, row {int(sorted_index[b - 1])} of the "
+                                                             f"store would lie beyond them")
+                # take into the output slice, no temporary; mode="clip" never clips (checked just above)
+                np.take(block, sorted_index[a:b] - offsets[s], axis=0, out=target[a:b], mode="clip")
         if not ordered:
             out[order] = target
         return out

@@ -33,7 +33,20 @@ from .engine import Batch
 from .errors import ConfigError, DimensionError, InputTypeError
 from .tensor import Activations
 
-__all__ = ["capture", "Captured"]
+__all__ = ["capture", "Captured", "grad_name"]
+
+GRAD = ":grad"
+
+
+def grad_name(site: str) -> str:
+    """The store array that holds the gradients at ``site`` (``capture(..., grads=metric, store=...)``).
+
+    Parameters
+    ----------
+    site : str
+        The site whose gradients are stored.
+    """
+    return site + GRAD
 
 Positions = str | int | Sequence[int] | torch.Tensor
 MetricFn = Callable[[Any, Batch], torch.Tensor]
@@ -203,7 +216,8 @@ def capture(
         keeping it in memory, and resume from the store's progress if it already holds part of
         the job. Returns the store.
     grads:
-        ``metric(output, batch) -> scalar``: also capture d metric / d site (in ``result.grads``).
+        ``metric(output, batch) -> scalar``: also capture d metric / d site (in ``result.grads``; with
+        ``store``, as the array ``"<site>:grad"`` beside each site's activations).
     attention_mask:
         Padding mask for token-tensor inputs (texts get one automatically).
     preprocess:
@@ -235,7 +249,7 @@ def capture(
         positions = "tokens"
     bridge = engine.is_bridge(model)
     resolved = engine.resolve_sites(model, sites)
-    single = isinstance(sites, str) and not any(c in sites for c in "*?[")
+    single = isinstance(sites, str) and not any(c in engine.split_site(sites)[0] for c in "*?[")
 
     store_obj = None
     skip = 0
@@ -244,7 +258,7 @@ def capture(
 
         # the writer lock is taken before anything runs; a store made from other inputs/sites/... is refused
         fp = fingerprint(model, inputs, resolved, positions=positions, spatial=spatial, dtype=dtype,
-                         attention_mask=attention_mask, sample_ids=sample_ids, preprocess=preprocess)
+                         attention_mask=attention_mask, sample_ids=sample_ids, preprocess=preprocess, grads=grads)
         store_obj = (store.check_fingerprint(fp) if isinstance(store, ActivationStore)
                      else ActivationStore.create(store, fingerprint=fp, overwrite=overwrite))
         skip = store_obj.inputs_done
@@ -264,7 +278,7 @@ def capture(
     dims_of: dict[str, list[str]] = {}
     outputs: list[torch.Tensor] = []
 
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     bar = tqdm(total=total, initial=skip, desc="capture", unit="input", disable=not progress, leave=False)
     try:
@@ -304,6 +318,9 @@ def capture(
                                             sample_ids)
                 if store is not None:
                     rows[site] = shaped[0]
+                    if grads is not None:  # gradients are stored beside the activations, as "<site>:grad"
+                        rows[grad_name(site)] = shaped[1]
+                        dims_of[grad_name(site)] = dims
                 else:
                     chunks[site].append(shaped[0])
                     if grads is not None:
@@ -314,8 +331,8 @@ def capture(
                         {s: tuple(r.shape[1:]) for s, r in rows.items()},
                         dims={s: dims_of[s] for s in rows},
                         dtype=str(dtype or torch.float32).replace("torch.", ""),
-                        unit_coords={s: _unit_coords(s, dims_of[s], rows[s].shape).get("unit", {}) for s in rows
-                                     if "unit" in dims_of[s]},
+                        unit_coords={s: _unit_coords(s.removesuffix(GRAD), dims_of[s], rows[s].shape).get("unit", {})
+                                     for s in rows if "unit" in dims_of[s]},
                         attrs=_attrs(model, positions),
                     )
                 store_obj.append(rows, coords, inputs_done=batch.start + batch.size - (block.start if block else 0))

@@ -274,7 +274,7 @@ def plan_capture(model: Any, sites: str | Sequence[str], *, texts: Sequence[str]
     else:
         if n_tokens is None:
             raise ConfigError("give texts or n_tokens (how many tokens the capture will store)")
-        length = int(seq_len or min(128, n_ctx))
+        length = int(min(128, n_ctx) if seq_len is None else seq_len)  # seq_len=0 is refused below, never 64
         n_inputs = math.ceil(n_tokens / length)
     if n_tokens < 1 or length < 1:
         raise ConfigError(f"n_tokens and seq_len must be at least 1, got {n_tokens} and {length}")

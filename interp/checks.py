@@ -50,7 +50,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # ------------------------------------------------------------------------------------------------ tokens
 def model_vocab(model: Any) -> int | None:
-    """The vocabulary size of a bridge (``cfg.d_vocab``), or None when the model has none."""
+    """The vocabulary size of a bridge (``cfg.d_vocab``), or None when the model has none.
+
+    Parameters
+    ----------
+    model : object
+        A bridge (or anything with ``cfg.d_vocab``); a missing or non-positive ``d_vocab`` gives None.
+    """
     d_vocab = getattr(getattr(model, "cfg", None), "d_vocab", None)
     return int(d_vocab) if isinstance(d_vocab, int) and d_vocab > 0 else None
 
@@ -61,6 +67,15 @@ def check_tokens(tokens: Any, d_vocab: int | None = None, what: str = "tokens") 
     Raises :class:`InputTypeError` for float/bool tensors (they are not token ids) and
     :class:`DimensionError` for other shapes or ids outside the vocabulary (the embedding would
     fail with a bare ``IndexError``, or on GPU with a device-side assert).
+
+    Parameters
+    ----------
+    tokens : torch.Tensor
+        Token ids, an integer tensor ``(batch, pos)``.
+    d_vocab : int, optional
+        Vocabulary size; None skips the range check.
+    what : str, optional
+        Name of the input in the error messages (default ``"tokens"``).
     """
     if not isinstance(tokens, torch.Tensor):
         raise InputTypeError(f"{what} must be a tensor of token ids, got {type(tokens).__name__}")
@@ -87,6 +102,17 @@ def fit_context(rows: Sequence[torch.Tensor], n_ctx: int | None, truncate: bool 
     Without ``truncate`` a row longer than ``n_ctx`` raises :class:`DimensionError` (a model cut to its
     context silently reads only the first ``n_ctx`` tokens); with ``truncate=True`` the rows are cut to
     ``n_ctx`` and one ``UserWarning`` says how many were cut.
+
+    Parameters
+    ----------
+    rows : sequence of torch.Tensor
+        Token rows, one 1-D tensor per text.
+    n_ctx : int or None
+        The model's context length; None or 0 accepts any length.
+    truncate : bool, optional
+        Cut long rows to ``n_ctx`` with a warning instead of raising (default False).
+    what : str, optional
+        Name of the rows in the messages (default ``"texts"``).
     """
     rows = list(rows)
     if not n_ctx:
@@ -107,7 +133,19 @@ def fit_context(rows: Sequence[torch.Tensor], n_ctx: int | None, truncate: bool 
 
 # --------------------------------------------------------------------------------------- shapes, values
 def check_length(values: Sequence[Any] | None, n: int | None, what: str, expected: str = "one per input") -> None:
-    """``values`` (when given) must have ``n`` entries; else :class:`MismatchError`."""
+    """``values`` (when given) must have ``n`` entries; else :class:`MismatchError`.
+
+    Parameters
+    ----------
+    values : sequence or None
+        The per-input values; None skips the check.
+    n : int or None
+        The expected number of entries; None skips the check.
+    what : str
+        Name of ``values`` in the error message.
+    expected : str, optional
+        What to give instead, in the error message (default ``"one per input"``).
+    """
     if values is None or n is None:
         return
     if len(values) != n:
@@ -115,7 +153,17 @@ def check_length(values: Sequence[Any] | None, n: int | None, what: str, expecte
 
 
 def check_finite(x: torch.Tensor, what: str, fix: str = "") -> torch.Tensor:
-    """Raise :class:`NaNError` if ``x`` holds NaN or inf (counting them); returns ``x``."""
+    """Raise :class:`NaNError` if ``x`` holds NaN or inf (counting them); returns ``x``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The tensor to check.
+    what : str
+        Its name in the error message.
+    fix : str, optional
+        Advice appended to the message.
+    """
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         raise NaNError(f"{what} holds {int(bad.sum())} NaN/inf value(s) of {x.numel()}" + (f"; {fix}" if fix else ""))
@@ -125,7 +173,21 @@ def check_finite(x: torch.Tensor, what: str, fix: str = "") -> torch.Tensor:
 def check_varied(X: torch.Tensor, what: str, rows: str = "rows", why: str = "", fix: str = "",
                  centre: bool = True) -> torch.Tensor:
     """Raise :class:`NaNError` naming every row of ``X`` (2-D) that is constant (or all zero with
-    ``centre=False``): a correlation, cosine or normalised score of such a row is undefined (0/0)."""
+    ``centre=False``): a correlation, cosine or normalised score of such a row is undefined (0/0).
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        2-D tensor; each row is checked.
+    what : str
+        Name of ``X`` in the error message.
+    rows : str, optional
+        What the rows are, in the message (default ``"rows"``).
+    why, fix : str, optional
+        Why a constant row is a problem and what to do, appended to the message.
+    centre : bool, optional
+        True (default): refuse constant rows; False: refuse only all-zero rows.
+    """
     spread = (X - X.mean(1, keepdim=True)) if centre else X
     scale = float(X.abs().max()) if X.numel() else 0.0
     flat = torch.linalg.vector_norm(spread, dim=1) <= 1e-12 * max(scale, 1.0) * max(X.shape[1], 1) ** 0.5
@@ -141,7 +203,17 @@ def check_varied(X: torch.Tensor, what: str, rows: str = "rows", why: str = "", 
 def check_metric_value(value: torch.Tensor, metric: Any, output: Any = None) -> torch.Tensor:
     """A metric's value must be finite: NaN or inf raises :class:`NaNError` (it would fill patching cells,
     attributions or gradients quietly). ``output``: the model output it was computed from, to say whether
-    the model or the metric produced the NaN."""
+    the model or the metric produced the NaN.
+
+    Parameters
+    ----------
+    value : torch.Tensor
+        The metric's value (any shape); returned unchanged when finite.
+    metric : object
+        The metric, named in the message by its ``name`` or ``__name__``.
+    output : torch.Tensor, optional
+        The model output the value came from; None: the message assumes finite outputs.
+    """
     if bool(torch.isfinite(value.detach()).all()):
         return value
     name = getattr(metric, "name", getattr(metric, "__name__", "the metric"))
@@ -171,6 +243,15 @@ def reading(path: str | os.PathLike, what: str, fix: str = "") -> Iterator[None]
 
     Keep the block small: only the reading and parsing of the file.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file being read, named in the error.
+    what : str
+        What the file is, in the error message (e.g. ``"saved Activations"``).
+    fix : str, optional
+        Advice appended to the :class:`CorruptFileError` message.
+
     >>> with reading("acts.safetensors", "saved Activations"):     # doctest: +SKIP
     ...     data = safe_open(...)
     """
@@ -198,7 +279,19 @@ def cache_fix(*paths: str | os.PathLike) -> str:
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", fix: str = "", kind: type = dict) -> Any:
     """Parse a JSON file; a corrupt or truncated file, or one whose top level is not ``kind``, raises
-    :class:`SchemaError` (a missing one :class:`DataNotFoundError`)."""
+    :class:`SchemaError` (a missing one :class:`DataNotFoundError`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file.
+    what : str, optional
+        What the file is, in the error messages (default ``"JSON file"``).
+    fix : str, optional
+        Advice appended to the error messages.
+    kind : type or None, optional
+        Expected type of the top-level value (default ``dict``); None accepts any.
+    """
     with reading(path, what, fix):
         value = json.loads(Path(path).read_text())
     if kind is not None and not isinstance(value, kind):
@@ -208,7 +301,17 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", fix: str = "", k
 
 
 def storage_error(exc: OSError, path: str | os.PathLike, fix: str = "") -> StorageError:
-    """A :class:`StorageError` for an ``OSError`` raised while writing ``path`` (disk full, read-only, ...)."""
+    """A :class:`StorageError` for an ``OSError`` raised while writing ``path`` (disk full, read-only, ...).
+
+    Parameters
+    ----------
+    exc : OSError
+        The error raised while writing; its ``errno`` is copied onto the returned error.
+    path : str or os.PathLike
+        The path being written.
+    fix : str, optional
+        Advice appended to the message.
+    """
     code = exc.errno
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         message = (f"cannot write {str(path)!r}: no space left on the device ({exc.strerror or exc}); free some space "
@@ -224,7 +327,15 @@ def storage_error(exc: OSError, path: str | os.PathLike, fix: str = "") -> Stora
 
 
 def make_dir(path: str | os.PathLike, fix: str = "") -> Path:
-    """``mkdir -p path``; an ``OSError`` (read-only, full, not a folder) becomes :class:`StorageError`."""
+    """``mkdir -p path``; an ``OSError`` (read-only, full, not a folder) becomes :class:`StorageError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder to create (with its parents; an existing folder is fine).
+    fix : str, optional
+        Advice appended to the :class:`StorageError` message.
+    """
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -233,7 +344,13 @@ def make_dir(path: str | os.PathLike, fix: str = "") -> Path:
 
 
 def named_os_errors(fn: F) -> F:
-    """Decorator for writers whose first argument is the path: an ``OSError`` becomes :class:`StorageError`."""
+    """Decorator for writers whose first argument is the path: an ``OSError`` becomes :class:`StorageError`.
+
+    Parameters
+    ----------
+    fn : callable
+        The writer to wrap; its first positional argument must be the path.
+    """
 
     @functools.wraps(fn)
     def wrapper(path: Any, *args: Any, **kwargs: Any) -> Any:

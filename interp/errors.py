@@ -29,6 +29,11 @@ class InputTypeError(InterpError, TypeError):
     """Inputs of a type that the function cannot use."""
 
 
+class UnsupportedInputError(InputTypeError, ValueError):
+    """Input values of a kind an estimator cannot fit (complex numbers); also a ``ValueError``, as scikit-learn's
+    estimator checks expect."""
+
+
 class MismatchError(InterpError, ValueError):
     """Two objects that should line up (stimuli, lengths, ids) do not."""
 
@@ -68,6 +73,10 @@ class FingerprintError(SchemaError):
     """A store resumed or rerun with other inputs, model, sites, positions or dtype than it was made from."""
 
 
+class ExplainerError(InterpError, RuntimeError):
+    """An explainer (or a judge) could not produce an answer (endpoint down, timeout, unusable reply)."""
+
+
 class StorageError(InterpError, OSError):
     """A file that cannot be written: a full disk, a read-only or unwritable location."""
 
@@ -87,3 +96,35 @@ def require(module: str, pip_name: str | None = None, extra: str | None = None):
         pkg = pip_name or module.split(".")[0]
         hint = f"pip install {pkg}" if extra is None else f"pip install 'interp[{extra}]' (or: pip install {pkg})"
         raise MissingDependencyError(f"{module!r} is needed for this feature but is not installed: {hint}") from exc
+
+
+class GroupsError(ConfigError):
+    """Group (trial, subject) labels that cannot be used: missing, NaN or negative (a negative code usually marks
+    samples outside every trial, which must be dropped before a test, not treated as one more trial)."""
+
+
+class InvalidNullError(ConfigError):
+    """A null distribution that is invalid or degenerate for the design (e.g. a shift within trials of a value
+    that is constant within each trial, which leaves it unchanged); the message names the null to use."""
+
+
+def named_array_error(exc: Exception) -> InterpError:
+    """scikit-learn's ``check_array``/``validate_data`` error as the named error of the same message.
+
+    ``TypeError`` (sparse input, strings) -> :class:`InputTypeError`; NaN/inf -> :class:`NaNError`; complex
+    values -> :class:`UnsupportedInputError`; any other ``ValueError`` (1-D, empty, wrong number of features)
+    -> :class:`DimensionError`. Raise it ``from exc``.
+
+    Parameters
+    ----------
+    exc : Exception
+        The ``TypeError`` or ``ValueError`` that scikit-learn's validation raised.
+    """
+    msg = str(exc)
+    if isinstance(exc, TypeError):
+        return InputTypeError(f"{msg} (pass a dense numeric array, tensor or Activations)")
+    if "NaN" in msg or "infinity" in msg:
+        return NaNError(f"{msg} (drop or impute those values first)")
+    if "omplex" in msg:
+        return UnsupportedInputError(f"{msg} (pass real values, e.g. the magnitude)")
+    return DimensionError(msg)

@@ -6,7 +6,8 @@ Every result implements the same four verbs, so a user who has learned one knows
 * ``to_frame()`` -- a tidy :class:`pandas.DataFrame` (one row per unit, cell, pair ...);
 * ``plot()`` -- a plotly figure in the library's one theme (:data:`THEME`);
 * ``summary()`` -- a few lines of plain text that say what was found;
-* ``_repr_html_()`` -- how Jupyter shows it (the summary and the head of the table).
+* ``_repr_html_()`` -- the summary with the head of the table folded under it; in Jupyter a result
+  shows its plot above that (``_ipython_display_``).
 
 Results that are worth keeping also implement ``save(path)`` / ``load(path)``. A report places any
 result as a section: ``interp.report.Report("title").add(result)``.
@@ -29,11 +30,14 @@ result class; a new one needs a factory there.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["Result", "THEME", "themed", "numeric_columns"]
+from .errors import InterpError
+
+__all__ = ["Result", "THEME", "themed", "numeric_columns", "check_result", "ResultContractError"]
 
 #: Name of the plotly template every ``plot()`` of the library uses.
 THEME = "interp"
@@ -58,14 +62,28 @@ def _register_theme() -> None:
 
 
 def themed(fig: Any, **layout: Any) -> Any:
-    """Apply the library's plotly theme (and any extra layout settings) to ``fig``; returns ``fig``."""
+    """Apply the library's plotly theme (and any extra layout settings) to ``fig``; returns ``fig``.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure (changed in place and returned).
+    **layout
+        Extra layout settings (``title=``, ``height=`` ...).
+    """
     _register_theme()
     fig.update_layout(template=THEME, **layout)
     return fig
 
 
 def numeric_columns(frame: pd.DataFrame) -> list[str]:
-    """Names of the numeric, non-boolean columns of ``frame``."""
+    """Names of the numeric, non-boolean columns of ``frame``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Any table.
+    """
     return [c for c in frame.columns
             if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
 
@@ -116,13 +134,30 @@ class Result:
         lines = self.summary().splitlines() or [type(self).__name__]
         return "<p><b>" + html.escape(lines[0]) + "</b>" + "".join(f"<br>{html.escape(x)}" for x in lines[1:]) + "</p>"
 
-    def _repr_html_(self) -> str:
-        head = self._summary_html()
+    def _table_html(self) -> str:
+        """The head of :meth:`to_frame` as HTML, folded under a one-line heading."""
         try:
-            table = self.to_frame().head(self.display_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+            frame = self.to_frame()
+            table = frame.head(self.display_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+            more = f", first {self.display_rows} shown" if len(frame) > self.display_rows else ""
+            return f"<details><summary>table: {len(frame)} rows{more} (.to_frame())</summary>{table}</details>"
         except Exception as exc:  # noqa: BLE001 - a display hook must never raise in Jupyter
-            table = f"<i>(no table: {html.escape(str(exc))})</i>"
-        return f'<div class="interp-result">{head}{table}</div>'
+            return f"<i>(no table: {html.escape(str(exc))})</i>"
+
+    def _repr_html_(self) -> str:
+        return f'<div class="interp-result">{self._summary_html()}{self._table_html()}</div>'
+
+    def _ipython_display_(self) -> None:
+        """How Jupyter shows a result: its plot above the summary, the table folded under it."""
+        from IPython.display import HTML, display
+
+        try:
+            fig = self.plot()
+        except Exception:  # noqa: BLE001 - a display hook must never raise; the summary still shows
+            fig = None
+        if fig is not None:
+            display(fig)
+        display(HTML(self._repr_html_()))
 
     def report_section(self) -> list[Any]:
         """What :meth:`interp.report.Report.add` places in a section: summary, figure and table."""
@@ -133,3 +168,84 @@ class Result:
             pass
         parts.append(self.to_frame())
         return parts
+
+
+class ResultContractError(InterpError, AssertionError):
+    """A result object breaks the result contract (raised by :func:`check_result`)."""
+
+
+def _theme_fingerprint(template: Any) -> tuple:
+    layout = template.layout
+    return tuple(layout.colorway or ()), layout.font.family
+
+
+def check_result(result: Any, tmp_path: str | Path | None = None) -> None:
+    """Check that ``result`` keeps the result contract, as scikit-learn's ``check_estimator`` does for estimators.
+
+    Parameters
+    ----------
+    result
+        An instance of a :class:`Result` subclass, built from small data.
+    tmp_path
+        A folder for the ``save``/``load`` round trip; without it, classes that define ``save`` are
+        checked in a temporary folder.
+
+    Raises
+    ------
+    ResultContractError
+        Naming the first verb that breaks the contract: ``to_frame()`` must be a non-empty
+        :class:`pandas.DataFrame`, ``plot()`` a plotly ``Figure`` in the library theme (:func:`themed`),
+        ``summary()`` a few (<= 40) non-empty lines, ``_repr_html_()`` HTML holding the summary's first
+        line, ``report_section()`` a non-empty list, and ``save``/``load`` (where defined) a round trip
+        with an equal table.
+
+    Examples
+    --------
+    >>> class Scores(Result):
+    ...     def __init__(self, values): self.values = values
+    ...     def to_frame(self): return pd.DataFrame({"unit": range(len(self.values)), "score": self.values})
+    >>> check_result(Scores([0.1, 0.9]))
+    """
+    import tempfile
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    name = type(result).__name__
+
+    def fail(what: str) -> None:
+        raise ResultContractError(f"{name} breaks the result contract: {what} (see interp.results)")
+
+    if not isinstance(result, Result):
+        fail(f"it is a {type(result).__module__}.{name}, not a subclass of interp.results.Result")
+    frame = result.to_frame()
+    if not isinstance(frame, pd.DataFrame) or frame.empty or len(frame.columns) == 0:
+        fail(f"to_frame() must return a non-empty pandas.DataFrame, got {type(frame).__name__}")
+    fig = result.plot()
+    if not isinstance(fig, go.Figure):
+        fail(f"plot() must return a plotly Figure, got {type(fig).__name__}")
+    _register_theme()
+    if _theme_fingerprint(fig.layout.template) != _theme_fingerprint(pio.templates[THEME]):
+        fail("plot() is not in the library theme: return interp.results.themed(fig)")
+    text = result.summary()
+    if not isinstance(text, str) or not text.strip():
+        fail(f"summary() must return non-empty text, got {text!r}")
+    if len(text.splitlines()) > 40:
+        fail(f"summary() is {len(text.splitlines())} lines; a few lines, please")
+    page = result._repr_html_()
+    if not isinstance(page, str) or not page.lstrip().startswith("<") or html.escape(text.splitlines()[0]) not in page:
+        fail("_repr_html_() must be HTML holding the summary's first line")
+    section = result.report_section()
+    if not isinstance(section, list) or not section:
+        fail("report_section() must return a non-empty list of parts")
+    if callable(getattr(type(result), "save", None)):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = result.save(Path(tmp_path or tmp) / f"{name}.out")
+            again = type(result).load(path)
+            if type(again) is not type(result):
+                fail(f"load(save(x)) returned a {type(again).__name__}")
+            try:
+                pd.testing.assert_frame_equal(again.to_frame().reset_index(drop=True), frame.reset_index(drop=True),
+                                              check_dtype=False)
+            except AssertionError as exc:
+                fail(f"load(save(x)).to_frame() differs from x.to_frame(): {exc}")

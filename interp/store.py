@@ -25,10 +25,18 @@ Guarantees
   appends that arrived while it was busy into one commit; :meth:`~ActivationStore.flush`,
   :meth:`~ActivationStore.finish` and :meth:`~ActivationStore.close` wait for it. A commit that fails (a
   full disk) ends the writer and is raised by its next call; the store keeps its last durable state.
-* **Fingerprint.** A store records what it was made from (:func:`fingerprint`: inputs' hash, model name
-  and a parameter fingerprint, sites, positions, dtype, library version). Resuming or rerunning into it
-  with anything different raises :class:`~interp.errors.FingerprintError` naming the difference;
-  ``overwrite=True`` starts again.
+* **Fingerprint.** A store records what it was made from (:func:`fingerprint`: a hash of the inputs' contents,
+  Datasets and DataLoaders included, the model name and a hash of every parameter and buffer, sites,
+  positions, dtype, library version). Resuming or rerunning into it with anything different raises
+  :class:`~interp.errors.FingerprintError` naming the difference; ``overwrite=True`` starts again.
+* **Nothing else is touched.** A store is only written into a new or empty folder, or an existing store;
+  a non-empty folder without a readable manifest (or a file) is refused with :class:`SchemaError`, and
+  ``overwrite=True`` removes only the store's own entries (manifest, shards, ranks). Lock files are never
+  followed as symbolic links; array names with path separators or ``..``, or two names sharing a shard
+  folder after sanitising, are refused.
+* **A sealed manifest.** The manifest carries a checksum of itself (``manifest_sum``) and every field is
+  checked when it is read (shard names, row counts, each shard's start, sizes against the files):
+  a damaged or hand-edited one raises :class:`SchemaError` / :class:`CorruptFileError`; reads never clip.
 * **Checked reads.** Opening a store checks that every shard file exists with the byte size it was
   written with (one ``stat`` per file: a shorter or longer file is refused before anything is read); the
   first read of a shard checks its header (dtype, row count, row shape) against the manifest and its XXH3
@@ -43,7 +51,8 @@ Guarantees
   once, atomically. Rows are in **rank-major order**: rank 0's rows in its append order, then rank 1's,
   and so on; when rank ``r`` captures the ``r``-th contiguous block of the inputs (:func:`rank_range`) this
   is exactly the order of a one-process run. A killed rank resumes from its own progress on rerun (same
-  ``world_size``). Only a filesystem shared by all ranks (with working ``flock``) is required.
+  ``world_size``). Under ``torch.distributed`` rank 0 tells every rank (a broadcast) whether the store is
+  complete or refused, so rerunning a finished job ends at once on every rank. Only a filesystem shared by all ranks (with working ``flock``) is required.
 * **Shuffled training input.** :meth:`~ActivationStore.minibatches` draws a global permutation per epoch
   (same ``seed``, same order) and gathers each minibatch shard by shard in sorted order, holding only the
   minibatch in memory; with ``rank``/``world_size`` every rank reads its own disjoint part of each global
@@ -62,7 +71,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,20 +80,20 @@ import pandas as pd
 import torch
 
 from . import _lock
+from . import _store_manifest as checked
 from . import _store_ranks as ranks
-from ._fingerprint import fingerprint, fingerprint_differences
-from ._integrity import ALGORITHM, checksum, fsync_dir
+from ._fingerprint import fingerprint
+from ._integrity import ALGORITHM, checksum
+from ._store_attach import FORMAT_VERSION, READABLE, Attach  # noqa: F401 (READABLE: part of this module's API)
 from ._store_commit import MANIFEST, GroupCommit
 from ._store_ranks import rank_range
 from ._store_read import StoreReader, _safe
-from .errors import DimensionError, FingerprintError, SchemaError, StoreLockedError
+from .errors import DimensionError, SchemaError, StoreLockedError
 from .tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
-LOCK = "writer.lock"
-FORMAT_VERSION = 2
-READABLE = {1, 2}
+LOCK = checked.LOCK
 
 _crash: Callable[[str], None] | None = None  # test hook: called at named points inside an append
 
@@ -102,6 +110,7 @@ def _save_npy(path: str, value: np.ndarray) -> None:
 
 def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
     dims = dims or {}
+    checked.check_array_names(arrays, "the store's schema")
     schema = {
         name: {
             "shape": [int(s) for s in shape],
@@ -115,7 +124,7 @@ def _schema(arrays: Mapping[str, Sequence[int]], dims: Mapping[str, Sequence[str
     return schema
 
 
-class ActivationStore(GroupCommit, StoreReader):
+class ActivationStore(Attach, GroupCommit, StoreReader):
     """A directory of activations that grows by atomic appends and reads back as checked memmaps.
 
     :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
@@ -169,11 +178,17 @@ class ActivationStore(GroupCommit, StoreReader):
         >>> with ActivationStore.create("/tmp/acts", {"x": (4,)}) as store:   # doctest: +SKIP
         ...     store.append({"x": np.ones((2, 4))}, inputs_done=2); store.finish()
         """
+        collective = rank is None and world_size is None  # ranks of a torch.distributed group agree by broadcast
         rank, world_size, job_id = ranks.resolve_job(rank, world_size, job_id)
         store = cls(path, {"arrays": {}, "world_size": world_size, "shards": [], "n_rows": 0, "inputs_done": 0,
                            "complete": False, "attrs": {}, "unit_coords": {}, "dtype": dtype})
         try:
-            store._attach(fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            args = (fingerprint, overwrite, wait, rank, world_size, job_id, float(timeout))
+            if collective and world_size > 1:
+                if store._attach_collectively(*args):
+                    return store  # rank 0 found the store complete: every rank returns it, nothing to write
+            else:
+                store._attach(*args)
             if arrays is not None:
                 store.define(arrays, dims=dims, dtype=dtype, unit_coords=unit_coords, attrs=attrs)
         except BaseException:
@@ -189,93 +204,6 @@ class ActivationStore(GroupCommit, StoreReader):
         store = cls(path, cls._load_manifest(path))
         store._check_files()
         return store
-
-    @staticmethod
-    def _load_manifest(path: Path) -> dict[str, Any]:
-        file = path / MANIFEST
-        if not file.exists():
-            raise SchemaError(f"{path} is not an activation store (no {MANIFEST})")
-        manifest = ranks.read_json(file, "the manifest")
-        if manifest.get("format") != "interp-activation-store":
-            raise SchemaError(f"{file} is not an interp activation-store manifest")
-        if manifest.get("version") not in READABLE:
-            raise SchemaError(f"{path} has store format version {manifest.get('version')}; this interp reads {sorted(READABLE)}")
-        return manifest
-
-    def _attach(self, fp: Mapping[str, Any] | None, overwrite: bool, wait: bool | float, rank: int, world_size: int,
-                job_id: str | None, timeout: float) -> None:
-        """Take the lock (rank 0) or be admitted (other ranks), then load what is already stored."""
-        self.rank, self.world_size, self.job_id, self._timeout = rank, world_size, job_id, timeout
-        self._fingerprint = None if fp is None else _jsonable(dict(fp))
-        what = f"the activation store at {self.path}"
-        info = _lock.my_info(job_id=job_id, rank=rank, world_size=world_size)
-        self.path.mkdir(parents=True, exist_ok=True)
-        if rank == 0:
-            self._lock_fd = _lock.acquire(self.path / LOCK, {**info, "job_id": None}, wait=wait, what=what)
-            if overwrite:
-                for entry in self.path.iterdir():
-                    if entry.name != LOCK:
-                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-                fsync_dir(self.path)
-            _lock.record(self._lock_fd, info)  # other ranks are admitted from here on
-        else:
-            ranks.admit(self.path / LOCK, rank, job_id, wait, timeout, what)
-        if world_size > 1:
-            self._rank_fd = _lock.acquire(self.path / ranks.RANKS / f"r{rank:05d}.lock", info, wait=False,
-                                          what=f"rank {rank} of {what}")
-        self._writer = True
-        if (self.path / MANIFEST).exists():
-            self._adopt(self._load_manifest(self.path))
-        elif ranks.ledger_file(self.path, rank).exists():
-            self.manifest.update(self._ledger_view(self.manifest))
-
-    def _adopt(self, manifest: dict[str, Any]) -> None:
-        """Load an existing manifest into this writer after checking that this job may resume it."""
-        if manifest.get("version") != FORMAT_VERSION:
-            raise SchemaError(f"{self.path} has store format version {manifest.get('version')}; it can be read but not "
-                              f"resumed by this interp (format {FORMAT_VERSION}). Rerun with overwrite=True.")
-        if int(manifest.get("world_size", 1)) != self.world_size:
-            raise SchemaError(f"the store at {self.path} was begun by {manifest.get('world_size', 1)} rank(s); resume it with "
-                              f"the same number of ranks (this run has {self.world_size}) or rerun with overwrite=True")
-        self._check_fingerprint(manifest.get("fingerprint"), int(manifest.get("n_rows", 0)))
-        if self.world_size > 1 and not manifest.get("complete"):
-            manifest = self._ledger_view(manifest)
-        self.manifest = manifest
-        self._reset()
-        self._check_files()
-        if manifest.get("complete"):  # nothing left to write: let the next writer in at once
-            self.close()
-
-    def check_fingerprint(self, fingerprint: Mapping[str, Any]) -> ActivationStore:
-        """Refuse (:class:`FingerprintError`) a job whose :func:`fingerprint` differs from the one this store
-        was made from; an empty writer without one adopts it. Returns the store.
-
-        :func:`interp.capture` calls this on a store object it is given.
-        """
-        self._fingerprint = _jsonable(dict(fingerprint))
-        stored = self.manifest.get("fingerprint")
-        self._check_fingerprint(stored, self.n_rows)
-        if not self.complete:
-            self._require_writer()
-            if stored is None:
-                self.manifest["fingerprint"] = self._fingerprint
-        return self
-
-    def _check_fingerprint(self, stored: Mapping[str, Any] | None, n_rows: int) -> None:
-        if self._fingerprint is None:
-            return
-        if stored is None:
-            if n_rows:
-                raise FingerprintError(f"the store at {self.path} holds {n_rows} rows but no record of what made them, so "
-                                       "resuming cannot be checked; write to another path or rerun with overwrite=True")
-            return
-        diffs = fingerprint_differences(stored, self._fingerprint)
-        if diffs:
-            raise FingerprintError(
-                f"the store at {self.path} was made from something else than this run: " + "; ".join(diffs)
-                + ". Resuming would mix the two. Rerun with what made it, write to another path, or pass "
-                "overwrite=True (CLI: --overwrite) to start again."
-            )
 
     def define(
         self,
@@ -322,7 +250,8 @@ class ActivationStore(GroupCommit, StoreReader):
             "inputs_done": 0,
             "complete": False,
         }
-        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(self.manifest)))
+        text = json.dumps(checked.seal(self.manifest))
+        atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
         return self
 
     def _check_schema(self, schema: dict[str, Any], dtype: str) -> None:
@@ -340,21 +269,6 @@ class ActivationStore(GroupCommit, StoreReader):
                 f"the store at {self.path} was created with a different schema: " + "; ".join(problems)
                 + ". Use another path or overwrite=True."
             )
-
-    # ------------------------------------------------------------------ ranks
-    def _ledger_view(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """This rank's view before the commit: the global schema with this rank's own shards and progress."""
-        ledger = ranks.read_ledger(self.path, self.rank)
-        self._check_ledger(ledger)
-        return {**manifest, "shards": list(ledger.get("shards", [])), "n_rows": int(ledger.get("n_rows", 0)),
-                "inputs_done": int(ledger.get("inputs_done", 0)), "complete": False, "done": bool(ledger.get("done"))}
-
-    def _check_ledger(self, ledger: Mapping[str, Any]) -> None:
-        if ledger.get("world_size", self.world_size) != self.world_size:
-            raise SchemaError(f"rank {ledger.get('rank')} of the store at {self.path} was written by a job of "
-                              f"{ledger['world_size']} ranks, this one has {self.world_size}; rerun with overwrite=True")
-        if self._fingerprint is not None and ledger.get("fingerprint") not in (None, self._fingerprint):
-            self._check_fingerprint(ledger["fingerprint"], int(ledger.get("n_rows", 0)))
 
     # -------------------------------------------------------------------- write
     def _require_writer(self) -> None:
@@ -481,8 +395,10 @@ class ActivationStore(GroupCommit, StoreReader):
             merged = self.manifest = ranks.merge(self.manifest, found)
             self._reset()
             self._check_files()
-            atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(merged)))
+            text = json.dumps(checked.seal(merged))
+            atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
             self.close()
+            _checkpoint("finished")
             return
         self.close()
 
@@ -497,6 +413,7 @@ class ActivationStore(GroupCommit, StoreReader):
         self.manifest = manifest
         self._reset()
         self._check_files()
+        _checkpoint("finished")
 
     def close(self) -> None:
         """Wait for the last append's commit and release the writer lock (the store stays readable)."""

@@ -62,6 +62,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, sync:
     With ``sync`` (the default) the data are fsynced before the rename and the directory after it, so
     that once this returns the new file survives an OS crash or power loss, not only a killed process.
     A full disk or an unwritable location raises :class:`~interp.errors.StorageError` naming ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination file; its parent folders are created.
+    write : callable
+        ``write(tmp_path)`` writes the whole file at the temporary path it is given (same folder as ``path``).
+    sync : bool, optional
+        Fsync the file before the rename and the folder after it (default True).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,14 +185,28 @@ class Activations:
         return f"Activations({sizes}; dtype={self.dtype}, device={self.device}, source={src!r}, coords={coords})"
 
     def axis(self, dim: str) -> int:
-        """The axis number of ``dim`` (raises :class:`DimensionError` naming the dims that exist)."""
+        """The axis number of ``dim`` (raises :class:`DimensionError` naming the dims that exist).
+
+        Parameters
+        ----------
+        dim : str
+            A dim name.
+        """
         if dim not in self.dims:
             hint = closest(dim, self.dims)
             raise DimensionError(f"no dim {dim!r}; dims are {self.dims}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         return self.dims.index(dim)
 
     def coord(self, name: str, dim: str | None = None) -> np.ndarray:
-        """The values of coordinate ``name`` (searched on every dim unless ``dim`` is given)."""
+        """The values of coordinate ``name`` (searched on every dim unless ``dim`` is given).
+
+        Parameters
+        ----------
+        name : str
+            Coordinate (column) name; a dim name itself is not a coordinate here.
+        dim : str, optional
+            The dim to look on; None: the one dim that has the coordinate (ambiguity raises :class:`DimensionError`).
+        """
         dim = dim or self._dim_of(name)
         if name not in self.coords.get(dim, pd.DataFrame()).columns:
             have = list(self.coords.get(dim, pd.DataFrame()).columns)
@@ -209,7 +232,19 @@ class Activations:
 
     def replace(self, data: torch.Tensor | None = None, dims: Sequence[str] | None = None,
                 coords: CoordsLike | None = None, attrs: Mapping[str, Any] | None = None) -> Activations:
-        """A copy with some fields replaced (coords default to the current ones for kept dims)."""
+        """A copy with some fields replaced (coords default to the current ones for kept dims).
+
+        Parameters
+        ----------
+        data : torch.Tensor, optional
+            New data; None keeps the current data.
+        dims : sequence of str, optional
+            New dim names; None keeps the current ones.
+        coords : mapping, optional
+            New coords; None keeps the current coords of the dims that are kept.
+        attrs : mapping, optional
+            New attrs; None keeps the current attrs.
+        """
         dims = tuple(dims) if dims is not None else self.dims
         if coords is None:
             coords = {d: self.coords[d] for d in dims if d in self.coords}
@@ -287,6 +322,13 @@ class Activations:
         The coordinates of the merged dims are combined: each new row carries the coordinates of its
         sample and of its position (columns of later dims are prefixed with the dim name on clashes),
         plus ``{dim}_index`` columns recording where it came from.
+
+        Parameters
+        ----------
+        dims : sequence of str, optional
+            Adjacent dims to merge, in axis order (default ``("sample", "pos")``).
+        into : str, optional
+            Name of the merged dim (default ``"sample"``).
         """
         dims = tuple(dims)
         axes = [self.axis(d) for d in dims]
@@ -307,7 +349,13 @@ class Activations:
         return Activations(data, new_dims, coords, self.attrs)
 
     def where(self, mask_coord: str) -> Activations:
-        """Keep the rows where a boolean coordinate is true (e.g. ``"is_real"`` tokens after flatten)."""
+        """Keep the rows where a boolean coordinate is true (e.g. ``"is_real"`` tokens after flatten).
+
+        Parameters
+        ----------
+        mask_coord : str
+            Name of a boolean coordinate; its dim is the one filtered.
+        """
         dim = self._dim_of(mask_coord)
         return self.isel(**{dim: self.coords[dim][mask_coord].to_numpy().astype(bool)})
 
@@ -315,6 +363,15 @@ class Activations:
         """Reorder both objects so that their ``dim`` rows match on coordinate ``on``.
 
         Raises :class:`MismatchError` listing the ids present in one and not the other.
+
+        Parameters
+        ----------
+        other : Activations
+            The object to reorder to match this one's row order.
+        on : str, optional
+            Coordinate whose values identify the rows; unique on both sides (default ``"stimulus"``).
+        dim : str, optional
+            The dim to align (default ``"sample"``).
         """
         mine = self._align_key(on, dim)
         theirs = other._align_key(on, dim)
@@ -346,28 +403,66 @@ class Activations:
         return Activations(data, kept, {d: self.coords[d] for d in kept}, self.attrs)
 
     def mean(self, dim: str | Sequence[str]) -> Activations:
-        """Mean over the named dim(s)."""
+        """Mean over the named dim(s).
+
+        Parameters
+        ----------
+        dim : str or sequence of str
+            The dim(s) to reduce; integer data are cast to float32 first.
+        """
         return self._reduce(lambda x, dim: x.float().mean(dim=dim) if not x.is_floating_point() else x.mean(dim=dim), dim)
 
     def sum(self, dim: str | Sequence[str]) -> Activations:
-        """Sum over the named dim(s)."""
+        """Sum over the named dim(s).
+
+        Parameters
+        ----------
+        dim : str or sequence of str
+            The dim(s) to reduce.
+        """
         return self._reduce(lambda x, dim: x.sum(dim=dim), dim)
 
     def std(self, dim: str | Sequence[str]) -> Activations:
-        """Standard deviation (unbiased) over the named dim(s)."""
+        """Standard deviation (unbiased) over the named dim(s).
+
+        Parameters
+        ----------
+        dim : str or sequence of str
+            The dim(s) to reduce; the data are cast to float32 first.
+        """
         return self._reduce(lambda x, dim: x.float().std(dim=dim), dim)
 
     def max(self, dim: str | Sequence[str]) -> Activations:
-        """Maximum over the named dim(s)."""
+        """Maximum over the named dim(s).
+
+        Parameters
+        ----------
+        dim : str or sequence of str
+            The dim(s) to reduce.
+        """
         return self._reduce(lambda x, dim: x.amax(dim=dim), dim)
 
     def min(self, dim: str | Sequence[str]) -> Activations:
-        """Minimum over the named dim(s)."""
+        """Minimum over the named dim(s).
+
+        Parameters
+        ----------
+        dim : str or sequence of str
+            The dim(s) to reduce.
+        """
         return self._reduce(lambda x, dim: x.amin(dim=dim), dim)
 
     # ------------------------------------------------------------ conversions
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Activations:
-        """Move to a device and/or cast to a dtype."""
+        """Move to a device and/or cast to a dtype.
+
+        Parameters
+        ----------
+        device : str or torch.device, optional
+            Target device; None keeps it.
+        dtype : torch.dtype, optional
+            Target dtype; None keeps it.
+        """
         return Activations(self.data.to(device=device, dtype=dtype), self.dims, self.coords, self.attrs)
 
     def numpy(self) -> np.ndarray:
@@ -380,7 +475,13 @@ class Activations:
     to_numpy = numpy
 
     def matrix(self, rows: str = "sample") -> torch.Tensor:
-        """A 2-D tensor with ``rows`` first and every other dim flattened into columns."""
+        """A 2-D tensor with ``rows`` first and every other dim flattened into columns.
+
+        Parameters
+        ----------
+        rows : str, optional
+            The dim that becomes the rows (default ``"sample"``).
+        """
         ax = self.axis(rows)
         return self.data.movedim(ax, 0).reshape(self.shape[ax], -1)
 
@@ -390,6 +491,14 @@ class Activations:
         ``nan_policy``: ``"raise"`` (count them in a :class:`NaNError`), ``"drop"`` (drop every ``dim``
         index that holds a NaN, recording how many in ``attrs["dropped_nan"]``), ``"zero"`` (replace
         with 0) or ``"ignore"``.
+
+        Parameters
+        ----------
+        nan_policy : str, optional
+            ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``; non-float data are returned as they are.
+        dim : str, optional
+            The dim counted in the error and dropped by ``"drop"`` (default ``"unit"``); dropped rows keep their
+            original position in an ``index`` coordinate.
         """
         if not self.data.is_floating_point() or nan_policy == "ignore":
             return self
@@ -410,7 +519,9 @@ class Activations:
         if nan_policy == "drop":
             ax = self.axis(dim)
             keep = ~bad.movedim(ax, 0).reshape(self.shape[ax], -1).any(1)
-            out = self.isel(**{dim: keep.cpu().numpy()})
+            src = self if "index" in self.coords[dim] else self.replace(coords={**self.coords, dim: self.coords[dim].assign(
+                index=np.arange(self.shape[ax]))})  # the kept ones keep their original index
+            out = src.isel(**{dim: keep.cpu().numpy()})
             out.attrs = {**self.attrs, "dropped_nan": int((~keep).sum())}
             return out
         raise NaNError(f"unknown nan_policy {nan_policy!r}; use 'raise', 'drop', 'zero' or 'ignore'")
@@ -443,7 +554,13 @@ class Activations:
         return cls(torch.from_numpy(np.ascontiguousarray(array.values)), array.dims, coords, dict(array.attrs))
 
     def to_frame(self, name: str = "value") -> pd.DataFrame:
-        """A long table, one row per element, with the coordinates of each axis as columns."""
+        """A long table, one row per element, with the coordinates of each axis as columns.
+
+        Parameters
+        ----------
+        name : str, optional
+            Name of the value column (default ``"value"``).
+        """
         grids = np.meshgrid(*[np.arange(n) for n in self.shape], indexing="ij")
         out = pd.DataFrame({f"{d}_index": g.reshape(-1) for d, g in zip(self.dims, grids)})
         for d, g in zip(self.dims, grids):
@@ -476,6 +593,11 @@ class Activations:
 
         The row holds the values (column ``values``, the other dims kept as nested lists) and the
         ``dim`` coordinates; the other coordinates and attrs travel in the dataset's ``info``.
+
+        Parameters
+        ----------
+        dim : str, optional
+            The dim whose indices become the dataset rows (default ``"sample"``).
         """
         datasets = require("datasets", extra="data")
 
@@ -511,7 +633,13 @@ class Activations:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``path`` (safetensors with the dims, coords and attrs as JSON metadata), atomically."""
+        """Write ``path`` (safetensors with the dims, coords and attrs as JSON metadata), atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.safetensors`` file to write (replaced if it exists).
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -547,7 +675,13 @@ class Activations:
         return arr.astype(dtype) if dtype is not None else arr
 
     def equals(self, other: Activations) -> bool:
-        """True when data, dims and coords are identical."""
+        """True when data, dims and coords are identical.
+
+        Parameters
+        ----------
+        other : Activations
+            The object to compare with (attrs are not compared).
+        """
         return (
             self.dims == other.dims
             and self.shape == other.shape
@@ -557,7 +691,16 @@ class Activations:
 
 
 def concat(items: Iterable[Activations], dim: str = "sample") -> Activations:
-    """Concatenate along ``dim`` (other dims must match; coords of ``dim`` are stacked)."""
+    """Concatenate along ``dim`` (other dims must match; coords of ``dim`` are stacked).
+
+    Parameters
+    ----------
+    items : iterable of Activations
+        At least one object; all with the same dims and the same sizes outside ``dim``.
+    dim : str, optional
+        The dim to concatenate along (default ``"sample"``); the other dims' coords and the attrs come from
+        the first item.
+    """
     items = list(items)
     if not items:
         raise DimensionError("concat needs at least one Activations")

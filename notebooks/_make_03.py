@@ -63,14 +63,14 @@ cells = [
              "print('same as the SAE above:', torch.equal(saes[None, 512].components_, sae.components_))\n"
              "pd.DataFrame([{'latents': w, **s.evaluate(acts).to_frame().iloc[0].to_dict()} for (_, w), s in saes.items()]).round(3)"),
     ("md", "### Input side: top-activating tokens of each SNMF feature"),
-    ("code", "from interp.decompose.read import top_activating, find_alpha, steered_generate\n"
+    ("code", "from interp.decompose.read import top_activating, find_strength, steered_generate\n"
              "from interp.label import vocab_projection\n"
              "top = top_activating(snmf, acts, n=6)\n"
              "top['text'] = [tok.decode([int(t)]) for t in top['token']]   # the token coordinate holds ids\n"
              "top.groupby('component')['text'].apply(list).head(12)"),
     ("md", "### The authors' settings\n`SNMF.paper(tokenizer)` fits as Shafran, Geiger & Geva's code does "
-           "(`ordavid-s/snmf-mlp-decomposition`): random start, absolute tolerance 1e-4 with patience, no `eps` in the "
-           "update, BOS and padding rows left out of the fit; contexts are then ranked by the fitted coefficients "
+           "(`ordavid-s/snmf-mlp-decomposition`): random start, absolute tolerance 1e-4 with patience, "
+           "`eps` 1e-6 in the update as in their current code (`version=\"first_commit\"`: none), BOS and padding rows left out of the fit; contexts are then ranked by the fitted coefficients "
            "(`codes='fitted'`), not by a re-fit. Their scripts use rank 50 and 2,000 iterations; here a smaller rank "
            "and budget keep the notebook quick."),
     ("code", "snmf_paper = SNMF.paper(tok, n_components=12, sparsity=0.05, max_iter=300, patience=100).fit(acts)\n"
@@ -82,12 +82,32 @@ cells = [
     ("code", "vocab = vocab_projection(model, 6, directions=snmf, k=8)\n"
              "words = vocab.tokens()\n"
              "words[words.side == 'top'].groupby('unit')['token'].apply(list).head(12)"),
-    ("md", "### Causal side: steering\nAdd `alpha * feature` at `blocks.6.mlp.hook_post` at every position, with alpha "
-           "found by binary search so that KL(unsteered || steered) of the next-token distribution after "
+    ("md", "### Causal side: steering\nAdd `strength * feature` at `blocks.6.mlp.hook_post` at every position, with the strength "
+           "found by the authors' bisection in [1, 2000] (20 steps) so that KL(unsteered || steered) of the next-token distribution after "
            "\"I think that\" is 0.5 nats."),
-    ("code", "res = find_alpha(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
+    ("code", "res = find_strength(model, 'I think that', site, snmf.components_[0], target_kl=0.5, tol=0.01)\n"
              "print(res)\n"
-             "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.alpha, max_new_tokens=12))"),
+             "print(steered_generate(model, 'I think that', site, snmf.components_[0], res.strength, max_new_tokens=12))"),
+    ("md", "### The authors' whole evaluation in one call\n`snmf_evaluation` runs Shafran et al.'s protocol "
+           "(`ordavid-s/snmf-mlp-decomposition` ab58c78): the strength bisected in [1, 2000] for each KL target "
+           "(theirs: 0.025-0.5), sentences *sampled* with +strength and -strength (TransformerLens's `sample_logits` "
+           "with top-k 30; their top-p 0.3 is ignored there when top-k is given), each scored by a judge for concept "
+           "and fluency (0-2, harmonic mean) against the feature's description, beside a DiffMeans baseline, plus the "
+           "concept-detection score. The judge here is smollm2-135m itself, read in one forward pass: far too small "
+           "to judge (it rates everything 0); pass `judge=OpenAIExplainer(...)` for an endpoint such as the "
+           "authors' gpt-4o-mini. Settings are cut down to keep the notebook quick."),
+    ("code", 'from interp.decompose.steering import diffmeans_directions, snmf_evaluation\n'
+             'from interp.label.explain import LocalModelExplainer\n'
+             "_, dm = diffmeans_directions(model, site, {'animals': ['The cat chased the dog.', 'A horse ran past the cows.'],\n"
+             "                                           'numbers': ['She counted to seven.', 'It costs twelve dollars.']})\n"
+             'words_of = lambda d: \', \'.join(vocab_projection(model, 6, directions=d, k=5).tokens().query("side == \'top\'")[\'token\'])\n'
+             "descriptions = {'SNMF': [words_of(snmf.components_[0:1])], 'DiffMeans': [words_of(dm[0:1])]}\n"
+             "ev = snmf_evaluation(model, site, snmf, baselines={'DiffMeans': dm}, components=[0], target_kls=(0.5,),\n"
+             '                     n_samples=2, max_new_tokens=8, judge=LocalModelExplainer(model, tok), descriptions=descriptions,\n'
+             "                     concept_texts={0: ['The cat chased the dog.', 'A horse ran past the cows.']},\n"
+             "                     neutral_texts=['She counted to seven.', 'It costs twelve dollars.'])\n"
+             'print(ev.summary())\n'
+             "ev.generations[['method', 'target_kl', 'sign', 'strength', 'sentence', 'concept_score', 'fluency_score', 'score']]"),
     ("md", "### Spliced into the model\nReplace the site by the SAE's reconstruction and measure the next-token loss: "
            "CE loss recovered relative to zero-ablating the site, and KL from the clean model."),
     ("code", "from interp.decompose import spliced_lm_metrics\n"
@@ -123,6 +143,21 @@ cells = [
              "for bad in (lambda: NMF(3).fit(worm),                        # z-scored traces are negative\n"
              "            lambda: TopKSAE(n_components=16, k=32).fit(acts)):  # k > latents\n"
              "    try:\n        bad()\n    except interp.InterpError as err:\n        print(type(err).__name__, ':', err)"),
+    ("md", "## Shared formats: SAELens, sparsify, Neuronpedia\n"
+           "`save_saelens` writes the folder SAELens's `SAE.load_from_disk` reads (`cfg.json` + `sae_weights.safetensors`, "
+           "the input scale folded into the weights); `save_sparsify` EleutherAI's layout. `feature_dashboards` builds "
+           "each feature's top contexts, density and (on residual-stream SAEs) logit effects, and writes them as a "
+           "Neuronpedia upload batch."),
+    ("code", "from interp.decompose import save_saelens, load_saelens\n"
+             "from interp.label import feature_dashboards\n"
+             "folder = save_saelens(sae, os.path.join(tempfile.mkdtemp(), 'sae_lens'), hook_name=site, model_name='smollm2-135m')\n"
+             "print(sorted(os.listdir(folder)))\n"
+             "back = load_saelens(folder)\n"
+             "print('same reconstructions:', torch.allclose(back.reconstruct(acts).data, sae.reconstruct(acts).data, atol=1e-4))\n"
+             "dash = feature_dashboards(model, sae, tokens[:16], site, features=range(6), n_top=5, logits=False)\n"
+             "dash.to_neuronpedia(os.path.join(tempfile.mkdtemp(), 'batch-0.json'), model_id='smollm2-135m', layer=6,\n"
+             "                    sae_set='mlp-topk')\n"
+             "dash"),
 ]
 nb = nbf.v4.new_notebook()
 nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]

@@ -3,11 +3,12 @@
 import nbformat as nbf
 
 cells = [
-    ("md", "# 07 · Your own recording: load it, check it, find its assemblies\n\n"
+    ("md", "# 07 · Your own recording: load it, check it, label it, find its assemblies\n\n"
            "A lab's data rarely arrive as a library's bundled set. This notebook writes the kinds of files labs "
            "share -- a MATLAB matrix of dF/F traces with a time vector and cell positions, a MATLAB struct array "
            "with one element per trial, an NWB file with a trials table, an xarray -- and brings each in as an "
-           "`interp.Activations` with `interp.data`. Then it finds neural assemblies (groups of co-active cells) "
+           "`interp.Activations` with `interp.data`. It labels the units of a realistic session (ragged trials with gaps, "
+           "float-coded targets, a 2-D velocity, repeated unit names) with labels you can trust. Then it finds neural assemblies (groups of co-active cells) "
            "with `interp.decompose.find_assemblies` and checks them against the ground truth that was planted.\n\n"
            "Everything runs offline on files written here, in a temporary folder."),
     ("code", "import os, tempfile\nimport numpy as np, pandas as pd, torch\nfrom scipy.io import savemat\n"
@@ -64,9 +65,10 @@ cells = [
     ("code", "cube = interp.data.from_numpy(rng.random((12, 30, 20)), dims=('unit', 'time', 'trial'),\n"
              "                              time=np.arange(30) * 0.05)     # MATLAB-style units x time x trials\n"
              "print(cube, cube.coord('trial')[:5])"),
-    ("md", "## NWB and xarray\n`load_nwb` reads a time series or the units table; with a trials table every sample "
-           "gets a `trial` coordinate (`-1` between trials) and the table's columns; imaging series get ROI "
-           "centroids `x`, `y`."),
+    ("md", "## NWB and xarray\n`load_nwb` reads a time series or the units table. With a trials table the recording is "
+           "restricted to the trials: each sample inside one gets its `trial` and the table's columns, samples between "
+           "trials are excluded (`attrs['intervals']` counts them; `intervals=None` keeps them all, without trial "
+           "columns). Imaging series get ROI centroids `x`, `y`."),
     ("code", "from datetime import datetime, timezone\n"
              "from pynwb import NWBHDF5IO, NWBFile\n"
              "from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries\n"
@@ -85,10 +87,73 @@ cells = [
              "    nwb.add_trial(start_time=float(start), stop_time=float(start + 20), stimulus=['dot', 'grating'][k % 2])\n"
              "with NWBHDF5IO(path('session.nwb'), 'w') as io:\n    io.write(nwb)\n"
              "from_nwb = interp.data.load_nwb(path('session.nwb'), series='dff')\n"
-             "print(from_nwb)\nfrom_nwb.coords['sample'].iloc[95:105]"),
+             "print(from_nwb, from_nwb.attrs['intervals'])\nfrom_nwb.coords['sample'].iloc[195:205]"),
     ("code", "import xarray as xr\n"
              "da = xr.DataArray(dff, dims=('cell', 'frame'), coords={'frame': truth.coord('time'), 'cell': truth.coord('name')})\n"
              "interp.data.from_xarray(da, dims={'cell': 'unit', 'frame': 'time'})"),
+    ("md", "## Labels you can trust on a realistic session\n"
+           "What labs actually have: trials of different lengths with gaps between them, reach targets stored as "
+           "doubles (MATLAB exports, NWB trial columns), a hand velocity with two columns, and units named by the lab "
+           "-- several multi-unit clusters all called `mua`. `label_recordings` keeps each unit's own index and name, "
+           "refuses repeated names unless told how to tell them apart, infers each annotation's kind from its values "
+           "(whole-number floats with few levels are categories; two columns are a direction) and says why, and "
+           "refuses missing values unless asked to drop them. The trials are an `IntervalSet`; `restrict` keeps the "
+           "samples inside them."),
+    ("code", "from interp.label import label_recordings\n"
+             "rng = np.random.default_rng(7)\n"
+             "n_trials, bin_s = 32, 0.05\n"
+             "starts = np.cumsum(rng.uniform(2.0, 2.6, n_trials))\n"
+             "trials = interp.data.IntervalSet(starts, starts + rng.uniform(1.0, 1.6, n_trials),\n"
+             "                                 labels={'target': np.tile([1.0, 2.0, 3.0, 4.0], n_trials // 4)})\n"
+             "time = np.arange(int((starts[-1] + 3) / bin_s)) * bin_s\n"
+             "which = trials.index_of(time)\n"
+             "target = np.where(which >= 0, trials.labels['target'].to_numpy()[np.clip(which, 0, None)], np.nan)\n"
+             "theta = np.cumsum(rng.normal(0, 0.2, len(time)))                 # the hand turns smoothly\n"
+             "velocity = np.c_[np.cos(theta), np.sin(theta)]\n"
+             "names = ['M1-03', 'M1-07', 'mua', 'M1-12', 'mua', 'mua', 'M1-20', 'M1-21']\n"
+             "rate = np.full((len(time), len(names)), 0.5)\n"
+             "rate[:, 1] += 1.5 * (target == 3.0)                              # M1-07: target 3\n"
+             "rate[:, 6] *= np.exp(0.8 * np.cos(theta - np.pi / 2))             # M1-20: moving up (90 degrees)\n"
+             "counts = rng.poisson(rate).astype(float)\n"
+             "rec = interp.data.from_numpy(counts, time=time, coords={'sample': {'velocity': list(velocity)},\n"
+             "                                                        'unit': {'name': names}})\n"
+             "session = interp.data.restrict(rec, trials)\n"
+             "print(session, session.attrs['intervals'])"),
+    ("code", "try:\n    label_recordings(session, ['target'], groups='trial')\n"
+             "except interp.InterpError as err:\n    print(type(err).__name__, ':', err)"),
+    ("code", "by_target = label_recordings(session, ['target'], groups='trial', unit_names='suffix', n_permutations=1000)\n"
+             "print(by_target.notes[1])\n"
+             "by_target.to_frame()[['unit', 'name', 'label', 'score', 'score_kind', 'chance']]"),
+    ("md", "The velocity changes within trials of different lengths, so whole trials cannot be swapped sample by "
+           "sample; the null shifts it circularly within each trial instead (`null='circular'`)."),
+    ("code", "by_direction = label_recordings(session, ['velocity'], groups='trial', null='circular', unit_names='suffix',\n"
+             "                                n_permutations=1000)\n"
+             "by_direction.to_frame()[['unit', 'name', 'label', 'score']]"),
+    ("md", "Missing values are never a category: the target between trials is NaN, which is an error on the whole "
+           "recording unless those samples are dropped."),
+    ("code", "gappy = rec.replace(coords={**rec.coords, 'sample': rec.coords['sample'].assign(target=target)})\n"
+             "try:\n    label_recordings(gappy, ['target'], unit_names='suffix')\n"
+             "except interp.InterpError as err:\n    print(type(err).__name__, ':', err)"),
+    ("md", "### Peri-event epochs, spike times, suite2p and the command line\n`epochs` cuts a window around each event "
+           "into `(sample=trial, time, unit)` with an optional baseline (like MNE's `Epochs`); `from_spike_times` "
+           "bins spike times; `load_suite2p` reads a suite2p plane folder and `load_phy` a Kilosort/phy folder (with "
+           "each cluster's quality). The same files go through `interp label` with `--behavior`, `--groups`, "
+           "`--unit-names`, `--kinds`, `--intervals` and `--nan-policy`."),
+    ("code", "events = pd.DataFrame({'time': trials.start, 'target': trials.labels['target']})\n"
+             "peri = interp.data.epochs(rec, events, window=(-0.5, 1.0), baseline=(-0.5, 0.0))\n"
+             "print(peri)\n"
+             "psth = peri.numpy()[peri.coord('target') == 3.0].mean(0)[:, 1]\n"
+             "print('M1-07, target 3: mean change after the trial start', round(float(psth[peri.coord('time', 'time') > 0].mean()), 2))\n"
+             "spikes = [np.sort(rng.uniform(0, 10, 40)), np.sort(rng.uniform(0, 10, 5))]\n"
+             "interp.data.from_spike_times(spikes, bin_size=0.5, names=['good_1', 'mua_2'],\n"
+             "                             unit_coords={'quality': ['good', 'mua']})"),
+    ("code", "import subprocess, sys\n"
+             "session.save(path('session.safetensors'))\n"
+             "out = subprocess.run([sys.executable, '-m', 'interp', 'label', path('session.safetensors'), '--annotations', 'target',\n"
+             "                      '--groups', 'trial', '--unit-names', 'suffix', '--n-permutations', '500', '--quiet',\n"
+             "                      '--out', path('units.html'), '--csv', path('units.csv')], capture_output=True, text=True)\n"
+             "print(out.stdout[-600:], out.stderr[-600:])\n"
+             "pd.read_csv(path('units.csv'))[['unit', 'name', 'label']]"),
     ("md", "## Your lab's data sets by name\n`interp.data.register(name, loader)` makes `interp.data.load(name)` work for "
            "your own loader (a callable, or a `'package.module:function'` string imported on first use)."),
     ("code", "def tectum_session(fish=0):\n"

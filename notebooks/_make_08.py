@@ -86,6 +86,29 @@ cells = [
              "net, preprocess = interp.models.load(net)\n"
              "images = torch.randn(4, 3, 8, 8)\n"
              "interp.capture(net, images, '1', spatial='mean', progress=False)   # the ReLU's output, mean over space"),
+    ("md", "## Sites inside structured outputs and reused modules\n"
+           "A module that returns a tuple, dict or dataclass names the element: `rnn:output[1]` (a GRU's `h_n`), "
+           "`lstm:output[1][0]`, `encoder:output[last_hidden_state]`; without one the site is refused with the list "
+           "of elements. A module that runs several times per forward pass (the ReLU of a ResNet `BasicBlock`) names "
+           "the call: `layer1.0.relu#1`. A probe pass checks both, and finds the batch axis (`h_n` is "
+           "`(layers, batch, hidden)`: it is handed over as `(batch, layers * hidden)`)."),
+    ("code", "class GRUClassifier(torch.nn.Module):\n"
+             "    def __init__(self):\n"
+             "        super().__init__()\n"
+             "        self.emb, self.rnn, self.head = torch.nn.Embedding(20, 8), torch.nn.GRU(8, 6, batch_first=True), "
+             "torch.nn.Linear(6, 3)\n"
+             "    def forward(self, x):\n"
+             "        _, h_n = self.rnn(self.emb(x))\n"
+             "        return self.head(h_n[-1])\n\n"
+             "torch.manual_seed(0)\n"
+             "gru = GRUClassifier().eval()\n"
+             "tokens = torch.randint(0, 20, (4, 5))\n"
+             "try:\n    interp.capture(gru, tokens, 'rnn', progress=False)\n"
+             "except interp.InterpError as err:\n    print(type(err).__name__, err)\n"
+             "interp.capture(gru, tokens, 'rnn:output[1]', progress=False)"),
+    ("code", "other = torch.randint(0, 20, (4, 5))\n"
+             "effect = patching.activation_patching(gru, tokens, other, lambda out: out[:, 1].mean(), 'rnn:output[1]')\n"
+             "effect.to_frame().head()"),
     ("md", "## Hub names\nA Hugging Face hub / TransformerLens name is read from the local Hugging Face cache, or "
            "downloaded when online. Offline, the error says how to bring it in as a directory."),
     ("code", "try:\n    interp.models.load('EleutherAI/pythia-70m')\nexcept interp.InterpError as err:\n"

@@ -32,12 +32,14 @@ cells = [
         "paths.to_frame().head(8)"),
     new_code_cell("paths.plot(title='JAS paths of 30 digits (node size = how many paths use the neuron)')"),
     new_markdown_cell("## Validation: remove (x0) and enhance (x2) the path neurons\n"
-                      "Against the argmax-activation path, the greedy influence-pattern path and random paths "
-                      "(means and 95% CIs over images)."),
+                      "Against the authors' baselines, the argmax-activation path and their influence pattern "
+                      "(`mean_gradient`, as `path/influence_pattern.py` computes it: one path per class), and random "
+                      "paths. The headline is theirs: p_edit / p_clean per image, averaged per class "
+                      "(`ratio_p_class`, 95% CI over classes); the change of P(target) is beside it."),
     new_code_cell(
         "cmp = P.compare_paths(model, x, y, sites, position=0, steps=20, n_random=3)\n"
-        "cmp.means().round(4)"),
-    new_code_cell("cmp.contrast('jas', op='remove').round(4)"),
+        "cmp.means()[['op', 'method', 'ratio_p_class', 'ratio_p_class_lo', 'ratio_p_class_hi', 'jas', 'delta_p']].round(4)"),
+    new_code_cell("cmp.contrast('jas', op='remove', column='ratio_p').round(4)"),
     new_code_cell("cmp.plot()"),
     new_markdown_cell("## Paths of the same digit look alike\nMean Jaccard overlap of the neuron sets per layer, "
                       "within vs across classes, with a label-permutation p-value."),
@@ -45,6 +47,16 @@ cells = [
         "sim = P.path_similarity(cmp.paths['jas'], y.numpy(), n_permutations=500)\n"
         "print(sim.to_frame().round(4))\n"
         "sim.plot()"),
+    new_markdown_cell("The authors compare classes by the cosine of their path-neuron frequency vectors "
+                      "(`pair-sim.py`); `frequency_similarity` adds a split-half within/across contrast. Their pruning "
+                      "keeps each class's most frequent path neurons and zeroes a random fraction of the others."),
+    new_code_cell(
+        "freq = P.frequency_similarity(cmp.paths['jas'], y.numpy(), n_units=128, n_permutations=200)\n"
+        "print(freq.summary())\n"
+        "print(freq.most_similar(2).head(6))\n"
+        "pruned = P.prune(model, x, y, cmp.paths['jas'], fraction=0.5)\n"
+        "print('pruning half of the other neurons: p_edit / p_clean per class',\n"
+        "      pruned.groupby('target')['ratio_p'].mean().round(3).to_dict())"),
     new_markdown_cell("## Top-K per layer\nThe paper's top-K variant keeps K neurons per layer; the baseline "
                       "of the search zeroes all of them."),
     new_code_cell(

@@ -120,6 +120,8 @@ def plan_sites(model: nn.Module, sites: str | Sequence[str] | None, *,
             raise InputTypeError(f"each site is a site kind, hook name or module path (a string), got {entry!r}")
         if engine.is_kind(model, entry):
             kind = engine.canonical_kind(entry)
+            if engine.encoder_decoder_stacks(model):  # kinds name one stack: say what works instead
+                engine.kind_hook(model, kind, 0)
             chosen = list(range(engine.n_layers(model))) if layers is None else [int(x) for x in layers]
             try:
                 names = engine.kind_sites(model, kind, chosen)

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.engine import BlockReplay, Hook, SharedPrefix
 
 from ._distributed import merge_shares, over_prompts
@@ -42,11 +42,13 @@ from ._plan import (
     plan_sites,
     prepare_pair,
 )
+from .contract import attribution_method
 from .results import AttributionResult, SiteGrid
 
 __all__ = ["activation_patching"]
 
 
+@attribution_method("activation")
 def activation_patching(
     model: nn.Module,
     clean: Any,
@@ -68,33 +70,29 @@ def activation_patching(
 ) -> AttributionResult:
     """Patch activations cell by cell and measure the change of the metric.
 
-    Args:
-        model: a ``TransformerBridge`` (site kinds or hook names) or any ``nn.Module`` (module paths).
-        clean, corrupted: inputs of equal shape (token tensors ``[batch, pos]`` or texts of equal token length).
-        metric: ``metric(logits) -> scalar`` (see :mod:`patching.metrics`).
-        sites: site kinds (``"resid_pre"``, ``"attn_out"``, ``"mlp_out"``, ``"heads"``, ``"mlp_pre"``,
-            ``"mlp_post"``, ``"q"``/``"k"``/``"v"``, ``"pattern"`` ...) and/or hook names / module paths;
-            default: every one of ``resid_pre, attn_out, mlp_out, heads`` the model has.
-        by: swept axes after ``layer``/``site``: ``("pos",)``, ``("head",)``, ``("pos", "head")``,
-            ``("neuron",)``, ``("pos", "neuron")``, ``("unit",)`` (conv channels); ``()`` patches whole
-            layers. A dict gives them per site.
-        layers: layers to sweep (default all).
-        index: restrict an axis to some indices, e.g. ``{"neuron": [3, 17], "pos": [-1]}``.
-        direction: ``"denoise"`` (clean into corrupted) or ``"noise"`` (corrupted into clean).
-        batch_size: prompts per batch (default all at once; the metric must be a batch mean, as those of
-            :mod:`patching.metrics` are). Under ``torchrun`` the batches, or with one batch the patches, are
-            shared out among the ranks and gathered (every rank returns the same result).
-        patches_per_pass: patches per forward pass (default: as many as fit in ``max_rows`` rows).
-        max_rows: cap on ``patches x batch`` rows per forward pass.
-        skip_identical: skip patches whose source equals the activation already there.
-        reuse_prefix: compute a token prefix shared by clean and corrupted once (KV cache; causal
-            HF-backed bridges; checked against a full forward pass).
-        replay_blocks: replay the recorded outputs of the blocks below the patched one (checked).
-        progress: show a progress bar.
+    Parameters
+    ----------
+    {shared_parameters}
+    patches_per_pass : int, optional
+        Patches per forward pass (default: as many as fit in ``max_rows`` rows). With one prompt batch
+        under ``torchrun`` the patches are shared out among the ranks.
+    max_rows : int
+        Cap on ``patches x batch`` rows per forward pass.
+    skip_identical : bool
+        Skip patches whose source equals the activation already there.
+    reuse_prefix : bool
+        Compute a token prefix shared by clean and corrupted once (KV cache; causal HF-backed bridges;
+        checked against a full forward pass).
+    replay_blocks : bool
+        Replay the recorded outputs of the blocks below the patched one (checked).
+    progress : bool
+        Show a progress bar.
 
-    Returns:
-        :class:`AttributionResult` (``method="activation"``): ``effect`` = measured change of the metric,
-        ``values`` = the metric after each patch (as ``transformer_lens.patching`` returns it).
+    Returns
+    -------
+    AttributionResult
+        ``method="activation"``: ``effect`` = measured change of the metric, ``values`` = the metric after
+        each patch (as ``transformer_lens.patching`` returns it).
     """
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)

@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.errors import ConfigError, InputTypeError, MismatchError
 from interp.results import Result, themed
 from interp.similarity.compare import expand_sites, rdms_from_recording
@@ -221,7 +221,7 @@ def _scores(base: str, option: str, conditions: list[torch.Tensor], data: Any, r
         preds = [torch.as_tensor(encoding_scores(X, data, cv=folds, inner_cv=folds).predictions) for X in conditions]
 
         def fn(P: torch.Tensor, Y: torch.Tensor) -> float:
-            return float(torch.nanmean(pearson_per_target(Y, P)))
+            return float(torch.nanmean(pearson_per_target(Y, P, constant="nan")))
 
         pairs = [(P, data) for P in preds]
     else:

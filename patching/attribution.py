@@ -33,11 +33,13 @@ from ._plan import (
     prepare_pair,
     reduce_to_cells,
 )
+from .contract import attribution_method
 from .results import AttributionResult, SiteGrid
 
 __all__ = ["attribution_patching", "gradient_attribution"]
 
 
+@attribution_method("atp")
 def attribution_patching(
     model: nn.Module,
     clean: Any,
@@ -53,13 +55,18 @@ def attribution_patching(
 ) -> AttributionResult:
     """AtP estimates of the effect of patching every cell of ``sites`` (2 forward + 1 backward pass per batch).
 
-    Arguments as in :func:`patching.activation_patching` (same sites, cells, ``direction`` and ``batch_size``:
-    prompt batches, shared out among the ranks under ``torchrun``).
-    ``"denoise"`` linearises around the corrupted run (estimates patching clean activations into it),
+    Attribution patching (Nanda 2023; Kramár et al. 2024): ``(a_source - a_base) . d metric / d a`` at every
+    cell. ``"denoise"`` linearises around the corrupted run (estimates patching clean activations into it),
     ``"noise"`` around the clean run.
 
-    Returns:
-        :class:`AttributionResult` (``method="atp"``) whose ``effect`` estimates the metric change.
+    Parameters
+    ----------
+    {shared_parameters}
+
+    Returns
+    -------
+    AttributionResult
+        ``method="atp"``, whose ``effect`` estimates the metric change of each cell's patch.
     """
     return gradient_attribution(model, clean, corrupted, metric, sites, by=by, layers=layers, index=index,
                                 direction=direction, method="atp", batch_size=batch_size)

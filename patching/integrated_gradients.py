@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from interp import engine
+from interp._progress import tqdm
 from interp.engine import Hook
 from interp.engine.distributed import gather
 from interp.errors import ConfigError
@@ -43,6 +43,7 @@ from ._plan import (
     prepare_pair,
     reduce_to_cells,
 )
+from .contract import attribution_method
 from .metrics import evaluate
 from .results import AttributionResult, SiteGrid
 
@@ -72,6 +73,7 @@ def path_points(steps: int, method: str = "gausslegendre") -> tuple[torch.Tensor
     return alphas, torch.full((steps,), 1.0 / steps, dtype=torch.float64)
 
 
+@attribution_method("ig")
 def integrated_gradients(
     model: nn.Module,
     clean: Any,
@@ -92,15 +94,29 @@ def integrated_gradients(
 ) -> AttributionResult:
     """Integrated-gradients estimates of the effect of patching every cell of ``sites``.
 
-    Arguments as in :func:`patching.activation_patching` (``batch_size``: prompt batches, shared out among the
-    ranks under ``torchrun``; with one batch the sites are shared out), plus ``steps`` (quadrature points),
-    ``method`` (``"gausslegendre"``, Captum's default, or a Riemann rule) and ``points_per_pass`` (path points
-    per forward pass; default as many as fit in ``max_rows`` rows). Costs ``steps`` forward and backward
-    passes per site (one site per layer of a site kind), plus one forward pass per site for the
-    completeness check.
+    Integrated gradients (Sundararajan et al. 2017) from the corrupted to the clean activation of each site.
+    Costs ``steps`` forward and backward passes per site (one site per layer of a site kind), plus one
+    forward pass per site for the completeness check. With one prompt batch under ``torchrun`` the sites
+    are shared out among the ranks.
 
-    Returns:
-        :class:`AttributionResult` (``method="ig"``); ``extra["completeness"]`` holds, per site,
+    Parameters
+    ----------
+    {shared_parameters}
+    steps : int
+        Quadrature points along the path.
+    method : str
+        ``"gausslegendre"`` (Captum's default) or a Riemann rule (``"riemann_trapezoid"`` ...).
+    points_per_pass : int, optional
+        Path points per forward pass (default: as many as fit in ``max_rows`` rows).
+    max_rows : int
+        Cap on ``points x batch`` rows per forward pass.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    AttributionResult
+        ``method="ig"``; ``extra["completeness"]`` holds, per site,
         ``|sum(attributions) - whole-site patch effect| / |whole-site patch effect|``.
     """
     check_direction(direction)
@@ -172,6 +188,11 @@ def _integrated_grad(model: nn.Module, base: torch.Tensor, site: str, a0: torch.
         with torch.enable_grad():
             out = engine.run(model, engine.repeat(base, n), [Hook(site, lambda act, path=path: path)])
             value = sum(float(w[j]) * evaluate(metric, out[j * rows:(j + 1) * rows]) for j in range(n))
-            (grad,) = torch.autograd.grad(value, path)
+            if not isinstance(value, torch.Tensor) or not value.requires_grad:
+                grad = None  # the metric does not depend on the site at all
+            else:
+                (grad,) = torch.autograd.grad(value, path, allow_unused=True)
+            if grad is None:  # the site's value does not reach the metric: its attributions are 0
+                continue
         total += grad.reshape(n, *a0.shape).double().sum(0)
     return total

@@ -43,7 +43,8 @@ class SiteGrid:
             if all(isinstance(v, (int, np.integer)) for v in self.coords[d]):
                 frame[d] = frame[d].astype(int)
         frame["effect"] = self.effect.detach().cpu().double().reshape(-1).numpy()
-        frame.insert(0, "site", self.site)
+        if "site" not in frame:  # a grid over named sites already has a site column (its first axis)
+            frame.insert(0, "site", self.site)
         return frame
 
 
@@ -171,6 +172,8 @@ class AttributionResult(Result):
                 name = " ".join(f"{d}={grid.coords[d][j]}" for d, j in zip(grid.dims, where))
                 cells.append(f"{name}: {float(flat[i]):+.4g}")
             lines.append(f"  {site} {tuple(effect.shape)}: " + "; ".join(cells))
+        if isinstance(self.extra.get("report"), str):  # RelP: where the rules went, conservation error
+            lines += ["  " + line for line in self.extra["report"].splitlines()]
         return "\n".join(lines)
 
     def plot(self, value: str = "effect", title: str | None = None) -> Any:

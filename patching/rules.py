@@ -15,8 +15,9 @@ rule                      name          edit
 ========================  ============  ==========================================================
 
 On a ``TransformerBridge`` the rules go on TransformerLens hook points; on a plain ``nn.Module`` they go
-on modules by type, LXT-style: ``nn.LayerNorm``/``nn.RMSNorm`` (LN), smooth activation modules (GELU,
-SiLU, Tanh, ReLU6 ...; identity -- ReLU and LeakyReLU already pass phi(x)/x), ``nn.Softmax`` (attention).
+on modules: ``nn.LayerNorm``/``nn.RMSNorm`` (LN), every module that computes an elementwise activation that is
+not positively homogeneous, found by a probe of what it computes (:mod:`patching.relp_probe`: GELU, SiLU,
+transformers' ``GELUActivation``, your own; ReLU and LeakyReLU already pass phi(x)/x), ``nn.Softmax`` (attention).
 :func:`compile_rules` reports where each rule was applied and raises :class:`RuleError` when a rule that
 was asked for by name applies nowhere -- RelP never silently becomes AtP.
 
@@ -40,15 +41,14 @@ from interp.errors import ConfigError, closest
 
 from ._attention import CALLS, NAME, attention_configs, detached_pattern_attention
 from ._moe import moe_overrides
+from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
            "RuleSet", "resolve_rules", "compile_rules"]
 
 EPS = 1e-6
-#: activations whose gradient already equals phi(x)/x: the identity rule changes nothing there
-_PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
-_SMOOTH = (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.CELU, nn.SELU, nn.Mish, nn.Softplus, nn.Hardswish,
-           nn.Hardsigmoid, nn.Hardtanh, nn.Softsign, nn.Tanhshrink)
+#: modules that pass their input through in eval mode: homogeneous, and not worth listing as activations
+_NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 class RuleError(ConfigError):
@@ -192,6 +192,10 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
                                 "AttentionInterface; drop 'attention' from rules=")
     else:
         hooks, applied = _module_hooks(model, names)
+        if "attention" in names and not applied["attention"] and attention_configs(model) \
+                and _attention_interface_used(model):  # a transformers model used as a plain module
+            contexts.append(lambda: detached_pattern_attention(model))
+            applied["attention"] = [f"{NAME} attention ({len(attention_configs(model))} config)"]
     for name in sorted(names & strict):
         if not applied.get(name):
             raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "
@@ -202,9 +206,12 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
 def _why_not(model: nn.Module, name: str) -> str:
     bridge = engine.is_bridge(model)
     if name == "half":
-        return "it has no gated MLP (act(gate) * up)" if bridge else "plain modules expose no gated products"
+        return "it has no gated MLP (act(gate) * up)" if bridge else ("no module is a gated MLP down(act(gate(x)) * "
+                                                                       "up(x)) with gate_proj/up_proj/down_proj")
     if name == "identity":
-        return "it has no MLP activation hooks" if bridge else "it has no smooth activation modules (GELU, SiLU ...)"
+        return ("it has no MLP activation hooks" if bridge else "no module computes an elementwise activation "
+                "(a parameter-free module whose output has its input's shape and whose elements depend on one input "
+                "element each); activations called as functions inside forward() cannot take the rule")
     if name == "ln":
         return "it has no LayerNorm/RMSNorm" + ("" if bridge else " modules")
     return "it has no attention pattern hooks" if bridge else "it has no nn.Softmax modules"
@@ -271,6 +278,8 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
                   Hook("ln_final.hook_in", lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)),
                        Phase.DEFINE)]
         applied["identity"].append("mlm_head")
+    if "identity" in names:
+        _softcap_hooks(model, points, hooks, applied)
     if "attention" in names:
         for name in sorted(n for n in points if n.endswith(".attn.hook_pattern")):
             hooks.append(Hook(name, lambda p: p.detach(), Phase.DEFINE))
@@ -278,15 +287,47 @@ def _bridge_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
     return hooks, applied
 
 
+def _softcap_hooks(model: nn.Module, points: set[str], hooks: list[Hook], applied: dict[str, list[str]]) -> None:
+    """Identity rule on a final logit soft cap ``s(z) = cap * tanh(z / cap)`` (Gemma-2), applied by the model after
+    ``unembed.hook_out``: the hook keeps ``z`` and scales its gradient by ``(s(z)/z) / s'(z)``, so that the gradient
+    through the cap is ``s(z)/z``. Checked first: the model's logits must be ``s(unembed.hook_out)``."""
+    from interp.label.vocab import logit_transform
+
+    caps = [value for _, how, value in logit_transform(model) if how == "softcap"]
+    if len(caps) != 1 or "unembed.hook_out" not in points:
+        return
+    cap = caps[0]
+    tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 3), generator=torch.Generator().manual_seed(0))
+    rec = engine.record(model, tokens, ["unembed.hook_out"])
+    expected = cap * torch.tanh(rec.acts["unembed.hook_out"].float() / cap)
+    if not torch.allclose(engine.output_tensor(rec.output).float(), expected, rtol=1e-3, atol=1e-3):
+        return
+
+    def rule(z: torch.Tensor) -> torch.Tensor:
+        zf = z.float()
+        t = torch.tanh(zf / cap)
+        ratio = (cap * t / _stabilize(zf)) / (1.0 - t * t).clamp_min(1e-12)
+        return straight(z, zf * ratio.detach())
+
+    hooks.append(Hook("unembed.hook_out", rule, Phase.DEFINE))
+    applied["identity"].append(f"unembed.hook_out (final logit soft cap {cap:g})")
+
+
 def _mlp_prefixes(model: nn.Module, points: set[str]) -> list[str]:
-    """Hook prefixes of the MLPs that take the MLP rules: dense MLPs and MoE shared experts (Qwen2-MoE)."""
+    """Hook prefixes of the MLPs that take the MLP rules: dense MLPs (dense layers of MoE stacks included) and
+    the shared experts of MoE blocks (Qwen2-MoE's ``shared_expert``, DeepSeek's ``shared_experts``)."""
     prefixes = []
     for layer in range(engine.n_layers(model)):
         if not engine.is_moe(model, layer):
             prefixes.append(f"blocks.{layer}.mlp")
-        elif f"blocks.{layer}.mlp.shared_expert.hook_post" in points:
-            prefixes.append(f"blocks.{layer}.mlp.shared_expert")
+            continue
+        prefixes += [f"blocks.{layer}.mlp.{name}" for name in _SHARED_EXPERTS
+                     if f"blocks.{layer}.mlp.{name}.hook_post" in points]
     return prefixes
+
+
+#: names of the always-on experts of MoE blocks, next to the routed ones
+_SHARED_EXPERTS = ("shared_expert", "shared_experts", "shared_mlp")
 
 
 def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[Hook],
@@ -334,7 +375,11 @@ _REACH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _attention_interface_used(model: nn.Module) -> bool:
     """Whether the model's attention goes through transformers' AttentionInterface (the switch takes effect)."""
     before = CALLS[0]
-    tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 3), generator=torch.Generator().manual_seed(0))
+    vocab = getattr(getattr(model, "cfg", None), "d_vocab", None) or getattr(getattr(model, "config", None),
+                                                                            "vocab_size", None)
+    if not vocab:
+        return False
+    tokens = torch.randint(0, int(vocab), (1, 3), generator=torch.Generator().manual_seed(0))
     try:
         with detached_pattern_attention(model), torch.no_grad():
             engine.run(model, tokens)
@@ -373,21 +418,29 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
         if not path:
             continue
         box: dict[str, torch.Tensor] = {}
-        inplace = bool(getattr(module, "inplace", False))
         if "ln" in names and isinstance(module, norms):
-            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ),
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ, every_call=True),
                       Hook(path, lambda out, box=box, module=module:
                            straight(out, _module_norm_surrogate(module, box.pop("x"))), Phase.DEFINE)]
             applied["ln"].append(path)
-        elif "identity" in names and isinstance(module, _SMOOTH):
-            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=inplace), Phase.READ),
+        elif "ln" in names and (found := norm_kind(module)) is not None:  # RMSNorm/LayerNorm of another class
+            hooks += [Hook(f"{path}:input", _saver(box, "x"), Phase.READ, every_call=True),
+                      Hook(path, lambda out, box=box, module=module, found=found:
+                           straight(out, norm_surrogate(module, box.pop("x"), found)), Phase.DEFINE)]
+            applied["ln"].append(path)
+        elif "identity" in names and (kind := activation_kind(module)) == "smooth":
+            hooks += [Hook(f"{path}:input", _saver(box, "x", clone=changes_input(module)), Phase.READ, every_call=True),
                       Hook(path, lambda y, box=box: straight(y, _identity_surrogate(box.pop("x"), y)), Phase.DEFINE)]
             applied["identity"].append(path)
-        elif "identity" in names and isinstance(module, _PIECEWISE_LINEAR):
-            applied["identity"].append(path)  # its gradient already is phi(x)/x
+        elif "identity" in names and kind == "homogeneous" and not isinstance(module, _NO_OPS):
+            applied["identity"].append(path)  # positively homogeneous: its gradient already is phi(x)/x
         elif "attention" in names and isinstance(module, nn.Softmax):
             hooks.append(Hook(path, lambda p: p.detach(), Phase.DEFINE))
             applied["attention"].append(path)
+        elif "half" in names and (down := gated_product(module)) is not None:
+            # Half rule on down(act(gate x) * up x): halve the gradient of the product, shared by both factors
+            hooks.append(Hook(f"{path}.{down}:input", lambda h: straight(h, 0.5 * h), Phase.DEFINE))
+            applied["half"].append(f"{path}.{down}:input")
     return hooks, applied
 
 

@@ -84,6 +84,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate(config, str(path))
 
 
+def check_study(path: str | Path) -> dict[str, Any]:
+    """What ``interp study check`` does: validate the file, then load its model and inputs and check every site,
+    layer, head and position against them, without running anything. Returns the configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        The study file (TOML).
+    """
+    config = load_config(path)
+    torch.manual_seed(int(config.get("seed", 0)))
+    model = _load_model(config["model"])
+    data = _data(model, config["data"])
+    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
+                             n_rows=int(data["clean"].shape[0]), clean=data["clean"])
+    return config
+
+
 def validate(config: dict[str, Any], where: str = "study") -> dict[str, Any]:
     """Check a parsed study file against the schema of :mod:`patching.study_schema` (before anything runs)."""
     return study_schema.validate(config, where)
@@ -102,9 +120,10 @@ def _load_model(spec: Any) -> Any:
 
         try:
             native = TransformerBridgeConfig(**spec["native"])
-        except TypeError as exc:
-            raise ConfigError(f"model native = {{...}}: {exc}; use the fields of TransformerBridgeConfig") from exc
-        model = TransformerBridge.boot_native(native)
+            model = TransformerBridge.boot_native(native)
+        except (TypeError, ValueError, KeyError, AssertionError, RuntimeError, AttributeError) as exc:
+            raise ConfigError(f"model native = {{...}}: {type(exc).__name__}: {exc}; use the fields and values of "
+                              "TransformerBridgeConfig") from exc
         model.eval()
         return model
     return _load_model(spec["name"])
@@ -240,7 +259,8 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     torch.manual_seed(int(config.get("seed", 0)))
     model = _load_model(config["model"])
     data = _data(model, config["data"])
-    study_schema.check_sites(model, config, _expand_grid)
+    study_schema.check_sites(model, config, _expand_grid, length=int(data["clean"].shape[1]),
+                             n_rows=int(data["clean"].shape[0]), clean=data["clean"])
     metric = _metric(model, config["metric"], data)
     with torch.no_grad():
         baseline = float(metrics.evaluate(metric, model(data["clean"])))
@@ -259,7 +279,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     for s_index, sweep in enumerate(config.get("sweep", [])):
         units.append(("sweep", {**sweep, "group": sweep.get("name", f"sweep{s_index + 1}")}))
 
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     for kind, unit in tqdm(units, disable=not progress, desc="study"):
         uid = _row_id({"kind": kind, **unit})

@@ -15,6 +15,8 @@ Every problem is a :class:`~interp.errors.ConfigError` that names the key and sa
 from __future__ import annotations
 
 import io
+import math
+import os
 import string
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +33,7 @@ INTERVENTIONS = ("zero", "mean", "resample", "scale", "clamp", "patch")
 METRICS = ("logit_diff", "normalized_logit_diff", "probability", "log_probability", "kl", "loss")
 DATA_KINDS = ("prompts", "tokens", "ioi", "induction")
 SWEEP_AXES = ("layer", "pos", "head", "neuron", "unit")
+GRID_AXES = ("layer", "head", "position", "unit", "factor", "value")  # list-valued grid keys: one row per combination
 TEMPLATE_FIELDS = ("layer",)  # the grid keys a site template may use
 
 Check = Callable[[Any, str], None]
@@ -49,16 +52,33 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def integer(low: int | None = None) -> Check:
+# Bounds on everything a study allocates, checked before anything runs (a bigger value is a typo, and would die
+# with a MemoryError or run for hours): inputs, grid rows, any index, and the size of a native model.
+MAX_INPUTS = 100_000
+MAX_ROWS = 100_000
+MAX_INDEX = 1_000_000
+MAX_SEED = 2**63 - 1
+MAX_PARAMETERS = 2 * 10**9  # weights of a native model
+NATIVE_SIZES = {"d_model": 1 << 16, "n_layers": 1024, "n_heads": 1024, "d_head": 1 << 14, "n_ctx": 1 << 17,
+                "d_vocab": 1 << 20, "d_mlp": 1 << 18, "n_key_value_heads": 1024, "d_vocab_out": 1 << 20}
+
+
+def integer(low: int | None = None, high: int | None = None) -> Check:
     def check(v: Any, where: str) -> None:
-        if not _is_int(v) or (low is not None and v < low):
-            raise _fail(where, "an integer" + (f" >= {low}" if low is not None else ""), v)
+        if not _is_int(v) or (low is not None and v < low) or (high is not None and v > high):
+            if _is_int(v) and high is not None:  # a number, but too large (or small)
+                span = f" in [{low}, {high}]" if low is not None else f" <= {high}"
+            else:
+                span = f" >= {low}" if low is not None else ""
+            raise _fail(where, "an integer" + span, v)
     return check
 
 
 def number(v: Any, where: str) -> None:
     if not _is_number(v):
         raise _fail(where, "a number", v)
+    if not math.isfinite(v):
+        raise _fail(where, "a number (finite, not nan or inf)", v)
 
 
 def text(v: Any, where: str) -> None:
@@ -130,11 +150,11 @@ def tables(schema: Mapping[str, Check], required: tuple[str, ...], label: str) -
 
 
 # ------------------------------------------------------------------------------------------------ schema
-INTS = list_of(integer(0), "integers >= 0", scalar=True)
-ANY_INTS = list_of(integer(), "integers", scalar=True)
+INTS = list_of(integer(0, MAX_INDEX), "integers >= 0", scalar=True)
+ANY_INTS = list_of(integer(-MAX_INDEX, MAX_INDEX), "integers", scalar=True)
 NUMBERS = list_of(number, "numbers", scalar=True)
-TOKEN_ROWS = list_of(list_of(integer(0), "token ids (integers >= 0)"), "token rows")
-ANSWERS = list_of(one_of(text, integer(0), expected="a single-token string or a token id"),
+TOKEN_ROWS = list_of(list_of(integer(0, NATIVE_SIZES["d_vocab"]), "token ids (integers >= 0)"), "token rows")
+ANSWERS = list_of(one_of(text, integer(0, NATIVE_SIZES["d_vocab"]), expected="a single-token string or a token id"),
                   "answers (strings or token ids)")
 
 
@@ -149,21 +169,54 @@ def model_spec(v: Any, where: str) -> None:
 
 
 def _native(v: Any, where: str) -> None:
+    """A native TransformerBridgeConfig: its sizes are positive and the model it builds is bounded."""
     if not isinstance(v, dict) or not v:
         raise _fail(where, "a non-empty table of TransformerBridgeConfig settings", v)
+    for key, high in NATIVE_SIZES.items():
+        if key in v:
+            integer(1, high)(v[key], f"{where} {key}")
+    if "seed" in v and v["seed"] is not None:
+        integer(0, MAX_SEED)(v["seed"], f"{where} seed")
+    d, layers, vocab = v.get("d_model", 1), v.get("n_layers", 1), v.get("d_vocab", 1)
+    width = v.get("n_heads", 1) * v.get("d_head", 1)
+    weights = layers * (4 * d * width + 2 * d * v.get("d_mlp", 4 * d)) + 2 * vocab * d + v.get("n_ctx", 1) * d
+    if weights > MAX_PARAMETERS:
+        raise ConfigError(f"{where}: a model of about {weights:,} weights (more than {MAX_PARAMETERS:,}); make it smaller")
 
 
-DATA = {"kind": choice(DATA_KINDS), "n": integer(1), "seed": integer(), "period": integer(1), "query": integer(1),
+DATA = {"kind": choice(DATA_KINDS), "n": integer(1, MAX_INPUTS), "seed": integer(0, MAX_SEED),
+        "period": integer(1, 10_000), "query": integer(1, 10_000),
         "templates": list_of(text, "template strings"),
         "clean": one_of(list_of(text, "prompts"), TOKEN_ROWS, expected="a non-empty list of prompts or token rows"),
         "corrupted": one_of(list_of(text, "prompts"), TOKEN_ROWS, expected="a non-empty list of prompts or token rows"),
         "correct": ANSWERS, "incorrect": ANSWERS}
-METRIC = {"name": choice(METRICS), "position": integer()}
+METRIC = {"name": choice(METRICS), "position": integer(-MAX_INDEX, MAX_INDEX)}
 GRID = {"intervention": choice(INTERVENTIONS), "site": text, "name": text, "layer": INTS, "head": INTS,
         "unit": INTS, "position": ANY_INTS, "factor": NUMBERS, "value": NUMBERS}
 SWEEP = {"site": text, "by": list_of(choice(SWEEP_AXES), f"axes from {list(SWEEP_AXES)}"),
-         "direction": choice(("denoise", "noise")), "layers": list_of(integer(0), "layer indices"), "name": text}
-SCHEMA = {"title": text, "model": model_spec, "output": text, "batch_size": integer(1), "seed": integer(),
+         "direction": choice(("denoise", "noise")), "layers": list_of(integer(0, MAX_INDEX), "layer indices"),
+         "name": text}
+
+
+def output(v: Any, where: str) -> None:
+    """The output folder: a relative path inside the folder the study runs from (no ``..``, not absolute).
+
+    Parameters
+    ----------
+    v : Any
+        The ``output`` value of the study file.
+    where : str
+        Where it stands in the file, for the error message.
+    """
+    text(v, where)
+    parts = Path(v).parts
+    if Path(v).is_absolute() or ".." in parts or v.startswith("~"):
+        raise ConfigError(f"{where} {v!r} points outside the folder the study runs from; give a relative folder such "
+                          "as output = \"runs/my-study\" (or pass --out to write elsewhere)")
+
+
+SCHEMA = {"title": text, "model": model_spec, "output": output, "batch_size": integer(1, MAX_INPUTS),
+          "seed": integer(0, MAX_SEED),
           "data": table(DATA), "metric": table(METRIC, ("name",)),
           "grid": tables(GRID, ("intervention", "site"), "grid"), "sweep": tables(SWEEP, ("site",), "sweep")}
 
@@ -255,25 +308,82 @@ def validate(config: Any, where: str = "study") -> dict[str, Any]:
         raise ConfigError(f"{where}: nothing to run; add [[grid]] interventions and/or [[sweep]] patching sweeps")
     for i, grid in enumerate(config.get("grid", [])):
         _check_grid(grid, f"{where} [[grid]] #{i + 1}")
+    rows = sum(math.prod(len(g[k]) if isinstance(g[k], list) else 1 for k in g if k in GRID_AXES)
+               for g in config.get("grid", []))
+    if rows > MAX_ROWS:
+        raise ConfigError(f"{where}: the grids expand to {rows:,} interventions (more than {MAX_ROWS:,}); split the study")
     _check_data(config["data"], config, where)
+    data = config["data"]
+    if len(data.get("clean", ())) > MAX_INPUTS:
+        raise ConfigError(f"{where} [data] clean has {len(data['clean']):,} inputs (more than {MAX_INPUTS:,})")
     return config
 
 
 # ------------------------------------------------------------------------------------- with the model
-def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
-    """Every site a grid expands to (``expand``: the study's grid expansion), every head index and every
-    swept site must exist on ``model``: checked before the first row runs (:class:`~interp.errors.SiteError`
-    or :class:`ConfigError`)."""
+def _listed(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def _available_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(cfg: Any, n_rows: int | None, length: int | None) -> None:
+    """Refuse a study whose one forward pass over all its inputs (logits kept, plus one layer's activations and
+    attention pattern at a time) needs more than half of the memory available now."""
+    if cfg is None or not n_rows or not length:
+        return
+    d, vocab = int(getattr(cfg, "d_model", 0) or 0), int(getattr(cfg, "d_vocab", 0) or 0)
+    heads, mlp = int(getattr(cfg, "n_heads", 0) or 0), int(getattr(cfg, "d_mlp", 0) or 0)
+    need = 4 * n_rows * length * (2 * vocab + 6 * d + 2 * mlp + 2 * heads * length)  # float32, clean and patched
+    free = _available_bytes()
+    if free is not None and need > free // 2:
+        raise ConfigError(f"the study runs {n_rows:,} inputs of {length} tokens in one forward pass: about "
+                          f"{need / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB available. Use fewer inputs "
+                          "([data] n or fewer prompts).")
+
+
+def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, Any]], list[dict[str, Any]]],
+                length: int | None = None, n_rows: int | None = None, clean: Any = None) -> None:
+    """Every site a grid expands to (``expand``: the study's grid expansion), every layer, head and (given the
+    inputs' ``length``) position index, the metric's position and every swept site must exist on ``model``,
+    and (given the ``clean`` inputs: one of them is run, stopping after the last site) every unit index must be
+    below its site's width: checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`)."""
     from interp import engine
 
-    n_heads = getattr(getattr(model, "cfg", None), "n_heads", None)
-    for i, grid in enumerate(config.get("grid", [])):
-        for row in expand(grid):
-            engine.resolve_site(model, row["site"])
-        heads = grid.get("head", [])
-        bad = [h for h in (heads if isinstance(heads, list) else [heads]) if n_heads is not None and h >= n_heads]
+    cfg = getattr(model, "cfg", None)
+    n_heads, n_layers = getattr(cfg, "n_heads", None), getattr(cfg, "n_layers", None)
+
+    def within(values: list[int], n: int | None, what: str, where: str, signed: bool = False) -> None:
+        bad = [v for v in values if n is not None and not (-n if signed else 0) <= v < n]
         if bad:
-            raise ConfigError(f"[[grid]] #{i + 1}: head {bad} out of range; the model has {n_heads} heads (0..{n_heads - 1})")
+            noun = what.split(" ")[0].rstrip("s") + "s"
+            has = (f"the inputs have {n} positions ({-n}..{n - 1})" if signed else
+                   f"the site has {n} units (0..{n - 1})" if noun == "units" else f"the model has {n} {noun} (0..{n - 1})")
+            raise ConfigError(f"{where}: {what} {bad[:5]} out of range; {has}")
+
+    for i, grid in enumerate(config.get("grid", [])):
+        where = f"[[grid]] #{i + 1}"
+        within(_listed(grid.get("layer", [])), n_layers, "layer", where)
+        within(_listed(grid.get("head", [])), n_heads, "head", where)
+        within(_listed(grid.get("position", [])), length, "position", where, signed=True)
+        rows = expand(grid)
+        for row in rows:
+            engine.resolve_site(model, row["site"])
+        units = _listed(grid.get("unit", []))
+        if units and clean is not None:
+            sites = sorted({row["site"] for row in rows})
+            acts = engine.record(model, clean[:1], sites, stop=True).acts
+            for site in sites:
+                within(units, int(acts[site].shape[-1]), f"unit (of {site})", where)
+    _check_memory(cfg, n_rows, length)
+    if "position" in config.get("metric", {}):
+        within([config["metric"]["position"]], length, "position", "[metric]", signed=True)
+    for sweep in config.get("sweep", []):
+        within(sweep.get("layers", []), n_layers, "layers", "[[sweep]]")
     for sweep in config.get("sweep", []):
         if engine.is_kind(model, sweep["site"]):
             engine.kind_sites(model, sweep["site"], sweep.get("layers"))

@@ -23,6 +23,7 @@ from .ceiling import (
     spearman_brown,
     split_half_ceiling,
 )
+from .convergence import ConvergenceScore, spatial_score, temporal_score
 from .encoding import EncodingResult, encoding_scores, pearson_per_target
 from .lagged import LaggedEncoding, canonical_hrf, hrf_features, lag_features, lagged_encoding
 from .linear import LinearProbe, LogisticProbe, SelectivityResult, control_labels, cross_val_probe, probe_selectivity
@@ -34,6 +35,7 @@ __all__ = [
     "RidgeCV", "BandedRidgeCV",
     "LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels", "SelectivityResult",
     "encoding_scores", "EncodingResult", "pearson_per_target",
+    "temporal_score", "spatial_score", "ConvergenceScore",
     "temporal_encoding", "temporal_generalization_encoding",
     "lag_features", "canonical_hrf", "hrf_features", "lagged_encoding", "LaggedEncoding",
     "variance_partitioning", "VariancePartition",

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError
+from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError, named_array_error
 from interp.tensor import Activations
 
-__all__ = ["make_splits", "as_array2d", "group_labels"]
+__all__ = ["make_splits", "as_array2d", "group_labels", "validate_X", "check_y_given"]
+
 
 
 def group_labels(groups: Any, n_samples: int, *sources: Any) -> np.ndarray | None:
@@ -61,7 +62,8 @@ def make_splits(n_samples: int, cv: Any = 5, groups: Any = None) -> list[tuple[n
             splits = list(splitter.split(np.zeros(n_samples), groups=groups))
         else:
             if n_samples < cv:
-                raise ConfigError(f"fewer samples ({n_samples}) than folds ({cv}); lower cv")
+                raise ConfigError(f"fewer samples ({n_samples}) than folds ({cv}): n_samples={n_samples} < cv={cv}; "
+                                  "lower cv or add samples")
             splits = list(KFold(n_splits=int(cv)).split(np.zeros(n_samples)))
     elif hasattr(cv, "split"):
         try:
@@ -105,3 +107,41 @@ def as_array2d(x: Any, name: str, dtype: torch.dtype | None = None, device: Any 
             raise NaNError(f"{name} has {int(bad.sum())} NaN/inf values in {int(bad.any(0).sum())} columns; "
                            "pass nan_policy='drop' to drop those columns")
     return t
+
+
+def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
+    """``X`` of a probe's ``fit`` (``reset=True``: records ``n_features_in_``) or ``predict`` (checks it).
+
+    A tensor or :class:`~interp.Activations` goes through :func:`as_array2d` (device kept); anything else
+    through scikit-learn's ``validate_data`` (dense, numeric, finite, 2-D, at least one sample and feature),
+    so the messages are scikit-learn's, raised as named errors: :class:`DimensionError` (shape),
+    :class:`NaNError`, :class:`InputTypeError` (sparse, strings) or
+    :class:`~interp.errors.UnsupportedInputError` (complex); see :func:`~interp.errors.named_array_error`.
+    """
+    if isinstance(X, (torch.Tensor, Activations)):
+        t = as_array2d(X, "X", dtype=dtype, device=device)
+        if t.shape[0] == 0 or t.shape[1] == 0:
+            raise DimensionError(f"X is empty: shape {tuple(t.shape)}; a probe needs at least 1 sample and 1 feature")
+        if reset:
+            est.n_features_in_ = t.shape[1]
+        elif t.shape[1] != est.n_features_in_:
+            raise DimensionError(f"X has {t.shape[1]} features, but {type(est).__name__} is expecting "
+                                 f"{est.n_features_in_} features as input")
+        return t
+    from sklearn.utils.validation import validate_data
+
+    try:
+        arr = validate_data(est, X, reset=reset, accept_sparse=False, dtype=[np.float64, np.float32])
+    except (TypeError, ValueError) as exc:
+        raise named_array_error(exc) from exc
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if dtype is None:
+        dtype = t.dtype
+    return t.to(device=device, dtype=dtype)
+
+
+def check_y_given(est: Any, y: Any) -> None:
+    """Raise :class:`ConfigError` (scikit-learn's wording) when a supervised probe's ``fit`` gets ``y=None``."""
+    if y is None:
+        raise ConfigError(f"{type(est).__name__} requires y to be passed, but the target y is None; pass one "
+                          "target (label or value) per sample")

@@ -34,7 +34,15 @@ CONVENTIONS = ("r/c", "(r/c)^2", "r^2/c", "r^2/c^2")
 
 
 def spearman_brown(r: Any, n: float = 2.0) -> Any:
-    """Spearman-Brown prophecy: reliability of data ``n`` times as long as the data that gave ``r``."""
+    """Spearman-Brown prophecy: reliability of data ``n`` times as long as the data that gave ``r``.
+
+    Parameters
+    ----------
+    r : float, array-like or torch.Tensor
+        Reliability (correlation) of the measured data; a tensor stays a tensor, anything else becomes a float array.
+    n : float, optional
+        Length factor of the prophesied data relative to the measured data (default 2: split halves -> full data).
+    """
     r = np.asarray(r, dtype=float) if not isinstance(r, torch.Tensor) else r
     return n * r / (1 + (n - 1) * r)
 
@@ -42,6 +50,17 @@ def spearman_brown(r: Any, n: float = 2.0) -> Any:
 @dataclass
 class SplitHalfCeiling(Result):
     """Split-half reliability per target (``per_target``) and its median over targets.
+
+    Parameters
+    ----------
+    per_target : numpy.ndarray
+        Spearman-Brown corrected split-half r of each target, averaged over the splits.
+    median : float
+        Median of ``per_target`` over targets.
+    n_splits : int
+        Number of random splits averaged.
+    convention : str, optional
+        How the ceiling was computed, in words (shown by :meth:`summary`).
 
     >>> rng = np.random.default_rng(0); signal = rng.normal(size=(1, 40, 3))
     >>> c = split_half_ceiling(signal + 0.1 * rng.normal(size=(6, 40, 3)))
@@ -80,6 +99,16 @@ def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> 
     raises :class:`DimensionError`; for one target pass ``responses[..., None]``. NaN input, or a target that is
     constant across samples in every repetition, raises :class:`~interp.errors.NaNError` (its r is 0/0).
 
+    Parameters
+    ----------
+    responses : array-like or torch.Tensor
+        Responses shaped ``(n_repetitions, n_samples, n_targets)``: at least 2 repetitions and 3 samples.
+    n_splits : int, optional
+        Number of random splits of the repetitions into two halves (default 10); with an odd number of
+        repetitions one repetition is left out of each split.
+    seed : int, optional
+        Seed of the NumPy generator that draws the splits (default 0).
+
     >>> reps = np.random.default_rng(0).normal(size=(4, 30, 2)) + np.random.default_rng(1).normal(size=(1, 30, 2))
     >>> split_half_ceiling(reps).per_target.shape
     (2,)
@@ -103,7 +132,7 @@ def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> 
         perm = rng.permutation(R.shape[0])
         half = R.shape[0] // 2
         a, b = R[perm[:half]].mean(0), R[perm[half:2 * half]].mean(0)
-        vals.append(spearman_brown(pearson_per_target(a, b), 2.0).numpy())
+        vals.append(spearman_brown(pearson_per_target(a, b, constant="nan"), 2.0).numpy())
     per = np.mean(vals, axis=0)
     return SplitHalfCeiling(per, float(np.median(per)), n_splits)
 
@@ -111,6 +140,15 @@ def split_half_ceiling(responses: Any, *, n_splits: int = 10, seed: int = 0) -> 
 @dataclass
 class NormalizedScore(Result):
     """Scores divided by a ceiling under a named ``convention`` (``values``: one per target or a scalar).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The normalized score, one per target (or a 0-d array for a scalar score).
+    convention : str
+        The convention used, one of :data:`CONVENTIONS`.
+    clipped : bool
+        Whether the values were clipped to [0, 1].
 
     >>> float(normalize(0.3, 0.6, "r/c").values)
     0.5
@@ -141,7 +179,21 @@ class NormalizedScore(Result):
 
 
 def normalize(score: Any, ceiling: Any, convention: str = "r/c", *, clip: bool = False) -> NormalizedScore:
-    """Ceiling-normalize ``score`` (r) by ``ceiling`` (c) under a named convention (see module docstring)."""
+    """Ceiling-normalize ``score`` (r) by ``ceiling`` (c) under a named convention (see module docstring).
+
+    Parameters
+    ----------
+    score : float or array-like
+        The raw score r (e.g. Pearson r per target).
+    ceiling : float, array-like or NoiseCeiling
+        The ceiling c, broadcastable against ``score``; for a :class:`NoiseCeiling` its ``upper`` bound is
+        used. Every ceiling must be positive (else :class:`ConfigError`).
+    convention : str, optional
+        ``"r/c"`` (default), ``"(r/c)^2"`` and ``"r^2/c^2"`` (both keep the sign of r) or ``"r^2/c"`` (r < 0 set
+        to 0); anything else raises :class:`ConfigError`.
+    clip : bool, optional
+        Clip the normalized values to [0, 1] (default False).
+    """
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; use one of {CONVENTIONS}")
     r = np.asarray(score, dtype=float)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.errors import DimensionError
+from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
 from ._cv import as_array2d, group_labels, make_splits
@@ -31,16 +31,56 @@ from .ridge import DEFAULT_ALPHAS, RidgeCV, _as_targets
 __all__ = ["encoding_scores", "EncodingResult", "pearson_per_target"]
 
 
-def pearson_per_target(Y: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """Pearson r between columns of Y and P (n x t each)."""
+def pearson_per_target(Y: Any, P: Any, *, constant: str = "raise") -> torch.Tensor:
+    """Pearson r between the columns of ``Y`` and ``P`` (``n x t`` each, tensors or arrays; 1-D is one column).
+
+    r is undefined for a constant column: ``constant="raise"`` (the default) raises :class:`NaNError` naming
+    it, ``"nan"`` returns NaN there (for callers that filter such targets themselves). Fewer than two rows,
+    other shapes, or NaN values raise :class:`DimensionError` / :class:`NaNError`.
+
+    Parameters
+    ----------
+    Y, P : array-like or torch.Tensor
+        Measured and predicted values, the same shape ``(n_samples, n_targets)`` (1-D: one target), at least 2 rows.
+    constant : str, optional
+        What a constant column gives: ``"raise"`` (default: :class:`NaNError`) or ``"nan"``.
+    """
+    if constant not in ("raise", "nan"):
+        raise ConfigError(f"constant must be 'raise' or 'nan', got {constant!r}")
+    Y, P = as_array2d(Y, "Y"), as_array2d(P, "P")
+    if Y.shape != P.shape:
+        raise DimensionError(f"Y and P must have the same shape (samples x targets), got {tuple(Y.shape)} and {tuple(P.shape)}")
+    if Y.shape[0] < 2:
+        raise DimensionError(f"a correlation needs at least 2 samples, got {Y.shape[0]}")
+    P = P.to(Y.dtype)
     Yc = Y - Y.mean(0, keepdim=True)
     Pc = P - P.mean(0, keepdim=True)
-    return (Yc * Pc).sum(0) / (torch.linalg.vector_norm(Yc, dim=0) * torch.linalg.vector_norm(Pc, dim=0))
+    scale = torch.linalg.vector_norm(Yc, dim=0) * torch.linalg.vector_norm(Pc, dim=0)
+    if constant == "raise" and bool((scale == 0).any()):
+        cols = torch.nonzero(scale == 0).flatten()[:5].tolist()
+        raise NaNError(f"r is undefined for constant columns (targets {cols}...): Y or P does not vary there. Drop "
+                       "them, or pass constant='nan' to get NaN for them.")
+    return (Yc * Pc).sum(0) / scale
 
 
 @dataclass
 class EncodingResult(Result):
     """Per-target held-out Pearson r (``scores``), out-of-fold ``predictions`` and the α chosen per fold.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Held-out Pearson r of each kept target.
+    predictions : numpy.ndarray
+        Out-of-fold predictions ``(n_samples, n_kept_targets)``.
+    alphas : numpy.ndarray
+        α chosen per outer fold and target, ``(n_outer_folds, n_kept_targets)``.
+    targets_kept : numpy.ndarray
+        Boolean mask over the targets of ``Y``: False for those dropped for NaN/inf.
+    target_names : list, optional
+        Names of the kept targets (from an Activations ``Y`` with a ``unit`` ``name`` column); empty: indices.
+    convention : str, optional
+        How the scores were computed, in words (shown by :meth:`summary`).
 
     >>> enc = encoding_scores(X, Y, alphas=np.logspace(-1, 5, 7))   # doctest: +SKIP
     >>> print(enc.summary()); enc.plot()                             # doctest: +SKIP
@@ -86,6 +126,26 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
     An int ``cv`` means unshuffled ``KFold`` (scikit-learn's and himalaya's default): if the samples are
     sorted (e.g. by category) pass a shuffled splitter, ``KFold(5, shuffle=True, random_state=0)``.
     ``nan_policy="drop"`` drops targets (voxels) that hold NaN; ``targets_kept`` records which.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Model features, ``(n_samples, n_features)``.
+    Y : array-like, torch.Tensor or Activations
+        Recorded targets, ``(n_samples, n_targets)`` (1-D: one target).
+    alphas : sequence of float, optional
+        Candidate ridge penalties for the inner CV (default ``logspace(-3, 7, 11)``).
+    cv, inner_cv : int, splitter or list of (train, test) pairs, optional
+        Outer and inner cross-validation (default 5 folds each; an int is unshuffled ``KFold``, or
+        ``GroupKFold`` with ``groups``).
+    groups : array-like or str, optional
+        One group label per sample, or a sample-coordinate name of an Activations ``X``/``Y``; None: no groups.
+    fit_intercept : bool, optional
+        Centre X and Y on the training means (default True).
+    nan_policy : str, optional
+        ``"raise"`` (default: NaN/inf in ``Y`` raises :class:`NaNError`) or ``"drop"`` (drop those targets).
+    dtype : str, optional
+        Torch dtype name for ``X`` (``"float32"``, ``"float64"``); None keeps the input's float dtype.
     """
     Xt = as_array2d(X, "X", dtype=getattr(torch, dtype) if dtype else None)
     Yt = _as_targets(Y, Xt)
@@ -107,7 +167,7 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
                   groups=None if groups_arr is None else groups_arr[tr])
         preds[torch.as_tensor(te)] = model.predict(Xt[torch.as_tensor(te)])
         chosen.append(model.best_alphas_.cpu().numpy())
-    r = pearson_per_target(Yt, preds).cpu().numpy()
+    r = pearson_per_target(Yt, preds, constant="nan").cpu().numpy()
     names: list = []
     from interp.tensor import Activations
 

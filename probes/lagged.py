@@ -56,6 +56,16 @@ def lag_features(X: Any, lags: Sequence[int] = range(0, 10), *, groups: Any = No
     """``(n, len(lags) * f)``: column block ``k`` holds ``X`` delayed by ``lags[k]`` samples (row t gets
     ``X[t - lag]``; negative lags look ahead), zero where the lag leaves the run.
 
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_time, n_features)`` (1-D: one feature).
+    lags : sequence of int, optional
+        Delays in samples (default ``range(0, 10)``); at least one. Negative lags look ahead.
+    groups : array-like or str, optional
+        Run label per sample (or a sample-coordinate name of an Activations ``X``); runs must be contiguous.
+        None: one run.
+
     >>> lag_features(np.arange(1, 5.0)[:, None], [0, 1, 2]).tolist()
     [[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [3.0, 2.0, 1.0], [4.0, 3.0, 2.0]]
     """
@@ -83,6 +93,19 @@ def canonical_hrf(dt: float, duration: float = 32.0, *, peak: float = 6.0, under
     """SPM's canonical double-gamma HRF sampled every ``dt`` seconds from 0 to ``duration``, unit sum:
     ``gamma.pdf(t, peak/dispersion, scale=dispersion) - ratio * gamma.pdf(t, undershoot/dispersion, scale=dispersion)``.
 
+    Parameters
+    ----------
+    dt : float
+        Sampling interval in seconds (must be positive and below ``duration``).
+    duration : float, optional
+        Length of the kernel in seconds (default 32).
+    peak, undershoot : float, optional
+        Times (s) of the response peak and of the undershoot (defaults 6 and 16).
+    ratio : float, optional
+        Amplitude of the undershoot relative to the peak (default 1/6).
+    dispersion : float, optional
+        Scale of both gamma densities (default 1).
+
     >>> h = canonical_hrf(0.1)
     >>> round(float(np.argmax(h) * 0.1), 1), round(float(h.sum()), 6)
     (5.0, 1.0)
@@ -97,7 +120,20 @@ def canonical_hrf(dt: float, duration: float = 32.0, *, peak: float = 6.0, under
 
 def hrf_features(X: Any, dt: float, *, groups: Any = None, hrf: Any = None) -> np.ndarray:
     """``X`` (time x features, sampled every ``dt`` s) convolved causally with ``hrf`` (default
-    :func:`canonical_hrf`), run by run."""
+    :func:`canonical_hrf`), run by run.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_time, n_features)`` (1-D: one feature).
+    dt : float
+        Sampling interval in seconds (used for the default HRF only).
+    groups : array-like or str, optional
+        Run label per sample (or a sample-coordinate name); runs are convolved separately and must be
+        contiguous. None: one run.
+    hrf : array-like, optional
+        The kernel, sampled every ``dt``; None: :func:`canonical_hrf` ``(dt)``.
+    """
     Xn = as_array2d(X, "X", dtype=torch.float64).cpu().numpy()
     kernel = canonical_hrf(dt) if hrf is None else np.asarray(hrf, dtype=float).ravel()
     grp = group_labels(groups, len(Xn), X)
@@ -111,7 +147,23 @@ def hrf_features(X: Any, dt: float, *, groups: Any = None, hrf: Any = None) -> n
 @dataclass
 class LaggedEncoding(Result):
     """Held-out r per target (``scores``), the FIR kernel ``(n_lags, n_features, n_targets)`` refit on all
-    samples, the lags (samples) and the sampling interval ``dt`` (seconds)."""
+    samples, the lags (samples) and the sampling interval ``dt`` (seconds).
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Held-out Pearson r per target.
+    kernel : numpy.ndarray
+        FIR weights ``(n_lags, n_features, n_targets)`` refit on all samples.
+    lags : numpy.ndarray
+        The lags, in samples.
+    dt : float, optional
+        Sampling interval in seconds (default 1), used to express lags in seconds.
+    target_names : list, optional
+        Target names (empty: indices).
+    alphas : numpy.ndarray, optional
+        α chosen per target by the refit.
+    """
 
     scores: np.ndarray
     kernel: np.ndarray = field(repr=False)
@@ -163,6 +215,25 @@ def lagged_encoding(X: Any, Y: Any, *, lags: Sequence[int] = range(0, 10), dt: f
     coordinate name or one label per sample), into whole runs; lags never cross a run boundary. The held-out
     score is :func:`probes.encoding_scores`' Pearson r; the kernel comes from a :class:`probes.RidgeCV` refit
     on all samples (weights of standardised-by-nothing features, in ``Y`` units per ``X`` unit).
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Stimulus features ``(n_time, n_features)``.
+    Y : array-like, torch.Tensor or Activations
+        Responses ``(n_time, n_targets)`` (1-D: one target).
+    lags : sequence of int, optional
+        Delays in samples (default ``range(0, 10)``).
+    dt : float, optional
+        Sampling interval in seconds (default 1); only stored, to report lags in seconds.
+    groups : array-like or str, optional
+        Run label per sample or a sample-coordinate name; None: one run.
+    alphas : sequence of float, optional
+        Candidate ridge penalties (default ``logspace(-3, 7, 11)``).
+    cv, inner_cv : int, splitter or list of (train, test) pairs, optional
+        Outer and inner cross-validation (default 5 folds each).
+    fit_intercept : bool, optional
+        Centre features and responses on the training means (default True).
     """
     Xt = as_array2d(X, "X", dtype=torch.float64)
     Yt = _as_targets(Y, Xt)

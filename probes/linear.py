@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from interp.errors import ConfigError, DimensionError
+from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
-from ._cv import as_array2d, group_labels, make_splits
+from ._cv import as_array2d, check_y_given, group_labels, make_splits, validate_X
 from .ridge import DEFAULT_ALPHAS, RidgeCV
 
 __all__ = ["LinearProbe", "LogisticProbe", "cross_val_probe", "probe_selectivity", "control_labels",
@@ -38,9 +38,20 @@ def _numpy(x: Any, name: str) -> np.ndarray:
     return as_array2d(x, name).cpu().numpy()
 
 
-class LogisticProbe(BaseEstimator, ClassifierMixin):
+class LogisticProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic-regression probe (scikit-learn ``LogisticRegression``, L2, lbfgs) on
-    standardised features. ``C`` is the inverse regularisation strength."""
+    standardised features. ``C`` is the inverse regularisation strength.
+
+    Parameters
+    ----------
+    C : float, optional
+        Inverse L2 regularisation strength (default 1).
+    max_iter : int, optional
+        Iteration limit of the lbfgs solver (default 1000).
+    standardize : bool, optional
+        Z-score each feature with the training mean and standard deviation before fitting (default True);
+        ``coef_`` is expressed in the original feature units either way.
+    """
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, standardize: bool = True) -> None:
         self.C = C
@@ -48,43 +59,122 @@ class LogisticProbe(BaseEstimator, ClassifierMixin):
         self.standardize = standardize
 
     def fit(self, X: Any, y: Any) -> LogisticProbe:
+        """Fit the probe (on standardised features unless ``standardize=False``); returns self.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        y : array-like
+            One class label per sample (1-D, at least 2 classes, no NaN).
+        """
         from sklearn.linear_model import LogisticRegression
 
-        Xn = _numpy(X, "X")
-        y = np.asarray(y)
+        Xn = validate_X(self, X, reset=True).cpu().numpy()
+        check_y_given(self, y)
+        y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            from sklearn.utils.validation import column_or_1d
+
+            y = column_or_1d(y, warn=True)  # scikit-learn's DataConversionWarning for a column vector
+        if y.ndim != 1:
+            raise DimensionError(f"y must be one label per sample (1-D), got shape {y.shape}")
         if len(y) != len(Xn):
             raise DimensionError(f"X has {len(Xn)} samples but y has {len(y)}")
+        if y.dtype.kind == "f" and np.isnan(y).any():
+            raise NaNError(f"y holds {int(np.isnan(y).sum())} NaN label(s); drop those samples")
+        if len(np.unique(y)) < 2:
+            raise DimensionError(f"a classifier needs at least 2 classes in y, got {np.unique(y).tolist()} "
+                                 f"({len(y)} samples)")
         self.mean_ = Xn.mean(0) if self.standardize else np.zeros(Xn.shape[1])
         sd = Xn.std(0) if self.standardize else np.ones(Xn.shape[1])
         self.scale_ = np.where(sd > 0, sd, 1.0)
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit((Xn - self.mean_) / self.scale_, y)
         self.classes_ = self.model_.classes_
         self.coef_ = self.model_.coef_ / self.scale_
-        self.n_features_in_ = Xn.shape[1]
+        self.n_iter_ = self.model_.n_iter_
         return self
 
+    def _standardized(self, X: Any) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "model_")
+        return (validate_X(self, X, reset=False).cpu().numpy() - self.mean_) / self.scale_
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.model_.predict_proba((_numpy(X, "X") - self.mean_) / self.scale_)
+        """Class probabilities, one column per class of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns ``(n_samples, n_classes)`` probabilities.
+        """
+        Z = self._standardized(X)
+        return self.model_.predict_proba(Z)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.model_.predict((_numpy(X, "X") - self.mean_) / self.scale_)
+        """The most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns one predicted label per sample.
+        """
+        Z = self._standardized(X)
+        return self.model_.predict(Z)
 
 
-class LinearProbe(BaseEstimator, RegressorMixin):
-    """Linear (ridge) regression probe for continuous targets; α per target by inner CV (:class:`RidgeCV`)."""
+class LinearProbe(RegressorMixin, BaseEstimator):
+    """Linear (ridge) regression probe for continuous targets; α per target by inner CV (:class:`RidgeCV`).
+
+    Parameters
+    ----------
+    alphas : sequence of float, optional
+        Candidate ridge penalties (default ``logspace(-3, 7, 11)``).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Inner cross-validation that chooses α (default 5 folds).
+    """
 
     def __init__(self, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5) -> None:
         self.alphas = alphas
         self.cv = cv
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: several targets at once (``y`` may be 2-D)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def fit(self, X: Any, y: Any) -> LinearProbe:
+        """Fit a :class:`RidgeCV` (α per target by inner CV); returns self.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        y : array-like
+            Targets, ``(n_samples,)`` or ``(n_samples, n_targets)``.
+        """
+        validate_X(self, X, reset=True)  # scikit-learn's checks and messages; records n_features_in_
+        check_y_given(self, y)
         self.ridge_ = RidgeCV(alphas=self.alphas, cv=self.cv).fit(X, y)
-        self.n_features_in_ = self.ridge_.n_features_in_
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        pred = self.ridge_.predict(X).cpu().numpy()
-        return pred[:, 0] if pred.shape[1] == 1 else pred
+        """Predictions of the fitted ridge.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``; returns a NumPy array, 1-D for a single target.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "ridge_")
+        validate_X(self, X, reset=False)
+        pred = self.ridge_.predict(X)
+        pred = np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred)
+        return pred[:, 0] if pred.ndim == 2 and pred.shape[1] == 1 else pred
 
 
 def _make_probe(probe: str | BaseEstimator, **kwargs: Any) -> BaseEstimator:
@@ -105,6 +195,22 @@ def cross_val_probe(X: Any, y: Any, probe: str | BaseEstimator = "logistic", *, 
 
     ``groups`` (one label per sample, or a sample-coordinate name of an Activations ``X``, e.g. ``"trial"``)
     keeps every group within one fold.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_samples, n_features)``.
+    y : array-like
+        One label (classifier) or value (regressor) per sample.
+    probe : str or sklearn estimator, optional
+        ``"logistic"`` (default, :class:`LogisticProbe`), ``"linear"`` (:class:`LinearProbe`) or an estimator
+        (cloned for each fold).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Folds (default 5: unshuffled ``KFold``, ``GroupKFold`` with ``groups``).
+    groups : array-like or str, optional
+        Group label per sample, or a sample-coordinate name of an Activations ``X``.
+    **probe_kwargs
+        Passed to :class:`LogisticProbe` / :class:`LinearProbe` when ``probe`` is a name.
     """
     Xn = _numpy(X, "X")
     y = np.asarray(y)
@@ -120,7 +226,17 @@ def cross_val_probe(X: Any, y: Any, probe: str | BaseEstimator = "logistic", *, 
 
 def control_labels(y: Any, types: Any = None, seed: int = 0) -> np.ndarray:
     """Control-task labels: each type gets a label drawn from the empirical distribution of ``y``
-    (continuous ``y``: a value drawn from ``y``); samples of one type share it."""
+    (continuous ``y``: a value drawn from ``y``); samples of one type share it.
+
+    Parameters
+    ----------
+    y : array-like
+        The task labels (or values).
+    types : array-like, optional
+        Type of each sample (same length as ``y``); None: every sample is its own type.
+    seed : int, optional
+        Seed of the NumPy generator drawing the labels (default 0).
+    """
     y = np.asarray(y)
     types = np.arange(len(y)) if types is None else np.asarray(types)
     if len(types) != len(y):
@@ -136,6 +252,17 @@ class SelectivityResult(Result):
     """Probe scores on the task and on its control task; ``selectivity = task - control`` (Hewitt & Liang 2019).
 
     ``task_folds`` / ``control_folds`` hold the per-fold scores.
+
+    Parameters
+    ----------
+    task_score, control_score : float
+        Mean held-out score over folds on the task and on the control task.
+    selectivity : float
+        ``task_score - control_score``.
+    task_folds, control_folds : numpy.ndarray
+        Per-fold scores.
+    metric : str
+        ``"accuracy"`` (classifier) or ``"R2"`` (regressor).
 
     >>> sel = probe_selectivity(X, y, probe="logistic")   # doctest: +SKIP
     >>> print(sel.summary())                               # doctest: +SKIP
@@ -170,7 +297,27 @@ class SelectivityResult(Result):
 def probe_selectivity(X: Any, y: Any, *, probe: str | BaseEstimator = "logistic", types: Any = None, cv: Any = 5,
                       groups: Any = None, seed: int = 0, **probe_kwargs: Any) -> SelectivityResult:
     """Cross-validated probe score on ``y`` and on a control task built from ``types``; selectivity is
-    their difference (accuracy for classifiers, R² for regressors)."""
+    their difference (accuracy for classifiers, R² for regressors).
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n_samples, n_features)``.
+    y : array-like
+        Task labels or values, one per sample.
+    probe : str or sklearn estimator, optional
+        ``"logistic"`` (default), ``"linear"`` or an estimator.
+    types : array-like, optional
+        Type of each sample for the control task; None: every sample is its own type.
+    cv : int, splitter or list of (train, test) pairs, optional
+        Folds, shared by task and control (default 5).
+    groups : array-like or str, optional
+        Group label per sample or a sample-coordinate name.
+    seed : int, optional
+        Seed of the control labels (default 0).
+    **probe_kwargs
+        Passed to the named probe's constructor.
+    """
     task = cross_val_probe(X, y, probe, cv=cv, groups=groups, **probe_kwargs)
     control = cross_val_probe(X, control_labels(y, types, seed), probe, cv=cv, groups=groups, **probe_kwargs)
     est = _make_probe(probe, **probe_kwargs)

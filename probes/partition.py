@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from interp._progress import tqdm
 from interp.errors import ConfigError, DimensionError
 from interp.results import Result, themed
 
@@ -50,7 +50,16 @@ def _key(subset: tuple[str, ...]) -> str:
 
 def partition_regions(r2: Mapping[str, np.ndarray], spaces: list[str]) -> dict[str, np.ndarray]:
     """Venn regions from the R² of every non-empty subset (keys ``"A"``, ``"A+B"``, ...): ``unique_<i>`` and
-    ``shared_<i>&<j>...`` by Möbius inversion of g(W) = R²(all) - R²(all without W)."""
+    ``shared_<i>&<j>...`` by Möbius inversion of g(W) = R²(all) - R²(all without W).
+
+    Parameters
+    ----------
+    r2 : mapping of str to numpy.ndarray
+        Held-out R² per target of every non-empty subset of ``spaces``, keyed by the space names joined with
+        ``"+"`` in the order of ``spaces`` (``"A"``, ``"B"``, ``"A+B"``).
+    spaces : list of str
+        The space names, in the order used in the keys.
+    """
     full = np.asarray(r2[_key(tuple(spaces))])
 
     def R(subset: tuple[str, ...]) -> np.ndarray:
@@ -73,7 +82,21 @@ def partition_regions(r2: Mapping[str, np.ndarray], spaces: list[str]) -> dict[s
 @dataclass
 class VariancePartition(Result):
     """Held-out R² of every subset of feature spaces (``r2``, keys ``"A"``, ``"A+B"``, ...) and the Venn
-    regions (``regions``: ``unique_A``, ``shared_A&B``, ...), one value per target."""
+    regions (``regions``: ``unique_A``, ``shared_A&B``, ...), one value per target.
+
+    Parameters
+    ----------
+    spaces : list of str
+        The feature-space names.
+    r2 : dict
+        Held-out R² per target of every subset (keys ``"A"``, ``"A+B"``, ...).
+    regions : dict
+        The Venn regions per target (``unique_A``, ``shared_A&B``, ...), from :func:`partition_regions`.
+    target_names : list, optional
+        Target names (empty: indices).
+    attrs : dict, optional
+        Settings of the fit (free-form metadata).
+    """
 
     spaces: list
     r2: dict = field(repr=False)

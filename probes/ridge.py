@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from interp.errors import ConfigError, DimensionError
 
-from ._cv import as_array2d, group_labels, make_splits
+from ._cv import check_y_given, group_labels, make_splits, validate_X
 
 __all__ = ["RidgeCV", "BandedRidgeCV", "ridge_cv_scores"]
 
@@ -91,7 +91,27 @@ def _score(Ytrue: torch.Tensor, Ypred: torch.Tensor, scoring: str) -> torch.Tens
 def ridge_cv_scores(X: torch.Tensor, Y: torch.Tensor, splits: Sequence, alphas: torch.Tensor, *,
                     fit_intercept: bool = True, solver: str = "auto", scoring: str = "neg_mse",
                     n_targets_batch: int | None = None) -> torch.Tensor:
-    """Validation scores ``(n_splits, n_alphas, n_targets)`` from one decomposition per fold."""
+    """Validation scores ``(n_splits, n_alphas, n_targets)`` from one decomposition per fold.
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        Features ``(n_samples, n_features)``.
+    Y : torch.Tensor
+        Targets ``(n_samples, n_targets)``, same dtype and device as ``X``.
+    splits : sequence of (train, test) index pairs
+        The folds.
+    alphas : torch.Tensor
+        Candidate penalties, 1-D.
+    fit_intercept : bool, optional
+        Centre X and Y on each fold's training means (default True).
+    solver : str, optional
+        ``"auto"`` (default: primal when n_train >= n_features, else dual), ``"primal"`` or ``"dual"``.
+    scoring : str, optional
+        ``"neg_mse"`` (default), ``"r2"`` or ``"pearson"``.
+    n_targets_batch : int, optional
+        Targets per batch (memory); None: all at once.
+    """
     n_targets = Y.shape[1]
     batch = n_targets_batch or n_targets
     scores = torch.empty(len(splits), len(alphas), n_targets, dtype=X.dtype, device=X.device)
@@ -143,7 +163,7 @@ def _refit(X: torch.Tensor, Y: torch.Tensor, alphas: torch.Tensor, alpha_idx: to
     return coef
 
 
-class RidgeCV(BaseEstimator, RegressorMixin):
+class RidgeCV(RegressorMixin, BaseEstimator):
     """Ridge regression with α chosen per target by K-fold cross-validation (himalaya's scheme).
 
     Parameters
@@ -167,6 +187,9 @@ class RidgeCV(BaseEstimator, RegressorMixin):
     ----------
     coef_ (n_targets, n_features), intercept_ (n_targets,), best_alphas_ (n_targets,),
     cv_scores_ (n_alphas, n_targets) mean validation score, solver_, targets_kept_, n_features_in_.
+
+    A scikit-learn estimator (``parametrize_with_checks`` passes): :meth:`predict` returns NumPy for NumPy input
+    and a tensor on the fitted device for tensor or Activations input.
     """
 
     def __init__(self, alphas: Sequence[float] = DEFAULT_ALPHAS, cv: Any = 5, fit_intercept: bool = True,
@@ -184,12 +207,19 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         self.device = device
         self.nan_policy = nan_policy
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: several targets at once (``Y`` may be 2-D)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _inputs(self, X: Any, Y: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
         device = self.device
         if device is None and not isinstance(X, torch.Tensor) and torch.cuda.is_available():
             device = "cuda"
-        Xt = as_array2d(X, "X", dtype=dtype, device=device)
+        Xt = validate_X(self, X, reset=True, dtype=dtype, device=device)
+        check_y_given(self, Y)
         Ycand = _as_targets(Y, Xt)
         bad = ~torch.isfinite(Ycand).all(0)
         if bad.any():
@@ -207,11 +237,21 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         """Choose α per target by cross-validation and refit on all samples; returns self.
 
         ``groups``: one label per sample (subject, session, run, trial) or the name of a sample coordinate
-        of ``X``/``Y``; folds then hold whole groups (``GroupKFold`` for an int ``cv``)."""
+        of ``X``/``Y``; folds then hold whole groups (``GroupKFold`` for an int ``cv``).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        Y : array-like, torch.Tensor or Activations
+            Targets ``(n_samples, n_targets)`` (1-D: one target).
+        groups : array-like or str, optional
+            Group label per sample or a sample-coordinate name; None: no groups.
+        """
         Xt, Yt, kept = self._inputs(X, Y)
         self._fit_tensors(Xt, Yt, group_labels(groups, Xt.shape[0], X, Y))
         self.targets_kept_ = kept
-        self._y_was_1d = np.ndim(Y) == 1
+        self._y_was_1d = (Y.ndim if hasattr(Y, "ndim") else np.asarray(Y).ndim) == 1
         return self
 
     def _fit_tensors(self, Xt: torch.Tensor, Yt: torch.Tensor, groups: Any) -> None:
@@ -232,23 +272,46 @@ class RidgeCV(BaseEstimator, RegressorMixin):
         self.solver_ = _choose_solver(self.solver, splits[0][0].shape[0], Xt.shape[1])
         self.n_features_in_ = Xt.shape[1]
 
-    def predict(self, X: Any) -> torch.Tensor:
-        """Predictions ``(n_samples, n_targets)`` as a tensor on the fitted device."""
-        if not hasattr(self, "coef_"):
-            from sklearn.exceptions import NotFittedError
+    def predict(self, X: Any) -> np.ndarray | torch.Tensor:
+        """Predictions ``(n_samples, n_targets)`` (``(n_samples,)`` after a fit on 1-D ``Y``).
 
-            raise NotFittedError("RidgeCV is not fitted yet; call fit(X, Y) first")
-        Xt = as_array2d(X, "X", dtype=self.coef_.dtype, device=self.coef_.device)
-        if Xt.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {Xt.shape[1]} features but the model was fit on {self.n_features_in_}")
-        return Xt @ self.coef_.T + self.intercept_
+        A NumPy array for NumPy (or other array-like) input, as scikit-learn estimators return; a tensor on the
+        fitted device for tensor or :class:`~interp.Activations` input, so torch pipelines stay on it.
 
-    def score(self, X: Any, Y: Any, sample_weight: Any = None) -> float:
-        """Mean R² over targets (scikit-learn's ``RegressorMixin.score`` convention)."""
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)`` with the fitted number of features.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "coef_")
+        Xt = validate_X(self, X, reset=False, dtype=self.coef_.dtype, device=self.coef_.device)
+        pred = Xt @ self.coef_.T + self.intercept_
+        if getattr(self, "_y_was_1d", False) and pred.shape[1] == 1:
+            pred = pred[:, 0]
+        from interp.tensor import Activations
+
+        return pred if isinstance(X, (torch.Tensor, Activations)) else pred.cpu().numpy()
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean R² over targets (scikit-learn's ``RegressorMixin.score`` convention).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or Activations
+            Features ``(n_samples, n_features)``.
+        y : array-like or torch.Tensor
+            True targets (all of them: the ones dropped at fit time are dropped here too).
+        sample_weight : array-like, optional
+            Per-sample weights passed to ``sklearn.metrics.r2_score``.
+        """
         from sklearn.metrics import r2_score
 
-        pred = self.predict(X).cpu().numpy()
-        Y = np.asarray(Y.cpu() if isinstance(Y, torch.Tensor) else Y)
+        pred = self.predict(X)
+        pred = np.asarray(pred.cpu() if isinstance(pred, torch.Tensor) else pred)
+        pred = pred[:, None] if pred.ndim == 1 else pred
+        Y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
         Y = Y[:, None] if Y.ndim == 1 else Y
         return float(r2_score(Y[:, self.targets_kept_], pred, sample_weight=sample_weight))
 
@@ -287,6 +350,25 @@ class BandedRidgeCV(RidgeCV):
     ``bands``: sizes of consecutive feature bands (e.g. ``[512, 256]``); ``gammas``: explicit
     ``(n_iter, n_bands)`` weights (else ``n_iter`` draws: uniform first, then Dirichlet with concentration
     cycling through ``concentration``).
+
+    Parameters
+    ----------
+    bands : sequence of int
+        Sizes of the consecutive feature bands; must sum to the number of features.
+    alphas : sequence of float, optional
+        Grid of α (default ``logspace(-3, 7, 11)``).
+    cv : int, splitter or list of (train, test) pairs, optional
+        Cross-validation (default 5).
+    n_iter : int, optional
+        Number of band-weight draws when ``gammas`` is None (default 20).
+    concentration : sequence of float, optional
+        Dirichlet concentrations cycled through after the first, uniform draw (default ``(0.1, 1.0)``).
+    gammas : array-like, optional
+        Explicit band weights ``(n_iter, n_bands)``; None: drawn.
+    seed : int, optional
+        Seed of the draws (default 0).
+    fit_intercept, solver, scoring, n_targets_batch, dtype, device, nan_policy : optional
+        As in :class:`RidgeCV` (α is always chosen per target).
     """
 
     def __init__(self, bands: Sequence[int] = (), alphas: Sequence[float] = DEFAULT_ALPHAS, cv: Any = 5,

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from interp._progress import tqdm
 from interp.errors import DimensionError, MismatchError
 from interp.similarity.temporal import TimeCourse, TimeGeneralization, recording_array, time_windows
 from interp.tensor import Activations
@@ -123,6 +123,26 @@ def temporal_generalization_encoding(X: Any, recording: Any, *, window: int = 1,
 
     The diagonal equals :func:`temporal_encoding` (same folds). A response that keeps the same code over time
     gives a square block; a code that changes gives a narrow diagonal.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or Activations
+        Features ``(n, f)``, one row per sample (or per condition with ``conditions``); a one-entry
+        ``{name: features}`` mapping is accepted, more entries raise :class:`DimensionError`.
+    recording : Activations or array-like
+        ``Activations`` with ``sample`` and ``time`` dims, or an array ``(sample, time, channel)``.
+    window, step : int, optional
+        Window length and hop, in time samples (default 1 and 1).
+    pool : str, optional
+        How a window's time samples become targets: ``"mean"`` (default) or ``"concat"``.
+    conditions : str or array-like, optional
+        Per-sample condition (coordinate name or array) when ``X`` has one row per condition.
+    groups : str or array-like, optional
+        Subject/session/run per sample (coordinate name or array): folds hold whole groups.
+    alphas, cv, inner_cv, fit_intercept : optional
+        As in :func:`probes.encoding_scores` (α chosen per channel and window by inner CV).
+    progress : bool, optional
+        Show a progress bar over the folds (default False).
     """
     Y, wtimes, n_units = _windowed(recording, window, step, pool)
     n, W = Y.shape[0], Y.shape[1]
@@ -143,7 +163,7 @@ def temporal_generalization_encoding(X: Any, recording: Any, *, window: int = 1,
     Yz = (Y - Y.mean(0)) / torch.linalg.vector_norm(Y - Y.mean(0), dim=0)
     r = torch.einsum("ntu,nsu->tsu", Pz, Yz)  # (train window, test window, channel)
     scores = torch.nanmean(r, dim=2).numpy()
-    diag = pearson_per_target(targets, preds).reshape(W, n_units)
+    diag = pearson_per_target(targets, preds, constant="nan").reshape(W, n_units)
     attrs = {"window": window, "step": step, "pool": pool, "grouped": grp is not None,
              "diagonal_per_target": diag.numpy()}
     return TimeGeneralization(scores, wtimes, wtimes, "encoding r (mean over channels)", ("train_time", "test_time"),

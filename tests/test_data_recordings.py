@@ -277,13 +277,16 @@ def test_nwb_trials_and_roi_positions(tmp_path):
         nwb.add_trial(start_time=start, stop_time=stop, target=target)
     with NWBHDF5IO(str(tmp_path / "x.nwb"), "w") as io:
         io.write(nwb)
-    rec = D.load_nwb(tmp_path / "x.nwb", series="dff")
-    np.testing.assert_array_equal(rec.numpy(), signal)
-    time = rec.coord("time")
+    everything = D.load_nwb(tmp_path / "x.nwb", series="dff", intervals=None)
+    np.testing.assert_array_equal(everything.numpy(), signal)
+    time = everything.coord("time")
     expected = np.where((time >= 0.5) & (time < 1.5), 0, np.where((time >= 2.0) & (time < 3.0), 1, -1))
-    assert rec.coord("trial").tolist() == expected.tolist()
-    target = rec.coords["sample"]["target"]
-    assert target[expected == 1].eq(4).all() and target[expected == -1].isna().all()
+    # samples between trials are excluded (issue 19), never a trial -1 with NaN trial columns
+    rec = D.load_nwb(tmp_path / "x.nwb", series="dff")
+    np.testing.assert_array_equal(rec.numpy(), signal[expected >= 0])
+    assert rec.coord("trial").tolist() == expected[expected >= 0].tolist()
+    assert rec.coords["sample"]["target"].tolist() == [1] * 10 + [4] * 10
+    assert rec.attrs["intervals"]["excluded"] == 30 and "trial" not in everything.coords["sample"]
     np.testing.assert_allclose(np.c_[rec.coord("x"), rec.coord("y")], np.array(centres, dtype=float))
 
 

@@ -46,8 +46,12 @@ def _neg(x):
     return (x.abs() - x) * 0.5
 
 
-def _authors_step(A, F, G, pct_keep, reg):
-    """One iteration of NMFSemiNMF.fit, written from their code (inv, threshold WTA, fix_hoyer_scale, no eps)."""
+def _authors_step(A, F, G, pct_keep, reg, eps=0.0):
+    """One iteration of NMFSemiNMF.fit, written from their code (inv, threshold WTA, fix_hoyer_scale).
+
+    ``eps=0.0``: their first commit f1f7a5b; ``eps=1e-6``: ``denom + 1e-6`` since 3db345d ("fixed nan issue"),
+    kept at HEAD ab58c78.
+    """
     K = G.shape[1]
     inv = torch.linalg.inv(G.T @ G + torch.eye(K, dtype=A.dtype) * reg)
     F = A @ G @ inv
@@ -59,18 +63,18 @@ def _authors_step(A, F, G, pct_keep, reg):
     G = G / norms
     F = F * norms.squeeze(0)
     P, Q = A.T @ F, F.T @ F
-    G = G * torch.sqrt((_pos(P) + G @ _neg(Q)) / (_neg(P) + G @ _pos(Q)))
+    G = G * torch.sqrt((_pos(P) + G @ _neg(Q)) / (_neg(P) + G @ _pos(Q) + eps))
     return F, G
 
 
-def _authors_fit(A, K, sparsity, max_iter, tol, reg, patience, seed):
+def _authors_fit(A, K, sparsity, max_iter, tol, reg, patience, seed, eps=0.0):
     torch.manual_seed(seed)
     d, n = A.shape
-    G = torch.rand(n, K).clamp_min(1e-6)
-    F = torch.randn(d, K)
+    G = torch.rand(n, K).clamp_min(1e-6).to(A.dtype)   # drawn in float32 as theirs (default dtype), then cast
+    F = torch.randn(d, K).to(A.dtype)
     best_loss, best_F, best_G, wait, it = float("inf"), None, None, 0, 0
     for it in range(max_iter):  # noqa: B007
-        F, G = _authors_step(A, F, G, sparsity, reg)
+        F, G = _authors_step(A, F, G, sparsity, reg, eps)
         loss = torch.norm(A - F @ G.T, p="fro") ** 2
         if loss.item() < best_loss - tol:
             best_loss, best_F, best_G, wait = loss.item(), F.clone(), G.clone(), 0
@@ -94,10 +98,37 @@ def test_snmf_step_equals_the_authors_update_equations():
         torch.testing.assert_close(G, Ga, rtol=1e-9, atol=1e-12)
 
 
+def _gelu_acts(seed, n=300, d=48):
+    """GELU-shaped MLP activations: ~85% of the entries small negatives, a few large positives."""
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(d, 16, generator=gen, dtype=torch.float64)
+    Z = torch.randn(n, 16, generator=gen, dtype=torch.float64)
+    return torch.nn.functional.gelu(Z @ W.T / 4 - 1.0)
+
+
+def test_snmf_paper_is_the_authors_current_code_and_runs_where_it_runs():
+    """SNMF.paper() = NMFSemiNMF.fit at HEAD ab58c78 (eps 1e-6) to 1e-12 in float64 from the same start."""
+    X = _gelu_acts(0)
+    snmf = SNMF.paper(n_components=8, sparsity=0.1, max_iter=150, patience=40, seed=3, dtype=torch.float64).fit(X)
+    F, G, n_iter, best = _authors_fit(X.T.contiguous(), 8, 0.1, 150, 1e-4, 1e-6, 40, seed=3, eps=1e-6)
+    assert snmf.n_iter_ == n_iter and snmf.eps == 1e-6
+    scale = float(F.abs().max())
+    torch.testing.assert_close(snmf.components_, F.T, rtol=1e-12, atol=1e-12 * scale)
+    torch.testing.assert_close(snmf.codes_, G, rtol=1e-12, atol=1e-12)
+    assert snmf.reconstruction_err_ ** 2 == pytest.approx(best, rel=1e-12)
+    # the authors' first commit (no eps) divides 0 by 0 on this GELU-shaped matrix: said, not hidden
+    with pytest.raises(interp.NaNError, match="3db345d"):
+        SNMF.paper(version="first_commit", n_components=8, sparsity=0.1, max_iter=150, seed=3,
+                   dtype=torch.float64).fit(X)
+    assert SNMF.PAPER_VERSIONS["first_commit"]["commit"].startswith("f1f7a5b")
+    with pytest.raises(ConfigError, match="version"):
+        SNMF.paper(version="v2")
+
+
 def test_snmf_paper_preset_reproduces_the_authors_fit():
     planted = planted_features(n_samples=300, n_units=32, n_features=12, noise=0.3, seed=2)  # dense, like MLP activations
     X = planted.X.data.float()
-    snmf = SNMF.paper(n_components=12, sparsity=0.25, max_iter=300, patience=15, seed=7).fit(X)
+    snmf = SNMF.paper(version="first_commit", n_components=12, sparsity=0.25, max_iter=300, patience=15, seed=7).fit(X)
     F, G, n_iter, best = _authors_fit(X.T.contiguous(), 12, 0.25, 300, 1e-4, 1e-6, 15, seed=7)
     assert snmf.n_iter_ == n_iter and 100 < n_iter < 300  # the absolute-tolerance patience rule stopped both together
     torch.testing.assert_close(snmf.components_, F.T, rtol=2e-3, atol=2e-4)
@@ -105,13 +136,14 @@ def test_snmf_paper_preset_reproduces_the_authors_fit():
     assert snmf.reconstruction_err_ ** 2 == pytest.approx(best, rel=1e-4)
     p = snmf.get_params()
     assert (p["init"], p["tol_mode"], p["tol"], p["eps"], p["keep_codes"]) == ("random", "absolute", 1e-4, 0.0, True)
+    assert SNMF.paper().eps == 1e-6
     assert SNMF.paper().get_params()["max_iter"] == 2000 and SNMF.paper().patience == 1500
     assert SNMF.paper().n_components == 50 and SNMF.paper().sparsity == 0.01
     # on sparse data a row of G reaches 0 and the authors' update (no eps) divides 0 by 0: said, not hidden
     sparse = planted_features(n_samples=300, n_units=24, n_features=6, seed=1).X.data.float()
     with pytest.raises(interp.NaNError, match="eps=1e-6"):
-        SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, seed=7).fit(sparse)
-    assert SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, seed=7, eps=1e-6).fit(sparse).n_iter_ > 20
+        SNMF.paper(version="first_commit", n_components=6, sparsity=0.25, max_iter=50, seed=7).fit(sparse)
+    assert SNMF.paper(n_components=6, sparsity=0.25, max_iter=50, seed=7).fit(sparse).n_iter_ > 20
     with pytest.raises(ConfigError, match="no parameters"):
         SNMF.paper(n_iter=3)
     with pytest.raises(ConfigError, match="tol_mode"):
@@ -150,3 +182,36 @@ def test_snmf_paper_drops_bos_and_ranks_contexts_by_fitted_codes(tmp_path):
         SNMF(n_components=3, drop_tokens=[0]).fit(planted.X)
     with pytest.raises(interp.DimensionError, match="fitted on"):
         top_activating(snmf, acts.isel(sample=slice(0, 100)), codes="fitted")
+
+
+def test_hierarchical_snmf_is_the_authors_train_hierarchical_nmf():
+    """train_hierarchical_nmf (factorization/hierchichal_snmf.py, ab58c78): greedy levels + Adam fine-tuning."""
+    from interp.decompose import HierarchicalSNMF
+
+    X = _gelu_acts(1, n=200, d=40)
+    ranks, kw = [8, 3], dict(sparsity=0.2, max_iter=60, patience=60, tol=1e-4, dtype=torch.float64)
+    h = HierarchicalSNMF(ranks, n_fine_tune_steps=30, seed=5, snmf_params=kw).fit(X)
+    # the authors' greedy pass: level i factors the previous H (one "sample" per feature), from seed 5 + i
+    current, Ws = X, []
+    for i, r in enumerate(ranks):
+        F, G, _, _ = _authors_fit(current.T.contiguous(), r, 0.2, 60, 1e-4, 1e-6, 60, seed=5 + i, eps=1e-6)
+        Ws.append(G.clone())
+        current = F.T.clone()
+    H = current
+    torch.testing.assert_close(h.levels_[1].components_, H, rtol=1e-10, atol=1e-10)
+    # HierarchicalNMFModule + Adam(lr 1e-3) on MSELoss(W1 W2 H, A)
+    params = [torch.nn.Parameter(w) for w in Ws] + [torch.nn.Parameter(H)]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.MSELoss()(params[0] @ params[1] @ params[2], X)
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(h.components_, params[2].detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(h.weights_[0], params[0].detach(), rtol=1e-9, atol=1e-9)
+    assert h.loss_curve_[-1] < h.loss_curve_[0] and h.level_components(0).shape == (8, 40)
+    torch.testing.assert_close(h.reconstruct(), params[0].detach() @ params[1].detach() @ params[2].detach())
+    tree = h.tree()
+    assert len(tree) == 8 and tree.parent.between(0, 2).all()
+    with pytest.raises(ConfigError, match="must not grow"):
+        HierarchicalSNMF([3, 8]).fit(X)

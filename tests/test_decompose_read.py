@@ -73,7 +73,7 @@ def test_find_alpha_hits_target_kl(tiny_bridge, tokens):
     for target in (0.25, 0.5):
         res = find_alpha(tiny_bridge, tokens[:2], SITE, direction, target, tol=0.01)
         assert res.converged and abs(res.kl - target) <= 0.01
-        assert steering_kl(tiny_bridge, tokens[:2], SITE, direction, res.alpha) == pytest.approx(res.kl, abs=1e-5)
+        assert steering_kl(tiny_bridge, tokens[:2], SITE, direction, res.strength) == pytest.approx(res.kl, abs=1e-5)
     assert torch.allclose(steer(tiny_bridge, tokens[:2], SITE, direction, 0.0), tiny_bridge(tokens[:2]), atol=1e-5)
 
 

@@ -38,6 +38,18 @@ def _data():
 SITES = ["resid_pre", "heads"]
 
 
+def _edges(clean, corrupted, metric):
+    """EAP-IG edge scores (prompt batches of 2) on an attention-only, norm-free bridge (the projected layout)."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(d_model=32, n_layers=2, n_heads=4, d_head=8, n_ctx=32, d_vocab=64, attn_only=True,
+                                  normalization_type=None, seed=0)
+    model = TransformerBridge.boot_native(cfg).eval()
+    res = patching.edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=2, batch_size=2)
+    return res.scores, res.clean_value
+
+
 def _run_all(model, clean, corrupted, metric, **kwargs):
     out = {}
     for name, method in patching.METHODS.items():
@@ -97,7 +109,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         clean, corrupted, metric = _data()
         results = {"one": _run_all(model, clean, corrupted, metric),
                    "batches": _run_all(model, clean, corrupted, metric, batch_size=2),
-                   "labels": _label(model)}
+                   "labels": _label(model), "edges": _edges(clean, corrupted, metric)}
         _capture(model, out + ".store")  # both ranks write one store
         with open(f"{out}.{rank}", "wb") as fh:
             pickle.dump(results, fh)
@@ -131,6 +143,9 @@ def test_two_ranks_equal_one_process(tmp_path, one_thread):
         table, explained = _label(model)
         pd.testing.assert_frame_equal(got["labels"][0], table)  # every rank returns the one-process table ...
         assert explained == 12 and got["labels"][1] == 6  # ... though each rank explained half of the units
+        edges, value = _edges(clean, corrupted, metric)  # edge attribution: prompt batches shared out
+        torch.testing.assert_close(got["edges"][0], edges, atol=1e-6, rtol=1e-5)
+        assert got["edges"][1] == pytest.approx(value, abs=1e-6)
     from interp.store import ActivationStore
 
     two, one = ActivationStore.open(out + ".store"), _capture(model, str(tmp_path / "one"))

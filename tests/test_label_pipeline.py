@@ -75,7 +75,7 @@ def test_vocab_projection_matches_manual(tiny):
 
     assert proj.kurtosis[5] == pytest.approx(kurtosis(logits.numpy(), fisher=False), rel=1e-4)
     assert proj.skew[5] == pytest.approx(skew(logits.numpy()), rel=1e-4, abs=1e-5)
-    proj_in = vocab_projection(tiny, 1, "in", k=3, units=[2, 7])
+    proj_in = vocab_projection(tiny, 1, "in", k=3, units=[2, 7], final_norm=True)
     logits_in = _ln_readout(tiny, tiny.blocks[1].mlp.W_in.detach()[:, 7])
     assert proj_in.top_ids[1].tolist() == logits_in.topk(3).indices.tolist()
     assert proj_in.top_prob[1] == pytest.approx(torch.softmax(logits_in, 0).max().item(), rel=1e-5)

@@ -62,13 +62,16 @@ def test_category_selectivity_with_trials_keeps_false_positives_at_alpha():
     assert _flagged(naive) > 0.5, _flagged(naive)
     # without groups the default on autocorrelated samples is not a sample permutation either
     auto = category_selectivity(rec.data.numpy(), rec.coord("target"), n_permutations=200, seed=1)
-    assert auto.null == "circular" and "autocorrelated" in auto.reason
+    assert auto.null == "effective_n" and "autocorrelated" in auto.reason  # the corrected test, not a shift
 
 
 def test_concept_tests_with_trials_keep_false_positives_at_alpha():
     rec = _untuned(1)
     tests = concept_test(rec, ["speed", "reward", "target"], groups="trial", n_permutations=2000, seed=2)  # 72 tests
-    assert tests.null == "group"
+    # trial-constant reward and target: the trials' values are permuted; speed runs on across trials with the
+    # activity, so no permutation is exact: the autocorrelation-corrected test
+    assert tests.frame.groupby("concept")["null"].first().to_dict() == {"speed": "effective_n", "reward": "group",
+                                                                        "target": "group"}
     assert set(tests.frame["kind"]) == {"correlation", "auroc", "mi"}
     for concept in ("speed", "reward", "target"):
         sub = tests.frame[tests.frame["concept"] == concept]
@@ -98,13 +101,18 @@ def test_ragged_trials_and_time_locked_annotations():
     t = category_selectivity(X, target, groups=trial, n_permutations=200)  # constant within trials: any sizes
     assert t.null == "group" and _flagged(t) <= 0.2
     speed = _ar1(len(trial), 1, 0.95, rng)[:, 0]
-    with pytest.raises(MismatchError, match="different sizes"):
-        concept_test(X, {"speed": speed}, groups=trial, n_permutations=50)
+    with pytest.raises(MismatchError, match="different sizes"):  # the caller's null cannot swap ragged trials
+        concept_test(X, {"speed": speed}, groups=trial, null="group", n_permutations=50)
+    assert concept_test(X, {"speed": speed}, groups=trial, n_permutations=50).null == "effective_n"
     circ = concept_test(X, {"speed": speed}, groups=trial, null="circular", n_permutations=200)
     assert circ.null == "circular"
     locked = np.tile(np.arange(40) >= 20, 30)  # the same in every trial: swapping trials cannot test it
     with pytest.raises(ConfigError, match="time-locked"):
-        concept_test(_ar1(1200, 5, 0.9, rng), {"go": locked}, groups=np.repeat(np.arange(30), 40), n_permutations=50)
+        concept_test(_ar1(1200, 5, 0.9, rng), {"go": locked}, groups=np.repeat(np.arange(30), 40), null="group",
+                     n_permutations=50)
+    # auto: the activity runs on across trials, so the time-locked flag gets the autocorrelation-corrected test
+    auto = concept_test(_ar1(1200, 5, 0.9, rng), {"go": locked}, groups=np.repeat(np.arange(30), 40))
+    assert auto.null == "effective_n" and not auto.frame["significant"].any()
 
 
 def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_decoding(tmp_path):
@@ -120,7 +128,7 @@ def test_label_recordings_with_trials_splits_by_trial_and_scores_categories_by_d
     assert frame.loc["u0", "chance"] == 1 / 8 and frame.loc["u0", "score"] > 1 / 8 + 0.1
     labeled = (frame["label"] != "no significant behaviour tuning").mean()
     assert labeled <= ALPHA + 0.05
-    assert "trials" in res.notes[0] and "group null" in res.notes[0]
+    assert "trials" in res.notes[0] and "group" in res.notes[0] and "effective_n" in res.notes[0]
     # report cards are titled from the recording's own attributes, categorical labels carry no arrow
     from interp.label import build_label_report, recording_title
 

@@ -46,7 +46,7 @@ def test_planted_cosine_tuning_is_recovered_and_untuned_units_are_not_flagged():
     rec, pd_true = _reaching(0)
     res = direction_tuning(rec, x="vx", y="vy", groups="trial", n_permutations=1000, seed=0)
     f = res.to_frame()
-    assert res.null == "group"
+    assert res.null == "effective_n"  # AR noise runs across trials and the direction varies within them
     tuned, untuned = f.iloc[:N_TUNED], f.iloc[N_TUNED:]
     # preferred directions within 5 degrees at SNR 4 (amplitude / sd of the AR(1) noise, rho 0.9), 48 trials of 40
     assert _angle_error(tuned["preferred_direction_deg"], pd_true).max() < 5
@@ -89,7 +89,7 @@ def test_head_direction_cells_with_angles_in_degrees_and_circular_statistics():
                       {"sample": {"hd": hd}, "unit": {"name": ["hd1", "hd2", "flat"]}}, {"dt": 0.02})
     res = direction_tuning(rec, angle="hd", degrees=True, n_permutations=500, seed=0)
     f = res.to_frame().set_index("name")
-    assert res.null == "circular"  # a time series without trials
+    assert res.null == "effective_n"  # an autocorrelated time series without trials
     assert list(f["tuned"]) == [True, True, False]
     assert _angle_error(f.loc[["hd1", "hd2"], "mean_direction_deg"], prefs).max() < 10
     assert _angle_error(f.loc[["hd1", "hd2"], "preferred_direction_deg"], prefs).max() < 10
@@ -117,8 +117,10 @@ def test_model_units_and_bad_input():
         direction_tuning(acts, x=theta, y=theta, angle=theta)
     with pytest.raises(ConfigError, match="span the circle"):
         direction_tuning(acts, angle=np.zeros(500))
-    with pytest.raises(MismatchError, match="different sizes"):
-        direction_tuning(acts, angle=theta, groups=np.repeat(np.arange(3), [100, 200, 200]))
+    ragged = np.repeat(np.arange(3), [100, 200, 200])
+    with pytest.raises(MismatchError, match="different sizes"):  # the caller's null: trials cannot swap sample by sample
+        direction_tuning(acts, angle=theta, groups=ragged, null="group", n_bootstraps=0)
+    assert direction_tuning(acts, angle=theta, groups=ragged, n_bootstraps=0).null == "effective_n"  # auto: valid
 
 
 def test_tuning_curves_match_binned_means_and_resample_trials():

@@ -17,6 +17,12 @@ def test_notebook_runs(path, tmp_path):
 
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    assert not errors
+    client.execute()  # raises CellExecutionError on the first failing cell
+    code = [cell for cell in nb.cells if cell.cell_type == "code" and cell.source.strip()]
+    assert code and all(cell.get("execution_count") for cell in code), "a code cell did not run"
+    outputs = [out for cell in code for out in cell.get("outputs", [])]
+    rich = [out for out in outputs if out.get("output_type") in ("display_data", "execute_result")]
+    assert rich, f"{path.name} shows no result (a table, a figure or a result's HTML)"
+    stderr = "".join(out.get("text", "") for out in outputs if out.get("name") == "stderr")
+    for problem in ("Traceback", "IProgress not found"):
+        assert problem not in stderr, f"{path.name} printed {problem!r} on stderr:\n{stderr[-2000:]}"

@@ -444,10 +444,13 @@ def test_block_replay_on_a_plain_module(reuse):
     clean, corrupted = torch.randn(3, 4), torch.randn(3, 4)
     metric = metrics.logit_diff(torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0]))
 
-    def sweep(**kwargs):
+    def sweep(sites="blocks.*#0" if reuse else "blocks.*", **kwargs):  # the first call of every block
         return patching.activation_patching(net, clean, corrupted, lambda out: metric(out[:, None]),
-                                            "blocks.*", by=("unit",), **kwargs)
+                                            sites, by=("unit",), **kwargs)
 
+    if reuse:  # block 0 runs twice: a site there must say which call (it used to patch both with one source)
+        with pytest.raises(SiteError, match="blocks.0#1"):
+            sweep("blocks.*")
     fast, plain = sweep(), sweep(replay_blocks=False)
     torch.testing.assert_close(fast.values, plain.values, atol=1e-6, rtol=0)
     assert plain.values.std() > 0

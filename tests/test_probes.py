@@ -33,7 +33,7 @@ def test_himalaya_readme_alphas():
         ours = RidgeCV(alphas=[1, 10, 100], cv=5, fit_intercept=False, solver=solver).fit(X, Y)
         np.testing.assert_array_equal(ours.best_alphas_.numpy(), [10, 100, 10, 100])
     ref = HRidgeCV(alphas=[1, 10, 100]).fit(X, Y)
-    np.testing.assert_allclose(ours.predict(X).numpy(), ref.predict(X), atol=1e-10)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), atol=1e-10)
 
 
 @pytest.mark.parametrize("n,p", [(80, 30), (40, 120)])  # primal and dual (n < p)
@@ -54,7 +54,7 @@ def test_ridge_matches_himalaya_and_sklearn(n, p):
     else:
         ref = KernelRidgeCV(alphas=alphas, kernel="linear", fit_intercept=True).fit(X, Y)
     np.testing.assert_allclose(ours.best_alphas_.numpy(), ref.best_alphas_, rtol=1e-12)
-    np.testing.assert_allclose(ours.predict(X).numpy(), ref.predict(X), atol=1e-8)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), atol=1e-8)
     # scikit-learn: one GridSearchCV(Ridge) per target under the same (unshuffled) folds
     sk_alphas, sk_pred = [], []
     for t in range(Y.shape[1]):
@@ -62,7 +62,7 @@ def test_ridge_matches_himalaya_and_sklearn(n, p):
         sk_alphas.append(gs.best_params_["alpha"])  # reversed grid: ties go to the larger alpha, as in himalaya
         sk_pred.append(gs.predict(X))
     np.testing.assert_allclose(ours.best_alphas_.numpy(), sk_alphas, rtol=1e-12)
-    np.testing.assert_allclose(ours.predict(X).numpy(), np.stack(sk_pred, 1), atol=1e-8)
+    np.testing.assert_allclose(ours.predict(X), np.stack(sk_pred, 1), atol=1e-8)
 
 
 def test_primal_and_dual_agree_and_groups():
@@ -73,7 +73,7 @@ def test_primal_and_dual_agree_and_groups():
     groups = np.repeat(np.arange(12), 5)
     a = RidgeCV(alphas=[0.1, 1, 10, 100], cv=4, solver="primal").fit(X, Y, groups=groups)
     b = RidgeCV(alphas=[0.1, 1, 10, 100], cv=4, solver="dual").fit(X, Y, groups=groups)
-    np.testing.assert_allclose(a.predict(X).numpy(), b.predict(X).numpy(), atol=1e-9)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), atol=1e-9)
     c = RidgeCV(alphas=[0.1, 1, 10, 100], cv=GroupKFold(4)).fit(X, Y, groups=groups)
     np.testing.assert_array_equal(a.best_alphas_.numpy(), c.best_alphas_.numpy())
     shared = RidgeCV(alphas=[0.1, 1, 10, 100], alpha_per_target=False).fit(X, Y)

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.results import THEME, Result
+from interp.results import THEME, Result, _theme_fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small torch ops: one thread is faster on 2 cores
 
@@ -75,6 +75,20 @@ def bridge() -> Any:
 
 def tokens(n: int = 4, pos: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 50, (n, pos), generator=torch.Generator().manual_seed(seed))
+
+
+def _milan() -> Any:
+    milan = importlib.import_module("interp.label.milan")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    images = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    return milan.describe_units(net, images, "1", milan.RetrievalDescriber(np.arange(12) % 3), k=4)
+
+
+def _concept_detection() -> Any:
+    scores = pd.DataFrame({"method": ["SNMF"] * 4, "component": [0] * 4, "group": ["concept", "concept", "neutral", "neutral"],
+                           "sentence": [0, 1, 0, 1], "r2": [0.1, 0.2, 0.0, 0.1], "cosine": [0.5, 0.4, 0.1, 0.2],
+                           "corr": [0.5, 0.4, 0.1, 0.2], "mse": [1.0, 1.1, 1.2, 1.3]})
+    return importlib.import_module("interp.decompose.steering").ConceptDetection(scores)
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -252,6 +266,17 @@ def _nonneg(n: int = 60, d: int = 8) -> torch.Tensor:
     return torch.rand(n, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
+def _dashboards() -> Result:
+    from interp import engine
+    from interp.decompose import TopKSAE
+    from interp.label.dashboards import feature_dashboards
+
+    site = "blocks.0.hook_resid_post"
+    acts = engine.record(bridge(), tokens(8, 12), [site]).acts[site].reshape(-1, 32)
+    sae = TopKSAE(n_components=16, k=4, batch_size=32, progress=False).fit(acts)
+    return feature_dashboards(bridge(), sae, tokens(8, 12), site, features=range(4), n_top=3)
+
+
 #: One factory per result class (by class name): a small, real instance from tiny synthetic data.
 FACTORIES: dict[str, Callable[[], Result]] = {
     # interp
@@ -266,6 +291,19 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         _Identity(), bridge(), tokens(), "blocks.0.hook_resid_post"),
     "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
+    "ConceptDetection": lambda: _concept_detection(),
+    "UnitExemplars": lambda: _milan().exemplars,
+    "UnitDescriptions": _milan,
+    "ConvergenceScore": lambda: importlib.import_module("probes.convergence").temporal_score(
+        np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), times=[0.0, 0.1, 0.2, 0.3]),
+    "TokenAgreement": lambda: importlib.import_module("interp.label.vocab_agreement").top_token_agreement(
+        bridge(), bridge(), layer=0),
+    "SteeringEvaluation": lambda: importlib.import_module("interp.decompose.steering").SteeringEvaluation(
+        pd.DataFrame({"method": ["SNMF", "SNMF", "SAE"], "component": [0, 0, 0], "target_kl": [0.1, 0.1, 0.1],
+                      "strength": [5.0, 5.0, 7.0], "kl": [0.1, 0.1, 0.5], "converged": [True, True, False],
+                      "sign": [1.0, -1.0, np.nan], "sentence": ["a", "b", None], "concept_score": [2, 1, np.nan],
+                      "fluency_score": [1, 1, np.nan], "score": [4 / 3, 1.0, np.nan], "judged": [True, True, None]}),
+        _concept_detection()),
     "BehaviourComponents": lambda: importlib.import_module("interp.decompose.recordings").behaviour_components(
         importlib.import_module("interp.decompose").NMF(2, max_iter=30).fit(_recording()), _recording(), n_top=3,
         only_identified=False, n_permutations=20),
@@ -282,6 +320,7 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "TuningCurves": lambda: importlib.import_module("interp.label.tuning").tuning_curves(
         rng(0).normal(size=(80, 3)), rng(1).uniform(size=80), bins=4, n_bootstraps=20),
     "DirectionTuning": _direction_tuning,
+    "FeatureDashboards": _dashboards,
     "VocabProjection": lambda: importlib.import_module("interp.label.vocab").vocab_projection(bridge(), 0, k=3),
     "InductionScores": lambda: importlib.import_module("interp.models.induction").induction_head_scores(
         bridge(), importlib.import_module("interp.models.induction").make_repeated_tokens(4, 32, seed=0, d_vocab=50)),
@@ -311,8 +350,17 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "PathComparison": _paths_comparison,
     "PathSimilarity": lambda: importlib.import_module("patching.paths").path_similarity(
         _paths_comparison().paths["jas"], ["a", "a", "b"], n_permutations=20),
+    "FrequencySimilarity": lambda: importlib.import_module("patching.paths").frequency_similarity(
+        torch.tensor([[[1], [2]], [[1], [3]], [[4], [2]], [[4], [5]]]), ["a", "a", "b", "b"], n_permutations=10),
+    "Faithfulness": lambda: importlib.import_module("patching.faithfulness").faithfulness(
+        bridge(), tokens(4, 6), torch.cat([tokens(4, 6)[:, :3], tokens(4, 3, seed=1)], 1),
+        _metric(), sites=["resid_pre"], methods=["atp"]),
     "StudyResult": _study,
     "AlignmentResult": _brain_alignment,
+    "EdgeAttributionResult": lambda: _edge_result(),
+    "Circuit": lambda: _edge_result().circuit(fraction=1.0),
+    "CircuitCurve": lambda: importlib.import_module("patching.edges").CircuitCurve(
+        "eap", "metric", [0.01, 0.1, 1.0], [1, 5, 50], [0.1, 0.8, 1.0], 2.0, 0.5),
     # probes
     "SplitHalfCeiling": lambda: importlib.import_module("probes").split_half_ceiling(
         rng(0).normal(size=(1, 20, 3)) + 0.5 * rng(1).normal(size=(4, 20, 3)), n_splits=3),
@@ -330,6 +378,13 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "SelectivityResult": lambda: importlib.import_module("probes").probe_selectivity(
         rng(0).normal(size=(40, 5)), (rng(0).normal(size=(40, 5))[:, 0] > 0).astype(int), cv=3),
 }
+
+
+def _edge_result() -> Result:
+    edges = importlib.import_module("patching.edges")
+    graph = edges.graph_from_cfg(2, 2, mlp=True)
+    effect = torch.randn(graph.n_edges, generator=torch.Generator().manual_seed(0)).double()
+    return edges.EdgeAttributionResult("eap", "metric", 1.0, 0.0, "denoise", graph, effect)
 
 
 @functools.cache
@@ -358,49 +413,58 @@ def test_one_name_per_result_class():
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
-def _theme_fingerprint(template: Any) -> tuple:
-    layout = template.layout
-    return tuple(layout.colorway or ()), layout.font.family
-
-
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_result_contract(name, tmp_path):
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
     from interp.report.html import Report
-    from interp.results import themed
+    from interp.results import check_result
 
     result = instance(name)
-    assert isinstance(result, Result) and type(result).__name__ == name
-
-    frame = result.to_frame()
-    assert isinstance(frame, pd.DataFrame) and len(frame) > 0 and len(frame.columns) > 0, frame
-
-    fig = result.plot()
-    assert isinstance(fig, go.Figure), type(fig)
-    themed(go.Figure())  # registers the theme
-    assert _theme_fingerprint(fig.layout.template) == _theme_fingerprint(pio.templates[THEME]), \
-        f"{name}.plot() is not in the library theme: return interp.results.themed(fig)"
-
-    text = result.summary()
-    assert isinstance(text, str) and text.strip(), repr(text)
-    assert len(text.splitlines()) <= 40, f"{name}.summary() is {len(text.splitlines())} lines; a few lines, please"
-
-    page = result._repr_html_()
-    assert isinstance(page, str) and page.lstrip().startswith("<")
-    assert html.escape(text.splitlines()[0]) in page
-
+    assert type(result).__name__ == name
+    check_result(result, tmp_path)
     report = Report("t")
     sid = report.add(result)
     assert sid and f'id="{sid}"' in report.to_html()
 
-    if callable(getattr(type(result), "save", None)):
-        path = result.save(tmp_path / f"{name}.out")
-        again = type(result).load(path)
-        assert type(again) is type(result)
-        pd.testing.assert_frame_equal(again.to_frame().reset_index(drop=True), frame.reset_index(drop=True),
-                                      check_dtype=False)
+
+@pytest.mark.parametrize("breakage, message", [
+    ("empty_frame", "to_frame"), ("plain_plot", "theme"), ("long_summary", "lines"),
+    ("bad_roundtrip", "round trip|differs"), ("not_a_result", "subclass"),
+])
+def test_check_result_fails_on_a_broken_result(breakage, message, tmp_path):
+    """A user's own result that breaks one verb of the contract is refused by name."""
+    import plotly.graph_objects as go
+
+    from interp.results import ResultContractError, check_result, themed
+
+    class Scores(Result):
+        def __init__(self, values, broken=False):
+            self.values, self.broken = list(values), broken
+
+        def to_frame(self):
+            return pd.DataFrame({"unit": range(len(self.values)), "score": self.values})
+
+        def plot(self, **kwargs):
+            fig = go.Figure(go.Bar(y=self.values))
+            return fig.update_layout(template="plotly_white") if self.broken == "plain_plot" else themed(fig)
+
+        def summary(self):
+            return "\n".join(["Scores"] * (50 if self.broken == "long_summary" else 1))
+
+        def save(self, path):
+            pd.DataFrame({"v": self.values}).to_csv(path, index=False)
+            return path
+
+        @classmethod
+        def load(cls, path):
+            values = pd.read_csv(path)["v"].tolist()
+            return cls(values[::-1] if Scores.reverse_on_load else values)
+
+    Scores.reverse_on_load = False
+    check_result(Scores([0.1, 0.9]), tmp_path)  # the intact result passes
+    Scores.reverse_on_load = breakage == "bad_roundtrip"
+    broken = {"empty_frame": Scores([]), "not_a_result": object()}.get(breakage, Scores([0.1, 0.9], breakage))
+    with pytest.raises(ResultContractError, match=message):
+        check_result(broken, tmp_path)
 
 
 def test_theme_check_can_fail():
@@ -414,3 +478,18 @@ def test_theme_check_can_fail():
     plain.update_layout(template="plotly_white")
     themed(go.Figure())
     assert _theme_fingerprint(plain.layout.template) != _theme_fingerprint(pio.templates[THEME])
+
+
+def test_jupyter_shows_the_plot_above_a_compact_summary(monkeypatch):
+    """In Jupyter a patching result shows its heatmap first, then the summary with the table folded away."""
+    import IPython.display
+    import plotly.graph_objects as go
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    result = instance("AttributionResult")
+    result._ipython_display_()
+    assert isinstance(shown[0], go.Figure) and any(isinstance(t, go.Heatmap) for t in shown[0].data)
+    page = shown[1].data
+    assert result.summary().splitlines()[0][:40] in html.unescape(page)
+    assert page.index("<details>") > page.index("<b>"), "the table must fold under the summary"

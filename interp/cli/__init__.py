@@ -58,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``interp`` console script and of ``python -m interp``; returns the exit code
-    (0 success, 1 a failed part of a run, 2 bad input: an :class:`~interp.errors.InterpError`)."""
+    (0 success, 1 a failed part of a run, 2 bad input: an :class:`~interp.errors.InterpError`).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; None: ``sys.argv[1:]``.
+    """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from ..engine.distributed import init_from_environment
 

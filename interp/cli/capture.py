@@ -31,7 +31,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp capture``."""
+    """Arguments of ``interp capture``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser)
     flags.add_sites(parser, required=True)
     parser.add_argument("--texts", type=Path, default=None, help="a text file, one input per line (empty lines skipped)")
@@ -46,23 +52,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plan = parser.add_argument_group("planning (--dry-run)")
     plan.add_argument("--dry-run", action="store_true",
                       help="print bytes per token, store size and peak memory, then stop (nothing is written)")
-    plan.add_argument("--n-tokens", type=int, default=None,
+    plan.add_argument("--n-tokens", type=flags.count(1), default=None,
                       help="tokens to plan for (default: the tokens of --texts)")
-    plan.add_argument("--seq-len", type=int, default=None,
+    plan.add_argument("--seq-len", type=flags.count(1, 10**7), default=None,
                       help="tokens per input when planning without --texts (default min(128, context length))")
 
 
 def _texts(path: Path) -> list[str]:
     if not path.exists():
         raise DataNotFoundError(f"text file {path} does not exist")
-    texts = [line for line in path.read_text().splitlines() if line.strip()]
+    if not path.is_file():
+        raise InputTypeError(f"--texts {path} is not a file; pass a text file with one input per line")
+    try:
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise InputTypeError(f"--texts {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); pass a text file "
+                             "with one input per line") from None
     if not texts:
         raise InputTypeError(f"{path} holds no non-empty lines: the corpus is empty")
     return texts
 
 
 def run(args: argparse.Namespace) -> int:
-    """Capture into ``--out`` and print the store, or print the plan with ``--dry-run``."""
+    """Capture into ``--out`` and print the store, or print the plan with ``--dry-run``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp capture`` (see :func:`add_arguments`).
+    """
     import torch
 
     from ..capture import capture
@@ -79,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         if args.n_tokens is not None or args.seq_len is not None:
             raise ConfigError("--n-tokens and --seq-len plan a capture; use them with --dry-run")
     texts = _texts(args.texts) if args.texts is not None else None
+    if not args.dry_run:  # a file, or a folder that is not a store, is refused before the model loads
+        from .._store_manifest import claim
+
+        claim(args.out, overwrite=args.overwrite)
     model, _ = load_model(target, device=args.device)
     dtype = getattr(torch, args.dtype)
     if args.dry_run:

@@ -26,7 +26,13 @@ HELP = "compare a model's layers with brain recordings (RSA/CKA/CCA/...), with b
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp compare``."""
+    """Arguments of ``interp compare``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, metavar="MODEL",
                     help="a zoo model or Hugging Face model directory (captured at --sites), or an Activations file "
                          "(.safetensors) of model activations on the recording's stimuli")
@@ -42,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rsa[:comparator], cka[:estimator], rbf_cka, cca, svcca, pwcca or procrustes "
                              "(default rsa:spearman)")
     parser.add_argument("--rdm-method", default="correlation", help="dissimilarity of model RDMs (default correlation)")
-    parser.add_argument("--n-bootstraps", type=int, default=1000, help="bootstrap resamples over stimuli and "
+    parser.add_argument("--n-bootstraps", type=flags.count(0, 10**7), default=1000, help="bootstrap resamples over stimuli and "
                                                                        "subjects (default 1000; 0: none)")
     flags.add_n_permutations(parser, 0, "stimulus-label permutations per site for p-values")
     parser.add_argument("--spatial", default="all", choices=["all", "mean", "max"],
@@ -54,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_recording(parser, annotations_help="the sample coordinate of the recording file that holds stimulus "
                                                  "ids (for a .mat file, the variable), matched to the MODEL file's "
                                                  "'stimulus' or 'id' coordinate")
+    flags.add_groups(parser, help="the sample coordinate of the recording (or MODEL file) naming the trial/session "
+                                  "each stimulus came from: bootstraps and permutations resample whole groups")
     flags.add_batch_size(parser, 16)
     flags.add_seed(parser)
     flags.add_device(parser)
@@ -87,7 +95,13 @@ def _recording_file(target, args):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score every site, print the profile, write ``--out`` / ``--csv``."""
+    """Score every site, print the profile, write ``--out`` / ``--csv``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp compare`` (see :func:`add_arguments`).
+    """
     from ..similarity.compare import compare, random_weights
     from ..similarity.profile import SimilarityProfiles
     from ..tensor import Activations, atomic_write
@@ -103,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         stimuli = None
     kwargs = dict(method=args.method, rdm_method=args.rdm_method, n_bootstraps=args.n_bootstraps,
                   n_permutations=args.n_permutations, seed=args.seed, spatial=args.spatial,
-                  batch_size=args.batch_size, recording_name=recording_name, progress=args.progress)
+                  batch_size=args.batch_size, recording_name=recording_name, progress=args.progress,
+                  groups=args.groups, nan_policy=args.nan_policy)
     if model_target.kind == "recording":
         if args.sites or args.random_weights:
             raise ConfigError("--sites and --random-weights need a model; an Activations file is one site already")

@@ -1,8 +1,12 @@
 """``interp label MODEL_OR_DATA ... --out labels.html``: label units and write a self-contained HTML report.
 
 MODEL_OR_DATA is a model (zoo name or Hugging Face directory; give ``--sites``), a recording file
-(``.safetensors`` written by ``Activations.save``, ``.nwb``, ``.mat``; give ``--annotations``, the sample
-coordinates that hold the behaviour), or a bundled data set (``celegans``, ``hippocampus``).
+(``.safetensors`` written by ``Activations.save``, ``.nwb``, ``.mat``) or folder (suite2p plane folder,
+Kilosort/phy folder; behaviour from ``--behavior TABLE``); give ``--annotations``, the sample
+coordinates that hold the behaviour), or a bundled data set (``celegans``, ``hippocampus``). Each unit
+keeps its own index and name; annotation kinds are declared (``--kinds``, ``--categorical``) or
+inferred and reported; ``--intervals``/``--epochs`` restricts to trials, ``--nan-policy drop`` leaves
+missing values out.
 Recorded units are labelled by concept tests against circular shifts of the behaviour, fitted on the
 first 60% of the recording and scored on the rest.
 
@@ -14,6 +18,11 @@ Examples::
     interp label session.mat --variable spikes --annotations velocity target --out units.html
     interp label cells.mat --variable dff --dims unit time --annotations speed --out cells.html
     interp label session.nwb --series units --bin-size 0.05 --annotations speed --out units.html
+    interp label session.nwb --series units --bin-size 0.05 --annotations target --groups trial --out units.html
+    interp label reach.mat --variable trials --field rates --dims time unit --annotations target velocity \
+        --categorical target --groups trial --out reach.html
+    interp label suite2p/plane0 --behavior frames.csv --annotations running --out cells.html
+    interp label kilosort_out --bin-size 0.05 --behavior bins.csv --annotations speed --unit-names index
     interp label celegans --annotations reversal velocity head_angle --out worms.html
     interp label hippocampus --out place_cells.html
     interp label smollm2-135m --sites blocks.6.mlp.hook_post --explainer openai --endpoint http://localhost:8000/v1
@@ -34,10 +43,17 @@ CELEGANS_ANNOTATIONS = ["reversal", "velocity", "head_angle"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp label``."""
+    """Arguments of ``interp label``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, metavar="MODEL_OR_DATA",
                     help="a zoo model or Hugging Face model directory (needs --sites); a recording file "
-                         "(.safetensors from Activations.save, .nwb, .mat; needs --annotations); or a data set "
+                         "(.safetensors from Activations.save, .nwb, .mat) or folder (suite2p, Kilosort/phy; needs "
+                         "--annotations, e.g. from --behavior); or a data set "
                          f"({', '.join(DATASETS)})")
     flags.add_sites(parser, help="model units to label: hook names, globs allowed, e.g. blocks.6.mlp.hook_post; "
                                  "'heads' for the attention heads")
@@ -50,27 +66,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", default=None,
                         help="unit coordinate that names units (and pools recordings); default: canonical for "
                              "celegans, else the recording's 'name' coordinate, else 'index'")
-    parser.add_argument("--groups", default=None,
-                        help="recording files: the sample coordinate naming trials (e.g. trial); the tests then swap "
-                             "whole trials and the labels are scored on held-out trials (default: none, circular "
-                             "shifts on the time series)")
+    flags.add_groups(parser, help="recording files: the sample coordinate naming trials (e.g. trial); the tests "
+                                  "then swap whole trials and the labels are scored on held-out trials (default: "
+                                  "none, circular shifts on the time series)")
+    parser.add_argument("--null", default="auto", choices=["auto", "group", "circular", "block", "permutation"],
+                        help="recordings: the null of the concept tests (default auto: whole trials with --groups, "
+                             "circular shifts of a time series; circular with --groups shifts within each trial)")
+    parser.add_argument("--kinds", nargs="+", default=None, metavar="NAME=KIND",
+                        help="annotation kinds: binary, categorical, continuous or circular, e.g. --kinds "
+                             "target=categorical (default: inferred; whole-number floats with few levels are "
+                             "categorical; a 2-column annotation is a direction)")
+    parser.add_argument("--categorical", nargs="+", default=None, metavar="NAME",
+                        help="annotations that are categories (short for --kinds NAME=categorical)")
     flags.add_n_permutations(parser, 1000, "draws of the null (circular shifts or trial swaps)")
-    parser.add_argument("--alpha", type=float, default=0.05,
+    parser.add_argument("--alpha", type=flags.fraction, default=0.05,
                         help="recordings: significance level of the concept / place-field tests, after BH-FDR "
                              "(default 0.05)")
     models = parser.add_argument_group("model neurons")
-    models.add_argument("--n-tokens", type=int, default=20_000, help="corpus tokens for model neurons (default 20000)")
-    models.add_argument("--seq-len", type=int, default=64, help="tokens per corpus sequence (default 64)")
+    models.add_argument("--n-tokens", type=flags.count(1), default=20_000, help="corpus tokens for model neurons (default 20000)")
+    models.add_argument("--seq-len", type=flags.count(1, 10**7), default=64, help="tokens per corpus sequence (default 64)")
     models.add_argument("--text", default=None, help="a text file to use as corpus (default: offline Python docs)")
-    models.add_argument("--k", type=int, default=12, help="exemplars per unit (default 12)")
+    models.add_argument("--k", type=flags.count(1, 10**6), default=12, help="exemplars per unit (default 12)")
     models.add_argument("--units", default=None, help="unit range to label, e.g. 0:256 or 1,5,9 (default: all)")
     models.add_argument("--explainer", choices=["templated", "local", "openai"], default="templated",
                         help="who writes the labels (default templated; local = smollm2-135m; openai = --endpoint)")
     models.add_argument("--endpoint", default="http://localhost:8000/v1", help="OpenAI-compatible base URL")
     models.add_argument("--api-model", default="gpt-4o-mini", help="model name sent to the endpoint")
-    models.add_argument("--simulate", type=int, default=0, help="units scored by simulation (explainers that simulate)")
+    models.add_argument("--simulate", type=flags.count(0), default=0, help="units scored by simulation (explainers that simulate)")
     flags.add_batch_size(parser, 8)
-    parser.add_argument("--max-cards", type=int, default=None, help="at most this many unit cards (best scores first)")
+    parser.add_argument("--max-cards", type=flags.count(1), default=None, help="at most this many unit cards (best scores first)")
     flags.add_seed(parser)
     flags.add_device(parser)
     flags.add_progress(parser)
@@ -115,9 +139,18 @@ def _unit_key(rec, by: str | None) -> str:
 
 
 def label_recording_file(target, args) -> list:
-    """Label the units of a recording file against its ``--annotations``."""
+    """Label the units of a recording file against its ``--annotations``.
+
+    Parameters
+    ----------
+    target : Target
+        The classified recording argument.
+    args : argparse.Namespace
+        The parsed flags of ``interp label`` (``--annotations`` is required; ``--sites`` is refused).
+    """
+    from ..label.kinds import parse_kinds
     from ..label.recordings import label_recordings
-    from .inputs import load_recording, require_matrix
+    from .inputs import UNIT_NAME_POLICIES, load_recording, require_matrix
 
     if not args.annotations:
         rec = load_recording(target, argparse.Namespace(**{**vars(args), "annotations": None}))
@@ -129,8 +162,11 @@ def label_recording_file(target, args) -> list:
     require_matrix(rec, target.value)
     by = _unit_key(rec, args.by)
     title = f"{rec.attrs.get('source') or target.path.stem} units"
+    kinds = {**parse_kinds(args.kinds), **{a: "categorical" for a in args.categorical or []}}
     return [label_recordings(rec, args.annotations, by=by, groups=args.groups, n_permutations=args.n_permutations,
-                             alpha=args.alpha, seed=args.seed, title=title)]
+                             alpha=args.alpha, seed=args.seed, title=title, kinds=kinds, null=args.null,
+                             unit_names=args.unit_names if args.unit_names in UNIT_NAME_POLICIES else "error",
+                             nan_policy=args.nan_policy)]
 
 
 def _label_dataset(name: str, args) -> list:
@@ -139,8 +175,9 @@ def _label_dataset(name: str, args) -> list:
 
     if args.sites:
         raise ConfigError(f"--sites selects model units; the data set {name!r} is labelled as a whole")
-    if args.groups:
-        raise ConfigError(f"--groups names the trials of a recording file; the data set {name!r} has no trials")
+    if args.groups or args.kinds or args.categorical:
+        raise ConfigError(f"--groups, --kinds and --categorical are for recording files; the data set {name!r} has no "
+                          "trials and is labelled with its own settings")
     if name == "celegans":
         worms = data.load("celegans")
         return [label_recordings(worms, args.annotations or CELEGANS_ANNOTATIONS, by=args.by or "canonical",
@@ -193,7 +230,13 @@ def _label_model(target, args) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Label, write ``--out`` (and ``--csv``), print the notes."""
+    """Label, write ``--out`` (and ``--csv``), print the notes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp label`` (see :func:`add_arguments`).
+    """
     from ..label.report import build_label_report
     from .inputs import classify, reject_file_flags
 
@@ -201,8 +244,9 @@ def run(args: argparse.Namespace) -> int:
     if target.kind != "recording":
         reject_file_flags(args, f"{args.model!r} is a {'data set' if target.kind == 'dataset' else 'model'}",
                           annotations=False)
-    if target.kind == "model" and (args.annotations or args.by or args.groups):
-        raise ConfigError("--annotations, --by and --groups label recorded units; for a model give --sites")
+    if target.kind == "model" and (args.annotations or args.by or args.groups or args.kinds or args.categorical):
+        raise ConfigError("--annotations, --by, --groups, --kinds and --categorical label recorded units; for a model "
+                          "give --sites")
     if target.kind == "recording":
         results = label_recording_file(target, args)
     elif target.kind == "dataset":

@@ -23,24 +23,30 @@ HELP = "find influential neuron paths (layer-progressive Joint Attribution Score
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp paths``."""
+    """Arguments of ``interp paths``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     flags.add_model(parser, help="a zoo model: digits-vit (vision, test images) or a language model "
                                  "(smollm2-135m, ...; with --prompt/--answer or --facts)")
     flags.add_sites(parser, help="one site per layer in layer order (default: the MLP hidden neurons of every "
                                  "block)")
     parser.add_argument("--method", default="jas", choices=["jas", "activation", "influence", "random", "mean_gradient"],
                         help="how a layer's neuron is chosen (default jas, the Joint Attribution Score)")
-    parser.add_argument("--n", type=int, default=16, help="vision: number of test images (default 16)")
+    parser.add_argument("--n", type=flags.count(1, 10**6), default=16, help="vision: number of test images (default 16)")
     parser.add_argument("--prompt", action="append", default=None, help="LM prompt (repeat for several)")
     parser.add_argument("--answer", action="append", default=None, help="LM answer for each --prompt (its first "
                                                                         "token is the target)")
     parser.add_argument("--facts", action="store_true", help="LM: use the built-in factual prompts")
-    parser.add_argument("--steps", type=int, default=20, help="Riemann steps m of the joint IG (default 20)")
-    parser.add_argument("--top-k", type=int, default=1, help="neurons per layer (default 1)")
+    parser.add_argument("--steps", type=flags.count(1, 10**5), default=20, help="Riemann steps m of the joint IG (default 20)")
+    parser.add_argument("--top-k", type=flags.count(1, 10**6), default=1, help="neurons per layer (default 1)")
     parser.add_argument("--position", type=int, default=None, help="token position (default: 0 for vision, -1 for LMs)")
     parser.add_argument("--compare", action="store_true",
                         help="also run the baselines and remove/enhance every method's path neurons")
-    parser.add_argument("--n-random", type=int, default=5, help="random paths per sample with --compare (default 5)")
+    parser.add_argument("--n-random", type=flags.count(1, 10**5), default=5, help="random paths per sample with --compare (default 5)")
     flags.add_out(parser, "the HTML report")
     flags.add_csv(parser, "the paths (one row per sample x layer)")
     flags.add_seed(parser)
@@ -63,7 +69,13 @@ def _vision_inputs(args, preprocess):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Find (and with ``--compare`` validate) the paths; print them; write ``--out`` / ``--csv``."""
+    """Find (and with ``--compare`` validate) the paths; print them; write ``--out`` / ``--csv``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp paths`` (see :func:`add_arguments`).
+    """
     import patching.paths as P
 
     from ..engine import is_bridge

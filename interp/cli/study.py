@@ -25,7 +25,13 @@ HELP = "run a scripted ablation / activation-patching study from a TOML file (or
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``interp study``: the actions ``run`` and ``check``."""
+    """Arguments of ``interp study``: the actions ``run`` and ``check``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser, which receives the flags.
+    """
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     run_p = sub.add_parser("run", help="run a study file", description="Run a study file and write its outputs.")
     run_p.add_argument("study", metavar="STUDY", help="the study TOML file")
@@ -38,11 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run or check the study."""
-    from patching.study import load_config, run_study
+    """Run or check the study.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed flags of ``interp study`` (see :func:`add_arguments`).
+    """
+    from patching.study import check_study, load_config, run_study
 
     if args.action == "check":
-        load_config(args.study)
+        check_study(args.study)  # the file, then its model and inputs: every index is in range
         print(f"{args.study}: ok")
         return 0
     result = run_study(args.study, args.out, resume=args.resume, progress=args.progress)

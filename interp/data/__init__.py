@@ -7,7 +7,11 @@ Bring your own recording (every loader checks shapes at the boundary, see :mod:`
 
 * :func:`from_numpy`, :func:`from_xarray` -- arrays already in memory;
 * :func:`load_mat` (MATLAB v5 and v7.3), :func:`load_nwb` (NWB), :func:`load_array` (``.npy``/``.npz``),
-  :func:`load_csv`, :func:`load_parquet`, :func:`load_hf_dataset` -- files.
+  :func:`load_csv`, :func:`load_parquet`, :func:`load_hf_dataset` -- files;
+* :func:`load_suite2p` (suite2p plane folders -> ΔF/F), :func:`load_phy` (Kilosort/phy folders, with
+  cluster quality), :func:`from_spike_times` (spike times per unit -> binned counts);
+* :class:`IntervalSet`, :func:`restrict` (keep the samples inside trials/epochs), :func:`epochs`
+  (peri-event windows, ``(trial, time, unit)``), :func:`nwb_intervals`.
 
 >>> import numpy as np, interp
 >>> rec = interp.data.from_numpy(np.random.rand(4, 300), dims=("unit", "time"), time=np.arange(300) * 0.1)
@@ -23,13 +27,17 @@ from typing import Any
 
 from ..errors import ConfigError, InputTypeError, closest
 from ._recording import RecordingShapeError
+from .formats import from_spike_times, load_phy, load_suite2p, read_cluster_groups
+from .intervals import IntervalError, IntervalSet, epochs, restrict
 from .loaders import from_numpy, from_xarray, load_array, load_csv, load_hf_dataset, load_parquet
 from .matlab import load_mat, mat_variables, read_mat
-from .nwb import load_nwb
+from .nwb import load_nwb, nwb_intervals
 
 __all__ = [
     "load", "available", "register", "from_numpy", "from_xarray", "load_mat", "read_mat", "mat_variables",
     "load_nwb", "load_array", "load_csv", "load_parquet", "load_hf_dataset", "RecordingShapeError",
+    "load_suite2p", "load_phy", "from_spike_times", "read_cluster_groups", "IntervalSet", "IntervalError", "restrict",
+    "epochs", "nwb_intervals",
 ]
 
 _BUILTIN: dict[str, str] = {
@@ -52,6 +60,15 @@ def register(name: str, loader: Callable[..., Any] | str, *, overwrite: bool = F
     ``loader`` is a callable or a ``"package.module:function"`` string (imported on first use, so a
     lab's package can register its data sets without importing heavy code). Registering a name that
     exists raises :class:`ConfigError` unless ``overwrite=True``; built-in names cannot be replaced.
+
+    Parameters
+    ----------
+    name : str
+        The data set name (non-empty; not a built-in name).
+    loader : callable or str
+        The loader, or ``"package.module:function"`` imported on first use.
+    overwrite : bool, optional
+        Replace a name registered before (default False).
 
     Example
     -------
@@ -79,7 +96,15 @@ def register(name: str, loader: Callable[..., Any] | str, *, overwrite: bool = F
 
 
 def load(name: str, **kwargs: Any) -> Any:
-    """Load a recorded data set by name (see each loader's docstring for its options; :func:`available` lists them)."""
+    """Load a recorded data set by name (see each loader's docstring for its options; :func:`available` lists them).
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available`.
+    **kwargs
+        Passed to the data set's loader.
+    """
     if name not in _REGISTRY:
         hint = closest(name, _REGISTRY)
         raise ConfigError(f"unknown data set {name!r}; available: {available()}" + (f" (did you mean {hint[0]!r}?)" if hint else "")

@@ -12,10 +12,14 @@ Every generic loader (:func:`interp.data.from_numpy`, :func:`~interp.data.from_x
   exactly, raise :class:`~interp.errors.InputTypeError` (convert to float64 yourself).
 * **A coordinate on the wrong axis** (a time vector as long as the unit axis, a trial vector as long as
   the time axis) raises :class:`RecordingShapeError`: the array is probably transposed.
-* **More units than samples with guessed axes.** When the axis names were not given and a 2-D array has
-  more columns than rows (e.g. 114 x 4,245: a cells x time matrix read as 114 samples of 4,245 cells), a
+* **More units than samples.** When the axis names were not given and a 2-D array has more columns
+  than rows (e.g. 114 x 4,245: a cells x time matrix read as 114 samples of 4,245 cells), a
   :class:`RecordingShapeError` asks for ``dims``; naming the axes (``dims=("sample", "unit")`` or
-  ``("unit", "time")``) is the way to say which is which.
+  ``("unit", "time")``) is the way to say which is which. Named axes that make a time series of more
+  units than time points (``dims=("time", "unit")`` on a cells x time matrix) are refused too; rows that
+  really are time points are named ``("sample", "unit")`` with ``time=...``.
+* **Coordinates of the sample axis** may be given under ``"sample"`` or under the name of the axis that
+  becomes it (``"time"``, ``"trial"``).
 """
 
 from __future__ import annotations
@@ -136,6 +140,12 @@ def build_recording(array: np.ndarray, dims: Sequence[str] | None = None, coords
         raise DimensionError(f"dims {tuple(dims)} have no 'unit' axis; name the axis of neurons, cells, channels or "
                              "voxels 'unit' (e.g. dims=('unit', 'time') for a cells x time matrix)")
     frames = {str(d): _frame(v) for d, v in dict(coords or {}).items()}
+    sample_axis = "trial" if "trial" in dims else "time" if "time" in dims else None
+    if "sample" in frames and "sample" not in dims and sample_axis is not None:
+        if sample_axis in frames:
+            raise DimensionError(f"coords are given for both 'sample' and {sample_axis!r}, which become the same axis; "
+                                 "give them under one name")
+        frames[sample_axis] = frames.pop("sample")  # the axis that becomes the sample axis, by its final name
     unknown = set(frames) - set(dims)
     if unknown:
         raise DimensionError(f"coords given for axes {sorted(unknown)} that are not in dims {tuple(dims)}")
@@ -151,6 +161,12 @@ def build_recording(array: np.ndarray, dims: Sequence[str] | None = None, coords
     if time is not None:
         time_dim = "time" if "time" in sizes else "sample"
         frames[time_dim]["time"] = _vector(time, sizes, time_dim, "time")
+    if not guessed and renamed == "time" and array.ndim == 2 and sizes["unit"] > sizes["sample"]:
+        raise RecordingShapeError(
+            f"{what} with dims {tuple(d if d != 'sample' else 'time' for d in dims)} has {sizes['sample']} time points "
+            f"and {sizes['unit']:,} units: more units than time points, which usually means the axes are swapped "
+            f"(a cells x time matrix is dims=('unit', 'time')). If the rows really are time points, name them "
+            f"dims=('sample', 'unit') and give their times with time=...")
     if guessed and array.ndim == 2 and array.shape[1] > array.shape[0]:
         series = "time" in frames["sample"].columns or any(k in dict(attrs or {}) for k in ("dt", "sfreq"))
         kind = "a time series with " if series else ""

@@ -59,7 +59,13 @@ def _root(root: str | Path | None) -> Path:
 
 
 def worm_ids(root: str | Path | None = None) -> list[str]:
-    """The worm ids (dataset uids such as ``"2022-07-26-31"``) that have a trace file, sorted."""
+    """The worm ids (dataset uids such as ``"2022-07-26-31"``) that have a trace file, sorted.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (holding ``swf702_with_id``); None: the installed data set (or ``$INTERP_CELEGANS``).
+    """
     folder = _root(root) / "swf702_with_id"
     return sorted(p.name[: -len("-data.h5")] for p in folder.glob("*-data.h5"))
 
@@ -79,6 +85,11 @@ def canonical_name(label: str) -> str:
 
     Zero-padded motor neuron numbers are unpadded (``VB02`` -> ``VB2``); uncertain labels (``"AIA?"``)
     and class-only labels return ``""``.
+
+    Parameters
+    ----------
+    label : str
+        A NeuroPAL label (converted with ``str`` and stripped).
     """
     import re
 
@@ -117,6 +128,10 @@ def _labels(root: Path, uid: str, n_units: int) -> pd.DataFrame:
     frame.insert(1, "name", np.where(label == "", [f"unk_{i}" for i in frame["index"]], label))
     frame["label"] = label
     frame["canonical"] = [canonical_name(v) for v in label]
+    conf = pd.to_numeric(frame["confidence"], errors="coerce").fillna(-1)  # a name given twice: the surer one keeps it
+    best = conf.groupby(frame["canonical"]).transform("max")
+    first = frame.assign(_c=conf).groupby("canonical")["_c"].transform(lambda c: c.index == c.idxmax())
+    frame.loc[(frame["canonical"] != "") & ((conf < best) | ~first.astype(bool)), "canonical"] = ""
     frame["identified"] = frame["canonical"] != ""
     for col in ["neuron_class", "LR", "DV"]:
         frame[col] = frame[col].fillna("").astype(str)
@@ -183,7 +198,8 @@ def load_celegans(worm: str | int | None = None, *, trace: str = "zscore", nan_p
         ``velocity < 0`` on only 76-91% of frames, so it is not derived from velocity). Unit coords:
         ``index`` (trace column), ``name`` (NeuroPAL label, ``"unk_{index}"`` when unidentified; labels
         ending in ``?`` are uncertain and a few labels occur twice in a worm), ``label``, ``canonical``
-        (the canonical neuron name or ``""``), ``identified``, ``neuron_class``, ``LR``, ``DV``,
+        (the canonical neuron name or ``""``; a name given to two traces of a worm stays on the one with the
+        higher confidence, so it identifies one unit), ``identified``, ``neuron_class``, ``LR``, ``DV``,
         ``confidence`` (1-5, NaN when unidentified), ``neuropal_roi``. Attrs: ``dt`` (about 0.6 s),
         ``sfreq``, ``worm``, ``units``, ``citation``.
     """

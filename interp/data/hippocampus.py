@@ -41,6 +41,11 @@ def read_spikes(path: str | Path) -> pd.DataFrame:
 
     Tetrodes and clusters are numbered from 1, in the order of the file. A tetrode with a single unit
     is stored as a bare struct, tetrodes with several as a cell array; empty clusters are skipped.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``spikes.mat`` file.
     """
     from scipy.io import loadmat
 
@@ -72,6 +77,11 @@ def read_position(path: str | Path) -> pd.DataFrame:
     The header (ending in ``<End settings>``) gives the clock rate (30 kHz) and the packet layout
     ``<time uint32><xloc uint16><yloc uint16><xloc2 uint16><yloc2 uint16>``. Frames whose time stamp
     does not increase are dropped.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.videoPositionTracking`` file.
     """
     raw = require_file(path, "position file").read_bytes()
     marker = b"<End settings>\n"

@@ -58,23 +58,23 @@ _CATEGORY_VECTORS = {
 class Kriegeskorte92:
     """The 92-image stimulus set and its representational dissimilarity matrices (RDMs).
 
-    Attributes
+    Parameters
     ----------
-    images:
+    images : numpy.ndarray
         ``(92, 175, 175, 3)`` uint8 RGB images, in the order of every RDM.
-    stimuli:
+    stimuli : pandas.DataFrame
         One row per image: ``stimulus`` id (``"img01"`` .. ``"img92"``), ``index`` (0-based), ``category``
         (original label, e.g. ``"human face"``), ``animacy`` (animate/inanimate), ``category4``
         (face/body/natural/artificial), ``species`` (human/nonhuman/"" for inanimate objects) and the
         boolean columns of the paper's category vectors (``animate``, ``face``, ``monkey_ape``, ...).
-    rdms:
+    rdms : Activations
         :class:`interp.Activations` with dims ``("rdm", "stimulus", "stimulus2")``; ``rdm`` coords are
         ``name``, ``kind`` (brain/model/behaviour), ``species``, ``region``, ``subject``, ``session`` and
         ``description``; both stimulus dims carry :attr:`stimuli`. Names: ``monkey_IT`` (674 neurons,
         1 - Pearson r), ``human_IT`` (the paper's Figure 1 hIT RDM, 316 voxels: the mean of the 8 below),
         ``human_IT_s{1..4}_{1..2}`` (subject, session), ``behaviour_s{1..16}`` (similarity judgements),
         ``model_*`` (animacy, FaceBodyManmadeNatobj, EVA, HMAX, V1, Silhouette, RADON).
-    attrs:
+    attrs : dict, optional
         Provenance (``source``, ``kind``, ``units``, ``citation``).
     """
 
@@ -89,7 +89,13 @@ class Kriegeskorte92:
         return self.rdms.coords["rdm"]["name"].tolist()
 
     def rdm(self, name: str) -> np.ndarray:
-        """One RDM as a ``92 x 92`` float64 array (raises :class:`ConfigError` for an unknown name)."""
+        """One RDM as a ``92 x 92`` float64 array (raises :class:`ConfigError` for an unknown name).
+
+        Parameters
+        ----------
+        name : str
+            An RDM name (see :attr:`names`).
+        """
         names = self.names
         if name not in names:
             hint = closest(name, names)
@@ -97,11 +103,25 @@ class Kriegeskorte92:
         return self.rdms.data[names.index(name)].numpy()
 
     def upper(self, name: str) -> np.ndarray:
-        """The upper triangle (without the diagonal) of an RDM, row-major: 4186 values."""
+        """The upper triangle (without the diagonal) of an RDM, row-major: 4186 values.
+
+        Parameters
+        ----------
+        name : str
+            An RDM name.
+        """
         return self.rdm(name)[np.triu_indices(len(self.stimuli), k=1)]
 
     def select(self, kind: str | None = None, **coords: Any) -> Activations:
-        """The RDMs of one ``kind`` and/or matching other ``rdm`` coordinates, e.g. ``select(species="human")``."""
+        """The RDMs of one ``kind`` and/or matching other ``rdm`` coordinates, e.g. ``select(species="human")``.
+
+        Parameters
+        ----------
+        kind : str, optional
+            ``"brain"``, ``"model"`` or ``"behaviour"``; None: any kind.
+        **coords
+            Other ``rdm`` coordinates: a value, a list of values, or a callable returning a boolean mask.
+        """
         if kind is not None:
             coords["kind"] = kind
         table = self.rdms.coords["rdm"]
@@ -131,7 +151,13 @@ class Kriegeskorte92:
         return self.rdms.coords["rdm"].copy()
 
     def plot(self, name: str = "monkey_IT"):
-        """A plotly heatmap of one RDM (rank-transformed colour scale as in the paper is up to the caller)."""
+        """A plotly heatmap of one RDM (rank-transformed colour scale as in the paper is up to the caller).
+
+        Parameters
+        ----------
+        name : str, optional
+            The RDM to show (default ``"monkey_IT"``).
+        """
         import plotly.graph_objects as go
 
         labels = self.stimuli["stimulus"] + " " + self.stimuli["category"]

@@ -115,6 +115,21 @@ def from_xarray(array: Any, dims: Mapping[str, str] | None = None, *, variable: 
     become per-axis coordinates (an index coordinate named like its axis, e.g. ``time``, keeps that
     name). ``time``/``trial``/``nan_policy`` as in :func:`from_numpy`.
 
+    Parameters
+    ----------
+    array : xarray.DataArray or xarray.Dataset
+        The data; a Dataset needs ``variable`` unless it holds one variable.
+    dims : mapping of str to str, optional
+        Renames of the array's axes, ``{old: new}``; every key must be an axis.
+    variable : str, optional
+        The Dataset variable to read.
+    time, trial : array-like, optional
+        As in :func:`from_numpy`.
+    attrs : mapping, optional
+        Extra attrs, merged over the array's own attrs.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
+
     Example
     -------
     >>> import numpy as np, xarray as xr
@@ -165,6 +180,22 @@ def load_array(path: str | os.PathLike, key: str | None = None, dims: Sequence[s
     For ``.npz``, ``key`` names the array (default: the only array, or one called ``data``, ``values``
     or ``X``); the other arrays of the archive whose name is ``"<dim>.<coord>"`` (e.g.
     ``"sample.stimulus"``) become coordinates. ``dims`` and the checks are those of :func:`from_numpy`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` or ``.npz`` file (no pickled objects).
+    key : str, optional
+        The ``.npz`` array to read; None: the only array without a dot in its name, else ``data``, ``values``
+        or ``X``.
+    dims : sequence of str, optional
+        Axis names, as in :func:`from_numpy`.
+    coords : mapping, optional
+        Per-axis coordinates ``{dim: {name: values}}`` (or DataFrames), added to those of the archive.
+    attrs : mapping, optional
+        Extra attrs.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
     """
     path = require_file(path, "array file")
     suffix = path.suffix.lower()
@@ -238,6 +269,21 @@ def load_csv(path: str | os.PathLike, unit_columns: Sequence[str] | None = None,
     except ``sample``, ``time`` and ``trial``) become units, the other columns become sample coordinates
     (``sample`` is renamed ``id``; a ``time`` column sets ``attrs["dt"]``; a ``trial`` column is the
     per-sample trial id). Extra keyword arguments go to :func:`pandas.read_csv`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    unit_columns : sequence of str, optional
+        The columns that become units; None: every numeric column except ``sample``, ``time`` and ``trial``.
+    sample : str, optional
+        A column of sample ids (renamed ``id``); None: none.
+    attrs : mapping, optional
+        Extra attrs.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
+    **read_csv
+        Passed to :func:`pandas.read_csv` (e.g. ``sep=";"``).
     """
     path = require_file(path, "CSV file")
     return _from_table(pd.read_csv(path, **read_csv), path, unit_columns, sample, None, attrs, nan_policy, "csv")
@@ -248,7 +294,26 @@ def load_parquet(path: str | os.PathLike, unit_columns: Sequence[str] | None = N
                  nan_policy: str = "raise", columns: Sequence[str] | None = None) -> Activations:
     """Load a parquet table: wide (like :func:`load_csv`, ``time``/``trial`` columns stay sample coordinates)
     or with one list/array column ``value_column``
-    (default ``"values"`` when present) holding each sample's vector."""
+    (default ``"values"`` when present) holding each sample's vector.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The parquet file.
+    unit_columns : sequence of str, optional
+        Wide tables: the columns that become units (default as in :func:`load_csv`).
+    sample : str, optional
+        A column of sample ids (renamed ``id``).
+    value_column : str, optional
+        A list/array column holding each sample's vector; None: ``"values"`` when that column holds vectors,
+        else the table is wide.
+    attrs : mapping, optional
+        Extra attrs.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
+    columns : sequence of str, optional
+        Read only these columns of the file; None: all.
+    """
     path = require_file(path, "parquet file")
     from ..checks import reading
 
@@ -267,6 +332,22 @@ def load_hf_dataset(path: str | os.PathLike, split: str | None = None, value_col
     Otherwise ``value_column`` (a list/array column) or the numeric ``unit_columns`` become units and the
     remaining columns become sample coordinates. A hub name (``"user/name"``) cannot be fetched offline
     and raises :class:`DataNotFoundError` saying how to get a local copy.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder written by ``save_to_disk`` (a hub name raises :class:`DataNotFoundError`).
+    split : str, optional
+        The split of a ``DatasetDict``; None: its only split.
+    value_column : str, optional
+        A list/array column holding each sample's vector (default ``"values"`` when present).
+    unit_columns : sequence of str, optional
+        Wide datasets: the numeric columns that become units; None: every numeric column except ``time``
+        and ``trial``.
+    attrs : mapping, optional
+        Extra attrs.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
     """
     datasets = require("datasets", "datasets", extra="data")
     folder = Path(path).expanduser()
@@ -318,6 +399,20 @@ def write_homogenized_celegans(worms: Sequence[Activations], path: str | os.Path
     Traces are linearly resampled to a common grid ``0, dt, 2 dt, ...`` (``dt`` defaults to the
     median of the worms' ``attrs["dt"]``). Worms are named ``worm0``, ``worm1``, ... in the given order.
     The file is written atomically; returns its path.
+
+    Parameters
+    ----------
+    worms : sequence of Activations
+        One ``(sample, unit)`` recording per worm (a single Activations is one worm).
+    path : str or os.PathLike
+        The parquet file to write.
+    dt : float, optional
+        Step of the common time grid in seconds; None: the median of the worms' ``attrs["dt"]`` (or of their
+        time steps).
+    source_dataset : str, optional
+        Value of the ``source_dataset`` column (default ``"Dag2023"``).
+    include_unlabeled : bool, optional
+        Also write the traces without a canonical neuron name (default False).
     """
     from .celegans import canonical_name, canonical_neurons
 

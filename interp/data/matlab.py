@@ -44,7 +44,13 @@ _NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "ui
 
 
 def is_mat73(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a MATLAB v7.3 (HDF5) file rather than a v5/v6/v7 file."""
+    """True when ``path`` is a MATLAB v7.3 (HDF5) file rather than a v5/v6/v7 file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file.
+    """
     with open(path, "rb") as f:
         head = f.read(128)
     if b"MATLAB 7.3" in head:
@@ -198,7 +204,13 @@ def _variables(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def mat_variables(path: str | os.PathLike) -> pd.DataFrame:
-    """The variables of a ``.mat`` file: one row per variable with ``name``, ``shape`` and MATLAB ``class``."""
+    """The variables of a ``.mat`` file: one row per variable with ``name``, ``shape`` and MATLAB ``class``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file (v5 or v7.3).
+    """
     path = require_file(path, "MATLAB file")
     rows = [{"name": n, "shape": s, "class": c} for n, (s, c) in _variables(path).items()]
     return pd.DataFrame(rows, columns=["name", "shape", "class"])
@@ -208,6 +220,13 @@ def read_mat(path: str | os.PathLike, variables: str | Sequence[str] | None = No
     """Read variables of a v5 or v7.3 ``.mat`` file as plain Python values (see the module docstring).
 
     ``variables``: a name or list of names (default: all). Unknown names raise :class:`ConfigError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mat`` file (v5 or v7.3).
+    variables : str or sequence of str, optional
+        The variables to read; None: all.
 
     >>> read_mat("rec.mat", "t")["t"].shape        # doctest: +SKIP
     (1, 500)
@@ -358,6 +377,31 @@ def _scalar(value: Any) -> Any:
     return None
 
 
+def _per_sample_fields(elements: list[dict], lengths: list[int], skip: set) -> dict[str, Any]:
+    """Fields holding one value (or one row) per sample of every trial, concatenated across trials: a vector of
+    the trial's length, or a 2-D array with the trial's length on one axis (a T x 2 velocity -> rows)."""
+    out: dict[str, Any] = {}
+    for key in elements[0]:
+        if key in skip:
+            continue
+        parts = []
+        for e, n in zip(elements, lengths):
+            v = e.get(key)
+            if not isinstance(v, np.ndarray) or v.dtype == object or v.ndim > 2:
+                break
+            if v.ndim == 2 and 1 in v.shape and v.size == n:
+                v = v.reshape(-1)
+            elif v.ndim == 2 and v.shape[0] != n and v.shape[1] == n:
+                v = v.T
+            if len(v) != n or n == 1:
+                break
+            parts.append(v)
+        else:
+            joined = np.concatenate(parts)
+            out[key] = joined if joined.ndim == 1 else list(joined)
+    return out
+
+
 def _load_trials(path: Path, tree: dict[str, Any], variable: str, data: np.ndarray, dims, field, time, trial,
                  coords, stack, attrs, nan_policy) -> Activations:
     elements = list(data.reshape(-1, order="F"))  # MATLAB's linear order
@@ -407,9 +451,25 @@ def _load_trials(path: Path, tree: dict[str, Any], variable: str, data: np.ndarr
             if all(v is not None for v in values):
                 meta[key if key not in ("trial", "time") else f"trial_{key}"] = values
     for name, value in dict(dict(coords or {}).get("sample", {})).items():
+        if isinstance(value, str) and is_struct and value in elements[0]:
+            continue  # a field of each trial: a scalar field is in meta already, a per-sample one is added below
         meta[name] = _vector_of(_resolve(path, tree, value))
     extra = {d: {k: _vector_of(_resolve(path, tree, v)) for k, v in dict(c).items()}
              for d, c in dict(coords or {}).items() if d != "sample"}
+    empty = [i for i, a in enumerate(arrays) if a.size == 0]
+    kept = [i for i in range(len(arrays)) if i not in set(empty)]
+    if empty:  # said, not silently dropped: a warning and attrs["empty_trials"] (MATLAB's 1-based numbers)
+        import warnings
+
+        if len(empty) == len(arrays):
+            raise SchemaError(f"every trial of {variable!r} is empty")
+        warnings.warn(f"{path.name}: {len(empty)} empty trial(s) of {variable!r} (numbers {[i + 1 for i in empty][:10]}) "
+                      "hold no samples and are left out; the other trials keep their trial ids", stacklevel=3)
+        full = [i for i in range(len(arrays)) if i not in set(empty)]
+        arrays = [arrays[i] for i in full]
+        times = None if times is None else [times[i] for i in full]
+        meta = meta.iloc[full].reset_index(drop=True)
+        attrs = {**attrs, "empty_trials": [i + 1 for i in empty]}
     same = len({a.shape for a in arrays}) == 1
     if stack is None:
         stack = same
@@ -440,5 +500,8 @@ def _load_trials(path: Path, tree: dict[str, Any], variable: str, data: np.ndarr
         if bad:
             raise RecordingShapeError(f"trial {bad[0] + 1}: {len(times[bad[0]])} times for {lengths[bad[0]]} samples")
         sample["time"] = np.concatenate(times)
+    if is_struct:
+        for key, values in _per_sample_fields([elements[i] for i in kept], lengths, {field, time, *meta.columns}).items():
+            sample[key if key not in sample.columns else f"trial_{key}"] = values
     return build_recording(np.concatenate(rows), ["sample", "unit"], {"sample": sample, **extra}, attrs,
                            nan_policy=nan_policy, what=f"{path.name}: {variable!r}")

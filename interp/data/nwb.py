@@ -20,12 +20,14 @@ from ..errors import ConfigError, DimensionError, SchemaError, closest, require
 from ..tensor import Activations
 from ._common import check_choice, check_positive, require_file
 from ._recording import NAN_POLICIES, RecordingShapeError, recording_attrs
+from .intervals import IntervalSet, restrict
 
-__all__ = ["load_nwb"]
+__all__ = ["load_nwb", "nwb_intervals"]
 
 
 def load_nwb(path: str | os.PathLike, series: str | None = None, *, bin_size: float | None = None,
-             attrs: Mapping[str, Any] | None = None, nan_policy: str = "raise") -> Activations:
+             intervals: str | None = "trials", attrs: Mapping[str, Any] | None = None,
+             nan_policy: str = "raise") -> Activations:
     """Load one time series or the spike-sorted units of an NWB file (needs ``pynwb``: ``pip install pynwb``).
 
     ``series`` names a ``TimeSeries`` in ``acquisition`` or a processing module (searched by name,
@@ -35,14 +37,33 @@ def load_nwb(path: str | os.PathLike, series: str | None = None, *, bin_size: fl
 
     Returns ``(sample, unit)`` with sample coordinate ``time`` (s). Time series keep their values
     (float32); units become spike counts per bin with unit coordinates from the units table's scalar
-    columns. When the file has a trials table, every sample gets a ``trial`` coordinate (the row of the
-    trial whose ``[start_time, stop_time)`` holds it, ``-1`` between trials) and the trials table's
-    scalar columns (``NaN``/``None`` between trials; a column whose name is taken gets a ``trial_``
-    prefix). ROI series (``RoiResponseSeries``) get unit coordinates ``x``, ``y`` (and ``z``): the
+    columns. ``intervals`` names an interval table of the file (default ``"trials"``; also ``"epochs"``
+    or any table in ``nwb.intervals``): when the file has it, the recording is restricted to the samples
+    inside its intervals (:func:`interp.data.intervals.restrict`): each sample gets a ``trial``
+    coordinate (the row of the interval whose ``[start_time, stop_time)`` holds it) and the table's
+    scalar columns (a column whose name is taken gets a ``trial_`` prefix); samples between trials are
+    excluded (``attrs["intervals"]`` counts them), never a trial of their own. ``intervals=None`` keeps
+    every sample without trial coordinates (:func:`nwb_intervals` reads the table). ROI series (``RoiResponseSeries``) get unit coordinates ``x``, ``y`` (and ``z``): the
     centroid of each ROI's image or pixel mask, in pixels.
 
     Raises :class:`RecordingShapeError` when a series' timestamps match its second axis rather than its
     first (data written as channels x time, against the NWB convention).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NWB file.
+    series : str, optional
+        A time series name (or ``"module/name"``), or ``"units"``; None: the file's only series.
+    bin_size : float, optional
+        Bin width in seconds; required (positive) for ``series="units"``.
+    intervals : str or None, optional
+        Interval table to restrict the samples to (default ``"trials"``, used only when the file has it);
+        None keeps every sample.
+    attrs : mapping, optional
+        Extra attrs, merged over the file's.
+    nan_policy : str, optional
+        ``"raise"`` (default), ``"drop"``, ``"zero"`` or ``"ignore"``.
 
     Example
     -------
@@ -70,11 +91,45 @@ def load_nwb(path: str | os.PathLike, series: str | None = None, *, bin_size: fl
                 raise ConfigError(f"no series {series!r} in {path}; available: {names}"
                                   + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             acts = _nwb_timeseries(found[key], key)
-        trials = nwb.trials.to_dataframe() if getattr(nwb, "trials", None) is not None else None
-    if trials is not None and len(trials):
-        acts.coords["sample"] = _with_trials(acts.coords["sample"], trials)
+        table = _interval_table(nwb, intervals, path) if intervals is not None else None
     acts.attrs = {**recording_attrs(path, None, "nwb"), **acts.attrs, **dict(attrs or {})}
+    if table is not None and len(table):
+        acts = restrict(acts, IntervalSet.from_frame(table))
+        acts.attrs["intervals"]["table"] = intervals
     return acts.check_finite(nan_policy, dim="unit")
+
+
+def _interval_table(nwb, name: str, path) -> pd.DataFrame | None:
+    """The interval table ``name`` (trials, epochs, or one of ``nwb.intervals``) as a DataFrame, or None when
+    the file has none of that name (an explicit name other than 'trials' that is missing is an error)."""
+    table = getattr(nwb, name, None) if name in ("trials", "epochs", "invalid_times") else None
+    if table is None:
+        found = dict(getattr(nwb, "intervals", {}) or {})
+        table = found.get(name)
+        if table is None:
+            if name == "trials":
+                return None
+            raise ConfigError(f"{path} has no interval table {name!r}; it has {sorted(found) or 'none'}")
+    return table.to_dataframe()
+
+
+def nwb_intervals(path: str | os.PathLike, name: str = "trials") -> IntervalSet:
+    """The interval table ``name`` of an NWB file (trials, epochs...) as an :class:`IntervalSet`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NWB file.
+    name : str, optional
+        The interval table (default ``"trials"``); a missing table raises :class:`ConfigError`.
+    """
+    pynwb = require("pynwb", "pynwb", extra="nwb")
+    path = require_file(path, "NWB file")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        table = _interval_table(io.read(), name, path)
+    if table is None:
+        raise ConfigError(f"{path} has no {name} table")
+    return IntervalSet.from_frame(table)
 
 
 def _nwb_series(nwb, pynwb) -> dict[str, Any]:
@@ -152,46 +207,16 @@ def _roi_centroids(rois) -> np.ndarray | None:
     return None
 
 
-def _with_trials(sample: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample trial id (-1 outside trials) and the trials table's scalar columns."""
-    if "time" not in sample.columns:
-        return sample
-    if not {"start_time", "stop_time"} <= set(trials.columns):
-        raise SchemaError(f"the NWB trials table has no start_time/stop_time columns; it has {list(trials.columns)}")
-    time = sample["time"].to_numpy(dtype=np.float64)
-    start = trials["start_time"].to_numpy(dtype=np.float64)
-    stop = trials["stop_time"].to_numpy(dtype=np.float64)
-    order = np.argsort(start, kind="stable")
-    pos = np.searchsorted(start[order], time, side="right") - 1
-    row = np.where(pos >= 0, order[np.clip(pos, 0, None)], -1)
-    inside = (row >= 0) & (time < stop[np.clip(row, 0, None)])
-    row = np.where(inside, row, -1)
-    out = sample.copy()
-    out["trial"] = row
-    for col in trials.columns:
-        if col in ("start_time", "stop_time") or not trials[col].map(np.ndim).eq(0).all():
-            continue
-        values = trials[col].to_numpy()
-        name = col if col not in out.columns else f"trial_{col}"
-        filled = pd.Series(values[np.clip(row, 0, None)]).where(row >= 0)
-        out[name] = filled.to_numpy()
-    return out
-
-
 def _nwb_units(units, bin_size: float) -> Activations:
+    from .formats import from_spike_times
+
     table = units.to_dataframe()
-    spikes = [np.sort(np.asarray(t, dtype=np.float64)) for t in table["spike_times"]]
-    nonempty = [t for t in spikes if len(t)]
-    if not nonempty:
+    if not any(len(t) for t in table["spike_times"]):
         raise SchemaError("the NWB units table has no spikes")
-    first = int(np.floor(min(t[0] for t in nonempty) / bin_size))
-    last = int(np.floor(max(t[-1] for t in nonempty) / bin_size)) + 1
-    edges = bin_size * np.arange(first, last + 1)  # bins aligned on multiples of bin_size
-    counts = np.stack([np.histogram(t, edges)[0] for t in spikes], axis=1).astype(np.float32)
-    unit = pd.DataFrame({"name": [str(i) for i in table.index], "index": np.arange(len(table))})
-    for col in table.columns:
-        if col != "spike_times" and table[col].map(np.ndim).eq(0).all():
-            unit[col] = table[col].to_numpy()
-    return Activations(torch.from_numpy(counts), ("sample", "unit"),
-                       {"sample": {"time": (edges[:-1] + edges[1:]) / 2}, "unit": unit},
-                       {"series": "units", "dt": bin_size, "units": "spike count per bin"})
+    extra = {col: table[col].to_numpy() for col in table.columns
+             if col != "spike_times" and table[col].map(np.ndim).eq(0).all()}
+    named = next((c for c in ("unit_name", "name", "label") if c in extra), None)  # the lab's own unit names
+    names = [str(v) for v in extra[named]] if named else [str(i) for i in table.index]
+    acts = from_spike_times(list(table["spike_times"]), bin_size, names=names, unit_coords=extra)
+    acts.attrs = {"series": "units", "dt": bin_size, "units": "spike count per bin"}
+    return acts

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._integrity import read_safetensors, tensor_checksum
 from ..checks import reading
@@ -38,8 +39,10 @@ def registry() -> dict[str, type]:
     return dict(_REGISTRY)
 
 
-class Decomposition:
-    """Base class: scikit-learn style parameters plus safetensors + JSON persistence.
+class Decomposition(TransformerMixin, BaseEstimator):
+    """Base class: a scikit-learn transformer (``get_params``/``set_params``, ``clone``, tags) plus safetensors +
+    JSON persistence. Outputs keep the library's types (tensors, :class:`~interp.Activations`), so scikit-learn's
+    ``set_output`` wrapping is off.
 
     Subclasses list their learned tensors in ``_tensor_attrs`` and their learned scalars/lists in
     ``_meta_attrs``; parameters are the ``__init__`` arguments, stored under the same names. Every subclass
@@ -47,9 +50,16 @@ class Decomposition:
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_wrap_output_keys", None)  # no set_output wrapping of transform/fit_transform
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: outputs have the estimator's ``dtype`` parameter, not the input's (no dtype kept)."""
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
 
     _tensor_attrs: tuple[str, ...] = ()
     _per_sample_attrs: tuple[str, ...] = ()  # learned tensors whose first axis is the fitted samples
@@ -61,18 +71,13 @@ class Decomposition:
         sig = inspect.signature(cls.__init__)
         return [p for p in sig.parameters if p != "self"]
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
     def set_params(self, **params: Any) -> Decomposition:
-        """Set constructor arguments; unknown names raise :class:`ConfigError`."""
+        """Set constructor arguments (scikit-learn's ``set_params``); unknown names raise :class:`ConfigError`."""
         valid = self._param_names()
-        for key, value in params.items():
+        for key in params:
             if key not in valid:
                 raise ConfigError(f"{type(self).__name__} has no parameter {key!r}; parameters are {valid}")
-            setattr(self, key, value)
-        return self
+        return super().set_params(**params)
 
     def __repr__(self) -> str:
         defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}

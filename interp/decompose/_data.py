@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DimensionError, InputTypeError, NaNError
+from ..errors import ConfigError, DimensionError, InputTypeError, NaNError, named_array_error
 from ..tensor import Activations
 
 
@@ -51,6 +51,29 @@ def check_finite(x: torch.Tensor, what: str = "the data") -> torch.Tensor:
     return x
 
 
+def is_array_like(X: Any) -> bool:
+    """True for array-likes other than the library's own inputs: a sparse matrix, a DataFrame, nested lists of
+    numbers, anything with ``__array__`` (they go through :func:`checked_array`)."""
+    if isinstance(X, (Activations, torch.Tensor, np.ndarray, Mapping, str, bytes)) or is_store(X):
+        return False
+    if isinstance(X, list) and X and isinstance(X[0], (list, tuple, int, float)):
+        return True  # nested lists of numbers: one matrix (a list of arrays/tensors is a list of minibatches)
+    import scipy.sparse as sp
+
+    return sp.issparse(X) or hasattr(X, "__array__")
+
+
+def checked_array(X: Any, what: str = "X") -> np.ndarray:
+    """A dense, finite, 2-D float NumPy array with at least one row and column, by scikit-learn's ``check_array``
+    (its messages, raised as named errors; see :func:`~interp.errors.named_array_error`)."""
+    from sklearn.utils.validation import check_array
+
+    try:
+        return check_array(X, accept_sparse=False, dtype=[np.float64, np.float32], input_name=what)
+    except (TypeError, ValueError) as exc:
+        raise named_array_error(exc) from exc
+
+
 def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
               what: str = "X") -> torch.Tensor:
     """A finite 2-D ``(n_samples, n_features)`` tensor from an Activations, tensor or array."""
@@ -58,10 +81,8 @@ def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.de
         data = _unit_last(X).data
     elif isinstance(X, torch.Tensor):
         data = X
-    elif isinstance(X, np.ndarray):
-        if X.dtype == object:
-            raise InputTypeError(f"{what} must be numeric, got a NumPy array of dtype object")
-        data = torch.from_numpy(np.ascontiguousarray(X))
+    elif isinstance(X, np.ndarray) or is_array_like(X):
+        data = torch.from_numpy(np.ascontiguousarray(checked_array(X, what)))
     else:
         _refuse_mapping(X, what)
         raise InputTypeError(
@@ -165,6 +186,8 @@ class BatchSource:
         self.n_rows: int | None = None  # index rows per epoch (stored rows for a store)
         if isinstance(X, Mapping) and self.sites == [None]:
             _refuse_mapping(X, "X")  # {site: Activations} from capture, without saying which site to fit
+        if is_array_like(X):  # sparse matrix, DataFrame, other array-likes: scikit-learn's checks and messages
+            X = checked_array(X)
         if isinstance(X, (Activations, torch.Tensor, np.ndarray)):
             if self.sites != [None]:
                 raise ConfigError(f"sites {self.sites} name arrays of a store or keys of a mapping; this input is one array")

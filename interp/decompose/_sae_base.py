@@ -225,8 +225,8 @@ class SparseAutoencoder(Decomposition):
         self._check_fitted()
         x = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if x.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {x.shape[1]} features; this {type(self).__name__} was trained on "
-                                 f"{self.n_features_in_}")
+            raise DimensionError(f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input (the number it was trained on)")
         return x
 
     @torch.no_grad()

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError
 from ._base import check_int, registry
@@ -165,7 +166,10 @@ def partial_fit_steps(sae: Any, X: Any) -> None:
         x = local[site].to(device=device, dtype=sae.dtype)
         if not hasattr(sae, "components_"):
             sae._init_state(batch_moments(x, par), par, device)
-        elif not hasattr(sae, "_optimizer"):
+        elif x.shape[1] != sae.n_features_in_:
+            raise DimensionError(f"X has {x.shape[1]} features, but {type(sae).__name__} is expecting "
+                                 f"{sae.n_features_in_} features as input (the number it was trained on)")
+        elif not hasattr(sae, "_optimizer") or not sae.components_.requires_grad:  # loaded, or fitted and frozen
             sae._resume_training()
         train_step(sae, x, counts[site], None, par)
 

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
 from ..results import Result, themed
@@ -58,7 +59,15 @@ _N_CHOICES = ("circular-shift", "marchenko-pastur")
 
 
 def marchenko_pastur_bound(n_units: int, n_samples: int) -> float:
-    """Upper edge ``(1 + sqrt(n_units / n_samples))**2`` of the eigenvalues of a correlation matrix of independent units."""
+    """Upper edge ``(1 + sqrt(n_units / n_samples))**2`` of the eigenvalues of a correlation matrix of independent units.
+
+    Parameters
+    ----------
+    n_units : int
+        Number of units (columns).
+    n_samples : int
+        Number of samples (rows).
+    """
     return float((1.0 + np.sqrt(n_units / n_samples)) ** 2)
 
 
@@ -410,6 +419,17 @@ def match_assemblies(found: Any, reference: Any, *, by: str = "auc", n_units: in
     summed ``by`` score: ``"auc"`` (how well a found assembly's loadings separate the reference's members
     from the other units; needs loadings) or ``"jaccard"`` (overlap of member sets). Each reference is
     matched at most once, so two references never share a component.
+
+    Parameters
+    ----------
+    found : Assemblies or sequence of sequence of int
+        The found assemblies; an :class:`Assemblies` also gives the loadings that ``by="auc"`` needs.
+    reference : Assemblies, sequence of sequence of int or array-like of bool
+        The reference assemblies: lists of 0-based unit indices, or a boolean matrix (assemblies x units).
+    by : str, optional
+        Score that the matching maximises: ``"auc"`` (default) or ``"jaccard"``.
+    n_units : int, optional
+        Number of units when neither side carries loadings; None: one more than the largest index.
 
     >>> match_assemblies(found, [[0, 4, 9], [12, 13, 20]]).to_frame()   # doctest: +SKIP
     """

@@ -24,6 +24,11 @@ from ..results import Result, themed
 class ReconstructionAccumulator:
     """Streaming sums for L0, FVU, MSE, cosine and firing counts (float64 on CPU).
 
+    Parameters
+    ----------
+    dense_threshold : float, optional
+        Firing frequency above which a latent counts as dense (default 0.1).
+
     >>> acc = ReconstructionAccumulator()
     >>> acc.add(x, x_hat, codes)        # doctest: +SKIP
     >>> acc.result()                     # doctest: +SKIP
@@ -41,7 +46,17 @@ class ReconstructionAccumulator:
 
     @torch.no_grad()
     def add(self, x: torch.Tensor, x_hat: torch.Tensor, codes: torch.Tensor | None = None) -> None:
-        """Add one batch of inputs, reconstructions and (optionally) codes, all with rows = samples."""
+        """Add one batch of inputs, reconstructions and (optionally) codes, all with rows = samples.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs ``(n, d)``.
+        x_hat : torch.Tensor
+            Their reconstructions, the same shape.
+        codes : torch.Tensor, optional
+            The latent codes ``(n, k)``; without them L0 and the firing counts stay undefined (NaN).
+        """
         if x.shape != x_hat.shape:
             raise DimensionError(f"x {tuple(x.shape)} and its reconstruction {tuple(x_hat.shape)} differ in shape")
         x, x_hat = x.double().cpu(), x_hat.double().cpu()
@@ -85,6 +100,23 @@ class ReconstructionMetrics(Result):
     ``cosine`` (mean cosine of input and reconstruction), ``dead_fraction`` / ``dense_fraction`` of
     latents, and each latent's ``firing_frequency``.
 
+    Parameters
+    ----------
+    l0 : float
+        Mean number of non-zero latents per sample (NaN without codes).
+    fvu : float
+        Residual sum of squares over the total sum of squares about the mean.
+    mse : float
+        Residual sum of squares per sample (summed over features).
+    cosine : float
+        Mean cosine similarity of input and reconstruction.
+    dead_fraction, dense_fraction : float
+        Fraction of latents that never fire, and that fire on more than ``dense_threshold`` of the samples.
+    n_samples : int
+        Number of samples evaluated.
+    firing_frequency : numpy.ndarray, optional
+        Fraction of samples on which each latent is non-zero.
+
     >>> m = reconstruction_metrics(sae, X)   # doctest: +SKIP
     >>> print(m.summary())                   # doctest: +SKIP
     """
@@ -127,7 +159,19 @@ class ReconstructionMetrics(Result):
 
 
 def reconstruction_metrics(estimator: Any, X: Any, batch_size: int = 4096, dense_threshold: float = 0.1) -> ReconstructionMetrics:
-    """Evaluate a fitted estimator on ``X`` (anything ``fit`` accepts), streaming in minibatches."""
+    """Evaluate a fitted estimator on ``X`` (anything ``fit`` accepts), streaming in minibatches.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator with ``transform`` and ``inverse_transform``.
+    X : Activations, torch.Tensor, numpy.ndarray or iterable
+        The data, as ``fit`` accepts it (a matrix, or an iterable of batches/an activation store).
+    batch_size : int, optional
+        Rows per minibatch (default 4096).
+    dense_threshold : float, optional
+        Firing frequency above which a latent counts as dense (default 0.1).
+    """
     from ..tensor import Activations
     from ._data import as_matrix, minibatches
 
@@ -153,6 +197,19 @@ class SplicedLMMetrics(Result):
     ``ce_loss_recovered = (ce_ablated - ce_spliced) / (ce_ablated - ce_clean)`` where the ablation
     replaces the site by zeros (``ablation="zero"``) or its mean (``"mean"``); ``kl`` is the mean
     KL(clean || spliced) of the next-token distributions over all positions.
+
+    Parameters
+    ----------
+    site : str
+        The resolved site name.
+    ce_clean, ce_spliced, ce_ablated : float
+        Mean next-token cross-entropy (nats) of the clean, spliced and ablated model.
+    ce_loss_recovered : float
+        ``(ce_ablated - ce_spliced) / (ce_ablated - ce_clean)`` (NaN when the ablation changes nothing).
+    kl, kl_ablated : float
+        Mean KL(clean || spliced) and KL(clean || ablated) of the next-token distributions.
+    n_tokens : int
+        Number of tokens in ``tokens``.
 
     >>> m = spliced_lm_metrics(sae, model, tokens, "blocks.3.mlp.hook_post")  # doctest: +SKIP
     >>> print(m.summary())                                                    # doctest: +SKIP
@@ -199,7 +256,14 @@ def _kl(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 
 def splice_hook(estimator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An edit (for :class:`interp.engine.Hook`) replacing the site's activations by the reconstruction."""
+    """An edit (for :class:`interp.engine.Hook`) replacing the site's activations by the reconstruction.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator with ``transform`` and ``inverse_transform``; the activations are flattened to
+        ``(-1, d)`` float32 rows, reconstructed, and cast back to their dtype and shape.
+    """
 
     def hook(activation: torch.Tensor) -> torch.Tensor:
         flat = activation.reshape(-1, activation.shape[-1])
@@ -217,6 +281,21 @@ def spliced_lm_metrics(estimator: Any, model: Any, tokens: torch.Tensor, site: s
     ``model`` is a TransformerLens ``TransformerBridge`` or any ``nn.Module`` (sites as in
     :mod:`interp.engine`); ``tokens`` is a
     ``(batch, pos)`` integer tensor.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator with ``transform`` and ``inverse_transform``.
+    model : TransformerBridge or torch.nn.Module
+        The model.
+    tokens : torch.Tensor
+        Integer token ids ``(batch, pos)``.
+    site : str
+        The site to splice (a hook name or module path; resolved by :func:`interp.engine.resolve_site`).
+    ablation : str, optional
+        The baseline: ``"zero"`` (default) or ``"mean"`` (the site's mean activation over ``tokens``).
+    batch_size : int, optional
+        Sequences per forward pass (default 8).
 
     >>> m = spliced_lm_metrics(sae, model, tokens, "blocks.3.mlp.hook_post")  # doctest: +SKIP
     """

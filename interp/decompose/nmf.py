@@ -11,7 +11,8 @@ import math
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError
 from ..tensor import Activations
@@ -34,10 +35,31 @@ class NMF(Decomposition):
 
     ``components_`` is ``H`` ``(n_components, n_features)``; :meth:`transform` returns ``W``.
 
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of components k (default 10); above ``min(n_samples, n_features)`` only with ``init="random"``.
+    init : str, optional
+        ``"nndsvda"`` (default: NNDSVD with zeros filled by the data mean), ``"nndsvd"`` or ``"random"``.
+    max_iter : int, optional
+        Most HALS iterations (default 500).
+    tol : float, optional
+        Stop when the projected-gradient violation falls to ``tol`` times the first iteration's (default 1e-4).
+    max_samples : int, optional
+        Use at most the first this many rows; None: all.
+    seed : int or None, optional
+        Seed of the ``"random"`` start (default 0; None also means 0).
+    device : str, optional
+        Torch device; None: CUDA when available, else CPU.
+    dtype : torch.dtype, optional
+        Dtype of the computation (default ``torch.float64``).
+    progress : bool, optional
+        Show a progress bar over iterations (default False).
+
     Example
     -------
     >>> nmf = NMF(n_components=8).fit(calcium)            # doctest: +SKIP
-    >>> w = nmf.transform(calcium)                         # (sample=time, unit=component)
+    >>> w = nmf.transform(calcium)   # (sample=time, unit=component)   # doctest: +SKIP
     """
 
     _tensor_attrs = ("components_",)
@@ -56,11 +78,18 @@ class NMF(Decomposition):
         self.dtype = dtype
         self.progress = progress
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: non-negative input only."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def _check_nonnegative(self, data: torch.Tensor, what: str = "X") -> None:
         low = float(data.min())
         if low < 0:
             raise NegativeValueError(
-                f"NMF needs non-negative data but {what} has {int((data < 0).sum())} negative values (min {low:.4g}); "
+                f"Negative values in data passed to NMF: it needs non-negative data but {what} has "
+                f"{int((data < 0).sum())} negative values (min {low:.4g}); "
                 "shift or rescale it (e.g. subtract each unit's minimum), or use SNMF for mixed-sign data"
             )
 
@@ -114,12 +143,32 @@ class NMF(Decomposition):
         return W, violation
 
     def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> NMF:
-        """Factorise non-negative ``X`` (anything :meth:`SNMF.fit` accepts)."""
+        """Factorise non-negative ``X`` (anything :meth:`SNMF.fit` accepts).
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor, numpy.ndarray, store or iterable
+            Non-negative data ``(n_samples, n_features)``; a store or iterable of batches is read into memory.
+        y : None
+            Ignored (scikit-learn convention).
+        site : str, optional
+            The site (array) to read when ``X`` is an activation store.
+        """
         self.fit_transform(X, site=site)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, *, site: str | None = None) -> Any:
-        """Fit and return ``W`` (the per-sample coefficients)."""
+        """Fit and return ``W`` (the per-sample coefficients).
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor, numpy.ndarray, store or iterable
+            Non-negative data ``(n_samples, n_features)``.
+        y : None
+            Ignored (scikit-learn convention).
+        site : str, optional
+            The site (array) to read when ``X`` is an activation store.
+        """
         if site is not None or is_store(X):
             X = store_array(X, site)
         device = resolve_device(self.device)
@@ -155,11 +204,20 @@ class NMF(Decomposition):
         return wrap_like(X, W, "nmf_") if isinstance(X, Activations) else W
 
     def transform(self, X: Any, n_iter: int = 200) -> Any:
-        """Non-negative coefficients ``W`` of new rows with ``H`` fixed."""
+        """Non-negative coefficients ``W`` of new rows with ``H`` fixed.
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor or numpy.ndarray
+            Non-negative rows with the fitted number of features.
+        n_iter : int, optional
+            HALS sweeps on ``W`` after the clipped least-squares start (default 200).
+        """
         self._check_fitted()
         data = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if data.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {data.shape[1]} features; this NMF was fitted on {self.n_features_in_}")
+            raise DimensionError(f"X has {data.shape[1]} features, but NMF is expecting {self.n_features_in_} features "
+                                 "as input (the number it was fitted on)")
         self._check_nonnegative(data)
         H = self.components_
         XHt, HHt = data @ H.T, H @ H.T
@@ -169,7 +227,13 @@ class NMF(Decomposition):
         return wrap_like(X, W, "nmf_")
 
     def inverse_transform(self, codes: Any) -> Any:
-        """Reconstruction ``W H``."""
+        """Reconstruction ``W H``.
+
+        Parameters
+        ----------
+        codes : Activations, torch.Tensor or numpy.ndarray
+            Coefficients ``W`` ``(n_samples, n_components)``.
+        """
         self._check_fitted()
         W = as_matrix(codes, dtype=self.components_.dtype, device=self.components_.device, what="codes")
         return unwrap_like(codes, W @ self.components_, getattr(self, "feature_names_in_", None))

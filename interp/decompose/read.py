@@ -3,7 +3,10 @@
 Following Shafran, Geiger & Geva (2025): the input side of a feature is its top-activating contexts;
 the output side is its direction pushed through ``W_out`` (for MLP-space features) and the model's
 read-out (:func:`interp.label.vocab_projection` with ``directions=``); its causal effect is measured by
-adding ``alpha * direction`` at its site, with ``alpha`` found by binary search so that KL(unsteered || steered) of the next-token distribution hits a target.
+adding ``strength * direction`` at its site, with the steering strength found by binary search so that
+KL(unsteered || steered) of the next-token distribution hits a target (:func:`find_strength`; the
+authors' whole protocol, with sampled generations, baselines and a judge, is in
+:mod:`interp.decompose.steering`).
 
 Steering runs through the hook engine (:mod:`interp.engine`), so this module
 does not depend on :mod:`patching`.
@@ -11,6 +14,7 @@ does not depend on :mod:`patching`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +25,15 @@ from .. import engine
 from ..errors import ConfigError, DimensionError, InputTypeError
 from ..results import Result, themed
 from ..tensor import Activations
+from ._base import check_int
 from ._data import as_matrix
 
-__all__ = ["top_activating", "steer", "steering_kl", "find_alpha", "SteeringResult",
+
+def check_steps(n_steps: int) -> int:
+    """``n_steps`` as a positive int (named error otherwise)."""
+    return check_int("n_steps", n_steps)
+
+__all__ = ["top_activating", "steer", "steering_kl", "find_strength", "find_alpha", "SteeringResult",
            "component_directions"]
 
 
@@ -135,16 +145,19 @@ def _check_site(model: Any, site: str) -> None:
     engine.resolve_site(model, site)
 
 
-def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, strength: float,
           positions: slice | list[int] | None = None) -> torch.Tensor:
-    """Logits with ``alpha * direction`` (unit-normalised) added at ``site`` (all positions by default)."""
+    """Logits with ``strength * direction`` (unit-normalised) added at ``site`` (all positions by default).
+
+    As ``Intervener.get_mlp_post_hook`` of Shafran et al. (``intervention/intervener.py``, commit ab58c78).
+    """
     _check_site(model, site)
     tokens = _tokens(model, prompt)
     d = component_directions(direction)[0]
 
     def add(act: torch.Tensor) -> torch.Tensor:
         out = act.clone()
-        delta = (alpha * d).to(act)
+        delta = (strength * d).to(act)
         if positions is None:
             out = out + delta
         else:
@@ -161,68 +174,110 @@ def _kl_last(base: torch.Tensor, steered: torch.Tensor) -> float:
     return float((p.exp() * (p - q)).sum(-1).mean())
 
 
-def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, strength: float,
                 base_logits: torch.Tensor | None = None) -> float:
     """KL(unsteered || steered) of the next-token distribution at the last position."""
     tokens = _tokens(model, prompt)
     if base_logits is None:
         with torch.no_grad():
             base_logits = model(tokens)
-    return _kl_last(base_logits, steer(model, tokens, site, direction, alpha))
+    return _kl_last(base_logits, steer(model, tokens, site, direction, strength))
 
 
 @dataclass
 class SteeringResult(Result):
-    """The ``alpha`` that hits ``target_kl`` (and the KL it reached); ``trace`` holds every (alpha, KL) tried.
+    """The steering ``strength`` that hits ``target_kl`` (and the KL it reached); ``trace`` holds every
+    (strength, KL) tried.
 
-    >>> res = find_alpha(model, "The cat", "blocks.3.hook_resid_post", direction, target_kl=0.5)  # doctest: +SKIP
-    >>> print(res.summary()); res.plot()                                                         # doctest: +SKIP
+    >>> res = find_strength(model, "The cat", "blocks.3.hook_resid_post", direction, target_kl=0.5)  # doctest: +SKIP
+    >>> print(res.summary()); res.plot()                                                            # doctest: +SKIP
     """
 
     target_kl: float
-    alpha: float
+    strength: float
     kl: float
     n_evaluations: int
     converged: bool
     trace: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
+    @property
+    def alpha(self) -> float:
+        """Deprecated spelling of :attr:`strength` (``alpha`` is the significance level in this library)."""
+        return self.strength
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per evaluation of the search: ``alpha`` and the ``kl`` it gave, in search order."""
-        return pd.DataFrame(self.trace, columns=["alpha", "kl"])
+        """One row per evaluation of the search: ``strength`` and the ``kl`` it gave, in search order."""
+        return pd.DataFrame(self.trace, columns=["strength", "kl"])
 
     def summary(self) -> str:
-        """The alpha found, the KL it gave against the target, and whether the search converged."""
+        """The strength found, the KL it gave against the target, and whether the search converged."""
         state = "converged" if self.converged else "did NOT converge"
-        return (f"Steering strength alpha {self.alpha:.4g} gives KL {self.kl:.4f} (target {self.target_kl:.4f})\n"
+        return (f"Steering strength {self.strength:.4g} gives KL {self.kl:.4f} (target {self.target_kl:.4f})\n"
                 f"  binary search {state} after {self.n_evaluations} evaluations")
 
     def plot(self, **kwargs: Any) -> Any:
-        """KL against alpha for every evaluation, with the target as a dashed line (plotly)."""
+        """KL against the steering strength for every evaluation, with the target as a dashed line (plotly)."""
         import plotly.express as px
 
-        fig = px.scatter(self.to_frame().sort_values("alpha"), x="alpha", y="kl")
+        fig = px.scatter(self.to_frame().sort_values("strength"), x="strength", y="kl")
         fig.add_hline(y=self.target_kl, line_dash="dash")
-        return themed(fig, title=kwargs.get("title", "steering: KL vs alpha"))
+        return themed(fig, title=kwargs.get("title", "steering: KL vs strength"))
 
 
-def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,
-               tol: float = 0.01, sign: float = 1.0, alpha_start: float | None = None, max_evaluations: int = 60,
-               ) -> SteeringResult:
-    """Binary search for the steering strength whose KL(unsteered || steered) equals ``target_kl`` (within ``tol``).
+def _kl_authors(base_probs: torch.Tensor, logits: torch.Tensor) -> float:
+    """``sum p (log(p + 1e-8) - log(q + 1e-8))`` at the last position, as ``find_alpha_for_kl_targets``."""
+    q = torch.softmax(logits[:, -1].float(), dim=-1)
+    return float(torch.sum(base_probs * (torch.log(base_probs + 1e-8) - torch.log(q + 1e-8))))
 
-    The upper bound starts at ``alpha_start`` (default: the mean norm of the site's activation) and is
-    doubled until the KL exceeds the target; then the bracket is bisected (Shafran et al. 2025,
-    ``find_alpha_for_kl_targets``). ``sign=-1`` searches negative alphas.
+
+def find_strength(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,
+                  tol: float = 0.01, search: str = "bisect", low: float = 1.0, high: float = 2000.0,
+                  n_steps: int = 20, sign: float = 1.0, start: float | None = None, max_evaluations: int = 60,
+                  ) -> SteeringResult:
+    """The steering strength whose KL(unsteered || steered) of the next token equals ``target_kl`` (within ``tol``).
+
+    ``search="bisect"`` (default) is Shafran et al.'s ``Intervener.find_alpha_for_kl_targets``
+    (``intervention/intervener.py``, commit ab58c78): ``n_steps`` (20) bisections of ``[low, high]``
+    (``[1, 2000]``), always all of them; the answer is the *last* midpoint whose KL was within ``tol``
+    (their dict entry is overwritten), and a target never reached within ``tol`` is not converged
+    (their code leaves it out; here ``converged=False`` and ``strength`` is the closest midpoint). The
+    KL is theirs: ``sum p (log(p + 1e-8) - log(q + 1e-8))`` summed over the batch.
+    ``search="double"`` is this library's earlier search: the bracket's top starts at ``start``
+    (default: the mean norm of the site's activation) and doubles until the KL passes the target, then
+    bisects until within ``tol`` (at most ``max_evaluations``); its KL has no 1e-8.
+    ``sign=-1`` searches negative strengths.
     """
     if not target_kl > 0:
         raise ConfigError(f"target_kl must be > 0, got {target_kl}")
+    if search not in ("bisect", "double"):
+        raise ConfigError(f"search must be 'bisect' (the authors') or 'double', got {search!r}")
     _check_site(model, site)
     tokens = _tokens(model, prompt)
     with torch.no_grad():
         rec = engine.record(model, tokens, [site])
         cache, base = rec.acts, rec.output
-    scale = float(cache[site].float().norm(dim=-1).mean()) if alpha_start is None else float(alpha_start)
     trace: list[tuple[float, float]] = []
+    if search == "bisect":
+        if not 0 <= low < high:
+            raise ConfigError(f"the bisection needs 0 <= low < high, got low={low}, high={high}")
+        base_probs = torch.softmax(base[:, -1].float(), dim=-1)
+        found: tuple[float, float] | None = None
+        best = (math.inf, high, math.nan)
+        for _ in range(check_steps(n_steps)):
+            mid = (low + high) / 2.0
+            value = _kl_authors(base_probs, steer(model, tokens, site, direction, sign * mid))
+            trace.append((sign * mid, value))
+            if abs(value - target_kl) < tol:
+                found = (mid, value)
+            best = min(best, (abs(value - target_kl), mid, value))
+            if value < target_kl:
+                low = mid
+            else:
+                high = mid
+        if found is not None:
+            return SteeringResult(target_kl, sign * found[0], found[1], len(trace), True, trace)
+        return SteeringResult(target_kl, sign * best[1], best[2], len(trace), False, trace)
+    scale = float(cache[site].float().norm(dim=-1).mean()) if start is None else float(start)
 
     def kl_at(a: float) -> float:
         value = _kl_last(base, steer(model, tokens, site, direction, sign * a))
@@ -251,12 +306,23 @@ def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: tor
     return SteeringResult(target_kl, sign * best_a, best_kl, len(trace), abs(best_kl - target_kl) <= tol, trace)
 
 
-def steered_generate(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, alpha: float,
+def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,
+               tol: float = 0.01, sign: float = 1.0, alpha_start: float | None = None, max_evaluations: int = 60,
+               ) -> SteeringResult:
+    """Deprecated: :func:`find_strength` with ``search="double"`` (``alpha_start`` is its ``start``)."""
+    return find_strength(model, prompt, site, direction, target_kl, tol=tol, search="double", sign=sign,
+                         start=alpha_start, max_evaluations=max_evaluations)
+
+
+def steered_generate(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, strength: float,
                      max_new_tokens: int = 20) -> list[str] | torch.Tensor:
-    """Greedy continuation of ``prompt`` while steering (strings if the model has a tokenizer)."""
+    """Greedy continuation of ``prompt`` while steering (strings if the model has a tokenizer).
+
+    The authors sample instead (:func:`interp.decompose.steering.sampled_generate`).
+    """
     tokens = _tokens(model, prompt)
     for _ in range(max_new_tokens):
-        logits = steer(model, tokens, site, direction, alpha)
+        logits = steer(model, tokens, site, direction, strength)
         tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     if getattr(model, "tokenizer", None) is not None:
         return [model.tokenizer.decode(t) for t in tokens.tolist()]

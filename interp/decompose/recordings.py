@@ -50,6 +50,23 @@ def circular_shift_correlation(codes: np.ndarray, signal: np.ndarray, n_permutat
     picking the best component). Shifts are drawn uniformly from ``[min_shift, T - min_shift]``
     within each group (default ``min_shift``: a tenth of the shortest group); ``null="group"`` swaps
     whole groups instead. p-values use the ``(1 + count) / (1 + n_permutations)`` estimator.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        Component time courses ``(time, component)``.
+    signal : array-like
+        One value per time point.
+    n_permutations : int, optional
+        Number of null draws (default 1000).
+    min_shift : int, optional
+        Smallest circular shift in samples; None: a tenth of the shortest group.
+    seed : int or None, optional
+        Seed of the null draws (default 0).
+    groups : array-like, optional
+        One label per time point (trials, runs); shifts stay within groups. None: one group.
+    null : str, optional
+        ``"circular"`` (default), ``"group"`` (swap whole groups) or ``"block"``.
     """
     codes = np.asarray(codes, dtype=np.float64)
     signal = np.asarray(signal, dtype=np.float64).reshape(-1)
@@ -88,6 +105,18 @@ def behaviour_correlation(codes: Any, variables: Sequence[str] | Mapping[str, An
     coordinates of ``codes``, or a ``{name: array}`` mapping. ``groups``: a sample-coordinate name
     (e.g. ``"trial"``) or one label per time point; shifts stay within groups (or whole groups swap
     with ``null="group"``). One row per (variable, component).
+
+    Parameters
+    ----------
+    codes : Activations, torch.Tensor or array-like
+        Component time courses ``(time, component)``.
+    variables : sequence of str or mapping of str to array-like, optional
+        Sample-coordinate names of ``codes`` (default ``("reversal", "velocity")``), or ``{name: values}``
+        (required when ``codes`` is not an Activations).
+    n_permutations, min_shift, seed, null : optional
+        As in :func:`circular_shift_correlation`.
+    groups : str or array-like, optional
+        A sample-coordinate name of ``codes`` or one label per time point.
     """
     matrix = _codes_matrix(codes)
     groups = resolve_groups(groups, matrix.shape[0], codes if isinstance(codes, Activations) else None)
@@ -115,6 +144,19 @@ def top_loading(estimator: Any, names: Sequence[str] | None = None, n: int = 10,
 
     ``names`` default to the unit names seen in ``fit``; ``keep`` masks units (e.g. only identified
     neurons); ``sign`` is ``"positive"`` (largest weights), ``"negative"`` or ``"abs"``.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator with ``components_`` ``(n_components, n_units)``.
+    names : sequence of str, optional
+        One name per unit; None: ``feature_names_in_`` of the fit, else the indices.
+    n : int, optional
+        Units listed per component (default 10).
+    keep : sequence of bool, optional
+        Mask of the units that may be listed; None: all.
+    sign : str, optional
+        ``"positive"`` (default: largest weights), ``"negative"`` or ``"abs"``.
     """
     W = estimator.components_.detach().cpu().double().numpy()
     names = list(names) if names is not None else getattr(estimator, "feature_names_in_", None)
@@ -141,6 +183,15 @@ class BehaviourComponents(Result):
     circular shifts or grouped permutations) and ``p_max`` (max-statistic corrected); ``loadings``: the
     top-loading units of each component; ``codes``: the components over time.
 
+    Parameters
+    ----------
+    correlations : pandas.DataFrame
+        One row per (variable, component): ``r``, ``p``, ``p_max``.
+    loadings : pandas.DataFrame
+        The top-loading units of each component (:func:`top_loading`).
+    codes : Activations
+        The component time courses.
+
     >>> bc = behaviour_components(NMF(8).fit(worm), worm)   # doctest: +SKIP
     >>> print(bc.summary()); bc.best("reversal")            # doctest: +SKIP
     """
@@ -150,7 +201,15 @@ class BehaviourComponents(Result):
     codes: Activations
 
     def best(self, variable: str, sign: str = "positive") -> dict[str, Any]:
-        """The component most correlated with ``variable`` (``sign``: 'positive', 'negative' or 'abs')."""
+        """The component most correlated with ``variable`` (``sign``: 'positive', 'negative' or 'abs').
+
+        Parameters
+        ----------
+        variable : str
+            A variable of :attr:`correlations`.
+        sign : str, optional
+            ``"positive"`` (default: largest r), ``"negative"`` (most negative r) or ``"abs"``.
+        """
         rows = self.correlations[self.correlations["variable"] == variable]
         if rows.empty:
             raise ConfigError(f"no variable {variable!r}; have {sorted(set(self.correlations['variable']))}")
@@ -195,6 +254,23 @@ def behaviour_components(estimator: Any, recording: Activations, variables: Sequ
 
     ``only_identified`` keeps units whose ``identified`` coordinate is true (NeuroPAL-labelled
     neurons in ``celegans``); names come from the ``canonical`` (else ``name``) unit coordinate.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted decomposition with ``transform`` and ``components_``.
+    recording : Activations
+        The ``(sample, unit)`` recording it was fitted on, with the behaviour as sample coordinates.
+    variables : sequence of str, optional
+        Sample coordinates to correlate with (default ``("reversal", "velocity")``).
+    n_top : int, optional
+        Top-loading units listed per component (default 10).
+    only_identified : bool, optional
+        List only units whose ``identified`` coordinate is true, when there is one (default True).
+    n_permutations, min_shift, seed, null : optional
+        As in :func:`circular_shift_correlation`.
+    groups : str or array-like, optional
+        A sample-coordinate name of ``recording`` or one label per sample.
     """
     codes = estimator.transform(recording)
     groups = resolve_groups(groups, recording.shape[0], recording)

@@ -53,6 +53,45 @@ class ReLUSAE(SparseAutoencoder):
     ``resample_every`` steps (until ``resample_until`` of training) latents that have not fired for
     ``dead_after`` samples are re-initialised towards inputs that are badly reconstructed (Bricken et
     al. 2023), and their Adam state is reset.
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of latents (default 1024).
+    l1_coefficient : float, optional
+        Weight of the L1 penalty on the codes (default 5).
+    l1_warmup_fraction : float, optional
+        Fraction of training over which the penalty ramps up linearly (default 0.05; 0: none).
+    resample_every : int, optional
+        Steps between dead-latent resamplings (default 2500; 0 disables them).
+    resample_until : float, optional
+        Fraction of training after which no more resampling happens (default 0.5).
+    lr : float, optional
+        Peak Adam learning rate (default 3e-4); linear warm-up, then constant (or decayed, see ``decay_fraction``).
+    batch_size : int, optional
+        Rows per optimiser step (default 4096; the global batch when distributed).
+    n_epochs : int, optional
+        Passes over the data (default 1).
+    max_samples : int, optional
+        Stop after this many training rows; None: no limit.
+    max_seconds : float, optional
+        Stop after this much wall time; None: no limit.
+    warmup_steps : int, optional
+        Steps of linear learning-rate warm-up; None: ``min(1000, total_steps // 20)`` (at least 1).
+    decay_fraction : float, optional
+        Final fraction of training over which the learning rate decays linearly to 0 (default 0: none).
+    normalize : bool, optional
+        Scale the inputs so that their mean squared norm equals the number of features (default True).
+    dead_after : int, optional
+        A latent that has not fired for this many training samples counts as dead (default 1 000 000).
+    seed : int or None, optional
+        Seed of the decoder initialisation and of the minibatch order (default 0; None also means 0).
+    device : str, optional
+        Torch device; None: CUDA when available, else CPU.
+    dtype : torch.dtype, optional
+        Dtype of the parameters (default ``torch.float32``).
+    progress : bool, optional
+        Show a progress bar (default True).
     """
 
     def __init__(self, n_components: int = 1024, *, l1_coefficient: float = 5.0, l1_warmup_fraction: float = 0.05,
@@ -135,6 +174,43 @@ class TopKSAE(SparseAutoencoder):
     Dead latents (no activation for ``dead_after`` samples) are trained by the AuxK loss: the top
     ``aux_k`` (default ``n_features // 2``) dead latents of each row reconstruct the residual, weighted by
     ``aux_coefficient`` and by ``min(n_dead / aux_k, 1)``.
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of latents (default 1024).
+    k : int, optional
+        Active latents per row (default 32; at most ``n_components``).
+    aux_k : int, optional
+        Dead latents used by the AuxK loss per row; None: ``n_features // 2``.
+    aux_coefficient : float, optional
+        Weight of the AuxK loss (default 1/32).
+    lr : float, optional
+        Peak Adam learning rate (default 3e-4); linear warm-up, then constant (or decayed, see ``decay_fraction``).
+    batch_size : int, optional
+        Rows per optimiser step (default 4096; the global batch when distributed).
+    n_epochs : int, optional
+        Passes over the data (default 1).
+    max_samples : int, optional
+        Stop after this many training rows; None: no limit.
+    max_seconds : float, optional
+        Stop after this much wall time; None: no limit.
+    warmup_steps : int, optional
+        Steps of linear learning-rate warm-up; None: ``min(1000, total_steps // 20)`` (at least 1).
+    decay_fraction : float, optional
+        Final fraction of training over which the learning rate decays linearly to 0 (default 0: none).
+    normalize : bool, optional
+        Scale the inputs so that their mean squared norm equals the number of features (default True).
+    dead_after : int, optional
+        A latent that has not fired for this many training samples counts as dead (default 1 000 000).
+    seed : int or None, optional
+        Seed of the decoder initialisation and of the minibatch order (default 0; None also means 0).
+    device : str, optional
+        Torch device; None: CUDA when available, else CPU.
+    dtype : torch.dtype, optional
+        Dtype of the parameters (default ``torch.float32``).
+    progress : bool, optional
+        Show a progress bar (default True).
     """
 
     def __init__(self, n_components: int = 1024, *, k: int = 32, aux_k: int | None = None,
@@ -217,6 +293,43 @@ class BatchTopKSAE(TopKSAE):
     At inference a single threshold (``threshold_``, a running mean of the smallest activation kept
     in training batches) replaces the batch-level top-k, so codes of a row do not depend on its batch.
     Distributed, the selection is over the whole global batch (all ranks' rows, or all ranks' latents).
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of latents (default 1024).
+    k : int, optional
+        Mean active latents per row: the batch keeps its ``k * batch`` largest activations (default 32).
+    aux_k : int, optional
+        Dead latents used by the AuxK loss per row; None: ``n_features // 2``.
+    aux_coefficient : float, optional
+        Weight of the AuxK loss (default 1/32).
+    lr : float, optional
+        Peak Adam learning rate (default 3e-4); linear warm-up, then constant (or decayed, see ``decay_fraction``).
+    batch_size : int, optional
+        Rows per optimiser step (default 4096; the global batch when distributed).
+    n_epochs : int, optional
+        Passes over the data (default 1).
+    max_samples : int, optional
+        Stop after this many training rows; None: no limit.
+    max_seconds : float, optional
+        Stop after this much wall time; None: no limit.
+    warmup_steps : int, optional
+        Steps of linear learning-rate warm-up; None: ``min(1000, total_steps // 20)`` (at least 1).
+    decay_fraction : float, optional
+        Final fraction of training over which the learning rate decays linearly to 0 (default 0: none).
+    normalize : bool, optional
+        Scale the inputs so that their mean squared norm equals the number of features (default True).
+    dead_after : int, optional
+        A latent that has not fired for this many training samples counts as dead (default 1 000 000).
+    seed : int or None, optional
+        Seed of the decoder initialisation and of the minibatch order (default 0; None also means 0).
+    device : str, optional
+        Torch device; None: CUDA when available, else CPU.
+    dtype : torch.dtype, optional
+        Dtype of the parameters (default ``torch.float32``).
+    progress : bool, optional
+        Show a progress bar (default True).
     """
 
     _extra_tensor_attrs = ("threshold_",)
@@ -263,6 +376,45 @@ class JumpReLUSAE(SparseAutoencoder):
     ``codes = z * H(z - theta)`` with ``theta = exp(log_threshold_)``; loss = MSE +
     ``sparsity_coefficient * L0`` (warmed up linearly over ``sparsity_warmup_fraction``), with
     straight-through estimators of bandwidth ``bandwidth`` for the threshold gradients.
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of latents (default 1024).
+    sparsity_coefficient : float, optional
+        Weight of the L0 penalty (default 1).
+    sparsity_warmup_fraction : float, optional
+        Fraction of training over which the penalty ramps up linearly (default 0.1; 0: none).
+    bandwidth : float, optional
+        Bandwidth of the straight-through estimators (default 0.5; must be > 0).
+    initial_threshold : float, optional
+        Starting threshold of every latent (default 1; must be > 0).
+    lr : float, optional
+        Peak Adam learning rate (default 3e-4); linear warm-up, then constant (or decayed, see ``decay_fraction``).
+    batch_size : int, optional
+        Rows per optimiser step (default 4096; the global batch when distributed).
+    n_epochs : int, optional
+        Passes over the data (default 1).
+    max_samples : int, optional
+        Stop after this many training rows; None: no limit.
+    max_seconds : float, optional
+        Stop after this much wall time; None: no limit.
+    warmup_steps : int, optional
+        Steps of linear learning-rate warm-up; None: ``min(1000, total_steps // 20)`` (at least 1).
+    decay_fraction : float, optional
+        Final fraction of training over which the learning rate decays linearly to 0 (default 0: none).
+    normalize : bool, optional
+        Scale the inputs so that their mean squared norm equals the number of features (default True).
+    dead_after : int, optional
+        A latent that has not fired for this many training samples counts as dead (default 1 000 000).
+    seed : int or None, optional
+        Seed of the decoder initialisation and of the minibatch order (default 0; None also means 0).
+    device : str, optional
+        Torch device; None: CUDA when available, else CPU.
+    dtype : torch.dtype, optional
+        Dtype of the parameters (default ``torch.float32``).
+    progress : bool, optional
+        Show a progress bar (default True).
     """
 
     _extra_tensor_attrs = ("log_threshold_",)

@@ -1,8 +1,13 @@
 """Semi-nonnegative matrix factorisation (:class:`SNMF`) after Shafran, Geiger & Geva (2025).
 
 "Decomposing MLP Activations into Interpretable Features via Semi-Nonnegative Matrix Factorization"
-(arXiv 2506.10920; code ``ordavid-s/snmf-mlp-decomposition``), which builds on Ding, Li & Jordan,
-"Convex and Semi-Nonnegative Matrix Factorizations" (TPAMI 2010).
+(arXiv 2506.10920; code ``ordavid-s/snmf-mlp-decomposition`` at commit ab58c78, ``factorization/seminmf.py``),
+which builds on Ding, Li & Jordan, "Convex and Semi-Nonnegative Matrix Factorizations" (TPAMI 2010).
+:meth:`SNMF.paper` equals their current ``NMFSemiNMF.fit`` to 1e-12 in float64 from the same start
+(``tests/test_decompose_fidelity.py``). Where it differs: ``torch.linalg.solve`` for their ``inv``; NaN/inf
+raise :class:`~interp.errors.NaNError` instead of being kept silently; defaults of the plain class (SVD start,
+relative tolerance) are ours, the preset's are theirs. The hierarchical variant is
+:class:`~interp.decompose.HierarchicalSNMF`; their steering evaluation :mod:`interp.decompose.steering`.
 
 Orientation: data are ``X`` of shape ``(n_samples, n_features)`` (rows = tokens/time points). The
 paper's ``A`` (features x samples) is ``X.T``; its ``F`` (features x k, mixed sign) is
@@ -16,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, NaNError
 from ..tensor import Activations
@@ -74,7 +80,8 @@ def snmf_step(A: torch.Tensor, F: torch.Tensor, G: torch.Tensor, keep: int, reg:
     The update equations of ``NMFSemiNMF.fit`` in ``ordavid-s/snmf-mlp-decomposition``
     (``factorization/seminmf.py``): closed-form ``F``, winner-take-all, unit-norm columns of ``G``
     (``fix_hoyer_scale``), then Ding et al.'s multiplicative ``G`` update (``eps`` is added to its
-    denominator; the authors add none, ``eps=0``). ``F`` is ``G``'s previous value's least-squares fit.
+    denominator: 1e-6 in the authors' current code, none (``eps=0``) in their first commit). ``F`` is
+    ``G``'s previous value's least-squares fit.
     """
     k = G.shape[1]
     eye = torch.eye(k, dtype=A.dtype, device=A.device)
@@ -124,7 +131,8 @@ class SNMF(Decomposition):
     ``||A - F G'||_F^2``, keep the best pair, stop after ``patience`` iterations without improvement.
 
     :meth:`SNMF.paper` gives the authors' settings (random start, 2,000 iterations, patience 1,500,
-    absolute tolerance 1e-4, no ``eps``, BOS/padding tokens dropped, fitted codes kept for reading).
+    absolute tolerance 1e-4, ``eps`` 1e-6 as in their current code (``version="first_commit"``: none),
+    BOS/padding tokens dropped, fitted codes kept for reading).
 
     Parameters
     ----------
@@ -138,7 +146,8 @@ class SNMF(Decomposition):
         ``(1 - tol)`` times the last reference; the best iterate is the lowest loss seen.
         ``"absolute"`` (the authors' rule): ``loss < best - tol``, and only such an improvement updates
         the kept best pair.
-    eps: added to the denominator of the multiplicative update (the authors' code adds none).
+    eps: added to the denominator of the multiplicative update (the authors' current code adds 1e-6,
+        their first commit none).
     keep_codes: keep the fitted ``G`` as ``codes_`` (and the rows it came from as ``fitted_rows_``), so
         that :func:`~interp.decompose.top_activating` can rank contexts by the fitted coefficients
         (``codes="fitted"``), as the authors do.
@@ -184,28 +193,51 @@ class SNMF(Decomposition):
         self.dtype = dtype
         self.progress = progress
 
+    #: the authors' code versions :meth:`paper` can follow (``ordavid-s/snmf-mlp-decomposition``)
+    PAPER_VERSIONS = {
+        # 3db345d "fixed nan issue" (2025-10-04) adds 1e-6 to the G-update's denominator; HEAD ab58c78 keeps it
+        "current": dict(commit="ab58c781a66289c70bcf4f1fc5eda969d92e2ef5", eps=1e-6),
+        # f1f7a5b "initial commit" (2025-09-30): no eps; a sample whose coefficients all reach 0 gives 0/0
+        "first_commit": dict(commit="f1f7a5b3ce51322154d2a7733991480aae20eab8", eps=0.0),
+    }
+
     @classmethod
-    def paper(cls, tokenizer: Any = None, **overrides: Any) -> SNMF:
+    def paper(cls, tokenizer: Any = None, version: str = "current", **overrides: Any) -> SNMF:
         """SNMF with the settings of Shafran, Geiger & Geva's code (``ordavid-s/snmf-mlp-decomposition``).
+
+        Paper: arXiv 2506.10920 (ACL 2026). Code followed: ``version="current"`` (default) is commit
+        ``ab58c78`` (HEAD), whose ``factorization/seminmf.py`` divides the multiplicative update by
+        ``denom + 1e-6`` since ``3db345d`` ("fixed nan issue"): ``eps=1e-6``. ``version="first_commit"``
+        is ``f1f7a5b``, with no ``eps`` (``eps=0``): on activations where a sample's coefficients all
+        reach 0 the update divides 0 by 0; their loop then silently keeps its last finite best iterate,
+        this one raises :class:`~interp.errors.NaNError` (never a silent wrong number).
 
         From ``experiments/run_snmf_steering.sh`` and ``experiments/train/train.py``: rank 50, sparsity
         0.01, ``init="random"``, 2,000 iterations, patience 1,500; from ``factorization/seminmf.py``:
-        absolute tolerance 1e-4 (``loss < best - tol``), reg 1e-6, no ``eps`` in the ``G`` update; from
+        absolute tolerance 1e-4 (``loss < best - tol``), reg 1e-6; from
         ``llm_utils/activation_generator.py``: BOS and padding tokens left out of the fitted activations
         (pass the ``tokenizer`` to take their ids; without it no rows are dropped); from
         ``experiments/snmf_interp/generate_concept_context.py``: top contexts ranked by the fitted ``G``
         (``keep_codes=True``; read them with ``top_activating(snmf, acts, codes="fitted")``). Any
         parameter can be overridden.
 
+        Where it differs: ``F`` comes from ``torch.linalg.solve`` where theirs multiplies by
+        ``torch.linalg.inv`` (the iterates agree to ~1e-14 in float64 from the same start); the loss is
+        tracked from the expanded Frobenius norm; the random start is drawn from a seeded
+        ``torch.Generator`` (the same numbers as their ``torch.manual_seed(seed)`` then ``rand``/``randn``).
+
         >>> snmf = SNMF.paper(tokenizer, n_components=20).fit(acts)      # doctest: +SKIP
         >>> top_activating(snmf, acts, n=25, codes="fitted")            # doctest: +SKIP
         """
+        if version not in cls.PAPER_VERSIONS:
+            raise ConfigError(f"version must be one of {sorted(cls.PAPER_VERSIONS)}, got {version!r}")
         drop = None
         if tokenizer is not None:
             ids = {getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "pad_token_id", None)} - {None}
             drop = sorted(int(i) for i in ids) or None
         params: dict[str, Any] = dict(n_components=50, sparsity=0.01, init="random", max_iter=2000, patience=1500,
-                                      tol=1e-4, tol_mode="absolute", reg=1e-6, eps=0.0, keep_codes=True, drop_tokens=drop)
+                                      tol=1e-4, tol_mode="absolute", reg=1e-6, eps=cls.PAPER_VERSIONS[version]["eps"],
+                                      keep_codes=True, drop_tokens=drop)
         unknown = set(overrides) - set(cls._param_names())
         if unknown:
             raise ConfigError(f"SNMF has no parameters {sorted(unknown)}; parameters are {cls._param_names()}")
@@ -291,8 +323,9 @@ class SNMF(Decomposition):
             if not math.isfinite(loss):
                 raise NaNError(
                     f"SNMF's multiplicative update gave NaN/inf at iteration {it + 1} (eps={self.eps}): a sample whose "
-                    "coefficients all reached 0 makes the update divide 0 by 0. The authors' code (eps=0) silently keeps "
-                    "its last finite iterate here; pass eps=1e-6 (the default; SNMF.paper(eps=1e-6)) to avoid it")
+                    "coefficients all reached 0 makes the update divide 0 by 0. The authors' first commit (eps=0) silently "
+                    "keeps its last finite iterate here; pass eps=1e-6 (the default, and SNMF.paper()'s since the authors' "
+                    "'fixed nan issue' commit 3db345d) to avoid it")
             curve.append(loss)
             if absolute:  # the authors' rule: only an improvement by more than tol counts, and is kept
                 improved = loss < best - self.tol
@@ -345,7 +378,7 @@ class SNMF(Decomposition):
         self._check_fitted()
         data = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if data.shape[1] != self.n_features_in_:
-            raise DimensionError(f"X has {data.shape[1]} features; this SNMF was fitted on {self.n_features_in_}")
+            raise DimensionError(f"X has {data.shape[1]} features, but SNMF is expecting {self.n_features_in_} features as input")
         F = self.components_.T
         Q = F.T @ F
         P = data @ F

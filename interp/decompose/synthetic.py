@@ -13,7 +13,17 @@ from ..tensor import Activations
 
 @dataclass
 class PlantedFeatures:
-    """Data ``X = codes @ features`` (plus noise) with known ``features`` ``(n_features, n_units)``."""
+    """Data ``X = codes @ features`` (plus noise) with known ``features`` ``(n_features, n_units)``.
+
+    Parameters
+    ----------
+    X : Activations
+        The data ``(sample, unit)``.
+    features : torch.Tensor
+        The planted unit-norm features ``(n_features, n_units)``.
+    codes : torch.Tensor
+        The planted codes ``(n_samples, n_features)``.
+    """
 
     X: Activations
     features: torch.Tensor
@@ -25,8 +35,25 @@ def planted_features(n_samples: int = 4000, n_units: int = 64, n_features: int =
     """Sparse non-negative codes over unit-norm, mixed-sign features that each touch a fraction of the units.
 
     Each sample activates about ``active`` features with exponential magnitudes; each feature has
-    ``ceil(unit_fraction * n_units)`` non-zero weights (the neuron groups SNMF assumes), so every SAE
+    ``round(unit_fraction * n_units)`` (at least 1) non-zero weights (the neuron groups SNMF assumes), so every SAE
     variant and SNMF should find them.
+
+    Parameters
+    ----------
+    n_samples : int, optional
+        Rows (default 4000).
+    n_units : int, optional
+        Columns (default 64).
+    n_features : int, optional
+        Planted features (default 16).
+    active : int, optional
+        Expected active features per sample (default 3): each is on with probability ``active / n_features``.
+    unit_fraction : float, optional
+        Fraction of units each feature touches (default 0.25; at least one unit).
+    noise : float, optional
+        S.d. of the added Gaussian noise (default 0.01).
+    seed : int, optional
+        Seed of the torch generator (default 0).
     """
     gen = torch.Generator().manual_seed(seed)
     support = max(1, int(round(unit_fraction * n_units)))
@@ -45,7 +72,15 @@ def planted_features(n_samples: int = 4000, n_units: int = 64, n_features: int =
 
 
 def best_match_cosine(true: torch.Tensor, learned: torch.Tensor) -> torch.Tensor:
-    """For each true direction (rows), the largest |cosine| with any learned direction (rows)."""
+    """For each true direction (rows), the largest |cosine| with any learned direction (rows).
+
+    Parameters
+    ----------
+    true : torch.Tensor
+        True directions, one per row.
+    learned : torch.Tensor
+        Learned directions, one per row, with the same number of columns.
+    """
     a = torch.nn.functional.normalize(true.double(), dim=1)
     b = torch.nn.functional.normalize(learned.detach().double().cpu(), dim=1)
     return (a @ b.T).abs().max(dim=1).values
@@ -53,7 +88,17 @@ def best_match_cosine(true: torch.Tensor, learned: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class PlantedAssemblies:
-    """A calcium-like recording with known assemblies: ``members[j]`` are the 0-based units of assembly ``j``."""
+    """A calcium-like recording with known assemblies: ``members[j]`` are the 0-based units of assembly ``j``.
+
+    Parameters
+    ----------
+    recording : Activations
+        The dF/F recording ``(sample, unit)`` with unit coordinates ``name``, ``x``, ``y``.
+    members : list of list of int
+        The units of each assembly.
+    events : numpy.ndarray
+        Boolean ``(n_samples, n_assemblies)``: when each assembly was activated.
+    """
 
     recording: Activations
     members: list[list[int]]
@@ -72,6 +117,33 @@ def planted_assemblies(n_units: int = 60, n_samples: int = 3000, n_assemblies: i
     also spikes on its own with probability ``background``. Spikes are convolved with an exponential
     calcium kernel (decay ``tau`` bins, amplitude 1) and Gaussian noise of s.d. ``noise`` is added, so
     the trace goes below zero like real dF/F.
+
+    Parameters
+    ----------
+    n_units : int, optional
+        Units (default 60); at least ``n_assemblies * size``.
+    n_samples : int, optional
+        Time bins (default 3000).
+    n_assemblies : int, optional
+        Planted assemblies (default 4).
+    size : int, optional
+        Units per assembly (default 8).
+    event_rate : float, optional
+        Probability per bin that an assembly activates (default 0.02).
+    p_member : float, optional
+        Probability that a member spikes in an assembly event (default 0.8).
+    background : float, optional
+        Probability per bin of an independent spike of every unit (default 0.01).
+    tau : float, optional
+        Decay of the calcium kernel in bins (default 5).
+    noise : float, optional
+        S.d. of the Gaussian noise (default 0.15).
+    dt : float, optional
+        Bin width in seconds, for the ``time`` coordinate and ``attrs["dt"]`` (default 0.1).
+    field_um : float, optional
+        Side of the square field in µm (default 200).
+    seed : int, optional
+        Seed of the NumPy generator (default 0).
 
     >>> planted = planted_assemblies(seed=1)
     >>> planted.recording.shape, [len(m) for m in planted.members]

@@ -6,7 +6,9 @@ these few verbs (after nnsight's single interleaver):
 
 * **sites** -- :func:`resolve_sites` (hook names of a ``TransformerBridge``, module paths of any
   ``nn.Module`` with ``":input"``, globs), site kinds (:func:`kind_sites`: ``"resid_pre"`` -> one hook per
-  layer), :func:`layout` (which axis is ``unit``, ``head``, ``pos``), :func:`layer_of`;
+  layer), :func:`layout` (which axis is ``unit``, ``head``, ``pos``), :func:`layer_of`; spellings of one call of
+  a reused module (``layer1.0.relu#1``) and of an element of a structured output (``rnn:output[1]``), checked
+  on a probe pass with the batch axis and a bridge's head layout (:mod:`interp.engine.views`);
 * **inputs** -- :func:`batches` (texts, tokens, images, arrays, Datasets, DataLoaders; padding masks),
   :func:`to_tokens`, :func:`forward`;
 * **hooks** -- :class:`Hook` and :func:`hooked`: any number of edits and reads at a site, composed in the
@@ -40,6 +42,7 @@ from .sites import (
     KIND_ALIASES,
     SITE_KINDS,
     canonical_kind,
+    encoder_decoder_stacks,
     is_bridge,
     is_kind,
     is_moe,
@@ -51,14 +54,18 @@ from .sites import (
     resolve_site,
     resolve_sites,
     site_names,
+    split_site,
 )
+from .split_inputs import split_inputs
+from .views import SiteRef, View, format_site, parse_site
 
 __all__ = [
     "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",
     "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
     "to_tokens", "tokenize",
     "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",
-    "BlockReplay", "SharedPrefix", "agrees",
+    "BlockReplay", "SharedPrefix", "agrees", "split_inputs",
     "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
-    "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names",
+    "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names", "split_site",
+    "encoder_decoder_stacks", "SiteRef", "View", "format_site", "parse_site",
 ]

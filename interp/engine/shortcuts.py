@@ -24,6 +24,7 @@ from torch import nn
 from .hooks import observe_modules, overridden
 from .inputs import forward
 from .sites import is_bridge, site_names
+from .views import parse_site
 
 __all__ = ["SharedPrefix", "BlockReplay", "agrees"]
 
@@ -107,7 +108,7 @@ class BlockReplay:
         if is_bridge(model):
             point = model.hook_dict.get(site)
         else:
-            name = site.partition(":")[0]
+            name = parse_site(site).path
             point = model.get_submodule(name) if name in site_names(model) else None
         return self.owner.get(id(point), 0)
 

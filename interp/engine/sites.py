@@ -5,7 +5,9 @@ A *site* is a named place in a model's forward pass:
 * on a TransformerLens ``TransformerBridge``, a hook name (``"blocks.3.mlp.hook_post"``), or a module path
   for places without a hook point (``"blocks.0._original_component.mlp._original_component.experts.act_fn"``);
 * on any other ``nn.Module``, a module path from ``named_modules()`` (``"blocks.3.mlp.act"``): the
-  module's output, or its input with the suffix ``":input"``.
+  module's output, or its input with the suffix ``":input"``; ``path#k`` is the ``k``-th call of a module
+  that runs several times per forward pass, ``path:output[1]`` / ``path:output[name]`` an element of a
+  structured output (spelling and checks: :mod:`interp.engine.views`).
 
 Globs expand (``"blocks.*.mlp.hook_post"``). Short *site kinds* (``"resid_pre"``, ``"attn_out"``,
 ``"mlp_out"``, ``"heads"``, ``"mlp_post"`` ...) expand to one hook name per layer on a bridge.
@@ -25,9 +27,11 @@ from typing import Any
 from torch import nn
 
 from ..errors import InputTypeError, SiteError, closest
+from .views import SiteRef, format_site, parse_site
 
 __all__ = ["is_bridge", "is_moe", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
-           "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout"]
+           "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout",
+           "encoder_decoder_stacks", "split_site", "is_head_site", "head_kind"]
 
 # site kind -> hook name template; ``{L}`` is the layer
 SITE_KINDS: dict[str, str] = {
@@ -53,8 +57,13 @@ _PATTERN_LEAVES = {"hook_pattern", "hook_attn_scores"}
 
 
 def is_bridge(model: Any) -> bool:
-    """True for TransformerLens bridges (a ``hook_dict`` of hook points and a ``cfg``)."""
-    return hasattr(model, "hook_dict") and hasattr(model, "cfg")
+    """True for TransformerLens bridges (a ``hook_dict`` of hook points and a ``cfg``).
+
+    A bridge's ``hook_dict`` is a property that rebuilds its aliases on every access (milliseconds), so it is
+    looked up on the class, not evaluated.
+    """
+    has = getattr(type(model), "hook_dict", None) is not None or "hook_dict" in getattr(model, "__dict__", {})
+    return has and hasattr(model, "cfg")
 
 
 def site_names(model: nn.Module) -> list[str]:
@@ -66,13 +75,69 @@ def site_names(model: nn.Module) -> list[str]:
 
 def is_moe(model: Any, layer: int) -> bool:
     """Whether block ``layer`` of a bridge is a mixture of experts: its ``mlp.hook_pre``/``hook_post`` are then
-    the whole MoE block's input and output (d_model), not neurons."""
+    the whole MoE block's input and output (d_model), not neurons.
+
+    Decided per block from the module tree (the wrapped block has ``experts``/``router``; TransformerLens binds a
+    dense MLP of an interleaved stack as ``bound_dense``) and checked against the Hugging Face config's dense
+    layers (``first_k_dense_replace``, ``mlp_only_layers``, ``decoder_sparse_step``, ``mlp_layer_types``); a
+    disagreement raises :class:`SiteError`. The config decides only where the module tree says nothing.
+    """
     blocks = getattr(model, "blocks", None)
     if not is_bridge(model) or blocks is None:
         return False
     mlp = getattr(blocks[layer], "mlp", None)
-    original = getattr(mlp, "original_component", mlp)
-    return any(hasattr(original, attr) for attr in ("experts", "router")) or bool(getattr(model.cfg, "num_experts", None))
+    if mlp is None:
+        return False
+    tree, config = _moe_by_modules(mlp), _moe_by_config(model, layer)
+    if tree is not None and config is not None and tree != config:
+        raise SiteError(f"block {layer}: the module tree says {'a mixture of experts' if tree else 'a dense MLP'} "
+                        f"({type(getattr(mlp, 'original_component', mlp)).__name__}) but the config's dense-layer "
+                        f"settings say {'a mixture of experts' if config else 'a dense MLP'}; the model was not built "
+                        "from its config, so its MLP layout cannot be trusted: rebuild it from the config")
+    if tree is not None:
+        return tree
+    if config is not None:
+        return config
+    return bool(getattr(model.cfg, "num_experts", None))
+
+
+_DENSE_MLP_ATTRS = ("gate_proj", "up_proj", "down_proj", "c_fc", "fc1", "fc2", "dense_h_to_4h", "w1", "w2", "wi", "wo")
+
+
+def _moe_by_modules(mlp: Any) -> bool | None:
+    """MoE (True), dense (False) or unknown (None) from the module tree of a bridge's ``mlp``."""
+    if getattr(mlp, "bound_dense", False) is True:  # TransformerLens bound the dense variant of an MoE stack
+        return False
+    original = getattr(mlp, "original_component", None)
+    if original is None:
+        return None
+    if any(hasattr(original, attr) for attr in ("experts", "router", "block_sparse_moe")):
+        return True
+    if any(isinstance(getattr(original, attr, None), nn.Module) for attr in _DENSE_MLP_ATTRS):
+        return False
+    return None
+
+
+def _moe_by_config(model: Any, layer: int) -> bool | None:
+    """MoE (True), dense (False) or unknown (None) from the Hugging Face config's per-layer settings."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    if config is None:
+        return None
+    config = getattr(config, "text_config", None) or config
+    types = getattr(config, "mlp_layer_types", None)
+    if isinstance(types, (list, tuple)) and layer < len(types):
+        return str(types[layer]).lower() not in {"dense", "mlp"}
+    experts = next((getattr(config, a) for a in ("n_routed_experts", "num_experts", "num_local_experts")
+                    if isinstance(getattr(config, a, None), int)), None)
+    if experts is not None and experts <= 0:
+        return False
+    first_dense = getattr(config, "first_k_dense_replace", None)
+    if isinstance(first_dense, int):  # DeepSeek-V2/V3, GLM-4-MoE: the first k layers are dense
+        return layer >= first_dense
+    only, step = getattr(config, "mlp_only_layers", None), getattr(config, "decoder_sparse_step", None)
+    if isinstance(only, (list, tuple)) or isinstance(step, int):
+        return layer not in (only or ()) and (not isinstance(step, int) or step <= 1 or (layer + 1) % step == 0)
+    return None
 
 
 def n_layers(model: Any) -> int:
@@ -86,7 +151,7 @@ def n_layers(model: Any) -> int:
     raise InputTypeError(f"cannot tell the number of layers of a {type(model).__name__}; name the sites explicitly")
 
 
-_LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks)\.(\d+)(?:\.|$)")
+_LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks|encoder_blocks|decoder_blocks)\.(\d+)(?:\.|$)")
 
 
 def layer_of(site: str) -> int | None:
@@ -119,11 +184,25 @@ def kind_hook(model: Any, kind: str, layer: int) -> str:
     if not is_bridge(model):
         raise InputTypeError(f"site kinds like {kind!r} need a TransformerBridge; pass module paths for other models")
     kind = canonical_kind(kind)
+    stacks = encoder_decoder_stacks(model)
+    if stacks:
+        raise SiteError(f"site kinds like {kind!r} name blocks.{{L}} of a one-stack model, but this is an "
+                        f"encoder-decoder model ({getattr(model.cfg, 'architecture', type(model).__name__)}) with "
+                        f"the stacks {stacks}: name the sites explicitly, e.g. '{stacks[0]}.*.hook_resid_pre' or "
+                        f"'{stacks[-1]}.{layer}.hook_mlp_out' (globs and hook names of both stacks work everywhere)")
     if kind in ("mlp_pre", "mlp_post") and is_moe(model, layer):
         raise SiteError(f"block {layer} is a mixture of experts: its mlp.hook_pre/hook_post are the whole block's "
                         f"input and output (d_model), not neurons, so {kind!r} would not address neurons; use "
                         "'mlp_out' for the block, or module paths inside the experts")
     return resolve_site(model, SITE_KINDS[kind].format(L=layer))
+
+
+def encoder_decoder_stacks(model: Any) -> list[str]:
+    """Names of the block stacks of an encoder-decoder bridge (``["encoder_blocks", "decoder_blocks"]`` for T5 and
+    BART), or ``[]`` for a model with one stack of ``blocks``."""
+    if not is_bridge(model) or getattr(model, "blocks", None) is not None:
+        return []
+    return [name for name in ("encoder_blocks", "decoder_blocks") if getattr(model, name, None) is not None]
 
 
 def kind_sites(model: Any, kind: str, layers: Sequence[int] | None = None) -> list[str]:
@@ -149,12 +228,12 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
     bridge = is_bridge(model)
     chosen: list[str] = []
     for pattern in patterns:
-        base, suffix = (pattern.rsplit(":", 1) + [""])[:2] if ":" in pattern else (pattern, "")
-        if suffix and suffix not in {"input", "output"}:
-            raise SiteError(f"site {pattern!r}: the suffix after ':' must be 'input' or 'output'")
+        base, call, suffix, keys = split_site(pattern)
         pool, pool_set = names, known
-        if bridge and (suffix or (base not in known and _is_module_path(model, base))):
+        if bridge and (suffix or call is not None or (base not in known and _is_module_path(model, base))):
             # a bridge also takes module paths, for places without a hook point (e.g. MoE expert internals)
+            if base in known and call is not None:
+                raise SiteError(f"site {pattern!r}: a hook point runs once per forward pass, so it takes no '#call'")
             pool = [n for n, _ in model.named_modules() if n]
             pool_set = set(pool)
         if any(c in base for c in "*?["):
@@ -171,9 +250,47 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
             raise SiteError(f"the model has no site matching {pattern!r}"
                             + (f"; closest {what}: {hint}" if hint else f"; it has {len(names)} {what}, e.g. {names[:5]}")
                             + kinds)
-        chosen.extend(f"{m}:{suffix}" if suffix == "input" else m for m in matched)
+        chosen.extend(format_site(SiteRef(m, call, suffix or "output", keys)) for m in matched)
     seen: set[str] = set()
     return [s for s in chosen if not (s in seen or seen.add(s))]
+
+
+def split_site(pattern: str) -> tuple[str, int | None, str, tuple[int | str, ...]]:
+    """``"layer1.*.relu#1:output[0]"`` -> (path or glob, call, ``"input"``/``"output"``/``""``, element keys).
+
+    The spelling is that of :mod:`interp.engine.views`; a glob's ``[...]`` classes stay in the path (element
+    keys come only after ``:input``/``:output``).
+    """
+    head, colon, tail = pattern.partition(":")
+    suffix, keys = "", ()
+    if colon:
+        m = re.fullmatch(r"(input|output)((?:\[[^\[\]]+\])*)", tail)
+        if m is None:
+            raise SiteError(f"site {pattern!r}: after ':' comes 'input' or 'output', optionally with element keys "
+                            "('rnn:output[1]', 'encoder:output[last_hidden_state]', 'attn:input[1]')")
+        suffix, keys = m[1], parse_site(f"x:{tail}").keys
+    call = None
+    m = re.fullmatch(r"(.*)#(\d+)", head)
+    if m is not None:
+        head, call = m[1], int(m[2])
+    elif "#" in head:
+        raise SiteError(f"site {pattern!r}: a call is named with '#' and a number, e.g. 'layer1.0.relu#1'")
+    return head, call, suffix, keys
+
+
+def is_head_site(site: str) -> bool:
+    """Whether ``site`` is a per-head hook of a bridge (queries, keys, values or head outputs)."""
+    return head_kind(site) is not None
+
+
+def head_kind(site: str) -> str | None:
+    """``"q"``, ``"k"``, ``"v"`` or ``"z"`` for a per-head hook name (``attn.hook_k``, ``attn.k.hook_out``,
+    ``attn.o.hook_in`` ...), else None."""
+    for kind, ends in (("q", (".hook_q", ".q.hook_out")), ("k", (".hook_k", ".k.hook_out")),
+                       ("v", (".hook_v", ".v.hook_out")), ("z", (".hook_z", ".o.hook_in"))):
+        if site.endswith(ends) and ":" not in site:
+            return kind
+    return None
 
 
 def _is_module_path(model: nn.Module, path: str) -> bool:
@@ -198,11 +315,13 @@ def layout(site: str, ndim: int, bridge: bool) -> dict[str, int]:
     """Axis of each named dim of a site's activation with ``ndim`` axes (the batch is axis 0).
 
     * attention patterns/scores (bridge): ``[batch, head, query_pos, key_pos]`` -> head 1, pos 2, unit 3;
-    * per-head vectors (``hook_z``, ``hook_q`` ...): ``[batch, pos, head, d_head]``;
+    * per-head vectors (``hook_z``, ``hook_q`` ...): ``[batch, pos, head, d_head]`` (the engine hands them over
+      in this layout whatever the bridge's own, with the heads of the config: ``k``/``v`` have the key/value
+      heads under grouped-query attention; see :mod:`interp.engine.views`);
     * conv feature maps of plain modules ``[batch, channel, height, width]``: ``unit`` is the channel;
     * everything else ``[batch, pos, unit]`` or ``[batch, unit]``.
     """
-    leaf = site.split(":")[0].rsplit(".", 1)[-1]
+    leaf = site.split(":")[0].split("#")[0].rsplit(".", 1)[-1]
     if bridge and leaf in _PATTERN_LEAVES and ndim == 4:
         return {"head": 1, "pos": 2, "unit": 3}
     if bridge and ndim == 4 and (leaf in _HEAD_LEAVES or site.endswith((".q.hook_out", ".k.hook_out", ".v.hook_out",

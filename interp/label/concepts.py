@@ -9,20 +9,27 @@ how strongly the unit tracks the annotation:
 * ``"mi"``: mutual information (bits) between the unit's activity (quantile bins) and a categorical
   annotation (one-sided).
 
-p-values come from a null built by reordering the annotation against the activity, with the
-:mod:`interp.stats` nulls (``null=``): with ``groups=`` (a trial or subject coordinate, or one label
-per sample) whole trials swap (``"group"``), so autocorrelation inside a trial cannot make a false
-positive; on a time series without groups the annotation is shifted circularly by at least
-``min_shift`` samples within each segment (``"circular"``, the standard test for calcium and spike
-data, Kato et al. 2015; Harris et al. 2003), or blocks of samples are permuted (``"block"``);
-``"permutation"`` permutes single samples, which is right only for exchangeable samples (independent
-stimuli). ``null="auto"`` (the default) picks one of these (:func:`interp.stats.choose_null`): never a
-sample permutation on a time series. p-values are ``(1 + #{null >= observed}) / (1 + n_permutations)``
-and are corrected across units (and annotations) with Benjamini-Hochberg FDR.
+p-values come from a test chosen for the design (``null=``; :func:`interp.stats.select_null` reads
+it from the data and the result names it, per annotation in the ``null`` column): an annotation
+constant within trials (``groups=``: a trial coordinate or one label per sample) is tested by
+permuting the trials' values (``"group"``; exact, trials of any length); an annotation that varies
+within equal trials whose activity restarts every trial by swapping whole trials; single samples
+are permuted (``"permutation"``) only when the activity or the annotation is not autocorrelated.
+Everywhere else (activity running on across trials, ragged trials, a time series without trials)
+no resampling is exact, and circular shifts give p-values that are valid near 0.05 but not at the
+0.001 where BH-FDR over many units works (on untuned AR(1) recordings they put a false label on
+25-70% of data sets), so the test is the autocorrelation-corrected Wald test ``"effective_n"``
+(:mod:`interp.stats.autocorr`: the statistic's exact null variance given the annotation and the
+activity's autocovariance; for AUROC and MI on the ranks, MI through the category indicators).
+``"circular"`` and ``"block"`` remain available by name; a shift within trials of a trial-constant
+annotation is refused. Permutation p-values are ``(1 + #{null >= observed}) / (1 + n_permutations)``;
+all are corrected across units (and annotations) with Benjamini-Hochberg FDR
+(``benchmarks/results/calibration.md``: false-positive rates on null recordings of every design).
 
 :func:`pooled_concept_test` pools recordings of different individuals by unit name (e.g. NeuroPAL
 identities across worms): the statistic is averaged over the recordings where the name occurs and the
-null shifts every recording independently. :func:`enrichment_test` asks whether a labeled set of
+null reorders every recording independently (or the corrected test sums their statistics and
+variances). :func:`enrichment_test` asks whether a labeled set of
 names is enriched for a class of neurons (hypergeometric test).
 
 >>> tests = concept_test(worm, {"reversal": worm.coord("reversal")})                      # doctest: +SKIP
@@ -41,8 +48,18 @@ from scipy import stats as sps
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
 from ..results import Result, themed
-from ..stats import benjamini_hochberg, choose_null, null_indices, resolve_groups
+from ..stats import (
+    EFFECTIVE_N,
+    autocorrelated_moments,
+    benjamini_hochberg,
+    null_indices,
+    resolve_groups,
+    select_null,
+    wald_p_value,
+)
 from ..tensor import Activations
+from .kinds import MissingAnnotationError
+from .kinds import missing as _missing
 
 __all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
            "category_selectivity", "Enrichment"]
@@ -212,27 +229,55 @@ def _annotations(annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray, n:
         if v.ndim != 1 or len(v) != n:
             raise MismatchError(f"annotation {name!r} has {len(v) if v.ndim else 0} values but there are {n} samples; "
                                 "give one value per sample (time point, stimulus or token)")
-        if v.dtype.kind == "f" and np.isnan(v).any():
-            raise NaNError(f"annotation {name!r} contains NaN")
+        if _missing(v).any():  # NaN or None: never a category of its own
+            raise MissingAnnotationError(f"annotation {name!r} is missing (NaN/None) for {int(_missing(v).sum())} of "
+                                         f"{len(v)} samples; drop those samples first (label_recordings: nan_policy='drop')")
         out[str(name)] = v
     if not out:
         raise InputTypeError("no annotations given")
     return out
 
 
-def _observed_and_null(X: np.ndarray, ann: np.ndarray, kind: str, idx: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+def _checked(kind: str, ann: np.ndarray) -> np.ndarray:
     if kind == "auroc":
         ann = ann.astype(bool)
         if ann.all() or not ann.any():
             raise ConfigError("a binary annotation must have both true and false samples")
-    if kind == "correlation" and np.std(ann) == 0:
+    if kind == "correlation" and np.std(ann.astype(float)) == 0:
         raise ConfigError("a continuous annotation is constant; nothing to correlate with")
+    return ann
+
+
+def _observed_and_null(X: np.ndarray, ann: np.ndarray, kind: str, idx: np.ndarray | None,
+                       n_bins: int) -> tuple[np.ndarray, np.ndarray | None]:
+    ann = _checked(kind, ann)
     prepared = _prepare(kind, X)
     obs = _statistic(kind, X, ann, None, n_bins, prepared)[0]
+    if idx is None:
+        return obs, None
     if kind == "mi":  # one call: the binning is done once and the products are batched inside
         return obs, _statistic(kind, X, ann, idx, n_bins)
     null = np.concatenate([_statistic(kind, X, ann, idx[i:i + 200], n_bins, prepared) for i in range(0, len(idx), 200)])
     return obs, null
+
+
+def _columns(kind: str, ann: np.ndarray, categories: Any = None) -> np.ndarray:
+    """Design columns of the corrected test: the annotation, the binary flag, or indicators of all categories
+    but the first (``categories``: the levels, shared by pooled recordings)."""
+    if kind == "correlation":
+        return ann.astype(float)[:, None]
+    if kind == "auroc":
+        return ann.astype(bool).astype(float)[:, None]
+    cats = np.unique(ann) if categories is None else np.asarray(categories)
+    return (ann[:, None] == cats[None, 1:]).astype(float)
+
+
+def _corrected(X: np.ndarray, ann: np.ndarray, kind: str, codes: np.ndarray | None,
+               categories: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Moments of the autocorrelation-corrected Wald test: the activity (ranks for AUROC and MI, whose
+    statistics are rank-based) against the annotation's design columns."""
+    act = X if kind == "correlation" else _rankdata(X)
+    return autocorrelated_moments(act, _columns(kind, _checked(kind, ann), categories), codes)
 
 
 def _pvalues(kind: str, obs: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,30 +297,28 @@ def _constant_within(values: np.ndarray, codes: np.ndarray) -> bool:
 
 
 class _Nulls:
-    """Index arrays of one null for one recording, built once (per 'constant within groups' flag)."""
+    """Index arrays of the resampling nulls of one recording, built once per (null, constant within groups)."""
 
-    def __init__(self, n: int, kind: str, codes: np.ndarray | None, n_permutations: int, seed: Any,
+    def __init__(self, n: int, codes: np.ndarray | None, n_permutations: int, seed: Any,
                  min_shift: int | None, block_size: int | None) -> None:
         self.args = dict(groups=codes, n_permutations=n_permutations, min_shift=min_shift, block_size=block_size)
-        self.n, self.kind, self.codes, self.seed = n, kind, codes, seed
-        self.cache: dict[bool, np.ndarray] = {}
+        self.n, self.codes, self.seed = n, codes, seed
+        self.cache: dict[tuple[str, bool], np.ndarray] = {}
 
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        constant = False
-        if self.kind == "group":
+    def __call__(self, values: np.ndarray, kind: str, constant: bool) -> np.ndarray:
+        if kind == "group" and not constant:
             sizes = np.bincount(self.codes)
-            if len(set(sizes.tolist())) > 1:
-                constant = _constant_within(values, self.codes)
-            else:
+            if len(set(sizes.tolist())) == 1:
                 order = np.argsort(self.codes, kind="stable")
                 per_trial = np.asarray(values)[order].reshape(len(sizes), -1)
                 if (per_trial == per_trial[:1]).all():
                     raise ConfigError("the annotation is the same in every trial (time-locked), so swapping whole "
                                       "trials cannot test it; use null='circular' (shifts within each trial)")
-        if constant not in self.cache:
-            self.cache[constant] = null_indices(self.n, self.kind, seed=np.random.default_rng(self.seed),
-                                                constant=constant, **self.args)
-        return self.cache[constant]
+        key = (kind, constant)
+        if key not in self.cache:
+            seed = self.seed if isinstance(self.seed, np.random.Generator) else np.random.default_rng(self.seed)
+            self.cache[key] = null_indices(self.n, kind, seed=seed, constant=constant, **self.args)
+        return self.cache[key]
 
 
 def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray | str,
@@ -294,8 +337,8 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         ``"auto"`` (binary -> AUROC, few categories/strings -> MI, else correlation), one kind, or one
         per annotation.
     null:
-        ``"auto"``, ``"group"``, ``"circular"``, ``"block"`` or ``"permutation"`` (see
-        :mod:`interp.stats`).
+        ``"auto"`` (from the design, see the module docstring), ``"group"``, ``"circular"``, ``"block"``,
+        ``"permutation"`` or ``"effective_n"`` (see :mod:`interp.stats`).
     groups:
         Trial (or recording, subject) of each sample: a sample-coordinate name of ``acts`` or one
         label per sample. ``"group"`` swaps whole trials (they must have equal length unless the
@@ -318,22 +361,30 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
     if constant.all():
         raise ConfigError("every unit is constant over the samples; there is nothing to test")
     codes = resolve_groups(groups, n, source)
-    chosen, reason = choose_null(null, groups=codes, source=source, activity=X[:, ~constant], values=list(anns.values()))
-    nulls = _Nulls(n, chosen, codes, n_permutations, seed, min_shift, block_size)
+    nulls = _Nulls(n, codes, n_permutations, seed, min_shift, block_size)
     Xv = X[:, ~constant]
-    rows = []
+    rows, used = [], {}
     for name, values in anns.items():
         k = _kind_of(values, kind.get(name, "auto") if isinstance(kind, Mapping) else kind)
-        obs, null_stats = _observed_and_null(Xv, values, k, nulls(values), n_bins)
-        effect, p = _pvalues(k, obs, null_stats)
+        chosen, const, reason = select_null(null, groups=codes, activity=Xv, values=values)
+        used.setdefault(chosen, reason)
+        if chosen == EFFECTIVE_N:
+            obs, _ = _observed_and_null(Xv, values, k, None, n_bins)
+            _, p = wald_p_value(*_corrected(Xv, values, k, codes))
+            effect = obs - (0.5 if k == "auroc" else 0.0)
+        else:
+            obs, null_stats = _observed_and_null(Xv, values, k, nulls(values, chosen, const), n_bins)
+            effect, p = _pvalues(k, obs, null_stats)
         full_stat, full_eff, full_p = (np.full(U, np.nan) for _ in range(3))
         full_stat[~constant], full_eff[~constant], full_p[~constant] = obs, effect, p
         f = unit_frame.copy()
         f.insert(0, "unit", np.arange(U))
         f["concept"], f["kind"], f["statistic"], f["effect"], f["p_value"] = name, k, full_stat, full_eff, full_p
         f["constant"] = constant
+        f["null"] = chosen
         rows.append(f)
-    return _finish(pd.concat(rows, ignore_index=True), alpha, chosen, n_permutations, reason)
+    return _finish(pd.concat(rows, ignore_index=True), alpha, "+".join(used), n_permutations,
+                   "; ".join(f"{k}: {r}" if len(used) > 1 else r for k, r in used.items()))
 
 
 def _finish(frame: pd.DataFrame, alpha: float, null: str, n_permutations: int, reason: str = "") -> ConceptTests:
@@ -364,39 +415,63 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
         raise MismatchError(f"give groups as a coordinate name or one label array per recording ({len(recordings)}), "
                             f"got {len(groups)} arrays")
     rng = np.random.default_rng(seed)
-    per_name_obs: dict[str, list[float]] = {}
-    per_name_null: dict[str, list[np.ndarray]] = {}
+    prepared = []
     chosen_kind = None
-    used: dict[str, str] = {}
     for i, rec in enumerate(recordings):
         X, units = _matrix(rec)
         if by not in units.columns:
             raise DimensionError(f"recording {i} has no unit coordinate {by!r} (has {list(units.columns)})")
-        values = rec.coord(annotation, rec.dims[0]) if isinstance(annotation, str) else np.asarray(annotation[i])
+        values = np.asarray(rec.coord(annotation, rec.dims[0]) if isinstance(annotation, str) else annotation[i])
         if len(values) != X.shape[0]:
             raise MismatchError(f"recording {i}: the annotation has {len(values)} values but there are {X.shape[0]} samples")
-        k = _kind_of(np.asarray(values), kind)
+        if _missing(np.asarray(values)).any():
+            raise MissingAnnotationError(f"recording {i}: the annotation is missing (NaN/None) for "
+                                         f"{int(_missing(np.asarray(values)).sum())} samples; drop them first "
+                                         "(label_recordings: nan_policy='drop')")
+        k = _kind_of(values, kind)
         chosen_kind = chosen_kind or k
         if k != chosen_kind:
             raise ConfigError(f"the annotation is {chosen_kind} in one recording and {k} in another; pass kind=")
         names = units[by].astype(str).to_numpy()
         keep = (X.std(0) > 0) & np.array([bool(nm) and nm.lower() not in {"nan", "none", ""} for nm in names])
-        n = X.shape[0]
-        codes = resolve_groups(groups if groups is None or isinstance(groups, str) else groups[i], n, rec)
-        chosen, reason = choose_null(null, groups=codes, source=rec, activity=X[:, keep], values=[np.asarray(values)])
+        codes = resolve_groups(groups if groups is None or isinstance(groups, str) else groups[i], X.shape[0], rec)
+        choice = select_null(null, groups=codes, activity=X[:, keep], values=values)
+        prepared.append((X[:, keep], names[keep], values, codes, choice))
+    # one test for the pool: where any recording needs the corrected test, every recording uses it
+    corrected = any(c[0] == EFFECTIVE_N for *_, c in prepared)
+    used: dict[str, str] = {}
+    per_name_obs: dict[str, list[float]] = {}
+    per_name_null: dict[str, list[Any]] = {}
+    categories = (np.unique(np.concatenate([v for _, _, v, _, _ in prepared])) if chosen_kind == "mi" else None)
+    for X, names, values, codes, (chosen, const, reason) in prepared:
+        if corrected:
+            if chosen != EFFECTIVE_N:
+                chosen, reason = EFFECTIVE_N, "another recording of the pool needs it (" + reason + ")"
+            obs, _ = _observed_and_null(X, values, chosen_kind, None, 8)
+            s_, V, n_eff, _ = _corrected(X, values, chosen_kind, codes, categories)
+            parts = [(s_[j], V[j], n_eff[j]) for j in range(len(names))]
+        else:
+            idx = _Nulls(X.shape[0], codes, n_permutations, rng, min_shift, block_size)(values, chosen, const)
+            obs, null_stats = _observed_and_null(X, values, chosen_kind, idx, 8)
+            parts = [null_stats[:, j] for j in range(len(names))]
         used.setdefault(chosen, reason)
-        idx = _Nulls(n, chosen, codes, n_permutations, rng, min_shift, block_size)(np.asarray(values))
-        obs, null_stats = _observed_and_null(X[:, keep], np.asarray(values), k, idx, 8)
-        for j, nm in enumerate(names[keep]):
+        for j, nm in enumerate(names):
             per_name_obs.setdefault(nm, []).append(obs[j])
-            per_name_null.setdefault(nm, []).append(null_stats[:, j])
+            per_name_null.setdefault(nm, []).append(parts[j])
     rows = []
     for nm, obs_list in per_name_obs.items():
         if len(obs_list) < min_recordings:
             continue
         obs = np.array([np.mean(obs_list)])
-        null_mean = np.mean(per_name_null[nm], axis=0)[:, None]
-        effect, p = _pvalues(chosen_kind, obs, null_mean)
+        if corrected:
+            s_sum = np.sum([q[0] for q in per_name_null[nm]], axis=0)[None]
+            V_sum = np.sum([q[1] for q in per_name_null[nm]], axis=0)[None]
+            n_sum = np.array([np.sum([q[2] for q in per_name_null[nm]])])
+            _, p = wald_p_value(s_sum, V_sum, n_sum)
+            effect = obs - (0.5 if chosen_kind == "auroc" else 0.0)
+        else:
+            null_mean = np.mean(per_name_null[nm], axis=0)[:, None]
+            effect, p = _pvalues(chosen_kind, obs, null_mean)
         rows.append({"unit": len(rows), by: nm, "n_recordings": len(obs_list), "concept": str(annotation) if
                      isinstance(annotation, str) else "annotation", "kind": chosen_kind, "statistic": obs[0],
                      "effect": effect[0], "p_value": p[0]})
@@ -501,5 +576,14 @@ def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[An
     if len(levels) < 2:
         raise ConfigError("need at least two categories")
     anns = {str(c): (cats == c) for c in levels}
-    return concept_test(acts, anns, kind="auroc", null=null, groups=groups, n_permutations=n_permutations,
-                        min_shift=min_shift, block_size=block_size, alpha=alpha, seed=seed)
+    reason = None
+    if null == "auto":  # one choice for the categorical variable (its one-vs-rest flags share the design)
+        source = acts if isinstance(acts, Activations) else None
+        codes = resolve_groups(groups, X.shape[0], source)
+        keep = X.std(0) > 0
+        null, _, reason = select_null("auto", groups=codes, activity=X[:, keep] if keep.any() else X, values=cats)
+    tests = concept_test(acts, anns, kind="auroc", null=null, groups=groups, n_permutations=n_permutations,
+                         min_shift=min_shift, block_size=block_size, alpha=alpha, seed=seed)
+    if reason is not None:
+        tests.reason = reason
+    return tests

@@ -33,14 +33,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import InterpError
+from ..errors import ExplainerError
 
 __all__ = ["UnitEvidence", "Explanation", "Explainer", "TemplatedExplainer", "LocalModelExplainer",
            "OpenAIExplainer", "ExplainerError", "keyword_predicate"]
-
-
-class ExplainerError(InterpError, RuntimeError):
-    """An explainer could not produce an explanation (endpoint down, timeout, unusable reply)."""
 
 
 @dataclass
@@ -50,6 +46,29 @@ class UnitEvidence:
     ``exemplars``: ``(context text, activating token text, activation)``, strongest first; the context
     text may mark the activating token. ``windows``: token strings and activations per exemplar (for
     prompts that show per-token activations).
+
+    Parameters
+    ----------
+    unit : int
+        The unit's index.
+    name : str, optional
+        The unit's name (e.g. ``"L3N120"``).
+    exemplars : list of (str, str, float), optional
+        ``(context text, activating token text, activation)``, strongest first.
+    windows : list of (list of str, list of float), optional
+        Token strings and their activations per exemplar.
+    top_tokens_out : list of str, optional
+        Tokens the unit's output promotes most (through the unembedding).
+    top_tokens_in : list of str, optional
+        Tokens whose embeddings drive the unit most.
+    ngrams : list of (str, int), optional
+        Frequent n-grams ending at the activating token, with their counts.
+    concepts : list of str, optional
+        Concept labels found for the unit.
+    phenomena : list of str, optional
+        Phenomena flagged for the unit (``"dead"``, ``"ngram-detector"``, ...).
+    token_means : list of (str, float), optional
+        Tokens with the highest mean activation, with that mean.
     """
 
     unit: int
@@ -67,7 +86,19 @@ class UnitEvidence:
 @dataclass
 class Explanation:
     """An explanation: ``text``, who wrote it (``source``), the token strings it names (``tokens``, used
-    by the detection score), and ``error`` when it is a fallback after a failure."""
+    by the detection score), and ``error`` when it is a fallback after a failure.
+
+    Parameters
+    ----------
+    text : str
+        The explanation.
+    source : str
+        The explainer's ``name`` (``"templated"``, ``"local"``, ``"openai"``, ...).
+    tokens : list of str, optional
+        Token strings the explanation names.
+    error : str, optional
+        Why the requested explainer failed, when this is a fallback; None otherwise.
+    """
 
     text: str
     source: str
@@ -81,7 +112,15 @@ class Explainer(Protocol):
 
     name: str
 
-    def explain(self, evidence: UnitEvidence) -> Explanation: ...
+    def explain(self, evidence: UnitEvidence) -> Explanation:
+        """The explanation of one unit.
+
+        Parameters
+        ----------
+        evidence : UnitEvidence
+            What is known about the unit.
+        """
+        ...
 
 
 def _q(token: str) -> str:
@@ -89,7 +128,15 @@ def _q(token: str) -> str:
 
 
 def keyword_predicate(explanation: Explanation, token_strings: Sequence[str]) -> np.ndarray:
-    """1.0 where a token string is one the explanation names (its ``tokens``, or quoted words in the text)."""
+    """1.0 where a token string is one the explanation names (its ``tokens``, or quoted words in the text).
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The explanation; its ``tokens`` (else the words quoted in its text) are the keywords.
+    token_strings : sequence of str
+        The tokens to test (compared stripped and lower-cased).
+    """
     names = {t.strip().lower() for t in explanation.tokens if t.strip()}
     if not names:
         names = {m.strip().lower() for m in re.findall(r"'([^']{1,30})'|\"([^\"]{1,30})\"", explanation.text) for m in m if m}
@@ -100,6 +147,11 @@ class TemplatedExplainer:
     """A label composed from the evidence: phenomena, activating tokens, n-grams, vocabulary, concepts.
 
     Deterministic and offline; the default explainer.
+
+    Parameters
+    ----------
+    max_tokens : int, optional
+        Most tokens named per part of the label (default 3).
     """
 
     name = "templated"
@@ -108,6 +160,13 @@ class TemplatedExplainer:
         self.max_tokens = max_tokens
 
     def explain(self, evidence: UnitEvidence) -> Explanation:
+        """A label composed from ``evidence`` (deterministic).
+
+        Parameters
+        ----------
+        evidence : UnitEvidence
+            What is known about the unit.
+        """
         parts: list[str] = []
         named: list[str] = []
         if "dead" in evidence.phenomena:
@@ -191,6 +250,13 @@ class LocalModelExplainer:
         return ids
 
     def explain(self, evidence: UnitEvidence) -> Explanation:
+        """Greedy-decoded explanation of the unit's exemplars (``"no exemplars to explain"`` without any).
+
+        Parameters
+        ----------
+        evidence : UnitEvidence
+            What is known about the unit (its exemplars and promoted tokens are shown to the model).
+        """
         import torch
 
         if not evidence.exemplars:
@@ -211,7 +277,15 @@ class LocalModelExplainer:
         return Explanation(text, self.name, tokens=sorted(set(named)))
 
     def simulate(self, explanation: Explanation, token_strings: Sequence[str]) -> np.ndarray:
-        """Predicted activation 0-9 per token (expected digit after each token, one forward pass)."""
+        """Predicted activation 0-9 per token (expected digit after each token, one forward pass).
+
+        Parameters
+        ----------
+        explanation : Explanation
+            The explanation to simulate.
+        token_strings : sequence of str
+            The tokens, in order.
+        """
         import torch
 
         model, tok = self._load()
@@ -234,6 +308,19 @@ class OpenAIExplainer:
 
     No test needs an endpoint: a down endpoint raises :class:`ExplainerError`, which report builders
     turn into a templated fallback plus a note. The API key is read from ``api_key`` (never logged).
+
+    Parameters
+    ----------
+    base_url : str, optional
+        Base URL of the endpoint (default ``"http://localhost:8000/v1"``; a trailing ``/`` is dropped).
+    model : str, optional
+        Model name sent to the endpoint (default ``"gpt-4o-mini"``).
+    api_key : str, optional
+        Bearer token; None: no ``Authorization`` header.
+    timeout : float, optional
+        Request timeout in seconds (default 10).
+    max_tokens : int, optional
+        Most tokens of the reply (default 40).
     """
 
     name = "openai"
@@ -244,6 +331,13 @@ class OpenAIExplainer:
         self.timeout, self.max_tokens = timeout, max_tokens
 
     def explain(self, evidence: UnitEvidence) -> Explanation:
+        """One request to the endpoint (temperature 0); any failure raises :class:`ExplainerError`.
+
+        Parameters
+        ----------
+        evidence : UnitEvidence
+            What is known about the unit (its exemplars and promoted tokens are sent).
+        """
         body = {"model": self.model, "max_tokens": self.max_tokens, "temperature": 0,
                 "messages": [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": _prompt_lines(evidence)}]}
         req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
@@ -261,7 +355,17 @@ class OpenAIExplainer:
 
 def explain_safely(explainer: Explainer, evidence: UnitEvidence, fallback: Explainer | None = None) -> Explanation:
     """``explainer.explain`` that never raises: on :class:`ExplainerError` (or any failure of a non-default
-    explainer) it returns the fallback's explanation with ``error`` set."""
+    explainer) it returns the fallback's explanation with ``error`` set.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        The explainer to try.
+    evidence : UnitEvidence
+        What is known about the unit.
+    fallback : Explainer, optional
+        Explainer used after a failure; None: :class:`TemplatedExplainer`.
+    """
     try:
         return explainer.explain(evidence)
     except Exception as exc:  # noqa: BLE001 - a failing explainer must not break a report

@@ -57,7 +57,15 @@ def _masks(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def pattern_scores(pattern: torch.Tensor, tokens: torch.Tensor) -> dict[str, np.ndarray]:
-    """Scores per head from one layer's attention ``pattern`` ``(batch, head, dst, src)`` and ``tokens``."""
+    """Scores per head from one layer's attention ``pattern`` ``(batch, head, dst, src)`` and ``tokens``.
+
+    Parameters
+    ----------
+    pattern : torch.Tensor
+        One layer's attention probabilities ``(batch, head, dst, src)`` on the CPU.
+    tokens : torch.Tensor
+        The token ids ``(batch, pos)`` the pattern was computed on.
+    """
     if pattern.ndim != 4:
         raise DimensionError(f"pattern must be (batch, head, dst, src), got {tuple(pattern.shape)}")
     B, H, T, S = pattern.shape
@@ -75,6 +83,14 @@ def pattern_scores(pattern: torch.Tensor, tokens: torch.Tensor) -> dict[str, np.
 @dataclass
 class HeadScores(Result):
     """Previous-token, induction and duplicate-token scores of every head (``(layer, head)`` arrays).
+
+    Parameters
+    ----------
+    previous_token, induction, duplicate_token : numpy.ndarray
+        Scores ``(layer, head)``: the mean attention mass on the criterion's source positions, over the
+        destinations that have one.
+    threshold : float, optional
+        Score at or above which a head is flagged (default 0.4).
 
     >>> scores = head_scores(model, tokens)      # doctest: +SKIP
     >>> print(scores.summary())                  # doctest: +SKIP
@@ -98,7 +114,13 @@ class HeadScores(Result):
         return pd.DataFrame(rows)
 
     def flagged(self, kind: str) -> list[tuple[int, int]]:
-        """``(layer, head)`` pairs whose ``kind`` score is at least the threshold."""
+        """``(layer, head)`` pairs whose ``kind`` score is at least the threshold.
+
+        Parameters
+        ----------
+        kind : str
+            ``"previous_token"``, ``"induction"`` or ``"duplicate_token"``.
+        """
         if kind not in KINDS:
             raise InputTypeError(f"kind must be one of {KINDS}, got {kind!r}")
         return [tuple(map(int, ij)) for ij in np.argwhere(getattr(self, kind) >= self.threshold)]
@@ -133,6 +155,17 @@ def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size
 
     Attention patterns are read from ``blocks.{L}.attn.hook_pattern`` batch by batch (nothing but the
     running sums is kept).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model (its ``blocks.{L}.attn.hook_pattern`` hooks are read).
+    tokens : torch.Tensor
+        Non-empty integer token ids ``(batch, pos)``.
+    batch_size : int, optional
+        Sequences per forward pass (default 32).
+    threshold : float, optional
+        Score at or above which a head is flagged (default 0.4).
     """
     if not engine.is_bridge(model):
         raise InputTypeError("head_scores needs a TransformerBridge (attention patterns at blocks.*.attn.hook_pattern)")

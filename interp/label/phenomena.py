@@ -36,6 +36,13 @@ def dead_units(stats: UnitStatsResult, min_frequency: float = 0.0) -> np.ndarray
     Criterion (Voita, Ferrando & Nalmpantis 2023, "Neurons in Large Language Models: Dead, N-gram,
     Positional"): a neuron is dead if it never activates (value above ``stats.threshold``, 0 for ReLU-like
     activations) on a large diverse corpus. ``min_frequency`` > 0 relaxes "never" to "at most this often".
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics of the units.
+    min_frequency : float, optional
+        Highest firing frequency still counted as dead (default 0: never fires).
     """
     return stats.frequency <= min_frequency
 
@@ -47,6 +54,15 @@ def massive_units(stats: UnitStatsResult, min_abs: float = 100.0, min_ratio: flo
     activation is massive when its magnitude exceeds 100 and is about 1,000 times the median magnitude
     of the hidden state it belongs to. Here: max |a| >= ``min_abs`` and max over rows of
     ``|a| / median_j |a_j|`` >= ``min_ratio`` (both defaults from the paper).
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics of the units.
+    min_abs : float, optional
+        Smallest maximum magnitude (default 100).
+    min_ratio : float, optional
+        Smallest ratio of the magnitude to the median magnitude of its hidden state (default 1000).
     """
     abs_max = np.maximum(np.abs(stats.maximum), np.abs(stats.minimum))
     return (abs_max >= min_abs) & (stats.massive_ratio >= min_ratio)
@@ -58,6 +74,13 @@ def token_detectors(stats: UnitStatsResult, min_eta2: float = 0.5) -> np.ndarray
     Criterion (Gurnee et al. 2024, "Universal Neurons in GPT2 Language Models", unigram neurons; Voita et
     al. 2023, token detectors): the fraction of activation variance explained by the current token
     (between-token sum of squares over total) is high. Threshold ``min_eta2`` is ours.
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics of the units.
+    min_eta2 : float, optional
+        Smallest share of variance explained by the current token (default 0.5).
     """
     return stats.token_eta2() >= min_eta2
 
@@ -67,12 +90,31 @@ def positional_units(stats: UnitStatsResult, min_eta2: float = 0.5) -> np.ndarra
 
     Criterion (Voita et al. 2023, positional neurons; Gurnee et al. 2024, position neurons): the fraction
     of activation variance explained by position in the context is high. Threshold ``min_eta2`` is ours.
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics of the units.
+    min_eta2 : float, optional
+        Smallest share of variance explained by the position (default 0.5).
     """
     return stats.position_eta2() >= min_eta2
 
 
 def exemplar_ngrams(stats: UnitStatsResult, unit: int, n: int = 2, top: int = 5) -> list[tuple[tuple[int, ...], int]]:
-    """Most common n-grams (token ids) ending at the top-k exemplars of ``unit``, with counts."""
+    """Most common n-grams (token ids) ending at the top-k exemplars of ``unit``, with counts.
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics with exemplar token windows.
+    unit : int
+        The unit's index.
+    n : int, optional
+        N-gram length (default 2), from 1 to the window's left context + 1.
+    top : int, optional
+        Most common n-grams returned (default 5).
+    """
     left = stats.window[0]
     if n < 1 or n > left + 1:
         raise DimensionError(f"n must be in 1..{left + 1} (the exemplar window reaches {left} tokens back)")
@@ -92,6 +134,17 @@ def ngram_detectors(stats: UnitStatsResult, n: int = 2, min_share: float = 0.6,
     the neuron fires on a specific short sequence of tokens. Here: at least ``min_share`` of the top-k
     exemplars end with the same n-gram, and the current token explains less than ``max_token_eta2`` of
     the variance (otherwise it is a token detector). Returns ``(mask, best n-gram per unit)``.
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics with exemplar token windows.
+    n : int, optional
+        N-gram length (default 2).
+    min_share : float, optional
+        Smallest share of the top-k exemplar slots that must end with the same n-gram (default 0.6).
+    max_token_eta2 : float, optional
+        The current token must explain less than this share of the variance (default 0.5).
     """
     eta = stats.token_eta2()
     mask = np.zeros(stats.n_units, dtype=bool)
@@ -122,6 +175,23 @@ def vocab_neuron_classes(kurtosis: np.ndarray, skew: np.ndarray, norm: np.ndarra
     ``min_kurtosis`` (ours; a Gaussian has kurtosis 3), ``null_fraction`` = share of ``||w_out||^2`` in the
     bottom singular directions of W_U, flagged when it is ``min_null_ratio`` times ``chance_null`` (the
     share a random direction would have) and the norm is above the layer's ``norm_quantile``.
+
+    Parameters
+    ----------
+    kurtosis, skew : numpy.ndarray
+        Kurtosis and skew of each unit's ``W_U w_out`` over the vocabulary.
+    norm : numpy.ndarray, optional
+        ``||w_out||`` per unit; needed for entropy neurons.
+    null_fraction : numpy.ndarray, optional
+        Share of ``||w_out||^2`` in the null space of ``W_U`` (:func:`null_space_fraction`); needed for entropy neurons.
+    min_kurtosis : float, optional
+        Kurtosis from which a unit is a prediction or suppression neuron (default 10).
+    min_null_ratio : float, optional
+        How many times the chance share ``null_fraction`` must be (default 10).
+    chance_null : float, optional
+        Share a random direction would have; None (or 0): no entropy neurons are flagged.
+    norm_quantile : float, optional
+        Entropy neurons need a norm at or above this quantile of the layer (default 0.9).
     """
     kurtosis, skew = np.asarray(kurtosis), np.asarray(skew)
     heavy = kurtosis >= min_kurtosis
@@ -135,7 +205,19 @@ def vocab_neuron_classes(kurtosis: np.ndarray, skew: np.ndarray, norm: np.ndarra
 
 
 def null_space_fraction(model: Any, layer: int, n_null: int | None = None, final_norm: bool = True) -> tuple[np.ndarray, float]:
-    """Share of each ``||w_out||^2`` in the ``n_null`` bottom right-singular directions of ``W_U`` (and the chance share)."""
+    """Share of each ``||w_out||^2`` in the ``n_null`` bottom left-singular directions of ``W_U`` (and the chance share).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model (its unembedding and MLP weights are read).
+    layer : int
+        The MLP layer.
+    n_null : int, optional
+        Number of bottom singular directions spanning the null space; None: ``max(1, d_model // 50)``.
+    final_norm : bool, optional
+        Fold the final norm's weights into ``W_U`` (default True).
+    """
     from .vocab import mlp_weights, unembedding
 
     W_U = unembedding(model, final_norm)  # (d_model, vocab)
@@ -156,6 +238,17 @@ def enrichment_depletion(model: Any, layer: int, threshold: float = 0.5, use: st
     whose output weights point along its input weights (cos > 0) adds to the direction that activated
     it (enrichment); one whose output opposes its input (cos < 0) removes it (depletion). Threshold
     ``|cos| >= threshold`` is ours. For gated MLPs ``use`` picks W_in (up) or W_gate as ``w_in``.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model (its MLP weights are read).
+    layer : int
+        The MLP layer.
+    threshold : float, optional
+        ``|cos|`` from which a unit is flagged (default 0.5).
+    use : str, optional
+        Which input weights are ``w_in``: ``"in"`` (default) or, for gated MLPs, ``"gate"``.
     """
     from .vocab import mlp_weights
 
@@ -171,6 +264,13 @@ class StreamingCorrelation:
 
     Memory O(units_a x units_b); pass aligned activations ``(rows, units)`` of the two models on the
     same tokens.
+
+    Parameters
+    ----------
+    n_a : int
+        Units of model A.
+    n_b : int
+        Units of model B.
     """
 
     def __init__(self, n_a: int, n_b: int) -> None:
@@ -182,6 +282,15 @@ class StreamingCorrelation:
         self.sab = torch.zeros(n_a, n_b, dtype=torch.float64)
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Add one batch of aligned rows.
+
+        Parameters
+        ----------
+        a : torch.Tensor
+            Activations of model A, reshaped to ``(rows, n_a)``.
+        b : torch.Tensor
+            Activations of model B on the same rows, reshaped to ``(rows, n_b)``.
+        """
         a, b = torch.as_tensor(a).reshape(-1, len(self.sa)).double(), torch.as_tensor(b).reshape(-1, len(self.sb)).double()
         if len(a) != len(b):
             raise DimensionError(f"the two models' activations must have the same rows, got {len(a)} and {len(b)}")
@@ -212,6 +321,19 @@ def universal_units(acts_a: torch.Tensor, acts_b: torch.Tensor, threshold: float
     correlation above 0.5 universal (the default ``threshold``).
 
     ``acts_a``/``acts_b`` are ``(rows, units)`` on the same tokens (e.g. two seeds of one architecture).
+
+    Parameters
+    ----------
+    acts_a : torch.Tensor
+        Activations of model A ``(rows, units_a)``.
+    acts_b : torch.Tensor
+        Activations of model B ``(rows, units_b)`` on the same tokens.
+    threshold : float, optional
+        Excess correlation from which a unit is universal (default 0.5).
+    seed : int, optional
+        Seed of the random rotation of the baseline (default 0).
+    batch_rows : int, optional
+        Rows accumulated per step (default 65536).
     """
     a, b = torch.as_tensor(acts_a).float(), torch.as_tensor(acts_b).float()
     if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
@@ -237,6 +359,15 @@ def universal_units(acts_a: torch.Tensor, acts_b: torch.Tensor, threshold: float
 @dataclass
 class Phenomena(Result):
     """Per-unit phenomenon flags (boolean columns) and the numbers behind them.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per unit: the flag columns and the numbers behind them.
+    notes : dict of str to str, optional
+        Detectors that were skipped, and why.
+    FLAGS : sequence of str, optional
+        The flag columns in display order (a constant of the class, not meant to be passed).
 
     >>> ph = detect_phenomena(stats)          # doctest: +SKIP
     >>> print(ph.summary())                   # doctest: +SKIP
@@ -283,6 +414,19 @@ def detect_phenomena(stats: UnitStatsResult, model: Any = None, layer: int | Non
     TransformerBridge) add prediction, suppression and entropy (from ``vocab``, a ``which="out"``
     :class:`~interp.label.vocab.VocabProjection` of all units, computed if absent) and enrichment /
     depletion; ``universal`` (from :func:`universal_units`) adds universality.
+
+    Parameters
+    ----------
+    stats : UnitStatsResult
+        Streaming statistics of the units.
+    model : TransformerBridge, optional
+        The model, for the weight-based detectors (with ``layer``).
+    layer : int, optional
+        The MLP layer the units belong to.
+    vocab : VocabProjection, optional
+        A ``which="out"`` projection of all units; None: computed from ``model``.
+    universal : pandas.DataFrame, optional
+        The output of :func:`universal_units` for the same units.
     """
     frame = pd.DataFrame({"unit": np.arange(stats.n_units), "frequency": stats.frequency,
                           "token_eta2": stats.token_eta2(), "position_eta2": stats.position_eta2(),

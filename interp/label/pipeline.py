@@ -54,6 +54,37 @@ class LabelResult(Result):
     ``simulation``, ``phenomena``, ``explainer``, ``error``); the other fields hold what the report's
     cards show and may be None for a kind of units that lacks them.
 
+    Parameters
+    ----------
+    title : str
+        Title of the result (report section heading).
+    kind : str
+        What the units are: ``"neurons"``, ``"heads"``, ``"recording"`` or ``"place"``.
+    site : str
+        Where the units are (a hook name / module path, or the recording's name).
+    table : pandas.DataFrame
+        One row per unit (see above).
+    stats : UnitStatsResult, optional
+        Exemplars and activation statistics of the units.
+    decode : callable, optional
+        Token ids -> strings (e.g. a :class:`CachedDecoder`).
+    vocab_out, vocab_in : VocabProjection, optional
+        The tokens each unit promotes, and the tokens that drive it.
+    phenomena : Phenomena, optional
+        The phenomena detected per unit.
+    concepts : ConceptTests, optional
+        The concept (annotation) tests per unit.
+    heads : HeadScores, optional
+        Attention-head scores (``kind="heads"``).
+    head_example : dict, optional
+        ``{"tokens": [...], "patterns": (layer, head, T, T) array}`` of one held-out sequence.
+    place : PlaceFields, optional
+        Place fields (``kind="place"``).
+    traces : dict, optional
+        Time courses shown on recording cards.
+    notes : list of str, optional
+        Caveats shown with the result.
+
     >>> res = label_neurons(model, "blocks.5.mlp.hook_post", n_tokens=20_000)   # doctest: +SKIP
     >>> print(res.summary()); Report("labels").add(res)                          # doctest: +SKIP
     """
@@ -105,14 +136,22 @@ class LabelResult(Result):
 
     def report_section(self, result_id: str | None = None, max_cards: int | None = None) -> list[Any]:
         """Overview figures, a sortable/filterable index and one card per unit (``max_cards``: the best-scoring
-        ones only); ``result_id`` prefixes the cards' HTML ids (default: from the title)."""
-        from .report import label_section
+        ones only); ``result_id`` prefixes the cards' HTML ids (default: from the title).
+
+        Parameters
+        ----------
+        result_id : str, optional
+            Prefix of the cards' HTML ids; None: made from the title.
+        max_cards : int, optional
+            Cards for the best-scoring units only; None: one per unit.
+        """
+        from .cards import label_section
 
         return label_section(self, result_id=result_id, max_cards=max_cards)
 
     def report_head(self) -> str:
         """The CSS of the unit cards (added once to the report's ``<head>``)."""
-        from .report import CARD_CSS
+        from .cards import CARD_CSS
 
         return CARD_CSS
 
@@ -124,6 +163,19 @@ def text_corpus(tokenizer: Any, n_tokens: int = 20_000, seq_len: int = 64, text:
     shipped with CPython in ``pydoc_data``, ~100k tokens of English prose, available offline).
 
     Each row starts with ``bos`` (default: the tokenizer's BOS id, if any) and holds ``seq_len - 1`` text tokens.
+
+    Parameters
+    ----------
+    tokenizer : object
+        A Hugging Face style tokenizer (``encode(text, add_special_tokens=False)``, ``bos_token_id``).
+    n_tokens : int, optional
+        Tokens wanted (default 20 000): ``ceil(n_tokens / seq_len)`` rows, fewer when the text is too short.
+    seq_len : int, optional
+        Tokens per row including BOS (default 64; at least 2).
+    text : str, optional
+        The corpus; None: the ``pydoc_data`` topic texts. Paragraphs shorter than 20 characters are skipped.
+    bos : int, optional
+        The id put first in every row; None: the tokenizer's ``bos_token_id`` (no BOS when it has none).
     """
     if text is None:
         from pydoc_data.topics import topics
@@ -154,7 +206,13 @@ def text_corpus(tokenizer: Any, n_tokens: int = 20_000, seq_len: int = 64, text:
 
 
 class CachedDecoder:
-    """``decoder(ids) -> [str]`` that decodes each token id once (-1 -> ``""``)."""
+    """``decoder(ids) -> [str]`` that decodes each token id once (-1 -> ``""``).
+
+    Parameters
+    ----------
+    tokenizer : object
+        The tokenizer used by :func:`interp.label.vocab.decode_tokens`.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -176,13 +234,26 @@ def stream_site(model: Any, tokens: torch.Tensor, site: str, batch_size: int = 8
 
     Works on a TransformerBridge (hook names) and on any ``nn.Module`` (module paths), through the
     hook engine (:func:`interp.engine.record` with ``stop=True``).
+
+    Parameters
+    ----------
+    model : TransformerBridge or torch.nn.Module
+        The model.
+    tokens : torch.Tensor
+        Non-empty token ids ``(batch, pos)``.
+    site : str
+        A hook name or module path (resolved by :func:`interp.engine.resolve_site`).
+    batch_size : int, optional
+        Sequences per forward pass (default 8).
+    progress : bool, optional
+        Show a progress bar over batches (default False).
     """
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise InputTypeError(f"tokens must be a non-empty (batch, pos) tensor, got shape {tuple(tokens.shape)}")
     site = engine.resolve_site(model, site)
     batches, _ = engine.batches(model, tokens, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc=f"streaming {site}", unit="batch")
     for batch in batches:
@@ -351,6 +422,19 @@ def label_heads(model: Any, fit_tokens: torch.Tensor, heldout_tokens: torch.Tens
 
     Heads are flagged on ``fit_tokens`` and each label is scored by the same criterion on
     ``heldout_tokens`` (use repeated random tokens for both, e.g. ``make_repeated_tokens``).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model.
+    fit_tokens : torch.Tensor
+        Token ids ``(batch, pos)`` on which heads are flagged.
+    heldout_tokens : torch.Tensor
+        Token ids ``(batch, pos)`` on which each label is scored; its first row is the card example.
+    threshold : float, optional
+        Score at or above which a head is flagged (default 0.4).
+    title : str, optional
+        Title of the result (default ``"attention heads"``).
     """
     fit = head_scores(model, fit_tokens, threshold=threshold)
     held = head_scores(model, heldout_tokens, threshold=threshold)

@@ -40,7 +40,15 @@ __all__ = ["PlaceFields", "place_fields", "spatial_information"]
 
 
 def spatial_information(rate_maps: np.ndarray, occupancy: np.ndarray) -> np.ndarray:
-    """Skaggs et al. 1993 spatial information (bits/spike) of ``rate_maps`` ``(..., bins)`` given ``occupancy`` ``(bins,)``."""
+    """Skaggs et al. 1993 spatial information (bits/spike) of ``rate_maps`` ``(..., bins)`` given ``occupancy`` ``(bins,)``.
+
+    Parameters
+    ----------
+    rate_maps : numpy.ndarray
+        Firing rates ``(..., bins)``.
+    occupancy : numpy.ndarray
+        Time spent in each bin ``(bins,)`` (any unit: it is normalised to probabilities).
+    """
     p = occupancy / occupancy.sum()
     mean_rate = (rate_maps * p).sum(-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -52,7 +60,37 @@ def spatial_information(rate_maps: np.ndarray, occupancy: np.ndarray) -> np.ndar
 
 @dataclass
 class PlaceFields(Result):
-    """Rate maps, spatial information, shuffle p-values and place fields of every unit."""
+    """Rate maps, spatial information, shuffle p-values and place fields of every unit.
+
+    Parameters
+    ----------
+    rate_maps : numpy.ndarray
+        Smoothed rate maps ``(unit, bins)`` in Hz.
+    occupancy : numpy.ndarray
+        Smoothed time spent per bin ``(bins,)`` in seconds.
+    bin_centres : numpy.ndarray
+        Centre of each position bin.
+    spatial_info : numpy.ndarray
+        Skaggs spatial information per unit (bits/spike).
+    p_value : numpy.ndarray
+        Shuffle p-value of the spatial information per unit.
+    n_spikes : numpy.ndarray
+        Spikes per unit in the samples used.
+    peak_rate : numpy.ndarray
+        Maximum of each rate map (Hz).
+    field_start, field_end : numpy.ndarray
+        Bounds of the field around the peak (position units; NaN for silent units).
+    place_cell : numpy.ndarray
+        Boolean: passes the test and the spike, peak-rate and information minimums.
+    stability : numpy.ndarray
+        Correlation of the rate maps of the first and second half of the samples used.
+    names : list of str
+        Unit names.
+    alpha : float
+        Significance level used.
+    n_permutations : int
+        Number of circular shifts in the null.
+    """
 
     rate_maps: np.ndarray  # (unit, bins) Hz
     occupancy: np.ndarray  # (bins,) s
@@ -93,7 +131,15 @@ class PlaceFields(Result):
                 f"{self.n_permutations} circular shifts of the position against the spikes)")
 
     def plot(self, units: list[int] | None = None, **kwargs: Any):
-        """Rate maps as a heatmap (units sorted by field position)."""
+        """Rate maps as a heatmap (units sorted by field position).
+
+        Parameters
+        ----------
+        units : list of int, optional
+            Units to show; None: the place cells (all units when there are none).
+        **kwargs
+            ``title`` overrides the figure title.
+        """
         import plotly.graph_objects as go
 
         units = list(np.flatnonzero(self.place_cell)) if units is None else list(units)
@@ -154,6 +200,40 @@ def place_fields(recording: Activations, position: str = "linear_position", spee
     runs on the running samples in their order (a circular shift of the concatenated run epochs), by at
     least ``min_shift_s`` seconds (at most a third of the shortest segment); ``groups`` (a sample
     coordinate such as a lap or session, or one label per sample) keeps every shift within a segment.
+
+    Parameters
+    ----------
+    recording : Activations
+        Spike counts ``(sample=time, unit)`` with ``attrs["dt"]`` and the position (and speed) coordinates.
+    position : str, optional
+        Sample coordinate of the (linear) position (default ``"linear_position"``).
+    speed : str or None, optional
+        Sample coordinate of the running speed (default ``"speed"``); None: keep every sample.
+    min_speed : float, optional
+        Samples slower than this are left out (default 20, in the speed coordinate's units).
+    n_bins : int, optional
+        Position bins between the smallest and largest position (default 40; at least 3).
+    smooth : float, optional
+        S.d. of the Gaussian smoothing of counts and occupancy, in bins (default 1.5; 0: none).
+    n_permutations : int, optional
+        Circular shifts in the null (default 500).
+    min_shift_s : float, optional
+        Smallest shift in seconds (default 20), capped at a third of the shortest segment.
+    groups : str or array-like, optional
+        A sample coordinate (lap, session) or one label per sample; shifts stay within a segment.
+    alpha : float, optional
+        Significance level of the shuffle test (default 0.05).
+    min_spikes : int, optional
+        Fewest spikes of a place cell (default 50).
+    min_peak_rate : float, optional
+        Lowest peak rate of a place cell, in Hz (default 1).
+    min_info : float, optional
+        Lowest spatial information of a place cell, in bits/spike (default 0.25).
+    field_fraction : float, optional
+        The field is the contiguous run of bins around the peak at or above this fraction of the peak rate
+        (default 0.2).
+    seed : int, optional
+        Seed of the shifts (default 0).
     """
     if not isinstance(recording, Activations) or recording.data.ndim != 2:
         raise InputTypeError("place_fields needs a (sample, unit) Activations of spike counts with position coordinates")

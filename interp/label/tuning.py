@@ -1,19 +1,25 @@
 """Tuning: tuning curves with confidence intervals, and cosine (direction) tuning with circular statistics.
 
 * :func:`tuning_curves`: the mean activity of every unit in bins of a continuous variable (speed,
-  position, angle) or per level of a categorical one (reach target, stimulus class), with percentile
-  bootstrap confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh
-  2007), blocks of consecutive samples on a time series, or samples otherwise.
+  position, angle) or per level of a categorical one (reach target, stimulus class), with bootstrap
+  confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh 2007; runs
+  of consecutive trials when the activity runs on across trial boundaries), blocks of consecutive
+  samples on a time series, or samples otherwise (percentile intervals; with trials or blocks, the
+  bootstrap standard error with a t(G - 1) quantile, G the trials or blocks that reach the bin).
 * :func:`direction_tuning`: the cosine model of Georgopoulos et al. (1982),
   ``rate = b0 + b1 cos(theta) + b2 sin(theta)``, fit by least squares on the direction of a 2-D
   variable (``x``, ``y``: hand velocity) or on an angle (``angle``: head direction). Per unit: the
   preferred direction ``atan2(b2, b1)`` in degrees [0, 360), the amplitude ``hypot(b1, b2)``, the
   modulation depth ``amplitude / b0`` (for non-negative activity such as rates and counts; NaN for
   signed activity such as model units or z-scored traces, whose labels give the amplitude), ``r2``, and a
-  p-value of ``r2`` against a null from :mod:`interp.stats` (whole trials swap with ``groups``; circular
-  shifts on a time series; a permutation for independent samples), with BH-FDR ``q_value``. Circular
+  p-value of ``r2`` from the test :func:`interp.stats.select_null` picks for the design (a direction
+  constant within trials: the trials' directions are permuted, trials of any length; equal trials
+  that restart: whole trials swap; otherwise the autocorrelation-corrected Wald test on ``cos, sin``;
+  independent samples: a permutation), with BH-FDR ``q_value``. Circular
   statistics of the occupancy-normalised binned tuning curve (mean direction, resultant length) sit
-  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). The Rayleigh test
+  next to the fit, as a head-direction analysis reports them (Taube et al. 1990). ``per="trial"`` fits
+  trial averages against each trial's direction (the classical centre-out analysis); bootstrap
+  intervals (``n_bootstraps``, over trials) bound the preferred direction and the modulation depth. The Rayleigh test
   is not applied to a unit's spikes (their angles follow the animal's occupancy and are not
   independent); :meth:`DirectionTuning.pd_uniformity` applies it where it is valid, to the preferred
   directions of the tuned units (are they spread uniformly around the circle?).
@@ -40,10 +46,12 @@ import pandas as pd
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
 from ..results import Result, themed
 from ..stats import (
+    EFFECTIVE_N,
+    autocorrelated_wald,
     benjamini_hochberg,
     blocks,
     bootstrap_counts,
-    choose_null,
+    boundary_correlation,
     circular_mean,
     is_time_series,
     lag1_autocorrelation,
@@ -53,6 +61,7 @@ from ..stats import (
     rayleigh_test,
     resolve_groups,
     resultant_length,
+    select_null,
     wrap_degrees,
 )
 from ..tensor import Activations
@@ -90,7 +99,20 @@ def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
                 block_size: int | None) -> tuple[np.ndarray | None, str]:
     """Groups for the bootstrap: trials, blocks of a time series, or none (single samples)."""
     if codes is not None:
-        return codes, f"{int(codes.max()) + 1} trials"
+        G = int(codes.max()) + 1
+        cross = boundary_correlation(X, codes)
+        if not cross >= 0.1 or G < 10:
+            return codes, f"{G} trials"
+        # the activity runs on across trials: trials are not independent, resample runs of consecutive trials
+        # covering twice the activity's autocorrelation time
+        r = min(max(float(np.median(lag1_autocorrelation(X, codes))), 0.0), 0.99)
+        tau = (1 + r) / (1 - r)
+        per = int(np.clip(np.ceil(4 * tau * G / n) + 1, 2, max(2, G // 5)))
+        first = pd.unique(codes)
+        rank = np.empty(G, dtype=np.int64)
+        rank[first] = np.arange(G)
+        return rank[codes] // per, (f"runs of {per} consecutive trials ({G} trials; the activity runs on across trial "
+                                    f"boundaries, r {cross:.2f})")
     r = float(np.median(lag1_autocorrelation(X)))
     if is_time_series(source) or r > max(0.1, 3 / np.sqrt(n)):
         if block_size is None:
@@ -224,7 +246,16 @@ def tuning_curves(acts: Any, variable: Any, bins: int | Any = 8, *, groups: Any 
         tot = w.sum(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             samples[:, :, k] = np.where(tot > 0, (w @ Xo[sel]) / tot, np.nan)
-    low, high = percentile_interval(samples, alpha)
+    if resample_groups is None:
+        low, high = percentile_interval(samples, alpha)
+    else:  # few resampled units (trials, runs of trials, blocks): bootstrap SE with t(G - 1), small-sample corrected
+        from scipy import stats as sps
+
+        G = np.array([len(np.unique(resample_groups[code == k])) for k in range(K)], dtype=float)  # units per bin
+        G = np.maximum(G, 2.0)[None, :]
+        with np.errstate(invalid="ignore"):
+            half = sps.t.ppf(1 - alpha / 2, G - 1) * np.nanstd(samples, 0) * np.sqrt(G / (G - 1))
+        low, high = mean - half, mean + half
     return TuningCurves(mean, np.asarray(low), np.asarray(high), counts, np.asarray(centres), names,
                         variable if isinstance(variable, str) else "variable", bool(categorical), 1 - alpha,
                         resampled, samples)
@@ -249,6 +280,9 @@ class DirectionTuning(Result):
     n_permutations: int
     alpha: float
     null_r2: np.ndarray = field(repr=False)
+    per: str = "sample"
+    n_bootstraps: int = 0
+    resampled: str = ""
 
     def to_frame(self) -> pd.DataFrame:
         """The per-unit table (a copy)."""
@@ -269,8 +303,12 @@ class DirectionTuning(Result):
         """How many units are tuned, and the null used."""
         f = self.frame
         tuned = f[f["tuned"]]
-        line = (f"{len(tuned)} of {len(f)} units cosine-tuned at q < {self.alpha} ({self.null} null, "
-                f"{self.n_permutations} draws: {self.reason})")
+        draws = "" if self.null == EFFECTIVE_N else f"{self.n_permutations} draws: "
+        line = (f"{len(tuned)} of {len(f)} units cosine-tuned at q < {self.alpha} ({self.null} null, {draws}"
+                f"{self.reason}; fit per {self.per})")
+        if self.n_bootstraps:
+            line += (f"\n  {1 - self.alpha:.0%} CIs of preferred direction and depth from {self.n_bootstraps} "
+                     f"bootstraps over {self.resampled}")
         if len(tuned) >= 2:
             z, p = self.pd_uniformity()
             line += (f"\n  preferred directions: circular mean "
@@ -335,9 +373,43 @@ def _label(depth: float, amplitude: float, pd_deg: float) -> str:
     return f"cosine-tuned, PD {pd_deg:.0f}°, {size}"
 
 
+def _per_trial(Y: np.ndarray, th: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trial means of the activity and circular means of the direction (the classical centre-out analysis)."""
+    G = int(codes.max()) + 1
+    count = np.bincount(codes, minlength=G).astype(float)
+    means = np.stack([np.bincount(codes, Y[:, u], G) for u in range(Y.shape[1])], 1) / count[:, None]
+    angle = np.arctan2(np.bincount(codes, np.sin(th), G), np.bincount(codes, np.cos(th), G))
+    return means, angle
+
+
+def _bootstrap_fits(D: np.ndarray, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``(B, 3, U)`` least-squares coefficients with the rows weighted by each bootstrap's multiplicities."""
+    out = []
+    step = max(1, 4_000_000 // max(1, D.shape[0] * 3))
+    for a in range(0, len(W), step):
+        Wd = W[a:a + step, :, None] * D[None]  # (b, n, 3)
+        out.append(np.linalg.pinv(np.einsum("bnk,nl->bkl", Wd, D)) @ np.einsum("bnk,nu->bku", Wd, Y))
+    return np.concatenate(out)
+
+
+def _intervals(beta: np.ndarray, boot: np.ndarray, rates: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """Percentile intervals of the preferred direction (deviations from the estimate, wrapped) and depth."""
+    pd_hat = np.rad2deg(np.arctan2(beta[2], beta[1]))
+    dev = (np.rad2deg(np.arctan2(boot[:, 2], boot[:, 1])) - pd_hat + 180) % 360 - 180  # (B, U)
+    lo, hi = percentile_interval(dev, alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(boot[:, 0] > 0, np.hypot(boot[:, 1], boot[:, 2]) / boot[:, 0], np.nan)
+    dlo, dhi = percentile_interval(depth, alpha)
+    nan = np.where(rates, 1.0, np.nan)
+    return {"preferred_direction_low_deg": wrap_degrees(pd_hat + np.asarray(lo)),
+            "preferred_direction_high_deg": wrap_degrees(pd_hat + np.asarray(hi)),
+            "modulation_depth_low": np.asarray(dlo) * nan, "modulation_depth_high": np.asarray(dhi) * nan}
+
+
 def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any = None, degrees: bool = False,
-                     groups: Any = None, null: str = "auto", n_permutations: int = 1000, min_shift: int | None = None,
-                     min_speed: float = 0.0, n_bins: int = 8, alpha: float = 0.05, seed: int = 0) -> DirectionTuning:
+                     groups: Any = None, null: str = "auto", per: str = "sample", n_permutations: int = 1000,
+                     n_bootstraps: int = 1000, min_shift: int | None = None, min_speed: float = 0.0,
+                     n_bins: int = 8, alpha: float = 0.05, seed: int = 0) -> DirectionTuning:
     """Cosine tuning of every unit to the direction of ``(x, y)`` or to ``angle`` (see the module docstring).
 
     Parameters
@@ -350,23 +422,46 @@ def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any
     angle:
         An angle per sample instead (radians, or degrees with ``degrees=True``), e.g. head direction.
     groups:
-        Trials (a coordinate name or a label per sample): the null swaps the directions of whole trials
-        (equal-length trials), so autocorrelation within a trial cannot make a unit look tuned.
+        Trials (a coordinate name or a label per sample; trials of any lengths). A direction constant
+        within each trial (the reach target) is tested by permuting the trials' directions (exact);
+        a direction that varies within trials by swapping whole trials when they have equal lengths
+        and the activity restarts every trial, else by the autocorrelation-corrected Wald test.
     null:
-        ``"auto"`` (groups -> ``"group"``; a time series -> ``"circular"``; else ``"permutation"``) or a
-        name from :data:`interp.stats.NULLS`.
+        ``"auto"`` (chosen from the data by :func:`interp.stats.select_null`, named in the result) or
+        one of :data:`interp.stats.TESTS`; a shift within trials of a trial-constant direction is
+        refused (:class:`~interp.errors.InvalidNullError`).
+    per:
+        ``"sample"`` (fit every sample) or ``"trial"`` (the classical centre-out analysis: fit the
+        trial-averaged activity against each trial's mean direction; needs ``groups``; the null
+        permutes the trials' directions).
+    n_bootstraps:
+        Resamples for the ``1 - alpha`` percentile intervals of the preferred direction and the
+        modulation depth (whole trials with ``groups`` or ``per="trial"``; blocks of an autocorrelated
+        series; samples otherwise); 0 skips them.
     n_bins:
         Direction sectors of the binned tuning curve (plots and circular statistics).
     """
     X, names, source = _activity(recording)
     if not np.isfinite(X).all():
         raise NaNError("activity contains NaN or infinite values")
+    if per not in ("sample", "trial"):
+        raise ConfigError(f"per must be 'sample' or 'trial', got {per!r}")
     n, U = X.shape
     theta, keep = _direction(X, source, x, y, angle, degrees, min_speed)
     codes = resolve_groups(groups, n, source)
     Y, th = X[keep], theta[keep]
-    if len(Y) < 10:
-        raise DimensionError(f"only {len(Y)} samples have a direction (speed > {min_speed}); need more")
+    kcodes = None if codes is None else pd.factorize(codes[keep])[0].astype(np.int64)
+    if per == "trial":
+        if kcodes is None:
+            raise ConfigError("per='trial' fits trial averages: give groups= (the trial of each sample)")
+        Y, th = _per_trial(Y, th, kcodes)
+        if null not in ("auto", "permutation"):
+            raise ConfigError(f"per='trial' has one row per trial, whose directions are permuted; null={null!r} "
+                              "does not apply (use null='auto')")
+        kcodes = None
+    if len(Y) < (8 if per == "trial" else 10):
+        raise DimensionError(f"only {len(Y)} {'trials' if per == 'trial' else 'samples'} have a direction "
+                             f"(speed > {min_speed}); need more")
     D = np.stack([np.ones(len(th)), np.cos(th), np.sin(th)], 1)
     G = D.T @ D
     if np.linalg.cond(G) > 1e10:
@@ -380,18 +475,34 @@ def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any
     tss_safe = np.where(const, 1.0, tss)
     DtY = D.T @ Yc
     r2 = np.einsum("ku,kl,lu->u", DtY, Ginv, DtY) / tss_safe
-    kcodes = None if codes is None else codes[keep]
-    kind, reason = choose_null(null, groups=kcodes, source=source, activity=Y,
-                               values=[np.cos(th), np.sin(th)])
-    idx = null_indices(len(Y), kind, groups=kcodes, n_permutations=n_permutations, seed=seed, min_shift=min_shift)
-    null_r2 = _null_r2(D, Yc, Ginv, tss_safe, idx)
-    p = np.where(const, np.nan, p_value(r2, null_r2))
+    if per == "trial":
+        kind, constant, reason = "permutation", False, "one row per trial: the trials' directions are permuted"
+    else:
+        kind, constant, reason = select_null(null, groups=kcodes, activity=Y[:, ~const] if (~const).any() else Y,
+                                             values=th)
+    if kind == EFFECTIVE_N:
+        _, p, _ = autocorrelated_wald(Y, D[:, 1:], kcodes)
+        null_r2 = np.zeros((0, U))
+    else:
+        idx = null_indices(len(Y), kind, groups=kcodes, n_permutations=n_permutations, seed=seed, min_shift=min_shift,
+                           constant=constant)
+        null_r2 = _null_r2(D, Yc, Ginv, tss_safe, idx)
+        p = p_value(r2, null_r2)
+    p = np.where(const, np.nan, p)
     q = benjamini_hochberg(p)
     pd_deg = wrap_degrees(np.rad2deg(np.arctan2(beta[2], beta[1])))
     amplitude = np.hypot(beta[1], beta[2])
     rates = (Y >= 0).all(0)  # a depth relative to the baseline needs activity on a ratio scale (rates, counts)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = np.where(rates & (beta[0] > 0), amplitude / beta[0], np.nan)
+    resampled = ""
+    if n_bootstraps:
+        rgroups, resampled = (None, "trials") if per == "trial" else _resampling(len(Y), kcodes, source, Y, None)
+        W = bootstrap_counts(len(Y), n_bootstraps, seed + 1, groups=rgroups).astype(float)
+        cis = _intervals(beta, _bootstrap_fits(D, Y, W), rates & (beta[0] > 0), alpha)
+    else:
+        cis = {k: np.full(U, np.nan) for k in ("preferred_direction_low_deg", "preferred_direction_high_deg",
+                                              "modulation_depth_low", "modulation_depth_high")}
     # binned tuning curve and its circular statistics
     edges = np.linspace(0, 2 * np.pi, n_bins + 1)
     sector = np.clip(np.searchsorted(edges, np.mod(th, 2 * np.pi), side="right") - 1, 0, n_bins - 1)
@@ -404,10 +515,13 @@ def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any
     rlen = np.array([resultant_length(centres, wu) if nonneg[u] else np.nan for u, wu in enumerate(w)])
     tuned = (q < alpha) & ~const
     frame = pd.DataFrame({
-        "unit": np.arange(U), "name": names, "preferred_direction_deg": pd_deg, "modulation_depth": depth,
+        "unit": np.arange(U), "name": names, "preferred_direction_deg": pd_deg, **{k: v for k, v in cis.items()
+                                                                               if k.startswith("preferred")},
+        "modulation_depth": depth, **{k: v for k, v in cis.items() if k.startswith("modulation")},
         "amplitude": amplitude, "baseline": beta[0], "r2": np.where(const, np.nan, r2), "p_value": p, "q_value": q,
         "tuned": tuned, "mean_direction_deg": wrap_degrees(np.rad2deg(mean_dir)), "resultant_length": rlen,
     })
     frame["label"] = [(_label(d, a, pdd) if t else "not direction-tuned")
                       for d, a, pdd, t in zip(depth, amplitude, pd_deg, tuned)]
-    return DirectionTuning(frame, curves, np.rad2deg(centres), kind, reason, n_permutations, alpha, null_r2)
+    return DirectionTuning(frame, curves, np.rad2deg(centres), kind, reason, n_permutations, alpha, null_r2, per,
+                           int(n_bootstraps), resampled)

@@ -5,7 +5,8 @@ mixture-of-experts layer) and for feature directions (SAE / SNMF components, res
 Every vector goes through :func:`logit_lens`, the model's own read-out of the residual stream,
 ``unembed(final_norm(x))``, applied exactly as the forward pass applies it: RMSNorm with ``1 + w`` for
 the Gemma family, centring, gain and bias for LayerNorm, the unembedding bias ``b_U``, BERT's MLM head
-transform, Gemma-2's logit soft cap. The read-out is checked once per model against the model's own
+transform, scalar logit factors (Cohere's ``logit_scale``, Granite's ``logits_scaling`` ...) and final logit soft
+caps (Gemma-2's ``final_logit_softcapping``), read from the config (:func:`logit_transform`). The read-out is checked once per model against the model's own
 logits (one forward pass of three tokens), so an architecture whose read-out differs raises instead of
 returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger & Geva 2025,
 ``model.unembed(model.ln_final(x))``) and the logit lens (nostalgebraist 2020).
@@ -16,8 +17,10 @@ returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger &
   Vocabulary Space").
 * Input side: Davies 2025 ("Decoding specialised feature neurons in LLMs with the final projection
   layer", arXiv 2501.02688) decodes each up-projection row ``u_i`` (a row of W_up, which reads the
-  residual stream) through the LM head: ``p_i = softmax(logit_lens(u_i))``; the top token labels the
-  neuron and a concentrated distribution marks a "specialised" neuron.
+  residual stream) through the LM head: ``p_i = softmax(u_i @ W_U)`` (by default without the final norm,
+  as the paper describes it; ``final_norm=True`` for ``softmax(logit_lens(u_i))``); the top token labels
+  the neuron and a concentrated distribution marks a "specialised" neuron. Agreement of the top tokens
+  between two models (base vs instruct): :func:`interp.label.vocab_agreement.top_token_agreement`.
 
 The moments of the projection over the vocabulary are what Gurnee et al. 2024 ("Universal Neurons in
 GPT2 Language Models") use to find prediction, suppression and entropy neurons
@@ -33,7 +36,6 @@ Because the final norm divides by the vector's scale, a projection does not depe
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,64 +47,13 @@ import torch
 from .. import engine
 from ..errors import ConfigError, DimensionError, InputTypeError
 from ..results import Result, themed
+from ._readout import check_readout as _check_readout
+from ._readout import logit_transform
+from ._readout import readout as _readout
+from ._readout import require_bridge as _require_bridge
 
 __all__ = ["VocabProjection", "vocab_projection", "logit_lens", "mlp_weights", "mlp_experts", "unembedding",
-           "decode_tokens"]
-
-_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-# ------------------------------------------------------------------------------------------------ read-out
-
-
-def _require_bridge(model: Any) -> None:
-    if not (hasattr(model, "blocks") and hasattr(model, "cfg") and hasattr(model, "W_U")):
-        raise InputTypeError("vocabulary projection needs a transformer language model (a TransformerBridge with "
-                             f".blocks and an unembedding); got {type(model).__name__}")
-
-
-def _readout(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """Final residual stream ``(..., d_model)`` -> logits, through the bridge's own modules."""
-    head = getattr(model, "mlm_head", None)
-    if head is not None:  # BERT-style MLM head: dense -> activation -> LayerNorm (ln_final) -> decoder
-        from transformers.activations import ACT2FN
-
-        x = ACT2FN[getattr(model.cfg, "act_fn", None) or "gelu"](head(x))
-    logits = model.unembed(model.ln_final(x))
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
-    if cap is not None and cap > 0:  # Gemma-2: logits = cap * tanh(logits / cap)
-        logits = cap * torch.tanh(logits / cap)
-    return logits
-
-
-def _check_readout(model: Any) -> None:
-    """Raise unless ``_readout(last resid_post)`` reproduces the model's logits (once per model)."""
-    try:
-        if _CHECKED.get(model):
-            return
-    except TypeError:  # not weak-referenceable: check every time
-        pass
-    site = f"blocks.{int(model.cfg.n_layers) - 1}.hook_resid_post"
-    device = next(model.parameters()).device
-    tokens = (torch.arange(1, 4, device=device) % int(model.cfg.d_vocab))[None]
-    if site not in model.hook_dict:
-        raise InputTypeError(f"vocabulary projection needs {site!r}, which this model does not record")
-    with torch.no_grad():
-        rec = engine.record(model, tokens, [site])
-        logits, got = rec.output, _readout(model, rec.acts[site])
-    scale = max(float(logits.abs().max()), 1.0)
-    tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 2e-2
-    if got.shape != logits.shape or float((got.float() - logits.float()).abs().max()) > tol * scale:
-        raise InputTypeError(
-            f"vocabulary projection cannot reproduce the logits of this model ({getattr(model.cfg, 'architecture', '?')}) "
-            f"from its last residual stream with ln_final and unembed: the read-out of this architecture is "
-            "different; pass final_norm=False for the plain linear map x @ W_U + b_U"
-        )
-    try:
-        _CHECKED[model] = True
-    except TypeError:
-        pass
-
+           "decode_tokens", "logit_transform"]
 
 def logit_lens(model: Any, vectors: Any, final_norm: bool = True) -> torch.Tensor:
     """Logits the model would produce from residual-stream vectors: ``unembed(final_norm(x))``.
@@ -197,7 +148,8 @@ def _moe_weights(mlp: Any, layer: int) -> tuple[dict[str, torch.Tensor], np.ndar
     if not experts:
         raise InputTypeError(f"block {layer} is a mixture-of-experts block whose expert weights are not in a known "
                              f"layout (parameters: {sorted(params)[:8]})")
-    shared = [params.get(f"shared_expert.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+    shared = next(([params.get(f"{name}.{n}.weight") for n in ("gate_proj", "up_proj", "down_proj")]
+                   for name in ("shared_expert", "shared_experts") if f"{name}.down_proj.weight" in params), [None])
     if all(w is not None for w in shared):
         parts["gate"].append(shared[0])
         parts["in"].append(shared[1])
@@ -402,7 +354,7 @@ def _vectors(model: Any, layer: int | None, which: str, units: Sequence[int] | N
 
 
 def vocab_projection(model: Any, layer: int | None = None, which: str = "out", units: Sequence[int] | None = None,
-                     k: int = 10, tokenizer: Any = None, final_norm: bool = True, chunk: int = 256, *,
+                     k: int = 10, tokenizer: Any = None, final_norm: bool | None = None, chunk: int = 256, *,
                      directions: Any = None, space: str = "mlp") -> VocabProjection:
     """Read each unit's vector out through the model's own unembedding (:func:`logit_lens`).
 
@@ -423,8 +375,12 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
     tokenizer:
         For token strings (default: ``model.tokenizer``).
     final_norm:
-        Read out as the model does (final norm, biases, MLM head, soft cap; default), or with the plain
-        linear map ``x @ W_U + b_U`` (False).
+        Read out as the model does (final norm, biases, MLM head, soft cap; True), or with the plain
+        linear map ``x @ W_U + b_U`` (False). Default (None): True, except for ``which="in"``, where it is
+        False: Davies (arXiv 2501.02688, v1 and v2; no code published) decodes the up-projection rows
+        "directly" with "the LM-head" (abstract, Fig. 1), with no final norm mentioned; the norm's gain
+        changes the top-1 token of 27% of smollm2-135m's layer-3 neurons, so pass ``final_norm=True`` for
+        the model's own read-out.
     directions:
         Instead of weight rows: feature directions, an estimator with ``components_`` (SAE, SNMF) or a
         ``(n, d)`` tensor; each is normalised to unit length (Shafran, Geiger & Geva 2025).
@@ -435,6 +391,8 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
     >>> vocab_projection(model, 3, "out", k=5).to_frame()                 # doctest: +SKIP
     >>> vocab_projection(model, 6, directions=snmf, k=8).tokens()        # doctest: +SKIP
     """
+    if final_norm is None:  # Davies decodes W_up rows with the LM head alone; the model's read-out otherwise
+        final_norm = not (which == "in" and directions is None)
     resid, raw, units_arr, experts, label = _vectors(model, layer, which, units, directions, space, final_norm)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     k = min(k, int(model.cfg.d_vocab))

@@ -65,8 +65,20 @@ def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]
       cache, or downloaded when online; offline it raises :class:`~interp.errors.DataNotFoundError`
       saying how to copy it into a local directory.
 
+    A model object with weights on the meta device (shapes, no values) is refused with what to do.
+
     The tokenizer is handled for you: TransformerLens needs one it can reload from disk, so an
     in-memory tokenizer is saved to a temporary folder and loaded back first.
+
+    Parameters
+    ----------
+    name : str, os.PathLike or torch.nn.Module
+        A zoo name, a Hugging Face directory, a hub name, or a model object (see above).
+    device : str, optional
+        Where to put the model; None: the loader's default (normally CPU), an object is left where it is.
+    **kwargs
+        Zoo names: passed to the zoo loader. Directories, hub names and objects: only ``tokenizer=`` (and
+        ``dtype=`` for directories and hub names); anything else raises :class:`ConfigError`.
 
     >>> model, tokenizer = load("induction-2l")            # doctest: +SKIP
     >>> model, tokenizer = load("checkpoints/my-gpt2")     # doctest: +SKIP
@@ -88,6 +100,7 @@ def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]
         hf.check_kwargs(kwargs, f"the hub model {text!r}")
         return hf.load_hub(text, device=device, zoo=available(), hint=closest(text, _REGISTRY), **options)
     kind = hf.as_hf_or_module(name)
+    _refuse_meta(name)
     tokenizer = kwargs.pop("tokenizer", None)
     hf.check_kwargs(kwargs, f"a {type(name).__name__} object")
     if kind == "hf":
@@ -97,3 +110,20 @@ def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]
                           "as is (a bridge keeps its own tokenizer, a plain nn.Module has none)")
     model = name.to(device) if device is not None else name
     return (model, model.tokenizer) if kind == "bridge" else (model, None)
+
+
+def _refuse_meta(model: Any) -> None:
+    """Refuse a model whose weights are on the meta device: they hold no values, so every number would fail later."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return
+    meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise ConfigError(
+            f"{type(model).__name__} has {len(meta)} parameters/buffers on the meta device (e.g. {meta[:3]}): they "
+            "have shapes but no values (a model built under init_empty_weights(), with device='meta', or loaded "
+            "with a device_map that left weights unloaded). Load real weights first: "
+            "model.to_empty(device='cpu') then model.load_state_dict(state_dict), or "
+            "from_pretrained(path) without device_map='meta', then call interp.models.load again"
+        )

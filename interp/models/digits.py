@@ -77,7 +77,17 @@ TEST_FRACTION = 0.25
 
 
 class DigitsSplit(NamedTuple):
-    """The fixed train/test split of scikit-learn's digits: images N x 8 x 8 float32 in 0..16, labels int64."""
+    """The fixed train/test split of scikit-learn's digits: images N x 8 x 8 float32 in 0..16, labels int64.
+
+    Parameters
+    ----------
+    train_images, test_images : numpy.ndarray
+        Images ``N x 8 x 8``, float32 in 0..16 (1347 train, 450 test).
+    train_labels, test_labels : numpy.ndarray
+        Their digit labels, int64.
+    train_index, test_index : numpy.ndarray
+        Their row numbers in ``sklearn.datasets.load_digits()``.
+    """
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -123,6 +133,11 @@ class DigitsPreprocess:
     N x 8 x 8 or N x 64 (e.g. :func:`load_digits_split` images); these are divided by 16. Any other image
     (uint8 HxW(xC) arrays, PIL images, lists of them, NxHxWxC uint8 arrays) is converted to grey, resized to
     8 x 8 with area averaging and divided by 255.
+
+    Parameters
+    ----------
+    device : str, optional
+        Device of the returned batch (default ``"cpu"``).
     """
 
     device: str = "cpu"
@@ -177,7 +192,23 @@ class DigitsPreprocess:
 
 @dataclass(frozen=True)
 class DigitsViTConfig:
-    """Shape of a :class:`DigitsViT`."""
+    """Shape of a :class:`DigitsViT`.
+
+    Parameters
+    ----------
+    d_model : int, optional
+        Width of the residual stream (default 64).
+    n_layers : int, optional
+        Transformer blocks (default 4).
+    n_heads : int, optional
+        Attention heads per block (default 4); must divide ``d_model``.
+    d_mlp : int, optional
+        MLP hidden neurons per block (default 128).
+    patch_size, patch_stride : int, optional
+        Kernel and stride of the patch convolution (defaults 4 and 2).
+    n_classes : int, optional
+        Number of logits (default 10).
+    """
 
     d_model: int = 64
     n_layers: int = 4
@@ -203,6 +234,13 @@ class Attention(nn.Module):
     """Multi-head self-attention; ``pattern`` (an identity module) outputs the N x H x T x T probabilities.
 
     The softmax is a module (``softmax``) so that module hooks reach it (RelP's AH-rule detaches its output).
+
+    Parameters
+    ----------
+    d_model : int
+        Width of the residual stream.
+    n_heads : int
+        Number of heads; must divide ``d_model`` (else :class:`ConfigError`).
     """
 
     def __init__(self, d_model: int, n_heads: int):
@@ -216,6 +254,13 @@ class Attention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output ``N x T x d_model`` (no causal mask).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Token activations ``N x T x d_model``.
+        """
         batch, positions, d_model = x.shape
         d_head = d_model // self.n_heads
         q, k, v = self.qkv(x).view(batch, positions, 3, self.n_heads, d_head).permute(2, 0, 3, 1, 4)
@@ -225,7 +270,15 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """``fc1`` -> ``act`` (GELU; its outputs are the hidden neurons) -> ``fc2``."""
+    """``fc1`` -> ``act`` (GELU; its outputs are the hidden neurons) -> ``fc2``.
+
+    Parameters
+    ----------
+    d_model : int
+        Width of the residual stream.
+    d_mlp : int
+        Hidden neurons.
+    """
 
     def __init__(self, d_model: int, d_mlp: int):
         super().__init__()
@@ -234,11 +287,24 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(d_mlp, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``fc2(gelu(fc1(x)))``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Token activations ``N x T x d_model``.
+        """
         return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))``."""
+    """Pre-LayerNorm transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))``.
+
+    Parameters
+    ----------
+    cfg : DigitsViTConfig
+        Sizes of the block (``d_model``, ``n_heads``, ``d_mlp``).
+    """
 
     def __init__(self, cfg: DigitsViTConfig):
         super().__init__()
@@ -248,12 +314,25 @@ class Block(nn.Module):
         self.mlp = MLP(cfg.d_model, cfg.d_mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Residual stream ``N x T x d_model``.
+        """
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
 class TokenEmbed(nn.Module):
-    """Prepends the CLS token to the patch tokens and adds the position embedding (N x T x d_model)."""
+    """Prepends the CLS token to the patch tokens and adds the position embedding (N x T x d_model).
+
+    Parameters
+    ----------
+    cfg : DigitsViTConfig
+        Sizes (``d_model`` and the number of positions).
+    """
 
     def __init__(self, cfg: DigitsViTConfig):
         super().__init__()
@@ -261,13 +340,26 @@ class TokenEmbed(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_positions, cfg.d_model))
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Tokens ``N x T x d_model``: CLS, then the patches in row-major order, plus positions.
+
+        Parameters
+        ----------
+        patches : torch.Tensor
+            Patch-convolution output ``N x d_model x grid x grid``.
+        """
         tokens = patches.flatten(2).transpose(1, 2)
         tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
         return tokens + self.pos_embed
 
 
 class DigitsViT(nn.Module):
-    """A 4-block ViT for 1 x 8 x 8 digit images; logits from the CLS token (position 0). See the module doc."""
+    """A 4-block ViT for 1 x 8 x 8 digit images; logits from the CLS token (position 0). See the module doc.
+
+    Parameters
+    ----------
+    cfg : DigitsViTConfig, optional
+        The architecture; None: :class:`DigitsViTConfig` defaults.
+    """
 
     def __init__(self, cfg: DigitsViTConfig | None = None):
         super().__init__()
@@ -282,6 +374,13 @@ class DigitsViT(nn.Module):
         nn.init.normal_(self.embed.pos_embed, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``N x n_classes`` from the CLS token.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Image batch ``N x 1 x 8 x 8`` (from :class:`DigitsPreprocess`); other shapes raise :class:`DimensionError`.
+        """
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise DimensionError(f"expected a batch N x 1 x 8 x 8 (use the preprocess), got {tuple(x.shape)}")
         h = self.embed(self.patch_embed(x))
@@ -295,7 +394,21 @@ class DigitsViT(nn.Module):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training recipe: AdamW with a one-cycle schedule, random 1-pixel shifts (zero padded) as augmentation."""
+    """Training recipe: AdamW with a one-cycle schedule, random 1-pixel shifts (zero padded) as augmentation.
+
+    Parameters
+    ----------
+    epochs : int, optional
+        Passes over the training images (default 60).
+    batch_size : int, optional
+        Images per step (default 128).
+    lr : float, optional
+        Peak learning rate of the one-cycle schedule (default 3e-3).
+    weight_decay : float, optional
+        AdamW weight decay (default 0.05).
+    max_shift : int, optional
+        Largest random shift in pixels, the same for the whole batch (default 1; 0 disables it).
+    """
 
     epochs: int = 60
     batch_size: int = 128
@@ -324,7 +437,17 @@ def _shift(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> t
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of ``images`` (N x 1 x 8 x 8) that ``model`` classifies as ``labels``."""
+    """Fraction of ``images`` (N x 1 x 8 x 8) that ``model`` classifies as ``labels``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier; evaluated in eval mode, its training mode is restored afterwards.
+    images : torch.Tensor
+        Image batch ``N x 1 x 8 x 8``.
+    labels : torch.Tensor
+        True labels ``N``.
+    """
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -339,8 +462,19 @@ def train_digits_vit(
     """Train a :class:`DigitsViT` on the train part of :func:`load_digits_split` (deterministic per ``seed``).
 
     Returns the model (CPU, eval mode) and metrics ``{"test_accuracy", "train_accuracy", "final_loss"}``.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the initialisation and of the batch order and shifts (default 0).
+    cfg : DigitsViTConfig, optional
+        The architecture; None: defaults.
+    train : TrainConfig, optional
+        The recipe; None: defaults.
+    progress : bool, optional
+        Show a progress bar over epochs (default True).
     """
-    from tqdm.auto import tqdm
+    from interp._progress import tqdm
 
     cfg, train = cfg or DigitsViTConfig(), train or TrainConfig()
     split = load_digits_split()
@@ -421,6 +555,15 @@ def load_digits_vit(
 
     ``model.class_names`` is ``['0', ..., '9']``, ``model.test_accuracy`` the accuracy on
     ``load_digits_split().test_images``. ``retrain=True`` trains again and overwrites the cached file.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to put the model and the preprocessed batches; None: CPU.
+    seed : int, optional
+        The model's seed (default 0); each seed is a separate cached model.
+    retrain : bool, optional
+        Train again and overwrite the cached file (default False).
 
     >>> model, preprocess = load_digits_vit()  # doctest: +SKIP
     >>> split = load_digits_split()

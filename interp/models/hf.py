@@ -44,7 +44,13 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voc
 
 
 def is_hf_model(obj: Any) -> bool:
-    """True for ``transformers.PreTrainedModel`` instances (checked without importing transformers)."""
+    """True for ``transformers.PreTrainedModel`` instances (checked without importing transformers).
+
+    Parameters
+    ----------
+    obj : object
+        Any object.
+    """
     transformers = sys.modules.get("transformers")
     return transformers is not None and isinstance(obj, transformers.PreTrainedModel)
 
@@ -59,7 +65,13 @@ def is_offline() -> bool:
 
 
 def supported_architecture(config: Any) -> str | None:
-    """The TransformerLens architecture name for a Hugging Face config, or None when TL has no adapter."""
+    """The TransformerLens architecture name for a Hugging Face config, or None when TL has no adapter.
+
+    Parameters
+    ----------
+    config : transformers.PretrainedConfig
+        The model's config (its ``architectures`` list is what is looked up).
+    """
     from transformer_lens.model_bridge.sources._hf_format import determine_architecture_from_hf_config
 
     try:
@@ -88,6 +100,11 @@ def disk_tokenizer(tokenizer: Any) -> Iterator[Any]:
     custom subclass may refuse the probe; so any tokenizer not loaded from a local folder is saved to a
     temporary folder and loaded back from there with ``AutoTokenizer`` (the folder is removed when the
     block ends: booting reads it only once). Tokenizers loaded from a local folder pass through unchanged.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+        The tokenizer to boot with.
     """
     path = str(tokenizer.init_kwargs.get("name_or_path") or "")
     if path and Path(path).is_dir():
@@ -121,6 +138,16 @@ def bridge_model(hf_model: Any, tokenizer: Any = None, device: str | torch.devic
     afterwards ``hf_model.save_pretrained`` no longer works (save it first). ``tokenizer`` defaults to
     the one saved beside the model (``hf_model.name_or_path``, when that is a local directory). The
     returned tokenizer is the bridge's copy (it prepends BOS when the tokenizer has one). Eval mode.
+
+    Parameters
+    ----------
+    hf_model : transformers.PreTrainedModel
+        The model object, wrapped in place.
+    tokenizer : transformers.PreTrainedTokenizerBase, optional
+        Its tokenizer; None: loaded from ``hf_model.name_or_path`` when that is a local folder, else
+        :class:`ConfigError`.
+    device : str or torch.device, optional
+        Move the model there first; None: where its parameters are.
 
     >>> model, tok = bridge_model(GPT2LMHeadModel(GPT2Config(n_layer=2)), my_tokenizer)   # doctest: +SKIP
     """
@@ -162,6 +189,17 @@ def load_directory(path: str | os.PathLike, device: str | torch.device | None = 
     or not) and the tokenizer files, as written by ``save_pretrained``; ``tokenizer=`` overrides the
     tokenizer. TransformerLens picks the model class from the config (e.g. ``GPT2LMHeadModel``,
     ``LlamaForCausalLM``, ``BertForMaskedLM``) and loads it with eager attention in ``dtype``. Eval mode.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint folder.
+    device : str or torch.device, optional
+        Where to load the model; None: TransformerLens' default.
+    tokenizer : transformers.PreTrainedTokenizerBase, optional
+        Overrides the folder's tokenizer; None: loaded from the folder.
+    dtype : torch.dtype, optional
+        Dtype of the weights (default ``torch.float32``).
 
     >>> model, tokenizer = load_directory("checkpoints/my-gpt2")   # doctest: +SKIP
     """
@@ -222,6 +260,21 @@ def load_hub(name: str, device: str | torch.device | None = None, tokenizer: Any
     here: ``HF_HUB_OFFLINE=1``) this raises :class:`~interp.errors.DataNotFoundError` with the commands
     that copy the model into a local directory for :func:`load_directory`; online, TransformerLens
     downloads it.
+
+    Parameters
+    ----------
+    name : str
+        The hub repository / TransformerLens name, e.g. ``"gpt2"``.
+    device : str or torch.device, optional
+        Where to load the model; None: TransformerLens' default.
+    tokenizer : transformers.PreTrainedTokenizerBase, optional
+        Overrides the repository's tokenizer.
+    dtype : torch.dtype, optional
+        Dtype of the weights (default ``torch.float32``).
+    zoo : list of str, optional
+        Zoo names, listed in the offline error message.
+    hint : list of str, optional
+        Close zoo names; the first is suggested in the offline error message.
     """
     snapshot = _cached_snapshot(name)
     if snapshot is not None and (snapshot / "config.json").is_file():
@@ -246,13 +299,27 @@ def load_hub(name: str, device: str | torch.device | None = None, tokenizer: Any
 
 
 def check_kwargs(kwargs: dict[str, Any], what: str) -> None:
-    """Options for zoo loaders do not apply to other sources: say so instead of ignoring them."""
+    """Options for zoo loaders do not apply to other sources: say so instead of ignoring them.
+
+    Parameters
+    ----------
+    kwargs : dict
+        The keyword arguments left over; any raises :class:`ConfigError`.
+    what : str
+        The source they were given for, in the message.
+    """
     if kwargs:
         raise ConfigError(f"unexpected options {sorted(kwargs)} for {what}; accepted: device, tokenizer, dtype")
 
 
 def as_hf_or_module(obj: Any) -> str:
-    """Kind of a model object: ``"bridge"``, ``"hf"`` or ``"module"`` (else InputTypeError)."""
+    """Kind of a model object: ``"bridge"``, ``"hf"`` or ``"module"`` (else InputTypeError).
+
+    Parameters
+    ----------
+    obj : object
+        The model object.
+    """
     from ..engine import is_bridge
 
     if is_bridge(obj):

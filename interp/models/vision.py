@@ -132,6 +132,12 @@ def as_image_list(images: Any) -> list[np.ndarray]:
     Accepts an HxWxC (C = 1, 3 or 4) or HxW array, a PIL image, an NxHxWxC array, or a list/tuple of images.
     uint8 arrays hold 0..255 values, float arrays values in [0, 1] (scikit-image's convention), bool arrays are
     masks (True = 255).
+
+    Parameters
+    ----------
+    images : array-like, PIL.Image.Image, torch.Tensor or list
+        One image, a batch (NxHxWxC array or tensor) or a list/tuple of images; an empty list or batch raises
+        :class:`DimensionError`.
     """
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
@@ -156,6 +162,19 @@ class ImagePreprocess:
     Each image is centre-cropped to a square of ``crop_fraction`` times its shorter side, resized to
     ``size`` x ``size`` with PIL (``resample``), scaled to [0, 1] and normalised with ``(x - mean) / std``.
 
+    Parameters
+    ----------
+    size : int
+        Output side in pixels.
+    mean, std : tuple of 3 float
+        Per-channel normalisation, on pixel values scaled to [0, 1].
+    crop_fraction : float, optional
+        Side of the centre square crop as a fraction of the shorter side, in (0, 1] (default 1).
+    resample : str, optional
+        PIL resampling filter: ``"bicubic"`` (default), ``"bilinear"``, ``"nearest"``, ``"box"`` or ``"lanczos"``.
+    device : str, optional
+        Device of the returned batch (default ``"cpu"``).
+
     >>> pre = ImagePreprocess(size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
     >>> pre(np.zeros((40, 60, 3), dtype=np.uint8)).shape
     torch.Size([1, 3, 32, 32])
@@ -175,7 +194,13 @@ class ImagePreprocess:
             raise ConfigError(f"resample must be one of {sorted(_RESAMPLE)}, got {self.resample!r}")
 
     def resize(self, image: np.ndarray) -> np.ndarray:
-        """Centre-crop and resize one HxWx3 uint8 image; returns a ``size`` x ``size`` x 3 uint8 array."""
+        """Centre-crop and resize one HxWx3 uint8 image; returns a ``size`` x ``size`` x 3 uint8 array.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            One HxWx3 uint8 image.
+        """
         from PIL import Image
 
         height, width = image.shape[:2]
@@ -230,9 +255,30 @@ except ImportError:  # pragma: no cover - depends on the environment
 if _PackageEfficientNet is not None:
 
     class HookableMBConvBlock(_PackageMBConvBlock):
-        """MBConvBlock (efficientnet-lite-pytorch 0.1.0) with one ReLU6 module per call site."""
+        """MBConvBlock (efficientnet-lite-pytorch 0.1.0) with one ReLU6 module per call site.
+
+        Not built directly: :func:`build_efficientnet_lite0` converts the package's blocks to this class.
+
+        Parameters
+        ----------
+        block_args : BlockArgs
+            The package's block arguments (filters, kernel, stride, expand ratio, skip).
+        global_params : GlobalParams
+            The package's network-wide parameters (batch-norm momentum and epsilon, ...).
+        image_size : int or tuple, optional
+            Input size, for the package's static same-padding convolutions; None: dynamic padding.
+        """
 
         def forward(self, inputs: torch.Tensor, drop_connect_rate: float | None = None) -> torch.Tensor:
+            """The block's forward pass (the package's, with the per-call-site ReLU6 modules).
+
+            Parameters
+            ----------
+            inputs : torch.Tensor
+                Feature map ``N x C x H x W``.
+            drop_connect_rate : float, optional
+                Drop-connect probability on the residual branch (applied in training mode only); None or 0: none.
+            """
             x = inputs
             if self._block_args.expand_ratio != 1:
                 x = self._expand_act(self._bn0(self._expand_conv(inputs)))
@@ -246,9 +292,26 @@ if _PackageEfficientNet is not None:
             return x
 
     class EfficientNetLite0(_PackageEfficientNet):
-        """EfficientNet (efficientnet-lite-pytorch 0.1.0) with separate stem and head ReLU6 modules."""
+        """EfficientNet (efficientnet-lite-pytorch 0.1.0) with separate stem and head ReLU6 modules.
+
+        Not built directly: :func:`build_efficientnet_lite0` converts the package's model to this class.
+
+        Parameters
+        ----------
+        blocks_args : list of BlockArgs
+            The package's per-stage block arguments.
+        global_params : GlobalParams
+            The package's network-wide parameters.
+        """
 
         def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
+            """Stem, the 16 MBConv blocks and the head: the ``_head_act`` feature map (before pooling).
+
+            Parameters
+            ----------
+            inputs : torch.Tensor
+                Image batch ``N x 3 x H x W``.
+            """
             x = self._stem_act(self._bn0(self._conv_stem(inputs)))
             for idx, block in enumerate(self._blocks):
                 rate = self._global_params.drop_connect_rate
@@ -284,6 +347,11 @@ def build_efficientnet_lite0(hookable: bool = True) -> nn.Module:
     """EfficientNet-Lite0 with its pretrained ImageNet weights (CPU, eval mode), loaded strictly.
 
     ``hookable=False`` returns the package's own module unchanged (the reference the tests compare against).
+
+    Parameters
+    ----------
+    hookable : bool, optional
+        Give every ReLU6 call site its own module (default True).
     """
     package, weights = _import_efficientnet()
     path = weights.EfficientnetLite0ModelFile.get_model_file_path()
@@ -318,6 +386,13 @@ def load_efficientnet_lite0(
     ``normalization="inception"`` ((x - 127) / 128 on 0..255 pixels, what the Lite models were trained with);
     ``normalization="imagenet"`` uses torchvision's mean/std, as the package's README example does.
 
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to put the model and the preprocessed batches; None: CPU.
+    normalization : str, optional
+        ``"inception"`` (default) or ``"imagenet"``.
+
     >>> model, preprocess = load_efficientnet_lite0()  # doctest: +SKIP
     >>> logits = model(preprocess(skimage.data.chelsea()))  # class 285, 'Egyptian cat'  # doctest: +SKIP
     """
@@ -330,19 +405,42 @@ def load_efficientnet_lite0(
 
 
 class OptionAShortcut(nn.Module):
-    """Parameter-free shortcut of He et al. (2016), option A: subsample by 2 and zero-pad the new channels."""
+    """Parameter-free shortcut of He et al. (2016), option A: subsample by 2 and zero-pad the new channels.
+
+    Parameters
+    ----------
+    extra_channels : int
+        Channels added by the block; half are zero-padded on each side of the channel axis.
+    """
 
     def __init__(self, extra_channels: int):
         super().__init__()
         self.extra_channels = extra_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Subsample ``x`` by 2 in both spatial axes and zero-pad its channels.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Feature map ``N x C x H x W``.
+        """
         pad = self.extra_channels // 2
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0.0)
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU (``relu1`` inside, ``relu2`` = block output)."""
+    """conv3x3-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU (``relu1`` inside, ``relu2`` = block output).
+
+    Parameters
+    ----------
+    in_planes : int
+        Input channels.
+    planes : int
+        Output channels.
+    stride : int, optional
+        Stride of the first convolution (default 1); a stride or width change uses :class:`OptionAShortcut`.
+    """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
         super().__init__()
@@ -358,6 +456,13 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output, ``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Feature map ``N x in_planes x H x W``.
+        """
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu2(out + self.shortcut(x))
@@ -368,6 +473,13 @@ class CifarResNet(nn.Module):
 
     ``num_blocks=(3, 3, 3)`` is ResNet-20 (0.27M parameters). Parameter names match the checkpoints of
     github.com/akamaster/pytorch_resnet_cifar10 (without DataParallel's ``module.`` prefix).
+
+    Parameters
+    ----------
+    num_blocks : sequence of 3 int, optional
+        Blocks per stage (default ``(3, 3, 3)``: ResNet-20).
+    num_classes : int, optional
+        Number of logits (default 10).
     """
 
     def __init__(self, num_blocks: Sequence[int] = (3, 3, 3), num_classes: int = 10):
@@ -386,6 +498,13 @@ class CifarResNet(nn.Module):
         self.linear = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``N x num_classes``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Image batch ``N x 3 x H x W`` (other shapes raise :class:`DimensionError`).
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise DimensionError(f"expected a batch N x 3 x H x W, got shape {tuple(x.shape)}")
         out = self.relu(self.bn1(self.conv1(x)))
@@ -394,7 +513,14 @@ class CifarResNet(nn.Module):
 
 
 def resnet20_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The ResNet-20 weights (vendored file by default), with DataParallel's ``module.`` prefix removed."""
+    """The ResNet-20 weights (vendored file by default), with DataParallel's ``module.`` prefix removed.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        A checkpoint file (a state dict, or a dict with a ``state_dict`` entry); None: the vendored
+        ``resnet20-12fca82f.th``.
+    """
     path = Path(path) if path is not None else weights_dir("resnet20_cifar10", RESNET20_FILE)
     if not path.exists():
         raise DataNotFoundError(f"ResNet-20 checkpoint not found at {path}")
@@ -427,6 +553,15 @@ def load_resnet20(
     ``normalization="imagenet"`` (mean 0.485/0.456/0.406, std 0.229/0.224/0.225), which is what that repository's
     ``trainer.py`` used; ``normalization="cifar10"`` gives the usual CIFAR-10 statistics instead.
     Class names: ``model.class_names`` (= :data:`CIFAR10_CLASSES`).
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to put the model and the preprocessed batches; None: CPU.
+    weights : str or pathlib.Path, optional
+        Another checkpoint of the same architecture; None: the vendored one.
+    normalization : str, optional
+        ``"imagenet"`` (default) or ``"cifar10"``.
 
     >>> model, preprocess = load_resnet20()  # doctest: +SKIP
     >>> model.class_names[int(model(preprocess(skimage.data.chelsea())).argmax())]  # doctest: +SKIP

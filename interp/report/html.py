@@ -63,7 +63,15 @@ _FIGURE_COUNTER = [0]
 
 
 def figure_html(fig: Any, height: int | None = None) -> str:
-    """A placeholder ``<div>`` plus the figure's JSON; the report's script draws it lazily."""
+    """A placeholder ``<div>`` plus the figure's JSON; the report's script draws it lazily.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure.
+    height : int, optional
+        Height of the placeholder in pixels (default: the figure's, else 420).
+    """
     import plotly.io as pio
 
     _FIGURE_COUNTER[0] += 1
@@ -99,6 +107,19 @@ def table_html(frame: pd.DataFrame, sortable: bool = True, filterable: bool = Tr
     Filters: plain text matches as a case-insensitive substring; ``>0.5``, ``<=3``, ``=L2`` and
     ``!=dead`` compare (numerically when both sides are numbers). Columns in ``html_columns``
     are inserted as raw HTML (e.g. links to cards); everything else is escaped.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    sortable, filterable : bool
+        Sort by a click on a header; a filter row under the header.
+    html_columns : Sequence[str]
+        Columns inserted as raw HTML (links to cards); every other cell is escaped.
+    max_rows : int, optional
+        Show only the first rows.
+    table_id : str, optional
+        The table's HTML id.
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputTypeError(f"add_table needs a pandas DataFrame, got {type(frame).__name__}")
@@ -276,6 +297,15 @@ class Report:
         """Add a section; ``content`` is an HTML string, a plotly Figure, a DataFrame or a list of those.
 
         Returns the section's HTML id (usable in links ``#id``).
+
+        Parameters
+        ----------
+        title : str
+            The section's heading (and, slugged, its id).
+        content : str, Figure, DataFrame or list of those
+            An HTML string, a plotly figure, a table, or a list of them, in order.
+        section_id : str, optional
+            The id to use instead of one made from the title.
         """
         _render(content)  # validate early, so a bad type fails where it was added
         sid = _slug(section_id or title, self._ids)
@@ -288,6 +318,15 @@ class Report:
         A result may customise its section by overriding ``report_section(**options)`` (``options`` are
         passed on, e.g. ``max_cards=`` of a label result) and add styles to ``<head>`` (once per report)
         with ``report_head()``.
+
+        Parameters
+        ----------
+        result : interp.results.Result
+            Any result of the library (or of your own, on the contract).
+        title : str, optional
+            The section's heading (default: the result's class name).
+        **options
+            Passed to the result's ``report_section``.
 
         >>> from interp.results import Result
         >>> import pandas as pd
@@ -311,7 +350,23 @@ class Report:
 
     def add_table(self, title: str, frame: pd.DataFrame, sortable: bool = True, filterable: bool = True,
                   html_columns: Sequence[str] = (), max_rows: int | None = None, intro: str | None = None) -> str:
-        """Add a section holding a table (sortable by header click, filterable per column)."""
+        """Add a section holding a table (sortable by header click, filterable per column).
+
+        Parameters
+        ----------
+        title : str
+            The section's heading.
+        frame : pandas.DataFrame
+            The table.
+        sortable, filterable : bool
+            Sort by a click on a header; a filter row under the header.
+        html_columns : Sequence[str]
+            Columns inserted as raw HTML.
+        max_rows : int, optional
+            Show only the first rows.
+        intro : str, optional
+            HTML placed above the table.
+        """
         if not isinstance(frame, pd.DataFrame):
             raise InputTypeError(f"add_table needs a pandas DataFrame, got {type(frame).__name__}")
         content: list[Any] = [intro] if intro else []
@@ -320,7 +375,13 @@ class Report:
         return self.add_section(title, content)
 
     def add_head(self, html_text: str) -> None:
-        """Add raw HTML to ``<head>`` (e.g. a ``<style>`` block of a specialised report). No external links."""
+        """Add raw HTML to ``<head>`` (e.g. a ``<style>`` block of a specialised report). No external links.
+
+        Parameters
+        ----------
+        html_text : str
+            HTML for ``<head>``, e.g. a ``<style>`` block (no external links: the report stays self-contained).
+        """
         self._head.append(html_text)
 
     def to_html(self) -> str:
@@ -345,7 +406,13 @@ class Report:
         )
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the report to ``path`` atomically and return the path."""
+        """Write the report to ``path`` atomically and return the path.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The HTML file to write (its folder is created).
+        """
         text = self.to_html()
         path = Path(path)
 
@@ -361,5 +428,11 @@ class Report:
 
 
 def json_dumps(obj: Any) -> str:
-    """JSON for embedding in a ``<script type="application/json">`` block."""
+    """JSON for embedding in a ``<script type="application/json">`` block.
+
+    Parameters
+    ----------
+    obj : Any
+        A JSON-serialisable object.
+    """
     return _script_json(json.dumps(obj, separators=(",", ":")))

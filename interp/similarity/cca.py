@@ -32,7 +32,16 @@ def _orthonormal_basis(X: torch.Tensor, tol: float = 1e-10) -> torch.Tensor:
 
 def canonical_correlations(x: Any, y: Any, *, dtype: torch.dtype | str | None = None,
                            device: str | torch.device | None = None) -> torch.Tensor:
-    """Canonical correlations (descending) of column-centred ``x`` and ``y``."""
+    """Canonical correlations (descending) of column-centred ``x`` and ``y``.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     return _canonical(x, y, dtype=dtype, device=device)[0]
 
 
@@ -52,7 +61,18 @@ def _canonical(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device
 
 def cca(x: Any, y: Any, *, summary: str = "mean", dtype: torch.dtype | str | None = None,
         device: str | torch.device | None = None) -> float:
-    """Mean canonical correlation (``summary="mean"``) or mean squared (``"mean_sq"``)."""
+    """Mean canonical correlation (``summary="mean"``) or mean squared (``"mean_sq"``).
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    summary : {"mean", "mean_sq"}
+        Mean of the canonical correlations, or of their squares.
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     rho = canonical_correlations(x, y, dtype=dtype, device=device)
     if summary == "mean":
         return float(rho.mean())
@@ -77,13 +97,33 @@ def _top_directions(X: torch.Tensor, keep: float | int) -> torch.Tensor:
 
 def svcca(x: Any, y: Any, *, keep: float | int = 0.99, dtype: torch.dtype | str | None = None,
           device: str | torch.device | None = None) -> float:
-    """SVCCA: CCA on the top singular directions explaining ``keep`` of each side's variance (or ``keep`` dims)."""
+    """SVCCA: CCA on the top singular directions explaining ``keep`` of each side's variance (or ``keep`` dims).
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    keep : float or int
+        Fraction of variance (< 1) or number of singular directions (>= 1) kept on each side.
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     X, Y = as_pair(x, y, dtype=dtype, device=device)
     return float(canonical_correlations(_top_directions(X, keep), _top_directions(Y, keep)).mean())
 
 
 def pwcca(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None) -> float:
-    """Projection-weighted CCA (Morcos et al. 2018), weighted by how much of X each canonical variate accounts for."""
+    """Projection-weighted CCA (Morcos et al. 2018), weighted by how much of X each canonical variate accounts for.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     rho, H, Xc = _canonical(x, y, dtype=dtype, device=device)
     alpha = (H.T @ Xc).abs().sum(1)
     return float((alpha * rho).sum() / alpha.sum())

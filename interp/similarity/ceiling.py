@@ -30,6 +30,17 @@ __all__ = ["NoiseCeiling", "rsa_noise_ceiling", "pool_rdms"]
 class NoiseCeiling(Result):
     """Lower and upper bounds of the RSA noise ceiling for comparator ``method`` (Nili et al. 2014).
 
+    Parameters
+    ----------
+    lower, upper : float
+        The two bounds.
+    method : str
+        The RDM comparator they were computed with.
+    n_rdms : int
+        How many per-subject RDMs.
+    convention : str
+        How the bounds were computed.
+
     >>> import torch
     >>> base = torch.rand(10, 10, dtype=torch.float64); base = base + base.T; _ = base.fill_diagonal_(0)
     >>> nc = rsa_noise_ceiling(torch.stack([base, base, base]))
@@ -64,7 +75,15 @@ class NoiseCeiling(Result):
 
 
 def pool_rdms(vectors: torch.Tensor, method: str) -> torch.Tensor:
-    """The pooled ``(1, m)`` RDM vector that is optimal under comparator ``method`` (rsatoolbox ``pool_rdm``)."""
+    """The pooled ``(1, m)`` RDM vector that is optimal under comparator ``method`` (rsatoolbox ``pool_rdm``).
+
+    Parameters
+    ----------
+    vectors : torch.Tensor
+        ``(k, m)`` RDM vectors.
+    method : str
+        The comparator the pooled RDM is optimal for.
+    """
     method = canonical_method(method)
     v = vectors
     if method in ("cosine", "whitened_cosine"):
@@ -83,6 +102,15 @@ def rsa_noise_ceiling(rdms: RDMs | Any, method: str = "spearman", *, dtype: torc
     """Lower/upper noise-ceiling bounds from per-subject RDMs (``(k, n, n)`` or :class:`RDMs`, k >= 2).
 
     Agrees with rsatoolbox ``boot_noise_ceiling(rdms, method)`` (tested to 1e-6).
+
+    Parameters
+    ----------
+    rdms : RDMs or array-like
+        Per-subject RDMs, ``(k, n, n)`` with k >= 2.
+    method : str
+        The RDM comparator (see :data:`interp.similarity.rsa.COMPARATORS`).
+    dtype : optional
+        Compute in this dtype.
     """
     v = as_rdm_vectors(rdms, dtype=dtype)
     if v.shape[0] < 2:

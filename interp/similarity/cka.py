@@ -56,6 +56,21 @@ class CKAResult(Result):
     ``sigma_rule`` says how they were chosen; ``hsic_xy``, ``hsic_xx``, ``hsic_yy`` are the three terms
     (for ``"biased"`` without the common 1/(n-1)² factor, which cancels).
 
+    Parameters
+    ----------
+    value : float
+        The CKA.
+    kernel, estimator : str
+        The kernel and the HSIC estimator.
+    n_samples : int
+        Samples compared.
+    hsic_xy, hsic_xx, hsic_yy : float
+        The three HSIC terms.
+    sigma_x, sigma_y : float, optional
+        RBF bandwidths used (None for the linear kernel).
+    sigma_rule : str, optional
+        How the bandwidths were chosen.
+
     >>> import torch
     >>> X = torch.randn(50, 10, dtype=torch.float64)
     >>> round(cka_details(X, X).value, 6)
@@ -127,7 +142,15 @@ def _linear_feature_space(X: torch.Tensor, Y: torch.Tensor, estimator: str) -> t
 
 
 def hsic(K: torch.Tensor, L: torch.Tensor, estimator: str = "biased") -> torch.Tensor:
-    """HSIC of two ``(n, n)`` kernel matrices with the named estimator (K, L are not modified)."""
+    """HSIC of two ``(n, n)`` kernel matrices with the named estimator (K, L are not modified).
+
+    Parameters
+    ----------
+    K, L : torch.Tensor
+        ``(n, n)`` kernel matrices.
+    estimator : {"biased", "song", "lange"}
+        The HSIC estimator.
+    """
     _check_estimator(estimator)
     n = K.shape[0]
     if estimator == "biased":
@@ -148,7 +171,17 @@ def hsic(K: torch.Tensor, L: torch.Tensor, estimator: str = "biased") -> torch.T
 
 
 def rbf_kernel(X: torch.Tensor, sigma: float | str = "median", sigma_scale: float = 1.0) -> tuple[torch.Tensor, float]:
-    """RBF kernel exp(-d²/(2σ²)) and the σ used (see module docstring for ``"median"``)."""
+    """RBF kernel exp(-d²/(2σ²)) and the σ used (see module docstring for ``"median"``).
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        ``(n, p)`` patterns.
+    sigma : float or "median"
+        The bandwidth, or the median rule.
+    sigma_scale : float
+        A factor on the bandwidth.
+    """
     sq = X.square().sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2 * X @ X.T).clamp_min(0)
     d2.fill_diagonal_(0)
@@ -169,7 +202,15 @@ def rbf_kernel(X: torch.Tensor, sigma: float | str = "median", sigma_scale: floa
 def linear_hsic_terms(X: torch.Tensor, Y: torch.Tensor, estimator: str = "biased") -> tuple[torch.Tensor, ...]:
     """(HSIC(X,Y), HSIC(X,X), HSIC(Y,Y)) for linear kernels, in feature or Gram space, whichever is cheaper.
 
-    For ``"biased"`` the 1/(n-1)² factor is omitted (it cancels in CKA)."""
+    For ``"biased"`` the 1/(n-1)² factor is omitted (it cancels in CKA).
+
+    Parameters
+    ----------
+    X, Y : torch.Tensor
+        Centred ``(n, p)`` and ``(n, q)`` matrices.
+    estimator : {"biased", "song", "lange"}
+        The HSIC estimator.
+    """
     X = X - X.mean(0, keepdim=True)
     Y = Y - Y.mean(0, keepdim=True)
     n, p = X.shape
@@ -188,6 +229,22 @@ def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "bia
     """Centered kernel alignment of ``x`` and ``y`` as a :class:`CKAResult` (value, σ used, HSIC terms).
 
     Same arguments as :func:`cka`, which returns only the number.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    kernel : {"linear", "rbf"}
+        The kernel.
+    estimator : {"biased", "song", "lange"}
+        The HSIC estimator.
+    sigma, sigma_scale : float or "median", float
+        RBF bandwidth and a factor on it.
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    nan_policy : {"raise", "drop"}
+        Raise on NaN, or drop features holding NaN.
 
     >>> import torch
     >>> X = torch.randn(40, 8, dtype=torch.float64)
@@ -224,15 +281,25 @@ def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "biased", si
         nan_policy: str = "raise") -> float:
     """Centered kernel alignment between ``x`` and ``y`` (samples x features; same samples): a float.
 
-    Parameters
-    ----------
-    kernel: ``"linear"`` or ``"rbf"``.
-    estimator: ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
-    sigma, sigma_scale: RBF bandwidth (absolute number or ``"median"``).
-    nan_policy: ``"raise"`` or ``"drop"`` (drop features holding NaN, e.g. dead voxels).
-
     :func:`cka_details` returns the same value with the σ used and the HSIC terms.
 
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` matrices with the same samples (arrays, tensors or Activations).
+    kernel : {"linear", "rbf"}
+        The kernel.
+    estimator : {"biased", "song", "lange"}
+        ``"biased"`` (Gretton), ``"song"`` (unbiased, Song et al. 2012) or ``"lange"``.
+    sigma, sigma_scale : float or "median", float
+        RBF bandwidth (absolute number or ``"median"``) and a factor on it.
+    dtype, device : optional
+        Compute in this dtype / on this device.
+    nan_policy : {"raise", "drop"}
+        Raise on NaN, or drop features holding NaN (e.g. dead voxels).
+
+    Notes
+    -----
     Reference values (PAPERS.md 3.6 A, ``np.random.seed(0)``, X, Y uniform 30 x 25): linear biased
     0.4893427, linear Song 0.0235987, linear Lange 0.0533364, RBF σ=1 biased 0.8940268, RBF σ=1 Song
     0.0676394.

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, InputTypeError, MismatchError
 from ..stats import bootstrap_indices, null_indices, p_value, percentile_interval, resolve_groups
@@ -49,7 +50,13 @@ __all__ = ["compare", "SimilarityProfile", "SimilarityProfiles", "rdms_from_reco
 
 # ------------------------------------------------------------------------------------------ inputs
 def rdms_from_recording(recording: Any) -> RDMs | None:
-    """The recording as :class:`RDMs` if it is a stack of RDMs, else None (patterns)."""
+    """The recording as :class:`RDMs` if it is a stack of RDMs, else None (patterns).
+
+    Parameters
+    ----------
+    recording : Any
+        A recording: a stack of RDMs, or patterns.
+    """
     if isinstance(recording, RDMs):
         return recording
     if isinstance(recording, Activations):
@@ -120,7 +127,15 @@ def _model_activations(model: Any, stimuli: Any, sites: Any, stimulus_ids: Seque
 
 def expand_sites(model: torch.nn.Module, sites: str | Sequence[str]) -> list[str]:
     """Expand globs (``"_blocks.*"`` gives ``_blocks.0``, ``_blocks.1``, ... but not their submodules);
-    the rule lives in :func:`interp.engine.resolve_sites`."""
+    the rule lives in :func:`interp.engine.resolve_sites`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose module paths the globs match.
+    sites : str or Sequence[str]
+        Module paths and globs.
+    """
     from ..engine import resolve_sites
 
     return resolve_sites(model, sites)
@@ -332,7 +347,15 @@ def _pattern_permutation_pvalues(mats: dict[str, torch.Tensor], Y: torch.Tensor,
 def random_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """A copy of ``model`` with every parameter re-initialised (each module's ``reset_parameters``, under
     ``torch.manual_seed(seed)``): the same architecture with random weights, the usual control for
-    "does training matter?". Modules without ``reset_parameters`` keep their (parameter-free) state."""
+    "does training matter?". Modules without ``reset_parameters`` keep their (parameter-free) state.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained model (it is not modified).
+    seed : int
+        The seed of the re-initialisation.
+    """
     import copy
 
     clone = copy.deepcopy(model)

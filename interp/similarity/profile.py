@@ -33,6 +33,17 @@ class SimilarityProfile(Result):
     ``ceiling``: the noise ceiling (RSA with >= 2 data RDMs) or None; ``samples``: paired bootstrap
     scores ``(n_bootstraps, n_sites)``; ``attrs``: method, comparator, level, seed, stimuli, ...
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per site: ``site``, ``depth``, ``score``, ``low``, ``high``, ``p_value``.
+    ceiling : NoiseCeiling, optional
+        The noise ceiling (RSA with >= 2 data RDMs) or None.
+    samples : numpy.ndarray
+        Paired bootstrap scores ``(n_bootstraps, n_sites)``.
+    attrs : dict
+        Method, comparator, level, seed, stimuli ...
+
     >>> prof.best()["site"], prof.summary()                                      # doctest: +SKIP
     """
 
@@ -57,6 +68,15 @@ class SimilarityProfile(Result):
         """Paired bootstrap CI of ``self[site] - other[other_site]`` (default: each profile's best site).
 
         Valid when both profiles were computed with the same seed, stimuli and bootstrap scheme (checked).
+
+        Parameters
+        ----------
+        other : SimilarityProfile
+            The profile to compare with (same seed, stimuli and bootstrap scheme).
+        site, other_site : str, optional
+            The sites compared (default: each profile's best).
+        level : float, optional
+            Confidence level (default: the profile's).
         """
         keys = ("seed", "n_bootstraps", "over", "stimuli")
         if any(self.attrs.get(k) != other.attrs.get(k) for k in keys):
@@ -81,7 +101,15 @@ class SimilarityProfile(Result):
         return SimilarityProfiles([self]).summary()
 
     def plot(self, name: str | None = None, **kwargs: Any) -> Any:
-        """Score per site with its CI and the noise-ceiling band (plotly)."""
+        """Score per site with its CI and the noise-ceiling band (plotly).
+
+        Parameters
+        ----------
+        name : str, optional
+            The profile's name in the legend.
+        **kwargs
+            ``title=``.
+        """
         return SimilarityProfiles([self], [name or self.attrs.get("model", "model")]).plot(**kwargs)
 
 
@@ -92,6 +120,13 @@ class SimilarityProfiles(Result):
     ``names`` label the profiles (default: each profile's ``attrs["model"]``). With two profiles
     computed with the same seed the summary gives the paired bootstrap difference of their best sites
     (:meth:`SimilarityProfile.difference`).
+
+    Parameters
+    ----------
+    profiles : list of SimilarityProfile
+        Profiles of the same stimuli and recording.
+    names : list of str, optional
+        Their labels (default: each profile's ``attrs["model"]``).
     """
 
     profiles: list[SimilarityProfile]
@@ -145,7 +180,15 @@ class SimilarityProfiles(Result):
         return "\n".join(lines)
 
     def plot(self, title: str | None = None, **kwargs: Any) -> Any:
-        """Score per site of every profile with its CI, and the noise-ceiling band (plotly)."""
+        """Score per site of every profile with its CI, and the noise-ceiling band (plotly).
+
+        Parameters
+        ----------
+        title : str, optional
+            The figure's title.
+        **kwargs
+            Passed to the layout.
+        """
         import plotly.graph_objects as go
 
         fig = go.Figure()

@@ -98,6 +98,19 @@ def crossnobis(x: Any, conditions: Sequence[Any], folds: Sequence[Any], *, noise
     For each fold f: A = condition means over the other folds, B = condition means in fold f,
     k = A Σ⁻¹ Bᵀ and d_ij(f) = (k_ii + k_jj - k_ij - k_ji) / P. The RDM is the mean over folds
     (Walther et al. 2016, NeuroImage 137:188). Every condition must occur in every fold.
+
+    Parameters
+    ----------
+    x : array-like
+        ``(samples, channels)`` measurements.
+    conditions : Sequence
+        The condition of each sample.
+    folds : Sequence
+        The fold (run, session) of each sample; every condition must occur in every fold.
+    noise : array-like, optional
+        The ``(channels, channels)`` noise precision (default: identity).
+    dtype : optional
+        Compute in this dtype.
     """
     X = as_matrix(x, dtype=dtype)
     conditions = np.asarray(conditions)
@@ -135,6 +148,13 @@ def check_rdm(D: Any, name: str = "RDM") -> torch.Tensor:
     """Validate one square RDM (or a stack ``(k, n, n)``); returns it as a tensor.
 
     Raises :class:`DimensionError` if it is not square and :class:`NaNError` if it holds NaN.
+
+    Parameters
+    ----------
+    D : array-like
+        A square RDM or a stack ``(k, n, n)``.
+    name : str
+        What to call it in error messages.
     """
     t = D if isinstance(D, torch.Tensor) else torch.as_tensor(np.asarray(D, dtype=float))
     if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2]:
@@ -150,14 +170,26 @@ def check_rdm(D: Any, name: str = "RDM") -> torch.Tensor:
 
 
 def upper_tri(D: torch.Tensor) -> torch.Tensor:
-    """The strict upper triangle of an RDM (or each RDM of a stack), row-major like scipy's ``squareform``."""
+    """The strict upper triangle of an RDM (or each RDM of a stack), row-major like scipy's ``squareform``.
+
+    Parameters
+    ----------
+    D : torch.Tensor
+        An ``(n, n)`` RDM or a ``(k, n, n)`` stack.
+    """
     n = D.shape[-1]
     i, j = torch.triu_indices(n, n, offset=1, device=D.device)
     return D[..., i, j]
 
 
 def square(v: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`upper_tri` for one vector."""
+    """Inverse of :func:`upper_tri` for one vector.
+
+    Parameters
+    ----------
+    v : torch.Tensor
+        One upper-triangle vector of length ``n(n-1)/2``.
+    """
     m = v.shape[-1]
     n = int(round((1 + np.sqrt(1 + 8 * m)) / 2))
     if n * (n - 1) // 2 != m:
@@ -175,6 +207,17 @@ class RDMs(Result):
 
     ``stimuli`` names the rows/columns; ``descriptors`` has one row per RDM (e.g. ``subject``,
     ``session``, ``name``); ``method`` is the dissimilarity used.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(n_rdms, n_stimuli, n_stimuli)`` dissimilarities.
+    stimuli : list
+        Names of the rows/columns.
+    descriptors : pandas.DataFrame
+        One row per RDM (``subject``, ``session``, ``name`` ...).
+    method : str
+        The dissimilarity used.
 
     >>> import torch
     >>> r = RDMs.from_activations(torch.randn(6, 20, dtype=torch.float64))
@@ -231,7 +274,13 @@ class RDMs(Result):
         return RDMs(self.data[idx], self.stimuli, self.descriptors.iloc[idx], self.method)
 
     def subset_stimuli(self, stimuli: Sequence[Any]) -> RDMs:
-        """Reorder/subset rows and columns to ``stimuli`` (raises :class:`MismatchError` listing unknown ids)."""
+        """Reorder/subset rows and columns to ``stimuli`` (raises :class:`MismatchError` listing unknown ids).
+
+        Parameters
+        ----------
+        stimuli : Sequence
+            Stimulus ids, in the order wanted.
+        """
         pos = {s: i for i, s in enumerate(self.stimuli)}
         missing = [s for s in stimuli if s not in pos]
         if missing:
@@ -240,7 +289,15 @@ class RDMs(Result):
         return RDMs(self.data[:, idx][:, :, idx], list(stimuli), self.descriptors, self.method)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> RDMs:
-        """The RDMs on another device or dtype."""
+        """The RDMs on another device or dtype.
+
+        Parameters
+        ----------
+        device : str or torch.device, optional
+            The device.
+        dtype : torch.dtype, optional
+            The dtype.
+        """
         return RDMs(self.data.to(device=device, dtype=dtype), self.stimuli, self.descriptors, self.method)
 
     def to_frame(self) -> pd.DataFrame:
@@ -269,7 +326,15 @@ class RDMs(Result):
         return "\n".join(lines)
 
     def plot(self, rdm: int | None = None, **kwargs: Any) -> Any:
-        """Heatmap of RDM number ``rdm`` (default: the mean of the stack)."""
+        """Heatmap of RDM number ``rdm`` (default: the mean of the stack).
+
+        Parameters
+        ----------
+        rdm : int, optional
+            Which RDM of the stack (default: the mean).
+        **kwargs
+            ``title=``.
+        """
         import plotly.graph_objects as go
 
         D = self.data.mean(0) if rdm is None else self.data[rdm]
@@ -304,7 +369,15 @@ class RDMs(Result):
 def as_rdm_vectors(x: Any, *, dtype: torch.dtype | str | None = None,
                    device: str | torch.device | None = None) -> torch.Tensor:
     """``(k, m)`` RDM vectors from :class:`RDMs`, a square RDM ``(n, n)``, a stack ``(k, n, n)`` or one
-    upper-triangle vector ``(m,)``. A 2-D input must be a square, symmetric RDM."""
+    upper-triangle vector ``(m,)``. A 2-D input must be a square, symmetric RDM.
+
+    Parameters
+    ----------
+    x : RDMs or array-like
+        RDMs, a square RDM, a stack or one upper-triangle vector.
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     if isinstance(x, RDMs):
         v = x.vectors()
     else:

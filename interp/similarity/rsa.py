@@ -60,7 +60,13 @@ RSATOOLBOX_NAMES = {"pearson": "corr", "spearman": "spearman", "rho-a": "rho-a",
 
 
 def canonical_method(method: str) -> str:
-    """The canonical comparator name for ``method`` (raises :class:`ConfigError` for unknown names)."""
+    """The canonical comparator name for ``method`` (raises :class:`ConfigError` for unknown names).
+
+    Parameters
+    ----------
+    method : str
+        A comparator name or alias.
+    """
     key = method.lower()
     if key not in _ALIASES:
         raise ConfigError(f"unknown RDM comparator {method!r}; use one of {COMPARATORS}")
@@ -73,6 +79,11 @@ def rankdata(v: torch.Tensor) -> torch.Tensor:
     One sort per row; tie groups come from the positions where the sorted values change, and a group
     spanning sorted positions [start, end) gets rank (start + 1 + end) / 2. Ranks are float64 when the
     input is float64 or a row is longer than 2**24 (float32 cannot hold larger integers exactly).
+
+    Parameters
+    ----------
+    v : torch.Tensor
+        Values, ranked along the last axis.
     """
     m = v.shape[-1]
     dtype = torch.float64 if (v.dtype == torch.float64 or m > 2**24) else torch.float32
@@ -129,7 +140,15 @@ def _tie_pairs(x: np.ndarray) -> float:
 
 
 def compare_vectors(v1: torch.Tensor, v2: torch.Tensor, method: str = "spearman") -> torch.Tensor:
-    """All pairwise comparisons of RDM vectors ``v1 (k1, m)`` and ``v2 (k2, m)``: a ``(k1, k2)`` tensor."""
+    """All pairwise comparisons of RDM vectors ``v1 (k1, m)`` and ``v2 (k2, m)``: a ``(k1, k2)`` tensor.
+
+    Parameters
+    ----------
+    v1, v2 : torch.Tensor
+        ``(k1, m)`` and ``(k2, m)`` RDM vectors.
+    method : str
+        The comparator.
+    """
     method = canonical_method(method)
     if v1.shape[-1] != v2.shape[-1]:
         raise DimensionError(f"RDMs of different sizes: {v1.shape[-1]} vs {v2.shape[-1]} entries "
@@ -167,6 +186,15 @@ def compare_rdms(a: Any, b: Any, method: str = "spearman", *, dtype: torch.dtype
 
     Returns a float when both sides hold one RDM, else a ``(k_a, k_b)`` tensor of all pairs.
 
+    Parameters
+    ----------
+    a, b : RDMs or array-like
+        RDMs over the same stimuli (one, a stack, or RDM vectors).
+    method : str
+        The comparator (:data:`COMPARATORS`).
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+
     >>> import torch
     >>> from interp.similarity import rdm, compare_rdms
     >>> X = torch.randn(20, 30, dtype=torch.float64)
@@ -188,6 +216,20 @@ def rsa(x: Any, y: Any, *, rdm_method: str = "correlation", method: str = "spear
     """RSA between two sets of patterns (samples x features, same samples in the same order).
 
     ``Activations`` with a ``stimulus`` coordinate are aligned first.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    rdm_method : str
+        The dissimilarity of each side's RDM (``"correlation"``, ``"euclidean"`` ...).
+    method : str
+        The RDM comparator (``"spearman"``, ``"pearson"``, ``"kendall_tau_a"`` ...).
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    nan_policy : {"raise", "drop"}
+        Raise on NaN, or drop features holding NaN.
 
     >>> import torch
     >>> from interp.similarity import rsa

@@ -32,6 +32,17 @@ class ProcrustesResult(Result):
     distance); ``rotation`` (q x p, zero-padded) maps centred Y onto centred X: X̃ ≈ Ỹ @ rotation
     (None if not computed).
 
+    Parameters
+    ----------
+    angular : float
+        Angular shape distance (radians).
+    euclidean : float
+        Euclidean shape distance.
+    nbs : float
+        Normalised Bures similarity.
+    rotation : torch.Tensor, optional
+        The ``(q, p)`` rotation mapping centred y onto centred x.
+
     >>> import torch
     >>> X = torch.randn(30, 4, dtype=torch.float64)
     >>> round(procrustes(X, X).nbs, 6)
@@ -83,6 +94,16 @@ def procrustes(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device
     """Orthogonal Procrustes alignment of ``y`` onto ``x`` with angular and Euclidean shape distances.
 
     ``return_rotation``: compute the q x p rotation (default: only when q·p <= 4e6, since it is dense).
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    return_rotation : bool, optional
+        Compute the dense rotation (default: only when q·p <= 4e6).
     """
     X, Y = as_pair(x, y, dtype=dtype, device=device)
     X = X - X.mean(0, keepdim=True)
@@ -98,7 +119,18 @@ def procrustes(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device
 
 def shape_distance(x: Any, y: Any, kind: str = "angular", *, dtype: torch.dtype | str | None = None,
                    device: str | torch.device | None = None) -> float:
-    """Shape distance between ``x`` and ``y``: ``kind="angular"`` (radians), ``"euclidean"`` or ``"nbs"``."""
+    """Shape distance between ``x`` and ``y``: ``kind="angular"`` (radians), ``"euclidean"`` or ``"nbs"``.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    kind : {"angular", "euclidean", "nbs"}
+        Which distance.
+    dtype, device : optional
+        Compute in this dtype and on this device (default: from the inputs).
+    """
     if kind not in ("angular", "euclidean", "nbs"):
         raise ConfigError(f"unknown shape distance {kind!r}; use 'angular', 'euclidean' or 'nbs'")
     res = procrustes(x, y, dtype=dtype, device=device)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, MismatchError
 from ..stats import (
@@ -44,7 +45,13 @@ __all__ = ["permutation_test", "bootstrap_ci", "rdm_bootstrap", "PermutationResu
 
 def pattern_statistic(name: str | Callable[[torch.Tensor, torch.Tensor], float]) -> Callable:
     """A callable f(X, Y) -> float for a measure name: ``"rsa[:comparator]"``, ``"cka[:estimator]"``,
-    ``"rbf_cka[:estimator]"``, ``"cca"``, ``"svcca"``, ``"pwcca"``, ``"procrustes"`` (NBS = cos angular)."""
+    ``"rbf_cka[:estimator]"``, ``"cca"``, ``"svcca"``, ``"pwcca"``, ``"procrustes"`` (NBS = cos angular).
+
+    Parameters
+    ----------
+    name : str or Callable
+        A measure name, or a callable returned as it is.
+    """
     if callable(name):
         return name
     from .cca import cca, pwcca, svcca
@@ -102,6 +109,27 @@ def permutation_test(x: Any, y: Any, statistic: str | Callable = "rsa:spearman",
     permutation) or a name from :data:`interp.stats.NULLS`. ``alternative="two-sided"`` doubles the
     smaller one-sided p, as :func:`scipy.stats.permutation_test`.
 
+    Parameters
+    ----------
+    x, y : array-like
+        Patterns ``(samples, features)``, or RDMs.
+    statistic : str or Callable
+        A comparator name (RDMs) or a measure name / callable (patterns).
+    n_permutations : int
+        Size of the null.
+    seed : int
+        Random seed.
+    alternative : {"greater", "less", "two-sided"}
+        The alternative hypothesis.
+    rdms : bool, optional
+        Treat the inputs as RDMs (default: detected).
+    groups : array-like or str, optional
+        A label per stimulus, or a sample-coordinate name: swap whole groups.
+    null : str
+        ``"auto"`` or a name from :data:`interp.stats.NULLS`.
+    progress : bool
+        Show a progress bar.
+
     >>> import torch
     >>> from interp.similarity import permutation_test
     >>> X = torch.randn(40, 5, dtype=torch.float64)
@@ -148,6 +176,24 @@ def bootstrap_ci(x: Any, y: Any, statistic: str | Callable = "cka", *, n_bootstr
 
     ``groups`` (a label per row, or a sample-coordinate name of an Activations input) resamples whole
     groups (trials, sessions) instead of single rows.
+
+    Parameters
+    ----------
+    x, y : array-like
+        ``(samples, features)`` patterns with the same samples in the same order (arrays, tensors or
+        Activations).
+    statistic : str or Callable
+        A measure name (:func:`pattern_statistic`) or ``f(X, Y) -> float``.
+    n_bootstraps : int
+        Bootstrap resamples.
+    level : float
+        Confidence level.
+    seed : int
+        Random seed.
+    groups : array-like or str, optional
+        A label per row, or a sample-coordinate name: resample whole groups.
+    progress : bool
+        Show a progress bar.
     """
     from ..tensor import Activations
 
@@ -178,7 +224,19 @@ def _rdm_stack(a: Any) -> torch.Tensor:
 
 def rdm_scores(models: torch.Tensor, data: torch.Tensor, method: str, stim_idx: np.ndarray | None = None,
                subj_idx: np.ndarray | None = None) -> np.ndarray:
-    """Mean over data RDMs of compare(model_k, data_s) for each model (optionally on resampled stimuli/subjects)."""
+    """Mean over data RDMs of compare(model_k, data_s) for each model (optionally on resampled stimuli/subjects).
+
+    Parameters
+    ----------
+    models : torch.Tensor
+        ``(k, m)`` model RDM vectors.
+    data : torch.Tensor
+        ``(s, m)`` data RDM vectors.
+    method : str
+        The comparator.
+    stim_idx, subj_idx : numpy.ndarray, optional
+        Resampled stimulus and subject indices.
+    """
     if subj_idx is not None:
         data = data[torch.as_tensor(subj_idx, device=data.device)]
     if stim_idx is None:
@@ -207,6 +265,27 @@ def rdm_bootstrap(models: Any, data: Any, method: str = "spearman", *, over: str
     stimulus) resamples whole groups of stimuli. ``samples`` has shape ``(n_bootstraps, n_models)`` and is
     paired across models (same resamples), so differences between models can be bootstrapped from it
     directly.
+
+    Parameters
+    ----------
+    models : RDMs or array-like
+        Model RDMs.
+    data : RDMs or array-like
+        Data RDMs, one per subject/session.
+    method : str
+        The RDM comparator.
+    over : str or Sequence[str]
+        ``"stimuli"``, ``"subjects"`` or both.
+    n_bootstraps : int
+        Bootstrap resamples.
+    level : float
+        Confidence level.
+    seed : int
+        Random seed.
+    groups : array-like, optional
+        One label per stimulus: resample whole groups of stimuli.
+    progress : bool
+        Show a progress bar.
     """
     alpha = _level(level)
     method = canonical_method(method)

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
 from ..results import Result, themed
@@ -55,6 +56,25 @@ class TimeCourse(Result):
 
     ``per_group``: ``(n_groups, n_names, n_times)`` when computed per subject/session; ``clusters``: a
     :class:`~interp.stats.clusters.ClusterResult` per name when a test was run; ``measure`` names the score.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        ``(n_names, n_times)`` scores.
+    times : numpy.ndarray
+        The time of each column.
+    names : list
+        One name per row (layer, feature space).
+    measure : str
+        What the score is.
+    clusters : dict
+        A cluster test per name, when one was run.
+    per_group : numpy.ndarray, optional
+        ``(n_groups, n_names, n_times)`` per subject/session.
+    groups : list
+        The groups' names.
+    attrs : dict
+        Provenance.
     """
 
     scores: np.ndarray
@@ -143,7 +163,23 @@ class TimeCourse(Result):
 @dataclass
 class TimeGeneralization(Result):
     """A time x time matrix of scores (rows: ``dims[0]``, e.g. the time of recording x or the training time;
-    columns: ``dims[1]``) with an optional 2-D cluster test."""
+    columns: ``dims[1]``) with an optional 2-D cluster test.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        The time x time matrix.
+    times_x, times_y : numpy.ndarray
+        Times of the rows and of the columns.
+    measure : str
+        What the score is.
+    dims : tuple
+        Names of the two time axes.
+    cluster : ClusterResult, optional
+        A 2-D cluster test, when one was run.
+    attrs : dict
+        Provenance.
+    """
 
     scores: np.ndarray
     times_x: np.ndarray
@@ -206,7 +242,15 @@ def _coord(acts: Activations, value: Any, dim: str, what: str) -> np.ndarray | N
 def recording_array(recording: Any, *, conditions: Any = None, groups: Any = None, folds: Any = None
                     ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray | None]]:
     """A ``(sample, time, feature)`` float64 tensor, the time coordinate, and the per-sample labels
-    (``conditions``, ``groups``, ``folds``: coordinate names or arrays)."""
+    (``conditions``, ``groups``, ``folds``: coordinate names or arrays).
+
+    Parameters
+    ----------
+    recording : Activations or array-like
+        ``(sample, time, feature)`` data.
+    conditions, groups, folds : optional
+        Coordinate names or arrays of per-sample labels.
+    """
     acts = recording if isinstance(recording, Activations) else None
     if acts is not None:
         if "time" not in acts.dims:
@@ -244,7 +288,17 @@ def recording_array(recording: Any, *, conditions: Any = None, groups: Any = Non
 
 
 def time_windows(n_times: int, window: int = 1, step: int = 1) -> list[tuple[int, int]]:
-    """``(start, stop)`` index pairs of windows of ``window`` points every ``step`` points."""
+    """``(start, stop)`` index pairs of windows of ``window`` points every ``step`` points.
+
+    Parameters
+    ----------
+    n_times : int
+        Number of time points.
+    window : int
+        Points per window.
+    step : int
+        Points between window starts.
+    """
     if window < 1 or step < 1:
         raise ConfigError(f"window and step must be >= 1, got {window} and {step}")
     if window > n_times:
@@ -442,6 +496,31 @@ def cross_temporal_rsa(x: Any, y: Any = None, *, window: int = 1, step: int = 1,
     e.g. odd and even repetitions, to read it). Both must cover the same stimuli (or the same sorted
     ``conditions`` / ``y_conditions``). With ``n_permutations``, the stimulus labels of ``y`` are permuted (the
     same permutation at every time) and clusters are formed at the pointwise ``1 - alpha`` quantile of the null.
+
+    Parameters
+    ----------
+    x : array-like
+        ``(stimulus, time, feature)`` patterns or a recording.
+    y : array-like, optional
+        The same for the other side (default: ``x``).
+    window, step : int
+        Time points per window and between windows.
+    pool : str
+        How a window's points are pooled (``"mean"`` or ``"concat"``).
+    conditions, y_conditions : optional
+        Condition labels (or coordinate names) to average stimuli over.
+    rdm_method, method : str
+        The RDM dissimilarity and comparator.
+    n_permutations : int
+        Size of the stimulus-permutation null (0: no test).
+    threshold : optional
+        Cluster-forming threshold (default: the pointwise ``1 - alpha`` quantile of the null).
+    alpha : float
+        Significance level.
+    seed : int
+        Random seed.
+    progress : bool
+        Show a progress bar.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)

@@ -14,8 +14,14 @@ Nulls (:mod:`interp.stats.nulls`) are index arrays ``(n_permutations, n)``, buil
   groups; the default for a time series without groups);
 * ``"block"``: :func:`block_permutations` (permute blocks of consecutive samples).
 
-:func:`choose_null` resolves ``null="auto"`` (groups -> whole groups; a time series, or samples
-whose autocorrelation makes them non-exchangeable -> circular shifts; otherwise permutation).
+:func:`choose_null` resolves ``null="auto"`` for generic resampling tests (groups -> whole groups; a
+time series, or samples whose autocorrelation makes them non-exchangeable -> circular shifts;
+otherwise permutation). The label statistics use :func:`select_null` (:mod:`interp.stats.design`),
+which reads the design from the data: values constant within trials -> the trials' values are
+permuted (trials of any length); trials that restart -> whole trials swap; otherwise, where no
+resampling is exact, the autocorrelation-corrected Wald test ``"effective_n"``
+(:func:`autocorrelated_wald`, :mod:`interp.stats.autocorr`), whose small p-values stay valid where a
+circular shift's do not.
 Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or grouped). Inference
 (:mod:`interp.stats.inference`): :func:`p_value` (with the +1 correction), :func:`benjamini_hochberg`,
 :func:`t_interval`, :func:`percentile_interval`, and the generic :func:`permutation_test` and
@@ -34,8 +40,18 @@ Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or group
 
 from __future__ import annotations
 
+from .autocorr import autocorrelated_moments, autocorrelated_wald, wald_p_value
 from .circular import circular_mean, rayleigh_test, resultant_length, wrap_degrees
 from .clusters import ClusterResult, cluster_permutation_test, cluster_test
+from .design import (
+    EFFECTIVE_N,
+    TESTS,
+    boundary_correlation,
+    constant_within,
+    select_null,
+    trial_serial_dependence,
+    value_columns,
+)
 from .inference import (
     ALTERNATIVES,
     BootstrapResult,
@@ -69,4 +85,6 @@ __all__ = [
     "bootstrap_indices", "bootstrap_counts", "p_value", "benjamini_hochberg", "t_interval", "percentile_interval",
     "permutation_test", "bootstrap", "PermutationResult", "BootstrapResult", "circular_mean", "resultant_length",
     "rayleigh_test", "wrap_degrees", "cluster_permutation_test", "cluster_test", "ClusterResult",
+    "autocorrelated_moments", "autocorrelated_wald", "wald_p_value", "EFFECTIVE_N", "TESTS", "boundary_correlation",
+    "constant_within", "select_null", "trial_serial_dependence", "value_columns",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, MismatchError
+from ..errors import ConfigError, DimensionError, MismatchError, NaNError
 
 __all__ = ["circular_mean", "resultant_length", "rayleigh_test", "wrap_degrees"]
 
@@ -84,9 +84,15 @@ def rayleigh_test(angles: Any, weights: Any = None, degrees: bool = False, axis:
     """Rayleigh test of uniformity: ``(z, p_value)`` with ``z = n rbar^2`` (Zar 1999, eq. 27.4).
 
     ``n`` is the number of angles (or the sum of integer ``weights``, e.g. spike counts). Small p:
-    the angles cluster around a mean direction.
+    the angles cluster around a mean direction. NaN angles raise :class:`NaNError`, no angles (or zero total
+    weight) :class:`DimensionError`.
     """
+    a = np.asarray(angles, dtype=float)
+    if not np.isfinite(a).all() or (weights is not None and not np.isfinite(np.asarray(weights, dtype=float)).all()):
+        raise NaNError("rayleigh_test got NaN or infinite angles or weights; drop them first")
     c, s, n = _vector(angles, weights, degrees, axis)
+    if np.any(np.asarray(n) <= 0):
+        raise DimensionError("rayleigh_test needs at least one angle with positive weight (got none)")
     rbar = np.hypot(c, s)
     R = n * rbar
     z = n * rbar ** 2

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import scipy.ndimage
 import scipy.stats
-from tqdm.auto import tqdm
+
+from interp._progress import tqdm
 
 from ..errors import ConfigError, DimensionError, InputTypeError, NaNError
 from ..results import Result, themed

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DimensionError, MismatchError
+from ..errors import ConfigError, DimensionError, MismatchError, NaNError
 from ..results import Result, themed
 from .nulls import bootstrap_indices, choose_null, null_indices, resolve_groups
 
@@ -43,7 +43,8 @@ def p_value(observed: Any, null: Any, alternative: str = "greater", exact: bool 
     ``"two-sided"``: twice the smaller one-sided p, at most 1 (as scipy). Ties within a relative
     ``100 * eps`` count as "at least as extreme", as in :func:`scipy.stats.permutation_test`. With
     ``exact=True`` the null is the full set of permutations (identity included) and p is
-    ``#{...} / n``. NaN observations give NaN.
+    ``#{...} / n``. An entry whose observation is NaN (a statistic undefined for that unit) gives NaN; a NaN
+    null draw beside a finite observation, or no finite observation at all, raises :class:`NaNError`.
 
     >>> p_value(3.0, np.array([1.0, 2.0, 3.0, 4.0]))
     0.6
@@ -57,6 +58,13 @@ def p_value(observed: Any, null: Any, alternative: str = "greater", exact: bool 
     n = nul.shape[0]
     if n == 0:
         raise ConfigError("the null distribution is empty")
+    finite = ~np.isnan(obs)
+    if obs.size and not finite.any():
+        raise NaNError("the observed statistic is NaN everywhere: there is nothing to test (is the statistic defined "
+                       "for these data, e.g. not constant?)")
+    if np.isnan(nul[:, finite] if obs.ndim else (nul if finite else nul[:0])).any():
+        raise NaNError(f"the null holds {int(np.isnan(nul).sum())} NaN draw value(s) beside finite observations: they "
+                       "would count as never extreme and make p too small. Fix the statistic or drop those draws.")
     adj = 0 if exact else 1
     gamma = np.abs(np.finfo(float).eps * 100 * obs)
     with np.errstate(invalid="ignore"):
@@ -98,8 +106,9 @@ def benjamini_hochberg(p: Any) -> np.ndarray:
 def t_interval(x: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any, Any]:
     """``(mean, low, high)``: the Student-t ``1 - alpha`` confidence interval of the mean along ``axis``.
 
-    NaN where fewer than two values; ``low == high == mean`` where the values do not vary. Equals
-    ``scipy.stats.t.interval(1 - alpha, n - 1, mean, sem)``.
+    NaN bounds where there is one value (no spread to estimate); ``low == high == mean`` where the values do not
+    vary. Equals ``scipy.stats.t.interval(1 - alpha, n - 1, mean, sem)``. No values, or NaN / infinite ones,
+    raise :class:`DimensionError` / :class:`NaNError`.
 
     >>> [round(v, 3) for v in t_interval([1.0, 2.0, 3.0, 4.0])]
     [2.5, 0.446, 4.554]
@@ -108,8 +117,15 @@ def t_interval(x: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any, An
 
     _check_alpha(alpha)
     a = np.asarray(x, dtype=float)
-    n = a.shape[axis] if a.ndim else 1
-    mean = a.mean(axis=axis) if n else np.full(np.delete(a.shape, axis), np.nan)
+    if not -a.ndim <= axis < a.ndim:
+        raise DimensionError(f"t_interval: axis {axis} does not exist in values of shape {a.shape} (give an array of "
+                             "values, e.g. [1.0, 2.0, 3.0])")
+    n = a.shape[axis]
+    if n == 0 or a.size == 0:
+        raise DimensionError(f"t_interval needs at least one value along axis {axis}, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise NaNError(f"t_interval got {int((~np.isfinite(a)).sum())} NaN or infinite value(s); drop them first")
+    mean = a.mean(axis=axis)
     if n < 2:
         nan = np.full_like(np.asarray(mean, dtype=float), np.nan)
         return _scalar(mean), _scalar(nan), _scalar(nan)
@@ -235,7 +251,11 @@ def _samples(a: Any) -> int:
     if isinstance(a, Activations):
         raise ConfigError("pass the data as arrays or tensors (a.data); a coordinate name in groups= is resolved "
                           "against the Activations given as source=")
-    return len(a)
+    try:
+        return len(a)
+    except TypeError:
+        raise DimensionError(f"bootstrap data must be arrays with a sample axis (rows), got {type(a).__name__} "
+                             f"of shape {np.shape(a)}") from None
 
 
 def permutation_test(statistic: Callable[..., Any], x: Any, y: Any, *, null: str = "auto", groups: Any = None,
@@ -280,7 +300,7 @@ def permutation_test(statistic: Callable[..., Any], x: Any, y: Any, *, null: str
     observed = np.asarray(statistic(x, y), dtype=float)
     rows = range(0, len(idx), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         rows = tqdm(rows, desc="permutations", unit="batch")
     parts = []
@@ -327,13 +347,19 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     n = _samples(data[0])
     for d in data[1:]:
         if _samples(d) != n:
-            raise MismatchError("every data array must have the same number of samples (rows) to resample together")
+            raise MismatchError(f"every data array must have the same number of samples (rows) to resample together; "
+                                f"got {[_samples(d) for d in data]}")
+    if n < 2:
+        raise DimensionError(f"a bootstrap needs at least 2 samples to resample, got {n}")
     codes = resolve_groups(groups, n, source)
     draws = bootstrap_indices(n, n_bootstraps, seed, groups=codes)
     estimate = np.asarray(statistic(*data), dtype=float)
+    if not np.isfinite(estimate).all():
+        raise NaNError(f"the statistic is {estimate} on the data (NaN or infinite values, or a statistic undefined for "
+                       "them); its interval is undefined. Drop those values or use a NaN-aware statistic.")
     it = draws
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         it = tqdm(draws, desc="bootstrap", unit="resample")
     if vectorized and isinstance(draws, np.ndarray):
@@ -341,4 +367,7 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     else:
         samples = np.stack([np.asarray(statistic(*[_take(d, r) for d in data]), dtype=float) for r in it])
     low, high = percentile_interval(samples, alpha)
+    if np.isnan(low).any() or np.isnan(high).any():
+        raise NaNError("the statistic was NaN or infinite on the resamples, so the interval is undefined; drop the NaN "
+                       "or infinite values (or use a NaN-aware statistic)")
     return BootstrapResult(_scalar(estimate), low, high, 1 - alpha, samples, "groups" if codes is not None else "samples")

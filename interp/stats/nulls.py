@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DimensionError, MismatchError
+from ..errors import ConfigError, DimensionError, GroupsError, MismatchError
 
 __all__ = ["NULLS", "resolve_groups", "permutations", "group_permutations", "circular_shifts", "block_permutations",
            "blocks", "null_indices", "bootstrap_indices", "bootstrap_counts", "is_time_series", "lag1_autocorrelation",
@@ -82,8 +82,17 @@ def resolve_groups(groups: Any, n: int | None = None, source: Any = None) -> np.
         values = np.asarray(groups)
     if values.ndim != 1:
         raise DimensionError(f"groups must be one label per sample (1-D), got shape {values.shape}")
-    if pd.isna(values).any():
-        raise ConfigError("groups contain missing values; give every sample a group (trial, subject, recording)")
+    missing = pd.isna(values)
+    if missing.any():
+        raise GroupsError(f"groups are missing (None/NaN) for {int(missing.sum())} of {len(values)} samples; give every "
+                          "sample a trial (or subject, recording), or drop the samples outside every trial first")
+    if values.dtype.kind in "iuf" or (values.dtype.kind == "O" and all(isinstance(v, (int, float, np.integer,
+                                                                                      np.floating)) for v in values)):
+        negative = values.astype(float) < 0
+        if negative.any():
+            raise GroupsError(f"groups have negative labels ({int(negative.sum())} samples, e.g. "
+                              f"{values[negative][0]!r}); a negative trial code usually marks samples outside every "
+                              "trial: drop those samples before the test (they are not one more trial)")
     codes = pd.factorize(values)[0].astype(np.int64)
     if n is not None and len(codes) != n:
         raise MismatchError(f"groups has {len(codes)} labels but there are {n} samples; give one group per sample")
@@ -156,8 +165,8 @@ def group_permutations(groups: Any, n_permutations: int = 1000, seed: Any = 0, c
     if not constant and len(set(size.tolist())) > 1:
         raise MismatchError(
             f"the groups have different sizes ({size.min()} to {size.max()} samples), so time-varying values cannot "
-            "be swapped between them sample by sample; cut trials to a common length, use null='circular' (shifts "
-            "within each trial), or pass values that are constant within each group")
+            "be swapped between them sample by sample; use null='auto' (the autocorrelation-corrected test for this "
+            "design), cut trials to a common length, or pass values that are constant within each group")
     perm = _rng(seed).permuted(np.broadcast_to(np.arange(G), (n_permutations, G)), axis=1)  # (P, G)
     target = perm[:, codes]  # (P, n): group whose samples sample i takes
     k = np.zeros_like(rank) if constant else rank

@@ -23,8 +23,16 @@ All m interpolation steps run as ONE batched forward/backward per layer (``ig_ba
 ``ig_batch=1`` is the straightforward per-step loop, kept for benchmarks and tests.
 
 Baselines: the argmax-activation path (``method="activation"``, the reference's ``base_path``), the
-greedy influence-pattern path (``method="influence"``, Lu et al. 2021, "Influence Patterns for
-Explaining Information Flow in BERT", as Algorithm 2 of Wang et al.), and random paths.
+influence pattern as the authors' code computes it (``method="mean_gradient"``, ``path/influence_pattern.py``:
+per class, the argmax of the step- and sample-averaged gradient; the default baseline), random paths, and
+(``method="influence"``) our chain-rule reading of the paper's Algorithm 2 (Lu et al. 2021, "Influence
+Patterns for Explaining Information Flow in BERT"), which is not what the authors run.
+
+Evaluation as the authors run it (NeuronPath commit 5f93d0b): the headline of a manipulation is the
+probability ratio ``p_edit / p_clean`` per image averaged per class (``plot_probability_deviation.ipynb``;
+:meth:`PathComparison.by_class`); path similarity is the cosine of class x neuron frequency vectors
+(``experiments/similarity/pair-sim.py``; :func:`frequency_similarity`); pruning keeps each class's most
+frequent path neurons and zeroes a random fraction of the others (``topk/``; :func:`prune`).
 
 Example
 -------
@@ -38,14 +46,14 @@ Example
 from __future__ import annotations
 
 from .lm import FACTUAL_PROMPTS, lm_inputs
-from .manipulation import PathComparison, compare_paths, manipulate
+from .manipulation import PathComparison, compare_paths, manipulate, prune
 from .results import NeuronPaths, path_diagram
 from .runner import PassCounter, mlp_sites
 from .search import METHODS, find_paths, joint_attribution_score
-from .similarity import PathSimilarity, path_similarity
+from .similarity import FrequencySimilarity, PathSimilarity, frequency_similarity, path_similarity
 
 __all__ = [
     "NeuronPaths", "PathComparison", "PathSimilarity", "PassCounter", "mlp_sites", "find_paths",
     "joint_attribution_score", "manipulate", "compare_paths", "path_similarity", "path_diagram", "METHODS",
-    "FACTUAL_PROMPTS", "lm_inputs",
+    "FACTUAL_PROMPTS", "lm_inputs", "prune", "FrequencySimilarity", "frequency_similarity",
 ]

@@ -42,7 +42,7 @@ def influence_search(runner, inputs, targets, h, top_k, steps, input_site, progr
     chain = torch.ones(r * b, device=h[0].device)
     iterator = range(len(h))
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         iterator = tqdm(iterator, desc="influence path", leave=False)
     for li in iterator:
@@ -116,19 +116,20 @@ def scale_site(runner: SiteRunner, site: str, source: torch.Tensor):
 
 def _scaled_inputs(runner: SiteRunner, inputs: Any, alphas: torch.Tensor, input_site: str | None
                    ) -> tuple[Any, Any]:
-    """Inputs scaled by each alpha (steps major) and the context that scales ``input_site`` instead."""
+    """Inputs scaled by each alpha (steps major) and a factory of the context that scales ``input_site``
+    instead (a fresh context per forward pass: a generator context cannot be entered twice)."""
     b = engine.n_samples(inputs)
     x_rep = engine.repeat(inputs, len(alphas))
     source = alphas.repeat_interleave(b)
     if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and input_site is None:
-        return x_rep * source.view((-1,) + (1,) * (x_rep.ndim - 1)).to(x_rep.dtype), contextlib.nullcontext()
+        return x_rep * source.view((-1,) + (1,) * (x_rep.ndim - 1)).to(x_rep.dtype), contextlib.nullcontext
     if input_site is None:
         if runner.bridge and "hook_embed" in runner.model.hook_dict:
             input_site = "hook_embed"
         else:
             raise ConfigError("this baseline scales the input from zero; for token inputs give input_site= (a "
                               "hook/module whose output is scaled, e.g. 'hook_embed')")
-    return x_rep, scale_site(runner, input_site, source)
+    return x_rep, lambda: scale_site(runner, input_site, source)
 
 
 def mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, steps: int, top_k: int,
@@ -150,13 +151,13 @@ def mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, 
                 runner.position = position.reshape(-1)[rows]
             x = inputs[rows] if not isinstance(inputs, (list, tuple)) else torch.stack([inputs[i] for i in rows])
             scaled, context = _scaled_inputs(runner, x, alphas, input_site)
-            with torch.no_grad(), context:
+            with torch.no_grad(), context():
                 h, _ = runner.capture(scaled)
             t = torch.full((len(scaled) if isinstance(scaled, torch.Tensor) else len(rows) * steps,), int(cls),
                            dtype=torch.long, device=h[0].device)
             for li, hl in enumerate(h):
                 leaf = hl.detach().float().requires_grad_(True)
-                with context:
+                with context():
                     logits = runner.logits(scaled, {li: lambda vec, leaf=leaf: leaf})
                 grad = torch.autograd.grad(target_prob(logits, t).sum(), leaf)[0]
                 runner.counter.backward += 1

@@ -18,7 +18,7 @@ from .results import NeuronPaths
 from .runner import SiteRunner, batches, mlp_sites, neuron_mask, target_prob, targets_of
 from .search import METHODS, _as_path_list, _check_common, _scaled_where, _validated, find_paths
 
-__all__ = ["manipulate", "PathComparison", "compare_paths"]
+__all__ = ["manipulate", "PathComparison", "compare_paths", "prune"]
 
 
 def manipulate(
@@ -93,22 +93,38 @@ class PathComparison(Result):
         return self.frame.copy()
 
     def summary(self) -> str:
-        """Per op, the mean change of P(target) of each method with its CI."""
-        lines = ["Path manipulation: mean change of P(target) (95% CI) per method"]
+        """Per op, each method's probability ratio p_edit / p_clean averaged per class (the authors'
+        headline), the mean change of P(target), with CIs, and the mean JAS."""
+        lines = ["Path manipulation: p_edit / p_clean, mean of per-class means (95% CI over classes); "
+                 "mean change of P(target) (95% CI over samples)"]
         for row in self.means().itertuples():
-            lines.append(f"  {row.op} {row.method}: {row.delta_p:+.4g} [{row.delta_p_lo:+.4g}, {row.delta_p_hi:+.4g}], "
-                         f"JAS {row.jas:.4g}, n={row.n}")
+            lines.append(f"  {row.op} {row.method}: ratio {row.ratio_p_class:.4g} [{row.ratio_p_class_lo:.4g}, "
+                         f"{row.ratio_p_class_hi:.4g}], delta {row.delta_p:+.4g} [{row.delta_p_lo:+.4g}, "
+                         f"{row.delta_p_hi:+.4g}], JAS {row.jas:.4g}, n={row.n}")
         return "\n".join(lines)
 
+    def by_class(self) -> pd.DataFrame:
+        """Per (op, method, target class): mean ``ratio_p`` (p_edit / p_clean per image), ``delta_p`` and
+        JAS, as the authors average per class (``analysis/plot_probability_deviation.ipynb``)."""
+        return (self.frame.groupby(["op", "method", "target"], sort=False)
+                .agg(n=("sample", "count"), ratio_p=("ratio_p", "mean"), delta_p=("delta_p", "mean"), jas=("jas", "mean"))
+                .reset_index())
+
     def means(self) -> pd.DataFrame:
-        """Per (op, method): mean JAS, mean change of P(target) and of accuracy, with t-based CIs."""
+        """Per (op, method): mean JAS, change of P(target), ratio p_edit / p_clean (over samples, and
+        ``ratio_p_class``: the mean of the per-class means with a t-interval over classes), change of
+        accuracy."""
         out = []
+        per_class = self.by_class()
         for (op, method), g in self.frame.groupby(["op", "method"], sort=False):
             m, lo, hi = t_interval(g["delta_p"].to_numpy(), self.alpha)
             rm, rlo, rhi = t_interval(g["ratio_p"].to_numpy(), self.alpha)
             jm, jlo, jhi = t_interval(g["jas"].to_numpy(), self.alpha)
+            cls = per_class[(per_class["op"] == op) & (per_class["method"] == method)]["ratio_p"].to_numpy()
+            cm, clo, chi = t_interval(cls, self.alpha) if len(cls) > 1 else (float(cls.mean()), np.nan, np.nan)
             acc = float(g["correct_edit"].mean() - g["correct_clean"].mean())
-            out.append({"op": op, "method": method, "n": len(g), "jas": jm, "jas_lo": jlo, "jas_hi": jhi,
+            out.append({"op": op, "method": method, "n": len(g), "n_classes": len(cls), "jas": jm, "jas_lo": jlo,
+                        "jas_hi": jhi, "ratio_p_class": cm, "ratio_p_class_lo": clo, "ratio_p_class_hi": chi,
                         "delta_p": m, "delta_p_lo": lo, "delta_p_hi": hi, "ratio_p": rm, "ratio_p_lo": rlo,
                         "ratio_p_hi": rhi, "delta_acc": acc})
         return pd.DataFrame(out)
@@ -126,25 +142,27 @@ class PathComparison(Result):
                         "ci_excludes_zero": bool(lo > 0 or hi < 0)})
         return pd.DataFrame(out)
 
-    def plot(self):
-        """Bar chart of mean change in P(target) per method and op, with CI error bars (plotly)."""
+    def plot(self, column: str = "ratio_p_class"):
+        """Bar chart per method and op of ``column`` (default the authors' headline, p_edit / p_clean
+        averaged per class; ``"delta_p"`` for the change of P(target)), with CI error bars (plotly)."""
         import plotly.graph_objects as go
 
         s = self.means()
         fig = go.Figure()
         for op, g in s.groupby("op", sort=False):
-            fig.add_bar(name=op, x=g["method"], y=g["delta_p"],
-                        error_y=dict(type="data", symmetric=False, array=g["delta_p_hi"] - g["delta_p"],
-                                     arrayminus=g["delta_p"] - g["delta_p_lo"]))
-        fig.update_layout(barmode="group", title="Change in target probability when path neurons are edited",
-                          yaxis_title="mean Δ P(target)", xaxis_title="path method")
+            fig.add_bar(name=op, x=g["method"], y=g[column],
+                        error_y=dict(type="data", symmetric=False, array=g[f"{column}_hi"] - g[column],
+                                     arrayminus=g[column] - g[f"{column}_lo"]))
+        title = ("Target probability ratio p_edit / p_clean (mean of class means) when path neurons are edited"
+                 if column == "ratio_p_class" else f"{column} when path neurons are edited")
+        fig.update_layout(barmode="group", title=title, yaxis_title=column, xaxis_title="path method")
         return themed(fig)
 
     def report_section(self) -> list[Any]:
         """Summary, the effect bars, means with CIs, paired contrasts against each baseline, and one path
         diagram per method."""
         contrasts = pd.concat([self.contrast("jas", op=op, column=c) for op in self.frame["op"].unique()
-                               for c in ("delta_p", "jas")], ignore_index=True) if "jas" in self.paths else None
+                               for c in ("ratio_p", "delta_p", "jas")], ignore_index=True) if "jas" in self.paths else None
         parts: list[Any] = [self._summary_html(), self.plot(), "<h3>Means and 95% CIs</h3>", self.means().round(5)]
         if contrasts is not None and len(contrasts):
             parts += ["<h3>Ours (JAS) minus each baseline, paired over samples</h3>", contrasts.round(5)]
@@ -206,3 +224,80 @@ def compare_paths(
     return PathComparison(frame=pd.concat(frames, ignore_index=True), paths=found)
 
 
+
+
+def _class_paths(paths: torch.Tensor, targets: torch.Tensor, n_first: int) -> dict[int, torch.Tensor]:
+    """Per class, the most frequent neuron at each (layer, rank) over its first ``n_first`` paths
+    (``scipy.stats.mode`` along the samples, smallest index on ties, as the authors' ``most_frequent``)."""
+    out = {}
+    for cls in torch.unique(targets).tolist():
+        members = paths[targets == cls][:n_first].long()
+        n_units = int(members.max()) + 1
+        counts = torch.nn.functional.one_hot(members, n_units).sum(0)  # (layers, K, n_units)
+        out[int(cls)] = counts.argmax(-1)  # first maximum: the smallest index on ties
+    return out
+
+
+def prune(
+    model: Any,
+    inputs: Any,
+    targets: Any,
+    paths: NeuronPaths | torch.Tensor,
+    sites: Sequence[str] | None = None,
+    *,
+    fraction: float = 0.5,
+    n_first: int = 40,
+    position: int | torch.Tensor | None = 0,
+    forward: Callable | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The authors' pruning protocol: keep each class's path neurons, zero a random ``fraction`` of the rest.
+
+    NeuronPath (Wang et al. 2025; code commit 5f93d0b, ``topk/.../compression_amplify.py`` and
+    ``modeling_VIT_edit.py``, ``edit_operation="prune"``): a class's path is the most frequent neuron at
+    each (layer, rank) over the first ``n_first`` (40) paths of its images; at every path layer, at the
+    token ``position``, each neuron not on the class path is zeroed with probability ``fraction`` (their
+    ``maskProsion``, 0.01-0.10 in their scripts' ``p1``-``p10``), drawn independently per image and layer.
+    Returns :func:`manipulate`'s columns (``op="prune"``). Differences: the random masks come from a
+    ``torch.Generator`` seeded with ``seed`` (theirs: ``numpy.random``); all images of a class are edited
+    (theirs: 10 per class).
+    """
+    if not 0 <= float(fraction) <= 1:
+        raise ConfigError(f"fraction is the probability of zeroing each non-path neuron, in [0, 1]; got {fraction}")
+    if isinstance(paths, NeuronPaths) and sites is None:
+        sites = paths.sites
+    sites = mlp_sites(model) if sites is None else list(sites)
+    idx = paths.indices if isinstance(paths, NeuronPaths) else torch.as_tensor(paths)
+    if idx.ndim == 2:
+        idx = idx[:, :, None]
+    tt = torch.as_tensor(targets).reshape(-1)
+    if tt.numel() != idx.shape[0]:
+        raise ConfigError(f"prune needs one target per path ({idx.shape[0]} paths, {tt.numel()} targets)")
+    class_path = _class_paths(idx.cpu(), tt.cpu(), int(n_first))
+    gen = torch.Generator().manual_seed(int(seed))
+    runner = SiteRunner(model, sites, position, forward)
+    rows = []
+    for sl, x in batches(inputs, batch_size):
+        if isinstance(position, torch.Tensor) and position.ndim > 0:
+            runner.position = position.reshape(-1)[sl]
+        h, clean = runner.capture(x)
+        t = targets_of(tt[sl], len(h[0]), clean.shape[-1]).to(clean.device)
+        edits = {}
+        for li in range(min(len(h), idx.shape[1])):
+            d = h[li].shape[1]
+            keep = torch.stack([neuron_mask(class_path[int(c)][li][None], d)[0] for c in t.cpu().tolist()])
+            drop = (torch.rand(len(t), d, generator=gen) < float(fraction)) & ~keep.cpu()
+            edits[li] = _scaled_where(drop.to(h[li].device), 0.0)
+        with torch.no_grad():
+            edited = runner.logits(x, edits)
+        p0, p1 = target_prob(clean, t), target_prob(edited, t)
+        rows.append(pd.DataFrame({"sample": np.arange(sl.start, sl.stop), "target": t.cpu().numpy(),
+                                  "p_clean": p0.cpu().numpy(), "p_edit": p1.cpu().numpy(),
+                                  "delta_p": (p1 - p0).cpu().numpy(),
+                                  "ratio_p": (p1 / p0.clamp_min(1e-30)).cpu().numpy(),
+                                  "correct_clean": (clean.argmax(-1) == t).cpu().numpy(),
+                                  "correct_edit": (edited.argmax(-1) == t).cpu().numpy()}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame["op"] = "prune"
+    return frame

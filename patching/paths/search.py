@@ -1,7 +1,12 @@
 """Path search: layer-progressive Joint Attribution Score search and its baselines.
 
 Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv 2503.09046,
-code github.com/foundation-model-research/NeuronPath, ``path/joint_attr.py``).
+code github.com/foundation-model-research/NeuronPath at commit 5f93d0b, ``path/joint_attr.py``; the baselines
+``base_path`` and ``path/influence_pattern.py``). The JAS paths equal ``joint_attr.py``'s and
+``method="mean_gradient"`` the influence pattern of ``influence_pattern.py`` (tests/test_paths*.py). Where it
+differs: the m interpolation steps run as one batched pass (``ig_batch=1`` is their loop); any site list and
+token position (language models too), not only ViT CLS neurons; ``method="influence"`` is our own reading of
+the paper's Algorithm 2, not their code.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from .runner import Edit, SiteRunner, batches, mlp_sites, neuron_mask, target_pr
 
 __all__ = ["METHODS", "ALL_METHODS", "find_paths", "joint_attribution_score"]
 
-#: methods that :func:`compare_paths` compares by default
-METHODS = ("jas", "activation", "influence", "random")
-#: every method :func:`find_paths` accepts: ``"mean_gradient"`` is the influence-pattern baseline as the
-#: authors' code computes it (``path/influence_pattern.py``)
-ALL_METHODS = METHODS + ("mean_gradient",)
+#: methods that :func:`compare_paths` compares by default: ours, and the authors' baselines (the
+#: argmax-activation path and the influence pattern as their ``path/influence_pattern.py`` computes it,
+#: ``"mean_gradient"``), plus random paths
+METHODS = ("jas", "activation", "mean_gradient", "random")
+#: every method :func:`find_paths` accepts: ``"influence"`` is our chain-rule reading of Algorithm 2 of the
+#: paper (not what the authors' code runs; a much weaker baseline on digits-vit)
+ALL_METHODS = METHODS + ("influence",)
 
 
 def _joint_ig(
@@ -107,7 +114,7 @@ def _jas_search(runner, inputs, targets, h, steps, top_k, ig_batch, progress) ->
     n_layers = len(h)
     iterator = range(n_layers)
     if progress:
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         iterator = tqdm(iterator, desc="JAS path", leave=False)
     for li in iterator:
@@ -158,10 +165,12 @@ def find_paths(
     inputs : tensor with samples on dim 0 (images, or token ids of equal length).
     targets : int or (n,) target class / token per sample.
     sites : one site per layer, in layer order (default :func:`mlp_sites`).
-    method : "jas" (layer-progressive JAS search), "activation" (argmax activation per layer),
-        "influence" (greedy influence pattern, Wang et al. Alg. 2), "mean_gradient" (the influence-pattern
-        baseline as the authors' code computes it: per class, argmax of the step- and sample-averaged
-        gradient, one path per class), "random" (uniformly random neurons).
+    method : "jas" (layer-progressive JAS search, the authors' ``path/joint_attr.py``), "activation"
+        (argmax activation per layer, their ``base_path``), "mean_gradient" (the influence-pattern
+        baseline as the authors' code computes it, ``path/influence_pattern.py``: per class, argmax of the
+        step- and sample-averaged gradient, one path per class; the default baseline of
+        :func:`compare_paths`), "influence" (our chain-rule reading of the paper's Algorithm 2, not the
+        authors' code), "random" (uniformly random neurons). Code followed: NeuronPath commit 5f93d0b.
     position : token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); a (n,)
         tensor gives one position per sample. Logits of (batch, pos, vocab) outputs are read there too.
     steps : m, the number of Riemann steps (20 in the paper).
@@ -199,7 +208,7 @@ def find_paths(
                 if method == "mean_gradient" else None)
     chunks_of = batches(inputs, batch_size)
     if progress and isinstance(inputs, (list, tuple)):
-        from tqdm.auto import tqdm
+        from interp._progress import tqdm
 
         chunks_of = tqdm(chunks_of, total=n, desc=f"{method} paths")
     for sl, x in chunks_of:

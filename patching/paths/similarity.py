@@ -1,4 +1,10 @@
-"""Are paths of the same class more alike than paths of different classes? (Wang et al. 2025, Sec. 5.3)"""
+"""Are paths of the same class more alike than paths of different classes? (Wang et al. 2025, Sec. 5.3)
+
+Two measures: :func:`frequency_similarity`, the authors' (NeuronPath commit 5f93d0b,
+``experiments/similarity/pair-sim.py``: the cosine between classes' neuron-frequency vectors, how often
+each (layer, neuron) is on a path of the class), and :func:`path_similarity`, ours (the Jaccard overlap of
+single paths within vs across classes, with a label-permutation test).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from interp.stats import p_value, permutations
 
 from .results import NeuronPaths
 
-__all__ = ["PathSimilarity", "path_similarity"]
+__all__ = ["PathSimilarity", "path_similarity", "FrequencySimilarity", "frequency_similarity"]
 
 
 @dataclass
@@ -95,3 +101,112 @@ def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_
                           across=float(across), p_value=p)
 
 
+
+
+@dataclass
+class FrequencySimilarity(Result):
+    """Cosine similarity of the classes' path-neuron frequency vectors (the authors' measure).
+
+    ``frequencies``: ``(n_classes, n_layers, n_units)`` counts of each neuron on the paths of each class;
+    ``class_matrix``: cosine between the classes' flattened frequency vectors (``pair-sim.py``);
+    ``within`` / ``across``: split-half version (each class's paths split in two halves; the cosine of a
+    class's two halves vs the cosine of halves of different classes), with a label-permutation
+    ``p_value`` (our addition: the authors list each class's most and least similar classes).
+    """
+
+    classes: list[Any]
+    frequencies: np.ndarray
+    class_matrix: pd.DataFrame
+    within: float
+    across: float
+    p_value: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """Split-half within- and across-class cosine, their difference and the permutation p-value."""
+        return pd.DataFrame([{"within": self.within, "across": self.across, "difference": self.within - self.across,
+                              "p_value": self.p_value}])
+
+    def most_similar(self, n: int = 5) -> pd.DataFrame:
+        """Each class's ``n`` most similar other classes (the authors' top-50 lists)."""
+        rows = []
+        m = self.class_matrix
+        for c in m.index:
+            others = m.loc[c].drop(c).sort_values(ascending=False)[:n]
+            rows += [{"class": c, "rank": r, "other": o, "cosine": float(v)} for r, (o, v) in enumerate(others.items())]
+        return pd.DataFrame(rows)
+
+    def plot(self):
+        """Heat map of the class x class cosine."""
+        import plotly.graph_objects as go
+
+        m = self.class_matrix
+        fig = go.Figure(go.Heatmap(z=m.to_numpy(), x=[str(c) for c in m.columns], y=[str(c) for c in m.index],
+                                   colorscale="Viridis", colorbar=dict(title="cosine")))
+        fig.update_layout(title="Cosine of path-neuron frequency vectors between classes", xaxis_title="class",
+                          yaxis_title="class")
+        return themed(fig)
+
+    def summary(self) -> str:
+        """Split-half within- vs across-class cosine and the permutation p-value."""
+        return (f"Path-neuron frequency cosine (split halves): within classes {self.within:.4g} vs across "
+                f"{self.across:.4g} (permutation p = {self.p_value:.3g}); {len(self.classes)} classes")
+
+
+def _frequencies(a: np.ndarray, labels: np.ndarray, classes: list[Any], n_units: int) -> np.ndarray:
+    n, n_layers, k = a.shape
+    out = np.zeros((len(classes), n_layers, n_units))
+    for ci, c in enumerate(classes):
+        members = a[labels == c]
+        for li in range(n_layers):
+            out[ci, li] = np.bincount(members[:, li, :].ravel(), minlength=n_units)[:n_units]
+    return out
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-30)
+    return x @ y.T
+
+
+def frequency_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_units: int | None = None,
+                         n_permutations: int = 1000, seed: int = 0) -> FrequencySimilarity:
+    """Cosine of class x (layer, neuron) path-frequency vectors, as the authors compare classes' paths.
+
+    ``experiments/similarity/pair-sim.py`` (NeuronPath commit 5f93d0b): ``cosine_similarity`` of the
+    frequency matrix reshaped to ``(n_classes, -1)``. ``n_units``: neurons per layer (default: the largest
+    index on any path + 1; the cosine does not depend on it). The split-half within/across contrast and its
+    permutation test are ours (``n_permutations`` label shuffles from :mod:`interp.stats`).
+    """
+    idx = paths.indices if isinstance(paths, NeuronPaths) else torch.as_tensor(paths)
+    if idx.ndim == 2:
+        idx = idx[:, :, None]
+    a = idx.cpu().numpy().astype(np.int64)
+    labels = np.asarray(list(labels))
+    if len(labels) != a.shape[0]:
+        raise DimensionError(f"{len(labels)} labels for {a.shape[0]} paths")
+    units = int(a.max()) + 1 if n_units is None else int(n_units)
+    if a.max() >= units:
+        raise DimensionError(f"a path holds neuron {int(a.max())} but n_units={units}")
+    classes = list(pd.unique(labels))
+    flat = _frequencies(a, labels, classes, units).reshape(len(classes), -1)
+    mat = pd.DataFrame(_cosine(flat, flat), index=classes, columns=classes)
+    half = np.zeros(len(labels), dtype=bool)
+    for c in classes:
+        where = np.flatnonzero(labels == c)
+        half[where[: len(where) // 2]] = True
+
+    def split(lab: np.ndarray) -> float:
+        cl = list(pd.unique(lab))
+        fa = _frequencies(a[half], lab[half], cl, units).reshape(len(cl), -1)
+        fb = _frequencies(a[~half], lab[~half], cl, units).reshape(len(cl), -1)
+        cos = _cosine(fa, fb)
+        diag = np.eye(len(cl), dtype=bool)
+        return float(cos[diag].mean()), float(cos[~diag].mean()) if len(cl) > 1 else np.nan
+
+    within, across = split(labels)
+    null = []
+    for order in permutations(len(labels), n_permutations, seed):
+        w, x = split(labels[order])
+        null.append(w - x)
+    return FrequencySimilarity(classes=classes, frequencies=_frequencies(a, labels, classes, units), class_matrix=mat,
+                               within=within, across=across, p_value=float(p_value(within - across, np.array(null))))

@@ -1,0 +1,165 @@
+"""Which null is valid for a design: :func:`select_null` reads the trials, the activity and the values.
+
+The label statistics (concept tests, category selectivity, direction tuning, the recording labeller)
+test a unit's activity against one set of values (an annotation, a direction). Whether a resampling
+null is exact depends on what is exchangeable:
+
+* values **constant within each trial** (the reach target, the reward of a trial), with trials known:
+  the values were assigned to trials, so permuting the trials' values (:func:`group_permutations`
+  with ``constant=True``; trials of any lengths) is exact whatever the activity does, as long as the
+  trial-level sequence of values has no serial order (checked: a blocked design with activity that
+  runs on across trials gets the autocorrelation-corrected test instead);
+* values **varying within trials**, trials of equal length whose activity restarts every trial
+  (checked: the correlation of the last sample of a trial with the first of the next): whole trials
+  are exchangeable and swap (``"group"``);
+* otherwise (ragged trials, activity that runs on across trial boundaries, or no trials and both
+  sides autocorrelated): no permutation of samples is exact and a circular shift is only valid near
+  p = 0.05 (its null holds about ``n / tau`` independent values), so the test is the
+  autocorrelation-corrected Wald test of :mod:`interp.stats.autocorr` (``"effective_n"``);
+* no trials and one side not autocorrelated: samples are exchangeable (``"permutation"``).
+
+A null named by the caller is checked: a shift within trials of a value that is constant within each
+trial leaves it unchanged (:class:`~interp.errors.InvalidNullError`).
+
+>>> import numpy as np
+>>> trial = np.repeat(np.arange(20), 10); target = np.repeat(np.arange(20) % 4, 10)
+>>> select_null("auto", groups=trial, activity=np.random.default_rng(0).normal(size=(200, 3)), values=target)[:2]
+('group', True)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InvalidNullError
+from .nulls import NULLS, lag1_autocorrelation
+
+__all__ = ["EFFECTIVE_N", "TESTS", "constant_within", "boundary_correlation", "trial_serial_dependence",
+           "value_columns", "select_null"]
+
+#: The autocorrelation-corrected Wald test (:mod:`interp.stats.autocorr`), a valid test where no null is exact.
+EFFECTIVE_N = "effective_n"
+#: Names ``null=`` accepts in the label statistics: the resampling nulls and the corrected test.
+TESTS = (*NULLS, EFFECTIVE_N)
+
+
+def constant_within(values: Any, groups: np.ndarray) -> bool:
+    """True when ``values`` take one value in every group."""
+    v = pd.Series(np.asarray(values)).reset_index(drop=True)
+    return bool((v.groupby(groups).nunique(dropna=False) <= 1).all())
+
+
+def value_columns(values: Any) -> np.ndarray:
+    """``(n, K)`` numeric columns of ``values``: itself when numeric with more than two levels, else the
+    indicators of its levels (all of them)."""
+    v = np.asarray(values)
+    if v.ndim == 2:
+        return v.astype(float)
+    if v.dtype.kind in "fiu" and len(np.unique(v)) > 2:
+        return v.astype(float)[:, None]
+    return (v[:, None] == pd.unique(v)[None, :]).astype(float)
+
+
+def _ordered_trials(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last sample of every trial, trials in order of their first sample."""
+    order = pd.unique(groups)
+    pos = np.arange(len(groups))
+    first = pd.Series(pos).groupby(groups).min().reindex(order).to_numpy()
+    last = pd.Series(pos).groupby(groups).max().reindex(order).to_numpy()
+    return first, last
+
+
+def boundary_correlation(activity: np.ndarray, groups: np.ndarray) -> float:
+    """Median over units of the correlation between the last sample of a trial and the first of the next.
+
+    About the lag-1 autocorrelation when the activity runs on across trials; about 0 when it restarts
+    every trial (or the gaps between trials are long). NaN with fewer than 4 trials.
+    """
+    X = np.asarray(activity, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    first, last = _ordered_trials(groups)
+    if len(first) < 4:
+        return float("nan")
+    a, b = X[last[:-1]], X[first[1:]]
+    a, b = a - a.mean(0), b - b.mean(0)
+    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
+    ok = den > 0
+    if not ok.any():
+        return 0.0
+    return float(np.median((a * b).sum(0)[ok] / den[ok]))
+
+
+def trial_serial_dependence(values: Any, groups: np.ndarray) -> float:
+    """Largest lag-1 autocorrelation of the trial-level values (their indicators for categories)."""
+    first, _ = _ordered_trials(groups)
+    per_trial = np.asarray(values)[first]
+    if len(per_trial) < 4:
+        return 0.0
+    return float(np.max(lag1_autocorrelation(value_columns(per_trial))))
+
+
+def select_null(null: str = "auto", *, groups: np.ndarray | None = None, activity: np.ndarray | None = None,
+                values: Any = None) -> tuple[str, bool, str]:
+    """``(name, constant, reason)``: the null (or test) for ``values`` against ``activity`` (module docstring).
+
+    ``constant``: the values are constant within each group (whole trials' values are permuted, trials
+    of any lengths). ``groups``: integer codes (from :func:`~interp.stats.resolve_groups`) or None.
+    """
+    if null not in ("auto", *TESTS):
+        raise ConfigError(f"null must be 'auto' or one of {TESTS}, got {null!r}")
+    v = None if values is None else np.asarray(values)
+    X = None if activity is None else np.asarray(activity, dtype=float)
+    constant = False
+    if groups is not None:
+        G = int(groups.max()) + 1 if len(groups) else 0
+        if G < 2:
+            raise ConfigError("the samples form a single group; tests across trials need at least two trials "
+                              "(drop groups= to test a single series)")
+        constant = v is not None and constant_within(v, groups)
+    if null != "auto":
+        if null == "group" and groups is None:
+            raise ConfigError("null='group' needs groups= (a trial or subject label per sample)")
+        if null in ("circular", "block") and groups is not None and constant:
+            raise InvalidNullError(
+                f"null={null!r} reorders samples within each trial, but the values are constant within every trial, "
+                "so the null is the data itself and every unit would look untuned; use null='group' (permutes the "
+                "trials' values) or null='auto'")
+        return null, constant and null == "group", "chosen by the caller"
+    if groups is not None:
+        G = int(groups.max()) + 1
+        cross = float("nan") if X is None else boundary_correlation(X, groups)
+        crosses = not (cross < 0.1)  # NaN (too few trials to tell) counts as crossing
+        if constant:
+            serial = trial_serial_dependence(v, groups)
+            if serial > 3 / math.sqrt(G) and crosses and X is not None:
+                return EFFECTIVE_N, False, (
+                    f"the values are constant within trials but follow each other in runs across trials (lag-1 r "
+                    f"{serial:.2f}) and the activity runs on across trials (boundary r {cross:.2f}), so permuting "
+                    "trials is not exact; autocorrelation-corrected Wald test")
+            return "group", True, "the values are constant within trials: the trials' values are permuted"
+        sizes = np.bincount(groups)
+        equal = len(set(sizes.tolist())) == 1
+        if equal and not crosses:
+            return "group", False, (f"the activity restarts every trial (r across trial boundaries {cross:.2f}): "
+                                    "whole trials are swapped")
+        why = ("the trials differ in length" if not equal else
+               f"the activity runs on across trial boundaries (r {cross:.2f}), so trials are not exchangeable")
+        return EFFECTIVE_N, False, f"the values vary within trials and {why}: autocorrelation-corrected Wald test"
+    if X is None or v is None:
+        return "permutation", False, "samples are treated as exchangeable"
+    n = len(X)
+    threshold = max(0.1, 3 / math.sqrt(max(n, 1)))
+    cols = value_columns(v)
+    Z = cols - cols.mean(0)
+    resid = X - X.mean(0)
+    resid = resid - Z @ np.linalg.lstsq(Z, resid, rcond=None)[0]  # a tuned unit's response is not autocorrelation
+    r_act = float(np.max(lag1_autocorrelation(resid))) if X.size else 0.0
+    r_val = float(np.max(lag1_autocorrelation(cols)))
+    if r_act > threshold and r_val > threshold:
+        return EFFECTIVE_N, False, (f"the samples are autocorrelated (lag-1 r of the activity up to {r_act:.2f}, of the "
+                                    f"values {r_val:.2f}) and no trials are given: autocorrelation-corrected Wald test")
+    return "permutation", False, "samples are exchangeable (no autocorrelation in the activity or the values)"
