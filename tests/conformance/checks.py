@@ -50,9 +50,13 @@ def _cache(b: Any, tokens: torch.Tensor) -> Any:
         return b.model.run_with_cache(tokens)
 
 
-def _as_captured(site: str, value: torch.Tensor) -> torch.Tensor:
-    """run_with_cache layout -> capture layout (patterns: batch, query pos, head, key pos)."""
+def _as_captured(site: str, value: torch.Tensor, captured_shape: tuple | None = None) -> torch.Tensor:
+    """run_with_cache layout -> capture layout (patterns: batch, query pos, head, key pos; per-head vectors: batch,
+    pos, head, d_head, which a bridge with its own head-first layout, e.g. MLA, gets permuted into)."""
     if site.endswith(("hook_pattern", "hook_attn_scores")):
+        return value.permute(0, 2, 1, 3)
+    if (captured_shape is not None and value.ndim == 4 and tuple(value.shape) != tuple(captured_shape)
+            and tuple(value.permute(0, 2, 1, 3).shape) == tuple(captured_shape)):
         return value.permute(0, 2, 1, 3)
     return value
 
@@ -89,12 +93,13 @@ def check_layouts(b: Any) -> str:
     names = [n for kind in b.info.sites.values() for n in kind]
     if not names:
         raise NotApplicable(f"{b.info.name}: the bridge has no site kinds (no blocks.{{L}} hooks)")
-    _, cache = _cache(b, ex.clean)  # the raw hook activations, which engine.layout describes
+    _, cache = _cache(b, ex.clean)  # patterns: the raw hook tensors, which engine.layout describes
+    acts = interp.capture(b.model, ex.clean, names, batch_size=2, progress=False)  # the rest: as the engine hands
     n_pos = ex.clean.shape[1]
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     for kind, sites in b.info.sites.items():
         for site in sites:
-            data = cache[site]
+            data = cache[site] if kind == "pattern" else acts[site].data
             axes = engine.layout(site, data.ndim, bridge=True)
             if kind in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
                 assert data.shape[axes["unit"]] == cfg.d_model and data.shape[axes["pos"]] == n_pos, (site, data.shape)
@@ -135,7 +140,8 @@ def check_capture(b: Any) -> str:
     assert names, "run_with_cache recorded nothing"
     acts = interp.capture(b.model, tokens, names, batch_size=2, progress=False)
     for name in names:
-        torch.testing.assert_close(acts[name].data, _as_captured(name, cache[name]).float(), atol=1e-5, rtol=1e-5,
+        got = acts[name].data
+        torch.testing.assert_close(got, _as_captured(name, cache[name], got.shape).float(), atol=1e-5, rtol=1e-5,
                                    msg=lambda m, name=name: f"{name}: {m}")
     return f"{len(names)} hooks"
 
