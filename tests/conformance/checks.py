@@ -222,8 +222,12 @@ def check_atp(b: Any) -> str:
     res = patching.attribution_patching(b.model, ex.clean, ex.corrupted, ex.metric, kinds)
     sites = [s for k in kinds for s in b.info.sites[k]]
     scores = _autograd_scores(b, ex, sites)
+    n_pos = ex.clean.shape[1]
     for kind in kinds:
         grid = res[kind]
+        if kind in _HEAD_KINDS:  # a bridge with head-first per-head hooks (MLA): into [batch, pos, head, d]
+            scores |= {s: scores[s].permute(0, 2, 1, 3) for s in b.info.sites[kind]
+                       if scores[s].shape[2] == n_pos and scores[s].shape[1] != n_pos}
         expected = torch.stack([_reduce(scores[s].double(), s, grid.dims[1:]) for s in b.info.sites[kind]])
         assert float(expected.abs().max()) > 0 or kind == "pattern", (kind, "the autograd reference is all zero")
         torch.testing.assert_close(grid.effect.double(), expected, atol=1e-5, rtol=1e-4,
