@@ -27,6 +27,7 @@ was asked for by name applies nowhere -- RelP never silently becomes AtP.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -366,7 +367,9 @@ def _gated_act_fn(model: nn.Module, prefix: str) -> Callable[[torch.Tensor], tor
     return resolve_activation_fn(model.cfg)
 
 
-_REACH: dict[int, bool] = {}
+# keyed by the model itself, weakly: an id() key outlives its model, and a new model at the same address would get
+# the old model's answer (a wrong rule placement, a silent wrong number)
+_REACH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _attention_interface_used(model: nn.Module) -> bool:
@@ -387,10 +390,10 @@ def _attention_interface_used(model: nn.Module) -> bool:
 
 def _pattern_edits_reach(model: nn.Module) -> bool:
     """Whether an edit at ``attn.hook_pattern`` changes the forward pass (not on BERT-style bridges)."""
-    if id(model) not in _REACH:
+    if model not in _REACH:
         tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 5), generator=torch.Generator().manual_seed(0))
-        _REACH[id(model)] = engine.edits_reach(model, "blocks.0.attn.hook_pattern", tokens)
-    return _REACH[id(model)]
+        _REACH[model] = engine.edits_reach(model, "blocks.0.attn.hook_pattern", tokens)
+    return _REACH[model]
 
 
 # --------------------------------------------------------------------------------------------- modules

@@ -125,13 +125,16 @@ def _bridge_info(name: str, bridge: Any, reference: Any) -> Info:
             sites[kind] = tuple(engine.kind_sites(bridge, kind))
         except SiteError:
             pass
-    block = bridge.blocks[0]
+    blocks = getattr(bridge, "blocks", None)  # encoder-decoders have encoder_blocks / decoder_blocks instead
+    block = blocks[0] if blocks is not None else None
+    final = getattr(bridge, "ln_final", None)  # GPT-1 has no final norm
     return Info(
         name=name, kind="bridge", sites=sites, architecture=str(getattr(bridge.cfg, "architecture", "")),
-        moe=engine.is_moe(bridge, 0), gated=bool(getattr(bridge.cfg, "gated_mlp", False)),
-        norm="RMS" if bridge.ln_final.uses_rms_norm else "LN", norm_offset=bool(bridge.ln_final.uses_weight_offset),
+        moe=any(engine.is_moe(bridge, layer) for layer in range(n)), gated=bool(getattr(bridge.cfg, "gated_mlp", False)),
+        norm=None if final is None else "RMS" if getattr(final, "uses_rms_norm", False) else "LN",
+        norm_offset=bool(getattr(final, "uses_weight_offset", False)),
         encoder_only=getattr(bridge.cfg, "attention_dir", "causal") == "bidirectional",
-        parallel="resid_mid" not in sites, post_norms=hasattr(block, "ln2_post"), n_layers=n, reference=reference,
+        parallel="resid_mid" not in sites, post_norms=block is not None and hasattr(block, "ln2_post"), n_layers=n, reference=reference,
     )
 
 

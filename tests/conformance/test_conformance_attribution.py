@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import patching
+from interp import engine
 from interp.errors import SiteError
 
 from .conftest import _GQA, ARCHITECTURES, hf_lm, make_example
@@ -23,13 +24,19 @@ KINDS = ("resid_pre", "attn_out", "mlp_out", "z", "mlp_pre", "mlp_post", "q", "k
 ESTIMATES = ("atp", "relp", "ig")
 
 
-def _kinds(info) -> list[str]:
-    return [k for k in KINDS if k in info.sites and not (k == "pattern" and info.encoder_only)]
+def _pattern_reaches(model) -> bool:
+    """Asked of the model: do edits at hook_pattern reach its forward pass (not BERT's: they only observe)."""
+    tokens = torch.randint(0, int(model.cfg.d_vocab), (1, 5), generator=torch.Generator().manual_seed(0))
+    return engine.edits_reach(model, "blocks.0.attn.hook_pattern", tokens)
+
+
+def _kinds(info, model) -> list[str]:
+    return [k for k in KINDS if k in info.sites and (k != "pattern" or _pattern_reaches(model))]
 
 
 def test_every_method_runs_at_every_site_kind(lm):
     ex = make_example(lm)
-    kinds = _kinds(lm.info)
+    kinds = _kinds(lm.info, lm.model)
     truth = patching.activation_patching(lm.model, ex.clean, ex.corrupted, ex.metric, kinds)
     for name in ESTIMATES:
         extra = {"steps": 24} if name == "ig" else {}
@@ -41,7 +48,7 @@ def test_every_method_runs_at_every_site_kind(lm):
         if name == "ig" and not lm.info.moe:  # completeness: a site's attributions sum to patching the whole site
             # (not on MoE models: top-k routing makes the model piecewise, and the path integral misses the jumps)
             assert max(res.extra["completeness"].values()) < 0.05, res.extra["completeness"]
-    if lm.info.encoder_only:  # BERT: pattern hooks only observe; patching them is refused, not silently a no-op
+    if "pattern" in lm.info.sites and not _pattern_reaches(lm.model):  # BERT: refused, not silently a no-op
         with pytest.raises(SiteError, match="do not reach"):
             patching.attribution_patching(lm.model, ex.clean, ex.corrupted, ex.metric, "pattern")
 
@@ -114,7 +121,7 @@ def _correlations(name: str, std: float = 0.02, methods: tuple[str, ...] = ESTIM
     ``name`` initialised with standard deviation ``std`` (also used by ``benchmarks/moe_faithfulness.py``)."""
     config_class, model_class, config = FAITHFUL[name]
     built = hf_lm(config_class, model_class, **{**config, "initializer_range": std})(name)
-    kinds = [k for k in _kinds(built.info) if k != "pattern"]
+    kinds = [k for k in _kinds(built.info, built.model) if k != "pattern"]
     pooled: dict[str, dict[str, tuple[list, list]]] = {m: {k: ([], []) for k in kinds} for m in methods}
     for seed in range(2):
         ex = make_example(built, n=12, seed=seed)
