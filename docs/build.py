@@ -64,6 +64,23 @@ def _rewrite_links(text: str, source: str, pages: dict[str, str]) -> str:
     return LINK.sub(fix, text)
 
 
+BRACKETS = re.compile(r"(?<![\\!\]])\[([^\[\]]*)\](?![(\[])")
+
+
+def escape_intervals(text: str) -> str:
+    """Escape brackets that are not links (``[0.047, 0.060]``, ``[95% CI] [by data set]``) outside code, which
+    Markdown would read as reference-link labels."""
+    out, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and not line.startswith("    "):
+            parts = line.split("`")
+            line = "`".join(BRACKETS.sub(r"\\[\1\\]", p) if i % 2 == 0 else p for i, p in enumerate(parts))
+        out.append(line)
+    return "\n".join(out)
+
+
 def tutorials(docs: Path) -> dict[str, str]:
     """``{notebook path: page}`` of the tutorials, and their markdown written into the sources."""
     import nbformat
@@ -145,7 +162,7 @@ def assemble() -> None:
     tutorial_pages = tutorials(docs)
     pages = {**PAGES, **tutorial_pages}
     for source, page in PAGES.items():
-        (docs / page).write_text(_rewrite_links((ROOT / source).read_text(), source, pages))
+        (docs / page).write_text(escape_intervals(_rewrite_links((ROOT / source).read_text(), source, pages)))
     api = api_pages(docs, public_modules())
     _copy_plotly(docs)
     gallery_page = gallery(docs)

@@ -67,3 +67,10 @@ def test_site_opens_in_headless_chromium(site):
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
+
+
+def test_brackets_that_are_not_links_are_escaped_outside_code():
+    build = _module(ROOT / "docs" / "build.py")
+    text = "FPR [0.047, 0.060] [by data set], `x[1]`, [a link](y)\n```\n[1, 2]\n```"
+    assert build.escape_intervals(text) == ("FPR \\[0.047, 0.060\\] \\[by data set\\], `x[1]`, [a link](y)\n```\n"
+                                            "[1, 2]\n```")
