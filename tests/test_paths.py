@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_paths_protocol import _authors_influence_pattern
 from torch import nn
 
 from interp.errors import ConfigError, DimensionError, InterpError, SiteError
@@ -224,23 +225,7 @@ def test_mean_gradient_baseline_is_the_authors_influence_pattern(tiny_vit):
     x, y = x[:12], y[:12]
     m = 5
     paths = P.find_paths(model, x, y, SITES, method="mean_gradient", steps=m, score=False)
-    expected = {}
-    for cls in torch.unique(y).tolist():
-        xs = x[y == cls]
-        scaled = torch.cat([xs * (k / m) for k in range(m)])
-        for layer, block in enumerate(model.blocks):
-            kept = {}
-
-            def keep(mod, inp, out, kept=kept):
-                out.retain_grad()
-                kept["a"] = out
-
-            handle = block.mlp.act.register_forward_hook(keep)
-            prob = torch.softmax(model(scaled), -1)[:, cls].sum()
-            handle.remove()
-            prob.backward()
-            model.zero_grad(set_to_none=True)
-            expected[(cls, layer)] = int(kept["a"].grad[:, 0].mean(0).argmax())
+    expected = _authors_influence_pattern(model, x, y, m)
     for b in range(len(y)):
         for layer in range(3):
             assert int(paths.indices[b, layer, 0]) == expected[(int(y[b]), layer)]

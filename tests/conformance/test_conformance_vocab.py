@@ -13,20 +13,8 @@ import torch
 
 from interp.label.vocab import logit_lens, mlp_experts, mlp_weights, unembedding, vocab_projection
 
+from .checks import forward_readout
 from .conftest import ARCHITECTURES, make_example
-
-
-def forward_readout(model, vectors: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-    """Logits the model computes when its last residual stream holds ``vectors`` (one per position)."""
-    site = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    out = []
-    for start in range(0, len(vectors), chunk):
-        part = vectors[start:start + chunk]
-        tokens = torch.full((1, len(part)), 5, dtype=torch.long)
-        with torch.no_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(site, lambda act, hook, part=part: part[None].to(act))])
-        out.append(logits[0].float())
-    return torch.cat(out)
 
 
 def _post_norm(model, layer, rows):
