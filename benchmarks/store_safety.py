@@ -28,7 +28,7 @@ def strided_sample(model: torch.nn.Module) -> str:
 
 def main() -> None:
     import interp
-    from interp._fingerprint import _parameters
+    from interp.store._fingerprint import _parameters
 
     torch.set_num_threads(1)
     model, _ = interp.models.load("smollm2-135m")

@@ -371,8 +371,8 @@ def capture(
 
 
 def _rank_block(inputs: Any, rank: int, world_size: int) -> range:
-    """This rank's contiguous block of the inputs (see :func:`interp._store_ranks.rank_range`)."""
-    from ._store_ranks import rank_range
+    """This rank's contiguous block of the inputs (see :func:`interp.store.rank_range`)."""
+    from .store._ranks import rank_range
 
     try:
         n = len(inputs) if not isinstance(inputs, str) else 1

@@ -61,7 +61,7 @@ def kill_at(point: str, nth: int) -> None:
     """Make this process SIGKILL itself the first time the store passes ``point`` after ``nth`` appends wrote
     their files (``shard``: inside append ``nth + 1``; ``synced``/``manifest``/``committed``: in the commit that
     follows, which may group several appends)."""
-    import interp.store
+    import interp.store.activation_store
 
     seen = {"appends": 0}
 
@@ -70,7 +70,7 @@ def kill_at(point: str, nth: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         seen["appends"] += where == "shards"
 
-    interp.store._crash = crash
+    interp.store.activation_store._crash = crash
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 import interp
-from interp import _lock
-from interp._store_ranks import read_ledger
+import interp.store.activation_store
+from interp.store import _lock
+from interp.store._ranks import read_ledger
 from interp.errors import CorruptFileError, FingerprintError, SchemaError, StoreLockedError
 from interp.store import ActivationStore, rank_range
 
@@ -147,10 +148,10 @@ def test_resume_with_other_corpus_positions_sites_or_dtype_is_refused(tiny_bridg
             if seen["n"] == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(interp.store, "_crash", stop)
+    monkeypatch.setattr(interp.store.activation_store, "_crash", stop)
     with pytest.raises(KeyboardInterrupt):
         interp.capture(tiny_bridge, x, "blocks.0.hook_resid_post", store=path, batch_size=4, progress=False)
-    monkeypatch.setattr(interp.store, "_crash", None)
+    monkeypatch.setattr(interp.store.activation_store, "_crash", None)
     assert ActivationStore.open(path).inputs_done == 8
     edited = x.clone()
     edited[11, 2] = (edited[11, 2] + 1) % 50  # a row not even reached yet
@@ -252,10 +253,10 @@ def test_a_failed_commit_ends_the_writer_and_the_store_resumes(tmp_path, referen
         if point == "synced" and seen["n"] == 2:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(interp.store, "_crash", disk_full)
+    monkeypatch.setattr(interp.store.activation_store, "_crash", disk_full)
     with pytest.raises(OSError, match="No space"):
         run_job(tmp_path / "s", rank=0, world_size=1, flush=True)
-    monkeypatch.setattr(interp.store, "_crash", None)
+    monkeypatch.setattr(interp.store.activation_store, "_crash", None)
     assert ActivationStore.open(tmp_path / "s").inputs_done == 4  # the first append is durable, the writer let go
     assert_same_store(run_job(tmp_path / "s", rank=0, world_size=1), reference)
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import interp
-from interp import _store_manifest
+from interp.store import _manifest as _store_manifest
 from interp.capture import grad_name
 from interp.errors import CorruptFileError, FingerprintError, SchemaError
 from interp.store import ActivationStore
@@ -205,7 +205,7 @@ def test_resume_with_another_dataset_of_the_same_length_is_refused(tmp_path):
 
 def test_a_hugging_face_dataset_is_fingerprinted_by_its_content():
     datasets = pytest.importorskip("datasets")
-    from interp._fingerprint import _describe_inputs
+    from interp.store._fingerprint import _describe_inputs
 
     a = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5, 6]]})
     b = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5, 7]]})
@@ -263,7 +263,7 @@ def test_a_dataset_of_images_is_fingerprinted_by_its_pixels():
     other images are refused."""
     from PIL import Image
 
-    from interp._fingerprint import _describe_inputs
+    from interp.store._fingerprint import _describe_inputs
 
     class Images(torch.utils.data.Dataset):
         def __init__(self, seed):

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--n-tokens and --seq-len plan a capture; use them with --dry-run")
     texts = _texts(args.texts) if args.texts is not None else None
     if not args.dry_run:  # a file, or a folder that is not a store, is refused before the model loads
-        from .._store_manifest import claim
+        from ..store._manifest import claim
 
         claim(args.out, overwrite=args.overwrite)
     model, _ = load_model(target, device=args.device)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _lock
-from .engine.distributed import rank_and_world
-from .errors import ConfigError, CorruptFileError, StoreLockedError
+from ..engine.distributed import rank_and_world
+from ..errors import ConfigError, CorruptFileError, StoreLockedError
 
 __all__ = ["rank_range", "resolve_job", "broadcast", "error_named", "read_json", "wait_until", "ledger_file", "read_ledger", "ledger",
            "admit", "collect", "merge"]
@@ -79,7 +79,7 @@ def broadcast(news: Any) -> Any:
 
 def error_named(kind: str) -> type[Exception]:
     """The :mod:`interp.errors` class called ``kind`` (a rank re-raises rank 0's error), else StoreLockedError."""
-    from . import errors
+    from .. import errors
 
     found = getattr(errors, kind, None)
     return found if isinstance(found, type) and issubclass(found, errors.InterpError) else StoreLockedError
@@ -115,7 +115,7 @@ def ledger_file(path: Path, rank: int) -> Path:
 
 def read_ledger(path: Path, rank: int) -> dict[str, Any]:
     """Rank ``rank``'s progress (empty if it has written nothing yet)."""
-    from ._store_manifest import check_ledger
+    from ._manifest import check_ledger
 
     file = ledger_file(path, rank)
     if not file.exists():

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._integrity import ALGORITHM, checksum
-from ._store_manifest import safe_name as _safe
-from ._store_ranks import rank_range
-from .errors import ConfigError, CorruptFileError, DimensionError, closest
-from .tensor import Activations, atomic_write
+from .._integrity import ALGORITHM, checksum
+from ._manifest import safe_name as _safe
+from ._ranks import rank_range
+from ..errors import ConfigError, CorruptFileError, DimensionError, closest
+from ..tensor import Activations, atomic_write
 
 __all__ = ["StoreReader"]
 

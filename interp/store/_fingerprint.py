@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import xxhash
 
-from ._integrity import checksum
+from .._integrity import checksum
 
 __all__ = ["fingerprint", "fingerprint_differences"]
 
@@ -67,7 +67,7 @@ def _items(inputs: Any) -> Iterable[Any]:
     try:
         return iter(inputs)
     except TypeError:
-        from .errors import InputTypeError
+        from ..errors import InputTypeError
 
         raise InputTypeError(f"cannot fingerprint inputs of type {type(inputs).__name__}: pass texts, a tensor, an "
                              "array, a Dataset or a DataLoader") from None
@@ -151,7 +151,7 @@ def fingerprint(
 
     >>> fp = fingerprint(model, tokens, ["blocks.0.hook_resid_post"], positions="tokens")  # doctest: +SKIP
     """
-    from ._version import __version__
+    from .._version import __version__
 
     name = getattr(model, "zoo_name", None) or getattr(getattr(model, "cfg", None), "model_name", None) or type(model).__name__
     if isinstance(positions, (str, int, np.integer)):

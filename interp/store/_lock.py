@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import SchemaError, StoreLockedError
+from ..errors import SchemaError, StoreLockedError
 
 try:
     import fcntl

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ._integrity import ALGORITHM, checksum, fsync_dir
-from .errors import CorruptFileError, SchemaError
+from .._integrity import ALGORITHM, checksum, fsync_dir
+from ..errors import CorruptFileError, SchemaError
 
 __all__ = ["MANIFEST", "LOCK", "SUM", "seal", "verify_sum", "check_manifest", "check_ledger", "check_array_names",
            "safe_name", "claim"]
@@ -170,7 +170,7 @@ def check_manifest(m: dict[str, Any], where: str) -> None:
 
 
 def check_ledger(ledger: dict[str, Any], n_arrays: int | None, where: str) -> None:
-    """Check a rank's progress file (see :mod:`interp._store_ranks`): its checksum and fields."""
+    """Check a rank's progress file (see :mod:`interp.store._ranks`): its checksum and fields."""
     verify_sum(ledger, where, required=False)
     _int(ledger.get("rank"), where, "rank")
     _int(ledger.get("world_size"), where, "world_size", 1)

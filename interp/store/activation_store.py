@@ -80,16 +80,16 @@ import pandas as pd
 import torch
 
 from . import _lock
-from . import _store_manifest as checked
-from . import _store_ranks as ranks
+from . import _manifest as checked
+from . import _ranks as ranks
 from ._fingerprint import fingerprint
-from ._integrity import ALGORITHM, checksum
-from ._store_attach import FORMAT_VERSION, READABLE, Attach  # noqa: F401 (READABLE: part of this module's API)
-from ._store_commit import MANIFEST, GroupCommit
-from ._store_ranks import rank_range
-from ._store_read import StoreReader, _safe
-from .errors import DimensionError, SchemaError, StoreLockedError
-from .tensor import _jsonable, atomic_write
+from .._integrity import ALGORITHM, checksum
+from ._attach import FORMAT_VERSION, READABLE, Attach  # noqa: F401 (READABLE: part of this module's API)
+from ._commit import MANIFEST, GroupCommit
+from ._ranks import rank_range
+from ._read import StoreReader, _safe
+from ..errors import DimensionError, SchemaError, StoreLockedError
+from ..tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 

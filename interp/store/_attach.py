@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from . import _lock
-from . import _store_manifest as checked
-from . import _store_ranks as ranks
+from . import _manifest as checked
+from . import _ranks as ranks
 from ._fingerprint import fingerprint_differences
-from ._store_manifest import LOCK, MANIFEST
-from .errors import FingerprintError, SchemaError
-from .tensor import _jsonable
+from ._manifest import LOCK, MANIFEST
+from ..errors import FingerprintError, SchemaError
+from ..tensor import _jsonable
 
 __all__ = ["Attach", "FORMAT_VERSION", "READABLE", "RESUMABLE"]
 
