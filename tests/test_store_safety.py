@@ -20,10 +20,9 @@ import torch
 
 import interp
 import interp.store.activation_store
-from interp.store import _lock
-from interp.store._ranks import read_ledger
 from interp.errors import CorruptFileError, FingerprintError, SchemaError, StoreLockedError
-from interp.store import ActivationStore, rank_range
+from interp.store import ActivationStore, _lock, rank_range
+from interp.store._ranks import read_ledger
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _store_job import FINGERPRINT, N_INPUTS, kill_at, rows_of, run_job  # noqa: E402

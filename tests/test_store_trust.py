@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import interp
-from interp.store import _manifest as _store_manifest
 from interp.capture import grad_name
 from interp.errors import CorruptFileError, FingerprintError, SchemaError
 from interp.store import ActivationStore
+from interp.store import _manifest as _store_manifest
 
 JOB = Path(__file__).parent / "_store_job.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(interp.__file__).parents[1])}

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import FingerprintError, SchemaError
+from ..tensor import _jsonable
 from . import _lock
 from . import _manifest as checked
 from . import _ranks as ranks
 from ._fingerprint import fingerprint_differences
 from ._manifest import LOCK, MANIFEST
-from ..errors import FingerprintError, SchemaError
-from ..tensor import _jsonable
 
 __all__ = ["Attach", "FORMAT_VERSION", "READABLE", "RESUMABLE"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _ranks as ranks
 from .._integrity import checksum, fsync_dir, fsync_file
+from ..tensor import atomic_write
+from . import _ranks as ranks
 from ._manifest import MANIFEST, seal
 from ._read import _safe
-from ..tensor import atomic_write
 
 __all__ = ["MANIFEST", "GroupCommit"]
 

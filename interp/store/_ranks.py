@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _lock
 from ..engine.distributed import rank_and_world
 from ..errors import ConfigError, CorruptFileError, StoreLockedError
+from . import _lock
 
 __all__ = ["rank_range", "resolve_job", "broadcast", "error_named", "read_json", "wait_until", "ledger_file", "read_ledger", "ledger",
            "admit", "collect", "merge"]

@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 
 from .._integrity import ALGORITHM, checksum
-from ._manifest import safe_name as _safe
-from ._ranks import rank_range
 from ..errors import ConfigError, CorruptFileError, DimensionError, closest
 from ..tensor import Activations, atomic_write
+from ._manifest import safe_name as _safe
+from ._ranks import rank_range
 
 __all__ = ["StoreReader"]
 

@@ -79,17 +79,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._integrity import ALGORITHM, checksum
+from ..errors import DimensionError, SchemaError, StoreLockedError
+from ..tensor import _jsonable, atomic_write
 from . import _lock
 from . import _manifest as checked
 from . import _ranks as ranks
-from ._fingerprint import fingerprint
-from .._integrity import ALGORITHM, checksum
 from ._attach import FORMAT_VERSION, READABLE, Attach  # noqa: F401 (READABLE: part of this module's API)
 from ._commit import MANIFEST, GroupCommit
+from ._fingerprint import fingerprint
 from ._ranks import rank_range
 from ._read import StoreReader, _safe
-from ..errors import DimensionError, SchemaError, StoreLockedError
-from ..tensor import _jsonable, atomic_write
 
 __all__ = ["ActivationStore", "fingerprint", "rank_range"]
 
