@@ -8,7 +8,7 @@ import torch
 
 import interp
 from interp.decompose import NMF, TopKSAE, spliced_lm_metrics
-from interp.decompose.read import find_alpha, steer, steering_kl, top_activating
+from interp.decompose.read import find_strength, steer, steering_kl, top_activating
 from interp.decompose.recordings import behaviour_components, circular_shift_correlation
 from interp.label.vocab import vocab_projection
 
@@ -68,12 +68,14 @@ def test_vocab_projection_finds_unembedding_direction(tiny_bridge):
         vocab_projection(tiny_bridge, 0, directions=torch.randn(2, 10))
 
 
-def test_find_alpha_hits_target_kl(tiny_bridge, tokens):
+def test_find_strength_hits_target_kl_by_doubling_and_by_bisection(tiny_bridge, tokens):
     direction = torch.randn(64, generator=torch.Generator().manual_seed(3))
-    for target in (0.25, 0.5):
-        res = find_alpha(tiny_bridge, tokens[:2], SITE, direction, target, tol=0.01)
+    # two prompts with the doubling search; the bisection sums the KL over the batch as the authors do while
+    # steering_kl averages it, so it is checked on one prompt
+    for target, search, n in ((0.25, "double", 2), (0.5, "double", 2), (0.1, "bisect", 1)):
+        res = find_strength(tiny_bridge, tokens[:n], SITE, direction, target, tol=0.01, search=search)
         assert res.converged and abs(res.kl - target) <= 0.01
-        assert steering_kl(tiny_bridge, tokens[:2], SITE, direction, res.strength) == pytest.approx(res.kl, abs=1e-5)
+        assert steering_kl(tiny_bridge, tokens[:n], SITE, direction, res.strength) == pytest.approx(res.kl, abs=1e-5)
     assert torch.allclose(steer(tiny_bridge, tokens[:2], SITE, direction, 0.0), tiny_bridge(tokens[:2]), atol=1e-5)
 
 

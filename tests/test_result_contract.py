@@ -289,7 +289,7 @@ FACTORIES: dict[str, Callable[[], Result]] = {
         importlib.import_module("interp.decompose").NMF(3, max_iter=20).fit(_nonneg()), _nonneg()),
     "SplicedLMMetrics": lambda: importlib.import_module("interp.decompose.metrics").spliced_lm_metrics(
         _Identity(), bridge(), tokens(), "blocks.0.hook_resid_post"),
-    "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_alpha(
+    "SteeringResult": lambda: importlib.import_module("interp.decompose.read").find_strength(
         bridge(), tokens(1), "blocks.0.hook_resid_post", torch.ones(32), target_kl=0.05, max_evaluations=8),
     "ConceptDetection": lambda: _concept_detection(),
     "UnitExemplars": lambda: _milan().exemplars,

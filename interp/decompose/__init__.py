@@ -30,7 +30,7 @@ from .formats import load_saelens, load_sparsify, save_saelens, save_sparsify
 from .hsnmf import HierarchicalSNMF
 from .metrics import ReconstructionMetrics, SplicedLMMetrics, reconstruction_metrics, spliced_lm_metrics
 from .nmf import NMF, SNMF
-from .read import find_alpha, find_strength, steer, steered_generate, steering_kl, top_activating
+from .read import find_strength, steer, steered_generate, steering_kl, top_activating
 from .recordings import behaviour_components, behaviour_correlation, circular_shift_correlation, top_loading
 from .sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, SparseAutoencoder, TopKSAE
 from .synthetic import best_match_cosine, planted_assemblies, planted_features
@@ -69,7 +69,6 @@ __all__ = [
     "steer",
     "steering_kl",
     "find_strength",
-    "find_alpha",
     "steered_generate",
     "behaviour_components",
     "behaviour_correlation",

@@ -33,7 +33,7 @@ def check_steps(n_steps: int) -> int:
     """``n_steps`` as a positive int (named error otherwise)."""
     return check_int("n_steps", n_steps)
 
-__all__ = ["top_activating", "steer", "steering_kl", "find_strength", "find_alpha", "SteeringResult",
+__all__ = ["top_activating", "steer", "steering_kl", "find_strength", "SteeringResult",
            "component_directions"]
 
 
@@ -200,11 +200,6 @@ class SteeringResult(Result):
     converged: bool
     trace: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
-    @property
-    def alpha(self) -> float:
-        """Deprecated spelling of :attr:`strength` (``alpha`` is the significance level in this library)."""
-        return self.strength
-
     def to_frame(self) -> pd.DataFrame:
         """One row per evaluation of the search: ``strength`` and the ``kl`` it gave, in search order."""
         return pd.DataFrame(self.trace, columns=["strength", "kl"])
@@ -304,14 +299,6 @@ def find_strength(model: Any, prompt: str | torch.Tensor, site: str, direction: 
         else:
             hi = mid
     return SteeringResult(target_kl, sign * best_a, best_kl, len(trace), abs(best_kl - target_kl) <= tol, trace)
-
-
-def find_alpha(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, target_kl: float,
-               tol: float = 0.01, sign: float = 1.0, alpha_start: float | None = None, max_evaluations: int = 60,
-               ) -> SteeringResult:
-    """Deprecated: :func:`find_strength` with ``search="double"`` (``alpha_start`` is its ``start``)."""
-    return find_strength(model, prompt, site, direction, target_kl, tol=tol, search="double", sign=sign,
-                         start=alpha_start, max_evaluations=max_evaluations)
 
 
 def steered_generate(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, strength: float,
