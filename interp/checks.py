@@ -218,7 +218,10 @@ def check_metric_value(value: torch.Tensor, metric: Any, output: Any = None) -> 
         return value
     name = getattr(metric, "name", getattr(metric, "__name__", "the metric"))
     finite = not isinstance(output, torch.Tensor) or bool(torch.isfinite(output.detach()).all())
-    raise NaNError(f"metric {name} returned {float(value.detach().reshape(-1)[0])} on " + (
+    flat = value.detach().reshape(-1)
+    bad = (~torch.isfinite(flat)).nonzero()[:, 0]
+    where = f" (element {int(bad[0])} of {flat.numel()}; {len(bad)} not finite)" if flat.numel() > 1 else ""
+    raise NaNError(f"metric {name} returned {float(flat[bad[0]])}{where} on " + (
         "finite model outputs; fix the metric (a log of 0, a division by zero, a mean over nothing?)" if finite
         else "model outputs that hold NaN/inf; check the inputs and the intervention (the model itself returned "
              "non-finite logits)"))

@@ -370,9 +370,9 @@ class Activations(Interop):
         Parameters
         ----------
         dim : str or sequence of str
-            The dim(s) to reduce; the data are cast to float32 first.
+            The dim(s) to reduce; integer data are cast to float32 first, floating data keep their dtype.
         """
-        return self._reduce(lambda x, dim: x.float().std(dim=dim), dim)
+        return self._reduce(lambda x, dim: (x if x.is_floating_point() else x.float()).std(dim=dim), dim)
 
     def max(self, dim: str | Sequence[str]) -> Activations:
         """Maximum over the named dim(s).

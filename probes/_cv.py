@@ -140,6 +140,40 @@ def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = Non
     return t.to(device=device, dtype=dtype)
 
 
+NAN_POLICIES = ("raise", "drop")
+
+
+def check_nan_policy(nan_policy: Any) -> str:
+    """``nan_policy`` must be ``"raise"`` or ``"drop"``: a :class:`ConfigError` otherwise (a misspelt ``"omit"``
+    would otherwise raise on NaN as if ``"raise"`` were meant, or drop where the user meant something else).
+
+    Parameters
+    ----------
+    nan_policy : str
+        The value given.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise ConfigError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    return nan_policy
+
+
+def check_alphas(alphas: Any) -> np.ndarray:
+    """Ridge penalties as a non-empty 1-D float array of positive finite values (:class:`ConfigError` otherwise).
+
+    Parameters
+    ----------
+    alphas : sequence of float or float
+        The candidate penalties.
+    """
+    try:
+        a = np.asarray(alphas, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"alphas must be positive numbers, got {alphas!r}") from exc
+    if a.size == 0 or not np.isfinite(a).all() or (a <= 0).any():
+        raise ConfigError(f"alphas must be a non-empty list of positive finite numbers, got {a.tolist()[:8]}")
+    return a
+
+
 def check_y_given(est: Any, y: Any) -> None:
     """Raise :class:`ConfigError` (scikit-learn's wording) when a supervised probe's ``fit`` gets ``y=None``."""
     if y is None:

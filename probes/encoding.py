@@ -25,7 +25,7 @@ import torch
 from interp.errors import ConfigError, DimensionError, NaNError
 from interp.results import Result, themed
 
-from ._cv import as_array2d, group_labels, make_splits
+from ._cv import as_array2d, check_nan_policy, group_labels, make_splits
 from .ridge import DEFAULT_ALPHAS, RidgeCV, _as_targets
 
 __all__ = ["encoding_scores", "EncodingResult", "pearson_per_target"]
@@ -147,6 +147,7 @@ def encoding_scores(X: Any, Y: Any, *, alphas: Any = DEFAULT_ALPHAS, cv: Any = 5
     dtype : str, optional
         Torch dtype name for ``X`` (``"float32"``, ``"float64"``); None keeps the input's float dtype.
     """
+    check_nan_policy(nan_policy)
     Xt = as_array2d(X, "X", dtype=getattr(torch, dtype) if dtype else None)
     Yt = _as_targets(Y, Xt)
     if Xt.shape[0] != Yt.shape[0]:

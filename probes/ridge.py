@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from interp.errors import ConfigError, DimensionError
 
-from ._cv import check_y_given, group_labels, make_splits, validate_X
+from ._cv import check_alphas, check_nan_policy, check_y_given, group_labels, make_splits, validate_X
 
 __all__ = ["RidgeCV", "BandedRidgeCV", "ridge_cv_scores"]
 
@@ -218,6 +218,7 @@ class RidgeCV(RegressorMixin, BaseEstimator):
         device = self.device
         if device is None and not isinstance(X, torch.Tensor) and torch.cuda.is_available():
             device = "cuda"
+        check_nan_policy(self.nan_policy)
         Xt = validate_X(self, X, reset=True, dtype=dtype, device=device)
         check_y_given(self, Y)
         Ycand = _as_targets(Y, Xt)
@@ -255,9 +256,7 @@ class RidgeCV(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_tensors(self, Xt: torch.Tensor, Yt: torch.Tensor, groups: Any) -> None:
-        alphas = torch.as_tensor(np.asarray(self.alphas, dtype=float), dtype=Xt.dtype, device=Xt.device).reshape(-1)
-        if (alphas <= 0).any():
-            raise ConfigError("alphas must be positive")
+        alphas = torch.as_tensor(check_alphas(self.alphas), dtype=Xt.dtype, device=Xt.device)
         splits = make_splits(Xt.shape[0], self.cv, groups)
         scores = ridge_cv_scores(Xt, Yt, splits, alphas, fit_intercept=self.fit_intercept, solver=self.solver,
                                  scoring=self.scoring, n_targets_batch=self.n_targets_batch)
@@ -387,15 +386,16 @@ class BandedRidgeCV(RidgeCV):
 
     def _fit_tensors(self, Xt: torch.Tensor, Yt: torch.Tensor, groups: Any) -> None:
         bands = list(self.bands)
-        if not bands or sum(bands) != Xt.shape[1]:
-            raise ConfigError(f"bands {bands} must be positive sizes summing to the {Xt.shape[1]} features")
+        if (not bands or any(not isinstance(b, (int, np.integer)) or isinstance(b, bool) or b <= 0 for b in bands)
+                or sum(bands) != Xt.shape[1]):
+            raise ConfigError(f"bands {bands} must be positive integer sizes summing to the {Xt.shape[1]} features")
         edges = np.concatenate([[0], np.cumsum(bands)])
         gammas = (np.asarray(self.gammas, dtype=float) if self.gammas is not None
                   else _sample_gammas(self.n_iter, len(bands), self.concentration,
                                       np.random.default_rng(self.seed)))
         if gammas.ndim != 2 or gammas.shape[1] != len(bands):
             raise ConfigError(f"gammas must have shape (n_iter, {len(bands)}), got {gammas.shape}")
-        alphas = torch.as_tensor(np.asarray(self.alphas, dtype=float), dtype=Xt.dtype, device=Xt.device).reshape(-1)
+        alphas = torch.as_tensor(check_alphas(self.alphas), dtype=Xt.dtype, device=Xt.device)
         splits = make_splits(Xt.shape[0], self.cv, groups)
         t = Yt.shape[1]
         best = torch.full((t,), -torch.inf, dtype=torch.float64, device=Xt.device)

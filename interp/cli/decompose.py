@@ -101,7 +101,7 @@ def build(args: argparse.Namespace):
     if args.method == "relu":
         return sae.ReLUSAE(n, l1_coefficient=args.l1, **common)
     if args.method == "jumprelu":
-        return sae.JumpReLUSAE(n, sparsity_coefficient=args.sparsity or 1.0, **common)
+        return sae.JumpReLUSAE(n, sparsity_coefficient=args.sparsity if args.sparsity is not None else 1.0, **common)
     if args.method == "snmf":
         return nmf.SNMF(n, sparsity=args.sparsity if args.sparsity is not None else 0.01,
                         max_iter=args.max_iter, seed=args.seed, device=args.device, progress=args.progress)

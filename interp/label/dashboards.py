@@ -98,7 +98,11 @@ class FeatureDashboards(Result):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        f = self.features[0] if feature is None else next(x for x in self.features if x["feature_index"] == feature)
+        known = [x["feature_index"] for x in self.features]
+        if feature is not None and feature not in known:
+            raise ConfigError(f"feature {feature!r} has no dashboard here; the dashboards hold features "
+                              f"{known[:10]}{' ...' if len(known) > 10 else ''}")
+        f = self.features[0] if feature is None else self.features[known.index(feature)]
         fig = make_subplots(rows=1, cols=2, subplot_titles=["activations (nonzero)", "logit effects"])
         fig.add_trace(go.Bar(x=f["freq_hist_data_bar_values"], y=f["freq_hist_data_bar_heights"],
                              showlegend=False), row=1, col=1)

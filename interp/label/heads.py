@@ -160,8 +160,9 @@ def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size
     ----------
     model : TransformerBridge
         The model (its ``blocks.{L}.attn.hook_pattern`` hooks are read).
-    tokens : torch.Tensor
-        Non-empty integer token ids ``(batch, pos)``.
+    tokens : torch.Tensor or sequence of torch.Tensor
+        Non-empty integer token ids ``(batch, pos)``, or a sequence of equal-length 1-D (or ``(1, pos)``) rows,
+        which are stacked.
     batch_size : int, optional
         Sequences per forward pass (default 32).
     threshold : float, optional
@@ -169,7 +170,12 @@ def head_scores(model, tokens: torch.Tensor | Iterable[torch.Tensor], batch_size
     """
     if not engine.is_bridge(model):
         raise InputTypeError("head_scores needs a TransformerBridge (attention patterns at blocks.*.attn.hook_pattern)")
-    tokens = torch.as_tensor(tokens)
+    if not isinstance(tokens, torch.Tensor):
+        rows = [torch.as_tensor(t).reshape(-1) for t in tokens]
+        if not rows or len({len(r) for r in rows}) != 1:
+            raise InputTypeError(f"tokens as a sequence must hold equal-length rows; got lengths "
+                                 f"{sorted({len(r) for r in rows})[:8]} (pad them, or score each length separately)")
+        tokens = torch.stack(rows)
     if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.is_floating_point():
         raise InputTypeError(f"tokens must be a non-empty integer tensor (batch, pos), got {tuple(tokens.shape)}")
     L, H = int(model.cfg.n_layers), int(model.cfg.n_heads)
