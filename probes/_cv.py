@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.errors import ConfigError, DimensionError, InputTypeError, NaNError, named_array_error
+from interp._matrix import as_matrix
+from interp.errors import ConfigError, DimensionError, InputTypeError, named_array_error
 from interp.tensor import Activations
 
 __all__ = ["make_splits", "as_array2d", "group_labels", "validate_X", "check_y_given"]
@@ -82,31 +83,24 @@ def make_splits(n_samples: int, cv: Any = 5, groups: Any = None) -> list[tuple[n
 
 def as_array2d(x: Any, name: str, dtype: torch.dtype | None = None, device: Any = None,
                nan_policy: str = "raise") -> torch.Tensor:
-    """A finite 2-D float tensor from Activations / tensor / array (1-D becomes one column)."""
-    if isinstance(x, Activations):
-        t = x.matrix("sample") if "sample" in x.dims else x.data.reshape(x.shape[0], -1)
-    elif isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        arr = np.asarray(x)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-            raise InputTypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim == 1:
-        t = t[:, None]
-    if t.ndim != 2:
-        raise DimensionError(f"{name} must be 2-D (samples x features), got shape {tuple(t.shape)}")
-    if dtype is None:
-        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
-    t = t.to(device=device if device is not None else t.device, dtype=dtype)
-    bad = ~torch.isfinite(t)
-    if bad.any():
-        if nan_policy == "drop":
-            t = t[:, ~bad.any(0)]
-        else:
-            raise NaNError(f"{name} has {int(bad.sum())} NaN/inf values in {int(bad.any(0).sum())} columns; "
-                           "pass nan_policy='drop' to drop those columns")
-    return t
+    """A finite 2-D float tensor from Activations / tensor / array (1-D becomes one column); the library's one
+    matrix boundary (:func:`interp._matrix.as_matrix`) with each stimulus a row (``features="rest"``).
+
+    Parameters
+    ----------
+    x : Activations, torch.Tensor or array-like
+        The input.
+    name : str
+        Its name in error messages.
+    dtype : torch.dtype, optional
+        The result's dtype; None keeps float32/float64, anything else becomes float64.
+    device : str or torch.device, optional
+        The result's device; None keeps a tensor's device.
+    nan_policy : {"raise", "drop"}, optional
+        NaN/inf raise :class:`~interp.errors.NaNError` (default) or drop the columns that hold them.
+    """
+    return as_matrix(x, what=name, features="rest", one_d="column", dtype=dtype, device=device,
+                     nan_policy=check_nan_policy(nan_policy))
 
 
 def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
@@ -119,9 +113,8 @@ def validate_X(est: Any, X: Any, *, reset: bool, dtype: torch.dtype | None = Non
     :class:`~interp.errors.UnsupportedInputError` (complex); see :func:`~interp.errors.named_array_error`.
     """
     if isinstance(X, (torch.Tensor, Activations)):
-        t = as_array2d(X, "X", dtype=dtype, device=device)
-        if t.shape[0] == 0 or t.shape[1] == 0:
-            raise DimensionError(f"X is empty: shape {tuple(t.shape)}; a probe needs at least 1 sample and 1 feature")
+        # 1-D refused for tensors as scikit-learn refuses it for arrays: an estimator's X is 2-D
+        t = as_matrix(X, what="X", features="rest", one_d="refuse", dtype=dtype, device=device)
         if reset:
             est.n_features_in_ = t.shape[1]
         elif t.shape[1] != est.n_features_in_:
