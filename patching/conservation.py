@@ -174,7 +174,8 @@ def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torc
     site : str, optional
         The input site (default ``blocks.0.hook_resid_pre`` of a bridge; required for a plain module).
     rules : Sequence[str or Rule] or Mapping[str, bool], optional
-        RelP's rules (names, :class:`Rule` objects, or ``{name: strict}``); default all four.
+        RelP's rules: names or :class:`Rule` objects (exactly those), or ``{name: on}`` switching rules on
+        and off from RelP's defaults; default all four wherever they apply.
     """
     if site is None:
         if not engine.is_bridge(model):
