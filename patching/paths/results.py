@@ -40,7 +40,7 @@ class NeuronPaths(Result):
     seconds : float
         The time spent.
     labels : list of str, optional
-        Class names, indexed by target.
+        A label per sample (a column of the table).
     """
 
     indices: torch.Tensor
