@@ -135,7 +135,13 @@ class Captured(dict):
     outputs: torch.Tensor | None
 
     def stack(self, dim: str = "unit") -> Activations:
-        """Concatenate every site along ``dim`` (a ``site`` coordinate tells them apart)."""
+        """Concatenate every site along ``dim`` (a ``site`` coordinate tells them apart).
+
+        Parameters
+        ----------
+        dim : str
+            The dim the sites are concatenated along (every site must have it).
+        """
         from .tensor import concat
 
         return concat(list(self.values()), dim=dim)

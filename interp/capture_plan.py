@@ -48,7 +48,13 @@ __all__ = ["plan_capture", "CapturePlan", "format_bytes"]
 
 
 def format_bytes(n: float) -> str:
-    """``1536 -> '1.5 KB'`` (powers of 1000, as disks are sold)."""
+    """``1536 -> '1.54 KB'`` (powers of 1000, as disks are sold).
+
+    Parameters
+    ----------
+    n : float
+        A number of bytes.
+    """
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
@@ -108,6 +114,35 @@ class CapturePlan(Result):
 
     ``to_frame()`` has one row per site (dims, row shape, bytes per token, store bytes of its shards);
     ``summary()`` the totals: bytes per token, store size, shards and the peak memory per device.
+
+    Parameters
+    ----------
+    model : str
+        The model's name.
+    dtype : str
+        The stored dtype.
+    n_tokens, n_inputs, seq_len : int
+        Tokens (rows) to store, inputs, and the token length of each input.
+    batch_size : int
+        Inputs per batch (one shard per batch).
+    row_shapes : dict[str, tuple of int]
+        ``{site: shape of one stored row}``.
+    dims : dict[str, list of str]
+        ``{site: dim names of a row}``.
+    itemsize : int
+        Bytes per stored value.
+    coords_bytes_per_token : float
+        Coordinate bytes stored per token.
+    shard_overhead_bytes : float
+        Fixed bytes per shard (``.npy`` headers, fixed coordinates).
+    manifest_bytes : float
+        Size of the manifest.
+    weights_bytes, batch_bytes : dict[str, int]
+        ``{device type: bytes}`` of the model's weights and of the tensors live while one batch runs.
+    inputs_bytes : int
+        Bytes of the tokenized inputs (on the CPU).
+    notes : list of str
+        Caveats of the estimate.
     """
 
     model: str

@@ -82,12 +82,37 @@ class StorageError(InterpError, OSError):
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Return up to ``n`` candidates that look most like ``name`` (for 'did you mean' hints)."""
+    """Return up to ``n`` candidates that look most like ``name`` (for 'did you mean' hints).
+
+    Parameters
+    ----------
+    name : str
+        The name that was not found.
+    candidates : Iterable[str]
+        The names that exist.
+    n : int
+        At most this many suggestions, best first (``difflib`` similarity >= 0.4).
+    """
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)
 
 
 def require(module: str, pip_name: str | None = None, extra: str | None = None):
-    """Import an optional dependency or raise :class:`MissingDependencyError` with the pip command."""
+    """Import an optional dependency or raise :class:`MissingDependencyError` with the pip command.
+
+    Parameters
+    ----------
+    module : str
+        The module to import (``"sklearn.linear_model"``).
+    pip_name : str, optional
+        The package that provides it, for the hint (default the module's top-level name).
+    extra : str, optional
+        The ``interp[extra]`` that installs it, for the hint.
+
+    Returns
+    -------
+    module
+        The imported module.
+    """
     import importlib
 
     try:

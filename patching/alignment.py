@@ -60,8 +60,29 @@ __all__ = ["Ablation", "AlignmentResult", "brain_alignment", "channel_groups", "
 @dataclass
 class Ablation:
     """One ablation at ``site``: ``channels``, ``heads``, ``latents`` of ``decomposition``, ``channel_group=(k, n)``
-    (the k-th of n channel groups, ``grouping`` "contiguous" or "random" with ``seed``) or, with none of these,
-    the whole site. ``kind``: ``"mean"`` (the mean over the stimuli of this analysis) or ``"zero"``."""
+    or, with none of these, the whole site (at most one of the four).
+
+    Parameters
+    ----------
+    site : str
+        Module path (or hook name on a bridge) whose output is ablated.
+    kind : {"mean", "zero"}
+        Replace by the mean over the stimuli of this analysis, or by zero.
+    channels : int or Sequence[int], optional
+        Channel indices: axis 1 of a conv map ``(N, C, H, W)``, else the last axis.
+    heads : int or Sequence[int], optional
+        Head indices of a per-head site of a bridge.
+    latents : int or Sequence[int], optional
+        Latent indices of ``decomposition`` (their decoder contribution is removed at the site).
+    decomposition : Any, optional
+        A fitted SAE, NMF or SNMF with ``transform`` and ``inverse_transform`` (required with ``latents``).
+    channel_group : tuple of (int, int), optional
+        ``(k, n)``: the k-th (from 0) of ``n`` channel groups.
+    grouping : {"contiguous", "random"}
+        How the channels are split into the ``n`` groups.
+    seed : int
+        Seed of the random grouping.
+    """
 
     site: str
     kind: str = "mean"
@@ -86,7 +107,13 @@ class Ablation:
             raise ConfigError(f"grouping must be 'contiguous' or 'random', got {self.grouping!r}")
 
     def resolved_channels(self, n_channels: int) -> Any:
-        """Channel indices (``channels``, or the ``channel_group`` of ``n_channels``)."""
+        """Channel indices (``channels``, or the ``channel_group`` of ``n_channels``).
+
+        Parameters
+        ----------
+        n_channels : int
+            The site's number of channels, split into the groups of ``channel_group``.
+        """
         if self.channel_group is None:
             return self.channels
         k, n = self.channel_group
@@ -99,19 +126,57 @@ class Ablation:
 
 def channel_groups(model: nn.Module, sites: str | Sequence[str], n_groups: int = 4, *, kind: str = "mean",
                    grouping: str = "contiguous", seed: int = 0) -> dict[str, Ablation]:
-    """One :class:`Ablation` per channel group per site (globs allowed): ``{"site[k/n]": Ablation}``."""
+    """One :class:`Ablation` per channel group per site (globs allowed): ``{"site[k/n]": Ablation}``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose sites the globs are matched against.
+    sites : str or Sequence[str]
+        Module paths or globs (``"_blocks.*._depthwise_act"``).
+    n_groups : int
+        Groups per site.
+    kind : {"mean", "zero"}
+        Replace by the mean over the stimuli, or by zero.
+    grouping : {"contiguous", "random"}
+        How the channels are split.
+    seed : int
+        Seed of the random grouping.
+    """
     return {f"{s}[{k + 1}/{n_groups}]": Ablation(s, kind, channel_group=(k, n_groups), grouping=grouping, seed=seed)
             for s in expand_sites(model, sites) for k in range(n_groups)}
 
 
 def latent_ablations(site: str, decomposition: Any, latents: Sequence[Any], *, kind: str = "zero"
                      ) -> dict[str, Ablation]:
-    """One :class:`Ablation` per entry of ``latents`` (an index or a list of indices of the decomposition)."""
+    """One :class:`Ablation` per entry of ``latents``: ``{"site:latent i": Ablation}``.
+
+    Parameters
+    ----------
+    site : str
+        The site the decomposition was fitted on.
+    decomposition : Any
+        A fitted SAE, NMF or SNMF with ``transform`` and ``inverse_transform``.
+    latents : Sequence
+        Each entry an index or a list of indices of the decomposition, ablated together.
+    kind : {"mean", "zero"}
+        Set the latents' codes to their mean over the stimuli, or remove them (default).
+    """
     return {f"{site}:latent {lat}": Ablation(site, kind, latents=lat, decomposition=decomposition) for lat in latents}
 
 
 def head_ablations(model: nn.Module, sites: str | Sequence[str], *, kind: str = "mean") -> dict[str, Ablation]:
-    """One :class:`Ablation` per attention head of each per-head site (e.g. ``"blocks.*.attn.hook_z"``)."""
+    """One :class:`Ablation` per attention head of each per-head site: ``{"site:H<h>": Ablation}``.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        A bridge (``model.cfg.n_heads`` gives the heads).
+    sites : str or Sequence[str]
+        Per-head hook names or globs (``"blocks.*.attn.hook_z"``).
+    kind : {"mean", "zero"}
+        Replace by the mean over the stimuli, or by zero.
+    """
     n_heads = getattr(getattr(model, "cfg", None), "n_heads", None)
     if n_heads is None:
         raise InputTypeError("head_ablations needs a TransformerBridge (model.cfg.n_heads)")
@@ -123,8 +188,19 @@ def head_ablations(model: nn.Module, sites: str | Sequence[str], *, kind: str = 
 class AlignmentResult(Result):
     """One row per (read-out site, ablation): ``intact`` and ``ablated`` similarity, ``delta`` = ablated -
     intact with its paired bootstrap CI (``low``, ``high``), ``p_value`` (two-sided bootstrap) and
-    ``significant`` (the CI excludes 0). ``samples[readout]``: paired bootstrap scores ``(n_bootstraps,
-    1 + n_ablations)``, column 0 intact."""
+    ``significant`` (the CI excludes 0).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (read-out, ablation): ``readout``, ``ablation``, ``site``, ``kind``, ``intact``,
+        ``ablated``, ``delta``, ``low``, ``high``, ``p_value``, ``significant``.
+    samples : dict
+        ``{readout: paired bootstrap scores (n_bootstraps, 1 + n_ablations)}``, column 0 intact.
+    attrs : dict
+        The settings: ``method``, ``measure``, ``n_bootstraps``, ``level``, ``seed``, ``replay``, ``model``,
+        ``recording``, ``n_stimuli`` ...
+    """
 
     frame: pd.DataFrame
     samples: dict = field(default_factory=dict, repr=False)
@@ -134,7 +210,13 @@ class AlignmentResult(Result):
         return self.frame.copy()
 
     def rank(self, readout: str | None = None) -> pd.DataFrame:
-        """Ablations ordered by how much similarity they remove (largest drop first)."""
+        """Ablations ordered by how much similarity they remove (largest drop first).
+
+        Parameters
+        ----------
+        readout : str, optional
+            Keep only this read-out site's rows (default all).
+        """
         f = self.frame if readout is None else self.frame[self.frame["readout"] == readout]
         return f.sort_values("delta").reset_index(drop=True)
 
@@ -343,6 +425,32 @@ def k92_it_alignment(*, model: nn.Module | None = None, preprocess: Any = None, 
     read-out, a random half of its expanded (depthwise) channels is mean-ablated; ``"channels"``: the expanded
     channels of the ``top_blocks`` blocks whose half-ablation lowered the similarity most are split into
     ``n_groups`` contiguous groups, each mean-ablated. ``quick``: the last four blocks only, 4 groups, 100 bootstraps.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, optional
+        An ``efficientnet-lite0`` (default: loaded from the zoo, with its ``preprocess``).
+    preprocess : Callable, optional
+        Image preprocessing for ``model`` (the zoo's when ``model`` is left out).
+    readout : str, optional
+        The read-out block (``"_blocks.15"``); default the block most similar to human IT.
+    top_blocks : int
+        How many blocks' channels are split into groups.
+    n_groups : int
+        Channel groups per block (at most 4 with ``quick``).
+    n_bootstraps : int
+        Bootstrap resamples of the stimuli (at most 100 with ``quick``).
+    seed : int
+        Seed of the bootstrap and of the random half-ablations.
+    quick : bool
+        The last four blocks only, 4 groups, 100 bootstraps.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict[str, AlignmentResult]
+        ``{"blocks": ..., "channels": ...}``.
 
     >>> out = k92_it_alignment(quick=True)                                    # doctest: +SKIP
     >>> out["blocks"].rank().head(), out["channels"].plot()                   # doctest: +SKIP

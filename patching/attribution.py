@@ -33,7 +33,7 @@ from ._plan import (
     prepare_pair,
     reduce_to_cells,
 )
-from .contract import attribution_method
+from .contract import attribution_method, fill_shared
 from .results import AttributionResult, SiteGrid
 
 __all__ = ["attribution_patching", "gradient_attribution"]
@@ -77,13 +77,33 @@ def gradient_attribution(model: nn.Module, clean: Any, corrupted: Any, metric: C
                          index: Mapping[str, Sequence[int]] | None, direction: str, method: str,
                          context: Callable[[], Any] = contextlib.nullcontext, extra: dict | None = None,
                          batch_size: int | None = None) -> AttributionResult:
-    """The AtP computation shared by AtP and RelP: ``context()`` (RelP's rules) shapes the backward pass."""
+    """The AtP computation shared by AtP and RelP: ``context()`` (RelP's rules) shapes the backward pass.
+
+    Parameters
+    ----------
+    {shared_parameters}
+    method : str
+        The name the result carries (``"atp"``, ``"relp"``).
+    context : Callable[[], ContextManager]
+        Called once per backward pass; the context it returns is active during the gradient (RelP installs
+        its rules there). Default: nothing.
+    extra : dict, optional
+        Method details stored on the result as ``extra`` (RelP: the rules applied and the conservation check).
+
+    Returns
+    -------
+    AttributionResult
+        ``effect`` = gradient times (patched - original activation) per cell, batch-mean.
+    """
     check_direction(direction)
     clean, corrupted = prepare_pair(model, clean, corrupted)
     plans = plan_sites(model, sites, by=by, layers=layers, index=index)
     check_editable(model, plans, clean)
     return over_prompts(lambda c, r, m, share: _estimate(model, c, r, m, plans, index, direction, method, context,
                                                          extra), clean, corrupted, metric, batch_size)
+
+
+gradient_attribution.__doc__ = fill_shared(gradient_attribution.__doc__ or "")
 
 
 def _estimate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metric: Callable, plans: list,

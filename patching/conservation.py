@@ -37,7 +37,13 @@ def tolerance(dtype: torch.dtype) -> float:
     """Relative conservation error that rounding alone can give in ``dtype``: 1e-4 in float32/float64, 32 machine
     epsilons in half precision (bfloat16 0.25, float16 0.03). Measured on tiny 2-layer models of GPT-2, Llama,
     Qwen2-MoE and Gemma-3 with every rule covered: up to 7e-6 in float32, 0.05 (6.5 eps) in bfloat16, 0.008
-    (8.4 eps) in float16; deeper models add rounding per layer."""
+    (8.4 eps) in float16; deeper models add rounding per layer.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        The model's floating-point dtype.
+    """
     if dtype in (torch.float32, torch.float64):
         return 1e-4
     return 32 * torch.finfo(dtype).eps
@@ -50,6 +56,23 @@ class ConservationResult(Result):
     ``relative_error = |metric - relevance| / |metric|`` on the bias-free model (0 up to float rounding when every
     non-linearity is covered by a rule); ``bias_share = (metric - relevance) / metric`` on the model with its
     biases (the part of the metric that comes from biases and uncovered non-linearities).
+
+    Parameters
+    ----------
+    site : str
+        The input site relevance was measured at.
+    metric_value, relevance : float
+        The metric and the total relevance at ``site`` on the bias-free model.
+    relative_error : float
+        ``|metric_value - relevance| / |metric_value|``.
+    model_metric_value, model_relevance : float
+        The same two on the model with its biases.
+    bias_share : float
+        ``(model_metric_value - model_relevance) / model_metric_value`` (NaN for a zero metric).
+    rules : dict[str, list[str]]
+        ``{rule name: modules it was applied to}``.
+    tolerance : float
+        The relative error below which relevance counts as conserved (:func:`tolerance` of the dtype).
     """
 
     site: str
@@ -139,6 +162,20 @@ def relevance_conservation(model: nn.Module, inputs: Any, metric: Callable[[torc
     ``rules`` default to all four wherever they apply (conservation needs the AH-rule too: a softmax is not
     linear; ``result.rules`` says where each applied); the metric must be linear in the model output. Measures on the model with
     every bias set to zero (restored afterwards), and on the model as given.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    inputs : Any
+        Model inputs (texts, token tensors, or tensors for a plain module).
+    metric : Callable[[torch.Tensor], torch.Tensor]
+        ``metric(logits) -> scalar``, linear in the model output (logit difference, a logit).
+    site : str, optional
+        The input site (default ``blocks.0.hook_resid_pre`` of a bridge; required for a plain module).
+    rules : Sequence[str or Rule] or Mapping[str, bool], optional
+        RelP's rules: names or :class:`Rule` objects (exactly those), or ``{name: on}`` switching rules on
+        and off from RelP's defaults; default all four wherever they apply.
     """
     if site is None:
         if not engine.is_bridge(model):

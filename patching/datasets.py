@@ -38,7 +38,19 @@ NAMES = (" Mary", " John", " Tom", " James", " Sarah", " Anna", " David", " Paul
 
 @dataclass
 class PromptPairs:
-    """One group of clean/corrupted pairs of equal token length."""
+    """One group of clean/corrupted pairs of equal token length.
+
+    Parameters
+    ----------
+    clean, corrupted : torch.Tensor
+        Token ids ``[n, pos]``, of equal shape.
+    correct, incorrect : torch.Tensor
+        ``[n]`` token ids: the clean answer and the corrupted run's answer, predicted at the last position.
+    template : str
+        A description of how the pairs were made (the IOI template, the induction settings).
+    texts : list of str, optional
+        The clean prompts as text (IOI).
+    """
 
     clean: torch.Tensor
     corrupted: torch.Tensor
@@ -74,6 +86,22 @@ def ioi_pairs(model: Any, n: int = 60, seed: int = 0, templates: tuple[str, ...]
 
     Clean: "When Mary and John went to the store, John gave a drink to" (answer " Mary");
     corrupted: "... , Mary gave a drink to" (answer " John").
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        A model with a ``tokenizer`` and ``to_tokens``; only names that are one token for it are used.
+    n : int
+        Number of pairs in all, shared out over the templates.
+    seed : int
+        Seed of the names drawn.
+    templates : tuple of str
+        Templates with ``{A}``, ``{B}`` and ``{S}`` fields (default the first three of ``IOI_TEMPLATES``).
+
+    Returns
+    -------
+    list of PromptPairs
+        One group per template (each of equal token length within).
     """
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -109,6 +137,28 @@ def induction_pairs(n: int = 64, period: int = 12, query: int = 8, d_vocab: int 
     ``corrupt="key"``: it replaces ``A[query - 1]`` in the first copy, so the current token has no
     earlier occurrence to attend from (this is what a previous-token head feeds the induction
     head). Length ``1 + period + query``.
+
+    Parameters
+    ----------
+    n : int
+        Number of pairs.
+    period : int
+        Length of the random block ``A`` (distinct tokens; ``query < period < d_vocab - 1``).
+    query : int
+        How many tokens of ``A`` are repeated (``1 <= query < period``); ``A[query]`` is the answer.
+    d_vocab : int
+        Vocabulary size; tokens are drawn from ``1 .. d_vocab - 1``.
+    seed : int
+        Seed of the random blocks.
+    bos : int
+        The token id put first.
+    corrupt : {"value", "key"}
+        Which token of the first copy the corrupted sequence replaces (see above).
+
+    Returns
+    -------
+    PromptPairs
+        Tokens ``[n, 1 + period + query]``.
     """
     if corrupt not in {"value", "key"}:
         raise ConfigError(f"corrupt must be 'value' or 'key', got {corrupt!r}")

@@ -65,9 +65,15 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 class Faithfulness(Result):
     """Per (component kind, method): Pearson r and Spearman rho with activation patching, and the cost.
 
-    ``table``: one row per (component, method) with ``pearson_r``, ``spearman_r``, ``pairs``, ``cells``,
-    ``forward_passes``, ``backward_passes``, ``seconds`` (one call scores every kind: its cost is charged to
-    the first kind). ``values``: ``{(component, method): (truth, estimate)}`` cell arrays.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per (component, method) with ``pearson_r``, ``spearman_r``, ``pairs``, ``cells``,
+        ``forward_passes``, ``backward_passes``, ``seconds`` (one call scores every kind: its cost is charged
+        to the first kind).
+    values : dict
+        ``{(component, method): (truth, estimate)}`` cell arrays (activation patching's effects and the
+        method's estimates, in the same order).
     """
 
     table: pd.DataFrame
@@ -86,7 +92,15 @@ class Faithfulness(Result):
         return "\n".join(lines)
 
     def plot(self, component: str | None = None, **kwargs: Any) -> Any:
-        """Bars of Pearson r per component and method; with ``component``, the scatter of estimates vs truth."""
+        """Bars of Pearson r per component and method; with ``component``, the scatter of estimates vs truth.
+
+        Parameters
+        ----------
+        component : str, optional
+            A component kind of ``table`` to scatter (default: the bar chart of every kind).
+        **kwargs
+            ``title``.
+        """
         import plotly.express as px
         import plotly.graph_objects as go
 
@@ -140,6 +154,24 @@ def faithfulness(model: Any, clean: Any, corrupted: Any = None, metric: Callable
 
     Returns a :class:`Faithfulness` (Pearson r and Spearman rho per kind and method, a bar plot). The
     acceptance configuration of ``benchmarks/faithfulness.py`` is this call on its prompt groups.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    clean : Any
+        Clean inputs, or (with ``corrupted`` and ``metric`` left out) a list of prompt-pair groups.
+    corrupted : Any, optional
+        Corrupted inputs of the same shape as ``clean``.
+    metric : Callable, optional
+        ``metric(logits) -> scalar``, a batch mean (see :mod:`patching.metrics`).
+    sites : str or Sequence[str]
+        Component kinds, each correlated separately (default ``resid_pre``, ``attn_out``, ``mlp_out``).
+    methods : Sequence[str] or Mapping, optional
+        Names in :data:`patching.METHODS` or ``{label: (name, kwargs[, n])}``; default
+        :data:`FAITHFULNESS_METHODS`.
+    index : Mapping[str, Sequence[int]], optional
+        Indices of an axis (``{"neuron": [...]}``), the same for every method.
     """
     from .contract import METHODS  # the registry the attribution methods add themselves to
 

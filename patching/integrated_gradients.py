@@ -53,7 +53,21 @@ METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right"
 
 
 def path_points(steps: int, method: str = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
-    """Quadrature points ``alphas`` in [0, 1] and their weights (as Captum's approximation methods)."""
+    """Quadrature points ``alphas`` in [0, 1] and their weights (as Captum's approximation methods).
+
+    Parameters
+    ----------
+    steps : int
+        Number of points (>= 1; >= 2 for ``"riemann_trapezoid"``).
+    method : str
+        ``"gausslegendre"`` (default), ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"`` or
+        ``"riemann_trapezoid"``.
+
+    Returns
+    -------
+    alphas, weights : torch.Tensor
+        ``(steps,)`` float64 each; the weights sum to 1.
+    """
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     if method == "gausslegendre":

@@ -41,16 +41,25 @@ Index = int | Sequence[int] | slice | torch.Tensor | None
 class Intervention:
     """One edit of one site.
 
-    Attributes:
-        site: hook name (bridge) or module path.
-        kind: one of :data:`KINDS`.
-        value: the clamp value, scale factor, steering vector, mean activation, patch source
-            activation or resample pool (depends on ``kind``); for ``mean``/``resample``/``patch``
-            it may instead be *inputs* to run the model on when the intervention starts.
-        units, heads, positions: the subset edited (None = all). Units index the last axis,
-            heads the head axis of per-head sites (``hook_z``, ``hook_q``, ``hook_pattern``...),
-            positions the token axis (the query axis of attention patterns).
-        fn: for ``kind="function"``, ``fn(activation) -> activation``.
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path.
+    kind : str
+        One of :data:`KINDS`.
+    value : Any, optional
+        The clamp value, scale factor, steering vector, mean activation, patch source activation or
+        resample pool (depends on ``kind``; required for ``clamp``, ``scale`` and ``add``); for
+        ``mean``/``resample``/``patch`` it may instead be *inputs* to run the model on when the
+        intervention starts.
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (None = all). Units index the last axis, heads the head axis of per-head sites
+        (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis (the query axis of
+        attention patterns).
+    fn : Callable[[torch.Tensor], torch.Tensor], optional
+        For ``kind="function"``, ``fn(activation) -> activation`` of the same shape.
+    seed : int
+        Seed of the random rows drawn by ``resample``.
     """
 
     site: str
@@ -74,7 +83,13 @@ class Intervention:
 
     # ----------------------------------------------------------------- mechanics
     def mask(self, act: torch.Tensor) -> torch.Tensor | None:
-        """Boolean mask (broadcastable to ``act``) of the edited entries; None means everything."""
+        """Boolean mask (broadcastable to ``act``) of the edited entries; None means everything.
+
+        Parameters
+        ----------
+        act : torch.Tensor
+            The site's activation; its layout (which axis is unit, head, position) follows the site.
+        """
         if self.units is None and self.heads is None and self.positions is None:
             return None
         axes = engine.layout(self.site, act.ndim, self._bridge)
@@ -98,7 +113,13 @@ class Intervention:
         return mask
 
     def edited(self, act: torch.Tensor) -> torch.Tensor:
-        """The fully edited activation (before restricting to the subset)."""
+        """The fully edited activation (before restricting to the subset).
+
+        Parameters
+        ----------
+        act : torch.Tensor
+            The site's original activation; the result has its shape, device and dtype.
+        """
         kind = self.kind
         if kind == "zero":
             return torch.zeros_like(act)
@@ -163,6 +184,11 @@ class Inputs:
 
     Needed for plain ``nn.Module`` models whose inputs are float tensors; on a bridge, texts and
     token tensors are recognised as inputs without it.
+
+    Parameters
+    ----------
+    data : Any
+        The model inputs to run when the intervention starts (the source activation is recorded there).
     """
 
     data: Any
@@ -196,7 +222,21 @@ def _broadcast_source(source: torch.Tensor, act: torch.Tensor, site: str) -> tor
 
 # ----------------------------------------------------------------- constructors
 def zero(site: str, *, units: Index = None, heads: Index = None, positions: Index = None) -> Intervention:
-    """Zero ablation."""
+    """Zero ablation.
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     return Intervention(site, "zero", units=units, heads=heads, positions=positions)
 
 
@@ -204,40 +244,139 @@ def mean(site: str, reference: Any, *, units: Index = None, heads: Index = None,
          positions: Index = None) -> Intervention:
     """Mean ablation: replace by the mean activation over ``reference``.
 
-    ``reference`` is either the mean activation itself (a float tensor shaped like one example,
-    or ``[1, ...]``) or inputs (texts/tokens) to average over when the intervention starts.
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    reference : torch.Tensor or inputs
+        The mean activation itself (a float tensor shaped like one example, or ``[1, ...]``) or inputs
+        (texts/tokens, or :class:`Inputs`) to average over when the intervention starts.
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
     """
     return Intervention(site, "mean", reference, units=units, heads=heads, positions=positions)
 
 
 def resample(site: str, reference: Any, *, seed: int = 0, units: Index = None, heads: Index = None,
              positions: Index = None) -> Intervention:
-    """Resample ablation: each example gets the activation of a random example of ``reference``."""
+    """Resample ablation: each example gets the activation of a random example of ``reference``.
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    reference : torch.Tensor or inputs
+        The pool: activations ``[n, ...]`` or inputs (texts/tokens, or :class:`Inputs`) run when the
+        intervention starts.
+    seed : int
+        Seed of the rows drawn from the pool (with replacement, one per example).
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     return Intervention(site, "resample", reference, units=units, heads=heads, positions=positions, seed=seed)
 
 
 def clamp(site: str, value: float | torch.Tensor, *, units: Index = None, heads: Index = None,
           positions: Index = None) -> Intervention:
-    """Clamp to a fixed value (a number or a tensor that broadcasts)."""
+    """Clamp to a fixed value (a number or a tensor that broadcasts).
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    value : float or torch.Tensor
+        The value the edited entries take (a tensor broadcasts to the activation).
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     return Intervention(site, "clamp", value, units=units, heads=heads, positions=positions)
 
 
 def scale(site: str, factor: float | torch.Tensor, *, units: Index = None, heads: Index = None,
           positions: Index = None) -> Intervention:
-    """Multiply by ``factor``."""
+    """Multiply by ``factor``.
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    factor : float or torch.Tensor
+        The multiplier (a tensor broadcasts to the activation; 0 is a zero ablation).
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     return Intervention(site, "scale", factor, units=units, heads=heads, positions=positions)
 
 
 def add(site: str, vector: torch.Tensor, *, coefficient: float = 1.0, units: Index = None, heads: Index = None,
         positions: Index = None) -> Intervention:
-    """Add a steering vector (``coefficient * vector``, broadcast over batch and positions)."""
+    """Add a steering vector (``coefficient * vector``, broadcast over batch and positions).
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    vector : torch.Tensor
+        The steering vector, usually ``[d]`` for a site of width ``d``.
+    coefficient : float
+        Multiplies ``vector``.
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     value = vector * coefficient if coefficient != 1.0 else vector
     return Intervention(site, "add", value, units=units, heads=heads, positions=positions)
 
 
 def patch(site: str, source: Any, *, units: Index = None, heads: Index = None,
           positions: Index = None) -> Intervention:
-    """Patch in the activation of another run: ``source`` is that activation or the inputs of that run."""
+    """Patch in the activation of another run.
+
+    Parameters
+    ----------
+    site : str
+        Hook name (bridge) or module path (any ``nn.Module``: its output is edited).
+    source : torch.Tensor or inputs
+        That run's activation at ``site`` (same shape, or one example broadcast) or its inputs (texts/
+        tokens, or :class:`Inputs`), run when the intervention starts.
+    units, heads, positions : int, Sequence[int], slice or torch.Tensor, optional
+        The subset edited (default all): units index the last axis, heads the head axis of per-head
+        sites (``hook_z``, ``hook_q``, ``hook_pattern`` ...), positions the token axis.
+
+    Returns
+    -------
+    Intervention
+        The spec, to pass to :func:`intervene`.
+    """
     return Intervention(site, "patch", source, units=units, heads=heads, positions=positions)
 
 
@@ -248,6 +387,13 @@ def intervene(model: nn.Module, *specs: Intervention) -> Iterator[nn.Module]:
 
     Several interventions on the same site are applied in the order given. Sources given as
     inputs (mean/resample/patch) are computed on entry, without the other interventions.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    *specs : Intervention or list of Intervention
+        The edits; sites are resolved on ``model`` (a :class:`SiteError` names an unknown one).
     """
     flat: list[Intervention] = []
     for spec in specs:
@@ -266,5 +412,13 @@ def intervene(model: nn.Module, *specs: Intervention) -> Iterator[nn.Module]:
 
 
 def with_value(spec: Intervention, **changes: Any) -> Intervention:
-    """A copy of ``spec`` with fields replaced."""
+    """A copy of ``spec`` with fields replaced.
+
+    Parameters
+    ----------
+    spec : Intervention
+        The intervention to copy (unchanged).
+    **changes
+        New values of its fields (``value=``, ``positions=`` ...).
+    """
     return replace(spec, **changes)

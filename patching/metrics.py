@@ -32,6 +32,19 @@ class Metric:
 
     ``make(**args)`` rebuilds the per-example function from its arguments, so :meth:`select` can restrict the
     metric to some examples of the batch (the attribution methods split prompts into batches with it).
+
+    Parameters
+    ----------
+    name : str
+        The metric's name (shown in results).
+    fn : Callable[[torch.Tensor], torch.Tensor]
+        The per-example function: output -> ``(batch,)`` values.
+    reduce : {"mean", "none"}
+        Batch mean on call, or one value per example.
+    make : Callable, optional
+        ``make(**args) -> fn``, to rebuild ``fn`` for part of the batch (:meth:`select`).
+    args : dict
+        The arguments of ``make``.
     """
 
     name: str
@@ -55,7 +68,13 @@ class Metric:
         return max(sizes) if sizes else None
 
     def select(self, rows: slice | Sequence[int] | torch.Tensor) -> Metric:
-        """The metric restricted to the examples ``rows`` of the batch it was built for."""
+        """The metric restricted to the examples ``rows`` of the batch it was built for.
+
+        Parameters
+        ----------
+        rows : slice, Sequence[int] or torch.Tensor
+            The examples kept; per-example arguments are indexed with it (shared ones are kept whole).
+        """
         if self.make is None:
             raise ConfigError(f"metric {self.name} cannot be restricted to part of the batch; build it with "
                               "patching.metrics or run the prompts in one batch (batch_size=None)")
@@ -112,7 +131,20 @@ def _logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor) -> 
 
 
 def logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
-    """``logit[correct] - logit[incorrect]`` at ``pos`` (per example: a token or a position per row)."""
+    """``logit[correct] - logit[incorrect]`` at ``pos`` (per example: a token or a position per row).
+
+    Parameters
+    ----------
+    correct : int, list of int or torch.Tensor
+        The right answer: one token id for every example, or one per example.
+    incorrect : int, list of int or torch.Tensor
+        The wrong answer: one token id for every example, or one per example.
+    pos : int or torch.Tensor
+        The position read: one for every example, or a tensor of one position per example.
+    reduce : {"mean", "none"}
+        ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
+        example.
+    """
     return _metric("logit_diff", _logit_diff, reduce, correct=correct, incorrect=incorrect, pos=pos)
 
 
@@ -126,6 +158,18 @@ def normalized_logit_diff(correct: Tokens, incorrect: Tokens, clean_logits: torc
     """``(LD - LD_corrupted) / (LD_clean - LD_corrupted)``: 1 on the clean run, 0 on the corrupted run.
 
     As in RelP (Rezaei Jafari et al. 2025) and the IOI patching demos: LD is averaged over the batch.
+
+    Parameters
+    ----------
+    correct : int, list of int or torch.Tensor
+        The right answer: one token id for every example, or one per example.
+    incorrect : int, list of int or torch.Tensor
+        The wrong answer: one token id for every example, or one per example.
+    clean_logits, corrupted_logits : torch.Tensor
+        ``[batch, pos, vocab]`` logits of the unpatched clean and corrupted runs (they fix the 1 and the 0;
+        equal logit differences are a :class:`ConfigError`).
+    pos : int or torch.Tensor
+        The position read: one for every example, or a tensor of one position per example.
     """
     base = logit_diff(correct, incorrect, pos)
     with torch.no_grad():
@@ -147,12 +191,34 @@ def _probability(token: Tokens, pos: int | torch.Tensor, log: bool) -> Callable:
 
 
 def probability(token: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
-    """Softmax probability of ``token`` at ``pos``."""
+    """Softmax probability of ``token`` at ``pos``.
+
+    Parameters
+    ----------
+    token : int, list of int or torch.Tensor
+        The token: one token id for every example, or one per example.
+    pos : int or torch.Tensor
+        The position read: one for every example, or a tensor of one position per example.
+    reduce : {"mean", "none"}
+        ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
+        example.
+    """
     return _metric("probability", _probability, reduce, token=token, pos=pos, log=False)
 
 
 def log_probability(token: Tokens, pos: int | torch.Tensor = -1, reduce: str = "mean") -> Metric:
-    """Log-probability of ``token`` at ``pos``."""
+    """Log-probability of ``token`` at ``pos``.
+
+    Parameters
+    ----------
+    token : int, list of int or torch.Tensor
+        The token: one token id for every example, or one per example.
+    pos : int or torch.Tensor
+        The position read: one for every example, or a tensor of one position per example.
+    reduce : {"mean", "none"}
+        ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
+        example.
+    """
     return _metric("log_probability", _probability, reduce, token=token, pos=pos, log=True)
 
 
@@ -167,7 +233,18 @@ def _kl(reference: torch.Tensor, pos: int | slice) -> Callable:
 
 
 def kl_divergence(reference_logits: torch.Tensor, pos: int | slice = -1, reduce: str = "mean") -> Metric:
-    """``KL(reference || current)`` of the next-token distributions at ``pos`` (all positions: ``slice(None)``)."""
+    """``KL(reference || current)`` of the next-token distributions at ``pos`` (all positions: ``slice(None)``).
+
+    Parameters
+    ----------
+    reference_logits : torch.Tensor
+        ``[batch, pos, vocab]`` logits of the reference run (detached).
+    pos : int or slice
+        The position(s); over several positions the KL is averaged per example.
+    reduce : {"mean", "none"}
+        ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
+        example.
+    """
     return _metric("kl_divergence", _kl, reduce, reference=reference_logits.detach(), pos=pos)
 
 
@@ -182,12 +259,33 @@ def _loss(tokens: torch.Tensor, positions: slice) -> Callable:
 
 
 def loss(tokens: torch.Tensor, positions: slice = slice(None), reduce: str = "mean") -> Metric:
-    """Next-token cross-entropy on ``tokens`` (averaged over the chosen predicting positions)."""
+    """Next-token cross-entropy on ``tokens`` (averaged over the chosen predicting positions).
+
+    Parameters
+    ----------
+    tokens : torch.Tensor
+        ``[batch, pos]`` the input tokens; position ``t`` predicts token ``t + 1``.
+    positions : slice
+        The predicting positions (among ``0 .. pos - 2``) averaged over.
+    reduce : {"mean", "none"}
+        ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
+        example.
+    """
     return _metric("loss", _loss, reduce, tokens=torch.as_tensor(tokens).long(), positions=positions)
 
 
 def check_scalar(value: Any, metric: Any = None) -> torch.Tensor:
-    """Raise :class:`DimensionError` unless ``value`` is a one-element tensor; return it 0-d."""
+    """Raise :class:`DimensionError` unless ``value`` is a one-element tensor; return it 0-d.
+
+    A Python number or other non-tensor is an :class:`InputTypeError` (gradients could not flow).
+
+    Parameters
+    ----------
+    value : Any
+        What the metric returned.
+    metric : Any, optional
+        The metric, named in the error message.
+    """
     name = getattr(metric, "name", getattr(metric, "__name__", repr(metric)))
     if not isinstance(value, torch.Tensor):
         if isinstance(value, (int, float)):
@@ -202,5 +300,13 @@ def check_scalar(value: Any, metric: Any = None) -> torch.Tensor:
 
 def evaluate(metric: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> torch.Tensor:
     """Call ``metric`` on ``output`` and check that it returned a finite scalar (NaN/inf: :class:`NaNError`,
-    so that a NaN never fills patching cells quietly)."""
+    so that a NaN never fills patching cells quietly).
+
+    Parameters
+    ----------
+    metric : Callable[[torch.Tensor], torch.Tensor]
+        The metric.
+    output : torch.Tensor
+        The model output it is called on.
+    """
     return check_metric_value(check_scalar(metric(output), metric), metric, output)

@@ -138,6 +138,14 @@ def relp_rules(model: nn.Module, rules: Rules = None) -> Iterator[dict[str, list
     """Install RelP's rules while the block runs; yields ``{rule: [sites where it applies]}``.
 
     Forward values stay bit-identical; gradients become LRP relevance coefficients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    rules : str, Sequence[str or Rule] or Mapping[str, bool], optional
+        A preset name of :data:`RULE_PRESETS` (``"published"``), or rules as for
+        :func:`patching.rules.resolve_rules` (default: ``ln``, ``identity``, ``half`` wherever they apply).
     """
     chosen, strict = resolve_rules(_preset(rules))
     with compile_rules(model, chosen, strict).installed(model) as applied:

@@ -94,7 +94,19 @@ def _measure(model: nn.Module, sample: Any, rules: list[Rule]) -> tuple[float, f
 
 def check_conservation(model: nn.Module, sample: Any, rules: list[Rule]) -> dict[str, Any]:
     """``{"relative_error", "tolerance", "site", "dtype", "conserved"}`` for the rules of a RelP call on ``sample``
-    (the AH-rule added where the call leaves it off); ``{"error": why}`` when it cannot be measured."""
+    (the AH-rule added where the call leaves it off); ``{"error": why}`` when it cannot be measured.
+
+    Measured without the model's biases and learned constants (restored afterwards).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model of the RelP call.
+    sample : Any
+        One input (:func:`first_sample`).
+    rules : list of Rule
+        The call's rules.
+    """
     dtype = _dtype(model)
     check = list(rules) + ([] if any(r.name == "attention" for r in rules) else [AttentionRule()])
     try:
@@ -112,7 +124,15 @@ def check_conservation(model: nn.Module, sample: Any, rules: list[Rule]) -> dict
 
 
 def report(applied: dict[str, list[str]], conservation: dict[str, Any]) -> str:
-    """Where each rule went and the conservation error, as the lines of a summary."""
+    """Where each rule went and the conservation error, as the lines of a summary.
+
+    Parameters
+    ----------
+    applied : dict[str, list of str]
+        ``{rule name: sites it was placed at}``.
+    conservation : dict
+        What :func:`check_conservation` returned.
+    """
     lines = ["rules: " + "; ".join(f"{name} at {len(sites)} site{'s' * (len(sites) != 1)}"
                                    + (f" ({sites[0]}{' ...' if len(sites) > 1 else ''})" if sites else "")
                                    for name, sites in applied.items())]
@@ -128,7 +148,19 @@ def report(applied: dict[str, list[str]], conservation: dict[str, Any]) -> str:
 
 def warn_or_raise(conservation: dict[str, Any], applied: dict[str, list[str]], strict: bool,
                   error: type[Exception]) -> None:
-    """Warn (:class:`ConservationWarning`), or raise ``error`` when ``strict``, if relevance is not conserved."""
+    """Warn (:class:`ConservationWarning`), or raise ``error`` when ``strict``, if relevance is not conserved.
+
+    Parameters
+    ----------
+    conservation : dict
+        What :func:`check_conservation` returned (an unmeasured one passes).
+    applied : dict[str, list of str]
+        ``{rule name: sites it was placed at}``, named in the message.
+    strict : bool
+        Raise instead of warning.
+    error : type of Exception
+        The exception raised when ``strict``.
+    """
     if conservation.get("conserved", True):
         return
     message = (f"RelP's relevance is not conserved on this model: relative error {conservation['relative_error']:.2e} "
@@ -142,7 +174,15 @@ def warn_or_raise(conservation: dict[str, Any], applied: dict[str, list[str]], s
 
 
 def first_sample(model: nn.Module, inputs: Any) -> Any:
-    """The first input of a call (one prompt, one image) as the model takes it."""
+    """The first input of a call (one prompt, one image) as the model takes it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    inputs : Any
+        The call's inputs (texts, tokens, tensors, a Dataset or DataLoader).
+    """
     inputs = engine.to_tokens(model, inputs)
     if isinstance(inputs, torch.Tensor):
         return inputs[:1]
@@ -151,7 +191,15 @@ def first_sample(model: nn.Module, inputs: Any) -> Any:
 
 
 def nothing_placed(model: nn.Module, applied: dict[str, list[str]]) -> str | None:
-    """Why no rule could be placed (None when some rule was): RelP would be exactly AtP."""
+    """Why no rule could be placed (None when some rule was): RelP would be exactly AtP.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (its opaque modules are named in the message).
+    applied : dict[str, list of str]
+        ``{rule name: sites it was placed at}``.
+    """
     if any(applied.values()):
         return None
     opaque = engine_opaque(model)

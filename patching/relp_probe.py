@@ -43,7 +43,13 @@ def _probe(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 def activation_kind(module: nn.Module) -> str | None:
     """``"smooth"`` (an elementwise activation that takes the Identity rule), ``"homogeneous"`` (elementwise with
-    gradient already ``phi(x)/x``) or None (not a parameter-free elementwise function, or not deterministic)."""
+    gradient already ``phi(x)/x``) or None (not a parameter-free elementwise function, or not deterministic).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module probed (run on a small random input).
+    """
     if next(module.children(), None) is not None or next(module.parameters(), None) is not None:
         return None
     if isinstance(module, _OPAQUE) or module.training and isinstance(module, nn.modules.dropout._DropoutNd):
@@ -74,7 +80,13 @@ def activation_kind(module: nn.Module) -> str | None:
 
 
 def changes_input(module: nn.Module) -> bool:
-    """Whether ``module`` writes into its input (an in-place activation): its input must be copied before it runs."""
+    """Whether ``module`` writes into its input (an in-place activation): its input must be copied before it runs.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module probed (run on a small random input; a module that fails on it counts as in-place).
+    """
     if getattr(module, "inplace", False):
         return True
     x = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
@@ -89,7 +101,13 @@ def changes_input(module: nn.Module) -> bool:
 
 def opaque_modules(model: nn.Module) -> list[str]:
     """Paths of modules whose non-linearities run inside one kernel, out of the rules' reach (RNN, GRU, LSTM,
-    ``nn.MultiheadAttention`` ...)."""
+    ``nn.MultiheadAttention`` ...).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose submodules are listed.
+    """
     return [path for path, module in model.named_modules() if path and isinstance(module, _OPAQUE)]
 
 
@@ -101,7 +119,13 @@ def _normalized(x: torch.Tensor, rms: bool, eps: float) -> torch.Tensor:
 def norm_kind(module: nn.Module) -> tuple[str, bool, float] | None:
     """``("rms" | "ln", weight offset, eps)`` when ``module`` computes an RMSNorm or LayerNorm over its last axis
     (with gain ``w`` or Gemma's ``1 + w``, and the module's ``bias`` for LayerNorm), checked on a probe; None
-    otherwise. Finds the norms of models used as plain modules whatever their class (``LlamaRMSNorm`` ...)."""
+    otherwise. Finds the norms of models used as plain modules whatever their class (``LlamaRMSNorm`` ...).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module probed (run on a small random input of its weight's width; it needs a 1-D ``weight`` and an ``eps``).
+    """
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.ndim != 1 or next(module.children(), None) is not None:
         return None
@@ -127,7 +151,17 @@ def norm_kind(module: nn.Module) -> tuple[str, bool, float] | None:
 
 
 def norm_surrogate(module: nn.Module, x: torch.Tensor, kind: tuple[str, bool, float]) -> torch.Tensor:
-    """The LN rule's surrogate for a norm found by :func:`norm_kind`: the scale ``1/rms`` detached."""
+    """The LN rule's surrogate for a norm found by :func:`norm_kind`: the scale ``1/rms`` detached.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The norm (its ``weight`` and, for LayerNorm, ``bias``).
+    x : torch.Tensor
+        The norm's input.
+    kind : tuple of (str, bool, float)
+        What :func:`norm_kind` returned: ``("rms" | "ln", weight offset, eps)``.
+    """
     rms, offset, eps = kind[0] == "rms", kind[1], kind[2]
     xf = x.float()
     xc = xf if rms else xf - xf.mean(-1, keepdim=True)
@@ -143,7 +177,13 @@ _GATED_NAMES = (("gate_proj", "up_proj", "down_proj", "act_fn"), ("w1", "w3", "w
 
 def gated_product(module: nn.Module) -> str | None:
     """The child whose input is the gated product ``act(gate(x)) * up(x)`` of a gated MLP (``"down_proj"``), when
-    a probe confirms that ``module(x) == down(act(gate(x)) * up(x))``; None otherwise."""
+    a probe confirms that ``module(x) == down(act(gate(x)) * up(x))``; None otherwise.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module probed (run on a small random input).
+    """
     for gate, up, down, act in _GATED_NAMES:
         parts = [getattr(module, name, None) for name in (gate, up, down)]
         fn = getattr(module, act, None)

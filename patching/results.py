@@ -28,7 +28,19 @@ __all__ = ["AttributionResult", "SiteGrid"]
 
 @dataclass
 class SiteGrid:
-    """The cells of one site: ``effect`` has shape ``[len(coords[d]) for d in dims]``."""
+    """The cells of one site: ``effect`` has shape ``[len(coords[d]) for d in dims]``.
+
+    Parameters
+    ----------
+    site : str
+        The site kind or hook name / module path.
+    dims : tuple of str
+        The grid's axes in order (``"layer"``, ``"pos"``, ``"head"``, ``"neuron"``, ``"unit"`` ...).
+    coords : dict[str, list]
+        Each axis's coordinate labels (layer numbers, positions, head indices ...).
+    effect : torch.Tensor
+        The scores, one per cell, shaped ``[len(coords[d]) for d in dims]``.
+    """
 
     site: str
     dims: tuple[str, ...]
@@ -52,16 +64,22 @@ class SiteGrid:
 class AttributionResult(Result):
     """Cell scores of one attribution method over one or many sites.
 
-    Attributes:
-        method: ``"activation"``, ``"atp"``, ``"relp"`` or ``"ig"``.
-        metric: the metric's name.
-        clean_value, corrupted_value: the metric on the unpatched clean and corrupted runs.
-        direction: ``"denoise"`` (clean activations patched into the corrupted run) or ``"noise"``.
-        grids: ``{site: SiteGrid}`` in the order the sites were asked for.
-        n_forward, n_backward: forward/backward passes over the batch it cost (batched patches count one
-            pass per copy).
-        extra: method details (rules applied by RelP, integration steps of IG, shortcuts of activation
-            patching ...).
+    Parameters
+    ----------
+    method : str
+        ``"activation"``, ``"atp"``, ``"relp"`` or ``"ig"``.
+    metric : str
+        The metric's name.
+    clean_value, corrupted_value : float
+        The metric on the unpatched clean and corrupted runs.
+    direction : {"denoise", "noise"}
+        ``"denoise"`` (clean activations patched into the corrupted run) or ``"noise"``.
+    grids : dict[str, SiteGrid]
+        ``{site: SiteGrid}`` in the order the sites were asked for.
+    n_forward, n_backward : int
+        Forward/backward passes over the batch it cost (batched patches count one pass per copy).
+    extra : dict
+        Method details (rules applied by RelP, integration steps of IG, shortcuts of activation patching ...).
     """
 
     method: str
@@ -177,7 +195,15 @@ class AttributionResult(Result):
         return "\n".join(lines)
 
     def plot(self, value: str = "effect", title: str | None = None) -> Any:
-        """Heatmap of each site's grid (``value``: ``"effect"``, ``"values"`` or ``"normalized"``)."""
+        """Heatmap of each site's grid, one panel per site.
+
+        Parameters
+        ----------
+        value : {"effect", "values", "normalized"}
+            What to show: the effect, the patched metric values, or the normalized effect.
+        title : str, optional
+            The figure title (default names the method, value and metric).
+        """
         from plotly.subplots import make_subplots
 
         grids = list(self.grids.values())

@@ -105,6 +105,18 @@ def resolve_rules(rules: Sequence[str | Rule] | Mapping[str, bool] | None) -> tu
 
     ``None`` gives the defaults where they apply; a list of names or :class:`Rule` objects gives exactly
     those; a mapping ``{"attention": True, "identity": False}`` switches rules on and off from the defaults.
+
+    Parameters
+    ----------
+    rules : Sequence[str or Rule] or Mapping[str, bool], optional
+        None: the default rules (``ln``, ``identity``, ``half``) wherever they apply; a list of names or
+        :class:`Rule` objects: exactly those; a mapping ``{"attention": True, "identity": False}``: rules
+        switched on and off from the defaults.
+
+    Returns
+    -------
+    rules, strict : list of Rule, set of str
+        The rule objects, and the names asked for explicitly (a :class:`RuleError` where one applies nowhere).
     """
     if rules is None:
         return [RULES[n]() for n in DEFAULT_RULES], set()
@@ -136,7 +148,19 @@ def _check_name(name: str) -> None:
 
 @dataclass
 class RuleSet:
-    """Compiled rules for one model: engine hooks, forward replacements (MoE experts) and where each applies."""
+    """Compiled rules for one model: engine hooks, forward replacements (MoE experts) and where each applies.
+
+    Parameters
+    ----------
+    hooks : list of Hook
+        The engine hooks that place the rules.
+    overrides : list of tuple[torch.nn.Module, Callable]
+        ``(module, forward)`` replacements (rule-aware MoE experts).
+    applied : dict[str, list of str]
+        ``{rule name: sites where it applies}``.
+    contexts : list of Callable
+        Context factories entered while the rules are installed.
+    """
 
     hooks: list[Hook]
     overrides: list[tuple[nn.Module, Callable]]
@@ -145,7 +169,13 @@ class RuleSet:
 
     @contextlib.contextmanager
     def installed(self, model: nn.Module) -> Iterator[dict[str, list[str]]]:
-        """Install the rules on ``model`` while the block runs; yields ``applied``."""
+        """Install the rules on ``model`` while the block runs; yields ``applied``.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model the rules were compiled for.
+        """
         with contextlib.ExitStack() as stack:
             for context in self.contexts:
                 stack.enter_context(context())
@@ -160,6 +190,15 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
     Raises :class:`RuleError` for a rule in ``strict`` that applies nowhere, and for a rule in ``strict``
     that cannot be applied to some part of the model it is meant for (e.g. an MoE expert layout the
     rule-aware forward does not reproduce).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    rules : Iterable[Rule]
+        The rules to place (:func:`resolve_rules`).
+    strict : set of str
+        Names of rules that must apply (somewhere, and wherever they are meant to).
     """
     names = {r.name for r in rules}
     overrides: list[tuple[nn.Module, Callable]] = []
@@ -223,7 +262,15 @@ def _stabilize(x: torch.Tensor) -> torch.Tensor:
 
 
 def straight(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-    """Exactly ``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass."""
+    """Exactly ``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass.
+
+    Parameters
+    ----------
+    value : torch.Tensor
+        The module's true output.
+    surrogate : torch.Tensor
+        A tensor of the same shape whose gradient the backward pass takes.
+    """
     return value.detach() + (surrogate - surrogate.detach()).to(value.dtype)
 
 
@@ -445,7 +492,13 @@ def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[s
 
 
 def describe(applied: Mapping[str, Sequence[str]]) -> str:
-    """One line per rule: where it was applied."""
+    """One line per rule: where it was applied.
+
+    Parameters
+    ----------
+    applied : Mapping[str, Sequence[str]]
+        ``{rule name: sites where it applies}``.
+    """
     return "\n".join(f"{name}: {len(sites)} sites" + (f" ({sites[0]} ...)" if sites else "")
                      for name, sites in applied.items())
 

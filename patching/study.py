@@ -69,7 +69,18 @@ DATA_KINDS, INTERVENTIONS, METRICS = study_schema.DATA_KINDS, study_schema.INTER
 
 # ---------------------------------------------------------------------------------------------- config
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a study file; raises :class:`ConfigError` naming any unknown or missing key."""
+    """Read and validate a study file; raises :class:`ConfigError` naming any unknown or missing key.
+
+    Parameters
+    ----------
+    path : str or Path
+        The study's TOML file (:class:`DataNotFoundError` if it does not exist).
+
+    Returns
+    -------
+    dict
+        The parsed, validated configuration.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - python < 3.11
@@ -103,7 +114,20 @@ def check_study(path: str | Path) -> dict[str, Any]:
 
 
 def validate(config: dict[str, Any], where: str = "study") -> dict[str, Any]:
-    """Check a parsed study file against the schema of :mod:`patching.study_schema` (before anything runs)."""
+    """Check a parsed study file against the schema of :mod:`patching.study_schema` (before anything runs).
+
+    Parameters
+    ----------
+    config : dict
+        The parsed study file (TOML as a dict).
+    where : str
+        A name for the file in error messages.
+
+    Returns
+    -------
+    dict
+        ``config`` itself, unchanged; :class:`ConfigError` names any problem.
+    """
     return study_schema.validate(config, where)
 
 
@@ -237,6 +261,18 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
               ) -> StudyResult:
     """Run a study file; returns a :class:`StudyResult` (also written to the output folder).
 
+    Parameters
+    ----------
+    path : str or Path
+        The study's TOML file.
+    out : str or Path, optional
+        The output folder (default the file's ``output`` key, else ``path`` without its suffix).
+    resume : bool
+        Continue a study whose folder already holds progress (the study file must be unchanged); without
+        it an existing ``progress.csv`` is an error.
+    progress : bool
+        Show a progress bar over the grid rows and sweeps.
+
     >>> res = run_study("study.toml", out="runs/x", progress=False)   # doctest: +SKIP
     >>> print(res.summary()); res.to_frame().head()                    # doctest: +SKIP
     """
@@ -334,6 +370,16 @@ class StudyResult(Result):
 
     ``save(folder)`` writes ``results.csv``, ``results.parquet``, ``study.json`` and ``summary.html``;
     ``StudyResult.load(folder)`` reads them back.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per intervention or patched cell, with ``group``, ``site``, ``metric``, ``baseline`` and
+        ``effect`` (metric minus baseline) and the row's axes (``layer``, ``head``, ``pos`` ...).
+    config : dict
+        The validated study file.
+    baseline : float
+        The metric on the clean inputs with no intervention.
     """
 
     def __init__(self, table: pd.DataFrame, config: dict[str, Any], baseline: float) -> None:
@@ -371,7 +417,15 @@ class StudyResult(Result):
         return "\n".join(lines)
 
     def plot(self, which: int = 0, **kwargs: Any) -> Any:
-        """Heatmap (or bars) of the effects of grid/sweep number ``which`` (in the order of the study file)."""
+        """Heatmap (or bars) of the effects of one grid or sweep.
+
+        Parameters
+        ----------
+        which : int
+            Which grid or sweep, counted from 0 in the order of :meth:`parts` (the study file's order).
+        **kwargs
+            ``title`` (default the part's label).
+        """
         label, sub = self.parts()[which]
         return _heatmap(sub, kwargs.get("title", label))
 
@@ -386,7 +440,18 @@ class StudyResult(Result):
         return parts
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``results.csv``, ``results.parquet``, ``study.json`` (config, baseline) and ``summary.html``."""
+        """Write ``results.csv``, ``results.parquet``, ``study.json`` (config, baseline) and ``summary.html``.
+
+        Parameters
+        ----------
+        folder : str or Path
+            The output folder (created if needed); an existing ``study.json`` keeps its other keys.
+
+        Returns
+        -------
+        Path
+            ``folder``.
+        """
         from interp.report.html import Report
 
         folder = Path(folder)

@@ -64,6 +64,13 @@ NATIVE_SIZES = {"d_model": 1 << 16, "n_layers": 1024, "n_heads": 1024, "d_head":
 
 
 def integer(low: int | None = None, high: int | None = None) -> Check:
+    """A check that a value is an integer (not a bool) within ``[low, high]``.
+
+    Parameters
+    ----------
+    low, high : int, optional
+        Inclusive bounds (default unbounded on that side).
+    """
     def check(v: Any, where: str) -> None:
         if not _is_int(v) or (low is not None and v < low) or (high is not None and v > high):
             if _is_int(v) and high is not None:  # a number, but too large (or small)
@@ -75,6 +82,15 @@ def integer(low: int | None = None, high: int | None = None) -> Check:
 
 
 def number(v: Any, where: str) -> None:
+    """Check that ``v`` is a finite int or float (not a bool, nan or inf).
+
+    Parameters
+    ----------
+    v : Any
+        The parsed TOML value to check.
+    where : str
+        Where the value sits in the study file (``"[data] n"``), for the error message.
+    """
     if not _is_number(v):
         raise _fail(where, "a number", v)
     if not math.isfinite(v):
@@ -82,11 +98,27 @@ def number(v: Any, where: str) -> None:
 
 
 def text(v: Any, where: str) -> None:
+    """Check that ``v`` is a non-empty string.
+
+    Parameters
+    ----------
+    v : Any
+        The parsed TOML value to check.
+    where : str
+        Where the value sits in the study file (``"[data] n"``), for the error message.
+    """
     if not isinstance(v, str) or not v:
         raise _fail(where, "a non-empty string", v)
 
 
 def choice(options: tuple[str, ...]) -> Check:
+    """A check that a value is one of ``options`` (the error suggests the closest one).
+
+    Parameters
+    ----------
+    options : tuple of str
+        The allowed values.
+    """
     def check(v: Any, where: str) -> None:
         if v not in options:
             hint = closest(v, options) if isinstance(v, str) else []
@@ -96,8 +128,27 @@ def choice(options: tuple[str, ...]) -> Check:
 
 
 def list_of(item: Check, what: str, scalar: bool = False) -> Check:
-    """A non-empty list whose items pass ``item`` (or, with ``scalar``, one bare item)."""
+    """A check that a value is a non-empty list whose items pass ``item`` (or, with ``scalar``, one bare item).
+
+    Parameters
+    ----------
+    item : Check
+        The check each item must pass.
+    what : str
+        What the items are, for the error message (``"integers >= 0"``).
+    scalar : bool
+        Also accept one bare item in place of a list (``layer = 3`` as well as ``layer = [3]``).
+    """
     def check(v: Any, where: str) -> None:
+        """Check that ``v`` is a non-empty list of valid items (or, where allowed, one bare item).
+
+        Parameters
+        ----------
+        v : Any
+            The parsed TOML value to check.
+        where : str
+            Where the value sits in the study file (``"[data] n"``), for the error message.
+        """
         if scalar and not isinstance(v, list):
             item(v, where)
             return
@@ -112,6 +163,15 @@ def list_of(item: Check, what: str, scalar: bool = False) -> Check:
 
 
 def one_of(*checks: Check, expected: str) -> Check:
+    """A check that a value passes at least one of ``checks``.
+
+    Parameters
+    ----------
+    *checks : Check
+        The alternatives, tried in order.
+    expected : str
+        What was expected, for the error message when none passes.
+    """
     def check(v: Any, where: str) -> None:
         for c in checks:
             try:
@@ -124,6 +184,15 @@ def one_of(*checks: Check, expected: str) -> Check:
 
 
 def table(schema: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
+    """A check that a value is a TOML table with only the keys of ``schema``, each passing its check.
+
+    Parameters
+    ----------
+    schema : Mapping[str, Check]
+        The allowed keys and each one's check; an unknown key is an error suggesting the closest one.
+    required : tuple of str
+        Keys that must be present.
+    """
     def check(v: Any, where: str) -> None:
         if not isinstance(v, dict):
             raise _fail(where, "a table", v)
@@ -141,6 +210,17 @@ def table(schema: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
 
 
 def tables(schema: Mapping[str, Check], required: tuple[str, ...], label: str) -> Check:
+    """A check that a value is an array of tables (``[[label]]`` sections), each passing ``table(schema, required)``.
+
+    Parameters
+    ----------
+    schema : Mapping[str, Check]
+        The allowed keys of each table and each one's check.
+    required : tuple of str
+        Keys every table must have.
+    label : str
+        The section name (``"grid"``, ``"sweep"``), for the error messages (``[[grid]] #2``).
+    """
     def check(v: Any, where: str) -> None:
         if not isinstance(v, list) or not all(isinstance(t, dict) for t in v):
             raise _fail(where, f"an array of tables ([[{label}]] sections)", v)
@@ -159,7 +239,15 @@ ANSWERS = list_of(one_of(text, integer(0, NATIVE_SIZES["d_vocab"]), expected="a 
 
 
 def model_spec(v: Any, where: str) -> None:
-    """A zoo name, ``{ name = "..." }`` or ``{ native = { d_model = ..., ... } }``."""
+    """Check a ``model`` value: a zoo name, ``{ name = "..." }`` or ``{ native = { d_model = ..., ... } }``.
+
+    Parameters
+    ----------
+    v : Any
+        The parsed TOML value to check.
+    where : str
+        Where the value sits in the study file (``"[data] n"``), for the error message.
+    """
     if isinstance(v, str):
         text(v, where)
         return
@@ -297,6 +385,18 @@ def validate(config: Any, where: str = "study") -> dict[str, Any]:
     Raises :class:`ConfigError` naming the key and what was expected (unknown keys, wrong types such as
     ``head = ["a"]`` or ``n = "eight"``, empty lists such as ``layer = []``, unknown template fields such as
     ``{lyr}``, a metric without the answers it needs).
+
+    Parameters
+    ----------
+    config : dict
+        The parsed study file (TOML as a dict).
+    where : str
+        A name for the file in error messages (its path, or ``"study"``).
+
+    Returns
+    -------
+    dict
+        ``config`` itself, unchanged.
     """
     if not isinstance(config, dict):
         raise _fail(where, "a table of settings", config)
@@ -351,7 +451,24 @@ def check_sites(model: Any, config: dict[str, Any], expand: Callable[[dict[str, 
     """Every site a grid expands to (``expand``: the study's grid expansion), every layer, head and (given the
     inputs' ``length``) position index, the metric's position and every swept site must exist on ``model``,
     and (given the ``clean`` inputs: one of them is run, stopping after the last site) every unit index must be
-    below its site's width: checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`)."""
+    below its site's width: checked before the first row runs (:class:`~interp.errors.SiteError` or :class:`ConfigError`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The loaded model the study runs on.
+    config : dict
+        The validated study file (:func:`validate`).
+    expand : Callable[[dict], list[dict]]
+        The study's grid expansion: one ``[[grid]]`` table to its rows, each with a resolved ``site``.
+    length : int, optional
+        The inputs' number of token positions, for the position checks (skipped without it).
+    n_rows : int, optional
+        The number of clean inputs, for the memory estimate (skipped without it).
+    clean : Any, optional
+        The clean inputs; the first is run (up to the last site) to check ``unit`` indices against the
+        sites' widths (skipped without it).
+    """
     from interp import engine
 
     cfg = getattr(model, "cfg", None)
@@ -398,6 +515,16 @@ def load_progress(path: str | Path) -> pd.DataFrame:
     A last line without its newline (a write cut short) is dropped, and so is every row of a unit
     (``row_id``) that has a row with a missing ``row_id``, ``metric`` or ``baseline``: those units are
     simply run again. A warning says how many rows were discarded.
+
+    Parameters
+    ----------
+    path : str or Path
+        The study's ``progress.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The complete units' rows (empty for an empty file).
     """
     text = Path(path).read_text()
     if not text.strip():

@@ -48,7 +48,22 @@ class ConvergenceScore(Result):
     """A convergence score: the correlation between a position (layer depth, region order) and the best
     match on the other side (peak time, best layer), with a permutation p-value.
 
-    ``table``: one row per layer (temporal) or region (spatial) with ``position`` and ``best``.
+    Parameters
+    ----------
+    kind : {"temporal", "spatial"}
+        Which score: layer depth vs peak time (:func:`temporal_score`) or region position vs best layer
+        (:func:`spatial_score`).
+    r : float
+        Pearson correlation between ``position`` and ``best`` over the rows of ``table``.
+    spearman_r : float
+        Spearman's rank correlation of the same two columns.
+    p_value : float
+        Permutation p-value of ``r`` (positions permuted over the layers or regions).
+    table : pandas.DataFrame
+        One row per layer (temporal) or region (spatial): its name (column ``layer`` or ``region``),
+        ``position`` and ``best``.
+    null : numpy.ndarray
+        ``(n_permutations,)`` the correlations under the permutations (identity first when exhaustive).
     """
 
     kind: str
@@ -98,10 +113,30 @@ def temporal_score(time_course: Any, times: Sequence[float] | None = None, depth
                    names: Sequence[Any] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between layer depth and the time at which each layer's encoding of the brain peaks.
 
-    ``time_course``: a :class:`interp.similarity.TimeCourse` from :func:`probes.temporal_encoding` with one
-    feature space per layer (``{layer: features}``, in depth order), or an array ``(n_layers, n_times)``
-    with ``times``. ``depth``: each layer's depth (default 0, 1, 2, ... in the given order). The p-value
-    permutes the depths over the layers (``n_permutations``; every order when there are few layers).
+    The p-value permutes the depths over the layers (every order when there are few layers).
+
+    Parameters
+    ----------
+    time_course : TimeCourse or array_like
+        A :class:`interp.similarity.TimeCourse` from :func:`probes.temporal_encoding` with one feature
+        space per layer (``{layer: features}``, in depth order), or an array ``(n_layers, n_times)`` of
+        encoding scores.
+    times : Sequence[float], optional
+        The time of each column of an array ``time_course`` (required then); ignored for a ``TimeCourse``,
+        which carries its own.
+    depth : Sequence[float], optional
+        Each layer's depth, one per row (default 0, 1, 2, ... in the given order).
+    names : Sequence, optional
+        A name per layer for the table (default the ``TimeCourse``'s names, else 0, 1, 2, ...).
+    n_permutations : int
+        Permutations of the depths for the p-value (at least 3 layers are needed).
+    seed : int
+        Seed of the permutations.
+
+    Returns
+    -------
+    ConvergenceScore
+        ``kind="temporal"``; ``best`` is each layer's peak time.
     """
     if hasattr(time_course, "scores") and hasattr(time_course, "times"):
         scores, t = np.asarray(time_course.scores, dtype=float), np.asarray(time_course.times, dtype=float)
@@ -127,11 +162,27 @@ def spatial_score(scores: Any, region_order: Mapping[Any, float] | Sequence[floa
                   layers: Sequence[float] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between each region's position in the hierarchy and the layer that predicts it best.
 
-    ``scores``: encoding scores ``(n_layers, n_regions)`` as an array, or a DataFrame (index: layers in
-    depth order, columns: regions), or ``{region: per-layer scores}``. ``region_order``: each region's
-    hierarchical position (``{region: position}`` or one number per region; default 0, 1, 2, ... in the
-    given order). ``layers``: each layer's depth (default 0, 1, ...). The p-value permutes the positions
-    over the regions.
+    The p-value permutes the positions over the regions.
+
+    Parameters
+    ----------
+    scores : array_like, pandas.DataFrame or Mapping
+        Encoding scores ``(n_layers, n_regions)`` as an array, or a DataFrame (index: layers in depth
+        order, columns: regions), or ``{region: per-layer scores}``. NaN scores are skipped.
+    region_order : Mapping or Sequence[float], optional
+        Each region's hierarchical position: ``{region: position}`` or one number per region (default
+        0, 1, 2, ... in the given order).
+    layers : Sequence[float], optional
+        Each layer's depth, one per row of ``scores`` (default 0, 1, 2, ...).
+    n_permutations : int
+        Permutations of the positions for the p-value (at least 3 regions are needed).
+    seed : int
+        Seed of the permutations.
+
+    Returns
+    -------
+    ConvergenceScore
+        ``kind="spatial"``; ``best`` is the depth of each region's best-predicting layer.
     """
     if isinstance(scores, Mapping):
         regions = list(scores)

@@ -77,7 +77,15 @@ class HierarchicalSNMF:
             raise ConfigError("set the ranks with ranks= and the seed with seed=, not in snmf_params")
 
     def fit(self, X: Any, y: Any = None) -> HierarchicalSNMF:
-        """Greedy SNMF level by level, then (``fine_tune``) Adam on ``||W1...WL HL - X||^2 / size``."""
+        """Greedy SNMF level by level, then (``fine_tune``) Adam on ``||W1...WL HL - X||^2 / size``.
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor or numpy.ndarray
+            Data ``(n_samples, n_features)`` of any sign.
+        y : None
+            Ignored (scikit-learn convention).
+        """
         self._check()
         params = {"keep_codes": True, "max_iter": 3000, "tol": 1e-6, "patience": 100, **self.snmf_params}
         data = as_matrix(X, dtype=params.get("dtype", torch.float32))
@@ -117,7 +125,18 @@ class HierarchicalSNMF:
             raise NotFittedError("HierarchicalSNMF is not fitted; call fit(X) first")
 
     def level_components(self, level: int) -> torch.Tensor:
-        """The features of ``level`` (0 = finest) in neuron space: ``W_{level+2} ... W_L H_L``."""
+        """The features of ``level`` (0 = finest) in neuron space: ``W_{level+2} ... W_L H_L``.
+
+        Parameters
+        ----------
+        level : int
+            In ``0 .. len(ranks) - 1``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(ranks[level], n_features)``.
+        """
         self._check_fitted()
         if not 0 <= level < len(self.ranks):
             raise ConfigError(f"level must be in [0, {len(self.ranks) - 1}], got {level}")

@@ -30,7 +30,13 @@ from ._data import as_matrix
 
 
 def check_steps(n_steps: int) -> int:
-    """``n_steps`` as a positive int (named error otherwise)."""
+    """``n_steps`` as a positive int (named error otherwise).
+
+    Parameters
+    ----------
+    n_steps : int
+        The number of search steps asked for.
+    """
     return check_int("n_steps", n_steps)
 
 __all__ = ["top_activating", "steer", "steering_kl", "find_strength", "SteeringResult",
@@ -38,7 +44,18 @@ __all__ = ["top_activating", "steer", "steering_kl", "find_strength", "SteeringR
 
 
 def component_directions(components: Any) -> torch.Tensor:
-    """Unit-norm rows from an estimator (``components_``) or a ``(n, d)``/``(d,)`` tensor."""
+    """Unit-norm rows from an estimator (``components_``) or a ``(n, d)``/``(d,)`` tensor.
+
+    Parameters
+    ----------
+    components : Any
+        An estimator with ``components_`` ``(n, d)``, or an array of directions ``(n, d)`` or ``(d,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, d)`` float32 rows of unit norm.
+    """
     W = components.components_ if hasattr(components, "components_") else components
     W = torch.as_tensor(W).detach().float()
     if W.ndim == 1:
@@ -60,6 +77,21 @@ def top_activating(estimator: Any, X: Any, n: int = 10, components: list[int] | 
     ``keep_codes=True`` or :meth:`SNMF.paper`), as Shafran et al. rank contexts by their fitted ``G``
     (``generate_concept_context.py``): ``X`` must be the data the estimator was fitted on, rows left out
     of the fit (``drop_tokens``) are never ranked, and codes ``<= 0`` are left out.
+
+    Parameters
+    ----------
+    estimator : Any
+        A fitted decomposition with ``transform`` (and ``codes_`` for ``codes="fitted"``).
+    X : Any
+        The samples ``(n_samples, n_features)``: Activations, tensor or array.
+    n : int
+        Samples kept per component.
+    components : list of int, optional
+        Components to rank (default all).
+    batch_size : int
+        Rows transformed at a time.
+    codes : {"transform", "fitted"}
+        Which codes rank the samples (see above).
     """
     if codes not in ("transform", "fitted"):
         raise ConfigError(f"codes must be 'transform' or 'fitted', got {codes!r}")
@@ -150,6 +182,26 @@ def steer(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Te
     """Logits with ``strength * direction`` (unit-normalised) added at ``site`` (all positions by default).
 
     As ``Intervener.get_mlp_post_hook`` of Shafran et al. (``intervention/intervener.py``, commit ab58c78).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    prompt : str or torch.Tensor
+        A text or token ids ``(batch, pos)``.
+    site : str
+        The hook name the direction is added at.
+    direction : torch.Tensor
+        The steering direction ``(d,)`` (unit-normalised before use).
+    strength : float
+        The multiple of the unit direction added.
+    positions : slice or list of int, optional
+        Positions steered (default all).
+
+    Returns
+    -------
+    torch.Tensor
+        The steered logits ``(batch, pos, d_vocab)``.
     """
     _check_site(model, site)
     tokens = _tokens(model, prompt)
@@ -176,7 +228,23 @@ def _kl_last(base: torch.Tensor, steered: torch.Tensor) -> float:
 
 def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: torch.Tensor, strength: float,
                 base_logits: torch.Tensor | None = None) -> float:
-    """KL(unsteered || steered) of the next-token distribution at the last position."""
+    """KL(unsteered || steered) of the next-token distribution at the last position.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    prompt : str or torch.Tensor
+        A text or token ids ``(batch, pos)``.
+    site : str
+        The hook name the direction is added at.
+    direction : torch.Tensor
+        The steering direction ``(d,)`` (unit-normalised before use).
+    strength : float
+        The multiple of the unit direction added.
+    base_logits : torch.Tensor, optional
+        The unsteered logits, if already computed (default: run the model).
+    """
     tokens = _tokens(model, prompt)
     if base_logits is None:
         with torch.no_grad():
@@ -188,6 +256,21 @@ def steering_kl(model: Any, prompt: str | torch.Tensor, site: str, direction: to
 class SteeringResult(Result):
     """The steering ``strength`` that hits ``target_kl`` (and the KL it reached); ``trace`` holds every
     (strength, KL) tried.
+
+    Parameters
+    ----------
+    target_kl : float
+        The KL asked for.
+    strength : float
+        The strength found (the closest one tried when the search did not converge).
+    kl : float
+        The KL at ``strength``.
+    n_evaluations : int
+        KL evaluations the search made.
+    converged : bool
+        Whether the KL came within ``tol`` of the target.
+    trace : list of (float, float)
+        Every ``(strength, kl)`` tried, in search order.
 
     >>> res = find_strength(model, "The cat", "blocks.3.hook_resid_post", direction, target_kl=0.5)  # doctest: +SKIP
     >>> print(res.summary()); res.plot()                                                            # doctest: +SKIP
@@ -241,6 +324,33 @@ def find_strength(model: Any, prompt: str | torch.Tensor, site: str, direction: 
     (default: the mean norm of the site's activation) and doubles until the KL passes the target, then
     bisects until within ``tol`` (at most ``max_evaluations``); its KL has no 1e-8.
     ``sign=-1`` searches negative strengths.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    prompt : str or torch.Tensor
+        A text or token ids ``(batch, pos)``.
+    site : str
+        The hook name the direction is added at.
+    direction : torch.Tensor
+        The steering direction ``(d,)`` (unit-normalised before use).
+    target_kl : float
+        The KL to reach (> 0).
+    tol : float
+        How close the KL must come to ``target_kl``.
+    search : {"bisect", "double"}
+        The search (see above).
+    low, high : float
+        The bisection interval of ``"bisect"`` (``0 <= low < high``).
+    n_steps : int
+        Bisections of ``"bisect"``.
+    sign : float
+        ``1`` for positive strengths, ``-1`` for negative ones.
+    start : float, optional
+        The first bracket top of ``"double"`` (default the mean norm of the site's activation).
+    max_evaluations : int
+        At most this many KL evaluations for ``"double"``.
     """
     if not target_kl > 0:
         raise ConfigError(f"target_kl must be > 0, got {target_kl}")
@@ -306,6 +416,21 @@ def steered_generate(model: Any, prompt: str | torch.Tensor, site: str, directio
     """Greedy continuation of ``prompt`` while steering (strings if the model has a tokenizer).
 
     The authors sample instead (:func:`interp.decompose.steering.sampled_generate`).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    prompt : str or torch.Tensor
+        A text or token ids ``(batch, pos)``.
+    site : str
+        The hook name the direction is added at.
+    direction : torch.Tensor
+        The steering direction ``(d,)`` (unit-normalised before use).
+    strength : float
+        The multiple of the unit direction added at every position.
+    max_new_tokens : int
+        Tokens generated.
     """
     tokens = _tokens(model, prompt)
     for _ in range(max_new_tokens):

@@ -66,6 +66,13 @@ def winner_take_all(F: torch.Tensor, keep: int) -> torch.Tensor:
 
     As ``wta_features`` in Shafran et al.'s ``factorization/seminmf.py`` (a threshold, so exact ties
     at the threshold are all kept).
+
+    Parameters
+    ----------
+    F : torch.Tensor
+        Features ``(d, k)``, one per column.
+    keep : int
+        Entries kept per column (``keep >= d`` keeps everything).
     """
     if keep >= F.shape[0]:
         return F
@@ -82,6 +89,21 @@ def snmf_step(A: torch.Tensor, F: torch.Tensor, G: torch.Tensor, keep: int, reg:
     (``fix_hoyer_scale``), then Ding et al.'s multiplicative ``G`` update (``eps`` is added to its
     denominator: 1e-6 in the authors' current code, none (``eps=0``) in their first commit). ``F`` is
     ``G``'s previous value's least-squares fit.
+
+    Parameters
+    ----------
+    A : torch.Tensor
+        The data, features x samples ``(d, n)``.
+    F : torch.Tensor
+        The features ``(d, k)`` (not read: recomputed from ``G``; kept for the loop's signature).
+    G : torch.Tensor
+        The non-negative coefficients ``(n, k)``.
+    keep : int
+        Entries kept per feature column by :func:`winner_take_all`.
+    reg : float
+        Ridge added to ``G'G`` in the least-squares fit of ``F``.
+    eps : float
+        Added to the denominator of the ``G`` update.
     """
     k = G.shape[1]
     eye = torch.eye(k, dtype=A.dtype, device=A.device)
@@ -291,7 +313,18 @@ class SNMF(Decomposition):
 
     # ------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None, *, site: str | None = None) -> SNMF:
-        """Factorise ``X`` (Activations, tensor, array, store or iterable of minibatches)."""
+        """Factorise ``X`` (Activations, tensor, array, store or iterable of minibatches).
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor, numpy.ndarray, store or iterable
+            Data ``(n_samples, n_features)`` of any sign; a store or iterable of minibatches is read into
+            memory (up to ``max_samples`` rows).
+        y : None
+            Ignored (scikit-learn convention).
+        site : str, optional
+            The site (array) to read when ``X`` is an activation store.
+        """
         self.fit_transform(X, site=site)
         return self
 
@@ -300,6 +333,16 @@ class SNMF(Decomposition):
 
         With ``drop_tokens`` the rows of those tokens are left out, and the returned codes cover the
         other rows only (their sample coordinates travel with them).
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor, numpy.ndarray, store or iterable
+            Data ``(n_samples, n_features)`` of any sign; a store or iterable of minibatches is read into
+            memory (up to ``max_samples`` rows).
+        y : None
+            Ignored (scikit-learn convention).
+        site : str, optional
+            The site (array) to read when ``X`` is an activation store.
         """
         if site is not None or is_store(X):
             X = store_array(X, site)
@@ -374,7 +417,20 @@ class SNMF(Decomposition):
 
     # ------------------------------------------------------------- transform
     def transform(self, X: Any, n_iter: int = 200) -> Any:
-        """Non-negative coefficients of new rows with the features held fixed (Ding's G-update only)."""
+        """Non-negative coefficients of new rows with the features held fixed (Ding's G-update only).
+
+        Parameters
+        ----------
+        X : Activations, torch.Tensor or numpy.ndarray
+            New rows ``(n, n_features)``.
+        n_iter : int
+            Multiplicative updates after the non-negative least-squares start.
+
+        Returns
+        -------
+        Activations, torch.Tensor or numpy.ndarray
+            ``(n, n_components)``, the same kind as ``X``.
+        """
         self._check_fitted()
         data = as_matrix(X, dtype=self.components_.dtype, device=self.components_.device)
         if data.shape[1] != self.n_features_in_:
@@ -390,7 +446,13 @@ class SNMF(Decomposition):
         return wrap_like(X, G, "snmf_")
 
     def inverse_transform(self, codes: Any) -> Any:
-        """Reconstruction ``G F'`` in the input space."""
+        """Reconstruction ``G F'`` in the input space.
+
+        Parameters
+        ----------
+        codes : Activations, torch.Tensor or numpy.ndarray
+            Coefficients ``(n, n_components)`` (from :meth:`transform`).
+        """
         self._check_fitted()
         G = as_matrix(codes, dtype=self.components_.dtype, device=self.components_.device, what="codes")
         return unwrap_like(codes, G @ self.components_, getattr(self, "feature_names_in_", None))

@@ -76,6 +76,31 @@ def sampled_generate(model: Any, prompt: str | torch.Tensor, site: str, directio
     ``sample_logits`` draws it (``Categorical(logits).sample()`` after temperature and top-k, or top-p only
     when ``top_k`` is None), from the torch random stream seeded with ``seed`` (the caller's stream is left
     as it was). Returns strings when the model has a tokenizer, else the token tensor.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    prompt : str or torch.Tensor
+        A text or token ids (the first row is used).
+    site : str
+        The hook name the direction is added at.
+    direction : torch.Tensor
+        The steering direction ``(d,)`` (unit-normalised before use).
+    strength : float
+        The multiple of the unit direction added (negative steers away).
+    max_new_tokens : int
+        Tokens sampled per continuation.
+    top_k : int, optional
+        Keep the ``top_k`` most likely tokens (None: top-p only).
+    top_p : float, optional
+        Nucleus threshold, used only when ``top_k`` is None.
+    temperature : float
+        Divides the logits (> 0).
+    n_samples : int
+        Continuations sampled.
+    seed : int
+        Seed of the sampling.
     """
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0 for sampling, got {temperature}")
@@ -119,6 +144,17 @@ def diffmeans_directions(model: Any, site: str, concepts: Mapping[str, Sequence[
 
     ``DiffMean.fit`` of Shafran et al. (``experiments/baselines/diffmean.py``, commit ab58c78) with the
     other concepts' sentences as the negatives. Returns ``(names, directions (n_concepts, d))``.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    site : str
+        The hook name whose token activations are averaged.
+    concepts : Mapping[str, Sequence[str]]
+        ``{concept name: sentences}``, at least two concepts.
+    batch_size : int
+        Sentences per forward pass.
     """
     if len(concepts) < 2:
         raise ConfigError("DiffMeans needs at least two concepts (the others' sentences are the negatives)")
@@ -153,8 +189,11 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 class ConceptDetection(Result):
     """Per-sentence detection scores of feature directions on concept vs neutral sentences.
 
-    ``scores``: one row per (method, component, group, sentence) with the four metrics of the authors'
-    ``ConceptEvaluator.evaluate_tensor`` (each the max over the sentence's tokens).
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        One row per (method, component, group, sentence) with the four metrics of the authors'
+        ``ConceptEvaluator.evaluate_tensor`` (each the max over the sentence's tokens).
     """
 
     scores: pd.DataFrame
@@ -196,6 +235,21 @@ def concept_detection(model: Any, site: str, directions: Any, concept_texts: Map
     ``directions``: an estimator, a ``(n, d)`` tensor, or ``{method: either}``. ``concept_texts``: one
     list of sentences for all components, or ``{component: sentences}`` (as the authors generate
     sentences per feature). As ``experiments/concept_detection/benchmark.py`` (commit ab58c78).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    site : str
+        The hook name whose token activations are scored against the directions.
+    directions : Any
+        An estimator with ``components_``, an ``(n, d)`` tensor, or ``{method: either}``.
+    concept_texts : Sequence[str] or Mapping
+        One list of sentences for all components, or ``{component index: sentences}``.
+    neutral_texts : Sequence[str]
+        Sentences of no particular concept.
+    batch_size : int
+        Sentences per forward pass.
     """
     sets = _direction_sets(directions)
     neutral = _token_rows(model, list(neutral_texts), site, batch_size)
@@ -229,8 +283,14 @@ class SteeringEvaluation(Result):
     ``generations``: one row per (method, component, target_kl, sign, sentence) with the ``strength``
     found, the ``kl`` it gave, whether the search ``converged`` (targets the search missed have no
     sentences, as in the authors' code), the ``sentence``, and ``concept_score``, ``fluency_score``
-    (0-2) and their harmonic mean ``score`` (NaN without a judge). ``detection``: a
-    :class:`ConceptDetection` when concept sentences were given.
+    (0-2) and their harmonic mean ``score`` (NaN without a judge).
+
+    Parameters
+    ----------
+    generations : pandas.DataFrame
+        The rows described above.
+    detection : ConceptDetection, optional
+        The concept-detection scores, when concept sentences were given.
     """
 
     generations: pd.DataFrame
@@ -284,6 +344,47 @@ def snmf_evaluation(model: Any, site: str, snmf: Any, *, baselines: Mapping[str,
     scored by ``judge`` against ``descriptions[method][component]`` (``experiments/causal/
     output_score_llm_judge.py``). With ``concept_texts`` and ``neutral_texts`` the concept-detection
     score is added (:func:`concept_detection`). The defaults are the authors' (module docstring).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The language model.
+    site : str
+        The hook name the direction is added at.
+    snmf : Any
+        The fitted :class:`SNMF` (or any estimator with ``components_``), reported as ``"SNMF"``.
+    baselines : Mapping[str, Any], optional
+        ``{name: estimator or (n, d) tensor}`` compared beside it.
+    components : Sequence[int], optional
+        Component indices evaluated (default all; indices past a method's count are skipped).
+    prompt : str
+        The prompt the KL is measured after and the sentences continue.
+    target_kls : Sequence[float]
+        KL targets (default the paper's seven).
+    signs : Sequence[float]
+        Steer with ``sign * strength`` for each sign.
+    tol : float
+        How close the KL must come to each target.
+    search : {"bisect", "double"}
+        The strength search of :func:`~interp.decompose.read.find_strength`.
+    n_samples : int
+        Sentences sampled per (component, target, sign).
+    max_new_tokens : int
+        Tokens per sentence.
+    top_k : int, optional
+        Top-k sampling (None: top-p only).
+    top_p : float, optional
+        Nucleus threshold, used only when ``top_k`` is None.
+    judge : Any, optional
+        An explainer of :mod:`interp.label.explain` that scores each sentence (default: no scores).
+    descriptions : Mapping[str, Sequence[str]], optional
+        ``{method: one description per component}``; required with ``judge``.
+    concept_texts : Sequence[str] or Mapping, optional
+        Sentences of each concept for :func:`concept_detection`.
+    neutral_texts : Sequence[str], optional
+        Neutral sentences (required with ``concept_texts``).
+    seed : int
+        Seed of the sampling.
     """
     methods = {"SNMF": snmf, **dict(baselines or {})}
     sets = _direction_sets(methods)

@@ -26,13 +26,25 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def share(items: Sequence[T]) -> list[T]:
-    """This rank's part of ``items`` (every ``world``-th item, starting at ``rank``)."""
+    """This rank's part of ``items`` (every ``world``-th item, starting at ``rank``).
+
+    Parameters
+    ----------
+    items : Sequence
+        The whole work list, the same on every rank; all of it in one process.
+    """
     rank, world = rank_and_world()
     return list(items[rank::world])
 
 
 def gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` in rank order, on every rank (``all_gather_object``); ``[obj]`` in one process."""
+    """Every rank's ``obj`` in rank order, on every rank (``all_gather_object``); ``[obj]`` in one process.
+
+    Parameters
+    ----------
+    obj : Any
+        This rank's picklable result.
+    """
     import torch.distributed as dist
 
     _, world = rank_and_world()

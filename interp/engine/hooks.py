@@ -59,7 +59,16 @@ Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
 
 class Phase(IntEnum):
-    """Order of the hooks that meet at one site (see the module docstring)."""
+    """Order of the hooks that meet at one site (see the module docstring).
+
+    ``DEFINE`` (rules that rewrite the model's own computation) runs first, then ``EDIT`` (interventions,
+    patches), then ``READ`` (recording what the site finally holds).
+
+    Parameters
+    ----------
+    value : int or str
+        ``Phase(1)`` is ``Phase.EDIT`` (the usual enum lookup by value).
+    """
 
     DEFINE = 0
     EDIT = 1
@@ -73,6 +82,17 @@ class Hook:
     ``every_call``: run at every call of a module that runs several times per forward pass (rules that
     rewrite the model's own computation; DEFINE hooks always do). Other hooks at such a module must name
     the call (``path#k``); see :mod:`interp.engine.views`.
+
+    Parameters
+    ----------
+    site : str
+        A resolved hook name (bridge) or module path, in the spelling of :mod:`interp.engine.views`.
+    fn : Edit
+        ``fn(activation) -> new activation | None`` (None keeps the value).
+    phase : Phase
+        When it runs among the hooks at the same site.
+    every_call : bool
+        Run at every call of a module that runs several times per forward pass.
     """
 
     site: str
@@ -378,6 +398,13 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
     Sites must already be resolved (see :func:`interp.engine.resolve_sites`). A module site's calls and batch
     axis are checked on a probe pass the first time the model runs on inputs of a new shape (see
     :mod:`interp.engine.views`); a bridge's per-head sites are checked against its config once.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    hooks : Iterable[Hook]
+        The hooks, removed when the block ends (also on an error).
     """
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch nn.Module or TransformerBridge, got {type(model).__name__}")
@@ -476,7 +503,15 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
 
 @contextlib.contextmanager
 def observe_modules(modules: Sequence[nn.Module], fn: Callable[[int, Any], None]) -> Iterator[None]:
-    """Call ``fn(i, output)`` whenever ``modules[i]`` finishes its forward (used by block replay)."""
+    """Call ``fn(i, output)`` whenever ``modules[i]`` finishes its forward (used by block replay).
+
+    Parameters
+    ----------
+    modules : Sequence[torch.nn.Module]
+        The modules observed.
+    fn : Callable[[int, Any], None]
+        Called with the module's index and its output; its return value is ignored.
+    """
     handles = [m.register_forward_hook(lambda mod, args, out, i=i: fn(i, out)) for i, m in enumerate(modules)]
     try:
         yield
@@ -490,6 +525,11 @@ def overridden(replacements: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> 
     """Replace the ``forward`` of modules while the block runs (block replay; RelP's rule-aware MoE experts).
 
     A replacement must compute the same values as the module (callers check it before use).
+
+    Parameters
+    ----------
+    replacements : Sequence[tuple[torch.nn.Module, Callable]]
+        ``(module, forward)`` pairs; a module whose forward is already replaced is an :class:`InputTypeError`.
     """
     done: list[nn.Module] = []
     try:

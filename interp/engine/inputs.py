@@ -24,7 +24,17 @@ __all__ = ["Batch", "tokenize", "batches", "to_tokens", "check_pair", "forward",
 
 @dataclass
 class Batch:
-    """One batch of model inputs: the tensor, its padding mask (token inputs) and sample offset."""
+    """One batch of model inputs: the tensor, its padding mask (token inputs) and sample offset.
+
+    Parameters
+    ----------
+    inputs : Any
+        The batch (a tensor with the samples along dim 0).
+    mask : torch.Tensor, optional
+        ``(batch, pos)`` attention mask, 1 for real tokens and 0 for padding; None when nothing is padded.
+    start : int
+        Index of the batch's first sample among all the inputs.
+    """
 
     inputs: Any
     mask: torch.Tensor | None
@@ -45,6 +55,23 @@ def tokenize(model: Any, texts: Sequence[str], prepend_bos: bool | None = None,
 
     A text longer than the model's context (``cfg.n_ctx``) raises :class:`DimensionError` unless
     ``truncate=True``, which keeps its first ``n_ctx`` tokens and warns how many texts were cut.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge whose ``to_tokens`` tokenises.
+    texts : Sequence[str]
+        The texts (not empty).
+    prepend_bos : bool, optional
+        Passed to ``to_tokens`` (default: the bridge's own setting).
+    truncate : bool
+        Cut texts longer than the context instead of raising.
+
+    Returns
+    -------
+    tokens, mask : torch.Tensor
+        ``(n, max_len)`` long tokens, right-padded with the tokenizer's pad id (0 without one), and the
+        mask (1 for real tokens).
     """
     if not texts:
         raise InputTypeError("the list of texts is empty")
@@ -73,6 +100,26 @@ def batches(model: Any, inputs: Any, batch_size: int, *, attention_mask: torch.T
     Texts (bridges only) are tokenised and right-padded with a mask (longer than the context: an error
     unless ``truncate``, see :func:`tokenize`); NumPy arrays become tensors;
     ``preprocess`` is applied to raw inputs (per batch for Datasets and DataLoaders).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model the batches are for (a bridge takes texts or token ids ``(batch, pos)``).
+    inputs : Any
+        Texts, a tensor or NumPy array with samples along dim 0, a torch ``Dataset`` or a ``DataLoader``
+        (which keeps its own batch size).
+    batch_size : int
+        Samples per batch.
+    attention_mask : torch.Tensor, optional
+        ``(batch, pos)`` mask of token inputs (texts get one from :func:`tokenize`).
+    preprocess : Callable, optional
+        Applied to the inputs (per batch for Datasets and DataLoaders).
+    skip : int
+        Samples to skip at the start (to resume).
+    stop : int, optional
+        Stop before this sample (default: the end).
+    truncate : bool
+        Cut texts longer than the context instead of raising.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -153,6 +200,15 @@ def to_tokens(model: Any, inputs: Any, truncate: bool = False) -> Any:
 
     Token ids are checked (integer, inside the vocabulary); prompts longer than the model's context raise
     :class:`DimensionError` unless ``truncate=True`` (then cut, with a warning).
+
+    Parameters
+    ----------
+    model : Any
+        The model (inputs pass through unchanged unless it is a bridge).
+    inputs : Any
+        A text or texts, a token tensor ``(batch, pos)`` or ``(pos,)``, an array, or nested lists of ids.
+    truncate : bool
+        Cut prompts longer than the context instead of raising.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -181,7 +237,13 @@ def to_tokens(model: Any, inputs: Any, truncate: bool = False) -> Any:
 
 
 def check_pair(clean: Any, corrupted: Any) -> None:
-    """Clean and corrupted inputs must have the same shape (same batch and token length)."""
+    """Clean and corrupted inputs must have the same shape (same batch and token length).
+
+    Parameters
+    ----------
+    clean, corrupted : torch.Tensor
+        The two inputs; tensors of different shapes raise :class:`MismatchError`.
+    """
     if not isinstance(clean, torch.Tensor) or not isinstance(corrupted, torch.Tensor):
         raise InputTypeError("clean and corrupted inputs must be tensors (or texts for a bridge)")
     if clean.shape != corrupted.shape:
@@ -191,7 +253,13 @@ def check_pair(clean: Any, corrupted: Any) -> None:
 
 
 def output_tensor(out: Any) -> Any:
-    """The main tensor of a model output (first element of a tuple, ``.logits`` of a HF output)."""
+    """The main tensor of a model output (first element of a tuple, ``.logits`` of a HF output).
+
+    Parameters
+    ----------
+    out : Any
+        What the model's forward returned.
+    """
     if isinstance(out, tuple):
         out = out[0]
     if hasattr(out, "logits"):
@@ -203,6 +271,17 @@ def forward(model: nn.Module, inputs: Any, mask: torch.Tensor | None = None, **k
     """Run ``model`` on ``inputs`` (moved to its device) and return its output tensor (logits).
 
     A padding ``mask`` is passed as ``attention_mask`` to bridges when some entries are padding.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    inputs : Any
+        Its inputs (token ids of a bridge are checked against the vocabulary).
+    mask : torch.Tensor, optional
+        ``(batch, pos)`` padding mask (1 = real token).
+    **kwargs
+        Passed to the model's forward.
     """
     device = model_device(model)
     if is_bridge(model) and isinstance(inputs, torch.Tensor):
@@ -215,7 +294,15 @@ def forward(model: nn.Module, inputs: Any, mask: torch.Tensor | None = None, **k
 
 
 def repeat(inputs: Any, n: int) -> Any:
-    """``n`` copies of a batch stacked along axis 0 (copy-major: rows ``[x; x; ...]``)."""
+    """``n`` copies of a batch stacked along axis 0 (copy-major: rows ``[x; x; ...]``).
+
+    Parameters
+    ----------
+    inputs : torch.Tensor or Mapping
+        A tensor, or a dict of tensors, with the samples along dim 0.
+    n : int
+        Number of copies.
+    """
     if isinstance(inputs, torch.Tensor):
         return inputs.repeat(n, *([1] * (inputs.ndim - 1)))
     if isinstance(inputs, Mapping):
@@ -225,7 +312,13 @@ def repeat(inputs: Any, n: int) -> Any:
 
 
 def n_samples(inputs: Any) -> int:
-    """Number of samples along axis 0 of a tensor, a dict of tensors or a list."""
+    """Number of samples along axis 0 of a tensor, a dict of tensors or a list.
+
+    Parameters
+    ----------
+    inputs : Any
+        A tensor, a dict of tensors (its first value counts) or a list.
+    """
     if isinstance(inputs, (list, tuple)):
         return len(inputs)
     if isinstance(inputs, torch.Tensor):
@@ -237,7 +330,13 @@ def n_samples(inputs: Any) -> int:
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    """Device of the model's first parameter (None for a parameter-free module)."""
+    """Device of the model's first parameter (None for a parameter-free module).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    """
     try:
         return next(model.parameters()).device
     except (StopIteration, AttributeError):

@@ -27,7 +27,23 @@ __all__ = ["run", "record", "gradients", "edits_reach", "Recording", "Gradients"
 
 def run(model: nn.Module, inputs: Any, hooks: Sequence[Hook] = (), *, mask: torch.Tensor | None = None,
         stop_ok: bool = False, **kwargs: Any) -> Any:
-    """Forward ``inputs`` with ``hooks`` installed; returns the output tensor (None if a hook stopped it)."""
+    """Forward ``inputs`` with ``hooks`` installed; returns the output tensor (None if a hook stopped it).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    inputs : Any
+        The model's inputs (moved to its device).
+    hooks : Sequence[Hook]
+        Hooks installed for this pass only.
+    mask : torch.Tensor, optional
+        ``(batch, pos)`` padding mask, passed to a bridge as ``attention_mask``.
+    stop_ok : bool
+        Return None when a hook ends the pass early (:class:`StopForward`) instead of raising.
+    **kwargs
+        Passed to the model's forward.
+    """
     with hooked(model, hooks):
         try:
             return forward(model, inputs, mask, **kwargs)
@@ -39,7 +55,15 @@ def run(model: nn.Module, inputs: Any, hooks: Sequence[Hook] = (), *, mask: torc
 
 @dataclass
 class Recording:
-    """What :func:`record` returns: the model output (None when the pass stopped early) and the sites' values."""
+    """What :func:`record` returns: the model output (None when the pass stopped early) and the sites' values.
+
+    Parameters
+    ----------
+    output : Any
+        The output tensor (logits), or None.
+    acts : dict[str, torch.Tensor]
+        ``{site: value}`` of every site asked for.
+    """
 
     output: Any
     acts: dict[str, torch.Tensor]
@@ -53,6 +77,23 @@ def record(model: nn.Module, inputs: Any, sites: Sequence[str], *, hooks: Sequen
     ``grad`` keeps the autograd graph (values are not detached); ``stop`` ends the pass as soon as every
     site has fired (the layers after the last site are not computed; the output is None); ``clone``
     copies the values (needed when a later in-place edit could change them).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    inputs : Any
+        The model's inputs.
+    sites : Sequence[str]
+        The sites to keep (a site that never runs is a :class:`SiteError`).
+    hooks : Sequence[Hook]
+        Other hooks (edits) installed for this pass.
+    mask : torch.Tensor, optional
+        ``(batch, pos)`` padding mask.
+    grad, stop, clone : bool
+        See above.
+    **kwargs
+        Passed to the model's forward.
     """
     acts: dict[str, torch.Tensor] = {}
     wanted = list(sites)
@@ -77,7 +118,17 @@ def record(model: nn.Module, inputs: Any, sites: Sequence[str], *, hooks: Sequen
 
 @dataclass
 class Gradients:
-    """What :func:`gradients` returns: the metric's value, the output, and each site's value and gradient."""
+    """What :func:`gradients` returns: the metric's value, the output, and each site's value and gradient.
+
+    Parameters
+    ----------
+    value : torch.Tensor
+        The metric, a 0-d tensor (detached).
+    output : Any
+        The model output.
+    acts, grads : dict[str, torch.Tensor]
+        ``{site: value}`` and ``{site: d metric / d value}`` (zeros where the metric does not depend on it).
+    """
 
     value: torch.Tensor
     output: Any
@@ -86,7 +137,15 @@ class Gradients:
 
 
 def scalar(value: Any, metric: Any = None) -> torch.Tensor:
-    """``value`` as a 0-d tensor; :class:`InputTypeError`/:class:`DimensionError` unless it is one number."""
+    """``value`` as a 0-d tensor; :class:`InputTypeError`/:class:`DimensionError` unless it is one number.
+
+    Parameters
+    ----------
+    value : Any
+        What the metric returned.
+    metric : Any, optional
+        The metric, named in the error message.
+    """
     name = getattr(metric, "name", getattr(metric, "__name__", "metric"))
     if not isinstance(value, torch.Tensor):
         kind = type(value).__name__
@@ -104,6 +163,23 @@ def gradients(model: nn.Module, inputs: Any, sites: Sequence[str], metric: Calla
 
     Gradients are taken with respect to zero offsets added at each site (after the other edits there),
     so they exist even when the model's parameters are frozen, and they reflect any rules in ``hooks``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    inputs : Any
+        The model's inputs.
+    sites : Sequence[str]
+        The sites whose values and gradients are returned.
+    metric : Callable
+        ``metric(output) -> scalar tensor``.
+    hooks : Sequence[Hook]
+        Other hooks (edits, backward rules) installed for this pass.
+    mask : torch.Tensor, optional
+        ``(batch, pos)`` padding mask.
+    **kwargs
+        Passed to the model's forward.
     """
     acts: dict[str, torch.Tensor] = {}
     offsets: dict[str, torch.Tensor] = {}
@@ -132,6 +208,15 @@ def edits_reach(model: nn.Module, site: str, inputs: Any) -> bool:
 
     Some TransformerLens bridges expose hook points that only observe (BERT's ``attn.hook_pattern``: the
     wrapped module computes attention itself); an edit there would silently do nothing.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    site : str
+        The site tested (its value is set to 1 everywhere).
+    inputs : Any
+        Inputs to run twice (plain and edited).
     """
     with torch.no_grad():
         plain = run(model, inputs)

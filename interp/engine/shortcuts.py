@@ -30,7 +30,13 @@ __all__ = ["SharedPrefix", "BlockReplay", "agrees"]
 
 
 def agrees(shortcut: torch.Tensor, full: torch.Tensor) -> bool:
-    """Whether a shortcut's output equals the full forward pass's (to 1e-4 of the output's scale)."""
+    """Whether a shortcut's output equals the full forward pass's (to 1e-4 of the output's scale).
+
+    Parameters
+    ----------
+    shortcut, full : torch.Tensor
+        The two outputs; different shapes disagree. The scale is ``max(|full|)``, at least 1.
+    """
     full = full.detach()
     scale = max(float(full.abs().max()), 1.0)
     return shortcut.shape == full.shape and float((shortcut - full).abs().max()) <= 1e-4 * scale
@@ -71,7 +77,17 @@ class SharedPrefix:
 
 
 class BlockReplay:
-    """Replay the recorded outputs of the blocks below the lowest patched one instead of computing them."""
+    """Replay the recorded outputs of the blocks below the lowest patched one instead of computing them.
+
+    Parameters
+    ----------
+    blocks : torch.nn.ModuleList
+        The model's blocks.
+    outputs : list
+        Each block's recorded output on the base inputs.
+    batch : int
+        The base inputs' batch size (tensors with that leading axis are repeated per copy).
+    """
 
     def __init__(self, blocks: nn.ModuleList, outputs: list[Any], batch: int) -> None:
         self.blocks, self.outputs, self.batch = blocks, outputs, batch
@@ -104,7 +120,15 @@ class BlockReplay:
         return replay if agrees(check, base_out) else None
 
     def first_block(self, model: nn.Module, site: str) -> int:
-        """Index of the block whose forward fires ``site`` (0 when it fires outside every block)."""
+        """Index of the block whose forward fires ``site`` (0 when it fires outside every block).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model the blocks belong to.
+        site : str
+            A resolved hook name or module path.
+        """
         if is_bridge(model):
             point = model.hook_dict.get(site)
         else:
@@ -114,7 +138,15 @@ class BlockReplay:
 
     @contextlib.contextmanager
     def skip(self, upto: int, n: int) -> Iterator[None]:
-        """Within the block, blocks ``0..upto-1`` return their recorded output, repeated ``n`` times."""
+        """Within the block, blocks ``0..upto-1`` return their recorded output, repeated ``n`` times.
+
+        Parameters
+        ----------
+        upto : int
+            Blocks below this index are replayed.
+        n : int
+            Copies per example (outputs are repeated example-major).
+        """
         replacements = []
         for i in range(upto):
             replay = _map_tensors(self.outputs[i], lambda t: t.repeat_interleave(n, 0) if t.ndim and t.shape[0] ==

@@ -61,13 +61,24 @@ def is_bridge(model: Any) -> bool:
 
     A bridge's ``hook_dict`` is a property that rebuilds its aliases on every access (milliseconds), so it is
     looked up on the class, not evaluated.
+
+    Parameters
+    ----------
+    model : Any
+        Any object.
     """
     has = getattr(type(model), "hook_dict", None) is not None or "hook_dict" in getattr(model, "__dict__", {})
     return has and hasattr(model, "cfg")
 
 
 def site_names(model: nn.Module) -> list[str]:
-    """Every site of ``model`` in its own order: hook names (bridges) or module paths."""
+    """Every site of ``model`` in its own order: hook names (bridges) or module paths.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    """
     if is_bridge(model):
         return list(model.hook_dict.keys())
     return [name for name, _ in model.named_modules() if name]
@@ -81,6 +92,13 @@ def is_moe(model: Any, layer: int) -> bool:
     dense MLP of an interleaved stack as ``bound_dense``) and checked against the Hugging Face config's dense
     layers (``first_k_dense_replace``, ``mlp_only_layers``, ``decoder_sparse_step``, ``mlp_layer_types``); a
     disagreement raises :class:`SiteError`. The config decides only where the module tree says nothing.
+
+    Parameters
+    ----------
+    model : Any
+        The model (anything but a bridge with ``blocks`` gives False).
+    layer : int
+        The block index.
     """
     blocks = getattr(model, "blocks", None)
     if not is_bridge(model) or blocks is None:
@@ -141,7 +159,13 @@ def _moe_by_config(model: Any, layer: int) -> bool | None:
 
 
 def n_layers(model: Any) -> int:
-    """Number of transformer blocks of a bridge (or of a module with a ``blocks`` list)."""
+    """Number of transformer blocks of a bridge (or of a module with a ``blocks`` list).
+
+    Parameters
+    ----------
+    model : Any
+        The model (a ``TransformerBridge`` or any ``nn.Module``).
+    """
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "n_layers"):
         return int(cfg.n_layers)
@@ -155,13 +179,25 @@ _LAYER = re.compile(r"(?:^|\.)(?:blocks|layers|layer|h|_blocks|encoder_blocks|de
 
 
 def layer_of(site: str) -> int | None:
-    """Layer index in a site name (``blocks.3.mlp.hook_post`` -> 3), or None when it names no layer."""
+    """Layer index in a site name (``blocks.3.mlp.hook_post`` -> 3), or None when it names no layer.
+
+    Parameters
+    ----------
+    site : str
+        A hook name or module path.
+    """
     m = _LAYER.search(site)
     return int(m.group(1)) if m else None
 
 
 def canonical_kind(kind: str) -> str:
-    """The canonical name of a site kind (``"heads"`` -> ``"z"``); :class:`SiteError` if unknown."""
+    """The canonical name of a site kind (``"heads"`` -> ``"z"``); :class:`SiteError` if unknown.
+
+    Parameters
+    ----------
+    kind : str
+        A site kind or one of its aliases.
+    """
     kind = KIND_ALIASES.get(kind, kind)
     if kind not in SITE_KINDS:
         hint = closest(kind, list(SITE_KINDS) + list(KIND_ALIASES))
@@ -171,7 +207,15 @@ def canonical_kind(kind: str) -> str:
 
 
 def is_kind(model: Any, name: str) -> bool:
-    """Whether ``name`` is a site kind (rather than a hook name or module path) for ``model``."""
+    """Whether ``name`` is a site kind (rather than a hook name or module path) for ``model``.
+
+    Parameters
+    ----------
+    model : Any
+        The model (a ``TransformerBridge`` or any ``nn.Module``).
+    name : str
+        A site kind, hook name or module path (kinds only count on a bridge).
+    """
     return is_bridge(model) and (name in SITE_KINDS or name in KIND_ALIASES)
 
 
@@ -180,6 +224,15 @@ def kind_hook(model: Any, kind: str, layer: int) -> str:
 
     On a mixture-of-experts block ``mlp_pre``/``mlp_post`` would be the block's input and output (d_model), not
     neurons, so they are refused there.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge.
+    kind : str
+        A site kind or alias (``"resid_pre"``, ``"attn_out"``, ``"heads"`` ...).
+    layer : int
+        The block index.
     """
     if not is_bridge(model):
         raise InputTypeError(f"site kinds like {kind!r} need a TransformerBridge; pass module paths for other models")
@@ -199,14 +252,30 @@ def kind_hook(model: Any, kind: str, layer: int) -> str:
 
 def encoder_decoder_stacks(model: Any) -> list[str]:
     """Names of the block stacks of an encoder-decoder bridge (``["encoder_blocks", "decoder_blocks"]`` for T5 and
-    BART), or ``[]`` for a model with one stack of ``blocks``."""
+    BART), or ``[]`` for a model with one stack of ``blocks``.
+
+    Parameters
+    ----------
+    model : Any
+        The model (a ``TransformerBridge`` or any ``nn.Module``).
+    """
     if not is_bridge(model) or getattr(model, "blocks", None) is not None:
         return []
     return [name for name in ("encoder_blocks", "decoder_blocks") if getattr(model, name, None) is not None]
 
 
 def kind_sites(model: Any, kind: str, layers: Sequence[int] | None = None) -> list[str]:
-    """One hook name per layer for a site kind (all layers by default)."""
+    """One hook name per layer for a site kind (all layers by default).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge.
+    kind : str
+        A site kind or alias.
+    layers : Sequence[int], optional
+        The layers (default all).
+    """
     chosen = range(n_layers(model)) if layers is None else layers
     return [kind_hook(model, kind, int(layer)) for layer in chosen]
 
@@ -217,6 +286,14 @@ def resolve_sites(model: nn.Module, sites: str | Sequence[str]) -> list[str]:
 
     A ``*`` matches within one dotted component when it can (``"_blocks.*"`` gives the blocks, not all of
     their submodules); otherwise it matches across dots (``"*hook_resid_pre"``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    sites : str or Sequence[str]
+        Names or globs, with the ``#call`` and ``:input``/``:output[...]`` spelling of
+        :mod:`interp.engine.views`.
     """
     patterns = [sites] if isinstance(sites, str) else list(sites)
     if not patterns:
@@ -260,6 +337,11 @@ def split_site(pattern: str) -> tuple[str, int | None, str, tuple[int | str, ...
 
     The spelling is that of :mod:`interp.engine.views`; a glob's ``[...]`` classes stay in the path (element
     keys come only after ``:input``/``:output``).
+
+    Parameters
+    ----------
+    pattern : str
+        A site name or glob.
     """
     head, colon, tail = pattern.partition(":")
     suffix, keys = "", ()
@@ -279,13 +361,25 @@ def split_site(pattern: str) -> tuple[str, int | None, str, tuple[int | str, ...
 
 
 def is_head_site(site: str) -> bool:
-    """Whether ``site`` is a per-head hook of a bridge (queries, keys, values or head outputs)."""
+    """Whether ``site`` is a per-head hook of a bridge (queries, keys, values or head outputs).
+
+    Parameters
+    ----------
+    site : str
+        A hook name.
+    """
     return head_kind(site) is not None
 
 
 def head_kind(site: str) -> str | None:
     """``"q"``, ``"k"``, ``"v"`` or ``"z"`` for a per-head hook name (``attn.hook_k``, ``attn.k.hook_out``,
-    ``attn.o.hook_in`` ...), else None."""
+    ``attn.o.hook_in`` ...), else None.
+
+    Parameters
+    ----------
+    site : str
+        A hook name.
+    """
     for kind, ends in (("q", (".hook_q", ".q.hook_out")), ("k", (".hook_k", ".k.hook_out")),
                        ("v", (".hook_v", ".v.hook_out")), ("z", (".hook_z", ".o.hook_in"))):
         if site.endswith(ends) and ":" not in site:
@@ -302,7 +396,15 @@ def _is_module_path(model: nn.Module, path: str) -> bool:
 
 
 def resolve_site(model: nn.Module, site: str) -> str:
-    """Check that one site (no glob) exists and return its name."""
+    """Check that one site (no glob) exists and return its name.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` (hook names) or any ``nn.Module`` (module paths).
+    site : str
+        A name that must match exactly one site (:class:`SiteError` otherwise, with the closest names).
+    """
     if not isinstance(site, str):
         raise InputTypeError(f"a site is a hook name or module path string, got {type(site).__name__}")
     found = resolve_sites(model, site)
@@ -320,6 +422,15 @@ def layout(site: str, ndim: int, bridge: bool) -> dict[str, int]:
       heads under grouped-query attention; see :mod:`interp.engine.views`);
     * conv feature maps of plain modules ``[batch, channel, height, width]``: ``unit`` is the channel;
     * everything else ``[batch, pos, unit]`` or ``[batch, unit]``.
+
+    Parameters
+    ----------
+    site : str
+        The site's name.
+    ndim : int
+        The activation's number of axes.
+    bridge : bool
+        Whether the site is a hook of a bridge (the attention layouts apply only there).
     """
     leaf = site.split(":")[0].split("#")[0].rsplit(".", 1)[-1]
     if bridge and leaf in _PATTERN_LEAVES and ndim == 4:

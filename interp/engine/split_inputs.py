@@ -27,7 +27,16 @@ _FLAGS = (("use_attn_result", "set_use_attn_result"), ("use_split_qkv_input", "s
 
 @contextlib.contextmanager
 def split_inputs(model: Any) -> Iterator[Any]:
-    """Enable per-head q/k/v inputs, per-head results and the MLP input hook while the block runs."""
+    """Enable per-head q/k/v inputs, per-head results and the MLP input hook while the block runs.
+
+    Only the switches that were off are turned on, and back off afterwards (``use_attn_in`` is switched off
+    meanwhile, as it excludes split inputs).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge (anything else is an :class:`InputTypeError`).
+    """
     cfg = getattr(model, "cfg", None)
     if cfg is None or not all(hasattr(model, setter) for _, setter in _FLAGS):
         raise InputTypeError(f"per-head inputs need a TransformerLens TransformerBridge, got {type(model).__name__}")

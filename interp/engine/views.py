@@ -41,7 +41,19 @@ _SPELLING = re.compile(r"^(?P<path>[^#:\[\]]*?)(?:#(?P<call>\d+))?(?::(?P<side>i
 
 @dataclass(frozen=True)
 class SiteRef:
-    """A parsed site: module path (or hook name), which call (None: the only one), side and element keys."""
+    """A parsed site: module path (or hook name), which call (None: the only one), side and element keys.
+
+    Parameters
+    ----------
+    path : str
+        The module path or hook name.
+    call : int, optional
+        Which call of a module that runs several times per forward pass (None: the only one).
+    side : {"output", "input"}
+        The module's output or its input.
+    keys : tuple of (int or str)
+        Element keys into a tuple, list, dict or model output (``[1]``, ``[last_hidden_state]``).
+    """
 
     path: str
     call: int | None = None
@@ -50,7 +62,13 @@ class SiteRef:
 
 
 def parse_site(site: str) -> SiteRef:
-    """Split a site spelling (see the module docstring); :class:`SiteError` when it is malformed."""
+    """Split a site spelling (see the module docstring); :class:`SiteError` when it is malformed.
+
+    Parameters
+    ----------
+    site : str
+        ``"path[#call][:input|:output][[key]...]"``.
+    """
     m = _SPELLING.match(site)
     if m is None:
         raise SiteError(f"cannot read the site {site!r}; the spelling is 'path[#call][:input|:output][[key]...]', "
@@ -60,7 +78,13 @@ def parse_site(site: str) -> SiteRef:
 
 
 def format_site(ref: SiteRef) -> str:
-    """The one canonical spelling of a parsed site (``:output`` is written only before element keys)."""
+    """The one canonical spelling of a parsed site (``:output`` is written only before element keys).
+
+    Parameters
+    ----------
+    ref : SiteRef
+        The parsed site.
+    """
     text = ref.path + (f"#{ref.call}" if ref.call is not None else "")
     if ref.side == "input":
         text += ":input"
@@ -103,7 +127,17 @@ def _child(obj: Any, key: int | str, site: str) -> Any:
 
 
 def select(obj: Any, keys: tuple[int | str, ...], site: str) -> torch.Tensor:
-    """The tensor that ``keys`` name inside ``obj``; :class:`SiteError` listing the elements otherwise."""
+    """The tensor that ``keys`` name inside ``obj``; :class:`SiteError` listing the elements otherwise.
+
+    Parameters
+    ----------
+    obj : Any
+        A module's input or output (tensor, tuple, list, dict or model output).
+    keys : tuple of (int or str)
+        The element keys, outermost first; none: ``obj`` itself, or the one tensor of ``(output, None, ...)``.
+    site : str
+        The site's name, for the error message.
+    """
     for key in keys:
         obj = _child(obj, key, site)
     if isinstance(obj, torch.Tensor):
@@ -122,7 +156,17 @@ def select(obj: Any, keys: tuple[int | str, ...], site: str) -> torch.Tensor:
 
 
 def replace(obj: Any, keys: tuple[int | str, ...], new: torch.Tensor) -> Any:
-    """A copy of ``obj`` with the element that ``keys`` name replaced by ``new`` (``obj`` is not changed)."""
+    """A copy of ``obj`` with the element that ``keys`` name replaced by ``new`` (``obj`` is not changed).
+
+    Parameters
+    ----------
+    obj : Any
+        A module's input or output (tensor, tuple, named tuple, list, dict or model output).
+    keys : tuple of (int or str)
+        The element keys, outermost first (none: ``obj`` itself, or its one tensor).
+    new : torch.Tensor
+        The replacement.
+    """
     if not keys:
         if isinstance(obj, torch.Tensor):
             return new
@@ -156,6 +200,17 @@ class View:
     ``"heads"`` (the last two axes regrouped into ``heads`` real heads: a bridge that split a head-major
     ``heads * d_head`` vector by a wrong ``d_head``); ``"batch"`` (batch axis ``axis`` moved first, the rest
     flattened into one unit axis); ``"refused"`` (``reason`` says why; using the site raises it).
+
+    Parameters
+    ----------
+    kind : {"identity", "swap", "heads", "batch", "refused"}
+        The mapping (see above).
+    axis : int
+        The batch axis of ``"batch"``.
+    heads : int
+        The number of heads of ``"heads"``.
+    reason : str
+        Why a ``"refused"`` site is refused.
     """
 
     kind: str = "identity"
@@ -164,7 +219,13 @@ class View:
     reason: str = ""
 
     def to(self, value: torch.Tensor) -> torch.Tensor:
-        """The raw value in the presented layout."""
+        """The raw value in the presented layout.
+
+        Parameters
+        ----------
+        value : torch.Tensor
+            The site's raw value (a refused view raises its :class:`SiteError`).
+        """
         if self.kind == "identity":
             return value
         if self.kind == "swap":
@@ -176,7 +237,15 @@ class View:
         raise SiteError(self.reason)
 
     def back(self, new: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """A value in the presented layout turned back into the raw layout of ``raw``."""
+        """A value in the presented layout turned back into the raw layout of ``raw``.
+
+        Parameters
+        ----------
+        new : torch.Tensor
+            A value in the presented layout (an edit's result).
+        raw : torch.Tensor
+            The site's raw value, whose layout is restored.
+        """
         if self.kind == "identity":
             return new
         if self.kind == "swap":
@@ -191,7 +260,19 @@ IDENTITY = View()
 
 
 def batch_view(site: str, small: tuple[int, ...], large: tuple[int, ...] | None, batch: int) -> View:
-    """The view of a module site seen with shape ``small`` for ``batch`` inputs and ``large`` for ``batch + 1``."""
+    """The view of a module site seen with shape ``small`` for ``batch`` inputs and ``large`` for ``batch + 1``.
+
+    Parameters
+    ----------
+    site : str
+        The site's name, for the refusal's reason.
+    small : tuple of int
+        The value's shape on ``batch`` inputs.
+    large : tuple of int, optional
+        Its shape on ``batch + 1`` inputs (None: one probe only).
+    batch : int
+        The probe's batch size.
+    """
     if large is None:  # one probe only: accept a batch-first value, refuse a guess
         if small and small[0] == batch and batch not in small[1:]:
             return IDENTITY

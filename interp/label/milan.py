@@ -46,9 +46,20 @@ __all__ = ["UnitExemplars", "unit_exemplars", "Describer", "RetrievalDescriber",
 class UnitExemplars(Result):
     """Top inputs of each unit and the regions that drive it.
 
-    ``indices`` ``(n_units, k)``: input rows, strongest first; ``activations`` ``(n_units, k)``: their
-    max-pooled activation; ``masks`` ``(n_units, k, H, W)`` bool; ``thresholds`` ``(n_units,)``: the
-    activation quantile each mask is cut at.
+    Parameters
+    ----------
+    units : list of int
+        The units, in the order of the arrays' first axis.
+    indices : numpy.ndarray
+        ``(n_units, k)`` input rows, strongest first.
+    activations : numpy.ndarray
+        ``(n_units, k)`` their max-pooled activation.
+    masks : numpy.ndarray
+        ``(n_units, k, H, W)`` bool: where each exemplar's upsampled activation reaches the threshold.
+    thresholds : numpy.ndarray
+        ``(n_units,)`` the activation quantile each mask is cut at.
+    quantile : float
+        The quantile of ``thresholds`` (over every input and location).
     """
 
     units: list[int]
@@ -68,14 +79,30 @@ class UnitExemplars(Result):
         return pd.DataFrame(rows)
 
     def masked(self, images: torch.Tensor, unit: int) -> torch.Tensor:
-        """The exemplars of ``unit`` (its position in ``units``) with everything outside the mask set to 0."""
+        """The exemplars of ``unit`` with everything outside the mask set to 0.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            The dataset ``(n, C, H, W)`` the exemplars were found in.
+        unit : int
+            A unit of ``units`` (not its position).
+        """
         u = self.units.index(unit)
         imgs = torch.as_tensor(images)[torch.as_tensor(self.indices[u])].float()
         mask = torch.as_tensor(self.masks[u])
         return imgs * mask[:, None] if imgs.ndim == 4 else imgs * mask
 
     def plot(self, unit: int | None = None, **kwargs: Any) -> Any:
-        """Masks of one unit's exemplars side by side (plotly heat maps)."""
+        """Masks of one unit's exemplars side by side (plotly heat maps).
+
+        Parameters
+        ----------
+        unit : int, optional
+            A unit of ``units`` (default the first).
+        **kwargs
+            ``title``.
+        """
         import plotly.express as px
 
         u = 0 if unit is None else self.units.index(unit)
@@ -107,6 +134,26 @@ def unit_exemplars(model: Any, images: Any, site: str, units: Sequence[int] | No
     ``images``: ``(n, C, H, W)`` (masks are drawn at ``H x W``). Activations are ranked by their spatial max;
     a mask is the activation map upsampled to ``H x W`` (bilinear) and cut at the unit's ``quantile`` over
     every (input, location) of the dataset.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The vision model.
+    images : array_like
+        ``(n, C, H, W)``; masks are drawn at ``H x W``.
+    site : str
+        Module path whose output ``(n, units, h, w)`` is described (or ``(n, units)``: masks cover everything).
+    units : Sequence[int], optional
+        Units (channels) to describe (default all).
+    k : int
+        Exemplars per unit (at most ``n``).
+    quantile : float
+        In (0, 1): a mask is where the activation reaches this quantile of the unit over every input and
+        location.
+    preprocess : Callable, optional
+        Applied to each batch of images before the model.
+    batch_size : int
+        Images per forward pass.
     """
     images = torch.as_tensor(images)
     if images.ndim != 4:
@@ -137,9 +184,35 @@ def unit_exemplars(model: Any, images: Any, site: str, units: Sequence[int] | No
 class Describer(Protocol):
     """``candidates(masked, exemplars) -> [(text, log p(d|E))]`` and ``log_prior(texts) -> log p(d)``."""
 
-    def candidates(self, masked: torch.Tensor, indices: np.ndarray) -> list[tuple[str, float]]: ...
+    def candidates(self, masked: torch.Tensor, indices: np.ndarray) -> list[tuple[str, float]]:
+        """Candidate descriptions of one unit with ``log p(d | exemplars)``.
 
-    def log_prior(self, texts: Sequence[str]) -> np.ndarray: ...
+        Parameters
+        ----------
+        masked : torch.Tensor
+            The unit's exemplars ``(k, C, H, W)`` with everything outside their masks set to 0.
+        indices : numpy.ndarray
+            ``(k,)`` the exemplars' rows in the dataset.
+
+        Returns
+        -------
+        list of (str, float)
+            ``(text, log p(text | exemplars))`` pairs.
+        """
+
+    def log_prior(self, texts: Sequence[str]) -> np.ndarray:
+        """``log p(d)`` of each text.
+
+        Parameters
+        ----------
+        texts : Sequence[str]
+            Candidate descriptions.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(texts),)`` log prior probabilities.
+        """
 
 
 class RetrievalDescriber:
@@ -147,6 +220,13 @@ class RetrievalDescriber:
 
     p(d | E) = the share of the exemplars labelled d; p(d) = d's share of the whole dataset, so the PMI
     rerank prefers a label the exemplars over-represent to one that is merely common.
+
+    Parameters
+    ----------
+    labels : Sequence
+        The dataset label of every input row.
+    names : dict, optional
+        ``{label: text}`` for the descriptions (default the label itself as a string).
     """
 
     name = "retrieval"
@@ -161,10 +241,36 @@ class RetrievalDescriber:
         return str(self.names.get(label, label))
 
     def candidates(self, masked: torch.Tensor, indices: np.ndarray) -> list[tuple[str, float]]:
+        """Candidate descriptions of one unit with ``log p(d | exemplars)``: the labels of the exemplars, with their share.
+
+        Parameters
+        ----------
+        masked : torch.Tensor
+            The masked exemplars (unused: only their labels count).
+        indices : numpy.ndarray
+            ``(k,)`` the exemplars' rows in the dataset.
+
+        Returns
+        -------
+        list of (str, float)
+            ``(text, log p(text | exemplars))`` pairs.
+        """
         counts = Counter(self.labels[np.asarray(indices)].tolist())
         return [(self._text(lab), float(np.log(c / len(indices)))) for lab, c in counts.most_common()]
 
     def log_prior(self, texts: Sequence[str]) -> np.ndarray:
+        """``log p(d)`` of each text: its label's share of the dataset (-inf for an unknown text).
+
+        Parameters
+        ----------
+        texts : Sequence[str]
+            Candidate descriptions.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(texts),)`` log prior probabilities.
+        """
         return np.array([self._prior.get(t, -np.inf) for t in texts])
 
 
@@ -174,6 +280,13 @@ class CaptionerDescriber:
     ``log_prior``: a function from texts to log p(d) (MILAN: an LSTM language model of the captions); by
     default a unigram model of the words of every candidate this describer has produced so far, with add-one
     smoothing (a stand-in; pass a real language model when you have one).
+
+    Parameters
+    ----------
+    caption : Callable[[torch.Tensor], list of (str, float)]
+        ``caption(masked_exemplars) -> [(text, log p(text | exemplars))]``.
+    log_prior : Callable[[Sequence[str]], array_like], optional
+        ``log_prior(texts) -> log p(text)`` (default the unigram stand-in above).
     """
 
     name = "captioner"
@@ -184,12 +297,38 @@ class CaptionerDescriber:
         self._words: Counter = Counter()
 
     def candidates(self, masked: torch.Tensor, indices: np.ndarray) -> list[tuple[str, float]]:
+        """Candidate descriptions of one unit with ``log p(d | exemplars)``: the captioner's output (its words feed the default prior).
+
+        Parameters
+        ----------
+        masked : torch.Tensor
+            The unit's exemplars ``(k, C, H, W)`` with everything outside their masks set to 0.
+        indices : numpy.ndarray
+            ``(k,)`` the exemplars' rows in the dataset.
+
+        Returns
+        -------
+        list of (str, float)
+            ``(text, log p(text | exemplars))`` pairs.
+        """
         out = [(str(t), float(s)) for t, s in self.caption(masked)]
         for text, _ in out:
             self._words.update(text.lower().split())
         return out
 
     def log_prior(self, texts: Sequence[str]) -> np.ndarray:
+        """``log p(d)`` of each text: the given prior, or the add-one unigram model of the captions so far.
+
+        Parameters
+        ----------
+        texts : Sequence[str]
+            Candidate descriptions.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(texts),)`` log prior probabilities.
+        """
         if self._log_prior is not None:
             return np.asarray(self._log_prior(texts), dtype=float)
         total, vocab = sum(self._words.values()), len(self._words) + 1
@@ -198,7 +337,17 @@ class CaptionerDescriber:
 
 def pmi_rerank(candidates: Sequence[tuple[str, float]], log_prior: np.ndarray, pmi_weight: float = 0.2
                ) -> pd.DataFrame:
-    """Candidates sorted by ``log p(d|E) - pmi_weight * log p(d)`` (MILAN's decoding; 0.2 in their code)."""
+    """Candidates sorted by ``log p(d|E) - pmi_weight * log p(d)`` (MILAN's decoding; 0.2 in their code).
+
+    Parameters
+    ----------
+    candidates : Sequence[tuple[str, float]]
+        ``(description, log p(d | exemplars))`` pairs.
+    log_prior : numpy.ndarray
+        ``log p(d)`` of each candidate, in the same order.
+    pmi_weight : float
+        The weight of the prior (0: rank by ``log p(d|E)`` alone).
+    """
     frame = pd.DataFrame(candidates, columns=["description", "log_p_given_exemplars"])
     frame["log_p"] = np.asarray(log_prior, dtype=float)
     frame["score"] = frame["log_p_given_exemplars"] - pmi_weight * frame["log_p"]
@@ -207,7 +356,17 @@ def pmi_rerank(candidates: Sequence[tuple[str, float]], log_prior: np.ndarray, p
 
 @dataclass
 class UnitDescriptions(Result):
-    """One description per unit (the best candidate after the PMI rerank), with every candidate's scores."""
+    """One description per unit (the best candidate after the PMI rerank), with every candidate's scores.
+
+    Parameters
+    ----------
+    descriptions : pandas.DataFrame
+        One row per unit: ``unit``, ``description``, ``score``, ``log_p_given_exemplars``, ``n_candidates``.
+    candidates : dict[int, pandas.DataFrame]
+        ``{unit: every candidate, reranked}`` (:func:`pmi_rerank`).
+    exemplars : UnitExemplars, optional
+        The exemplars and masks the descriptions came from.
+    """
 
     descriptions: pd.DataFrame
     candidates: dict[int, pd.DataFrame] = field(default_factory=dict, repr=False)
@@ -231,6 +390,30 @@ def describe_units(model: Any, images: Any, site: str, describer: Any, units: Se
 
     ``describer``: :class:`RetrievalDescriber`, :class:`CaptionerDescriber` or any object with
     ``candidates(masked_exemplars, exemplar_indices)`` and ``log_prior(texts)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The vision model.
+    images : array_like
+        ``(n, C, H, W)``; masks are drawn at ``H x W``.
+    site : str
+        Module path whose output ``(n, units, h, w)`` is described (or ``(n, units)``: masks cover everything).
+    describer : Describer
+        Proposes candidates and their prior (see above).
+    units : Sequence[int], optional
+        Units (channels) to describe (default all).
+    k : int
+        Exemplars per unit (at most ``n``).
+    quantile : float
+        In (0, 1): a mask is where the activation reaches this quantile of the unit over every input and
+        location.
+    pmi_weight : float
+        The weight of the prior in the rerank (:func:`pmi_rerank`).
+    preprocess : Callable, optional
+        Applied to each batch of images before the model.
+    batch_size : int
+        Images per forward pass.
     """
     if not (hasattr(describer, "candidates") and hasattr(describer, "log_prior")):
         raise ConfigError(f"a describer needs candidates(masked, indices) and log_prior(texts); got {type(describer).__name__}")

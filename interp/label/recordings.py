@@ -362,7 +362,15 @@ def _concept_label(concept: str, direction: str, q: float, kind: str = "", pd_de
 
 def recording_title(rec: Activations, index: int | None = None) -> str:
     """A short name of a recording from its own attributes: ``title``/``name``, else ``source`` with the
-    identifiers it has (subject, session, worm, animal, environment...), else ``recording <index>``."""
+    identifiers it has (subject, session, worm, animal, environment...), else ``recording <index>``.
+
+    Parameters
+    ----------
+    rec : Activations
+        The recording.
+    index : int, optional
+        Its index in a list (0-based; the fallback name counts from 1).
+    """
     attrs = rec.attrs
     for key in ("title", "name"):
         if attrs.get(key):
@@ -402,6 +410,17 @@ def label_place_cells(recording: Activations, position: str = "linear_position",
 
     The score is the split-half stability of the rate map (correlation of the maps from the two halves
     of the session): a held-out check that the field is real.
+
+    Parameters
+    ----------
+    recording : Activations
+        Spike trains or rates of hippocampal units with a position variable.
+    position : str
+        The name of the position variable.
+    title : str
+        The result's title.
+    **kwargs
+        Passed to :func:`interp.label.spatial.place_fields` (bins, ``n_permutations``, ``alpha`` ...).
     """
     pf = place_fields(recording, position=position, **kwargs)
     labels = pf.labels()

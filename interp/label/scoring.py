@@ -26,7 +26,15 @@ __all__ = ["detection_auroc", "simulation_correlation", "auroc"]
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN when a class is empty."""
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN when a class is empty.
+
+    Parameters
+    ----------
+    scores : Sequence[float]
+        A score per example (higher: more likely positive).
+    labels : Sequence[bool]
+        Whether each example is positive (same length as ``scores``).
+    """
     s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
     if s.shape != y.shape:
         raise DimensionError(f"scores and labels differ in length: {s.shape} vs {y.shape}")
@@ -38,13 +46,31 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 
 def detection_auroc(predicate_on_activating: Sequence[float], predicate_on_random: Sequence[float]) -> float:
-    """AUROC of the label's predicate for telling activating from random held-out examples."""
+    """AUROC of the label's predicate for telling activating from random held-out examples.
+
+    Parameters
+    ----------
+    predicate_on_activating : Sequence[float]
+        The predicate's score (or 0/1 verdict) on each activating example.
+    predicate_on_random : Sequence[float]
+        The same on each random example.
+    """
     a, r = np.asarray(predicate_on_activating, float), np.asarray(predicate_on_random, float)
     return auroc(np.concatenate([a, r]), np.concatenate([np.ones(len(a), bool), np.zeros(len(r), bool)]))
 
 
 def simulation_correlation(simulated: Sequence[float], actual: Sequence[float]) -> float:
-    """Pearson correlation of simulated and actual activations (NaN if either is constant)."""
+    """Pearson correlation of simulated and actual activations (NaN if either is constant).
+
+    Non-finite pairs are dropped; fewer than 3 left gives NaN.
+
+    Parameters
+    ----------
+    simulated : Sequence[float]
+        The simulator's predicted activation per token or example.
+    actual : Sequence[float]
+        The unit's actual activations (same length).
+    """
     s, a = np.asarray(simulated, float), np.asarray(actual, float)
     if s.shape != a.shape:
         raise DimensionError(f"simulated and actual activations differ in length: {s.shape} vs {a.shape}")

@@ -320,6 +320,39 @@ def _eta_squared(sums: np.ndarray, counts: np.ndarray, mean: np.ndarray, var: np
 class UnitStatsResult(Result):
     """Per-unit statistics from :class:`UnitStats` (arrays indexed by unit first).
 
+    Parameters
+    ----------
+    count, n_samples : int
+        Rows (tokens, samples, time points) and samples seen.
+    mean, var, minimum, maximum : numpy.ndarray
+        ``(units,)`` moments and extremes.
+    frequency : numpy.ndarray
+        ``(units,)`` fraction of rows above ``threshold``.
+    threshold : float
+        The activation threshold of ``frequency``.
+    top_values, top_sample, top_pos : numpy.ndarray
+        ``(units, k)`` the largest activations, their sample and position indices (best first).
+    top_tokens, top_window : numpy.ndarray
+        ``(units, k, window)`` token ids around each exemplar (-1 = none) and the unit's activation there.
+    bottom_values, bottom_sample, bottom_pos, bottom_tokens, bottom_window : numpy.ndarray
+        The same for the smallest activations.
+    hist_counts : numpy.ndarray
+        ``(units, n_bins)`` histogram counts.
+    hist_lo, hist_width : numpy.ndarray
+        ``(units,)`` each histogram's lower edge and bin width.
+    massive_ratio : numpy.ndarray
+        ``(units,)`` the largest ``|a| / median_j |a_j|`` over rows (Sun et al. 2024).
+    token_ids, token_counts, token_sums : numpy.ndarray
+        Tracked token ids (-1: the shared "other" row), their counts and ``(types, units)`` activation sums.
+    n_token_types : int
+        Token types tracked.
+    position_counts, position_sums : numpy.ndarray
+        Per position (later ones share the last row): counts and ``(positions, units)`` activation sums.
+    window : tuple of (int, int)
+        ``(left, right)`` context around each exemplar.
+    extra : dict
+        Cached derived values.
+
     >>> stats = UnitStats(8, k=3); stats.update(torch.randn(4, 16, 8)); res = stats.result()
     >>> len(res.to_frame())
     8
@@ -365,7 +398,13 @@ class UnitStatsResult(Result):
         return np.sqrt(self.var)
 
     def hist_edges(self, unit: int) -> np.ndarray:
-        """Bin edges of ``unit``'s histogram."""
+        """Bin edges of ``unit``'s histogram.
+
+        Parameters
+        ----------
+        unit : int
+            The unit's index.
+        """
         nb = self.hist_counts.shape[1]
         return self.hist_lo[unit] + self.hist_width[unit] * np.arange(nb + 1)
 
@@ -385,7 +424,19 @@ class UnitStatsResult(Result):
         return self.extra["position_eta2"]
 
     def token_means(self, unit: int, top: int = 10, min_count: int = 2, largest: bool = True) -> pd.DataFrame:
-        """Tokens with the highest (or lowest) mean activation of ``unit`` (seen at least ``min_count`` times)."""
+        """Tokens with the highest (or lowest) mean activation of ``unit`` (seen at least ``min_count`` times).
+
+        Parameters
+        ----------
+        unit : int
+            The unit's index.
+        top : int
+            Tokens listed.
+        min_count : int
+            Tokens seen fewer times are left out.
+        largest : bool
+            Highest means first (False: lowest first).
+        """
         key = ("token_means", min_count)
         if key not in self.extra:  # (tracked tokens seen often enough, their mean activations for every unit)
             keep = np.flatnonzero((self.token_ids >= 0) & (self.token_counts >= min_count))
@@ -426,7 +477,15 @@ class UnitStatsResult(Result):
         return "\n".join(lines)
 
     def plot(self, unit: int = 0, **kwargs: Any) -> Any:
-        """Histogram of one unit's activations (plotly)."""
+        """Histogram of one unit's activations (plotly).
+
+        Parameters
+        ----------
+        unit : int
+            The unit's index.
+        **kwargs
+            ``title``.
+        """
         import plotly.graph_objects as go
 
         edges = self.hist_edges(unit)

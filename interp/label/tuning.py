@@ -126,8 +126,20 @@ def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
 class TuningCurves(Result):
     """Mean activity per bin (or category) of a variable, with bootstrap confidence intervals.
 
-    ``mean``, ``low``, ``high``: ``(unit, bin)``; ``counts``: samples per bin; ``bins``: the bin
-    centres (continuous) or the category labels; ``resampled``: what the bootstrap resampled.
+    Parameters
+    ----------
+    mean, low, high, samples : numpy.ndarray
+        ``(unit, bin)`` means and interval bounds; ``samples``: the bootstrap means ``(n_bootstraps, unit, bin)``.
+    counts, bins : numpy.ndarray
+        Samples per bin; the bin centres (continuous) or the category labels.
+    names : list of str
+        The units' names.
+    variable, resampled : str
+        The variable's name; what the bootstrap resampled (samples, trials, blocks).
+    categorical : bool
+        Categories rather than bins of a continuous variable.
+    level : float
+        The intervals' confidence level.
     """
 
     mean: np.ndarray
@@ -162,7 +174,13 @@ class TuningCurves(Result):
                 f"{self.level:.0%} CIs from a bootstrap over {self.resampled}")
 
     def plot(self, units: Any = None, **kwargs: Any):
-        """Curves with CI bands for up to 6 units (default: the widest ranges)."""
+        """Curves with CI bands for up to 6 units (default: the widest ranges).
+
+        Parameters
+        ----------
+        units : Sequence[int], optional
+            Unit indices to draw; ``title=`` in ``kwargs`` sets the title.
+        """
         import plotly.graph_objects as go
 
         if units is None:
@@ -265,11 +283,23 @@ def tuning_curves(acts: Any, variable: Any, bins: int | Any = 8, *, groups: Any 
 class DirectionTuning(Result):
     """Cosine tuning of every unit to a direction (see the module docstring).
 
-    ``frame``: one row per unit (``unit``, ``name``, ``preferred_direction_deg``, ``modulation_depth``,
-    ``amplitude``, ``baseline``, ``r2``, ``p_value``, ``q_value``, ``tuned``, ``mean_direction_deg``,
-    ``resultant_length``, ``label``); ``curves``: the binned mean
-    activity ``(unit, n_bins)`` at direction ``bin_centres_deg``; ``null`` names the null and
-    ``reason`` why it was used.
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per unit: ``unit``, ``name``, ``preferred_direction_deg``, ``modulation_depth``,
+        ``amplitude``, ``baseline``, ``r2``, ``p_value``, ``q_value``, ``tuned``, ``mean_direction_deg``,
+        ``resultant_length``, ``label``.
+    curves, bin_centres_deg : numpy.ndarray
+        ``(unit, n_bins)`` binned mean activity, at these directions (degrees).
+    null, reason, per, resampled : str
+        The null (or test) and why it was used; what was fitted (``"sample"``, ``"trial"``); what the
+        bootstrap resampled.
+    n_permutations, n_bootstraps : int
+        Null draws; bootstrap resamples of the intervals (0: none).
+    alpha : float
+        The FDR level of ``tuned`` (and 1 - the intervals' level).
+    null_r2 : numpy.ndarray
+        The fits' r² under the null.
     """
 
     frame: pd.DataFrame
@@ -318,7 +348,13 @@ class DirectionTuning(Result):
         return line
 
     def plot(self, units: Any = None, **kwargs: Any):
-        """Polar tuning plots: binned mean activity (markers) and the cosine fit (line), up to 6 units."""
+        """Polar tuning plots: binned mean activity (markers) and the cosine fit (line), up to 6 units.
+
+        Parameters
+        ----------
+        units : Sequence[int], optional
+            Unit indices (default the six best fits); ``title=`` in ``kwargs`` sets the title.
+        """
         import plotly.graph_objects as go
 
         f = self.frame

@@ -63,6 +63,15 @@ def logit_lens(model: Any, vectors: Any, final_norm: bool = True) -> torch.Tenso
     ``b_U``, MLM head, soft cap), checked once against the model's logits; ``final_norm=False`` gives
     ``x @ W_U + b_U`` (nostalgebraist 2020, "interpreting GPT: the logit lens").
 
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model whose read-out is used.
+    vectors : array_like
+        Residual-stream vectors ``(d_model,)`` or ``(n, d_model)``.
+    final_norm : bool
+        The model's own read-out (True) or the plain linear map (False).
+
     >>> logit_lens(model, model.W_E[42]).argmax()        # doctest: +SKIP
     """
     _require_bridge(model)
@@ -91,6 +100,13 @@ def unembedding(model: Any, final_norm: bool = True) -> torch.Tensor:
     The effective gain is ``1 + w`` for Gemma-family RMSNorm (``ln_final.uses_weight_offset``), else ``w``.
     This is the linear part of the read-out only (no centring, normalisation or biases); use
     :func:`logit_lens` for the model's full read-out.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model (``W_U``, ``ln_final``).
+    final_norm : bool
+        Scale the rows by the final norm's effective gain (False: ``W_U`` as is). Float32, on the CPU.
     """
     W_U = model.W_U.detach().float().cpu()
     if final_norm:
@@ -174,6 +190,13 @@ def mlp_experts(model: Any, layer: int) -> np.ndarray | None:
 
     Rows are expert-major: routed expert ``e``'s neuron ``j`` is row ``e * d_expert + j``; the shared
     expert's neurons (Qwen2-MoE) follow the routed experts.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model.
+    layer : int
+        The block index.
     """
     mlp = _mlp(model, layer)
     return _moe_weights(mlp, layer)[1] if engine.is_moe(model, layer) else None
@@ -185,6 +208,13 @@ def mlp_weights(model: Any, layer: int) -> dict[str, torch.Tensor]:
     ``in`` is the (up-)projection that reads the residual stream (for gated MLPs, W_up; ``gate`` is W_gate);
     ``out`` row ``i`` is what neuron ``i`` writes. On a mixture-of-experts layer the rows of all experts
     are stacked (see :func:`mlp_experts` for which expert each row belongs to).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model.
+    layer : int
+        The block index (an attention-only block is an :class:`InputTypeError`).
     """
     mlp = _mlp(model, layer)
     if engine.is_moe(model, layer):
@@ -209,7 +239,15 @@ def _write(model: Any, layer: int, rows: torch.Tensor) -> torch.Tensor:
 
 
 def decode_tokens(tokenizer: Any, ids: Sequence[int] | np.ndarray) -> list[str]:
-    """Token strings for ids (``"<id>"`` when there is no tokenizer, ``""`` for -1)."""
+    """Token strings for ids (``"<id>"`` when there is no tokenizer, ``""`` for -1).
+
+    Parameters
+    ----------
+    tokenizer : Any
+        A tokenizer with ``decode``, or None.
+    ids : Sequence[int] or numpy.ndarray
+        Token ids (flattened); negative ids mean "no token".
+    """
     out = []
     for i in np.asarray(ids).reshape(-1).tolist():
         if i < 0:
@@ -231,11 +269,26 @@ def decode_tokens(tokenizer: Any, ids: Sequence[int] | np.ndarray) -> list[str]:
 class VocabProjection(Result):
     """Top and bottom tokens of each unit's vector read out through the model's unembedding.
 
-    Attributes: ``units`` (row indices: neurons, or components for directions), ``expert`` (expert of each
-    unit on a mixture-of-experts layer, -1 for the shared expert; None otherwise), ``top_ids``/``top_logits``
-    and ``bottom_ids``/``bottom_logits`` ``(n_units, k)``, ``top_prob`` (softmax mass of the best token:
-    Davies' specialisation), vocabulary moments ``mean``, ``std``, ``skew``, ``kurtosis`` (Gurnee et al.
-    2024), ``norm`` of the vector before the read-out, and token strings ``top_tokens``/``bottom_tokens``.
+    Parameters
+    ----------
+    layer : int or None
+        The MLP layer (None for residual-stream directions).
+    which : str
+        What was read out: ``"out"``, ``"in"`` or ``"gate"`` weight rows, or ``"direction"``.
+    units : numpy.ndarray
+        Row indices: neurons, or components for directions.
+    top_ids, top_logits, bottom_ids, bottom_logits : numpy.ndarray
+        ``(n_units, k)`` the highest and lowest tokens and their logits.
+    top_prob : numpy.ndarray
+        ``(n_units,)`` softmax mass of the best token (Davies' specialisation).
+    mean, std, skew, kurtosis : numpy.ndarray
+        ``(n_units,)`` moments of each unit's logits over the vocabulary (Gurnee et al. 2024).
+    norm : numpy.ndarray
+        ``(n_units,)`` norm of each vector before the read-out.
+    top_tokens, bottom_tokens : list of list of str
+        The token strings of ``top_ids`` and ``bottom_ids``.
+    expert : numpy.ndarray, optional
+        Expert of each unit on a mixture-of-experts layer (-1 for the shared expert); None otherwise.
     """
 
     layer: int | None
@@ -282,7 +335,13 @@ class VocabProjection(Result):
         return pd.DataFrame(rows)
 
     def row(self, unit: int) -> int:
-        """Row of ``unit`` in the arrays."""
+        """Row of ``unit`` in the arrays.
+
+        Parameters
+        ----------
+        unit : int
+            A value of ``units`` (a :class:`ConfigError` if it is not there).
+        """
         hits = np.flatnonzero(self.units == unit)
         if not len(hits):
             raise ConfigError(f"unit {unit} is not in this projection")
@@ -299,7 +358,15 @@ class VocabProjection(Result):
         return "\n".join(lines)
 
     def plot(self, unit: int | None = None, **kwargs: Any) -> Any:
-        """Bar chart of one unit's top and bottom tokens (default: the first unit)."""
+        """Bar chart of one unit's top and bottom tokens (default: the first unit).
+
+        Parameters
+        ----------
+        unit : int, optional
+            A value of ``units`` (default the first row).
+        **kwargs
+            ``title``.
+        """
         import plotly.graph_objects as go
 
         r = 0 if unit is None else self.row(unit)

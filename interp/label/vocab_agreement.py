@@ -28,7 +28,13 @@ __all__ = ["TokenAgreement", "top_token_agreement"]
 class TokenAgreement(Result):
     """Per layer, the fraction of neurons whose top-1 decoded token is the same in two models.
 
-    ``units``: one row per (layer, unit) with ``token_a``, ``token_b`` (ids), ``same``, and the token strings.
+    Parameters
+    ----------
+    units : pandas.DataFrame
+        One row per (layer, unit) with ``token_a``, ``token_b`` (ids), ``same``, and the token strings
+        ``text_a``, ``text_b``.
+    which : str
+        The weight rows compared (``"in"``, ``"out"``, ``"gate"``).
     """
 
     units: pd.DataFrame
@@ -67,6 +73,19 @@ def top_token_agreement(model_a: Any, model_b: Any, layer: int | Sequence[int] |
     ``layer``: one layer, several, or None for every layer. ``which``/``final_norm`` as for
     :func:`~interp.label.vocab_projection` (default: up-projection rows through the LM head alone, as
     Davies). Both models must have the same number of layers, MLP width and vocabulary.
+
+    Parameters
+    ----------
+    model_a, model_b : TransformerBridge
+        The two models (a base model and its instruct version, say).
+    layer : int or Sequence[int], optional
+        One layer, several, or None for every layer.
+    which : {"in", "out", "gate"}
+        The MLP weight rows decoded (default the up-projection rows, as Davies).
+    final_norm : bool, optional
+        As for :func:`~interp.label.vocab_projection` (default: the LM head alone for ``"in"``).
+    tokenizer : Any, optional
+        For the token strings (default ``model_a.tokenizer``).
     """
     for attr in ("n_layers", "d_vocab"):
         a, b = getattr(model_a.cfg, attr, None), getattr(model_b.cfg, attr, None)

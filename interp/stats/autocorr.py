@@ -84,7 +84,17 @@ def _acov(X: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def lagged_products(Y: np.ndarray, runs: list[tuple[int, int]], max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lagged cross-products of the columns of ``Y``: within runs and straddling runs, ``(max_lag + 1, K, K)`` each."""
+    """Lagged cross-products of the columns of ``Y``: within runs and straddling runs, ``(max_lag + 1, K, K)`` each.
+
+    Parameters
+    ----------
+    Y : numpy.ndarray
+        ``(n, K)`` columns, samples in time order.
+    runs : list of tuple of (int, int)
+        ``(start, stop)`` row ranges of the runs (trials); products within one run count as "within".
+    max_lag : int
+        The largest lag.
+    """
     total = _xcorr(Y, Y, max_lag)
     within = np.zeros_like(total)
     for a, b in runs:
@@ -163,6 +173,17 @@ def wald_p_value(s: np.ndarray, V: np.ndarray, n_eff: np.ndarray, rank: int | No
     """``(W, p)``: ``W = s' V^+ s`` per unit and its p-value from ``F(k, DF_SCALE * n_eff - k)``.
 
     ``k`` is ``rank`` or, when None, the rank of each unit's ``V`` (pooled recordings that lack a category).
+
+    Parameters
+    ----------
+    s : numpy.ndarray
+        ``(U, K)`` the statistic per unit.
+    V : numpy.ndarray
+        ``(U, K, K)`` its null covariance (pseudo-inverted; a unit whose ``V`` is zero gets NaN).
+    n_eff : numpy.ndarray
+        ``(U,)`` effective sample sizes (the F test's denominator degrees of freedom follow them).
+    rank : int, optional
+        The test's degrees of freedom ``k`` (default each unit's rank of ``V``).
     """
     s = np.asarray(s, dtype=float)
     V = np.asarray(V, dtype=float)

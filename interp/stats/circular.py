@@ -54,7 +54,13 @@ def _vector(angles: Any, weights: Any, degrees: bool, axis: int) -> tuple[np.nda
 
 
 def wrap_degrees(angle: Any) -> Any:
-    """Angles in degrees wrapped to [0, 360)."""
+    """Angles in degrees wrapped to [0, 360).
+
+    Parameters
+    ----------
+    angle : float or array_like
+        Angles in degrees.
+    """
     out = np.mod(np.asarray(angle, dtype=float), 360.0)
     out = np.where(out >= 360.0, 0.0, out)
     return float(out) if out.ndim == 0 else out
@@ -64,6 +70,17 @@ def circular_mean(angles: Any, weights: Any = None, degrees: bool = False, axis:
     """Mean direction of ``angles`` (radians in [0, 2pi), or degrees in [0, 360) with ``degrees=True``).
 
     NaN when the resultant vector is zero (no mean direction).
+
+    Parameters
+    ----------
+    angles : array_like
+        Angles in radians (degrees with ``degrees=True``).
+    weights : array_like, optional
+        A weight per angle (e.g. spike counts); default 1 each.
+    degrees : bool
+        Angles (and the result) in degrees.
+    axis : int
+        The axis the angles lie along.
     """
     c, s, _ = _vector(angles, weights, degrees, axis)
     with np.errstate(invalid="ignore"):
@@ -74,7 +91,19 @@ def circular_mean(angles: Any, weights: Any = None, degrees: bool = False, axis:
 
 
 def resultant_length(angles: Any, weights: Any = None, degrees: bool = False, axis: int = 0) -> Any:
-    """Mean resultant length ``|sum w e^{i a}| / sum w`` in [0, 1]."""
+    """Mean resultant length ``|sum w e^{i a}| / sum w`` in [0, 1].
+
+    Parameters
+    ----------
+    angles : array_like
+        Angles in radians (degrees with ``degrees=True``).
+    weights : array_like, optional
+        A weight per angle (e.g. spike counts); default 1 each.
+    degrees : bool
+        Angles (and the result) in degrees.
+    axis : int
+        The axis the angles lie along.
+    """
     c, s, _ = _vector(angles, weights, degrees, axis)
     r = np.hypot(c, s)
     return float(r) if np.ndim(r) == 0 else r
@@ -86,6 +115,17 @@ def rayleigh_test(angles: Any, weights: Any = None, degrees: bool = False, axis:
     ``n`` is the number of angles (or the sum of integer ``weights``, e.g. spike counts). Small p:
     the angles cluster around a mean direction. NaN angles raise :class:`NaNError`, no angles (or zero total
     weight) :class:`DimensionError`.
+
+    Parameters
+    ----------
+    angles : array_like
+        Angles in radians (degrees with ``degrees=True``).
+    weights : array_like, optional
+        A weight per angle (e.g. spike counts); default 1 each.
+    degrees : bool
+        Angles (and the result) in degrees.
+    axis : int
+        The axis the angles lie along.
     """
     a = np.asarray(angles, dtype=float)
     if not np.isfinite(a).all() or (weights is not None and not np.isfinite(np.asarray(weights, dtype=float)).all()):

@@ -49,7 +49,19 @@ __all__ = ["cluster_test", "cluster_permutation_test", "find_clusters", "Cluster
 
 @dataclass
 class Cluster:
-    """One cluster: the boolean ``mask`` of its points, its ``mass`` (sum of the statistic), ``sign`` and p-value."""
+    """One cluster: the boolean ``mask`` of its points, its ``mass`` (sum of the statistic), ``sign`` and p-value.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean, the shape of the statistic map: the cluster's points.
+    mass : float
+        Sum of the statistic over the cluster.
+    sign : int
+        ``1`` above the threshold, ``-1`` below it.
+    p_value : float
+        Cluster-level permutation p-value (NaN until tested).
+    """
 
     mask: np.ndarray = field(repr=False)
     mass: float
@@ -68,6 +80,27 @@ class ClusterResult(Result):
     ``statistic``: the observed map (1-D over time or 2-D time x time); ``clusters``: every cluster that
     passed the threshold, most significant first; ``null``: the most extreme cluster mass of each null map;
     ``coords``: one coordinate array per axis (e.g. seconds), ``dims`` their names.
+
+    Parameters
+    ----------
+    statistic : numpy.ndarray
+        The observed map.
+    clusters : list of Cluster
+        The clusters, most significant first.
+    null : numpy.ndarray
+        ``(n_permutations,)`` the most extreme cluster mass of each null map.
+    threshold : float, array_like or tuple, optional
+        The cluster-forming threshold.
+    alternative : {"greater", "less", "two-sided"}
+        The direction of the test.
+    alpha : float
+        The significance level for reporting.
+    coords : list
+        One coordinate array per axis.
+    dims : tuple of str
+        The axes' names.
+    name : str
+        The statistic's name.
     """
 
     statistic: np.ndarray
@@ -187,7 +220,17 @@ def _bounds(threshold: Any, alternative: str) -> tuple[Any, Any]:
 
 def find_clusters(statistic: np.ndarray, threshold: Any, alternative: str = "greater") -> list[Cluster]:
     """Clusters of adjacent points beyond ``threshold`` (a number or one value per point); masses are the
-    sum of the statistic over each cluster. Two-sided: positive and negative clusters are found separately."""
+    sum of the statistic over each cluster. Two-sided: positive and negative clusters are found separately.
+
+    Parameters
+    ----------
+    statistic : numpy.ndarray
+        The map (any number of axes; adjacency along the axes).
+    threshold : float, array_like or tuple
+        A number or one value per point; for ``"two-sided"`` t means (-t, t), a tuple gives (low, high).
+    alternative : {"greater", "less", "two-sided"}
+        Which side(s) of the threshold form clusters.
+    """
     stat = np.asarray(statistic, dtype=float)
     lo, hi = _bounds(threshold, alternative)
     out: list[Cluster] = []
@@ -283,6 +326,27 @@ def cluster_test(observed: Any, null: Any, *, threshold: Any, alternative: str =
     ``threshold`` forms the clusters (a number, or one value per point such as the pointwise 95th percentile
     of the null; for ``"two-sided"`` a number t means (-t, t), a tuple gives (low, high)). The null maps must
     not include the observed (identity) permutation: it is counted once by the ``1 +`` of the p-value.
+
+    Parameters
+    ----------
+    observed : array_like
+        The statistic map (1-D over time or 2-D time x time).
+    null : array_like
+        ``(n_permutations, *observed.shape)`` null maps.
+    threshold : float, array_like or tuple
+        The cluster-forming threshold (see above).
+    alternative : {"greater", "less", "two-sided"}
+        The direction of the test.
+    alpha : float
+        The significance level for reporting.
+    coords : Sequence, optional
+        One coordinate array per axis (e.g. seconds).
+    dims : Sequence[str], optional
+        The axes' names (default ``("time",)``, or ``("time", "time2")`` for a 2-D map).
+    name : str
+        The statistic's name.
+    exact : bool
+        ``null`` is every permutation (no ``1 +`` in the p-value).
 
     >>> import numpy as np
     >>> obs = np.zeros(20); obs[5:9] = 3.0

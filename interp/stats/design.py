@@ -48,14 +48,28 @@ TESTS = (*NULLS, EFFECTIVE_N)
 
 
 def constant_within(values: Any, groups: np.ndarray) -> bool:
-    """True when ``values`` take one value in every group."""
+    """True when ``values`` take one value in every group.
+
+    Parameters
+    ----------
+    values : array_like
+        One value per sample.
+    groups : numpy.ndarray
+        Integer trial codes, one per sample (from :func:`~interp.stats.resolve_groups`).
+    """
     v = pd.Series(np.asarray(values)).reset_index(drop=True)
     return bool((v.groupby(groups).nunique(dropna=False) <= 1).all())
 
 
 def value_columns(values: Any) -> np.ndarray:
     """``(n, K)`` numeric columns of ``values``: itself when numeric with more than two levels, else the
-    indicators of its levels (all of them)."""
+    indicators of its levels (all of them).
+
+    Parameters
+    ----------
+    values : array_like
+        ``(n,)`` values (numeric or categorical), or ``(n, K)`` columns returned as floats.
+    """
     v = np.asarray(values)
     if v.ndim == 2:
         return v.astype(float)
@@ -78,6 +92,13 @@ def boundary_correlation(activity: np.ndarray, groups: np.ndarray) -> float:
 
     About the lag-1 autocorrelation when the activity runs on across trials; about 0 when it restarts
     every trial (or the gaps between trials are long). NaN with fewer than 4 trials.
+
+    Parameters
+    ----------
+    activity : numpy.ndarray
+        ``(n,)`` or ``(n, units)`` samples in time order.
+    groups : numpy.ndarray
+        Integer trial codes, one per sample (from :func:`~interp.stats.resolve_groups`).
     """
     X = np.asarray(activity, dtype=float)
     X = X[:, None] if X.ndim == 1 else X
@@ -94,7 +115,17 @@ def boundary_correlation(activity: np.ndarray, groups: np.ndarray) -> float:
 
 
 def trial_serial_dependence(values: Any, groups: np.ndarray) -> float:
-    """Largest lag-1 autocorrelation of the trial-level values (their indicators for categories)."""
+    """Largest lag-1 autocorrelation of the trial-level values (their indicators for categories).
+
+    Zero with fewer than 4 trials.
+
+    Parameters
+    ----------
+    values : array_like
+        One value per sample; each trial's first sample gives the trial's value.
+    groups : numpy.ndarray
+        Integer trial codes, one per sample (from :func:`~interp.stats.resolve_groups`).
+    """
     first, _ = _ordered_trials(groups)
     per_trial = np.asarray(values)[first]
     if len(per_trial) < 4:
@@ -108,6 +139,17 @@ def select_null(null: str = "auto", *, groups: np.ndarray | None = None, activit
 
     ``constant``: the values are constant within each group (whole trials' values are permuted, trials
     of any lengths). ``groups``: integer codes (from :func:`~interp.stats.resolve_groups`) or None.
+
+    Parameters
+    ----------
+    null : str
+        ``"auto"`` or one of :data:`TESTS` (checked against the design).
+    groups : numpy.ndarray, optional
+        Integer trial codes, one per sample (at least two trials); None for a single series.
+    activity : numpy.ndarray, optional
+        ``(n, units)`` the activity, for its autocorrelation.
+    values : array_like, optional
+        The variable tested against the activity.
     """
     if null not in ("auto", *TESTS):
         raise ConfigError(f"null must be 'auto' or one of {TESTS}, got {null!r}")

@@ -46,6 +46,17 @@ def p_value(observed: Any, null: Any, alternative: str = "greater", exact: bool 
     ``#{...} / n``. An entry whose observation is NaN (a statistic undefined for that unit) gives NaN; a NaN
     null draw beside a finite observation, or no finite observation at all, raises :class:`NaNError`.
 
+    Parameters
+    ----------
+    observed : float or array_like
+        The observed statistic.
+    null : array_like
+        ``(n_draws, *observed.shape)`` the statistic under the null.
+    alternative : {"greater", "less", "two-sided"}
+        The direction of the test.
+    exact : bool
+        ``null`` is every permutation, identity included (no ``1 +``).
+
     >>> p_value(3.0, np.array([1.0, 2.0, 3.0, 4.0]))
     0.6
     """
@@ -83,6 +94,11 @@ def benjamini_hochberg(p: Any) -> np.ndarray:
     Equals :func:`scipy.stats.false_discovery_control` (``method="bh"``) on the finite values
     (Benjamini & Hochberg 1995). A test is a discovery at FDR ``alpha`` when ``q < alpha``.
 
+    Parameters
+    ----------
+    p : array_like
+        p-values in [0, 1], any shape; NaN for no test.
+
     >>> benjamini_hochberg([0.01, 0.04, 0.03, np.nan]).round(3).tolist()
     [0.03, 0.04, 0.04, nan]
     """
@@ -110,6 +126,15 @@ def t_interval(x: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any, An
     vary. Equals ``scipy.stats.t.interval(1 - alpha, n - 1, mean, sem)``. No values, or NaN / infinite ones,
     raise :class:`DimensionError` / :class:`NaNError`.
 
+    Parameters
+    ----------
+    x : array_like
+        The values.
+    alpha : float
+        1 - the confidence level, in (0, 1).
+    axis : int
+        The axis the mean is taken over.
+
     >>> [round(v, 3) for v in t_interval([1.0, 2.0, 3.0, 4.0])]
     [2.5, 0.446, 4.554]
     """
@@ -134,7 +159,17 @@ def t_interval(x: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any, An
 
 
 def percentile_interval(samples: Any, alpha: float = 0.05, axis: int = 0) -> tuple[Any, Any]:
-    """``(low, high)``: the ``alpha/2`` and ``1 - alpha/2`` quantiles of ``samples`` along ``axis`` (NaN-aware)."""
+    """``(low, high)``: the ``alpha/2`` and ``1 - alpha/2`` quantiles of ``samples`` along ``axis`` (NaN-aware).
+
+    Parameters
+    ----------
+    samples : array_like
+        Bootstrap (or other) draws.
+    alpha : float
+        1 - the confidence level, in (0, 1).
+    axis : int
+        The draws' axis.
+    """
     _check_alpha(alpha)
     s = np.asarray(samples, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -160,6 +195,19 @@ class PermutationResult(Result):
     ``observed`` and ``p_value`` are floats, or arrays when the statistic returns one value per unit;
     ``null`` has shape ``(n_permutations, *observed.shape)``; ``method`` names the null
     (``"permutation"``, ``"group"``, ``"circular"``, ``"block"``).
+
+    Parameters
+    ----------
+    observed, p_value : float or numpy.ndarray
+        The statistic and its p-value.
+    null : numpy.ndarray
+        ``(n_permutations, *observed.shape)`` the statistic under the null.
+    statistic : str
+        The statistic's name.
+    alternative : {"greater", "less", "two-sided"}
+        The direction of the test.
+    method : str
+        The null: ``"permutation"``, ``"group"``, ``"circular"`` or ``"block"``.
     """
 
     observed: Any
@@ -202,6 +250,17 @@ class BootstrapResult(Result):
 
     ``estimate``/``low``/``high`` are floats or arrays; ``samples`` has shape ``(n_bootstraps, ...)``;
     ``level`` is the confidence level (``1 - alpha``); ``over`` says what was resampled.
+
+    Parameters
+    ----------
+    estimate, low, high : float or numpy.ndarray
+        The statistic on the data and its interval.
+    level : float
+        The confidence level.
+    samples : numpy.ndarray
+        ``(n_bootstraps, ...)`` the statistic on each resample.
+    over : str
+        ``"samples"`` or ``"groups"``.
     """
 
     estimate: Any
@@ -334,6 +393,27 @@ def bootstrap(statistic: Callable[..., Any], *data: Any, groups: Any = None, n_b
     resamples equal :func:`scipy.stats.bootstrap`'s (``method="percentile"``) for the same seed.
     ``vectorized=True``: the statistic takes arrays with a leading resample axis (only without
     groups, or with groups of equal size).
+
+    Parameters
+    ----------
+    statistic : Callable
+        ``statistic(*data) -> float or array``.
+    *data : array_like
+        Arrays with the same number of samples (rows), resampled together.
+    groups : array_like, optional
+        One group label (trial, subject) per sample; or a sample-coordinate name of ``source``; default none.
+    n_bootstraps : int
+        Number of resamples.
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    alpha : float
+        1 - the confidence level, in (0, 1).
+    vectorized : bool
+        The statistic takes arrays with a leading resample axis.
+    source : Activations, optional
+        The data a string ``groups`` names a coordinate of.
+    progress : bool
+        Show a progress bar over the resamples.
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=50)

@@ -66,6 +66,15 @@ def resolve_groups(groups: Any, n: int | None = None, source: Any = None) -> np.
     :class:`~interp.Activations`; e.g. ``"trial"``) or one label per sample. ``n`` is the number of
     samples the codes must cover.
 
+    Parameters
+    ----------
+    groups : str or array_like, optional
+        None, a sample-coordinate name of ``source``, or one label per sample.
+    n : int, optional
+        The number of samples the codes must cover (a :class:`MismatchError` otherwise).
+    source : Activations, optional
+        The data whose sample coordinate a string ``groups`` names.
+
     >>> resolve_groups(["b", "b", "a", "c"]).tolist()
     [0, 0, 1, 2]
     """
@@ -123,6 +132,19 @@ def permutations(n: int, n_permutations: int = 1000, seed: Any = 0, strata: Any 
     ``n! <= n_permutations`` every permutation is returned once (identity first), for an exact test
     (then use :func:`~interp.stats.p_value` with ``exact=True``).
 
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_permutations : int
+        Number of null draws (rows of the result).
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    strata : array_like, optional
+        One label per sample; samples are permuted only within their stratum.
+    exact : bool
+        Return every permutation once when there are no more than ``n_permutations`` (and no strata).
+
     >>> permutations(3, 10, exact=True).shape
     (6, 3)
     """
@@ -149,6 +171,17 @@ def group_permutations(groups: Any, n_permutations: int = 1000, seed: Any = 0, c
     the k-th sample of another trial: the groups must have equal sizes. With ``constant=True`` the
     values to permute are constant within each group (e.g. the reach target of a trial) and groups
     of any size can swap (every sample of ``g`` takes the first sample of ``pi(g)``).
+
+    Parameters
+    ----------
+    groups : array_like
+        One group label per sample (required).
+    n_permutations : int
+        Number of null draws (rows of the result).
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    constant : bool
+        The permuted values are constant within each group, so groups of different sizes may swap.
 
     >>> idx = group_permutations([0, 0, 1, 1, 2, 2], n_permutations=1, seed=1)
     >>> idx[0].reshape(3, 2)[:, 1].tolist() == (idx[0].reshape(3, 2)[:, 0] + 1).tolist()
@@ -180,6 +213,19 @@ def circular_shifts(n: int, n_permutations: int = 1000, seed: Any = 0, groups: A
     The shift of a group of ``m`` samples is uniform on ``[min_shift, m - min_shift]`` (default
     ``min_shift``: a tenth of the shortest group, at least 1), so the shifted series is never close
     to the original alignment.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_permutations : int
+        Number of null draws (rows of the result).
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default one series.
+    min_shift : int, optional
+        The smallest shift, in samples (>= 1; each group needs at least ``2 * min_shift`` samples).
     """
     n_permutations = _check_count(n_permutations)
     codes = _codes(n, groups)
@@ -197,7 +243,17 @@ def circular_shifts(n: int, n_permutations: int = 1000, seed: Any = 0, groups: A
 
 
 def blocks(n: int, block_size: int, groups: Any = None) -> np.ndarray:
-    """Block id of every sample: consecutive runs of ``block_size`` samples that never cross a group."""
+    """Block id of every sample: consecutive runs of ``block_size`` samples that never cross a group.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    block_size : int
+        Samples per block (>= 1; the last block of a group may be shorter).
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default none.
+    """
     if int(block_size) < 1:
         raise ConfigError(f"block_size must be at least 1, got {block_size}")
     codes = _codes(n, groups)
@@ -214,6 +270,19 @@ def block_permutations(n: int, n_permutations: int = 1000, seed: Any = 0, block_
     Blocks never cross a group boundary (the last block of a group may be shorter); the blocks are
     permuted across the whole series. ``block_size`` should be several times the autocorrelation time
     (default: ``n // 20``, i.e. 20 blocks).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_permutations : int
+        Number of null draws (rows of the result).
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    block_size : int, optional
+        Samples per block (default ``n // 20``); at least two blocks are needed.
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default none.
     """
     n_permutations = _check_count(n_permutations)
     block_size = max(1, n // 20) if block_size is None else int(block_size)
@@ -240,6 +309,25 @@ def null_indices(n: int, null: str = "permutation", *, groups: Any = None, n_per
     ``groups`` means: whole groups swap (``"group"``), shifts stay within groups (``"circular"``),
     blocks stop at group boundaries (``"block"``), permutations stay within groups
     (``"permutation"``).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    null : str
+        One of :data:`NULLS`: ``"permutation"``, ``"group"``, ``"circular"``, ``"block"``.
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default none.
+    n_permutations : int
+        Number of null draws (rows of the result).
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    min_shift : int, optional
+        The smallest shift of ``"circular"``.
+    block_size : int, optional
+        The block length of ``"block"``.
+    constant : bool
+        For ``"group"``: the permuted values are constant within each group.
     """
     if null == "permutation":
         return permutations(n, n_permutations, seed, strata=groups)
@@ -262,6 +350,17 @@ def bootstrap_indices(n: int, n_bootstraps: int = 1000, seed: Any = 0, groups: A
     holds all samples of the drawn groups; when the groups differ in size the resamples differ in
     length and a list of arrays is returned. Without groups the draws are those of
     :func:`scipy.stats.bootstrap` for the same seed.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_bootstraps : int
+        Number of resamples.
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    groups : array_like, optional
+        One group label (trial, subject) per sample; whole groups are drawn (at least two).
     """
     n_bootstraps = _check_count(n_bootstraps, "n_bootstraps")
     rng = _rng(seed)
@@ -285,6 +384,17 @@ def bootstrap_counts(n: int, n_bootstraps: int = 1000, seed: Any = 0, groups: An
 
     Weighted statistics (means, tuning curves) use these as weights, which handles groups of any size
     without building the resampled data.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_bootstraps : int
+        Number of resamples.
+    seed : int or numpy.random.Generator
+        Seed of the draws (or a generator, used as is).
+    groups : array_like, optional
+        One group label (trial, subject) per sample; whole groups are drawn (at least two).
     """
     n_bootstraps = _check_count(n_bootstraps, "n_bootstraps")
     rng = _rng(seed)
@@ -306,6 +416,11 @@ def is_time_series(source: Any) -> bool:
 
     The signs: a first dim named ``time``/``frame``, ``attrs`` holding ``dt``, ``sfreq`` or
     ``sampling_rate``, or a sample coordinate named ``time``, ``frame`` or ``timestamp``.
+
+    Parameters
+    ----------
+    source : Any
+        The data (anything but an Activations gives False).
     """
     from ..tensor import Activations
 
@@ -319,7 +434,15 @@ def is_time_series(source: Any) -> bool:
 
 
 def lag1_autocorrelation(x: np.ndarray, groups: Any = None) -> np.ndarray:
-    """Lag-1 autocorrelation of each column of ``x`` (pairs that cross a group boundary are skipped)."""
+    """Lag-1 autocorrelation of each column of ``x`` (pairs that cross a group boundary are skipped).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(n,)`` or ``(n, columns)``, samples in time order; fewer than 3 samples give zeros.
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default none.
+    """
     x = np.asarray(x, dtype=float)
     x = x[:, None] if x.ndim == 1 else x
     n = len(x)
@@ -348,6 +471,19 @@ def choose_null(null: str = "auto", *, groups: Any = None, source: Any = None, a
       exchangeable and the null is ``"circular"``; else ``"permutation"``.
 
     A named null is returned as is (checked). ``reason`` says why, for the result's summary.
+
+    Parameters
+    ----------
+    null : str
+        ``"auto"`` or one of :data:`NULLS`.
+    groups : array_like, optional
+        One group label (trial, subject) per sample; default none.
+    source : Any, optional
+        The data, checked with :func:`is_time_series`.
+    activity : numpy.ndarray, optional
+        ``(n, units)`` the activity, for its autocorrelation.
+    values : list of numpy.ndarray, optional
+        The variables being tested against the activity (only non-binary numeric ones count).
     """
     if null != "auto":
         if null not in NULLS:

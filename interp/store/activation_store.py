@@ -129,6 +129,14 @@ class ActivationStore(Attach, GroupCommit, StoreReader):
 
     :meth:`create` makes a store, or resumes an existing one, as its one writer; :meth:`open` reads one.
     See the module docstring for the guarantees (lock, fingerprint, checksums, fsync, several ranks).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store's directory.
+    manifest : dict
+        Its manifest as read or being built (construct stores with :meth:`create` or :meth:`open`, not
+        directly).
     """
 
     _checkpoint = staticmethod(_checkpoint)  # for the committer thread (GroupCommit)
@@ -218,6 +226,19 @@ class ActivationStore(Attach, GroupCommit, StoreReader):
 
         On ranks other than 0 this waits (up to ``timeout``) for rank 0 to define the store, then checks
         that both agree.
+
+        Parameters
+        ----------
+        arrays : mapping of str to sequence of int
+            ``{array name: shape of one row}``, e.g. ``{"blocks.0.hook_resid_post": (128, 768)}``.
+        dims : mapping of str to sequence of str, optional
+            Dim names of each array's rows (one per axis of its row shape); None: ``dim0``, ``dim1``, ...
+        dtype : str, optional
+            The NumPy dtype rows are stored in (default ``"float32"``).
+        unit_coords : mapping of str to DataFrame or mapping, optional
+            Per array, coordinates of its last axis (e.g. unit names).
+        attrs : mapping, optional
+            JSON-serialisable metadata kept in the manifest.
         """
         schema = _schema(arrays, dims)
         np.dtype(dtype)
@@ -291,6 +312,17 @@ class ActivationStore(Attach, GroupCommit, StoreReader):
 
         ``rows`` must hold every array with the same number of rows; ``sample_coords`` one row per
         stored row; ``inputs_done`` the producing job's (or this rank's) progress after this batch.
+
+        Parameters
+        ----------
+        rows : mapping of str to torch.Tensor or numpy.ndarray
+            One batch per array (every array of the schema, the same number of rows each); bfloat16 is
+            stored as float32's values in the store's dtype.
+        sample_coords : DataFrame or mapping, optional
+            One row of sample coordinates per stored row (e.g. ``sample``, ``pos``); None: none.
+        inputs_done : int, optional
+            How many inputs the producing job (or this rank) has consumed after this batch, for resuming;
+            None: unchanged.
         """
         self._require_writer()
         self._raise_error()  # a commit of an earlier append failed (e.g. a full disk): stop here

@@ -70,25 +70,41 @@ def edge_attribution(
 ) -> EdgeAttributionResult:
     """Score every edge of the model's graph (see :mod:`patching.edges.graph`) with ``method``.
 
-    Args:
-        model: a TransformerLens ``TransformerBridge``.
-        clean, corrupted: inputs of equal shape (texts or token ids), as for the node-level methods.
-        metric: scalar metric of the output, a batch mean (:mod:`patching.metrics`).
-        method: ``"eap"``, ``"eap-ig"`` (input path), ``"eap-ig-activations"``, ``"relp"`` or ``"exact"``.
-        by: ``None`` sums every position into one score per edge; ``"position"`` keeps positions.
-        direction: ``"denoise"`` (clean values into the corrupted run) or ``"noise"``.
-        steps: integration points of EAP-IG.
-        integration: quadrature of the path (:func:`patching.integrated_gradients.path_points`); default
-            Hanna et al.'s: ``"riemann_left"`` for the input path, ``"riemann_right"`` for activations.
-        rules: RelP's rules (as :func:`patching.relevance_patching`).
-        batch_size: prompts per pass (batches run one after another and are shared out among the ranks
-            under ``torchrun``; scores are averaged with batch weights, as the node-level methods).
-        max_rows: rows (prompts x copies) per forward pass of ``exact`` and EAP-IG.
-        progress: progress bar over the passes of ``exact``.
-        edges: ``exact`` only: patch just these edges (names); the others' effect is NaN (not measured).
+    Parameters
+    ----------
+    model : TransformerBridge
+        A TransformerLens ``TransformerBridge``.
+    clean, corrupted : Any
+        Inputs of equal shape (texts or token ids), as for the node-level methods.
+    metric : Callable[[torch.Tensor], torch.Tensor]
+        Scalar metric of the output, a batch mean (:mod:`patching.metrics`).
+    method : str
+        ``"eap"``, ``"eap-ig"`` (input path), ``"eap-ig-activations"``, ``"relp"`` or ``"exact"``.
+    by : {None, "position"}
+        ``None`` sums every position into one score per edge; ``"position"`` keeps positions.
+    direction : {"denoise", "noise"}
+        ``"denoise"`` (clean values into the corrupted run) or ``"noise"``.
+    steps : int
+        Integration points of EAP-IG.
+    integration : str, optional
+        Quadrature of the path (:func:`patching.integrated_gradients.path_points`); default Hanna et al.'s:
+        ``"riemann_left"`` for the input path, ``"riemann_right"`` for activations.
+    rules : Sequence[str or Rule] or Mapping[str, bool], optional
+        RelP's rules (as :func:`patching.relevance_patching`).
+    batch_size : int, optional
+        Prompts per pass (batches run one after another and are shared out among the ranks under
+        ``torchrun``; scores are averaged with batch weights, as the node-level methods).
+    max_rows : int
+        Rows (prompts x copies) per forward pass of ``exact`` and EAP-IG.
+    progress : bool
+        Progress bar over the passes of ``exact``.
+    edges : Sequence[str], optional
+        ``exact`` only: patch just these edges (names); the others' effect is NaN (not measured).
 
-    Returns:
-        :class:`EdgeAttributionResult` with one ``effect`` per edge (``[edge]`` or ``[edge, pos]``).
+    Returns
+    -------
+    EdgeAttributionResult
+        One ``effect`` per edge (``[edge]`` or ``[edge, pos]``).
     """
     if method not in EDGE_METHODS:
         raise ConfigError(f"method must be one of {EDGE_METHODS}, got {method!r}")

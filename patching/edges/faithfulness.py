@@ -122,6 +122,17 @@ def circuit_faithfulness(model: nn.Module, clean: Any, corrupted: Any, metric: C
 
     ``ablation``: ``"patching"`` (an ablated edge carries the corrupted run's value), ``"mean"`` (the mean over
     the corrupted prompts and positions) or ``"zero"``. ``circuit``: a :class:`Circuit` or edge names.
+
+    Parameters
+    ----------
+    model, clean, corrupted, metric
+        As :func:`patching.edges.edge_attribution`.
+    circuit : Circuit or Sequence[str]
+        The edges kept live.
+    ablation : {"patching", "mean", "zero"}
+        What an ablated edge carries (see above).
+    batch_size : int, optional
+        Prompts per pass.
     """
     clean, corrupted = prepare_pair(model, clean, corrupted)
     graph = build_graph(model)
@@ -168,6 +179,13 @@ class CircuitCurve(Result):
                 f"better), CMD {self.cmd:.4f} (lower is better)\n  faithfulness by fraction of edges: {pairs}")
 
     def plot(self, title: str | None = None) -> Any:
+        """Faithfulness against the fraction of edges kept (log x axis), with the full model's 1 dotted.
+
+        Parameters
+        ----------
+        title : str, optional
+            The figure title (default names the method, CPR and CMD).
+        """
         import plotly.graph_objects as go
 
         fig = go.Figure(go.Scatter(x=self.fractions, y=self.faithfulness, mode="lines+markers", name=self.method,

@@ -36,7 +36,19 @@ __all__ = ["Writer", "ReaderSite", "EdgeGraph", "build_graph", "graph_from_cfg"]
 
 @dataclass
 class Writer:
-    """A node writing into the residual stream: ``site`` (and ``head`` on its head axis)."""
+    """A node writing into the residual stream: ``site`` (and ``head`` on its head axis).
+
+    Parameters
+    ----------
+    name : str
+        The node's name (``"input"``, ``"a{L}.h{H}"``, ``"m{L}"``).
+    site : str
+        The hook whose value it writes.
+    layer : int
+        Its layer (-1 for the input).
+    head : int, optional
+        Its head on the site's head axis (None for the input and MLPs).
+    """
 
     name: str
     site: str
@@ -48,8 +60,22 @@ class Writer:
 class ReaderSite:
     """All readers at one hook site: ``names[i]`` reads head ``heads[i]`` (None: no head axis).
 
-    ``n_up``: the readers' upstream writers are writers ``0 .. n_up - 1`` (writers are in topological order);
-    ``proj``: ``[head, d_model, d_head]`` projection of a residual term into this site (projected layout).
+    Parameters
+    ----------
+    site : str
+        The hook name.
+    names : list of str
+        The readers' names (``"a{L}.h{H}<q>"``, ``"m{L}"``, ``"logits"``).
+    nodes : list of list of str
+        The graph node(s) each reader belongs to (a shared key/value head: several).
+    heads : list of int, optional
+        The head each reader reads on the site's head axis (None: no head axis).
+    n_up : int
+        The readers' upstream writers are writers ``0 .. n_up - 1`` (writers are in topological order).
+    proj : torch.Tensor, optional
+        ``[head, d_model, d_head]`` projection of a residual term into this site (projected layout).
+    offset : int
+        Index of this site's first edge (set by :class:`EdgeGraph`).
     """
 
     site: str
@@ -63,7 +89,27 @@ class ReaderSite:
 
 @dataclass
 class EdgeGraph:
-    """Writers, reader sites and the edge list ``edges[i] = (writer index, reader site index, reader slot)``."""
+    """Writers, reader sites and the edge list ``edges[i] = (writer index, reader site index, reader slot)``.
+
+    Parameters
+    ----------
+    writers : list of Writer
+        The writers, in topological order.
+    sites : list of ReaderSite
+        The reader sites.
+    layout : {"split", "projected", "names"}
+        How per-head values are formed (see the module docstring; ``"names"``: a graph without a model).
+    n_layers, n_heads, n_kv_heads : int
+        The model's layers, query heads and key/value heads.
+    parallel : bool
+        Attention and MLP read the same residual stream (parallel blocks).
+    d_model : int
+        The residual width (0 when unknown).
+    mlp : bool
+        The blocks have MLPs.
+    edges : list of tuple of (int, int, int)
+        Rebuilt from ``sites`` on construction (any value given is replaced).
+    """
 
     writers: list[Writer]
     sites: list[ReaderSite]
@@ -100,7 +146,13 @@ class EdgeGraph:
         return [self.sites[s].nodes[j] for _, s, j in self.edges]
 
     def edge_slice(self, s: int) -> slice:
-        """Edges of reader site ``s``, ordered reader slot-major then writer."""
+        """Edges of reader site ``s``, ordered reader slot-major then writer.
+
+        Parameters
+        ----------
+        s : int
+            The reader site's index in ``sites``.
+        """
         site = self.sites[s]
         return slice(site.offset, site.offset + site.n_up * len(site.names))
 
@@ -134,7 +186,14 @@ def _can_split(model: Any) -> bool:
 
 
 def build_graph(model: nn.Module) -> EdgeGraph:
-    """The edge graph of a TransformerBridge, its layout derived from the model (see the module docstring)."""
+    """The edge graph of a TransformerBridge, its layout derived from the model (see the module docstring).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The model (anything else is an :class:`InputTypeError`; a model whose per-head inputs cannot be
+        formed exactly is a :class:`ConfigError`).
+    """
     if not engine.is_bridge(model):
         raise InputTypeError(f"edge attribution needs a transformer (TransformerLens TransformerBridge); got a "
                              f"{type(model).__name__}. For other modules use the node-level methods "
@@ -176,7 +235,23 @@ def build_graph(model: nn.Module) -> EdgeGraph:
 def graph_from_cfg(n_layers: int, n_heads: int, n_key_value_heads: int | None = None, *, mlp: bool = True,
                    parallel_attn_mlp: bool = False, d_model: int = 0, **_: Any) -> EdgeGraph:
     """The graph's nodes and edges from a configuration alone (no model: no projections; layout ``"names"``),
-    e.g. the ``cfg`` of an EAP-IG/MIB graph file."""
+    e.g. the ``cfg`` of an EAP-IG/MIB graph file.
+
+    Parameters
+    ----------
+    n_layers, n_heads : int
+        Layers and query heads.
+    n_key_value_heads : int, optional
+        Key/value heads (default ``n_heads``: no grouped-query attention).
+    mlp : bool
+        The blocks have MLPs.
+    parallel_attn_mlp : bool
+        Attention and MLP read the same residual stream.
+    d_model : int
+        The residual width (0 when unknown).
+    **_
+        Other configuration keys, ignored.
+    """
     kv = int(n_key_value_heads or n_heads)
     group = n_heads // kv
     writers = [Writer("input", "blocks.0.hook_resid_pre", -1)]

@@ -103,12 +103,26 @@ def _write_json(path: str | os.PathLike, graph: EdgeGraph, scores: torch.Tensor,
 class EdgeAttributionResult(Result):
     """One score per edge (``effect``: ``[edge]``, or ``[edge, pos]`` with ``positions``).
 
-    Attributes:
-        method: ``"eap"``, ``"eap-ig"``, ``"eap-ig-activations"``, ``"relp"`` or ``"exact"``.
-        metric, clean_value, corrupted_value, direction: as :class:`patching.AttributionResult`.
-        graph: the :class:`patching.edges.graph.EdgeGraph` (names, layout, key/value heads).
-        effect: estimated (or, for ``exact``, measured) change of the metric when the edge is patched.
-        extra: ``seconds``, ``layout``, ``kv_heads`` (GQA/MQA: key/value edges go to the shared head), ``rules``.
+    Parameters
+    ----------
+    method : str
+        ``"eap"``, ``"eap-ig"``, ``"eap-ig-activations"``, ``"relp"`` or ``"exact"``.
+    metric : str
+        The metric's name.
+    clean_value, corrupted_value : float
+        The metric on the unpatched clean and corrupted runs.
+    direction : {"denoise", "noise"}
+        As :class:`patching.AttributionResult`.
+    graph : EdgeGraph
+        The :class:`patching.edges.graph.EdgeGraph` (names, layout, key/value heads).
+    effect : torch.Tensor
+        Estimated (or, for ``exact``, measured) change of the metric when the edge is patched.
+    positions : list of int, optional
+        The positions of ``effect``'s second axis (None: summed over positions).
+    n_forward, n_backward : int
+        Forward/backward passes over the batch it cost.
+    extra : dict
+        ``seconds``, ``layout``, ``kv_heads`` (GQA/MQA: key/value edges go to the shared head), ``rules``.
     """
 
     method: str
@@ -146,7 +160,15 @@ class EdgeAttributionResult(Result):
         return frame
 
     def top(self, n_edges: int = 10, absolute: bool = True) -> pd.DataFrame:
-        """The ``n_edges`` strongest edges (positions summed), strongest first."""
+        """The ``n_edges`` strongest edges (positions summed), strongest first.
+
+        Parameters
+        ----------
+        n_edges : int
+            Rows returned.
+        absolute : bool
+            Rank by ``|effect|`` (False: by signed effect, largest first).
+        """
         frame = _frame(self.graph, self.scores, None)
         key = frame["effect"].abs() if absolute else frame["effect"]
         return frame.loc[key.sort_values(ascending=False, kind="stable").index[:n_edges]].reset_index(drop=True)
@@ -165,6 +187,13 @@ class EdgeAttributionResult(Result):
         """Write every edge and its score in the EAP-IG/MIB graph format (``in_graph`` from ``circuit``).
 
         Scores of a position-resolved result are summed over positions (the format has no positions).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file written.
+        circuit : Circuit, optional
+            Marks its edges ``in_graph`` (default: none).
         """
         kept = torch.zeros(self.graph.n_edges, dtype=torch.bool) if circuit is None else circuit.edge_mask
         _write_json(path, self.graph, self.scores, kept)
@@ -180,7 +209,15 @@ class EdgeAttributionResult(Result):
         return "\n".join(lines)
 
     def plot(self, n_edges: int = 50, title: str | None = None) -> Any:
-        """The strongest ``n_edges`` edges drawn on the model's graph (layers as rows, width = |effect|)."""
+        """The strongest ``n_edges`` edges drawn on the model's graph (layers as rows, width = |effect|).
+
+        Parameters
+        ----------
+        n_edges : int
+            Edges drawn (by ``|effect|``, positions summed).
+        title : str, optional
+            The figure title.
+        """
         mask = select_edges(self.scores, min(n_edges, self.graph.n_edges), None, True)
         return draw(self.graph, self.scores, mask,
                     title or f"{self.method}: top {int(mask.sum())} edges ({self.metric})")
@@ -236,7 +273,13 @@ class Circuit(Result):
         return _frame(self.graph, self.effect, self.positions, self.kept)
 
     def to_json(self, path: str | os.PathLike) -> None:
-        """The EAP-IG/MIB graph file of this circuit (every edge, ``in_graph`` for the kept ones)."""
+        """The EAP-IG/MIB graph file of this circuit (every edge, ``in_graph`` for the kept ones).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file written.
+        """
         scores = self.effect if self.positions is None else self.effect.sum(dim=1)
         _write_json(path, self.graph, scores, self.edge_mask)
 
@@ -247,5 +290,12 @@ class Circuit(Result):
                 + ", ".join(nodes[:12]) + (" ..." if len(nodes) > 12 else ""))
 
     def plot(self, title: str | None = None) -> Any:
+        """The circuit's edges drawn on the model's graph (width = |effect|, positions summed).
+
+        Parameters
+        ----------
+        title : str, optional
+            The figure title.
+        """
         scores = self.effect if self.positions is None else self.effect.sum(dim=1)
         return draw(self.graph, scores, self.edge_mask, title or f"circuit: {self.n_edges} edges ({self.method})")

@@ -26,6 +26,31 @@ def influence_search(runner, inputs, targets, h, top_k, steps, input_site, progr
     of the chain of derivatives along the chosen neurons: c_1 = dh_1/da, c_l = c_{li-1} dh_l/dh_{li-1,p},
     score_l(j) = sum_a c_{li-1}(a) * dh_{li,j}/dh_{li-1,p}(a) * dP/dh_{li,j}(a). Derivatives of whole layers
     with respect to a scalar (forward-mode) use the double-backward trick.
+
+    Parameters
+    ----------
+    runner : SiteRunner
+        Runs the model with edits at the path sites (it counts the passes).
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : torch.Tensor
+        ``(B,)`` the target class of each sample.
+    h : list of torch.Tensor
+        The clean activations at the position of each path site, ``(B, d_l)`` per layer.
+    top_k : int
+        Neurons chosen per layer.
+    steps : int
+        m, the number of input-scaling steps.
+    input_site : str, optional
+        For token inputs: the site whose output is scaled from zero (default ``hook_embed`` of a bridge);
+        float inputs are scaled themselves.
+    progress : bool
+        Show a progress bar over the layers.
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``(B, top_k)`` neuron indices per layer.
     """
     b = len(targets)
     r = steps
@@ -101,7 +126,17 @@ def _math_attention():
 
 @contextlib.contextmanager
 def scale_site(runner: SiteRunner, site: str, source: torch.Tensor):
-    """Scale the whole output of ``site`` by the per-row factor ``source`` (input interpolation)."""
+    """Scale the whole output of ``site`` by the per-row factor ``source`` (input interpolation).
+
+    Parameters
+    ----------
+    runner : SiteRunner
+        Runs the model with edits at the path sites (it counts the passes).
+    site : str
+        The site whose output is scaled (resolved on the runner's model).
+    source : torch.Tensor
+        ``(rows,)`` one factor per batch row.
+    """
 
     def scale(act):
         return act * source.view((-1,) + (1,) * (act.ndim - 1)).to(act.dtype)
@@ -139,6 +174,26 @@ def mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, 
     The input is scaled from zero (``k/m x``, k = 0..m-1); for each layer, the gradient of P(target) with
     respect to that layer's neurons at the position is averaged over the m steps and over every sample of a
     class, and its argmax (top K) is the layer's neuron: one path per class. Returns ``{class: [(K,) per layer]}``.
+
+    Parameters
+    ----------
+    runner : SiteRunner
+        Runs the model with edits at the path sites (it counts the passes).
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : torch.Tensor
+        ``(n,)`` the target class of each sample.
+    steps : int
+        m, the number of input-scaling steps.
+    top_k : int
+        Neurons per layer.
+    batch_size : int
+        Samples per batch (each batch runs ``batch_size * steps`` rows).
+    input_site : str, optional
+        For token inputs: the site whose output is scaled from zero (default ``hook_embed`` of a bridge);
+        float inputs are scaled themselves.
+    position : int or torch.Tensor
+        Token position of the neurons; an ``(n,)`` tensor gives one per sample.
     """
     alphas = path_points(steps, "riemann_left")[0].float()
     sums: dict[int, list[torch.Tensor]] = {}

@@ -34,7 +34,24 @@ FACTUAL_PROMPTS: list[tuple[str, str]] = [
 def lm_inputs(model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str]
               ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Token ids of each prompt (one tensor per prompt, BOS prepended by ``model.to_tokens`` when the
-    model has it) and the target token of each answer (its first token)."""
+    model has it) and the target token of each answer (its first token).
+
+    Parameters
+    ----------
+    model : Any
+        A ``TransformerBridge`` (its ``to_tokens`` is used) or any model.
+    tokenizer : Any
+        A Hugging Face tokenizer (used for the answers, and for the prompts without ``to_tokens``).
+    prompts : Sequence[str]
+        The prompts.
+    answers : Sequence[str]
+        One answer per prompt; its first token is the target.
+
+    Returns
+    -------
+    tokens, targets : list of torch.Tensor, torch.Tensor
+        One 1-D token tensor per prompt, and the ``(n,)`` target token ids.
+    """
     if len(prompts) != len(answers):
         raise DimensionError(f"{len(prompts)} prompts but {len(answers)} answers")
     if hasattr(model, "to_tokens"):

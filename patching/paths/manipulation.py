@@ -39,6 +39,30 @@ def manipulate(
     Returns one row per sample: ``p_clean``, ``p_edit``, ``delta_p`` (softmax probability of the target),
     ``ratio_p`` (``p_edit / p_clean``: the paper's probability deviation),
     ``correct_clean``, ``correct_edit`` (argmax == target).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : int or array_like
+        The target class (or token) of each sample, ``(n,)``, or one for all.
+    paths : NeuronPaths or torch.Tensor
+        The paths: a :class:`NeuronPaths` or an ``(n, n_layers[, K])`` index tensor.
+    sites : Sequence[str], optional
+        One site per layer, in layer order (default the paths' sites, else :func:`mlp_sites`).
+    op : {"remove", "enhance"}
+        Set the path neurons to 0, or multiply them by ``factor``.
+    factor : float
+        The multiplier of ``"enhance"``.
+    position : int or torch.Tensor, optional
+        Token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); an ``(n,)`` tensor gives
+        one position per sample. Logits of ``(batch, pos, vocab)`` outputs are read there too.
+    forward : Callable, optional
+        ``forward(model, inputs) -> logits`` (default ``model(inputs)``).
+    batch_size : int
+        Samples per forward pass.
     """
     if op not in ("remove", "enhance"):
         raise ConfigError(f"op must be 'remove' or 'enhance'; got {op!r}")
@@ -81,8 +105,15 @@ def manipulate(
 class PathComparison(Result):
     """Paths of several methods on the same samples, their JAS and manipulation effects.
 
-    ``frame``: one row per (sample, method, op) with ``delta_p``, ``correct_clean``, ``correct_edit``, ``jas``
-    (random paths: averaged over ``n_random`` draws). ``paths``: the :class:`NeuronPaths` per method.
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (sample, method, op) with ``delta_p``, ``ratio_p``, ``correct_clean``, ``correct_edit``,
+        ``jas`` (random paths: averaged over ``n_random`` draws).
+    paths : dict[str, NeuronPaths]
+        The paths found by each method.
+    alpha : float
+        1 - the confidence level of the intervals (0.05: 95% CIs).
     """
 
     frame: pd.DataFrame
@@ -130,7 +161,17 @@ class PathComparison(Result):
         return pd.DataFrame(out)
 
     def contrast(self, ours: str = "jas", op: str = "remove", column: str = "delta_p") -> pd.DataFrame:
-        """Paired differences ``ours - other`` per sample of ``column`` (mean and CI) for every other method."""
+        """Paired differences ``ours - other`` per sample of ``column`` (mean and CI) for every other method.
+
+        Parameters
+        ----------
+        ours : str
+            The method compared with every other one.
+        op : {"remove", "enhance"}
+            Which manipulation's rows.
+        column : str
+            The per-sample column compared (``"delta_p"``, ``"ratio_p"``, ``"jas"`` ...).
+        """
         f = self.frame[self.frame["op"] == op]
         wide = f.pivot(index="sample", columns="method", values=column)
         out = []
@@ -144,7 +185,13 @@ class PathComparison(Result):
 
     def plot(self, column: str = "ratio_p_class"):
         """Bar chart per method and op of ``column`` (default the authors' headline, p_edit / p_clean
-        averaged per class; ``"delta_p"`` for the change of P(target)), with CI error bars (plotly)."""
+        averaged per class; ``"delta_p"`` for the change of P(target)), with CI error bars (plotly).
+
+        Parameters
+        ----------
+        column : str
+            A column of :meth:`means` that has ``_lo`` and ``_hi`` bounds (``"ratio_p_class"``, ``"delta_p"``).
+        """
         import plotly.graph_objects as go
 
         s = self.means()
@@ -191,6 +238,43 @@ def compare_paths(
     progress: bool = False,
 ) -> PathComparison:
     """Find paths with each method, score them (JAS) and remove/enhance them (Wang et al. 2025, Sec. 5).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : int or array_like
+        The target class (or token) of each sample, ``(n,)``, or one for all.
+    sites : Sequence[str], optional
+        One site per layer, in layer order (default :func:`mlp_sites`).
+    methods : Sequence[str]
+        Path methods of :func:`find_paths` to compare (default all of ``METHODS``).
+    ops : Sequence[str]
+        Manipulations: ``"remove"`` and/or ``"enhance"``.
+    n_random : int
+        Draws of random paths (their rows are averaged).
+    position : int or torch.Tensor, optional
+        Token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); an ``(n,)`` tensor gives
+        one position per sample. Logits of ``(batch, pos, vocab)`` outputs are read there too.
+    steps : int
+        m, the number of Riemann steps of the JAS.
+    top_k : int
+        Neurons per layer.
+    ig_batch : int, optional
+        Interpolation steps per forward pass (default all m at once).
+    batch_size : int
+        Samples per search batch.
+    forward : Callable, optional
+        ``forward(model, inputs) -> logits`` (default ``model(inputs)``).
+    input_site : str, optional
+        For token inputs: the site whose output is scaled from zero (default ``hook_embed`` of a bridge);
+        float inputs are scaled themselves.
+    seed : int
+        Seed of the random paths.
+    progress : bool
+        Show progress bars.
 
     >>> cmp = compare_paths(vit, images, labels, position=0)  # doctest: +SKIP
     >>> cmp.contrast("jas", op="remove")   # ours - other, paired over samples, with 95% CIs
@@ -262,6 +346,32 @@ def prune(
     Returns :func:`manipulate`'s columns (``op="prune"``). Differences: the random masks come from a
     ``torch.Generator`` seeded with ``seed`` (theirs: ``numpy.random``); all images of a class are edited
     (theirs: 10 per class).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : int or array_like
+        The target class (or token) of each sample, ``(n,)``, or one for all.
+    paths : NeuronPaths or torch.Tensor
+        The paths: a :class:`NeuronPaths` or an ``(n, n_layers[, K])`` index tensor.
+    sites : Sequence[str], optional
+        One site per layer, in layer order (default the paths' sites, else :func:`mlp_sites`).
+    fraction : float
+        Probability in [0, 1] of zeroing each neuron that is not on the class path.
+    n_first : int
+        How many paths of each class (the first ones) vote for the class path.
+    position : int or torch.Tensor, optional
+        Token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); an ``(n,)`` tensor gives
+        one position per sample. Logits of ``(batch, pos, vocab)`` outputs are read there too.
+    forward : Callable, optional
+        ``forward(model, inputs) -> logits`` (default ``model(inputs)``).
+    batch_size : int
+        Samples per forward pass.
+    seed : int
+        Seed of the random masks.
     """
     if not 0 <= float(fraction) <= 1:
         raise ConfigError(f"fraction is the probability of zeroing each non-path neuron, in [0, 1]; got {fraction}")

@@ -21,8 +21,26 @@ __all__ = ["NeuronPaths", "path_diagram"]
 class NeuronPaths(Result):
     """Neuron paths, one per sample: ``indices[b, li, k]`` is the k-th neuron of layer ``sites[li]``.
 
-    ``jas`` holds each path's Joint Attribution Score (Wang et al. 2025), ``targets`` the target
-    class of each sample. ``passes`` counts the forward/backward passes and ``seconds`` the time spent.
+    Parameters
+    ----------
+    indices : torch.Tensor
+        ``(n_samples, n_layers, K)`` neuron indices.
+    sites : list of str
+        The path sites, one per layer, in layer order.
+    method : str
+        The search method (``"jas"``, ``"activation"``, ``"mean_gradient"``, ``"influence"``, ``"random"``).
+    targets : torch.Tensor
+        ``(n_samples,)`` the target class of each sample.
+    jas : torch.Tensor, optional
+        ``(n_samples,)`` each path's Joint Attribution Score (Wang et al. 2025), when computed.
+    steps : int
+        m, the number of Riemann steps used.
+    passes : PassCounter
+        The forward/backward passes the search cost.
+    seconds : float
+        The time spent.
+    labels : list of str, optional
+        A label per sample (a column of the table).
     """
 
     indices: torch.Tensor
@@ -44,7 +62,13 @@ class NeuronPaths(Result):
         return int(self.indices.shape[2])
 
     def layer(self, li: int) -> torch.Tensor:
-        """(n_samples, K) neuron indices of layer ``li``."""
+        """(n_samples, K) neuron indices of layer ``li``.
+
+        Parameters
+        ----------
+        li : int
+            The layer's index among ``sites``.
+        """
         return self.indices[:, li, :]
 
     def to_frame(self) -> pd.DataFrame:
@@ -70,12 +94,26 @@ class NeuronPaths(Result):
         return frame
 
     def frequency(self, samples: Sequence[int] | None = None) -> list[pd.Series]:
-        """Per layer, how many of the (selected) samples' paths use each neuron (descending)."""
+        """Per layer, how many of the (selected) samples' paths use each neuron (descending).
+
+        Parameters
+        ----------
+        samples : Sequence[int], optional
+            Sample indices to count (default all).
+        """
         idx = self.indices if samples is None else self.indices[list(samples)]
         return [pd.Series(idx[:, li, :].reshape(-1).cpu().numpy()).value_counts() for li in range(idx.shape[1])]
 
     def plot(self, max_per_layer: int = 8, title: str | None = None) -> Any:
-        """Layered path diagram (plotly), see :func:`path_diagram`."""
+        """Layered path diagram (plotly), see :func:`path_diagram`.
+
+        Parameters
+        ----------
+        max_per_layer : int
+            The most-used neurons shown per layer.
+        title : str, optional
+            The figure title.
+        """
         return path_diagram(self, max_per_layer=max_per_layer, title=title)
 
     def summary(self) -> str:
@@ -97,6 +135,17 @@ def path_diagram(paths: NeuronPaths, samples: Sequence[int] | None = None, max_p
     how many paths use it), edges = consecutive-layer neuron pairs (width = how many paths take them).
 
     Works in the HTML report (``Report(title).add_section("paths", fig)``).
+
+    Parameters
+    ----------
+    paths : NeuronPaths
+        The paths.
+    samples : Sequence[int], optional
+        Sample indices to draw (default all).
+    max_per_layer : int
+        The most-used neurons shown per layer (edges to other neurons are left out).
+    title : str, optional
+        The figure title.
     """
     import plotly.graph_objects as go
 

@@ -22,6 +22,11 @@ def mlp_sites(model: Any) -> list[str]:
 
     TransformerBridge -> ``blocks.{L}.mlp.hook_post``; an ``nn.Module`` with ``model.blocks[i].mlp.act``
     (the zoo's ViTs) -> ``blocks.{i}.mlp.act``. Anything else: pass ``sites`` yourself.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or a module with ``model.blocks[i].mlp.act``.
     """
     if engine.is_bridge(model):
         n_layers = int(model.cfg.n_layers)
@@ -37,7 +42,15 @@ def mlp_sites(model: Any) -> list[str]:
 
 @dataclass
 class PassCounter:
-    """Counts forward and backward passes (one per model call / autograd call) and their batch rows."""
+    """Counts forward and backward passes (one per model call / autograd call) and their batch rows.
+
+    Parameters
+    ----------
+    forward, backward : int
+        Passes so far.
+    rows : int
+        Batch rows of the forward passes so far.
+    """
 
     forward: int = 0
     backward: int = 0
@@ -48,7 +61,21 @@ class PassCounter:
 
 
 class SiteRunner:
-    """Runs a model with edits at the chosen position of each site and returns target-position logits."""
+    """Runs a model with edits at the chosen position of each site and returns target-position logits.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    sites : Sequence[str]
+        Distinct sites, one per layer, in layer order; each outputs ``(batch, pos, units)`` or
+        ``(batch, units)``.
+    position : int or torch.Tensor, optional
+        Token position edited and read (default 0); a tensor gives one position per row (its length must
+        divide the batch).
+    forward : Callable, optional
+        ``forward(model, inputs) -> logits`` (default ``model(inputs)``).
+    """
 
     def __init__(self, model: Any, sites: Sequence[str], position: int | torch.Tensor | None, forward=None):
         if isinstance(sites, str) or not isinstance(sites, Sequence) or len(sites) == 0:
@@ -96,11 +123,26 @@ class SiteRunner:
         return act.index_put((rows, pos), out.to(act.dtype))
 
     def edit_hooks(self, edits: Mapping[int, Edit]) -> list[Hook]:
-        """Engine hooks applying ``edits`` ({site index: edit of the (rows, units) vector}) at the position."""
+        """Engine hooks applying ``edits`` at the position.
+
+        Parameters
+        ----------
+        edits : Mapping[int, Edit]
+            ``{site index: edit}``; an edit maps the ``(rows, units)`` vector at the position to a new one,
+            or returns None to leave it.
+        """
         return [Hook(self.sites[k], lambda act, e=e: self._apply(act, e)) for k, e in edits.items()]
 
     def logits(self, inputs: Any, edits: Mapping[int, Edit] | None = None) -> torch.Tensor:
-        """Model logits at the target position, shape (n, n_classes), with ``edits`` applied."""
+        """Model logits at the target position, shape (n, n_classes), with ``edits`` applied.
+
+        Parameters
+        ----------
+        inputs : Any
+            A batch of model inputs.
+        edits : Mapping[int, Edit], optional
+            ``{site index: edit}`` as for :meth:`edit_hooks` (default none).
+        """
         with engine.hooked(self.model, self.edit_hooks(edits or {})):
             out = self.forward_fn(self.model, inputs) if self.forward_fn is not None else self.model(inputs)
         self.counter.forward += 1
@@ -117,7 +159,13 @@ class SiteRunner:
         return out
 
     def capture(self, inputs: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Clean activations at the position of every site (list of (B, d)) and logits; checks site order."""
+        """Clean activations at the position of every site (list of (B, d)) and logits; checks site order.
+
+        Parameters
+        ----------
+        inputs : Any
+            A batch of model inputs.
+        """
         store: dict[int, torch.Tensor] = {}
         order: list[int] = []
 
@@ -144,7 +192,15 @@ class SiteRunner:
 
 
 def batches(inputs: Any, batch_size: int):
-    """Yield (slice, batch). A list of tensors (e.g. prompts of different lengths) runs one item at a time."""
+    """Yield (slice, batch). A list of tensors (e.g. prompts of different lengths) runs one item at a time.
+
+    Parameters
+    ----------
+    inputs : Any
+        Samples on dim 0 (a tensor, a mapping of tensors), or a list of per-sample tensors.
+    batch_size : int
+        Samples per batch (ignored for a list).
+    """
     n = engine.n_samples(inputs)
     if isinstance(inputs, (list, tuple)):
         for i, item in enumerate(inputs):
@@ -166,6 +222,17 @@ def _slice(inputs: Any, sl: slice) -> Any:
 
 
 def targets_of(targets: Any, n: int, n_classes: int) -> torch.Tensor:
+    """The targets as an ``(n,)`` long tensor, checked against the number of classes.
+
+    Parameters
+    ----------
+    targets : int or array_like
+        One class per sample, or one for all.
+    n : int
+        The number of samples.
+    n_classes : int
+        The model's number of classes (logits width); a target outside ``0..n_classes - 1`` is an error.
+    """
     t = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
     if t.numel() == 1 and n > 1:
         t = t.repeat(n)
@@ -178,11 +245,28 @@ def targets_of(targets: Any, n: int, n_classes: int) -> torch.Tensor:
 
 
 def neuron_mask(idx: torch.Tensor, d: int) -> torch.Tensor:
-    """(B, K) neuron indices -> (B, d) bool mask."""
+    """(B, K) neuron indices -> (B, d) bool mask.
+
+    Parameters
+    ----------
+    idx : torch.Tensor
+        ``(B, K)`` long neuron indices.
+    d : int
+        The number of neurons.
+    """
     return torch.zeros(idx.shape[0], d, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
 
 
 def target_prob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax probability of each row's target, ``(n,)`` (computed in float32).
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(n, n_classes)``.
+    targets : torch.Tensor
+        ``(n,)`` long class indices.
+    """
     return torch.softmax(logits.float(), dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
 
 

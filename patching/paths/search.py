@@ -275,7 +275,27 @@ def joint_attribution_score(
 ) -> torch.Tensor:
     """Joint Attribution Score (Wang et al. 2025) of each sample's path; returns a (n,) tensor.
 
-    ``paths`` is a :class:`NeuronPaths` or a (n, n_layers[, K]) index tensor.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``TransformerBridge`` or any ``nn.Module``.
+    inputs : Any
+        The samples on dim 0 (images, or token ids of equal length).
+    targets : int or array_like
+        The target class (or token) of each sample, ``(n,)``, or one for all.
+    paths : NeuronPaths or torch.Tensor
+        A :class:`NeuronPaths` or an ``(n, n_layers[, K])`` index tensor.
+    sites : Sequence[str], optional
+        One site per layer, in layer order (default the paths' sites, else :func:`mlp_sites`).
+    position : int or torch.Tensor, optional
+        Token position of the neurons (0 = CLS of a ViT, -1 = last token of an LM); an ``(n,)`` tensor gives
+        one position per sample.
+    steps : int
+        m, the number of Riemann steps (20 in the paper).
+    ig_batch : int, optional
+        Interpolation steps per forward pass (default all m at once).
+    forward : Callable, optional
+        ``forward(model, inputs) -> logits`` (default ``model(inputs)``).
     """
     if isinstance(paths, NeuronPaths) and sites is None:
         sites = paths.sites

@@ -29,8 +29,18 @@ __all__ = ["PathSimilarity", "path_similarity", "FrequencySimilarity", "frequenc
 class PathSimilarity(Result):
     """Pairwise path overlap (mean over layers of the Jaccard index of the neuron sets).
 
-    ``within`` / ``across``: mean overlap of pairs from the same / different classes; ``p_value``: label
-    permutation test of ``within - across``; ``class_matrix``: mean overlap per pair of classes.
+    Parameters
+    ----------
+    pairwise : numpy.ndarray
+        ``(n, n)`` overlap of every pair of paths.
+    classes : list
+        The classes, in order of first appearance.
+    class_matrix : pandas.DataFrame
+        Mean overlap per pair of classes.
+    within, across : float
+        Mean overlap of pairs from the same / different classes.
+    p_value : float
+        Label-permutation p-value of ``within - across``.
     """
 
     pairwise: np.ndarray
@@ -62,7 +72,21 @@ class PathSimilarity(Result):
 
 def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_permutations: int = 1000,
                     seed: int = 0) -> PathSimilarity:
-    """Are paths of the same class more alike than paths of different classes? (Wang et al. 2025, Sec. 5.3)"""
+    """Are paths of the same class more alike than paths of different classes? (Wang et al. 2025, Sec. 5.3)
+
+    The overlap of two paths is the mean over layers of the Jaccard index of their neuron sets.
+
+    Parameters
+    ----------
+    paths : NeuronPaths or torch.Tensor
+        A :class:`NeuronPaths` or an ``(n, n_layers[, K])`` index tensor.
+    labels : Sequence
+        The class of each path.
+    n_permutations : int
+        Label shuffles for the p-value of ``within - across``.
+    seed : int
+        Seed of the shuffles.
+    """
     idx = paths.indices if isinstance(paths, NeuronPaths) else torch.as_tensor(paths)
     if idx.ndim == 2:
         idx = idx[:, :, None]
@@ -107,11 +131,20 @@ def path_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any], n_
 class FrequencySimilarity(Result):
     """Cosine similarity of the classes' path-neuron frequency vectors (the authors' measure).
 
-    ``frequencies``: ``(n_classes, n_layers, n_units)`` counts of each neuron on the paths of each class;
-    ``class_matrix``: cosine between the classes' flattened frequency vectors (``pair-sim.py``);
-    ``within`` / ``across``: split-half version (each class's paths split in two halves; the cosine of a
-    class's two halves vs the cosine of halves of different classes), with a label-permutation
-    ``p_value`` (our addition: the authors list each class's most and least similar classes).
+    Parameters
+    ----------
+    classes : list
+        The classes, in order of first appearance.
+    frequencies : numpy.ndarray
+        ``(n_classes, n_layers, n_units)`` counts of each neuron on the paths of each class.
+    class_matrix : pandas.DataFrame
+        Cosine between the classes' flattened frequency vectors (``pair-sim.py``).
+    within, across : float
+        Split-half version: each class's paths split in two halves; the cosine of a class's two halves vs
+        the cosine of halves of different classes.
+    p_value : float
+        Label-permutation p-value of ``within - across`` (our addition: the authors list each class's most
+        and least similar classes).
     """
 
     classes: list[Any]
@@ -127,7 +160,13 @@ class FrequencySimilarity(Result):
                               "p_value": self.p_value}])
 
     def most_similar(self, n: int = 5) -> pd.DataFrame:
-        """Each class's ``n`` most similar other classes (the authors' top-50 lists)."""
+        """Each class's ``n`` most similar other classes (the authors' top-50 lists).
+
+        Parameters
+        ----------
+        n : int
+            Other classes listed per class.
+        """
         rows = []
         m = self.class_matrix
         for c in m.index:
@@ -176,6 +215,19 @@ def frequency_similarity(paths: NeuronPaths | torch.Tensor, labels: Sequence[Any
     frequency matrix reshaped to ``(n_classes, -1)``. ``n_units``: neurons per layer (default: the largest
     index on any path + 1; the cosine does not depend on it). The split-half within/across contrast and its
     permutation test are ours (``n_permutations`` label shuffles from :mod:`interp.stats`).
+
+    Parameters
+    ----------
+    paths : NeuronPaths or torch.Tensor
+        A :class:`NeuronPaths` or an ``(n, n_layers[, K])`` index tensor.
+    labels : Sequence
+        The class of each path.
+    n_units : int, optional
+        Neurons per layer (default the largest index on any path + 1; the cosine does not depend on it).
+    n_permutations : int
+        Label shuffles for the p-value.
+    seed : int
+        Seed of the shuffles.
     """
     idx = paths.indices if isinstance(paths, NeuronPaths) else torch.as_tensor(paths)
     if idx.ndim == 2:
