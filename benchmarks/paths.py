@@ -46,6 +46,14 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def _commit() -> str:
+    """The commit the numbers are measured on (short hash), flagged when the measured code is uncommitted."""
+    run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()  # noqa: E731
+    head = run("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" (with uncommitted changes)" if run("status", "--porcelain", "--", "patching", "interp",
+                                                         "benchmarks/paths.py") else "")
+
+
 def _digits(n: int):
     import interp.models
     from interp.models.digits import load_digits_split
@@ -159,11 +167,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paths.md"))
     args = ap.parse_args(argv)
     q = args.quick
-    sections = [f"# Neuron paths (patching.paths)\n\nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
+    sections = [f"# Neuron paths (patching.paths)\n\nCommit: `{_commit()}`  \nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
                 f"{' --skip-lm' if args.skip_lm else ''}{' --skip-digits' if args.skip_digits else ''}"
                 f"{'' if args.skip_lm else f' --lm-prompts {args.lm_prompts} --lm-steps {args.lm_steps}'}"
-                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods} --lm-cost-steps {args.lm_cost_steps}'}`  \nMachine: {_machine()}  \n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M')}\n"]
+                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods} --lm-cost-steps {args.lm_cost_steps}'}"
+                f"{'' if args.out == ap.get_default('out') else ' --out ' + os.path.relpath(args.out, ROOT)}`  \nMachine: {_machine()}  \n"
+                f"Date: {time.strftime('%Y-%m-%d %H:%M')}  \nLoad: load average {os.getloadavg()[0]:.1f} at the "
+                "start (shared machine: seconds are not comparable across runs; pass counts and effects are)\n"]
 
     tables = []
     if not args.skip_digits:
