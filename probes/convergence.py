@@ -98,6 +98,10 @@ def temporal_score(time_course: Any, times: Sequence[float] | None = None, depth
                    names: Sequence[Any] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between layer depth and the time at which each layer's encoding of the brain peaks.
 
+    Source: Raugel et al. 2025, "Disentangling the Factors of Convergence between Brains and Computer Vision
+    Models" (arXiv 2508.18226); no code released. Differences: the permutation p-value and Spearman rho are
+    ours; ties of the peak take the earliest time.
+
     ``time_course``: a :class:`interp.similarity.TimeCourse` from :func:`probes.temporal_encoding` with one
     feature space per layer (``{layer: features}``, in depth order), or an array ``(n_layers, n_times)``
     with ``times``. ``depth``: each layer's depth (default 0, 1, 2, ... in the given order). The p-value
@@ -126,6 +130,10 @@ def temporal_score(time_course: Any, times: Sequence[float] | None = None, depth
 def spatial_score(scores: Any, region_order: Mapping[Any, float] | Sequence[float] | None = None,
                   layers: Sequence[float] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between each region's position in the hierarchy and the layer that predicts it best.
+
+    Source: Raugel et al. 2025, "Disentangling the Factors of Convergence between Brains and Computer Vision
+    Models" (arXiv 2508.18226); no code released. Differences: the permutation p-value and Spearman rho are
+    ours; ties take the shallowest layer.
 
     ``scores``: encoding scores ``(n_layers, n_regions)`` as an array, or a DataFrame (index: layers in
     depth order, columns: regions), or ``{region: per-layer scores}``. ``region_order``: each region's
