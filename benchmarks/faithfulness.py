@@ -116,7 +116,8 @@ def main() -> None:
                            capture_output=True, text=True, cwd=_HERE.parent).stdout.strip()
     text = f"""# Faithfulness: Pearson r and Spearman rho of AtP, RelP and IG with activation patching
 
-Commit: `{commit}`{" (with uncommitted changes)" if dirty else ""}  
+Commit: `{commit}`{" (with uncommitted changes)" if dirty else ""}
+
 Command: `{command}`
 
 Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; load average {load:.1f} at the end (shared machine).

@@ -1,8 +1,8 @@
 """MILAN: natural-language descriptions of visual units from their exemplars (Hernandez et al., ICLR 2022).
 
 Paper: "Natural Language Descriptions of Deep Visual Features" (Hernandez, Schwettmann, Bau, Bagashvili,
-Torralba, Andreas; arXiv 2201.11114). Code followed: ``evandez/neuron-descriptions`` (``src/exemplars/
-compute.py`` for the exemplars, ``src/milan/decoders.py`` for the PMI decoding):
+Torralba, Andreas; arXiv 2201.11114). Code followed: ``evandez/neuron-descriptions`` at commit 19c4d58
+(``src/exemplars/compute.py`` for the exemplars, ``src/milan/decoders.py`` for the PMI decoding):
 
 * exemplars (:func:`unit_exemplars`): the top ``k = 15`` inputs by the unit's (spatially max-pooled)
   activation; each comes with a mask, the unit's activation map upsampled (bilinear) to the input size and
