@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,7 +110,13 @@ def main() -> None:
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
         if k != "out" and v is not False and v is not None)
     load = os.getloadavg()[0]
-    text = f"""# Faithfulness: Pearson r of AtP, RelP and IG with activation patching
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=_HERE).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "interp", "patching", "benchmarks/faithfulness.py"],
+                           capture_output=True, text=True, cwd=_HERE.parent).stdout.strip()
+    text = f"""# Faithfulness: Pearson r and Spearman rho of AtP, RelP and IG with activation patching
+
+Commit: `{commit}`{" (with uncommitted changes)" if dirty else ""}
 
 Command: `{command}`
 

@@ -46,6 +46,14 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def _commit() -> str:
+    """The commit the numbers are measured on (short hash), flagged when the measured code is uncommitted."""
+    run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()  # noqa: E731
+    head = run("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" (with uncommitted changes)" if run("status", "--porcelain", "--", "patching", "interp",
+                                                         "benchmarks/paths.py") else "")
+
+
 def _digits(n: int):
     import interp.models
     from interp.models.digits import load_digits_split
@@ -155,33 +163,41 @@ def main(argv=None) -> int:
     ap.add_argument("--lm-prompts", type=int, default=len(P.FACTUAL_PROMPTS), help="factual prompts for smollm2")
     ap.add_argument("--lm-steps", type=int, default=20, help="Riemann steps for smollm2")
     ap.add_argument("--lm-methods", default="jas,activation,mean_gradient,random")
-    ap.add_argument("--lm-cost-steps", type=int, default=20, help="steps for the smollm2 batched-vs-loop timing")
+    ap.add_argument("--lm-cost-steps", type=int, default=20, help="steps for the smollm2 batched-vs-loop timing (0: skip it)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paths.md"))
     args = ap.parse_args(argv)
     q = args.quick
-    sections = [f"# Neuron paths (patching.paths)\n\nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
+    sections = [f"# Neuron paths (patching.paths)\n\nCommit: `{_commit()}`  \nCommand: `python benchmarks/paths.py{' --quick' if q else ''}"
                 f"{' --skip-lm' if args.skip_lm else ''}{' --skip-digits' if args.skip_digits else ''}"
                 f"{'' if args.skip_lm else f' --lm-prompts {args.lm_prompts} --lm-steps {args.lm_steps}'}"
-                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods} --lm-cost-steps {args.lm_cost_steps}'}`  \nMachine: {_machine()}  \n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M')}\n"]
+                f"{'' if args.skip_lm else f' --lm-methods {args.lm_methods} --lm-cost-steps {args.lm_cost_steps}'}"
+                f"{'' if args.out == ap.get_default('out') else ' --out ' + os.path.relpath(args.out, ROOT)}`  \nMachine: {_machine()}  \n"
+                f"Date: {time.strftime('%Y-%m-%d %H:%M')}  \nLoad: load average {os.getloadavg()[0]:.1f} at the "
+                "start (shared machine: seconds are not comparable across runs; pass counts and effects are)\n"]
 
     tables = []
     if not args.skip_digits:
         print("== cost: digits-vit ==", flush=True)
         tables.append(cost("digits-vit", 4 if q else 16, 20, 16))
         print(tables[-1].to_string(index=False), flush=True)
-    if not args.skip_lm:
+    if not args.skip_lm and args.lm_cost_steps:
         print("== cost: smollm2-135m ==", flush=True)
         c2 = cost("smollm2-135m", 1, args.lm_cost_steps, 1)
         print(c2.to_string(index=False), flush=True)
         tables.append(c2)
-    sections.append("## Cost per path: batched joint IG vs per-step loop\n\nOne JAS path = L layer searches; "
-                    "each search integrates over m steps (20 for digits-vit, "
-                    f"{args.lm_cost_steps} for smollm2-135m). Batched: one forward + one backward per layer on "
-                    "m x batch rows; loop: m forwards + m backwards per layer. Both give the same paths "
-                    "(`same paths`). digits-vit: 16 test images searched as one batch (passes are per batch, "
-                    "divided by the number of paths); smollm2-135m: one prompt. Each variant ran in a fresh "
-                    "process; peak RSS includes the model and Python.\n\n" + _md(pd.concat(tables)))
+    if not tables:
+        sections.append("## Cost per path: batched joint IG vs per-step loop\n\nNot measured in this run "
+                        "(`--lm-cost-steps 0`): the last measurement on smollm2-135m (idle machine, 2026-11-29, m = 10: "
+                        "batched 31 forward + 30 backward passes and 14.7 s per path vs 301 + 300 and 64.3 s for the "
+                        "per-step loop, the same paths) is in this file's git history (commit b7a2d05).")
+    else:
+        sections.append("## Cost per path: batched joint IG vs per-step loop\n\nOne JAS path = L layer searches; "
+                        "each search integrates over m steps (20 for digits-vit, "
+                        f"{args.lm_cost_steps} for smollm2-135m). Batched: one forward + one backward per layer on "
+                        "m x batch rows; loop: m forwards + m backwards per layer. Both give the same paths "
+                        "(`same paths`). digits-vit: 16 test images searched as one batch (passes are per batch, "
+                        "divided by the number of paths); smollm2-135m: one prompt. Each variant ran in a fresh "
+                        "process; peak RSS includes the model and Python.\n\n" + _md(pd.concat(tables)))
 
     runs = [] if args.skip_digits else [("digits-vit", 24 if q else 200, 5, 20, P.METHODS + ("influence",))]
     if not args.skip_lm:

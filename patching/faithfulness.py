@@ -143,6 +143,11 @@ def faithfulness(model: Any, clean: Any, corrupted: Any = None, metric: Callable
                  index: Mapping[str, Sequence[int]] | None = None) -> Faithfulness:
     """How well each attribution method tracks activation patching, per component kind.
 
+    Source: Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
+    Relevance Patching" (arXiv 2508.21258); code ``FarnoushRJ/RelP`` at commit aa0e228 (Pearson r with
+    activation patching per component kind). Differences: Spearman rho is ours; cells before the first differing
+    token (0 under every method) are left out.
+
     ``clean``, ``corrupted``, ``metric`` as for every method of :data:`patching.METHODS`; or ``clean`` alone
     as a list of prompt-pair groups (``patching.datasets.ioi_pairs``, ``induction_pairs``: objects with
     ``clean``, ``corrupted``, ``metric()`` and ``first_difference()``), pooled into one correlation.

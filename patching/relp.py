@@ -77,6 +77,12 @@ def relevance_patching(
 ) -> AttributionResult:
     """RelP estimates: ``(a_source - a_base) . relevance-gradient`` for every cell of ``sites``.
 
+    Source: Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
+    Relevance Patching" (arXiv 2508.21258); code ``FarnoushRJ/RelP`` at commit aa0e228 (a TransformerLens fork).
+    Differences: the rules are placed from the architecture through the hook engine (no fork); by default LN,
+    Identity and Half all act, while the authors' published usage leaves Identity inactive
+    (``rules="published"``).
+
     Relevance patching (Jafari et al. 2025): attribution patching whose backward pass follows LRP rules.
 
     Every call checks itself: where each rule went (``extra["rules"]``) and the relevance conservation error of
@@ -136,6 +142,10 @@ def relevance_patching(
 @contextlib.contextmanager
 def relp_rules(model: nn.Module, rules: Rules = None) -> Iterator[dict[str, list[str]]]:
     """Install RelP's rules while the block runs; yields ``{rule: [sites where it applies]}``.
+
+    Source: Rezaei Jafari, Eberle, Khakzar & Nanda 2025, "RelP: Faithful and Efficient Circuit Discovery via
+    Relevance Patching" (arXiv 2508.21258); code ``FarnoushRJ/RelP`` at commit aa0e228. Differences: as
+    :func:`relevance_patching`.
 
     Forward values stay bit-identical; gradients become LRP relevance coefficients.
 

@@ -113,6 +113,10 @@ def temporal_score(time_course: Any, times: Sequence[float] | None = None, depth
                    names: Sequence[Any] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between layer depth and the time at which each layer's encoding of the brain peaks.
 
+    Source: Raugel et al. 2025, "Disentangling the Factors of Convergence between Brains and Computer Vision
+    Models" (arXiv 2508.18226); no code released. Differences: the permutation p-value and Spearman rho are
+    ours; ties of the peak take the earliest time.
+
     The p-value permutes the depths over the layers (every order when there are few layers).
 
     Parameters
@@ -161,6 +165,10 @@ def temporal_score(time_course: Any, times: Sequence[float] | None = None, depth
 def spatial_score(scores: Any, region_order: Mapping[Any, float] | Sequence[float] | None = None,
                   layers: Sequence[float] | None = None, n_permutations: int = 1000, seed: int = 0) -> ConvergenceScore:
     """Correlation between each region's position in the hierarchy and the layer that predicts it best.
+
+    Source: Raugel et al. 2025, "Disentangling the Factors of Convergence between Brains and Computer Vision
+    Models" (arXiv 2508.18226); no code released. Differences: the permutation p-value and Spearman rho are
+    ours; ties take the shallowest layer.
 
     The p-value permutes the positions over the regions.
 

@@ -53,6 +53,22 @@ def test_spliced_metrics_bounds(tiny_bridge, tokens):
         spliced_lm_metrics(sae, tiny_bridge, tokens, "blocks.0.mlp.hook_pots")
 
 
+def test_spliced_mean_ablation_weights_batches_by_tokens(tiny_bridge, tokens):
+    """The mean ablation is the mean over every token, whatever the batches (6 sequences in batches of 4 + 2:
+    the unweighted mean of the two batch means is a different vector and a different ablated CE)."""
+    _, cache = tiny_bridge.run_with_cache(tokens, names_filter=lambda n: n == SITE)
+    mean = cache[SITE].reshape(-1, 64).mean(0)
+    ablated = tiny_bridge.run_with_hooks(tokens, fwd_hooks=[(SITE, lambda a, hook: mean.expand_as(a).clone())])
+    logp = ablated.detach().log_softmax(-1)[:, :-1]
+    reference = float(-logp.gather(-1, tokens[:, 1:, None]).mean())
+    by_batch = cache[SITE].reshape(6, -1, 64)
+    unweighted = (by_batch[:4].reshape(-1, 64).mean(0) + by_batch[4:].reshape(-1, 64).mean(0)) / 2
+    assert (unweighted - mean).abs().max() > 1e-3  # the batches' means differ: the test can tell the two apart
+    for batch_size in (4, 6):
+        m = spliced_lm_metrics(_Identity(), tiny_bridge, tokens, SITE, ablation="mean", batch_size=batch_size)
+        assert m.ce_ablated == pytest.approx(reference, abs=1e-5), batch_size
+
+
 def test_vocab_projection_finds_unembedding_direction(tiny_bridge):
     W_U = tiny_bridge.W_U.detach()
     frame = vocab_projection(tiny_bridge, directions=W_U[:, [7, 21]].T, space="resid", k=3, final_norm=False).tokens()

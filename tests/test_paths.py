@@ -412,6 +412,19 @@ def test_digits_vit_acceptance(digits_vit):
     assert drop.loc["random", "hi"] < 0 and drop.loc["activation", "hi"] < 0, drop
     enhance = cmp.contrast("jas", op="enhance").set_index("other")
     assert enhance.loc["random", "lo"] > 0, enhance  # enhancing our path raises P(target) more than random
+    # issue 21: the authors' headline, p_edit / p_clean averaged per class, for JAS and both baselines (the
+    # authors' influence pattern and the argmax activation), per class and contrasted with JAS
+    means = cmp.means().set_index(["op", "method"])
+    per_class = cmp.by_class()
+    for method in ("jas", "activation", "mean_gradient"):
+        assert means.loc[("remove", method), "n_classes"] == y.unique().numel()
+        rows = per_class[(per_class.op == "remove") & (per_class.method == method)]
+        assert len(rows) == y.unique().numel()
+        assert means.loc[("remove", method), "ratio_p_class"] == pytest.approx(rows.ratio_p.mean(), rel=1e-9)
+    ratio = cmp.contrast("jas", op="remove", column="ratio_p").set_index("other")
+    assert {"activation", "mean_gradient", "random"} <= set(ratio.index)
+    assert ratio.loc["activation", "hi"] < 0, ratio  # removing our path lowers the ratio more than activation's
+    assert "ratio" in cmp.summary()
     # paths of the same digit overlap more than paths of different digits
     sim = P.path_similarity(cmp.paths["jas"], y.numpy(), n_permutations=200)
     assert sim.within > sim.across and sim.p_value < 0.05

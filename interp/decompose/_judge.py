@@ -110,6 +110,11 @@ def _rate(judge: Any, prompt: str) -> int | None:
 def judge_sentence(judge: Any, sentence: str, concept: str, attempts: int = 2) -> dict[str, Any]:
     """Concept and fluency scores (0-2) of one steered sentence and their harmonic mean.
 
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78 (``experiments/causal/output_score_llm_judge.py``: prompts, rating format, harmonic mean).
+    Differences: a local model is read in one forward pass (the most likely of 0, 1, 2 after ``Rating: [[``)
+    where their gpt-4o-mini writes an explanation first.
+
     A rating that cannot be read after ``attempts`` tries counts 0, as in the authors' code; the row says
     so (``judged=False``) so the failure is never hidden.
     """

@@ -34,6 +34,11 @@ __all__ = ["HierarchicalSNMF"]
 class HierarchicalSNMF:
     """Greedy multi-level SNMF with end-to-end fine-tuning (``train_hierarchical_nmf``).
 
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78 (``factorization/hierchichal_snmf.py``). Differences: level ``i`` draws its start from
+    ``seed + i`` (theirs: one global stream); each level is :class:`SNMF` with the authors' current numerics
+    (``eps`` 1e-6).
+
     Parameters
     ----------
     ranks: the ranks ``[r1, r2, ..., rL]``, finest first (each at most the previous one).

@@ -306,9 +306,13 @@ def spliced_lm_metrics(estimator: Any, model: Any, tokens: torch.Tensor, site: s
     site = engine.resolve_site(model, site)
     mean = None
     if ablation == "mean":
-        sums = [engine.record(model, tokens[i:i + batch_size], [site], stop=True).acts[site] for i in
-                range(0, tokens.shape[0], batch_size)]
-        mean = torch.stack([a.reshape(-1, a.shape[-1]).float().mean(0) for a in sums]).mean(0)
+        total, count = None, 0  # weighted by token counts: the last batch may be smaller than the others
+        for i in range(0, tokens.shape[0], batch_size):
+            act = engine.record(model, tokens[i:i + batch_size], [site], stop=True).acts[site]
+            rows = act.reshape(-1, act.shape[-1]).double()
+            total = rows.sum(0) if total is None else total + rows.sum(0)
+            count += rows.shape[0]
+        mean = (total / count).float()
 
     def ablate(act: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(act) if mean is None else mean.to(act).expand_as(act).clone()

@@ -314,6 +314,10 @@ def find_strength(model: Any, prompt: str | torch.Tensor, site: str, direction: 
                   ) -> SteeringResult:
     """The steering strength whose KL(unsteered || steered) of the next token equals ``target_kl`` (within ``tol``).
 
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78. Differences: listed below (a target never reached is reported, not dropped);
+    ``search="double"`` is not theirs.
+
     ``search="bisect"`` (default) is Shafran et al.'s ``Intervener.find_alpha_for_kl_targets``
     (``intervention/intervener.py``, commit ab58c78): ``n_steps`` (20) bisections of ``[low, high]``
     (``[1, 2000]``), always all of them; the answer is the *last* midpoint whose KL was within ``tol``

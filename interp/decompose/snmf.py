@@ -84,6 +84,10 @@ def snmf_step(A: torch.Tensor, F: torch.Tensor, G: torch.Tensor, keep: int, reg:
               eps: float = _EPS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One SNMF iteration on ``A`` (features x samples); returns ``(F, G, P, Q)`` with ``P = A'F``, ``Q = F'F``.
 
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78. Differences: ``F`` by ``torch.linalg.solve``, not ``torch.linalg.inv`` (equal to 1e-12 in
+    float64); ``eps`` is a parameter (theirs: 1e-6 now, none at first).
+
     The update equations of ``NMFSemiNMF.fit`` in ``ordavid-s/snmf-mlp-decomposition``
     (``factorization/seminmf.py``): closed-form ``F``, winner-take-all, unit-norm columns of ``G``
     (``fix_hoyer_scale``), then Ding et al.'s multiplicative ``G`` update (``eps`` is added to its
@@ -144,6 +148,13 @@ def _kmeans(points: torch.Tensor, k: int, gen: torch.Generator, n_iter: int = 30
 
 class SNMF(Decomposition):
     """Semi-nonnegative matrix factorisation ``X.T ~ F G.T`` with ``G >= 0`` and sparse ``F``.
+
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78 (``factorization/seminmf.py``, ``NMFSemiNMF.fit``). Differences: the constructor's
+    defaults are this library's (SVD start, relative tolerance, 1,000 iterations); :meth:`SNMF.paper` gives the
+    authors' settings; ``F`` comes from ``torch.linalg.solve`` instead of a multiplication by
+    ``torch.linalg.inv`` (the iterates agree to 1e-12 in float64 from the same start); an update that divides 0
+    by 0 raises :class:`~interp.errors.NaNError` where their loop keeps its last finite iterate.
 
     Each iteration (Shafran et al. 2025, ``factorization/seminmf.py``): (1) closed-form
     ``F = A G (G'G + reg I)^-1``; (2) winner-take-all: keep the ``ceil(sparsity * n_features)``

@@ -71,6 +71,10 @@ def sampled_generate(model: Any, prompt: str | torch.Tensor, site: str, directio
                      temperature: float = 1.0, n_samples: int = 8, seed: int = 0) -> list[str] | torch.Tensor:
     """``n_samples`` sampled continuations of ``prompt`` with ``strength * unit(direction)`` added at ``site``.
 
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78. Differences: no KV cache (each token re-runs the prefix: the same numbers, slower); the
+    random stream is ``seed``'s, not their global one.
+
     ``Intervener.generate_with_manipulation_sampling`` of Shafran et al. (commit ab58c78) with their
     defaults (50 tokens, ``top_k=30, top_p=0.3``, 8 sentences). The token is drawn as TransformerLens's
     ``sample_logits`` draws it (``Categorical(logits).sample()`` after temperature and top-k, or top-p only
@@ -141,6 +145,11 @@ def _token_rows(model: Any, texts: Sequence[str], site: str, batch_size: int) ->
 def diffmeans_directions(model: Any, site: str, concepts: Mapping[str, Sequence[str]],
                          batch_size: int = 16) -> tuple[list[str], torch.Tensor]:
     """One unit DiffMeans direction per concept: mean token activation of its sentences minus the others'.
+
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78. Differences: a concept's negatives are the other concepts' sentences (theirs: the
+    concept's generated neutral sentences, ``experiments/causal/generate_diffmean_factors.py``); BOS is left out
+    with padding (theirs drops padding only).
 
     ``DiffMean.fit`` of Shafran et al. (``experiments/baselines/diffmean.py``, commit ab58c78) with the
     other concepts' sentences as the negatives. Returns ``(names, directions (n_concepts, d))``.
@@ -231,6 +240,10 @@ def _direction_sets(directions: Any) -> dict[str, torch.Tensor]:
 def concept_detection(model: Any, site: str, directions: Any, concept_texts: Mapping[Any, Sequence[str]] | Sequence[str],
                       neutral_texts: Sequence[str], batch_size: int = 16) -> ConceptDetection:
     """Detection scores of each direction on its concept's sentences vs neutral sentences.
+
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78 (``experiments/evaluation/concept_evaluator.py``). Differences: the directions of several
+    methods are scored in one call (theirs: one script per method).
 
     ``directions``: an estimator, a ``(n, d)`` tensor, or ``{method: either}``. ``concept_texts``: one
     list of sentences for all components, or ``{component: sentences}`` (as the authors generate
@@ -336,6 +349,11 @@ def snmf_evaluation(model: Any, site: str, snmf: Any, *, baselines: Mapping[str,
                     concept_texts: Mapping[Any, Sequence[str]] | Sequence[str] | None = None,
                     neutral_texts: Sequence[str] | None = None, seed: int = 0) -> SteeringEvaluation:
     """Shafran et al.'s steering evaluation of ``snmf``'s features beside ``baselines``, in one call.
+
+    Source: Shafran, Geiger & Geva 2025 (arXiv 2506.10920; ACL 2026); code ``ordavid-s/snmf-mlp-decomposition``
+    at commit ab58c78 (``experiments/causal/``, ``experiments/concept_detection/``). Differences: the judge is
+    any explainer (theirs: gpt-4o-mini), the descriptions are passed in, there is no Gemma ``ln2_post`` mapping
+    (steering happens at the site the direction lives in), and generation re-runs the prefix (no KV cache).
 
     For each method (``"SNMF"`` and each baseline: an estimator such as a fitted SAE, or a ``(n, d)``
     tensor such as :func:`diffmeans_directions`'s) and each component: the strength for every KL

@@ -1,8 +1,8 @@
 """MILAN: natural-language descriptions of visual units from their exemplars (Hernandez et al., ICLR 2022).
 
 Paper: "Natural Language Descriptions of Deep Visual Features" (Hernandez, Schwettmann, Bau, Bagashvili,
-Torralba, Andreas; arXiv 2201.11114). Code followed: ``evandez/neuron-descriptions`` (``src/exemplars/
-compute.py`` for the exemplars, ``src/milan/decoders.py`` for the PMI decoding):
+Torralba, Andreas; arXiv 2201.11114). Code followed: ``evandez/neuron-descriptions`` at commit 19c4d58
+(``src/exemplars/compute.py`` for the exemplars, ``src/milan/decoders.py`` for the PMI decoding):
 
 * exemplars (:func:`unit_exemplars`): the top ``k = 15`` inputs by the unit's (spatially max-pooled)
   activation; each comes with a mask, the unit's activation map upsampled (bilinear) to the input size and
@@ -131,6 +131,11 @@ def unit_exemplars(model: Any, images: Any, site: str, units: Sequence[int] | No
                    quantile: float = 0.99, preprocess: Callable | None = None, batch_size: int = 64) -> UnitExemplars:
     """The top-``k`` inputs of each unit and masks of the regions that drive it (MILAN's exemplars).
 
+    Source: Hernandez et al., "Natural Language Descriptions of Deep Visual Features", ICLR 2022 (arXiv
+    2201.11114); code ``evandez/neuron-descriptions`` at commit 19c4d58 (``src/exemplars/compute.py``).
+    Differences: the quantile is exact over every (input, location) (theirs: a streaming estimate); dense units
+    get whole-input masks.
+
     ``images``: ``(n, C, H, W)`` (masks are drawn at ``H x W``). Activations are ranked by their spatial max;
     a mask is the activation map upsampled to ``H x W`` (bilinear) and cut at the unit's ``quantile`` over
     every (input, location) of the dataset.
@@ -218,6 +223,10 @@ class Describer(Protocol):
 class RetrievalDescriber:
     """Names a unit by the dataset labels of its exemplars.
 
+    Source: Hernandez et al., "Natural Language Descriptions of Deep Visual Features", ICLR 2022 (arXiv
+    2201.11114); code ``evandez/neuron-descriptions`` at commit 19c4d58. Differences: not in the paper: it names
+    exemplars by their dataset labels in place of a trained captioner.
+
     p(d | E) = the share of the exemplars labelled d; p(d) = d's share of the whole dataset, so the PMI
     rerank prefers a label the exemplars over-represent to one that is merely common.
 
@@ -276,6 +285,10 @@ class RetrievalDescriber:
 
 class CaptionerDescriber:
     """Any local image-to-text model: ``caption(masked_exemplars) -> [(text, log p(text | exemplars))]``.
+
+    Source: Hernandez et al., "Natural Language Descriptions of Deep Visual Features", ICLR 2022 (arXiv
+    2201.11114); code ``evandez/neuron-descriptions`` at commit 19c4d58. Differences: any local captioner stands
+    in for their Show-Attend-Tell model; the default prior is a unigram model, not their LSTM.
 
     ``log_prior``: a function from texts to log p(d) (MILAN: an LSTM language model of the captions); by
     default a unigram model of the words of every candidate this describer has produced so far, with add-one
@@ -339,6 +352,10 @@ def pmi_rerank(candidates: Sequence[tuple[str, float]], log_prior: np.ndarray, p
                ) -> pd.DataFrame:
     """Candidates sorted by ``log p(d|E) - pmi_weight * log p(d)`` (MILAN's decoding; 0.2 in their code).
 
+    Source: Hernandez et al., "Natural Language Descriptions of Deep Visual Features", ICLR 2022 (arXiv
+    2201.11114); code ``evandez/neuron-descriptions`` at commit 19c4d58 (``src/milan/decoders.py``).
+    Differences: reranks a given candidate list (theirs: the beam of their captioner).
+
     Parameters
     ----------
     candidates : Sequence[tuple[str, float]]
@@ -387,6 +404,10 @@ def describe_units(model: Any, images: Any, site: str, describer: Any, units: Se
                    k: int = 15, quantile: float = 0.99, pmi_weight: float = 0.2, preprocess: Callable | None = None,
                    batch_size: int = 64) -> UnitDescriptions:
     """MILAN end to end: exemplars and masks per unit, candidates from ``describer``, PMI rerank.
+
+    Source: Hernandez et al., "Natural Language Descriptions of Deep Visual Features", ICLR 2022 (arXiv
+    2201.11114); code ``evandez/neuron-descriptions`` at commit 19c4d58. Differences: no trained MILAN captioner
+    is shipped; the describer is pluggable.
 
     ``describer``: :class:`RetrievalDescriber`, :class:`CaptionerDescriber` or any object with
     ``candidates(masked_exemplars, exemplar_indices)`` and ``log_prior(texts)``.

@@ -18,7 +18,8 @@ returning wrong numbers. This is how the SNMF authors project (Shafran, Geiger &
 * Input side: Davies 2025 ("Decoding specialised feature neurons in LLMs with the final projection
   layer", arXiv 2501.02688) decodes each up-projection row ``u_i`` (a row of W_up, which reads the
   residual stream) through the LM head: ``p_i = softmax(u_i @ W_U)`` (by default without the final norm,
-  as the paper describes it; ``final_norm=True`` for ``softmax(logit_lens(u_i))``); the top token labels
+  as the paper's readable text describes it; whether the paper applies the norm's gain is not established,
+  see :func:`vocab_projection`; ``final_norm=True`` for ``softmax(logit_lens(u_i))``); the top token labels
   the neuron and a concentrated distribution marks a "specialised" neuron. Agreement of the top tokens
   between two models (base vs instruct): :func:`interp.label.vocab_agreement.top_token_agreement`.
 
@@ -425,6 +426,10 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
                      directions: Any = None, space: str = "mlp") -> VocabProjection:
     """Read each unit's vector out through the model's own unembedding (:func:`logit_lens`).
 
+    Source (``which="in"``): Davies 2025, "Decoding specialised feature neurons in LLMs with the final
+    projection layer" (arXiv 2501.02688, v1 and v2); no code published. Differences: see ``final_norm``; the
+    other sides follow Geva et al. 2022 and the logit lens.
+
     Parameters
     ----------
     model:
@@ -444,10 +449,15 @@ def vocab_projection(model: Any, layer: int | None = None, which: str = "out", u
     final_norm:
         Read out as the model does (final norm, biases, MLM head, soft cap; True), or with the plain
         linear map ``x @ W_U + b_U`` (False). Default (None): True, except for ``which="in"``, where it is
-        False: Davies (arXiv 2501.02688, v1 and v2; no code published) decodes the up-projection rows
-        "directly" with "the LM-head" (abstract, Fig. 1), with no final norm mentioned; the norm's gain
-        changes the top-1 token of 27% of smollm2-135m's layer-3 neurons, so pass ``final_norm=True`` for
-        the model's own read-out.
+        False: Davies (arXiv 2501.02688, v1 and v2) decodes the up-projection rows "directly" with "the
+        LM-head" (abstract; Fig. 1, "directly decoding them with the LM head"). Whether the final RMSNorm's
+        gain is applied first could not be established: no code is published, and the method section could
+        not be read here (searched 2026-12-07: the arXiv HTML v2 page and the abstract pages, papers.cool,
+        sciencestack.ai, themoonlight.io's review, the GitHub code index for the arXiv id and the title; all
+        readable text says "through the LM-head" and nothing of a norm). The default follows that wording.
+        The RMS division cannot change a row's token ranking (one positive factor per row), the gain can: it
+        changes the top-1 token of 27% of smollm2-135m's layer-3 neurons; pass ``final_norm=True`` for the
+        model's own read-out.
     directions:
         Instead of weight rows: feature directions, an estimator with ``components_`` (SAE, SNMF) or a
         ``(n, d)`` tensor; each is normalised to unit length (Shafran, Geiger & Geva 2025).

@@ -70,6 +70,10 @@ def top_token_agreement(model_a: Any, model_b: Any, layer: int | Sequence[int] |
                         final_norm: bool | None = None, tokenizer: Any = None) -> TokenAgreement:
     """The fraction of neurons whose top decoded token agrees between ``model_a`` and ``model_b``.
 
+    Source: Davies 2025, "Decoding specialised feature neurons in LLMs with the final projection layer" (arXiv
+    2501.02688, v1 and v2); no code published. Differences: ties between top tokens go to the lowest token id;
+    any two models of equal shape, not only Llama-3.1-8B vs Instruct.
+
     ``layer``: one layer, several, or None for every layer. ``which``/``final_norm`` as for
     :func:`~interp.label.vocab_projection` (default: up-projection rows through the LM head alone, as
     Davies). Both models must have the same number of layers, MLP width and vocabulary.

@@ -22,6 +22,11 @@ __all__ = ["influence_search", "mean_gradient_paths", "scale_site"]
 def influence_search(runner, inputs, targets, h, top_k, steps, input_site, progress) -> list[torch.Tensor]:
     """Greedy influence pattern (Lu et al. 2021; Wang et al. 2025 Alg. 2), batched over the m input steps.
 
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b (Algorithm 2, after Lu et al.
+    2021). Differences: this chain-rule reading is not what the authors' code runs (that is
+    :func:`mean_gradient_paths`).
+
     The input is scaled from zero (x_a = a x, a = (k+1)/m). The pattern's influence is the path integral
     of the chain of derivatives along the chosen neurons: c_1 = dh_1/da, c_l = c_{li-1} dh_l/dh_{li-1,p},
     score_l(j) = sum_a c_{li-1}(a) * dh_{li,j}/dh_{li-1,p}(a) * dP/dh_{li,j}(a). Derivatives of whole layers
@@ -170,6 +175,11 @@ def _scaled_inputs(runner: SiteRunner, inputs: Any, alphas: torch.Tensor, input_
 def mean_gradient_paths(runner: SiteRunner, inputs: Any, targets: torch.Tensor, steps: int, top_k: int,
                          batch_size: int, input_site: str | None, position: Any) -> dict[int, list[torch.Tensor]]:
     """Influence-pattern baseline as the authors' code computes it (NeuronPath ``path/influence_pattern.py``).
+
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b
+    (``path/influence_pattern.py``). Differences: batched over steps and samples (the same paths as theirs on
+    digits-vit).
 
     The input is scaled from zero (``k/m x``, k = 0..m-1); for each layer, the gradient of P(target) with
     respect to that layer's neurons at the position is averaged over the m steps and over every sample of a

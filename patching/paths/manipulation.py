@@ -36,6 +36,10 @@ def manipulate(
 ) -> pd.DataFrame:
     """Remove (set to 0) or enhance (multiply by ``factor``) each sample's path neurons at once.
 
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b (``modeling_VIT_edit.py``).
+    Differences: every sample's path is edited in one batched pass; ``delta_p`` is reported beside their ratio.
+
     Returns one row per sample: ``p_clean``, ``p_edit``, ``delta_p`` (softmax probability of the target),
     ``ratio_p`` (``p_edit / p_clean``: the paper's probability deviation),
     ``correct_clean``, ``correct_edit`` (argmax == target).
@@ -239,6 +243,12 @@ def compare_paths(
 ) -> PathComparison:
     """Find paths with each method, score them (JAS) and remove/enhance them (Wang et al. 2025, Sec. 5).
 
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b (``path/``,
+    ``plot_probability_deviation.ipynb``). Differences: the baselines (activation, the authors' influence
+    pattern ``mean_gradient``, random) and the per-class ``ratio_p`` headline are computed in one call with
+    paired intervals (theirs: separate scripts and plots).
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -337,6 +347,9 @@ def prune(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The authors' pruning protocol: keep each class's path neurons, zero a random ``fraction`` of the rest.
+
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b.
 
     NeuronPath (Wang et al. 2025; code commit 5f93d0b, ``topk/.../compression_amplify.py`` and
     ``modeling_VIT_edit.py``, ``edit_operation="prune"``): a class's path is the most frequent neuron at

@@ -159,6 +159,11 @@ def find_paths(
 ) -> NeuronPaths:
     """Find one neuron path per sample (Wang et al. 2025, Algorithm 1) or a baseline path.
 
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b (``path/joint_attr.py``).
+    Differences: the m interpolation steps run as one batched pass per layer (the same paths; ``ig_batch=1`` is
+    their loop); ``method="influence"`` is our reading of Algorithm 2, not their code.
+
     Parameters
     ----------
     model : nn.Module or TransformerBridge
@@ -274,6 +279,10 @@ def joint_attribution_score(
     forward: Callable | None = None,
 ) -> torch.Tensor:
     """Joint Attribution Score (Wang et al. 2025) of each sample's path; returns a (n,) tensor.
+
+    Source: Wang et al., "Discovering Influential Neuron Path in Vision Transformers", ICLR 2025 (arXiv
+    2503.09046); code ``foundation-model-research/NeuronPath`` at commit 5f93d0b (``path/joint_attr.py``).
+    Differences: batched over the m steps (scores equal theirs within 5e-7).
 
     Parameters
     ----------
