@@ -153,7 +153,8 @@ def induction_pairs(n: int = 64, period: int = 12, query: int = 8, d_vocab: int 
     bos : int
         The token id put first.
     corrupt : {"value", "key"}
-        Which token of the first copy the corrupted sequence replaces (see above).
+        ``"value"``: the corrupted sequence replaces ``A[query]`` in the first copy (the predicted token changes);
+        ``"key"``: it replaces ``A[query - 1]`` (the current token has no earlier occurrence).
 
     Returns
     -------

@@ -91,7 +91,8 @@ def top_activating(estimator: Any, X: Any, n: int = 10, components: list[int] | 
     batch_size : int
         Rows transformed at a time.
     codes : {"transform", "fitted"}
-        Which codes rank the samples (see above).
+        ``"transform"``: ``estimator.transform(X)``; ``"fitted"``: the codes found while fitting
+        (``estimator.codes_``; ``X`` must be the data it was fitted on).
     """
     if codes not in ("transform", "fitted"):
         raise ConfigError(f"codes must be 'transform' or 'fitted', got {codes!r}")
@@ -344,7 +345,8 @@ def find_strength(model: Any, prompt: str | torch.Tensor, site: str, direction: 
     tol : float
         How close the KL must come to ``target_kl``.
     search : {"bisect", "double"}
-        The search (see above).
+        ``"bisect"``: the authors' ``n_steps`` bisections of ``[low, high]``; ``"double"``: a bracket doubled
+        from ``start``, then bisected until within ``tol``.
     low, high : float
         The bisection interval of ``"bisect"`` (``0 <= low < high``).
     n_steps : int

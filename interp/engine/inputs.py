@@ -31,7 +31,8 @@ class Batch:
     inputs : Any
         The batch (a tensor with the samples along dim 0).
     mask : torch.Tensor, optional
-        ``(batch, pos)`` attention mask, 1 for real tokens and 0 for padding; None when nothing is padded.
+        ``(batch, pos)`` attention mask, 1 for real tokens and 0 for padding; None when the inputs came
+        without one (token or image tensors given as such).
     start : int
         Index of the batch's first sample among all the inputs.
     """

@@ -90,8 +90,12 @@ def record(model: nn.Module, inputs: Any, sites: Sequence[str], *, hooks: Sequen
         Other hooks (edits) installed for this pass.
     mask : torch.Tensor, optional
         ``(batch, pos)`` padding mask.
-    grad, stop, clone : bool
-        See above.
+    grad : bool
+        Keep the autograd graph (values are not detached).
+    stop : bool
+        End the pass once every site has fired (the output is then None).
+    clone : bool
+        Copy the values (a later in-place edit cannot change them).
     **kwargs
         Passed to the model's forward.
     """

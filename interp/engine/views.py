@@ -204,7 +204,8 @@ class View:
     Parameters
     ----------
     kind : {"identity", "swap", "heads", "batch", "refused"}
-        The mapping (see above).
+        ``"identity"``, ``"swap"`` (head and position axes), ``"heads"`` (regroup the last two axes),
+        ``"batch"`` (batch axis moved first, the rest flattened) or ``"refused"``.
     axis : int
         The batch axis of ``"batch"``.
     heads : int

@@ -421,7 +421,8 @@ def describe_units(model: Any, images: Any, site: str, describer: Any, units: Se
     site : str
         Module path whose output ``(n, units, h, w)`` is described (or ``(n, units)``: masks cover everything).
     describer : Describer
-        Proposes candidates and their prior (see above).
+        A :class:`RetrievalDescriber`, :class:`CaptionerDescriber` or any object with
+        ``candidates(masked, indices)`` and ``log_prior(texts)``.
     units : Sequence[int], optional
         Units (channels) to describe (default all).
     k : int

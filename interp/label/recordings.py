@@ -420,7 +420,7 @@ def label_place_cells(recording: Activations, position: str = "linear_position",
     title : str
         The result's title.
     **kwargs
-        Passed to :func:`interp.label.spatial.place_fields` (bins, ``n_permutations``, ``alpha`` ...).
+        Passed to :func:`interp.label.spatial.place_fields` (``n_bins``, ``n_permutations``, ``alpha`` ...).
     """
     pf = place_fields(recording, position=position, **kwargs)
     labels = pf.labels()

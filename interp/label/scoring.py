@@ -10,7 +10,7 @@
   annotation, |r| for a continuous one).
 
 >>> detection_auroc([1, 1, 0], [0, 0, 0, 1])    # predicate on 3 activating and 4 random examples
-0.7916666666666667
+0.7083333333333334
 """
 
 from __future__ import annotations

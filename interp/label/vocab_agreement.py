@@ -87,7 +87,8 @@ def top_token_agreement(model_a: Any, model_b: Any, layer: int | Sequence[int] |
     which : {"in", "out", "gate"}
         The MLP weight rows decoded (default the up-projection rows, as Davies).
     final_norm : bool, optional
-        As for :func:`~interp.label.vocab_projection` (default: the LM head alone for ``"in"``).
+        Read out as the model does (True: final norm, biases, soft cap) or through the LM head alone (False);
+        default False for ``"in"`` (as Davies), True otherwise.
     tokenizer : Any, optional
         For the token strings (default ``model_a.tokenizer``).
     """

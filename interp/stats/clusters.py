@@ -334,7 +334,8 @@ def cluster_test(observed: Any, null: Any, *, threshold: Any, alternative: str =
     null : array_like
         ``(n_permutations, *observed.shape)`` null maps.
     threshold : float, array_like or tuple
-        The cluster-forming threshold (see above).
+        The cluster-forming threshold: a number or one value per point; for ``"two-sided"`` a number t means
+        (-t, t), a tuple gives (low, high).
     alternative : {"greater", "less", "two-sided"}
         The direction of the test.
     alpha : float

@@ -90,7 +90,8 @@ def edge_attribution(
         Quadrature of the path (:func:`patching.integrated_gradients.path_points`); default Hanna et al.'s:
         ``"riemann_left"`` for the input path, ``"riemann_right"`` for activations.
     rules : Sequence[str or Rule] or Mapping[str, bool], optional
-        RelP's rules (as :func:`patching.relevance_patching`).
+        RelP's rules for ``method="relp"``: None (the defaults wherever they apply), rule names or
+        :class:`Rule` objects (exactly those), or ``{name: on}`` switching rules on and off from the defaults.
     batch_size : int, optional
         Prompts per pass (batches run one after another and are shared out among the ranks under
         ``torchrun``; scores are averaged with batch weights, as the node-level methods).

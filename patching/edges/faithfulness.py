@@ -125,12 +125,17 @@ def circuit_faithfulness(model: nn.Module, clean: Any, corrupted: Any, metric: C
 
     Parameters
     ----------
-    model, clean, corrupted, metric
-        As :func:`patching.edges.edge_attribution`.
+    model : TransformerBridge
+        The model whose edge graph the circuit lives in.
+    clean, corrupted : Any
+        Inputs of equal shape (texts or token ids).
+    metric : Callable[[torch.Tensor], torch.Tensor]
+        Scalar metric of the output, a batch mean.
     circuit : Circuit or Sequence[str]
         The edges kept live.
     ablation : {"patching", "mean", "zero"}
-        What an ablated edge carries (see above).
+        What an ablated edge carries: the corrupted run's value, the mean over the corrupted prompts and
+        positions, or zero.
     batch_size : int, optional
         Prompts per pass.
     """

@@ -112,7 +112,7 @@ class EdgeAttributionResult(Result):
     clean_value, corrupted_value : float
         The metric on the unpatched clean and corrupted runs.
     direction : {"denoise", "noise"}
-        As :class:`patching.AttributionResult`.
+        ``"denoise"`` (clean values patched into the corrupted run) or ``"noise"``.
     graph : EdgeGraph
         The :class:`patching.edges.graph.EdgeGraph` (names, layout, key/value heads).
     effect : torch.Tensor

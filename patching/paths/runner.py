@@ -141,7 +141,8 @@ class SiteRunner:
         inputs : Any
             A batch of model inputs.
         edits : Mapping[int, Edit], optional
-            ``{site index: edit}`` as for :meth:`edit_hooks` (default none).
+            ``{site index: edit}``; an edit maps the ``(rows, units)`` vector at the position to a new one, or
+            returns None to leave it (default: no edits).
         """
         with engine.hooked(self.model, self.edit_hooks(edits or {})):
             out = self.forward_fn(self.model, inputs) if self.forward_fn is not None else self.model(inputs)
