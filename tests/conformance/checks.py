@@ -168,7 +168,8 @@ def check_patching(b: Any) -> str:
                 refused.append(kind)
                 continue
             raise AssertionError(f"{kind}: edits do not reach the forward pass, yet patching it was not refused")
-        reference = getattr(tlp, sweep)(b.model, ex.corrupted, cache, ex.metric)
+        reference = (_head_first_reference(b, ex, cache, kind) if kind in _HEAD_KINDS and _head_first(b, kind, ex)
+                     else getattr(tlp, sweep)(b.model, ex.corrupted, cache, ex.metric))
         ours = patching.activation_patching(b.model, ex.clean, ex.corrupted, ex.metric, kind)
         assert ours.values.shape == reference.shape, (kind, ours.values.shape, reference.shape)
         torch.testing.assert_close(ours.values, reference.double(), atol=1e-4, rtol=0, msg=lambda m, k=kind: f"{k}: {m}")
@@ -176,6 +177,35 @@ def check_patching(b: Any) -> str:
     if not done:
         raise NotApplicable(f"{b.info.name}: no site kind that TransformerLens's patching sweeps")
     return f"{len(done)} kinds" + (f", refused {refused}" if refused else "")
+
+
+def _head_first(b: Any, kind: str, ex: Any) -> bool:
+    """Whether the bridge's raw ``kind`` hooks are head-first, ``(batch, head, pos, d)`` (multi-head latent
+    attention: DeepSeek-V2/V3, GLM-MoE-DSA, Youtu). ``transformer_lens.patching``'s per-head setters index axis 2
+    as the head (``act[:, :, head]``), which is a position there: its sweep patches positions, not heads, so it is
+    no reference on these bridges."""
+    n_pos = ex.clean.shape[1]
+    shapes = {tuple(_cache(b, ex.clean[:1])[1][s].shape) for s in b.info.sites[kind]}
+    return all(len(s) == 4 and s[2] == n_pos and s[1] != n_pos for s in shapes)
+
+
+def _head_first_reference(b: Any, ex: Any, cache: Any, kind: str) -> torch.Tensor:
+    """Per-head activation patching by hand (the reference where :func:`_head_first`): for every layer and head,
+    the metric of the corrupted run with that head's clean vectors (all positions) written into the raw
+    head-first hook tensor by a plain TransformerLens hook; ``[layer, head]``."""
+    sites = b.info.sites[kind]
+    n_heads = cache[sites[0]].shape[1]
+    out = torch.zeros(len(sites), n_heads, dtype=torch.float64)
+    for li, site in enumerate(sites):
+        for head in range(n_heads):
+            def patch(act: torch.Tensor, hook: Any, site: str = site, head: int = head) -> torch.Tensor:
+                act = act.clone()
+                act[:, head] = cache[site][:, head].to(act)
+                return act
+            with torch.no_grad():
+                logits = b.model.run_with_hooks(ex.corrupted, fwd_hooks=[(site, patch)])
+            out[li, head] = float(ex.metric(logits))
+    return out
 
 
 def _autograd_scores(b: Any, ex: Any, sites: list[str]) -> dict[str, torch.Tensor]:

@@ -32,7 +32,6 @@ from .families import build, built_families, families
 ALL = os.environ.get("INTERP_CONFORMANCE", "").lower() == "all"
 DEFAULT_CHECKS = ("boots", "layouts", "capture", "relp", "vocab")
 
-_MLA = "issue 18: multi-head latent attention (DeepSeek-V2 style) q/k/v/heads layouts, fixed by engine18"
 _MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only_layers, decoder_sparse_step ...) "
              "and DeepSeek shared_experts in RelP's rules, fixed by rules18")
 _SOFTCAP = "issue 18: RelP conservation tolerance per dtype / soft caps (tanh on the logits), fixed by rules18"
@@ -55,7 +54,6 @@ _AMBIGUOUS_HEAD_DIM = ("found by the generated suite after the engine18 merge, n
 #: (family, check) -> reason: fails on main after the engine18 and rules18 merges (2026-12-07, transformers 5.23,
 #: transformer_lens 4.3); the marks of the cases those merges fixed are gone
 KNOWN: dict[tuple[str, str], str] = {
-    **{(f, "patching"): _MLA for f in ("deepseekv2", "deepseekv3", "youtu", "glm4moelite", "glmmoedsa")},
     **{(f, "relp"): _MOE_RELP for f in ("afmoe", "gemma4text", "glm4moe", "gptoss", "jetmoe", "laguna", "llama4")},
     **{(f, "relp"): _MIXER for f in ("bamba", "falconh1", "falconmamba", "jamba", "mamba", "mamba2", "nemotronh",
                                       "qwen3_5", "qwen3_5moe", "qwen3next", "recurrentgemma", "rwkv", "zamba2")},
