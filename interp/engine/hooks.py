@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputTypeError, SiteError
-from .sites import head_kind, is_bridge, is_head_site, is_moe, layer_of
+from .sites import head_kind, is_bridge, is_head_site, is_moe, layer_of, mlp_width
 from .views import (
     IDENTITY,
     SiteRef,
@@ -433,10 +433,10 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
     """Probe a bridge once: the layout of every per-head hook point, checked against the config's heads, and the
     width of the MLP neuron hooks of dense blocks, checked against ``d_mlp``."""
     if root.heads is None:
-        expected = head_expectations(model)
         points = {name: point for name, point in model.hook_dict.items() if _checked(model, name)}
-        pos = next(t for t in (7, 11, 13, 5, 17, 3) if t not in {h for h, _ in expected.values()}
-                   | {d for _, d in expected.values()})
+        expected = {layer: head_expectations(model, layer) for layer in {layer_of(n) for n in points}}
+        sizes = {n for per_layer in expected.values() for pair in per_layer.values() for n in pair}
+        pos = next(t for t in (7, 11, 13, 5, 17, 3, 19, 23) if t not in sizes)
         pos = min(pos, int(getattr(model.cfg, "n_ctx", pos) or pos))
         shapes: dict[int, tuple[str, tuple[int, ...]]] = {}
         def seen(act: Any, name: str, point: Any) -> None:
@@ -458,17 +458,18 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
                 remove()
         root.heads = {}
         for pid, (name, shape) in shapes.items():
-            kind = head_kind(name)
+            kind, layer = head_kind(name), layer_of(name)
             if name.endswith(_PATTERNS):
-                heads = expected["q"][0]
+                heads = expected[layer]["q"][0]
                 root.heads[pid] = IDENTITY if shape == (1, heads, pos, pos) else View("refused", reason=(
                     f"site {name!r} has shape {shape} on a probe of {pos} positions, not (batch, head, query_pos, "
                     f"key_pos) with the config's {heads} heads; the engine refuses it"))
-            elif kind is None and getattr(model.cfg, "d_mlp", None):
-                root.heads[pid] = neuron_view(name, shape, int(model.cfg.d_mlp))
-            elif kind in expected:
-                what = "key/value" if kind in ("k", "v") and expected[kind][0] != expected["q"][0] else "attention"
-                root.heads[pid] = head_view(name, shape, pos, expected[kind], what)
+            elif kind is None:
+                root.heads[pid] = neuron_view(name, shape, mlp_width(model, layer))
+            elif kind in expected[layer]:
+                heads = expected[layer]
+                what = "key/value" if kind in ("k", "v") and heads[kind][0] != heads["q"][0] else "attention"
+                root.heads[pid] = head_view(name, shape, pos, heads[kind], what)
     view = root.heads.get(id(target), IDENTITY)
     if view.kind == "refused":
         raise SiteError(view.reason.replace(next((n for n, p in model.hook_dict.items() if p is target), site), site))

@@ -47,10 +47,6 @@ _NO_AH = ("found by the generated suite, not fixed: the AH-rule applies at no si
           "do not reach and its attention does not go through AttentionInterface), RelP runs without it and relevance "
           "is not conserved (8e-2 GPT-J, 9e-1 GPT-Neo); it should refuse")
 
-_AMBIGUOUS_HEAD_DIM = ("found by the generated suite after the engine18 merge, not fixed: the engine's per-head views "
-                       "read config.head_dim, which Gemma-4's per-layer config refuses "
-                       "(transformers' AmbiguousGlobalPerLayerAttributeError, not an InterpError)")
-
 #: (family, check) -> reason: fails on main after the engine18 and rules18 merges (2026-12-07, transformers 5.23,
 #: transformer_lens 4.3); the marks of the cases those merges fixed are gone
 KNOWN: dict[tuple[str, str], str] = {
@@ -61,7 +57,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
                          "should refuse it"),
     ("gptj", "relp"): _NO_AH, ("neo", "relp"): _NO_AH,
-    **{("gemma4text", c): _AMBIGUOUS_HEAD_DIM for c in ("layouts", "capture", "patching", "atp")},
     ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
                                "blocks.0.mlp_hc.hook_in (hyper-connection hooks)",
     ("nemotronh", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
