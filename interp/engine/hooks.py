@@ -53,7 +53,7 @@ from .views import (
     select,
 )
 
-__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden"]
+__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden", "repair_block_outputs"]
 
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -295,7 +295,7 @@ class _Root:
 def _only(model: nn.Module, ours: set[int]) -> Iterator[None]:
     """While a probe pass runs, only the engine's own hooks ``ours`` fire: the user's hooks and those of
     :func:`observe_modules` (block replay) must not see the extra passes. The hook tables are restored as they were."""
-    saved = []
+    saved, ours = [], ours | _REPAIRED.get(model, set())
     for module in model.modules():
         for table in (module._forward_hooks, module._forward_pre_hooks):
             if any(k not in ours for k in table):
@@ -361,9 +361,42 @@ def _install(target: Any, side: str, dispatch: Callable[[Any], Any]) -> tuple[Ca
     return handle.remove, handle.id
 
 
+_REPAIRED: weakref.WeakKeyDictionary[nn.Module, set[int]] = weakref.WeakKeyDictionary()
+
+
+def repair_block_outputs(model: nn.Module) -> nn.Module:
+    """Make a bridge's block output hook (``blocks.{L}.hook_out`` = ``hook_resid_post``) fire where the wrapped
+    block returns a *list* (GPT-1's post-LN ``Block``: ``[h] + attentions``): TransformerLens hooks only a tensor
+    or a tuple, so the site was listed but never ran (reads empty, edits lost). A forward hook on each such block
+    runs the hook point on the list's first element, for every caller (``run_with_cache`` too). Idempotent; a
+    model that is not a bridge is returned unchanged. Called by :func:`interp.models.load` and by the engine the
+    first time it sees a model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (a TransformerLens bridge is repaired in place).
+    """
+    if not is_bridge(model) or model in _REPAIRED:
+        return model
+    ids = _REPAIRED[model] = set()
+    for block in getattr(model, "blocks", ()):
+        point = getattr(block, "hook_out", None)
+        if point is None or not hasattr(point, "add_hook"):
+            continue
+
+        def fire(module: nn.Module, args: Any, out: Any, point: Any = point) -> Any:
+            if isinstance(out, list) and out and isinstance(out[0], torch.Tensor):
+                return [point(out[0]), *out[1:]]
+            return None
+        ids.add(block.register_forward_hook(fire).id)
+    return model
+
+
 def _root(model: nn.Module) -> _Root:
     root = _ROOTS.get(model)
     if root is None:
+        repair_block_outputs(model)
         root = _ROOTS[model] = _Root(model)
     if root.handle is None:
         root.handle = model.register_forward_pre_hook(lambda m, args, kwargs: root.before_forward(args, kwargs),
