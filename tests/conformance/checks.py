@@ -133,16 +133,26 @@ def _d_mlp(b: Any, layer: int) -> int:
 
 def check_capture(b: Any) -> str:
     """``interp.capture`` equals ``run_with_cache`` at every hook that fires with a batch axis (batches of 2 of 3
-    inputs), in particular every site kind."""
+    inputs), in particular every site kind.
+
+    The reference runs the same batches (``[0:2]``, ``[2:3]``): a float32 model's values depend on the batch it
+    runs in at the level of rounding (DeepSeek-V4's hyper-connection mixing, Nemotron-H's Mamba-2 scan: 1e-5 of
+    values near 100), which is no defect of the capture; against the one batch of 3 the values must agree to
+    1e-6 of the hook's largest value."""
     tokens = make_example(b, n=3).clean
     _, cache = _cache(b, tokens)
     names = [name for name, value in cache.items() if value.ndim >= 1 and value.shape[0] == 3]
     assert names, "run_with_cache recorded nothing"
+    (_, first), (_, second) = _cache(b, tokens[:2]), _cache(b, tokens[2:])
     acts = interp.capture(b.model, tokens, names, batch_size=2, progress=False)
     for name in names:
         got = acts[name].data
-        torch.testing.assert_close(got, _as_captured(name, cache[name], got.shape).float(), atol=1e-5, rtol=1e-5,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        same = _as_captured(name, torch.cat([first[name], second[name]]), got.shape).float()
+        torch.testing.assert_close(got, same, atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+        whole = _as_captured(name, cache[name], got.shape).float()
+        scale = max(float(whole.abs().max()), 1.0) if whole.numel() else 1.0
+        torch.testing.assert_close(got, whole, atol=1e-6 * scale + 1e-6, rtol=1e-5,
+                                   msg=lambda m, name=name: f"{name} (one batch of 3): {m}")
     return f"{len(names)} hooks"
 
 

@@ -52,10 +52,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
                          "should refuse it"),
     ("gptj", "relp"): _NO_AH, ("neo", "relp"): _NO_AH,
-    ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
-                               "blocks.0.mlp_hc.hook_in (hyper-connection hooks)",
-    ("nemotronh", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
-                              "blocks.1.mixer.hook_out",
 }
 
 
