@@ -218,9 +218,10 @@ def _head_first_reference(b: Any, ex: Any, cache: Any, kind: str) -> torch.Tenso
     return out
 
 
-def _autograd_scores(b: Any, ex: Any, sites: list[str]) -> dict[str, torch.Tensor]:
+def _autograd_scores(b: Any, ex: Any, sites: list[str], frozen: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """grad(metric at the corrupted run) * (clean - corrupted) at each hook, elementwise, by plain torch autograd
-    through TransformerLens hooks (denoising AtP)."""
+    through TransformerLens hooks (denoising AtP); ``frozen``: hooks whose value is detached (constants of the
+    backward pass: the normalisation scales, RelP's LN rule)."""
     _, clean_cache = _cache(b, ex.clean)
     offsets: dict[str, torch.Tensor] = {}
     acts: dict[str, torch.Tensor] = {}
@@ -232,7 +233,8 @@ def _autograd_scores(b: Any, ex: Any, sites: list[str]) -> dict[str, torch.Tenso
             return act + offsets[site]
         return hook
 
-    logits = b.model.run_with_hooks(ex.corrupted, fwd_hooks=[(s, grab(s)) for s in sites])
+    freeze = [(name, lambda act, hook: act.detach()) for name in frozen]
+    logits = b.model.run_with_hooks(ex.corrupted, fwd_hooks=[(s, grab(s)) for s in sites] + freeze)
     grads = torch.autograd.grad(ex.metric(logits), [offsets[s] for s in sites], allow_unused=True)
     return {s: (torch.zeros_like(acts[s]) if g is None else g) * (clean_cache[s] - acts[s])
             for s, g in zip(sites, grads)}
@@ -253,15 +255,25 @@ def _reduce(score: torch.Tensor, site: str, dims: tuple[str, ...]) -> torch.Tens
     return out.permute([order.index(a) for a in keep]) if len(keep) > 1 else out
 
 
-def check_atp(b: Any) -> str:
-    """Attribution patching at every site kind equals grad . (clean - corrupted) from plain torch autograd."""
+def check_atp(b: Any, kinds: tuple[str, ...] = ATTRIBUTION_KINDS, rules: Any = None) -> str:
+    """Attribution patching at every site kind equals grad . (clean - corrupted) from plain torch autograd.
+
+    ``rules=["ln"]``: relevance patching with RelP's LN rule alone instead, against the same autograd with every
+    normalisation scale (``hook_scale``) detached (the rule: Ali et al. 2022, as RelP uses it)."""
     ex = make_example(b)
-    kinds = [k for k in ATTRIBUTION_KINDS if k in b.info.sites and _reaches(b, k, ex.clean)]
+    kinds = [k for k in kinds if k in b.info.sites and _reaches(b, k, ex.clean)]
     if not kinds:
         raise NotApplicable(f"{b.info.name}: no editable site kind")
-    res = patching.attribution_patching(b.model, ex.clean, ex.corrupted, ex.metric, kinds)
+    if rules is None:
+        res = patching.attribution_patching(b.model, ex.clean, ex.corrupted, ex.metric, kinds)
+        frozen: tuple[str, ...] = ()
+    else:
+        assert list(rules) == ["ln"], "the autograd reference knows the LN rule only"
+        res = patching.relevance_patching(b.model, ex.clean, ex.corrupted, ex.metric, kinds, rules=rules)
+        frozen = tuple(n for n in b.model.hook_dict if n.endswith("hook_scale"))
+        assert frozen, f"{b.info.name}: no hook_scale to freeze"
     sites = [s for k in kinds for s in b.info.sites[k]]
-    scores = _autograd_scores(b, ex, sites)
+    scores = _autograd_scores(b, ex, sites, frozen)
     n_pos = ex.clean.shape[1]
     for kind in kinds:
         grid = res[kind]
