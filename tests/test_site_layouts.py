@@ -170,15 +170,25 @@ def test_a_layout_the_config_contradicts_is_refused(monkeypatch):
     cfg = TransformerBridgeConfig(d_model=32, n_layers=1, n_heads=4, d_head=8, n_ctx=16, d_vocab=20, attn_only=True,
                                   act_fn=None, normalization_type=None, seed=0)
     model = TransformerBridge.boot_native(cfg)
-    monkeypatch.setattr(engine.hooks, "head_expectations", lambda m: {k: (3, 8) for k in "qkvz"})
+    monkeypatch.setattr(engine.hooks, "head_expectations", lambda m, layer=None: {k: (3, 8) for k in "qkvz"})
     with pytest.raises(SiteError, match="3 attention heads of d_head 8"):
         engine.record(model, torch.randint(0, 20, (1, 4)), ["blocks.0.attn.hook_z"])
-    mlp = TransformerBridge.boot_native(TransformerBridgeConfig(
-        d_model=32, n_layers=1, n_heads=4, d_head=8, n_ctx=16, d_vocab=20, d_mlp=64, act_fn="gelu",
-        normalization_type="LN", seed=0))
-    mlp.cfg.d_mlp = 48  # a config the MLP's width contradicts
+    def boot():
+        return TransformerBridge.boot_native(TransformerBridgeConfig(
+            d_model=32, n_layers=1, n_heads=4, d_head=8, n_ctx=16, d_vocab=20, d_mlp=64, act_fn="gelu",
+            normalization_type="LN", seed=0))
+
+    mlp = boot()
+    mlp.cfg.d_mlp = 48  # a config the MLP's weights contradict: the weights (the output projection's input) win
+    assert engine.sites.mlp_width(mlp, 0) == 64
+    rec = engine.record(mlp, torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
+    assert rec.acts["blocks.0.mlp.hook_post"].shape[-1] == 64
+    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer: 48)  # a hook the MLP's width contradicts
     with pytest.raises(SiteError, match="d_mlp = 48"):
-        engine.record(mlp, torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
+        engine.record(boot(), torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
+    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer: None)  # no single width: refused by name
+    with pytest.raises(SiteError, match="cannot tell the MLP's width"):
+        engine.record(boot(), torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_pre"])
     assert engine.views.head_view("z", (1, 7, 4, 8), 7, (4, 8), "attention").kind == "identity"
     assert engine.views.head_view("q", (1, 4, 7, 8), 7, (4, 8), "attention").kind == "swap"
     assert engine.views.head_view("z", (1, 7, 8, 4), 7, (4, 8), "attention").heads == 4

@@ -23,7 +23,7 @@ Only :mod:`interp.engine.hooks` touches torch or TransformerLens hook APIs.
 
 from __future__ import annotations
 
-from .hooks import Hook, Phase, StopForward, hooked, observe_modules, overridden
+from .hooks import Hook, Phase, StopForward, hooked, observe_modules, overridden, repair_block_outputs
 from .inputs import (
     Batch,
     batches,
@@ -60,7 +60,7 @@ from .split_inputs import split_inputs
 from .views import SiteRef, View, format_site, parse_site
 
 __all__ = [
-    "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden",
+    "Hook", "Phase", "StopForward", "hooked", "observe_modules", "overridden", "repair_block_outputs",
     "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
     "to_tokens", "tokenize",
     "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",

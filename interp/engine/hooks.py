@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputTypeError, SiteError
-from .sites import head_kind, is_bridge, is_head_site, is_moe, layer_of
+from .sites import head_kind, is_bridge, is_head_site, is_moe, layer_of, mlp_width
 from .views import (
     IDENTITY,
     SiteRef,
@@ -53,7 +53,7 @@ from .views import (
     select,
 )
 
-__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden"]
+__all__ = ["Phase", "Hook", "StopForward", "hooked", "observe_modules", "overridden", "repair_block_outputs"]
 
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -315,7 +315,7 @@ class _Root:
 def _only(model: nn.Module, ours: set[int]) -> Iterator[None]:
     """While a probe pass runs, only the engine's own hooks ``ours`` fire: the user's hooks and those of
     :func:`observe_modules` (block replay) must not see the extra passes. The hook tables are restored as they were."""
-    saved = []
+    saved, ours = [], ours | _REPAIRED.get(model, set())
     for module in model.modules():
         for table in (module._forward_hooks, module._forward_pre_hooks):
             if any(k not in ours for k in table):
@@ -381,9 +381,42 @@ def _install(target: Any, side: str, dispatch: Callable[[Any], Any]) -> tuple[Ca
     return handle.remove, handle.id
 
 
+_REPAIRED: weakref.WeakKeyDictionary[nn.Module, set[int]] = weakref.WeakKeyDictionary()
+
+
+def repair_block_outputs(model: nn.Module) -> nn.Module:
+    """Make a bridge's block output hook (``blocks.{L}.hook_out`` = ``hook_resid_post``) fire where the wrapped
+    block returns a *list* (GPT-1's post-LN ``Block``: ``[h] + attentions``): TransformerLens hooks only a tensor
+    or a tuple, so the site was listed but never ran (reads empty, edits lost). A forward hook on each such block
+    runs the hook point on the list's first element, for every caller (``run_with_cache`` too). Idempotent; a
+    model that is not a bridge is returned unchanged. Called by :func:`interp.models.load` and by the engine the
+    first time it sees a model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (a TransformerLens bridge is repaired in place).
+    """
+    if not is_bridge(model) or model in _REPAIRED:
+        return model
+    ids = _REPAIRED[model] = set()
+    for block in getattr(model, "blocks", ()):
+        point = getattr(block, "hook_out", None)
+        if point is None or not hasattr(point, "add_hook"):
+            continue
+
+        def fire(module: nn.Module, args: Any, out: Any, point: Any = point) -> Any:
+            if isinstance(out, list) and out and isinstance(out[0], torch.Tensor):
+                return [point(out[0]), *out[1:]]
+            return None
+        ids.add(block.register_forward_hook(fire).id)
+    return model
+
+
 def _root(model: nn.Module) -> _Root:
     root = _ROOTS.get(model)
     if root is None:
+        repair_block_outputs(model)
         root = _ROOTS[model] = _Root(model)
     if root.handle is None:
         root.handle = model.register_forward_pre_hook(lambda m, args, kwargs: root.before_forward(args, kwargs),
@@ -460,10 +493,10 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
     """Probe a bridge once: the layout of every per-head hook point, checked against the config's heads, and the
     width of the MLP neuron hooks of dense blocks, checked against ``d_mlp``."""
     if root.heads is None:
-        expected = head_expectations(model)
         points = {name: point for name, point in model.hook_dict.items() if _checked(model, name)}
-        pos = next(t for t in (7, 11, 13, 5, 17, 3) if t not in {h for h, _ in expected.values()}
-                   | {d for _, d in expected.values()})
+        expected = {layer: head_expectations(model, layer) for layer in {layer_of(n) for n in points}}
+        sizes = {n for per_layer in expected.values() for pair in per_layer.values() for n in pair}
+        pos = next(t for t in (7, 11, 13, 5, 17, 3, 19, 23) if t not in sizes)
         pos = min(pos, int(getattr(model.cfg, "n_ctx", pos) or pos))
         shapes: dict[int, tuple[str, tuple[int, ...]]] = {}
         def seen(act: Any, name: str, point: Any) -> None:
@@ -485,17 +518,18 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
                 remove()
         root.heads = {}
         for pid, (name, shape) in shapes.items():
-            kind = head_kind(name)
+            kind, layer = head_kind(name), layer_of(name)
             if name.endswith(_PATTERNS):
-                heads = expected["q"][0]
+                heads = expected[layer]["q"][0]
                 root.heads[pid] = IDENTITY if shape == (1, heads, pos, pos) else View("refused", reason=(
                     f"site {name!r} has shape {shape} on a probe of {pos} positions, not (batch, head, query_pos, "
                     f"key_pos) with the config's {heads} heads; the engine refuses it"))
-            elif kind is None and getattr(model.cfg, "d_mlp", None):
-                root.heads[pid] = neuron_view(name, shape, int(model.cfg.d_mlp))
-            elif kind in expected:
-                what = "key/value" if kind in ("k", "v") and expected[kind][0] != expected["q"][0] else "attention"
-                root.heads[pid] = head_view(name, shape, pos, expected[kind], what)
+            elif kind is None:
+                root.heads[pid] = neuron_view(name, shape, mlp_width(model, layer))
+            elif kind in expected[layer]:
+                heads = expected[layer]
+                what = "key/value" if kind in ("k", "v") and heads[kind][0] != heads["q"][0] else "attention"
+                root.heads[pid] = head_view(name, shape, pos, heads[kind], what)
     view = root.heads.get(id(target), IDENTITY)
     if view.kind == "refused":
         raise SiteError(view.reason.replace(next((n for n, p in model.hook_dict.items() if p is target), site), site))

@@ -31,7 +31,7 @@ from .views import SiteRef, format_site, parse_site
 
 __all__ = ["is_bridge", "is_moe", "site_names", "resolve_sites", "resolve_site", "SITE_KINDS", "KIND_ALIASES",
            "canonical_kind", "is_kind", "kind_hook", "kind_sites", "n_layers", "layer_of", "layout",
-           "encoder_decoder_stacks", "split_site", "is_head_site", "head_kind"]
+           "encoder_decoder_stacks", "split_site", "is_head_site", "head_kind", "mlp_width"]
 
 # site kind -> hook name template; ``{L}`` is the layer
 SITE_KINDS: dict[str, str] = {
@@ -117,6 +117,47 @@ def is_moe(model: Any, layer: int) -> bool:
     if config is not None:
         return config
     return bool(getattr(model.cfg, "num_experts", None))
+
+
+def mlp_width(model: Any, layer: int) -> int | None:
+    """The number of neurons of block ``layer``'s dense MLP, read off its weights: the input width of the MLP's
+    output projection back to d_model (the bridge's ``mlp.out`` linear map; ``nn.Linear`` or GPT-2's ``Conv1D``).
+
+    TransformerLens's ``cfg.d_mlp`` is not trusted (it is twice the width on OPT, XGLM, LFM2 ...). Without an
+    ``out`` map, the linear maps back to d_model inside the wrapped MLP decide when they agree on one width;
+    ``cfg.d_mlp`` only when the MLP has none. None when they disagree (the width is ambiguous: callers refuse).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge.
+    layer : int
+        The block whose MLP is measured.
+    """
+    mlp = getattr(getattr(model, "blocks", [None] * (layer + 1))[layer], "mlp", None)
+    if mlp is None:
+        return None
+    d_model = int(model.cfg.d_model)
+    for name in ("out", "dense_out"):
+        width = _in_width(getattr(getattr(mlp, name, None), "original_component", None), d_model)
+        if width is not None:
+            return width
+    original = getattr(mlp, "original_component", mlp)
+    widths = {w for module in original.modules() if (w := _in_width(module, d_model)) is not None}
+    if len(widths) == 1:
+        return widths.pop()
+    d_mlp = getattr(model.cfg, "d_mlp", None)
+    return int(d_mlp) if not widths and d_mlp else None
+
+
+def _in_width(module: Any, d_model: int) -> int | None:
+    """The input width of a linear map to ``d_model`` (``nn.Linear`` or a ``Conv1D``, weight ``(in, out)``)."""
+    if isinstance(module, nn.Linear) and module.out_features == d_model:
+        return int(module.in_features)
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and weight is not None and weight.ndim == 2 and weight.shape[1] == d_model:
+        return int(weight.shape[0])
+    return None
 
 
 _DENSE_MLP_ATTRS = ("gate_proj", "up_proj", "down_proj", "c_fc", "fc1", "fc2", "dense_h_to_4h", "w1", "w2", "wi", "wo")

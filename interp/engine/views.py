@@ -33,7 +33,7 @@ import torch
 from ..errors import SiteError
 
 __all__ = ["SiteRef", "parse_site", "format_site", "select", "replace", "View", "IDENTITY", "batch_view",
-           "head_view", "head_expectations", "neuron_view"]
+           "head_view", "head_expectations", "neuron_view", "config_value", "layer_config"]
 
 _SPELLING = re.compile(r"^(?P<path>[^#:\[\]]*?)(?:#(?P<call>\d+))?(?::(?P<side>input|output))?"
                        r"(?P<keys>(?:\[[^\[\]]+\])*)$")
@@ -295,35 +295,80 @@ def batch_view(site: str, small: tuple[int, ...], large: tuple[int, ...] | None,
         "which rows belong to which input; pick a module whose output keeps a batch axis"))
 
 
-def head_expectations(model: Any) -> dict[str, tuple[int, int]]:
-    """(heads, d_head) per head-site kind (``q``, ``k``, ``v``, ``z``) from a bridge's configs.
+def config_value(config: Any, name: str) -> Any:
+    """``config.name``, or None where the config has no single value for it (transformers' per-layer configs,
+    Gemma-4's ``head_dim``, raise on the global read) or no such field.
 
-    The wrapped Hugging Face config wins over TransformerLens's (multi-head latent attention: queries and
-    keys have ``qk_nope_head_dim + qk_rope_head_dim``, values ``v_head_dim``; keys and values are expanded to
-    every head); grouped-query attention: ``k`` and ``v`` have ``num_key_value_heads`` heads.
+    Parameters
+    ----------
+    config : object or None
+        A Hugging Face (or TransformerLens) config.
+    name : str
+        The field to read.
+    """
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - transformers' AmbiguousGlobalPerLayerAttributeError (and its kin)
+        return None
+
+
+def layer_config(config: Any, layer: int | None) -> Any:
+    """The Hugging Face config of block ``layer``: ``config.per_layer_config[layer]`` where the config is
+    heterogeneous (Gemma-4: ``head_dim`` differs between sliding and full attention layers), else ``config``.
+
+    Parameters
+    ----------
+    config : object or None
+        The wrapped model's Hugging Face config.
+    layer : int or None
+        The block; None: the global config.
+    """
+    if config is None or layer is None:
+        return config
+    per_layer = config_value(config, "per_layer_config")
+    if per_layer is None:
+        return config
+    try:
+        return per_layer[layer]
+    except Exception:  # noqa: BLE001 - a view without that layer: the global config answers
+        return config
+
+
+def head_expectations(model: Any, layer: int | None = None) -> dict[str, tuple[int, int | None]]:
+    """(heads, d_head) per head-site kind (``q``, ``k``, ``v``, ``z``) from a bridge's configs, for block ``layer``.
+
+    The wrapped Hugging Face config wins over TransformerLens's, read per layer where the config is heterogeneous
+    (:func:`layer_config`); multi-head latent attention: queries and keys have ``qk_nope_head_dim +
+    qk_rope_head_dim``, values ``v_head_dim``, keys and values are expanded to every head; grouped-query
+    attention: ``k`` and ``v`` have ``num_key_value_heads`` heads. ``d_head`` is None where no config gives a
+    single value: the probe pass then reads it off the hook (:func:`head_view` checks the heads only).
     """
     cfg = model.cfg
-    hf = getattr(getattr(model, "original_model", None), "config", None)
-    heads = int(getattr(hf, "num_attention_heads", None) or cfg.n_heads)
-    kv = int(getattr(hf, "num_key_value_heads", None) or getattr(cfg, "n_key_value_heads", None) or heads)
-    d = getattr(hf, "head_dim", None) or getattr(cfg, "d_head", None) or int(cfg.d_model) // heads
-    if hf is not None and getattr(hf, "kv_lora_rank", None):  # multi-head latent attention
+    hf = layer_config(getattr(getattr(model, "original_model", None), "config", None), layer)
+    heads = int(config_value(hf, "num_attention_heads") or cfg.n_heads)
+    kv = int(config_value(hf, "num_key_value_heads") or getattr(cfg, "n_key_value_heads", None) or heads)
+    if hf is not None and config_value(hf, "kv_lora_rank"):  # multi-head latent attention
         qk = int(hf.qk_nope_head_dim) + int(hf.qk_rope_head_dim)
         return {"q": (heads, qk), "k": (heads, qk), "v": (heads, int(hf.v_head_dim)), "z": (heads, int(hf.v_head_dim))}
-    d = int(d)
+    try:
+        d = getattr(hf, "head_dim", None) or getattr(cfg, "d_head", None) or int(cfg.d_model) // heads
+    except Exception:  # noqa: BLE001 - a head_dim per layer and no layer asked: read it off the probe
+        d = None
+    d = None if d is None else int(d)
     return {"q": (heads, d), "k": (kv, d), "v": (kv, d), "z": (heads, d)}
 
 
-def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, int], what: str) -> View:
-    """The view of a per-head site seen with ``shape`` on a probe of one input of ``pos`` positions."""
+def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, int | None], what: str) -> View:
+    """The view of a per-head site seen with ``shape`` on a probe of one input of ``pos`` positions
+    (``expected``: heads and d_head; d_head None: any width per head)."""
     heads, d = expected
     if len(shape) != 4:
         return IDENTITY
-    if shape[1:] == (pos, heads, d):
+    if shape[1:3] == (pos, heads) and d in (None, shape[3]):
         return IDENTITY
-    if shape[1:] == (heads, pos, d) and shape[2] != shape[1]:
+    if shape[1:3] == (heads, pos) and shape[2] != shape[1] and d in (None, shape[3]):
         return View("swap")
-    if shape[1] == pos and shape[2] * shape[3] == heads * d:
+    if d is not None and shape[1] == pos and shape[2] * shape[3] == heads * d:
         return View("heads", heads=heads)
     return View("refused", reason=(
         f"site {site!r} has shape {shape} on a probe of {pos} positions, which matches neither (batch, pos, head, "
@@ -332,11 +377,16 @@ def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, 
         "hook_attn_out, or the module paths inside the attention instead)"))
 
 
-def neuron_view(site: str, shape: tuple[int, ...], d_mlp: int) -> View:
-    """The MLP neuron hook of a dense block must have ``d_mlp`` units (its last axis), as the config says."""
-    if shape and shape[-1] == d_mlp:
+def neuron_view(site: str, shape: tuple[int, ...], d_mlp: int | None) -> View:
+    """The MLP neuron hook of a dense block must have ``d_mlp`` units (its last axis): the width the MLP's output
+    projection reads (:func:`interp.engine.sites.mlp_width`); None: no single width is known, refused."""
+    if d_mlp is not None and shape and shape[-1] == d_mlp:
         return IDENTITY
+    known = (f"whose last axis is not the MLP's width d_mlp = {d_mlp} (the input width of its output projection): "
+             "the engine cannot tell that its units are the MLP's neurons (a fused [gate, up] projection is "
+             "2 x d_mlp wide)") if d_mlp is not None else (
+        "and the engine cannot tell the MLP's width (no single output projection back to d_model, and the config "
+        "gives no d_mlp)")
     return View("refused", reason=(
-        f"site {site!r} has shape {shape}, whose last axis is not the config's d_mlp = {d_mlp}: the engine cannot "
-        "tell that its units are the MLP's neurons, so it refuses the site (use 'mlp_out', or module paths inside "
+        f"site {site!r} has shape {shape}, {known}, so it refuses the site (use 'mlp_out', or module paths inside "
         "the MLP)"))

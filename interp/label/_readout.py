@@ -74,7 +74,8 @@ def readout(model: Any, x: torch.Tensor) -> torch.Tensor:
         from transformers.activations import ACT2FN
 
         x = ACT2FN[getattr(model.cfg, "act_fn", None) or "gelu"](head(x))
-    logits = model.unembed(model.ln_final(x))
+    norm = getattr(model, "ln_final", None)  # GPT-1 (post-LN blocks) has no final norm; check_readout verifies
+    logits = model.unembed(x if norm is None else norm(x))
     for _, how, value in logit_transform(model):
         if how == "multiply":
             logits = logits * value

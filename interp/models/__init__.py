@@ -85,6 +85,13 @@ def load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]
     >>> model, tokenizer = load(my_hf_model, tokenizer=my_tokenizer)   # doctest: +SKIP
     >>> net, preprocess = load(my_cnn)                     # doctest: +SKIP
     """
+    from ..engine import repair_block_outputs  # a bridge's hook points fire as documented (GPT-1's resid_post)
+
+    model, preprocess = _load(name, device, **kwargs)
+    return repair_block_outputs(model), preprocess
+
+
+def _load(name: Any, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
     if isinstance(name, (str, os.PathLike)):
         text = os.fspath(name)
         if text in _REGISTRY:
