@@ -38,15 +38,10 @@ _MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only
 _SOFTCAP = "issue 18: RelP conservation tolerance per dtype / soft caps (tanh on the logits), fixed by rules18"
 _IDENTITY = "issue 18: RelP Identity rule found by what modules compute (ReLU^2, GELU modules), fixed by rules18"
 # found by this suite, on no other helper's list, not fixed (the library should refuse where it cannot be right)
-_MIXER = ("found by the generated suite, not fixed: RelP has no rule for state-space / recurrent / linear-attention "
-          "mixers (Mamba, RWKV, RG-LRU, gated delta nets), so relevance is not conserved; RelP should refuse them")
 _FUSED_PRE = ("found by the generated suite, not fixed: mlp.hook_pre is the fused [gate, up] projection (2 x d_mlp "
               "wide), so mlp_pre is not d_mlp neurons and RelP's Half rule mis-shapes")
 _NO_RESID_POST = ("found by the generated suite, not fixed: blocks.{L}.hook_resid_post is listed as a site but never "
                   "fires on this bridge (post-LN GPT-1 block)")
-_NO_AH = ("found by the generated suite, not fixed: the AH-rule applies at no site on this bridge (its pattern hooks "
-          "do not reach and its attention does not go through AttentionInterface), RelP runs without it and relevance "
-          "is not conserved (8e-2 GPT-J, 9e-1 GPT-Neo); it should refuse")
 
 _AMBIGUOUS_HEAD_DIM = ("found by the generated suite after the engine18 merge, not fixed: the engine's per-head views "
                        "read config.head_dim, which Gemma-4's per-layer config refuses "
@@ -56,13 +51,8 @@ _AMBIGUOUS_HEAD_DIM = ("found by the generated suite after the engine18 merge, n
 #: transformer_lens 4.3); the marks of the cases those merges fixed are gone
 KNOWN: dict[tuple[str, str], str] = {
     **{(f, "patching"): _MLA for f in ("deepseekv2", "deepseekv3", "youtu", "glm4moelite", "glmmoedsa")},
-    **{(f, "relp"): _MOE_RELP for f in ("afmoe", "gemma4text", "glm4moe", "gptoss", "jetmoe", "laguna", "llama4")},
-    **{(f, "relp"): _MIXER for f in ("bamba", "falconh1", "falconmamba", "jamba", "mamba", "mamba2", "nemotronh",
-                                      "qwen3_5", "qwen3_5moe", "qwen3next", "recurrentgemma", "rwkv", "zamba2")},
+    **{(f, "relp"): _MOE_RELP for f in ("gemma4text", "gptoss", "jetmoe", "llama4")},
     ("openaigpt", "vocab"): _NO_RESID_POST,
-    ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
-                         "should refuse it"),
-    ("gptj", "relp"): _NO_AH, ("neo", "relp"): _NO_AH,
     **{("gemma4text", c): _AMBIGUOUS_HEAD_DIM for c in ("layouts", "capture", "patching", "atp")},
     ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
                                "blocks.0.mlp_hc.hook_in (hyper-connection hooks)",
