@@ -184,9 +184,12 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
                     covered.append(gate)
             for name in names & {"identity", "half"}:
                 applied[name] += covered
-            if uncovered and names & {"identity", "half"} & strict:
-                raise RuleError(f"the MoE experts at {uncovered} are not of the fused layout the rule-aware forward "
-                                "reproduces (gate_up_proj, down_proj, act_fn); drop 'identity'/'half' from rules=")
+            if uncovered:  # their activations and gated products would pass plain gradient: refused, strict or not
+                raise RuleError(f"RelP cannot rule the mixture-of-experts blocks {uncovered} of this "
+                                f"{type(model).__name__}: they are not of the fused layout whose rule-aware forward "
+                                "reproduces them (gate_up_proj, down_proj, act_fn: act(gate) * up per expert), so "
+                                "relevance would not be conserved; use patching.attribution_patching, or drop "
+                                "'identity' and 'half' from rules=")
         if "attention" in names and applied["attention"] and not _pattern_edits_reach(model):
             # the pattern hooks only observe (BERT, GPT-J): detach the pattern inside the model's attention function
             hooks = [h for h in hooks if not h.site.endswith(".attn.hook_pattern")]

@@ -11,8 +11,9 @@ tests/conformance/README.md (``python -m tests.conformance.report``).
 
 Cases that fail today are ``xfail(strict=True)`` in :data:`KNOWN`, each with its reason: a defect another change
 of issue 18 fixes (engine18, rules18), or one this suite found that is not fixed yet. They flip to XPASS (and fail
-the run) when the fix lands, so the mark is removed then. The MoE RelP cases are attributed to rules18 by symptom
-(MoE families whose relevance is not conserved); one that still fails after that fix has another cause.
+the run) when the fix lands, so the mark is removed then. RelP either conserves relevance or refuses by name on
+every family (relp18): state-space / recurrent mixers and MoE expert layouts it cannot rule are refused; Gemma-4's
+RelP case waits on the engine's per-layer head_dim.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ ALL = os.environ.get("INTERP_CONFORMANCE", "").lower() == "all"
 DEFAULT_CHECKS = ("boots", "layouts", "capture", "relp", "vocab")
 
 _MLA = "issue 18: multi-head latent attention (DeepSeek-V2 style) q/k/v/heads layouts, fixed by engine18"
-_MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only_layers, decoder_sparse_step ...) "
-             "and DeepSeek shared_experts in RelP's rules, fixed by rules18")
 _SOFTCAP = "issue 18: RelP conservation tolerance per dtype / soft caps (tanh on the logits), fixed by rules18"
 _IDENTITY = "issue 18: RelP Identity rule found by what modules compute (ReLU^2, GELU modules), fixed by rules18"
 # found by this suite, on no other helper's list, not fixed (the library should refuse where it cannot be right)
@@ -51,7 +50,7 @@ _AMBIGUOUS_HEAD_DIM = ("found by the generated suite after the engine18 merge, n
 #: transformer_lens 4.3); the marks of the cases those merges fixed are gone
 KNOWN: dict[tuple[str, str], str] = {
     **{(f, "patching"): _MLA for f in ("deepseekv2", "deepseekv3", "youtu", "glm4moelite", "glmmoedsa")},
-    **{(f, "relp"): _MOE_RELP for f in ("gemma4text", "gptoss", "jetmoe", "llama4")},
+    ("gemma4text", "relp"): _AMBIGUOUS_HEAD_DIM,
     ("openaigpt", "vocab"): _NO_RESID_POST,
     **{("gemma4text", c): _AMBIGUOUS_HEAD_DIM for c in ("layouts", "capture", "patching", "atp")},
     ("deepseekv4", "capture"): "found by the generated suite, not fixed: capture differs from run_with_cache at "
