@@ -81,7 +81,14 @@ def _covered(model: nn.Module, child: nn.Module, bridged: dict[int, str], is_moe
 
 def uncovered(model: nn.Module) -> list[str]:
     """The components of ``model`` that no RelP rule covers and that are not linear (``"blocks.0: mamba
-    (BambaMixer)"``); empty when every part of every layer takes a rule."""
+    (BambaMixer)"``); empty when every part of every layer takes a rule.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``TransformerBridge`` (its decoder layers are read) or a plain module (searched for
+        :data:`_STATE_PARAMETERS`).
+    """
     if not engine.is_bridge(model):
         return [f"{path} ({type(module).__name__}: holds {', '.join(own)})" for path, module in model.named_modules()
                 if (own := [n for n in _STATE_PARAMETERS if n in module._parameters])]
@@ -104,7 +111,13 @@ def uncovered(model: nn.Module) -> list[str]:
 
 def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` of a bridge's modules that take the plain-module rules: norms that no norm bridge wraps,
-    and the parts of mixture-of-experts blocks outside the routed experts and outside bridged components."""
+    and the parts of mixture-of-experts blocks outside the routed experts and outside bridged components.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``TransformerBridge``.
+    """
     wrapped = {id(m._modules["_original_component"]) for m in model.modules()
                if _is_bridge_component(m) and "hook_scale" in m._modules}
     moe_roots: dict[int, Any] = {}
@@ -136,7 +149,13 @@ def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def attention_gates(model: nn.Module) -> list[str]:
     """Module paths of the output-gate projections of a bridge's attentions (children named in
-    :data:`_ATTENTION_GATES` of an attention with a ``hook_pattern``), whose outputs the AH-rule detaches."""
+    :data:`_ATTENTION_GATES` of an attention with a ``hook_pattern``), whose outputs the AH-rule detaches.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``TransformerBridge``.
+    """
     found = []
     for name in sorted(n for n in model.hook_dict if n.endswith(".hook_pattern")):
         prefix = name[: -len(".hook_pattern")]

@@ -19,7 +19,10 @@ on modules: ``nn.LayerNorm``/``nn.RMSNorm`` (LN), every module that computes an 
 not positively homogeneous, found by a probe of what it computes (:mod:`patching.relp_probe`: GELU, SiLU,
 transformers' ``GELUActivation``, your own; ReLU and LeakyReLU already pass phi(x)/x), ``nn.Softmax`` (attention).
 :func:`compile_rules` reports where each rule was applied and raises :class:`RuleError` when a rule that
-was asked for by name applies nowhere -- RelP never silently becomes AtP.
+was asked for by name applies nowhere -- RelP never silently becomes AtP. On a bridge it also rules what has no
+hook point (:mod:`patching.relp_cover`: MoE shared experts, norms inside MLPs and attentions, attention output
+gates, attention computed in an ``_attn`` method) and refuses by name, whatever ``strict``, what no rule covers:
+state-space, recurrent and linear-attention mixers, and MoE expert layouts the rule-aware forward does not reproduce.
 
 >>> hooks, applied = compile_rules(model, [LNRule(), IdentityRule()], strict={"ln", "identity"})  # doctest: +SKIP
 """

@@ -53,7 +53,13 @@ def _detached(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
 
 
 def attention_configs(model: nn.Module) -> list[Any]:
-    """The distinct Hugging Face configs of the model's attention modules (those choosing an implementation)."""
+    """The distinct Hugging Face configs of the model's attention modules (those choosing an implementation).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A Hugging Face model, or a bridge wrapping one.
+    """
     seen: dict[int, Any] = {}
     for module in model.modules():
         config = getattr(module, "config", None)
@@ -64,7 +70,13 @@ def attention_configs(model: nn.Module) -> list[Any]:
 
 @contextlib.contextmanager
 def detached_pattern_attention(model: nn.Module) -> Iterator[None]:
-    """Run the model's attention with detached patterns in the backward pass while the block runs."""
+    """Run the model's attention with detached patterns in the backward pass while the block runs.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model whose attention goes through transformers' ``AttentionInterface`` (BERT).
+    """
     from transformers import AttentionInterface
 
     AttentionInterface.register(NAME, _detached)
@@ -83,7 +95,13 @@ def detached_pattern_attention(model: nn.Module) -> Iterator[None]:
 
 def attention_methods(model: nn.Module) -> list[nn.Module]:
     """Attention modules of ``model`` that compute their pattern in their own ``_attn(query, key, value,
-    attention_mask)`` method (GPT-J, GPT-Neo), outside transformers' ``AttentionInterface``."""
+    attention_mask)`` method (GPT-J, GPT-Neo), outside transformers' ``AttentionInterface``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its modules are searched.
+    """
     found = []
     for module in model.modules():
         method = getattr(type(module), "_attn", None)
@@ -101,7 +119,13 @@ def attention_methods(model: nn.Module) -> list[nn.Module]:
 @contextlib.contextmanager
 def detached_pattern_method(model: nn.Module) -> Iterator[None]:
     """Run the ``_attn`` of every module of :func:`attention_methods` on detached queries and keys while the block
-    runs: the same values, with the attention pattern a constant of the backward pass."""
+    runs: the same values, with the attention pattern a constant of the backward pass.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with modules of :func:`attention_methods` (GPT-J, GPT-Neo); others are left as they are.
+    """
     modules = attention_methods(model)
 
     def swap(module: nn.Module) -> Callable[..., Any]:
