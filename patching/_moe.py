@@ -33,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["experts_of", "rule_aware_experts", "rule_aware_bmm_experts", "reproduces", "moe_overrides"]
+__all__ = ["experts_of", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
+           "reproduces", "moe_overrides"]
 
 
 def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
@@ -41,7 +42,8 @@ def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
     mlp = model.blocks[layer].mlp
     original = getattr(mlp, "original_component", mlp)
     experts = getattr(original, "experts", None)
-    fused = all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "act_fn", "num_experts"))
+    fused = (all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "num_experts"))
+             and (hasattr(experts, "act_fn") or _clamped_glu(experts)))
     if not fused:
         return None, ""
     path = next((name for name, module in model.named_modules() if module is experts), "")
@@ -92,10 +94,47 @@ def rule_aware_bmm_experts(experts: nn.Module, identity: bool, half: bool, strai
     return forward
 
 
+def _clamped_glu(experts: nn.Module) -> bool:
+    """GPT-OSS's experts: ``(E, D, 2F)`` weights with biases, interleaved gate/up columns and ``_apply_gate``."""
+    return all(hasattr(experts, a) for a in ("_apply_gate", "gate_up_proj_bias", "down_proj_bias", "alpha", "limit"))
+
+
+def rule_aware_glu_experts(experts: nn.Module, identity: bool, half: bool, straight: Callable,
+                           identity_surrogate: Callable) -> Callable[..., torch.Tensor]:
+    """GPT-OSS's experts, ``((clamp(up) + 1) * glu(clamp(gate))) @ down + b`` per routed token: the Identity rule on
+    each factor's elementwise function (``u -> clamp(u) + 1`` passes gradient ``(clamp(u) + 1) / u``, so its ``+ 1``
+    is relevance of ``u`` and not a bias), the Half rule on their product, routing weights constant."""
+    scale = 0.5 if half else 1.0
+
+    def forward(hidden_states: torch.Tensor, router_indices: torch.Tensor, routing_weights: torch.Tensor
+                ) -> torch.Tensor:
+        final = torch.zeros_like(hidden_states)
+        with torch.no_grad():
+            mask = F.one_hot(router_indices, num_classes=experts.num_experts).permute(2, 1, 0)
+            hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+        for e in hit:
+            e = e[0]
+            top_k_pos, token_idx = torch.where(mask[e])
+            gate_up = hidden_states[token_idx] @ experts.gate_up_proj[e] + experts.gate_up_proj_bias[e]
+            value = experts._apply_gate(gate_up)
+            gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+            clamped = gate.clamp(max=experts.limit)
+            glu = clamped * torch.sigmoid(clamped * experts.alpha)
+            shifted = up.clamp(min=-experts.limit, max=experts.limit) + 1
+            if identity:
+                glu, shifted = identity_surrogate(gate, glu), identity_surrogate(up, shifted)
+            h = straight(value, scale * glu * shifted) @ experts.down_proj[e] + experts.down_proj_bias[e]
+            w = routing_weights[token_idx, top_k_pos, None]
+            final.index_add_(0, token_idx, straight(h * w, h * w.detach()).to(final.dtype))
+        return final
+
+    return forward
+
+
 def _bmm_layout(experts: nn.Module) -> bool:
     """Llama-4's experts: weights ``(E, D, 2F)`` and ``(E, F, D)``, a forward of the routed inputs only."""
     gate_up, down = experts.gate_up_proj, experts.down_proj
-    return (gate_up.ndim == 3 and down.ndim == 3 and gate_up.shape[2] == 2 * down.shape[1]
+    return not _clamped_glu(experts) and (gate_up.ndim == 3 and down.ndim == 3 and gate_up.shape[2] == 2 * down.shape[1]
             and gate_up.shape[1] == down.shape[2] and gate_up.shape[1] != gate_up.shape[2])
 
 
@@ -119,7 +158,7 @@ def _detached_router(moe: nn.Module) -> tuple[nn.Module, Callable] | None:
 def reproduces(experts: nn.Module, forward: Callable[..., torch.Tensor], top_k: int = 2) -> bool:
     """Whether ``forward`` gives the module's own output on random tokens routed to random experts."""
     g = torch.Generator().manual_seed(0)
-    d = experts.gate_up_proj.shape[-1]
+    d = experts.gate_up_proj.shape[1 if _clamped_glu(experts) else -1]
     param = experts.gate_up_proj
     x = torch.randn(12, d, generator=g).to(param.device, param.dtype)
     k = min(top_k, experts.num_experts)
@@ -150,7 +189,8 @@ def moe_overrides(model: nn.Module, layers: range, names: set[str], straight: Ca
             uncovered.append(f"blocks.{layer}.mlp")
             continue
         bmm = _bmm_layout(experts)
-        make = rule_aware_bmm_experts if bmm else rule_aware_experts
+        make = (rule_aware_bmm_experts if bmm else rule_aware_glu_experts if _clamped_glu(experts)
+                else rule_aware_experts)
         forward = make(experts, "identity" in names, "half" in names, straight, identity_surrogate)
         router = _detached_router(getattr(model.blocks[layer].mlp, "original_component", None)) if bmm else None
         if not reproduces(experts, forward) or (bmm and router is None):
