@@ -221,6 +221,10 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
                 and _swap_used(model, detached_pattern_attention):  # a transformers model used as a plain module
             contexts.append(lambda: detached_pattern_attention(model))
             applied["attention"] = [f"{NAME} attention ({len(attention_configs(model))} config)"]
+        elif "attention" in names and not applied["attention"] and attention_methods(model) \
+                and _swap_used(model, detached_pattern_method):  # GPT-J / GPT-Neo as plain modules
+            contexts.append(lambda: detached_pattern_method(model))
+            applied["attention"] = [f"{type(m).__name__}._attn on detached query/key" for m in attention_methods(model)]
     for name in sorted(names & strict):
         if not applied.get(name):
             raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "

@@ -142,3 +142,17 @@ def test_an_activation_called_as_a_function_is_not_silently_atp():
     assert "NOT conserved" in res.summary()
     with pytest.raises(RuleError, match="not conserved"):
         patching.relevance_patching(model, x, y, lambda out: out[:, 0].sum(), "fc2:input", strict=True)
+
+
+def test_gpt_j_as_a_plain_module_takes_the_ah_rule_through_its_attn(one_thread):
+    """The same swap on a Hugging Face GPT-J used as a plain ``nn.Module`` (no bridge): relevance from the logits to
+    the token embeddings is conserved with every rule on."""
+    import transformers
+
+    config = transformers.GPTJConfig(vocab_size=128, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.GPTJForCausalLM(config).eval()
+    res = relevance_conservation(model, TOKENS, lambda out: out[:, -1, 9].sum(), site="transformer.wte")
+    assert any("_attn" in site for site in res.rules["attention"]), res.rules
+    assert res.relative_error <= 1e-4, res.summary()
