@@ -156,3 +156,18 @@ def test_gpt_j_as_a_plain_module_takes_the_ah_rule_through_its_attn(one_thread):
     res = relevance_conservation(model, TOKENS, lambda out: out[:, -1, 9].sum(), site="transformer.wte")
     assert any("_attn" in site for site in res.rules["attention"]), res.rules
     assert res.relative_error <= 1e-4, res.summary()
+
+
+def test_an_attention_relp_cannot_detach_is_refused_and_relp_warns(monkeypatch, one_thread):
+    """Where neither swap reaches the attention (here: GPT-J with the swaps made to fail), asking for the AH-rule is
+    refused by name, and RelP's own check measures its rules without it and warns, instead of reporting
+    'not measured' in silence."""
+    from patching import rules
+
+    model = _bridge("gptj")
+    monkeypatch.setattr(rules, "_swap_used", lambda model, swap: False)
+    with pytest.raises(RuleError, match="AH-rule"):
+        relevance_conservation(model, TOKENS, _metric)
+    with pytest.warns(ConservationWarning, match="not conserved"):
+        res = patching.relevance_patching(model, TOKENS, TOKENS.flip(1), _metric, "resid_pre")
+    assert "error" not in res.extra["conservation"] and not res.extra["conservation"]["conserved"]
