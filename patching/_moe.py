@@ -14,6 +14,10 @@ only the backward pass:
   expert. This keeps relevance conserved (a softmax weight is not linear in ``x``; halving its share, as the
   Half rule does for two linear factors, would leak relevance).
 
+Llama-4's batched layout (``gate_up_proj`` ``(E, D, 2F)``, tokens sorted per expert and *scaled by their sigmoid
+routing score before* the experts) gets the same rules in :func:`rule_aware_bmm_experts`, and its router a forward
+that returns the same scores detached (the score is a gate on the input).
+
 The replacement is checked against the module's own forward on the model's dimensions before it is used; an
 expert implementation it does not reproduce is reported as not covered (and is an error when a rule was asked
 for by name). The shared expert of Qwen2-MoE is a plain gated MLP with hook points and takes the usual rules;
@@ -29,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["experts_of", "rule_aware_experts", "reproduces", "moe_overrides"]
+__all__ = ["experts_of", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
+           "reproduces", "moe_overrides"]
 
 
 def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
@@ -37,7 +42,8 @@ def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
     mlp = model.blocks[layer].mlp
     original = getattr(mlp, "original_component", mlp)
     experts = getattr(original, "experts", None)
-    fused = all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "act_fn", "num_experts"))
+    fused = (all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "num_experts"))
+             and (hasattr(experts, "act_fn") or _clamped_glu(experts)))
     if not fused:
         return None, ""
     path = next((name for name, module in model.named_modules() if module is experts), "")
@@ -71,17 +77,104 @@ def rule_aware_experts(experts: nn.Module, identity: bool, half: bool,
     return forward
 
 
+def rule_aware_bmm_experts(experts: nn.Module, identity: bool, half: bool, straight: Callable,
+                           identity_surrogate: Callable) -> Callable[..., torch.Tensor]:
+    """The same for Llama-4's batched layout: ``forward(routed_in)`` with tokens already sorted per expert and
+    scaled by their routing scores (``gate_up_proj`` of shape ``(E, D, 2F)``, ``down_proj`` ``(E, F, D)``)."""
+    scale = 0.5 if half else 1.0
+
+    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
+        h = hidden_states.view(experts.gate_up_proj.shape[0], -1, experts.gate_up_proj.shape[1])
+        gate, up = torch.bmm(h, experts.gate_up_proj).chunk(2, dim=-1)
+        a = experts.act_fn(gate)
+        a_sur = identity_surrogate(gate, a) if identity else a
+        out = torch.bmm(straight(up * a, scale * up * a_sur), experts.down_proj)
+        return out.view(-1, out.shape[-1])
+
+    return forward
+
+
+def _clamped_glu(experts: nn.Module) -> bool:
+    """GPT-OSS's experts: ``(E, D, 2F)`` weights with biases, interleaved gate/up columns and ``_apply_gate``."""
+    return all(hasattr(experts, a) for a in ("_apply_gate", "gate_up_proj_bias", "down_proj_bias", "alpha", "limit"))
+
+
+def rule_aware_glu_experts(experts: nn.Module, identity: bool, half: bool, straight: Callable,
+                           identity_surrogate: Callable) -> Callable[..., torch.Tensor]:
+    """GPT-OSS's experts, ``((clamp(up) + 1) * glu(clamp(gate))) @ down + b`` per routed token: the Identity rule on
+    each factor's elementwise function (``u -> clamp(u) + 1`` passes gradient ``(clamp(u) + 1) / u``, so its ``+ 1``
+    is relevance of ``u`` and not a bias), the Half rule on their product, routing weights constant."""
+    scale = 0.5 if half else 1.0
+
+    def forward(hidden_states: torch.Tensor, router_indices: torch.Tensor, routing_weights: torch.Tensor
+                ) -> torch.Tensor:
+        final = torch.zeros_like(hidden_states)
+        with torch.no_grad():
+            mask = F.one_hot(router_indices, num_classes=experts.num_experts).permute(2, 1, 0)
+            hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+        for e in hit:
+            e = e[0]
+            top_k_pos, token_idx = torch.where(mask[e])
+            gate_up = hidden_states[token_idx] @ experts.gate_up_proj[e] + experts.gate_up_proj_bias[e]
+            value = experts._apply_gate(gate_up)
+            gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+            clamped = gate.clamp(max=experts.limit)
+            glu = clamped * torch.sigmoid(clamped * experts.alpha)
+            shifted = up.clamp(min=-experts.limit, max=experts.limit) + 1
+            if identity:
+                glu, shifted = identity_surrogate(gate, glu), identity_surrogate(up, shifted)
+            h = straight(value, scale * glu * shifted) @ experts.down_proj[e] + experts.down_proj_bias[e]
+            w = routing_weights[token_idx, top_k_pos, None]
+            final.index_add_(0, token_idx, straight(h * w, h * w.detach()).to(final.dtype))
+        return final
+
+    return forward
+
+
+def _bmm_layout(experts: nn.Module) -> bool:
+    """Llama-4's experts: weights ``(E, D, 2F)`` and ``(E, F, D)``, a forward of the routed inputs only."""
+    gate_up, down = experts.gate_up_proj, experts.down_proj
+    return not _clamped_glu(experts) and (gate_up.ndim == 3 and down.ndim == 3 and gate_up.shape[2] == 2 * down.shape[1]
+            and gate_up.shape[1] == down.shape[2] and gate_up.shape[1] != gate_up.shape[2])
+
+
+def _detached_router(moe: nn.Module) -> tuple[nn.Module, Callable] | None:
+    """Llama-4 scales each expert's *input* by its sigmoid routing score: the score is a gate, a constant of the
+    backward pass (as the routing weights of the other layouts). A forward for the router returning the same
+    ``(scores, logits)`` with the scores detached; None when the MoE block has no such router."""
+    router = getattr(moe, "router", None)
+    router = getattr(router, "original_component", router)
+    if not isinstance(router, nn.Linear):
+        return None
+    forward = type(router).forward
+
+    def detached(hidden_states: torch.Tensor) -> Any:
+        scores, *rest = forward(router, hidden_states)
+        return (scores.detach(), *rest)
+
+    return router, detached
+
+
 def reproduces(experts: nn.Module, forward: Callable[..., torch.Tensor], top_k: int = 2) -> bool:
     """Whether ``forward`` gives the module's own output on random tokens routed to random experts."""
     g = torch.Generator().manual_seed(0)
-    d = experts.gate_up_proj.shape[-1]
+    d = experts.gate_up_proj.shape[1 if _clamped_glu(experts) else -1]
     param = experts.gate_up_proj
     x = torch.randn(12, d, generator=g).to(param.device, param.dtype)
     k = min(top_k, experts.num_experts)
     idx = torch.stack([torch.randperm(experts.num_experts, generator=g)[:k] for _ in range(12)]).to(param.device)
     w = torch.rand(12, k, generator=g).to(param.device, param.dtype)
-    with torch.no_grad():
-        mine, theirs = forward(x, idx, w), experts(x, idx, w)
+    if _bmm_layout(experts):
+        x = torch.randn(experts.gate_up_proj.shape[0] * 3, experts.gate_up_proj.shape[1], generator=g).to(param)
+        with torch.no_grad():
+            mine, theirs = forward(x), experts(x)
+        scale = max(float(theirs.abs().max()), 1e-6)
+        return mine.shape == theirs.shape and float((mine - theirs).abs().max()) <= 1e-5 * scale
+    try:
+        with torch.no_grad():
+            mine, theirs = forward(x, idx, w), experts(x, idx, w)
+    except (RuntimeError, TypeError, ValueError, IndexError):  # another layout (Llama-4's (E, D, 2F) weights)
+        return False
     scale = max(float(theirs.abs().max()), 1e-6)
     return mine.shape == theirs.shape and float((mine - theirs).abs().max()) <= 1e-5 * scale
 
@@ -95,10 +188,17 @@ def moe_overrides(model: nn.Module, layers: range, names: set[str], straight: Ca
         if experts is None:
             uncovered.append(f"blocks.{layer}.mlp")
             continue
-        forward = rule_aware_experts(experts, "identity" in names, "half" in names, straight, identity_surrogate)
-        if not reproduces(experts, forward):
+        bmm = _bmm_layout(experts)
+        make = (rule_aware_bmm_experts if bmm else rule_aware_glu_experts if _clamped_glu(experts)
+                else rule_aware_experts)
+        forward = make(experts, "identity" in names, "half" in names, straight, identity_surrogate)
+        router = _detached_router(getattr(model.blocks[layer].mlp, "original_component", None)) if bmm else None
+        if not reproduces(experts, forward) or (bmm and router is None):
             uncovered.append(path)
             continue
         replacements.append((experts, forward))
         covered.append(path)
+        if router is not None:
+            replacements.append(router)
+            covered.append(f"blocks.{layer}.mlp.router (routing scores detached)")
     return replacements, covered, uncovered

@@ -27,7 +27,7 @@ from interp.errors import InterpError
 
 from .conservation import _dtype, _without_biases, tolerance
 from .relp_probe import opaque_modules as engine_opaque
-from .rules import AttentionRule, Rule, compile_rules
+from .rules import AttentionRule, Rule, RuleError, compile_rules
 
 __all__ = ["RuleWarning", "ConservationWarning", "check_conservation", "report", "warn_or_raise", "first_sample",
            "nothing_placed"]
@@ -108,10 +108,18 @@ def check_conservation(model: nn.Module, sample: Any, rules: list[Rule]) -> dict
         The call's rules.
     """
     dtype = _dtype(model)
-    check = list(rules) + ([] if any(r.name == "attention" for r in rules) else [AttentionRule()])
+    added = not any(r.name == "attention" for r in rules)
+    check = list(rules) + ([AttentionRule()] if added else [])
     try:
         with _without_biases(model), _without_constants(model):
-            value, relevance, site = _measure(model, sample, check)
+            try:
+                value, relevance, site = _measure(model, sample, check)
+            except RuleError:
+                if not added:
+                    raise
+                # the AH-rule cannot be placed (an attention RelP cannot detach): measure the call's own rules, so
+                # that the softmax left unruled shows as relevance not conserved rather than as no measurement
+                value, relevance, site = _measure(model, sample, list(rules))
     except (InterpError, RuntimeError, TypeError, ValueError) as exc:
         return {"error": f"conservation not measured: {type(exc).__name__}: {exc}"}
     if not math.isfinite(value) or abs(value) < 1e-12:

@@ -19,7 +19,10 @@ on modules: ``nn.LayerNorm``/``nn.RMSNorm`` (LN), every module that computes an 
 not positively homogeneous, found by a probe of what it computes (:mod:`patching.relp_probe`: GELU, SiLU,
 transformers' ``GELUActivation``, your own; ReLU and LeakyReLU already pass phi(x)/x), ``nn.Softmax`` (attention).
 :func:`compile_rules` reports where each rule was applied and raises :class:`RuleError` when a rule that
-was asked for by name applies nowhere -- RelP never silently becomes AtP.
+was asked for by name applies nowhere -- RelP never silently becomes AtP. On a bridge it also rules what has no
+hook point (:mod:`patching.relp_cover`: MoE shared experts, norms inside MLPs and attentions, attention output
+gates, attention computed in an ``_attn`` method) and refuses by name, whatever ``strict``, what no rule covers:
+state-space, recurrent and linear-attention mixers, and MoE expert layouts the rule-aware forward does not reproduce.
 
 >>> hooks, applied = compile_rules(model, [LNRule(), IdentityRule()], strict={"ln", "identity"})  # doctest: +SKIP
 """
@@ -39,8 +42,10 @@ from interp import engine
 from interp.engine import Hook, Phase
 from interp.errors import ConfigError, closest
 
-from ._attention import CALLS, NAME, attention_configs, detached_pattern_attention
+from interp.engine.attention import (CALLS, NAME, attention_configs, attention_methods, detached_pattern_attention,
+                                     detached_pattern_method)
 from ._moe import moe_overrides
+from .relp_cover import attention_gates, inner_modules, uncovered as uncovered_parts
 from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
@@ -203,6 +208,12 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
     names = {r.name for r in rules}
     overrides: list[tuple[nn.Module, Callable]] = []
     contexts: list[Callable[[], contextlib.AbstractContextManager]] = []
+    if names and (parts := uncovered_parts(model)):
+        raise RuleError(f"RelP cannot rule this {type(model).__name__}: {'; '.join(parts[:4])}"
+                        f"{' ...' if len(parts) > 4 else ''} {'is' if len(parts) == 1 else 'are'} not a norm, attention, "
+                        "MLP or mixture of experts (a state-space, recurrent or linear-attention mixer), so no LRP "
+                        "rule covers what it computes and relevance would not be conserved. Use "
+                        "patching.attribution_patching, or rules=() for RelP without rules (= AtP)")
     if engine.is_bridge(model):
         hooks, applied = _bridge_hooks(model, names)
         moe_layers = [layer for layer in range(engine.n_layers(model)) if engine.is_moe(model, layer)]
@@ -215,31 +226,60 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
                     covered.append(gate)
             for name in names & {"identity", "half"}:
                 applied[name] += covered
-            if uncovered and names & {"identity", "half"} & strict:
-                raise RuleError(f"the MoE experts at {uncovered} are not of the fused layout the rule-aware forward "
-                                "reproduces (gate_up_proj, down_proj, act_fn); drop 'identity'/'half' from rules=")
+            if uncovered:  # their activations and gated products would pass plain gradient: refused, strict or not
+                raise RuleError(f"RelP cannot rule the mixture-of-experts blocks {uncovered} of this "
+                                f"{type(model).__name__}: they are not of the fused layout whose rule-aware forward "
+                                "reproduces them (gate_up_proj, down_proj, act_fn: act(gate) * up per expert), so "
+                                "relevance would not be conserved; use patching.attribution_patching, or drop "
+                                "'identity' and 'half' from rules=")
         if "attention" in names and applied["attention"] and not _pattern_edits_reach(model):
-            # the pattern hooks only observe (BERT): detach the pattern inside the model's attention function
+            # the pattern hooks only observe (BERT, GPT-J): detach the pattern inside the model's attention function
             hooks = [h for h in hooks if not h.site.endswith(".attn.hook_pattern")]
             applied["attention"] = []
-            if _attention_interface_used(model):
+            if _swap_used(model, detached_pattern_attention):
                 contexts.append(lambda: detached_pattern_attention(model))
                 applied["attention"] = [f"{NAME} attention ({len(attention_configs(model))} config)"]
-            elif "attention" in strict:
-                raise RuleError("the AH-rule edits attention patterns, but edits at hook_pattern do not reach this "
-                                "model's forward pass and its attention does not go through transformers' "
-                                "AttentionInterface; drop 'attention' from rules=")
+            elif attention_methods(model) and _swap_used(model, detached_pattern_method):
+                contexts.append(lambda: detached_pattern_method(model))
+                applied["attention"] = [f"{type(m).__name__}._attn on detached query/key"
+                                        for m in attention_methods(model)]
+            else:
+                raise RuleError("the AH-rule (attention pattern detached) was asked for, but edits at hook_pattern do "
+                                f"not reach this {type(model).__name__}'s forward pass and its attention neither goes "
+                                "through transformers' AttentionInterface nor computes its pattern in an _attn(query, "
+                                "key, value, mask) method; RelP cannot detach its pattern, so relevance would not be "
+                                "conserved: drop 'attention' from rules=")
+        if "attention" in names:
+            for gate in attention_gates(model):
+                hooks.append(Hook(gate, lambda y: y.detach(), Phase.DEFINE))
+                applied["attention"].append(f"{gate} (output gate detached)")
+        hooks += _cover_inner(model, names, applied)
     else:
         hooks, applied = _module_hooks(model, names)
         if "attention" in names and not applied["attention"] and attention_configs(model) \
-                and _attention_interface_used(model):  # a transformers model used as a plain module
+                and _swap_used(model, detached_pattern_attention):  # a transformers model used as a plain module
             contexts.append(lambda: detached_pattern_attention(model))
             applied["attention"] = [f"{NAME} attention ({len(attention_configs(model))} config)"]
+        elif "attention" in names and not applied["attention"] and attention_methods(model) \
+                and _swap_used(model, detached_pattern_method):  # GPT-J / GPT-Neo as plain modules
+            contexts.append(lambda: detached_pattern_method(model))
+            applied["attention"] = [f"{type(m).__name__}._attn on detached query/key" for m in attention_methods(model)]
     for name in sorted(names & strict):
         if not applied.get(name):
             raise RuleError(f"the RelP rule {name!r} ({RULES[name].description}) cannot be applied to this "
                             f"{type(model).__name__}: {_why_not(model, name)}; drop it from rules=")
     return RuleSet(hooks, overrides, {n: applied.get(n, []) for n in sorted(names)}, contexts)
+
+
+def _cover_inner(model: nn.Module, names: set[str], applied: dict[str, list[str]]) -> list[Hook]:
+    """Module rules on a bridge's modules that no hook point covers (:func:`patching.relp_cover.inner_modules`)."""
+    inner = names & {"ln", "identity", "half"}
+    if not inner:
+        return []
+    hooks, more = _module_hooks(model, inner, inner_modules(model))
+    for name, sites in more.items():
+        applied[name] += sites
+    return hooks
 
 
 def _why_not(model: nn.Module, name: str) -> str:
@@ -393,6 +433,9 @@ def _mlp_hooks(model: nn.Module, names: set[str], points: set[str], hooks: list[
                 g, u = box.pop("g"), box.pop("u")
                 a = act_fn(g)
                 prod = (_identity_surrogate(g, a) if identity else a) * u
+                value = a * u
+                if not torch.equal(h, value):  # an elementwise scale between the product and hook_post (BitNet's
+                    prod = prod * (h / _stabilize(value)).detach()  # ffn_sub_norm, its scale detached: the LN rule)
                 return straight(h, 0.5 * prod if half else prod)
 
             hooks.append(Hook(post, gated, Phase.DEFINE))
@@ -419,8 +462,8 @@ def _gated_act_fn(model: nn.Module, prefix: str) -> Callable[[torch.Tensor], tor
 _REACH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _attention_interface_used(model: nn.Module) -> bool:
-    """Whether the model's attention goes through transformers' AttentionInterface (the switch takes effect)."""
+def _swap_used(model: nn.Module, swap: Callable) -> bool:
+    """Whether the model's attention goes through an attention swap of :mod:`interp.engine.attention` (it ran)."""
     before = CALLS[0]
     vocab = getattr(getattr(model, "cfg", None), "d_vocab", None) or getattr(getattr(model, "config", None),
                                                                             "vocab_size", None)
@@ -428,7 +471,7 @@ def _attention_interface_used(model: nn.Module) -> bool:
         return False
     tokens = torch.randint(0, int(vocab), (1, 3), generator=torch.Generator().manual_seed(0))
     try:
-        with detached_pattern_attention(model), torch.no_grad():
+        with swap(model), torch.no_grad():
             engine.run(model, tokens)
     except Exception:  # noqa: BLE001 - a model the switch cannot run is one the rule cannot cover
         return False
@@ -457,11 +500,14 @@ def _module_norm_surrogate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _module_hooks(model: nn.Module, names: set[str]) -> tuple[list[Hook], dict[str, list[str]]]:
+def _module_hooks(model: nn.Module, names: set[str], modules: Iterable[tuple[str, nn.Module]] | None = None
+                  ) -> tuple[list[Hook], dict[str, list[str]]]:
+    """Rules on the modules of a plain ``nn.Module`` (or on ``modules``, ``(path, module)`` pairs of a bridge that
+    no hook point covers)."""
     hooks: list[Hook] = []
     applied: dict[str, list[str]] = {n: [] for n in names}
     norms = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
-    for path, module in model.named_modules():
+    for path, module in (model.named_modules() if modules is None else modules):
         if not path:
             continue
         box: dict[str, torch.Tensor] = {}

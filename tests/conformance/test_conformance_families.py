@@ -11,8 +11,9 @@ tests/conformance/README.md (``python -m tests.conformance.report``).
 
 Cases that fail today are ``xfail(strict=True)`` in :data:`KNOWN`, each with its reason: a defect another change
 of issue 18 fixes (engine18, rules18), or one this suite found that is not fixed yet. They flip to XPASS (and fail
-the run) when the fix lands, so the mark is removed then. The MoE RelP cases are attributed to rules18 by symptom
-(MoE families whose relevance is not conserved); one that still fails after that fix has another cause.
+the run) when the fix lands, so the mark is removed then. RelP either conserves relevance or refuses by name on
+every family (relp18): state-space / recurrent mixers and MoE expert layouts it cannot rule are refused; Gemma-4's
+RelP case waits on the engine's per-layer head_dim.
 """
 
 from __future__ import annotations
@@ -32,26 +33,13 @@ from .families import build, built_families, families
 ALL = os.environ.get("INTERP_CONFORMANCE", "").lower() == "all"
 DEFAULT_CHECKS = ("boots", "layouts", "capture", "relp", "vocab")
 
-_MOE_RELP = ("issue 18: per-layer MoE detection (first_k_dense_replace, mlp_only_layers, decoder_sparse_step ...) "
-             "and DeepSeek shared_experts in RelP's rules, fixed by rules18")
-_SOFTCAP = "issue 18: RelP conservation tolerance per dtype / soft caps (tanh on the logits), fixed by rules18"
-_IDENTITY = "issue 18: RelP Identity rule found by what modules compute (ReLU^2, GELU modules), fixed by rules18"
-# found by this suite, on no other helper's list, not fixed (the library should refuse where it cannot be right)
-_MIXER = ("found by the generated suite, not fixed: RelP has no rule for state-space / recurrent / linear-attention "
-          "mixers (Mamba, RWKV, RG-LRU, gated delta nets), so relevance is not conserved; RelP should refuse them")
-_NO_AH = ("found by the generated suite, not fixed: the AH-rule applies at no site on this bridge (its pattern hooks "
-          "do not reach and its attention does not go through AttentionInterface), RelP runs without it and relevance "
-          "is not conserved (8e-2 GPT-J, 9e-1 GPT-Neo); it should refuse")
 
-#: (family, check) -> reason: fails on main after the engine18 and rules18 merges (2026-12-07, transformers 5.23,
+#: (family, check) -> reason: fails on main after the engine18b and relp18 merges (2026-12-07, transformers 5.23,
 #: transformer_lens 4.3); the marks of the cases those merges fixed are gone
 KNOWN: dict[tuple[str, str], str] = {
-    **{(f, "relp"): _MOE_RELP for f in ("afmoe", "gemma4text", "glm4moe", "gptoss", "jetmoe", "laguna", "llama4")},
-    **{(f, "relp"): _MIXER for f in ("bamba", "falconh1", "falconmamba", "jamba", "mamba", "mamba2", "nemotronh",
-                                      "qwen3_5", "qwen3_5moe", "qwen3next", "recurrentgemma", "rwkv", "zamba2")},
-    ("bitnet", "relp"): ("found by the generated suite, not fixed: BitNet quantises activations (not linear), RelP "
-                         "should refuse it"),
-    ("gptj", "relp"): _NO_AH, ("neo", "relp"): _NO_AH,
+    ("gemma4text", "relp"): ("found by the generated suite once Gemma-4's per-layer head_dim was read (engine18b), not "
+                             "fixed yet: relevance at blocks.0.hook_resid_pre is not conserved (relative error 2.8); "
+                             "RelP must place its rules on Gemma-4 or refuse it"),
 }
 
 
