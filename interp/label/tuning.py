@@ -61,6 +61,7 @@ from ..stats import (
     rayleigh_test,
     resolve_groups,
     resultant_length,
+    sample_layout,
     select_null,
     wrap_degrees,
 )
@@ -481,7 +482,9 @@ def direction_tuning(recording: Any, x: Any = None, y: Any = None, *, angle: Any
         kind, constant, reason = select_null(null, groups=kcodes, activity=Y[:, ~const] if (~const).any() else Y,
                                              values=th)
     if kind == EFFECTIVE_N:
-        _, p, _ = autocorrelated_wald(Y, D[:, 1:], kcodes)
+        segments, positions, note = sample_layout(source, n, keep=keep, groups=kcodes)
+        reason = f"{reason} ({note})" if note else reason
+        _, p, _ = autocorrelated_wald(Y, D[:, 1:], kcodes if kcodes is not None else segments, positions=positions)
         null_r2 = np.zeros((0, U))
     else:
         idx = null_indices(len(Y), kind, groups=kcodes, n_permutations=n_permutations, seed=seed, min_shift=min_shift,

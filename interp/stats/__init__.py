@@ -48,7 +48,9 @@ from .design import (
     TESTS,
     boundary_correlation,
     constant_within,
+    sample_layout,
     select_null,
+    time_positions,
     trial_serial_dependence,
     value_columns,
 )
@@ -86,5 +88,6 @@ __all__ = [
     "permutation_test", "bootstrap", "PermutationResult", "BootstrapResult", "circular_mean", "resultant_length",
     "rayleigh_test", "wrap_degrees", "cluster_permutation_test", "cluster_test", "ClusterResult",
     "autocorrelated_moments", "autocorrelated_wald", "wald_p_value", "EFFECTIVE_N", "TESTS", "boundary_correlation",
-    "constant_within", "select_null", "trial_serial_dependence", "value_columns",
+    "constant_within", "select_null", "trial_serial_dependence", "value_columns", "sample_layout",
+    "time_positions",
 ]

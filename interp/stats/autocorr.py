@@ -93,13 +93,42 @@ def lagged_products(Y: np.ndarray, runs: list[tuple[int, int]], max_lag: int) ->
     return within, total - within
 
 
+def _grid(A: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """Rows of ``A`` at ``positions`` of a zero-filled ``(size, ...)`` array (samples on the time grid)."""
+    out = np.zeros((size,) + A.shape[1:])
+    out[positions] = A
+    return out
+
+
+def _positions(positions: Any, n: int) -> np.ndarray:
+    if positions is None:
+        return np.arange(n)
+    pos = np.asarray(positions)
+    if pos.shape != (n,) or pos.dtype.kind not in "iu" or (n and pos[0] != 0) or (np.diff(pos) <= 0).any():
+        raise DimensionError(f"positions must be {n} strictly increasing integers from 0 (sample times on a regular "
+                             "grid, see interp.stats.time_positions)")
+    return pos.astype(np.int64)
+
+
 def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
-                           max_lag: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                           max_lag: int | None = None, positions: Any = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``(s, V, n_eff, rank)``: ``s = Y_c' X_c`` ``(U, K)``, its null covariance ``V`` ``(U, K, K)``, the
     effective sample size of each unit and the rank of ``Y`` (see the module docstring).
 
-    ``groups``: integer trial codes (contiguous runs of samples) or None (one series). Lags are taken
-    in the order of the samples.
+    Parameters
+    ----------
+    X, Y:
+        ``(n, U)`` activity and ``(n, K)`` design columns.
+    groups:
+        Integer trial (segment) codes, contiguous runs of samples, or None (one series): the
+        autocovariance is estimated separately within and across segments.
+    max_lag:
+        Largest lag (default: half the number of samples).
+    positions:
+        Each sample's place on a regular time grid (strictly increasing integers from 0, from
+        :func:`interp.stats.time_positions`): lags are then counted in time, and pairs of samples
+        across a gap in the recording enter at their true distance. None: samples are consecutive.
     """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
@@ -108,38 +137,41 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     n, U = X.shape
     if Y.shape[0] != n:
         raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
+    pos = _positions(positions, n)
+    P = int(pos[-1]) + 1 if n else 0
     codes = None if groups is None else np.asarray(groups)
     runs = _runs(codes, n)
     if runs is None:  # groups interleaved: no within/between split, one series
         runs = [(0, n)]
-    L = int(min(n - 2, max(2, n // 2) if max_lag is None else max_lag))
-    Xc = X - X.mean(0)
-    Yc = Y - Y.mean(0)
+    runs = [(int(pos[a]), int(pos[b - 1]) + 1) for a, b in runs]  # on the time grid
+    L = int(min(P - 2, max(2, n // 2) if max_lag is None else max_lag))
+    Xc = _grid(X - X.mean(0), pos, P)
+    Yc = _grid(Y - Y.mean(0), pos, P)
+    M = _grid(np.ones((n, 1)), pos, P)
     s = Xc.T @ Yc  # (U, K)
     # autocovariances of the activity: all pairs, pairs within one run, pairs across runs
     S_all = _acov(Xc, L)  # (L+1, U)
+    N_all = np.rint(_acov(M, L)[:, 0])  # pairs of recorded samples at each lag
     S_w = np.zeros_like(S_all)
+    N_w = np.zeros(L + 1)
     for a, b in runs:
         lag = min(L, b - a - 1)
         S_w[: lag + 1] += _acov(Xc[a:b], lag)
+        N_w[: lag + 1] += np.rint(_acov(M[a:b], lag)[:, 0])
     S_c = S_all - S_w
     d = np.arange(L + 1)
-    N_all = (n - d).astype(float)
-    N_w = np.zeros(L + 1)
-    for a, b in runs:
-        m = b - a
-        N_w += np.clip(m - d, 0, None)
     N_c = N_all - N_w
     with np.errstate(invalid="ignore", divide="ignore"):
         g_w = np.where(N_w[:, None] > 0, S_w / N_w[:, None], np.nan)
         g_c = np.where(N_c[:, None] > 0, S_c / N_c[:, None], np.nan)
-        g_all = S_all / N_all[:, None]
+        g_all = np.where(N_all[:, None] > 0, S_all / N_all[:, None], np.nan)
     g0 = g_all[0]
     safe0 = np.where(g0 > 0, g0, 1.0)
-    # truncation: the first lag where the autocorrelation (within runs, or over all pairs) drops below 2/sqrt(n)
+    # truncation: the first lag where the autocorrelation (within runs, or over all pairs) drops below 2/sqrt(n);
+    # lags without any pair of recorded samples (inside a gap) neither count nor truncate
     thr = 2.0 / np.sqrt(n)
-    rho = np.fmax(np.nan_to_num(g_w, nan=-np.inf), g_all) / safe0
-    below = rho[1:] < thr  # (L, U)
+    rho = np.fmax(g_w, g_all) / safe0
+    below = rho[1:] < thr  # (L, U); NaN (no pairs) is not below
     first = np.where(below.any(0), below.argmax(0) + 1, L)  # lag index of the first small value
     keep = (d[1:, None] <= first[None, :])  # (L, U): lags 1..first
     gw, gc = np.nan_to_num(g_w[1:]), np.nan_to_num(g_c[1:])
@@ -184,14 +216,15 @@ def wald_p_value(s: np.ndarray, V: np.ndarray, n_eff: np.ndarray, rank: int | No
     return W, np.where(np.isnan(W), np.nan, p)
 
 
-def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None = None
+def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None = None, positions: Any = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(W, p, n_eff)`` per column of ``X``: is it associated with the design columns ``Y``?
 
     ``X``: ``(n, U)`` activity; ``Y``: ``(n, K)`` values (centred here), e.g. one annotation, the
     indicators of all but one category, or ``cos, sin`` of an angle; ``groups``: trial codes of
-    contiguous trials (or None). See the module docstring.
+    contiguous trials (or None); ``positions``: the samples' places on a regular time grid (gaps), see
+    :func:`autocorrelated_moments`. See the module docstring.
     """
-    s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag)
+    s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag, positions)
     W, p = wald_p_value(s, V, n_eff, rank)
     return W, p, n_eff
