@@ -40,7 +40,7 @@ Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or group
 
 from __future__ import annotations
 
-from .autocorr import autocorrelated_moments, autocorrelated_wald, wald_p_value
+from .autocorr import DF_SCALE, autocorrelated_moments, autocorrelated_wald, wald_p_value, weighted_mean_variance
 from .circular import circular_mean, rayleigh_test, resultant_length, wrap_degrees
 from .clusters import ClusterResult, cluster_permutation_test, cluster_test
 from .design import (
@@ -89,5 +89,5 @@ __all__ = [
     "rayleigh_test", "wrap_degrees", "cluster_permutation_test", "cluster_test", "ClusterResult",
     "autocorrelated_moments", "autocorrelated_wald", "wald_p_value", "EFFECTIVE_N", "TESTS", "boundary_correlation",
     "constant_within", "select_null", "trial_serial_dependence", "value_columns", "sample_layout",
-    "time_positions",
+    "time_positions", "weighted_mean_variance", "DF_SCALE",
 ]

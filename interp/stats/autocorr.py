@@ -50,7 +50,7 @@ from ..errors import DimensionError
 #: The estimated variance counts as ``DF_SCALE * n_eff`` degrees of freedom (chosen on null data, see above).
 DF_SCALE = 2.0
 
-__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald"]
+__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald", "weighted_mean_variance"]
 
 
 def _runs(codes: np.ndarray | None, n: int) -> list[tuple[int, int]] | None:
@@ -110,33 +110,11 @@ def _positions(positions: Any, n: int) -> np.ndarray:
     return pos.astype(np.int64)
 
 
-def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
-                           max_lag: int | None = None, positions: Any = None
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """``(s, V, n_eff, rank)``: ``s = Y_c' X_c`` ``(U, K)``, its null covariance ``V`` ``(U, K, K)``, the
-    effective sample size of each unit and the rank of ``Y`` (see the module docstring).
-
-    Parameters
-    ----------
-    X, Y:
-        ``(n, U)`` activity and ``(n, K)`` design columns.
-    groups:
-        Integer trial (segment) codes, contiguous runs of samples, or None (one series): the
-        autocovariance is estimated separately within and across segments.
-    max_lag:
-        Largest lag (default: half the number of samples).
-    positions:
-        Each sample's place on a regular time grid (strictly increasing integers from 0, from
-        :func:`interp.stats.time_positions`): lags are then counted in time, and pairs of samples
-        across a gap in the recording enter at their true distance. None: samples are consecutive.
-    """
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
-    X = X[:, None] if X.ndim == 1 else X
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    n, U = X.shape
-    if Y.shape[0] != n:
-        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
+def _activity_autocovariance(X: np.ndarray, groups: Any, max_lag: int | None, positions: Any) -> tuple:
+    """The centred activity on the time grid, the runs and lags, and its truncated autocovariance:
+    ``(Xc, runs, L, positions, (t0, tw, tc, var_mean))`` (lag-0 variance, within- and across-run
+    autocovariances at lags ``1..L`` (zero past the truncation), variance of the mean)."""
+    n = X.shape[0]
     pos = _positions(positions, n)
     P = int(pos[-1]) + 1 if n else 0
     codes = None if groups is None else np.asarray(groups)
@@ -146,9 +124,7 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     runs = [(int(pos[a]), int(pos[b - 1]) + 1) for a, b in runs]  # on the time grid
     L = int(min(P - 2, max(2, n // 2) if max_lag is None else max_lag))
     Xc = _grid(X - X.mean(0), pos, P)
-    Yc = _grid(Y - Y.mean(0), pos, P)
     M = _grid(np.ones((n, 1)), pos, P)
-    s = Xc.T @ Yc  # (U, K)
     # autocovariances of the activity: all pairs, pairs within one run, pairs across runs
     S_all = _acov(Xc, L)  # (L+1, U)
     N_all = np.rint(_acov(M, L)[:, 0])  # pairs of recorded samples at each lag
@@ -179,6 +155,39 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     tw = np.where(keep, gw, 0.0) * (N_w[1:, None] > 0)
     tc = np.where(keep, gc, 0.0) * (N_c[1:, None] > 0)
     var_mean = np.maximum((n * t0 + 2 * (tw * N_w[1:, None] + tc * N_c[1:, None]).sum(0)) / n ** 2, t0 / n)
+    return Xc, runs, L, pos, (t0, tw, tc, var_mean)
+
+
+def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
+                           max_lag: int | None = None, positions: Any = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(s, V, n_eff, rank)``: ``s = Y_c' X_c`` ``(U, K)``, its null covariance ``V`` ``(U, K, K)``, the
+    effective sample size of each unit and the rank of ``Y`` (see the module docstring).
+
+    Parameters
+    ----------
+    X, Y:
+        ``(n, U)`` activity and ``(n, K)`` design columns.
+    groups:
+        Integer trial (segment) codes, contiguous runs of samples, or None (one series): the
+        autocovariance is estimated separately within and across segments.
+    max_lag:
+        Largest lag (default: half the number of samples).
+    positions:
+        Each sample's place on a regular time grid (strictly increasing integers from 0, from
+        :func:`interp.stats.time_positions`): lags are then counted in time, and pairs of samples
+        across a gap in the recording enter at their true distance. None: samples are consecutive.
+    """
+    X = np.asarray(X, dtype=float)
+    Y = np.asarray(Y, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    n, U = X.shape
+    if Y.shape[0] != n:
+        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
+    Xc, runs, L, pos, (t0, tw, tc, var_mean) = _activity_autocovariance(X, groups, max_lag, positions)
+    Yc = _grid(Y - Y.mean(0), pos, Xc.shape[0])
+    s = Xc.T @ Yc  # (U, K)
     C_w, C_c = lagged_products(Yc, runs, L)
     C0 = C_w[0]
     sym_w = C_w[1:] + np.transpose(C_w[1:], (0, 2, 1))
@@ -188,6 +197,57 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     n_eff = np.clip(n_eff, 1.0, n)
     rank = int(np.linalg.matrix_rank(C0)) if C0.size else 0
     return s, V, n_eff, rank
+
+
+def weighted_mean_variance(X: Any, W: Any, groups: Any = None, positions: Any = None,
+                           bias_correction: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(var, n_eff)``: the variance of ``W[:, k]' x`` ``(U, K)`` for each unit ``x`` of autocorrelated
+    activity ``X``, e.g. the mean of a unit over the samples of one bin of a tuning curve (``W``: the
+    bin's indicator over its count), and each unit's effective number of independent samples ``(U,)``
+    (of the whole series: the autocovariance behind ``var`` is estimated from all of it).
+
+    ``Var = sum_ij W_i W_j gamma(i - j)`` with the truncated autocovariance of the activity (within and
+    across trials or segments, lags in time; module docstring). Autocovariances of a series centred
+    on its own mean are biased low by about the variance of that mean (Bartlett 1946; Priestley
+    1981, §5.3); ``bias_correction`` adds it back to every lag in the window, the lag-0 term included.
+
+    Parameters
+    ----------
+    X:
+        ``(n, U)`` activity.
+    W:
+        ``(n, K)`` weights (each column, e.g., a bin's indicator divided by its count).
+    groups, positions:
+        Trials or segments, and the samples' places on the time grid (see :func:`autocorrelated_moments`).
+    bias_correction:
+        Add the variance of the overall mean back to the estimated autocovariances.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(400, 2)); w = np.full((400, 1), 1 / 400)
+    >>> var, n_eff = weighted_mean_variance(x, w)
+    >>> bool(np.allclose(var, 1 / 400, rtol=0.3))
+    True
+    """
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    W = np.asarray(W, dtype=float)
+    W = W[:, None] if W.ndim == 1 else W
+    if W.shape[0] != X.shape[0]:
+        raise DimensionError(f"the weights have {W.shape[0]} samples, the activity {X.shape[0]}")
+    _, runs, L, pos, (t0, tw, tc, var_mean) = _activity_autocovariance(X, groups, None, positions)
+    Wg = _grid(W, pos, int(pos[-1]) + 1)
+    C_w, C_c = lagged_products(Wg, runs, L)
+    dw = np.einsum("dkk->dk", C_w)  # (L+1, K): sum_i W_ik W_(i+d)k within runs
+    dc = np.einsum("dkk->dk", C_c)
+    if bias_correction:
+        inside = tw != 0  # the lags in the window
+        t0 = t0 + var_mean
+        tw = tw + np.where(inside, var_mean[None, :], 0.0)
+        tc = tc + np.where(tc != 0, var_mean[None, :], 0.0)
+    var = t0[:, None] * dw[0][None, :] + 2 * (tw.T @ dw[1:] + tc.T @ dc[1:])
+    var = np.maximum(var, 0.0)
+    n_eff = np.clip(np.where(var_mean > 0, t0 / np.where(var_mean > 0, var_mean, 1.0), X.shape[0]), 1.0, X.shape[0])
+    return var, n_eff
 
 
 def wald_p_value(s: np.ndarray, V: np.ndarray, n_eff: np.ndarray, rank: int | None = None
