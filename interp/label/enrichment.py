@@ -20,7 +20,13 @@ __all__ = ["Enrichment", "enrichment_test", "neuron_class"]
 
 
 def neuron_class(name: str) -> str:
-    """C. elegans neuron class of a NeuroPAL name: drop a trailing L/R (``AVAL`` -> ``AVA``, ``RIML`` -> ``RIM``)."""
+    """C. elegans neuron class of a NeuroPAL name: drop a trailing L/R (``AVAL`` -> ``AVA``, ``RIML`` -> ``RIM``).
+
+    Parameters
+    ----------
+    name : str
+        A neuron name.
+    """
     name = str(name).strip()
     if len(name) >= 4 and name[-1] in "LR":
         return name[:-1]
@@ -29,7 +35,19 @@ def neuron_class(name: str) -> str:
 
 @dataclass
 class Enrichment(Result):
-    """Result of a hypergeometric enrichment test."""
+    """Result of a hypergeometric enrichment test.
+
+    Parameters
+    ----------
+    population, in_class, selected, overlap : int
+        Distinct names in the population, those in the classes, those selected, selected and in the classes.
+    expected : float
+        The overlap expected under random selection.
+    p_value : float
+        One-sided hypergeometric p-value.
+    overlap_names : list of str
+        The selected names in the classes.
+    """
 
     population: int
     in_class: int
@@ -65,6 +83,17 @@ def enrichment_test(selected: Sequence[str], population: Sequence[str], classes:
     One-sided hypergeometric test (``scipy.stats.hypergeom.sf``) over the distinct names of
     ``population``: M names, K of them in the classes, N selected, x selected in the classes;
     ``p = P(X >= x)``.
+
+    Parameters
+    ----------
+    selected : sequence of str
+        The names picked (e.g. labeled reversal-related).
+    population : sequence of str
+        Every name that could have been picked.
+    classes : sequence of str
+        The classes tested for enrichment.
+    class_of : callable, optional
+        Name -> class (default :func:`neuron_class`).
     """
     pop = sorted(set(map(str, population)))
     sel = sorted(set(map(str, selected)))
