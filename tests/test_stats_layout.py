@@ -77,3 +77,17 @@ def test_concept_test_without_groups_uses_the_recordings_trials_and_says_so():
     p_seg = autocorrelated_wald(X, speed, trial)[1]
     np.testing.assert_allclose(p_rec, p_seg, rtol=1e-10)
     assert not np.allclose(p_rec, p_arr)
+
+
+def test_direction_tuning_without_groups_reads_the_recording_too():
+    from interp.label import direction_tuning
+
+    rng = np.random.default_rng(4)
+    trial = np.repeat(np.arange(30), 20)
+    X = np.concatenate([_ar1(20, 3, rng) for _ in range(30)])
+    angle = np.concatenate([np.cumsum(rng.normal(0, 0.2, 20)) for _ in range(30)])  # varies within trials
+    rec = Activations(torch.tensor(X), ("sample", "unit"), {"sample": {"trial": trial, "angle": angle}})
+    res = direction_tuning(rec, angle="angle", n_bootstraps=0)
+    assert res.null == "effective_n" and "30 trials" in res.reason, res.reason
+    D = np.c_[np.cos(angle), np.sin(angle)]
+    np.testing.assert_allclose(res.frame["p_value"].to_numpy(), autocorrelated_wald(X, D, trial)[1], rtol=1e-10)
