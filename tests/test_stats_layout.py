@@ -25,6 +25,8 @@ def test_time_positions_place_samples_on_the_grid_and_ignore_jitter():
     assert time_positions([0.0, 0.11, 0.19, 0.3]) is None  # jitter, no gap
     assert time_positions([0.0, 0.1, 0.1, 0.2]) is None  # not increasing: samples taken as consecutive
     assert time_positions(np.r_[np.arange(10), 1e6]).tolist()[-1] == 9 + 6  # a huge pause is capped
+    spread = time_positions(np.repeat(np.arange(200) * 1000.0, 10) + np.tile(np.arange(10), 200))  # 200 trials
+    assert spread[-1] < 4 * 2000 and (np.diff(spread) >= 1).all()  # the grid stays within 4x the samples
 
 
 def test_sample_layout_reads_the_trial_coordinate_and_the_gaps_in_time():

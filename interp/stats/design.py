@@ -171,7 +171,9 @@ def time_positions(times: Any, max_step: int | None = None) -> np.ndarray | None
     The grid step is the median interval between samples; an interval of ``k`` steps (rounded, at
     least 1, so jitter does not count) puts the next sample ``k`` places on. ``max_step`` caps a gap
     (default: half the number of samples, the longest lag :mod:`interp.stats.autocorr` uses), so
-    one long pause between sessions does not make a huge grid. None also when the times do not
+    one long pause between sessions does not make a huge grid, and where the gaps would still make the
+    grid more than 4x the samples (many trials far apart) each counts for at most ``3 n / gaps``
+    steps (lags across them are then counted shorter than they are). None also when the times do not
     increase or are not finite (the samples are then taken as consecutive).
 
     Parameters
@@ -195,6 +197,9 @@ def time_positions(times: Any, max_step: int | None = None) -> np.ndarray | None
     if (k == 1).all():
         return None
     k = np.minimum(k, max(2, n // 2 + 1) if max_step is None else max_step)
+    gaps = int((k > 1).sum())
+    if k.sum() > 4 * n and max_step is None:  # many long gaps: keep the grid within 4x the samples
+        k = np.minimum(k, max(2, 3 * n // gaps))
     return np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
 
 
