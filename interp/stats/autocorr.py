@@ -30,6 +30,14 @@ was liberal (5.8% / 1.5% / 0.13%): it removes the very component that is tested.
 response to slow values therefore counts in its autocovariance, which costs power, not validity. Only the activity's autocovariance is estimated:
 the annotation enters as it is, so binary, categorical and heavy-tailed annotations need no model.
 
+Lags are counted in time where the samples' times are known (``positions``: their places on the
+recording's regular time grid, :func:`interp.stats.time_positions`): the series are laid on the grid
+with zeros in the gaps and the pairs of recorded samples at each lag are counted, so samples on
+either side of a gap enter at their true distance. Without ``groups``, the label statistics take the
+segments and positions from the recording itself (:func:`interp.stats.sample_layout`: its ``trial``
+and ``time`` coordinates). :func:`weighted_mean_variance` uses the same autocovariance for the
+variance of a weighted mean (the interval of a tuning-curve bin).
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(500, 3)); y = rng.normal(size=(500, 1))
