@@ -265,7 +265,7 @@ def to_markdown(rows: list[dict], command: str, seconds: float, commit: str | No
         "(see `benchmarks/calibration.py`). Per-test FPR: share of tests with p < 0.05 (tests of one data set share "
         "its annotations, so the interval over tests is too narrow by the design effect); any: share of data sets "
         "with at least one false label after BH-FDR at q = 0.05 (goal <= 5% + 2 SE). 95% Clopper-Pearson intervals. "
-        "tuning_curves: share of bins whose 95% bootstrap CI misses the true mean 0 (per bin, no family); "
+        "tuning_curves: share of bins whose 95% CI misses the true mean 0 (per bin, no family); "
         "phenomena: units flagged by a detector (thresholds, no p-values).",
         "",
         "Verdict: `calibrated` when the per-test FPR's interval with data sets as clusters (the tests of one data "
