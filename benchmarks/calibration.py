@@ -9,6 +9,9 @@ annotations independent of the units:
 * ``float_codes``: as continuous, but trial ids and targets are float codes (1.0, 2.0, ...);
 * ``gaps``: continuous in time, with 10-30 samples between trials that are not in the recording.
 
+Every recording has a ``time`` sample coordinate (0.1 s per sample; in ``gaps`` it jumps over the
+unrecorded samples) and its ``trial`` coordinate, as a loaded NWB file or epoched recording has.
+
 Annotations: ``target`` (4 reach targets, constant within trials, random order), ``reward`` (a
 per-trial flag), ``speed`` (time-varying AR(1)), ``direction`` (the target's angle). Labellers:
 ``label_recordings`` (the default path without trials, and with ``groups="trial"``), both through the CLI
@@ -61,6 +64,7 @@ def make_dataset(design: str, seed: int, units: int = UNITS, trials: int = TRIAL
     sizes = rng.integers(20, 46, trials) if design == "ragged" else np.full(trials, T)
     trial = np.repeat(np.arange(trials), sizes)
     n = int(sizes.sum())
+    clock = np.arange(n)  # sample times (0.1 s apart); gaps: the unrecorded samples between trials are skipped
     if design == "reset":
         X = np.concatenate([_ar1(int(m), units, rng) for m in sizes])
         speed = np.concatenate([_ar1(int(m), 1, rng) for m in sizes])[:, 0]
@@ -69,6 +73,7 @@ def make_dataset(design: str, seed: int, units: int = UNITS, trials: int = TRIAL
         keep = np.concatenate([np.r_[np.zeros(g, bool), np.ones(m, bool)] for g, m in zip(gaps, sizes)])
         X = _ar1(len(keep), units, rng)[keep]
         speed = _ar1(len(keep), 1, rng)[keep, 0]
+        clock = np.flatnonzero(keep)
     else:
         X = _ar1(n, units, rng)
         speed = _ar1(n, 1, rng)[:, 0]
@@ -79,7 +84,7 @@ def make_dataset(design: str, seed: int, units: int = UNITS, trials: int = TRIAL
         trial, target = trial + 1.0, target + 1.0
     return Activations(torch.tensor(X), ("sample", "unit"),
                        {"sample": {"trial": trial, "target": target, "reward": reward, "speed": speed,
-                                   "direction": direction},
+                                   "direction": direction, "time": clock * 0.1},
                         "unit": {"name": [f"u{i}" for i in range(units)]}},
                        {"source": f"null {design}"})
 
@@ -260,7 +265,7 @@ def to_markdown(rows: list[dict], command: str, seconds: float, commit: str | No
         "(see `benchmarks/calibration.py`). Per-test FPR: share of tests with p < 0.05 (tests of one data set share "
         "its annotations, so the interval over tests is too narrow by the design effect); any: share of data sets "
         "with at least one false label after BH-FDR at q = 0.05 (goal <= 5% + 2 SE). 95% Clopper-Pearson intervals. "
-        "tuning_curves: share of bins whose 95% bootstrap CI misses the true mean 0 (per bin, no family); "
+        "tuning_curves: share of bins whose 95% CI misses the true mean 0 (per bin, no family); "
         "phenomena: units flagged by a detector (thresholds, no p-values).",
         "",
         "Verdict: `calibrated` when the per-test FPR's interval with data sets as clusters (the tests of one data "

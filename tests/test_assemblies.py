@@ -131,3 +131,15 @@ def test_negative_dff_handling_and_bad_input(planted):
             find_assemblies(rec, **bad)
     with pytest.raises(InputTypeError):
         find_assemblies([[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("negative", ["clip", "shift"])
+def test_nmf_finds_a_planted_assembly_in_noisy_dff_not_its_complement(negative):
+    # dF/F below baseline half the time, one assembly of units 2, 5, 7: NMF on the shifted or clipped traces
+    # scaled by their SD returned the other nine units (its first component was the baselines)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(0, 0.3, (1500, 12))
+        X[np.ix_(rng.random(1500) < 0.05, [2, 5, 7])] += 3.0
+        found = find_assemblies(X, method="nmf", negative=negative, n_permutations=19, seed=seed)
+        assert found.members == [[2, 5, 7]], (seed, found.members)

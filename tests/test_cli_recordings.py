@@ -241,3 +241,21 @@ def test_compare_takes_groups_and_the_nan_policy(tmp_path, capsys):
     assert "--nan-policy drop" in capsys.readouterr().err
     assert main(args + ["--groups", "session", "--nan-policy", "drop"]) == 0
     assert pd.read_csv(tmp_path / "c.csv")["score"].item() > 0.9
+
+
+def test_decompose_groups_reports_the_fvu_on_held_out_trials(tmp_path, capsys):
+    import json
+
+    import interp
+
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 2)) @ rng.random((2, 6)) + 0.01 * rng.random((400, 6))  # rank 2, non-negative
+    rec = interp.data.from_numpy(X, trial=np.repeat(np.arange(20), 20))
+    rec.save(tmp_path / "r.safetensors")
+    base = ["decompose", str(tmp_path / "r.safetensors"), "--method", "nmf", "--n-components", "2", "--quiet",
+            "--out", str(tmp_path / "n.safetensors")]
+    assert main(base + ["--groups", "trial"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["heldout_groups"] == 4 and printed["heldout_fvu"] < 0.01  # 4 of 20 trials held out
+    assert main(base[:3] + ["assemblies", "--quiet", "--out", str(tmp_path / "a.html"), "--groups", "trial"]) == 2
+    assert "--groups holds out whole trials" in capsys.readouterr().err

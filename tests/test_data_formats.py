@@ -126,3 +126,18 @@ def test_celegans_canonical_names_identify_one_unit_per_worm():
         assert named.is_unique
     uradl = worms[3].coords["unit"].query("name == 'URADL'")
     assert uradl["canonical"].tolist() == ["URADL", ""] and uradl["confidence"].tolist() == [5.0, 3.0]
+
+
+def test_spike_times_outside_start_end_are_not_counted_in_the_edge_bins():
+    # bins are aligned on multiples of bin_size, so the first bin [0.0, 0.1) reaches before start=0.05 and the
+    # last [0.2, 0.3) past end=0.25: the spikes at 0.01 and 0.29 are outside [start, end] and must not count
+    rec = from_spike_times([[0.01, 0.06, 0.22, 0.29]], bin_size=0.1, start=0.05, end=0.25)
+    assert rec.numpy()[:, 0].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_phy_folder_without_spikes_is_a_named_error(tmp_path):
+    np.save(tmp_path / "spike_times.npy", np.zeros(0, np.uint64))
+    np.save(tmp_path / "spike_clusters.npy", np.zeros(0, np.int32))
+    (tmp_path / "params.py").write_text("sample_rate = 30000.0\n")
+    with pytest.raises(SchemaError, match="no spikes"):
+        load_phy(tmp_path, bin_size=0.5)

@@ -118,3 +118,25 @@ def test_two_column_annotation_is_tested_as_a_direction():
     found = re.match(r"velocity direction-tuned \(PD (\d+)°", t.loc[2, "label"])
     assert found and 80 <= int(found.group(1)) <= 100 and t.loc[2, "score"] > 0.5
     assert (t.drop(index=2)["label"] == "no significant behaviour tuning").all()
+
+
+def test_two_numeric_levels_are_binary_everywhere_like_two_labels():
+    import dataclasses
+
+    from interp.label import concept_test
+    from interp.label.phenomena import Phenomena
+
+    # {1, 2} (a MATLAB condition code) is two levels, like {"a", "b"} and {0, 1}: binary in the kinds and in
+    # concept_test, with the larger level as "true" (it was categorical in one path and broke the other)
+    for values in (np.array([1, 2, 2, 1]), np.array([1.0, 2.0, 2.0, 1.0]), np.array(["a", "b", "b", "a"])):
+        assert annotation_kind(values)[0] == "binary"
+    rng = np.random.default_rng(0)
+    code = np.repeat([1.0, 2.0], 50)
+    X = rng.normal(size=(100, 3))
+    X[code == 2.0, 1] += 2
+    res = concept_test(X, {"condition": code}, null="permutation", n_permutations=199)
+    f = res.frame
+    assert set(f["kind"]) == {"auroc"}
+    assert bool(f.loc[1, "significant"]) and f.loc[1, "direction"] == "+" and f.loc[1, "statistic"] > 0.8
+    # Phenomena.FLAGS is a class constant, not a dataclass field one could pass
+    assert "FLAGS" not in {fl.name for fl in dataclasses.fields(Phenomena)} and "dead" in Phenomena.FLAGS

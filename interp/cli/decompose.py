@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_recording(parser, annotations_help="sample coordinates the recording must have (checked; for a "
                                                  ".mat file, the variables with one value per sample)",
                         epochs_alias=False)  # --epochs is the SAE's passes over the data here
+    flags.add_groups(parser, help="recording files: the sample coordinate naming trials (e.g. trial); the estimator "
+                                  "is fit on four fifths of the trials and the FVU is also reported on the other "
+                                  "fifth (every fifth trial, in recording order: heldout_fvu)")
     flags.add_seed(parser)
     flags.add_device(parser)
     flags.add_progress(parser)
@@ -145,6 +148,21 @@ def _shift_or_clip(data, negative: str | None):
     return data.replace(data=x.to(data.data.dtype))
 
 
+def _split_trials(data, groups: str):
+    """``(fit, (held_out, n_held_out_trials))``: every fifth trial (in recording order) is held out."""
+    import numpy as np
+
+    from ..stats import resolve_groups
+
+    codes = resolve_groups(groups, data.shape[0], data)
+    G = int(codes.max()) + 1
+    if G < 5:
+        raise ConfigError(f"--groups {groups}: {G} trials; holding out a fifth of them needs at least 5")
+    held = codes % 5 == 4  # codes count trials in order of first appearance
+    return (data.isel(sample=np.flatnonzero(~held)),
+            (data.isel(sample=np.flatnonzero(held)), int(len(np.unique(codes[held])))))
+
+
 def _assemblies(data, args) -> int:
     from ..decompose.assemblies import find_assemblies
     from ..tensor import atomic_write
@@ -186,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--negative is for --method nmf and assemblies")
     if args.csv and args.method != "assemblies":
         raise ConfigError("--csv writes the assemblies table; the other methods print their metrics")
+    if args.groups is not None and (target.kind != "recording" or args.method == "assemblies"):
+        raise ConfigError("--groups holds out whole trials of a recording to report a held-out FVU; it is for recording "
+                          "files and the fitted methods (not assemblies, whose null shifts each unit in time)")
     estimator = build(args) if args.method != "assemblies" else None
+    heldout = None
     if target.kind == "store":
         reject_file_flags(args, f"{args.data} is an activation store")
         data = _store_data(target, args.sites)
@@ -198,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             return _assemblies(data, args)
         if args.method == "nmf":
             data = _shift_or_clip(data, args.negative)
+        if args.groups is not None:
+            data, heldout = _split_trials(data, args.groups)
     if args.method in ("snmf", "nmf"):
         if args.shard_latents:
             raise ConfigError("--shard-latents is for the SAE methods")
@@ -211,9 +235,14 @@ def run(args: argparse.Namespace) -> int:
     estimator.save(args.out)
     metrics = reconstruction_metrics(estimator, data)
     summary = dict(metrics.to_frame().iloc[0].to_dict().items())
+    if heldout is not None:
+        held, n_held = heldout
+        summary["heldout_fvu"] = float(reconstruction_metrics(estimator, held).fvu)
+        summary["heldout_groups"] = n_held
     print(json.dumps({"method": args.method, "out": str(args.out), **summary}, default=float))
-    if metrics.fvu >= 1:
-        print(f"warning: FVU {metrics.fvu:.3g} >= 1: the reconstruction is worse than predicting every unit's mean. "
+    worst = max(metrics.fvu, summary.get("heldout_fvu", 0.0))
+    if worst >= 1:
+        print(f"warning: FVU {worst:.3g} >= 1{' (held-out trials)' if worst > metrics.fvu else ''}: the reconstruction is worse than predicting every unit's mean. "
               f"Try more components (--n-components), more iterations (--max-iter / --epochs), or another method; "
               "for NMF on shifted data compare with --method snmf", file=sys.stderr)
     return 0

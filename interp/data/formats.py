@@ -170,7 +170,8 @@ def from_spike_times(spike_times: Sequence[Any], bin_size: float, *, start: floa
         raise ConfigError(f"end ({hi}) must be after start ({lo})")
     first, last = int(np.floor(lo / bin_size + 1e-9)), int(np.floor(hi / bin_size + 1e-9)) + 1
     edges = bin_size * np.arange(first, last + 1)
-    counts = np.stack([np.histogram(t, edges)[0] for t in trains], axis=1).astype(np.float32)
+    # the edge bins reach past [start, end] (they are aligned on multiples of bin_size): spikes there are not counted
+    counts = np.stack([np.histogram(t[(t >= lo) & (t <= hi)], edges)[0] for t in trains], axis=1).astype(np.float32)
     unit = pd.DataFrame({"name": [str(n) for n in names] if names is not None else [str(i) for i in range(len(trains))]})
     if len(unit) != len(trains):
         raise ConfigError(f"names has {len(unit)} entries for {len(trains)} units")
@@ -228,6 +229,8 @@ def load_phy(folder: str | os.PathLike, bin_size: float, *, qualities: Sequence[
     clusters = np.load(require_file(folder / "spike_clusters.npy", "spike_clusters.npy")).reshape(-1)
     if len(times) != len(clusters):
         raise SchemaError(f"spike_times.npy has {len(times)} spikes but spike_clusters.npy {len(clusters)}")
+    if not len(times):
+        raise SchemaError(f"{folder} has no spikes (spike_times.npy is empty); was the sorting run on this recording?")
     if sample_rate is None:
         params = folder / "params.py"
         if not params.is_file():

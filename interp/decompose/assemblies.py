@@ -18,10 +18,11 @@ populations" (J Neurosci Methods 220:149-166):
    every ``w``, so the test is valid (conservative) however ``w`` was chosen; the shifts keep each
    unit's autocorrelation (Harris 2020, "Nonsense correlations in neuroscience").
 
-Negative dF/F (``method="nmf"``): ``negative="clip"`` (default) sets values below zero to zero -- below
-baseline counts as silent, which keeps NMF's parts sparse; ``"shift"`` subtracts each unit's minimum
-(adds a baseline that NMF must then explain); ``"raise"`` refuses. Each unit is then divided by its
-standard deviation so that bright cells do not dominate the factorisation.
+Negative dF/F (``method="nmf"``): ``negative="clip"`` (default) and ``"shift"`` accept it, ``"raise"``
+refuses. NMF factorises each unit's excursions of more than one noise SD above its baseline (median),
+in units of its robust noise level (1.4826 MAD), so that neither bright cells nor baselines dominate:
+on raw shifted or clipped traces scaled by their SD the first component was the baselines, loading
+most on the non-members (it returned a planted assembly's complement).
 
 Example
 -------
@@ -147,6 +148,26 @@ def _nonnegative(x: np.ndarray, negative: str) -> np.ndarray:
     return x - x.min(0)
 
 
+def _excursions(data: np.ndarray) -> np.ndarray:
+    """What NMF factorises: each unit's activity above its baseline (median), in units of its noise (MAD).
+
+    NMF on the raw (shifted or clipped) traces spends its first component on the units' baselines, and
+    scaling by the standard deviation, which a member's events inflate, gives members the smallest
+    baselines: with one assembly the component's largest loadings were the non-members (the planted
+    assembly's complement). Excursions of more than one noise SD above the baseline, in units of a
+    robust noise level (1.4826 MAD), leave the co-active events as the non-negative structure (the
+    noise's positive half would otherwise form a component loading on every unit). ``negative``
+    then only decides whether negative values are accepted: both ``clip`` and ``shift`` give these
+    excursions.
+    """
+    base = np.median(data, axis=0)
+    noise = 1.4826 * np.median(np.abs(data - base), axis=0)
+    sd = data.std(0)
+    scale = np.where(noise > 0, noise, np.where(sd > 0, sd, 1.0))
+    above = np.clip((data - base) / scale - 1.0, 0, None)  # more than one noise SD above baseline
+    return above
+
+
 def _ica_patterns(z: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import FastICA
 
@@ -270,9 +291,8 @@ def find_assemblies(recording: Any, n_assemblies: int | str | None = None, metho
     elif method == "nmf":
         from .nmf import NMF
 
-        data = _nonnegative(x, negative)
-        sd = data.std(0)
-        data = data / np.where(sd > 0, sd, 1.0)
+        _nonnegative(x, negative)  # raises for negative="raise"
+        data = _excursions(x)
         nmf = NMF(n_components=k, init="nndsvda", max_iter=1000, seed=seed)
         codes = nmf.fit_transform(data)
         codes = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)

@@ -54,11 +54,13 @@ from ..stats import (
     benjamini_hochberg,
     null_indices,
     resolve_groups,
+    sample_layout,
     select_null,
     wald_p_value,
 )
 from ..tensor import Activations
-from .kinds import MissingAnnotationError
+from .enrichment import Enrichment, enrichment_test, neuron_class
+from .kinds import MissingAnnotationError, as_binary
 from .kinds import missing as _missing
 
 __all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
@@ -91,7 +93,7 @@ def _kind_of(values: np.ndarray, kind: str) -> str:
         if kind not in KINDS:
             raise ConfigError(f"kind must be 'auto' or one of {KINDS}, got {kind!r}")
         return kind
-    if values.dtype == bool or set(np.unique(values[~pd.isna(values)]).tolist()) <= {0, 1}:
+    if values.dtype == bool or len(pd.unique(values[~pd.isna(values)])) == 2:  # two levels: the larger is true
         return "auroc"
     if values.dtype.kind in "OUS" or (values.dtype.kind in "iu" and len(np.unique(values)) <= 12):
         return "mi"
@@ -240,7 +242,7 @@ def _annotations(annotations: Mapping[str, Any] | Sequence[Any] | np.ndarray, n:
 
 def _checked(kind: str, ann: np.ndarray) -> np.ndarray:
     if kind == "auroc":
-        ann = ann.astype(bool)
+        ann = as_binary(ann)
         if ann.all() or not ann.any():
             raise ConfigError("a binary annotation must have both true and false samples")
     if kind == "correlation" and np.std(ann.astype(float)) == 0:
@@ -267,17 +269,25 @@ def _columns(kind: str, ann: np.ndarray, categories: Any = None) -> np.ndarray:
     if kind == "correlation":
         return ann.astype(float)[:, None]
     if kind == "auroc":
-        return ann.astype(bool).astype(float)[:, None]
+        return as_binary(ann).astype(float)[:, None]
     cats = np.unique(ann) if categories is None else np.asarray(categories)
     return (ann[:, None] == cats[None, 1:]).astype(float)
 
 
-def _corrected(X: np.ndarray, ann: np.ndarray, kind: str, codes: np.ndarray | None,
-               categories: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _corrected(X: np.ndarray, ann: np.ndarray, kind: str, codes: np.ndarray | None, categories: Any = None,
+               layout: tuple = (None, None, "")) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Moments of the autocorrelation-corrected Wald test: the activity (ranks for AUROC and MI, whose
-    statistics are rank-based) against the annotation's design columns."""
+    statistics are rank-based) against the annotation's design columns. ``layout``: the recording's
+    own segments and time positions (:func:`interp.stats.sample_layout`); its segments stand in for
+    missing ``codes``."""
     act = X if kind == "correlation" else _rankdata(X)
-    return autocorrelated_moments(act, _columns(kind, _checked(kind, ann), categories), codes)
+    segments, positions, _ = layout
+    return autocorrelated_moments(act, _columns(kind, _checked(kind, ann), categories),
+                                  codes if codes is not None else segments, positions=positions)
+
+
+def _with_layout(reason: str, layout: tuple) -> str:
+    return f"{reason} ({layout[2]})" if layout[2] else reason
 
 
 def _pvalues(kind: str, obs: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,15 +372,18 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         raise ConfigError("every unit is constant over the samples; there is nothing to test")
     codes = resolve_groups(groups, n, source)
     nulls = _Nulls(n, codes, n_permutations, seed, min_shift, block_size)
+    layout = sample_layout(source, n, groups=codes)
     Xv = X[:, ~constant]
     rows, used = [], {}
     for name, values in anns.items():
         k = _kind_of(values, kind.get(name, "auto") if isinstance(kind, Mapping) else kind)
         chosen, const, reason = select_null(null, groups=codes, activity=Xv, values=values)
+        if chosen == EFFECTIVE_N:
+            reason = _with_layout(reason, layout)
         used.setdefault(chosen, reason)
         if chosen == EFFECTIVE_N:
             obs, _ = _observed_and_null(Xv, values, k, None, n_bins)
-            _, p = wald_p_value(*_corrected(Xv, values, k, codes))
+            _, p = wald_p_value(*_corrected(Xv, values, k, codes, layout=layout))
             effect = obs - (0.5 if k == "auroc" else 0.0)
         else:
             obs, null_stats = _observed_and_null(Xv, values, k, nulls(values, chosen, const), n_bins)
@@ -436,19 +449,21 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
         keep = (X.std(0) > 0) & np.array([bool(nm) and nm.lower() not in {"nan", "none", ""} for nm in names])
         codes = resolve_groups(groups if groups is None or isinstance(groups, str) else groups[i], X.shape[0], rec)
         choice = select_null(null, groups=codes, activity=X[:, keep], values=values)
-        prepared.append((X[:, keep], names[keep], values, codes, choice))
+        layout = sample_layout(rec, X.shape[0], groups=codes)
+        prepared.append((X[:, keep], names[keep], values, codes, choice, layout))
     # one test for the pool: where any recording needs the corrected test, every recording uses it
-    corrected = any(c[0] == EFFECTIVE_N for *_, c in prepared)
+    corrected = any(c[0] == EFFECTIVE_N for *_, c, _ in prepared)
     used: dict[str, str] = {}
     per_name_obs: dict[str, list[float]] = {}
     per_name_null: dict[str, list[Any]] = {}
-    categories = (np.unique(np.concatenate([v for _, _, v, _, _ in prepared])) if chosen_kind == "mi" else None)
-    for X, names, values, codes, (chosen, const, reason) in prepared:
+    categories = (np.unique(np.concatenate([p[2] for p in prepared])) if chosen_kind == "mi" else None)
+    for X, names, values, codes, (chosen, const, reason), layout in prepared:
         if corrected:
             if chosen != EFFECTIVE_N:
                 chosen, reason = EFFECTIVE_N, "another recording of the pool needs it (" + reason + ")"
+            reason = _with_layout(reason, layout)
             obs, _ = _observed_and_null(X, values, chosen_kind, None, 8)
-            s_, V, n_eff, _ = _corrected(X, values, chosen_kind, codes, categories)
+            s_, V, n_eff, _ = _corrected(X, values, chosen_kind, codes, categories, layout)
             parts = [(s_[j], V[j], n_eff[j]) for j in range(len(names))]
         else:
             idx = _Nulls(X.shape[0], codes, n_permutations, rng, min_shift, block_size)(values, chosen, const)
@@ -478,68 +493,6 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
     if not rows:
         raise InputTypeError("no unit names were found in enough recordings to pool")
     return _finish(pd.DataFrame(rows), alpha, "+".join(used), n_permutations, "; ".join(dict.fromkeys(used.values())))
-
-
-def neuron_class(name: str) -> str:
-    """C. elegans neuron class of a NeuroPAL name: drop a trailing L/R (``AVAL`` -> ``AVA``, ``RIML`` -> ``RIM``)."""
-    name = str(name).strip()
-    if len(name) >= 4 and name[-1] in "LR":
-        return name[:-1]
-    return name
-
-
-@dataclass
-class Enrichment(Result):
-    """Result of a hypergeometric enrichment test."""
-
-    population: int
-    in_class: int
-    selected: int
-    overlap: int
-    expected: float
-    p_value: float
-    overlap_names: list[str]
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row: population, in_class, selected, overlap, expected, p_value, overlap_names."""
-        return pd.DataFrame([self.__dict__])
-
-    def summary(self) -> str:
-        """Overlap against expectation and the p-value."""
-        return (f"{self.overlap} of {self.selected} selected names are in the classes ({self.expected:.1f} expected from "
-                f"{self.in_class} of {self.population}); hypergeometric p = {self.p_value:.3g}")
-
-    def plot(self, **kwargs: Any) -> Any:
-        """The overlap against its expectation under random selection (plotly bars)."""
-        import plotly.graph_objects as go
-
-        fig = go.Figure(go.Bar(x=["observed", "expected"], y=[self.overlap, self.expected],
-                               text=[", ".join(self.overlap_names[:8]), f"{self.expected:.1f}"], textposition="auto"))
-        return themed(fig, title=kwargs.get("title", f"Enrichment: hypergeometric p = {self.p_value:.3g}"),
-                      yaxis_title="selected names in the classes")
-
-
-def enrichment_test(selected: Sequence[str], population: Sequence[str], classes: Sequence[str],
-                    class_of: Any = neuron_class) -> Enrichment:
-    """Is ``selected`` (e.g. names labeled reversal-related) enriched for ``classes`` (e.g. AVA, AVE, RIM, AIB)?
-
-    One-sided hypergeometric test (``scipy.stats.hypergeom.sf``) over the distinct names of
-    ``population``: M names, K of them in the classes, N selected, x selected in the classes;
-    ``p = P(X >= x)``.
-    """
-    pop = sorted(set(map(str, population)))
-    sel = sorted(set(map(str, selected)))
-    missing = set(sel) - set(pop)
-    if missing:
-        raise MismatchError(f"selected names not in the population: {sorted(missing)[:5]}")
-    if not pop:
-        raise InputTypeError("the population of names is empty")
-    cls = set(classes)
-    in_class = [n for n in pop if class_of(n) in cls]
-    overlap = [n for n in sel if class_of(n) in cls]
-    M, K, N, x = len(pop), len(in_class), len(sel), len(overlap)
-    p = float(sps.hypergeom.sf(x - 1, M, K, N)) if N else 1.0
-    return Enrichment(M, K, N, x, K * N / M, p, overlap)
 
 
 def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[Any] | np.ndarray | str, *,

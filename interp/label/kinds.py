@@ -2,7 +2,8 @@
 
 An annotation (a behaviour, a trial condition, a stimulus) is tested differently by kind:
 
-* ``"binary"`` (two levels): AUROC of the unit's activity between the two;
+* ``"binary"`` (two levels: booleans, 0/1, two labels or two numbers such as 1/2; the larger level, in
+  text order for labels, is "true"): AUROC of the unit's activity between the two;
 * ``"categorical"`` (a few unordered levels: reach targets, stimulus classes): mutual information,
   scored by decoding;
 * ``"continuous"`` (speed, position): correlation;
@@ -33,8 +34,8 @@ import pandas as pd
 
 from ..errors import ConfigError, DimensionError, NaNError
 
-__all__ = ["KINDS", "TEST_OF", "annotation_kind", "annotation_values", "missing", "MissingAnnotationError",
-           "parse_kinds"]
+__all__ = ["KINDS", "TEST_OF", "annotation_kind", "annotation_values", "as_binary", "missing",
+           "MissingAnnotationError", "parse_kinds"]
 
 KINDS = ("binary", "categorical", "continuous", "circular")
 #: The concept-test statistic of each kind (circular annotations are tested by cosine tuning).
@@ -116,6 +117,31 @@ def parse_kinds(specs: Any) -> dict[str, str]:
     return out
 
 
+def as_binary(values: Any) -> np.ndarray:
+    """A two-level annotation as booleans: itself when boolean, else true where it takes the larger level
+    (numbers by value, labels in text order; missing values are false).
+
+    Parameters
+    ----------
+    values : array-like
+        One value per sample, two levels (missing values aside).
+
+    >>> as_binary([1, 2, 2, 1]).tolist()
+    [False, True, True, False]
+    """
+    v = np.asarray(values)
+    if v.dtype == bool:
+        return v
+    present = v[~missing(v)]
+    if present.dtype.kind in "OUS":
+        levels = sorted(pd.unique(present).tolist(), key=str)
+    else:
+        levels = sorted(pd.unique(present).tolist())
+    if len(levels) > 2:
+        raise ConfigError(f"a binary annotation has two levels, this one {len(levels)}")
+    return np.asarray(v == levels[-1], dtype=bool) if levels else np.zeros(len(v), bool)
+
+
 def annotation_kind(values: Any, declared: str | None = None, max_levels: int = 12) -> tuple[str, str]:
     """``(kind, why)`` of an annotation (missing values ignored); ``declared`` wins when given (checked).
 
@@ -150,6 +176,8 @@ def annotation_kind(values: Any, declared: str | None = None, max_levels: int = 
         return "categorical", f"{len(levels)} text labels"
     if len(levels) == 2 and set(levels.tolist()) <= {0, 1}:
         return "binary", "values 0 and 1"
+    if len(levels) == 2:  # two numbers are two levels, as two labels are: the larger one is "true"
+        return "binary", f"two levels {sorted(levels.tolist())} (the larger is true)"
     whole = present.dtype.kind in "biu" or bool(np.all(np.mod(present, 1) == 0))
     if whole and len(levels) <= max_levels:
         stored = "integers" if present.dtype.kind in "biu" else "category codes stored as floats"

@@ -11,9 +11,8 @@ the docstring says they come from the paper.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -366,8 +365,11 @@ class Phenomena(Result):
         One row per unit: the flag columns and the numbers behind them.
     notes : dict of str to str, optional
         Detectors that were skipped, and why.
-    FLAGS : sequence of str, optional
-        The flag columns in display order (a constant of the class, not meant to be passed).
+
+    Attributes
+    ----------
+    FLAGS : tuple of str
+        The flag columns in display order (a class constant, not a field).
 
     >>> ph = detect_phenomena(stats)          # doctest: +SKIP
     >>> print(ph.summary())                   # doctest: +SKIP
@@ -376,7 +378,7 @@ class Phenomena(Result):
     frame: pd.DataFrame
     notes: dict[str, str] = field(default_factory=dict)
 
-    FLAGS: Sequence[str] = ("dead", "massive", "token_detector", "ngram_detector", "positional", "prediction",
+    FLAGS: ClassVar[tuple[str, ...]] = ("dead", "massive", "token_detector", "ngram_detector", "positional", "prediction",
                             "suppression", "entropy", "enrichment", "depletion", "universal")
 
     def to_frame(self) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pandas as pd
 from ..errors import ConfigError, DimensionError, InputTypeError
 from ..tensor import Activations
 from .concepts import pooled_concept_test
-from .kinds import TEST_OF, annotation_kind, annotation_values, check_missing, missing, parse_kinds
+from .kinds import TEST_OF, annotation_kind, annotation_values, as_binary, check_missing, parse_kinds
 from .pipeline import LabelResult
 from .scoring import auroc
 from .spatial import place_fields
@@ -251,11 +251,7 @@ def _as_kind(values: np.ndarray, kind: str) -> np.ndarray:
     """Values as the test of ``kind`` reads them: booleans (binary: the larger level is true), floats
     (continuous, circular) or the category labels."""
     if kind == "binary":
-        present = values[~missing(values)]
-        if present.dtype == bool:
-            return values.astype(bool)
-        levels = sorted(pd.unique(present).tolist(), key=str) if present.dtype.kind in "OUS" else sorted(pd.unique(present))
-        return np.asarray(values == levels[-1], dtype=bool)
+        return as_binary(values)
     if kind in ("continuous", "circular"):
         return values.astype(np.float64)
     return values

@@ -30,6 +30,14 @@ was liberal (5.8% / 1.5% / 0.13%): it removes the very component that is tested.
 response to slow values therefore counts in its autocovariance, which costs power, not validity. Only the activity's autocovariance is estimated:
 the annotation enters as it is, so binary, categorical and heavy-tailed annotations need no model.
 
+Lags are counted in time where the samples' times are known (``positions``: their places on the
+recording's regular time grid, :func:`interp.stats.time_positions`): the series are laid on the grid
+with zeros in the gaps and the pairs of recorded samples at each lag are counted, so samples on
+either side of a gap enter at their true distance. Without ``groups``, the label statistics take the
+segments and positions from the recording itself (:func:`interp.stats.sample_layout`: its ``trial``
+and ``time`` coordinates). :func:`weighted_mean_variance` uses the same autocovariance for the
+variance of a weighted mean (the interval of a tuning-curve bin).
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(500, 3)); y = rng.normal(size=(500, 1))
@@ -50,7 +58,7 @@ from ..errors import DimensionError
 #: The estimated variance counts as ``DF_SCALE * n_eff`` degrees of freedom (chosen on null data, see above).
 DF_SCALE = 2.0
 
-__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald"]
+__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald", "weighted_mean_variance"]
 
 
 def _runs(codes: np.ndarray | None, n: int) -> list[tuple[int, int]] | None:
@@ -103,13 +111,90 @@ def lagged_products(Y: np.ndarray, runs: list[tuple[int, int]], max_lag: int) ->
     return within, total - within
 
 
+def _grid(A: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """Rows of ``A`` at ``positions`` of a zero-filled ``(size, ...)`` array (samples on the time grid)."""
+    out = np.zeros((size,) + A.shape[1:])
+    out[positions] = A
+    return out
+
+
+def _positions(positions: Any, n: int) -> np.ndarray:
+    if positions is None:
+        return np.arange(n)
+    pos = np.asarray(positions)
+    if pos.shape != (n,) or pos.dtype.kind not in "iu" or (n and pos[0] != 0) or (np.diff(pos) <= 0).any():
+        raise DimensionError(f"positions must be {n} strictly increasing integers from 0 (sample times on a regular "
+                             "grid, see interp.stats.time_positions)")
+    return pos.astype(np.int64)
+
+
+def _activity_autocovariance(X: np.ndarray, groups: Any, max_lag: int | None, positions: Any) -> tuple:
+    """The centred activity on the time grid, the runs and lags, and its truncated autocovariance:
+    ``(Xc, runs, L, positions, (t0, tw, tc, var_mean))`` (lag-0 variance, within- and across-run
+    autocovariances at lags ``1..L`` (zero past the truncation), variance of the mean)."""
+    n = X.shape[0]
+    pos = _positions(positions, n)
+    P = int(pos[-1]) + 1 if n else 0
+    codes = None if groups is None else np.asarray(groups)
+    runs = _runs(codes, n)
+    if runs is None:  # groups interleaved: no within/between split, one series
+        runs = [(0, n)]
+    runs = [(int(pos[a]), int(pos[b - 1]) + 1) for a, b in runs]  # on the time grid
+    L = int(min(P - 2, max(2, n // 2) if max_lag is None else max_lag))
+    Xc = _grid(X - X.mean(0), pos, P)
+    M = _grid(np.ones((n, 1)), pos, P)
+    # autocovariances of the activity: all pairs, pairs within one run, pairs across runs
+    S_all = _acov(Xc, L)  # (L+1, U)
+    N_all = np.rint(_acov(M, L)[:, 0])  # pairs of recorded samples at each lag
+    S_w = np.zeros_like(S_all)
+    N_w = np.zeros(L + 1)
+    for a, b in runs:
+        lag = min(L, b - a - 1)
+        S_w[: lag + 1] += _acov(Xc[a:b], lag)
+        N_w[: lag + 1] += np.rint(_acov(M[a:b], lag)[:, 0])
+    S_c = S_all - S_w
+    d = np.arange(L + 1)
+    N_c = N_all - N_w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g_w = np.where(N_w[:, None] > 0, S_w / N_w[:, None], np.nan)
+        g_c = np.where(N_c[:, None] > 0, S_c / N_c[:, None], np.nan)
+        g_all = np.where(N_all[:, None] > 0, S_all / N_all[:, None], np.nan)
+    g0 = g_all[0]
+    safe0 = np.where(g0 > 0, g0, 1.0)
+    # truncation: the first lag where the autocorrelation (within runs, or over all pairs) drops below 2/sqrt(n);
+    # lags without any pair of recorded samples (inside a gap) neither count nor truncate
+    thr = 2.0 / np.sqrt(n)
+    rho = np.fmax(g_w, g_all) / safe0
+    below = rho[1:] < thr  # (L, U); NaN (no pairs) is not below
+    first = np.where(below.any(0), below.argmax(0) + 1, L)  # lag index of the first small value
+    keep = (d[1:, None] <= first[None, :])  # (L, U): lags 1..first
+    gw, gc = np.nan_to_num(g_w[1:]), np.nan_to_num(g_c[1:])
+    t0 = g0
+    tw = np.where(keep, gw, 0.0) * (N_w[1:, None] > 0)
+    tc = np.where(keep, gc, 0.0) * (N_c[1:, None] > 0)
+    var_mean = np.maximum((n * t0 + 2 * (tw * N_w[1:, None] + tc * N_c[1:, None]).sum(0)) / n ** 2, t0 / n)
+    return Xc, runs, L, pos, (t0, tw, tc, var_mean)
+
+
 def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
-                           max_lag: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                           max_lag: int | None = None, positions: Any = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``(s, V, n_eff, rank)``: ``s = Y_c' X_c`` ``(U, K)``, its null covariance ``V`` ``(U, K, K)``, the
     effective sample size of each unit and the rank of ``Y`` (see the module docstring).
 
-    ``groups``: integer trial codes (contiguous runs of samples) or None (one series). Lags are taken
-    in the order of the samples.
+    Parameters
+    ----------
+    X, Y:
+        ``(n, U)`` activity and ``(n, K)`` design columns.
+    groups:
+        Integer trial (segment) codes, contiguous runs of samples, or None (one series): the
+        autocovariance is estimated separately within and across segments.
+    max_lag:
+        Largest lag (default: half the number of samples).
+    positions:
+        Each sample's place on a regular time grid (strictly increasing integers from 0, from
+        :func:`interp.stats.time_positions`): lags are then counted in time, and pairs of samples
+        across a gap in the recording enter at their true distance. None: samples are consecutive.
     """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
@@ -118,45 +203,9 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     n, U = X.shape
     if Y.shape[0] != n:
         raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
-    codes = None if groups is None else np.asarray(groups)
-    runs = _runs(codes, n)
-    if runs is None:  # groups interleaved: no within/between split, one series
-        runs = [(0, n)]
-    L = int(min(n - 2, max(2, n // 2) if max_lag is None else max_lag))
-    Xc = X - X.mean(0)
-    Yc = Y - Y.mean(0)
+    Xc, runs, L, pos, (t0, tw, tc, var_mean) = _activity_autocovariance(X, groups, max_lag, positions)
+    Yc = _grid(Y - Y.mean(0), pos, Xc.shape[0])
     s = Xc.T @ Yc  # (U, K)
-    # autocovariances of the activity: all pairs, pairs within one run, pairs across runs
-    S_all = _acov(Xc, L)  # (L+1, U)
-    S_w = np.zeros_like(S_all)
-    for a, b in runs:
-        lag = min(L, b - a - 1)
-        S_w[: lag + 1] += _acov(Xc[a:b], lag)
-    S_c = S_all - S_w
-    d = np.arange(L + 1)
-    N_all = (n - d).astype(float)
-    N_w = np.zeros(L + 1)
-    for a, b in runs:
-        m = b - a
-        N_w += np.clip(m - d, 0, None)
-    N_c = N_all - N_w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g_w = np.where(N_w[:, None] > 0, S_w / N_w[:, None], np.nan)
-        g_c = np.where(N_c[:, None] > 0, S_c / N_c[:, None], np.nan)
-        g_all = S_all / N_all[:, None]
-    g0 = g_all[0]
-    safe0 = np.where(g0 > 0, g0, 1.0)
-    # truncation: the first lag where the autocorrelation (within runs, or over all pairs) drops below 2/sqrt(n)
-    thr = 2.0 / np.sqrt(n)
-    rho = np.fmax(np.nan_to_num(g_w, nan=-np.inf), g_all) / safe0
-    below = rho[1:] < thr  # (L, U)
-    first = np.where(below.any(0), below.argmax(0) + 1, L)  # lag index of the first small value
-    keep = (d[1:, None] <= first[None, :])  # (L, U): lags 1..first
-    gw, gc = np.nan_to_num(g_w[1:]), np.nan_to_num(g_c[1:])
-    t0 = g0
-    tw = np.where(keep, gw, 0.0) * (N_w[1:, None] > 0)
-    tc = np.where(keep, gc, 0.0) * (N_c[1:, None] > 0)
-    var_mean = np.maximum((n * t0 + 2 * (tw * N_w[1:, None] + tc * N_c[1:, None]).sum(0)) / n ** 2, t0 / n)
     C_w, C_c = lagged_products(Yc, runs, L)
     C0 = C_w[0]
     sym_w = C_w[1:] + np.transpose(C_w[1:], (0, 2, 1))
@@ -166,6 +215,57 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
     n_eff = np.clip(n_eff, 1.0, n)
     rank = int(np.linalg.matrix_rank(C0)) if C0.size else 0
     return s, V, n_eff, rank
+
+
+def weighted_mean_variance(X: Any, W: Any, groups: Any = None, positions: Any = None,
+                           bias_correction: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(var, n_eff)``: the variance of ``W[:, k]' x`` ``(U, K)`` for each unit ``x`` of autocorrelated
+    activity ``X``, e.g. the mean of a unit over the samples of one bin of a tuning curve (``W``: the
+    bin's indicator over its count), and each unit's effective number of independent samples ``(U,)``
+    (of the whole series: the autocovariance behind ``var`` is estimated from all of it).
+
+    ``Var = sum_ij W_i W_j gamma(i - j)`` with the truncated autocovariance of the activity (within and
+    across trials or segments, lags in time; module docstring). Autocovariances of a series centred
+    on its own mean are biased low by about the variance of that mean (Bartlett 1946; Priestley
+    1981, §5.3); ``bias_correction`` adds it back to every lag in the window, the lag-0 term included.
+
+    Parameters
+    ----------
+    X:
+        ``(n, U)`` activity.
+    W:
+        ``(n, K)`` weights (each column, e.g., a bin's indicator divided by its count).
+    groups, positions:
+        Trials or segments, and the samples' places on the time grid (see :func:`autocorrelated_moments`).
+    bias_correction:
+        Add the variance of the overall mean back to the estimated autocovariances.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(400, 2)); w = np.full((400, 1), 1 / 400)
+    >>> var, n_eff = weighted_mean_variance(x, w)
+    >>> bool(np.allclose(var, 1 / 400, rtol=0.3))
+    True
+    """
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    W = np.asarray(W, dtype=float)
+    W = W[:, None] if W.ndim == 1 else W
+    if W.shape[0] != X.shape[0]:
+        raise DimensionError(f"the weights have {W.shape[0]} samples, the activity {X.shape[0]}")
+    _, runs, L, pos, (t0, tw, tc, var_mean) = _activity_autocovariance(X, groups, None, positions)
+    Wg = _grid(W, pos, int(pos[-1]) + 1)
+    C_w, C_c = lagged_products(Wg, runs, L)
+    dw = np.einsum("dkk->dk", C_w)  # (L+1, K): sum_i W_ik W_(i+d)k within runs
+    dc = np.einsum("dkk->dk", C_c)
+    if bias_correction:
+        inside = tw != 0  # the lags in the window
+        t0 = t0 + var_mean
+        tw = tw + np.where(inside, var_mean[None, :], 0.0)
+        tc = tc + np.where(tc != 0, var_mean[None, :], 0.0)
+    var = t0[:, None] * dw[0][None, :] + 2 * (tw.T @ dw[1:] + tc.T @ dc[1:])
+    var = np.maximum(var, 0.0)
+    n_eff = np.clip(np.where(var_mean > 0, t0 / np.where(var_mean > 0, var_mean, 1.0), X.shape[0]), 1.0, X.shape[0])
+    return var, n_eff
 
 
 def wald_p_value(s: np.ndarray, V: np.ndarray, n_eff: np.ndarray, rank: int | None = None
@@ -205,14 +305,15 @@ def wald_p_value(s: np.ndarray, V: np.ndarray, n_eff: np.ndarray, rank: int | No
     return W, np.where(np.isnan(W), np.nan, p)
 
 
-def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None = None
+def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None = None, positions: Any = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(W, p, n_eff)`` per column of ``X``: is it associated with the design columns ``Y``?
 
     ``X``: ``(n, U)`` activity; ``Y``: ``(n, K)`` values (centred here), e.g. one annotation, the
     indicators of all but one category, or ``cos, sin`` of an angle; ``groups``: trial codes of
-    contiguous trials (or None). See the module docstring.
+    contiguous trials (or None); ``positions``: the samples' places on a regular time grid (gaps), see
+    :func:`autocorrelated_moments`. See the module docstring.
     """
-    s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag)
+    s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag, positions)
     W, p = wald_p_value(s, V, n_eff, rank)
     return W, p, n_eff

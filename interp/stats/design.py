@@ -39,7 +39,7 @@ from ..errors import ConfigError, InvalidNullError
 from .nulls import NULLS, lag1_autocorrelation
 
 __all__ = ["EFFECTIVE_N", "TESTS", "constant_within", "boundary_correlation", "trial_serial_dependence",
-           "value_columns", "select_null"]
+           "value_columns", "select_null", "time_positions", "sample_layout"]
 
 #: The autocorrelation-corrected Wald test (:mod:`interp.stats.autocorr`), a valid test where no null is exact.
 EFFECTIVE_N = "effective_n"
@@ -205,3 +205,108 @@ def select_null(null: str = "auto", *, groups: np.ndarray | None = None, activit
         return EFFECTIVE_N, False, (f"the samples are autocorrelated (lag-1 r of the activity up to {r_act:.2f}, of the "
                                     f"values {r_val:.2f}) and no trials are given: autocorrelation-corrected Wald test")
     return "permutation", False, "samples are exchangeable (no autocorrelation in the activity or the values)"
+
+
+def time_positions(times: Any, max_step: int | None = None) -> np.ndarray | None:
+    """Each sample's place on the recording's regular time grid, or None when there is no gap.
+
+    The grid step is the median interval between samples; an interval of ``k`` steps (rounded, at
+    least 1, so jitter does not count) puts the next sample ``k`` places on. ``max_step`` caps a gap
+    (default: half the number of samples, the longest lag :mod:`interp.stats.autocorr` uses), so
+    one long pause between sessions does not make a huge grid, and where the gaps would still make the
+    grid more than 4x the samples (many trials far apart) each counts for at most ``3 n / gaps``
+    steps (lags across them are then counted shorter than they are). None also when the times do not
+    increase or are not finite (the samples are then taken as consecutive).
+
+    Parameters
+    ----------
+    times:
+        One time per sample, in recording order.
+    max_step:
+        The largest step a gap counts for.
+
+    >>> time_positions([0.0, 0.1, 0.2, 0.5, 0.6]).tolist()
+    [0, 1, 2, 5, 6]
+    """
+    t = np.asarray(times, dtype=float)
+    n = len(t)
+    if n < 3 or not np.isfinite(t).all():
+        return None
+    step = np.diff(t)
+    if (step <= 0).any():
+        return None
+    k = np.maximum(1, np.rint(step / np.median(step)))
+    if (k == 1).all():
+        return None
+    k = np.minimum(k, max(2, n // 2 + 1) if max_step is None else max_step)
+    gaps = int((k > 1).sum())
+    if k.sum() > 4 * n and max_step is None:  # many long gaps: keep the grid within 4x the samples
+        k = np.minimum(k, max(2, 3 * n // gaps))
+    return np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
+
+
+def sample_layout(source: Any, n: int, keep: np.ndarray | None = None, groups: np.ndarray | None = None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """``(segments, positions, note)``: what a recording says about its samples' order in time.
+
+    Used by the autocorrelation-corrected test when ``groups`` are not given: ``segments`` are the
+    recording's own ``trial`` sample coordinate (contiguous trials; the autocovariance is then
+    estimated within and across trials, so activity that restarts every trial is handled) or, without
+    one, the stretches between gaps of its ``time`` coordinate; ``positions`` place the samples on
+    the time grid (:func:`time_positions`) so lags are counted in time across gaps. Segments are not
+    treated as exchangeable trials (that needs ``groups=``). ``note`` says what was used ("" when
+    nothing).
+
+    Parameters
+    ----------
+    source:
+        An :class:`~interp.Activations` (anything else: nothing is known).
+    n:
+        Number of samples of ``source``.
+    keep:
+        Boolean mask of the samples analysed (the others are dropped; they leave a gap in time).
+    groups:
+        The trial codes the caller gave (of the kept samples), if any: they are the segments, and
+        only the time positions are read from the recording.
+    """
+    from ..tensor import Activations
+
+    if not isinstance(source, Activations) or source.shape[0] != n:
+        return None, None, ""
+    frame = source.coords.get(source.dims[0])
+    if frame is None:
+        return None, None, ""
+    sel = np.ones(n, bool) if keep is None else np.asarray(keep, bool)
+    notes = []
+    positions = None
+    if "time" in frame.columns:
+        try:
+            times = np.asarray(frame["time"], dtype=float)
+        except (TypeError, ValueError):
+            times = None
+        if times is not None:
+            full = time_positions(times)
+            if full is None and not sel.all():
+                full = np.arange(n)
+            if full is not None:
+                positions = full[sel] - full[sel][0] if sel.any() else None
+                if positions is not None and (np.diff(positions) > 1).any():
+                    notes.append("lags counted in time across the gaps of the 'time' coordinate")
+                else:
+                    positions = None
+    segments = None
+    if groups is not None:
+        return None, positions, "; ".join(notes)
+    if "trial" in frame.columns:
+        values = pd.Series(np.asarray(frame["trial"])[sel])
+        if not values.isna().any() and len(values):
+            codes = pd.factorize(values)[0].astype(np.int64)
+            change = np.flatnonzero(np.diff(codes) != 0) + 1
+            if len(np.unique(codes[np.r_[0, change]])) == len(change) + 1 and len(change) >= 1:
+                segments = codes
+                notes.append(f"autocorrelation estimated within and across the recording's {len(change) + 1} "
+                             "trials ('trial' coordinate; pass groups='trial' to permute trials)")
+    if segments is None and positions is not None:
+        segments = np.concatenate([[0], np.cumsum(np.diff(positions) > 1)]).astype(np.int64)
+        notes.append(f"the {int(segments[-1]) + 1} stretches between gaps as segments")
+    return segments, positions, "; ".join(notes)
