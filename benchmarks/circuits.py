@@ -259,6 +259,48 @@ def smollm2(lines: list[str], n: int, n_exact: int) -> None:
               ""]
 
 
+def speed(lines: list[str], n: int, rounds: int) -> None:
+    """Full-edge EAP on smollm2 IOI against a plain forward + backward pass, interleaved in one process, with
+    and without this tree's two savings (positions before the first differing token skipped in the gradient
+    products; the other run recorded without per-head q/k/v inputs), switched off by patching them out."""
+    import contextlib
+
+    from interp import engine
+    from patching.edges import _compute
+
+    model, clean, corrupted, metric = smollm2_task(n)
+    edge_attribution(model, clean, corrupted, metric)  # the once-per-model residual check
+    trim, writers_only = _compute._trim, _compute._writers_only
+
+    def plain() -> None:
+        engine.gradients(model, corrupted, ["blocks.0.hook_resid_pre"], metric)
+
+    def now() -> None:
+        edge_attribution(model, clean, corrupted, metric)
+
+    def before() -> None:
+        _compute._trim, _compute._writers_only = (lambda box: None), (lambda g, m: contextlib.nullcontext())
+        try:
+            edge_attribution(model, clean, corrupted, metric)
+        finally:
+            _compute._trim, _compute._writers_only = trim, writers_only
+    times: dict[str, list[float]] = {"pass": [], "eap": [], "eap before": []}
+    for _ in range(rounds):
+        for name, fn in (("pass", plain), ("eap", now), ("eap before", before)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    ratio = {k: sorted(a / b for a, b in zip(v, times["pass"])) for k, v in times.items() if k != "pass"}
+    mid = rounds // 2
+    lines += [f"## smollm2-135m full-edge EAP speed ({n} IOI prompts, {rounds} interleaved rounds)", "",
+              "Each round: one plain forward + backward pass (engine.gradients), one full-edge EAP call, one EAP call "
+              "with the two savings of this tree switched off (the gradient products over every position; the "
+              "other run recorded with per-head q/k/v inputs). Ratio to the pass of the same round: median "
+              "(range).", "", "| call | time / plain fwd+bwd pass |", "|---|---|"]
+    lines += [f"| {k} | {v[mid]:.2f} ({v[0]:.2f}-{v[-1]:.2f}) |" for k, v in ratio.items()]
+    lines += ["", f"Plain pass: median {sorted(times['pass'])[mid]:.2f} s.", ""]
+
+
 def transformer_lens(lines: list[str]) -> None:
     import tokenizers
     import transformers
@@ -339,13 +381,14 @@ def main() -> None:
     parser.add_argument("--skip-smollm2", action="store_true")
     parser.add_argument("--skip-induction", action="store_true")
     parser.add_argument("--skip-tl", action="store_true")
+    parser.add_argument("--speed", type=int, default=0, help="interleaved rounds of the EAP speed section (0: none)")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.n, args.out, args.edges_file)
         return
     torch.set_num_threads(1)
     lines = ["# Edge attribution and circuits", "",
-             f"Command: `python benchmarks/circuits.py --n {args.n} --n-exact {args.n_exact}`  ",
+             f"Command: `python benchmarks/circuits.py {' '.join(sys.argv[1:])}`  ",
              f"Commit: `{_commit()}`  ",
              f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread; times are wall-clock. "
              "Effects are denoising (clean into corrupted), positions summed unless said; CPR/CMD as MIB "
@@ -356,6 +399,8 @@ def main() -> None:
         transformer_lens(lines)
     if not args.skip_smollm2:
         smollm2(lines, args.n, args.n_exact)
+    if args.speed:
+        speed(lines, args.n, args.speed)
     if OUT.exists() and (args.skip_induction or args.skip_tl or args.skip_smollm2):
         lines = _merge(OUT.read_text(), lines)  # keep the sections of the last run that were skipped
     OUT.write_text("\n".join(lines) + "\n")
