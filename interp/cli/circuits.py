@@ -49,7 +49,7 @@ def top(text: str) -> tuple[str, float]:
             raise ValueError
         return ("n_edges", value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"give a percentage in (0%, 100%] or a number of edges >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"give a percentage in (0%, 100%] or a number of edges >= 1, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

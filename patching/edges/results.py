@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.errors import ConfigError
 from interp.results import Result
 
 from ._draw import draw
