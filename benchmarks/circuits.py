@@ -366,8 +366,14 @@ def _merge(old: str, lines: list[str]) -> list[str]:
     head, new = text.split("\n## ")[0], _sections(text)
     merged = {**_sections(old), **new}
     kept = [k for k in merged if k not in new]
-    commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
-    note = f"Sections not rerun ({', '.join(kept)}) are the previous run's, measured at {commit.strip()}."
+    earlier = [x for x in old.splitlines() if x.startswith("Sections not rerun")]
+    if earlier:  # the kept sections were measured by an even earlier run: keep its record
+        where = earlier[0].split(" are the previous run's, ", 1)[1].rstrip(".")
+    else:
+        commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
+        command = next((x for x in old.splitlines() if x.startswith("Command:")), "Command: unknown").split(":", 1)[1]
+        where = f"measured at {commit.strip()} by {command.strip()}"
+    note = f"Sections not rerun ({', '.join(kept)}) are the previous run's, {where}."
     return [head.rstrip("\n"), note, ""] + ["\n".join([merged[k], ""]) for k in merged]
 
 

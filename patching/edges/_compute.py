@@ -136,7 +136,7 @@ def _trim(box: list) -> None:
     gradient products then run over the positions that differ only. Checked on the deltas themselves, so a
     model that is not causal keeps every position."""
     d = box[0]
-    per_pos = d.abs().amax(dim=(0, 1, 3))
+    per_pos = torch.maximum(d.amax(dim=(0, 1, 3)), d.amin(dim=(0, 1, 3)).neg())  # max |delta| per position
     live = torch.nonzero(per_pos > ZERO_TOL * float(per_pos.max()) if per_pos.numel() else per_pos).flatten()
     first = int(live[0]) if live.numel() else 0
     if first:
@@ -204,6 +204,12 @@ def _fillers(model: nn.Module, graph: EdgeGraph, other: torch.Tensor, box: list)
         by_site.setdefault(w.site, []).append(i)
 
     def fill(act: torch.Tensor, idx: list[int]) -> None:
+        span = slice(idx[0], idx[-1] + 1)
+        heads = [graph.writers[i].head for i in idx]
+        if graph.layout == "split" and act.ndim == 4 and heads == list(range(act.shape[2])) \
+                and idx == list(range(span.start, span.stop)):  # every head of the site, in order: one copy
+            box[0][span] = other[span] - act.detach().permute(2, 0, 1, 3).float()
+            return
         live = writer_values(graph, model, {graph.writers[idx[0]].site: act.detach()}, idx)
         box[0][idx] = other[idx] - live
     return [Hook(site, lambda act, idx=idx: fill(act, idx), Phase.READ) for site, idx in by_site.items()]
