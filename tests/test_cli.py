@@ -77,7 +77,7 @@ def test_every_subcommand_has_one_module_and_documented_flags():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == set(SUBCOMMANDS) == {"capture", "label", "compare", "decompose", "study", "paths",
-                                                    "demo"}
+                                                    "circuits", "demo"}
     for name, p in sub.choices.items():
         assert SUBCOMMANDS[name].__name__ == f"interp.cli.{name}"
         parsers = [p] + [q for a in p._actions if a.dest == "action" for q in a.choices.values()]

@@ -60,6 +60,33 @@ def test_top_five_percent_circuit_is_faithful(induction, scores):
     assert circuit_faithfulness(model, clean, corrupted, metric, circuit) >= 0.8
 
 
+def test_circuit_selections_mib_topn_greedy_and_connected(induction, scores):
+    """MIB's top-5% circuit of induction-2l is empty after pruning (its 4 edges form no input -> logits path);
+    the connected selection keeps whole paths; a circuit of ~1/8 of the edges recovers 80%."""
+    import dataclasses
+
+    from patching.edges.select import prune
+
+    model, clean, corrupted, metric = induction
+    summed = dataclasses.replace(scores["eap-ig"], effect=scores["eap-ig"].scores, positions=None)
+    n = summed.graph.n_edges
+    top5 = summed.circuit(fraction=0.05)
+    assert top5.asked == int(0.05 * n) == 4 and top5.n_edges == 0 and top5.selection == "topn"
+    top = summed.top(4)  # heads' edges into the logits and input -> layer-0 edges: no path joins them
+    assert not any(src.startswith("a0.") and t.startswith("a1.") for src, t in zip(top.source, top.target))
+    assert summed.circuit(fraction=0.05, selection="greedy").n_edges == 0
+    conn = summed.circuit(fraction=0.05, selection="connected")
+    assert 4 <= conn.n_edges <= 6 and torch.equal(prune(summed.graph, conn.kept), conn.kept)
+    assert "a0.h0->a1.h0<k>" in conn or "a0.h0->a1.h1<k>" in conn
+    assert 0 < circuit_faithfulness(model, clean, corrupted, metric, conn) < 0.8
+    small = summed.circuit(fraction=0.15)
+    assert circuit_faithfulness(model, clean, corrupted, metric, small) >= 0.8
+    curve = patching.edges.mib_scores(model, clean, corrupted, metric, summed, selection="greedy")
+    assert curve.selection == "greedy" and curve.asked[5] == 4 and curve.n_edges[5] == 0
+    with pytest.raises(ConfigError, match="selection"):
+        summed.circuit(n_edges=3, selection="best")
+
+
 def test_eap_ig_tracks_exact_better_than_eap(scores):
     def r(a, b):
         return float(torch.corrcoef(torch.stack([a.reshape(-1), b.reshape(-1)]))[0, 1])

@@ -21,7 +21,7 @@ import sys
 from types import ModuleType
 
 from ..errors import InterpError
-from . import capture, compare, decompose, demo, label, paths, study
+from . import capture, circuits, compare, decompose, demo, label, paths, study
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "decompose": decompose,
     "study": study,
     "paths": paths,
+    "circuits": circuits,
     "demo": demo,
 }
 

@@ -36,7 +36,8 @@ from interp.results import Result, themed
 from .._plan import metric_name, metric_of, prepare_pair
 from ._compute import context, record, term, writer_values
 from .graph import EdgeGraph, build_graph
-from .results import Circuit, EdgeAttributionResult, prune, select_edges
+from .results import Circuit, EdgeAttributionResult
+from .select import choose
 
 __all__ = ["circuit_faithfulness", "mib_scores", "CircuitCurve", "MIB_FRACTIONS", "ABLATIONS"]
 
@@ -163,6 +164,8 @@ class CircuitCurve(Result):
     empty_value: float
     ablation: str = "patching"
     extra: dict[str, Any] = field(default_factory=dict)
+    selection: str = "topn"
+    asked: list[int] = field(default_factory=list)
 
     @property
     def cpr(self) -> float:
@@ -175,12 +178,15 @@ class CircuitCurve(Result):
         return _area(self.fractions, [abs(1.0 - f) for f in self.faithfulness])
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"method": self.method, "fraction": self.fractions, "n_edges": self.n_edges,
-                             "faithfulness": self.faithfulness})
+        frame = pd.DataFrame({"method": self.method, "fraction": self.fractions, "n_edges": self.n_edges,
+                              "faithfulness": self.faithfulness})
+        if self.asked:
+            frame.insert(2, "asked", self.asked)
+        return frame
 
     def summary(self) -> str:
         pairs = ", ".join(f"{f:g}: {v:.3f}" for f, v in zip(self.fractions, self.faithfulness))
-        return (f"{self.method} circuits of {self.metric} ({self.ablation} ablation): CPR {self.cpr:.4f} (higher is "
+        return (f"{self.method} circuits of {self.metric} ({self.selection} selection, {self.ablation} ablation): CPR {self.cpr:.4f} (higher is "
                 f"better), CMD {self.cmd:.4f} (lower is better)\n  faithfulness by fraction of edges: {pairs}")
 
     def plot(self, title: str | None = None) -> Any:
@@ -207,11 +213,31 @@ def _area(x: Sequence[float], y: Sequence[float]) -> float:
 
 def mib_scores(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[torch.Tensor], torch.Tensor],
                result: EdgeAttributionResult, fractions: Sequence[float] = MIB_FRACTIONS, *,
-               ablation: str = "patching", absolute: bool = True, batch_size: int | None = None) -> CircuitCurve:
+               ablation: str = "patching", absolute: bool = True, batch_size: int | None = None,
+               selection: str = "topn") -> CircuitCurve:
     """Faithfulness of the pruned top-``fraction`` circuits of ``result`` and MIB's CPR / CMD over them.
 
-    As MIB's ``evaluate_area_under_curve``: circuit ``k`` keeps ``int(fraction * n_edges)`` edges by ``|effect|``
-    (``absolute``), pruned of edges off input->logits paths, every other edge ablated (``ablation``).
+    As MIB's ``evaluate_area_under_curve``: circuit ``k`` takes ``int(fraction * n_edges)`` edges by ``|effect|``
+    (``absolute``) -- ``selection="topn"`` as MIB's default ``apply_topn``, ``"greedy"`` as its
+    ``apply_greedy`` option, ``"connected"`` ours (:mod:`patching.edges.select`) --, pruned of edges off
+    input->logits paths, every other edge ablated (``ablation``). The x axis is the fraction asked, as MIB.
+
+    Parameters
+    ----------
+    model, clean, corrupted, metric
+        As :func:`patching.edges.edge_attribution`.
+    result : EdgeAttributionResult
+        The scores to rank edges by.
+    fractions : sequence of float
+        Circuit sizes (MIB's ten by default).
+    ablation : str
+        ``"patching"``, ``"mean"`` or ``"zero"``.
+    absolute : bool
+        Rank by ``|effect|``.
+    batch_size : int, optional
+        Prompts per pass.
+    selection : str
+        ``"topn"``, ``"greedy"`` or ``"connected"``.
     """
     clean, corrupted = prepare_pair(model, clean, corrupted)
     graph = build_graph(model)
@@ -219,7 +245,8 @@ def mib_scores(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[t
         raise ConfigError("the result was computed on another graph (its edges differ from this model's)")
     scores = result.scores
     fractions = sorted(float(f) for f in fractions)
-    masks = [prune(graph, select_edges(scores, None, f, absolute)) for f in fractions]
+    chosen = [choose(graph, scores, None, f, absolute, selection) for f in fractions]
+    masks = [m for m, _ in chosen]
     empty = torch.zeros(graph.n_edges, dtype=torch.bool)
     with context(graph, model):
         full, values = _batched(model, graph, clean, corrupted, metric, [*masks, empty], ablation, batch_size)
@@ -228,4 +255,4 @@ def mib_scores(model: nn.Module, clean: Any, corrupted: Any, metric: Callable[[t
         raise ConfigError("the full model and the empty circuit give the same metric; faithfulness is undefined")
     faith = [(v - none) / (full - none) for v in values[:-1]]
     return CircuitCurve(result.method, metric_name(metric), fractions, [int(m.sum()) for m in masks], faith, full,
-                        none, ablation)
+                        none, ablation, selection=selection, asked=[a for _, a in chosen])

@@ -17,53 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp.errors import ConfigError
 from interp.results import Result
 
 from ._draw import draw
 from .graph import EdgeGraph
+from .select import choose, prune, select_edges
 
 __all__ = ["EdgeAttributionResult", "Circuit", "select_edges", "prune"]
-
-
-def select_edges(effect: torch.Tensor, n_edges: int | None, fraction: float | None, absolute: bool) -> torch.Tensor:
-    """Boolean mask of the top ``n_edges`` cells (or ``int(fraction * cells)``, as MIB) of ``effect``."""
-    if (n_edges is None) == (fraction is None):
-        raise ConfigError("give exactly one of n_edges and fraction")
-    flat = effect.reshape(-1).double()
-    if fraction is not None:
-        if not 0 <= fraction <= 1:
-            raise ConfigError(f"fraction must be in [0, 1], got {fraction}")
-        n_edges = int(fraction * flat.numel())
-    n = max(0, min(int(n_edges), flat.numel()))
-    key = flat.abs() if absolute else flat
-    key = torch.where(torch.isnan(key), torch.full_like(key, -torch.inf), key)  # unmeasured edges (exact, edges=) last
-    mask = torch.zeros(flat.numel(), dtype=torch.bool)
-    if n:
-        mask[torch.argsort(key, descending=True, stable=True)[:n]] = True
-    return mask.reshape(effect.shape)
-
-
-def prune(graph: EdgeGraph, kept: torch.Tensor) -> torch.Tensor:
-    """Drop kept edges whose source is not reached from ``input`` or whose target does not reach ``logits``
-    through kept edges (EAP-IG's pruning); ``kept`` is ``[edge]`` or ``[edge, pos]``."""
-    edge_kept = kept if kept.ndim == 1 else kept.any(dim=1)
-    forward, backward = {"input"}, {"logits"}
-    for s, site in enumerate(graph.sites):
-        sl = graph.edge_slice(s)
-        block = edge_kept[sl].reshape(len(site.names), site.n_up)
-        for j in range(len(site.names)):
-            if any(graph.writers[u].name in forward for u in torch.nonzero(block[j]).flatten().tolist()):
-                forward.update(site.nodes[j])
-    for s in reversed(range(len(graph.sites))):
-        site = graph.sites[s]
-        block = edge_kept[graph.edge_slice(s)].reshape(len(site.names), site.n_up)
-        for j in range(len(site.names)):
-            if any(n in backward for n in site.nodes[j]):
-                backward.update(graph.writers[u].name for u in torch.nonzero(block[j]).flatten().tolist())
-    ok = torch.tensor([graph.writers[u].name in forward and any(n in backward for n in graph.sites[s].nodes[j])
-                       for u, s, j in graph.edges], dtype=torch.bool)
-    return kept & (ok if kept.ndim == 1 else ok[:, None])
 
 
 def _frame(graph: EdgeGraph, effect: torch.Tensor, positions: list[int] | None,
@@ -173,15 +133,24 @@ class EdgeAttributionResult(Result):
         key = frame["effect"].abs() if absolute else frame["effect"]
         return frame.loc[key.sort_values(ascending=False, kind="stable").index[:n_edges]].reset_index(drop=True)
 
-    def circuit(self, n_edges: int | None = None, fraction: float | None = None, absolute: bool = True) -> Circuit:
+    def circuit(self, n_edges: int | None = None, fraction: float | None = None, absolute: bool = True,
+                selection: str = "topn") -> Circuit:
         """The top edges (by ``|effect|`` when ``absolute``) as a graph, pruned of edges off input->logits paths.
 
-        Exactly one of ``n_edges`` and ``fraction`` (of all edges, or of all edge x position cells when
-        positions are kept; ``int(fraction * n)`` as MIB).
+        Parameters
+        ----------
+        n_edges, fraction : int or float, optional
+            Exactly one: how many edges (or edge x position cells when positions are kept), or which fraction
+            of them (``int(fraction * n)`` as MIB).
+        absolute : bool
+            Rank by ``|effect|``.
+        selection : str
+            ``"topn"`` (MIB's ``apply_topn``, then pruned: may keep fewer), ``"greedy"`` (EAP-IG's
+            ``apply_greedy`` from the logits, then pruned) or ``"connected"`` (top edges until ``n`` survive
+            pruning); see :mod:`patching.edges.select`.
         """
-        chosen = select_edges(self.effect, n_edges, fraction, absolute)
-        return Circuit(self.graph, prune(self.graph, chosen), self.effect, self.positions, self.method,
-                       asked=int(chosen.sum()))
+        kept, asked = choose(self.graph, self.effect, n_edges, fraction, absolute, selection)
+        return Circuit(self.graph, kept, self.effect, self.positions, self.method, asked=asked, selection=selection)
 
     def to_json(self, path: str | os.PathLike, circuit: Circuit | None = None) -> None:
         """Write every edge and its score in the EAP-IG/MIB graph format (``in_graph`` from ``circuit``).
@@ -241,6 +210,7 @@ class Circuit(Result):
     positions: list[int] | None = None
     method: str = ""
     asked: int = 0
+    selection: str = "topn"
 
     @property
     def edge_mask(self) -> torch.Tensor:
@@ -285,8 +255,8 @@ class Circuit(Result):
 
     def summary(self) -> str:
         nodes = [n for n in self.nodes() if n not in ("input", "logits")]
-        return (f"circuit of {self.n_edges} of {self.kept.numel()} edges ({self.method}; {self.asked} selected, "
-                f"{self.asked - self.n_edges} pruned off input->logits paths); {len(nodes)} nodes: "
+        return (f"circuit of {self.n_edges} of {self.kept.numel()} edges ({self.method}, {self.selection} selection; "
+                f"{self.asked} asked, {self.n_edges} on input->logits paths); {len(nodes)} nodes: "
                 + ", ".join(nodes[:12]) + (" ..." if len(nodes) > 12 else ""))
 
     def plot(self, title: str | None = None) -> Any:

@@ -97,6 +97,27 @@ def test_gqa_eap_equals_eap_by_hand(built):
                                atol=1e-5, rtol=0)
 
 
+def test_shared_prefix_positions_are_skipped_exactly(built, monkeypatch):
+    """Prompts that differ late only: the gradient products run over the differing positions (the deltas
+    before them are zero) and every score still equals EAP by hand, summed and by position."""
+    from patching.edges import _compute
+
+    b = built("llama-gqa")
+    ex = make_example(b, n=2)
+    corrupted = ex.clean.clone()
+    corrupted[:, -2] = ex.corrupted[:, -2]
+    graph = build_graph(b.model)
+    firsts = []
+    trim = _compute._trim
+    monkeypatch.setattr(_compute, "_trim", lambda box: (trim(box), firsts.append(box[1] if len(box) > 1 else 0)))
+    for by in (None, "position"):
+        res = edge_attribution(b.model, ex.clean, corrupted, ex.metric, method="eap", by=by)
+        hand = _hand_eap(b.model, graph, corrupted, ex.clean, ex.metric, by is not None)
+        torch.testing.assert_close(res.effect, hand, atol=1e-5, rtol=0)
+        assert float(hand.abs().max()) > 1e-3
+    assert firsts == [ex.clean.shape[1] - 2] * 2
+
+
 def _hand_path_patching(model, graph, base, other, metric):
     """One forward pass per edge: reader v's input (its head slot) gets writer u's other-run minus base value."""
     with engine.split_inputs(model):
