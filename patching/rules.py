@@ -40,12 +40,19 @@ from torch import nn
 
 from interp import engine
 from interp.engine import Hook, Phase
+from interp.engine.attention import (
+    CALLS,
+    NAME,
+    attention_configs,
+    attention_methods,
+    detached_pattern_attention,
+    detached_pattern_method,
+)
 from interp.errors import ConfigError, closest
 
-from interp.engine.attention import (CALLS, NAME, attention_configs, attention_methods, detached_pattern_attention,
-                                     detached_pattern_method)
 from ._moe import moe_overrides
-from .relp_cover import attention_gates, inner_modules, uncovered as uncovered_parts
+from .relp_cover import attention_gates, inner_modules
+from .relp_cover import uncovered as uncovered_parts
 from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",

@@ -19,7 +19,6 @@ import torch
 import interp
 from interp import engine
 from interp.errors import SiteError
-
 from tests.conformance.families import build
 
 TOKENS = torch.tensor([[1, 5, 6, 7, 8, 9, 10]])

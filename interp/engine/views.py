@@ -342,6 +342,14 @@ def head_expectations(model: Any, layer: int | None = None) -> dict[str, tuple[i
     qk_rope_head_dim``, values ``v_head_dim``, keys and values are expanded to every head; grouped-query
     attention: ``k`` and ``v`` have ``num_key_value_heads`` heads. ``d_head`` is None where no config gives a
     single value: the probe pass then reads it off the hook (:func:`head_view` checks the heads only).
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        The bridge (its ``cfg`` and the wrapped model's Hugging Face ``config``).
+    layer : int, optional
+        The block whose attention is described; None reads the model-wide values (``d_head`` None where
+        the layers differ).
     """
     cfg = model.cfg
     hf = layer_config(getattr(getattr(model, "original_model", None), "config", None), layer)
@@ -360,7 +368,21 @@ def head_expectations(model: Any, layer: int | None = None) -> dict[str, tuple[i
 
 def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, int | None], what: str) -> View:
     """The view of a per-head site seen with ``shape`` on a probe of one input of ``pos`` positions
-    (``expected``: heads and d_head; d_head None: any width per head)."""
+    (``expected``: heads and d_head; d_head None: any width per head).
+
+    Parameters
+    ----------
+    site : str
+        The site's name, for the refusal's reason.
+    shape : tuple of int
+        The site's shape on the probe.
+    pos : int
+        The probe's number of positions.
+    expected : tuple of (int, int or None)
+        ``(heads, d_head)`` from :func:`head_expectations`; d_head None accepts any width per head.
+    what : str
+        Which heads, ``"attention"`` or ``"key/value"``, for the refusal's reason.
+    """
     heads, d = expected
     if len(shape) != 4:
         return IDENTITY
@@ -379,7 +401,17 @@ def head_view(site: str, shape: tuple[int, ...], pos: int, expected: tuple[int, 
 
 def neuron_view(site: str, shape: tuple[int, ...], d_mlp: int | None) -> View:
     """The MLP neuron hook of a dense block must have ``d_mlp`` units (its last axis): the width the MLP's output
-    projection reads (:func:`interp.engine.sites.mlp_width`); None: no single width is known, refused."""
+    projection reads (:func:`interp.engine.sites.mlp_width`); None: no single width is known, refused.
+
+    Parameters
+    ----------
+    site : str
+        The site's name, for the refusal's reason.
+    shape : tuple of int
+        The site's shape on the probe.
+    d_mlp : int or None
+        The MLP's width (:func:`interp.engine.sites.mlp_width`); None refuses the site.
+    """
     if d_mlp is not None and shape and shape[-1] == d_mlp:
         return IDENTITY
     known = (f"whose last axis is not the MLP's width d_mlp = {d_mlp} (the input width of its output projection): "

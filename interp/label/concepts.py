@@ -163,6 +163,19 @@ class ConceptTests(Result):
     ``p_value``, ``q_value``, ``significant`` (q < alpha) and ``direction`` ("+" / "-"; empty for MI,
     which says that activity depends on the categories, not in which direction). ``null`` names the
     null (``"group"``, ``"circular"``, ``"block"``, ``"permutation"``) and ``reason`` why it was used.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The rows described above.
+    alpha : float
+        The FDR level of ``significant``.
+    null : str
+        The null (or test) used.
+    n_permutations : int
+        Null draws per test.
+    reason : str
+        Why the null was chosen.
     """
 
     frame: pd.DataFrame
@@ -176,7 +189,15 @@ class ConceptTests(Result):
         return self.frame.copy()
 
     def significant(self, concept: str | None = None, direction: str | None = None) -> pd.DataFrame:
-        """Rows with q < alpha (optionally one concept and one direction), strongest first."""
+        """Rows with q < alpha (optionally one concept and one direction), strongest first.
+
+        Parameters
+        ----------
+        concept : str, optional
+            Keep one concept's rows.
+        direction : {"+", "-"}, optional
+            Keep one direction (MI rows have none).
+        """
         f = self.frame[self.frame["significant"]]
         if concept is not None:
             f = f[f["concept"] == concept]
@@ -203,7 +224,13 @@ class ConceptTests(Result):
         return "\n".join(lines)
 
     def plot(self, concept: str | None = None, **kwargs: Any):
-        """Effect vs -log10 p per unit (a volcano plot), significant units highlighted."""
+        """Effect vs -log10 p per unit (a volcano plot), significant units highlighted.
+
+        Parameters
+        ----------
+        concept : str, optional
+            Plot one concept's rows (default all); ``title=`` in ``kwargs`` sets the title.
+        """
         import plotly.express as px
 
         f = self.frame if concept is None else self.frame[self.frame["concept"] == concept]
@@ -417,10 +444,28 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
     The pooled statistic of a name is the mean of its per-recording statistics (over the recordings
     where it was identified); the null reorders each recording's annotation independently (circular
     shifts by default for these time series; whole trials with ``groups``) and averages the same way,
-    so a name seen in 5 worms is tested against a 5-worm null. ``annotation`` is a sample coordinate
-    name of every recording or one array per recording; ``groups`` a sample coordinate name (e.g.
-    ``"trial"``) or one label array per recording. Names seen in fewer than ``min_recordings``
-    recordings are dropped. Unidentified units (empty or missing name) are skipped.
+    so a name seen in 5 worms is tested against a 5-worm null; unidentified units are skipped.
+
+    Parameters
+    ----------
+    recordings : Sequence[Activations]
+        The recordings (individuals) pooled.
+    annotation : str or Sequence[numpy.ndarray]
+        A sample-coordinate name of every recording, or one array per recording.
+    by : str
+        The unit coordinate that identifies a unit across recordings.
+    kind : str
+        As for :func:`concept_test` (one kind for the pool).
+    null, n_permutations, min_shift, block_size
+        As for :func:`concept_test`, applied per recording.
+    groups : str or Sequence, optional
+        A sample-coordinate name (``"trial"``) or one label array per recording.
+    min_recordings : int
+        Names seen in fewer recordings are dropped.
+    alpha : float
+        The FDR level.
+    seed : int
+        Seed of the null draws.
     """
     if not recordings:
         raise InputTypeError("no recordings to pool")
@@ -503,12 +548,12 @@ def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[An
 
     For every category, AUROC of the unit's response for that category's samples vs all others, with
     FDR over units x categories. A unit is labeled selective for a category when q < alpha and
-    AUROC > 0.5. ``categories``: one label per sample or a sample-coordinate name of ``acts``.
+    AUROC > 0.5.
 
-    The null follows :func:`concept_test`: with ``groups`` (trials) whole trials swap their
-    categories, which is what makes the test valid on time series cut into trials (single-sample
-    permutation flags most units of an untuned autocorrelated recording); without groups a time
-    series gets circular shifts and independent stimuli a permutation.
+    The null follows :func:`concept_test`: with ``groups`` (trials) whole trials swap their categories,
+    which makes the test valid on time series cut into trials (a single-sample permutation flags most
+    units of an untuned autocorrelated recording); without groups time series get circular shifts and
+    independent stimuli a permutation.
 
     >>> import numpy as np
     >>> cats = np.repeat(["face", "body", "object"], 30)
@@ -516,6 +561,19 @@ def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[An
     >>> t = category_selectivity(X, cats, n_permutations=200)
     >>> t.significant(direction="+")[["unit", "concept"]].values.tolist()
     [[2, 'face']]
+
+    Parameters
+    ----------
+    acts : Activations or numpy.ndarray
+        ``(sample, unit)`` activity.
+    categories : array_like or str
+        One label per sample, or a sample-coordinate name of ``acts``.
+    groups, null, n_permutations, min_shift, block_size
+        The null's design (trials, null, draws, smallest shift, block size), as in :func:`concept_test`.
+    alpha : float
+        The FDR level (over units x categories).
+    seed : int
+        Seed of the null draws.
     """
     X, _ = _matrix(acts)
     if isinstance(categories, str):

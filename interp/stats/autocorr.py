@@ -313,6 +313,19 @@ def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None 
     indicators of all but one category, or ``cos, sin`` of an angle; ``groups``: trial codes of
     contiguous trials (or None); ``positions``: the samples' places on a regular time grid (gaps), see
     :func:`autocorrelated_moments`. See the module docstring.
+
+    Parameters
+    ----------
+    X : array_like
+        ``(n, U)`` activity.
+    Y : array_like
+        ``(n, K)`` design columns (centred here).
+    groups : array_like, optional
+        Integer codes of contiguous trials, or None (one series).
+    max_lag : int, optional
+        Largest lag (default: half the number of samples).
+    positions : array_like, optional
+        The samples' places on a regular time grid (:func:`interp.stats.time_positions`); None: consecutive.
     """
     s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag, positions)
     W, p = wald_p_value(s, V, n_eff, rank)

@@ -153,7 +153,29 @@ def circuit_faithfulness(model: nn.Module, clean: Any, corrupted: Any, metric: C
 
 @dataclass
 class CircuitCurve(Result):
-    """Faithfulness of the top-edge circuits of one attribution over circuit sizes, with MIB's CPR and CMD."""
+    """Faithfulness of the top-edge circuits of one attribution over circuit sizes, with MIB's CPR and CMD.
+
+    Parameters
+    ----------
+    method, metric : str
+        The attribution method and the metric's name.
+    fractions : list of float
+        The fractions of edges asked for (MIB's x axis).
+    n_edges : list of int
+        Edges each circuit kept after pruning.
+    faithfulness : list of float
+        ``(m(circuit) - m(empty)) / (m(full) - m(empty))`` per circuit.
+    full_value, empty_value : float
+        The metric with every edge live, and with none.
+    ablation : {"patching", "mean", "zero"}
+        What an ablated edge carries.
+    extra : dict
+        Method details.
+    selection : {"topn", "greedy", "connected"}
+        How the edges were chosen (:mod:`patching.edges.select`).
+    asked : list of int
+        Edges each circuit selected before pruning.
+    """
 
     method: str
     metric: str

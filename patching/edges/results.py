@@ -202,7 +202,25 @@ class EdgeAttributionResult(Result):
 
 @dataclass
 class Circuit(Result):
-    """A set of edges (``kept``: mask over edges, or edge x position cells) of an edge graph."""
+    """A set of edges (``kept``: mask over edges, or edge x position cells) of an edge graph.
+
+    Parameters
+    ----------
+    graph : EdgeGraph
+        The model's edge graph.
+    kept : torch.Tensor
+        Boolean mask over edges (or edge x position cells).
+    effect : torch.Tensor
+        The attribution scores the circuit was chosen from.
+    positions : list of int, optional
+        The positions of ``effect``'s second axis (None: summed over positions).
+    method : str
+        The attribution method.
+    asked : int
+        Edges selected before pruning.
+    selection : {"topn", "greedy", "connected"}
+        How they were chosen.
+    """
 
     graph: EdgeGraph
     kept: torch.Tensor

@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import torch
 
 import patching
 
