@@ -81,11 +81,11 @@ def _from_array(x: Any, what: str, one_d: str) -> torch.Tensor:
         values = np.asarray(x)
         if one_d == "refuse":
             raise DimensionError(f"{what} must be 2-D (n_samples, n_features); got a 1-D array of {len(values)} "
-                                 "values. Reshape it: x[:, None] for one feature, x[None, :] for one sample")
+                                 "values. Reshape your data: x[:, None] for one feature, x[None, :] for one sample")
         x = values[:, None]
     try:
         arr = check_array(x, accept_sparse=False, dtype=[np.float64, np.float32], ensure_all_finite=False,
-                          ensure_min_samples=0, ensure_min_features=0, input_name=what)
+                          input_name=what)
     except (TypeError, ValueError) as exc:
         if "could not convert" in str(exc):
             raise InputTypeError(f"{what} must be numeric: {exc}") from exc
@@ -131,15 +131,17 @@ def as_matrix(x: Any, *, what: str = "X", features: str = "rest", one_d: str = "
         if t.ndim == 1:
             if one_d == "refuse":
                 raise DimensionError(f"{what} must be 2-D (n_samples, n_features); got a 1-D tensor of "
-                                     f"{t.shape[0]} values. Reshape it: x[:, None] for one feature, x[None, :] "
+                                     f"{t.shape[0]} values. Reshape your data: x[:, None] for one feature, x[None, :] "
                                      "for one sample")
             t = t[:, None]
     else:
         t = _from_array(x, what, one_d)
     if t.ndim != 2:
         raise DimensionError(f"{what} must be 2-D (n_samples, n_features); got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise DimensionError(f"{what} is empty: shape {tuple(t.shape)}; it needs at least one sample and feature")
+    for axis, name in ((0, "sample"), (1, "feature")):
+        if t.shape[axis] == 0:  # scikit-learn's wording (its estimator checks look for it)
+            raise DimensionError(f"Found array with 0 {name}(s) (shape={tuple(t.shape)}) while a minimum of 1 is "
+                                 f"required: {what} is empty")
     if dtype is None:
         dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
     t = t.to(device=device if device is not None else t.device, dtype=dtype)

@@ -54,8 +54,9 @@ def test_bad_inputs_are_named():
     with pytest.raises(NaNError, match="1 NaN/inf values in 1 of 2"):
         as_matrix(np.array([[1.0, np.nan], [2.0, 3.0]]))
     assert as_matrix(np.array([[1.0, np.nan], [2.0, 3.0]]), nan_policy="drop").shape == (2, 1)
-    with pytest.raises(DimensionError, match="empty"):
-        as_matrix(np.zeros((0, 3)))
+    for empty in (np.zeros((0, 3)), torch.zeros(4, 0)):
+        with pytest.raises(DimensionError, match=r"Found array with 0 (sample|feature)\(s\)"):
+            as_matrix(empty)
     with pytest.raises(InputTypeError):
         as_matrix({"blocks.0": np.zeros((2, 2))})
     with pytest.raises(InputTypeError):

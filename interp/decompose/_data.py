@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._matrix import as_matrix as _as_matrix
 from ..errors import ConfigError, DimensionError, InputTypeError, NaNError, named_array_error
 from ..tensor import Activations
 
@@ -76,24 +77,27 @@ def checked_array(X: Any, what: str = "X") -> np.ndarray:
 
 def as_matrix(X: Any, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
               what: str = "X") -> torch.Tensor:
-    """A finite 2-D ``(n_samples, n_features)`` tensor from an Activations, tensor or array."""
-    if isinstance(X, Activations):
-        data = _unit_last(X).data
-    elif isinstance(X, torch.Tensor):
-        data = X
-    elif isinstance(X, np.ndarray) or is_array_like(X):
-        data = torch.from_numpy(np.ascontiguousarray(checked_array(X, what)))
-    else:
+    """A finite 2-D ``(n_samples, n_features)`` tensor from an Activations, tensor or array: the library's one
+    matrix boundary (:func:`interp._matrix.as_matrix`) with units as the features (``features="unit"``: other
+    dims become samples) and 1-D input refused, as scikit-learn refuses it for an estimator's ``X``.
+
+    Parameters
+    ----------
+    X : Activations, torch.Tensor, numpy.ndarray or array-like
+        The data (a store or minibatch iterable goes through :func:`minibatches` instead).
+    dtype : torch.dtype, optional
+        The result's dtype (default float32).
+    device : str or torch.device, optional
+        The result's device; None keeps a tensor's device.
+    what : str, optional
+        Its name in error messages.
+    """
+    if not isinstance(X, (Activations, torch.Tensor, np.ndarray)) and not is_array_like(X):
         _refuse_mapping(X, what)
         raise InputTypeError(
             f"{what} must be an interp.Activations, a torch.Tensor or a numpy.ndarray; got {type(X).__name__}"
         )
-    if data.ndim != 2:
-        raise DimensionError(f"{what} must be 2-D (n_samples, n_features); got shape {tuple(data.shape)}")
-    if data.shape[0] == 0 or data.shape[1] == 0:
-        raise DimensionError(f"{what} is empty: shape {tuple(data.shape)}")
-    data = data.detach().to(device=device if device is not None else data.device, dtype=dtype)
-    return check_finite(data, what)
+    return _as_matrix(X, what=what, features="unit", one_d="refuse", dtype=dtype, device=device)
 
 
 def _refuse_mapping(X: Any, what: str) -> None:
