@@ -1,14 +1,18 @@
-"""Capture and store benchmarks (issue: Foundation).
+"""Capture and store benchmarks (issues: Foundation; 23 "Close to the floor").
 
 Prints, in one run:
 
-1. capture of all 30 ``blocks.*.mlp.hook_post`` sites of ``smollm2-135m`` vs a plain forward pass
-   (goal: at most 1.15x) and vs ``run_with_cache`` with a names filter (goal: at most 1.0x);
+1. capture of all 30 ``blocks.*.mlp.hook_post`` sites of ``smollm2-135m`` (and of the 4 sites of a random
+   4-layer width-256 Llama) in interleaved rounds against a plain bridge forward, the wrapped Hugging Face
+   model's forward and ``run_with_cache`` of the same sites, both to the logits and stopping early (ours
+   after the last site, ``run_with_cache`` with ``stop_at_layer=n_layers``); per-round ratios, median
+   [min-max] (issue 23's goals: to the logits <= 1.00x ``run_with_cache`` and <= 1.05x a plain forward on
+   smollm2, <= 1.10x on the small model);
 2. peak RSS while streaming ``--tokens`` tokens of those sites to the store (goal: under 4 GB at 200k);
 3. store write and random-minibatch read throughput vs a plain NumPy memmap (goal: at least 0.8x)
    and vs Hugging Face ``datasets``.
 
-Run: ``.venv/bin/python benchmarks/capture.py [--tokens 200000] [--device cuda]``
+Run: ``.venv/bin/python benchmarks/capture.py [--tokens 200000] [--device cuda] [--overhead-only --threads 1]``
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def head_to_head(model, name, pairs, kind, rounds, tl_rounds, tl_layers=None):
             times[key].append((time.perf_counter() - t) * (scale if key == "tl" else 1))
             print(name, kind, key, round(times[key][-1], 2), flush=True)
     ref = values["tl"]
-    chosen = torch.as_tensor(cells.layer.isin(tl_cells.layer).to_numpy())
+    chosen = torch.as_tensor(cells.layer.isin(tl_cells.layer).to_numpy().copy())
     diff = float((values["ours"].values.reshape(-1)[chosen] - ref.double()).abs().max())
     med = {k: statistics.median(v) for k, v in times.items()}
     span = {k: f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}] (n={len(v)})" for k, v in times.items()}
