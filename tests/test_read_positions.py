@@ -120,3 +120,10 @@ def test_what_each_metric_declares():
                                ld(logits))
     with pytest.raises(interp.errors.ConfigError):
         metrics.loss(torch.zeros(2, 5, dtype=torch.long)).at_read_positions()
+
+
+def test_positions_for_another_batch_are_a_named_error(llama):
+    model, clean, corrupted = llama
+    metric = metrics.logit_diff(5, 9, pos=torch.tensor([11, 8]))  # two positions for three prompts
+    with pytest.raises(interp.errors.DimensionError):
+        patching.activation_patching(model, clean, corrupted, metric, "resid_pre")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import DimensionError
 from .hooks import Hook, hooked, observe_modules, overridden
 from .inputs import forward
 from .sites import is_bridge, site_names
@@ -109,6 +110,9 @@ class ReadPositions:
                 return x.narrow(1, positions % x.shape[1], 1)
             per = positions.to(x.device)
             if len(per) != x.shape[0]:
+                if x.shape[0] % len(per):
+                    raise DimensionError(f"the metric reads {len(per)} positions (one per example) but the batch "
+                                         f"has {x.shape[0]} rows; give one position per example")
                 reps = x.shape[0] // len(per)
                 per = per.repeat(reps) if copy_major else per.repeat_interleave(reps)
             return x[torch.arange(x.shape[0], device=x.device), per][:, None]
