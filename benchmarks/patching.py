@@ -186,8 +186,8 @@ def scaling(model, name, lengths, batch, rounds):
                          _ours=statistics.median(times[True]), _no_cut=statistics.median(times[False])))
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    slope = {}
-    for col in ("_ours", "_no_cut"):
+    slope = {"_ours": float("nan"), "_no_cut": float("nan")}
+    for col in (("_ours", "_no_cut") if len(lengths) > 1 else ()):
         x = [math.log(v) for v in table.seq_len]
         y = [math.log(v) for v in table[col]]
         mx, my = sum(x) / len(x), sum(y) / len(y)
