@@ -1,14 +1,18 @@
-"""Capture and store benchmarks (issue: Foundation).
+"""Capture and store benchmarks (issues: Foundation; 23 "Close to the floor").
 
 Prints, in one run:
 
-1. capture of all 30 ``blocks.*.mlp.hook_post`` sites of ``smollm2-135m`` vs a plain forward pass
-   (goal: at most 1.15x) and vs ``run_with_cache`` with a names filter (goal: at most 1.0x);
+1. capture of all 30 ``blocks.*.mlp.hook_post`` sites of ``smollm2-135m`` (and of the 4 sites of a random
+   4-layer width-256 Llama) in interleaved rounds against a plain bridge forward, the wrapped Hugging Face
+   model's forward and ``run_with_cache`` of the same sites, both to the logits and stopping early (ours
+   after the last site, ``run_with_cache`` with ``stop_at_layer=n_layers``); per-round ratios, median
+   [min-max] (issue 23's goals: to the logits <= 1.00x ``run_with_cache`` and <= 1.05x a plain forward on
+   smollm2, <= 1.10x on the small model);
 2. peak RSS while streaming ``--tokens`` tokens of those sites to the store (goal: under 4 GB at 200k);
 3. store write and random-minibatch read throughput vs a plain NumPy memmap (goal: at least 0.8x)
    and vs Hugging Face ``datasets``.
 
-Run: ``.venv/bin/python benchmarks/capture.py [--tokens 200000] [--device cuda]``
+Run: ``.venv/bin/python benchmarks/capture.py [--tokens 200000] [--device cuda] [--overhead-only --threads 1]``
 """
 
 from __future__ import annotations
@@ -65,32 +69,103 @@ class PeakRSS:
         self.thread.join()
 
 
-def bench_capture_overhead(model, tokens: torch.Tensor, repeats: int) -> dict[str, float]:
-    sites = resolve_sites(model, "blocks.*.mlp.hook_post")
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Time every function once per round, rounds interleaved (the order rotates each round):
+    ``{name: [seconds of each round]}``. One warm-up call each first."""
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fns[name]()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def ratio(stats: dict, a: str, b: str) -> str:
+    """The per-round ratios ``a / b`` (same round, back to back): median [min-max]."""
+    r = [x / y for x, y in zip(stats[a], stats[b])]
+    return f"{statistics.median(r):.3f}x [{min(r):.3f}-{max(r):.3f}]"
+
+
+def small_model(device: str):
+    """A random 4-layer width-256 Llama (4 heads of 64, MLP 1024, smollm2's tokenizer and vocabulary 49152)
+    wrapped in a bridge like smollm2-135m."""
+    import transformers
+
+    from interp.models.hf import bridge_model
+
+    _, tok = interp.models.load("smollm2-135m")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                                   tie_word_embeddings=True, attn_implementation="eager")
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    model, _ = bridge_model(hf, tok, device=device)
+    return model
+
+
+def bench_capture_overhead(model, tokens: torch.Tensor, repeats: int, sites_glob: str = "blocks.*.mlp.hook_post"
+                           ) -> dict[str, tuple[float, float, float]]:
+    """Interleaved rounds: a plain bridge forward, the wrapped HF model's forward, capture to the logits
+    and stopping after the last site, and ``run_with_cache`` of the same sites both ways."""
+    sites = resolve_sites(model, sites_glob)
     wanted = set(sites)
     batch = tokens.shape[0]
+    hf = getattr(model, "original_model", None)
 
     def plain():
         with torch.no_grad():
             model(tokens)
 
-    def ours():
+    def hf_plain():
+        with torch.no_grad():
+            hf(tokens)
+
+    def ours_stop():
         with torch.no_grad():
             interp.capture(model, tokens, sites, batch_size=batch, progress=False, out_device=tokens.device)
 
-    def ours_full():  # same work as the plain pass: the forward runs to the logits
+    def ours_full():  # same work as the plain pass: the forward runs to the logits, which are kept
         with torch.no_grad():
-            interp.capture(model, tokens, sites, batch_size=batch, progress=False, out_device=tokens.device, keep_outputs=True)
+            interp.capture(model, tokens, sites, batch_size=batch, progress=False, out_device=tokens.device,
+                           keep_outputs=True)
 
-    def tl_cache():
+    def cache_full():
         with torch.no_grad():
             model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
 
-    t_plain, t_ours, t_cache = timed(plain, repeats), timed(ours, repeats), timed(tl_cache, repeats)
-    t_full = timed(ours_full, repeats)
-    return {"sites": len(sites), "plain_s": t_plain, "ours_s": t_ours, "ours_full_s": t_full, "run_with_cache_s": t_cache,
-            "ours_vs_plain": t_ours / t_plain, "ours_full_vs_plain": t_full / t_plain,
-            "ours_vs_run_with_cache": t_ours / t_cache}
+    def cache_stop():  # stops before the final norm and the unembedding
+        with torch.no_grad():
+            model.run_with_cache(tokens, names_filter=lambda n: n in wanted, stop_at_layer=model.cfg.n_layers)
+
+    fns = {"plain": plain, "ours_full": ours_full, "run_with_cache": cache_full, "ours_stop": ours_stop,
+           "run_with_cache_stop": cache_stop}
+    if hf is not None:
+        fns["hf_plain"] = hf_plain
+    stats = interleaved(fns, repeats)
+    stats["sites"] = len(sites)  # type: ignore[assignment]
+    return stats
+
+
+def print_overhead(name: str, stats: dict, shape: tuple[int, int], repeats: int) -> None:
+    times = ", ".join(f"{k} {statistics.median(v):.3f}s [{min(v):.3f}-{max(v):.3f}]" for k, v in stats.items()
+                      if k != "sites")
+    print(f"[capture overhead] {name}: {stats['sites']} sites, batch {shape[0]} x {shape[1]} tokens, "
+          f"{torch.get_num_threads()} thread(s), {repeats} interleaved rounds, medians [min-max]: {times}")
+    print(f"[capture overhead] {name}: per-round ratios, median [min-max]:")
+    print(f"[capture overhead] {name}: ours-to-logits/run_with_cache {ratio(stats, 'ours_full', 'run_with_cache')} "
+          f"(goal <= 1.00); ours-to-logits/plain {ratio(stats, 'ours_full', 'plain')} (goal <= 1.05 smollm2, "
+          f"<= 1.10 small); ours-stop/run_with_cache-stop {ratio(stats, 'ours_stop', 'run_with_cache_stop')}; "
+          f"ours-stop/plain {ratio(stats, 'ours_stop', 'plain')}"
+          + (f"; plain bridge/HF forward {ratio(stats, 'plain', 'hf_plain')}; ours-to-logits/HF forward "
+             f"{ratio(stats, 'ours_full', 'hf_plain')}" if "hf_plain" in stats else ""))
 
 
 def bench_streaming(model, tok, n_tokens: int, seq_len: int, batch_size: int, root: Path, dtype: torch.dtype) -> dict[str, float]:
@@ -179,7 +254,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workdir", default=None, help="where the store is written (default: a temp dir)")
     parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--skip-small", action="store_true", help="no 4-layer width-256 model")
+    parser.add_argument("--overhead-only", action="store_true", help="only the capture-overhead comparisons")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     print(f"machine: {psutil.cpu_count()} cores, {cpu}; torch {torch.__version__}; device {args.device}")
@@ -190,12 +270,13 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
         tokens = torch.randint(100, model.cfg.d_vocab, (8, args.seq_len), generator=torch.Generator().manual_seed(1)).to(args.device)
-        over = bench_capture_overhead(model, tokens, args.repeats)
-        print(f"[capture overhead] {over['sites']} sites, batch 8 x {args.seq_len} tokens: plain {over['plain_s']:.3f}s, "
-              f"ours {over['ours_s']:.3f}s (stops after the last site), ours to the logits {over['ours_full_s']:.3f}s, "
-              f"run_with_cache {over['run_with_cache_s']:.3f}s -> ours/plain {over['ours_vs_plain']:.3f}x, "
-              f"ours-to-logits/plain {over['ours_full_vs_plain']:.3f}x (goal <= 1.15), "
-              f"ours/run_with_cache {over['ours_vs_run_with_cache']:.3f}x (goal <= 1.0)")
+        print_overhead("smollm2-135m", bench_capture_overhead(model, tokens, args.repeats), tuple(tokens.shape), args.repeats)
+        if not args.skip_small:
+            small = small_model(args.device)
+            print_overhead("llama-4l-w256", bench_capture_overhead(small, tokens, args.repeats), tuple(tokens.shape),
+                           args.repeats)
+        if args.overhead_only:
+            return
         if not args.skip_stream:
             st = bench_streaming(model, tok, args.tokens, args.seq_len, args.batch_size, root, getattr(torch, args.store_dtype))
             print(f"[streaming] {st['tokens']} tokens x 30 sites x 1536 ({args.store_dtype}) in {st['seconds']:.1f}s "

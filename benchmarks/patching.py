@@ -107,6 +107,94 @@ def compare(model, name, pairs, kinds, layers=None, repeats=1):
     return rows
 
 
+def head_to_head(model, name, pairs, kind, rounds, tl_rounds, tl_layers=None):
+    """TL vs ours with and without the read-position cut on one resid sweep, interleaved: each round runs
+    ours (cut), ours (no cut) and, in the first ``tl_rounds`` rounds, TL. Medians [min-max] of the rounds.
+
+    ``tl_layers``: TL patches the cells of these layers only and its time is scaled by ``all cells / its
+    cells`` (TL runs one full forward pass per cell, so its time is linear in the cells; an extrapolation,
+    reported as such); the values are compared on those cells."""
+    import statistics
+
+    import transformer_lens.patching as tlp
+
+    metric = pairs.metric()
+    layers = list(range(model.cfg.n_layers))
+    cells = pd.DataFrame([(la, p) for la in layers for p in range(pairs.clean.shape[1])], columns=["layer", "pos"])
+
+    tl_cells = cells if tl_layers is None else cells[cells.layer.isin(tl_layers)].reset_index(drop=True)
+    scale = len(cells) / len(tl_cells)
+
+    def reference():
+        _, cache = model.run_with_cache(pairs.clean)
+        return tlp.generic_activation_patch(model, pairs.corrupted, cache, metric, tlp.layer_pos_patch_setter, kind,
+                                            index_df=tl_cells)
+
+    def ours(cut):
+        return lambda: patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, kind,
+                                                    read_positions=cut)
+
+    fns = {"ours": ours(True), "ours_no_cut": ours(False), "tl": reference}
+    times = {k: [] for k in fns}
+    values = {}
+    for r in range(rounds):
+        for key in (["tl"] if r < tl_rounds else []) + (["ours", "ours_no_cut"] if r % 2 == 0 else ["ours_no_cut", "ours"]):
+            t = time.perf_counter()
+            values[key] = fns[key]()
+            times[key].append((time.perf_counter() - t) * (scale if key == "tl" else 1))
+            print(name, kind, key, round(times[key][-1], 2), flush=True)
+    ref = values["tl"]
+    chosen = torch.as_tensor(cells.layer.isin(tl_cells.layer).to_numpy().copy())
+    diff = float((values["ours"].values.reshape(-1)[chosen] - ref.double()).abs().max())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    span = {k: f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}] (n={len(v)})" for k, v in times.items()}
+    return dict(model=name, site=kind, cells=len(cells), tl_cells=len(tl_cells), batch=len(pairs),
+                seq_len=pairs.clean.shape[1],
+                tl_s=span["tl"], ours_s=span["ours"], ours_no_cut_s=span["ours_no_cut"],
+                speedup=round(med["tl"] / med["ours"], 1), speedup_no_cut=round(med["tl"] / med["ours_no_cut"], 1),
+                cut_gain=round(med["ours_no_cut"] / med["ours"], 2), max_abs_diff=f"{diff:.1e}")
+
+
+def scaling(model, name, lengths, batch, rounds):
+    """Sweep time vs sequence length T (random tokens, the second half corrupted at its first token, a
+    logit difference at the last position): ours with and without the read-position cut, interleaved rounds;
+    the exponent is the slope of log(median time) on log(T)."""
+    import math
+    import statistics
+
+    from patching import metrics
+
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for t in lengths:
+        clean = torch.randint(100, model.cfg.d_vocab, (batch, t), generator=gen)
+        corrupted = clean.clone()
+        corrupted[:, t // 2] = (clean[:, t // 2] + 1) % model.cfg.d_vocab
+        metric = metrics.logit_diff(torch.arange(batch) + 5, torch.arange(batch) + 50)
+        times = {True: [], False: []}
+        for r in range(rounds + 1):  # the first round warms up and is dropped
+            for cut in ((True, False) if r % 2 == 0 else (False, True)):
+                t0 = time.perf_counter()
+                res = patching.activation_patching(model, clean, corrupted, metric, "resid_pre", read_positions=cut)
+                if r:
+                    times[cut].append(time.perf_counter() - t0)
+        rows.append(dict(model=name, seq_len=t, batch=batch, patched=res.extra["resid_pre"]["cells"]
+                         - res.extra["resid_pre"]["skipped"], shared_prefix=res.extra["resid_pre"]["shared_prefix"],
+                         ours_s=f"{statistics.median(times[True]):.3f} [{min(times[True]):.3f}-{max(times[True]):.3f}]",
+                         no_cut_s=f"{statistics.median(times[False]):.3f} [{min(times[False]):.3f}-{max(times[False]):.3f}]",
+                         cut_gain=round(statistics.median(times[False]) / statistics.median(times[True]), 2),
+                         _ours=statistics.median(times[True]), _no_cut=statistics.median(times[False])))
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    slope = {"_ours": float("nan"), "_no_cut": float("nan")}
+    for col in (("_ours", "_no_cut") if len(lengths) > 1 else ()):
+        x = [math.log(v) for v in table.seq_len]
+        y = [math.log(v) for v in table[col]]
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        slope[col] = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+    return table.drop(columns=["_ours", "_no_cut"]), slope
+
+
 def markdown(table: pd.DataFrame) -> str:
     """A markdown table without the optional 'tabulate' dependency."""
     head = "| " + " | ".join(map(str, table.columns)) + " |"
@@ -134,7 +222,21 @@ def main() -> None:
     parser.add_argument("--smollm2-layers", default="all", help="comma list or 'all'")
     parser.add_argument("--skip-smollm2", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    parser.add_argument("--head-to-head", action="store_true",
+                        help="only smollm2's 30-layer resid_pre sweep: TL vs ours with/without the read cut, interleaved")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of ours (--head-to-head, --scaling)")
+    parser.add_argument("--tl-rounds", type=int, default=1, help="rounds that also run TL (--head-to-head)")
+    parser.add_argument("--tl-layers", default=None, help="comma list: TL patches these layers only, its time "
+                        "scaled to all cells (--head-to-head; an extrapolation, for loaded machines)")
+    parser.add_argument("--scaling", default=None, help="comma list of sequence lengths: sweep time vs T on a 4-layer "
+                        "width-256 Llama (vocabulary 49152)")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.head_to_head or args.scaling:
+        extra_main(args)
+        return
 
     rows = []
     model, _ = interp.models.load("induction-2l")
@@ -179,6 +281,27 @@ Speed-up (geometric mean over rows): {float(torch.tensor(table.speedup.tolist())
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
+
+
+def extra_main(args) -> None:
+    """``--head-to-head`` / ``--scaling``: print a markdown section (with its Command line) to add to a results file."""
+    command = "python " + " ".join(sys.argv)
+    out = [f"Command: `{command}`", "", f"Machine: {machine()}", ""]
+    if args.head_to_head:
+        model, _ = interp.models.load("smollm2-135m")
+        pairs = datasets.ioi_pairs(model, args.smollm2_pairs, templates=datasets.IOI_TEMPLATES[:1])[0]
+        row = head_to_head(model, "smollm2-135m", pairs, "resid_pre", args.rounds, args.tl_rounds,
+                           None if args.tl_layers is None else [int(x) for x in args.tl_layers.split(",")])
+        out.append(markdown(pd.DataFrame([row])))
+    if args.scaling:
+        sys.path.insert(0, str(_HERE))
+        from capture import small_model  # noqa: E402 - the same 4-layer width-256 Llama as the capture benchmark
+
+        model = small_model("cpu")
+        table, slope = scaling(model, "llama-4l-w256", [int(x) for x in args.scaling.split(",")], 2, args.rounds)
+        out += [markdown(table), "", f"Exponent of T (slope of log time on log T): with the cut {slope['_ours']:.2f}, "
+                f"without it {slope['_no_cut']:.2f}"]
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -257,81 +257,100 @@ def capture(
     resolved = engine.resolve_sites(model, sites)
     single = isinstance(sites, str) and not any(c in engine.split_site(sites)[0] for c in "*?[")
 
-    store_obj = None
-    skip = 0
     if store is not None:
-        from .store import ActivationStore, fingerprint
-
-        # the writer lock is taken before anything runs; a store made from other inputs/sites/... is refused
-        fp = fingerprint(model, inputs, resolved, positions=positions, spatial=spatial, dtype=dtype,
-                         attention_mask=attention_mask, sample_ids=sample_ids, preprocess=preprocess, grads=grads)
-        store_obj = (store.check_fingerprint(fp) if isinstance(store, ActivationStore)
-                     else ActivationStore.create(store, fingerprint=fp, overwrite=overwrite))
-        skip = store_obj.inputs_done
-        if store_obj.complete:
-            return store_obj
-
-    block = None
-    if store_obj is not None and store_obj.world_size > 1:  # torchrun: each rank captures its block of inputs
-        block = _rank_block(inputs, store_obj.rank, store_obj.world_size)
-        skip += block.start
+        return _capture_to_store(model, inputs, resolved, store, bridge=bridge, batch_size=batch_size,
+                                 positions=positions, spatial=spatial, grads=grads, attention_mask=attention_mask,
+                                 preprocess=preprocess, sample_ids=sample_ids, dtype=dtype, out_device=out_device,
+                                 keep_outputs=keep_outputs, progress=progress, overwrite=overwrite, truncate=truncate)
     batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask, preprocess=preprocess,
-                                    skip=skip, stop=None if block is None else block.stop, truncate=truncate)
+                                    truncate=truncate)
     check_length(sample_ids, total, "sample_ids", "one id per input")
-    chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
-    grad_chunks: dict[str, list[torch.Tensor]] = {s: [] for s in resolved}
+    per_input = positions != "tokens"  # one row per input: buffers for every input can be made up front
+    chunks = {s: _Rows(total if per_input else None) for s in resolved}
+    grad_chunks = {s: _Rows(total if per_input else None) for s in resolved}
+    outputs = _Rows(total)
     coord_chunks: list[pd.DataFrame] = []
     dims_of: dict[str, list[str]] = {}
-    outputs: list[torch.Tensor] = []
-
-    from interp._progress import tqdm
-
-    bar = tqdm(total=total, initial=skip, desc="capture", unit="input", disable=not progress, leave=False)
-    try:
-        for batch in batches:
-            if grads is not None:
-                got = engine.gradients(model, batch.inputs, resolved, lambda out, batch=batch: grads(out, batch),
-                                       mask=batch.mask)
-                out, values = got.output, got.acts
-            else:
-                rec = engine.record(model, batch.inputs, resolved, mask=batch.mask, stop=not keep_outputs)
-                out, values = rec.output, rec.acts
-            if keep_outputs:
-                outputs.append(out.detach().to(out_device))
-            rows: dict[str, torch.Tensor] = {}
-            coords = None
-            for site in resolved:
-                parts = [values[site]]
-                if grads is not None:
-                    parts.append(got.grads[site].detach())
-                shaped = []
-                for value in parts:
-                    if value.ndim and value.shape[0] == 1 and batch.size > 1:
-                        # a site without a batch axis (rotary cos/sin, position ids): the same for every input
-                        value = value.expand(batch.size, *value.shape[1:])
-                    value, dims = _layout(site, value, bridge)
-                    value, dims = _spatial(value, dims, spatial)
-                    if positions == "tokens" and "pos" in dims:
-                        value, dims, pairs = _token_rows(value, dims, batch)
-                    else:
-                        pairs = None
-                        value, dims = _reduce_positions(value, dims, positions, batch)
-                    shaped.append(value.to(device=out_device, dtype=dtype) if dtype is not None else value.to(out_device))
+    loop = _shaped_batches(model, batches, resolved, bridge=bridge, positions=positions, spatial=spatial, grads=grads,
+                           keep_outputs=keep_outputs, dtype=dtype, out_device=out_device, sample_ids=sample_ids)
+    with _bar(total, 0, progress) as bar:
+        for batch, out, shaped, coords in loop:
+            if out is not None:
+                outputs.add(out)
+            for site, (value, grad, dims) in shaped.items():
                 dims_of[site] = dims
-                if coords is None:
-                    coords = _sample_coords(batch, shaped[0].shape[0], pairs,
-                                            batch.inputs.cpu() if bridge and isinstance(batch.inputs, torch.Tensor) else None,
-                                            sample_ids)
-                if store is not None:
-                    rows[site] = shaped[0]
-                    if grads is not None:  # gradients are stored beside the activations, as "<site>:grad"
-                        rows[grad_name(site)] = shaped[1]
-                        dims_of[grad_name(site)] = dims
-                else:
-                    chunks[site].append(shaped[0])
-                    if grads is not None:
-                        grad_chunks[site].append(shaped[1])
-            if store_obj is not None:
+                chunks[site].add(value)
+                if grad is not None:
+                    grad_chunks[site].add(grad)
+            coord_chunks.append(coords)
+            bar.update(batch.size)
+
+    if not coord_chunks:
+        raise InputTypeError("inputs produced no batches (empty dataset?)")
+    sample = coord_chunks[0] if len(coord_chunks) == 1 else pd.concat(coord_chunks, ignore_index=True)
+    result = Captured()
+    result.grads = {}
+    seen: set[int] = set()  # one batch is kept without a copy: sites that share a tensor get their own
+    result.outputs = _own(outputs.result(None), seen) if keep_outputs else None
+    attrs = _attrs(model, positions)
+    for site in resolved:
+        data = _own(chunks[site].result(dims_of[site]), seen)
+        coords = _unit_coords(site, dims_of[site], data.shape)
+        coords["sample"] = sample
+        result[site] = Activations(data, dims_of[site], coords, {**attrs, "site": site})
+        if grads is not None:
+            result.grads[site] = Activations(_own(grad_chunks[site].result(dims_of[site]), seen), dims_of[site], coords,
+                                             {**attrs, "site": site, "grad_of": "metric"})
+    if single and grads is None:
+        return result[resolved[0]]
+    return result
+
+
+def _own(data: torch.Tensor, seen: set[int]) -> torch.Tensor:
+    """``data``, contiguous and sharing its memory with no tensor returned before (else a copy)."""
+    key = data.untyped_storage().data_ptr()
+    if key in seen or not data.is_contiguous():
+        data = data.contiguous() if key not in seen else data.clone(memory_format=torch.contiguous_format)
+    seen.add(data.untyped_storage().data_ptr())
+    return data
+
+
+def _capture_to_store(model: nn.Module, inputs: Any, resolved: list[str], store: str | Path | Any, *, bridge: bool,
+                      batch_size: int, positions: Positions, spatial: str, grads: MetricFn | None,
+                      attention_mask: torch.Tensor | None, preprocess: Callable | None,
+                      sample_ids: Sequence[Any] | None, dtype: torch.dtype | None, out_device: str | torch.device,
+                      keep_outputs: bool, progress: bool, overwrite: bool, truncate: bool) -> Any:
+    """The streaming path of :func:`capture`: every batch is appended to the store (resumed where it stopped)."""
+    from .store import ActivationStore, fingerprint
+
+    # the writer lock is taken before anything runs; a store made from other inputs/sites/... is refused
+    fp = fingerprint(model, inputs, resolved, positions=positions, spatial=spatial, dtype=dtype,
+                     attention_mask=attention_mask, sample_ids=sample_ids, preprocess=preprocess, grads=grads)
+    store_obj = (store.check_fingerprint(fp) if isinstance(store, ActivationStore)
+                 else ActivationStore.create(store, fingerprint=fp, overwrite=overwrite))
+    skip = store_obj.inputs_done
+    if store_obj.complete:
+        return store_obj
+    block = None
+    if store_obj.world_size > 1:  # torchrun: each rank captures its block of inputs
+        block = _rank_block(inputs, store_obj.rank, store_obj.world_size)
+        skip += block.start
+    try:
+        batches, total = engine.batches(model, inputs, batch_size, attention_mask=attention_mask,
+                                        preprocess=preprocess, skip=skip, stop=None if block is None else block.stop,
+                                        truncate=truncate)
+        check_length(sample_ids, total, "sample_ids", "one id per input")
+        loop = _shaped_batches(model, batches, resolved, bridge=bridge, positions=positions, spatial=spatial,
+                               grads=grads, keep_outputs=False, dtype=dtype, out_device=out_device,
+                               sample_ids=sample_ids)
+        with _bar(total, skip, progress) as bar:
+            for batch, _, shaped, coords in loop:
+                rows: dict[str, torch.Tensor] = {}
+                dims_of: dict[str, list[str]] = {}
+                for site, (value, grad, dims) in shaped.items():
+                    rows[site], dims_of[site] = value, dims
+                    if grad is not None:  # gradients are stored beside the activations, as "<site>:grad"
+                        rows[grad_name(site)], dims_of[grad_name(site)] = grad, dims
                 if not store_obj.arrays or batch.start == skip:  # the schema: set, or checked, once
                     store_obj.define(
                         {s: tuple(r.shape[1:]) for s, r in rows.items()},
@@ -342,38 +361,95 @@ def capture(
                         attrs=_attrs(model, positions),
                     )
                 store_obj.append(rows, coords, inputs_done=batch.start + batch.size - (block.start if block else 0))
-            else:
-                coord_chunks.append(coords)
-            bar.update(batch.size)
+                bar.update(batch.size)
     except BaseException:
-        if store_obj is not None:
-            store_obj.close()  # wait for the last commit and release the writer lock at once
+        store_obj.close()  # wait for the last commit and release the writer lock at once
         raise
-    finally:
-        bar.close()
+    store_obj.finish()
+    return store_obj
 
-    if store_obj is not None:
-        store_obj.finish()
-        return store_obj
 
-    if not coord_chunks:
-        raise InputTypeError("inputs produced no batches (empty dataset?)")
-    sample = pd.concat(coord_chunks, ignore_index=True)
-    result = Captured()
-    result.grads = {}
-    result.outputs = torch.cat(outputs) if outputs else None
-    attrs = _attrs(model, positions)
-    for site in resolved:
-        data = _cat(chunks[site], dims_of[site])
-        coords = _unit_coords(site, dims_of[site], data.shape)
-        coords["sample"] = sample
-        result[site] = Activations(data, dims_of[site], coords, {**attrs, "site": site})
+def _bar(total: int, initial: int, progress: bool) -> Any:
+    from interp._progress import tqdm
+
+    return tqdm(total=total, initial=initial, desc="capture", unit="input", disable=not progress, leave=False)
+
+
+def _shaped_batches(model: nn.Module, batches: Any, resolved: list[str], *, bridge: bool, positions: Positions,
+                    spatial: str, grads: MetricFn | None, keep_outputs: bool, dtype: torch.dtype | None,
+                    out_device: str | torch.device, sample_ids: Sequence[Any] | None) -> Any:
+    """The one batch loop of both paths: run each batch (recording, or with gradients), shape every site.
+
+    Yields ``(batch, output or None, {site: (rows, gradient rows or None, dims)}, sample coordinates)``.
+    Without ``keep_outputs`` and ``grads`` the pass stops after the last site (the logits are never made).
+    """
+    for batch in batches:
         if grads is not None:
-            result.grads[site] = Activations(_cat(grad_chunks[site], dims_of[site]), dims_of[site], coords,
-                                             {**attrs, "site": site, "grad_of": "metric"})
-    if single and grads is None:
-        return result[resolved[0]]
-    return result
+            got = engine.gradients(model, batch.inputs, resolved, lambda out, batch=batch: grads(out, batch),
+                                   mask=batch.mask)
+            out, values, site_grads = got.output, got.acts, got.grads
+        else:
+            rec = engine.record(model, batch.inputs, resolved, mask=batch.mask, stop=not keep_outputs)
+            out, values, site_grads = rec.output, rec.acts, None
+        shaped: dict[str, tuple[torch.Tensor, torch.Tensor | None, list[str]]] = {}
+        coords = None
+        for site in resolved:
+            parts = [values[site]] if site_grads is None else [values[site], site_grads[site].detach()]
+            done = []
+            for value in parts:
+                if value.ndim and value.shape[0] == 1 and batch.size > 1:
+                    # a site without a batch axis (rotary cos/sin, position ids): the same for every input
+                    value = value.expand(batch.size, *value.shape[1:])
+                value, dims = _layout(site, value, bridge)
+                value, dims = _spatial(value, dims, spatial)
+                if positions == "tokens" and "pos" in dims:
+                    value, dims, pairs = _token_rows(value, dims, batch)
+                else:
+                    pairs = None
+                    value, dims = _reduce_positions(value, dims, positions, batch)
+                done.append(value.to(device=out_device, dtype=dtype) if dtype is not None else value.to(out_device))
+            shaped[site] = (done[0], done[1] if len(done) > 1 else None, dims)
+            if coords is None:
+                coords = _sample_coords(batch, done[0].shape[0], pairs,
+                                        batch.inputs.cpu() if bridge and isinstance(batch.inputs, torch.Tensor) else None,
+                                        sample_ids)
+        yield batch, (out.detach().to(out_device) if keep_outputs else None), shaped, coords
+
+
+class _Rows:
+    """One site's rows, batch after batch, copied no more than once.
+
+    One batch is kept as it is (no concatenation). With ``total`` (one row per input), the rows go into
+    a buffer for all inputs made at the first batch; batches that differ in shape (inputs padded per
+    batch) fall back to a list concatenated at the end, the position axes right-padded.
+    """
+
+    def __init__(self, total: int | None) -> None:
+        self.total, self.parts, self.buffer, self.filled = total, [], None, 0
+
+    def add(self, value: torch.Tensor) -> None:
+        """Append one batch's rows."""
+        n = int(value.shape[0])
+        if self.buffer is not None:
+            if tuple(value.shape[1:]) == tuple(self.buffer.shape[1:]) and self.filled + n <= len(self.buffer):
+                self.buffer[self.filled:self.filled + n].copy_(value)
+                self.filled += n
+                return
+            self.parts, self.buffer = [self.buffer[:self.filled]], None
+        elif not self.parts and self.total is not None and n < self.total:
+            self.buffer = torch.empty((self.total, *value.shape[1:]), dtype=value.dtype, device=value.device)
+            self.buffer[:n].copy_(value)
+            self.filled = n
+            return
+        self.parts.append(value)
+
+    def result(self, dims: list[str] | None) -> torch.Tensor:
+        """All rows as one tensor (``dims`` name the axes: position axes are padded when batches differ)."""
+        if self.buffer is not None:
+            return self.buffer if self.filled == len(self.buffer) else self.buffer[:self.filled]
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return _cat(self.parts, dims) if dims is not None else torch.cat(self.parts)
 
 
 def _rank_block(inputs: Any, rank: int, world_size: int) -> range:

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 
 from interp import engine
+from interp.engine.shortcuts import ReadPositions
 from interp.errors import ConfigError, DimensionError, InputTypeError, SiteError
 
 from .metrics import evaluate
 
 __all__ = ["DEFAULT_SITES", "DEFAULT_BY", "SitePlan", "plan_sites", "prepare_pair", "check_editable", "axis_sizes",
-           "cell_coords", "reduce_to_cells", "check_direction", "metric_name"]
+           "cell_coords", "reduce_to_cells", "check_direction", "metric_name", "reading"]
 
 DEFAULT_SITES = ("resid_pre", "attn_out", "mlp_out", "heads")
 DEFAULT_BY = {
@@ -179,3 +180,18 @@ def reduce_to_cells(score: torch.Tensor, dims: tuple[str, ...], coords: dict[str
 def metric_of(metric: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> float:
     """The metric on a model output as a float."""
     return float(evaluate(metric, output))
+
+
+def reading(model: nn.Module, metric: Callable, names: Sequence[str] = (), cut: bool = True
+            ) -> tuple[ReadPositions | None, Callable]:
+    """What ``metric`` reads: the cut of the unembedding to its one position per example, and the metric on
+    the cut logits; ``(None, metric)`` when it does not say (a plain callable), reads more, the model's
+    unembedding cannot be cut (then every position is unembedded, as before), or one of the sites ``names``
+    is the unembedding itself (its activation keeps every position)."""
+    if any(n.split(":")[0].startswith("unembed.") or n == "hook_unembed" for n in names):
+        return None, metric
+    positions = getattr(metric, "positions", None) if cut and hasattr(metric, "at_read_positions") else None
+    read = ReadPositions.of(model, positions) if positions is not None else None
+    if read is None:
+        return None, metric
+    return read, metric.at_read_positions()

@@ -41,6 +41,7 @@ from ._plan import (
     metric_of,
     plan_sites,
     prepare_pair,
+    reading,
 )
 from .contract import attribution_method
 from .results import AttributionResult, SiteGrid
@@ -66,6 +67,7 @@ def activation_patching(
     skip_identical: bool = True,
     reuse_prefix: bool = True,
     replay_blocks: bool = True,
+    read_positions: bool = True,
     progress: bool = False,
 ) -> AttributionResult:
     """Patch activations cell by cell and measure the change of the metric.
@@ -85,6 +87,9 @@ def activation_patching(
         checked against a full forward pass).
     replay_blocks : bool
         Replay the recorded outputs of the blocks below the patched one (checked).
+    read_positions : bool
+        Unembed only the position each example's metric reads, when the metric says which (the metrics
+        of :mod:`patching.metrics` that read one position do; a plain callable reads every position).
     progress : bool
         Show a progress bar.
 
@@ -100,16 +105,19 @@ def activation_patching(
     check_editable(model, plans, clean)
     options = dict(max_rows=max_rows, patches_per_pass=patches_per_pass, skip_identical=skip_identical,
                    reuse_prefix=reuse_prefix, replay_blocks=replay_blocks, progress=progress)
-    return over_prompts(lambda c, r, m, share: _patch(model, c, r, m, plans, index, direction, share, options),
+    return over_prompts(lambda c, r, m, share: _patch(model, c, r, m, plans, index, direction, share, options,
+                                                      read_positions),
                         clean, corrupted, metric, batch_size)
 
 
 def _patch(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metric: Callable, plans: list[SitePlan],
            index: Mapping[str, Sequence[int]] | None, direction: str, share: tuple[int, int],
-           options: dict[str, Any]) -> AttributionResult:
+           options: dict[str, Any], read_positions: bool = True) -> AttributionResult:
     """Activation patching of one prompt batch (``share``: this rank's part of the patches)."""
     names = list(dict.fromkeys(n for p in plans for n in p.names))
-    both = engine.record(model, torch.cat([clean, corrupted]), names, clone=True)
+    read, metric = reading(model, metric, names, read_positions)  # the logits the metric reads, and nothing else
+    cut = [read.hook(copy_major=True)] if read is not None else []
+    both = engine.record(model, torch.cat([clean, corrupted]), names, clone=True, hooks=cut)
     rows = int(clean.shape[0])
     clean_out, corrupted_out = both.output[:rows], both.output[rows:]
     clean_acts = {n: a[:rows] for n, a in both.acts.items()}
@@ -119,7 +127,7 @@ def _patch(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metri
     sweep = _Sweep(model, base=corrupted if denoise else clean, base_out=corrupted_out if denoise else clean_out,
                    source=clean_acts if denoise else corrupted_acts,
                    base_acts=corrupted_acts if denoise else clean_acts, pair=(clean, corrupted), metric=metric,
-                   base_value=corrupted_value if denoise else clean_value, share=share, **options)
+                   base_value=corrupted_value if denoise else clean_value, share=share, read=read, **options)
     grids, extra = {}, {}
     for plan in plans:
         grids[plan.label], extra[plan.label] = sweep.run(plan, index)
@@ -135,12 +143,12 @@ class _Sweep:
     def __init__(self, model: nn.Module, *, base: torch.Tensor, base_out: torch.Tensor, source: dict,
                  base_acts: dict, pair: tuple, metric: Callable, base_value: float, max_rows: int,
                  patches_per_pass: int | None, skip_identical: bool, reuse_prefix: bool, replay_blocks: bool,
-                 progress: bool, share: tuple[int, int] = (0, 1)) -> None:
+                 progress: bool, share: tuple[int, int] = (0, 1), read: Any = None) -> None:
         self.model, self.base, self.base_out, self.source, self.base_acts = model, base, base_out, source, base_acts
         self.pair, self.metric, self.base_value, self.share = pair, metric, base_value, share
         self.max_rows, self.patches_per_pass, self.skip_identical = max_rows, patches_per_pass, skip_identical
         self.reuse_prefix, self.replay_blocks, self.progress = reuse_prefix, replay_blocks, progress
-        self.bridge = engine.is_bridge(model)
+        self.bridge, self.read = engine.is_bridge(model), read
 
     def run(self, plan: SitePlan, index: Mapping[str, Sequence[int]] | None) -> tuple[SiteGrid, dict]:
         names, source = plan.names, self.source
@@ -165,7 +173,10 @@ class _Sweep:
             cells = [c for c in cells if coords["pos"][c[dims.index("pos")]] >= offset]
 
         def runner(inputs: torch.Tensor, n: int) -> torch.Tensor:
-            return prefix.run(inputs, n) if prefix is not None else engine.forward(self.model, inputs)
+            if prefix is not None:
+                return prefix.run(inputs, n)
+            with engine.hooked(self.model, [self.read.hook()] if self.read is not None else []):
+                return engine.forward(self.model, inputs)
 
         replay = BlockReplay.build(self.model, runner, self.base, self.base_out) if self.replay_blocks and cells \
             else None
@@ -203,7 +214,7 @@ class _Sweep:
         positions_first = all(axis_sizes(self.source[n], n, True).get("pos", (None,))[0] == 1 for n in names)
         if not positions_first or ("pos" in dims and sizes["pos"][0] != 1):
             return None
-        return SharedPrefix.build(self.model, self.base, self.pair[0], self.pair[1], self.base_out)
+        return SharedPrefix.build(self.model, self.base, self.pair[0], self.pair[1], self.base_out, self.read)
 
 
 def _shift(sel: tuple[Any, ...], offset: int) -> tuple[Any, ...]:

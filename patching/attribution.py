@@ -31,6 +31,7 @@ from ._plan import (
     metric_of,
     plan_sites,
     prepare_pair,
+    reading,
     reduce_to_cells,
 )
 from .contract import attribution_method, fill_shared
@@ -111,9 +112,11 @@ def _estimate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, me
               extra: dict | None) -> AttributionResult:
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
-    other_run = engine.record(model, other, names, clone=True)
+    read, metric = reading(model, metric, names)  # unembed (and differentiate) only the positions the metric reads
+    cut = [read.hook()] if read is not None else []
+    other_run = engine.record(model, other, names, clone=True, hooks=cut)
     with context():
-        got = engine.gradients(model, base, names, metric)
+        got = engine.gradients(model, base, names, metric, hooks=cut)
     other_value = metric_of(metric, other_run.output)
     clean_value, corrupted_value = ((other_value, float(got.value)) if direction == "denoise"
                                     else (float(got.value), other_value))

@@ -41,6 +41,7 @@ from ._plan import (
     metric_of,
     plan_sites,
     prepare_pair,
+    reading,
     reduce_to_cells,
 )
 from .contract import attribution_method
@@ -150,8 +151,10 @@ def _integrate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, m
     steps, method = options["steps"], options["method"]
     names = list(dict.fromkeys(n for p in plans for n in p.names))
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
-    base_run = engine.record(model, base, names, clone=True)
-    other_run = engine.record(model, other, names, clone=True)
+    read, metric = reading(model, metric, names)  # unembed (and differentiate) only the positions the metric reads
+    cut = [read.hook(copy_major=True)] if read is not None else []
+    base_run = engine.record(model, base, names, clone=True, hooks=cut)
+    other_run = engine.record(model, other, names, clone=True, hooks=cut)
     base_value, other_value = metric_of(metric, base_run.output), metric_of(metric, other_run.output)
     clean_value, corrupted_value = (other_value, base_value) if direction == "denoise" else (base_value, other_value)
     alphas, weights = path_points(steps, method)
@@ -161,10 +164,10 @@ def _integrate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, m
     rank, world = share
     for name in tqdm(names[rank::world], disable=not options["progress"], desc="integrated gradients"):
         a0, a1 = base_run.acts[name], other_run.acts[name]
-        grad = _integrated_grad(model, base, name, a0, a1, metric, alphas, weights, chunk)
+        grad = _integrated_grad(model, base, name, a0, a1, metric, alphas, weights, chunk, cut)
         attributions[name] = (a1 - a0).double() * grad
         with torch.no_grad():
-            whole = metric_of(metric, engine.run(model, base, [Hook(name, lambda act, a1=a1: a1)])) - base_value
+            whole = metric_of(metric, engine.run(model, base, [*cut, Hook(name, lambda act, a1=a1: a1)])) - base_value
         total = float(attributions[name].sum())
         completeness[name] = abs(total - whole) / abs(whole) if whole != 0 else abs(total)
     if world > 1:
@@ -189,7 +192,8 @@ def _integrate(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, m
 
 
 def _integrated_grad(model: nn.Module, base: torch.Tensor, site: str, a0: torch.Tensor, a1: torch.Tensor,
-                     metric: Callable, alphas: torch.Tensor, weights: torch.Tensor, chunk: int) -> torch.Tensor:
+                     metric: Callable, alphas: torch.Tensor, weights: torch.Tensor, chunk: int,
+                     cut: Sequence[Hook] = ()) -> torch.Tensor:
     """Weighted sum over the path points of d metric / d activation at ``site`` (float64, shape of ``a0``)."""
     diff, rows = a1 - a0, int(a0.shape[0])
     total = torch.zeros_like(a0, dtype=torch.float64)
@@ -200,7 +204,7 @@ def _integrated_grad(model: nn.Module, base: torch.Tensor, site: str, a0: torch.
         path = (a0.unsqueeze(0) + a.reshape((n,) + (1,) * a0.ndim) * diff.unsqueeze(0)).reshape(n * rows, *a0.shape[1:])
         path = path.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = engine.run(model, engine.repeat(base, n), [Hook(site, lambda act, path=path: path)])
+            out = engine.run(model, engine.repeat(base, n), [*cut, Hook(site, lambda act, path=path: path)])
             value = sum(float(w[j]) * evaluate(metric, out[j * rows:(j + 1) * rows]) for j in range(n))
             if not isinstance(value, torch.Tensor) or not value.requires_grad:
                 grad = None  # the metric does not depend on the site at all

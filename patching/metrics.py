@@ -45,6 +45,10 @@ class Metric:
         ``make(**args) -> fn``, to rebuild ``fn`` for part of the batch (:meth:`select`).
     args : dict
         The arguments of ``make``.
+    reads : str, optional
+        The name of the argument in ``args`` holding the one position the metric reads per example (e.g.
+        ``"pos"``); the engine then unembeds only that position (:class:`interp.engine.shortcuts.ReadPositions`).
+        None: the metric may read every position.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Metric:
     reduce: str = "mean"
     make: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = field(default=None, repr=False)
     args: dict[str, Any] = field(default_factory=dict, repr=False)
+    reads: str | None = field(default=None, repr=False)  # the argument naming the one position read per example
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         values = self.fn(logits)
@@ -85,13 +90,41 @@ class Metric:
                   for k, v in self.args.items()}
         return replace(self, fn=self.make(**sliced), args=sliced)
 
+    @property
+    def positions(self) -> int | torch.Tensor | None:
+        """The one position per example whose logits this metric reads (an int for every example, or one
+        index each), or None when it reads more (or is not known): then every position is unembedded."""
+        if self.reads is None or self.make is None:
+            return None
+        pos = self.args.get(self.reads)
+        if isinstance(pos, int) and not isinstance(pos, bool):
+            return pos
+        if isinstance(pos, torch.Tensor) and pos.ndim <= 1 and not pos.is_floating_point() and pos.numel():
+            return pos
+        return None
+
+    def at_read_positions(self) -> Metric:
+        """The same metric on logits that hold only its read position (``[batch, 1, vocab]``; see
+        :class:`interp.engine.shortcuts.ReadPositions`, which makes such logits)."""
+        pos = self.positions
+        if pos is None:
+            raise ConfigError(f"metric {self.name} does not read one position per example")
+        args = {**self.args, self.reads: 0}
+        if isinstance(args.get("reference"), torch.Tensor):  # KL: the reference at the read position too
+            ref = args["reference"]
+            args["reference"] = ref.narrow(1, int(pos) % ref.shape[1], 1)
+        out = replace(self, fn=self.make(**args), args=args, reads=None)
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k not in out.__dict__})
+        return out
+
     def __repr__(self) -> str:
         return f"Metric({self.name})"
 
 
-def _metric(name: str, make: Callable[..., Callable], reduce: str = "mean", **args: Any) -> Metric:
+def _metric(name: str, make: Callable[..., Callable], reduce: str = "mean", reads: str | None = "pos",
+            **args: Any) -> Metric:
     args = {k: (torch.as_tensor(v) if isinstance(v, (list, tuple)) else v) for k, v in args.items()}
-    return Metric(name, make(**args), _check_reduce(reduce), make, args)
+    return Metric(name, make(**args), _check_reduce(reduce), make, args, reads)
 
 
 def _ids(tokens: Tokens, batch: int, device: torch.device) -> torch.Tensor:
@@ -245,7 +278,8 @@ def kl_divergence(reference_logits: torch.Tensor, pos: int | slice = -1, reduce:
         ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
         example.
     """
-    return _metric("kl_divergence", _kl, reduce, reference=reference_logits.detach(), pos=pos)
+    return _metric("kl_divergence", _kl, reduce, reads="pos" if isinstance(pos, int) else None,
+                   reference=reference_logits.detach(), pos=pos)
 
 
 def _loss(tokens: torch.Tensor, positions: slice) -> Callable:
@@ -271,7 +305,7 @@ def loss(tokens: torch.Tensor, positions: slice = slice(None), reduce: str = "me
         ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
         example.
     """
-    return _metric("loss", _loss, reduce, tokens=torch.as_tensor(tokens).long(), positions=positions)
+    return _metric("loss", _loss, reduce, reads=None, tokens=torch.as_tensor(tokens).long(), positions=positions)
 
 
 def check_scalar(value: Any, metric: Any = None) -> torch.Tensor:

@@ -9,6 +9,10 @@ the check fails or the model could hide a patch from them:
   output of the base run is replayed instead of being recomputed. Refused when a block runs twice or
   out of order (weight tying, recurrence), where the full-pass check would pass yet replay would hide
   the patch.
+* :class:`ReadPositions` -- a metric that reads the logits at one position per example (a logit
+  difference at the last token) needs the unembedding of those rows only: the input of the bridge's
+  unembedding (after the final norm, so any norm is computed as before) is cut to them. Exact because the
+  unembedding is a ``Linear`` applied to each position alone; refused for any other unembedding.
 """
 
 from __future__ import annotations
@@ -21,12 +25,98 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooks import observe_modules, overridden
+from ..errors import DimensionError
+from .hooks import Hook, hooked, observe_modules, overridden
 from .inputs import forward
 from .sites import is_bridge, site_names
 from .views import parse_site
 
-__all__ = ["SharedPrefix", "BlockReplay", "agrees"]
+__all__ = ["SharedPrefix", "BlockReplay", "ReadPositions", "agrees"]
+
+UNEMBED_INPUT = "unembed.hook_in"
+
+
+class ReadPositions:
+    """Unembed only the positions a metric reads: one per example (an int for all, or one index each).
+
+    ``hook()`` is the :class:`~interp.engine.Hook` that cuts the unembedding's input
+    ``(rows, pos, d_model)`` to ``(rows, 1, d_model)``: the logits then hold the read position only, so the
+    metric must read position 0 (see :meth:`patching.metrics.Metric.at_read_positions`).
+
+    Parameters
+    ----------
+    positions : int or torch.Tensor
+        The position read in every example (negative counts from the end), or one index per example.
+    """
+
+    def __init__(self, positions: int | torch.Tensor) -> None:
+        self.positions = positions
+
+    @classmethod
+    def of(cls, model: nn.Module, positions: Any) -> ReadPositions | None:
+        """The cut for a bridge whose unembedding is a ``Linear`` (per position), else None (unembed all).
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model; only a ``TransformerBridge`` with an ``unembed.hook_in`` before a ``Linear`` is cut.
+        positions : Any
+            What the metric declares: an int, or a 1-D integer tensor (one index per example).
+        """
+        if not is_bridge(model) or UNEMBED_INPUT not in getattr(model, "hook_dict", {}):
+            return None
+        unembed = getattr(getattr(model, "unembed", None), "original_component", None)
+        if type(unembed) is not nn.Linear:
+            return None
+        if isinstance(positions, int) and not isinstance(positions, bool):
+            return cls(positions)
+        if isinstance(positions, torch.Tensor) and positions.ndim <= 1 and not positions.is_floating_point() \
+                and positions.numel() >= 1 and positions.dtype != torch.bool:
+            return cls(int(positions) if positions.numel() == 1 else positions.detach().long().reshape(-1))
+        return None
+
+    def shifted(self, offset: int, length: int) -> ReadPositions | None:
+        """The same positions in inputs whose first ``offset`` of ``length`` positions were cut off (a shared
+        prefix); None when one of them lies inside the cut-off part.
+
+        Parameters
+        ----------
+        offset : int
+            Positions cut off at the start.
+        length : int
+            Positions of the whole input.
+        """
+        def move(p: torch.Tensor) -> torch.Tensor:
+            p = torch.where(p < 0, p + length, p)
+            return p - offset
+        moved = move(torch.as_tensor(self.positions))
+        if bool((moved < 0).any()) or bool((moved >= length - offset).any()):
+            return None
+        return ReadPositions(int(moved) if moved.ndim == 0 else moved)
+
+    def hook(self, copy_major: bool = False) -> Hook:
+        """The cut, for batches of one or several copies of each example (``copy_major``: rows ``[x; x; ...]``
+        as :func:`~interp.engine.repeat` makes them, else example-major as ``repeat_interleave``).
+
+        Parameters
+        ----------
+        copy_major : bool
+            Rows are whole copies of the batch one after the other (else each example's copies are adjacent).
+        """
+        positions = self.positions
+
+        def cut(x: torch.Tensor) -> torch.Tensor:
+            if isinstance(positions, int):
+                return x.narrow(1, positions % x.shape[1], 1)
+            per = positions.to(x.device)
+            if len(per) != x.shape[0]:
+                if x.shape[0] % len(per):
+                    raise DimensionError(f"the metric reads {len(per)} positions (one per example) but the batch "
+                                         f"has {x.shape[0]} rows; give one position per example")
+                reps = x.shape[0] // len(per)
+                per = per.repeat(reps) if copy_major else per.repeat_interleave(reps)
+            return x[torch.arange(x.shape[0], device=x.device), per][:, None]
+        return Hook(UNEMBED_INPUT, cut)
 
 
 def agrees(shortcut: torch.Tensor, full: torch.Tensor) -> bool:
@@ -43,35 +133,85 @@ def agrees(shortcut: torch.Tensor, full: torch.Tensor) -> bool:
 
 
 class SharedPrefix:
-    """KV cache of the token prefix shared by two inputs (causal HF-backed bridges only)."""
+    """KV cache of the token prefix shared by two inputs (causal HF-backed bridges only).
 
-    def __init__(self, model: nn.Module, cache: Any, length: int, prefix_logits: torch.Tensor) -> None:
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal Hugging Face-backed bridge.
+    cache : Any
+        The KV cache of the prefix (``past_key_values``).
+    length : int
+        The prefix's number of tokens.
+    prefix_logits : torch.Tensor
+        The full pass's logits over the prefix, ``(batch, length, vocab)`` (not used with ``read``).
+    read : ReadPositions, optional
+        The positions the metric reads (all in the suffix); the runs then return only their logits.
+    """
+
+    def __init__(self, model: nn.Module, cache: Any, length: int, prefix_logits: torch.Tensor,
+                 read: ReadPositions | None = None) -> None:
         self.model, self.cache, self.length, self.prefix_logits = model, cache, length, prefix_logits
+        self.read = read
 
     @classmethod
     def build(cls, model: nn.Module, base: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-              base_out: torch.Tensor) -> SharedPrefix | None:
-        """The shared prefix of ``a`` and ``b`` cached from ``base``, or None when unavailable or inexact."""
+              base_out: torch.Tensor, read: ReadPositions | None = None) -> SharedPrefix | None:
+        """The shared prefix of ``a`` and ``b`` cached from ``base``, or None when unavailable or inexact.
+
+        With ``read`` the runs return the logits at those positions only (``base_out`` holds just them);
+        None when one of them lies in the prefix.
+
+        Parameters
+        ----------
+        model : nn.Module
+            A causal Hugging Face-backed bridge.
+        base : torch.Tensor
+            The tokens the patched copies run on.
+        a, b : torch.Tensor
+            The two inputs whose shared prefix is cached.
+        base_out : torch.Tensor
+            The full forward pass's output on ``base`` (the check).
+        read : ReadPositions, optional
+            The positions the metric reads.
+        """
         if not is_bridge(model) or base.ndim != 2 or not hasattr(model, "adapter"):
             return None
         differs = (a != b).any(0).nonzero()
         length = int(differs[0]) if len(differs) else 0
         if length < 2 or getattr(model.cfg, "is_encoder_decoder", False):
             return None
+        if read is not None:
+            read = read.shifted(length, int(base.shape[1]))
+            if read is None:
+                return None
         try:
+            # with a read, the prefix's logits are never used: one position is unembedded, for the cache alone
             with torch.no_grad():
-                _, cache = model(base[:, :length], return_type="logits_and_cache")
-                probe = cls(model, cache, length, base_out[:, :length])
+                with hooked(model, [ReadPositions(-1).hook()] if read is not None else []):
+                    _, cache = model(base[:, :length], return_type="logits_and_cache")
+                probe = cls(model, cache, length, base_out[:, :length], read)
                 check = probe.run(base, 1)
         except Exception:  # noqa: BLE001 - any failure means: no KV-cache path for this model
             return None
         return probe if agrees(check, base_out) else None
 
     def run(self, inputs: torch.Tensor, n: int) -> torch.Tensor:
-        """Forward the suffix of ``inputs`` (example-major, ``n`` copies per example) on the cached prefix."""
+        """Forward the suffix of ``inputs`` (example-major, ``n`` copies per example) on the cached prefix.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            Token ids ``(batch * n, pos)``, example-major; their prefix must equal the cached one.
+        n : int
+            Copies per example (the cache is repeated to match).
+        """
         cache = copy.deepcopy(self.cache)
         if n > 1:
             cache.batch_repeat_interleave(n)
+        if self.read is not None:  # the logits at the read positions only (all in the suffix)
+            with hooked(self.model, [self.read.hook()]):
+                return forward(self.model, inputs[:, self.length:], past_key_values=cache)
         suffix = forward(self.model, inputs[:, self.length:], past_key_values=cache)
         return torch.cat([self.prefix_logits.repeat_interleave(n, 0).to(suffix.dtype), suffix], dim=1)
 
