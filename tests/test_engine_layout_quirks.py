@@ -5,7 +5,7 @@
 * Gemma-4's per-layer config refuses ``config.head_dim`` (head_dim 8 on sliding layers, 512 on full ones):
   the per-head views read the value of each layer.
 * The MLP's neurons are as many as its output projection reads, not TransformerLens's ``cfg.d_mlp`` (twice that
-  on OPT); a fused ``[gate, up]`` ``hook_pre`` (ModernBERT-decoder, 2 x d_mlp) is refused by name.
+  on OPT), in decoder-only and encoder-decoder stacks; a fused ``[gate, up]`` ``hook_pre`` (ModernBERT-decoder, 2 x d_mlp) is refused by name.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def test_mlp_width_from_weights_not_the_config():
     assert opt.cfg.d_mlp == 128 and engine.sites.mlp_width(opt, 0) == 64  # fc2 reads 64 neurons
     acts = interp.capture(opt, TOKENS, ["blocks.0.mlp.hook_pre"], progress=False)
     assert acts["blocks.0.mlp.hook_pre"].data.shape[-1] == 64
+    bart = _model("bart")  # an encoder-decoder: the MLP is found by the hook's own module, not blocks.{L}
+    for site in ("encoder_blocks.0.mlp.hook_pre", "decoder_blocks.1.mlp.hook_post"):
+        assert interp.capture(bart, TOKENS, [site], progress=False)[site].data.shape[-1] == 64
     fused = _model("modernbertdecoder")  # Wi: [gate, up], 2 x 64 wide; Wo reads 64
     assert engine.sites.mlp_width(fused, 0) == 64
     with pytest.raises(SiteError, match=r"d_mlp = 64 .*fused \[gate, up\]"):

@@ -183,10 +183,10 @@ def test_a_layout_the_config_contradicts_is_refused(monkeypatch):
     assert engine.sites.mlp_width(mlp, 0) == 64
     rec = engine.record(mlp, torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
     assert rec.acts["blocks.0.mlp.hook_post"].shape[-1] == 64
-    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer: 48)  # a hook the MLP's width contradicts
+    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer, mlp=None: 48)  # a hook the MLP's width contradicts
     with pytest.raises(SiteError, match="d_mlp = 48"):
         engine.record(boot(), torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_post"])
-    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer: None)  # no single width: refused by name
+    monkeypatch.setattr(engine.hooks, "mlp_width", lambda m, layer, mlp=None: None)  # no single width: refused by name
     with pytest.raises(SiteError, match="cannot tell the MLP's width"):
         engine.record(boot(), torch.randint(0, 20, (1, 4)), ["blocks.0.mlp.hook_pre"])
     assert engine.views.head_view("z", (1, 7, 4, 8), 7, (4, 8), "attention").kind == "identity"

@@ -489,6 +489,14 @@ def _neurons(model: nn.Module, name: str) -> bool:
     return layer is not None and not is_moe(model, layer)
 
 
+def _owner(model: nn.Module, name: str) -> nn.Module | None:
+    """The module a bridge's hook point ``name`` belongs to (``encoder_blocks.0.mlp`` for its ``hook_pre``)."""
+    try:
+        return model.get_submodule(name.rsplit(".", 1)[0])
+    except AttributeError:
+        return None
+
+
 def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
     """Probe a bridge once: the layout of every per-head hook point, checked against the config's heads, and the
     width of the MLP neuron hooks of dense blocks, checked against ``d_mlp``."""
@@ -525,7 +533,7 @@ def _check_heads(model: nn.Module, root: _Root, target: Any, site: str) -> None:
                     f"site {name!r} has shape {shape} on a probe of {pos} positions, not (batch, head, query_pos, "
                     f"key_pos) with the config's {heads} heads; the engine refuses it"))
             elif kind is None:
-                root.heads[pid] = neuron_view(name, shape, mlp_width(model, layer))
+                root.heads[pid] = neuron_view(name, shape, mlp_width(model, layer, _owner(model, name)))
             elif kind in expected[layer]:
                 heads = expected[layer]
                 what = "key/value" if kind in ("k", "v") and heads[kind][0] != heads["q"][0] else "attention"

@@ -119,7 +119,7 @@ def is_moe(model: Any, layer: int) -> bool:
     return bool(getattr(model.cfg, "num_experts", None))
 
 
-def mlp_width(model: Any, layer: int) -> int | None:
+def mlp_width(model: Any, layer: int | None, mlp: Any = None) -> int | None:
     """The number of neurons of block ``layer``'s dense MLP, read off its weights: the input width of the MLP's
     output projection back to d_model (the bridge's ``mlp.out`` linear map; ``nn.Linear`` or GPT-2's ``Conv1D``).
 
@@ -131,12 +131,19 @@ def mlp_width(model: Any, layer: int) -> int | None:
     ----------
     model : TransformerBridge
         The bridge.
-    layer : int
-        The block whose MLP is measured.
+    layer : int or None
+        The block whose MLP is measured (``blocks.{layer}.mlp``).
+    mlp : torch.nn.Module, optional
+        The MLP bridge itself (an encoder-decoder's ``encoder_blocks.{L}.mlp``); ``layer`` is then not used.
     """
-    mlp = getattr(getattr(model, "blocks", [None] * (layer + 1))[layer], "mlp", None)
+    if mlp is None and layer is not None:
+        try:
+            mlp = getattr(model.blocks[layer], "mlp", None)
+        except (AttributeError, IndexError, TypeError):
+            mlp = None
     if mlp is None:
-        return None
+        d_mlp = getattr(model.cfg, "d_mlp", None)
+        return int(d_mlp) if d_mlp else None
     d_model = int(model.cfg.d_model)
     for name in ("out", "dense_out"):
         width = _in_width(getattr(getattr(mlp, name, None), "original_component", None), d_model)
