@@ -38,7 +38,26 @@ def test_sample_layout_reads_the_trial_coordinate_and_the_gaps_in_time():
     no_trial = Activations(torch.zeros(20, 2), ("sample", "unit"), {"sample": {"time": time}})
     segments, _, note = sample_layout(no_trial, 20)
     assert segments.tolist() == trial.tolist() and "stretches between gaps" in note
-    assert sample_layout(np.zeros((20, 2)), 20) == (None, None, "")
+    assert sample_layout(np.zeros((20, 2)), 20)[:2] == (None, None)
+    assert sample_layout(np.zeros((20, 2)), 20, groups=trial) == (None, None, "")  # the caller gave trials
+
+
+def test_a_recording_without_trials_or_times_says_it_is_taken_as_one_stationary_series():
+    # issue 19: nothing in a bare array marks where activity restarts, and the one-series estimate is then liberal
+    # (test below: > 6.5% at 0.05); the result must say what it assumed and how to give trials
+    from interp.stats.design import STATIONARY_NOTE
+
+    rng = np.random.default_rng(5)
+    X = np.concatenate([_ar1(20, 3, rng) for _ in range(30)])
+    speed = np.concatenate([_ar1(20, 1, rng) for _ in range(30)])[:, 0]
+    assert sample_layout(X, len(X))[2] == STATIONARY_NOTE
+    bare = Activations(torch.tensor(X), ("sample", "unit"), {"sample": {"speed": speed}})
+    assert sample_layout(bare, len(X))[2] == STATIONARY_NOTE  # a recording without trial or time coordinates
+    for res in (concept_test(X, {"speed": speed}), concept_test(bare, ["speed"])):
+        assert res.null == "effective_n"
+        assert "one stationary series" in res.reason and "groups=" in res.reason, res.reason
+    trial = np.repeat(np.arange(30), 20)
+    assert "stationary" not in concept_test(X, {"speed": speed}, groups=trial, null="effective_n").reason
 
 
 def _rates(rng, reps=10, units=200, trials=40, T=30):

@@ -353,6 +353,10 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         Trial (or recording, subject) of each sample: a sample-coordinate name of ``acts`` or one
         label per sample. ``"group"`` swaps whole trials (they must have equal length unless the
         annotation is constant within trials); ``"circular"``/``"block"`` stay within trials.
+        Without ``groups``, an autocorrelated recording gets the ``"effective_n"`` test, which reads
+        the recording's own ``trial`` and ``time`` coordinates; a bare array carries neither, so its
+        samples are taken as one stationary series, which is liberal if the activity restarts at
+        each trial (the result's ``reason`` says so). Give ``groups=`` for such data.
     min_shift:
         Smallest circular shift (default: a tenth of the shortest segment).
 
@@ -362,6 +366,10 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
     >>> rewarded = np.repeat(rng.random(20) < 0.5, 10)          # one value per trial
     >>> concept_test(X, {"rewarded": rewarded}, groups=trial, n_permutations=99).null
     'group'
+    >>> slow = np.cumsum(rng.normal(size=(200, 3)), 0)          # autocorrelated, no trials given
+    >>> res = concept_test(slow, {"speed": np.cumsum(rng.normal(size=200))})
+    >>> res.null, "one stationary series" in res.reason
+    ('effective_n', True)
     """
     X, unit_frame = _matrix(acts)
     n, U = X.shape
