@@ -129,18 +129,19 @@ def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
 
 def _corrected_interval(X: np.ndarray, code: np.ndarray, K: int, mean: np.ndarray, codes: np.ndarray | None,
                         source: Any, ok: np.ndarray, alpha: float, resampled: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """``mean -/+ t * sd`` with the variance of each bin mean from the activity's autocovariance (within
-    and across trials or segments, lags in time, centring bias corrected) and ``t`` from
-    ``t(n_eff)`` (:func:`interp.stats.weighted_mean_variance`; ``t(2 n_eff)``, the Wald test's reference,
-    missed 5.0-5.7% of bins over 300 null data sets per design, ``t(n_eff)`` 4.7-5.4%). The bootstrap over runs of
-    trials covered only 92-93% (``benchmarks/results/calibration.md``)."""
+    """``mean -/+ t * sd``: the variance of each bin mean from the activity's autocovariance (within and across
+    trials or segments, lags in time, centring bias corrected; :func:`interp.stats.weighted_mean_variance`), ``t``
+    from ``t(n_eff * n / span)``: gaps raise ``n_eff`` but not the pairs behind the autocovariance (``span``: samples
+    of the time grid). 300 null data sets per design missed 5.4% (gaps) with ``t(n_eff)``, 5.1% now; bootstrap over
+    runs of trials 7-8% (``benchmarks/results/calibration.md``)."""
     from scipy import stats as sps
 
     counts = np.bincount(code, minlength=K).astype(float)
     W = (code[:, None] == np.arange(K)[None, :]) / np.where(counts > 0, counts, 1.0)[None, :]
     segments, positions, note = sample_layout(source, len(ok), keep=ok, groups=codes)
     var, n_eff = weighted_mean_variance(X, W, codes if codes is not None else segments, positions)
-    half = sps.t.ppf(1 - alpha / 2, np.maximum(n_eff, 1.0))[:, None] * np.sqrt(var)
+    df = n_eff * (len(X) / (int(positions[-1]) + 1) if positions is not None else 1.0)
+    half = sps.t.ppf(1 - alpha / 2, np.maximum(df, 1.0))[:, None] * np.sqrt(var)
     half = np.where(counts[None, :] > 0, half, np.nan)
     what = ("autocorrelation-corrected interval of each bin mean (effective n "
             f"{np.median(n_eff):.0f} of {len(X)} samples; {resampled} were resampled for the bootstrap samples"
