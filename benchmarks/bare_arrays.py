@@ -12,7 +12,9 @@ array; each unit is tested against a time-varying annotation (``speed``) and a p
   ``x``, so activity restarting at unknown trial starts is covered. Referred to the normal, or to the
   fixed-b critical value of Kiefer & Vogelsang (2005) (polynomial in ``b = bandwidth / n``).
 
-Not wired into the labellers (one design column only; see the results file).
+``concept_test`` on the bare arrays (all three annotations, BH-FDR) uses the HAC variance
+(:func:`interp.stats.hac_moments`) since this session; its rows give the per-test rate and the share of
+data sets with any false label.
 
     python benchmarks/bare_arrays.py --datasets 100 --out benchmarks/results/bare_arrays.md
 """
@@ -32,6 +34,7 @@ from scipy import stats as sps
 sys.path.insert(0, str(Path(__file__).parent))
 from calibration import _ci, _commit, make_dataset  # noqa: E402
 
+from interp.label import concept_test  # noqa: E402
 from interp.stats import autocorrelated_wald  # noqa: E402
 from interp.stats.autocorr import _acov  # noqa: E402
 
@@ -63,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, commit = time.perf_counter(), _commit()
     rows = []
     for design in args.designs:
-        out: dict[str, list] = {"wald": [], "hac_normal": [], "hac_fixed_b": []}
-        bands = []
+        out: dict[str, list] = {"wald": [], "hac_normal": [], "hac_fixed_b": [], "concept_test": []}
+        bands, anyf = [], 0
         for seed in range(args.datasets):
             rec = make_dataset(design, seed)
             X = rec.data.numpy().astype(float)
@@ -75,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
                 out["hac_normal"].append(pn)
                 out["hac_fixed_b"].append(pf)
                 bands.append(L)
+            f = concept_test(X, {a: rec.coord(a) for a in ("target", "reward", "speed")}, n_permutations=1000,
+                             seed=seed).frame
+            out["concept_test"].append(f["p_value"].dropna().to_numpy())
+            anyf += int(f["significant"].any())
         for name, ps in out.items():
             p = np.concatenate(ps)
             k5, k1 = int((p < 0.05).sum()), int((p < 0.01).sum())
-            rows.append((design, name, len(p), k5, k1, float(np.median(bands))))
+            rows.append((design, name, len(p), k5, k1, float(np.median(bands)),
+                         f"{anyf / args.datasets:.3f}" if name == "concept_test" else ""))
     command = "python benchmarks/bare_arrays.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = ["# The corrected test on bare arrays (no trial or time coordinate)", "",
              f"Commit: `{commit}`  ",
@@ -86,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
              f"{time.strftime('%Y-%m-%d', time.gmtime())}, {(time.perf_counter() - t0) / 60:.1f} min  ",
              f"Command: `{command}`", "",
              "Null AR(1) units (rho 0.95) of `benchmarks/calibration.py`'s designs, stripped to bare arrays; "
-             "tests: 12 units x (speed, reward) per data set; share of p below 0.05 and 0.01 [95% Clopper-Pearson].",
-             "", "| design | test | tests | p < 0.05 | p < 0.01 | median bandwidth |", "|---|---|---|---|---|---|"]
-    for design, name, n, k5, k1, band in rows:
+             "tests: 12 units x (speed, reward) per data set; share of p below 0.05 and 0.01 [95% Clopper-Pearson]. "
+             "concept_test: 12 units x (target, reward, speed), and the share of data sets with a label after BH-FDR "
+             "at q = 0.05 (goal <= 5% + 2 SE = 9.4%).",
+             "", "| design | test | tests | p < 0.05 | p < 0.01 | median bandwidth | any false label |",
+             "|---|---|---|---|---|---|---|"]
+    for design, name, n, k5, k1, band, anyf_s in rows:
         a, b = _ci(k5, n)
         c, d = _ci(k1, n)
         lines.append(f"| {design} | {name} | {n} | {k5 / n:.3f} [{a:.3f}, {b:.3f}] | {k1 / n:.4f} [{c:.4f}, {d:.4f}] "
-                     f"| {band:.0f} |")
+                     f"| {band:.0f} | {anyf_s} |")
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)
