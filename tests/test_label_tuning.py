@@ -171,3 +171,54 @@ def test_tuning_curve_intervals_cover_a_planted_curve_95_percent_with_autocorrel
     coverage = float(np.concatenate(hits).mean())
     assert 0.935 <= coverage <= 0.965, coverage
     assert tc.resampled.startswith("autocorrelation-corrected") and "CIs: autocorrelation" in tc.summary()
+
+
+def test_tuning_curve_interval_df_does_not_grow_with_unrecorded_time():
+    # issue 19: with gaps between trials n_eff grows (samples across a gap are nearly independent) but the
+    # autocovariance behind the variance is estimated from no more pairs; t(n_eff) missed 5.4% of bins on 300
+    # gapped null data sets, t(n_eff * n / span) 5.1%. The interval's t quantile follows the latter.
+    from interp.stats import sample_layout, weighted_mean_variance
+
+    rng = np.random.default_rng(0)
+    sizes, gaps = np.full(40, 30), rng.integers(10, 31, 40)
+    keep = np.concatenate([np.r_[np.zeros(g, bool), np.ones(m, bool)] for g, m in zip(gaps, sizes)])
+    e = rng.normal(size=(len(keep), 5))
+    e[0] /= np.sqrt(1 - 0.95 ** 2)
+    X = lfilter([1.0], [1.0, -0.95], e, axis=0)[keep]
+    speed = lfilter([1.0], [1.0, -0.95], rng.normal(size=len(keep)))[keep]
+    trial = np.repeat(np.arange(40), sizes)
+    rec = Activations(torch.tensor(X), ("sample", "unit"),
+                      {"sample": {"trial": trial, "speed": speed, "time": np.flatnonzero(keep) * 0.1}})
+    tc = tuning_curves(rec, "speed", bins=4, groups="trial", n_bootstraps=20, seed=0)
+    assert tc.resampled.startswith("autocorrelation-corrected") and "across the gaps" in tc.resampled
+    edges = np.linspace(speed.min(), speed.max(), 5)
+    code = np.clip(np.searchsorted(edges, speed, side="right") - 1, 0, 3)
+    W = (code[:, None] == np.arange(4)) / np.bincount(code, minlength=4)
+    _, positions, _ = sample_layout(rec, len(X), groups=trial)
+    var, n_eff = weighted_mean_variance(X, W, trial, positions)
+    span = int(positions[-1]) + 1
+    assert span > 1.4 * len(X)  # the gaps make up a third of the time
+    half = sps.t.ppf(0.975, n_eff * len(X) / span)[:, None] * np.sqrt(var)
+    np.testing.assert_allclose(tc.high - tc.mean, half, rtol=1e-10)
+    assert ((tc.high - tc.mean) > sps.t.ppf(0.975, n_eff)[:, None] * np.sqrt(var)).all()  # wider than t(n_eff)
+
+
+def test_tuning_curve_interval_over_independent_trials_uses_the_effective_number_of_trials():
+    # issue 19: with independent trials (activity restarting each trial) the bootstrap SE was referred to t(G - 1),
+    # G the trials reaching a bin; trials that reach an edge bin with one or two samples count little, and 5.9% of
+    # bins missed the true mean over 300 null data sets. t(Kish effective trials - 1), sum(n_g)^2 / sum(n_g^2): 4.8%.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([lfilter([1.0], [1.0, -0.95], rng.normal(size=(30, 4)), axis=0) for _ in range(40)])
+    speed = np.concatenate([lfilter([1.0], [1.0, -0.95], rng.normal(size=30)) for _ in range(40)])
+    trial = np.repeat(np.arange(40), 30)
+    rec = Activations(torch.tensor(X), ("sample", "unit"), {"sample": {"trial": trial, "speed": speed}})
+    tc = tuning_curves(rec, "speed", bins=4, groups="trial", n_bootstraps=200, seed=0)
+    assert tc.resampled == "40 trials"
+    edges = np.linspace(speed.min(), speed.max(), 5)
+    code = np.clip(np.searchsorted(edges, speed, side="right") - 1, 0, 3)
+    per = [np.bincount(trial[code == k]).astype(float) for k in range(4)]
+    G = np.array([(q > 0).sum() for q in per], dtype=float)
+    G_eff = np.array([q.sum() ** 2 / (q ** 2).sum() for q in per])
+    assert (G_eff < G - 3).all()  # some trials reach each bin with few samples
+    half = sps.t.ppf(0.975, G_eff - 1) * np.nanstd(tc.samples, 0) * np.sqrt(G / (G - 1))
+    np.testing.assert_allclose(tc.high - tc.mean, half, rtol=1e-10)

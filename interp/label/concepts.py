@@ -52,12 +52,15 @@ from ..stats import (
     EFFECTIVE_N,
     autocorrelated_moments,
     benjamini_hochberg,
+    hac_moments,
     null_indices,
     resolve_groups,
     sample_layout,
     select_null,
     wald_p_value,
 )
+from ..stats.autocorr import HAC_NOTE
+from ..stats.design import STATIONARY_NOTE
 from ..tensor import Activations
 from .enrichment import Enrichment, enrichment_test, neuron_class
 from .kinds import MissingAnnotationError, as_binary
@@ -309,8 +312,17 @@ def _corrected(X: np.ndarray, ann: np.ndarray, kind: str, codes: np.ndarray | No
     missing ``codes``."""
     act = X if kind == "correlation" else _rankdata(X)
     segments, positions, _ = layout
-    return autocorrelated_moments(act, _columns(kind, _checked(kind, ann), categories),
-                                  codes if codes is not None else segments, positions=positions)
+    cols = _columns(kind, _checked(kind, ann), categories)
+    if codes is None and segments is None and positions is None:  # nothing marks restarts: HAC (issue 19)
+        return hac_moments(act, cols)
+    return autocorrelated_moments(act, cols, codes if codes is not None else segments, positions=positions)
+
+
+def _layout(source: Any, n: int, codes: np.ndarray | None) -> tuple:
+    """The recording's layout (:func:`interp.stats.sample_layout`); where nothing marks its trials or gaps,
+    the corrected test uses :func:`interp.stats.hac_moments` and the note says so."""
+    layout = sample_layout(source, n, groups=codes)
+    return (None, None, HAC_NOTE) if layout[2] == STATIONARY_NOTE else layout
 
 
 def _with_layout(reason: str, layout: tuple) -> str:
@@ -380,6 +392,11 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         Trial (or recording, subject) of each sample: a sample-coordinate name of ``acts`` or one
         label per sample. ``"group"`` swaps whole trials (they must have equal length unless the
         annotation is constant within trials); ``"circular"``/``"block"`` stay within trials.
+        Without ``groups``, an autocorrelated recording gets the ``"effective_n"`` test, which reads
+        the recording's own ``trial`` and ``time`` coordinates; a bare array carries neither, and its
+        samples taken as one stationary series would be liberal if the activity restarts at
+        each trial. Such a series gets a HAC variance instead (:func:`interp.stats.hac_moments`:
+        valid when trials restart, somewhat less powerful), and the result's ``reason`` says so.
     min_shift:
         Smallest circular shift (default: a tenth of the shortest segment).
 
@@ -389,6 +406,10 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
     >>> rewarded = np.repeat(rng.random(20) < 0.5, 10)          # one value per trial
     >>> concept_test(X, {"rewarded": rewarded}, groups=trial, n_permutations=99).null
     'group'
+    >>> slow = np.cumsum(rng.normal(size=(200, 3)), 0)          # autocorrelated, no trials given
+    >>> res = concept_test(slow, {"speed": np.cumsum(rng.normal(size=200))})
+    >>> res.null, "HAC" in res.reason
+    ('effective_n', True)
     """
     X, unit_frame = _matrix(acts)
     n, U = X.shape
@@ -399,7 +420,7 @@ def concept_test(acts: Activations | np.ndarray, annotations: Mapping[str, Any] 
         raise ConfigError("every unit is constant over the samples; there is nothing to test")
     codes = resolve_groups(groups, n, source)
     nulls = _Nulls(n, codes, n_permutations, seed, min_shift, block_size)
-    layout = sample_layout(source, n, groups=codes)
+    layout = _layout(source, n, codes)
     Xv = X[:, ~constant]
     rows, used = [], {}
     for name, values in anns.items():
@@ -494,7 +515,7 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
         keep = (X.std(0) > 0) & np.array([bool(nm) and nm.lower() not in {"nan", "none", ""} for nm in names])
         codes = resolve_groups(groups if groups is None or isinstance(groups, str) else groups[i], X.shape[0], rec)
         choice = select_null(null, groups=codes, activity=X[:, keep], values=values)
-        layout = sample_layout(rec, X.shape[0], groups=codes)
+        layout = _layout(rec, X.shape[0], codes)
         prepared.append((X[:, keep], names[keep], values, codes, choice, layout))
     # one test for the pool: where any recording needs the corrected test, every recording uses it
     corrected = any(c[0] == EFFECTIVE_N for *_, c, _ in prepared)

@@ -5,7 +5,8 @@
   confidence intervals that resample whole trials when ``groups`` is given (Field & Welsh 2007; runs
   of consecutive trials when the activity runs on across trial boundaries), blocks of consecutive
   samples on a time series, or samples otherwise (percentile intervals; with independent trials, the
-  bootstrap standard error with a t(G - 1) quantile, G the trials that reach the bin). Where the
+  bootstrap standard error with a t quantile on the Kish (1965) effective number of trials in the bin,
+  ``(sum n_g)^2 / sum n_g^2`` less one, ``n_g`` a trial's samples in the bin). Where the
   activity is autocorrelated across trials or blocks, the interval is the bin mean -/+ t sd with the
   variance from the activity's autocovariance (:func:`interp.stats.weighted_mean_variance`): the
   bootstrap over a few runs of trials missed the true mean in 7-8% of bins instead of 5%.
@@ -129,18 +130,19 @@ def _resampling(n: int, codes: np.ndarray | None, source: Any, X: np.ndarray,
 
 def _corrected_interval(X: np.ndarray, code: np.ndarray, K: int, mean: np.ndarray, codes: np.ndarray | None,
                         source: Any, ok: np.ndarray, alpha: float, resampled: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """``mean -/+ t * sd`` with the variance of each bin mean from the activity's autocovariance (within
-    and across trials or segments, lags in time, centring bias corrected) and ``t`` from
-    ``t(n_eff)`` (:func:`interp.stats.weighted_mean_variance`; ``t(2 n_eff)``, the Wald test's reference,
-    missed 5.0-5.7% of bins over 300 null data sets per design, ``t(n_eff)`` 4.7-5.4%). The bootstrap over runs of
-    trials covered only 92-93% (``benchmarks/results/calibration.md``)."""
+    """``mean -/+ t * sd``: the variance of each bin mean from the activity's autocovariance (within and across
+    trials or segments, lags in time, centring bias corrected; :func:`interp.stats.weighted_mean_variance`), ``t``
+    from ``t(n_eff * n / span)``: gaps raise ``n_eff`` but not the pairs behind the autocovariance (``span``: samples
+    of the time grid). 300 null data sets per design missed 5.4% (gaps) with ``t(n_eff)``, 5.1% now; bootstrap over
+    runs of trials 7-8% (``benchmarks/results/calibration.md``)."""
     from scipy import stats as sps
 
     counts = np.bincount(code, minlength=K).astype(float)
     W = (code[:, None] == np.arange(K)[None, :]) / np.where(counts > 0, counts, 1.0)[None, :]
     segments, positions, note = sample_layout(source, len(ok), keep=ok, groups=codes)
     var, n_eff = weighted_mean_variance(X, W, codes if codes is not None else segments, positions)
-    half = sps.t.ppf(1 - alpha / 2, np.maximum(n_eff, 1.0))[:, None] * np.sqrt(var)
+    df = n_eff * (len(X) / (int(positions[-1]) + 1) if positions is not None else 1.0)
+    half = sps.t.ppf(1 - alpha / 2, np.maximum(df, 1.0))[:, None] * np.sqrt(var)
     half = np.where(counts[None, :] > 0, half, np.nan)
     what = ("autocorrelation-corrected interval of each bin mean (effective n "
             f"{np.median(n_eff):.0f} of {len(X)} samples; {resampled} were resampled for the bootstrap samples"
@@ -295,13 +297,14 @@ def tuning_curves(acts: Any, variable: Any, bins: int | Any = 8, *, groups: Any 
         low, high = percentile_interval(samples, alpha)
     elif resample_groups is not kept:  # autocorrelated: runs of trials or blocks resampled; the corrected interval
         low, high, resampled = _corrected_interval(Xo, code, K, mean, kept, source, ok, alpha, resampled)
-    else:  # few resampled units (trials, runs of trials, blocks): bootstrap SE with t(G - 1), small-sample corrected
-        from scipy import stats as sps
+    else:  # independent trials: bootstrap SE, small-sample corrected, t(Kish effective trials - 1): trials reaching a
+        from scipy import stats as sps  # bin with few samples count little (t(G - 1): 5.9% missed on 300 null sets)
 
-        G = np.array([len(np.unique(resample_groups[code == k])) for k in range(K)], dtype=float)  # units per bin
-        G = np.maximum(G, 2.0)[None, :]
+        per = [np.bincount(resample_groups[code == k]).astype(float) for k in range(K)]
+        G = np.maximum([(q > 0).sum() for q in per], 2.0)[None, :]  # trials per bin
+        G_eff = np.maximum([q.sum() ** 2 / max((q ** 2).sum(), 1.0) for q in per], 2.0)[None, :]
         with np.errstate(invalid="ignore"):
-            half = sps.t.ppf(1 - alpha / 2, G - 1) * np.nanstd(samples, 0) * np.sqrt(G / (G - 1))
+            half = sps.t.ppf(1 - alpha / 2, G_eff - 1) * np.nanstd(samples, 0) * np.sqrt(G / (G - 1))
         low, high = mean - half, mean + half
     return TuningCurves(mean, np.asarray(low), np.asarray(high), counts, np.asarray(centres), names,
                         variable if isinstance(variable, str) else "variable", bool(categorical), 1 - alpha,

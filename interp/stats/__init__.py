@@ -40,7 +40,14 @@ Resampling: :func:`bootstrap_indices`, :func:`bootstrap_counts` (sample or group
 
 from __future__ import annotations
 
-from .autocorr import DF_SCALE, autocorrelated_moments, autocorrelated_wald, wald_p_value, weighted_mean_variance
+from .autocorr import (
+    DF_SCALE,
+    autocorrelated_moments,
+    autocorrelated_wald,
+    hac_moments,
+    wald_p_value,
+    weighted_mean_variance,
+)
 from .circular import circular_mean, rayleigh_test, resultant_length, wrap_degrees
 from .clusters import ClusterResult, cluster_permutation_test, cluster_test
 from .design import (
@@ -88,6 +95,6 @@ __all__ = [
     "permutation_test", "bootstrap", "PermutationResult", "BootstrapResult", "circular_mean", "resultant_length",
     "rayleigh_test", "wrap_degrees", "cluster_permutation_test", "cluster_test", "ClusterResult",
     "autocorrelated_moments", "autocorrelated_wald", "wald_p_value", "EFFECTIVE_N", "TESTS", "boundary_correlation",
-    "constant_within", "select_null", "trial_serial_dependence", "value_columns", "sample_layout",
+    "constant_within", "select_null", "trial_serial_dependence", "value_columns", "sample_layout", "hac_moments",
     "time_positions", "weighted_mean_variance", "DF_SCALE",
 ]

@@ -58,7 +58,8 @@ from ..errors import DimensionError
 #: The estimated variance counts as ``DF_SCALE * n_eff`` degrees of freedom (chosen on null data, see above).
 DF_SCALE = 2.0
 
-__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald", "weighted_mean_variance"]
+__all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocorrelated_wald", "weighted_mean_variance",
+           "hac_moments"]
 
 
 def _runs(codes: np.ndarray | None, n: int) -> list[tuple[int, int]] | None:
@@ -330,3 +331,60 @@ def autocorrelated_wald(X: Any, Y: Any, groups: Any = None, max_lag: int | None 
     s, V, n_eff, rank = autocorrelated_moments(X, Y, groups, max_lag, positions)
     W, p = wald_p_value(s, V, n_eff, rank)
     return W, p, n_eff
+
+
+#: What a labeller's reason says when it used :func:`hac_moments` (a series whose trials nothing marks, issue 19).
+HAC_NOTE = ("no trial or time coordinate: nothing marks where the activity may restart, so the statistic's variance "
+            "is a HAC estimate from its own lagged products (Newey-West, Bartlett kernel, Andrews bandwidth, fixed-b "
+            "reference), valid when trials restart, somewhat less powerful; give groups= or a 'trial' sample "
+            "coordinate")
+
+
+def _fixed_b_scale(b: float) -> float:
+    """Kiefer & Vogelsang (2005) fixed-b 97.5% quantile of the Bartlett-kernel t statistic over the normal's."""
+    return (1.9600 + 2.9694 * b + 0.4160 * b ** 2 - 0.5324 * b ** 3) / 1.9600
+
+
+def hac_moments(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(s, V, n_eff, rank)`` as :func:`autocorrelated_moments`, for a series whose layout is unknown.
+
+    ``V`` is the heteroskedasticity-and-autocorrelation-consistent covariance of ``s = Y_c' X_c`` from the
+    lagged products of ``z_i = x_i Y_i`` themselves (Newey & West 1987), Bartlett kernel with Andrews'
+    (1991) AR(1) plug-in bandwidth. Those products need no stationarity of ``x``: activity that restarts at
+    trial starts nothing marks is covered, which the stationary autocovariance of
+    :func:`autocorrelated_moments` is not. ``V`` is scaled by the square of the fixed-b critical value of
+    Kiefer & Vogelsang (2005) over the normal's and ``n_eff`` is ``n``, so :func:`wald_p_value`'s
+    ``F(k, 2 n - k)`` reference is about that of fixed-b asymptotics.
+
+    Parameters
+    ----------
+    X : array-like
+        ``(n, U)`` activity.
+    Y : array-like
+        ``(n, K)`` design columns (centred here).
+    """
+    X = np.asarray(X, dtype=float)
+    Y = np.asarray(Y, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    n, U = X.shape
+    if Y.shape[0] != n:
+        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    s = Xc.T @ Yc
+    K = Yc.shape[1]
+    z = Xc[:, :, None] * Yc[:, None, :]  # (n, U, K)
+    zz = z.reshape(n, U * K)
+    den = (zz * zz).sum(0)
+    lag1 = np.where(den > 0, (zz[1:] * zz[:-1]).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+    r = float(np.clip(np.median(lag1), 0.0, 0.97))
+    a = 4 * r ** 2 / ((1 - r) ** 2 * (1 + r) ** 2)
+    L = int(min(max(n - 2, 0), np.ceil(1.1447 * (a * n) ** (1 / 3))))
+    w = 1 - np.arange(L + 1) / (L + 1)
+    V = np.empty((U, K, K))
+    for u in range(U):
+        G = _xcorr(z[:, u], z[:, u], L)  # (L+1, K, K)
+        V[u] = G[0] + np.einsum("d,dkl->kl", w[1:], G[1:] + np.transpose(G[1:], (0, 2, 1)))
+    V *= _fixed_b_scale((L + 1) / n) ** 2
+    rank = int(np.linalg.matrix_rank(Yc.T @ Yc)) if Yc.size else 0
+    return s, V, np.full(U, float(n)), rank
