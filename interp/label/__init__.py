@@ -5,7 +5,7 @@
 >>> build_label_report(res, "labels.html")                                          # doctest: +SKIP
 """
 
-from .concepts import category_selectivity, concept_test, enrichment_test, pooled_concept_test
+from .concepts import concept_test, enrichment_test, pooled_concept_test
 from .dashboards import FeatureDashboards, feature_dashboards
 from .explain import Explainer, LocalModelExplainer, OpenAIExplainer, TemplatedExplainer
 from .heads import head_scores
@@ -13,6 +13,7 @@ from .phenomena import detect_phenomena, universal_units
 from .pipeline import LabelResult, label_heads, label_neurons
 from .recordings import label_place_cells, label_recordings, recording_title
 from .report import build_label_report
+from .selectivity import category_selectivity
 from .spatial import place_fields
 from .stats import UnitStats
 from .tuning import DirectionTuning, TuningCurves, direction_tuning, tuning_curves

@@ -44,9 +44,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats as sps
 
-from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError, NaNError
+from .._matrix import as_matrix
+from ..errors import ConfigError, DimensionError, InputTypeError, MismatchError
 from ..results import Result, themed
 from ..stats import (
     EFFECTIVE_N,
@@ -66,28 +68,18 @@ from .enrichment import Enrichment, enrichment_test, neuron_class
 from .kinds import MissingAnnotationError, as_binary
 from .kinds import missing as _missing
 
-__all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class",
-           "category_selectivity", "Enrichment"]
+__all__ = ["ConceptTests", "concept_test", "pooled_concept_test", "enrichment_test", "neuron_class", "Enrichment"]
 
 KINDS = ("correlation", "auroc", "mi")
 
 
 def _matrix(acts: Activations | np.ndarray | Any) -> tuple[np.ndarray, pd.DataFrame]:
-    if isinstance(acts, Activations):
-        if acts.data.ndim != 2:
-            raise DimensionError(f"concept tests need (sample, unit) activations, got dims {acts.dims}; "
-                                 "flatten positions or time into samples first")
-        unit_frame = acts.coords[acts.dims[1]].copy()
-        X = acts.data.detach().cpu().double().numpy()
-    else:
-        X = np.asarray(acts, dtype=float)
-        if X.ndim != 2:
-            raise DimensionError(f"activity must be (sample, unit), got shape {X.shape}")
-        unit_frame = pd.DataFrame(index=pd.RangeIndex(X.shape[1]))
-    if X.shape[0] == 0:
-        raise InputTypeError("no samples: the activity matrix is empty")
-    if not np.isfinite(X).all():
-        raise NaNError("activity contains NaN or infinite values; drop or fill them before concept tests")
+    if isinstance(acts, Activations) and acts.data.ndim != 2:
+        raise DimensionError(f"concept tests need (sample, unit) activations, got dims {acts.dims}; "
+                             "flatten positions or time into samples first")
+    X = as_matrix(acts, what="activity", features="unit", dtype=torch.float64).cpu().numpy()  # 1-D: one unit
+    unit_frame = (acts.coords[acts.dims[-1] if "unit" not in acts.dims else "unit"].copy()
+                  if isinstance(acts, Activations) else pd.DataFrame(index=pd.RangeIndex(X.shape[1])))
     return X, unit_frame.reset_index(drop=True)
 
 
@@ -559,63 +551,3 @@ def pooled_concept_test(recordings: Sequence[Activations], annotation: str | Seq
     if not rows:
         raise InputTypeError("no unit names were found in enough recordings to pool")
     return _finish(pd.DataFrame(rows), alpha, "+".join(used), n_permutations, "; ".join(dict.fromkeys(used.values())))
-
-
-def category_selectivity(acts: Activations | np.ndarray, categories: Sequence[Any] | np.ndarray | str, *,
-                         groups: Any = None, null: str = "auto", n_permutations: int = 1000,
-                         min_shift: int | None = None, block_size: int | None = None, alpha: float = 0.05,
-                         seed: int = 0) -> ConceptTests:
-    """Category selectivity per unit (Kriegeskorte et al. 2008 style: animate/inanimate, faces, bodies...).
-
-    For every category, AUROC of the unit's response for that category's samples vs all others, with
-    FDR over units x categories. A unit is labeled selective for a category when q < alpha and
-    AUROC > 0.5.
-
-    The null follows :func:`concept_test`: with ``groups`` (trials) whole trials swap their categories,
-    which makes the test valid on time series cut into trials (a single-sample permutation flags most
-    units of an untuned autocorrelated recording); without groups time series get circular shifts and
-    independent stimuli a permutation.
-
-    >>> import numpy as np
-    >>> cats = np.repeat(["face", "body", "object"], 30)
-    >>> X = np.random.default_rng(0).normal(size=(90, 4)); X[cats == "face", 2] += 2
-    >>> t = category_selectivity(X, cats, n_permutations=200)
-    >>> t.significant(direction="+")[["unit", "concept"]].values.tolist()
-    [[2, 'face']]
-
-    Parameters
-    ----------
-    acts : Activations or numpy.ndarray
-        ``(sample, unit)`` activity.
-    categories : array_like or str
-        One label per sample, or a sample-coordinate name of ``acts``.
-    groups, null, n_permutations, min_shift, block_size
-        The null's design (trials, null, draws, smallest shift, block size), as in :func:`concept_test`.
-    alpha : float
-        The FDR level (over units x categories).
-    seed : int
-        Seed of the null draws.
-    """
-    X, _ = _matrix(acts)
-    if isinstance(categories, str):
-        if not isinstance(acts, Activations):
-            raise InputTypeError("a category coordinate name needs an Activations with that sample coordinate")
-        categories = acts.coord(categories, acts.dims[0])
-    cats = np.asarray(categories)
-    if len(cats) != X.shape[0]:
-        raise MismatchError(f"categories has {len(cats)} values but there are {X.shape[0]} samples")
-    levels = [c for c in pd.unique(cats)]
-    if len(levels) < 2:
-        raise ConfigError("need at least two categories")
-    anns = {str(c): (cats == c) for c in levels}
-    reason = None
-    if null == "auto":  # one choice for the categorical variable (its one-vs-rest flags share the design)
-        source = acts if isinstance(acts, Activations) else None
-        codes = resolve_groups(groups, X.shape[0], source)
-        keep = X.std(0) > 0
-        null, _, reason = select_null("auto", groups=codes, activity=X[:, keep] if keep.any() else X, values=cats)
-    tests = concept_test(acts, anns, kind="auroc", null=null, groups=groups, n_permutations=n_permutations,
-                         min_shift=min_shift, block_size=block_size, alpha=alpha, seed=seed)
-    if reason is not None:
-        tests.reason = reason
-    return tests
