@@ -28,7 +28,7 @@ from torch import nn
 
 from interp import engine
 
-from .relp_probe import norm_kind
+from .relp_probe import activation_kind, norm_kind
 
 __all__ = ["uncovered", "inner_modules", "attention_gates"]
 
@@ -126,6 +126,7 @@ def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         original = getattr(mlp, "original_component", None)
         if original is not None and engine.is_moe(model, layer):
             moe_roots[id(original)] = getattr(original, "experts", None)
+    activations = _layer_activations(model)
     out: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
 
@@ -138,13 +139,26 @@ def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         elif in_moe and (module is skip or _is_bridge_component(module)):
             return  # the routed experts (their own rule-aware forward) or a bridged part (its hook points)
         if id(module) not in wrapped and not _is_bridge_component(module) and (
-                (in_moe and module is not skip) or _is_norm(module)):
+                (in_moe and module is not skip) or _is_norm(module) or id(module) in activations):
             out.append((path, module))
         for name, child in module.named_children():
             walk(f"{path}.{name}" if path else name, child, in_moe, skip)
 
     walk("", model, False, None)
     return [(path, module) for path, module in out if path]
+
+
+def _layer_activations(model: nn.Module) -> set[int]:
+    """``id``s of the elementwise activations that are children of a decoder layer itself, outside its bridged
+    attention and MLP (Gemma-4's per-layer-input gate ``act_fn(per_layer_input_gate(h)) * per_layer_input``):
+    no hook point carries their Identity rule."""
+    found = set()
+    for layer in range(engine.n_layers(model)):
+        original = getattr(model.blocks[layer], "original_component", None)
+        for child in (original.children() if original is not None else ()):
+            if not _is_bridge_component(child) and not _has_parameters(child) and activation_kind(child):
+                found.add(id(child))
+    return found
 
 
 def attention_gates(model: nn.Module) -> list[str]:
