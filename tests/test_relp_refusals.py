@@ -94,15 +94,43 @@ def test_the_ah_rule_reaches_attention_that_computes_its_own_pattern(name, one_t
                                              ("afmoe", "gate_proj (output gate detached)"),
                                              ("laguna", "g_proj (output gate detached)"),
                                              ("llama4", "mlp.router (routing scores detached)"),
-                                             ("gptoss", "experts")])
+                                             ("gptoss", "experts"),
+                                             ("gemma4text", "self_attn._original_component.v_norm"),
+                                             ("gemma4text", "blocks.1._original_component.act_fn")])
 def test_modules_without_hook_points_take_the_rules(name, where, one_thread):
     """Shared experts without hook points (GLM-4-MoE), norms inside MLPs (BitNet), attention output gates
     (AFMoE sigmoid, Laguna softplus), Llama-4's batched experts with input-scaling router, GPT-OSS's clamped GLU
-    experts with ``(up + 1)``: conserved (Llama-4 was a raw torch error), and the report says where the rule went."""
+    experts with ``(up + 1)``, Gemma-4's value norm without a gain and its per-layer-input gate
+    ``act_fn(per_layer_input_gate(h)) * per_layer_input`` (was 2.8 relative error): conserved (Llama-4 was a raw
+    torch error), and the report says where the rule went."""
     model = _bridge(name)
     res = relevance_conservation(model, TOKENS, _metric)
     assert res.relative_error <= 1e-4, res.summary()
     assert any(where in site for sites in res.rules.values() for site in sites), res.rules
+
+
+class _ScaleFreeRMSNorm(nn.Module):
+    """Gemma-4's ``Gemma4RMSNorm(with_scale=False)``: an RMSNorm without parameters."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.eps, self.scale = 1e-6, scale
+
+    def forward(self, x):
+        return self.scale * x * torch.pow(x.pow(2).mean(-1, keepdim=True) + self.eps, -0.5)
+
+
+def test_a_norm_without_a_gain_takes_the_ln_rule():
+    """A parameter-free RMSNorm is found by its probe (it was skipped for lack of a ``weight``: Gemma-4's values
+    passed through an unruled norm); a parameter-free module with an ``eps`` that is not a norm is not."""
+    from patching.relp_probe import norm_kind
+
+    assert norm_kind(_ScaleFreeRMSNorm()) == ("rms", False, 1e-6)
+    assert norm_kind(_ScaleFreeRMSNorm(scale=2.0)) is None
+    model = nn.Sequential(nn.Linear(8, 8), _ScaleFreeRMSNorm(), nn.Linear(8, 3))
+    res = relevance_conservation(model, torch.randn(4, 8, generator=torch.Generator().manual_seed(0)),
+                                 lambda out: out[:, 0].sum(), site="0:input")
+    assert res.rules["ln"] == ["1"] and res.relative_error <= 1e-4, res.summary()
 
 
 @pytest.mark.parametrize("name", ["jetmoe"])
