@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["experts_of", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
+__all__ = ["experts_of", "layer_experts", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
            "reproduces", "moe_overrides"]
 
 
@@ -42,12 +42,32 @@ def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
     mlp = model.blocks[layer].mlp
     original = getattr(mlp, "original_component", mlp)
     experts = getattr(original, "experts", None)
+    if experts is None:  # experts beside a dense MLP, children of the decoder layer (Gemma-4's enable_moe_block)
+        experts = layer_experts(model, layer)
     fused = (all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "num_experts"))
              and (hasattr(experts, "act_fn") or _clamped_glu(experts)))
     if not fused:
         return None, ""
     path = next((name for name, module in model.named_modules() if module is experts), "")
     return experts, path
+
+
+def layer_experts(model: nn.Module, layer: int) -> nn.Module | None:
+    """The experts that are a child of decoder layer ``layer`` itself, next to its MLP and routed by a ``router``
+    child of the layer (Gemma-4: ``experts(norm(x), *router(x)[1:][::-1])`` added to the dense MLP's output);
+    None when the layer has none.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``TransformerBridge``.
+    layer : int
+        The decoder layer.
+    """
+    original = getattr(model.blocks[layer], "original_component", None)
+    experts = getattr(original, "experts", None)
+    return experts if isinstance(experts, nn.Module) and isinstance(getattr(original, "router", None),
+                                                                     nn.Module) else None
 
 
 def rule_aware_experts(experts: nn.Module, identity: bool, half: bool,

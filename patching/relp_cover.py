@@ -17,7 +17,13 @@ things are left:
 * **Inner modules** (:func:`inner_modules`): norms no norm bridge wraps (BitNet's ``ffn_sub_norm`` and
   ``attn_sub_norm`` inside its MLP and attention) and the parts of a mixture-of-experts block that are not
   the routed experts or a bridged component (GLM-4-MoE's and AFMoE's ``shared_experts``, plain gated MLPs with
-  no hook points). They take the module rules of plain ``nn.Module`` models.
+  no hook points), and the elementwise activations that are children of a decoder layer itself (Gemma-4's
+  per-layer-input gate ``act_fn(per_layer_input_gate(h)) * per_layer_input``, Per-Layer Embeddings). They take
+  the module rules of plain ``nn.Module`` models.
+
+Experts beside a dense MLP (Gemma-4's ``enable_moe_block``: ``router`` and ``experts`` children of the decoder
+layer, added to the MLP's output) are covered when the rule-aware expert forward of :mod:`patching._moe`
+reproduces them (routing weights constant, as the attention pattern under the AH-rule), else named.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from torch import nn
 
 from interp import engine
 
+from ._moe import experts_of, layer_experts
 from .relp_probe import activation_kind, norm_kind
 
 __all__ = ["uncovered", "inner_modules", "attention_gates"]
@@ -102,8 +109,12 @@ def uncovered(model: nn.Module) -> list[str]:
         for path, module in model.blocks[layer].named_modules(remove_duplicate=False):
             if path and _is_bridge_component(module) and "_original_component" not in path.split("."):
                 bridged.setdefault(id(module), f"blocks.{layer}.{path}")  # the hook names' spelling
+        beside = layer_experts(model, layer)
+        # experts beside the MLP take the rule-aware expert forward (routing weights constant: the router is a
+        # gate) when it reproduces them; otherwise they stay uncovered and are named
+        routed = (beside, original.router) if beside is not None and experts_of(model, layer)[0] is beside else ()
         for name, child in original.named_children():
-            if not _covered(model, child, bridged, is_moe):
+            if not any(child is r for r in routed) and not _covered(model, child, bridged, is_moe):
                 inner = child._modules.get("_original_component", child)
                 found.append(f"blocks.{layer}: {name} ({type(inner).__name__})")
     return found

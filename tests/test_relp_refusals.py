@@ -109,6 +109,30 @@ def test_modules_without_hook_points_take_the_rules(name, where, one_thread):
     assert any(where in site for sites in res.rules.values() for site in sites), res.rules
 
 
+def test_experts_beside_a_dense_mlp_take_the_rules_or_are_named(monkeypatch, one_thread):
+    """Gemma-4's MoE layers (``enable_moe_block``): a router and fused experts are children of the decoder layer,
+    added to the dense MLP's output. The experts take the rule-aware expert forward (routing weights constant) and
+    relevance is conserved (they were refused as parts no rule covers); where that forward does not reproduce the
+    experts, the router and experts are named and refused."""
+    from conformance import families
+
+    from patching import _moe, relp_cover
+
+    monkeypatch.setitem(families.OVERRIDES, "gemma4_text", dict(
+        families.OVERRIDES["gemma4_text"], enable_moe_block=True, num_experts=4, top_k_experts=2,
+        moe_intermediate_size=16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = families.build("gemma4text").model
+    assert _moe.layer_experts(model, 0) is not None and not uncovered(model)
+    res = relevance_conservation(model, TOKENS, _metric)
+    assert res.relative_error <= 1e-4, res.summary()
+    assert "blocks.1._original_component.experts" in " ".join(res.rules["half"]), res.rules
+    monkeypatch.setattr(relp_cover, "experts_of", lambda model, layer: (None, ""))
+    with pytest.raises(RuleError, match=r"blocks\.0: router \(Gemma4TextRouter\); blocks\.0: experts"):
+        relevance_conservation(model, TOKENS, _metric)
+
+
 class _ScaleFreeRMSNorm(nn.Module):
     """Gemma-4's ``Gemma4RMSNorm(with_scale=False)``: an RMSNorm without parameters."""
 
