@@ -28,6 +28,9 @@ reproduces them (routing weights constant, as the attention pattern under the AH
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -37,7 +40,7 @@ from interp import engine
 from ._moe import experts_of, layer_experts
 from .relp_probe import activation_kind, norm_kind
 
-__all__ = ["uncovered", "inner_modules", "attention_gates"]
+__all__ = ["uncovered", "inner_modules", "attention_gates", "per_layer_input_layers", "detached_per_layer_inputs"]
 
 #: parameters that only a state recurrence has (Mamba/Mamba-2/gated delta nets ``A_log``, RWKV ``time_decay``,
 #: RG-LRU ``recurrent_param``): the fallback that finds those mixers in a plain ``nn.Module``
@@ -192,3 +195,53 @@ def attention_gates(model: nn.Module) -> list[str]:
             elif isinstance(getattr(original, gate, None), nn.Module):
                 found.append(f"{prefix}._original_component.{gate}")
     return found
+
+
+def per_layer_input_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
+    """``(path, module, position)`` of the modules whose ``forward`` takes a ``per_layer_input`` (Gemma-4's and
+    Gemma-3n's decoder layers: Per-Layer Embeddings, ``act_fn(per_layer_input_gate(h)) * per_layer_input``), with
+    the argument's position; only layers with ``per_layer_*`` children (Per-Layer Embeddings switched on).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A plain module (on a bridge the per-layer inputs are computed before ``blocks.0.hook_resid_pre``, constants
+        of every hook point's gradient already).
+    """
+    found = []
+    for path, module in model.named_modules():
+        try:
+            names = list(inspect.signature(module.forward).parameters)
+        except (TypeError, ValueError):
+            continue
+        if "per_layer_input" in names and any(name.startswith("per_layer") for name, _ in module.named_children()):
+            found.append((path, module, names.index("per_layer_input")))
+    return found
+
+
+@contextlib.contextmanager
+def detached_per_layer_inputs(layers: list[tuple[str, nn.Module, int]]) -> Iterator[None]:
+    """The ``per_layer_input`` of ``layers`` (:func:`per_layer_input_layers`) detached while the block runs: a
+    coefficient of the backward pass, as the attention pattern under the AH-rule, so that the product
+    ``act_fn(gate(h)) * per_layer_input`` is linear in ``h`` (as on a bridge, where it is computed before the first
+    hook point). Values unchanged.
+
+    Parameters
+    ----------
+    layers : list of tuple[str, nn.Module, int]
+        ``(path, module, position of per_layer_input in forward)``.
+    """
+    def detach(module: nn.Module, args: tuple, kwargs: dict, position: int) -> tuple[tuple, dict]:
+        if len(args) > position and args[position] is not None:
+            args = (*args[:position], args[position].detach(), *args[position + 1:])
+        if kwargs.get("per_layer_input") is not None:
+            kwargs = {**kwargs, "per_layer_input": kwargs["per_layer_input"].detach()}
+        return args, kwargs
+
+    handles = [module.register_forward_pre_hook(lambda m, a, k, position=position: detach(m, a, k, position),
+                                                with_kwargs=True) for _, module, position in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

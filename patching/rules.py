@@ -45,7 +45,8 @@ from interp.errors import ConfigError, closest
 from interp.engine.attention import (CALLS, NAME, attention_configs, attention_methods, detached_pattern_attention,
                                      detached_pattern_method)
 from ._moe import layer_experts, moe_overrides
-from .relp_cover import attention_gates, inner_modules, uncovered as uncovered_parts
+from .relp_cover import (attention_gates, detached_per_layer_inputs, inner_modules, per_layer_input_layers,
+                         uncovered as uncovered_parts)
 from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
 __all__ = ["Rule", "LNRule", "IdentityRule", "HalfRule", "AttentionRule", "RULES", "DEFAULT_RULES", "RuleError",
@@ -258,6 +259,9 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
         hooks += _cover_inner(model, names, applied)
     else:
         hooks, applied = _module_hooks(model, names)
+        if "identity" in names and (plain_layers := per_layer_input_layers(model)):  # Gemma-4's per-layer inputs
+            contexts.append(lambda: detached_per_layer_inputs(plain_layers))
+            applied["identity"] += [f"{path} (per_layer_input detached)" for path, _, _ in plain_layers]
         if "attention" in names and not applied["attention"] and attention_configs(model) \
                 and _swap_used(model, detached_pattern_attention):  # a transformers model used as a plain module
             contexts.append(lambda: detached_pattern_attention(model))

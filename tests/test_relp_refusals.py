@@ -133,6 +133,25 @@ def test_experts_beside_a_dense_mlp_take_the_rules_or_are_named(monkeypatch, one
         relevance_conservation(model, TOKENS, _metric)
 
 
+def test_gemma4_as_a_plain_module_detaches_its_per_layer_inputs(one_thread):
+    """Gemma-4 used as a plain ``nn.Module``: the per-layer input of ``act_fn(per_layer_input_gate(h)) *
+    per_layer_input`` depends on the token embedding too, so the product was counted twice (relative error 0.12 at
+    ``model.embed_tokens``); it is detached as on a bridge, and relevance is conserved."""
+    import transformers
+    from conformance.families import tiny_config
+
+    config = tiny_config(transformers.Gemma4TextConfig)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = transformers.Gemma4ForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    res = relevance_conservation(model, TOKENS, _metric, site="model.embed_tokens")
+    assert res.relative_error <= 1e-4, res.summary()
+    assert "model.layers.0 (per_layer_input detached)" in res.rules["identity"], res.rules
+
+
 class _ScaleFreeRMSNorm(nn.Module):
     """Gemma-4's ``Gemma4RMSNorm(with_scale=False)``: an RMSNorm without parameters."""
 
