@@ -28,9 +28,7 @@ reproduces them (routing weights constant, as the attention pattern under the AH
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -219,29 +217,27 @@ def per_layer_input_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]
     return found
 
 
-@contextlib.contextmanager
-def detached_per_layer_inputs(layers: list[tuple[str, nn.Module, int]]) -> Iterator[None]:
-    """The ``per_layer_input`` of ``layers`` (:func:`per_layer_input_layers`) detached while the block runs: a
-    coefficient of the backward pass, as the attention pattern under the AH-rule, so that the product
-    ``act_fn(gate(h)) * per_layer_input`` is linear in ``h`` (as on a bridge, where it is computed before the first
-    hook point). Values unchanged.
+def detached_per_layer_inputs(layers: list[tuple[str, nn.Module, int]]) -> list[tuple[nn.Module, Any]]:
+    """Forwards for ``layers`` (:func:`per_layer_input_layers`) that detach their ``per_layer_input`` (for
+    ``engine.overridden``): a coefficient of the backward pass, as the attention pattern under the AH-rule, so that
+    the product ``act_fn(gate(h)) * per_layer_input`` is linear in ``h`` (as on a bridge, where it is computed
+    before the first hook point). Values unchanged.
 
     Parameters
     ----------
     layers : list of tuple[str, nn.Module, int]
         ``(path, module, position of per_layer_input in forward)``.
     """
-    def detach(module: nn.Module, args: tuple, kwargs: dict, position: int) -> tuple[tuple, dict]:
-        if len(args) > position and args[position] is not None:
-            args = (*args[:position], args[position].detach(), *args[position + 1:])
-        if kwargs.get("per_layer_input") is not None:
-            kwargs = {**kwargs, "per_layer_input": kwargs["per_layer_input"].detach()}
-        return args, kwargs
+    def replacement(module: nn.Module, position: int) -> Any:
+        forward = type(module).forward
 
-    handles = [module.register_forward_pre_hook(lambda m, a, k, position=position: detach(m, a, k, position),
-                                                with_kwargs=True) for _, module, position in layers]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+        def detached(*args: Any, **kwargs: Any) -> Any:
+            if len(args) > position and args[position] is not None:
+                args = (*args[:position], args[position].detach(), *args[position + 1:])
+            if kwargs.get("per_layer_input") is not None:
+                kwargs["per_layer_input"] = kwargs["per_layer_input"].detach()
+            return forward(module, *args, **kwargs)
+
+        return detached
+
+    return [(module, replacement(module, position)) for _, module, position in layers]

@@ -260,7 +260,7 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
     else:
         hooks, applied = _module_hooks(model, names)
         if "identity" in names and (plain_layers := per_layer_input_layers(model)):  # Gemma-4's per-layer inputs
-            contexts.append(lambda: detached_per_layer_inputs(plain_layers))
+            overrides += detached_per_layer_inputs(plain_layers)
             applied["identity"] += [f"{path} (per_layer_input detached)" for path, _, _ in plain_layers]
         if "attention" in names and not applied["attention"] and attention_configs(model) \
                 and _swap_used(model, detached_pattern_attention):  # a transformers model used as a plain module
