@@ -18,6 +18,10 @@ Llama-4's batched layout (``gate_up_proj`` ``(E, D, 2F)``, tokens sorted per exp
 routing score before* the experts) gets the same rules in :func:`rule_aware_bmm_experts`, and its router a forward
 that returns the same scores detached (the score is a gate on the input).
 
+JetMoE's ``ParallelExperts`` (tokens grouped per expert, ``(E, out, in)`` weights; its attention is a mixture of
+attention heads of the same layout) keeps its own forward: :func:`parallel_experts_overrides` detaches the routing
+gates its routers return and puts the Half rule at the input of the MLP's ``output_linear``.
+
 The replacement is checked against the module's own forward on the model's dimensions before it is used; an
 expert implementation it does not reproduce is reported as not covered (and is an error when a rule was asked
 for by name). The shared expert of Qwen2-MoE is a plain gated MLP with hook points and takes the usual rules;
@@ -33,8 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["experts_of", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
-           "reproduces", "moe_overrides"]
+__all__ = ["experts_of", "layer_experts", "rule_aware_experts", "rule_aware_bmm_experts", "rule_aware_glu_experts",
+           "reproduces", "moe_overrides", "parallel_experts_overrides"]
 
 
 def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
@@ -42,12 +46,32 @@ def experts_of(model: nn.Module, layer: int) -> tuple[nn.Module | None, str]:
     mlp = model.blocks[layer].mlp
     original = getattr(mlp, "original_component", mlp)
     experts = getattr(original, "experts", None)
+    if experts is None:  # experts beside a dense MLP, children of the decoder layer (Gemma-4's enable_moe_block)
+        experts = layer_experts(model, layer)
     fused = (all(hasattr(experts, a) for a in ("gate_up_proj", "down_proj", "num_experts"))
              and (hasattr(experts, "act_fn") or _clamped_glu(experts)))
     if not fused:
         return None, ""
     path = next((name for name, module in model.named_modules() if module is experts), "")
     return experts, path
+
+
+def layer_experts(model: nn.Module, layer: int) -> nn.Module | None:
+    """The experts that are a child of decoder layer ``layer`` itself, next to its MLP and routed by a ``router``
+    child of the layer (Gemma-4: ``experts(norm(x), *router(x)[1:][::-1])`` added to the dense MLP's output);
+    None when the layer has none.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``TransformerBridge``.
+    layer : int
+        The decoder layer.
+    """
+    original = getattr(model.blocks[layer], "original_component", None)
+    experts = getattr(original, "experts", None)
+    return experts if isinstance(experts, nn.Module) and isinstance(getattr(original, "router", None),
+                                                                     nn.Module) else None
 
 
 def rule_aware_experts(experts: nn.Module, identity: bool, half: bool,
@@ -179,6 +203,52 @@ def reproduces(experts: nn.Module, forward: Callable[..., torch.Tensor], top_k: 
     return mine.shape == theirs.shape and float((mine - theirs).abs().max()) <= 1e-5 * scale
 
 
+def _parallel_experts(module: nn.Module) -> bool:
+    """JetMoE's ``ParallelExperts`` layout: ``input_linear`` and ``output_linear`` with ``(E, out, in)`` weights
+    applied to tokens grouped per expert, routed by a ``router`` returning ``(index, batch_index, gates, sizes,
+    logits)``."""
+    return (all(getattr(getattr(module, name, None), "weight", torch.empty(0)).ndim == 3
+                for name in ("input_linear", "output_linear")) and isinstance(getattr(module, "router", None), nn.Module))
+
+
+def _detached_gates(router: nn.Module) -> tuple[nn.Module, Callable]:
+    """A forward for a ``ParallelExperts`` router returning the same tuple with the gates (item 2) detached."""
+    forward = type(router).forward
+
+    def detached(hidden_states: torch.Tensor) -> Any:
+        out = forward(router, hidden_states)
+        return (*out[:2], out[2].detach(), *out[3:])
+
+    return router, detached
+
+
+def parallel_experts_overrides(moe: nn.Module, half: bool, straight: Callable) -> list[tuple[nn.Module, Callable]]:
+    """JetMoE's mixture of experts (MLP) or of attention heads (``experts`` of its attention): the routing gates
+    constant (as the routing weights of the fused layout), and in the MLP, ``output(act(h1) * h2)``, the Half rule
+    on the gated product at the input of ``output_linear`` (the Identity rule on ``activation`` is a module rule,
+    :func:`patching.relp_cover.inner_modules`). Values unchanged; empty when ``moe`` is not of that layout.
+
+    Parameters
+    ----------
+    moe : nn.Module
+        The MoE block or the attention's mixture of attention heads.
+    half : bool
+        Whether the Half rule is on.
+    straight : Callable
+        ``straight(value, surrogate)``: ``value`` forwards, ``surrogate``'s gradient backwards.
+    """
+    router = getattr(moe.router, "original_component", moe.router)
+    if not _parallel_experts(moe) or not hasattr(router, "top_k"):
+        return []
+    out = [_detached_gates(router)]
+    if half and isinstance(getattr(moe, "activation", None), nn.Module):
+        linear = moe.output_linear
+        forward = type(linear).forward
+        out.append((linear, lambda inputs, expert_size, linear=linear, forward=forward:
+                    forward(linear, straight(inputs, 0.5 * inputs), expert_size)))
+    return out
+
+
 def moe_overrides(model: nn.Module, layers: range, names: set[str], straight: Callable,
                   identity_surrogate: Callable) -> tuple[list[tuple[nn.Module, Any]], list[str], list[str]]:
     """Rule-aware expert forwards for every MoE layer; returns (replacements, covered paths, uncovered layers)."""
@@ -186,7 +256,16 @@ def moe_overrides(model: nn.Module, layers: range, names: set[str], straight: Ca
     for layer in layers:
         experts, path = experts_of(model, layer)
         if experts is None:
-            uncovered.append(f"blocks.{layer}.mlp")
+            moe = getattr(model.blocks[layer].mlp, "original_component", None)
+            parallel = parallel_experts_overrides(moe, "half" in names, straight) if moe is not None else []
+            attn = getattr(getattr(model.blocks[layer], "attn", None), "original_component", None)
+            heads = getattr(attn, "experts", None)
+            if parallel and heads is not None:  # JetMoE's mixture of attention heads: its gates too
+                parallel += parallel_experts_overrides(heads, False, straight)
+            if not parallel:
+                uncovered.append(f"blocks.{layer}.mlp")
+            replacements += parallel
+            covered += [f"blocks.{layer}.mlp (parallel experts, routing gates detached)"] * bool(parallel)
             continue
         bmm = _bmm_layout(experts)
         make = (rule_aware_bmm_experts if bmm else rule_aware_glu_experts if _clamped_glu(experts)

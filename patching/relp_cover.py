@@ -17,20 +17,28 @@ things are left:
 * **Inner modules** (:func:`inner_modules`): norms no norm bridge wraps (BitNet's ``ffn_sub_norm`` and
   ``attn_sub_norm`` inside its MLP and attention) and the parts of a mixture-of-experts block that are not
   the routed experts or a bridged component (GLM-4-MoE's and AFMoE's ``shared_experts``, plain gated MLPs with
-  no hook points). They take the module rules of plain ``nn.Module`` models.
+  no hook points), and the elementwise activations that are children of a decoder layer itself (Gemma-4's
+  per-layer-input gate ``act_fn(per_layer_input_gate(h)) * per_layer_input``, Per-Layer Embeddings). They take
+  the module rules of plain ``nn.Module`` models.
+
+Experts beside a dense MLP (Gemma-4's ``enable_moe_block``: ``router`` and ``experts`` children of the decoder
+layer, added to the MLP's output) are covered when the rule-aware expert forward of :mod:`patching._moe`
+reproduces them (routing weights constant, as the attention pattern under the AH-rule), else named.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
 
 from interp import engine
 
-from .relp_probe import norm_kind
+from ._moe import experts_of, layer_experts
+from .relp_probe import activation_kind, norm_kind
 
-__all__ = ["uncovered", "inner_modules", "attention_gates"]
+__all__ = ["uncovered", "inner_modules", "attention_gates", "per_layer_input_layers", "detached_per_layer_inputs"]
 
 #: parameters that only a state recurrence has (Mamba/Mamba-2/gated delta nets ``A_log``, RWKV ``time_decay``,
 #: RG-LRU ``recurrent_param``): the fallback that finds those mixers in a plain ``nn.Module``
@@ -102,8 +110,12 @@ def uncovered(model: nn.Module) -> list[str]:
         for path, module in model.blocks[layer].named_modules(remove_duplicate=False):
             if path and _is_bridge_component(module) and "_original_component" not in path.split("."):
                 bridged.setdefault(id(module), f"blocks.{layer}.{path}")  # the hook names' spelling
+        beside = layer_experts(model, layer)
+        # experts beside the MLP take the rule-aware expert forward (routing weights constant: the router is a
+        # gate) when it reproduces them; otherwise they stay uncovered and are named
+        routed = (beside, original.router) if beside is not None and experts_of(model, layer)[0] is beside else ()
         for name, child in original.named_children():
-            if not _covered(model, child, bridged, is_moe):
+            if not any(child is r for r in routed) and not _covered(model, child, bridged, is_moe):
                 inner = child._modules.get("_original_component", child)
                 found.append(f"blocks.{layer}: {name} ({type(inner).__name__})")
     return found
@@ -126,6 +138,7 @@ def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         original = getattr(mlp, "original_component", None)
         if original is not None and engine.is_moe(model, layer):
             moe_roots[id(original)] = getattr(original, "experts", None)
+    activations = _layer_activations(model)
     out: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
 
@@ -138,13 +151,26 @@ def inner_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         elif in_moe and (module is skip or _is_bridge_component(module)):
             return  # the routed experts (their own rule-aware forward) or a bridged part (its hook points)
         if id(module) not in wrapped and not _is_bridge_component(module) and (
-                (in_moe and module is not skip) or _is_norm(module)):
+                (in_moe and module is not skip) or _is_norm(module) or id(module) in activations):
             out.append((path, module))
         for name, child in module.named_children():
             walk(f"{path}.{name}" if path else name, child, in_moe, skip)
 
     walk("", model, False, None)
     return [(path, module) for path, module in out if path]
+
+
+def _layer_activations(model: nn.Module) -> set[int]:
+    """``id``s of the elementwise activations that are children of a decoder layer itself, outside its bridged
+    attention and MLP (Gemma-4's per-layer-input gate ``act_fn(per_layer_input_gate(h)) * per_layer_input``):
+    no hook point carries their Identity rule."""
+    found = set()
+    for layer in range(engine.n_layers(model)):
+        original = getattr(model.blocks[layer], "original_component", None)
+        for child in (original.children() if original is not None else ()):
+            if not _is_bridge_component(child) and not _has_parameters(child) and activation_kind(child):
+                found.add(id(child))
+    return found
 
 
 def attention_gates(model: nn.Module) -> list[str]:
@@ -167,3 +193,51 @@ def attention_gates(model: nn.Module) -> list[str]:
             elif isinstance(getattr(original, gate, None), nn.Module):
                 found.append(f"{prefix}._original_component.{gate}")
     return found
+
+
+def per_layer_input_layers(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
+    """``(path, module, position)`` of the modules whose ``forward`` takes a ``per_layer_input`` (Gemma-4's and
+    Gemma-3n's decoder layers: Per-Layer Embeddings, ``act_fn(per_layer_input_gate(h)) * per_layer_input``), with
+    the argument's position; only layers with ``per_layer_*`` children (Per-Layer Embeddings switched on).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A plain module (on a bridge the per-layer inputs are computed before ``blocks.0.hook_resid_pre``, constants
+        of every hook point's gradient already).
+    """
+    found = []
+    for path, module in model.named_modules():
+        try:
+            names = list(inspect.signature(module.forward).parameters)
+        except (TypeError, ValueError):
+            continue
+        if "per_layer_input" in names and any(name.startswith("per_layer") for name, _ in module.named_children()):
+            found.append((path, module, names.index("per_layer_input")))
+    return found
+
+
+def detached_per_layer_inputs(layers: list[tuple[str, nn.Module, int]]) -> list[tuple[nn.Module, Any]]:
+    """Forwards for ``layers`` (:func:`per_layer_input_layers`) that detach their ``per_layer_input`` (for
+    ``engine.overridden``): a coefficient of the backward pass, as the attention pattern under the AH-rule, so that
+    the product ``act_fn(gate(h)) * per_layer_input`` is linear in ``h`` (as on a bridge, where it is computed
+    before the first hook point). Values unchanged.
+
+    Parameters
+    ----------
+    layers : list of tuple[str, nn.Module, int]
+        ``(path, module, position of per_layer_input in forward)``.
+    """
+    def replacement(module: nn.Module, position: int) -> Any:
+        forward = type(module).forward
+
+        def detached(*args: Any, **kwargs: Any) -> Any:
+            if len(args) > position and args[position] is not None:
+                args = (*args[:position], args[position].detach(), *args[position + 1:])
+            if kwargs.get("per_layer_input") is not None:
+                kwargs["per_layer_input"] = kwargs["per_layer_input"].detach()
+            return forward(module, *args, **kwargs)
+
+        return detached
+
+    return [(module, replacement(module, position)) for _, module, position in layers]

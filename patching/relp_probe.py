@@ -124,25 +124,33 @@ def norm_kind(module: nn.Module) -> tuple[str, bool, float] | None:
     Parameters
     ----------
     module : torch.nn.Module
-        The module probed (run on a small random input of its weight's width; it needs a 1-D ``weight`` and an ``eps``).
+        The module probed (run on a small random input of its weight's width; it needs an ``eps`` and a 1-D
+        ``weight``, or no parameters at all: a norm without a gain, probed at a width of 8).
     """
     weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 1 or next(module.children(), None) is not None:
+    if next(module.children(), None) is not None:
+        return None
+    if weight is None and next(module.parameters(), None) is None:
+        # a norm without a gain (Gemma-4's value norm ``v_norm``, ``with_scale=False``): probed at a width of 8
+        width, device, dtype, offsets = 8, None, torch.float32, (False,)
+    elif isinstance(weight, torch.Tensor) and weight.ndim == 1:
+        width, device, dtype, offsets = weight.shape[0], weight.device, weight.dtype, (False, True)
+    else:
         return None
     eps = next((float(getattr(module, a)) for a in ("variance_epsilon", "eps", "epsilon")
                 if isinstance(getattr(module, a, None), (int, float))), None)
     if eps is None:
         return None
     gen = torch.Generator().manual_seed(2)
-    x = (2.0 * torch.randn(3, 4, weight.shape[0], generator=gen) + 0.5).to(weight.device, weight.dtype)
+    x = (2.0 * torch.randn(3, 4, width, generator=gen) + 0.5).to(device, dtype)
     y = _probe(module, x)
     if y is None:
         return None
     bias = getattr(module, "bias", None)
     for kind in ("rms", "ln"):
-        for offset in (False, True):
-            gain = (1.0 + weight) if offset else weight
-            expected = _normalized(x.float(), kind == "rms", eps) * gain.float()
+        for offset in offsets:
+            gain = 1.0 if weight is None else ((1.0 + weight) if offset else weight).float()
+            expected = _normalized(x.float(), kind == "rms", eps) * gain
             if kind == "ln" and isinstance(bias, torch.Tensor):
                 expected = expected + bias.float()
             if torch.allclose(y.float(), expected, rtol=1e-4, atol=1e-5):
@@ -166,7 +174,9 @@ def norm_surrogate(module: nn.Module, x: torch.Tensor, kind: tuple[str, bool, fl
     xf = x.float()
     xc = xf if rms else xf - xf.mean(-1, keepdim=True)
     out = xc / (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt().detach()
-    out = out * ((1.0 + module.weight) if offset else module.weight)
+    weight = getattr(module, "weight", None)
+    if weight is not None:
+        out = out * ((1.0 + weight) if offset else weight)
     bias = getattr(module, "bias", None)
     return out + bias if isinstance(bias, torch.Tensor) and not rms else out
 

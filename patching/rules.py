@@ -50,8 +50,8 @@ from interp.engine.attention import (
 )
 from interp.errors import ConfigError, closest
 
-from ._moe import moe_overrides
-from .relp_cover import attention_gates, inner_modules
+from ._moe import layer_experts, moe_overrides
+from .relp_cover import attention_gates, detached_per_layer_inputs, inner_modules, per_layer_input_layers
 from .relp_cover import uncovered as uncovered_parts
 from .relp_probe import activation_kind, changes_input, gated_product, norm_kind, norm_surrogate
 
@@ -218,12 +218,14 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
     if names and (parts := uncovered_parts(model)):
         raise RuleError(f"RelP cannot rule this {type(model).__name__}: {'; '.join(parts[:4])}"
                         f"{' ...' if len(parts) > 4 else ''} {'is' if len(parts) == 1 else 'are'} not a norm, attention, "
-                        "MLP or mixture of experts (a state-space, recurrent or linear-attention mixer), so no LRP "
+                        "MLP or mixture of experts (e.g. a state-space, recurrent or linear-attention mixer), so no "
+                        "LRP "
                         "rule covers what it computes and relevance would not be conserved. Use "
                         "patching.attribution_patching, or rules=() for RelP without rules (= AtP)")
     if engine.is_bridge(model):
         hooks, applied = _bridge_hooks(model, names)
-        moe_layers = [layer for layer in range(engine.n_layers(model)) if engine.is_moe(model, layer)]
+        moe_layers = [layer for layer in range(engine.n_layers(model))
+                      if engine.is_moe(model, layer) or layer_experts(model, layer) is not None]
         if moe_layers and names & {"identity", "half"}:
             overrides, covered, uncovered = moe_overrides(model, moe_layers, names, straight, _identity_surrogate)
             for layer in moe_layers:  # a shared expert's sigmoid gate (Qwen2-MoE) is a gate: constant backwards
@@ -263,6 +265,9 @@ def compile_rules(model: nn.Module, rules: Iterable[Rule], strict: set[str] = fr
         hooks += _cover_inner(model, names, applied)
     else:
         hooks, applied = _module_hooks(model, names)
+        if "identity" in names and (plain_layers := per_layer_input_layers(model)):  # Gemma-4's per-layer inputs
+            overrides += detached_per_layer_inputs(plain_layers)
+            applied["identity"] += [f"{path} (per_layer_input detached)" for path, _, _ in plain_layers]
         if "attention" in names and not applied["attention"] and attention_configs(model) \
                 and _swap_used(model, detached_pattern_attention):  # a transformers model used as a plain module
             contexts.append(lambda: detached_pattern_attention(model))

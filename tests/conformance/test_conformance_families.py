@@ -13,7 +13,7 @@ Cases that fail today are ``xfail(strict=True)`` in :data:`KNOWN`, each with its
 of issue 18 fixes (engine18, rules18), or one this suite found that is not fixed yet. They flip to XPASS (and fail
 the run) when the fix lands, so the mark is removed then. RelP either conserves relevance or refuses by name on
 every family (relp18): state-space / recurrent mixers and MoE expert layouts it cannot rule are refused; Gemma-4's
-RelP case waits on the engine's per-layer head_dim.
+gain-free value norm and per-layer-input gate take the LN and Identity rules (gemma18).
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ DEFAULT_CHECKS = ("boots", "layouts", "capture", "relp", "vocab")
 
 
 #: (family, check) -> reason: fails on main after the engine18b and relp18 merges (2026-12-07, transformers 5.23,
-#: transformer_lens 4.3); the marks of the cases those merges fixed are gone
-KNOWN: dict[tuple[str, str], str] = {
-    ("gemma4text", "relp"): ("found by the generated suite once Gemma-4's per-layer head_dim was read (engine18b), not "
-                             "fixed yet: relevance at blocks.0.hook_resid_pre is not conserved (relative error 2.8); "
-                             "RelP must place its rules on Gemma-4 or refuse it"),
-}
+#: transformer_lens 4.3); the marks of the cases those merges fixed are gone (the last, Gemma-4's RelP: gemma18)
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @functools.cache
