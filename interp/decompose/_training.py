@@ -190,17 +190,18 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
     sae._total_steps = total_steps
     fraction = sae.n_steps_ / total_steps if total_steps else 1.0
     xs, x_hat, extra, stats = sae._train_forward(x, fraction, n, par)
-    sq = ((x_hat - xs) ** 2).sum()
+    sq = torch.nn.functional.mse_loss(x_hat, xs, reduction="sum")  # one fused kernel each way
     loss = sq / n + extra
     sae._optimizer.zero_grad(set_to_none=True)
     loss.backward()
     with torch.no_grad():
-        xd = xs.detach().double()
-        row_stats = torch.cat([sq.detach().double().reshape(1), xd.sum(0), (xd ** 2).sum().reshape(1)])
+        xd = xs.detach()
+        row_stats = torch.cat([sq.detach().double().reshape(1), xd.sum(0, dtype=torch.float64),
+                               torch.linalg.vecdot(xd.reshape(-1), xd.reshape(-1)).double().reshape(1)])
         fired, active, row_stats = _synchronise(sae, par, stats["fired"], stats["active"], row_stats)
         W, g = sae.components_, sae.components_.grad
-        if g is not None:  # keep the update tangent to the unit sphere of each decoder row
-            g -= (g * W).sum(1, keepdim=True) * W
+        if g is not None:  # keep the update tangent to the unit sphere of each decoder row (one pass over g)
+            g.addcmul_(torch.linalg.vecdot(g, W).unsqueeze(1), W, value=-1)
     sae._optimizer.step()
     with torch.no_grad():
         sae.components_ /= sae.components_.norm(dim=1, keepdim=True).clamp_min(1e-12)
