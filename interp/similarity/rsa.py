@@ -37,7 +37,7 @@ import scipy.stats
 import torch
 
 from ..errors import ConfigError, DimensionError
-from .rdm import RDMs, as_rdm_vectors, rdm, square, upper_tri
+from .rdm import RDMs, as_rdm_vectors, rdm, rdm_vector, square, upper_tri
 
 __all__ = ["compare_rdms", "compare_vectors", "rsa", "COMPARATORS", "rankdata", "canonical_method"]
 
@@ -94,6 +94,9 @@ def rankdata(v: torch.Tensor) -> torch.Tensor:
         new = torch.ones(m, dtype=torch.bool, device=v.device)
         torch.ne(s[1:], s[:-1], out=new[1:])
         del s
+        if bool(new.all()):  # no ties: the rank is the sorted position
+            out[r].scatter_(0, order, torch.arange(1, m + 1, dtype=dtype, device=v.device))
+            continue
         starts = torch.nonzero(new)[:, 0]
         ends = torch.cat([starts[1:], torch.tensor([m], device=v.device)])
         avg = (starts + 1 + ends).to(dtype) / 2
@@ -101,6 +104,37 @@ def rankdata(v: torch.Tensor) -> torch.Tensor:
         del new, starts, ends
         out[r].scatter_(0, order, torch.index_select(avg, 0, gid))
     return out.reshape(v.shape)
+
+
+def _integer_ranks(v: torch.Tensor) -> torch.Tensor | None:
+    """Ranks 1..m of a 1-D tensor as integers (one sort), or None when it has ties."""
+    s, order = torch.sort(v)
+    if bool((s[1:] == s[:-1]).any()):
+        return None
+    del s
+    m = v.numel()
+    dtype = torch.int32 if m < 2**31 - 1 else torch.int64
+    return torch.empty(m, dtype=dtype, device=v.device).scatter_(0, order, torch.arange(1, m + 1, dtype=dtype,
+                                                                                          device=v.device))
+
+
+def _spearman_untied(v1: torch.Tensor, v2: torch.Tensor) -> float | None:
+    """Spearman rho of two RDM vectors without ties, ``1 - 6 sum d^2 / (m (m^2 - 1))`` (Spearman 1904) with
+    integer ranks (exact) and ``sum d^2`` accumulated in float64; None when either vector has ties (then
+    :func:`rankdata`'s average ranks and the Pearson form are used). Equal to the Pearson correlation of the
+    ranks, with no centred float64 copies of the two rank vectors."""
+    r1 = _integer_ranks(v1)
+    if r1 is None:
+        return None
+    r2 = _integer_ranks(v2)
+    if r2 is None:
+        return None
+    m = v1.numel()
+    total = 0.0
+    for s in range(0, m, 1 << 22):
+        d = (r1[s:s + (1 << 22)] - r2[s:s + (1 << 22)]).to(torch.float64)
+        total += float(torch.dot(d, d))
+    return 1.0 - 6.0 * total / (m * (float(m) ** 2 - 1))
 
 
 def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -158,6 +192,10 @@ def compare_vectors(v1: torch.Tensor, v2: torch.Tensor, method: str = "spearman"
         return _cosine_matrix(_centre(v1), _centre(v2))
     if method == "cosine":
         return _cosine_matrix(v1, v2)
+    if method == "spearman" and v1.shape[0] == v2.shape[0] == 1 and v1.shape[-1] > 2:
+        rho = _spearman_untied(v1[0], v2[0])
+        if rho is not None:
+            return torch.tensor([[rho]], dtype=v1.dtype, device=v1.device)
     if method in ("spearman", "rho-a"):
         r1 = _centre(rankdata(v1).to(torch.float64))
         r2 = _centre(rankdata(v2).to(torch.float64))
@@ -240,8 +278,13 @@ def rsa(x: Any, y: Any, *, rdm_method: str = "correlation", method: str = "spear
     from ._backend import as_pair
 
     X, Y = as_pair(x, y, dtype=dtype, device=device, nan_policy=nan_policy)
-    vx = upper_tri(rdm(X, rdm_method))[None]  # the square RDMs are freed right away (n = 10k: 400 MB each)
-    del X
-    vy = upper_tri(rdm(Y, rdm_method))[None]
+    if rdm_method in ("correlation", "cosine", "euclidean"):  # upper triangles only, no n x n RDM
+        vx = rdm_vector(X, rdm_method)[None]
+        del X
+        vy = rdm_vector(Y, rdm_method)[None]
+    else:
+        vx = upper_tri(rdm(X, rdm_method))[None]
+        del X
+        vy = upper_tri(rdm(Y, rdm_method))[None]
     del Y
     return float(compare_vectors(vx, vy, method)[0, 0])
