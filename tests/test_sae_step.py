@@ -65,3 +65,23 @@ def test_pairs_products_equal_dense(dtype):
 def test_batchtopk_trains_with_the_fast_step(data):
     sae = _train(BatchTopKSAE, data, False)
     assert sae.n_steps_ == 10 and float(sae.threshold_) > 0
+
+
+def test_gradients_take_their_parameters_layout_before_the_fused_step():
+    """A row-major gradient of a column-major parameter is re-laid out, so fused Adam equals default Adam."""
+    from interp.decompose._sae_base import make_adam
+    from interp.decompose._training import grads_in_param_layout
+
+    gen = torch.Generator().manual_seed(0)
+    start, g0 = torch.randn(50, 30, generator=gen).T, torch.randn(30, 50, generator=gen)
+    out = []
+    for fused in (True, False):
+        p = start.clone().requires_grad_(True)  # (30, 50), column-major
+        opt = make_adam([p], 0.1) if fused else torch.optim.Adam([p], lr=0.1, foreach=False)
+        for i in range(3):
+            p.grad = (g0 * (i + 1) + i).contiguous()  # row-major
+            grads_in_param_layout([p])
+            assert p.grad.stride() == p.stride()
+            opt.step()
+        out.append(p.detach())
+    assert torch.allclose(out[0], out[1], atol=1e-6)

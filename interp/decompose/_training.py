@@ -202,6 +202,7 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
         W, g = sae.components_, sae.components_.grad
         if g is not None:  # keep the update tangent to the unit sphere of each decoder row (one pass over g)
             g.addcmul_(torch.linalg.vecdot(g, W).unsqueeze(1), W, value=-1)
+        grads_in_param_layout(sae._parameters())
     sae._optimizer.step()
     with torch.no_grad():
         sae.components_ /= sae.components_.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -213,6 +214,25 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
     sq, total, sumsq = float(row_stats[0]), row_stats[1:-1], float(row_stats[-1])
     total_var = (sumsq - float((total ** 2).sum()) / n) / n
     return float(active) / n, (sq / n) / total_var if total_var > 0 else float("nan")
+
+
+def grads_in_param_layout(params: Sequence[torch.Tensor]) -> None:
+    """Give every gradient its parameter's memory layout (strides), copying only where they differ.
+
+    torch's fused CPU Adam walks parameter, gradient and moments in memory order: a gradient laid out
+    differently from its parameter (a row-major gradient of the column-major ``W_enc_``) is silently
+    applied to the wrong elements (torch 2.13, measured). Autograd's accumulation already matches
+    layouts; this guards gradients set by hand.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The optimised parameters.
+    """
+    for p in params:
+        g = p.grad
+        if g is not None and g.stride() != p.stride():
+            p.grad = torch.empty_like(p).copy_(g)  # empty_like keeps p's strides
 
 
 def _synchronise(sae: Any, par: Parallel, fired: torch.Tensor, active: torch.Tensor,
