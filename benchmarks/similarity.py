@@ -225,35 +225,40 @@ def floor_candidates(kind: str, X: np.ndarray, Y: np.ndarray, numpy_rsa: bool = 
     return out
 
 
-def floor_rounds(kind: str, n: int, p: int, rounds: int, numpy_rsa: bool = True) -> dict:
-    """Interleaved rounds (every candidate once per round, the order rotating), one thread, float32."""
+def floor_rounds(kind: str, n: int, p: int, rounds: int, numpy_rsa: bool = True, names: list | None = None) -> dict:
+    """Interleaved rounds (every candidate once per round, the order rotating), one thread, float32.
+
+    The values compared are those of the first round (no separate warm-up: at 10k x 4096 one call takes
+    tens of seconds, far above any first-call cost).
+    """
     import gc
 
     X, Y = _data_patterns(n, p)
     cands = floor_candidates(kind, X, Y, numpy_rsa)
-    names = list(cands)
-    values = {k: cands[k]() for k in names}  # warm-up + the values compared
+    names = [k for k in cands if names is None or k in names or k == "ours"]
+    values: dict = {}
     times: dict = {k: [] for k in names}
     for r in range(rounds):
         for k in names[r % len(names):] + names[:r % len(names)]:
             gc.collect()
             t = time.perf_counter()
-            cands[k]()
+            value = cands[k]()
             times[k].append(time.perf_counter() - t)
+            values.setdefault(k, value)
     ratios = {k: [a / b for a, b in zip(times["ours"], times[k])] for k in names}
     return {"kind": kind, "n": n, "p": p, "values": values, "times": times, "ratios": ratios}
 
 
 def floor_memory(kind: str, name: str, n: int, p: int) -> float:
     """Peak RSS (MB) of one candidate run in a fresh subprocess above its RSS before the run (the data
-    already made; the peak counter reset through ``/proc/self/clear_refs``)."""
+    already made and one warm-up call done; the peak counter reset through ``/proc/self/clear_refs``)."""
     code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
             "import torch; torch.set_num_threads(1); import similarity as S; "
             f"X, Y = S._data_patterns({n}, {p}); c = S.floor_candidates({kind!r}, X, Y)[{name!r}]; "
             "import interp.similarity, scipy.stats, scipy.linalg.blas; "
             "hwm = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]); "
             "rss = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]); "
-            "open('/proc/self/clear_refs', 'w').write('5'); b = rss(); c(); print((hwm() - b) / 1024)")
+            "c(); open('/proc/self/clear_refs', 'w').write('5'); b = rss(); c(); print((hwm() - b) / 1024)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     return float(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else float("nan")
@@ -263,23 +268,36 @@ def _fit_exponent(xs: list, ys: list) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+FLOOR_WORK = ROOT / "benchmarks" / "_work" / "similarity_floor"
+
+
 def floor_main(args: argparse.Namespace) -> None:
+    """Run the requested (kind, size) cells, each saved to its own JSON under benchmarks/_work/similarity_floor,
+    then render every saved cell into benchmarks/results/similarity_floor.md (cells may run in separate
+    processes: ``--cells cka:2000x1024,rsa:2000x1024`` ...)."""
     import statistics
 
     import torch
 
     torch.set_num_threads(1)
-    sizes = [(2000, 1024), (10_000, 4096)] if not args.quick else [(500, 256), (1000, 512)]
-    results = []
-    for n, p in sizes:
-        for kind in ("cka", "rsa"):
-            res = floor_rounds(kind, n, p, args.rounds, numpy_rsa=not (kind == "rsa" and n > 5000 and args.skip_big_numpy))
-            if args.memory:
-                res["peak_mb"] = {k: floor_memory(kind, k, n, p) for k in res["times"]}
-            print(json.dumps(res)[:400], flush=True)
-            results.append(res)
-    scaling = {}
+    FLOOR_WORK.mkdir(parents=True, exist_ok=True)
+    cells = [c for c in args.cells.split(",") if c] if args.cells else \
+        [f"{k}:{n}x{p}" for n, p in ([(500, 256)] if args.quick else [(2000, 1024), (10_000, 4096)]) for k in ("cka", "rsa")]
+    for cell in cells:
+        kind, size = cell.split(":")
+        n, p = (int(v) for v in size.split("x"))
+        names = args.candidates.split(",") if args.candidates else None
+        res = floor_rounds(kind, n, p, args.rounds, numpy_rsa=not (kind == "rsa" and n > 5000 and args.skip_big_numpy),
+                           names=names)
+        if args.memory:
+            res["peak_mb"] = {k: floor_memory(kind, k, n, p) for k in res["times"]}
+        res["load"] = os.getloadavg()[0]
+        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                       cwd=ROOT).stdout.strip()
+        (FLOOR_WORK / f"{kind}_{n}x{p}.json").write_text(json.dumps(res))
+        print(json.dumps(res), flush=True)
     if args.scaling:
+        scaling = {}
         for kind, grid in (("cka", {"samples": [(2000, 1024), (4000, 1024), (8000, 1024)],
                                     "width": [(4000, 512), (4000, 1024), (4000, 2048)]}),):
             for axis, pts in grid.items():
@@ -296,21 +314,25 @@ def floor_main(args: argparse.Namespace) -> None:
                     secs.append(statistics.median(ts))
                 xs = [n for n, _ in pts] if axis == "samples" else [p for _, p in pts]
                 scaling[f"{kind} {axis}"] = {"points": list(zip(xs, secs)), "exponent": _fit_exponent(xs, secs)}
+        (FLOOR_WORK / "scaling.json").write_text(json.dumps(scaling))
         print(json.dumps(scaling), flush=True)
-    write_floor(args, results, scaling)
+    results = [json.loads(f.read_text()) for f in sorted(FLOOR_WORK.glob("*_*x*.json"))]
+    results.sort(key=lambda r: (r["n"] * r["p"], r["kind"]))
+    scaling_path = FLOOR_WORK / "scaling.json"
+    write_floor(args, results, json.loads(scaling_path.read_text()) if scaling_path.exists() else {})
 
 
 def write_floor(args: argparse.Namespace, results: list, scaling: dict) -> None:
     import statistics
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    load = os.getloadavg()
-    cmd = "python benchmarks/similarity.py --floor" + (" --quick" if args.quick else "") + f" --rounds {args.rounds}" + \
-        (" --memory" if args.memory else "") + (" --scaling" if args.scaling else "") + \
-        (" --skip-big-numpy" if args.skip_big_numpy else "")
+    commits = sorted({r.get("commit", "?") for r in results})
+    commit = ", ".join(commits)
+    load = (max(r.get("load", 0.0) for r in results) if results else os.getloadavg()[0],)
+    cmd = ("python benchmarks/similarity.py --floor --rounds R [--cells kind:NxP,...] [--candidates ...] [--memory] "
+           "[--scaling]` (each cell's rounds are in its own section below)")
     lines = ["# Similarity against the plain formulas (issue 23)", "",
-             f"Command: `OMP_NUM_THREADS=1 {cmd}`  ", f"Commit: `{commit}` (the tree measured)  ",
-             f"Machine: {machine()}; one torch/BLAS thread; load average {load[0]:.1f} at the end (other jobs "
+             f"Command: `OMP_NUM_THREADS=1 {cmd}  ", f"Commit: `{commit}` (the tree measured)  ",
+             f"Machine: {machine()}; one torch/BLAS thread; load average up to {load[0]:.1f} (other jobs "
              "share the cores: read the same-run ratios, not the seconds)", "",
              "Every candidate runs once per round, the order rotating between rounds, in one process, float32 "
              "inputs (same data, `_data_patterns`: 64 shared latent dimensions plus noise). Ratio = ours / candidate "
@@ -362,6 +384,8 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="with --floor: peak RSS of each candidate in a subprocess")
     parser.add_argument("--scaling", action="store_true", help="with --floor: CKA time against samples and width")
     parser.add_argument("--skip-big-numpy", action="store_true", help="with --floor: no numpy/scipy RSA at n = 10k")
+    parser.add_argument("--cells", default="", help="with --floor: comma-separated kind:NxP cells, e.g. cka:10000x4096")
+    parser.add_argument("--candidates", default="", help="with --floor: only these candidates (ours always runs)")
     args = parser.parse_args()
     if args.floor:
         floor_main(args)
