@@ -472,7 +472,7 @@ def step_main(args: argparse.Namespace) -> None:
             lines.append(f"| {axis} | {pts} | {s['exponent']:.2f} |")
         lines += ["", "Expected: exponent 1 in tokens (every term is per row) and about 1 in width (the encoder product "
                   "and top-k grow with the latents; the sparse decode and its gradients do not).", ""]
-    out = ROOT / "benchmarks" / "results" / "sae_step.md"
+    out = ROOT / "benchmarks" / "results" / (args.out or "sae_step.md")
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {out}")
@@ -500,6 +500,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=7, help="with --step: interleaved rounds")
     p.add_argument("--steps", type=int, default=5, help="with --step: steps per candidate per round")
     p.add_argument("--scaling", action="store_true", help="with --step: exponents in tokens and width")
+    p.add_argument("--out", default="", help="with --step: file name under benchmarks/results (default sae_step.md)")
     return p.parse_args(argv)
 
 

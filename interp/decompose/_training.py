@@ -273,7 +273,7 @@ def _memory_report(sae: Any, par: Parallel) -> dict[str, Any]:
     here = full = 0
     for p in sae._parameters():
         n_bytes = p.numel() * p.element_size()
-        state = sum(t.numel() * t.element_size() for t in sae._optimizer.state.get(p, {}).values()
+        state = sum(t.numel() * t.element_size() for t in sae._optimizer.state_of(p)[0].values()
                     if isinstance(t, torch.Tensor) and t.ndim > 0)
         latent = p is not sae.b_dec_ and par.sharded
         here += n_bytes + state

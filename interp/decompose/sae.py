@@ -160,7 +160,8 @@ class ReLUSAE(SparseAutoencoder):
         self.W_enc_[:, dead] = direction.T * enc_norm * 0.2
         self.b_enc_[dead] = 0
         for param, index in ((self.components_, (dead,)), (self.W_enc_, (slice(None), dead)), (self.b_enc_, (dead,))):
-            state = self._optimizer.state.get(param, {})
+            state, transposed = self._optimizer.state_of(param)
+            index = index[::-1] if transposed else index
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
                     state[key][index] = 0
