@@ -281,7 +281,7 @@ def floor_main(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     FLOOR_WORK.mkdir(parents=True, exist_ok=True)
-    cells = [c for c in args.cells.split(",") if c] if args.cells else \
+    cells = [] if args.render else [c for c in args.cells.split(",") if c] if args.cells else \
         [f"{k}:{n}x{p}" for n, p in ([(500, 256)] if args.quick else [(2000, 1024), (10_000, 4096)]) for k in ("cka", "rsa")]
     for cell in cells:
         kind, size = cell.split(":")
@@ -359,6 +359,9 @@ def write_floor(args: argparse.Namespace, results: list, scaling: dict) -> None:
             pts = ", ".join(f"{x}: {t:.3f}" for x, t in s["points"])
             lines.append(f"| {key} | {pts} | {s['exponent']:.2f} |")
         lines += ["", "CKA in feature space costs n(p^2 + q^2 + pq): expected exponents 1 in samples, 2 in width.", ""]
+    lines += ["Peak MB: the growth of the resident set over a process that already ran the candidate once (the "
+              "peak counter reset through /proc/self/clear_refs): memory the allocator kept from the warm-up call "
+              "is not counted again, so small numbers are lower bounds; the inputs are 4 n p bytes each.", ""]
     lines += ["What ours does: CKA's two symmetric terms `||X^T X||_F^2` with BLAS `?syrk` (half the multiply-adds "
               "of a GEMM; numpy's `a.T @ a` also calls syrk, torch's `@` does not), the cross term in column blocks "
               "(no p x q temporary); RSA's RDMs as upper-triangle row blocks (half the product, no n x n matrix, no "
@@ -386,6 +389,7 @@ def main() -> None:
     parser.add_argument("--skip-big-numpy", action="store_true", help="with --floor: no numpy/scipy RSA at n = 10k")
     parser.add_argument("--cells", default="", help="with --floor: comma-separated kind:NxP cells, e.g. cka:10000x4096")
     parser.add_argument("--candidates", default="", help="with --floor: only these candidates (ours always runs)")
+    parser.add_argument("--render", action="store_true", help="with --floor: only re-render the saved cells")
     args = parser.parse_args()
     if args.floor:
         floor_main(args)
