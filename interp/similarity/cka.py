@@ -131,6 +131,8 @@ def _dot64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``<a, b>`` of two equal-shape blocks, accurate to ~1e-8: BLAS dots over 65,536-entry chunks summed in
     float64 (one float32 dot over the 16M entries of a 4096-wide product drifts by ~1e-4 relative; a
     float64 reduction is ~10x slower). On a GPU: one float64 reduction."""
+    if a.dim() == 2 and not a.is_contiguous() and a.T.is_contiguous() and b.T.is_contiguous():
+        a, b = a.T, b.T  # a column-major block (syrk's Fortran output): flatten its transpose, no copy
     fa, fb = a.reshape(-1), b.reshape(-1)
     if fa.device.type != "cpu":
         return torch.dot(fa.double(), fb.double())
