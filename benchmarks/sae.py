@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "benchmarks" / ".venv-saelens"
@@ -334,7 +335,7 @@ def write_markdown(args: argparse.Namespace, r: dict) -> None:
 # ====================================================================== the step against its floor (issue 23)
 
 
-def _dense_reference_step(sae, x: "torch.Tensor", opt) -> None:
+def _dense_reference_step(sae: dict, x: Any, opt: Any) -> None:
     """The same TopK step written densely through autograd (SAELens's TopK training pass has this shape): dense
     encode, top-k, scatter into a dense code matrix, dense decode, MSE, backward, the decoder-norm
     projection and torch's default Adam."""
