@@ -427,6 +427,7 @@ def step_main(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     main = step_rounds(args.d, args.width, args.k, args.batch_size, args.rounds, args.steps)
     print(json.dumps(main)[:600], flush=True)
     scaling = {}
@@ -441,7 +442,6 @@ def step_main(args: argparse.Namespace) -> None:
             xs, ts = [r[0] for r in rows], [r[1] for r in rows]
             scaling[axis] = {"points": rows, "exponent": float(np.polyfit(np.log(xs), np.log(ts), 1)[0])}
             print(json.dumps(scaling[axis]), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):

@@ -287,13 +287,14 @@ def floor_main(args: argparse.Namespace) -> None:
         kind, size = cell.split(":")
         n, p = (int(v) for v in size.split("x"))
         names = args.candidates.split(",") if args.candidates else None
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=ROOT).stdout.strip()  # the tree at the start of the cell
         res = floor_rounds(kind, n, p, args.rounds, numpy_rsa=not (kind == "rsa" and n > 5000 and args.skip_big_numpy),
                            names=names)
         if args.memory:
             res["peak_mb"] = {k: floor_memory(kind, k, n, p) for k in res["times"]}
         res["load"] = os.getloadavg()[0]
-        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=ROOT).stdout.strip()
+        res["commit"] = commit
         (FLOOR_WORK / f"{kind}_{n}x{p}.json").write_text(json.dumps(res))
         print(json.dumps(res), flush=True)
     if args.scaling:
