@@ -364,9 +364,9 @@ def write_floor(args: argparse.Namespace, results: list, scaling: dict) -> None:
               "peak counter reset through /proc/self/clear_refs): memory the allocator kept from the warm-up call "
               "is not counted again, so small numbers are lower bounds; the inputs are 4 n p bytes each.", ""]
     lines += ["What ours does: CKA's two symmetric terms `||X^T X||_F^2` with BLAS `?syrk` (half the multiply-adds "
-              "of a GEMM; numpy's `a.T @ a` also calls syrk, torch's `@` does not), the cross term in column blocks "
-              "(no p x q temporary); RSA's RDMs as upper-triangle row blocks (half the product, no n x n matrix, no "
-              "triu index vectors), ranks from one sort, and Spearman from integer ranks when there are no ties "
+              "of a GEMM; numpy's `a.T @ a` also calls syrk, torch's `@` does not), the cross term as one GEMM "
+              "(column blocks above 2**26 entries); RSA's RDMs as upper-triangle row blocks (half the product, "
+              "no n x n matrix, no triu index vectors), ranks from one sort, and Spearman from integer ranks when there are no ties "
               "(average ranks, as scipy, when there are).", ""]
     out = ROOT / "benchmarks" / "results" / ("similarity_floor_quick.md" if args.quick else "similarity_floor.md")
     out.write_text("\n".join(lines))

@@ -33,6 +33,7 @@ def test_gram_and_cross_square_norms_equal_the_plain_products(xy, device_path, m
     if device_path == "blocks":  # the GPU path, forced on the CPU: column blocks on and above the diagonal
         monkeypatch.setattr(C, "_syrk_sq_norm", lambda t: (_ for _ in ()).throw(AssertionError("not the blocks")))
         X = X.requires_grad_(False).clone().requires_grad_(True)  # requires_grad routes away from syrk
+        monkeypatch.setattr(C, "_CROSS_MAX", 1)  # and the cross term into column blocks
     with torch.no_grad():
         assert C._blocks(X.shape[1]).__len__() > 1
         assert float(C.gram_sq_norm(X)) == pytest.approx(float((X.T @ X).square().sum()), rel=1e-12)

@@ -124,6 +124,7 @@ def _check_estimator(estimator: str) -> str:
     return estimator
 
 
+_CROSS_MAX = 1 << 26  # entries of Y^T X formed in one GEMM (268 MB in float32)
 _MIN_BLOCK, _MAX_BLOCKS = 512, 8  # narrower blocks lose more GEMM speed than symmetry saves (measured, 1 thread)
 
 
@@ -188,13 +189,16 @@ def _syrk_sq_norm(X: torch.Tensor) -> torch.Tensor:
 
 
 def cross_sq_norm(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """``||Y^T X||_F^2``, one column block of ``X`` at a time (a ``q x block`` temporary, not ``q x p``).
+    """``||Y^T X||_F^2``: one GEMM (the plain formula's ``q x p`` temporary) up to 2**26 entries, column blocks of
+    ``X`` beyond (a ``q x block`` temporary).
 
     Parameters
     ----------
     X, Y : torch.Tensor
         ``(n, p)`` and ``(n, q)`` matrices.
     """
+    if X.shape[1] * Y.shape[1] <= _CROSS_MAX:
+        return _sq(X.T @ Y)
     total = X.new_zeros((), dtype=torch.float64)
     for a in _blocks(X.shape[1]):
         total += _sq(X[:, a].T @ Y)
