@@ -20,8 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "RESULTS.md"
 SECTIONS = ("capture.md", "store_reads.md", "store_safety.md", "patching.md", "faithfulness.md", "faithfulness_rules.md",
-            "moe_faithfulness.md", "faithfulness_ig.md", "labels.md", "similarity.md", "paths.md", "paths_lm.md", "sae.md", "sae_long.md",
-            "scale_sae.md", "scale_capture.md", "circuits.md", "calibration.md", "bare_arrays.md")
+            "moe_faithfulness.md", "faithfulness_ig.md", "labels.md", "similarity.md", "similarity_floor.md",
+            "paths.md", "paths_lm.md", "sae.md", "sae_long.md", "sae_step.md", "sae_step_scaling.md",
+            "scale_sae.md", "scale_capture.md", "circuits.md", "calibration.md",
+            "bare_arrays.md")
 
 
 #: What every results file must state, as a line starting with the key (case-insensitive).

@@ -19,6 +19,9 @@ Usage (from the repository root, project venv active)::
 
     python benchmarks/sae.py                     # builds the SAELens venv on first use (several minutes)
     python benchmarks/sae.py --train-tokens 200000 --width 3072 --k 32 --layer 6
+    OMP_NUM_THREADS=1 python benchmarks/sae.py --step --width 3072 --k 32 --batch-size 1024 --scaling
+        # the step against its floor (encoder matmul + topk) and a dense autograd step, interleaved rounds,
+        # one process -> benchmarks/results/sae_step.md
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "benchmarks" / ".venv-saelens"
@@ -328,6 +332,153 @@ def write_markdown(args: argparse.Namespace, r: dict) -> None:
     print(f"wrote {out}")
 
 
+# ====================================================================== the step against its floor (issue 23)
+
+
+def _dense_reference_step(sae: dict, x: Any, opt: Any) -> None:
+    """The same TopK step written densely through autograd (SAELens's TopK training pass has this shape): dense
+    encode, top-k, scatter into a dense code matrix, dense decode, MSE, backward, the decoder-norm
+    projection and torch's default Adam."""
+    import torch
+
+    W_enc, b_enc, W_dec, b_dec = sae["W_enc"], sae["b_enc"], sae["W_dec"], sae["b_dec"]
+    pre = (x - b_dec) @ W_enc + b_enc
+    vals, idx = pre.topk(sae["k"], dim=1)
+    codes = torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
+    loss = ((codes @ W_dec + b_dec - x) ** 2).sum() / x.shape[0]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        g = W_dec.grad
+        g -= (g * W_dec).sum(1, keepdim=True) * W_dec
+    opt.step()
+    with torch.no_grad():
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+
+
+def step_rounds(d: int, m: int, k: int, batch: int, rounds: int, steps: int, reference: bool = True) -> dict:
+    """Interleaved rounds of ``steps`` optimiser steps: ours, the floor (dense encoder matmul + top-k on the same
+    weights and batches), and optionally the dense autograd reference; the order rotates between rounds."""
+    import gc
+
+    import torch
+
+    from interp.decompose import TopKSAE
+    from interp.decompose._distributed import Parallel
+    from interp.decompose._training import train_step
+
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.randn(4 * m, d, generator=gen) / d ** 0.5
+    n_batches = 8
+    data = []
+    for _ in range(n_batches):  # sparse mixtures of directions plus noise, as activations
+        mask = torch.rand(batch, 4 * m, generator=gen) < 16 / (4 * m)
+        data.append((mask * torch.rand(batch, 4 * m, generator=gen)) @ basis * 4 + 0.1 * torch.randn(batch, d, generator=gen))
+    sae = TopKSAE(m, k=k, batch_size=batch, progress=False, dead_after=10**12)
+    sae.partial_fit(data[0])
+    par = Parallel()
+    W = sae.W_enc_.detach()
+    ref = {"W_enc": sae.W_enc_.detach().clone().requires_grad_(True), "b_enc": sae.b_enc_.detach().clone().requires_grad_(True),
+           "W_dec": sae.components_.detach().clone().requires_grad_(True), "b_dec": sae.b_dec_.detach().clone().requires_grad_(True),
+           "k": k}
+    ref_opt = torch.optim.Adam([ref["W_enc"], ref["b_enc"], ref["W_dec"], ref["b_dec"]], lr=3e-4)
+    counter = {"i": 0}
+
+    def batch_x():
+        counter["i"] += 1
+        return data[counter["i"] % n_batches]
+
+    def ours():
+        x = batch_x()
+        train_step(sae, x, x.shape[0], None, par)
+
+    def floor():
+        x = batch_x()
+        pre = x @ W
+        pre.topk(k, dim=1, sorted=False)
+
+    def dense():
+        _dense_reference_step(ref, batch_x() * sae.input_scale_, ref_opt)
+
+    cands = {"ours (TopKSAE step)": ours, "floor: encoder matmul + topk": floor}
+    if reference:
+        cands["dense autograd step + default Adam"] = dense
+    names = list(cands)
+    for f in cands.values():
+        for _ in range(2):
+            f()
+    times: dict = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            gc.collect()
+            t = time.perf_counter()
+            for _ in range(steps):
+                cands[name]()
+            times[name].append((time.perf_counter() - t) / steps)
+    first = names[0]
+    ratios = {n: [a / b for a, b in zip(times[first], times[n])] for n in names}
+    return {"d": d, "m": m, "k": k, "batch": batch, "times": times, "ratios": ratios}
+
+
+def step_main(args: argparse.Namespace) -> None:
+    import statistics
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    main = step_rounds(args.d, args.width, args.k, args.batch_size, args.rounds, args.steps)
+    print(json.dumps(main)[:600], flush=True)
+    scaling = {}
+    if args.scaling:
+        for axis, pts in (("tokens (batch rows)", [(args.width, b) for b in (512, 1024, 2048)]),
+                          ("width (latents)", [(w, args.batch_size) for w in (1536, 3072, 6144)])):
+            rows = []
+            for m, b in pts:
+                res = step_rounds(args.d, m, args.k, b, 3, max(1, args.steps // 2), reference=False)
+                rows.append((m if axis.startswith("width") else b, statistics.median(res["times"]["ours (TopKSAE step)"]),
+                             statistics.median(res["ratios"]["floor: encoder matmul + topk"])))
+            xs, ts = [r[0] for r in rows], [r[1] for r in rows]
+            scaling[axis] = {"points": rows, "exponent": float(np.polyfit(np.log(xs), np.log(ts), 1)[0])}
+            print(json.dumps(scaling[axis]), flush=True)
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    cmd = (f"OMP_NUM_THREADS=1 python benchmarks/sae.py --step --d {args.d} --width {args.width} --k {args.k} "
+           f"--batch-size {args.batch_size} --rounds {args.rounds} --steps {args.steps}" + (" --scaling" if args.scaling else ""))
+    lines = ["# SAE training step against its floor (issue 23)", "",
+             f"Command: `{cmd}`  ", f"Commit: `{commit}` (the tree measured)  ",
+             f"Machine: {os.cpu_count()} CPU cores ({cpu}); one torch thread; load average {os.getloadavg()[0]:.1f} at "
+             "the end (other jobs share the cores: read the same-run ratios, not the seconds)", "",
+             f"TopK SAE, d {args.d}, {args.width} latents, k {args.k}, batch {args.batch_size}, float32. Each round "
+             f"times {args.steps} steps of every candidate on the same batches, the order rotating between rounds; "
+             "ratio = ours / candidate in the same round, median [min-max].", "",
+             "| candidate | ms per step, median [min-max] | ours / candidate, median [min-max] |", "|---|---|---|"]
+    for name, ts in main["times"].items():
+        r = main["ratios"][name]
+        lines.append(f"| {name} | {1e3 * statistics.median(ts):.1f} [{1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}] | "
+                     f"{statistics.median(r):.2f} [{min(r):.2f}-{max(r):.2f}] |")
+    lines += ["", "The floor is the dense encoder product `x @ W_enc` (the same weights, in the same memory layout) "
+              "and `topk(k, sorted=False)` on it, nothing else; the dense reference is the same step through "
+              "plain autograd (dense codes and decode, torch's default Adam), the shape of SAELens's TopK training "
+              "pass (SAELens itself is not installed in this environment; its side-by-side run is "
+              "`python benchmarks/sae.py`, results in sae.md).", ""]
+    if scaling:
+        lines += ["## Scaling (ours, median of 3 rounds)", "", "| axis | points (size: ms per step, ours / floor) | exponent |",
+                  "|---|---|---|"]
+        for axis, s in scaling.items():
+            pts = ", ".join(f"{x}: {1e3 * t:.0f} ms ({q:.2f}x)" for x, t, q in s["points"])
+            lines.append(f"| {axis} | {pts} | {s['exponent']:.2f} |")
+        lines += ["", "Expected: exponent 1 in tokens (every term is per row) and about 1 in width (the encoder product "
+                  "and top-k grow with the latents; the sparse decode and its gradients do not).", ""]
+    out = ROOT / "benchmarks" / "results" / (args.out or "sae_step.md")
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {out}")
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--saelens-side", action="store_true", help=argparse.SUPPRESS)
@@ -345,6 +496,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dead-after", type=int, default=20_480, help="tokens without firing before a latent counts as dead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    p.add_argument("--step", action="store_true", help="time the training step against its floor, in one process")
+    p.add_argument("--d", type=int, default=576, help="with --step: input features")
+    p.add_argument("--rounds", type=int, default=7, help="with --step: interleaved rounds")
+    p.add_argument("--steps", type=int, default=5, help="with --step: steps per candidate per round")
+    p.add_argument("--scaling", action="store_true", help="with --step: exponents in tokens and width")
+    p.add_argument("--out", default="", help="with --step: file name under benchmarks/results (default sae_step.md)")
     return p.parse_args(argv)
 
 
@@ -352,6 +509,8 @@ if __name__ == "__main__":
     arguments = parse()
     if os.environ.get("SAE_BENCH_RENDER"):  # re-render the markdown from a saved report.json
         write_markdown(arguments, json.loads(Path(os.environ["SAE_BENCH_RENDER"]).read_text()))
+    elif arguments.step:
+        step_main(arguments)
     elif arguments.saelens_side:
         saelens_side(arguments)
     else:

@@ -7,6 +7,9 @@ baseline) is its own. Usage::
     python benchmarks/similarity.py            # everything (several minutes on 2 cores)
     python benchmarks/similarity.py --quick    # smaller sizes, for a smoke test
     python benchmarks/similarity.py --naive-full   # also run the O(n^3) naive HKH CKA at n = 10k
+    OMP_NUM_THREADS=1 python benchmarks/similarity.py --floor --memory --scaling
+        # ours vs the plain formulas (numpy and torch, float32, one thread), interleaved rounds, at 2k x 1k and
+        # 10k x 4096 -> benchmarks/results/similarity_floor.md
 
 Results are printed as a markdown table and written to benchmarks/results/similarity.md.
 """
@@ -158,6 +161,219 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model or platform.processor()}), {platform.system()}, Python {platform.python_version()}"
 
 
+# ---------------------------------------------------------------------------- the plain-formula floor (issue 23)
+def _plain_cka_numpy(X: np.ndarray, Y: np.ndarray) -> float:
+    """Textbook feature-space linear CKA (Kornblith et al. 2019, eq. 5) on centred data, numpy."""
+    a, b = X - X.mean(0), Y - Y.mean(0)
+    return float(np.linalg.norm(b.T @ a) ** 2 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)))
+
+
+def _plain_cka_torch(X, Y) -> float:
+    a, b = X - X.mean(0), Y - Y.mean(0)
+    import torch
+
+    return float(torch.linalg.norm(b.T @ a) ** 2 / (torch.linalg.norm(a.T @ a) * torch.linalg.norm(b.T @ b)))
+
+
+def _plain_rsa_torch(X, Y) -> float:
+    """Correlation RDMs (full n x n product), their upper triangles, ranks by one argsort each, Pearson of ranks."""
+    import torch
+
+    n = X.shape[0]
+    iu = torch.triu_indices(n, n, offset=1)
+
+    def ranks(A):
+        Z = A - A.mean(1, keepdim=True)
+        Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+        v = (1 - Z @ Z.T)[iu[0], iu[1]]
+        r = torch.empty(v.numel(), dtype=torch.float64)
+        r[v.argsort()] = torch.arange(1, v.numel() + 1, dtype=torch.float64)
+        return r - (v.numel() + 1) / 2
+
+    rx = ranks(X)
+    ry = ranks(Y)
+    return float(rx @ ry / (torch.linalg.vector_norm(rx) * torch.linalg.vector_norm(ry)))
+
+
+def _plain_rsa_numpy(X: np.ndarray, Y: np.ndarray) -> float:
+    """Correlation RDMs with a BLAS product, their upper triangles, scipy.stats.spearmanr."""
+    import scipy.stats
+
+    iu = np.triu_indices(X.shape[0], k=1)
+
+    def vec(A):
+        Z = A - A.mean(1, keepdims=True)
+        Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+        return (1 - Z @ Z.T)[iu]
+
+    return float(scipy.stats.spearmanr(vec(X), vec(Y)).statistic)
+
+
+def floor_candidates(kind: str, X: np.ndarray, Y: np.ndarray, numpy_rsa: bool = True) -> dict:
+    import torch
+
+    from interp.similarity import cka, rsa
+
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    if kind == "cka":
+        return {"ours": lambda: cka(Xt, Yt, dtype="float32"), "plain numpy": lambda: _plain_cka_numpy(X, Y),
+                "plain torch": lambda: _plain_cka_torch(Xt, Yt)}
+    out = {"ours": lambda: rsa(Xt, Yt, method="spearman", dtype="float32"),
+           "plain torch": lambda: _plain_rsa_torch(Xt, Yt)}
+    if numpy_rsa:
+        out["plain numpy + scipy"] = lambda: _plain_rsa_numpy(X, Y)
+    return out
+
+
+def floor_rounds(kind: str, n: int, p: int, rounds: int, numpy_rsa: bool = True, names: list | None = None) -> dict:
+    """Interleaved rounds (every candidate once per round, the order rotating), one thread, float32.
+
+    The values compared are those of the first round (no separate warm-up: at 10k x 4096 one call takes
+    tens of seconds, far above any first-call cost).
+    """
+    import gc
+
+    X, Y = _data_patterns(n, p)
+    cands = floor_candidates(kind, X, Y, numpy_rsa)
+    names = [k for k in cands if names is None or k in names or k == "ours"]
+    values: dict = {}
+    times: dict = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            gc.collect()
+            t = time.perf_counter()
+            value = cands[k]()
+            times[k].append(time.perf_counter() - t)
+            values.setdefault(k, value)
+    ratios = {k: [a / b for a, b in zip(times["ours"], times[k])] for k in names}
+    return {"kind": kind, "n": n, "p": p, "values": values, "times": times, "ratios": ratios}
+
+
+def floor_memory(kind: str, name: str, n: int, p: int) -> float:
+    """Peak RSS (MB) of one candidate run in a fresh subprocess above its RSS before the run (the data
+    already made and one warm-up call done; the peak counter reset through ``/proc/self/clear_refs``)."""
+    code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+            "import torch; torch.set_num_threads(1); import similarity as S; "
+            f"X, Y = S._data_patterns({n}, {p}); c = S.floor_candidates({kind!r}, X, Y)[{name!r}]; "
+            "import interp.similarity, scipy.stats, scipy.linalg.blas; "
+            "hwm = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]); "
+            "rss = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]); "
+            "c(); open('/proc/self/clear_refs', 'w').write('5'); b = rss(); c(); print((hwm() - b) / 1024)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return float(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else float("nan")
+
+
+def _fit_exponent(xs: list, ys: list) -> float:
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+FLOOR_WORK = ROOT / "benchmarks" / "_work" / "similarity_floor"
+
+
+def floor_main(args: argparse.Namespace) -> None:
+    """Run the requested (kind, size) cells, each saved to its own JSON under benchmarks/_work/similarity_floor,
+    then render every saved cell into benchmarks/results/similarity_floor.md (cells may run in separate
+    processes: ``--cells cka:2000x1024,rsa:2000x1024`` ...)."""
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(1)
+    FLOOR_WORK.mkdir(parents=True, exist_ok=True)
+    cells = [] if args.render else [c for c in args.cells.split(",") if c] if args.cells else \
+        [f"{k}:{n}x{p}" for n, p in ([(500, 256)] if args.quick else [(2000, 1024), (10_000, 4096)]) for k in ("cka", "rsa")]
+    for cell in cells:
+        kind, size = cell.split(":")
+        n, p = (int(v) for v in size.split("x"))
+        names = args.candidates.split(",") if args.candidates else None
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=ROOT).stdout.strip()  # the tree at the start of the cell
+        res = floor_rounds(kind, n, p, args.rounds, numpy_rsa=not (kind == "rsa" and n > 5000 and args.skip_big_numpy),
+                           names=names)
+        if args.memory:
+            res["peak_mb"] = {k: floor_memory(kind, k, n, p) for k in res["times"]}
+        res["load"] = os.getloadavg()[0]
+        res["commit"] = commit
+        (FLOOR_WORK / f"{kind}_{n}x{p}.json").write_text(json.dumps(res))
+        print(json.dumps(res), flush=True)
+    if args.scaling:
+        scaling = {}
+        for kind, grid in (("cka", {"samples": [(2000, 1024), (4000, 1024), (8000, 1024)],
+                                    "width": [(4000, 512), (4000, 1024), (4000, 2048)]}),):
+            for axis, pts in grid.items():
+                secs = []
+                for n, p in pts:
+                    X, Y = _data_patterns(n, p)
+                    f = floor_candidates(kind, X, Y)["ours"]
+                    f()
+                    ts = []
+                    for _ in range(3):
+                        t = time.perf_counter()
+                        f()
+                        ts.append(time.perf_counter() - t)
+                    secs.append(statistics.median(ts))
+                xs = [n for n, _ in pts] if axis == "samples" else [p for _, p in pts]
+                scaling[f"{kind} {axis}"] = {"points": list(zip(xs, secs)), "exponent": _fit_exponent(xs, secs)}
+        (FLOOR_WORK / "scaling.json").write_text(json.dumps(scaling))
+        print(json.dumps(scaling), flush=True)
+    results = [json.loads(f.read_text()) for f in sorted(FLOOR_WORK.glob("*_*x*.json"))]
+    results.sort(key=lambda r: (r["n"] * r["p"], r["kind"]))
+    scaling_path = FLOOR_WORK / "scaling.json"
+    write_floor(args, results, json.loads(scaling_path.read_text()) if scaling_path.exists() else {})
+
+
+def write_floor(args: argparse.Namespace, results: list, scaling: dict) -> None:
+    import statistics
+
+    commits = sorted({r.get("commit", "?") for r in results})
+    commit = ", ".join(commits)
+    load = (max(r.get("load", 0.0) for r in results) if results else os.getloadavg()[0],)
+    cmd = ("python benchmarks/similarity.py --floor --rounds R [--cells kind:NxP,...] [--candidates ...] [--memory] "
+           "[--scaling]` (each cell's rounds are in its own section below)")
+    lines = ["# Similarity against the plain formulas (issue 23)", "",
+             f"Command: `OMP_NUM_THREADS=1 {cmd}  ", f"Commit: `{commit}` (the tree measured)  ",
+             f"Machine: {machine()}; one torch/BLAS thread; load average up to {load[0]:.1f} (other jobs "
+             "share the cores: read the same-run ratios, not the seconds)", "",
+             "Every candidate runs once per round, the order rotating between rounds, in one process, float32 "
+             "inputs (same data, `_data_patterns`: 64 shared latent dimensions plus noise). Ratio = ours / candidate "
+             "in the same round; median [min-max] over rounds. Below 1 = ours faster.", ""]
+    for res in results:
+        n, p, kind = res["n"], res["p"], res["kind"]
+        title = ("Linear CKA (biased HSIC)" if kind == "cka" else "RSA: correlation RDMs, Spearman") + \
+            f", {n:,} x {p:,}, float32, {len(res['times']['ours'])} rounds"
+        lines += [f"## {title}", "", "| candidate | value | seconds, median [min-max] | ours / candidate, median [min-max] |"
+                  + (" peak MB (own process) |" if "peak_mb" in res else ""),
+                  "|---|---|---|---|" + ("---|" if "peak_mb" in res else "")]
+        for k, ts in res["times"].items():
+            r = res["ratios"][k]
+            row = (f"| {k} | {res['values'][k]:.7f} | {statistics.median(ts):.3f} [{min(ts):.3f}-{max(ts):.3f}] | "
+                   f"{statistics.median(r):.3f} [{min(r):.3f}-{max(r):.3f}] |")
+            if "peak_mb" in res:
+                row += f" {res['peak_mb'][k]:.0f} |"
+            lines.append(row)
+        lines.append("")
+    if scaling:
+        lines += ["## Scaling (ours, one thread, median of 3)", "", "| measure | points (size, seconds) | exponent |",
+                  "|---|---|---|"]
+        for key, s in scaling.items():
+            pts = ", ".join(f"{x}: {t:.3f}" for x, t in s["points"])
+            lines.append(f"| {key} | {pts} | {s['exponent']:.2f} |")
+        lines += ["", "CKA in feature space costs n(p^2 + q^2 + pq): expected exponents 1 in samples, 2 in width.", ""]
+    lines += ["Peak MB: the growth of the resident set over a process that already ran the candidate once (the "
+              "peak counter reset through /proc/self/clear_refs): memory the allocator kept from the warm-up call "
+              "is not counted again, so small numbers are lower bounds; the inputs are 4 n p bytes each.", ""]
+    lines += ["What ours does: CKA's two symmetric terms `||X^T X||_F^2` with BLAS `?syrk` (half the multiply-adds "
+              "of a GEMM; numpy's `a.T @ a` also calls syrk, torch's `@` does not), the cross term as one GEMM "
+              "(column blocks above 2**26 entries); RSA's RDMs as upper-triangle row blocks (half the product, "
+              "no n x n matrix, no triu index vectors), ranks from one sort, and Spearman from integer ranks when there are no ties "
+              "(average ranks, as scipy, when there are).", ""]
+    out = ROOT / "benchmarks" / "results" / ("similarity_floor_quick.md" if args.quick else "similarity_floor.md")
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--one")
@@ -167,7 +383,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "similarity.md"))
     parser.add_argument("--only", default="", help="comma-separated candidates to rerun; the others are read from "
                                                    "the JSON of the previous run (benchmarks/results/similarity.json)")
+    parser.add_argument("--floor", action="store_true", help="ours vs the plain formulas, interleaved rounds (issue 23)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--memory", action="store_true", help="with --floor: peak RSS of each candidate in a subprocess")
+    parser.add_argument("--scaling", action="store_true", help="with --floor: CKA time against samples and width")
+    parser.add_argument("--skip-big-numpy", action="store_true", help="with --floor: no numpy/scipy RSA at n = 10k")
+    parser.add_argument("--cells", default="", help="with --floor: comma-separated kind:NxP cells, e.g. cka:10000x4096")
+    parser.add_argument("--candidates", default="", help="with --floor: only these candidates (ours always runs)")
+    parser.add_argument("--render", action="store_true", help="with --floor: only re-render the saved cells")
     args = parser.parse_args()
+    if args.floor:
+        floor_main(args)
+        return
     if args.one:
         print(json.dumps(run_candidate(args.one, json.loads(args.sizes))))
         return

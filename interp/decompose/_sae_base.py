@@ -43,6 +43,80 @@ def decoder_init(n_components: int, n_features: int, seed: int, lo: int = 0, hi:
     return W / W.norm(dim=1, keepdim=True)
 
 
+class SAEAdam(torch.optim.Adam):
+    """Adam (Kingma & Ba 2015) on torch's fused one-pass kernel where it serves the tensors, else the default.
+
+    Same update as ``torch.optim.Adam(params, lr=lr)`` to float rounding; the fused kernel reads and writes
+    each parameter, gradient and moment once per step instead of once per element-wise op (about 3x less
+    optimiser time on one CPU thread for a 3,072 x 576 SAE). The fused CPU kernel copies a non-contiguous
+    parameter's gradient every step, so a column-major 2-D parameter (``W_enc_``, stored as the transpose
+    of the decoder) is stepped through its contiguous transpose, a view of the same storage; its moments
+    are then held transposed (:meth:`state_of` says so). :meth:`zero_grad` clears the parameters' own
+    gradients too.
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+        The parameters to optimise.
+    lr : float
+        The learning rate (the training loop sets it per step).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float) -> None:
+        self.owned = list(params)
+        self.aliases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        stepped = []
+        for p in self.owned:
+            if p.dim() == 2 and not p.is_contiguous() and p.T.is_contiguous():
+                alias = p.detach().T  # a leaf view of the same storage, row-major
+                self.aliases[id(p)] = (p, alias)
+                stepped.append(alias)
+            else:
+                stepped.append(p)
+        try:
+            super().__init__(stepped, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            super().__init__(stepped, lr=lr)
+
+    def state_of(self, p: torch.Tensor) -> tuple[dict, bool]:
+        """(Adam state of parameter ``p``, whether its tensors are transposed against ``p``).
+
+        Parameters
+        ----------
+        p : torch.Tensor
+            One of the optimised parameters.
+        """
+        pair = self.aliases.get(id(p))
+        return (self.state.get(pair[1], {}), True) if pair is not None else (self.state.get(p, {}), False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.owned:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+        super().zero_grad(set_to_none)
+
+    def step(self, closure: Any = None) -> Any:
+        for p, alias in self.aliases.values():
+            g = p.grad
+            alias.grad = None if g is None else (g.T if g.T.is_contiguous() else g.T.contiguous())
+        return super().step(closure)
+
+
+def make_adam(params: list[torch.Tensor], lr: float) -> SAEAdam:
+    """The SAEs' Adam (:class:`SAEAdam`).
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+        The parameters to optimise.
+    lr : float
+        The learning rate.
+    """
+    return SAEAdam(params, lr)
+
+
 class SparseAutoencoder(Decomposition):
     """Base class of the SAEs (see :mod:`interp.decompose.sae`); subclasses define ``_activate``."""
 
@@ -124,13 +198,13 @@ class SparseAutoencoder(Decomposition):
         self.history_ = []
         self._samples_since_fired = torch.zeros(hi - lo, dtype=torch.long, device=device)
         self._init_extra(hi - lo, device)
-        self._optimizer = torch.optim.Adam(self._parameters(), lr=self.lr)
+        self._optimizer = make_adam(self._parameters(), self.lr)
 
     def _resume_training(self) -> None:
         """Make a fitted (loaded, or gathered after a sharded fit) SAE trainable again, with a fresh Adam."""
         for p in self._parameters():
             p.requires_grad_(True)
-        self._optimizer = torch.optim.Adam(self._parameters(), lr=self.lr)
+        self._optimizer = make_adam(self._parameters(), self.lr)
 
     def _parameters(self) -> list[torch.Tensor]:
         return [self.W_enc_, self.b_enc_, self.components_, self.b_dec_, *self._extra_params()]

@@ -190,17 +190,19 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
     sae._total_steps = total_steps
     fraction = sae.n_steps_ / total_steps if total_steps else 1.0
     xs, x_hat, extra, stats = sae._train_forward(x, fraction, n, par)
-    sq = ((x_hat - xs) ** 2).sum()
+    sq = torch.nn.functional.mse_loss(x_hat, xs, reduction="sum")  # one fused kernel each way
     loss = sq / n + extra
     sae._optimizer.zero_grad(set_to_none=True)
     loss.backward()
     with torch.no_grad():
-        xd = xs.detach().double()
-        row_stats = torch.cat([sq.detach().double().reshape(1), xd.sum(0), (xd ** 2).sum().reshape(1)])
+        xd = xs.detach()
+        row_stats = torch.cat([sq.detach().double().reshape(1), xd.sum(0, dtype=torch.float64),
+                               torch.linalg.vecdot(xd.reshape(-1), xd.reshape(-1)).double().reshape(1)])
         fired, active, row_stats = _synchronise(sae, par, stats["fired"], stats["active"], row_stats)
         W, g = sae.components_, sae.components_.grad
-        if g is not None:  # keep the update tangent to the unit sphere of each decoder row
-            g -= (g * W).sum(1, keepdim=True) * W
+        if g is not None:  # keep the update tangent to the unit sphere of each decoder row (one pass over g)
+            g.addcmul_(torch.linalg.vecdot(g, W).unsqueeze(1), W, value=-1)
+        grads_in_param_layout(sae._parameters())
     sae._optimizer.step()
     with torch.no_grad():
         sae.components_ /= sae.components_.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -212,6 +214,25 @@ def train_step(sae: Any, x: torch.Tensor, n: int, total_steps: int | None, par: 
     sq, total, sumsq = float(row_stats[0]), row_stats[1:-1], float(row_stats[-1])
     total_var = (sumsq - float((total ** 2).sum()) / n) / n
     return float(active) / n, (sq / n) / total_var if total_var > 0 else float("nan")
+
+
+def grads_in_param_layout(params: Sequence[torch.Tensor]) -> None:
+    """Give every gradient its parameter's memory layout (strides), copying only where they differ.
+
+    torch's fused CPU Adam walks parameter, gradient and moments in memory order: a gradient laid out
+    differently from its parameter (a row-major gradient of the column-major ``W_enc_``) is silently
+    applied to the wrong elements (torch 2.13, measured). Autograd's accumulation already matches
+    layouts; this guards gradients set by hand.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The optimised parameters.
+    """
+    for p in params:
+        g = p.grad
+        if g is not None and g.stride() != p.stride():
+            p.grad = torch.empty_like(p).copy_(g)  # empty_like keeps p's strides
 
 
 def _synchronise(sae: Any, par: Parallel, fired: torch.Tensor, active: torch.Tensor,
@@ -252,7 +273,7 @@ def _memory_report(sae: Any, par: Parallel) -> dict[str, Any]:
     here = full = 0
     for p in sae._parameters():
         n_bytes = p.numel() * p.element_size()
-        state = sum(t.numel() * t.element_size() for t in sae._optimizer.state.get(p, {}).values()
+        state = sum(t.numel() * t.element_size() for t in sae._optimizer.state_of(p)[0].values()
                     if isinstance(t, torch.Tensor) and t.ndim > 0)
         latent = p is not sae.b_dec_ and par.sharded
         here += n_bytes + state

@@ -38,7 +38,7 @@ import math
 import torch
 
 from ..errors import ConfigError
-from ._autograd import GatherEncode, JumpReLU, Step, decode_pairs
+from ._autograd import GatherEncode, JumpReLU, Pairs, Step, decode_pairs
 from ._base import check_int
 from ._distributed import Parallel
 from ._sae_base import SparseAutoencoder
@@ -160,7 +160,8 @@ class ReLUSAE(SparseAutoencoder):
         self.W_enc_[:, dead] = direction.T * enc_norm * 0.2
         self.b_enc_[dead] = 0
         for param, index in ((self.components_, (dead,)), (self.W_enc_, (slice(None), dead)), (self.b_enc_, (dead,))):
-            state = self._optimizer.state.get(param, {})
+            state, transposed = self._optimizer.state_of(param)
+            index = index[::-1] if transposed else index
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
                     state[key][index] = 0
@@ -240,8 +241,11 @@ class TopKSAE(SparseAutoencoder):
 
     @staticmethod
     def _row_topk(values: torch.Tensor, k: int, par: Parallel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rows, latents, values) of each row's top ``k`` (over all ranks' latents when sharded), sorted by row."""
-        vals, idx = values.topk(min(k, values.shape[1]), dim=1)
+        """(rows, latents, values) of each row's top ``k`` (over all ranks' latents when sharded), sorted by row
+        and, within a row, by latent (the CSR layout of :class:`Pairs`)."""
+        vals, idx = values.topk(min(k, values.shape[1]), dim=1, sorted=False)
+        idx, perm = idx.sort(dim=1)
+        vals = vals.gather(1, perm)
         rows = torch.arange(values.shape[0], device=values.device).unsqueeze(1).expand_as(idx)
         mask = par.row_topk(vals, k)
         if mask is None:
@@ -256,10 +260,11 @@ class TopKSAE(SparseAutoencoder):
         xs = x * self.input_scale_
         xc = (xs - self.b_dec_).detach()
         with torch.no_grad():
-            pre = xc @ self.W_enc_ + self.b_enc_
+            pre = (xc @ self.W_enc_).add_(self.b_enc_)
         rows, lats, values = self._select(pre, n, par)
-        codes = torch.relu(GatherEncode.apply(values, self.W_enc_, self.b_enc_, self.b_dec_, xc, rows, lats))
-        x_hat = par.decode(decode_pairs(self.components_, rows, lats, codes, x.shape[0]), self.b_dec_)
+        pairs = Pairs(rows, lats, x.shape[0], pre.shape[1])
+        codes = torch.relu(GatherEncode.apply(values, self.W_enc_, self.b_enc_, self.b_dec_, xc, pairs))
+        x_hat = par.decode(decode_pairs(self.components_, pairs, codes), self.b_dec_)
         aux = self._aux_loss(xs, x_hat, pre, xc, n, par)
         active = codes.detach() > 0
         fired = torch.zeros(pre.shape[1], dtype=torch.bool, device=pre.device)
@@ -281,8 +286,9 @@ class TopKSAE(SparseAutoencoder):
         scale = min(n_dead / k_aux, 1.0)
         k_aux = min(k_aux, n_dead)
         rows, lats, values = self._row_topk(torch.where(dead, pre, torch.full_like(pre, -torch.inf)), k_aux, par)
-        codes = torch.relu(GatherEncode.apply(values, self.W_enc_, self.b_enc_, self.b_dec_, xc, rows, lats))
-        recon = par.decode(decode_pairs(self.components_, rows, lats, codes, xs.shape[0]), None)
+        pairs = Pairs(rows, lats, xs.shape[0], pre.shape[1])
+        codes = torch.relu(GatherEncode.apply(values, self.W_enc_, self.b_enc_, self.b_dec_, xc, pairs))
+        recon = par.decode(decode_pairs(self.components_, pairs, codes), None)
         residual = (xs - x_hat).detach()
         return self.aux_coefficient * scale * ((recon - residual) ** 2).sum() / n
 

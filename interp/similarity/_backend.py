@@ -63,7 +63,9 @@ def as_matrix(x: Any, *, name: str = "X", dtype: torch.dtype | str | None = None
     if t.ndim != 2:
         raise DimensionError(f"{name} must be 2-D (samples x features), got shape {tuple(t.shape)}")
     t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype))
-    bad = ~torch.isfinite(t)
+    if bool(torch.isfinite(t.sum(0)).all()):  # one pass, no (n x p) mask: a NaN/inf makes its column's sum so
+        return t
+    bad = ~torch.isfinite(t)  # (or finite values overflowed the sum: then nothing is bad below)
     if bad.any():
         cols = bad.any(0)
         if nan_policy == "drop":
