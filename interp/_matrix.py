@@ -145,8 +145,8 @@ def as_matrix(x: Any, *, what: str = "X", features: str = "rest", one_d: str = "
     if dtype is None:
         dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
     t = t.to(device=device if device is not None else t.device, dtype=dtype)
-    if nan_policy == "allow":
-        return t
+    if nan_policy == "allow" or bool(torch.isfinite(t.sum(0)).all()):  # one pass, no (n x p) mask: a NaN/inf makes
+        return t  # its column's sum so (or finite values overflowed the sum: the mask below then finds nothing bad)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         cols = bad.any(0)

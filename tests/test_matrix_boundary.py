@@ -80,3 +80,26 @@ def test_probe_converters_are_the_boundary():
     for x in (np.arange(9.0), torch.arange(9.0)):
         with pytest.raises(DimensionError):
             validate_X(RidgeCV(), x, reset=True)
+
+
+def test_analysis_converters_are_the_boundary():
+    """Similarity, decompositions and concept tests read one input as the boundary does, each with the columns
+    and 1-D rule it declares (stimuli as rows for similarity; units as features, 1-D refused, for estimators)."""
+    from interp.decompose._data import as_matrix as decompose_matrix
+    from interp.label.concepts import _matrix as concept_matrix
+    from interp.similarity._backend import as_matrix as similarity_matrix
+
+    data = torch.randn(6, 2, 3, dtype=torch.float64)
+    acts = Activations(data, dims=("sample", "pos", "unit"))
+    assert torch.equal(similarity_matrix(acts, device="cpu"), as_matrix(acts, features="rest"))
+    assert torch.equal(decompose_matrix(acts, dtype=torch.float64), as_matrix(acts, features="unit"))
+    a = np.random.default_rng(2).normal(size=(8, 3))
+    for x in _containers(a).values():
+        assert torch.equal(similarity_matrix(x, device="cpu"), as_matrix(x))
+        assert torch.equal(decompose_matrix(x, dtype=torch.float64), as_matrix(x, dtype=torch.float64))
+        assert np.array_equal(concept_matrix(x)[0], as_matrix(x).numpy())
+    one_d = np.arange(5.0)
+    assert similarity_matrix(one_d, device="cpu").shape == (5, 1)
+    assert concept_matrix(one_d)[0].shape == (5, 1)
+    with pytest.raises(DimensionError, match="Reshape your data"):
+        decompose_matrix(one_d)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..errors import DimensionError, InputTypeError, NaNError
+from .._matrix import as_matrix as _as_matrix
+from ..errors import ConfigError, DimensionError, InputTypeError
 from ..tensor import Activations
 
 __all__ = ["as_matrix", "as_pair", "resolve_dtype", "default_device", "to_float"]
@@ -40,44 +40,29 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 
 def as_matrix(x: Any, *, name: str = "X", dtype: torch.dtype | str | None = None,
               device: str | torch.device | None = None, nan_policy: str = "raise") -> torch.Tensor:
-    """Turn ``x`` into a finite 2-D ``(n_samples, n_features)`` tensor.
+    """Turn ``x`` into a finite 2-D ``(n_samples, n_features)`` tensor: the library's one matrix boundary
+    (:func:`interp._matrix.as_matrix`) with each stimulus a row (``features="rest"``: an ``Activations`` has
+    ``sample`` as rows and every other dim flattened into columns) and 1-D input as one feature.
 
-    ``Activations`` are flattened with ``sample`` as rows. 1-D input becomes one feature.
-    ``nan_policy``: ``"raise"`` (:class:`NaNError`) or ``"drop"`` (drop features holding a NaN).
+    Parameters
+    ----------
+    x : Activations, torch.Tensor, numpy.ndarray or array-like
+        The input.
+    name : str, optional
+        Its name in error messages.
+    dtype : torch.dtype or str, optional
+        float32 or float64 (default float64, :func:`resolve_dtype`).
+    device : str or torch.device, optional
+        None keeps a tensor's device and puts arrays on :func:`default_device`.
+    nan_policy : {"raise", "drop"}, optional
+        NaN/inf raise :class:`NaNError` (default) or drop the features holding them.
     """
-    if isinstance(x, Activations):
-        t = x.matrix("sample") if "sample" in x.dims else x.data.reshape(x.shape[0], -1)
-    elif isinstance(x, torch.Tensor):
-        t = x.detach()
-    elif isinstance(x, (np.ndarray, list, tuple)):
-        arr = np.asarray(x)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-            raise InputTypeError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-        if device is None:
-            device = default_device()
-    else:
-        raise InputTypeError(f"{name} must be an Activations, a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    if t.ndim == 1:
-        t = t[:, None]
-    if t.ndim != 2:
-        raise DimensionError(f"{name} must be 2-D (samples x features), got shape {tuple(t.shape)}")
-    t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype))
-    if bool(torch.isfinite(t.sum(0)).all()):  # one pass, no (n x p) mask: a NaN/inf makes its column's sum so
-        return t
-    bad = ~torch.isfinite(t)  # (or finite values overflowed the sum: then nothing is bad below)
-    if bad.any():
-        cols = bad.any(0)
-        if nan_policy == "drop":
-            t = t[:, ~cols]
-            if t.shape[1] == 0:
-                raise NaNError(f"every feature of {name} holds a NaN/inf; nothing left after nan_policy='drop'")
-        elif nan_policy == "raise":
-            raise NaNError(f"{name} has {int(bad.sum())} NaN/inf values in {int(cols.sum())} of {t.shape[1]} "
-                           "features; pass nan_policy='drop' to drop those features")
-        else:
-            raise NaNError(f"unknown nan_policy {nan_policy!r}; use 'raise' or 'drop'")
-    return t
+    if nan_policy not in ("raise", "drop"):
+        raise ConfigError(f"unknown nan_policy {nan_policy!r}; use 'raise' or 'drop'")
+    if device is None and not isinstance(x, (torch.Tensor, Activations)):
+        device = default_device()
+    return _as_matrix(x, what=name, features="rest", one_d="column", dtype=resolve_dtype(dtype), device=device,
+                      nan_policy=nan_policy)
 
 
 def as_pair(x: Any, y: Any, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
