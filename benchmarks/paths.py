@@ -247,10 +247,9 @@ def main(argv=None) -> int:
         sections.append(text)
 
     if args.skip_lm:
-        sections.append("## smollm2-135m\n\nMeasured on 2026-11-29 on an idle machine: see "
-                        "`benchmarks/results/paths_lm.md` (21 factual prompts, m = 10, all four methods of that "
-                        "date, with our chain-rule `influence` as the influence baseline, and the batched-vs-loop cost "
-                        "on smollm2).")
+        sections.append("## smollm2-135m\n\nSee `benchmarks/results/paths_lm.md` (`--skip-digits`): JAS paths vs "
+                        "the argmax-activation path, the authors' influence pattern (`mean_gradient`, the default "
+                        "baseline) and random paths on factual prompts, with the authors' per-class ratio headline.")
     from interp.tensor import atomic_write
 
     body = "\n\n".join(sections) + "\n"
