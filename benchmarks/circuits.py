@@ -380,19 +380,27 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _merge(old: str, lines: list[str]) -> list[str]:
-    """This run's header and sections, with the previous file's sections for those skipped (in their order)."""
+    """This run's header and sections, with the previous file's sections for those skipped (in their order),
+    each kept section with a line naming the commit and command that measured it (the previous run's, or the
+    earlier run's that the previous file's note names for the sections it had kept)."""
     text = "\n".join(lines)
     head, new = text.split("\n## ")[0], _sections(text)
     merged = {**_sections(old), **new}
     kept = [k for k in merged if k not in new]
-    earlier = [x for x in old.splitlines() if x.startswith("Sections not rerun")]
-    if earlier:  # the kept sections were measured by an even earlier run: keep its record
-        where = earlier[0].split(" are the previous run's, ", 1)[1].rstrip(".")
-    else:
-        commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
-        command = next((x for x in old.splitlines() if x.startswith("Command:")), "Command: unknown").split(":", 1)[1]
-        where = f"measured at {commit.strip()} by {command.strip()}"
-    note = f"Sections not rerun ({', '.join(kept)}) are the previous run's, {where}."
+    commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
+    command = next((x for x in old.splitlines() if x.startswith("Command:")), "Command: unknown").split(":", 1)[1]
+    previous = f"measured at {commit.strip()} by {command.strip()}"
+    earlier = next((x for x in old.splitlines() if x.startswith("Sections not rerun")
+                    and " are the previous run's, " in x), "")  # the older note: one record for every kept section
+    listed = earlier.split(") are the previous run's, ", 1)[0].removeprefix("Sections not rerun (")
+    before = earlier.split(" are the previous run's, ", 1)[1].rstrip(".") if earlier else previous
+    for k in kept:
+        if "\nMeasured at " in merged[k] or "\nSection measured at " in merged[k]:
+            continue  # its record is in the section already
+        was_kept = earlier and any(f"{a}{k}{b}" in f"({listed})" for a in ("(", ", ") for b in (")", ", "))
+        where = before if was_kept else previous
+        merged[k] = merged[k].rstrip("\n") + f"\n\nSection {where}."
+    note = f"Sections not rerun ({', '.join(kept)}) are earlier runs' (each names its commit and command)."
     return [head.rstrip("\n"), note, ""] + ["\n".join([merged[k], ""]) for k in merged]
 
 
