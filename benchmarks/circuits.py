@@ -261,44 +261,63 @@ def smollm2(lines: list[str], n: int, n_exact: int) -> None:
 
 def speed(lines: list[str], n: int, rounds: int) -> None:
     """Full-edge EAP on smollm2 IOI against a plain forward + backward pass, interleaved in one process, with
-    and without this tree's two savings (positions before the first differing token skipped in the gradient
-    products; the other run recorded without per-head q/k/v inputs), switched off by patching them out."""
+    and without this tree's savings: positions before the first differing token skipped in the gradient
+    products; the other run recorded without per-head q/k/v inputs (both switched off by patching them out);
+    only the read position unembedded (switched off by a plain callable metric, which declares nothing)."""
     import contextlib
 
     from interp import engine
+    from patching._plan import reading
     from patching.edges import _compute
 
     model, clean, corrupted, metric = smollm2_task(n)
+    plain_metric = lambda logits: metric(logits)  # noqa: E731 - declares no read position: every one unembedded
     edge_attribution(model, clean, corrupted, metric)  # the once-per-model residual check
     trim, writers_only = _compute._trim, _compute._writers_only
+    read, cut_metric = reading(model, metric)
+    assert read is not None, "smollm2's IOI metric should declare its read position"
 
     def plain() -> None:
-        engine.gradients(model, corrupted, ["blocks.0.hook_resid_pre"], metric)
+        engine.gradients(model, corrupted, ["blocks.0.hook_resid_pre"], plain_metric)
+
+    def plain_cut() -> None:
+        engine.gradients(model, corrupted, ["blocks.0.hook_resid_pre"], cut_metric, hooks=[read.hook()])
 
     def now() -> None:
         edge_attribution(model, clean, corrupted, metric)
 
+    def uncut() -> None:
+        edge_attribution(model, clean, corrupted, plain_metric)
+
     def before() -> None:
         _compute._trim, _compute._writers_only = (lambda box: None), (lambda g, m: contextlib.nullcontext())
         try:
-            edge_attribution(model, clean, corrupted, metric)
+            edge_attribution(model, clean, corrupted, plain_metric)
         finally:
             _compute._trim, _compute._writers_only = trim, writers_only
-    times: dict[str, list[float]] = {"pass": [], "eap": [], "eap before": []}
+    calls = (("pass", plain), ("pass, read position only", plain_cut), ("eap", now),
+             ("eap, every position unembedded", uncut), ("eap before (none of the three savings)", before))
+    times: dict[str, list[float]] = {name: [] for name, _ in calls}
     for _ in range(rounds):
-        for name, fn in (("pass", plain), ("eap", now), ("eap before", before)):
+        for name, fn in calls:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
     ratio = {k: sorted(a / b for a, b in zip(v, times["pass"])) for k, v in times.items() if k != "pass"}
+    pair = sorted(a / b for a, b in zip(times["eap"], times["eap, every position unembedded"]))
     mid = rounds // 2
-    lines += [f"## smollm2-135m full-edge EAP speed ({n} IOI prompts, {rounds} interleaved rounds)", "",
-              "Each round: one plain forward + backward pass (engine.gradients), one full-edge EAP call, one EAP call "
-              "with the two savings of this tree switched off (the gradient products over every position; the "
-              "other run recorded with per-head q/k/v inputs). Ratio to the pass of the same round: median "
-              "(range).", "", "| call | time / plain fwd+bwd pass |", "|---|---|"]
+    t = int(clean.shape[1])
+    lines += [f"## smollm2-135m full-edge EAP speed, read cut ({n} IOI prompts of {t} tokens, {rounds} interleaved "
+              "rounds)", "",
+              "Each round: one plain forward + backward pass (engine.gradients, every position unembedded), the same "
+              "pass unembedding only the metric's read position, one full-edge EAP call, one with every position "
+              "unembedded (a plain callable metric), one with none of this tree's three savings (also the gradient "
+              "products over every position; the other run recorded with per-head q/k/v inputs). Ratio to the "
+              "plain pass of the same round: median (range).", "", "| call | time / plain fwd+bwd pass |", "|---|---|"]
     lines += [f"| {k} | {v[mid]:.2f} ({v[0]:.2f}-{v[-1]:.2f}) |" for k, v in ratio.items()]
-    lines += ["", f"Plain pass: median {sorted(times['pass'])[mid]:.2f} s.", ""]
+    lines += ["", f"eap / eap with every position unembedded, same round: median {pair[mid]:.3f} "
+              f"({pair[0]:.3f}-{pair[-1]:.3f}).", "",
+              f"Plain pass: median {sorted(times['pass'])[mid]:.2f} s.", ""]
 
 
 def transformer_lens(lines: list[str]) -> None:
@@ -361,19 +380,27 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _merge(old: str, lines: list[str]) -> list[str]:
-    """This run's header and sections, with the previous file's sections for those skipped (in their order)."""
+    """This run's header and sections, with the previous file's sections for those skipped (in their order),
+    each kept section with a line naming the commit and command that measured it (the previous run's, or the
+    earlier run's that the previous file's note names for the sections it had kept)."""
     text = "\n".join(lines)
     head, new = text.split("\n## ")[0], _sections(text)
     merged = {**_sections(old), **new}
     kept = [k for k in merged if k not in new]
-    earlier = [x for x in old.splitlines() if x.startswith("Sections not rerun")]
-    if earlier:  # the kept sections were measured by an even earlier run: keep its record
-        where = earlier[0].split(" are the previous run's, ", 1)[1].rstrip(".")
-    else:
-        commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
-        command = next((x for x in old.splitlines() if x.startswith("Command:")), "Command: unknown").split(":", 1)[1]
-        where = f"measured at {commit.strip()} by {command.strip()}"
-    note = f"Sections not rerun ({', '.join(kept)}) are the previous run's, {where}."
+    commit = next((x for x in old.splitlines() if x.startswith("Commit:")), "Commit: unknown").split(":", 1)[1]
+    command = next((x for x in old.splitlines() if x.startswith("Command:")), "Command: unknown").split(":", 1)[1]
+    previous = f"measured at {commit.strip()} by {command.strip()}"
+    earlier = next((x for x in old.splitlines() if x.startswith("Sections not rerun")
+                    and " are the previous run's, " in x), "")  # the older note: one record for every kept section
+    listed = earlier.split(") are the previous run's, ", 1)[0].removeprefix("Sections not rerun (")
+    before = earlier.split(" are the previous run's, ", 1)[1].rstrip(".") if earlier else previous
+    for k in kept:
+        if "\nMeasured at " in merged[k] or "\nSection measured at " in merged[k]:
+            continue  # its record is in the section already
+        was_kept = earlier and any(f"{a}{k}{b}" in f"({listed})" for a in ("(", ", ") for b in (")", ", "))
+        where = before if was_kept else previous
+        merged[k] = merged[k].rstrip("\n") + f"\n\nSection {where}."
+    note = f"Sections not rerun ({', '.join(kept)}) are earlier runs' (each names its commit and command)."
     return [head.rstrip("\n"), note, ""] + ["\n".join([merged[k], ""]) for k in merged]
 
 

@@ -22,10 +22,11 @@ from interp import engine
 from interp.engine import Hook, Phase
 from interp.errors import ConfigError, SiteError
 
+from .._plan import reading
 from ..metrics import evaluate
 from .graph import EdgeGraph, ReaderSite
 
-__all__ = ["context", "record", "writer_values", "term", "check_sums", "edge_gradients", "ABS_TOL"]
+__all__ = ["context", "record", "read_cut", "writer_values", "term", "check_sums", "edge_gradients", "ABS_TOL"]
 
 #: relative tolerance of the check that every reader input is the sum of its upstream writers
 ABS_TOL = 2e-3
@@ -38,11 +39,20 @@ def context(graph: EdgeGraph, model: nn.Module) -> contextlib.AbstractContextMan
 
 
 def record(model: nn.Module, graph: EdgeGraph, tokens: torch.Tensor, readers: bool = False,
-           extra: Sequence[str] = ()) -> engine.Recording:
-    """One forward pass keeping every writer site (and every reader site when ``readers``, and ``extra``)."""
+           extra: Sequence[str] = (), hooks: Sequence[Hook] = ()) -> engine.Recording:
+    """One forward pass keeping every writer site (and every reader site when ``readers``, and ``extra``);
+    ``hooks``: the read cut (:func:`read_cut`), if any."""
     sites = graph.writer_sites() + ([s.site for s in graph.sites] if readers else []) + list(extra)
     with context(graph, model), (contextlib.nullcontext() if readers else _writers_only(graph, model)):
-        return engine.record(model, tokens, list(dict.fromkeys(sites)), clone=True)
+        return engine.record(model, tokens, list(dict.fromkeys(sites)), clone=True, hooks=hooks)
+
+
+def read_cut(model: nn.Module, metric: Any) -> tuple[list[Hook], Any]:
+    """The hooks that unembed only the positions ``metric`` reads (one per example; none when it does not say
+    which), and the metric on those logits (:func:`patching._plan.reading`). Every edge pass repeats its
+    batch with :func:`engine.repeat` (whole copies one after another), so the cut is copy-major."""
+    read, metric = reading(model, metric)  # the graph's last reader is the final residual, never the unembedding
+    return ([read.hook(copy_major=True)] if read is not None else []), metric
 
 
 @contextlib.contextmanager
@@ -218,11 +228,12 @@ def _fillers(model: nn.Module, graph: EdgeGraph, other: torch.Tensor, box: list)
 def edge_gradients(model: nn.Module, graph: EdgeGraph, base: torch.Tensor, deltas: torch.Tensor | None, metric: Any, *,
                    other: torch.Tensor | None = None,
                    by_pos: bool, copies: int = 1, weights: Sequence[float] = (1.0,),
-                   edits: Sequence[Hook] = (), rules: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
+                   edits: Sequence[Hook] = (), rules: Callable[[], Any] = contextlib.nullcontext,
+                   cut: Sequence[Hook] = ()) -> torch.Tensor:
     """``sum_j weights[j] * delta_u . d metric_j / d input(v)`` for every edge, from one forward/backward pass.
 
     ``base`` runs ``copies`` times (``edits`` make the copies differ: integration path points); ``metric_j``
-    is the metric on copy ``j``. With ``deltas=None`` the deltas are ``other - base`` writer values, the base's
+    is the metric on copy ``j`` (``cut``: the read cut of :func:`read_cut`, ``metric`` then the cut one). With ``deltas=None`` the deltas are ``other - base`` writer values, the base's
     taken during this very pass (``other``: the other run's writer values). Returns the edge scores
     ``[n_edges]`` (or ``[n_edges, pos]`` when ``by_pos``, float64) and the base output.
     """
@@ -236,7 +247,7 @@ def edge_gradients(model: nn.Module, graph: EdgeGraph, base: torch.Tensor, delta
     hooks = [_add(site, lambda site=site, c=c: term(site, box, c)) for site, c in zip(graph.sites, coefs)]
     tokens = engine.repeat(base, copies) if copies > 1 else base
     with torch.enable_grad(), context(graph, model), rules():
-        out = engine.run(model, tokens, [*edits, *hooks, *fillers])
+        out = engine.run(model, tokens, [*edits, *hooks, *fillers, *cut])
         value = sum(float(w) * evaluate(metric, out[j * rows:(j + 1) * rows]) for j, w in enumerate(weights))
         _trim(box)  # box[0] is replaced, a caller's deltas are left as they are
         grads = torch.autograd.grad(value, coefs, allow_unused=True)

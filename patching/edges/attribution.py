@@ -42,7 +42,7 @@ from interp.errors import ConfigError
 from .._plan import check_direction, metric_name, metric_of, prepare_pair
 from ..integrated_gradients import path_points
 from ..rules import Rule, compile_rules, resolve_rules
-from ._compute import check_by, check_sums, context, edge_gradients, path_edits, record, writer_values
+from ._compute import check_by, check_sums, context, edge_gradients, path_edits, read_cut, record, writer_values
 from .graph import EdgeGraph, build_graph
 from .results import EdgeAttributionResult
 
@@ -188,17 +188,20 @@ def _one_batch(model: nn.Module, graph: EdgeGraph, clean: torch.Tensor, corrupte
     method, by_pos, direction = options["method"], options["by_pos"], options["direction"]
     base, other = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     extra_sites = _groups(graph) if method == "eap-ig-activations" else []
-    other_run = record(model, graph, other, extra=extra_sites)
+    cut, metric = read_cut(model, metric)  # unembed (and differentiate) only the positions the metric reads
+    options = {**options, "cut": cut}
+    other_run = record(model, graph, other, extra=extra_sites, hooks=cut)
     other_w = writer_values(graph, model, other_run.acts)
     other_value = metric_of(metric, other_run.output)
     part: dict[str, Any] = {}
     if method in ("eap", "relp"):
         rules = (lambda: options["ruleset"].installed(model)) if method == "relp" else _null
-        scores, out = edge_gradients(model, graph, base, None, metric, other=other_w, by_pos=by_pos, rules=rules)
+        scores, out = edge_gradients(model, graph, base, None, metric, other=other_w, by_pos=by_pos, rules=rules,
+                                     cut=cut)
         base_value = metric_of(metric, out)
         part.update(scores=scores, n_forward=2, n_backward=1)
     else:
-        base_run = record(model, graph, base, extra=extra_sites)
+        base_run = record(model, graph, base, extra=extra_sites, hooks=cut)
         base_value = metric_of(metric, base_run.output)
         base_w = writer_values(graph, model, base_run.acts)
         deltas = other_w - base_w
@@ -247,7 +250,7 @@ def _integrated(model: nn.Module, graph: EdgeGraph, base: torch.Tensor, deltas: 
             idx = [j for j, (s, _, _) in enumerate(batch) if s == site]
             edits.append(path_edits(site, corrupted_acts[site], clean_acts[site], [a for _, a, _ in batch], rows, idx))
         scores, _ = edge_gradients(model, graph, base, deltas, metric, by_pos=by_pos, copies=len(batch),
-                                   weights=[w for _, _, w in batch], edits=edits)
+                                   weights=[w for _, _, w in batch], edits=edits, cut=options["cut"])
         total = scores if total is None else total + scores
     return {"scores": total, "n_forward": 2 + len(points), "n_backward": len(points)}
 
@@ -264,7 +267,7 @@ def _exact(model: nn.Module, graph: EdgeGraph, base: torch.Tensor, deltas: torch
         batch = cells[start:start + chunk]
         hooks = _edge_patches(graph, deltas, batch, rows)
         with torch.no_grad(), context(graph, model):
-            out = engine.run(model, engine.repeat(base, len(batch)), hooks)
+            out = engine.run(model, engine.repeat(base, len(batch)), [*hooks, *options["cut"]])
         for j, (e, p) in enumerate(batch):
             value = metric_of(metric, out[j * rows:(j + 1) * rows]) - base_value
             if p is None:

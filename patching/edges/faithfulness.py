@@ -34,7 +34,7 @@ from interp.errors import ConfigError
 from interp.results import Result, themed
 
 from .._plan import metric_name, metric_of, prepare_pair
-from ._compute import context, record, term, writer_values
+from ._compute import context, read_cut, record, term, writer_values
 from .graph import EdgeGraph, build_graph
 from .results import Circuit, EdgeAttributionResult
 from .select import choose
@@ -64,8 +64,9 @@ def _kept_mask(graph: EdgeGraph, circuit: Circuit | Sequence[str]) -> torch.Tens
 def _ablated_runs(model: nn.Module, graph: EdgeGraph, clean: torch.Tensor, corrupted: torch.Tensor, metric: Any,
                   masks: Sequence[torch.Tensor], ablation: str) -> tuple[float, list[float]]:
     """The clean metric, and the metric with the edges outside each mask ablated (one pass per mask)."""
-    clean_run = record(model, graph, clean)
-    replace = writer_values(graph, model, record(model, graph, corrupted).acts)
+    cut, metric = read_cut(model, metric)  # unembed only the positions the metric reads
+    clean_run = record(model, graph, clean, hooks=cut)
+    replace = writer_values(graph, model, record(model, graph, corrupted, hooks=cut).acts)
     if ablation == "mean":
         replace = replace.mean(dim=(1, 2), keepdim=True).expand_as(replace)
     elif ablation == "zero":
@@ -95,7 +96,7 @@ def _ablated_runs(model: nn.Module, graph: EdgeGraph, clean: torch.Tensor, corru
                 return act + term(site, replace[:n] - live[:n], coef).to(act.dtype)
             hooks.append(Hook(site.site, ablate, Phase.EDIT))
         with torch.no_grad(), context(graph, model):
-            values.append(metric_of(metric, engine.run(model, clean, hooks)))
+            values.append(metric_of(metric, engine.run(model, clean, [*hooks, *cut])))
     return metric_of(metric, clean_run.output), values
 
 
