@@ -103,3 +103,15 @@ def test_analysis_converters_are_the_boundary():
     assert concept_matrix(one_d)[0].shape == (5, 1)
     with pytest.raises(DimensionError, match="Reshape your data"):
         decompose_matrix(one_d)
+
+
+def test_concept_tests_find_the_units_wherever_they_stand():
+    """A recording handed over unit-first is transposed, not read with units as samples; one whose unit dim has
+    another name keeps its second dim as the units, with that dim's coordinates."""
+    from interp.label.concepts import _matrix as concept_matrix
+
+    data = torch.randn(7, 3, dtype=torch.float64)
+    X, units = concept_matrix(Activations(data.T.contiguous(), dims=("unit", "sample")))
+    assert np.array_equal(X, data.numpy()) and len(units) == 3
+    X, units = concept_matrix(Activations(data, dims=("time", "neuron")))
+    assert np.array_equal(X, data.numpy()) and len(units) == 3

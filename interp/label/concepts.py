@@ -77,9 +77,12 @@ def _matrix(acts: Activations | np.ndarray | Any) -> tuple[np.ndarray, pd.DataFr
     if isinstance(acts, Activations) and acts.data.ndim != 2:
         raise DimensionError(f"concept tests need (sample, unit) activations, got dims {acts.dims}; "
                              "flatten positions or time into samples first")
-    X = as_matrix(acts, what="activity", features="unit", dtype=torch.float64).cpu().numpy()  # 1-D: one unit
-    unit_frame = (acts.coords[acts.dims[-1] if "unit" not in acts.dims else "unit"].copy()
-                  if isinstance(acts, Activations) else pd.DataFrame(index=pd.RangeIndex(X.shape[1])))
+    # units are the 'unit' dim wherever it stands; a 2-D recording that names no 'unit' dim has its units second
+    unit_dim = ("unit" if "unit" in acts.dims else acts.dims[1]) if isinstance(acts, Activations) else None
+    X = as_matrix(acts, what="activity", features="unit" if unit_dim == "unit" else "rest",
+                  dtype=torch.float64).cpu().numpy()  # 1-D: one unit
+    unit_frame = (acts.coords[unit_dim].copy() if unit_dim is not None
+                  else pd.DataFrame(index=pd.RangeIndex(X.shape[1])))
     return X, unit_frame.reset_index(drop=True)
 
 
