@@ -86,8 +86,9 @@ def rdm_vector(X: torch.Tensor, method: str = "correlation", block: int = 512) -
 
     Row blocks of the pattern product on and above the diagonal only: about half the multiply-adds of the
     full ``(n, n)`` product, and one ``block x n`` temporary instead of the RDM (400 MB at n = 10k, float32)
-    plus its index vectors. Equal to ``upper_tri(rdm(X, method))`` to float rounding (the full RDM averages
-    ``D`` and ``D.T``, which differ in the last bit).
+    plus its index vectors; each row's part above the diagonal is copied out whole. Equal to
+    ``upper_tri(rdm(X, method))`` to float rounding (the full RDM averages ``D`` and ``D.T``, which differ in
+    the last bit).
 
     Parameters
     ----------
@@ -119,9 +120,10 @@ def rdm_vector(X: torch.Tensor, method: str = "correlation", block: int = 512) -
             D = G.mul_(-2).add_(sq[s:e, None]).add_(sq[None, s:]).div_(p)
         else:
             D = G.neg_().add_(1)
-        vals = D[torch.ones(e - s, n - s, dtype=torch.bool, device=X.device).triu_(1)]
-        out[pos:pos + vals.numel()] = vals
-        pos += vals.numel()
+        for i in range(e - s):  # row copies: a boolean mask over the block costs more than the product saves
+            k = n - s - i - 1
+            out[pos:pos + k] = D[i, i + 1:]
+            pos += k
     return out
 
 

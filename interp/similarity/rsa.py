@@ -37,6 +37,7 @@ import scipy.stats
 import torch
 
 from ..errors import ConfigError, DimensionError
+from ._ranking import ranks, spearman_pair
 from .rdm import RDMs, as_rdm_vectors, rdm, rdm_vector, square, upper_tri
 
 __all__ = ["compare_rdms", "compare_vectors", "rsa", "COMPARATORS", "rankdata", "canonical_method"]
@@ -73,42 +74,10 @@ def canonical_method(method: str) -> str:
     return _ALIASES[key]
 
 
-def _argsort(v: torch.Tensor) -> torch.Tensor:
-    """Ascending order of a 1-D tensor: numpy's AVX-512 sort on the CPU (about 3x ``torch.sort`` on one thread)."""
-    if v.device.type == "cpu" and not v.requires_grad:
-        return torch.from_numpy(np.argsort(v.numpy()))
-    return torch.argsort(v)
-
-
-def _ranks(v: torch.Tensor, dtype: torch.dtype, integers: bool = False) -> tuple[torch.Tensor, bool]:
-    """(1-based ranks with ties averaged, whether ``v`` has ties) of a 1-D tensor, from one sort.
-
-    Tie groups come from the positions where the sorted values change: a group spanning sorted positions
-    [start, end) gets rank (start + 1 + end) / 2. Without ties the rank is the sorted position; with
-    ``integers=True`` it is then returned as int32/int64 (exact at any length).
-    """
-    m = v.numel()
-    order = _argsort(v)
-    s = v[order]
-    new = torch.ones(m, dtype=torch.bool, device=v.device)
-    torch.ne(s[1:], s[:-1], out=new[1:])
-    del s
-    if bool(new.all()):
-        out_dtype = (torch.int32 if m < 2**31 - 1 else torch.int64) if integers else dtype
-        positions = torch.arange(1, m + 1, dtype=out_dtype, device=v.device)
-        return torch.empty(m, dtype=out_dtype, device=v.device).scatter_(0, order, positions), False
-    starts = torch.nonzero(new)[:, 0]
-    ends = torch.cat([starts[1:], torch.tensor([m], device=v.device)])
-    avg = (starts + 1 + ends).to(dtype) / 2
-    gid = torch.cumsum(new, 0, dtype=torch.int64 if m > 2**31 - 1 else torch.int32) - 1
-    del new, starts, ends
-    return torch.empty(m, dtype=dtype, device=v.device).scatter_(0, order, torch.index_select(avg, 0, gid)), True
-
-
 def rankdata(v: torch.Tensor) -> torch.Tensor:
     """Average ranks (1-based, ties get their mean rank) along the last axis, like ``scipy.stats.rankdata``.
 
-    One sort per row (:func:`_ranks`). Ranks are float64 when the input is float64 or a row is longer
+    One sort per row (:func:`interp.similarity._ranking.ranks`). Ranks are float64 when the input is float64 or a row is longer
     than 2**24 (float32 cannot hold larger integers exactly).
 
     Parameters
@@ -121,36 +90,8 @@ def rankdata(v: torch.Tensor) -> torch.Tensor:
     flat = v.reshape(-1, m)
     out = torch.empty(flat.shape, dtype=dtype, device=v.device)
     for r in range(flat.shape[0]):
-        out[r] = _ranks(flat[r], dtype)[0]
+        out[r] = ranks(flat[r], dtype)[0]
     return out.reshape(v.shape)
-
-
-def _spearman_pair(v1: torch.Tensor, v2: torch.Tensor) -> float:
-    """Spearman rho of two RDM vectors from one sort each: the Pearson correlation of their average ranks.
-
-    Without ties in either, ``1 - 6 sum d^2 / (m (m^2 - 1))`` (Spearman 1904) on exact integer ranks; with
-    ties, the Pearson form, centring by the known mean rank ``(m + 1) / 2``. Sums are accumulated in float64
-    over chunks, so no centred float64 copy of a rank vector is made.
-    """
-    m = v1.numel()
-    r1, tied1 = _ranks(v1, torch.float64, integers=True)
-    r2, tied2 = _ranks(v2, torch.float64, integers=True)
-    step = 1 << 22
-    if not (tied1 or tied2):
-        total = 0.0
-        for s in range(0, m, step):
-            d = (r1[s:s + step] - r2[s:s + step]).to(torch.float64)
-            total += float(torch.dot(d, d))
-        return 1.0 - 6.0 * total / (m * (float(m) ** 2 - 1))
-    mean = (m + 1) / 2
-    sxy = sxx = syy = 0.0
-    for s in range(0, m, step):
-        a = r1[s:s + step].to(torch.float64) - mean
-        b = r2[s:s + step].to(torch.float64) - mean
-        sxy += float(torch.dot(a, b))
-        sxx += float(torch.dot(a, a))
-        syy += float(torch.dot(b, b))
-    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else 0.0
 
 
 def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -209,7 +150,7 @@ def compare_vectors(v1: torch.Tensor, v2: torch.Tensor, method: str = "spearman"
     if method == "cosine":
         return _cosine_matrix(v1, v2)
     if method == "spearman" and v1.shape[0] == v2.shape[0] == 1 and v1.shape[-1] > 2:
-        return torch.tensor([[_spearman_pair(v1[0], v2[0])]], dtype=v1.dtype, device=v1.device)
+        return torch.tensor([[spearman_pair(v1[0], v2[0])]], dtype=v1.dtype, device=v1.device)
     if method in ("spearman", "rho-a"):
         r1 = _centre(rankdata(v1).to(torch.float64))
         r2 = _centre(rankdata(v2).to(torch.float64))
