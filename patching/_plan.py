@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from interp import engine
-from interp.engine.shortcuts import ReadPositions
+from interp.engine.shortcuts import ReadPositions, ReadTokens, agrees
 from interp.errors import ConfigError, DimensionError, InputTypeError, SiteError
 
 from .metrics import evaluate
@@ -195,3 +195,26 @@ def reading(model: nn.Module, metric: Callable, names: Sequence[str] = (), cut: 
     if read is None:
         return None, metric
     return read, metric.at_read_positions()
+
+
+def narrow_vocab(model: nn.Module, read: ReadPositions | None, metric: Callable, base: torch.Tensor,
+                 base_out: torch.Tensor) -> tuple[list, Callable, torch.Tensor]:
+    """``(replacements, metric, base_out)`` for runs that unembed only the tokens the metric reads.
+
+    ``replacements`` swap the unembedding for its rows of those tokens (:class:`ReadTokens`, for
+    :func:`interp.engine.overridden`), ``metric`` reads the narrowed logits and ``base_out`` is the base run's
+    output at those columns. Used only where the metric also reads one position (``read``), after one pass on
+    the first base example has matched the full logits; otherwise ``([], metric, base_out)``.
+    """
+    tokens = getattr(metric, "tokens", None)
+    cut = ReadTokens.of(model, tokens) if read is not None and hasattr(metric, "at_tokens") else None
+    if cut is None:
+        return [], metric, base_out
+    swaps = cut.replacements()
+    first = ReadPositions(read.positions if isinstance(read.positions, int) else read.positions[:1])
+    narrowed = base_out.index_select(-1, cut.tokens.to(base_out.device))
+    with torch.no_grad(), engine.hooked(model, [first.hook()]), engine.overridden(swaps):
+        check = engine.forward(model, base[:1])
+    if not agrees(check, narrowed[:1]):
+        return [], metric, base_out
+    return swaps, metric.at_tokens(cut.tokens), narrowed

@@ -40,6 +40,7 @@ from ._plan import (
     metric_name,
     metric_of,
     plan_sites,
+    narrow_vocab,
     prepare_pair,
     reading,
 )
@@ -124,13 +125,16 @@ def _patch(model: nn.Module, clean: torch.Tensor, corrupted: torch.Tensor, metri
     corrupted_acts = {n: a[rows:] for n, a in both.acts.items()}
     clean_value, corrupted_value = metric_of(metric, clean_out), metric_of(metric, corrupted_out)
     denoise = direction == "denoise"
-    sweep = _Sweep(model, base=corrupted if denoise else clean, base_out=corrupted_out if denoise else clean_out,
-                   source=clean_acts if denoise else corrupted_acts,
-                   base_acts=corrupted_acts if denoise else clean_acts, pair=(clean, corrupted), metric=metric,
+    base = corrupted if denoise else clean
+    swaps, narrow_metric, base_out = narrow_vocab(model, read, metric, base, corrupted_out if denoise else clean_out)
+    sweep = _Sweep(model, base=base, base_out=base_out, source=clean_acts if denoise else corrupted_acts,
+                   base_acts=corrupted_acts if denoise else clean_acts, pair=(clean, corrupted), metric=narrow_metric,
                    base_value=corrupted_value if denoise else clean_value, share=share, read=read, **options)
     grids, extra = {}, {}
-    for plan in plans:
-        grids[plan.label], extra[plan.label] = sweep.run(plan, index)
+    with engine.overridden(swaps):  # the patched runs unembed only the tokens the metric reads
+        for plan in plans:
+            grids[plan.label], extra[plan.label] = sweep.run(plan, index)
+            extra[plan.label]["unembedded_tokens"] = int(base_out.shape[-1]) if swaps else None
     n_patched = sum(e["cells"] - e["skipped"] for e in extra.values())
     return AttributionResult(method="activation", metric=metric_name(metric), clean_value=clean_value,
                              corrupted_value=corrupted_value, direction=direction, grids=grids,

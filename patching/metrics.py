@@ -49,6 +49,10 @@ class Metric:
         The name of the argument in ``args`` holding the one position the metric reads per example (e.g.
         ``"pos"``); the engine then unembeds only that position (:class:`interp.engine.shortcuts.ReadPositions`).
         None: the metric may read every position.
+    vocab : tuple of str
+        The arguments in ``args`` holding token ids whose logits are all the metric reads, each on its own
+        (a logit difference; not a softmax, which reads every token): the sweep then unembeds only those
+        tokens (:class:`interp.engine.shortcuts.ReadTokens`). Empty: the metric may read every token.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Metric:
     make: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = field(default=None, repr=False)
     args: dict[str, Any] = field(default_factory=dict, repr=False)
     reads: str | None = field(default=None, repr=False)  # the argument naming the one position read per example
+    vocab: tuple[str, ...] = field(default=(), repr=False)  # the arguments naming the only tokens read
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         values = self.fn(logits)
@@ -103,6 +108,39 @@ class Metric:
             return pos
         return None
 
+    @property
+    def tokens(self) -> torch.Tensor | None:
+        """The sorted distinct token ids whose logits are all this metric reads, or None when it may read any
+        (a softmax, a KL divergence, a plain callable)."""
+        if not self.vocab or self.make is None:
+            return None
+        ids = [torch.as_tensor(self.args.get(name)).reshape(-1) for name in self.vocab]
+        if any(i.is_floating_point() or i.dtype == torch.bool or not i.numel() for i in ids):
+            return None
+        return torch.unique(torch.cat([i.long().cpu() for i in ids]))
+
+    def at_tokens(self, tokens: torch.Tensor) -> Metric:
+        """The same metric on logits that hold only the columns ``tokens`` (``[..., len(tokens)]``, in that
+        order; see :class:`interp.engine.shortcuts.ReadTokens`): its token ids become column indices.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor
+            Sorted distinct token ids, a superset of :attr:`tokens`.
+        """
+        if self.tokens is None:
+            raise ConfigError(f"metric {self.name} does not say which tokens it reads")
+        args = dict(self.args)
+        for name in self.vocab:
+            ids = torch.as_tensor(args[name]).long()
+            cols = torch.searchsorted(tokens, ids.cpu())
+            if not bool((tokens[cols.clamp(max=len(tokens) - 1)] == ids.cpu()).all()):
+                raise ConfigError(f"metric {self.name}: token ids of {name!r} are not all among the columns kept")
+            args[name] = int(cols) if isinstance(args[name], int) else cols.to(ids.device)
+        out = replace(self, fn=self.make(**args), args=args, vocab=())
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k not in out.__dict__})
+        return out
+
     def at_read_positions(self) -> Metric:
         """The same metric on logits that hold only its read position (``[batch, 1, vocab]``; see
         :class:`interp.engine.shortcuts.ReadPositions`, which makes such logits)."""
@@ -122,9 +160,9 @@ class Metric:
 
 
 def _metric(name: str, make: Callable[..., Callable], reduce: str = "mean", reads: str | None = "pos",
-            **args: Any) -> Metric:
+            vocab: tuple[str, ...] = (), **args: Any) -> Metric:
     args = {k: (torch.as_tensor(v) if isinstance(v, (list, tuple)) else v) for k, v in args.items()}
-    return Metric(name, make(**args), _check_reduce(reduce), make, args, reads)
+    return Metric(name, make(**args), _check_reduce(reduce), make, args, reads, vocab)
 
 
 def _ids(tokens: Tokens, batch: int, device: torch.device) -> torch.Tensor:
@@ -178,7 +216,8 @@ def logit_diff(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor = -1,
         ``"mean"``: the batch mean (a scalar, what the attribution methods need); ``"none"``: one value per
         example.
     """
-    return _metric("logit_diff", _logit_diff, reduce, correct=correct, incorrect=incorrect, pos=pos)
+    return _metric("logit_diff", _logit_diff, reduce, vocab=("correct", "incorrect"), correct=correct,
+                   incorrect=incorrect, pos=pos)
 
 
 def _normalized(correct: Tokens, incorrect: Tokens, pos: int | torch.Tensor, clean: float, corrupted: float) -> Callable:
@@ -209,8 +248,8 @@ def normalized_logit_diff(correct: Tokens, incorrect: Tokens, clean_logits: torc
         clean, corrupted = float(base(clean_logits)), float(base(corrupted_logits))
     if abs(clean - corrupted) < 1e-12:
         raise ConfigError("clean and corrupted logit differences are equal; the normalised metric is undefined")
-    metric = _metric("normalized_logit_diff", _normalized, correct=correct, incorrect=incorrect, pos=pos,
-                     clean=clean, corrupted=corrupted)
+    metric = _metric("normalized_logit_diff", _normalized, vocab=("correct", "incorrect"), correct=correct,
+                     incorrect=incorrect, pos=pos, clean=clean, corrupted=corrupted)
     metric.clean, metric.corrupted = clean, corrupted  # type: ignore[attr-defined]
     return metric
 

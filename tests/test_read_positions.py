@@ -58,7 +58,8 @@ def test_a_logit_difference_sweep_unembeds_only_the_position_it_reads(induction)
             model, pairs.clean, pairs.corrupted, metric, kind, read_positions=False))
         assert rows and all(p == 1 for _, p in rows), rows  # one position per row, in every pass
         assert max(p for _, p in rows_full) == t  # before: every position (the suffix's, after a shared prefix)
-        assert [r for r, _ in rows] == [r for r, _ in rows_full]  # the same passes, the same examples
+        passes = [r for r, _ in rows]  # the same passes on the same examples, plus the token cut's one-example check
+        assert passes[1] == 1 and passes[:1] + passes[2:] == [r for r, _ in rows_full]
         assert sum(r for r, _ in rows) < sum(r * p for r, p in rows_full)
         torch.testing.assert_close(cut.grids[kind].effect, full.grids[kind].effect, atol=1e-5, rtol=0)
         assert cut.clean_value == pytest.approx(full.clean_value, abs=1e-5)

@@ -37,7 +37,7 @@ from .inputs import (
     tokenize,
 )
 from .run import Gradients, Recording, edits_reach, gradients, record, run, scalar
-from .shortcuts import BlockReplay, SharedPrefix, agrees
+from .shortcuts import BlockReplay, ReadTokens, SharedPrefix, agrees
 from .sites import (
     KIND_ALIASES,
     SITE_KINDS,
@@ -64,7 +64,7 @@ __all__ = [
     "Batch", "batches", "check_pair", "forward", "model_device", "n_samples", "output_tensor", "repeat",
     "to_tokens", "tokenize",
     "Gradients", "Recording", "edits_reach", "gradients", "record", "run", "scalar",
-    "BlockReplay", "SharedPrefix", "agrees", "split_inputs",
+    "BlockReplay", "ReadTokens", "SharedPrefix", "agrees", "split_inputs",
     "KIND_ALIASES", "SITE_KINDS", "canonical_kind", "is_bridge", "is_kind", "is_moe", "kind_hook", "kind_sites",
     "layer_of", "layout", "n_layers", "resolve_site", "resolve_sites", "site_names", "split_site",
     "encoder_decoder_stacks", "SiteRef", "View", "format_site", "parse_site",

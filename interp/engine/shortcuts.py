@@ -13,6 +13,10 @@ the check fails or the model could hide a patch from them:
   difference at the last token) needs the unembedding of those rows only: the input of the bridge's
   unembedding (after the final norm, so any norm is computed as before) is cut to them. Exact because the
   unembedding is a ``Linear`` applied to each position alone; refused for any other unembedding.
+* :class:`ReadTokens` -- a metric that reads the logits of a few tokens, each on its own (a logit
+  difference), needs those rows of the unembedding only: the ``Linear`` is swapped for its rows of those
+  tokens. Exact for the same reason (each logit is one row's dot product); the caller checks a pass against
+  the full logits before use.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DimensionError
@@ -31,7 +36,7 @@ from .inputs import forward
 from .sites import is_bridge, site_names
 from .views import parse_site
 
-__all__ = ["SharedPrefix", "BlockReplay", "ReadPositions", "agrees"]
+__all__ = ["SharedPrefix", "BlockReplay", "ReadPositions", "ReadTokens", "agrees"]
 
 UNEMBED_INPUT = "unembed.hook_in"
 
@@ -63,10 +68,7 @@ class ReadPositions:
         positions : Any
             What the metric declares: an int, or a 1-D integer tensor (one index per example).
         """
-        if not is_bridge(model) or UNEMBED_INPUT not in getattr(model, "hook_dict", {}):
-            return None
-        unembed = getattr(getattr(model, "unembed", None), "original_component", None)
-        if type(unembed) is not nn.Linear:
+        if _linear_unembedding(model) is None:
             return None
         if isinstance(positions, int) and not isinstance(positions, bool):
             return cls(positions)
@@ -117,6 +119,53 @@ class ReadPositions:
                 per = per.repeat(reps) if copy_major else per.repeat_interleave(reps)
             return x[torch.arange(x.shape[0], device=x.device), per][:, None]
         return Hook(UNEMBED_INPUT, cut)
+
+
+def _linear_unembedding(model: nn.Module) -> nn.Linear | None:
+    """The bridge's unembedding when it is a plain ``Linear`` behind ``unembed.hook_in``, else None."""
+    if not is_bridge(model) or UNEMBED_INPUT not in getattr(model, "hook_dict", {}):
+        return None
+    unembed = getattr(getattr(model, "unembed", None), "original_component", None)
+    return unembed if type(unembed) is nn.Linear else None
+
+
+class ReadTokens:
+    """Unembed only the tokens a metric reads: the unembedding ``Linear`` is swapped (with
+    :func:`~interp.engine.overridden`) for its rows of ``tokens``, so the logits are ``[..., len(tokens)]``.
+
+    Parameters
+    ----------
+    unembed : torch.nn.Linear
+        The model's unembedding.
+    tokens : torch.Tensor
+        Sorted distinct token ids; logit column ``j`` is token ``tokens[j]``.
+    """
+
+    def __init__(self, unembed: nn.Linear, tokens: torch.Tensor) -> None:
+        self.unembed, self.tokens = unembed, tokens
+
+    @classmethod
+    def of(cls, model: nn.Module, tokens: torch.Tensor | None) -> ReadTokens | None:
+        """The cut for a bridge whose unembedding is a ``Linear``, else None (unembed every token).
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model.
+        tokens : torch.Tensor, optional
+            Sorted distinct token ids (what the metric declares); None: no cut.
+        """
+        unembed = _linear_unembedding(model)
+        if unembed is None or tokens is None or not len(tokens) or int(tokens.max()) >= unembed.out_features:
+            return None
+        return cls(unembed, tokens)
+
+    def replacements(self) -> list[tuple[nn.Module, Callable[..., Any]]]:
+        """``[(unembed, forward)]`` for :func:`~interp.engine.overridden`: the logits of ``tokens`` only."""
+        index = self.tokens.to(self.unembed.weight.device)
+        weight = self.unembed.weight.index_select(0, index)
+        bias = None if self.unembed.bias is None else self.unembed.bias.index_select(0, index)
+        return [(self.unembed, lambda x: F.linear(x, weight, bias))]
 
 
 def agrees(shortcut: torch.Tensor, full: torch.Tensor) -> bool:
