@@ -39,8 +39,8 @@ from ._plan import (
     check_editable,
     metric_name,
     metric_of,
-    plan_sites,
     narrow_vocab,
+    plan_sites,
     prepare_pair,
     reading,
 )
