@@ -24,6 +24,7 @@ import patching
 from interp import engine
 from interp.errors import SiteError
 from interp.label.vocab import logit_lens, mlp_weights, vocab_projection
+from patching import metrics
 
 from .conftest import make_example
 
@@ -183,6 +184,11 @@ def check_patching(b: Any) -> str:
         ours = patching.activation_patching(b.model, ex.clean, ex.corrupted, ex.metric, kind)
         assert ours.values.shape == reference.shape, (kind, ours.values.shape, reference.shape)
         torch.testing.assert_close(ours.values, reference.double(), atol=1e-4, rtol=0, msg=lambda m, k=kind: f"{k}: {m}")
+        if kind in ("resid_pre", "z") and b.info.kind == "bridge":
+            # the same metric declared (patching.metrics): the sweep unembeds only position -1 and tokens 9, 10
+            declared = patching.activation_patching(b.model, ex.clean, ex.corrupted, metrics.logit_diff(9, 10), kind)
+            torch.testing.assert_close(declared.values, reference.double(), atol=1e-4, rtol=0,
+                                       msg=lambda m, k=kind: f"{k}, declared metric: {m}")
         done.append(kind)
     if not done:
         raise NotApplicable(f"{b.info.name}: no site kind that TransformerLens's patching sweeps")
