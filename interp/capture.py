@@ -18,6 +18,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,13 @@ def _unit_coords(site: str, dims: list[str], shape: Sequence[int]) -> dict[str, 
     return coords
 
 
+@functools.lru_cache(maxsize=1024)
+def _unit_frames(site: str, dims: tuple[str, ...], shape: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+    """:func:`_unit_coords` as DataFrames, built once per (site, dims, shape): every capture of the site reuses
+    them (:class:`Activations` copies a frame it is given, so the cached ones are never changed)."""
+    return {d: pd.DataFrame(c) for d, c in _unit_coords(site, list(dims), shape).items()}
+
+
 def _sample_coords(batch: Batch, n_rows: int, token_pairs: torch.Tensor | None, tokens: torch.Tensor | None,
                    sample_ids: Sequence[Any] | None) -> pd.DataFrame:
     if token_pairs is not None:
@@ -295,7 +303,8 @@ def capture(
     attrs = _attrs(model, positions)
     for site in resolved:
         data = _own(chunks[site].result(dims_of[site]), seen)
-        coords = _unit_coords(site, dims_of[site], data.shape)
+        sizes = tuple(0 if d == "sample" else n for d, n in zip(dims_of[site], data.shape))  # any number of samples
+        coords: dict[str, Any] = dict(_unit_frames(site, tuple(dims_of[site]), sizes))
         coords["sample"] = sample
         result[site] = Activations(data, dims_of[site], coords, {**attrs, "site": site})
         if grads is not None:
