@@ -43,14 +43,21 @@ __all__ = ["Activations", "concat", "atomic_write"]
 CoordsLike = Mapping[str, "pd.DataFrame | Mapping[str, Sequence[Any]]"]
 
 
+# pandas >= 3 copies on write: a shallow copy of a caller's frame can never change it, nor be changed by it
+_SHALLOW_COPY_IS_SAFE = int(pd.__version__.split(".")[0]) >= 3
+
+
 def _as_frame(dim: str, value: Any, size: int) -> pd.DataFrame:
     if value is None:
         return pd.DataFrame(index=pd.RangeIndex(size))
-    frame = value.copy() if isinstance(value, pd.DataFrame) else pd.DataFrame(dict(value))
+    frame = value.copy(deep=not _SHALLOW_COPY_IS_SAFE) if isinstance(value, pd.DataFrame) else pd.DataFrame(dict(value))
     if len(frame.columns) and len(frame) != size:
         raise DimensionError(f"coords for dim {dim!r} have {len(frame)} rows but the dim has size {size}")
     if not len(frame.columns):
         frame = pd.DataFrame(index=pd.RangeIndex(size))
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
     return frame.reset_index(drop=True)
 
 
