@@ -476,9 +476,16 @@ def hooked(model: nn.Module, hooks: Iterable[Hook]) -> Iterator[nn.Module]:
 _PATTERNS = (".hook_pattern", ".hook_attn_scores")
 
 
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[str, bool]] = weakref.WeakKeyDictionary()
+
+
 def _checked(model: nn.Module, name: str) -> bool:
-    """Whether a bridge's hook point has a layout the probe checks (heads, attention patterns, MLP neurons)."""
-    return is_head_site(name) or name.endswith(_PATTERNS) or _neurons(model, name)
+    """Whether a bridge's hook point has a layout the probe checks (heads, attention patterns, MLP neurons);
+    decided once per model and hook point (the module tree and config it reads do not change)."""
+    known = _CHECKED.setdefault(model, {})
+    if name not in known:
+        known[name] = is_head_site(name) or name.endswith(_PATTERNS) or _neurons(model, name)
+    return known[name]
 
 
 def _neurons(model: nn.Module, name: str) -> bool:
