@@ -5,7 +5,8 @@ The sparse pass (TopK and BatchTopK, Gao et al. 2024, "Scaling and evaluating sp
 on the ``P`` active (row, latent) pairs of a batch. Every product costs O(P x n_features) instead of the
 dense O(rows x latents x n_features), and none copies a (latents x features) matrix:
 
-* the decode is a weighted segment sum of decoder rows (``embedding_bag`` over the row-major pairs);
+* the decode is a weighted segment sum of decoder rows (a CSR product on the CPU, ``embedding_bag`` over the
+  row-major pairs elsewhere);
 * the gradient of the pair values is the decoder-gradient product sampled at the pairs (SDDMM,
   ``torch.sparse.sampled_addmm`` on the latent-major CSR pattern, float32/float64; a gather elsewhere);
 * the decoder gradient and the (transposed) encoder gradient are weighted segment sums over the
