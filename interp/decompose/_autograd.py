@@ -5,8 +5,7 @@ The sparse pass (TopK and BatchTopK, Gao et al. 2024, "Scaling and evaluating sp
 on the ``P`` active (row, latent) pairs of a batch. Every product costs O(P x n_features) instead of the
 dense O(rows x latents x n_features), and none copies a (latents x features) matrix:
 
-* the decode is a weighted segment sum of decoder rows (a CSR product on the CPU, ``embedding_bag`` over the
-  row-major pairs elsewhere);
+* the decode is a weighted segment sum of decoder rows (``embedding_bag`` over the row-major pairs);
 * the gradient of the pair values is the decoder-gradient product sampled at the pairs (SDDMM,
   ``torch.sparse.sampled_addmm`` on the latent-major CSR pattern, float32/float64; a gather elsewhere);
 * the decoder gradient and the (transposed) encoder gradient are weighted segment sums over the
@@ -54,18 +53,7 @@ class Pairs:
         self.lat_rows = rows[self.order]
 
     def row_sum(self, table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """``out[r] = sum over pairs p of row r of values[p] * table[lats[p]]`` (rows x table columns).
-
-        On the CPU in float32/float64 a CSR product (the sparse-dense kernel: 20-45% faster than
-        ``embedding_bag`` for a TopK decode in two interleaved runs, 1,024 rows x 32 pairs x 576 features,
-        one thread)."""
-        if table.device.type == "cpu" and table.dtype in _SDDMM_DTYPES and values.dtype == table.dtype \
-                and not (torch.is_grad_enabled() and (values.requires_grad or table.requires_grad)):
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"; the invariants hold by construction
-                warnings.simplefilter("ignore")
-                codes = torch.sparse_csr_tensor(self.row_crow, self.lats, values, (self.n_rows, self.n_latents),
-                                                check_invariants=False)
-                return codes @ table
+        """``out[r] = sum over pairs p of row r of values[p] * table[lats[p]]`` (rows x table columns)."""
         return F.embedding_bag(self.lats, table, self.row_crow[:-1], mode="sum", per_sample_weights=values)
 
     def latent_sum(self, table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
