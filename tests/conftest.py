@@ -40,3 +40,48 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def llama_pair():
+    """A random 2-layer Llama bridge (Hugging Face-backed: the shared-prefix KV cache applies; vocabulary 128)
+    and (clean, corrupted) token batches of 3 x 12 that share their first 6 tokens."""
+    import transformers
+
+    from interp.models._tokenizers import integer_tokenizer
+    from interp.models.hf import bridge_model
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   attn_implementation="eager")
+    model, _ = bridge_model(transformers.LlamaForCausalLM(cfg).eval(), integer_tokenizer(128))
+    gen = torch.Generator().manual_seed(1)
+    clean = torch.randint(3, 128, (3, 12), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, 6] = (clean[:, 6] + 7) % 125 + 3
+    return model, clean, corrupted
+
+
+@pytest.fixture(scope="session")
+def unembed_shapes():
+    """``record(model, fn) -> (fn(), [shape of every logits tensor the unembedding computed])``: what a method
+    unembedded (rows, positions, vocabulary columns), read at a bridge's ``unembed.hook_out``."""
+    from interp import engine
+
+    def record(model, fn):
+        shapes = []
+        count = engine.Hook("unembed.hook_out", lambda x: shapes.append(tuple(x.shape)), engine.Phase.READ)
+        with engine.hooked(model, [count]):
+            out = fn()
+        return out, shapes
+    return record
+
+
+@pytest.fixture(scope="session")
+def unembedded(unembed_shapes):
+    """``record(model, fn) -> (fn(), [(rows, positions) of every unembedding it computed])``."""
+    def rows(model, fn):
+        out, shapes = unembed_shapes(model, fn)
+        return out, [shape[:2] for shape in shapes]
+    return rows

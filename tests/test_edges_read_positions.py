@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import interp
-from interp import engine
 from patching import metrics
 from patching.edges import EDGE_METHODS, circuit_faithfulness, edge_attribution, mib_scores
 
@@ -46,27 +45,18 @@ def induction():
     return model, torch.cat([bos, a, a], 1), torch.cat([bos, r, a], 1), metrics.log_probability(a[:, 0], pos=-1)
 
 
-def _unembedded(model, fn):
-    """``fn()``'s result and the (rows, positions) of every unembedding it computed."""
-    shapes = []
-    count = engine.Hook("unembed.hook_out", lambda x: shapes.append(tuple(x.shape[:2])), engine.Phase.READ)
-    with engine.hooked(model, [count]):
-        out = fn()
-    return out, shapes
-
-
 def _plain(metric):
     return lambda logits: metric(logits)  # a user's callable: says nothing about what it reads
 
 
 @pytest.mark.parametrize("name", ["gpt2", "induction"])
 @pytest.mark.parametrize("method", EDGE_METHODS)
-def test_each_edge_method_unembeds_only_the_read_positions(request, name, method):
+def test_each_edge_method_unembeds_only_the_read_positions(request, name, method, unembedded):
     model, clean, corrupted, metric = request.getfixturevalue(name)
     kwargs = {"steps": 3} if method.startswith("eap-ig") else {}
     edge_attribution(model, clean[:1], corrupted[:1], metric.select(slice(0, 1)))  # the once-per-model check
-    cut, rows = _unembedded(model, lambda: edge_attribution(model, clean, corrupted, metric, method=method, **kwargs))
-    full, rows_full = _unembedded(model, lambda: edge_attribution(model, clean, corrupted, _plain(metric),
+    cut, rows = unembedded(model, lambda: edge_attribution(model, clean, corrupted, metric, method=method, **kwargs))
+    full, rows_full = unembedded(model, lambda: edge_attribution(model, clean, corrupted, _plain(metric),
                                                                   method=method, **kwargs))
     t = clean.shape[1]
     assert rows and all(p == 1 for _, p in rows), rows  # every pass: one position per row
@@ -80,18 +70,18 @@ def test_each_edge_method_unembeds_only_the_read_positions(request, name, method
     assert cut.corrupted_value == pytest.approx(full.corrupted_value, abs=1e-5)
 
 
-def test_by_position_batches_and_chosen_edges_agree(gpt2):
+def test_by_position_batches_and_chosen_edges_agree(gpt2, unembedded):
     """Per-position scores, prompt batches (each its slice of the per-example positions) and a few exact
     edges at every position (several copies per pass: the cut repeats the positions copy by copy)."""
     model, clean, corrupted, metric = gpt2
     for kwargs in ({"by": "position"}, {"batch_size": 2}, {"method": "eap-ig", "steps": 2, "batch_size": 2}):
-        cut, rows = _unembedded(model, lambda kw=kwargs: edge_attribution(model, clean, corrupted, metric, **kw))
+        cut, rows = unembedded(model, lambda kw=kwargs: edge_attribution(model, clean, corrupted, metric, **kw))
         whole = {k: v for k, v in kwargs.items() if k != "batch_size"}  # batch means weighted: the same scores
         full = edge_attribution(model, clean, corrupted, _plain(metric), **whole)
         assert all(p == 1 for _, p in rows)
         torch.testing.assert_close(cut.effect, full.effect, atol=1e-5, rtol=1e-4)
     names = cut.top(3).edge.tolist()
-    cut, rows = _unembedded(model, lambda: edge_attribution(model, clean, corrupted, metric, method="exact",
+    cut, rows = unembedded(model, lambda: edge_attribution(model, clean, corrupted, metric, method="exact",
                                                             by="position", edges=names, max_rows=12))
     full = edge_attribution(model, clean, corrupted, _plain(metric), method="exact", by="position", edges=names,
                             max_rows=12)
@@ -100,18 +90,18 @@ def test_by_position_batches_and_chosen_edges_agree(gpt2):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "induction"])
-def test_faithfulness_and_mib_scores_unembed_only_the_read_positions(request, name):
+def test_faithfulness_and_mib_scores_unembed_only_the_read_positions(request, name, unembedded):
     model, clean, corrupted, metric = request.getfixturevalue(name)
     res = edge_attribution(model, clean, corrupted, metric)
     circuit = res.circuit(fraction=0.3)
-    f_cut, rows = _unembedded(model, lambda: circuit_faithfulness(model, clean, corrupted, metric, circuit))
-    f_full, rows_full = _unembedded(model, lambda: circuit_faithfulness(model, clean, corrupted, _plain(metric),
+    f_cut, rows = unembedded(model, lambda: circuit_faithfulness(model, clean, corrupted, metric, circuit))
+    f_full, rows_full = unembedded(model, lambda: circuit_faithfulness(model, clean, corrupted, _plain(metric),
                                                                         circuit))
     assert rows and all(p == 1 for _, p in rows) and all(p == clean.shape[1] for _, p in rows_full)
     assert len(rows) == len(rows_full) == 4  # clean, corrupted, the circuit, the empty circuit
     assert f_cut == pytest.approx(f_full, abs=1e-5)
     for ablation in ("patching", "mean"):
-        c_cut, rows = _unembedded(model, lambda a=ablation: mib_scores(model, clean, corrupted, metric, res,
+        c_cut, rows = unembedded(model, lambda a=ablation: mib_scores(model, clean, corrupted, metric, res,
                                                                        ablation=a))
         c_full = mib_scores(model, clean, corrupted, _plain(metric), res, ablation=ablation)
         assert all(p == 1 for _, p in rows)

@@ -7,7 +7,6 @@ import torch
 
 import interp
 import patching
-from interp import engine
 from patching import datasets, metrics
 
 
@@ -17,44 +16,15 @@ def induction():
     return model, datasets.induction_pairs(6, seed=0, corrupt="key")
 
 
-@pytest.fixture(scope="module")
-def llama():
-    """A random 2-layer Llama wrapped in a bridge (Hugging Face-backed: the shared-prefix KV cache applies)."""
-    import transformers
-
-    from interp.models._tokenizers import integer_tokenizer
-    from interp.models.hf import bridge_model
-
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                   attn_implementation="eager")
-    model, _ = bridge_model(transformers.LlamaForCausalLM(cfg).eval(), integer_tokenizer(128))
-    gen = torch.Generator().manual_seed(1)
-    clean = torch.randint(3, 128, (3, 12), generator=gen)
-    corrupted = clean.clone()
-    corrupted[:, 6] = (clean[:, 6] + 7) % 125 + 3  # a shared prefix of 6 tokens
-    return model, clean, corrupted
-
-
-def _unembedded(model, fn):
-    """``fn()``'s result and the (rows, positions) of every unembedding it computed."""
-    shapes = []
-    count = engine.Hook("unembed.hook_out", lambda x: shapes.append(tuple(x.shape[:2])), engine.Phase.READ)
-    with engine.hooked(model, [count]):
-        out = fn()
-    return out, shapes
-
-
-def test_a_logit_difference_sweep_unembeds_only_the_position_it_reads(induction):
+def test_a_logit_difference_sweep_unembeds_only_the_position_it_reads(induction, unembedded):
     model, pairs = induction
     metric = pairs.metric()
     assert metric.positions == -1
     t = pairs.clean.shape[1]
     for kind in ("resid_pre", "z"):
-        cut, rows = _unembedded(model, lambda kind=kind: patching.activation_patching(
+        cut, rows = unembedded(model, lambda kind=kind: patching.activation_patching(
             model, pairs.clean, pairs.corrupted, metric, kind))
-        full, rows_full = _unembedded(model, lambda kind=kind: patching.activation_patching(
+        full, rows_full = unembedded(model, lambda kind=kind: patching.activation_patching(
             model, pairs.clean, pairs.corrupted, metric, kind, read_positions=False))
         assert rows and all(p == 1 for _, p in rows), rows  # one position per row, in every pass
         assert max(p for _, p in rows_full) == t  # before: every position (the suffix's, after a shared prefix)
@@ -65,22 +35,22 @@ def test_a_logit_difference_sweep_unembeds_only_the_position_it_reads(induction)
         assert cut.clean_value == pytest.approx(full.clean_value, abs=1e-5)
 
 
-def test_a_plain_callable_declares_nothing_and_gets_every_position(induction):
+def test_a_plain_callable_declares_nothing_and_gets_every_position(induction, unembedded):
     model, pairs = induction
     metric = pairs.metric()
     plain = lambda logits: metric(logits)  # noqa: E731 - a user's metric: says nothing about what it reads
-    res, rows = _unembedded(model, lambda: patching.activation_patching(model, pairs.clean, pairs.corrupted, plain,
+    res, rows = unembedded(model, lambda: patching.activation_patching(model, pairs.clean, pairs.corrupted, plain,
                                                                         "resid_pre"))
     assert max(p for _, p in rows) == pairs.clean.shape[1] and min(p for _, p in rows) > 1  # (a prefix: the suffix)
     ref = patching.activation_patching(model, pairs.clean, pairs.corrupted, metric, "resid_pre")
     torch.testing.assert_close(res.grids["resid_pre"].effect, ref.grids["resid_pre"].effect, atol=1e-5, rtol=0)
 
 
-def test_per_example_positions_and_the_shared_prefix(llama):
-    model, clean, corrupted = llama
+def test_per_example_positions_and_the_shared_prefix(llama_pair, unembedded):
+    model, clean, corrupted = llama_pair
     pos = torch.tensor([11, 8, 9])  # one read position per example, all after the shared prefix
     metric = metrics.logit_diff(torch.tensor([5, 6, 7]), torch.tensor([9, 10, 11]), pos=pos)
-    cut, rows = _unembedded(model, lambda: patching.activation_patching(model, clean, corrupted, metric, "resid_pre"))
+    cut, rows = unembedded(model, lambda: patching.activation_patching(model, clean, corrupted, metric, "resid_pre"))
     full = patching.activation_patching(model, clean, corrupted, metric, "resid_pre", read_positions=False)
     assert cut.extra["resid_pre"]["shared_prefix"] == 6
     assert all(p == 1 for _, p in rows)
@@ -93,14 +63,14 @@ def test_per_example_positions_and_the_shared_prefix(llama):
 
 
 @pytest.mark.parametrize("method", ["atp", "relp", "ig"])
-def test_gradient_methods_differentiate_only_the_read_rows(llama, method):
-    model, clean, corrupted = llama
+def test_gradient_methods_differentiate_only_the_read_rows(llama_pair, method, unembedded):
+    model, clean, corrupted = llama_pair
     metric = metrics.logit_diff(torch.tensor([5, 6, 7]), torch.tensor([9, 10, 11]), pos=torch.tensor([11, 8, -1]))
     plain = lambda logits: metric(logits)  # noqa: E731 - no declaration: every position, as before
     run = {"atp": patching.attribution_patching, "relp": patching.relevance_patching,
            "ig": lambda *a, **k: patching.integrated_gradients(*a, steps=4, **k)}[method]
-    cut, rows = _unembedded(model, lambda: run(model, clean, corrupted, metric, "resid_pre"))
-    full, rows_full = _unembedded(model, lambda: run(model, clean, corrupted, plain, "resid_pre"))
+    cut, rows = unembedded(model, lambda: run(model, clean, corrupted, metric, "resid_pre"))
+    full, rows_full = unembedded(model, lambda: run(model, clean, corrupted, plain, "resid_pre"))
     if method == "relp":  # its conservation check (one sample, before the attribution) reads its own logits
         rows, rows_full = rows[-2:], rows_full[-2:]
     assert all(p == 1 for _, p in rows) and all(p == clean.shape[1] for _, p in rows_full)
@@ -123,8 +93,8 @@ def test_what_each_metric_declares():
         metrics.loss(torch.zeros(2, 5, dtype=torch.long)).at_read_positions()
 
 
-def test_positions_for_another_batch_are_a_named_error(llama):
-    model, clean, corrupted = llama
+def test_positions_for_another_batch_are_a_named_error(llama_pair):
+    model, clean, corrupted = llama_pair
     metric = metrics.logit_diff(5, 9, pos=torch.tensor([11, 8]))  # two positions for three prompts
     with pytest.raises(interp.errors.DimensionError):
         patching.activation_patching(model, clean, corrupted, metric, "resid_pre")

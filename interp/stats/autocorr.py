@@ -62,6 +62,16 @@ __all__ = ["lagged_products", "autocorrelated_moments", "wald_p_value", "autocor
            "hac_moments"]
 
 
+def _activity_and_values(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, U)`` activity and ``(n, K)`` values as float arrays (a 1-D input is one column); the same ``n``."""
+    X = np.asarray(X, dtype=float)
+    Y = np.asarray(Y, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    if Y.shape[0] != X.shape[0]:
+        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {X.shape[0]}")
+    return X, Y
+
 def _runs(codes: np.ndarray | None, n: int) -> list[tuple[int, int]] | None:
     """``[(start, stop)]`` of the groups when each is one contiguous run of samples; None otherwise."""
     if codes is None:
@@ -197,13 +207,8 @@ def autocorrelated_moments(X: np.ndarray, Y: np.ndarray, groups: Any = None,
         :func:`interp.stats.time_positions`): lags are then counted in time, and pairs of samples
         across a gap in the recording enter at their true distance. None: samples are consecutive.
     """
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
-    X = X[:, None] if X.ndim == 1 else X
-    Y = Y[:, None] if Y.ndim == 1 else Y
+    X, Y = _activity_and_values(X, Y)
     n, U = X.shape
-    if Y.shape[0] != n:
-        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
     Xc, runs, L, pos, (t0, tw, tc, var_mean) = _activity_autocovariance(X, groups, max_lag, positions)
     Yc = _grid(Y - Y.mean(0), pos, Xc.shape[0])
     s = Xc.T @ Yc  # (U, K)
@@ -363,13 +368,8 @@ def hac_moments(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int
     Y : array-like
         ``(n, K)`` design columns (centred here).
     """
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
-    X = X[:, None] if X.ndim == 1 else X
-    Y = Y[:, None] if Y.ndim == 1 else Y
+    X, Y = _activity_and_values(X, Y)
     n, U = X.shape
-    if Y.shape[0] != n:
-        raise DimensionError(f"the values have {Y.shape[0]} samples, the activity {n}")
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     s = Xc.T @ Yc
     K = Yc.shape[1]
